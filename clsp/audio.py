@@ -1,0 +1,102 @@
+"""Audio decoding: soundfile for files, torchaudio for resampling; mono 16 kHz float32.
+
+Never a random crop: segments come only from explicit ``start``/``end`` seconds or from
+the deterministic long-audio policy in ``clsp.longaudio``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clsp.errors import AudioError
+
+SAMPLE_RATE = 16000
+MIN_SECONDS = 0.1
+
+
+def _open_info(path: Path):
+    import soundfile as sf
+
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[:200]
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds from the file header (no decoding)."""
+    info = _open_info(Path(path))
+    return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
+
+
+def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: float | None) -> tuple[int, int]:
+    s = 0 if start is None else int(round(float(start) * sr))
+    e = frames if end is None else int(round(float(end) * sr))
+    if start is not None and (not math.isfinite(float(start)) or float(start) < 0):
+        raise AudioError(f"{path}: invalid start {start!r}")
+    if end is not None and not math.isfinite(float(end)):
+        raise AudioError(f"{path}: invalid end {end!r}")
+    e = min(e, frames)
+    if s >= e:
+        raise AudioError(f"{path}: empty segment (start={start}, end={end}, file has {frames / sr:.3f} s)")
+    return s, e
+
+
+def load_audio(
+    path: str | os.PathLike,
+    start: float | None = None,
+    end: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> torch.Tensor:
+    """Decode ``path`` (wav/flac/ogg/mp3...) to a mono float32 tensor at ``sample_rate``.
+
+    ``start``/``end`` select a segment in seconds. Raises ``AudioError`` naming the file and
+    the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    info = _open_info(p)
+    sr = int(info.samplerate)
+    if sr <= 0 or info.frames <= 0:
+        raise AudioError(f"{p}: no audio samples")
+    s, e = _frame_range(p, sr, int(info.frames), start, end)
+    try:
+        data, _ = sf.read(str(p), start=s, stop=e, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
+    if data.size == 0:
+        raise AudioError(f"{p}: no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{p}: contains NaN or infinite samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    wave = resample(wave, sr, sample_rate)
+    if wave.numel() < MIN_SECONDS * sample_rate:
+        raise AudioError(f"{p}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return wave
+
+
+def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """Deterministic band-limited resampling with torchaudio (no-op when rates match)."""
+    if orig_sr == new_sr:
+        return wave
+    import torchaudio.functional as AF
+
+    return AF.resample(wave, orig_sr, new_sr)

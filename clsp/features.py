@@ -1,0 +1,120 @@
+"""CLSP's audio features: 128-bin Kaldi log-mel filterbanks, computed alone or batched.
+
+Settings follow the released model exactly: 25 ms Povey window, 10 ms shift,
+``snip_edges=False`` (frames = (N + 80) // 160), DC removal, pre-emphasis 0.97, 512-point
+FFT, power spectrum, 128 mel bins from 20 Hz to 7600 Hz, ``log(max(eps, energy))``, no
+dither, no energy term, no CMVN, waveform in [-1, 1]. ``fbank_batch`` vectorizes all
+frames of a batch into one FFT and gives the same numbers as ``torchaudio.compliance.kaldi``
+on each clip alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import torch
+
+FRAME_LENGTH = 400  # samples at 16 kHz (25 ms)
+FRAME_SHIFT = 160  # samples (10 ms)
+PADDED_WINDOW = 512
+NUM_MEL_BINS = 128
+PREEMPHASIS = 0.97
+LOW_FREQ = 20.0
+HIGH_FREQ = -400.0
+SAMPLE_RATE = 16000
+PAD_VALUE = float(torch.log(torch.tensor(1e-10)))
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    """The filterbank settings, recorded in model configs for provenance."""
+
+    num_mel_bins: int = NUM_MEL_BINS
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    low_freq: float = LOW_FREQ
+    high_freq: float = HIGH_FREQ
+    sample_rate: int = SAMPLE_RATE
+    snip_edges: bool = False
+    dither: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def num_frames(num_samples: int) -> int:
+    """Number of fbank frames for ``num_samples`` with ``snip_edges=False``."""
+    return (num_samples + FRAME_SHIFT // 2) // FRAME_SHIFT
+
+
+@lru_cache(maxsize=4)
+def _mel_banks(num_bins: int) -> torch.Tensor:
+    from torchaudio.compliance.kaldi import get_mel_banks
+
+    banks, _ = get_mel_banks(num_bins, PADDED_WINDOW, float(SAMPLE_RATE), LOW_FREQ, HIGH_FREQ, 100.0, -500.0, 1.0)
+    banks = torch.nn.functional.pad(banks, (0, 1), mode="constant", value=0.0)  # (bins, 257)
+    return banks.t().contiguous()  # (257, bins)
+
+
+@lru_cache(maxsize=1)
+def _povey_window() -> torch.Tensor:
+    return torch.hann_window(FRAME_LENGTH, periodic=False, dtype=torch.float32).pow(0.85)
+
+
+def _frames_of(wave: torch.Tensor) -> torch.Tensor:
+    """Kaldi framing with ``snip_edges=False``: mirrored edges, one frame per 10 ms."""
+    n = wave.numel()
+    m = num_frames(n)
+    rev = torch.flip(wave, [0])
+    pad = FRAME_LENGTH // 2 - FRAME_SHIFT // 2
+    padded = torch.cat((rev[-pad:], wave, rev), dim=0)
+    need = (m - 1) * FRAME_SHIFT + FRAME_LENGTH
+    if padded.numel() < need:  # clips under 25 ms, which Kaldi itself cannot frame
+        padded = torch.nn.functional.pad(padded, (0, need - padded.numel()))
+    return padded.as_strided((m, FRAME_LENGTH), (FRAME_SHIFT, 1))
+
+
+def _frames_to_fbank(frames: torch.Tensor, num_bins: int) -> torch.Tensor:
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    shifted = torch.cat((frames[:, :1], frames[:, :-1]), dim=1)
+    frames = (frames - PREEMPHASIS * shifted) * _povey_window()
+    frames = torch.nn.functional.pad(frames, (0, PADDED_WINDOW - FRAME_LENGTH))
+    power = torch.fft.rfft(frames).abs().pow(2.0)
+    mel = power @ _mel_banks(num_bins)
+    eps = torch.finfo(torch.float32).eps
+    return torch.clamp(mel, min=eps).log()
+
+
+def fbank(wave: torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
+    """Log-mel fbank of one mono 16 kHz waveform ``(T,)`` -> ``(frames, num_mel_bins)``."""
+    wave = wave.to(torch.float32).reshape(-1)
+    if num_frames(wave.numel()) == 0:
+        return torch.zeros(0, num_mel_bins)
+    return _frames_to_fbank(_frames_of(wave), num_mel_bins)
+
+
+def fbank_batch(
+    waves: list[torch.Tensor], num_mel_bins: int = NUM_MEL_BINS, pad_value: float = PAD_VALUE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fbank of several waveforms in one FFT: ``(B, F_max, bins)`` padded, and lengths ``(B,)``."""
+    lens = torch.tensor([num_frames(w.numel()) for w in waves], dtype=torch.long)
+    nonempty = [_frames_of(w.to(torch.float32).reshape(-1)) for w in waves if num_frames(w.numel()) > 0]
+    feats = torch.full((len(waves), int(lens.max()) if len(waves) else 0, num_mel_bins), pad_value)
+    if nonempty:
+        allf = _frames_to_fbank(torch.cat(nonempty, dim=0), num_mel_bins)
+        offset = 0
+        for i, n in enumerate(lens.tolist()):
+            feats[i, :n] = allf[offset : offset + n]
+            offset += n
+    return feats, lens
+
+
+def pad_features(feats: list[torch.Tensor], pad_value: float = PAD_VALUE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-clip ``(F_i, bins)`` features into ``(B, F_max, bins)`` with lengths."""
+    lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    bins = feats[0].shape[1] if feats else NUM_MEL_BINS
+    out = torch.full((len(feats), int(lens.max()) if feats else 0, bins), pad_value)
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = f
+    return out, lens

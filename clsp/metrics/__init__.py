@@ -1,0 +1,1 @@
+"""Evaluation metrics: retrieval, classification, correlation, bootstrap intervals."""

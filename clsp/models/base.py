@@ -1,0 +1,153 @@
+"""The CLSP dual encoder: speech tower + text tower + heads + a learned logit scale.
+
+Attribute names follow the released model (``audio_projection``, ``audio_transform``,
+``text_projection``, ``text_transform``, ``logit_scale``) with the speech tower under
+``speech_encoder`` and the transformers text model under ``text_encoder.model``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clsp.errors import ConfigError
+from clsp.features import fbank_batch
+from clsp.models.heads import Transform, projection
+from clsp.models.registry import build_speech_encoder
+from clsp.models.text import TextTower
+
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a CLSP model's modules (weights live elsewhere)."""
+
+    speech_encoder: dict[str, Any] = field(default_factory=lambda: {"type": "compact"})
+    text_encoder: dict[str, Any] = field(default_factory=lambda: {"source": "all-MiniLM-L6-v2", "pooling": "mean"})
+    joint_dim: int = 512
+    head_hidden: int = 512
+    head_dropout: float = 0.1
+    logit_scale_init: float = math.log(1 / 0.07)
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    name: str = "clsp"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class CLSPModel(nn.Module):
+    """Dual encoder mapping speech and captions to unit vectors in one joint space."""
+
+    def __init__(self, config: ModelConfig, base_dir: Path | None = None, load_text_weights: bool = True):
+        super().__init__()
+        self.config = config
+        self.speech_encoder = build_speech_encoder(config.speech_encoder)
+        self.text_encoder = TextTower(**config.text_encoder, base_dir=base_dir, load_weights=load_text_weights)
+        d, h = config.joint_dim, config.head_hidden
+        self.audio_projection = projection(self.speech_encoder.output_dim, h, d)
+        self.audio_transform = Transform(d, config.head_dropout)
+        self.text_projection = projection(self.text_encoder.output_dim, h, d)
+        self.text_transform = Transform(d, config.head_dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.name = config.name
+        self.checksum: str | None = None
+
+    # ---- speech ----
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def speech_features(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """Masked mean over the valid frames of the speech encoder output ``(B, D_enc)``."""
+        out, lens = self.speech_encoder(feats, feat_lens)
+        mask = (torch.arange(out.shape[1], device=out.device).unsqueeze(0) < lens.unsqueeze(1)).to(out.dtype)
+        return (out * mask.unsqueeze(-1)).sum(1) / lens.clamp(min=1).unsqueeze(1).to(out.dtype)
+
+    def audio_embed_unnormalized(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens)))
+
+    def encode_fbank(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """Unit-norm audio embeddings from padded fbank ``(B, T, bins)`` and lengths ``(B,)``."""
+        return F.normalize(self.audio_embed_unnormalized(feats.to(self.device), feat_lens.to(self.device)).float(), dim=-1)
+
+    def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Unit-norm audio embeddings from padded 16 kHz waveforms ``(B, S)`` and sample counts."""
+        waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
+        feats, feat_lens = fbank_batch(waves, self.config.num_mel_bins)
+        return self.encode_fbank(feats, feat_lens)
+
+    # ---- text ----
+    def text_embed_unnormalized(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw) -> torch.Tensor:
+        return self.text_transform(self.text_projection(self.text_encoder(input_ids, attention_mask, **kw)))
+
+    def text_features_to_embedding(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Heads applied to pooled text-encoder outputs (for cached frozen-tower features)."""
+        return self.text_transform(self.text_projection(pooled))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Unit-norm text embeddings ``(B, D)`` for a list of captions."""
+        tokens = self.text_encoder.tokenize(texts, self.device)
+        return F.normalize(self.text_embed_unnormalized(**tokens).float(), dim=-1)
+
+    # ---- misc ----
+    def clamp_logit_scale(self) -> None:
+        """Keep the temperature in [0.01, 1] (scale in [1, 100]) as in training."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "checksum": self.checksum,
+            "dim": self.config.joint_dim,
+            "normalized": True,
+            "sample_rate": self.config.sample_rate,
+        }
+
+
+def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True) -> CLSPModel:
+    """Build a model with freshly initialised heads (and text weights from their source)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return CLSPModel(config, base_dir=base_dir, load_text_weights=load_text_weights)
+
+
+def tiny_config(speech: str = "compact") -> ModelConfig:
+    """A small random-weight configuration for tests and examples (MiniLM tokenizer)."""
+    speech_cfg: dict[str, Any] = {"type": "compact", "dim": 32, "layers": 2, "heads": 2, "ff_dim": 64, "conv_channels": 4, "dropout": 0.0}
+    text_cfg = {
+        "config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+                   "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512},
+        "tokenizer": "all-MiniLM-L6-v2",
+        "pooling": "mean",
+        "max_length": 128,
+    }
+    return ModelConfig(speech_encoder=speech_cfg, text_encoder=text_cfg, joint_dim=32, head_hidden=32, head_dropout=0.0, name="tiny-random")
+
+
+def tiny_model(seed: int = 0) -> CLSPModel:
+    """A deterministic tiny random-weight model (same seed, same weights)."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = build_model(tiny_config())
+    finally:
+        torch.random.set_rng_state(state)
+    model.checksum = f"seed:{seed}"
+    return model.eval()

@@ -1,0 +1,176 @@
+"""Our checkpoint format and ``load_model``: a directory, never a pickle.
+
+A checkpoint directory holds ``config.json`` (``{"clsp_format": 1, "model": ModelConfig}``),
+``model.safetensors`` and, when the text tower is stored, ``tokenizer/``. A frozen text
+tower from a named source (``"external": true``) is not copied: it loads from its source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clsp.errors import CheckpointError, ModelError
+from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+BUILTIN_NAMES = ("default", "tiny-random")
+
+
+def file_checksum(path: Path, limit: int = 1 << 30) -> str:
+    """``sha256:<hex12>`` of a weights file (its first GiB plus its size when larger)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        remaining = limit
+        while remaining > 0:
+            chunk = fh.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            h.update(chunk)
+            remaining -= len(chunk)
+    h.update(str(path.stat().st_size).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def _stored_keys(model: CLSPModel) -> dict[str, torch.Tensor]:
+    sd = model.state_dict()
+    if model.text_encoder.external:
+        sd = {k: v for k, v in sd.items() if not k.startswith("text_encoder.")}
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
+    """Write ``model`` to ``directory`` atomically (temp dir + rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        cfg = model.config.to_dict()
+        tower = model.text_encoder
+        if not tower.external:
+            hf_cfg = tower.model.config.to_dict()
+            keep = {k: v for k, v in hf_cfg.items() if not k.startswith("_") and k not in ("architectures", "transformers_version", "dtype", "torch_dtype")}
+            cfg["text_encoder"] = {**tower.spec, "source": None, "config": keep, "tokenizer": "tokenizer"}
+            tower.tokenizer.save_pretrained(tmp / "tokenizer")
+        (tmp / "config.json").write_text(json.dumps({"clsp_format": FORMAT_VERSION, "model": cfg}, indent=2))
+        save_file(_stored_keys(model), str(tmp / WEIGHTS), metadata={"format": "pt", "clsp_format": str(FORMAT_VERSION)})
+        if out.exists():
+            old = out.with_name(out.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    shapes = sorted(f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(expected[k].shape)})"
+                    for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if names:
+            shown = ", ".join(names[:10]) + (f" ... (+{len(names) - 10} more)" if len(names) > 10 else "")
+            problems.append(f"{len(names)} {label}: {shown}")
+    if problems:
+        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
+
+
+def load_clsp_dir(directory: Path, device: str | torch.device = "cpu") -> CLSPModel:
+    """Load one of our checkpoint directories."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((directory / "config.json").read_text())
+    if int(meta.get("clsp_format", 0)) > FORMAT_VERSION:
+        raise ModelError(f"{directory}: checkpoint format {meta['clsp_format']} is newer than this clsp")
+    config = ModelConfig.from_dict(meta["model"])
+    external = bool(config.text_encoder.get("external"))
+    weights = directory / WEIGHTS
+    if not weights.exists():
+        raise CheckpointError(f"{directory}: no {WEIGHTS}")
+    model = build_model(config, base_dir=directory, load_text_weights=external)
+    try:
+        sd = load_file(str(weights))
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise CheckpointError(f"{weights}: cannot read safetensors ({exc})") from None
+    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if external else ())
+    model.load_state_dict(sd, strict=not external)
+    model.name = meta.get("name") or config.name
+    model.checksum = file_checksum(weights)
+    return model.to(device).eval()
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelError(f"{repo_id}: not a local path, and the hub is disabled (HF_HUB_OFFLINE is set)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "tokenizer*", "*.model"]))
+    except Exception as exc:
+        raise ModelError(f"{repo_id}: not a local path, and it could not be fetched from the hub "
+                         f"(offline or unknown repository: {type(exc).__name__})") from None
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> CLSPModel:
+    """Load a model by built-in name, local directory / ``.pt`` file, or hub id (online only)."""
+    name = str(name_or_path)
+    if name == "tiny-random":
+        return tiny_model().to(device)
+    if name == "default":
+        if not (DEFAULT_MODEL_DIR / "config.json").exists():
+            raise ModelError("the default model is not installed in this package (clsp/default_model is missing)")
+        model = load_clsp_dir(DEFAULT_MODEL_DIR, device)
+        model.name = "clsp-default"
+        return model
+    path = Path(name).expanduser()
+    if path.is_dir():
+        cfg = path / "config.json"
+        if cfg.exists() and "clsp_format" in _read_json(cfg):
+            model = load_clsp_dir(path, device)
+            model.name = model.name if model.name not in ("clsp", "tiny-random") else path.name
+            return model
+        return _load_authors_format(path, device)
+    if path.is_file():
+        return _load_authors_format(path, device)
+    if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
+        return load_model(_hub_snapshot(name), device)
+    raise ModelError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: config is not a JSON object")
+    return data
+
+
+def _load_authors_format(path: Path, device) -> CLSPModel:
+    """The released Hugging Face directory or the authors' icefall ``.pt`` checkpoints."""
+    try:
+        from clsp.models import icefall_format
+    except ImportError:
+        raise ModelError(f"{path}: not a clsp checkpoint directory (no 'clsp_format' in config.json)") from None
+    return icefall_format.load_authors_checkpoint(path, device)

@@ -1,0 +1,54 @@
+"""Registry of speech encoders, so configs choose an encoder by name.
+
+A speech encoder is an ``nn.Module`` built from a dict of keyword arguments with
+``forward(feats (B, T, bins), feat_lens (B,)) -> (out (B, T', D), out_lens (B,))`` and an
+``output_dim`` attribute. Encoders that take raw waveforms set ``input_kind = "waveform"``
+and receive ``(waveforms (B, S), sample_lens (B,))`` instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from clsp.errors import ConfigError
+
+_SPEECH_ENCODERS: dict[str, type] = {}
+
+# Modules that register encoders when imported; loaded on first lookup.
+_BUILTIN_MODULES = ("clsp.models.compact", "clsp.models.zipformer", "clsp.models.hf_encoders")
+
+
+def register_speech_encoder(name: str) -> Callable[[type], type]:
+    """Class decorator registering a speech encoder under ``name``."""
+
+    def deco(cls: type) -> type:
+        _SPEECH_ENCODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtins() -> None:
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def speech_encoder_names() -> list[str]:
+    _load_builtins()
+    return sorted(_SPEECH_ENCODERS)
+
+
+def build_speech_encoder(spec: dict[str, Any]):
+    """Build the encoder named by ``spec["type"]`` with the remaining keys as arguments."""
+    spec = dict(spec)
+    name = spec.pop("type", None)
+    if name not in _SPEECH_ENCODERS:
+        _load_builtins()
+    if name not in _SPEECH_ENCODERS:
+        raise ConfigError(f"unknown speech encoder {name!r}; known: {', '.join(speech_encoder_names())}")
+    return _SPEECH_ENCODERS[name](**spec)
