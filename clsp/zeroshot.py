@@ -1,0 +1,125 @@
+"""Zero-shot classification of speech embeddings against a prompt pack.
+
+Each class embedding is the mean of its prompts' unit-norm text embeddings, renormalized.
+A clip's class scores are the cosines between its (unit-norm) audio embedding and the
+class embeddings; probabilities are ``softmax(scale * cosine)`` where ``scale`` is the
+model's ``exp(logit_scale)`` or ``1 / temperature``. The label is the best prompt class,
+mapped through the pack's ``merge`` (IEMOCAP counts "excited" as "happy", as in the
+paper); the probability of a merged class is added to its target's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from clsp.errors import ConfigError, InputError
+from clsp.prompts import PromptSet
+
+TextEncoder = Callable[[list[str]], Any]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A float64 numpy copy of a numpy array, list or (detached) torch tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Rows scaled to unit length; an all-zero row is refused (it has no direction)."""
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    if np.any(norm == 0) or not np.all(np.isfinite(norm)):
+        raise InputError("an embedding is all zeros or not finite")
+    return x / norm
+
+
+def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -> np.ndarray:
+    """(C, D) class embeddings: mean of normalized prompt embeddings per class, renormalized."""
+    prompts = [p for c in prompt_set.classes for p in c.prompts]
+    emb = l2_normalize(to_numpy(encode_text(prompts)))
+    out, i = [], 0
+    for c in prompt_set.classes:
+        out.append(emb[i : i + len(c.prompts)].mean(axis=0))
+        i += len(c.prompts)
+    return l2_normalize(np.stack(out))
+
+
+def scale_for(logit_scale: float | None = None, temperature: float | None = None) -> float:
+    """Softmax scale: ``1/temperature`` when given, else ``exp(logit_scale)`` (ln of the scale)."""
+    if temperature is not None:
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ConfigError(f"temperature must be a positive number, got {temperature}")
+        return 1.0 / temperature
+    if logit_scale is None:
+        raise ConfigError("give a temperature or a model logit scale")
+    return float(math.exp(float(logit_scale)))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class ZeroShotClassifier:
+    """Class embeddings of one prompt set plus the softmax scale."""
+
+    prompt_set: PromptSet
+    class_embeddings: np.ndarray
+    scale: float
+
+    @classmethod
+    def from_model(cls, model: Any, prompt_set: PromptSet, temperature: float | None = None) -> "ZeroShotClassifier":
+        """Embed the prompts with ``model.encode_text``; scale from ``model.logit_scale``."""
+        import torch
+
+        with torch.no_grad():
+            class_emb = ensemble_class_embeddings(prompt_set, model.encode_text)
+            logit_scale = None if temperature is not None else float(model.logit_scale.detach().cpu())
+        return cls(prompt_set, class_emb, scale_for(logit_scale, temperature))
+
+    @property
+    def dim(self) -> int:
+        return int(self.class_embeddings.shape[1])
+
+    def cosines(self, audio_embeddings: Any) -> np.ndarray:
+        """(N, C) cosines between clips and prompt classes (audio rows are renormalized)."""
+        a = to_numpy(audio_embeddings)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape[1] != self.dim:
+            raise InputError(f"audio embeddings have shape {tuple(a.shape)}, expected (N, {self.dim})")
+        return l2_normalize(a) @ self.class_embeddings.T
+
+    def classify(self, audio_embeddings: Any, top_k: int | None = None) -> list[dict]:
+        """Per clip: ``label``, ``scores`` (output class -> probability) and optional ``top_k``."""
+        cos = self.cosines(audio_embeddings)
+        probs = _softmax(self.scale * cos)
+        names = self.prompt_set.class_names
+        outputs = self.prompt_set.output_classes
+        column = {name: outputs.index(self.prompt_set.output_class(name)) for name in names}
+        merged = np.zeros((probs.shape[0], len(outputs)))
+        for j, name in enumerate(names):
+            merged[:, column[name]] += probs[:, j]
+        results = []
+        for i in range(probs.shape[0]):
+            best = names[int(np.argmax(cos[i]))]
+            rec: dict = {
+                "label": self.prompt_set.output_class(best),
+                "scores": {c: round(float(merged[i, k]), 6) for k, c in enumerate(outputs)},
+            }
+            if top_k:
+                order = np.argsort(-merged[i], kind="stable")[:top_k]
+                rec["top_k"] = [{"label": outputs[k], "score": round(float(merged[i, k]), 6)} for k in order]
+            results.append(rec)
+        return results
+
+
+def gold_labels(prompt_set: PromptSet, raw: Sequence[Any]) -> list[str | None]:
+    """Map gold labels to output classes (names or aliases, any case); None when unknown."""
+    return [prompt_set.canonical_label(x) for x in raw]

@@ -1,0 +1,62 @@
+"""Pearson, Spearman, Kendall tau-b: hand-computed values, scipy as an oracle, CIs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from clsp.metrics.correlation import average_ranks, correlation_report, kendall_tau_b, pearson, spearman
+
+X = [1.0, 2.0, 3.0, 4.0, 5.0]
+Y = [2.0, 1.0, 4.0, 3.0, 5.0]
+
+
+def test_hand_computed_values():
+    # deviations x: -2..2, y: -1,-2,1,0,2 -> sum xy = 2+2+0+0+4 = 8, sxx = 10, syy = 10
+    assert pearson(X, Y) == pytest.approx(0.8)
+    assert spearman(X, Y) == pytest.approx(0.8)  # no ties: ranks equal values
+    # pairs: 10, discordant (1,2) and (3,4) -> (8 - 2) / 10
+    assert kendall_tau_b(X, Y) == pytest.approx(0.6)
+
+
+def test_ties_hand_computed():
+    x = [1, 2, 2, 3]
+    y = [1, 2, 3, 3]
+    assert average_ranks(x).tolist() == [1.0, 2.5, 2.5, 4.0]
+    # pairs: (0,1)+ (0,2)+ (0,3)+ (1,2) tie-x (1,3)+ (2,3) tie-y -> C=4, D=0; n0=6, n1=1, n2=1
+    assert kendall_tau_b(x, y) == pytest.approx(4 / math.sqrt(5 * 5))
+    rx, ry = np.array([1, 2.5, 2.5, 4]), np.array([1, 2, 3.5, 3.5])
+    assert spearman(x, y) == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+
+
+def test_degenerate_inputs_give_nan():
+    assert math.isnan(pearson([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(kendall_tau_b([1], [2]))
+    with pytest.raises(ValueError):
+        pearson([1, 2], [1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_scipy(seed):
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 6, 120).astype(float)
+    y = x + rng.normal(0, 2, 120).round()
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
+    assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y)[0], abs=1e-12)
+    assert kendall_tau_b(x, y, chunk=7) == pytest.approx(stats.kendalltau(x, y)[0], abs=1e-12)
+
+
+def test_report_intervals():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=80)
+    y = x + rng.normal(scale=0.5, size=80)
+    rep = correlation_report(x, y, n_boot=200)
+    assert rep["n"] == 80
+    for name in ("pearson", "spearman", "kendall"):
+        lo, hi = rep[f"{name}_ci"]
+        assert lo < rep[name] < hi <= 1.0
+    assert rep["kendall"] < rep["spearman"]

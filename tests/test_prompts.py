@@ -1,0 +1,128 @@
+"""Prompt packs: built-ins load, the paper's wording is exact, invalid packs are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clsp.errors import ConfigError
+from clsp.prompts import builtin_pack_names, load_pack, pack_from_dict, parse_pack_text
+
+
+def test_every_builtin_pack_loads_with_two_or_more_classes():
+    names = builtin_pack_names()
+    for required in ("emotion", "gender", "age", "pitch", "speaking-rate", "loudness", "voice-quality", "accent",
+                     "iemocap", "ravdess", "cremad"):
+        assert required in names
+    for name in names:
+        pack = load_pack(name)
+        for prompt_set in pack.attributes.values():
+            assert len(prompt_set.output_classes) >= 2
+            assert all(c.prompts for c in prompt_set.classes)
+
+
+def _prompts(pack: str, attribute: str) -> list[str]:
+    return [p for c in load_pack(pack).get(attribute).classes for p in c.prompts]
+
+
+def test_paper_prompts_are_verbatim_and_in_order():
+    assert _prompts("iemocap", "emotion") == [
+        "A speaker in a happy tone.", "A speaker in a excited tone.", "A speaker in a angry tone.",
+        "A speaker in a sad tone.", "A speaker in a neutral tone."]
+    assert _prompts("ravdess", "emotion") == [
+        f"A speaker in a {w} tone." for w in ("angry", "calm", "disgust", "fear", "happy", "sad", "surprised", "neutral")]
+    assert _prompts("ravdess", "gender") == ["A male speaker.", "A female speaker."]
+    assert _prompts("cremad", "emotion") == [
+        f"A speaker in a {w} tone." for w in ("happy", "sad", "angry", "fear", "disgust", "neutral")]
+    assert _prompts("cremad", "age") == [
+        "A child or young teenager speaker.", "An adult speaker.", "A middle-aged speaker.", "An older or elder speaker."]
+
+
+def test_iemocap_merge_and_gold_label_aliases():
+    s = load_pack("iemocap").get("emotion")
+    assert s.output_classes == ["happy", "angry", "sad", "neutral"]
+    assert s.canonical_label("exc") == "happy"
+    assert s.canonical_label("Excited") == "happy"
+    assert s.canonical_label("hap") == "happy"
+    assert s.canonical_label("neu") == "neutral"
+    assert s.canonical_label("fru") is None
+    assert load_pack("cremad").get("emotion").canonical_label("F") == "fear"
+    assert load_pack("ravdess").get("emotion").canonical_label("fearful") == "fearful"
+
+
+def test_multi_attribute_pack_needs_attribute_choice():
+    pack = load_pack("ravdess")
+    with pytest.raises(ConfigError, match="several attributes"):
+        pack.get()
+    with pytest.raises(ConfigError, match="no attribute 'age'"):
+        pack.get("age")
+
+
+GOOD = {"attribute": "mood", "templates": ["A {label} voice."], "classes": {"calm": "calm", "tense": "tense"}}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"classes": {}}, "no classes"),
+        ({"classes": {"calm": "calm"}}, "at least two classes"),
+        ({"templates": ["A calm voice."]}, "has no {label} slot"),
+        ({"templates": ["A {mood} voice."]}, "unknown slot"),
+        ({"templates": ["A {label voice."]}, "malformed braces"),
+        ({"classes": {"calm": "calm", "Calm": "relaxed"}}, "duplicate class 'calm'"),
+        ({"classes": ["calm", "tense", "calm"]}, "duplicate class 'calm'"),
+        ({"classes": {"calm": {"label": "calm", "aliases": ["tense"]}, "tense": "tense"}}, "duplicate class 'tense'"),
+        ({"classes": {"calm": "calm", "tense": {"label": "tense", "colour": "red"}}}, "unknown key"),
+        ({"colour": "red"}, "unknown key"),
+        ({"templates": []}, "no templates"),
+        ({"classes": {"calm": {"prompts": ["Calm."]}, "tense": {"prompts": ["Calm."]}}}, "identical prompts"),
+        ({"classes": {"calm": {"prompts": ["A {label} voice."]}, "tense": "tense"}}, "contains a slot"),
+        ({"merge": {"calm": "sleepy"}}, "does not exist"),
+        ({"classes": {"calm": {}, "tense": "tense"}}, "has no prompts"),
+        ({"classes": {"calm": {"label": ""}, "tense": "tense"}}, "empty string"),
+    ],
+)
+def test_invalid_packs_are_refused_with_the_problem_named(change, message):
+    raw = {**GOOD, **change}
+    with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        pack_from_dict(raw, name="mine")
+
+
+def test_missing_attribute_and_missing_classes():
+    with pytest.raises(ConfigError, match="missing 'attribute'"):
+        pack_from_dict({k: v for k, v in GOOD.items() if k != "attribute"})
+    with pytest.raises(ConfigError, match="no classes"):
+        pack_from_dict({"attribute": "mood"})
+
+
+def test_duplicate_json_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"attribute": "mood", "templates": ["A {label} voice."],'
+                    ' "classes": {"calm": "calm", "tense": "tense", "calm": "serene"}}')
+    with pytest.raises(ConfigError, match="duplicate key 'calm'"):
+        load_pack(path)
+
+
+def test_file_packs_json_and_yaml(tmp_path):
+    path = tmp_path / "mood.json"
+    path.write_text(json.dumps(GOOD))
+    pack = load_pack(str(path))
+    assert pack.name == "mood"
+    assert [c.prompts for c in pack.get().classes] == [("A calm voice.",), ("A tense voice.",)]
+    pytest.importorskip("yaml")
+    ypath = tmp_path / "mood.yaml"
+    ypath.write_text("attribute: mood\ntemplates: ['A {label} voice.']\nclasses:\n  calm: calm\n  tense: tense\n")
+    assert load_pack(ypath).get().class_names == ["calm", "tense"]
+    ypath.write_text("attribute: mood\ntemplates: ['A {label} voice.']\nclasses:\n  calm: calm\n  calm: x\n")
+    with pytest.raises(ConfigError, match="duplicate key 'calm'"):
+        load_pack(ypath)
+
+
+def test_unknown_pack_and_missing_file():
+    with pytest.raises(ConfigError, match="unknown prompt pack 'nope'.*built-in: "):
+        load_pack("nope")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pack("missing/pack.json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_pack_text("{", "x.json")

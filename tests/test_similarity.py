@@ -1,0 +1,106 @@
+"""Pair parsing, scoring, per-pair errors and filtering with stand-in encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clsp.errors import AudioError, ClspError, InputError
+from clsp.similarity import cosine, keep_score, looks_like_audio, resolve_side, score_pairs
+
+
+class FakeEncoders:
+    """Audio: a vector per existing file (missing files fail); text: a vector per string."""
+
+    def __init__(self):
+        self.audio_calls = 0
+        self.text_calls = 0
+
+    @staticmethod
+    def _vec(key: str) -> np.ndarray:
+        v = np.random.default_rng(abs(hash(key)) % 2**32).normal(size=16)
+        return v / np.linalg.norm(v)
+
+    def embed_audio(self, sides):
+        self.audio_calls += len(sides)
+        out = []
+        for s in sides:
+            if not s.value.endswith(".wav") or "missing" in s.value:
+                out.append(AudioError(f"{s.value}: no such file"))
+            else:
+                out.append(self._vec("audio:" + s.value.split("/")[-1]))
+        return out
+
+    def embed_text(self, texts):
+        self.text_calls += len(texts)
+        return [self._vec("text:" + t) for t in texts]
+
+
+def test_audio_or_text_guess(tmp_path):
+    wav = tmp_path / "clip one.wav"
+    wav.write_bytes(b"RIFF")
+    assert looks_like_audio(str(wav))  # existing file, even with a space
+    assert looks_like_audio("clip one.wav", base=tmp_path)
+    assert looks_like_audio("data/missing.flac")
+    assert looks_like_audio("x.WAV")
+    assert not looks_like_audio("a whispering young woman")
+    assert not looks_like_audio("she said hello.wav")  # spaces, no folder: free text
+    assert not looks_like_audio("")
+
+
+def test_resolve_side_explicit_fields_and_objects(tmp_path):
+    assert resolve_side({"a_text": "x.wav"}, "a").kind == "text"
+    s = resolve_side({"a_audio": "rel/voice"}, "a", base=tmp_path)
+    assert s.kind == "audio" and s.value == str(tmp_path / "rel/voice")
+    s = resolve_side({"b": {"audio": "/abs/c.wav", "start": 1, "end": 2.5}}, "b")
+    assert (s.kind, s.value, s.start, s.end) == ("audio", "/abs/c.wav", 1.0, 2.5)
+    with pytest.raises(InputError, match="empty text"):
+        resolve_side({"b": "   "}, "b")
+    with pytest.raises(InputError, match="twice"):
+        resolve_side({"a": "x", "a_text": "y"}, "a")
+    with pytest.raises(InputError, match="no 'b'"):
+        resolve_side({"a": "x"}, "b")
+
+
+def test_cosine_range_and_checks():
+    assert cosine([1, 0], [2, 0]) == pytest.approx(1.0)
+    assert cosine([1, 0], [-1, 0]) == pytest.approx(-1.0)
+    assert cosine([1, 0], [0, 3]) == pytest.approx(0.0)
+    with pytest.raises(InputError):
+        cosine([0, 0], [1, 0])
+    with pytest.raises(InputError):
+        cosine([1, 0], [1, 0, 0])
+
+
+def test_score_pairs_mixed_kinds_errors_order_and_cache():
+    enc = FakeEncoders()
+    records = [
+        {"id": "aa", "a": "/d/one.wav", "b": "/d/two.wav"},
+        {"id": "at", "a": "/d/one.wav", "b": "a whispering young woman"},
+        {"id": "miss", "a": "/d/missing.wav", "b": "calm voice"},
+        {"id": "empty", "a": "/d/one.wav", "b": ""},
+        InputError("line 5: invalid JSON"),
+        {"id": "tt", "a_text": "calm", "b_text": "calm"},
+        {"a": "/d/two.wav", "b": "/d/one.wav", "human": 3.5},
+    ]
+    out = list(score_pairs(records, enc, batch_size=3))
+    assert [r["id"] for r in out] == ["aa", "at", "miss", "empty", 4, "tt", 6]
+    assert [("score" in r) for r in out] == [True, True, False, False, False, True, True]
+    assert out[0]["pair"] == "audio-audio" and out[1]["pair"] == "audio-text" and out[5]["pair"] == "text-text"
+    assert "missing.wav" in out[2]["error"]["message"] and out[2]["error"]["type"] == "AudioError"
+    assert "empty text" in out[3]["error"]["message"]
+    assert out[4]["error"]["type"] == "InputError"
+    assert out[5]["score"] == pytest.approx(1.0)
+    assert out[6]["score"] == pytest.approx(out[0]["score"])  # symmetric
+    assert out[6]["human"] == 3.5
+    assert all(-1.0 <= r["score"] <= 1.0 for r in out if "score" in r)
+    # one.wav / two.wav appear in several batches but each distinct clip is embedded once
+    assert enc.audio_calls == 3
+    assert enc.text_calls == 3
+
+
+def test_keep_score():
+    assert keep_score(0.3, below=0.5) and not keep_score(0.7, below=0.5)
+    assert keep_score(0.7, above=0.5) and not keep_score(0.5, above=0.5)
+    assert keep_score(0.4, below=0.5, above=0.3) and not keep_score(0.2, below=0.5, above=0.3)
+    assert keep_score(0.0)
