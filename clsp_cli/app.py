@@ -1,0 +1,74 @@
+"""The ``clsp`` Typer app: one subcommand per module in ``commands/``.
+
+Command modules import only typer and the standard library at top level, so that
+``clsp --help`` answers without loading torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="clsp",
+    help="Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style.\n\n"
+    "Records are JSON Lines on stdin/stdout ('-'); logs and progress go to stderr. "
+    "Exit codes: 0 done, 1 runtime error, 2 usage error, 3 finished with some records failed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+def _version(value: bool) -> None:
+    if value:
+        from clsp import __version__
+
+        typer.echo(f"clsp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style."""
+
+
+# name -> (module, attribute); a module that is not present yet is skipped.
+COMMANDS = {
+    "embed": ("commands.embed", "main"),
+    "caption": ("commands.caption", "main"),
+    "train": ("commands.train", "main"),
+    "search": ("commands.search", "main"),
+    "classify": ("commands.classify", "main"),
+    "similarity": ("commands.similarity", "main"),
+    "convert": ("commands.convert", "main"),
+}
+
+
+def _register() -> None:
+    for name, (module, attr) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        obj = getattr(mod, attr)
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Option types shared by subcommands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from clsp.errors import ConfigError
+
+
+class OnError(str, Enum):
+    skip = "skip"
+    fail = "fail"
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Built-in name ('default', 'tiny-random'), checkpoint directory, authors' .pt file, or hub id.")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output JSONL file; '-' is stdout. Files appear atomically.")]
+OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="skip: write an error record and go on; fail: stop at the first bad record.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with 0 <= I < N; ``None`` -> ``(0, 1)``."""
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {shard!r}: need 0 <= I < N")
+    return i, n

@@ -1,0 +1,1 @@
+"""One module per ``clsp`` subcommand; each is a thin layer over the library."""
