@@ -1,0 +1,126 @@
+"""Training checkpoints: our model directory plus the trainer's state, written atomically.
+
+Layout of ``<output_dir>/checkpoints/step-00001000/``::
+
+    model/config.json, model/model.safetensors   # loadable with clsp.load_model
+    trainer_state.pt                              # step, epoch, optimizer, config
+    rank-00000.pt ...                             # per rank: sampler position and RNG states
+    COMPLETE                                      # written last
+
+Everything is written into a hidden temporary folder that is renamed into place, so a
+crash (even SIGKILL) never leaves a half-written checkpoint under a ``step-*`` name. Only
+the newest ``keep_last`` checkpoints are kept. The ``.pt`` files hold tensors, numbers,
+strings and lists only and are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clsp.distributed import barrier
+from clsp.errors import CheckpointError
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+TRAINER_STATE = "trainer_state.pt"
+COMPLETE = "COMPLETE"
+
+
+def checkpoints_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoints_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / COMPLETE).exists()]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
+    """``latest`` -> newest complete checkpoint (None if there is none); a path -> itself."""
+    if not resume:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / COMPLETE).exists() or not (path / TRAINER_STATE).exists():
+        raise CheckpointError(f"{path}: not a complete training checkpoint (no {COMPLETE} / {TRAINER_STATE})")
+    return path
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(output_dir: str | Path, step: int, model, trainer_state: dict[str, Any],
+                    rank_state: dict[str, Any], rank: int, keep_last: int) -> Path:
+    """Collective: every rank calls it; rank 0 writes the model and trainer state."""
+    from clsp.models.checkpoint import save_model
+
+    root = checkpoints_dir(output_dir)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    torch.save({**rank_state, "rng": rng_state()}, tmp / f"rank-{rank:05d}.pt")
+    barrier()
+    if rank == 0:
+        save_model(model, tmp / "model")
+        torch.save(trainer_state, tmp / TRAINER_STATE)
+        (tmp / COMPLETE).write_text(f"{step}\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for old in list_checkpoints(output_dir)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(trainer state, this rank's state) of a checkpoint."""
+    rank_file = path / f"rank-{rank:05d}.pt"
+    if not rank_file.exists():
+        raise CheckpointError(f"{path}: no state for rank {rank} (was it written with fewer ranks?)")
+    try:
+        trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
+        mine = torch.load(rank_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"{path}: cannot read trainer state ({exc})") from None
+    return trainer, mine
+
+
+def load_model_weights(model, path: Path) -> None:
+    """Copy a checkpoint's weights into ``model`` (a stored-externally text tower is skipped)."""
+    from safetensors.torch import load_file
+
+    from clsp.models.checkpoint import WEIGHTS, check_state_dict
+
+    weights = path / "model" / WEIGHTS
+    if not weights.exists():
+        raise CheckpointError(f"{path}: no model/{WEIGHTS}")
+    sd = load_file(str(weights))
+    external = bool(getattr(model.text_encoder, "external", False))
+    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if external else ())
+    model.load_state_dict(sd, strict=not external)

@@ -1,0 +1,224 @@
+"""Training data: streamed manifests, duration-bucketed batches, decoding in workers.
+
+The batch plan is made in the main process from manifest metadata only (never the whole
+manifest in memory): rows are read one at a time, sharded by rank (row i goes to rank
+i mod world), filtered by duration, shuffled in a bounded buffer seeded by
+(seed, epoch, rank), and grouped into duration buckets; a bucket is emitted as a batch
+when adding a clip would pass ``max_batch_seconds`` of audio (or ``max_batch_size``).
+DataLoader workers then decode audio and compute fbank, each worker taking whole
+batches, so the order of batches does not depend on the number of workers and a
+resumed run can skip the batches it already trained on by replanning metadata only.
+
+Rows that cannot be used (unreadable JSON, no audio path, no caption, unknown
+duration, undecodable audio) are skipped; the reason is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from clsp.errors import ClspError, InputError
+from clsp.train.config import DataConfig
+
+log = logging.getLogger("clsp.train")
+
+GLOBAL_KEYS = ("global_captions", "short_captions", "global_caption")
+FINE_KEYS = ("finegrained_captions", "long_captions", "finegrained_caption", "captions", "caption")
+
+
+@dataclass
+class SkipCounter:
+    """Counts skipped rows by reason and logs the first few of each kind."""
+
+    counts: Counter = field(default_factory=Counter)
+    shown_per_reason: int = 5
+
+    def skip(self, row_id: str, reason: str, kind: str) -> None:
+        self.counts[kind] += 1
+        if self.counts[kind] <= self.shown_per_reason:
+            log.warning("skipping manifest row %s: %s", row_id, reason)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _caption_list(record: dict[str, Any], keys: tuple[str, ...], row_id: str) -> list[str]:
+    for key in keys:
+        if key in record and record[key] is not None:
+            value = record[key]
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise InputError(f"{row_id}: '{key}' must be a string or a list of strings")
+            return [v.strip() for v in values if v.strip()]
+    return []
+
+
+def _duration(record: dict[str, Any], row_id: str) -> float:
+    if record.get("duration") is not None:
+        return float(record["duration"])
+    start = float(record.get("start") or 0.0)
+    if record.get("end") is not None:
+        return float(record["end"]) - start
+    from clsp.audio import audio_duration
+
+    return audio_duration(record["_path"]) - start
+
+
+def clip_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The training view of a manifest record; raises ``InputError`` when it cannot be used."""
+    row_id = str(record.get("id"))
+    global_caps = _caption_list(record, GLOBAL_KEYS, row_id)
+    fine_caps = _caption_list(record, FINE_KEYS, row_id)
+    if not global_caps and not fine_caps:
+        raise InputError(f"{row_id}: no captions (expected global_captions / finegrained_captions, "
+                         "short_captions / long_captions, or caption)")
+    try:
+        duration = _duration(record, row_id)
+    except (TypeError, ValueError):
+        raise InputError(f"{row_id}: duration/start/end must be numbers") from None
+    start = record.get("start")
+    end = record.get("end")
+    if end is None and start is not None and record.get("duration") is not None:
+        end = float(start) + float(record["duration"])
+    return {"id": row_id, "path": record["_path"], "start": start, "end": end, "duration": duration,
+            "global_captions": global_caps, "finegrained_captions": fine_caps}
+
+
+def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter | None = None) -> Iterator[dict]:
+    """Stream this rank's usable clips from a JSONL / Lhotse manifest (``.gz`` allowed)."""
+    from clsp.records import iter_items
+
+    skips = skips if skips is not None else SkipCounter()
+    for item in iter_items(manifest, modality="audio"):
+        if item.index % world != rank:
+            continue
+        if not item.ok:
+            skips.skip(item.id, str(item.error), "unreadable row")
+            continue
+        try:
+            yield clip_from_record(item.record)
+        except ClspError as exc:
+            skips.skip(item.id, str(exc), "unusable row")
+
+
+def bucket_edges(cfg: DataConfig) -> list[float]:
+    """Upper duration bound of each bucket, evenly spaced over [min, max]."""
+    n = max(1, cfg.num_buckets)
+    lo, hi = cfg.min_duration, cfg.max_duration
+    return [lo + (hi - lo) * (i + 1) / n for i in range(n)]
+
+
+class BatchPlan:
+    """Lists of clip metadata per batch for one rank and epoch (a DataLoader batch sampler)."""
+
+    def __init__(self, manifest: str, cfg: DataConfig, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                 skip_batches: int = 0, shuffle: bool = True, skips: SkipCounter | None = None):
+        self.manifest, self.cfg, self.seed, self.epoch = manifest, cfg, seed, epoch
+        self.rank, self.world, self.skip_batches, self.shuffle = rank, world, skip_batches, shuffle
+        self.skips = skips if skips is not None else SkipCounter()
+
+    def _in_range(self, clips: Iterator[dict]) -> Iterator[dict]:
+        for clip in clips:
+            d = clip["duration"]
+            if self.cfg.min_duration <= d <= self.cfg.max_duration:
+                yield clip
+            else:
+                self.skips.skip(clip["id"], f"duration {d:.2f} s outside [{self.cfg.min_duration}, "
+                                f"{self.cfg.max_duration}] s", "duration filter")
+
+    def _shuffled(self, clips: Iterator[dict]) -> Iterator[dict]:
+        if not self.shuffle or self.cfg.shuffle_buffer <= 1:
+            yield from clips
+            return
+        rng = random.Random(f"shuffle-{self.seed}-{self.epoch}-{self.rank}")
+        buffer: list[dict] = []
+        for clip in clips:
+            if len(buffer) < self.cfg.shuffle_buffer:
+                buffer.append(clip)
+                continue
+            i = rng.randrange(len(buffer))
+            yield buffer[i]
+            buffer[i] = clip
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _batches(self) -> Iterator[list[dict]]:
+        edges = bucket_edges(self.cfg)
+        buckets: list[list[dict]] = [[] for _ in edges]
+        seconds = [0.0 for _ in edges]
+        limit, max_size = self.cfg.max_batch_seconds, self.cfg.max_batch_size
+        clips = iter_clips(self.manifest, self.rank, self.world, self.skips)
+        for clip in self._shuffled(self._in_range(clips)):
+            b = next((i for i, e in enumerate(edges) if clip["duration"] <= e), len(edges) - 1)
+            full = seconds[b] + clip["duration"] > limit or (max_size and len(buckets[b]) >= max_size)
+            if buckets[b] and full:
+                yield buckets[b]
+                buckets[b], seconds[b] = [], 0.0
+            buckets[b].append(clip)
+            seconds[b] += clip["duration"]
+        for bucket in buckets:
+            if bucket:
+                yield bucket
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        for index, batch in enumerate(self._batches()):
+            if index >= self.skip_batches:
+                yield batch
+
+
+class ClipDecoder(torch.utils.data.Dataset):
+    """Map-style dataset whose "index" is a clip's metadata: decodes audio to fbank."""
+
+    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 128):
+        self.sample_rate, self.num_mel_bins = sample_rate, num_mel_bins
+
+    def __len__(self) -> int:  # batches come from BatchPlan, never from len()
+        return 0
+
+    def __getitem__(self, clip: dict) -> dict:
+        from clsp.audio import load_audio
+        from clsp.features import fbank
+
+        try:
+            wave = load_audio(clip["path"], clip["start"], clip["end"], self.sample_rate)
+            return {**clip, "feats": fbank(wave, self.num_mel_bins)}
+        except ClspError as exc:
+            return {**clip, "error": str(exc)}
+
+
+def collate_clips(items: list[dict]) -> dict[str, Any]:
+    """Pad fbank of the decodable clips; undecodable ones are listed under ``skipped``."""
+    from clsp.features import pad_features
+
+    good = [it for it in items if "feats" in it]
+    skipped = [(it["id"], it["error"]) for it in items if "error" in it]
+    feats, lens = pad_features([it["feats"] for it in good]) if good else (torch.zeros(0, 0, 128), torch.zeros(0, dtype=torch.long))
+    clips = [{k: v for k, v in it.items() if k != "feats"} for it in good]
+    return {"feats": feats, "feat_lens": lens, "clips": clips, "skipped": skipped}
+
+
+def _worker_ignores_stop_signals(_worker_id: int) -> None:
+    """Workers leave SIGTERM / SIGUSR1 to the main process, which checkpoints and stops them."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def make_loader(plan: BatchPlan, num_workers: int, num_mel_bins: int = 128) -> torch.utils.data.DataLoader:
+    """A DataLoader decoding ``plan``'s batches in ``num_workers`` processes, in plan order.
+    It has its own generator, so creating it leaves the global RNG (dropout) untouched."""
+    return torch.utils.data.DataLoader(
+        ClipDecoder(num_mel_bins=num_mel_bins), batch_sampler=plan, collate_fn=collate_clips,
+        num_workers=num_workers, prefetch_factor=2 if num_workers > 0 else None,
+        worker_init_fn=_worker_ignores_stop_signals if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(0),
+    )

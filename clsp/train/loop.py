@@ -1,0 +1,330 @@
+"""The training loop: one process per device, any number of processes (torchrun / SLURM).
+
+Each optimizer step takes ``accumulation`` batches per rank; every batch is a complete
+contrastive problem over the global batch (all ranks' clips), and the step's gradient is
+the mean of those batches' gradients. A step whose loss or gradient is not finite is
+skipped (the optimizer does not move) and logged. SIGTERM / SIGUSR1 make every rank
+finish its step, write a checkpoint and return ``status="preempted"`` (the command exits
+with 75 so that a SLURM requeue resumes with ``--resume latest``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
+from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
+from clsp.train import checkpoint as ckpt
+from clsp.train.config import TrainConfig
+from clsp.train.data import BatchPlan, SkipCounter, make_loader
+from clsp.train.schedule import lr_factor, set_learning_rates
+from clsp.train.setup import (
+    ContrastiveTowers,
+    TextFeatureCache,
+    enable_gradient_checkpointing,
+    freeze,
+    frozen_towers,
+    load_initial_model,
+    param_groups,
+)
+from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions
+
+log = logging.getLogger("clsp.train")
+EXIT_PREEMPTED = 75
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "preempted"
+    step: int
+    output_dir: Path
+    checkpoint: Path | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _StopRequest:
+    """Records SIGTERM / SIGUSR1 instead of dying, while installed."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """State and steps of one run; ``run()`` trains until ``max_steps`` or a stop signal."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, on_log: Callable[[dict], None] | None = None):
+        self.cfg = cfg.validate()
+        self.on_log = on_log
+        self.info, self.device = init_distributed(cfg.device)
+        self.out = Path(cfg.output_dir)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(cfg.seed)  # same fresh weights on every rank
+        self.model = load_initial_model(cfg).to(self.device)
+        torch.manual_seed(cfg.seed + self.info.rank)  # distinct dropout per rank
+        random.seed(cfg.seed + self.info.rank)
+        self.writer = None
+        freeze(self.model, cfg.freeze)
+        self.frozen = frozen_towers(self.model)
+        if cfg.gradient_checkpointing:
+            log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
+        self.towers = ContrastiveTowers(self.model)
+        self.ddp = None
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+        self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
+        self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
+        self.skips = SkipCounter()
+        self.last_metrics: dict[str, float] = {}
+        self.resumed_from = self._resume(resume)
+
+    # ---- set-up helpers ----
+    def _cache_usable(self) -> bool:
+        if not self.cfg.data.text_cache:
+            return False
+        if self.model.text_encoder not in self.frozen:
+            log.warning("data.text_cache ignored: the text tower is trained (freeze it with freeze=[text])")
+            return False
+        return True
+
+    def _resume(self, resume: str | None) -> Path | None:
+        path = ckpt.resolve_resume(self.out, resume)
+        if path is None:
+            if resume:
+                log.info("no checkpoint in %s: starting from scratch", self.out)
+            return None
+        ckpt.load_model_weights(self.model, path)
+        trainer, mine = ckpt.load_trainer_state(path, self.info.rank)
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
+        self.batch_in_epoch = mine["batch_in_epoch"]
+        self.skips.counts.update(mine.get("skipped_rows", {}))
+        ckpt.set_rng_state(mine["rng"])
+        log.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch, self.batch_in_epoch)
+        return path
+
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        for tower in self.frozen:
+            tower.eval()
+
+    # ---- one step ----
+    def _texts(self, clips: list[dict], micro: int) -> tuple[list[str], int]:
+        rng = random.Random(f"captions-{self.cfg.seed}-{self.step}-{self.info.rank}-{micro}")
+        if self.cfg.loss.stage == 1:
+            return stage_one_captions(clips, rng, self.cfg.loss.stage1_caption), 1
+        lc = self.cfg.loss
+        task = draw_task(self.cfg.seed, self.step, lc.task1_p0, lc.task1_p_min, lc.task_horizon)
+        return stage_two_captions(clips, task, rng), 2
+
+    def _forward_loss(self, batch: dict, micro: int) -> torch.Tensor:
+        texts, per_clip = self._texts(batch["clips"], micro)
+        feats, lens = batch["feats"].to(self.device), batch["feat_lens"].to(self.device)
+        kwargs: dict[str, Any] = {}
+        if self.cache is not None:
+            kwargs["text_features"] = self.cache.features(self.model, texts, self.device)
+        else:
+            kwargs["tokens"] = self.model.text_encoder.tokenize(texts, self.device)
+        module = self.ddp or self.towers
+        with self.autocast():
+            audio, text, scale = module(feats, lens, **kwargs)
+        keys = caption_keys(texts).to(self.device) if self.cfg.loss.mask_duplicate_captions else None
+        return gathered_contrastive_loss(audio, text, scale, per_clip, keys, self.cfg.loss.local_loss)
+
+    def _optimizer_step(self, batches: list[dict]) -> dict[str, Any]:
+        accum, world = len(batches), self.info.world_size
+        set_learning_rates(self.optimizer, lr_factor(self.cfg.optim, self.step, self.epoch, self.cfg.max_steps))
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            sync = self.ddp is None or i == accum - 1
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                loss = self._forward_loss(batch, i)
+                (loss * world / accum).backward()
+            total += loss.detach() / accum
+        if self.cfg.loss.local_loss:
+            total = all_reduce_sum(total)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        bad = all_reduce_flag(not (torch.isfinite(norm) and torch.isfinite(total)), "any", self.device)
+        if bad:
+            self.skipped_steps += 1
+            log.warning("step %d skipped: non-finite loss or gradient (loss %s, grad norm %s)", self.step, total.item(), norm.item())
+        else:
+            self.optimizer.step()
+            clamp_logit_scale_(self.model.logit_scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": total.item(), "grad_norm": norm.item(), "skipped": bad}
+
+    # ---- bookkeeping ----
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.info.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, allow_nan=True) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(key, value, record["step"])
+        if self.on_log is not None:
+            self.on_log(record)
+
+    def _open_writer(self):
+        if not (self.cfg.tensorboard and self.info.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    def save(self) -> Path:
+        trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
+                         "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
+                         "world_size": self.info.world_size}
+        rank_state = {"batch_in_epoch": self.batch_in_epoch, "skipped_rows": dict(self.skips.counts)}
+        path = ckpt.save_checkpoint(self.out, self.step, self.model, trainer_state, rank_state,
+                                    self.info.rank, self.cfg.keep_last)
+        log.info("checkpoint %s", path)
+        return path
+
+    def run_validation(self) -> dict[str, float]:
+        if not self.cfg.data.valid:
+            return {}
+        metrics: dict[str, float] = {}
+        if self.info.is_main:
+            from clsp.train.validate import validate
+
+            metrics = validate(self.model, self.cfg.data.valid, self.cfg.data, self.device, self.autocast)
+            self.last_metrics = metrics
+            self._write_metrics({"step": self.step, "epoch": self.epoch, **metrics})
+        barrier()
+        self._train_mode()
+        return metrics
+
+    # ---- the loop ----
+    def _next_batches(self, it) -> list[dict] | None:
+        """``accumulation`` non-empty batches, or None when any rank's epoch is over."""
+        batches = []
+        while len(batches) < self.cfg.optim.accumulation:
+            batch = next(it, None)
+            if batch is None:
+                break
+            self.batch_in_epoch += 1
+            for clip_id, reason in batch["skipped"]:
+                self.skips.skip(clip_id, reason, "undecodable audio")
+            if batch["clips"]:
+                batches.append(batch)
+        complete = len(batches) == self.cfg.optim.accumulation
+        return batches if all_reduce_flag(complete, "all", self.device) else None
+
+    def _epoch_loader(self):
+        plan = BatchPlan(self.cfg.data.train, self.cfg.data, self.cfg.seed, self.epoch, self.info.rank,
+                         self.info.world_size, skip_batches=self.batch_in_epoch, skips=self.skips)
+        loader = make_loader(plan, self.cfg.data.num_workers, self.model.config.num_mel_bins)
+        return iter(loader)
+
+    def _log_step(self, stats: dict[str, Any], batches: list[dict], seconds: float) -> None:
+        groups = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        clips = sum(len(b["clips"]) for b in batches)
+        audio_s = sum(c["duration"] for b in batches for c in b["clips"])
+        self._write_metrics({
+            "step": self.step, "epoch": self.epoch, "loss": stats["loss"], "grad_norm": stats["grad_norm"],
+            "logit_scale": float(self.model.logit_scale.detach().exp()), "lr_encoder": groups.get("encoder", groups.get("encoder_no_decay")),
+            "lr_heads": groups.get("heads", groups.get("heads_no_decay")), "clips": clips, "audio_seconds": audio_s,
+            "step_seconds": seconds, "skipped_steps": self.skipped_steps, "skipped_rows": self.skips.total,
+        })
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.info.is_main:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self.writer = self._open_writer()
+        self._train_mode()
+        path = None
+        with _StopRequest() as stop:
+            while self.step < cfg.max_steps and not (cfg.max_epochs and self.epoch >= cfg.max_epochs):
+                fresh_epoch, first_step = self.batch_in_epoch == 0, self.step
+                it = self._epoch_loader()
+                while self.step < cfg.max_steps:
+                    t0 = time.perf_counter()
+                    batches = self._next_batches(it)
+                    if batches is None:
+                        break
+                    stats = self._optimizer_step(batches)
+                    self.step += 1
+                    if self.step % cfg.log_every == 0 or stats["skipped"]:
+                        self._log_step(stats, batches, time.perf_counter() - t0)
+                    if cfg.valid_every and self.step % cfg.valid_every == 0:
+                        self.run_validation()
+                    if all_reduce_flag(stop.signal is not None, "any", self.device):
+                        log.warning("stop signal received: writing a checkpoint at step %d", self.step)
+                        return self._finish("preempted", self.save())
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        path = self.save()
+                if self.step >= cfg.max_steps:
+                    break
+                if fresh_epoch and self.step == first_step:
+                    raise_empty(cfg.data.train, self.skips)
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
+            self.run_validation()
+        if path is None or path.name != f"step-{self.step:08d}":
+            path = self.save()
+        return self._finish("finished", path)
+
+    def _finish(self, status: str, path: Path | None) -> TrainResult:
+        if self.writer is not None:
+            self.writer.close()
+        if self.skips.total:
+            log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
+        return TrainResult(status, self.step, self.out, path, self.last_metrics)
+
+
+def raise_empty(manifest: str, skips: SkipCounter) -> None:
+    from clsp.errors import InputError
+
+    detail = f" ({skips.total} rows skipped: {dict(skips.counts)})" if skips.total else ""
+    raise InputError(f"{manifest}: no usable training batch{detail}")
+
+
+def train(cfg: TrainConfig, resume: str | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train with ``cfg`` (optionally continuing from ``resume``: ``latest`` or a checkpoint)."""
+    trainer = Trainer(cfg, resume, on_log)
+    return trainer.run()

@@ -1,0 +1,132 @@
+"""Preparing a CLSP model for training: freezing, gradient checkpointing, parameter
+groups, the frozen-text feature cache, and the one-forward wrapper DDP needs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clsp.errors import ConfigError
+from clsp.train.config import TrainConfig
+
+ENCODER_PREFIXES = ("speech_encoder.", "text_encoder.")
+TOWER_PREFIXES = {"text": "text_encoder.", "speech": "speech_encoder."}
+
+
+def load_initial_model(cfg: TrainConfig):
+    """The model to start from: ``init_from`` (directory / built-in name) or ``model`` (a config)."""
+    if cfg.init_from:
+        from clsp.models.checkpoint import load_model
+
+        return load_model(cfg.init_from)
+    from clsp.models.base import build_model
+
+    return build_model(cfg.model)
+
+
+def freeze(model: nn.Module, names: list[str]) -> list[str]:
+    """Turn off gradients for ``text``, ``speech`` or any parameter-name prefixes; returns
+    the frozen prefixes. A prefix matching no parameter is a ``ConfigError``."""
+    prefixes = [TOWER_PREFIXES.get(n, n) for n in names]
+    params = dict(model.named_parameters())
+    for prefix in prefixes:
+        hits = [p for name, p in params.items() if name.startswith(prefix)]
+        if not hits:
+            raise ConfigError(f"freeze: no parameter name starts with {prefix!r}")
+        for p in hits:
+            p.requires_grad_(False)
+    return prefixes
+
+
+def frozen_towers(model: nn.Module) -> list[nn.Module]:
+    """Towers with no trainable parameter: kept in eval mode (no dropout) while training."""
+    towers = [model.speech_encoder, model.text_encoder]
+    return [t for t in towers if not any(p.requires_grad for p in t.parameters())]
+
+
+def _checkpointed(module: nn.Module) -> None:
+    original = module.forward
+
+    def forward(*args, **kwargs):
+        if module.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(original, *args, use_reentrant=False, **kwargs)
+        return original(*args, **kwargs)
+
+    module.forward = forward
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> int:
+    """Recompute layer activations in backward: the text tower through transformers, the
+    speech tower by wrapping every element of its ``layers`` lists. Returns layers wrapped."""
+    count = 0
+    text = getattr(model.text_encoder, "model", None)
+    if text is not None and getattr(text, "supports_gradient_checkpointing", False):
+        text.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        count += int(getattr(text.config, "num_hidden_layers", 1))
+    for name, child in model.speech_encoder.named_modules():
+        if isinstance(child, nn.ModuleList) and name.split(".")[-1] == "layers":
+            for layer in child:
+                _checkpointed(layer)
+                count += 1
+    return count
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: encoders vs heads (+ logit scale) x with / without weight decay
+    (biases, norms and scalars take none). Each group remembers its ``base_lr``."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        key = (name.startswith(ENCODER_PREFIXES), p.ndim >= 2)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (is_encoder, decay), params in sorted(groups.items()):
+        lr = cfg.optim.lr_encoder if is_encoder else cfg.optim.lr_heads
+        out.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": cfg.optim.weight_decay if decay else 0.0,
+                    "name": f"{'encoder' if is_encoder else 'heads'}{'' if decay else '_no_decay'}"})
+    if not out:
+        raise ConfigError("every parameter is frozen: nothing to train")
+    return out
+
+
+class TextFeatureCache:
+    """Pooled outputs of a frozen text tower by caption string (LRU, on CPU)."""
+
+    def __init__(self, max_items: int):
+        self.max_items = max_items
+        self.items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def features(self, model: nn.Module, texts: list[str], device: torch.device) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.items))
+        if missing:
+            pooled = model.text_encoder.encode(missing).float().cpu()
+            for text, vec in zip(missing, pooled):
+                self.items[text] = vec
+        for text in texts:
+            self.items.move_to_end(text)
+        out = torch.stack([self.items[t] for t in texts]).to(device)
+        while len(self.items) > self.max_items:
+            self.items.popitem(last=False)
+        return out
+
+
+class ContrastiveTowers(nn.Module):
+    """One ``forward`` returning (audio emb, text emb, logit scale) so DDP sees every use."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats, feat_lens, tokens: dict | None = None, text_features: torch.Tensor | None = None):
+        m = self.model
+        audio = m.audio_embed_unnormalized(feats, feat_lens)
+        if text_features is not None:
+            text = m.text_features_to_embedding(text_features)
+        else:
+            text = m.text_embed_unnormalized(**tokens)
+        return F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1), m.logit_scale
