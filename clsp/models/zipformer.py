@@ -21,7 +21,7 @@ how much padding its batch adds.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -71,7 +71,6 @@ class ZipformerConfig:
     pos_dim: int = 48
     output_downsampling_factor: int = 2
     dropout: float = 0.1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.embed_channels = _int_tuple("embed_channels", self.embed_channels)
