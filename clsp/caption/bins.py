@@ -1,0 +1,92 @@
+"""Named bins for acoustic measurements, read from an editable JSON file.
+
+The defaults live in ``default_bins.json`` next to this module; each section documents its
+measure and units in a ``_doc`` field. ``load_bins(path)`` reads a user's copy instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from clsp.errors import ConfigError
+
+DEFAULT_BINS_PATH = Path(__file__).with_name("default_bins.json")
+SCALAR_SECTIONS = ("pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing", "pauses")
+GENDER_KEYS = ("f0_ref_hz", "f3_ref_hz", "alpha_ref_db", "formant_weight", "tilt_weight")
+GENDERS = ("male", "female", "unknown")
+
+
+def _check_edges(name: str, edges, labels) -> None:
+    if not isinstance(edges, list) or not all(isinstance(e, (int, float)) for e in edges):
+        raise ConfigError(f"bins section {name!r}: edges must be a list of numbers")
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ConfigError(f"bins section {name!r}: edges must increase strictly, got {edges}")
+    if not isinstance(labels, list) or len(labels) != len(edges) + 1:
+        raise ConfigError(f"bins section {name!r}: needs {len(edges) + 1} labels for {len(edges)} edges")
+
+
+@dataclass(frozen=True)
+class Bins:
+    """Validated bin definitions plus the checksum of the file they came from."""
+
+    spec: dict
+    checksum: str
+    source: str
+
+    def label(self, section: str, value: float | None, gender: str = "unknown") -> str | None:
+        """The label of ``value`` in ``section`` (None when the value was not measurable)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        sec = self.spec[section]
+        edges = sec[gender if gender in GENDERS else "unknown"] if section == "pitch" else sec["edges"]
+        return sec["labels"][bisect.bisect_right(edges, value)]
+
+    def labels(self, section: str) -> list[str]:
+        return list(self.spec[section]["labels"])
+
+    @property
+    def gender(self) -> dict:
+        return self.spec["gender"]
+
+    @property
+    def change(self) -> dict:
+        return self.spec["segment_change"]
+
+
+def validate_bins(spec: dict, source: str) -> None:
+    """Raise ConfigError naming the first section of ``spec`` that is unusable."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: bins must be a JSON object")
+    for name in ("pitch", *SCALAR_SECTIONS, "gender", "segment_change"):
+        if name not in spec:
+            raise ConfigError(f"{source}: bins section {name!r} is missing")
+    for gender in GENDERS:
+        _check_edges(f"pitch.{gender}", spec["pitch"].get(gender), spec["pitch"].get("labels"))
+    for name in SCALAR_SECTIONS:
+        _check_edges(name, spec[name].get("edges"), spec[name].get("labels"))
+    for key in GENDER_KEYS:
+        if not isinstance(spec["gender"].get(key), (int, float)):
+            raise ConfigError(f"{source}: bins section 'gender' needs a number for {key!r}")
+    for key in ("pitch_st", "rate_ratio", "loudness_db"):
+        if not isinstance(spec["segment_change"].get(key), (int, float)):
+            raise ConfigError(f"{source}: bins section 'segment_change' needs a number for {key!r}")
+
+
+def load_bins(path: str | Path | None = None) -> Bins:
+    """Read and validate a bins file (the packaged defaults when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_BINS_PATH
+    try:
+        raw = path.read_bytes()
+        spec = json.loads(raw)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read bins file ({exc.strerror or exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: bins file is not valid JSON ({exc})") from exc
+    validate_bins(spec, str(path))
+    checksum = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+    return Bins(spec=spec, checksum=checksum, source=str(path))

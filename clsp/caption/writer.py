@@ -1,0 +1,193 @@
+"""Caption phrasing: named bins and given metadata turned into global and time-following captions.
+
+Only present qualities of the voice are described: no speech content, no surroundings or
+recording, no statements of absence, no hedged guesses (see ``filters.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+PITCH = {"very low": "very deep", "low": "low-pitched", "medium": "medium-pitched",
+         "high": "high-pitched", "very high": "very high-pitched"}
+RATE = {"very slow": "a very slow, drawn-out pace", "slow": "a slow, unhurried pace",
+        "moderate": "a moderate, even pace", "fast": "a fast, brisk pace",
+        "very fast": "a rapid, hurried pace"}
+LOUDNESS = {"very soft": "a very soft, hushed volume", "soft": "a soft volume",
+            "moderate": "a moderate volume", "loud": "a loud, projected volume",
+            "very loud": "a very loud, forceful volume"}
+RANGE = {"monotone": "a flat, monotone intonation",
+         "moderately varied": "a moderately varied intonation",
+         "highly varied": "a lively, highly varied intonation"}
+DYNAMICS = {"steady": "an even, steady loudness", "moderately varying": "some swells in loudness",
+            "strongly varying": "strong swings in loudness"}
+SLOPE = {"falling": "a falling intonation", "level": "a level intonation",
+         "rising": "a rising intonation"}
+EMOTION = {"anger": "angry", "angry": "angry", "happiness": "happy", "happy": "happy",
+           "joy": "joyful", "sadness": "sad", "sad": "sad", "fear": "fearful",
+           "fearful": "fearful", "disgust": "disgusted", "boredom": "bored", "bored": "bored",
+           "neutral": "calm, neutral", "calm": "calm", "surprise": "surprised",
+           "surprised": "surprised"}
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+@dataclass
+class Voice:
+    """What the captions may state: bin labels plus metadata that was given or inferred."""
+
+    gender: str | None
+    pitch: str | None
+    pitch_range: str | None
+    slope: str | None
+    rate: str | None
+    loudness: str | None
+    dynamics: str | None
+    voicing: str | None
+    pause_count: int = 0
+    age: object = None
+    emotion: str | None = None
+    accent: str | None = None
+    segments: list[dict] = field(default_factory=list)
+
+    @property
+    def whispered(self) -> bool:
+        return self.voicing == "whispered"
+
+
+def _noun(voice: Voice, rng: random.Random) -> str:
+    options = {"male": ["man", "male speaker", "man"], "female": ["woman", "female speaker", "woman"]}
+    return rng.choice(options.get(voice.gender, ["speaker", "person"]))
+
+
+def _pronoun(voice: Voice) -> tuple[str, str]:
+    return {"male": ("he", "his"), "female": ("she", "her")}.get(voice.gender, ("the speaker", "the speaker's"))
+
+
+def _age_word(age) -> str | None:
+    if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age):
+        for limit, word in ((13, "young"), (20, "teenage"), (36, "young adult"), (60, "middle-aged")):
+            if age < limit:
+                return word
+        return "older"
+    return age.strip() if isinstance(age, str) and age.strip() else None
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
+def subject(voice: Voice, rng: random.Random) -> str:
+    """Opening noun phrase: 'A young adult woman with a German accent'."""
+    words = [w for w in (_age_word(voice.age), _noun(voice, rng)) if w]
+    text = _article(" ".join(words))
+    return text[0].upper() + text[1:]
+
+
+def _quality(voice: Voice) -> str:
+    """'a low-pitched voice and a German accent' (pitch, breathiness and any given accent)."""
+    if voice.whispered:
+        text = "a whispered, breathy voice"
+    else:
+        pitch = PITCH.get(voice.pitch, "steady")
+        text = f"a breathy, {pitch} voice" if voice.voicing == "breathy" else f"a {pitch} voice"
+    if voice.accent:
+        accent = voice.accent.strip()
+        text += " and " + _article(accent if accent.lower().endswith("accent") else accent + " accent")
+    return text
+
+
+def _pauses(voice: Voice) -> str:
+    n = voice.pause_count
+    if n == 0:
+        return "in one continuous flow"
+    if n == 1:
+        return "with one brief pause"
+    return f"with {NUMBER_WORDS.get(n, 'several')} short pauses" if n < 6 else "with frequent pauses"
+
+
+def _emotion(voice: Voice) -> str | None:
+    if not voice.emotion:
+        return None
+    word = EMOTION.get(voice.emotion.strip().lower(), voice.emotion.strip().lower())
+    return f"in {_article(word)} tone"
+
+
+def global_caption(voice: Voice, rng: random.Random) -> str:
+    """A time-agnostic profile of the voice in one sentence."""
+    who, tone = subject(voice, rng), _emotion(voice)
+    rate = RATE.get(voice.rate, "a moderate pace")
+    loud = LOUDNESS.get(voice.loudness, "a moderate volume")
+    verb = "whispers" if voice.whispered else ("talks" if "speaker" in who else "speaks")
+    style = RANGE.get(voice.pitch_range) if not voice.whispered else None
+    templates = [
+        f"{who} {verb} with {_quality(voice)} at {rate} and {loud}",
+        f"{who} with {_quality(voice)} {verb} at {rate}, using {loud}",
+        f"In {_quality(voice)}, {who[0].lower() + who[1:]} {verb} at {rate} and {loud}",
+    ]
+    text = rng.choice(templates)
+    extras = [e for e in (tone, f"with {style}" if style else None) if e]
+    if extras:
+        text += ", " + " and ".join(extras)
+    return text + "."
+
+
+def _segment_phrase(seg: dict, prev: dict | None, voice: Voice) -> list[str]:
+    """What changes in a segment relative to the utterance (first) or to the segment before."""
+    _, his = _pronoun(voice)
+    parts = []
+    pitch_delta = seg.get("pitch_delta_st")
+    if prev is not None and pitch_delta is not None and prev.get("pitch_delta_st") is not None:
+        pitch_delta -= prev["pitch_delta_st"]
+    if pitch_delta is not None and abs(pitch_delta) >= seg["pitch_threshold"] and not voice.whispered:
+        parts.append(f"{his} pitch {'rises' if pitch_delta > 0 else 'drops'}")
+    rate_ratio = seg.get("rate_ratio", 1.0) / (prev.get("rate_ratio", 1.0) if prev else 1.0)
+    if abs(math.log(max(rate_ratio, 1e-3))) >= math.log(1 + seg["rate_threshold"]):
+        parts.append("the pace quickens" if rate_ratio > 1 else "the pace slows")
+    loud_delta = seg.get("loudness_delta_db", 0.0) - (prev.get("loudness_delta_db", 0.0) if prev else 0.0)
+    if abs(loud_delta) >= seg["loudness_threshold"]:
+        parts.append(f"{his} voice grows {'louder' if loud_delta > 0 else 'softer'}")
+    return parts
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def finegrained_caption(voice: Voice, rng: random.Random) -> str:
+    """A narrative that follows the utterance in time: begins ..., then ..., ends ...."""
+    he, his = _pronoun(voice)
+    who = subject(voice, rng)
+    verb = "whispering" if voice.whispered else "speaking"
+    segs = voice.segments
+    first = segs[0] if segs else {}
+    opening = (f"{who} with {_quality(voice)} begins {verb} at "
+               f"{RATE.get(first.get('rate_label'), RATE.get(voice.rate, 'a moderate pace'))}")
+    if first.get("loudness_label"):
+        opening += f" and {LOUDNESS[first['loudness_label']]}"
+    sentences = [opening]
+    for prev, seg in zip(segs[:-2], segs[1:-1]):
+        change = _segment_phrase(seg, prev, voice)
+        link = rng.choice(["then", "after that", "in the middle"])
+        sentences.append(f"{link} {_join(change)}" if change else
+                         f"{link} {he} {rng.choice(['keeps', 'holds', 'maintains'])} the same delivery")
+    if len(segs) >= 2:
+        last = segs[-1]
+        change = _segment_phrase(last, segs[-2], voice)
+        ending = SLOPE.get(last.get("slope_label")) if not voice.whispered else None
+        tail = f"and {he} ends with {ending}" if ending else f"and {he} finishes the utterance"
+        if change:
+            tail = f"towards the close {_join(change)}, " + tail
+        sentences.append(tail)
+    body = ", ".join(sentences) + "."
+    summary = [RANGE.get(voice.pitch_range) if not voice.whispered else None,
+               DYNAMICS.get(voice.dynamics)]
+    summary = [s for s in summary if s]
+    closing = f" Overall {he} delivers the words {_pauses(voice)}"
+    if summary:
+        closing += f", with {_join(summary)}"
+    tone = _emotion(voice)
+    closing += f", {tone}." if tone else "."
+    text = body + closing
+    return text[0].upper() + text[1:]
