@@ -208,46 +208,23 @@ def score_pairs(
 
 
 class ModelEncoders:
-    """``Encoders`` backed by a CLSP model: audio via ``clsp.audio.load_audio`` + ``encode_audio``."""
+    """``Encoders`` backed by a CLSP model, embedding audio exactly as ``clsp embed`` does."""
 
-    def __init__(self, model: Any, batch_size: int = 8) -> None:
-        self.model = model
-        self.batch_size = batch_size
+    def __init__(self, model: Any, batch_size: int = 16, device: str = "auto") -> None:
+        from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
+
+        self.audio = AudioEmbedder(model, EmbedConfig(batch_size=batch_size, device=device, workers=1))
+        self.text = TextEmbedder(model, batch_size=batch_size, device=device)
 
     def embed_audio(self, sides: Sequence[Side]) -> list[np.ndarray | ClspError]:
-        from clsp.audio import load_audio
+        from clsp.records import Item
 
-        results: list[np.ndarray | ClspError | None] = [None] * len(sides)
-        waves = []
-        for i, s in enumerate(sides):
-            try:
-                waves.append((i, load_audio(s.value, start=s.start, end=s.end)))
-            except ClspError as exc:
-                results[i] = exc
-            except OSError as exc:
-                results[i] = InputError(f"cannot read {s.value}: {exc}")
-        for j in range(0, len(waves), self.batch_size):
-            chunk = waves[j : j + self.batch_size]
-            for (i, _), vec in zip(chunk, self._encode_waves([w for _, w in chunk])):
-                results[i] = vec
-        return results  # type: ignore[return-value]
-
-    def _encode_waves(self, waves: list) -> np.ndarray:
-        import torch
-
-        lengths = torch.tensor([int(w.shape[0]) for w in waves])
-        batch = torch.zeros(len(waves), int(lengths.max()))
-        for k, w in enumerate(waves):
-            batch[k, : w.shape[0]] = w
-        with torch.no_grad():
-            return self.model.encode_audio(batch, lengths).float().cpu().numpy()
+        items = [Item(index=i, id=s.value, record={"audio": s.value, "_path": s.value, "start": s.start, "end": s.end})
+                 for i, s in enumerate(sides)]
+        return [r.error if r.error is not None else r.embeddings[0] for r in self.audio.run(items)]
 
     def embed_text(self, texts: Sequence[str]) -> list[np.ndarray | ClspError]:
-        import torch
+        from clsp.records import Item
 
-        out: list[np.ndarray | ClspError] = []
-        for j in range(0, len(texts), self.batch_size):
-            with torch.no_grad():
-                emb = self.model.encode_text(list(texts[j : j + self.batch_size])).float().cpu().numpy()
-            out.extend(emb)
-        return out
+        items = [Item(index=i, id=str(i), record={"text": t}) for i, t in enumerate(texts)]
+        return [err if err is not None else emb for _, emb, err in self.text.run(items)]

@@ -1,0 +1,225 @@
+"""``clsp classify``: zero-shot labels for speech from a prompt pack, with WA/UA evaluation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clsp_cli.errors import command
+from clsp_cli.options import DeviceOpt, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+
+
+@command
+def main(
+    input: Annotated[str, typer.Argument(help="Audio records (JSONL, bare paths, Lhotse cuts) or embedding records from 'clsp embed'; '-' is stdin.")] = "-",
+    pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file.")] = "emotion",
+    attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender).")] = None,
+    model: ModelOpt = "default",
+    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Softmax temperature for 'scores'; default: the model's learned logit scale.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Also write the k best classes as 'top_k'.")] = 0,
+    label_key: Annotated[Optional[str], typer.Option("--label-key", help="Field holding the gold label: report WA, UA, per-class recall, confusion and 95% CIs.")] = None,
+    report: Annotated[Optional[str], typer.Option("--report", help="Write the evaluation summary to this JSON file instead of a final summary record.")] = None,
+    npy: Annotated[Optional[str], typer.Option("--npy", help="Matrix for embedding records that carry a 'row' (from 'clsp embed --npy').")] = None,
+    output: OutputOpt = "-",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Most clips per batch.")] = 32,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
+    list_packs: Annotated[bool, typer.Option("--list-packs", help="List the built-in prompt packs on stdout and exit.")] = False,
+    device: DeviceOpt = "auto",
+    on_error: OnErrorOpt = OnError.skip,
+    quiet: QuietOpt = False,
+):
+    """Classify speech zero-shot against the classes of a prompt pack.
+
+    One output per input: the record plus 'label' and 'scores' (class -> probability).
+
+    Example: clsp classify clips.jsonl --pack ravdess --attribute gender --label-key gender
+    """
+    return _run(**locals())
+
+
+def _run(input, pack, attribute, model, temperature, top_k, label_key, report, npy, output, batch_size,
+         n_boot, list_packs, device, on_error, quiet) -> int:
+    from clsp.prompts import builtin_pack_names, load_pack
+    from clsp_cli.console import Throughput, log, set_quiet, warn
+    from clsp_cli.output import RecordSink
+
+    set_quiet(quiet)
+    if list_packs:
+        return _print_packs(builtin_pack_names(), load_pack)
+    if top_k < 0 or batch_size < 1 or n_boot < 0:
+        from clsp.errors import ConfigError
+
+        raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
+    prompt_set = load_pack(pack).get(attribute)  # refuse a bad pack before loading the model
+
+    from clsp.models import load_model
+    from clsp.zeroshot import ZeroShotClassifier
+
+    net = load_model(model)
+    prov = net.provenance()
+    clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
+    log(f"classify: pack {pack!r}, attribute {prompt_set.attribute!r}, classes {', '.join(prompt_set.output_classes)}; "
+        f"softmax scale {clf.scale:.3g}")
+    sink = RecordSink(output, on_error=on_error.value)
+    gold: list[str] = []
+    pred: list[str] = []
+    unknown_gold: dict[str, int] = {}
+    with Throughput("classify", "clips") as progress:
+        for item, emb, err in _embeddings(input, net, prov, npy, batch_size, device):
+            if err is not None:
+                sink.write_error(item.id, err)
+                progress.update(failed=1)
+                continue
+            from clsp.records import public_fields
+
+            result = clf.classify(emb, top_k=top_k or None)[0]
+            rec = {k: v for k, v in public_fields(item.record).items() if k not in ("embedding", "provenance")}
+            sink.write({**rec, **result})
+            progress.update()
+            if label_key is not None:
+                _collect(item.record, label_key, prompt_set, result["label"], gold, pred, unknown_gold)
+    if unknown_gold:
+        warn("gold labels not in the pack were left out of the metrics: "
+             + ", ".join(f"{k!r} x{v}" for k, v in sorted(unknown_gold.items())))
+    if label_key is not None:
+        summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
+        _render(summary)
+        if report:
+            out = RecordSink(report)
+            out.write(summary)
+            out.commit()
+        else:
+            sink.write({"id": "__summary__", "summary": summary})
+    sink.commit()
+    return sink.exit_code
+
+
+def _print_packs(names, load_pack) -> int:
+    import sys
+
+    for name in names:
+        p = load_pack(name)
+        for attr, s in p.attributes.items():
+            sys.stdout.write(f"{name}\t{attr}\t{', '.join(s.output_classes)}\n")
+    return 0
+
+
+def _collect(record, label_key, prompt_set, label, gold, pred, unknown_gold) -> None:
+    value = record.get(label_key)
+    canonical = None if value is None else prompt_set.canonical_label(value)
+    if canonical is None:
+        key = "<missing>" if value is None else str(value)
+        unknown_gold[key] = unknown_gold.get(key, 0) + 1
+        return
+    gold.append(canonical)
+    pred.append(label)
+
+
+def _embeddings(input, net, prov, npy, batch_size, device):
+    """(item, embedding (1, D) or None, error or None) per input record, in order."""
+    from itertools import islice
+
+    from clsp.embed import AudioEmbedder, EmbedConfig
+    from clsp.records import base_dir_of, iter_items, resolve_path
+
+    matrix = _open_matrix(npy)
+    embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))
+    base = base_dir_of(input)
+    items = iter_items(input, modality="any")
+    while chunk := list(islice(items, 256)):
+        audio = []
+        for item in chunk:
+            rec = item.record
+            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("audio"), str):
+                rec["_path"] = resolve_path(rec["audio"], base)
+                if rec["id"] == "null":  # no id given: name the clip by its path, as 'clsp embed' does
+                    rec["id"] = item.id = rec["audio"]
+                audio.append(item)
+        embedded = {res.item.index: res for res in embedder.run(audio)}
+        for item in chunk:
+            if item.index in embedded:
+                res = embedded[item.index]
+                yield item, (None if res.error else res.embeddings[:1]), res.error
+            else:
+                yield (item, *_stored_embedding(item, prov, matrix))
+
+
+def _open_matrix(npy):
+    if npy is None:
+        return None
+    import numpy as np
+
+    from clsp.errors import InputError
+
+    try:
+        return np.load(npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read --npy {npy}: {exc}") from None
+
+
+def _stored_embedding(item, prov, matrix):
+    """A precomputed embedding from the record ('embedding' list or 'row' of --npy)."""
+    import numpy as np
+
+    from clsp.errors import ClspError, InputError, ProvenanceError
+
+    if not item.ok:
+        return None, item.error
+    rec = item.record
+    try:
+        theirs = rec.get("provenance") or {}
+        for key in ("model", "checksum"):
+            if theirs.get(key) and prov.get(key) and theirs[key] != prov[key]:
+                raise ProvenanceError(f"record {item.id!r}: embedding from {key} {theirs[key]!r} but the classifier "
+                                      f"uses {key} {prov[key]!r}; embed with the same --model")
+        if "embedding" in rec:
+            vec = np.asarray(rec["embedding"], dtype=np.float64)
+        elif "row" in rec:
+            if matrix is None:
+                raise InputError(f"record {item.id!r} has a 'row' but no --npy matrix was given")
+            row = int(rec["row"])
+            if not 0 <= row < matrix.shape[0]:
+                raise InputError(f"record {item.id!r}: row {row} is outside the --npy matrix ({matrix.shape[0]} rows)")
+            vec = np.asarray(matrix[row], dtype=np.float64)
+        else:
+            raise InputError(f"record {item.id!r} has neither 'audio' nor 'embedding'")
+        if vec.ndim != 1 or vec.shape[0] != prov["dim"]:
+            raise ProvenanceError(f"record {item.id!r}: embedding has {vec.size} values, the model's have {prov['dim']}")
+        return vec[None, :], None
+    except (TypeError, ValueError):
+        return None, InputError(f"record {item.id!r}: 'embedding' must be a list of numbers")
+    except ClspError as exc:
+        return None, exc
+
+
+def _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold) -> dict:
+    from clsp.metrics.classification import classification_report
+
+    metrics = classification_report(gold, pred, labels=prompt_set.output_classes, n_boot=n_boot)
+    return {"task": "classify", "pack": pack, "attribute": prompt_set.attribute, "label_key": label_key,
+            "model": prov, "skipped_gold": dict(unknown_gold), **metrics}
+
+
+def _fmt(value, ci=None) -> str:
+    text = f"{100 * value:.1f}" if value == value else "nan"
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci and ci[0] == ci[0] else "")
+
+
+def _render(summary: dict) -> None:
+    from rich.table import Table
+
+    from clsp_cli.console import console
+
+    console.print(f"{summary['attribute']}: n={summary['n']}  WA {_fmt(summary['wa'], summary.get('wa_ci'))}  "
+                  f"UA {_fmt(summary['ua'], summary.get('ua_ci'))}  (%, 95% bootstrap CI)", markup=False)
+    labels, matrix = summary["confusion"]["labels"], summary["confusion"]["matrix"]
+    table = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
+    table.add_column("gold \\ pred")
+    for name in labels:
+        table.add_column(name, justify="right")
+    table.add_column("recall %", justify="right")
+    for name, row in zip(labels, matrix):
+        recall = summary["per_class_recall"].get(name)
+        table.add_row(name, *[str(v) for v in row], "-" if recall is None else _fmt(recall))
+    console.print(table)
