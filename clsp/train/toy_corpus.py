@@ -64,3 +64,19 @@ def write_toy_corpus(folder: str | Path, clips_per_style: int = 8, seed: int = 0
     manifest = folder / f"{name}.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
+
+
+def write_toy_splits(folder: str | Path, clips_per_style: int = 8, seed: int = 0) -> tuple[Path, Path]:
+    """``train.jsonl`` (``clips_per_style`` clips per style) and ``valid.jsonl`` (one per style)."""
+    train = write_toy_corpus(folder, clips_per_style, seed, 0.4, 0.8, "train")
+    valid = write_toy_corpus(folder, 1, seed + 1, 0.4, 0.8, "valid")
+    return train, valid
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m clsp.train.toy_corpus OUT_DIR")
+    for path in write_toy_splits(sys.argv[1]):
+        print(path)

@@ -1,0 +1,86 @@
+"""``clsp train``: contrastive training (stage one InfoNCE, stage two multi-positive InfoNCE)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clsp_cli.errors import command
+from clsp_cli.options import QuietOpt
+
+
+@command
+def main(
+    config: Annotated[Optional[str], typer.Argument(help="YAML or JSON training config (examples/configs/*.yaml).", show_default=False)] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Config overrides as key=value, e.g. optim.lr_heads=5e-4 data.train=train.jsonl.", show_default=False)] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="'latest' (newest checkpoint in the output dir, if any) or a checkpoint folder.")] = None,
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", "-o", help="Where logs and checkpoints go (overrides output_dir).")] = None,
+    local_loss: Annotated[bool, typer.Option("--local-loss", help="Each rank computes only its rows of the loss (B x N logits); same gradient.")] = False,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides max_steps).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda (overrides device).")] = None,
+    quiet: QuietOpt = False,
+):
+    """Train or fine-tune a CLSP model on speech with style captions.
+
+    Manifests are JSONL or Lhotse cuts (.jsonl / .jsonl.gz) with an audio path and
+    global_captions / finegrained_captions (or short_captions / long_captions). Metrics go
+    to OUTPUT_DIR/metrics.jsonl, checkpoints to OUTPUT_DIR/checkpoints/step-N/model (a model
+    directory usable with --model). Multi-GPU: launch with torchrun or srun. SIGTERM or
+    SIGUSR1 writes a checkpoint and exits with 75; run again with --resume latest.
+
+    Examples: clsp train examples/configs/tiny.yaml data.train=train.jsonl max_steps=200;
+    torchrun --nproc_per_node 8 -m clsp_cli.app train examples/configs/stage2.yaml --resume latest
+    """
+    return _run(config, overrides or [], resume, output_dir, local_loss, max_steps, device, quiet)
+
+
+def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, quiet) -> int:
+    import logging
+
+    from clsp.distributed import env_dist_info
+    from clsp.train import EXIT_PREEMPTED, load_config, train
+    from clsp_cli.console import log, set_quiet
+
+    is_main = env_dist_info().is_main
+    set_quiet(quiet or not is_main)
+    _route_logging(logging.WARNING if quiet or not is_main else logging.INFO)
+    extra = list(overrides)
+    if output_dir is not None:
+        extra.append(f"output_dir={output_dir}")
+    if local_loss:
+        extra.append("loss.local_loss=true")
+    if max_steps is not None:
+        extra.append(f"max_steps={max_steps}")
+    if device is not None:
+        extra.append(f"device={device}")
+    cfg = load_config(config, extra)
+
+    def show(record: dict) -> None:
+        shown = {k: v for k, v in record.items() if k not in ("epoch",)}
+        log(" ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+
+    result = train(cfg, resume=resume, on_log=show)
+    if result.status == "preempted":
+        log(f"stopped at step {result.step}; checkpoint {result.checkpoint}; resume with --resume latest")
+        return EXIT_PREEMPTED
+    log(f"finished at step {result.step}; model in {result.checkpoint / 'model'}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _route_logging(level: int) -> None:
+    """Library logs (``clsp.train``) to the stderr console."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from clsp_cli.console import console
+
+    logger = logging.getLogger("clsp")
+    logger.setLevel(level)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
