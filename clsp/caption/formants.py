@@ -28,7 +28,7 @@ def _levinson(r: np.ndarray, order: int) -> np.ndarray | None:
 
 def frame_formants(frame: np.ndarray, sample_rate: int, order: int, count: int = 4) -> np.ndarray | None:
     """The lowest ``count`` formants (Hz) of one windowed frame, or None if too few are found."""
-    r = np.correlate(frame, frame, mode="full")[len(frame) - 1 : len(frame) + order]
+    r = np.array([np.dot(frame[: len(frame) - k], frame[k:]) for k in range(order + 1)])
     a = _levinson(r, order)
     if a is None:
         return None
@@ -42,7 +42,7 @@ def frame_formants(frame: np.ndarray, sample_rate: int, order: int, count: int =
 
 def formant_spacing(
     x: np.ndarray, voiced: np.ndarray, sample_rate: int = 16000, hop_s: float = 0.01,
-    max_frames: int = 200,
+    max_frames: int = 80,
 ) -> dict:
     """Median F1-F4 over voiced frames and the spacing dF fitted as F_i = (2i - 1) dF / 2."""
     hop = int(round(hop_s * sample_rate))

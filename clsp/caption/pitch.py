@@ -112,11 +112,12 @@ def _fix_octaves(f0: np.ndarray) -> np.ndarray:
 
 def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
     """Zero-phase FFT low-pass with a raised-cosine roll-off over [0.8, 1.2] x cutoff."""
-    spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    n_fft = 1 << int(np.ceil(np.log2(max(len(x), 2))))
+    spec = np.fft.rfft(x, n_fft)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     lo, hi = 0.8 * cutoff_hz, 1.2 * cutoff_hz
     ramp = np.clip((freqs - lo) / (hi - lo), 0.0, 1.0)
-    return np.fft.irfft(spec * 0.5 * (1.0 + np.cos(np.pi * ramp)), len(x))
+    return np.fft.irfft(spec * 0.5 * (1.0 + np.cos(np.pi * ramp)), n_fft)[: len(x)]
 
 
 def track_pitch(x: np.ndarray, active: np.ndarray, config: PitchConfig = PitchConfig()) -> np.ndarray:
