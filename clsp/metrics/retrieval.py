@@ -1,0 +1,143 @@
+"""Retrieval metrics with CLSP's definitions: R@k and mAP@10 from the first relevant rank.
+
+For each query, ``rank`` is the 0-based position of its best-ranked relevant candidate.
+R@k = mean(rank < k); mAP@10 = mean(1 / (rank + 1) if rank < 10 else 0) (the reciprocal
+rank within the top ten, as in CLSP's evaluation). Ties count against the query: a relevant
+item ranks below every non-relevant candidate with an equal score, so a constant scorer
+earns no credit. All values are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from clsp.metrics.bootstrap import bootstrap_ci
+
+DEFAULT_KS = (1, 5, 10)
+MAP_CUTOFF = 10
+NO_RELEVANT = np.iinfo(np.int64).max
+
+
+def _matrix(x) -> np.ndarray:
+    """A float64 numpy matrix from numpy arrays or (CPU or GPU) torch tensors."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
+    """0-based rank of the best relevant candidate for each query row of ``sim`` (Q, C).
+
+    ``relevant[q]`` holds candidate column indices; queries with no relevant candidate get
+    :data:`NO_RELEVANT` (a miss at every cutoff).
+    """
+    sim = _matrix(sim)
+    if sim.ndim != 2:
+        raise ValueError(f"similarity must be a (queries, candidates) matrix, got shape {sim.shape}")
+    if len(relevant) != sim.shape[0]:
+        raise ValueError(f"{len(relevant)} relevance sets for {sim.shape[0]} queries")
+    ranks = np.full(sim.shape[0], NO_RELEVANT, dtype=np.int64)
+    for q, rel in enumerate(relevant):
+        cols = np.fromiter(set(rel), dtype=np.int64)
+        if cols.size == 0:
+            continue
+        if cols.min() < 0 or cols.max() >= sim.shape[1]:
+            raise ValueError(f"query {q}: relevant index out of range 0..{sim.shape[1] - 1}")
+        row = sim[q]
+        best = row[cols].max()
+        mask = np.ones(row.shape[0], dtype=bool)
+        mask[cols] = False
+        ranks[q] = int(np.count_nonzero(row[mask] >= best))
+    return ranks
+
+
+def ranks_from_hits(hit_ids: Sequence[Sequence[str]], relevant: Sequence[Iterable[str]]) -> np.ndarray:
+    """Ranks of the first relevant id in each ranked hit list (a miss when absent)."""
+    ranks = np.full(len(hit_ids), NO_RELEVANT, dtype=np.int64)
+    for q, (hits, rel) in enumerate(zip(hit_ids, relevant)):
+        rel = set(rel)
+        for pos, hid in enumerate(hits):
+            if hid in rel:
+                ranks[q] = pos
+                break
+    return ranks
+
+
+def per_query_scores(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, np.ndarray]:
+    """Per-query 0/1 hits for each R@k and reciprocal rank for mAP@10."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    scores = {f"R@{k}": (ranks < k).astype(np.float64) for k in ks}
+    within = ranks < MAP_CUTOFF
+    rr = np.zeros(len(ranks), dtype=np.float64)
+    rr[within] = 1.0 / (ranks[within] + 1)
+    scores[f"mAP@{MAP_CUTOFF}"] = rr
+    return scores
+
+
+def metrics_from_ranks(
+    ranks,
+    ks: Sequence[int] = DEFAULT_KS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict[str, float]:
+    """R@k and mAP@10 (fractions) with bootstrap 95% intervals (``..._lo``/``..._hi``).
+
+    ``n_boot=0`` skips the intervals (cheap enough for training-time validation).
+    """
+    out: dict[str, float] = {}
+    for name, values in per_query_scores(ranks, ks).items():
+        key = f"{prefix}{name}"
+        out[key] = float(values.mean()) if len(values) else float("nan")
+        if n_boot > 0:
+            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed)
+            out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
+    out[f"{prefix}count"] = float(len(np.asarray(ranks)))
+    return out
+
+
+def retrieval_metrics(
+    sim,
+    relevant: Sequence[Iterable[int]],
+    ks: Sequence[int] = DEFAULT_KS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Metrics for a (queries, candidates) similarity matrix and per-query relevant columns."""
+    return metrics_from_ranks(first_relevant_ranks(sim, relevant), ks, n_boot, seed, prefix)
+
+
+def speech_text_retrieval(
+    audio_emb,
+    text_emb,
+    text_to_audio: Sequence[int] | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Both directions over a speech-text pool: keys ``s2t_R@1`` ... ``t2s_mAP@10``.
+
+    ``text_to_audio[j]`` is the clip described by caption ``j`` (default: caption ``j``
+    describes clip ``j``). A clip with several captions counts any of them as relevant for
+    speech-to-text; each caption has its own clip as the one relevant item for
+    text-to-speech. Similarity is the dot product (cosine for unit-norm embeddings).
+    """
+    audio, text = _matrix(audio_emb), _matrix(text_emb)
+    if audio.ndim != 2 or text.ndim != 2 or audio.shape[1] != text.shape[1]:
+        raise ValueError(f"embedding shapes {audio.shape} and {text.shape} do not match")
+    owner = np.arange(len(text)) if text_to_audio is None else np.asarray(text_to_audio, dtype=np.int64)
+    if len(owner) != len(text):
+        raise ValueError(f"{len(owner)} caption owners for {len(text)} captions")
+    if len(owner) and (owner.min() < 0 or owner.max() >= len(audio)):
+        raise ValueError(f"caption owner out of range 0..{len(audio) - 1}")
+    sim = audio @ text.T
+    captions_of: list[list[int]] = [[] for _ in range(len(audio))]
+    for j, a in enumerate(owner):
+        captions_of[a].append(j)
+    s2t = retrieval_metrics(sim, captions_of, ks, n_boot, seed, f"{prefix}s2t_")
+    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_")
+    return {**s2t, **t2s}

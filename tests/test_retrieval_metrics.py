@@ -1,0 +1,109 @@
+"""Retrieval metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clsp.metrics.retrieval import (
+    NO_RELEVANT,
+    first_relevant_ranks,
+    metrics_from_ranks,
+    ranks_from_hits,
+    retrieval_metrics,
+    speech_text_retrieval,
+)
+
+
+def test_ranks_single_relevant():
+    sim = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.3],  # relevant 0 is best -> rank 0
+            [0.9, 0.1, 0.2, 0.3],  # relevant 2: 0.9 and 0.3 above -> rank 2
+            [0.1, 0.2, 0.3, 0.4],  # relevant 0: three above -> rank 3
+        ]
+    )
+    assert first_relevant_ranks(sim, [[0], [2], [0]]).tolist() == [0, 2, 3]
+
+
+def test_ranks_several_relevant_use_the_best():
+    sim = np.array([[0.1, 0.5, 0.9, 0.7]])
+    # relevant {0, 3}: best relevant is 0.7, only 0.9 (non-relevant) above
+    assert first_relevant_ranks(sim, [{0, 3}]).tolist() == [1]
+
+
+def test_ties_count_against_the_query():
+    sim = np.zeros((3, 3))
+    ranks = first_relevant_ranks(sim, [[0], [1], [2]])
+    assert ranks.tolist() == [2, 2, 2]
+    assert retrieval_metrics(sim, [[0], [1], [2]], n_boot=0)["R@1"] == 0.0
+
+
+def test_no_relevant_is_a_miss():
+    ranks = first_relevant_ranks(np.eye(2), [[0], []])
+    assert ranks[1] == NO_RELEVANT
+    assert metrics_from_ranks(ranks, n_boot=0)["R@10"] == 0.5
+
+
+def test_metrics_hand_computed():
+    ranks = np.array([0, 1, 4, 9, 10, 30])
+    m = metrics_from_ranks(ranks, n_boot=0)
+    assert m["R@1"] == pytest.approx(1 / 6)
+    assert m["R@5"] == pytest.approx(3 / 6)
+    assert m["R@10"] == pytest.approx(4 / 6)
+    assert m["mAP@10"] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 10) / 6)
+    assert m["count"] == 6
+    assert "R@1_lo" not in m
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    ranks = rng.integers(0, 20, size=200)
+    m = metrics_from_ranks(ranks, n_boot=300, seed=1)
+    for name in ("R@1", "R@5", "R@10", "mAP@10"):
+        assert m[f"{name}_lo"] <= m[name] <= m[f"{name}_hi"]
+        assert m[f"{name}_hi"] - m[f"{name}_lo"] > 0
+    assert metrics_from_ranks(ranks, n_boot=300, seed=1) == m
+
+
+def test_ranks_from_hits():
+    hits = [["a", "b", "c"], ["x", "y"], ["p"]]
+    assert ranks_from_hits(hits, [{"b"}, {"y", "x"}, {"q"}]).tolist() == [1, 0, NO_RELEVANT]
+
+
+def test_speech_text_both_directions_hand_computed():
+    audio = np.eye(3)
+    # caption 0 matches clip 0; caption 1 (of clip 1) is closest to clip 2; caption 2 of clip 2.
+    text = np.array([[1.0, 0, 0], [0, 0.4, 0.9], [0, 0, 1.0]])
+    m = speech_text_retrieval(audio, text, n_boot=0)
+    # s2t: clip0 -> cap0 rank0; clip1 -> cap1 (0.4) rank0 (others 0); clip2 -> cap2 1.0 rank0
+    assert m["s2t_R@1"] == 1.0
+    # t2s: cap1 -> clip1 scores [0, .4, .9]: clip2 above -> rank 1
+    assert m["t2s_R@1"] == pytest.approx(2 / 3)
+    assert m["t2s_mAP@10"] == pytest.approx((1 + 0.5 + 1) / 3)
+
+
+def test_speech_text_multiple_captions_per_clip():
+    audio = np.array([[1.0, 0], [0, 1.0]])
+    text = np.array([[0.2, 0.9], [1.0, 0.0], [0.0, 1.0]])
+    owner = [0, 0, 1]  # clip 0 has captions 0 and 1
+    m = speech_text_retrieval(audio, text, owner, n_boot=0, prefix="global_")
+    assert m["global_s2t_R@1"] == 1.0  # caption 1 is clip 0's best match
+    assert m["global_t2s_R@1"] == pytest.approx(2 / 3)  # caption 0 prefers clip 1
+    assert m["global_s2t_count"] == 2 and m["global_t2s_count"] == 3
+
+
+def test_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    a = torch.eye(4, requires_grad=True)
+    m = speech_text_retrieval(a, torch.eye(4), n_boot=0)
+    assert m["s2t_R@1"] == 1.0 and m["t2s_mAP@10"] == 1.0
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError):
+        first_relevant_ranks(np.eye(2), [[0]])
+    with pytest.raises(ValueError):
+        first_relevant_ranks(np.eye(2), [[0], [5]])
+    with pytest.raises(ValueError):
+        speech_text_retrieval(np.eye(2), np.eye(3))
