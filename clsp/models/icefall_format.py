@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,13 @@ def _read_pt(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
+        globals_ = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        if not globals_:
+            raise CheckpointError(f"{path}: cannot read as a torch checkpoint (not a valid pickle)") from None
         raise CheckpointError(
             f"{path}: refused: the file holds Python objects other than tensors, so it is not a plain "
-            f"state dict and will not be unpickled ({reason}); save it as {{'model': model.state_dict()}}"
+            f"state dict and will not be unpickled (it refers to {globals_[0]}); "
+            "save it as {'model': model.state_dict()}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
@@ -175,9 +179,10 @@ def load_authors_checkpoint(
         config = clsp_full_config(tokenizer=_tokenizer_source(p))
     elif isinstance(config, dict):
         config = ModelConfig.from_dict(config)
-    model = build_model(config, load_text_weights=False)
     mapped = map_icefall_state_dict(sd)
-    check_state_dict(model, mapped)
+    with torch.device("meta"):  # check names and shapes before allocating the real model
+        check_state_dict(build_model(config, load_text_weights=False), mapped)
+    model = build_model(config, load_text_weights=False)
     model.load_state_dict(mapped)
     model.name = p.stem if p.is_file() else p.name
     model.checksum = file_checksum(weights_file)
