@@ -1,0 +1,119 @@
+"""From input records to caption records: load audio, caption, filter, select, attach provenance.
+
+Output records keep the input fields and add ``global_captions`` and ``finegrained_captions``
+(the fields ``clsp train`` reads), ``inferred``, ``provenance``, ``rejected`` (captions dropped by a
+rule, with the reason) and, for the acoustic backend, ``measurements``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from clsp.caption.backend import METADATA_FIELDS, AcousticCaptioner
+from clsp.caption.filters import filter_captions, rank_by_similarity
+from clsp.errors import ClspError, InputError
+
+OUTPUT_FIELDS = ("global_captions", "finegrained_captions")
+TRANSCRIPT_FIELDS = ("text", "transcript", "sentence_text")
+MODEL_DESCRIBES = ("gender", "age", "accent", "emotion", "pitch", "rate", "loudness", "timbre")
+
+
+class CaptionRejectedError(ClspError):
+    """Every candidate caption of a clip broke an FCaps rule."""
+
+
+def _transcript(record: dict) -> str | None:
+    for key in TRANSCRIPT_FIELDS:
+        if isinstance(record.get(key), str):
+            return record[key]
+    return None
+
+
+def _metadata(record: dict) -> dict:
+    return {k: record[k] for k in METADATA_FIELDS if record.get(k) not in (None, "")}
+
+
+def load_clip(record: dict):
+    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds."""
+    from clsp.audio import load_audio
+
+    path = record.get("audio")
+    if not isinstance(path, str) or not path:
+        raise InputError(f"record {record.get('id')!r} has no 'audio' path")
+    return load_audio(path, start=record.get("start"), end=record.get("end"))
+
+
+def select_captions(
+    record: dict, candidates: dict[str, list[str]], wave=None, ranker=None, keep: dict | None = None,
+) -> dict[str, Any]:
+    """Filter candidates by the rules, optionally rank them by CLSP similarity, keep the best.
+
+    ``keep`` maps a kind ('global'/'finegrained') to how many captions to keep (all if absent).
+    """
+    transcript = _transcript(record)
+    out: dict[str, Any] = {"rejected": []}
+    for kind, field in (("global", "global_captions"), ("finegrained", "finegrained_captions")):
+        if kind not in candidates:
+            continue
+        kept, rejected = filter_captions(candidates[kind], kind, transcript)
+        out["rejected"] += [r.to_dict() for r in rejected]
+        n = (keep or {}).get(kind) or len(kept)
+        if ranker is not None and wave is not None and len(kept) > 1:
+            ranked = rank_by_similarity(ranker, wave, kept)
+            kept = [c for c, _ in ranked]
+            out[f"{kind}_similarity"] = [round(s, 6) for _, s in ranked][:n]
+        out[field] = kept[:n]
+    if not any(out.get(f) for f in OUTPUT_FIELDS):
+        reasons = "; ".join(sorted({r["reason"] for r in out["rejected"]})) or "no caption was produced"
+        raise CaptionRejectedError(f"record {record.get('id')!r}: every candidate caption broke a rule ({reasons})")
+    return out
+
+
+def caption_acoustic(record: dict, captioner: AcousticCaptioner) -> dict:
+    """One output record from the acoustic backend."""
+    wave = load_clip(record)
+    fields = captioner.caption_waveform(wave, _metadata(record), rec_id=record.get("id"))
+    selected = select_captions(record, {"global": fields["global_captions"],
+                                        "finegrained": fields["finegrained_captions"]})
+    out = dict(record)
+    out.update(selected)
+    out.update({"attributes": fields["attributes"], "measurements": fields["measurements"],
+                "inferred": fields["inferred"], "provenance": captioner.provenance()})
+    return out
+
+
+def caption_model_batch(records: list[dict], captioner, ranker=None, keep: dict | None = None) -> list[dict | ClspError]:
+    """Output records (or the error of each failed record) for a batch, model backend."""
+    results: list[dict | ClspError] = [None] * len(records)  # type: ignore[list-item]
+    waves, live = [], []
+    for i, rec in enumerate(records):
+        try:
+            waves.append(load_clip(rec))
+            live.append(i)
+        except ClspError as exc:
+            results[i] = exc
+    if live:
+        batch = [records[i] for i in live]
+        raw = captioner.caption_batch(waves, [_metadata(r) for r in batch], [r.get("id") for r in batch])
+        for i, wave, cands in zip(live, waves, raw):
+            rec = records[i]
+            try:
+                selected = select_captions(rec, cands, wave, ranker, keep)
+            except ClspError as exc:
+                results[i] = exc
+                continue
+            given = set(_metadata(rec))
+            results[i] = {**rec, **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
+                          "provenance": captioner.provenance()}
+    return results
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
