@@ -2,12 +2,10 @@
 
 As in the paper's protocol, the global text of a clip is its first global caption and the
 fine-grained text its last (longest kept) fine-grained caption; every clip is one query
-with one positive. Metrics: R@1/5/10 and mAP@10 in both directions.
+with one positive. Metrics: R@1/5/10 and mAP@10 in both directions (``clsp.metrics.retrieval``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
@@ -48,22 +46,10 @@ def _encode_texts(model, texts: list[str], autocast, batch_size: int = 64) -> np
 
 
 def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
-    """Flat ``{"a2t/R@1": ..., "t2a/mAP@10": ...}`` for paired rows of the two matrices."""
+    """``{"s2t_R@1": ..., "t2s_mAP@10": ...}`` (fractions) for paired rows of the two matrices."""
     from clsp.metrics.retrieval import speech_text_retrieval
 
-    result = speech_text_retrieval(audio, text)
-    return _flatten(result)
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, float]:
-    if isinstance(value, dict):
-        out: dict[str, float] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        return out
-    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-        return {prefix.rstrip("/"): float(value)}
-    return {}
+    return {k: float(v) for k, v in speech_text_retrieval(audio, text, n_boot=0).items()}
 
 
 def validate(model, manifest: str, cfg: DataConfig, device: torch.device, autocast) -> dict[str, float]:
