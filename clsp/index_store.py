@@ -63,18 +63,18 @@ def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: s
     theirs_model, theirs_sum = prov.get("model"), prov.get("checksum")
     if dim != info.dim:
         raise ProvenanceError(
-            f"{what} have dimension {dim} (model {theirs_model or 'unknown'}) but the index holds "
+            f"{what}: dimension {dim} (model {theirs_model or 'unknown'}), but the index holds "
             f"dimension {info.dim} (model {info.model or 'unknown'})"
         )
     if "dim" in prov and prov["dim"] is not None and int(prov["dim"]) != info.dim:
-        raise ProvenanceError(f"{what} declare dimension {prov['dim']} but the index holds {info.dim}")
+        raise ProvenanceError(f"{what}: declared dimension {prov['dim']}, but the index holds {info.dim}")
     if theirs_model and info.model and theirs_model != info.model:
         raise ProvenanceError(
-            f"{what} come from model {theirs_model!r} but the index was built with model {info.model!r}"
+            f"{what}: made by model {theirs_model!r}, but the index was built with model {info.model!r}"
         )
     if theirs_sum and info.checksum and theirs_sum != info.checksum:
         raise ProvenanceError(
-            f"{what} come from model {theirs_model or info.model!r} checksum {theirs_sum} but the "
+            f"{what}: made by model {theirs_model or info.model!r} with checksum {theirs_sum}, but the "
             f"index was built with checksum {info.checksum}"
         )
 

@@ -107,3 +107,11 @@ def test_shape_errors():
         first_relevant_ranks(np.eye(2), [[0], [5]])
     with pytest.raises(ValueError):
         speech_text_retrieval(np.eye(2), np.eye(3))
+
+
+def test_uncaptioned_clips_are_candidates_not_queries():
+    audio = np.eye(3)
+    text = np.array([[1.0, 0, 0], [0, 0, 1.0]])
+    m = speech_text_retrieval(audio, text, [0, 2], n_boot=0)
+    assert m["s2t_count"] == 2 and m["s2t_R@1"] == 1.0
+    assert m["t2s_count"] == 2 and m["t2s_R@1"] == 1.0

@@ -123,8 +123,8 @@ def speech_text_retrieval(
 
     ``text_to_audio[j]`` is the clip described by caption ``j`` (default: caption ``j``
     describes clip ``j``). A clip with several captions counts any of them as relevant for
-    speech-to-text; each caption has its own clip as the one relevant item for
-    text-to-speech. Similarity is the dot product (cosine for unit-norm embeddings).
+    speech-to-text (clips without captions are not queried); each caption has its own clip
+    as the one relevant item for text-to-speech, among all clips. Similarity is the dot product (cosine for unit-norm embeddings).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
     if audio.ndim != 2 or text.ndim != 2 or audio.shape[1] != text.shape[1]:
@@ -138,6 +138,7 @@ def speech_text_retrieval(
     captions_of: list[list[int]] = [[] for _ in range(len(audio))]
     for j, a in enumerate(owner):
         captions_of[a].append(j)
-    s2t = retrieval_metrics(sim, captions_of, ks, n_boot, seed, f"{prefix}s2t_")
+    captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
+    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_")
     t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_")
     return {**s2t, **t2s}

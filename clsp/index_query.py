@@ -1,0 +1,151 @@
+"""Turning query records (vectors, captions or audio clips) into index hits, in order.
+
+Queries are read in batches: captions and clips are embedded with the model (exactly as
+``clsp embed`` does), vectors are taken as given, and each batch is searched in one FAISS
+call. Every input item gives one result: its hits or the error that stopped it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from clsp.errors import ClspError, InputError
+from clsp.index import VectorIndex
+from clsp.index_records import record_vector
+from clsp.index_store import check_provenance
+from clsp.records import Item, resolve_path
+
+
+@dataclass
+class SearchSettings:
+    """Search-time options shared by ``query`` and ``eval``."""
+
+    k: int = 10
+    threshold: float | None = None
+    nprobe: int | None = None
+    ef: int | None = None
+    rerank: int | None = None
+    threads: int | None = None
+
+    def search_kwargs(self) -> dict[str, Any]:
+        return {"nprobe": self.nprobe, "ef": self.ef, "rerank": self.rerank, "threads": self.threads}
+
+
+class QueryEncoder:
+    """Embeds caption and audio queries with a model loaded on first use.
+
+    The model defaults to the one recorded in the index; a model whose provenance differs
+    from the index's is refused before any query is embedded.
+    """
+
+    def __init__(self, index: VectorIndex, model: str | None = None, device: str = "auto", batch_size: int = 16):
+        self.index, self.name, self.device, self.batch_size = index, model, device, batch_size
+        self._encoders = None
+
+    def _load(self):
+        if self._encoders is None:
+            from clsp.errors import ConfigError
+            from clsp.models import load_model
+            from clsp.similarity import ModelEncoders
+
+            name = self.name or self.index.info.model
+            if not name:
+                raise ConfigError("the index does not record its model: pass --model to embed text or audio queries")
+            net = load_model(name)
+            check_provenance(self.index.info, net.provenance(), net.provenance()["dim"], f"queries embedded by {name}")
+            self._encoders = ModelEncoders(net, self.batch_size, self.device)
+        return self._encoders
+
+    def embed(self, kind: str, values: list) -> list[np.ndarray | ClspError]:
+        if not values:
+            return []
+        enc = self._load()
+        return enc.embed_text(values) if kind == "text" else enc.embed_audio(values)
+
+
+def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None):
+    """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record."""
+    if "embedding" in record or (matrix is not None and "text" not in record and "audio" not in record):
+        return "vector", record_vector(record, matrix, position)
+    if isinstance(record.get("text"), str) and record["text"].strip():
+        return "text", record["text"]
+    if isinstance(record.get("audio"), str) and record["audio"].strip():
+        from clsp.similarity import Side
+
+        start, end = record.get("start"), record.get("end")
+        try:
+            start = None if start is None else float(start)
+            end = None if end is None else float(end)
+        except (TypeError, ValueError):
+            raise InputError(f"query {record.get('id')!r}: start/end must be seconds") from None
+        path = resolve_path(record["audio"], base) if base is not None else record["audio"]
+        return "audio", Side("audio", path, start, end)
+    raise InputError(f"query {record.get('id')!r}: needs an 'embedding', a 'text' or an 'audio' field")
+
+
+def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base) -> list:
+    """One vector or error per item of the batch."""
+    out: list[Any] = [None] * len(batch)
+    pending: dict[str, list[tuple[int, Any]]] = {"text": [], "audio": []}
+    for n, item in enumerate(batch):
+        if not item.ok:
+            out[n] = item.error
+            continue
+        try:
+            kind, value = parse_query(item.record, matrix, item.index, base)
+            if kind == "vector":
+                check_provenance(index.info, item.record.get("provenance"), value.shape[0], f"query {item.id!r}")
+                out[n] = value
+            else:
+                pending[kind].append((n, value))
+        except ClspError as exc:
+            out[n] = exc
+    for kind, todo in pending.items():
+        for (n, _), vec in zip(todo, encoder.embed(kind, [v for _, v in todo])):
+            out[n] = vec
+    return out
+
+
+def search_items(
+    index: VectorIndex,
+    items: Iterable[Item],
+    settings: SearchSettings,
+    encoder: QueryEncoder,
+    matrix: np.ndarray | None = None,
+    base: Path | None = None,
+    batch_size: int = 256,
+) -> Iterator[tuple[Item, list[dict] | ClspError]]:
+    """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
+    for batch in _batched(items, max(batch_size, 1)):
+        vectors = _vectors_for(batch, index, encoder, matrix, base)
+        good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
+        results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}
+        if good:
+            try:
+                mat = np.stack([np.asarray(vectors[n], dtype=np.float32) for n in good])
+                hits = index.search(mat, settings.k, threshold=settings.threshold, **settings.search_kwargs())
+                results.update(zip(good, hits))
+            except InputError:
+                for n in good:  # a bad vector in the batch: search one by one to blame it alone
+                    try:
+                        results[n] = index.search(vectors[n], settings.k, threshold=settings.threshold,
+                                                  **settings.search_kwargs())[0]
+                    except InputError as exc:
+                        results[n] = exc
+        for n, item in enumerate(batch):
+            yield item, results[n]

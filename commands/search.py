@@ -1,0 +1,357 @@
+"""``clsp search``: build FAISS indexes of embeddings, query them, evaluate retrieval."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clsp_cli.errors import command
+from clsp_cli.options import DeviceOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+
+main = typer.Typer(
+    name="search",
+    help="Index speech or caption embeddings and find the nearest ones by text, audio or vector.\n\n"
+    "Example: clsp embed clips.jsonl | clsp search build - -o clips.idx; "
+    "clsp search query clips.idx --text 'a calm, low male voice' -k 5",
+    no_args_is_help=True,
+)
+
+IndexArg = Annotated[str, typer.Argument(help="Index directory (made by 'clsp search build').")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Search threads (default: SLURM_CPUS_PER_TASK, else all CPUs).")]
+NpyOpt = Annotated[Optional[str], typer.Option("--npy", help="Matrix the records' 'row' fields point into (from 'clsp embed --npy').")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model that embeds --text/--audio queries (default: the index's model).")]
+KOpt = Annotated[int, typer.Option("--k", "-k", help="Hits per query (fewer when the index is smaller).")]
+NprobeOpt = Annotated[Optional[int], typer.Option("--nprobe", help="IVF lists visited per query (more: slower, better recall).")]
+EfOpt = Annotated[Optional[int], typer.Option("--ef", help="HNSW search breadth (more: slower, better recall).")]
+RerankOpt = Annotated[Optional[int], typer.Option("--rerank", help="Fetch k*N candidates and re-score them exactly (0: off; default: on for compressed indexes).")]
+
+
+@main.command("build")
+@command
+def build(
+    input: Annotated[str, typer.Argument(help="'clsp embed' JSONL (with 'embedding', or 'row' + --npy), or a .npy matrix; '-' is stdin.")] = "-",
+    index: Annotated[str, typer.Option("--output", "-o", help="Index directory to write (replaced atomically).")] = "clsp.idx",
+    npy: NpyOpt = None,
+    ids: Annotated[Optional[str], typer.Option("--ids", help="With a .npy INPUT: JSONL of metadata records in row order.")] = None,
+    factory: Annotated[Optional[str], typer.Option("--factory", help="FAISS index_factory string: Flat, IVF4096,Flat, IVF4096,PQ64, HNSW32... (default: by size and --max-memory).")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="cosine (normalized inner product), ip or l2.")] = "cosine",
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget for the index, e.g. 4G; picks compressed codes when full vectors do not fit.")] = None,
+    add: Annotated[bool, typer.Option("--add", help="Append to the index at --output instead of replacing it.")] = False,
+    threads: ThreadsOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+    quiet: QuietOpt = False,
+):
+    """Build (or --add to) an index from embeddings; prints one summary record."""
+    return _build(input, index, npy, ids, factory, metric, max_memory, add, threads, on_error.value, quiet)
+
+
+@main.command("query")
+@command
+def query(
+    index: IndexArg,
+    input: Annotated[Optional[str], typer.Argument(help="Queries: JSONL with 'embedding' (or 'row' + --npy), 'text' or 'audio' fields, or a .npy matrix; '-' is stdin. Default: stdin unless --text/--audio are given.", show_default=False)] = None,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A caption to search with (repeatable).")] = None,
+    audio: Annotated[Optional[list[str]], typer.Option("--audio", "-a", help="An audio file to search with (repeatable).")] = None,
+    k: KOpt = 10,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep hits scoring at least this (cosine/ip) or at most this (l2).")] = None,
+    nprobe: NprobeOpt = None,
+    ef: EfOpt = None,
+    rerank: RerankOpt = None,
+    npy: NpyOpt = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Queries per batch.")] = 256,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "auto",
+    output: OutputOpt = "-",
+    on_error: OnErrorOpt = OnError.skip,
+    quiet: QuietOpt = False,
+):
+    """Top-k hits per query: one {"id", "hits": [{"id", "score", ...metadata}]} record each."""
+    from clsp.index_query import SearchSettings
+
+    settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
+    return _query(index, input, text or [], audio or [], settings, npy, model, batch_size, device, output,
+                     on_error.value, quiet)
+
+
+@main.command("eval")
+@command
+def evaluate(
+    index: Annotated[Optional[str], typer.Argument(help="Index directory; queries come from --queries.", show_default=False)] = None,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Query JSONL (vectors, text or audio) with the relevant ids in --relevant-key.")] = None,
+    relevant_key: Annotated[str, typer.Option("--relevant-key", help="Query field holding the relevant id (or a list of them).")] = "relevant",
+    speech: Annotated[Optional[str], typer.Option("--speech", help="Pool mode: speech embeddings JSONL (both directions, no index).")] = None,
+    captions: Annotated[Optional[str], typer.Option("--captions", help="Pool mode: caption embeddings JSONL; each names its clip in --match-key.")] = None,
+    match_key: Annotated[str, typer.Option("--match-key", help="Pool mode: caption field with the id of the clip it describes.")] = "audio_id",
+    group_key: Annotated[Optional[str], typer.Option("--group-key", help="Also report metrics per value of this field (e.g. caption_type: global / fine).")] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
+    nprobe: NprobeOpt = None,
+    ef: EfOpt = None,
+    rerank: RerankOpt = None,
+    npy: NpyOpt = None,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "auto",
+    output: OutputOpt = "-",
+    quiet: QuietOpt = False,
+):
+    """Retrieval metrics (R@1/5/10, mAP@10 with 95% CIs): queries against an index, or a speech-caption pool."""
+    from clsp.index_query import SearchSettings
+
+    settings = SearchSettings(10, None, nprobe, ef, rerank, threads)
+    return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy,
+                    model, device, output, quiet)
+
+
+def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, threads, on_error, quiet) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from clsp.errors import InputError
+    from clsp.index import add_to_index, build_index
+    from clsp.index_factory import parse_memory
+    from clsp.index_records import iter_embedding_items, load_matrix, record_metadata, same_provenance
+    from clsp_cli.console import Throughput, set_quiet, warn
+    from clsp_cli.errors import FailFast
+    from clsp_cli.output import RecordSink
+
+    set_quiet(quiet)
+    if input.endswith(".npy") and ids:
+        input, npy = ids, input
+    matrix = load_matrix(npy) if npy else None
+    vectors, metas, prov, failed = [], [], None, 0
+    with Throughput("read embeddings", "records") as progress:
+        for item, vec in iter_embedding_items(input, matrix):
+            if vec is not None and vectors and vec.shape != vectors[0].shape:
+                vec, item.error = None, InputError(f"record {item.id!r}: dimension {vec.shape[0]}, earlier records {vectors[0].shape[0]}")
+            if vec is None:
+                failed += 1
+                warn(f"skipped {item.id}: {item.error}")
+                if on_error == "fail":
+                    raise FailFast(f"record {item.id!r} failed: {item.error}")
+                progress.update(failed=1)
+                continue
+            rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
+            same_provenance(prov, rec_prov, f"record {item.id!r}")
+            prov = prov or rec_prov
+            vectors.append(vec)
+            metas.append(record_metadata(item.record))
+            progress.update()
+    exists = Path(index_dir).exists()
+    if not vectors and not (add and exists):
+        raise InputError(f"{input}: no embeddings to index")
+    mat = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+    if add and exists:
+        built = add_to_index(index_dir, mat, metas, prov, threads) if vectors else None
+    else:
+        built = build_index(mat, metas, factory=factory, metric=metric, provenance=prov,
+                            max_memory=parse_memory(max_memory), threads=threads)
+        built.save(index_dir)
+    sink = RecordSink("-")
+    info = built.info if built is not None else None
+    sink.write({"index": str(index_dir), "added": len(vectors), "failed": failed,
+                **({"count": info.count, "dim": info.dim, "factory": info.factory, "metric": info.metric,
+                    "model": info.model} if info else {})})
+    sink.commit()
+    return 3 if failed else 0
+
+
+def _query_items(input, texts, audios, npy):
+    """Query items from --text/--audio options and/or an input file, with the matrix and base folder."""
+    from clsp.index_records import load_matrix
+    from clsp.records import Item, base_dir_of, iter_items
+
+    given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
+    given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
+    if input is None and given:
+        return given, None, None
+    source = input or "-"
+    if source.endswith(".npy"):
+        mat = load_matrix(source)
+        rows = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n}) for n in range(len(mat)))
+        return _chain(given, rows), mat, None
+    matrix = load_matrix(npy) if npy else None
+    return _chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
+
+
+def _chain(first, rest):
+    yield from first
+    yield from rest
+
+
+def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet) -> int:
+    from clsp.errors import ClspError, ConfigError
+    from clsp.index import load_index
+    from clsp.index_query import QueryEncoder, search_items
+    from clsp_cli.console import Throughput, set_quiet
+    from clsp_cli.output import RecordSink
+
+    set_quiet(quiet)
+    if settings.k < 1 or batch_size < 1:
+        raise ConfigError("--k and --batch-size must be at least 1")
+    index = load_index(index_dir)
+    items, matrix, base = _query_items(input, texts, audios, npy)
+    encoder = QueryEncoder(index, model, device)
+    sink = RecordSink(output, on_error=on_error)
+    with Throughput("search", "queries") as progress:
+        for item, result in search_items(index, items, settings, encoder, matrix, base, batch_size):
+            if isinstance(result, ClspError):
+                sink.write_error(item.id, result)
+                progress.update(failed=1)
+            else:
+                sink.write({"id": item.id, "hits": result})
+                progress.update()
+    sink.commit()
+    return sink.exit_code
+
+
+def _relevant_ids(record: dict, key: str) -> list[str]:
+    from clsp.errors import InputError
+
+    value = record.get(key)
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, list) and value and all(isinstance(v, (str, int)) for v in value):
+        return [str(v) for v in value]
+    raise InputError(f"query {record.get('id')!r}: needs the relevant id(s) in field '{key}'")
+
+
+def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy, model,
+          device, output, quiet) -> int:
+    from clsp.errors import ConfigError
+    from clsp_cli.console import set_quiet
+    from clsp_cli.output import RecordSink
+
+    set_quiet(quiet)
+    if n_boot < 0:
+        raise ConfigError("--n-boot must be >= 0")
+    if speech or captions:
+        if not (speech and captions) or index_dir or queries:
+            raise ConfigError("pool mode needs both --speech and --captions (and no index)")
+        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot)
+    else:
+        if not index_dir:
+            raise ConfigError("give an INDEX with --queries, or --speech and --captions")
+        summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings, npy,
+                                      model, device)
+    _render(summary)
+    sink = RecordSink(output)
+    sink.write(summary)
+    sink.commit()
+    return 3 if failed else 0
+
+
+def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device):
+    from clsp.errors import ClspError
+    from clsp.index import load_index
+    from clsp.index_query import QueryEncoder, search_items
+    from clsp.metrics.retrieval import metrics_from_ranks, ranks_from_hits
+    from clsp_cli.console import warn
+
+    index = load_index(index_dir)
+    items, matrix, base = _query_items(queries, [], [], npy)
+    groups: dict[str, list] = {}
+    failed = 0
+    for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
+        try:
+            if isinstance(result, ClspError):
+                raise result
+            relevant = _relevant_ids(item.record, relevant_key)
+        except ClspError as exc:
+            failed += 1
+            warn(f"skipped query {item.id}: {exc}")
+            continue
+        rank = ranks_from_hits([[h["id"] for h in result]], [relevant])[0]
+        keys = ["all"] + ([str(item.record.get(group_key))] if group_key else [])
+        for key in keys:
+            groups.setdefault(key, []).append(rank)
+    overall = groups.pop("all", [])
+    summary = {"task": "retrieval", "index": str(index_dir), "queries": len(overall), "failed": failed,
+               "model": index.info.model, "metrics": metrics_from_ranks(overall, n_boot=n_boot)}
+    if group_key:
+        summary["group_key"] = group_key
+        summary["groups"] = {g: metrics_from_ranks(r, n_boot=n_boot) for g, r in sorted(groups.items())}
+    return summary, failed
+
+
+def _read_pool(path: str):
+    """(vectors, records, provenance, failed) from an embeddings JSONL file."""
+    import numpy as np
+
+    from clsp.index_records import iter_embedding_items, same_provenance
+    from clsp_cli.console import warn
+
+    vecs, recs, prov, failed = [], [], None, 0
+    for item, vec in iter_embedding_items(path):
+        if vec is None:
+            failed += 1
+            warn(f"skipped {item.id}: {item.error}")
+            continue
+        rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
+        same_provenance(prov, rec_prov, f"{path}: record {item.id!r}")
+        prov = prov or rec_prov
+        vecs.append(vec)
+        recs.append(item.record)
+    return (np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)), recs, prov, failed
+
+
+def _eval_pool(speech, captions, match_key, group_key, n_boot):
+    import numpy as np
+
+    from clsp.errors import InputError
+    from clsp.index_records import same_provenance
+    from clsp.metrics.retrieval import speech_text_retrieval
+    from clsp_cli.console import warn
+
+    audio, arecs, aprov, afail = _read_pool(speech)
+    text, trecs, tprov, tfail = _read_pool(captions)
+    same_provenance(aprov, tprov, f"{captions} against {speech}")
+    if not len(audio) or not len(text):
+        raise InputError("pool mode needs at least one speech and one caption embedding")
+    if audio.shape[1] != text.shape[1]:
+        raise InputError(f"speech embeddings have dimension {audio.shape[1]}, captions {text.shape[1]}")
+    row_of = {str(r["id"]): n for n, r in enumerate(arecs)}
+    owner, keep = [], []
+    for n, rec in enumerate(trecs):
+        target = str(rec.get(match_key, rec["id"]))
+        if target not in row_of:
+            tfail += 1
+            warn(f"skipped caption {rec['id']}: no speech record with id {target!r} (field '{match_key}')")
+            continue
+        owner.append(row_of[target])
+        keep.append(n)
+    owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
+    trecs = [trecs[n] for n in keep]
+    summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
+               "failed": afail + tfail, "model": (aprov or {}).get("model"),
+               "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
+    if group_key:
+        labels = np.asarray([str(r.get(group_key)) for r in trecs])
+        summary["group_key"] = group_key
+        summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
+                             for g in sorted(set(labels.tolist()))}
+    return summary, afail + tfail
+
+
+def _render(summary: dict) -> None:
+    """The metrics as a table on stderr: one row per metric, one column per group."""
+    from rich.table import Table
+
+    from clsp_cli.console import console
+
+    columns = [("all", summary["metrics"])] + list(summary.get("groups", {}).items())
+    names = [k for k in summary["metrics"] if not k.endswith(("_lo", "_hi", "count"))]
+    table = Table(title=f"{summary['task']} (95% bootstrap CI)", title_justify="left")
+    table.add_column("metric")
+    for name, _ in columns:
+        table.add_column(str(name))
+    for metric in names:
+        cells = []
+        for _, m in columns:
+            value = m.get(metric, float("nan"))
+            ci = f" [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]" if metric + "_lo" in m else ""
+            cells.append(f"{value:.3f}{ci}")
+        table.add_row(metric, *cells)
+    console.print(table)
