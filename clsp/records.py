@@ -129,7 +129,7 @@ def resolve_path(value: Any, base: Path) -> str:
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, Any]:
     """Parse one non-blank input line into a record for ``modality`` ("audio" or "text")."""
     text = _decode_line(lineno, raw)
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         obj = _parse_json(lineno, text)
         if is_lhotse_cut(obj):
             obj = cut_to_record(obj, lineno)

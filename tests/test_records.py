@@ -1,0 +1,38 @@
+import gzip
+import json
+
+from clsp.records import iter_items
+
+
+def test_items_one_per_line_with_errors(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'{"id": "a", "audio": "x.wav"}\n\n{bad json\n\xff\xfe\n{"id": "b"}\nplain.wav\n[1,2]\n')
+    items = list(iter_items(p, "audio"))
+    assert [it.ok for it in items] == [True, False, False, False, True, False]
+    assert items[0].record["_path"] == str(tmp_path / "x.wav")
+    assert "invalid JSON" in str(items[1].error)
+    assert "UTF-8" in str(items[2].error)
+    assert items[3].id == "b" and "'audio'" in str(items[3].error)
+    assert items[4].record["id"] == "plain.wav"
+
+
+def test_lhotse_cuts_gz(tmp_path):
+    cut = {"id": "cut1", "start": 1.0, "duration": 2.0, "channel": 0, "type": "MonoCut",
+           "recording": {"id": "r", "sources": [{"type": "file", "channels": [0], "source": "a/b.wav"}],
+                         "sampling_rate": 16000, "num_samples": 64000, "duration": 4.0},
+           "supervisions": [{"id": "s", "speaker": "spk", "gender": "female", "custom": {"short_captions": ["x"]}}]}
+    p = tmp_path / "cuts.jsonl.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write(json.dumps(cut) + "\n")
+    (item,) = list(iter_items(p, "audio"))
+    assert item.record["start"] == 1.0 and item.record["end"] == 3.0
+    assert item.record["_path"] == str(tmp_path / "a/b.wav")
+    assert item.record["gender"] == "female" and item.record["short_captions"] == ["x"]
+
+
+def test_text_lines(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("a calm voice\n{\"id\": \"q\", \"text\": \"fast speech\"}\n")
+    items = list(iter_items(p, "text"))
+    assert items[0].record == {"id": "line-1", "text": "a calm voice"}
+    assert items[1].record["id"] == "q"
