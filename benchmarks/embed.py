@@ -1,0 +1,77 @@
+"""CPU throughput of `clsp embed`: batched vs one clip at a time, same model, same run.
+
+    python benchmarks/embed.py --model default --clips 200
+
+Makes 200 clips of 2-10 s (harmonic tones with noise), then embeds them with the library's
+AudioEmbedder (decoding + fbank + model), first with batches of one clip, then batched.
+Prints clips/s, audio-s/s and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+def make_clips(folder: Path, n: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        sec = rng.uniform(2.0, 10.0)
+        t = np.arange(int(sec * 16000)) / 16000
+        f0 = rng.uniform(90, 260)
+        sig = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * 0.1 + 0.01 * rng.standard_normal(t.size)
+        sf.write(str(folder / f"{i}.wav"), sig.astype(np.float32), 16000)
+        lines.append(json.dumps({"id": str(i), "audio": f"{i}.wav"}))
+    manifest = folder / "clips.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def run(model, manifest: Path, batch_size: int, workers: int) -> tuple[float, float, int]:
+    from clsp.embed import AudioEmbedder, EmbedConfig
+    from clsp.records import iter_items
+
+    cfg = EmbedConfig(batch_size=batch_size, workers=workers, device="cpu", dtype="float32")
+    start = time.perf_counter()
+    seconds, count = 0.0, 0
+    for res in AudioEmbedder(model, cfg).run(iter_items(manifest, "audio")):
+        seconds += res.seconds
+        count += res.error is None
+    return time.perf_counter() - start, seconds, count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--clips", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    from clsp.models import load_model
+
+    model = load_model(args.model)
+    print(f"model={model.name} params={sum(p.numel() for p in model.parameters()):,} torch={torch.__version__} "
+          f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = make_clips(Path(tmp), args.clips)
+        rows = []
+        for label, bs in (("one at a time", 1), (f"batched ({args.batch_size})", args.batch_size)):
+            wall, audio_s, n = run(model, manifest, bs, args.workers)
+            rows.append((label, n, wall, n / wall, audio_s / wall))
+    print(f"| mode | clips | wall s | clips/s | audio-s/s |\n|---|---|---|---|---|")
+    for label, n, wall, cps, aps in rows:
+        print(f"| {label} | {n} | {wall:.1f} | {cps:.2f} | {aps:.1f} |")
+    print(f"speed-up batched / one-at-a-time: {rows[1][3] / rows[0][3]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

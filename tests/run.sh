@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite, offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+examples/setup_env.sh test
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest -q tests "$@"
