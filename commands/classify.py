@@ -202,8 +202,8 @@ def _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gol
 
 
 def _fmt(value, ci=None) -> str:
-    text = f"{100 * value:.1f}" if value == value else "nan"
-    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci and ci[0] == ci[0] else "")
+    text = "n/a" if value is None else f"{100 * value:.1f}"
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci and ci[0] is not None else "")
 
 
 def _render(summary: dict) -> None:

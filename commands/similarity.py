@@ -147,9 +147,9 @@ def _correlations(ratings, human_key, group_key, n_boot, prov) -> dict:
 
 
 def _fmt(rep: dict, name: str) -> str:
-    value, ci = rep.get(name, float("nan")), rep.get(f"{name}_ci")
-    text = f"{value:.3f}" if value == value else "nan"
-    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] == ci[0] else "")
+    value, ci = rep.get(name), rep.get(f"{name}_ci")
+    text = "n/a" if value is None else f"{value:.3f}"
+    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
 
 
 def _render(summary: dict) -> None:

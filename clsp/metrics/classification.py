@@ -71,6 +71,10 @@ def _ua_int(t: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean([np.mean(p[t == c] == c) for c in classes]))
 
 
+def _defined(value: float) -> float | None:
+    return None if value != value else value
+
+
 def classification_report(
     y_true: Sequence,
     y_pred: Sequence,
@@ -79,14 +83,17 @@ def classification_report(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict:
-    """WA, UA, per-class recall, confusion matrix and bootstrap CIs of WA and UA, as a dict."""
+    """WA, UA, per-class recall, confusion matrix and bootstrap CIs of WA and UA, as a dict.
+
+    Values that are undefined (no items) are None, so the report is valid JSON.
+    """
     t, p = _as_arrays(y_true, y_pred)
     order, matrix = confusion_matrix(t, p, labels)
     ti, pi = _encode(t, p)
     report = {
         "n": int(len(t)),
-        "wa": weighted_accuracy(t, p),
-        "ua": unweighted_accuracy(t, p),
+        "wa": _defined(weighted_accuracy(t, p)),
+        "ua": _defined(unweighted_accuracy(t, p)),
         "per_class_recall": per_class_recall(t, p),
         "support": {str(c): int(np.sum(t == c)) for c in sorted(set(t.tolist()), key=str)},
         "confusion": {"labels": order, "matrix": matrix.tolist()},

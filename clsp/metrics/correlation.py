@@ -80,13 +80,18 @@ def correlation_report(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict:
-    """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs."""
+    """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs (None: undefined)."""
     a, b = _pair(x, y)
     report: dict = {"n": int(a.size)}
     for name, fn in CORRELATIONS.items():
-        report[name] = fn(a, b)
+        report[name] = _defined(fn(a, b))
         if n_boot > 0 and a.size >= 2:
-            report[f"{name}_ci"] = list(bootstrap_ci(fn, [a, b], n_boot=n_boot, alpha=alpha, seed=seed))
+            report[f"{name}_ci"] = [_defined(v) for v in bootstrap_ci(fn, [a, b], n_boot=n_boot, alpha=alpha, seed=seed)]
     if n_boot > 0:
         report["ci_level"] = 1 - alpha
     return report
+
+
+def _defined(value: float) -> float | None:
+    """Undefined values (constant input, too few items) become None so reports stay valid JSON."""
+    return None if value != value else value

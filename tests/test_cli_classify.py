@@ -1,0 +1,86 @@
+"""``clsp classify`` through the real executable and pipes (tiny random model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import soundfile as sf
+
+from clsp.metrics.classification import unweighted_accuracy, weighted_accuracy
+
+TINY = ["-m", "tiny-random", "--quiet"]
+
+
+def run(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def tone(path, freq: float, seconds: float = 1.0) -> None:
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype("float32"), 16000)
+
+
+def test_audio_records_labels_errors_and_summary(tmp_path):
+    recs = []
+    for i, (freq, gold) in enumerate([(120, "male"), (220, "female"), (140, "m"), (260, "female")]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": f"c{i}.wav", "gender": gold})
+    recs.append({"id": "gone", "audio": "missing.wav", "gender": "male"})
+    recs.append({"id": "odd", "audio": "c0.wav", "gender": "robot"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = run("cat in.jsonl | clsp classify - --pack gender --label-key gender --top-k 2 --n-boot 50 -m tiny-random", tmp_path)
+    assert p.returncode == 3, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["id"] for r in out] == ["c0", "c1", "c2", "c3", "gone", "odd", "__summary__"]
+    assert "missing.wav" in out[4]["error"]["message"]
+    for r in out[:4]:
+        assert r["label"] in ("male", "female")
+        assert abs(sum(r["scores"].values()) - 1) < 1e-4
+        assert [t["label"] for t in r["top_k"]][0] == r["label"]
+    summary = out[-1]["summary"]
+    gold = ["male", "female", "male", "female"]  # "m" is an alias of male; "robot" is left out
+    pred = [r["label"] for r in out[:4]]
+    assert summary["n"] == 4
+    assert summary["wa"] == weighted_accuracy(gold, pred)
+    assert summary["ua"] == unweighted_accuracy(gold, pred)
+    assert summary["skipped_gold"] == {"robot": 1}
+    assert sum(map(sum, summary["confusion"]["matrix"])) == 4
+    assert "WA" in p.stderr and "robot" in p.stderr
+
+
+def test_embedding_records_from_clsp_embed_pipe_and_report(tmp_path):
+    # text embeddings of the pack's own prompts must be classified as their class
+    p = run("printf 'A male speaker.\\nA female speaker.\\nA speaker in a angry tone.\\n' | "
+            "clsp embed --modality text -m tiny-random -q | "
+            "clsp classify --pack ravdess --attribute gender -m tiny-random -q", tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["label"] for r in out[:2]] == ["male", "female"]
+    assert "embedding" not in out[0]
+
+
+def test_precomputed_embeddings_provenance_and_report(tmp_path):
+    bad = {"id": "other", "embedding": [0.1] * 32, "provenance": {"model": "tiny-random", "checksum": "seed:9"}}
+    short = {"id": "short", "embedding": [0.1] * 5, "gender": "male"}
+    good = {"id": "ok", "embedding": list(np.linspace(-1, 1, 32)), "gender": "female"}
+    stdin = "".join(json.dumps(r) + "\n" for r in (bad, short, good))
+    p = run("clsp classify --pack ravdess -a gender --label-key gender --report rep.json --n-boot 20 -m tiny-random -q",
+            tmp_path, stdin)
+    assert p.returncode == 3
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r.get("error", {}).get("type") for r in out] == ["ProvenanceError", "ProvenanceError", None]
+    assert "seed:9" in out[0]["error"]["message"]
+    report = json.loads((tmp_path / "rep.json").read_text())
+    assert report["n"] == 1 and report["attribute"] == "gender"
+
+
+def test_bad_pack_is_a_usage_error(tmp_path):
+    (tmp_path / "bad.json").write_text('{"attribute": "x", "templates": ["no slot"], "classes": {"a": "a", "b": "b"}}')
+    p = run("echo c.wav | clsp classify --pack bad.json -m tiny-random", tmp_path)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert "no {label} slot" in p.stderr
+    p = run("clsp classify --list-packs", tmp_path)
+    assert "iemocap\temotion\thappy, angry, sad, neutral" in p.stdout

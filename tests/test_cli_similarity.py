@@ -1,0 +1,85 @@
+"""``clsp similarity`` through the real executable: one-off checks, pair batches, filters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import soundfile as sf
+
+
+def run(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def tone(path, freq: float, seconds: float = 1.0, noise: float = 0.0) -> None:
+    t = np.arange(int(16000 * seconds)) / 16000
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(int(freq)).normal(size=t.size)
+    sf.write(path, x.astype("float32"), 16000)
+
+
+def test_one_off_audio_pair_agrees_with_clsp_embed(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    p = run("clsp similarity a.wav b.wav -m tiny-random -q", tmp_path)
+    assert p.returncode == 0, p.stderr
+    (rec,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert rec["pair"] == "audio-audio" and -1 <= rec["score"] <= 1
+    # oracle: cosine of the embeddings written by 'clsp embed'
+    e = run("printf 'a.wav\\nb.wav\\n' | clsp embed -m tiny-random -q", tmp_path)
+    va, vb = (np.array(json.loads(line)["embedding"]) for line in e.stdout.splitlines())
+    assert abs(rec["score"] - va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)) < 1e-5
+
+
+def test_one_off_audio_caption(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    p = run("clsp similarity a.wav 'a whispering young woman' -m tiny-random -q", tmp_path)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["pair"] == "audio-text" and rec["b"] == "a whispering young woman" and -1 <= rec["score"] <= 1
+    p = run("clsp similarity missing.wav 'a calm voice' -m tiny-random -q", tmp_path)
+    assert p.returncode == 3 and "missing.wav" in json.loads(p.stdout)["error"]["message"]
+
+
+def test_pairs_batch_errors_correlation_and_filters(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    pairs = [
+        {"id": "ab", "a": "a.wav", "b": "b.wav", "human": 1.0, "cat": "x"},
+        {"id": "ba", "a": "b.wav", "b": "a.wav", "human": 2.0, "cat": "x"},
+        {"id": "aa", "a": "a.wav", "b": "a.wav", "human": 5.0, "cat": "y"},
+        {"id": "at", "a": "a.wav", "b_text": "a calm low voice", "human": 3.0, "cat": "y"},
+        {"id": "gone", "a": "missing.wav", "b": "a calm voice", "human": 4.0},
+        {"id": "empty", "a": "a.wav", "b": "  ", "human": 4.0},
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs) + "not json\n")
+    p = run("clsp similarity pairs.jsonl --human-key human --group-key cat --n-boot 50 --above 0.99999 "
+            "-m tiny-random", tmp_path)
+    assert p.returncode == 3, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    # --above keeps only the identical pair; error records always come out, in input order
+    assert [r["id"] for r in out[:-1]] == ["aa", "gone", "empty", "not json"]
+    assert abs(out[0]["score"] - 1.0) < 1e-5
+    assert out[1]["error"]["type"] == "AudioError" and "missing.wav" in out[1]["error"]["message"]
+    assert "empty text" in out[2]["error"]["message"]
+    assert "error" in out[3]
+    # correlations use every scored pair, before filtering
+    summary = out[-1]["summary"]
+    assert summary["overall"]["n"] == 4 and set(summary["groups"]) == {"x", "y"}
+    assert -1 <= summary["overall"]["kendall"] <= 1
+    assert summary["groups"]["x"]["n"] == 2
+    assert "Kendall" in p.stderr and "kept 1 pairs" in p.stderr
+
+
+def test_mixed_pairs_stream_and_head_closes_pipe_quietly(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300)
+    lines = "".join(json.dumps({"a": "a.wav", "b": "b.wav" if i % 2 else f"caption number {i}"}) + "\n"
+                    for i in range(40))
+    p = run("clsp similarity -m tiny-random -q -b 4 | head -3", tmp_path, lines)
+    assert p.returncode == 0
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["pair"] for r in out] == ["audio-text", "audio-audio", "audio-text"]
+    assert out[1]["score"] != out[0]["score"]
+    assert "Traceback" not in p.stderr
