@@ -64,7 +64,10 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     count = 0
     text = getattr(model.text_encoder, "model", None)
     if text is not None and getattr(text, "supports_gradient_checkpointing", False):
-        text.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(text, "activation_checkpointing_enable"):  # transformers >= 5
+            text.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            text.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         count += int(getattr(text.config, "num_hidden_layers", 1))
     for name, child in model.speech_encoder.named_modules():
         if isinstance(child, nn.ModuleList) and name.split(".")[-1] == "layers":
