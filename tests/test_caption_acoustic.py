@@ -108,7 +108,7 @@ def test_captions_are_deterministic_and_seeded():
 
 
 def test_edited_bins_file_changes_labels(tmp_path):
-    spec = json.loads(load_bins().source and Path(load_bins().source).read_text())
+    spec = json.loads(Path(load_bins().source).read_text())
     spec["loudness"]["edges"] = [-90.0, -80.0, -70.0, -60.0]
     path = tmp_path / "bins.json"
     path.write_text(json.dumps(spec))

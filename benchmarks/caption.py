@@ -1,0 +1,67 @@
+"""Acoustic caption backend: clips/s on CPU, and gender accuracy on EmoDB with no labels given.
+
+    python benchmarks/caption.py                 # speed on EmoDB clips (or espeak-ng speech)
+    python benchmarks/caption.py --gender-eval   # also state-gender accuracy over all EmoDB clips
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+
+EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
+
+
+def stated_gender(caption: str) -> str | None:
+    text = f" {caption.lower()} "
+    if " woman " in text or " female " in text:
+        return "female"
+    if " man " in text or " male " in text:
+        return "male"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--emodb", type=Path, default=EMODB)
+    parser.add_argument("--clips", type=int, default=100, help="clips timed for speed")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gender-eval", action="store_true", help="caption all clips and score gender")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    from clsp.audio import load_audio
+    from clsp.caption.backend import AcousticCaptioner
+
+    torch.set_num_threads(args.threads)
+    rows = [json.loads(x) for x in (args.emodb / "labels.jsonl").read_text().splitlines() if x.strip()]
+    captioner = AcousticCaptioner.from_bins_file()
+    waves = [(r, load_audio(args.emodb / r["audio"])) for r in rows]
+    timed = waves[: args.clips]
+    captioner.caption_waveform(timed[0][1], rec_id="warmup")
+    start = time.perf_counter()
+    for r, w in timed:
+        captioner.caption_waveform(w, rec_id=r["id"])
+    dt = time.perf_counter() - start
+    audio_s = sum(w.numel() for _, w in timed) / 16000
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads}")
+    print(f"| clips | audio s | wall s | clips/s | audio-s/s |")
+    print(f"| {len(timed)} | {audio_s:.1f} | {dt:.2f} | {len(timed) / dt:.1f} | {audio_s / dt:.1f} |")
+    if args.gender_eval:
+        hits, confusion = 0, Counter()
+        for r, w in waves:
+            said = stated_gender(captioner.caption_waveform(w, {}, rec_id=r["id"])["global_captions"][0])
+            hits += said == r["gender"]
+            confusion[(r["gender"], said)] += 1
+        print(f"gender stated = label: {hits}/{len(waves)} = {hits / len(waves):.3f}")
+        print("confusion (label, stated):", dict(confusion))
+
+
+if __name__ == "__main__":
+    main()
