@@ -1,0 +1,184 @@
+"""Evaluate a CLSP model on the held-out parts of the default model's training data.
+
+* Synthetic corpus, held-out voices: speech-text retrieval (R@1/5/10) in pools of 200 clips
+  with global and with fine-grained captions (mean over disjoint pools), and zero-shot
+  gender, pitch, rate, whisper and loudness classification.
+* EmoDB, held-out speakers: zero-shot gender and 7-way emotion (WA and UA).
+
+    python evaluate.py --model clsp/default_model --synthetic build/default_model/synthetic/test.jsonl \
+        --emodb build/default_model/emodb/test.jsonl --out results.json
+
+Prints a table on stderr and writes all numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synthetic_styles as st  # noqa: E402
+from jsonl import read_jsonl  # noqa: E402
+from make_synthetic import style_key  # noqa: E402
+from prepare_emodb import EMOTION_PHRASES  # noqa: E402
+
+POOL = 200
+
+
+def embed_clips(model, rows: list[dict], batch_size: int = 16) -> np.ndarray:
+    """Unit-norm audio embeddings of the rows' audio files, in row order."""
+    from clsp.audio import load_audio
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            waves = [load_audio(r["audio"], r.get("start"), r.get("end")) for r in rows[i:i + batch_size]]
+            lens = torch.tensor([len(w) for w in waves])
+            padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+            out.append(model.encode_audio(padded, lens).numpy())
+    return np.concatenate(out)
+
+
+def embed_texts(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model.encode_text(texts[i:i + batch_size]).numpy()
+                               for i in range(0, len(texts), batch_size)])
+
+
+def retrieval(model, rows: list[dict], audio: np.ndarray, key: str, seed: int) -> dict:
+    """Mean R@1/5/10 (both directions) over disjoint random pools of POOL clips, with
+    the best R@1 a caption could reach given clips of identical described style."""
+    from clsp.metrics.retrieval import speech_text_retrieval
+
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    pools = [order[i:i + POOL] for i in range(0, len(order) - POOL + 1, POOL)] or [order]
+    per_pool, ceilings = [], []
+    for pool in pools:
+        texts = [rows[i][key][0] for i in pool]
+        scores = speech_text_retrieval(audio[pool], embed_texts(model, texts), n_boot=0)
+        per_pool.append(scores)
+        keys = [style_key(rows[i]) for i in pool]
+        ceilings.append(np.mean([1.0 / keys.count(k) for k in keys]))
+    out = {m: float(np.mean([p[m] for p in per_pool])) for m in per_pool[0] if "@" in m}
+    out["pools"] = len(pools)
+    out["t2s_R@1_ceiling"] = float(np.mean(ceilings))
+    return out
+
+
+def zero_shot(model, audio: np.ndarray, labels: list[str], classes: dict[str, list[str]]) -> dict:
+    """Zero-shot accuracy (WA) and UA of labels against prompt-ensemble classes."""
+    from clsp.metrics.classification import classification_report
+    from clsp.prompts.schema import PromptClass, PromptSet
+    from clsp.zeroshot import ZeroShotClassifier
+
+    prompt_set = PromptSet(attribute="x", classes=tuple(PromptClass(n, tuple(p)) for n, p in classes.items()))
+    clf = ZeroShotClassifier.from_model(model, prompt_set)
+    pred = [r["label"] for r in clf.classify(audio)]
+    rep = classification_report(labels, pred, labels=list(classes), n_boot=0)
+    return {"n": rep["n"], "wa": rep["wa"], "ua": rep["ua"], "per_class_recall": rep["per_class_recall"]}
+
+
+def prompts_from(phrases: dict[str, list[str]], templates: list[str]) -> dict[str, list[str]]:
+    return {c: [t.format(p) for t in templates for p in ps] for c, ps in phrases.items()}
+
+
+def synthetic_tasks() -> dict[str, dict[str, list[str]]]:
+    """Prompt classes per attribute, in the captions' own vocabulary."""
+    return {
+        "gender": prompts_from({"male": st.GENDER_NOUN["male"], "female": st.GENDER_NOUN["female"]},
+                               ["{} speaks.", "The voice of {}."]),
+        "pitch": prompts_from(st.PITCH_ADJ, ["A {} voice.", "A speaker talks in a {} voice."]),
+        "rate": prompts_from(st.RATE_ADV, ["A speaker talks {}.", "Someone speaks {}."]),
+        "loudness": prompts_from(st.LOUD_ADV, ["A speaker talks {}.", "Someone speaks {}."]),
+        "whisper": {"whisper": [f"A speaker {w}." for w in st.WHISPER_PHRASE],
+                    "voiced": [f"A speaker talks {p}." for ps in st.RANGE_PHRASE.values() for p in ps]},
+    }
+
+
+def evaluate_synthetic(model, path: Path, seed: int) -> dict:
+    rows = read_jsonl(path)
+    audio = embed_clips(model, rows)
+    out = {"clips": len(rows), "voices": sorted({r["voice"] for r in rows}),
+           "retrieval_global": retrieval(model, rows, audio, "global_captions", seed),
+           "retrieval_finegrained": retrieval(model, rows, audio, "finegrained_captions", seed)}
+    single = [i for i, r in enumerate(rows) if len(r["segments"]) == 1]
+    tasks = synthetic_tasks()
+    seg = lambda i, k: rows[i]["segments"][0][k]  # noqa: E731
+    selections = {
+        "gender": (list(range(len(rows))), lambda i: rows[i]["gender"]),
+        "pitch": ([i for i in single if not seg(i, "whisper")], lambda i: seg(i, "pitch")),
+        "rate": (single, lambda i: seg(i, "rate")),
+        "loudness": (single, lambda i: seg(i, "loudness")),
+        "whisper": (single, lambda i: "whisper" if seg(i, "whisper") else "voiced"),
+    }
+    for name, (idx, label) in selections.items():
+        out[f"zeroshot_{name}"] = zero_shot(model, audio[idx], [label(i) for i in idx], tasks[name])
+    return out
+
+
+def evaluate_emodb(model, path: Path) -> dict:
+    rows = read_jsonl(path)
+    audio = embed_clips(model, rows)
+    gender = prompts_from({"male": ["a man", "a male speaker"], "female": ["a woman", "a female speaker"]},
+                          ["{} speaks.", "The voice of {}."])
+    emotion = prompts_from(EMOTION_PHRASES, ["A person speaks in {}.", "Someone talking with {}."])
+    return {"clips": len(rows), "speakers": sorted({r["speaker"] for r in rows}),
+            "zeroshot_gender": zero_shot(model, audio, [r["gender"] for r in rows], gender),
+            "zeroshot_emotion": zero_shot(model, audio, [r["emotion"] for r in rows], emotion)}
+
+
+def print_table(res: dict) -> None:
+    lines = []
+    syn = res.get("synthetic")
+    if syn:
+        for kind in ("global", "finegrained"):
+            r = syn[f"retrieval_{kind}"]
+            lines.append(f"synthetic {kind:11s} retrieval (pool {POOL}, {r['pools']} pools): "
+                         f"t2s R@1 {r['t2s_R@1']:.1%} R@5 {r['t2s_R@5']:.1%} R@10 {r['t2s_R@10']:.1%} | "
+                         f"s2t R@1 {r['s2t_R@1']:.1%} R@5 {r['s2t_R@5']:.1%} R@10 {r['s2t_R@10']:.1%} "
+                         f"| tie ceiling R@1 {r['t2s_R@1_ceiling']:.1%}")
+        for name in ("gender", "pitch", "rate", "loudness", "whisper"):
+            z = syn[f"zeroshot_{name}"]
+            lines.append(f"synthetic zero-shot {name:8s}: WA {z['wa']:.1%} UA {z['ua']:.1%} (n={z['n']})")
+    emo = res.get("emodb")
+    if emo:
+        for name in ("gender", "emotion"):
+            z = emo[f"zeroshot_{name}"]
+            lines.append(f"emodb zero-shot {name:8s}: WA {z['wa']:.1%} UA {z['ua']:.1%} (n={z['n']})")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--synthetic", type=Path)
+    ap.add_argument("--emodb", type=Path)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    import clsp
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model = clsp.load_model(args.model)
+    res: dict = {"model": model.provenance()}
+    if args.synthetic:
+        res["synthetic"] = evaluate_synthetic(model, args.synthetic, args.seed)
+    if args.emodb:
+        res["emodb"] = evaluate_emodb(model, args.emodb)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    print_table(res)
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
