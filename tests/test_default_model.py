@@ -1,0 +1,160 @@
+"""The shipped default model and the scripts that rebuild it (examples/default_model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "clsp" / "default_model"
+EXAMPLE = ROOT / "examples" / "default_model"
+sys.path.insert(0, str(EXAMPLE))
+
+needs_model = pytest.mark.skipif(not (MODEL_DIR / "config.json").exists(), reason="default model not installed")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+NEGATIONS = {"not", "no", "without", "never", "neither", "nor", "isn't", "doesn't"}
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    import clsp
+
+    return clsp.load_model("default")
+
+
+@needs_model
+def test_shipped_files_are_small_and_exclude_the_text_tower():
+    from safetensors import safe_open
+
+    weights = MODEL_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    cfg = json.loads((MODEL_DIR / "config.json").read_text())["model"]
+    assert cfg["text_encoder"]["source"] == "all-MiniLM-L6-v2"
+    assert cfg["text_encoder"]["frozen"] and cfg["text_encoder"]["external"]
+    with safe_open(str(weights), "pt") as fh:
+        keys = list(fh.keys())
+    assert not any(k.startswith("text_encoder.") for k in keys)
+    assert any(k.startswith("speech_encoder.") for k in keys)
+    assert any(k.startswith("text_projection.") for k in keys)
+
+
+@needs_model
+def test_loads_offline_within_two_seconds_of_cpu_after_imports():
+    code = (
+        "import time, clsp, torch, transformers, clsp.models.base, clsp.models.compact\n"
+        "t = time.process_time(); w = time.perf_counter()\n"
+        "m = clsp.load_model('default')\n"
+        "print(time.process_time() - t, time.perf_counter() - w, m.provenance()['dim'])\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "HF_HOME": "/nonexistent-hf-home", "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cpu_s, wall_s, dim = out.stdout.split()
+    assert float(cpu_s) < 2.0, f"loading took {cpu_s} s of CPU ({wall_s} s wall)"
+    assert int(dim) > 0
+
+
+@needs_model
+def test_embeddings_are_unit_norm_and_batch_independent(default_model):
+    torch.manual_seed(0)
+    waves = torch.randn(3, 16000) * 0.05
+    lens = torch.tensor([16000, 12000, 8000])
+    with torch.no_grad():
+        both = default_model.encode_audio(waves, lens)
+        alone = default_model.encode_audio(waves[1:2, :12000], lens[1:2])
+        text = default_model.encode_text(["A man speaks slowly.", "A woman whispers."])
+    assert both.shape == (3, default_model.config.joint_dim)
+    assert torch.allclose(both.norm(dim=-1), torch.ones(3), atol=1e-4)
+    assert torch.allclose(text.norm(dim=-1), torch.ones(2), atol=1e-4)
+    assert torch.allclose(both[1], alone[0], atol=1e-4)
+    assert not torch.allclose(text[0], text[1], atol=1e-2)
+
+
+def _espeak_wave(voice: str, text: str, directory: Path) -> torch.Tensor:
+    """A 16 kHz espeak-ng rendering of text."""
+    from clsp.audio import load_audio
+
+    path = directory / f"{voice.replace('+', '_')}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+    return load_audio(str(path))
+
+
+@needs_model
+@needs_espeak
+def test_tells_a_man_from_a_woman_on_voices_held_out_from_training(default_model, tmp_path):
+    from clsp.prompts.schema import PromptClass, PromptSet
+    from clsp.zeroshot import ZeroShotClassifier
+
+    sentence = "The gardener carried a basket of bread across the square."
+    clips = {"male": _espeak_wave("en-us+m3", sentence, tmp_path), "female": _espeak_wave("en-us+f2", sentence, tmp_path)}
+    lens = torch.tensor([len(w) for w in clips.values()])
+    with torch.no_grad():
+        audio = default_model.encode_audio(torch.nn.utils.rnn.pad_sequence(list(clips.values()), batch_first=True), lens)
+    prompts = PromptSet("gender", (PromptClass("male", ("A man speaks.", "A male speaker.")),
+                                   PromptClass("female", ("A woman speaks.", "A female speaker."))))
+    labels = [r["label"] for r in ZeroShotClassifier.from_model(default_model, prompts).classify(audio)]
+    assert labels == ["male", "female"]
+
+
+def test_captions_describe_only_the_voice():
+    import random
+
+    import synthetic_styles as st
+
+    rng = random.Random(0)
+    seg = {"rate": "fast", "loudness": "quiet", "pitch": "high", "range": "lively", "whisper": False,
+           "text": "The baker sold seven apples."}
+    whisper = {**seg, "whisper": True, "pitch": "none"}
+    for segs in ([seg], [whisper], [seg, whisper, seg]):
+        clip = {"gender": "female", "accent": "scottish", "segments": segs}
+        for _ in range(20):
+            for caption in (st.global_caption(rng, clip), st.fine_caption(rng, clip)):
+                words = set(caption.lower().replace(",", " ").replace(".", " ").split())
+                assert not words & NEGATIONS, caption
+                assert "apples" not in words and '"' not in caption
+                assert "scottish" in words or "scottish english" in caption.lower()
+
+
+def test_median_f0_matches_a_known_tone():
+    from make_synthetic import median_f0
+
+    t = np.arange(16000) / 16000
+    for f0 in (110.0, 220.0):
+        tone = (np.sign(np.sin(2 * np.pi * f0 * t)) * 0.3).astype(np.float32)  # rich in harmonics
+        assert abs(median_f0(tone) - f0) / f0 < 0.03
+
+
+@needs_espeak
+def test_generator_and_manifest_scripts_run_end_to_end(tmp_path):
+    out = tmp_path / "syn"
+    subprocess.run([sys.executable, str(EXAMPLE / "make_synthetic.py"), "--out", str(out), "--num-train", "8",
+                    "--num-test", "4", "--workers", "1", "--seed", "5"], check=True, capture_output=True)
+    train = [json.loads(line) for line in open(out / "train.jsonl")]
+    test = [json.loads(line) for line in open(out / "test.jsonl")]
+    import synthetic_styles as st
+
+    assert len(train) == 8 and len(test) == 4
+    assert all(r["voice"] not in st.TEST_VOICES for r in train)
+    assert all(r["voice"] in st.TEST_VOICES for r in test)
+    assert all(r["global_captions"] and r["finegrained_captions"] for r in train + test)
+    emodb = tmp_path / "emodb.jsonl"
+    emodb.write_text(json.dumps({"id": "e1", "audio": train[0]["audio"], "duration": 1.0,
+                                 "global_captions": ["A woman speaks."], "finegrained_captions": ["A woman speaks."]}) + "\n")
+    manifest = tmp_path / "stage.jsonl"
+    subprocess.run([sys.executable, str(EXAMPLE / "make_manifests.py"), "--synthetic", str(out / "train.jsonl"),
+                    "--emodb", str(emodb), "--out", str(manifest), "--crop", "1.0", "--max-multi", "0"],
+                   check=True, capture_output=True)
+    rows = [json.loads(line) for line in open(manifest)]
+    singles = sum(len(r["segments"]) == 1 for r in train)
+    assert len(rows) == singles + 1
+    assert all(r["duration"] <= 1.0 + 1e-6 or "start" not in r for r in rows)
