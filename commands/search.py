@@ -294,7 +294,10 @@ def _read_pool(path: str):
         prov = prov or rec_prov
         vecs.append(vec)
         recs.append(item.record)
-    return (np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)), recs, prov, failed
+    mat = np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)
+    if len(mat):  # cosine, as in the index; 'clsp embed' vectors are unit-norm already
+        mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
+    return mat, recs, prov, failed
 
 
 def _eval_pool(speech, captions, match_key, group_key, n_boot):
