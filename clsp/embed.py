@@ -101,7 +101,7 @@ def window_bounds(num_samples: int, max_seconds: float, policy: str, sr: int = S
     return [(edges[i], edges[i + 1]) for i in range(n)]
 
 
-def _decode(item: Item, cfg: EmbedConfig):
+def _decode(item: Item, cfg: EmbedConfig, prepare=fbank):
     """Worker: decode one record and compute fbank per window; errors are returned."""
     if not item.ok:
         return item.error
@@ -109,7 +109,7 @@ def _decode(item: Item, cfg: EmbedConfig):
     try:
         wave = load_audio(rec["_path"], rec.get("start"), rec.get("end"))
         bounds = window_bounds(wave.numel(), cfg.max_seconds, cfg.long_audio)
-        feats = [fbank(wave[s:e]) for s, e in bounds]
+        feats = [prepare(wave[s:e]) for s, e in bounds]
         return feats, bounds, wave.numel() / SAMPLE_RATE
     except ClspError as exc:
         return exc
@@ -117,13 +117,13 @@ def _decode(item: Item, cfg: EmbedConfig):
         return InputError(f"{rec.get('audio')}: {exc}")
 
 
-def _batches(units: list[tuple[int, int, torch.Tensor]], cfg: EmbedConfig) -> Iterator[list[tuple[int, int, torch.Tensor]]]:
-    """Length-sorted batches bounded by clip count and padded seconds."""
+def _batches(units: list[tuple[int, int, torch.Tensor]], cfg: EmbedConfig, rate: float = 100.0) -> Iterator[list[tuple[int, int, torch.Tensor]]]:
+    """Length-sorted batches bounded by clip count and padded seconds (``rate`` rows/s)."""
     order = sorted(units, key=lambda u: -u[2].shape[0])
     batch: list = []
     for unit in order:
         longest = batch[0][2].shape[0] if batch else unit[2].shape[0]
-        if batch and (len(batch) >= cfg.batch_size or (len(batch) + 1) * longest / 100.0 > cfg.max_batch_seconds):
+        if batch and (len(batch) >= cfg.batch_size or (len(batch) + 1) * longest / rate > cfg.max_batch_seconds):
             yield batch
             batch = []
         batch.append(unit)
@@ -149,8 +149,13 @@ class AudioEmbedder:
     @torch.no_grad()
     def _embed_units(self, units: list[tuple[int, int, torch.Tensor]]) -> dict[tuple[int, int], np.ndarray]:
         out: dict[tuple[int, int], np.ndarray] = {}
-        for batch in _batches(units, self.cfg):
-            feats, lens = pad_features([u[2] for u in batch])
+        rate = float(SAMPLE_RATE) if self.model.input_kind == "waveform" else 100.0
+        for batch in _batches(units, self.cfg, rate):
+            if self.model.input_kind == "waveform":
+                feats, lens = pad_features([u[2] for u in batch], pad_value=0.0)
+                feats = feats[..., 0]
+            else:
+                feats, lens = pad_features([u[2] for u in batch])
             if self.device.type == "cuda":
                 feats = feats.pin_memory()
             with self._autocast():
@@ -180,7 +185,7 @@ class AudioEmbedder:
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.workers)) as pool:
             def submit() -> tuple[list[Item], list[Future]] | None:
                 chunk = list(islice(it, self.cfg.chunk_size))
-                return (chunk, [pool.submit(_decode, x, self.cfg) for x in chunk]) if chunk else None
+                return (chunk, [pool.submit(_decode, x, self.cfg, self.model.prepare_audio) for x in chunk]) if chunk else None
 
             pending = submit()
             while pending is not None:

@@ -135,3 +135,21 @@ def test_shards_partition_the_input(clips):
 def test_unknown_model_is_a_clear_error(clips):
     res = run_clsp("embed", "clips.jsonl", "--model", str(clips / "no-such-model"), cwd=clips)
     assert res.returncode == 1 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
+
+
+def test_waveform_encoder_model_embeds_through_the_cli(clips):
+    """A transformers speech encoder (waveform input) works end to end, batch-independently."""
+    from clsp.models import ModelConfig, build_model, save_model, tiny_config
+
+    cfg = tiny_config().to_dict()
+    cfg["speech_encoder"] = {"type": "hf", "config": {"model_type": "wav2vec2", "hidden_size": 16, "num_hidden_layers": 1,
+                             "num_attention_heads": 2, "intermediate_size": 32, "conv_dim": [8, 8], "conv_stride": [5, 4],
+                             "conv_kernel": [10, 8], "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 2,
+                             "feat_extract_norm": "layer", "do_stable_layer_norm": True}}
+    model = build_model(ModelConfig.from_dict(cfg)).eval()
+    save_model(model, clips / "w2v")
+    one = jsonl(run_clsp("embed", "clips.jsonl", "--model", "w2v", "-b", "1", "-q", cwd=clips).stdout)
+    many = jsonl(run_clsp("embed", "clips.jsonl", "--model", "w2v", "-b", "6", "-q", cwd=clips).stdout)
+    assert len(one) == 6 and all("embedding" in r for r in one)
+    for a, b in zip(one, many):
+        assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() <= 1e-5

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clsp.errors import ConfigError
-from clsp.features import fbank_batch
+from clsp.features import fbank, fbank_batch
 from clsp.models.heads import Transform, projection
 from clsp.models.registry import build_speech_encoder
 from clsp.models.text import TextTower
@@ -83,11 +83,27 @@ class CLSPModel(nn.Module):
         return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens)))
 
     def encode_fbank(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
-        """Unit-norm audio embeddings from padded fbank ``(B, T, bins)`` and lengths ``(B,)``."""
+        """Unit-norm audio embeddings from padded encoder inputs and their lengths ``(B,)``.
+
+        Inputs are fbank ``(B, T, bins)`` or, for waveform encoders, samples ``(B, S)``.
+        """
         return F.normalize(self.audio_embed_unnormalized(feats.to(self.device), feat_lens.to(self.device)).float(), dim=-1)
+
+    @property
+    def input_kind(self) -> str:
+        """``"fbank"`` (most encoders) or ``"waveform"`` (transformers speech models)."""
+        return getattr(self.speech_encoder, "input_kind", "fbank")
+
+    def prepare_audio(self, wave: torch.Tensor) -> torch.Tensor:
+        """Per-clip model input: fbank frames ``(F, bins)`` or the waveform ``(S, 1)``."""
+        if self.input_kind == "waveform":
+            return wave.float().reshape(-1, 1)
+        return fbank(wave, self.config.num_mel_bins)
 
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Unit-norm audio embeddings from padded 16 kHz waveforms ``(B, S)`` and sample counts."""
+        if self.input_kind == "waveform":
+            return self.encode_fbank(waveforms.float(), lengths)
         waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
         feats, feat_lens = fbank_batch(waves, self.config.num_mel_bins)
         return self.encode_fbank(feats, feat_lens)

@@ -78,18 +78,29 @@ class TextTower(nn.Module):
                 self.model = AutoModel.from_config(AutoConfig.from_pretrained(path, **_local_kwargs(path)), add_pooling_layer=pooling == "pooler")
             else:
                 raise ConfigError("a text encoder needs a 'source' or a 'config'")
-            tok_src = tokenizer or source
-            if tok_src is None:
-                raise ConfigError("a text encoder built from a config needs a 'tokenizer' path")
-            tok_path = resolve_text_source(tok_src, base_dir)
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(tok_path, **_local_kwargs(tok_path))
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load text encoder {source or tokenizer!r}: {exc}") from None
         if frozen:
             self.model.requires_grad_(False)
         self.output_dim = int(self.model.config.hidden_size)
+        self._tokenizer_source = tokenizer or source
+        self._base_dir = base_dir
+        self._tokenizer = None
+        if self._tokenizer_source is None:
+            raise ConfigError("a text encoder built from a config needs a 'tokenizer' path")
+
+    @property
+    def tokenizer(self):
+        """The tokenizer, loaded on first use (audio-only work never needs it)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            path = resolve_text_source(self._tokenizer_source, self._base_dir)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(path, **_local_kwargs(path))
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(f"cannot load the tokenizer {self._tokenizer_source!r}: {exc}") from None
+        return self._tokenizer
 
     def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
