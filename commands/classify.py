@@ -214,12 +214,14 @@ def _render(summary: dict) -> None:
     console.print(f"{summary['attribute']}: n={summary['n']}  WA {_fmt(summary['wa'], summary.get('wa_ci'))}  "
                   f"UA {_fmt(summary['ua'], summary.get('ua_ci'))}  (%, 95% bootstrap CI)", markup=False)
     labels, matrix = summary["confusion"]["labels"], summary["confusion"]["matrix"]
+    # show only classes that occur as gold or prediction; the summary keeps the full matrix
+    shown = [i for i, _ in enumerate(labels) if sum(matrix[i]) or sum(row[i] for row in matrix)]
     table = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
     table.add_column("gold \\ pred")
-    for name in labels:
-        table.add_column(name, justify="right")
+    for i in shown:
+        table.add_column(labels[i], justify="right")
     table.add_column("recall %", justify="right")
-    for name, row in zip(labels, matrix):
-        recall = summary["per_class_recall"].get(name)
-        table.add_row(name, *[str(v) for v in row], "-" if recall is None else _fmt(recall))
+    for i in shown:
+        recall = summary["per_class_recall"].get(labels[i])
+        table.add_row(labels[i], *[str(matrix[i][j]) for j in shown], "-" if recall is None else _fmt(recall))
     console.print(table)

@@ -55,8 +55,11 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         records, base = [{"id": "pair", "a": a, "b": b}], Path.cwd()
     else:
         from clsp.records import base_dir_of
+        from clsp.similarity import AUDIO_EXTENSIONS
 
         source = a or "-"
+        if source.lower().endswith(AUDIO_EXTENSIONS):
+            raise ConfigError(f"{source} is audio: give two sides (clsp similarity A B) or a pairs JSONL file")
         records, base = _pairs(source), base_dir_of(source)
 
     from clsp.models import load_model
@@ -81,6 +84,8 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
                 continue
             kept += 1
             sink.write(rec)
+            if b is not None:
+                log(f"{rec['pair']} similarity {rec['score']:.4f} (cosine in [-1, 1]; higher = closer in speaking style)")
     if below is not None or above is not None:
         log(f"similarity: kept {kept} pairs, dropped {dropped} outside the score range")
     if human_key is not None:
