@@ -60,3 +60,23 @@ def test_report_intervals():
         lo, hi = rep[f"{name}_ci"]
         assert lo < rep[name] < hi <= 1.0
     assert rep["kendall"] < rep["spearman"]
+
+
+def test_rank_correlations_ignore_monotone_transforms():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=40, deadline=None)
+    @hypothesis.given(st.lists(st.tuples(st.integers(-5, 5), st.integers(-5, 5)), min_size=3, max_size=30))
+    def check(pairs):
+        x = np.array([p[0] for p in pairs], dtype=float)
+        y = np.array([p[1] for p in pairs], dtype=float)
+        for fn in (spearman, kendall_tau_b):
+            base = fn(x, y)
+            moved = fn(np.exp(x), 3 * y + 7)  # strictly increasing maps keep every rank
+            assert (math.isnan(base) and math.isnan(moved)) or base == pytest.approx(moved, abs=1e-12)
+            flipped = fn(x, -y)
+            assert (math.isnan(base) and math.isnan(flipped)) or flipped == pytest.approx(-base, abs=1e-12)
+            assert math.isnan(base) or -1 - 1e-12 <= base <= 1 + 1e-12
+
+    check()
