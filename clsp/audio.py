@@ -45,13 +45,20 @@ def audio_duration(path: str | os.PathLike) -> float:
     return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
 
 
+def _seconds(path: Path, name: str, value) -> float:
+    """A finite, non-negative time in seconds from a record field, or ``AudioError``."""
+    try:
+        sec = float(value)
+    except (TypeError, ValueError):
+        sec = math.nan
+    if isinstance(value, bool) or not math.isfinite(sec) or sec < 0:
+        raise AudioError(f"{path}: invalid {name} {value!r} (expected seconds >= 0)")
+    return sec
+
+
 def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: float | None) -> tuple[int, int]:
-    s = 0 if start is None else int(round(float(start) * sr))
-    e = frames if end is None else int(round(float(end) * sr))
-    if start is not None and (not math.isfinite(float(start)) or float(start) < 0):
-        raise AudioError(f"{path}: invalid start {start!r}")
-    if end is not None and not math.isfinite(float(end)):
-        raise AudioError(f"{path}: invalid end {end!r}")
+    s = 0 if start is None else int(round(_seconds(path, "start", start) * sr))
+    e = frames if end is None else int(round(_seconds(path, "end", end) * sr))
     e = min(e, frames)
     if s >= e:
         raise AudioError(f"{path}: empty segment (start={start}, end={end}, file has {frames / sr:.3f} s)")

@@ -77,11 +77,24 @@ def _decode_line(lineno: int, raw: bytes) -> str:
         raise InputError(f"line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
+class _NonStandardNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    """NaN and Infinity are not JSON: refuse them on input, as ``dumps`` does on output."""
+    raise _NonStandardNumber(name)
+
+
 def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except _NonStandardNumber as exc:
+        raise InputError(f"line {lineno}: invalid JSON ({exc} is not a JSON number)") from None
+    except RecursionError:
+        raise InputError(f"line {lineno}: invalid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise InputError(f"line {lineno}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -161,7 +174,7 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
         obj = json.loads(raw.decode("utf-8", errors="replace"))
         if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)):
             return str(obj["id"])
-    except (json.JSONDecodeError, ValueError):
+    except (json.JSONDecodeError, ValueError, RecursionError):
         pass
     return f"line-{lineno}"
 
