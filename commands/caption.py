@@ -86,7 +86,7 @@ def _acoustic(items, sink, progress, bins, num_global, num_finegrained, seed, pu
             progress.update(failed=1)
             continue
         try:
-            rec = caption_acoustic(public_fields(item.record), captioner)
+            rec = caption_acoustic(item.record, captioner)
         except ClspError as exc:
             sink.write_error(item.id, exc)
             progress.update(failed=1)
@@ -113,7 +113,7 @@ def _model(items, sink, progress, public_fields, *, model, seed, temperature, to
     keep = {"global": num_global, "finegrained": num_finegrained}
     for batch in batched(items, batch_size):
         good = [it for it in batch if it.error is None]
-        results = iter(caption_model_batch([public_fields(it.record) for it in good], captioner, ranker, keep))
+        results = iter(caption_model_batch([it.record for it in good], captioner, ranker, keep))
         for item in batch:
             res = item.error if item.error is not None else next(results)
             if isinstance(res, dict):

@@ -11,8 +11,10 @@ from typing import Any, Iterable, Iterator
 
 from clsp.caption.backend import METADATA_FIELDS, AcousticCaptioner
 from clsp.caption.filters import filter_captions, rank_by_similarity
-from clsp.errors import ClspError, InputError
+from clsp.errors import AudioError, ClspError, InputError
 
+# Acoustic measurements hold per-frame arrays for the whole clip (about 5 MB per audio second).
+MAX_CAPTION_SECONDS = 300.0
 OUTPUT_FIELDS = ("global_captions", "finegrained_captions")
 TRANSCRIPT_FIELDS = ("text", "transcript", "sentence_text")
 MODEL_DESCRIBES = ("gender", "age", "accent", "emotion", "pitch", "rate", "loudness", "timbre")
@@ -33,6 +35,11 @@ def _metadata(record: dict) -> dict:
     return {k: record[k] for k in METADATA_FIELDS if record.get(k) not in (None, "")}
 
 
+def _public(record: dict) -> dict:
+    """The record without the reader's private ``_``-prefixed fields (e.g. the resolved path)."""
+    return {k: v for k, v in record.items() if not str(k).startswith("_")}
+
+
 def load_clip(record: dict):
     """The record's audio (16 kHz mono tensor), honouring optional start/end seconds."""
     from clsp.audio import load_audio
@@ -40,7 +47,24 @@ def load_clip(record: dict):
     path = record.get("audio")
     if not isinstance(path, str) or not path:
         raise InputError(f"record {record.get('id')!r} has no 'audio' path")
+    resolved = record.get("_path")  # set by the record reader: relative to the manifest's folder
+    path = resolved if isinstance(resolved, str) and resolved else path
+    _check_length(path, record.get("start"), record.get("end"))
     return load_audio(path, start=record.get("start"), end=record.get("end"))
+
+
+def _check_length(path: str, start, end) -> None:
+    """Refuse clips too long to measure in memory (the measurements grow with the length)."""
+    from clsp.audio import audio_duration
+
+    try:
+        lo = float(start) if start is not None else 0.0
+        hi = min(float(end), audio_duration(path)) if end is not None else audio_duration(path)
+    except (TypeError, ValueError):
+        return  # load_audio names the bad field
+    if hi - lo > MAX_CAPTION_SECONDS:
+        raise AudioError(f"{path}: {hi - lo:.0f} s is too long to caption (at most {MAX_CAPTION_SECONDS:.0f} s); "
+                         "give 'start'/'end' or split the file")
 
 
 def select_captions(
@@ -75,7 +99,7 @@ def caption_acoustic(record: dict, captioner: AcousticCaptioner) -> dict:
     fields = captioner.caption_waveform(wave, _metadata(record), rec_id=record.get("id"))
     selected = select_captions(record, {"global": fields["global_captions"],
                                         "finegrained": fields["finegrained_captions"]})
-    out = dict(record)
+    out = _public(record)
     out.update(selected)
     out.update({"attributes": fields["attributes"], "measurements": fields["measurements"],
                 "inferred": fields["inferred"], "provenance": captioner.provenance()})
@@ -103,7 +127,7 @@ def caption_model_batch(records: list[dict], captioner, ranker=None, keep: dict 
                 results[i] = exc
                 continue
             given = set(_metadata(rec))
-            results[i] = {**rec, **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
+            results[i] = {**_public(rec), **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
                           "provenance": captioner.provenance()}
     return results
 
