@@ -126,13 +126,18 @@ def _as_error(err: dict):
 
 
 def _collect(rec, human_key, group_key, ratings) -> None:
+    """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
+    import math
+
     value = rec.get(human_key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return
-    ratings.append((rec["score"], float(value), rec.get(group_key) if group_key else None))
+    if isinstance(value, bool):
+        return
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return
+    if math.isfinite(value):
+        ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
 
 
 def _correlations(ratings, human_key, group_key, n_boot, prov) -> dict:
