@@ -69,7 +69,7 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
     prov = net.provenance()
     sink = RecordSink(output, on_error=on_error.value)
     ratings: list[tuple[float, float, object]] = []
-    kept = dropped = 0
+    kept = dropped = unrated = 0
     with Throughput("similarity", "pairs") as progress:
         for rec in score_pairs(records, ModelEncoders(net, batch_size, device), batch_size, base_dir=base):
             if "error" in rec:
@@ -77,8 +77,8 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
                 progress.update(failed=1)
                 continue
             progress.update()
-            if human_key is not None:
-                _collect(rec, human_key, group_key, ratings)
+            if human_key is not None and not _collect(rec, human_key, group_key, ratings):
+                unrated += 1
             if not keep_score(rec["score"], below, above):
                 dropped += 1
                 continue
@@ -90,6 +90,9 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         log(f"similarity: kept {kept} pairs, dropped {dropped} outside the score range")
     if human_key is not None:
         summary = _correlations(ratings, human_key, group_key, n_boot, prov)
+        summary["unrated"] = unrated
+        if unrated:
+            log(f"similarity: {unrated} scored pairs have no numeric '{human_key}' and are not in the correlations")
         _render(summary)
         if report:
             out = RecordSink(report)
@@ -125,19 +128,21 @@ def _as_error(err: dict):
     return cls(err.get("message", ""))
 
 
-def _collect(rec, human_key, group_key, ratings) -> None:
+def _collect(rec, human_key, group_key, ratings) -> bool:
     """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
     import math
 
     value = rec.get(human_key)
     if isinstance(value, bool):
-        return
+        return False
     try:
         value = float(value)
     except (TypeError, ValueError):
-        return
-    if math.isfinite(value):
-        ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
+        return False
+    if not math.isfinite(value):
+        return False
+    ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
+    return True
 
 
 def _correlations(ratings, human_key, group_key, n_boot, prov) -> dict:
