@@ -65,15 +65,19 @@ def test_precomputed_embeddings_provenance_and_report(tmp_path):
     bad = {"id": "other", "embedding": [0.1] * 32, "provenance": {"model": "tiny-random", "checksum": "seed:9"}}
     short = {"id": "short", "embedding": [0.1] * 5, "gender": "male"}
     good = {"id": "ok", "embedding": list(np.linspace(-1, 1, 32)), "gender": "female"}
-    stdin = "".join(json.dumps(r) + "\n" for r in (bad, short, good))
-    p = run("clsp classify --pack ravdess -a gender --label-key gender --report rep.json --n-boot 20 -m tiny-random -q",
-            tmp_path, stdin)
+    np.save(tmp_path / "m.npy", np.stack([np.linspace(-1, 1, 32), -np.linspace(-1, 1, 32)]).astype("float32"))
+    rows = [{"id": "r0", "row": 0, "gender": "female"}, {"id": "r9", "row": 9}]
+    stdin = "".join(json.dumps(r) + "\n" for r in (bad, short, good, *rows))
+    p = run("clsp classify --pack ravdess -a gender --label-key gender --report rep.json --n-boot 20 "
+            "--npy m.npy -m tiny-random -q", tmp_path, stdin)
     assert p.returncode == 3
     out = [json.loads(line) for line in p.stdout.splitlines()]
-    assert [r.get("error", {}).get("type") for r in out] == ["ProvenanceError", "ProvenanceError", None]
+    assert [r.get("error", {}).get("type") for r in out] == ["ProvenanceError", "ProvenanceError", None, None, "InputError"]
     assert "seed:9" in out[0]["error"]["message"]
+    assert out[3]["scores"] == out[2]["scores"]  # the same vector, from the matrix or inline
+    assert "outside the --npy matrix" in out[4]["error"]["message"]
     report = json.loads((tmp_path / "rep.json").read_text())
-    assert report["n"] == 1 and report["attribute"] == "gender"
+    assert report["n"] == 2 and report["attribute"] == "gender" and report["support"] == {"female": 2}
 
 
 def test_bad_pack_is_a_usage_error(tmp_path):
