@@ -29,6 +29,8 @@ def load_matrix(path: str | Path) -> np.ndarray:
         raise InputError(f"{p}: not a readable .npy matrix ({exc})") from None
     if arr.ndim != 2:
         raise InputError(f"{p}: expected a (count, dim) matrix, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise InputError(f"{p}: expected a float matrix, got dtype {arr.dtype}")
     return arr
 
 

@@ -186,6 +186,8 @@ def _stored_embedding(item, prov, matrix):
             raise InputError(f"record {item.id!r} has neither 'audio' nor 'embedding'")
         if vec.ndim != 1 or vec.shape[0] != prov["dim"]:
             raise ProvenanceError(f"record {item.id!r}: embedding has {vec.size} values, the model's have {prov['dim']}")
+        if not np.isfinite(vec).all() or not vec.any():
+            raise InputError(f"record {item.id!r}: embedding is all zeros or not finite")
         return vec[None, :], None
     except (TypeError, ValueError):
         return None, InputError(f"record {item.id!r}: 'embedding' must be a list of numbers")

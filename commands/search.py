@@ -126,6 +126,8 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, threads
         for item, vec in iter_embedding_items(input, matrix):
             if vec is not None and vectors and vec.shape != vectors[0].shape:
                 vec, item.error = None, InputError(f"record {item.id!r}: dimension {vec.shape[0]}, earlier records {vectors[0].shape[0]}")
+            elif vec is not None and not np.isfinite(vec).all():
+                vec, item.error = None, InputError(f"record {item.id!r}: embedding holds NaN or infinite values")
             if vec is None:
                 failed += 1
                 warn(f"skipped {item.id}: {item.error}")
