@@ -34,6 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable from a plain checkout, without installing clsp
+    sys.path.insert(0, str(ROOT))
+
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 WORDS = ("a calm female voice speaks slowly with a low pitch and clear articulation in a quiet room "
          "male speaker sounds angry loud fast breathy rough young old warm bright happy sad").split()
@@ -98,7 +102,8 @@ def build(run: Run, tokenizer: str | None):
     else:
         cfg = clsp_full_config(tokenizer=tok)  # RoBERTa-base sized text tower from a config dict
     torch.manual_seed(0)
-    return build_model(cfg).to(run.device).eval()
+    with torch.device(run.device):  # initialise on the GPU: much faster than 724M params on CPU
+        return build_model(cfg).eval()
 
 
 def write_clips(folder: Path, n: int, lo: float, hi: float, seed: int = 0) -> list:
@@ -197,7 +202,8 @@ def host_pipeline(model, items: list, workers: int) -> float:
     return time.perf_counter() - start
 
 
-def audio_rows(run: Run, model, items: list, seconds: float) -> tuple[list[dict], float]:
+def audio_rows(run: Run, model, items: list, seconds: float) -> list:
+    """The audio rows, followed by the counted FLOPs per audio second (a float, last)."""
     from dataclasses import replace
 
     from clsp.embed import EmbedConfig
@@ -239,7 +245,7 @@ def audio_rows(run: Run, model, items: list, seconds: float) -> tuple[list[dict]
         wall, _ = clsp_embed(model, items, cfg)
         cos = min_cosine(clsp_embed(model, ref_items, replace(cfg, dtype="float32"))[1], clsp_embed(model, ref_items, cfg)[1])
         row(label, wall, seconds, cos, f"batch {cfg.batch_size} / {cfg.max_batch_seconds:g} s, {cfg.workers} workers")
-    return rows, fps
+    return [*rows, fps]
 
 
 def compile_row(run: Run, model, items: list, seconds: float, fps: float) -> dict:
@@ -389,6 +395,7 @@ def train_row(run: Run, model, audio_seconds: float, clip_seconds: float, checkp
         return {"way": label, "rate": None, "mfu": None, "cos": None, "note": "out of memory"}
     finally:
         del opt
+        model.zero_grad(set_to_none=True)
         model.eval()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
@@ -401,6 +408,18 @@ def train_row(run: Run, model, audio_seconds: float, clip_seconds: float, checkp
 
 
 # ---------------------------------------------------------------- report
+
+def guarded(label: str, fn, *args) -> list[dict]:
+    """Rows from ``fn(*args)``, or one row naming the error: one failure never loses the run."""
+    try:
+        out = fn(*args)
+        return out if isinstance(out, list) else [out]
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports what broke and goes on
+        import traceback
+
+        traceback.print_exc()
+        return [{"way": label, "rate": None, "mfu": None, "cos": None, "note": f"failed: {type(exc).__name__}: {exc}"[:200]}]
+
 
 def table(title: str, unit: str, rows: list[dict]) -> str:
     out = [f"\n### {title}\n", f"| way of running it | {unit} | MFU | min cosine vs fp32 | notes |", "|---|---|---|---|---|"]
@@ -464,17 +483,19 @@ def main(argv: list[str] | None = None) -> int:
         items = write_clips(Path(tmp), args.clips, lo, hi)
         seconds = sum(_dur(it) for it in items)
         header.append(f"audio: {len(items)} clips, {seconds:,.0f} s, decoding and fbank included in every audio row")
-        arows, fps = audio_rows(run, model, items, seconds)
-        header.append(f"speech tower: {fps / 1e9:.2f} GFLOP per audio second (FlopCounterMode)")
+        arows = guarded("audio embedding", audio_rows, run, model, items, seconds)
+        fps = arows.pop() if arows and isinstance(arows[-1], float) else None
+        if fps:
+            header.append(f"speech tower: {fps / 1e9:.2f} GFLOP per audio second (FlopCounterMode)")
         if run.left() > 0:
-            out.append(table("Text tower", "captions/s", text_rows(run, model, tok)))
+            out.append(table("Text tower", "captions/s", guarded("text tower", text_rows, run, model, tok)))
         trows, clip_s, reserve = [], (1.0 if args.smoke else 10.0), (0 if args.smoke else 120)
         if run.left() > 0:
-            trows.append(train_row(run, model, args.train_seconds, clip_s, False))
+            trows += guarded("train step", train_row, run, model, args.train_seconds, clip_s, False)
             if (trows[-1]["rate"] is None or args.smoke) and run.left() > reserve / 2:
-                trows.append(train_row(run, model, args.train_seconds, clip_s, True))
-        if not args.no_compile and run.left() > reserve:
-            arows.append(compile_row(run, model, items, seconds, fps))
+                trows += guarded("train step + checkpointing", train_row, run, model, args.train_seconds, clip_s, True)
+        if not args.no_compile and fps and run.left() > reserve:
+            arows += guarded("clsp embed, tuned, bf16, torch.compile", compile_row, run, model, items, seconds, fps)
         elif not args.no_compile:
             log("torch.compile row skipped: time budget spent")
     print("\n".join(header))

@@ -85,3 +85,11 @@ def test_compile_option_changes_nothing_on_cpu(tiny_zipformer_model, clips: Path
     assert list(model.state_dict()) == keys
     cfg = EmbedConfig(compile=True)
     assert EmbedConfig.from_dict(cfg.to_dict()) == cfg and EmbedConfig().compile is False
+
+
+def test_text_rows_without_a_tokenizer_use_random_ids_and_report_mfu(bench, tiny_zipformer_model):
+    args = bench.parse_args(["--smoke", "--peak-tflops", "1"])
+    rows = bench.text_rows(bench.Run(args), tiny_zipformer_model, None)
+    assert [r["way"] for r in rows] == ["one caption at a time, fp32 (naive)", "text tower, bf16, batch 8"]
+    assert all(r["rate"] > 0 and 0 < r["mfu"] < 1 and "random ids" in r["note"] for r in rows)
+    assert rows[1]["cos"] > 0.99
