@@ -42,6 +42,7 @@ class EmbedConfig:
     chunk_size: int = 256
     device: str = "auto"
     dtype: str = "auto"
+    compile: bool = False  # torch.compile the speech encoder in place; CUDA only, ignored on CPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +141,12 @@ class AudioEmbedder:
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model = model.to(self.device).eval()
+        encoder = self.model.speech_encoder
+        if cfg.compile and self.device.type == "cuda" and not getattr(encoder, "_clsp_compiled", False):
+            # In place (``nn.Module.compile``): parameter names and state dicts stay as they are;
+            # once per module, so later embedders reuse the compiled code.
+            encoder.compile(dynamic=True)
+            encoder._clsp_compiled = True
 
     def _autocast(self):
         if self.dtype == torch.float32:
