@@ -224,7 +224,7 @@ def audio_rows(run: Run, model, items: list, seconds: float) -> list:
     row("one file at a time, fp32 (naive)", naive_embed(run, model, few, None, torch.float32)[0], few_s,
         note=f"{len(few)} clips")
     ref_n = a.reference_clips
-    ref_items, ref_s = items[:ref_n], sum(_dur(it) for it in items[:ref_n])
+    ref_items = items[:ref_n]
     naive_embed(run, model, items[:16], 400.0, torch.float32)
     wall, fp32 = naive_embed(run, model, items, 400.0, torch.float32)
     row("length-sorted batches of 400 s, fp32 (naive)", wall, seconds)
@@ -358,6 +358,7 @@ def train_row(run: Run, model, audio_seconds: float, clip_seconds: float, checkp
     from clsp.train.setup import ContrastiveTowers, enable_gradient_checkpointing, param_groups
 
     a, dev = run.args, run.device
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # restored after
     if checkpointing:
         enable_gradient_checkpointing(model)
     model.train()
@@ -396,6 +397,7 @@ def train_row(run: Run, model, audio_seconds: float, clip_seconds: float, checkp
     finally:
         del opt
         model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved)
         model.eval()
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -93,3 +93,13 @@ def test_text_rows_without_a_tokenizer_use_random_ids_and_report_mfu(bench, tiny
     assert [r["way"] for r in rows] == ["one caption at a time, fp32 (naive)", "text tower, bf16, batch 8"]
     assert all(r["rate"] > 0 and 0 < r["mfu"] < 1 and "random ids" in r["note"] for r in rows)
     assert rows[1]["cos"] > 0.99
+
+
+def test_train_row_measures_a_step_and_leaves_the_weights_as_they_were(bench, tiny_zipformer_model):
+    model = tiny_zipformer_model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    row = bench.train_row(bench.Run(bench.parse_args(["--smoke", "--peak-tflops", "1"])), model, 2.0, 1.0, False)
+    assert row["rate"] > 0 and row["mfu"] > 0 and "TFLOP/step counted" in row["note"]
+    assert not model.training
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
