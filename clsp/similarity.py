@@ -168,7 +168,7 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict, 
     _embed_missing([s for _, _, p in prepared if isinstance(p, tuple) for s in p], encoders, cache)
     out = []
     for index, rec, p in prepared:
-        rid = index if rec is None else record_id(rec, index)
+        rid = getattr(p, "record_id", index) if rec is None else record_id(rec, index)
         if isinstance(p, ClspError):
             out.append(error_record(rid, p))
             continue

@@ -110,6 +110,7 @@ def _pairs(source):
 
     for item in iter_items(source, modality="pairs"):
         if not item.ok:
+            item.error.record_id = item.id  # the reader's best id for the line (its 'id' field if readable)
             yield item.error
         else:
             rec = item.record
