@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--clusters", type=int, default=2000)
-    parser.add_argument("--spread", type=float, default=1.0, help="noise norm relative to the centre")
+    parser.add_argument("--clusters", type=int, default=10000)
+    parser.add_argument("--spread", type=float, default=1.75, help="noise norm relative to the centre")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--factory", action="append", help="FAISS factory (repeatable); default: auto")
     parser.add_argument("--target", type=float, default=0.95, help="recall@10 to reach")
@@ -111,7 +111,7 @@ def main() -> None:
     exact_topk(base, queries[:50], k)  # warm-up
     (truth_s, truth_i), t_exact = timed(exact_topk, base, queries, k)
     exact_qps = args.queries / t_exact
-    print(f"# exact numpy search: {exact_qps:.1f} queries/s ({t_exact:.1f} s)")
+    print(f"# exact numpy search: {exact_qps:.1f} queries/s ({t_exact:.1f} s)", flush=True)
     metadata = [{"id": f"v{i}"} for i in range(args.n)]
     rows = []
     for factory in args.factory or [choose_factory(args.n, args.dim)]:
@@ -123,7 +123,12 @@ def main() -> None:
             disk = sum(f.stat().st_size for f in (Path(tmp) / "bench.idx").iterdir()) / 2**30
             loaded, t_load = timed(load_index, Path(tmp) / "bench.idx", mmap=True)
             print(f"# {factory}: build {t_build:.1f} s, RSS +{grown:.2f} GiB, on disk {disk:.2f} GiB, "
-                  f"mmap load {t_load:.2f} s")
+                  f"mmap load {t_load:.2f} s", flush=True)
+            # the machine may be shared: time exact search again now and keep its best rate,
+            # so the speed-up is never flattered by a slow baseline
+            _, t_again = timed(exact_topk, base, queries[:200], k)
+            exact_qps = max(exact_qps, 200 / t_again)
+            print(f"# exact numpy search again: {200 / t_again:.1f} queries/s; baseline used: {exact_qps:.1f}")
             for knobs in sweep_settings(factory):
                 loaded.search_arrays(queries[:50], k, threads=args.threads, **knobs)
                 (_, found), t = timed(loaded.search_arrays, queries, k, threads=args.threads, **knobs)
@@ -138,7 +143,7 @@ def main() -> None:
     for factory, knobs, rec, qps, qps_hits, *_ in rows:
         knob = ",".join(f"{a}={b}" for a, b in knobs.items()) or "-"
         print(f"| {factory} | {knob} | {rec:.4f} | {qps:.0f} | {qps_hits:.0f} | {qps_hits / exact_qps:.1f} |")
-    print(f"| exact numpy | - | 1.0000 | {exact_qps:.1f} | - | 1.0 |")
+    print(f"| exact numpy (best rate seen) | - | 1.0000 | {exact_qps:.1f} | - | 1.0 |")
     good = [r for r in rows if r[2] >= args.target]
     if good:
         best = max(good, key=lambda r: r[4])
