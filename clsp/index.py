@@ -145,7 +145,9 @@ class VectorIndex:
         provenance: dict | None = None,
         threads: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k ``(scores, rows)`` per query, best first; rows are -1 where fewer than k exist.
+        """Top-k ``(scores, rows)`` per query, best first: ``(queries, min(k, count))`` arrays.
+
+        Rows are -1 (scores NaN) where an approximate index found fewer candidates.
 
         Scores are cosine / inner-product similarities (higher is better) or squared L2
         distances (lower is better) for ``metric="l2"``. ``rerank`` fetches ``k * rerank``
@@ -159,8 +161,8 @@ class VectorIndex:
         check_provenance(self.info, provenance, q.shape[-1] if q.ndim == 2 else -1, "query vectors")
         q = prepare_vectors(q, self.info.metric, "query vectors")
         k_eff = min(k, len(self))
-        scores = np.full((len(q), k), np.nan, dtype=np.float32)
-        rows = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.full((len(q), k_eff), np.nan, dtype=np.float32)
+        rows = np.full((len(q), k_eff), -1, dtype=np.int64)
         if k_eff == 0 or len(q) == 0:
             return scores, rows
         import faiss

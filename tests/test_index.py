@@ -189,3 +189,19 @@ def test_mixed_type_metadata_round_trips(tmp_path):
     loaded = load_index(tmp_path / "idx")
     got = {h["id"]: h.get("x") for h in loaded.search(vecs[:1], k=3)[0]}
     assert got == {"a": 1, "b": "one", "c": {"k": [1, 2]}}
+
+
+def test_rerank_by_reconstruction_on_a_mapped_ivf(tmp_path):
+    vecs, meta = corpus(500)
+    build_index(vecs, meta, factory="IVF8,Flat").save(tmp_path / "ivf")
+    loaded = load_index(tmp_path / "ivf", mmap=True)
+    order, scores = numpy_cosine_topk(vecs, vecs[:10] + 0.1, 5)
+    s, rows = loaded.search_arrays(vecs[:10] + 0.1, k=5, nprobe=8, rerank=3)
+    np.testing.assert_array_equal(rows, order)
+    np.testing.assert_allclose(s, scores, atol=1e-5)
+
+
+def test_huge_k_is_a_short_answer_not_a_huge_allocation():
+    vecs, meta = corpus(7)
+    scores, rows = build_index(vecs, meta).search_arrays(vecs[:2], k=10**12)
+    assert scores.shape == rows.shape == (2, 7)
