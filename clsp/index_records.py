@@ -25,8 +25,8 @@ def load_matrix(path: str | Path) -> np.ndarray:
         raise InputError(f"{p}: no such file")
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{p}: not a readable .npy matrix ({exc})") from None
+    except Exception as exc:  # a corrupt header can raise ValueError, SyntaxError, TokenError, EOFError...
+        raise InputError(f"{p}: not a readable .npy matrix ({type(exc).__name__}: {exc})") from None
     if arr.ndim != 2:
         raise InputError(f"{p}: expected a (count, dim) matrix, got shape {arr.shape}")
     if arr.dtype.kind != "f":

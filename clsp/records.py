@@ -7,7 +7,6 @@ error that made the line unusable, so that callers can emit one output per input
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import sys
@@ -208,8 +207,11 @@ def dumps(record: dict[str, Any]) -> str:
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a whole (small) JSONL file strictly; errors name the line."""
     out = []
-    with io.TextIOWrapper(open_binary_input(path), encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                out.append(_parse_json(lineno, line))
+    stream = open_binary_input(path)
+    try:
+        for lineno, raw in iter_lines(stream):
+            out.append(_parse_json(lineno, _decode_line(lineno, raw)))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     return out

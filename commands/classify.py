@@ -148,14 +148,9 @@ def _embeddings(input, net, prov, npy, batch_size, device):
 def _open_matrix(npy):
     if npy is None:
         return None
-    import numpy as np
+    from clsp.index_records import load_matrix
 
-    from clsp.errors import InputError
-
-    try:
-        return np.load(npy, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read --npy {npy}: {exc}") from None
+    return load_matrix(npy)
 
 
 def _stored_embedding(item, prov, matrix):
