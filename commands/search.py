@@ -203,7 +203,7 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
                 sink.write_error(item.id, result)
                 progress.update(failed=1)
             else:
-                sink.write({"id": item.id, "hits": result})
+                sink.write({"id": item.id, "hits": [{**h, "score": round(h["score"], 6)} for h in result]})
                 progress.update()
     sink.commit()
     return sink.exit_code
