@@ -16,7 +16,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 EMODB="${1:-$ROOT/../shared/data/emodb}"
 B="${2:-build/default_model}"
 STAGE1_STEPS="${STAGE1_STEPS:-380}"
-STAGE2_STEPS="${STAGE2_STEPS:-180}"
+STAGE2_STEPS="${STAGE2_STEPS:-600}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 mkdir -p "$B"
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }

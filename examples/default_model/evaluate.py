@@ -87,19 +87,28 @@ def zero_shot(model, audio: np.ndarray, labels: list[str], classes: dict[str, li
 
 
 def prompts_from(phrases: dict[str, list[str]], templates: list[str]) -> dict[str, list[str]]:
-    return {c: [t.format(p) for t in templates for p in ps] for c, ps in phrases.items()}
+    """Class -> prompts: every template filled with every phrasing of the class.
+
+    Templates may hold a {who} slot, filled with both a man and a woman, so that the
+    class embedding averages the speaker's gender out (prompt ensembling)."""
+    out = {}
+    for cls, phrasings in phrases.items():
+        out[cls] = [st.capitalize(t.format(p, who=who)) for t in templates for p in phrasings for who in ("A man", "A woman")]
+        out[cls] = list(dict.fromkeys(out[cls]))
+    return out
 
 
 def synthetic_tasks() -> dict[str, dict[str, list[str]]]:
     """Prompt classes per attribute, in the captions' own vocabulary."""
+    voiced = [p for ps in st.RANGE_PHRASE.values() for p in ps]
     return {
         "gender": prompts_from({"male": st.GENDER_NOUN["male"], "female": st.GENDER_NOUN["female"]},
                                ["{} speaks.", "The voice of {}."]),
-        "pitch": prompts_from(st.PITCH_ADJ, ["A {} voice.", "A speaker talks in a {} voice."]),
-        "rate": prompts_from(st.RATE_ADV, ["A speaker talks {}.", "Someone speaks {}."]),
-        "loudness": prompts_from(st.LOUD_ADV, ["A speaker talks {}.", "Someone speaks {}."]),
-        "whisper": {"whisper": [f"A speaker {w}." for w in st.WHISPER_PHRASE],
-                    "voiced": [f"A speaker talks {p}." for ps in st.RANGE_PHRASE.values() for p in ps]},
+        "pitch": prompts_from(st.PITCH_ADJ, ["{who} speaks in a {} voice.", "A {} voice."]),
+        "rate": prompts_from(st.RATE_ADV, ["{who} speaks {}."]),
+        "loudness": prompts_from(st.LOUD_ADV, ["{who} speaks {}."]),
+        "whisper": {"whisper": prompts_from({"w": st.WHISPER_PHRASE}, ["{who} {}."])["w"],
+                    "voiced": prompts_from({"v": voiced}, ["{who} speaks {}."])["v"]},
     }
 
 
@@ -129,7 +138,7 @@ def evaluate_emodb(model, path: Path) -> dict:
     audio = embed_clips(model, rows)
     gender = prompts_from({"male": ["a man", "a male speaker"], "female": ["a woman", "a female speaker"]},
                           ["{} speaks.", "The voice of {}."])
-    emotion = prompts_from(EMOTION_PHRASES, ["A person speaks in {}.", "Someone talking with {}."])
+    emotion = prompts_from(EMOTION_PHRASES, ["{who} speaks German in {}.", "{who} speaks with {}."])
     return {"clips": len(rows), "speakers": sorted({r["speaker"] for r in rows}),
             "zeroshot_gender": zero_shot(model, audio, [r["gender"] for r in rows], gender),
             "zeroshot_emotion": zero_shot(model, audio, [r["emotion"] for r in rows], emotion)}
