@@ -52,14 +52,24 @@ def run_stream(args: list[str], lines, marks: list[int], cwd: Path) -> tuple[lis
             pass
 
     threading.Thread(target=feed, daemon=True).start()
+    peak_kb = [0]
+
+    def sample() -> None:  # VmHWM is gone once the process exits: keep the last value seen
+        while proc.poll() is None:
+            peak_kb[0] = max(peak_kb[0], _status_kb(proc.pid, "VmHWM"))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     at, todo, n = [], list(marks), 0
     for _ in proc.stdout:
         n += 1
         if todo and n == todo[0]:
             at.append((n, _status_kb(proc.pid, "VmRSS") / 1024))
             todo.pop(0)
-    peak = _status_kb(proc.pid, "VmHWM") / 1024
     proc.wait()
+    sampler.join()
+    peak = peak_kb[0] / 1024
     if proc.returncode not in (0, 3):
         raise SystemExit(f"clsp {' '.join(args)} exited with {proc.returncode}")
     return at, peak, time.perf_counter() - start
@@ -91,7 +101,7 @@ def hour_file(folder: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
-    ap.add_argument("--audio-records", type=int, default=20_000)
+    ap.add_argument("--audio-records", type=int, default=100_000)
     ap.add_argument("--hour", action="store_true", help="Also embed an hour-long file under each long-audio policy.")
     a = ap.parse_args()
     marks = [m for m in (1_000, 10_000, 50_000, 100_000) if m <= a.records]
