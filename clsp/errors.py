@@ -31,6 +31,10 @@ class ModelError(ClspError):
     """A model cannot be found, loaded or does not match its checkpoint."""
 
 
+class ModelNotFoundError(ModelError):
+    """No model exists under the given name or path (a usage error)."""
+
+
 class CheckpointError(ModelError):
     """A checkpoint has missing, unexpected or mis-shaped tensors, or an unsafe format."""
 

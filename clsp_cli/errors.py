@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import typer
 
-from clsp.errors import ClspError, ConfigError
+from clsp.errors import ClspError, ConfigError, ModelNotFoundError
 from clsp_cli.console import error
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
@@ -45,7 +45,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FailFast as exc:
             error(str(exc))
             raise typer.Exit(EXIT_RUNTIME) from None
-        except ConfigError as exc:
+        except (ConfigError, ModelNotFoundError) as exc:
             error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
         except ClspError as exc:

@@ -134,7 +134,7 @@ def test_shards_partition_the_input(clips):
 
 def test_unknown_model_is_a_clear_error(clips):
     res = run_clsp("embed", "clips.jsonl", "--model", str(clips / "no-such-model"), cwd=clips)
-    assert res.returncode == 1 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
+    assert res.returncode == 2 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
 
 
 def test_waveform_encoder_model_embeds_through_the_cli(clips):

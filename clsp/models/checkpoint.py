@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from clsp.errors import CheckpointError, ModelError
+from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
 
 FORMAT_VERSION = 1
@@ -138,7 +138,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         return tiny_model().to(device)
     if name == "default":
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
-            raise ModelError("the default model is not installed in this package (clsp/default_model is missing)")
+            raise ModelNotFoundError("the default model is not installed in this package (clsp/default_model is missing)")
         model = load_clsp_dir(DEFAULT_MODEL_DIR, device)
         model.name = "clsp-default"
         return model
@@ -154,7 +154,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         return _load_authors_format(path, device)
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
         return load_model(_hub_snapshot(name), device)
-    raise ModelError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
+    raise ModelNotFoundError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
