@@ -101,7 +101,7 @@ def default_knobs(factory: str) -> dict:
     knobs: dict = {}
     match = _IVF.search(factory)
     if match:
-        knobs["nprobe"] = max(8, int(match.group(1)) // 64)
+        knobs["nprobe"] = max(8, int(match.group(1)) // 256)
     if "HNSW" in factory.upper():
         knobs["ef"] = 128
     return knobs

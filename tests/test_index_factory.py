@@ -45,7 +45,7 @@ def test_lossy_training_and_knobs():
     assert is_lossy("IVF64,PQ16") and is_lossy("SQ8") and not is_lossy("IVF64,Flat")
     assert train_size("IVF64,Flat", 1_000_000) == 64 * 40
     assert train_size("IVF64,Flat", 100) == 100
-    assert default_knobs("IVF4096,Flat") == {"nprobe": 64}
+    assert default_knobs("IVF4096,Flat") == {"nprobe": 16}
     assert default_knobs("HNSW32")["ef"] >= 64
 
 
