@@ -14,6 +14,8 @@ import pytest
 import soundfile as sf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Subprocess tests call `clsp` by name: make the interpreter's own scripts folder win.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CLSP = shutil.which("clsp") or str(Path(sys.executable).parent / "clsp")
