@@ -44,7 +44,7 @@ say "4/7 training manifests"
 python "$HERE/make_manifests.py" --synthetic "$B/synthetic/train.jsonl" --emodb "$B/emodb/train.jsonl" \
   --out "$B/stage1.jsonl" --crop 2.2 --max-multi 0 --seed 3
 python "$HERE/make_manifests.py" --synthetic "$B/synthetic/train.jsonl" --emodb "$B/emodb/train.jsonl" \
-  --out "$B/stage2.jsonl" --crop 2.2 --max-multi 1500 --seed 4
+  --out "$B/stage2.jsonl" --crop 2.2 --max-multi 1500 --emodb-repeat 2 --seed 4
 
 last_model() { echo "$(ls -d "$1"/checkpoints/step-* | sort | tail -1)/model"; }
 

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--crop", type=float, default=2.2, help="window length for single-style clips (0: whole)")
     ap.add_argument("--max-multi", type=int, default=-1, help="style-changing clips kept (-1: all)")
+    ap.add_argument("--emodb-repeat", type=int, default=1, help="times each EmoDB row is listed")
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -45,7 +46,7 @@ def main() -> None:
     multi = [r for r in syn if len(r["segments"]) > 1]
     if args.max_multi >= 0:
         multi = rng.sample(multi, min(args.max_multi, len(multi)))
-    emodb = read_jsonl(args.emodb)
+    emodb = read_jsonl(args.emodb) * args.emodb_repeat
     rows = [{k: r[k] for k in KEEP if k in r} for r in single + multi + emodb]
     rng.shuffle(rows)
     write_jsonl(args.out, rows)
