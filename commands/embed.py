@@ -65,7 +65,7 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     if resume and output == "-":
         raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
     index, count = parse_shard(shard)
-    net = load_model(model)
+    net = load_model(model, with_text=modality.value == "text")
     prov = net.provenance()
     sink = RecordSink(output, resume=resume, on_error=on_error.value)
     done_items = _completed_items(sink) if resume else 0

@@ -65,7 +65,7 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
     from clsp.models import load_model
     from clsp.similarity import ModelEncoders, keep_score, score_pairs
 
-    net = load_model(model)
+    net = load_model(model, with_text=not _audio_only(records, base))
     prov = net.provenance()
     sink = RecordSink(output, on_error=on_error.value)
     ratings: list[tuple[float, float, object]] = []
@@ -180,3 +180,16 @@ def _render(summary: dict) -> None:
     for name, rep in rows:
         table.add_row(str(name), str(rep["n"]), _fmt(rep, "pearson"), _fmt(rep, "spearman"), _fmt(rep, "kendall"))
     console.print(table)
+
+
+def _audio_only(records, base) -> bool:
+    """True for a one-off check of two audio files: the text tower need not load."""
+    from clsp.errors import ClspError
+    from clsp.similarity import resolve_side
+
+    if not isinstance(records, list) or len(records) != 1:
+        return False
+    try:
+        return all(resolve_side(records[0], s, base).kind == "audio" for s in ("a", "b"))
+    except ClspError:
+        return False

@@ -153,3 +153,24 @@ def test_waveform_encoder_model_embeds_through_the_cli(clips):
     assert len(one) == 6 and all("embedding" in r for r in one)
     for a, b in zip(one, many):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() <= 1e-5
+
+
+def test_audio_only_load_skips_the_text_tower(tmp_path):
+    import torch
+
+    from clsp.errors import ModelError
+    from clsp.models import load_model, save_model, tiny_model
+
+    full = tiny_model()
+    save_model(full, tmp_path / "m")
+    audio_only = load_model(tmp_path / "m", with_text=False)
+    assert audio_only.text_encoder.model is None
+    w = torch.randn(2, 16000) * 0.1
+    n = torch.tensor([16000, 12000])
+    assert torch.equal(audio_only.encode_audio(w, n), full.encode_audio(w, n))
+    try:
+        audio_only.encode_text(["a calm voice"])
+    except ModelError as exc:
+        assert "audio only" in str(exc)
+    else:
+        raise AssertionError("encode_text must refuse on an audio-only model")

@@ -54,11 +54,13 @@ class ModelConfig:
 class CLSPModel(nn.Module):
     """Dual encoder mapping speech and captions to unit vectors in one joint space."""
 
-    def __init__(self, config: ModelConfig, base_dir: Path | None = None, load_text_weights: bool = True):
+    def __init__(self, config: ModelConfig, base_dir: Path | None = None, load_text_weights: bool = True,
+                 with_text: bool = True):
         super().__init__()
         self.config = config
         self.speech_encoder = build_speech_encoder(config.speech_encoder)
-        self.text_encoder = TextTower(**config.text_encoder, base_dir=base_dir, load_weights=load_text_weights)
+        self.text_encoder = TextTower(**config.text_encoder, base_dir=base_dir, load_weights=load_text_weights,
+                                      build=with_text)
         d, h = config.joint_dim, config.head_hidden
         self.audio_projection = projection(self.speech_encoder.output_dim, h, d)
         self.audio_transform = Transform(d, config.head_dropout)
@@ -137,11 +139,15 @@ class CLSPModel(nn.Module):
         }
 
 
-def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True) -> CLSPModel:
-    """Build a model with freshly initialised heads (and text weights from their source)."""
+def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True,
+                with_text: bool = True) -> CLSPModel:
+    """Build a model with freshly initialised heads (and text weights from their source).
+
+    ``with_text=False`` skips the text encoder's weights (audio-only use starts faster).
+    """
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
-    return CLSPModel(config, base_dir=base_dir, load_text_weights=load_text_weights)
+    return CLSPModel(config, base_dir=base_dir, load_text_weights=load_text_weights, with_text=with_text)
 
 
 def tiny_config(speech: str = "compact") -> ModelConfig:

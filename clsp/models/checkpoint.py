@@ -95,7 +95,7 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore
         raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
 
 
-def load_clsp_dir(directory: Path, device: str | torch.device = "cpu") -> CLSPModel:
+def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text: bool = True) -> CLSPModel:
     """Load one of our checkpoint directories."""
     from safetensors.torch import load_file
 
@@ -107,13 +107,16 @@ def load_clsp_dir(directory: Path, device: str | torch.device = "cpu") -> CLSPMo
     weights = directory / WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{directory}: no {WEIGHTS}")
-    model = build_model(config, base_dir=directory, load_text_weights=external)
+    model = build_model(config, base_dir=directory, load_text_weights=external, with_text=with_text)
     try:
         sd = load_file(str(weights))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{weights}: cannot read safetensors ({exc})") from None
-    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if external else ())
-    model.load_state_dict(sd, strict=not external)
+    skip_text = external or not with_text
+    if not with_text:
+        sd = {k: v for k, v in sd.items() if not k.startswith("text_encoder.")}
+    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if skip_text else ())
+    model.load_state_dict(sd, strict=not skip_text)
     model.name = meta.get("name") or config.name
     model.checksum = file_checksum(weights)
     return model.to(device).eval()
@@ -131,29 +134,33 @@ def _hub_snapshot(repo_id: str) -> Path:
                          f"(offline or unknown repository: {type(exc).__name__})") from None
 
 
-def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> CLSPModel:
-    """Load a model by built-in name, local directory / ``.pt`` file, or hub id (online only)."""
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu",
+               with_text: bool = True) -> CLSPModel:
+    """Load a model by built-in name, local directory / ``.pt`` file, or hub id (online only).
+
+    ``with_text=False`` loads the speech side only (faster; ``encode_text`` then raises).
+    """
     name = str(name_or_path)
     if name == "tiny-random":
         return tiny_model().to(device)
     if name == "default":
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelNotFoundError("the default model is not installed in this package (clsp/default_model is missing)")
-        model = load_clsp_dir(DEFAULT_MODEL_DIR, device)
+        model = load_clsp_dir(DEFAULT_MODEL_DIR, device, with_text)
         model.name = "clsp-default"
         return model
     path = Path(name).expanduser()
     if path.is_dir():
         cfg = path / "config.json"
         if cfg.exists() and "clsp_format" in _read_json(cfg):
-            model = load_clsp_dir(path, device)
+            model = load_clsp_dir(path, device, with_text)
             model.name = model.name if model.name not in ("clsp", "tiny-random") else path.name
             return model
         return _load_authors_format(path, device)
     if path.is_file():
         return _load_authors_format(path, device)
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
-        return load_model(_hub_snapshot(name), device)
+        return load_model(_hub_snapshot(name), device, with_text)
     raise ModelNotFoundError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
 
 

@@ -56,15 +56,26 @@ class TextTower(nn.Module):
         external: bool = False,
         base_dir: Path | None = None,
         load_weights: bool = True,
+        build: bool = True,
     ):
         super().__init__()
-        from transformers import AutoConfig, AutoModel
-
         if pooling not in POOLINGS:
             raise ConfigError(f"text pooling must be one of {POOLINGS}, got {pooling!r}")
         self.spec = {"source": source, "config": config, "tokenizer": tokenizer, "pooling": pooling,
                      "max_length": max_length, "frozen": frozen, "external": external}
         self.pooling, self.max_length, self.frozen, self.external = pooling, max_length, frozen, external
+        self._tokenizer_source = tokenizer or source
+        self._base_dir = base_dir
+        self._tokenizer = None
+        if self._tokenizer_source is None:
+            raise ConfigError("a text encoder built from a config needs a 'tokenizer' path")
+        if not build:  # audio-only use: no transformers import, no weights
+            self.model = None
+            self.output_dim = _hidden_size(source, config, base_dir)
+            return
+        from transformers import AutoConfig, AutoModel
+
+        _quiet_transformers()
         try:
             if config is not None:
                 cfg = dict(config)
@@ -83,11 +94,6 @@ class TextTower(nn.Module):
         if frozen:
             self.model.requires_grad_(False)
         self.output_dim = int(self.model.config.hidden_size)
-        self._tokenizer_source = tokenizer or source
-        self._base_dir = base_dir
-        self._tokenizer = None
-        if self._tokenizer_source is None:
-            raise ConfigError("a text encoder built from a config needs a 'tokenizer' path")
 
     @property
     def tokenizer(self):
@@ -107,6 +113,8 @@ class TextTower(nn.Module):
         return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw) -> torch.Tensor:
+        if self.model is None:
+            raise ModelError("this model was loaded for audio only (with_text=False); load it again to embed text")
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw)
         if self.pooling == "pooler":
             return out.pooler_output
@@ -117,6 +125,8 @@ class TextTower(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
+        if self.model is None:
+            raise ModelError("this model was loaded for audio only (with_text=False); load it again to embed text")
         device = next(self.model.parameters()).device
         return self(**self.tokenize(texts, device))
 
@@ -124,3 +134,25 @@ class TextTower(nn.Module):
 def _local_kwargs(path: str) -> dict[str, Any]:
     """Directories load with no network; hub ids only when the user is online."""
     return {"local_files_only": True} if Path(path).exists() else {}
+
+
+def _hidden_size(source: str | None, config: dict[str, Any] | None, base_dir: Path | None) -> int:
+    """Width of the text encoder, read from its config without importing transformers."""
+    import json
+
+    if config is not None:
+        return int(config.get("hidden_size") or config.get("d_model"))
+    path = Path(resolve_text_source(source, base_dir)) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the text encoder config {path}: {exc}") from None
+    return int(cfg.get("hidden_size") or cfg.get("d_model"))
+
+
+def _quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars off the user's terminal."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
