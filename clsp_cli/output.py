@@ -112,6 +112,15 @@ class RecordSink:
             self.flush()
             raise FailFast(f"record {rec_id!r} failed: {rec['error']['message']}")
 
+    def write_summary(self, summary: dict[str, Any], report: str | None = None) -> None:
+        """An evaluation summary: to ``report`` (a JSON file) or as a final ``__summary__`` record."""
+        if report:
+            out = RecordSink(report)
+            out.write(summary)
+            out.commit()
+        else:
+            self.write({"id": "__summary__", "summary": summary})
+
     def flush(self) -> None:
         try:
             self.fh.flush()

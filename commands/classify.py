@@ -85,12 +85,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
     if label_key is not None:
         summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
         _render(summary)
-        if report:
-            out = RecordSink(report)
-            out.write(summary)
-            out.commit()
-        else:
-            sink.write({"id": "__summary__", "summary": summary})
+        sink.write_summary(summary, report)
     sink.commit()
     return sink.exit_code
 

@@ -94,12 +94,7 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         if unrated:
             log(f"similarity: {unrated} scored pairs have no numeric '{human_key}' and are not in the correlations")
         _render(summary)
-        if report:
-            out = RecordSink(report)
-            out.write(summary)
-            out.commit()
-        else:
-            sink.write({"id": "__summary__", "summary": summary})
+        sink.write_summary(summary, report)
     sink.commit()
     return sink.exit_code
 
