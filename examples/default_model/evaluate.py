@@ -165,6 +165,29 @@ def print_table(res: dict) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def markdown_table(res: dict) -> str:
+    """The results as a Markdown table (for the model card and benchmark notes)."""
+    rows = ["| test set | task | metric | value |", "|---|---|---|---|"]
+    syn, emo = res.get("synthetic"), res.get("emodb")
+    if syn:
+        for kind in ("global", "finegrained"):
+            r = syn[f"retrieval_{kind}"]
+            for d, name in (("t2s", "text to speech"), ("s2t", "speech to text")):
+                vals = " / ".join(f"{100 * r[f'{d}_R@{k}']:.1f}" for k in (1, 5, 10))
+                rows.append(f"| synthetic, held-out voices | {kind} retrieval, {name} (pool {POOL}) | R@1 / R@5 / R@10 % | {vals} |")
+            rows.append(f"| synthetic, held-out voices | {kind} retrieval | tie ceiling of R@1 % | {100 * r['t2s_R@1_ceiling']:.1f} |")
+        for name in ("gender", "pitch", "rate", "loudness", "whisper"):
+            z = syn[f"zeroshot_{name}"]
+            rows.append(f"| synthetic, held-out voices | zero-shot {name} ({len(z['per_class_recall'])} classes, n={z['n']}) "
+                        f"| WA / UA % | {100 * z['wa']:.1f} / {100 * z['ua']:.1f} |")
+    if emo:
+        for name in ("gender", "emotion"):
+            z = emo[f"zeroshot_{name}"]
+            rows.append(f"| EmoDB, held-out speakers | zero-shot {name} ({len(z['per_class_recall'])} classes, n={z['n']}) "
+                        f"| WA / UA % | {100 * z['wa']:.1f} / {100 * z['ua']:.1f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -172,7 +195,11 @@ def main() -> None:
     ap.add_argument("--emodb", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--markdown", type=Path, help="read this results JSON and print it as a Markdown table")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(args.markdown.read_text())))
+        return
     import clsp
 
     torch.manual_seed(0)
