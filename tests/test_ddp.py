@@ -79,13 +79,14 @@ def worker(out: str) -> None:
             results[f"{stage}-{local}"] = {"loss": value, "grads": grads}
     if info.rank == 0:
         Path(out).write_text(json.dumps(results))
+    dist.barrier()
     dist.destroy_process_group()
 
 
 def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            __file__, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
