@@ -20,7 +20,7 @@ clsp search query "$OUT/clips.idx" --text "an angry, loud female voice" -k 3 -q
 
 echo "== classify: zero-shot gender and emotion, scored against the labels" >&2
 clsp classify $D/clips.jsonl --pack gender --label-key gender -q | cut -c1-200
-clsp classify $D/clips.jsonl --pack emotion --label-key emotion -q | cut -c1-200
+clsp classify $D/clips.jsonl --pack emodb --label-key emotion -q | cut -c1-200
 
 echo "== similarity: two clips, and a clip against a caption" >&2
 clsp similarity $D/03a01Wa.flac $D/13a01Wb.flac -q
