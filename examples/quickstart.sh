@@ -10,7 +10,7 @@ D=examples/data
 OUT=${OUT:-build/quickstart}
 mkdir -p "$OUT"
 
-echo "== embed: speech -> 512-d style embeddings" >&2
+echo "== embed: speech -> style embeddings (unit vectors in the joint space)" >&2
 clsp embed $D/clips.jsonl -o "$OUT/clips.emb.jsonl" -q
 head -c 300 "$OUT/clips.emb.jsonl"; echo " ..."
 

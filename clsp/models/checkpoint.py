@@ -23,7 +23,7 @@ from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
-BUILTIN_NAMES = ("default", "tiny-random")
+BUILTIN_NAMES = ("default", "clsp-default", "tiny-random")
 
 
 def file_checksum(path: Path, limit: int = 1 << 30) -> str:
@@ -143,7 +143,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     name = str(name_or_path)
     if name == "tiny-random":
         return tiny_model().to(device)
-    if name == "default":
+    if name in ("default", "clsp-default"):
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelNotFoundError("the default model is not installed in this package (clsp/default_model is missing)")
         model = load_clsp_dir(DEFAULT_MODEL_DIR, device, with_text)
