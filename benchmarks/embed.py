@@ -65,16 +65,34 @@ def run_naive(model, manifest: Path) -> tuple[float, float, int]:
     return time.perf_counter() - start, seconds, count
 
 
+def random_zipformer(dim: int):
+    """CLSP's Zipformer structure (7 stacks, 13 layers) at a reduced width, random weights."""
+    from clsp.models import ModelConfig, build_model, tiny_config
+
+    cfg = tiny_config().to_dict()
+    cfg["speech_encoder"] = {"type": "zipformer", "encoder_dim": [dim], "feedforward_dim": [3 * dim], "num_heads": [4],
+                             "dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_dict(cfg)).eval()
+    model.name = f"random-zipformer-{dim}"
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="default")
     ap.add_argument("--clips", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--zipformer-dim", type=int, default=0,
+                    help="Instead of --model, a random-weight 7-stack Zipformer of this width (same structure as CLSP).")
     args = ap.parse_args()
     from clsp.models import load_model
 
-    model = load_model(args.model, with_text=False)
+    if args.zipformer_dim:
+        model = random_zipformer(args.zipformer_dim)
+    else:
+        model = load_model(args.model, with_text=False)
     print(f"model={model.name} params={sum(p.numel() for p in model.parameters()):,} torch={torch.__version__} "
           f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
     with tempfile.TemporaryDirectory() as tmp:

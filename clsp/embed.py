@@ -132,6 +132,16 @@ def _batches(units: list[tuple[int, int, torch.Tensor]], cfg: EmbedConfig, rate:
         yield batch
 
 
+class _Done:
+    """A finished result with the ``Future.result()`` interface."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
 class AudioEmbedder:
     """Embeds streams of audio ``Item``s with one model; yields ``AudioResult`` in order."""
 
@@ -192,7 +202,12 @@ class AudioEmbedder:
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.workers)) as pool:
             def submit() -> tuple[list[Item], list[Future]] | None:
                 chunk = list(islice(it, self.cfg.chunk_size))
-                return (chunk, [pool.submit(_decode, x, self.cfg, self.model.prepare_audio) for x in chunk]) if chunk else None
+                if not chunk:
+                    return None
+                if self.cfg.workers == 0:  # decode in this thread, no overlap
+                    done = [_Done(_decode(x, self.cfg, self.model.prepare_audio)) for x in chunk]
+                    return chunk, done
+                return chunk, [pool.submit(_decode, x, self.cfg, self.model.prepare_audio) for x in chunk]
 
             pending = submit()
             while pending is not None:
