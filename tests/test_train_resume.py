@@ -5,36 +5,20 @@ in the interrupted runs and none in the reference (the batch order must not depe
 from __future__ import annotations
 
 import json
-import os
+import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from clsp.train.toy_corpus import write_toy_corpus
+from tests.train_driver import run_training
 
-ROOT = Path(__file__).resolve().parents[1]
 N_STEPS, KILL_AT, CHECKPOINT_EVERY = 8, 5, 3
 
-DRIVER = """
-import json, os, signal, sys, torch
-torch.set_num_threads(1)
-from clsp.train import load_config, train
-args = json.loads(sys.argv[1])
-cfg = load_config(None, args["overrides"])
-def on_log(record):
-    if record["step"] == args["kill_at"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-result = train(cfg, resume=args["resume"], on_log=on_log)
-"""
-
-
 def _run(overrides: list[str], resume: str | None, kill_at: int = -1) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    args = json.dumps({"overrides": overrides, "resume": resume, "kill_at": kill_at})
-    return subprocess.run([sys.executable, "-c", DRIVER, args], env=env, capture_output=True, text=True, timeout=300)
+    return run_training(overrides, resume, signal_at=kill_at, sig=signal.SIGKILL)
 
 
 def _train_here(overrides: list[str], resume: str | None):

@@ -4,10 +4,7 @@ ends with parameters bit-identical to an uninterrupted one (CPU, fp32, determini
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,28 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 from clsp.train.toy_corpus import write_toy_corpus
+from tests.train_driver import run_training
 
-ROOT = Path(__file__).resolve().parents[2]
 N_STEPS, SIGNAL_AT = 7, 4
-
-DRIVER = """
-import json, os, signal, sys, torch
-torch.set_num_threads(1)
-from clsp.train import load_config, train
-args = json.loads(sys.argv[1])
-cfg = load_config(None, args["overrides"])
-def on_log(record):
-    if record["step"] == args["signal_at"]:
-        os.kill(os.getpid(), args["signal"])
-result = train(cfg, resume=args["resume"], on_log=on_log)
-print(json.dumps({"status": result.status, "step": result.step}))
-"""
 
 
 def _run(overrides, resume=None, signal_at=-1, sig=signal.SIGTERM):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    args = json.dumps({"overrides": overrides, "resume": resume, "signal_at": signal_at, "signal": int(sig)})
-    proc = subprocess.run([sys.executable, "-c", DRIVER, args], env=env, capture_output=True, text=True, timeout=300)
+    proc = run_training(overrides, resume, signal_at, sig)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
