@@ -17,6 +17,8 @@ from clsp.errors import AudioError
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1
+MIN_RATE, MAX_RATE = 1000, 768000
+MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too large
 
 
 def _open_info(path: Path):
@@ -76,23 +78,15 @@ def load_audio(
     ``start``/``end`` select a segment in seconds. Raises ``AudioError`` naming the file and
     the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
     """
-    import soundfile as sf
-
     p = Path(path)
     info = _open_info(p)
     sr = int(info.samplerate)
-    if sr <= 0 or info.frames <= 0:
+    if info.frames <= 0:
         raise AudioError(f"{p}: no audio samples")
+    if not MIN_RATE <= sr <= MAX_RATE:
+        raise AudioError(f"{p}: unsupported sample rate {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
     s, e = _frame_range(p, sr, int(info.frames), start, end)
-    try:
-        data, _ = sf.read(str(p), start=s, stop=e, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
-    if data.size == 0:
-        raise AudioError(f"{p}: no audio samples")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{p}: contains NaN or infinite samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = _read_mono(p, s, e)
     wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     wave = resample(wave, sr, sample_rate)
     if wave.numel() < MIN_SECONDS * sample_rate:
@@ -100,10 +94,54 @@ def load_audio(
     return wave
 
 
+BLOCK_FRAMES = 1 << 20
+
+
+def _read_mono(p: Path, start: int, stop: int) -> np.ndarray:
+    """Frames ``[start, stop)`` downmixed to mono, read in blocks.
+
+    Memory follows the samples actually in the file (a header that claims more frames than
+    the file holds cannot trigger a huge allocation), and channels are averaged per block.
+    """
+    import soundfile as sf
+
+    parts: list[np.ndarray] = []
+    try:
+        with sf.SoundFile(str(p)) as fh:
+            if start:
+                fh.seek(start)
+            remaining = stop - start
+            while remaining > 0:
+                block = fh.read(min(BLOCK_FRAMES, remaining), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{p}: contains NaN or infinite samples")
+                parts.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0].copy())
+                remaining -= block.shape[0]
+    except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError, MemoryError) as exc:
+        raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
+    if not parts:
+        raise AudioError(f"{p}: no audio samples")
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
     """Deterministic band-limited resampling with torchaudio (no-op when rates match)."""
     if orig_sr == new_sr:
         return wave
+    import math as _math
+
     import torchaudio.functional as AF
 
+    g = _math.gcd(orig_sr, new_sr)
+    if (orig_sr // g) * (new_sr // g) > MAX_KERNEL:
+        # An odd rate (e.g. 44101 Hz): move to the nearest 100 Hz first by linear
+        # interpolation, so the exact sinc resampler works on a small ratio.
+        near = max(100, round(orig_sr / 100) * 100)
+        n = max(1, round(wave.numel() * near / orig_sr))
+        wave = torch.nn.functional.interpolate(wave[None, None], size=n, mode="linear", align_corners=False)[0, 0]
+        orig_sr = near
+        if orig_sr == new_sr:
+            return wave
     return AF.resample(wave, orig_sr, new_sr)

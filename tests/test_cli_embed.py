@@ -174,3 +174,19 @@ def test_audio_only_load_skips_the_text_tower(tmp_path):
         assert "audio only" in str(exc)
     else:
         raise AssertionError("encode_text must refuse on an audio-only model")
+
+
+def test_odd_and_absurd_sample_rates(tmp_path):
+    """An odd rate resamples without a huge kernel; an absurd header rate is a named error."""
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
+    sf.write(str(tmp_path / "odd.wav"), (0.1 * np.random.default_rng(0).standard_normal(44101)).astype(np.float32), 44101)
+    assert abs(load_audio(tmp_path / "odd.wav").numel() - 16000) <= 1
+    sf.write(str(tmp_path / "huge.wav"), np.zeros(2000, np.float32), 2_000_000)
+    try:
+        load_audio(tmp_path / "huge.wav")
+    except AudioError as exc:
+        assert "sample rate" in str(exc)
+    else:
+        raise AssertionError("a 2 MHz file must be refused")
