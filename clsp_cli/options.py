@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -20,6 +20,8 @@ OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output JSONL fil
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="skip: write an error record and go on; fail: stop at the first bad record.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")]
+NBootOpt = Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% confidence intervals (0: none).")]
+ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Write the evaluation summary to this JSON file instead of a final summary record.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
 
 
 @command
@@ -19,11 +19,11 @@ def main(
     temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Softmax temperature for 'scores'; default: the model's learned logit scale.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Also write the k best classes as 'top_k'.")] = 0,
     label_key: Annotated[Optional[str], typer.Option("--label-key", help="Field holding the gold label: report WA, UA, per-class recall, confusion and 95% CIs.")] = None,
-    report: Annotated[Optional[str], typer.Option("--report", help="Write the evaluation summary to this JSON file instead of a final summary record.")] = None,
+    report: ReportOpt = None,
     npy: Annotated[Optional[str], typer.Option("--npy", help="Matrix for embedding records that carry a 'row' (from 'clsp embed --npy').")] = None,
     output: OutputOpt = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Most clips per batch.")] = 32,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
+    n_boot: NBootOpt = 1000,
     list_packs: Annotated[bool, typer.Option("--list-packs", help="List the built-in prompt packs on stdout and exit.")] = False,
     device: DeviceOpt = "auto",
     on_error: OnErrorOpt = OnError.skip,

@@ -52,7 +52,7 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
          workers, device, dtype, shard, resume, on_error, quiet) -> int:
     from itertools import islice
 
-    from clsp.errors import ConfigError, InputError
+    from clsp.errors import ConfigError
     from clsp.models import load_model
     from clsp.records import iter_items, public_fields
     from clsp_cli.console import Throughput, log, set_quiet
@@ -60,8 +60,6 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     from clsp_cli.output import MatrixSink, RecordSink
 
     set_quiet(quiet)
-    if npy is not None and output == "-" and resume:
-        raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
     if resume and output == "-":
         raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
     index, count = parse_shard(shard)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import DeviceOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
 
 main = typer.Typer(
     name="search",
@@ -85,7 +85,7 @@ def evaluate(
     captions: Annotated[Optional[str], typer.Option("--captions", help="Pool mode: caption embeddings JSONL; each names its clip in --match-key.")] = None,
     match_key: Annotated[str, typer.Option("--match-key", help="Pool mode: caption field with the id of the clip it describes.")] = "audio_id",
     group_key: Annotated[Optional[str], typer.Option("--group-key", help="Also report metrics per value of this field (e.g. caption_type: global / fine).")] = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
+    n_boot: NBootOpt = 1000,
     nprobe: NprobeOpt = None,
     ef: EfOpt = None,
     rerank: RerankOpt = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
 
 
 @command
@@ -19,10 +19,10 @@ def main(
     group_key: Annotated[Optional[str], typer.Option("--group-key", help="With --human-key: also report correlations per value of this field (e.g. category).")] = None,
     below: Annotated[Optional[float], typer.Option("--below", help="Keep only pairs scoring below X.")] = None,
     above: Annotated[Optional[float], typer.Option("--above", help="Keep only pairs scoring above X.")] = None,
-    report: Annotated[Optional[str], typer.Option("--report", help="Write the correlation summary to this JSON file instead of a final summary record.")] = None,
+    report: ReportOpt = None,
     output: OutputOpt = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Pairs per batch.")] = 16,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
+    n_boot: NBootOpt = 1000,
     device: DeviceOpt = "auto",
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
