@@ -162,6 +162,8 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
         if not isinstance(obj["text"], str):
             raise InputError(f"line {lineno}: 'text' must be a string")
         obj.setdefault("id", f"line-{lineno}")
+    if obj.get("id") is None and isinstance(obj.get("audio"), str) and obj["audio"]:
+        obj["id"] = obj["audio"]  # a clip without an id is named by its path, whatever the reader
     if not isinstance(obj.get("id"), (str, int)):
         obj["id"] = json.dumps(obj.get("id"))
     return obj

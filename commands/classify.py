@@ -128,8 +128,6 @@ def _embeddings(input, net, prov, npy, batch_size, device):
             rec = item.record
             if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("audio"), str):
                 rec["_path"] = resolve_path(rec["audio"], base)
-                if rec["id"] == "null":  # no id given: name the clip by its path, as 'clsp embed' does
-                    rec["id"] = item.id = rec["audio"]
                 audio.append(item)
         embedded = {res.item.index: res for res in embedder.run(audio)}
         for item in chunk:
