@@ -21,3 +21,18 @@ def test_utterance_stats_ignore_padding_and_track_level():
     assert torch.allclose(a, b, atol=1e-5)
     louder = utterance_stats(x + 3.0, torch.tensor([80]))
     assert torch.allclose(louder[0, :128], a[0, :128] + 3.0, atol=1e-5)
+
+
+def test_envelope_modulation_follows_the_pace_of_the_envelope():
+    from clsp.models.compact import MODULATION_BANDS, envelope_modulation
+
+    t = torch.arange(400) / 100.0  # 4 s of frames at 100 Hz
+    gen = torch.Generator().manual_seed(0)
+    def envelope(hz: float) -> torch.Tensor:  # syllable-like bursts, a little noise
+        return 6.0 * torch.sin(torch.pi * hz * t).abs() + 0.1 * torch.randn(400, generator=gen)
+    slow, fast = envelope_modulation(envelope(2.5)), envelope_modulation(envelope(6.5))
+    # peaks per second (/5): one per burst
+    assert abs(slow[-1].item() * 5 - 2.5) < 0.6 and abs(fast[-1].item() * 5 - 6.5) < 0.8
+    band_of = lambda hz: max(i for i, lo in enumerate(MODULATION_BANDS[:-1]) if lo <= hz)  # noqa: E731
+    assert int(slow[:-1].argmax()) == band_of(2.5) and int(fast[:-1].argmax()) == band_of(6.5)
+    assert envelope_modulation(torch.zeros(10)).abs().sum() == 0  # too short: no cues

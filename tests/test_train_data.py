@@ -101,3 +101,24 @@ def test_workers_give_the_same_batches_in_order(tmp_path: Path) -> None:
     one = [b["feats"] for b in make_loader(BatchPlan(path, _cfg(), 0, 0), 0)]
     two = [b["feats"] for b in make_loader(BatchPlan(path, _cfg(), 0, 0), 2)]
     assert len(one) == len(two) and all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_group_key_puts_a_speakers_clips_in_one_batch(tmp_path: Path) -> None:
+    (tmp_path / "wav").mkdir()
+    _wav(tmp_path / "wav" / "a.wav", 0.5)
+    rows = [{"id": f"c{i}", "audio": "wav/a.wav", "duration": 0.5, "speaker": f"s{i % 5}", "caption": f"g{i}"}
+            for i in range(40)]
+    speaker = {r["id"]: r["speaker"] for r in rows}
+
+    def plan(extra: list[dict], **kw) -> list[list[str]]:
+        path = tmp_path / "m.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+        return [[c["id"] for c in b] for b in BatchPlan(str(path), _cfg(max_batch_seconds=2.0, shuffle_buffer=40, **kw), 3, 0)]
+
+    grouped = plan([], group_key="speaker", group_size=4)
+    assert all(len({speaker[i] for i in b}) == 1 for b in grouped)  # runs of 4 clips of 0.5 s = one batch
+    assert sorted(sum(grouped, [])) == sorted(speaker)
+    assert grouped == plan([], group_key="speaker", group_size=4)  # deterministic
+    assert any(len({speaker[i] for i in b}) > 1 for b in plan([]))  # without a group key: mixed
+    loner = {"id": "loner", "audio": "wav/a.wav", "duration": 0.5, "caption": "x"}  # no speaker field
+    assert sorted(sum(plan([loner], group_key="speaker", group_size=4), [])) == sorted([*speaker, "loner"])

@@ -59,7 +59,7 @@ class CompactSpeechEncoder(nn.Module):
         # Optional utterance statistics of the input (level, spectral shape, modulation),
         # projected and appended to every output frame: cheap cues for loudness, pitch
         # register, voicing and pace that a small, briefly trained encoder learns slowly.
-        self.stats_proj = nn.Sequential(nn.Linear(4 * num_mel_bins + 2, stats_dim), nn.GELU()) if stats_dim else None
+        self.stats_proj = nn.Sequential(nn.Linear(4 * num_mel_bins + 2 + MODULATION_DIM, stats_dim), nn.GELU()) if stats_dim else None
         self.output_dim = dim + stats_dim
         self.input_kind = "fbank"
 
@@ -78,10 +78,11 @@ class CompactSpeechEncoder(nn.Module):
 
 
 def utterance_stats(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """Masked mean/std of fbank and of its frame-to-frame deltas, plus energy-modulation stats.
+    """Masked mean/std of fbank and of its frame-to-frame deltas, level and speech share,
+    and the modulation of the energy envelope (pace).
 
-    ``(B, T, F)`` -> ``(B, 4F + 2)``; padding never enters, so a clip's statistics do not
-    depend on its batch.
+    ``(B, T, F)`` -> ``(B, 4F + 2 + MODULATION_DIM)``; padding never enters, so a clip's
+    statistics do not depend on its batch.
     """
     b, t, _ = feats.shape
     mask = (torch.arange(t, device=feats.device).unsqueeze(0) < lens.unsqueeze(1)).to(feats.dtype).unsqueeze(-1)
@@ -96,4 +97,39 @@ def utterance_stats(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     energy = torch.logsumexp(feats, dim=-1, keepdim=True)  # frame log-energy
     emean = (energy * mask).sum(1) / n
     loud = ((energy > emean.unsqueeze(1) - 10.0).to(feats.dtype) * mask).sum(1) / n  # share of frames near the level (speech vs pause)
-    return torch.cat([mean, std, dmean, dstd, emean / 10.0, loud], dim=-1)
+    modulation = torch.stack([envelope_modulation(energy[i, : int(n), 0]) for i, n in enumerate(lens.tolist())])
+    return torch.cat([mean, std, dmean, dstd, emean / 10.0, loud, modulation.to(feats.dtype)], dim=-1)
+
+
+# Modulation bands (Hz) of the 100 Hz frame-energy envelope; syllable rates of slow to
+# fast speech fall between about 2 and 8 Hz.
+MODULATION_BANDS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 25.0)
+MODULATION_DIM = len(MODULATION_BANDS) - 1 + 1
+_FRAME_RATE = 100.0
+_WINDOW = 200  # frames (2 s) per Welch window, hop half a window
+_NFFT = 256
+
+
+def envelope_modulation(energy: torch.Tensor) -> torch.Tensor:
+    """Pace cues of one clip from its frame log-energy ``(T,)`` at 100 Hz: the share of
+    envelope-modulation power in each band of ``MODULATION_BANDS`` (log, Welch average over
+    2 s windows) and the rate of energy peaks per second (/5, about syllables)."""
+    out = torch.zeros(MODULATION_DIM, dtype=torch.float32, device=energy.device)
+    t = energy.shape[0]
+    if t < 16:
+        return out
+    e = energy.float() - energy.float().mean()
+    win = min(_WINDOW, t)
+    starts = list(range(0, t - win + 1, max(win // 2, 1)))
+    frames = torch.stack([e[s:s + win] for s in starts])
+    frames = (frames - frames.mean(1, keepdim=True)) * torch.hann_window(win, periodic=False, device=e.device)
+    power = torch.fft.rfft(frames, n=_NFFT).abs().pow(2).mean(0)
+    freqs = torch.arange(power.shape[0], device=e.device) * _FRAME_RATE / _NFFT
+    bands = torch.stack([power[(freqs >= lo) & (freqs < hi)].sum()
+                         for lo, hi in zip(MODULATION_BANDS[:-1], MODULATION_BANDS[1:])])
+    out[:-1] = torch.log(bands / bands.sum().clamp(min=1e-12) + 1e-4)
+    smooth = torch.nn.functional.avg_pool1d(e.view(1, 1, -1), 7, stride=1, padding=3, count_include_pad=False).view(-1)
+    floor = smooth.median()
+    peaks = (smooth[1:-1] > smooth[:-2]) & (smooth[1:-1] >= smooth[2:]) & (smooth[1:-1] > floor)
+    out[-1] = peaks.sum() / (t / _FRAME_RATE) / 5.0
+    return out

@@ -31,6 +31,8 @@ class DataConfig:
     shuffle_buffer: int = 10000
     num_workers: int = 2
     valid_max_clips: int = 2000
+    group_key: str | None = None  # record field (e.g. speaker): its clips share batches in runs
+    group_size: int = 4  # clips of one group placed together (hard negatives)
     text_cache: bool = False  # cache frozen text-tower features by caption string
     text_cache_size: int = 200000
 
@@ -85,6 +87,9 @@ class TrainConfig:
     deterministic: bool = False
     gradient_checkpointing: bool = False
     freeze: list[str] = field(default_factory=list)  # "text", "speech", or parameter-name prefixes
+    text_head_init: str = "random"  # random | whiten (see clsp.train.text_init); fresh runs only
+    text_whiten_captions: int = 10000  # captions sampled from data.train for the whitening
+    text_whiten_shrink: float = 0.1  # added to each eigenvalue, times the mean eigenvalue
     log_every: int = 10
     valid_every: int = 1000
     checkpoint_every: int = 1000
@@ -104,6 +109,10 @@ class TrainConfig:
             (self.optim.schedule in ("cosine", "eden", "constant"), "optim.schedule must be cosine, eden or constant"),
             (self.loss.stage1_caption in ("finegrained", "global", "any"), "loss.stage1_caption must be finegrained, global or any"),
             (self.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
+            (self.text_head_init in ("random", "whiten"), "text_head_init must be random or whiten"),
+            (self.text_whiten_captions >= 2, "text_whiten_captions must be >= 2"),
+            (self.text_whiten_shrink >= 0, "text_whiten_shrink must be >= 0"),
+            (self.data.group_size >= 1, "data.group_size must be >= 1"),
             (self.optim.accumulation >= 1, "optim.accumulation must be >= 1"),
             (self.data.max_batch_seconds > 0, "data.max_batch_seconds must be > 0"),
             (0 <= self.data.min_duration <= self.data.max_duration, "need 0 <= data.min_duration <= data.max_duration"),

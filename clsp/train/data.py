@@ -72,8 +72,10 @@ def _duration(record: dict[str, Any], row_id: str) -> float:
     return audio_duration(record["_path"]) - start
 
 
-def clip_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The training view of a manifest record; raises ``InputError`` when it cannot be used."""
+def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> dict[str, Any]:
+    """The training view of a manifest record; raises ``InputError`` when it cannot be used.
+
+    With ``group_key`` the clip's ``group`` is that field of the record (None if absent)."""
     row_id = str(record.get("id"))
     global_caps = _caption_list(record, GLOBAL_KEYS, row_id)
     fine_caps = _caption_list(record, FINE_KEYS, row_id)
@@ -89,10 +91,12 @@ def clip_from_record(record: dict[str, Any]) -> dict[str, Any]:
     if end is None and start is not None and record.get("duration") is not None:
         end = float(start) + float(record["duration"])
     return {"id": row_id, "path": record["_path"], "start": start, "end": end, "duration": duration,
-            "global_captions": global_caps, "finegrained_captions": fine_caps}
+            "global_captions": global_caps, "finegrained_captions": fine_caps,
+            "group": None if group_key is None or record.get(group_key) is None else str(record[group_key])}
 
 
-def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter | None = None) -> Iterator[dict]:
+def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter | None = None,
+               group_key: str | None = None) -> Iterator[dict]:
     """Stream this rank's usable clips from a JSONL / Lhotse manifest (``.gz`` allowed)."""
     from clsp.records import iter_items
 
@@ -104,7 +108,7 @@ def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter 
             skips.skip(item.id, str(item.error), "unreadable row")
             continue
         try:
-            yield clip_from_record(item.record)
+            yield clip_from_record(item.record, group_key)
         except ClspError as exc:
             skips.skip(item.id, str(exc), "unusable row")
 
@@ -150,13 +154,34 @@ class BatchPlan:
         rng.shuffle(buffer)
         yield from buffer
 
+    def _grouped(self, clips: Iterator[dict]) -> Iterator[dict]:
+        """Clips of one group (``data.group_key``) in runs of ``data.group_size``, so that they
+        share a batch and serve as each other's hard negatives: clips of one speaker differ
+        only in style, so the loss must tell styles apart rather than voices."""
+        size = self.cfg.group_size
+        if not self.cfg.group_key or size <= 1:
+            yield from clips
+            return
+        pending: dict[str, list[dict]] = {}
+        for clip in clips:
+            group = clip["group"]
+            if group is None:
+                yield clip
+                continue
+            run = pending.setdefault(group, [])
+            run.append(clip)
+            if len(run) >= size:
+                yield from pending.pop(group)
+        for run in pending.values():
+            yield from run
+
     def _batches(self) -> Iterator[list[dict]]:
         edges = bucket_edges(self.cfg)
         buckets: list[list[dict]] = [[] for _ in edges]
         seconds = [0.0 for _ in edges]
         limit, max_size = self.cfg.max_batch_seconds, self.cfg.max_batch_size
-        clips = iter_clips(self.manifest, self.rank, self.world, self.skips)
-        for clip in self._shuffled(self._in_range(clips)):
+        clips = iter_clips(self.manifest, self.rank, self.world, self.skips, self.cfg.group_key)
+        for clip in self._grouped(self._shuffled(self._in_range(clips))):
             b = next((i for i, e in enumerate(edges) if clip["duration"] <= e), len(edges) - 1)
             full = seconds[b] + clip["duration"] > limit or (max_size and len(buckets[b]) >= max_size)
             if buckets[b] and full:

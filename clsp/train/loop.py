@@ -93,6 +93,10 @@ class Trainer:
         self.writer = None
         freeze(self.model, cfg.freeze)
         self.frozen = frozen_towers(self.model)
+        if cfg.text_head_init == "whiten" and ckpt.resolve_resume(self.out, resume) is None:
+            from clsp.train.text_init import whiten_text_head
+
+            whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed)
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
         self.towers = ContrastiveTowers(self.model)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jsonl import read_jsonl, write_jsonl  # noqa: E402
 
-KEEP = ("id", "audio", "start", "end", "duration", "global_captions", "finegrained_captions")
+KEEP = ("id", "audio", "start", "end", "duration", "speaker", "global_captions", "finegrained_captions")
 
 
 def window(rng: random.Random, row: dict, crop: float) -> dict:
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    syn = read_jsonl(args.synthetic)
+    syn = [{**r, "speaker": f"syn-{r['voice']}"} for r in read_jsonl(args.synthetic)]  # groups for hard negatives
     single = [window(rng, r, args.crop) for r in syn if len(r["segments"]) == 1]
     multi = [r for r in syn if len(r["segments"]) > 1]
     if args.max_multi >= 0:

@@ -1,0 +1,100 @@
+"""Whitened start for the text head of a frozen (or pretrained) text tower.
+
+Sentence encoders such as all-MiniLM-L6-v2 place captions that differ in one style word
+("speaks slowly" / "speaks quickly") almost on top of each other: the caption features
+share a large common component, and a few directions (the speaker's gender, the topic)
+hold most of the variance. A randomly initialised head keeps that geometry, so at the
+start of contrastive training the text embeddings barely differ in pace or loudness, the
+speech tower gets almost no gradient to learn them, and neither side moves.
+
+``whiten_text_head`` sets the first layer of the text projection to a shrunk PCA
+whitening of the tower's pooled features over a sample of the training captions: centred,
+rotated onto the principal directions and scaled by ``1 / sqrt(eigenvalue + shrink *
+mean eigenvalue)``. Directions of small variance (single style words) then start with a
+weight comparable to the dominant ones. It is only an initialisation: the layer trains
+as usual. Rows beyond the feature width (a head wider than the tower) keep their random
+initialisation, as do rows for directions the caption sample does not span.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import torch
+
+from clsp.errors import ConfigError
+from clsp.train.data import iter_clips
+
+log = logging.getLogger("clsp.train")
+
+
+def sample_captions(manifest: str, max_captions: int, seed: int) -> list[str]:
+    """A uniform sample (reservoir) of the manifest's global and fine-grained captions,
+    duplicates kept so that frequent captions weigh more; the same on every rank."""
+    rng = random.Random(seed)
+    sample: list[str] = []
+    seen = 0
+    for clip in iter_clips(manifest):
+        for caption in clip["global_captions"] + clip["finegrained_captions"]:
+            seen += 1
+            if len(sample) < max_captions:
+                sample.append(caption)
+            else:
+                j = rng.randrange(seen)
+                if j < max_captions:
+                    sample[j] = caption
+    return sample
+
+
+@torch.no_grad()
+def pooled_features(model, captions: list[str], batch_size: int = 256) -> torch.Tensor:
+    """Pooled text-tower outputs ``(N, D)`` (float64), each distinct caption encoded once."""
+    distinct = list(dict.fromkeys(captions))
+    tower = model.text_encoder
+    was_training = tower.training
+    tower.eval()
+    try:
+        feats = torch.cat([tower.encode(distinct[i:i + batch_size]).double().cpu()
+                           for i in range(0, len(distinct), batch_size)])
+    finally:
+        tower.train(was_training)
+    row = {c: i for i, c in enumerate(distinct)}
+    return feats[torch.tensor([row[c] for c in captions])]
+
+
+@torch.no_grad()
+def whitening(feats: torch.Tensor, rows: int, shrink: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, b)`` with ``W x + b`` the shrunk PCA whitening of ``feats`` onto its top
+    ``rows`` (at most) principal directions of non-zero variance."""
+    mean = feats.mean(0)
+    centred = feats - mean
+    cov = centred.T @ centred / max(len(feats) - 1, 1)
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals.flip(0).clamp(min=0.0), eigvecs.flip(1)
+    # Directions the sample does not span (fewer distinct captions than dimensions) are
+    # left out: their rows keep the random initialisation.
+    k = min(rows, int((eigvals > 1e-6 * eigvals[0]).sum()))
+    scale = (eigvals[:k] + shrink * eigvals.mean() + 1e-12).rsqrt()
+    weight = eigvecs[:, :k].T * scale.unsqueeze(1)
+    return weight, -weight @ mean
+
+
+@torch.no_grad()
+def whiten_text_head(model, manifest: str, max_captions: int = 10000, shrink: float = 0.1, seed: int = 0) -> int:
+    """Initialise ``model.text_projection[0]`` as a whitening of the training captions'
+    pooled features; returns the number of captions used."""
+    layer = model.text_projection[0]
+    if not isinstance(layer, torch.nn.Linear):
+        raise ConfigError("text_head_init=whiten needs a text projection that starts with a Linear layer")
+    captions = sample_captions(manifest, max_captions, seed)
+    if len(captions) < 2:
+        raise ConfigError(f"text_head_init=whiten: {manifest} has fewer than two captions")
+    feats = pooled_features(model, captions)
+    weight, bias = whitening(feats, layer.out_features, shrink)
+    k = weight.shape[0]
+    layer.weight[:k] = weight.to(layer.weight.dtype)
+    layer.bias[:k] = bias.to(layer.bias.dtype)
+    log.info("text head: whitened start from %d captions (%d distinct), %d of %d rows, shrink %g",
+             len(captions), len(set(captions)), k, layer.out_features, shrink)
+    return len(captions)

@@ -1,0 +1,69 @@
+"""Whitened text-head start: the first projection layer maps the sampled captions' pooled
+features to zero mean and (without shrinkage) identity covariance; resumed runs keep
+their trained heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from clsp.errors import ConfigError
+from clsp.train import load_config
+from clsp.train.loop import Trainer
+from clsp.train.text_init import pooled_features, sample_captions, whitening
+from clsp.train.toy_corpus import write_toy_corpus
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    return manifest, load_config(None, [f"data.train={manifest}", "init_from=tiny-random", "device=cpu",
+                                        "data.num_workers=0", "data.min_duration=0.1", "data.max_duration=1",
+                                        "data.max_batch_seconds=10", f"output_dir={tmp_path / 'exp'}", "seed=0",
+                                        "freeze=[text]", *extra])
+
+
+def test_whitening_is_exact_on_its_sample() -> None:
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(500, 6, generator=gen, dtype=torch.float64) @ torch.randn(6, 6, generator=gen, dtype=torch.float64) + 3.0
+    weight, bias = whitening(feats, rows=4, shrink=0.0)
+    out = feats @ weight.T + bias
+    assert weight.shape == (4, 6)
+    assert torch.allclose(out.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(torch.cov(out.T), torch.eye(4, dtype=torch.float64), atol=1e-6)
+    shrunk, _ = whitening(feats, rows=4, shrink=1.0)
+    assert (shrunk.norm(dim=1) < weight.norm(dim=1)).all()  # shrinkage damps every direction
+
+
+def test_trainer_whitens_fresh_runs_only(tmp_path: Path) -> None:
+    manifest, cfg = _cfg(tmp_path, "text_head_init=whiten", "text_whiten_shrink=0", "max_steps=1",
+                         "checkpoint_every=1", "log_every=1", "valid_every=0", "tensorboard=false")
+    plain = Trainer(_cfg(tmp_path / "plain")[1]).model.text_projection[0]
+    trainer = Trainer(cfg)
+    layer = trainer.model.text_projection[0]
+    feats = pooled_features(trainer.model, sample_captions(manifest, cfg.text_whiten_captions, cfg.seed))
+    k = whitening(feats, layer.out_features, 0.0)[0].shape[0]
+    assert 4 <= k <= min(layer.out_features, feats.shape[1], len(set(map(tuple, feats.tolist()))) - 1)
+    out = (feats.float() @ layer.weight[:k].T + layer.bias[:k]).double()
+    assert torch.allclose(out.mean(0), torch.zeros(k, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(out.var(0), torch.ones(k, dtype=torch.float64), atol=2e-2)
+    assert not torch.allclose(layer.weight, plain.weight)
+
+    trainer.run()
+    trained = trainer.model.text_projection[0].weight.detach().clone()
+    resumed = Trainer(load_config(None, [*_overrides(cfg), "max_steps=1"]), resume="latest")
+    assert torch.equal(resumed.model.text_projection[0].weight, trained)
+
+
+def _overrides(cfg) -> list[str]:
+    return [f"data.train={cfg.data.train}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
+            "data.min_duration=0.1", "data.max_duration=1", "data.max_batch_seconds=10",
+            f"output_dir={cfg.output_dir}", "seed=0", "freeze=[text]", "text_head_init=whiten",
+            "tensorboard=false"]
+
+
+def test_bad_whitening_settings_are_config_errors(tmp_path: Path) -> None:
+    for bad in ("text_head_init=pca", "text_whiten_captions=1", "text_whiten_shrink=-1"):
+        with pytest.raises(ConfigError):
+            _cfg(tmp_path, bad)[1].validate()
