@@ -159,3 +159,14 @@ def test_generator_and_manifest_scripts_run_end_to_end(tmp_path):
     singles = sum(len(r["segments"]) == 1 for r in train)
     assert len(rows) == singles + 1
     assert all(r["duration"] <= 1.0 + 1e-6 or "start" not in r for r in rows)
+
+
+def test_linear_probe_of_the_evaluation_tells_signal_from_noise():
+    import evaluate
+
+    gen = np.random.default_rng(0)
+    labels = [["slow", "moderate", "fast"][i % 3] for i in range(300)]
+    centres = {"slow": -4.0, "moderate": 0.0, "fast": 4.0}  # Bayes accuracy about 0.97
+    signal = np.stack([gen.normal(size=16) + np.eye(16)[0] * centres[v] for v in labels])
+    assert evaluate.linear_probe(signal, labels) > 0.8
+    assert evaluate.linear_probe(gen.normal(size=(300, 16)), labels) < 0.5  # chance is 1/3

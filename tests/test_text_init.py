@@ -37,12 +37,14 @@ def test_whitening_is_exact_on_its_sample() -> None:
 
 
 def test_trainer_whitens_fresh_runs_only(tmp_path: Path) -> None:
-    manifest, cfg = _cfg(tmp_path, "text_head_init=whiten", "text_whiten_shrink=0", "max_steps=1",
+    manifest, cfg = _cfg(tmp_path, "text_head_init=whiten", "text_whiten_shrink=0", "max_steps=1", "data.text_cache=true",
                          "checkpoint_every=1", "log_every=1", "valid_every=0", "tensorboard=false")
     plain = Trainer(_cfg(tmp_path / "plain")[1]).model.text_projection[0]
     trainer = Trainer(cfg)
     layer = trainer.model.text_projection[0]
-    feats = pooled_features(trainer.model, sample_captions(manifest, cfg.text_whiten_captions, cfg.seed))
+    captions = sample_captions(manifest, cfg.text_whiten_captions, cfg.seed)
+    assert set(captions) <= set(trainer.cache.items)  # encoded once, kept for training
+    feats = pooled_features(trainer.model, captions)
     k = whitening(feats, layer.out_features, 0.0)[0].shape[0]
     assert 4 <= k <= min(layer.out_features, feats.shape[1], len(set(map(tuple, feats.tolist()))) - 1)
     out = (feats.float() @ layer.weight[:k].T + layer.bias[:k]).double()

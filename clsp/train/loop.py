@@ -93,10 +93,12 @@ class Trainer:
         self.writer = None
         freeze(self.model, cfg.freeze)
         self.frozen = frozen_towers(self.model)
+        self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
         if cfg.text_head_init == "whiten" and ckpt.resolve_resume(self.out, resume) is None:
             from clsp.train.text_init import whiten_text_head
 
-            whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed)
+            whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
+                             self.cache)
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
         self.towers = ContrastiveTowers(self.model)
@@ -106,7 +108,6 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
         self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}

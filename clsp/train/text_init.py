@@ -48,14 +48,16 @@ def sample_captions(manifest: str, max_captions: int, seed: int) -> list[str]:
 
 
 @torch.no_grad()
-def pooled_features(model, captions: list[str], batch_size: int = 256) -> torch.Tensor:
-    """Pooled text-tower outputs ``(N, D)`` (float64), each distinct caption encoded once."""
+def pooled_features(model, captions: list[str], batch_size: int = 256, cache=None) -> torch.Tensor:
+    """Pooled text-tower outputs ``(N, D)`` (float64), each distinct caption encoded once
+    (through the trainer's ``TextFeatureCache`` when given, which keeps them for training)."""
     distinct = list(dict.fromkeys(captions))
     tower = model.text_encoder
     was_training = tower.training
     tower.eval()
     try:
-        feats = torch.cat([tower.encode(distinct[i:i + batch_size]).double().cpu()
+        encode = tower.encode if cache is None else (lambda texts: cache.features(model, texts, torch.device("cpu")))
+        feats = torch.cat([encode(distinct[i:i + batch_size]).double().cpu()
                            for i in range(0, len(distinct), batch_size)])
     finally:
         tower.train(was_training)
@@ -81,7 +83,8 @@ def whitening(feats: torch.Tensor, rows: int, shrink: float) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def whiten_text_head(model, manifest: str, max_captions: int = 10000, shrink: float = 0.1, seed: int = 0) -> int:
+def whiten_text_head(model, manifest: str, max_captions: int = 10000, shrink: float = 0.1, seed: int = 0,
+                     cache=None) -> int:
     """Initialise ``model.text_projection[0]`` as a whitening of the training captions'
     pooled features; returns the number of captions used."""
     layer = model.text_projection[0]
@@ -90,7 +93,7 @@ def whiten_text_head(model, manifest: str, max_captions: int = 10000, shrink: fl
     captions = sample_captions(manifest, max_captions, seed)
     if len(captions) < 2:
         raise ConfigError(f"text_head_init=whiten: {manifest} has fewer than two captions")
-    feats = pooled_features(model, captions)
+    feats = pooled_features(model, captions, cache=cache)
     weight, bias = whitening(feats, layer.out_features, shrink)
     k = weight.shape[0]
     layer.weight[:k] = weight.to(layer.weight.dtype)

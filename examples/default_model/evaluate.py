@@ -2,7 +2,9 @@
 
 * Synthetic corpus, held-out voices: speech-text retrieval (R@1/5/10) in pools of 200 clips
   with global and with fine-grained captions (mean over disjoint pools), and zero-shot
-  gender, pitch, rate, whisper and loudness classification.
+  gender, pitch, rate, whisper and loudness classification; and a linear probe per
+  attribute (accent too) on the audio embeddings: what the speech side carries, apart
+  from how well the text side matches it.
 * EmoDB, held-out speakers: zero-shot gender and 7-way emotion (WA and UA).
 
     python evaluate.py --model clsp/default_model --synthetic build/default_model/synthetic/test.jsonl \
@@ -112,6 +114,35 @@ def synthetic_tasks() -> dict[str, dict[str, list[str]]]:
     }
 
 
+def linear_probe(x: np.ndarray, labels: list[str], folds: int = 2) -> float:
+    """Cross-validated accuracy of an L2-regularised logistic regression on ``x``: how much
+    of an attribute the audio embedding carries, whatever the text side makes of it."""
+    classes = sorted(set(labels))
+    y = torch.tensor([classes.index(v) for v in labels])
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    correct = 0
+    for k in range(folds):
+        test = order[k::folds]
+        train = order[torch.arange(len(order)) % folds != k]
+        xt = torch.tensor(x, dtype=torch.float64)
+        mu, sd = xt[train].mean(0), xt[train].std(0) + 1e-6
+        xn = (xt - mu) / sd
+        w = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(xn[train] @ w + b, y[train]) + 1e-3 * (w ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            correct += int(((xn[test] @ w + b).argmax(1) == y[test]).sum())
+    return correct / len(y)
+
+
 def evaluate_synthetic(model, path: Path, seed: int) -> dict:
     rows = read_jsonl(path)
     audio = embed_clips(model, rows)
@@ -130,6 +161,8 @@ def evaluate_synthetic(model, path: Path, seed: int) -> dict:
     }
     for name, (idx, label) in selections.items():
         out[f"zeroshot_{name}"] = zero_shot(model, audio[idx], [label(i) for i in idx], tasks[name])
+    selections["accent"] = (single, lambda i: rows[i]["accent"])
+    out["probe"] = {name: linear_probe(audio[idx], [label(i) for i in idx]) for name, (idx, label) in selections.items()}
     return out
 
 
@@ -157,6 +190,8 @@ def print_table(res: dict) -> None:
         for name in ("gender", "pitch", "rate", "loudness", "whisper"):
             z = syn[f"zeroshot_{name}"]
             lines.append(f"synthetic zero-shot {name:8s}: WA {z['wa']:.1%} UA {z['ua']:.1%} (n={z['n']})")
+        if "probe" in syn:
+            lines.append("synthetic linear probe (2-fold): " + ", ".join(f"{k} {v:.1%}" for k, v in syn["probe"].items()))
     emo = res.get("emodb")
     if emo:
         for name in ("gender", "emotion"):
@@ -180,6 +215,8 @@ def markdown_table(res: dict) -> str:
             z = syn[f"zeroshot_{name}"]
             rows.append(f"| synthetic, held-out voices | zero-shot {name} ({len(z['per_class_recall'])} classes, n={z['n']}) "
                         f"| WA / UA % | {100 * z['wa']:.1f} / {100 * z['ua']:.1f} |")
+        for name, acc in syn.get("probe", {}).items():
+            rows.append(f"| synthetic, held-out voices | linear probe on audio embeddings: {name} (2-fold) | accuracy % | {100 * acc:.1f} |")
     if emo:
         for name in ("gender", "emotion"):
             z = emo[f"zeroshot_{name}"]
