@@ -104,10 +104,14 @@ def utterance_stats(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
 # Modulation bands (Hz) of the 100 Hz frame-energy envelope; syllable rates of slow to
 # fast speech fall between about 2 and 8 Hz.
 MODULATION_BANDS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 25.0)
-MODULATION_DIM = len(MODULATION_BANDS) - 1 + 1
+MODULATION_DIM = len(MODULATION_BANDS)  # one value per band (len - 1) and the peak rate
 _FRAME_RATE = 100.0
 _WINDOW = 200  # frames (2 s) per Welch window, hop half a window
 _NFFT = 256
+_FREQS = torch.arange(_NFFT // 2 + 1) * _FRAME_RATE / _NFFT
+# (frequency bin, band) 0/1 matrix: band power = power spectrum @ _BAND_OF_BIN
+_BAND_OF_BIN = torch.stack([(_FREQS >= lo) & (_FREQS < hi) for lo, hi in zip(MODULATION_BANDS[:-1], MODULATION_BANDS[1:])],
+                           dim=1).float()
 
 
 def envelope_modulation(energy: torch.Tensor) -> torch.Tensor:
@@ -120,13 +124,10 @@ def envelope_modulation(energy: torch.Tensor) -> torch.Tensor:
         return out
     e = energy.float() - energy.float().mean()
     win = min(_WINDOW, t)
-    starts = list(range(0, t - win + 1, max(win // 2, 1)))
-    frames = torch.stack([e[s:s + win] for s in starts])
+    frames = e.unfold(0, win, max(win // 2, 1))
     frames = (frames - frames.mean(1, keepdim=True)) * torch.hann_window(win, periodic=False, device=e.device)
     power = torch.fft.rfft(frames, n=_NFFT).abs().pow(2).mean(0)
-    freqs = torch.arange(power.shape[0], device=e.device) * _FRAME_RATE / _NFFT
-    bands = torch.stack([power[(freqs >= lo) & (freqs < hi)].sum()
-                         for lo, hi in zip(MODULATION_BANDS[:-1], MODULATION_BANDS[1:])])
+    bands = power @ _BAND_OF_BIN.to(power.device)
     out[:-1] = torch.log(bands / bands.sum().clamp(min=1e-12) + 1e-4)
     smooth = torch.nn.functional.avg_pool1d(e.view(1, 1, -1), 7, stride=1, padding=3, count_include_pad=False).view(-1)
     floor = smooth.median()

@@ -120,11 +120,11 @@ def linear_probe(x: np.ndarray, labels: list[str], folds: int = 2) -> float:
     classes = sorted(set(labels))
     y = torch.tensor([classes.index(v) for v in labels])
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    xt = torch.tensor(x, dtype=torch.float64)
     correct = 0
     for k in range(folds):
         test = order[k::folds]
         train = order[torch.arange(len(order)) % folds != k]
-        xt = torch.tensor(x, dtype=torch.float64)
         mu, sd = xt[train].mean(0), xt[train].std(0) + 1e-6
         xn = (xt - mu) / sd
         w = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
