@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
 from clsp.models.registry import register_speech_encoder
 
 
@@ -43,6 +44,7 @@ class CompactSpeechEncoder(nn.Module):
         conv_channels: int = 32,
         dropout: float = 0.1,
         stats_dim: int = 0,
+        pitch: bool = False,
     ):
         super().__init__()
         self.subsample = nn.Sequential(
@@ -59,7 +61,15 @@ class CompactSpeechEncoder(nn.Module):
         # Optional utterance statistics of the input (level, spectral shape, modulation),
         # projected and appended to every output frame: cheap cues for loudness, pitch
         # register, voicing and pace that a small, briefly trained encoder learns slowly.
-        self.stats_proj = nn.Sequential(nn.Linear(4 * num_mel_bins + 2 + MODULATION_DIM, stats_dim), nn.GELU()) if stats_dim else None
+        self.pitch = pitch
+        n_stats = 4 * num_mel_bins + 2 + MODULATION_DIM + (PITCH_STATS_DIM if pitch else 0)
+        self.stats_proj = nn.Sequential(nn.Linear(n_stats, stats_dim), nn.GELU()) if stats_dim else None
+        # Optional pitch track read off the fbank (clsp.models.pitch): per frame log F0,
+        # voicing and match confidence, averaged to 25 Hz and added to the frame inputs;
+        # its utterance statistics join the others. The convolutions' frequency stride
+        # blurs the harmonics, so without it a small encoder hears register and
+        # intonation only faintly.
+        self.pitch_proj = nn.Linear(3, dim) if pitch else None
         self.output_dim = dim + stats_dim
         self.input_kind = "fbank"
 
@@ -69,10 +79,23 @@ class CompactSpeechEncoder(nn.Module):
         x = self.input_proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
         x = x + sinusoidal_positions(t, x.shape[-1], x.device).to(x.dtype)
         lens = subsampled_lengths(feat_lens.to(x.device))
+        pitch = None
+        if self.pitch:
+            in_lens = feat_lens.to(feats.device)
+            logf0, conf = pitch_track(feats)
+            voiced = voiced_mask(feats, in_lens, conf)
+            inside = (torch.arange(feats.shape[1], device=feats.device).unsqueeze(0) < in_lens.unsqueeze(1)).float()
+            track = torch.stack([logf0 * voiced, voiced.float(), conf * inside], dim=1)  # (B, 3, T)
+            track = nn.functional.avg_pool1d(track, 4, 4)[:, :, :t].transpose(1, 2)
+            x = x + self.pitch_proj(track.to(x.dtype))
+            pitch = pitch_stats(logf0, conf, voiced, in_lens)
         pad = torch.arange(t, device=x.device).unsqueeze(0) >= lens.unsqueeze(1)
         x = self.norm(self.encoder(x, src_key_padding_mask=pad))
         if self.stats_proj is not None:
-            stats = self.stats_proj(utterance_stats(feats, feat_lens.to(feats.device)))
+            stats = utterance_stats(feats, feat_lens.to(feats.device))
+            if pitch is not None:
+                stats = torch.cat([stats, pitch.to(stats.dtype)], dim=-1)
+            stats = self.stats_proj(stats)
             x = torch.cat([x, stats.unsqueeze(1).expand(-1, t, -1)], dim=-1)
         return x, lens
 
