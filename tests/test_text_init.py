@@ -69,3 +69,30 @@ def test_bad_whitening_settings_are_config_errors(tmp_path: Path) -> None:
     for bad in ("text_head_init=pca", "text_whiten_captions=1", "text_whiten_shrink=-1"):
         with pytest.raises(ConfigError):
             _cfg(tmp_path, bad)[1].validate()
+
+
+def test_centred_start_zeroes_the_mean_head_output_and_spreads_captions(tmp_path: Path) -> None:
+    import torch.nn.functional as F
+
+    manifest, cfg = _cfg(tmp_path, "text_head_init=whiten", "text_whiten_centre=true", "data.text_cache=true")
+    centred = Trainer(cfg).model
+    plain = Trainer(_cfg(tmp_path / "plain", "text_head_init=whiten", "data.text_cache=true")[1]).model
+    captions = sample_captions(manifest, cfg.text_whiten_captions, cfg.seed)
+    distinct = list(dict.fromkeys(captions))
+
+    def heads(model, texts):
+        with torch.no_grad():
+            model.eval()
+            return model.text_transform(model.text_projection(pooled_features(model, texts).float()))
+
+    out = heads(centred, captions)
+    assert out.mean(0).abs().max() < 1e-4 * out.abs().mean()
+    # the centred heads differ from the plain whitened ones only by the last bias
+    assert torch.equal(centred.text_projection[0].weight, plain.text_projection[0].weight)
+
+    def mean_cos(model):
+        e = F.normalize(heads(model, distinct), dim=-1)
+        n = len(distinct)
+        return float(((e @ e.T).sum() - n) / (n * n - n))
+
+    assert mean_cos(centred) < mean_cos(plain) - 0.2

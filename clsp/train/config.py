@@ -90,6 +90,7 @@ class TrainConfig:
     text_head_init: str = "random"  # random | whiten (see clsp.train.text_init); fresh runs only
     text_whiten_captions: int = 10000  # captions sampled from data.train for the whitening
     text_whiten_shrink: float = 0.1  # added to each eigenvalue, times the mean eigenvalue
+    text_whiten_centre: bool = False  # also centre the text head's outputs over the caption sample
     log_every: int = 10
     valid_every: int = 1000
     checkpoint_every: int = 1000

@@ -98,7 +98,7 @@ class Trainer:
             from clsp.train.text_init import whiten_text_head
 
             whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
-                             self.cache)
+                             self.cache, centre=cfg.text_whiten_centre)
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
         self.towers = ContrastiveTowers(self.model)
