@@ -170,3 +170,41 @@ def test_linear_probe_of_the_evaluation_tells_signal_from_noise():
     signal = np.stack([gen.normal(size=16) + np.eye(16)[0] * centres[v] for v in labels])
     assert evaluate.linear_probe(signal, labels) > 0.8
     assert evaluate.linear_probe(gen.normal(size=(300, 16)), labels) < 0.5  # chance is 1/3
+
+
+def test_described_key_ties_exactly_the_clips_whose_captions_say_the_same():
+    import copy
+    import random
+
+    import synthetic_styles as st
+
+    seg = {"rate": "slow", "loudness": "loud", "pitch": "high", "range": "flat", "whisper": False}
+    base_single = {"gender": "female", "accent": "scottish", "segments": [dict(seg)]}
+    base_multi = {"gender": "male", "accent": "american",
+                  "segments": [dict(seg), {**seg, "rate": "fast", "pitch": "low"}]}
+
+    def phrasings(clip, kind):
+        fn = st.global_caption if kind == "global" else st.fine_caption
+        return {fn(random.Random(i), clip) for i in range(400)}
+
+    def variant(base, path, value):
+        clip = copy.deepcopy(base)
+        if path[0] == "segments":
+            clip["segments"][path[1]][path[2]] = value
+        else:
+            clip[path[0]] = value
+        return clip
+
+    changes = [(("accent",), "british"), (("segments", 0, "range"), "lively"), (("segments", 0, "pitch"), "medium"),
+               (("segments", 0, "whisper"), True), (("segments", 0, "loudness"), "quiet")]
+    checked = {True: 0, False: 0}
+    for base in (base_single, base_multi):
+        for kind in ("global", "fine"):
+            for path, value in changes:
+                other = variant(base, path, value)
+                same_key = st.described_key(base, kind) == st.described_key(other, kind)
+                assert same_key == (phrasings(base, kind) == phrasings(other, kind)), (kind, path, len(base["segments"]))
+                checked[same_key] += 1
+            deaf = variant(base, ("accent",), "caribbean")
+            assert st.described_key(base, kind, accent=False) == st.described_key(deaf, kind, accent=False)
+    assert checked[True] > 0 and checked[False] > 0

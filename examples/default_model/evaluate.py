@@ -2,7 +2,7 @@
 
 * Synthetic corpus, held-out voices: speech-text retrieval (R@1/5/10) in pools of 200 clips
   with global and with fine-grained captions (mean over disjoint pools), and zero-shot
-  gender, pitch, rate, whisper and loudness classification; and a linear probe per
+  gender, pitch, rate, loudness, intonation range and whisper classification; and a linear probe per
   attribute (accent too) on the audio embeddings: what the speech side carries, apart
   from how well the text side matches it.
 * EmoDB, held-out speakers: zero-shot gender and 7-way emotion (WA and UA).
@@ -28,7 +28,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic_styles as st  # noqa: E402
 from jsonl import read_jsonl  # noqa: E402
-from make_synthetic import style_key  # noqa: E402
 from prepare_emodb import EMOTION_PHRASES  # noqa: E402
 
 POOL = 200
@@ -56,22 +55,26 @@ def embed_texts(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
 
 def retrieval(model, rows: list[dict], audio: np.ndarray, key: str, seed: int) -> dict:
     """Mean R@1/5/10 (both directions) over disjoint random pools of POOL clips, with
-    the best R@1 a caption could reach given clips of identical described style."""
+    the best t2s R@1 a model could reach: given what the captions say (clips whose
+    captions say the same thing tie), and given that and no accent at all."""
+    kind = "global" if key == "global_captions" else "fine"
     from clsp.metrics.retrieval import speech_text_retrieval
 
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     pools = [order[i:i + POOL] for i in range(0, len(order) - POOL + 1, POOL)] or [order]
-    per_pool, ceilings = [], []
+    per_pool, ceilings, deaf = [], [], []
     for pool in pools:
         texts = [rows[i][key][0] for i in pool]
         scores = speech_text_retrieval(audio[pool], embed_texts(model, texts), n_boot=0)
         per_pool.append(scores)
-        keys = [style_key(rows[i]) for i in pool]
-        ceilings.append(np.mean([1.0 / keys.count(k) for k in keys]))
+        for accent, out in ((True, ceilings), (False, deaf)):
+            keys = [st.described_key(rows[i], kind, accent) for i in pool]
+            out.append(np.mean([1.0 / keys.count(k) for k in keys]))
     out = {m: float(np.mean([p[m] for p in per_pool])) for m in per_pool[0] if "@" in m}
     out["pools"] = len(pools)
     out["t2s_R@1_ceiling"] = float(np.mean(ceilings))
+    out["t2s_R@1_ceiling_without_accent"] = float(np.mean(deaf))
     return out
 
 
@@ -109,6 +112,7 @@ def synthetic_tasks() -> dict[str, dict[str, list[str]]]:
         "pitch": prompts_from(st.PITCH_ADJ, ["{who} speaks in a {} voice.", "A {} voice."]),
         "rate": prompts_from(st.RATE_ADV, ["{who} speaks {}."]),
         "loudness": prompts_from(st.LOUD_ADV, ["{who} speaks {}."]),
+        "intonation": prompts_from(st.RANGE_PHRASE, ["{who} speaks {}."]),
         "whisper": {"whisper": prompts_from({"w": st.WHISPER_PHRASE}, ["{who} {}."])["w"],
                     "voiced": prompts_from({"v": voiced}, ["{who} speaks {}."])["v"]},
     }
@@ -157,6 +161,7 @@ def evaluate_synthetic(model, path: Path, seed: int) -> dict:
         "pitch": ([i for i in single if not seg(i, "whisper")], lambda i: seg(i, "pitch")),
         "rate": (single, lambda i: seg(i, "rate")),
         "loudness": (single, lambda i: seg(i, "loudness")),
+        "intonation": ([i for i in single if not seg(i, "whisper")], lambda i: seg(i, "range")),
         "whisper": (single, lambda i: "whisper" if seg(i, "whisper") else "voiced"),
     }
     for name, (idx, label) in selections.items():
@@ -186,8 +191,11 @@ def print_table(res: dict) -> None:
             lines.append(f"synthetic {kind:11s} retrieval (pool {POOL}, {r['pools']} pools): "
                          f"t2s R@1 {r['t2s_R@1']:.1%} R@5 {r['t2s_R@5']:.1%} R@10 {r['t2s_R@10']:.1%} | "
                          f"s2t R@1 {r['s2t_R@1']:.1%} R@5 {r['s2t_R@5']:.1%} R@10 {r['s2t_R@10']:.1%} "
-                         f"| tie ceiling R@1 {r['t2s_R@1_ceiling']:.1%}")
-        for name in ("gender", "pitch", "rate", "loudness", "whisper"):
+                         f"| ceiling R@1 {r['t2s_R@1_ceiling']:.1%}, without accent "
+                         f"{r.get('t2s_R@1_ceiling_without_accent', float('nan')):.1%}")
+        for name in ("gender", "pitch", "rate", "loudness", "intonation", "whisper"):
+            if f"zeroshot_{name}" not in syn:
+                continue
             z = syn[f"zeroshot_{name}"]
             lines.append(f"synthetic zero-shot {name:8s}: WA {z['wa']:.1%} UA {z['ua']:.1%} (n={z['n']})")
         if "probe" in syn:
@@ -210,8 +218,14 @@ def markdown_table(res: dict) -> str:
             for d, name in (("t2s", "text to speech"), ("s2t", "speech to text")):
                 vals = " / ".join(f"{100 * r[f'{d}_R@{k}']:.1f}" for k in (1, 5, 10))
                 rows.append(f"| synthetic, held-out voices | {kind} retrieval, {name} (pool {POOL}) | R@1 / R@5 / R@10 % | {vals} |")
-            rows.append(f"| synthetic, held-out voices | {kind} retrieval | tie ceiling of R@1 % | {100 * r['t2s_R@1_ceiling']:.1f} |")
-        for name in ("gender", "pitch", "rate", "loudness", "whisper"):
+            rows.append(f"| synthetic, held-out voices | {kind} retrieval | ceiling of t2s R@1 (captions that say the same tie) % "
+                        f"| {100 * r['t2s_R@1_ceiling']:.1f} |")
+            if "t2s_R@1_ceiling_without_accent" in r:
+                rows.append(f"| synthetic, held-out voices | {kind} retrieval | the same ceiling for a model deaf to accent % "
+                            f"| {100 * r['t2s_R@1_ceiling_without_accent']:.1f} |")
+        for name in ("gender", "pitch", "rate", "loudness", "intonation", "whisper"):
+            if f"zeroshot_{name}" not in syn:
+                continue
             z = syn[f"zeroshot_{name}"]
             rows.append(f"| synthetic, held-out voices | zero-shot {name} ({len(z['per_class_recall'])} classes, n={z['n']}) "
                         f"| WA / UA % | {100 * z['wa']:.1f} / {100 * z['ua']:.1f} |")

@@ -127,6 +127,29 @@ def global_caption(rng: random.Random, clip: dict) -> str:
     return pick(rng, templates)
 
 
+def described_key(clip: dict, kind: str, accent: bool = True) -> tuple:
+    """What a ``kind`` ("global" or "fine") caption of ``clip`` says, as a hashable key:
+    clips with equal keys get captions that cannot tell them apart. With ``accent=False``
+    the accent is left out (what a listener deaf to accent could still tell)."""
+    segs = clip["segments"]
+    head = (clip["gender"], clip["accent"] if accent else None)
+
+    def voice(s: dict, with_range: bool) -> tuple:
+        if s["whisper"]:
+            return ("whisper",)
+        return (s["pitch"], s["range"]) if with_range else (s["pitch"],)
+
+    if len(segs) == 1:
+        s = segs[0]
+        return head + (s["rate"], s["loudness"]) + voice(s, True)
+    if kind == "fine":
+        return head + tuple((s["rate"], s["loudness"]) + voice(s, False) for s in segs)
+    changing = tuple(k for k in ("rate", "loudness", "pitch", "whisper") if len({s[k] for s in segs}) > 1)
+    return head + ("changing", changing,
+                   None if "rate" in changing else segs[0]["rate"],
+                   None if "loudness" in changing else segs[0]["loudness"])
+
+
 def _single_caption(rng: random.Random, who: str, accent: str, seg: dict) -> str:
     rate = pick(rng, RATE_ADV[seg["rate"]])
     loud = pick(rng, LOUD_ADV[seg["loudness"]])
