@@ -88,7 +88,8 @@ class CompactSpeechEncoder(nn.Module):
             track = torch.stack([logf0 * voiced, voiced.float(), conf * inside], dim=1)  # (B, 3, T)
             track = nn.functional.avg_pool1d(track, 4, 4)[:, :, :t].transpose(1, 2)
             x = x + self.pitch_proj(track.to(x.dtype))
-            pitch = pitch_stats(logf0, conf, voiced, in_lens)
+            if self.stats_proj is not None:
+                pitch = pitch_stats(logf0, conf, voiced, in_lens)
         pad = torch.arange(t, device=x.device).unsqueeze(0) >= lens.unsqueeze(1)
         x = self.norm(self.encoder(x, src_key_padding_mask=pad))
         if self.stats_proj is not None:

@@ -107,8 +107,7 @@ def whiten_text_head(model, manifest: str, max_captions: int = 10000, shrink: fl
     layer.weight[:k] = weight.to(layer.weight.dtype)
     layer.bias[:k] = bias.to(layer.bias.dtype)
     if centre:
-        last = [m for m in model.text_transform.modules() if isinstance(m, torch.nn.Linear)]
-        last = last[-1] if last else [m for m in model.text_projection.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last = [m for m in model.text_transform.modules() if isinstance(m, torch.nn.Linear)][-1]
         dtype = next(model.text_projection.parameters()).dtype
         heads = (model.text_projection, model.text_transform)
         modes = [h.training for h in heads]
