@@ -96,3 +96,54 @@ def test_centred_start_zeroes_the_mean_head_output_and_spreads_captions(tmp_path
         return float(((e @ e.T).sum() - n) / (n * n - n))
 
     assert mean_cos(centred) < mean_cos(plain) - 0.2
+
+
+def _nearest_is_same_style(model, manifest: Path) -> float:
+    """Share of distinct captions whose nearest other caption (cosine of the text
+    embeddings) belongs to the same toy style."""
+    import json
+
+    import torch.nn.functional as F
+
+    style = {}
+    for line in manifest.read_text().splitlines():
+        row = json.loads(line)
+        for c in row["global_captions"] + row["finegrained_captions"]:
+            style[c] = row["style"]
+    texts = list(style)
+    with torch.no_grad():
+        model.eval()
+        e = F.normalize(model.text_transform(model.text_projection(pooled_features(model, texts).float())), dim=-1)
+    sims = e @ e.T - 3 * torch.eye(len(texts))
+    nearest = sims.argmax(1).tolist()
+    return sum(style[texts[i]] == style[texts[j]] for i, j in enumerate(nearest)) / len(texts)
+
+
+def test_paraphrase_start_groups_the_captions_of_a_clip(tmp_path: Path) -> None:
+    manifest, cfg = _cfg(tmp_path, "text_head_init=paraphrase", "text_paraphrase_steps=150", "data.text_cache=true",
+                         "freeze=[text,text_projection,text_transform]")
+    plain = Trainer(_cfg(tmp_path / "plain", "data.text_cache=true")[1]).model
+    trainer = Trainer(cfg)
+    # 8 styles x 4 captions: a random head rarely puts a caption next to its own style's
+    assert _nearest_is_same_style(plain, manifest) < 0.7
+    assert _nearest_is_same_style(trainer.model, manifest) == 1.0
+    # the run's freezing is kept: the heads trained here stay frozen for the run
+    assert not any(p.requires_grad for p in trainer.model.text_projection.parameters())
+    assert all(p.requires_grad for p in trainer.model.speech_encoder.parameters())
+
+
+def test_paraphrase_start_needs_clips_with_two_captions(tmp_path: Path) -> None:
+    import json
+
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for row in rows:
+        row["finegrained_captions"] = []
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(None, [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
+                             f"output_dir={tmp_path / 'exp'}", "freeze=[text]", "text_head_init=paraphrase"])
+    with pytest.raises(ConfigError, match="two or more distinct captions"):
+        Trainer(cfg)
+    for bad in ("text_paraphrase_steps=0", "text_paraphrase_clips=1"):
+        with pytest.raises(ConfigError):
+            _cfg(tmp_path, bad)[1].validate()

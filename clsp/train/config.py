@@ -87,10 +87,12 @@ class TrainConfig:
     deterministic: bool = False
     gradient_checkpointing: bool = False
     freeze: list[str] = field(default_factory=list)  # "text", "speech", or parameter-name prefixes
-    text_head_init: str = "random"  # random | whiten (see clsp.train.text_init); fresh runs only
+    text_head_init: str = "random"  # random | whiten | paraphrase (see clsp.train.text_init); fresh runs only
     text_whiten_captions: int = 10000  # captions sampled from data.train for the whitening
     text_whiten_shrink: float = 0.1  # added to each eigenvalue, times the mean eigenvalue
     text_whiten_centre: bool = False  # also centre the text head's outputs over the caption sample
+    text_paraphrase_clips: int = 5000  # clips sampled from data.train for the paraphrase start
+    text_paraphrase_steps: int = 500  # steps of caption-only training for the paraphrase start
     log_every: int = 10
     valid_every: int = 1000
     checkpoint_every: int = 1000
@@ -110,7 +112,9 @@ class TrainConfig:
             (self.optim.schedule in ("cosine", "eden", "constant"), "optim.schedule must be cosine, eden or constant"),
             (self.loss.stage1_caption in ("finegrained", "global", "any"), "loss.stage1_caption must be finegrained, global or any"),
             (self.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
-            (self.text_head_init in ("random", "whiten"), "text_head_init must be random or whiten"),
+            (self.text_head_init in ("random", "whiten", "paraphrase"), "text_head_init must be random, whiten or paraphrase"),
+            (self.text_paraphrase_clips >= 2, "text_paraphrase_clips must be >= 2"),
+            (self.text_paraphrase_steps >= 1, "text_paraphrase_steps must be >= 1"),
             (self.text_whiten_captions >= 2, "text_whiten_captions must be >= 2"),
             (self.text_whiten_shrink >= 0, "text_whiten_shrink must be >= 0"),
             (self.data.group_size >= 1, "data.group_size must be >= 1"),

@@ -99,6 +99,11 @@ class Trainer:
 
             whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
                              self.cache, centre=cfg.text_whiten_centre)
+        if cfg.text_head_init == "paraphrase" and ckpt.resolve_resume(self.out, resume) is None:
+            from clsp.train.text_init import paraphrase_text_head
+
+            paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
+                                 seed=cfg.seed, cache=self.cache)
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
         self.towers = ContrastiveTowers(self.model)
