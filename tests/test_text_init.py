@@ -132,6 +132,19 @@ def test_paraphrase_start_groups_the_captions_of_a_clip(tmp_path: Path) -> None:
     assert all(p.requires_grad for p in trainer.model.speech_encoder.parameters())
 
 
+def test_paraphrase_start_keeps_the_heads_modes(tmp_path: Path) -> None:
+    from clsp.train.text_init import paraphrase_text_head
+
+    manifest, cfg = _cfg(tmp_path, "data.text_cache=true")
+    model = Trainer(cfg).model
+    model.eval()
+    before = [p.detach().clone() for p in model.text_projection.parameters()]
+    loss = paraphrase_text_head(model, str(manifest), steps=20, batch_size=8)
+    assert loss > 0
+    assert not model.text_projection.training and not model.text_transform.training
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.text_projection.parameters()))
+
+
 def test_paraphrase_start_needs_clips_with_two_captions(tmp_path: Path) -> None:
     import json
 

@@ -166,7 +166,7 @@ def paraphrase_text_head(model, manifest: str, max_clips: int = 5000, steps: int
     batch_size = min(batch_size, len(groups))
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.01)
     labels = torch.arange(batch_size, device=param.device)
-    mode = heads.training
+    modes = [h.training for h in heads]
     grads = [p.requires_grad for p in heads.parameters()]
     heads.train()
     for p in heads.parameters():
@@ -186,7 +186,8 @@ def paraphrase_text_head(model, manifest: str, max_clips: int = 5000, steps: int
                 opt.step()
         loss = loss.detach()
     finally:
-        heads.train(mode)
+        for h, mode in zip(heads, modes):
+            h.train(mode)
         for p, g in zip(heads.parameters(), grads):
             p.requires_grad_(g)
     log.info("text head: paraphrase start from %d clips (%d distinct captions), %d steps, final loss %.3f",
