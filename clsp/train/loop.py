@@ -94,12 +94,13 @@ class Trainer:
         freeze(self.model, cfg.freeze)
         self.frozen = frozen_towers(self.model)
         self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
-        if cfg.text_head_init == "whiten" and ckpt.resolve_resume(self.out, resume) is None:
+        fresh_start = cfg.text_head_init != "random" and ckpt.resolve_resume(self.out, resume) is None
+        if cfg.text_head_init == "whiten" and fresh_start:
             from clsp.train.text_init import whiten_text_head
 
             whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
                              self.cache, centre=cfg.text_whiten_centre)
-        if cfg.text_head_init == "paraphrase" and ckpt.resolve_resume(self.out, resume) is None:
+        if cfg.text_head_init == "paraphrase" and fresh_start:
             from clsp.train.text_init import paraphrase_text_head
 
             paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
