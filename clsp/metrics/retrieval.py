@@ -31,7 +31,8 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
     """0-based rank of the best relevant candidate for each query row of ``sim`` (Q, C).
 
     ``relevant[q]`` holds candidate column indices; queries with no relevant candidate get
-    :data:`NO_RELEVANT` (a miss at every cutoff).
+    :data:`NO_RELEVANT` (a miss at every cutoff), and so do queries whose similarities to
+    every relevant candidate are NaN or -inf (a NaN similarity ranks below every number).
     """
     sim = _matrix(sim)
     if sim.ndim != 2:
@@ -45,8 +46,10 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
             continue
         if cols.min() < 0 or cols.max() >= sim.shape[1]:
             raise ValueError(f"query {q}: relevant index out of range 0..{sim.shape[1] - 1}")
-        row = sim[q]
+        row = np.where(np.isnan(sim[q]), -np.inf, sim[q])  # a NaN similarity never ranks above anything
         best = row[cols].max()
+        if np.isneginf(best):
+            continue  # no finite similarity to a relevant candidate: a miss
         mask = np.ones(row.shape[0], dtype=bool)
         mask[cols] = False
         ranks[q] = int(np.count_nonzero(row[mask] >= best))

@@ -3,7 +3,9 @@
 Each optimizer step takes ``accumulation`` batches per rank; every batch is a complete
 contrastive problem over the global batch (all ranks' clips), and the step's gradient is
 the mean of those batches' gradients. A step whose loss or gradient is not finite is
-skipped (the optimizer does not move) and logged. SIGTERM / SIGUSR1 make every rank
+skipped (the optimizer does not move) and logged; the run stops with
+``TrainingDivergedError`` when its weights are no longer finite or after
+``max_nonfinite_steps`` such steps in a row, and never saves non-finite weights. SIGTERM / SIGUSR1 make every rank
 finish its step, write a checkpoint and return ``status="preempted"`` (the command exits
 with 75 so that a SLURM requeue resumes with ``--resume latest``).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import signal
 import time
@@ -26,12 +29,14 @@ import torch
 from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
-from clsp.train.config import TrainConfig
+from clsp.errors import CheckpointError, TrainingDivergedError
+from clsp.train.config import TrainConfig, resume_changes
 from clsp.train.data import BatchPlan, SkipCounter, make_loader
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
     TextFeatureCache,
+    apply_optim_config,
     enable_gradient_checkpointing,
     freeze,
     frozen_towers,
@@ -115,6 +120,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
+        self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
+        self.save_due = False  # a periodic checkpoint waits for a finite step
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}
         self.resumed_from = self._resume(resume)
@@ -134,9 +141,18 @@ class Trainer:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.out)
             return None
-        ckpt.load_model_weights(self.model, path)
         trainer, mine = ckpt.load_trainer_state(path, self.info.rank)
-        self.optimizer.load_state_dict(trainer["optimizer"])
+        changed = resume_changes(trainer.get("config") or {}, self.cfg)  # a fixed key changed: ConfigError
+        ckpt.load_model_weights(self.model, path)
+        try:
+            self.optimizer.load_state_dict(trainer["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this model's trainable parameters ({exc})") from None
+        apply_optim_config(self.optimizer, self.model, self.cfg)  # the state brought back the old lr, betas...
+        for key, (old, new) in changed.applied.items():
+            log.info("resume: %s changed from %r to %r (applied from step %d)", key, old, new, trainer["step"])
+        for key, (old, new) in changed.not_applied.items():
+            log.warning("resume: %s changed from %r to %r, but it only acts when a run starts: not applied", key, old, new)
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
         self.skips.counts.update(mine.get("skipped_rows", {}))
@@ -206,10 +222,11 @@ class Trainer:
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if not self.info.is_main:
             return
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, allow_nan=True) + "\n")
+            fh.write(json.dumps(finite, allow_nan=False) + "\n")  # JSON has no NaN: null
         if self.writer is not None:
-            for key, value in record.items():
+            for key, value in finite.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self.writer.add_scalar(key, value, record["step"])
         if self.on_log is not None:
@@ -225,6 +242,11 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     def save(self) -> Path:
+        """Write a checkpoint of this step; ``TrainingDivergedError`` if a weight is not finite."""
+        bad = nonfinite_parameters(self.model)
+        if bad:
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({_names(bad)}); no checkpoint written. "
+                                        f"{self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
                          "world_size": self.info.world_size}
@@ -302,23 +324,57 @@ class Trainer:
                     self.step += 1
                     if self.step % cfg.log_every == 0 or stats["skipped"]:
                         self._log_step(stats, batches, time.perf_counter() - t0)
+                    self._check_divergence(stats["skipped"])
                     if cfg.valid_every and self.step % cfg.valid_every == 0:
                         self.run_validation()
                     if all_reduce_flag(stop.signal is not None, "any", self.device):
                         log.warning("stop signal received: writing a checkpoint at step %d", self.step)
                         return self._finish("preempted", self.save())
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        path = self.save()
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 or self.save_due:
+                        path = self._save_when_finite() or path
                 if self.step >= cfg.max_steps:
                     break
                 if fresh_epoch and self.step == first_step:
                     raise_empty(cfg.data.train, self.skips)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if self.nonfinite_streak:
+            raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
+                                        f"(up to step {self.step}): its weights give no finite loss. {self._restart_hint()}")
         if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
             self.run_validation()
         if path is None or path.name != f"step-{self.step:08d}":
             path = self.save()
         return self._finish("finished", path)
+
+    def _save_when_finite(self) -> Path | None:
+        """The periodic checkpoint, unless this step was not finite: weights that just gave a
+        non-finite loss are not saved; the checkpoint waits for the next finite step."""
+        if self.nonfinite_streak:
+            if not self.save_due:
+                log.warning("step %d: checkpoint deferred until a step with a finite loss", self.step)
+            self.save_due = True
+            return None
+        self.save_due = False
+        return self.save()
+
+    def _check_divergence(self, skipped: bool) -> None:
+        """Stop a run that cannot recover: non-finite weights, or ``max_nonfinite_steps``
+        skipped steps in a row."""
+        self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
+        if not skipped:
+            return
+        bad = nonfinite_parameters(self.model)
+        if bad:
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({_names(bad)}). {self._restart_hint()}")
+        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+            raise TrainingDivergedError(
+                f"step {self.step}: {self.nonfinite_streak} steps in a row with a non-finite loss or gradient "
+                f"(max_nonfinite_steps={self.cfg.max_nonfinite_steps}): the run diverged. {self._restart_hint()}")
+
+    def _restart_hint(self) -> str:
+        found = ckpt.list_checkpoints(self.out)
+        where = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written"
+        return f"Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again; {where}."
 
     def _finish(self, status: str, path: Path | None) -> TrainResult:
         if self.writer is not None:
@@ -326,6 +382,20 @@ class Trainer:
         if self.skips.total:
             log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
         return TrainResult(status, self.step, self.out, path, self.last_metrics)
+
+
+def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters holding a NaN or an infinity (one device sync)."""
+    named = list(model.named_parameters())
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu()
+    return [name for (name, _), good in zip(named, ok.tolist()) if not good]
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def raise_empty(manifest: str, skips: SkipCounter) -> None:
