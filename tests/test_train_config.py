@@ -152,3 +152,10 @@ def test_resume_policy_per_key() -> None:
             resume_changes(saved, load_config(EXAMPLES / "tiny.yaml", [override]))
     older = {k: v for k, v in saved.items() if k != "max_nonfinite_steps"}  # a key the checkpoint predates
     assert resume_changes(older, load_config(EXAMPLES / "tiny.yaml")).applied == {}
+
+
+def test_path_keys_keep_names_that_look_like_numbers() -> None:
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["output_dir=2024", "data.valid=7", "init_from=0.5"])
+    assert (cfg.output_dir, cfg.data.valid, cfg.init_from) == ("2024", "7", "0.5")
+    with pytest.raises(ConfigError, match="^data.train: input should be a valid string"):
+        load_config(EXAMPLES / "tiny.yaml", ["data.train=true"])

@@ -177,3 +177,15 @@ def test_nan_embeddings_are_misses_not_hits() -> None:
     audio[1:] = text[1:]  # one NaN row among finite ones ranks below them
     metrics = retrieval_metrics(audio, text)
     assert metrics["s2t_R@1"] == 0.75
+
+
+def test_a_batch_of_one_clip_is_reported(tmp_path: Path, caplog) -> None:
+    rows = (write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)).read_text().splitlines()
+    one = tmp_path / "data" / "one.jsonl"
+    one.write_text(rows[0] + "\n")
+    trainer = Trainer(load_config(None, [*_overrides(tmp_path, "max_steps=4", "checkpoint_every=0"), f"data.train={one}"]))
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        trainer.run()
+    warnings = [r.getMessage() for r in caplog.records if "no negatives" in r.getMessage()]
+    assert warnings[0] == f"step 1: a batch of 1 clip(s) from {one} gives the contrastive loss no negatives"
+    assert len(warnings) == 3 and warnings[-1].endswith("(further ones not shown)") and trainer.small_batches == 4

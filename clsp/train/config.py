@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clsp.errors import ConfigError
 
@@ -53,6 +53,14 @@ PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+def _number_as_name(value: Any) -> Any:
+    """An override parsed as YAML turns a path named ``2024`` into a number: keep it a name."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+PathName = Annotated[str, BeforeValidator(_number_as_name)]  # a file, folder or model name
+
+
 @dataclass
 class DataConfig:
     """Manifests and batching. Batches hold at most ``max_batch_seconds`` of audio per rank."""
@@ -60,8 +68,8 @@ class DataConfig:
     __pydantic_config__ = _STRICT_KEYS
 
     # the resumed position in the epoch is a position in this manifest's batch plan
-    train: Annotated[str, FIXED_ON_RESUME] = ""
-    valid: str | None = None
+    train: Annotated[PathName, FIXED_ON_RESUME] = ""
+    valid: PathName | None = None
     min_duration: NonNegFloat = 0.5
     max_duration: PosFloat = 30.0
     max_batch_seconds: PosFloat = 200.0  # at least 2 x max_duration: a batch needs 2 clips (negatives)
@@ -119,12 +127,12 @@ class TrainConfig:
 
     __pydantic_config__ = _STRICT_KEYS
 
-    init_from: Annotated[str | None, FIXED_ON_RESUME] = None  # model directory / built-in name to start from
+    init_from: Annotated[PathName | None, FIXED_ON_RESUME] = None  # model directory / built-in name to start from
     model: Annotated[dict[str, Any] | None, FIXED_ON_RESUME] = None  # a ModelConfig dict for a freshly built model
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    output_dir: str = "exp"
+    output_dir: PathName = "exp"
     max_steps: PosInt = 10000
     max_epochs: NonNegInt = 0  # 0: no epoch limit
     seed: Annotated[int, FIXED_ON_RESUME] = 42

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from clsp.train import checkpoint as ckpt
 from clsp.errors import CheckpointError, TrainingDivergedError
 from clsp.train.config import TrainConfig, resume_changes
 from clsp.train.data import BatchPlan, SkipCounter, make_loader
+from clsp.train.finite import name_list, nonfinite_parameters
+from clsp.train.stop import StopRequest
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
@@ -56,29 +57,6 @@ class TrainResult:
     output_dir: Path
     checkpoint: Path | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
-
-
-class _StopRequest:
-    """Records SIGTERM / SIGUSR1 instead of dying, while installed."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopRequest":
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, _frame) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class Trainer:
@@ -122,6 +100,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
         self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
         self.save_due = False  # a periodic checkpoint waits for a finite step
+        self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}
         self.resumed_from = self._resume(resume)
@@ -245,7 +224,7 @@ class Trainer:
         """Write a checkpoint of this step; ``TrainingDivergedError`` if a weight is not finite."""
         bad = nonfinite_parameters(self.model)
         if bad:
-            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({_names(bad)}); no checkpoint written. "
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({name_list(bad)}); no checkpoint written. "
                                         f"{self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
@@ -286,6 +265,20 @@ class Trainer:
         complete = len(batches) == self.cfg.optim.accumulation
         return batches if all_reduce_flag(complete, "all", self.device) else None
 
+    def _check_batch_sizes(self, batches: list[dict], shown: int = 3) -> None:
+        """Warn about global batches of fewer than 2 clips: a contrastive loss over one
+        clip is 0 whatever the weights, so such a batch teaches nothing."""
+        local = torch.tensor([float(len(b["clips"])) for b in batches])
+        sizes = all_reduce_sum(local.to(self.device)).tolist()
+        for size in sizes:
+            if size >= 2:
+                continue
+            self.small_batches += 1
+            if self.small_batches <= shown:
+                log.warning("step %d: a batch of %d clip(s) from %s gives the contrastive loss no negatives%s",
+                            self.step + 1, int(size), self.cfg.data.train,
+                            " (further ones not shown)" if self.small_batches == shown else "")
+
     def _epoch_loader(self):
         plan = BatchPlan(self.cfg.data.train, self.cfg.data, self.cfg.seed, self.epoch, self.info.rank,
                          self.info.world_size, skip_batches=self.batch_in_epoch, skips=self.skips)
@@ -311,7 +304,7 @@ class Trainer:
         self.writer = self._open_writer()
         self._train_mode()
         path = None
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             while self.step < cfg.max_steps and not (cfg.max_epochs and self.epoch >= cfg.max_epochs):
                 fresh_epoch, first_step = self.batch_in_epoch == 0, self.step
                 it = self._epoch_loader()
@@ -320,6 +313,7 @@ class Trainer:
                     batches = self._next_batches(it)
                     if batches is None:
                         break
+                    self._check_batch_sizes(batches)
                     stats = self._optimizer_step(batches)
                     self.step += 1
                     if self.step % cfg.log_every == 0 or stats["skipped"]:
@@ -365,7 +359,7 @@ class Trainer:
             return
         bad = nonfinite_parameters(self.model)
         if bad:
-            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({_names(bad)}). {self._restart_hint()}")
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({name_list(bad)}). {self._restart_hint()}")
         if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
             raise TrainingDivergedError(
                 f"step {self.step}: {self.nonfinite_streak} steps in a row with a non-finite loss or gradient "
@@ -382,20 +376,6 @@ class Trainer:
         if self.skips.total:
             log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
         return TrainResult(status, self.step, self.out, path, self.last_metrics)
-
-
-def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters holding a NaN or an infinity (one device sync)."""
-    named = list(model.named_parameters())
-    if not named:
-        return []
-    ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu()
-    return [name for (name, _), good in zip(named, ok.tolist()) if not good]
-
-
-def _names(names: list[str], shown: int = 3) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def raise_empty(manifest: str, skips: SkipCounter) -> None:
