@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path

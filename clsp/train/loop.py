@@ -4,10 +4,11 @@ Each optimizer step takes ``accumulation`` batches per rank; every batch is a co
 contrastive problem over the global batch (all ranks' clips), and the step's gradient is
 the mean of those batches' gradients. A step whose loss or gradient is not finite is
 skipped (the optimizer does not move) and logged; the run stops with
-``TrainingDivergedError`` when its weights are no longer finite or after
-``max_nonfinite_steps`` such steps in a row, and never saves non-finite weights. SIGTERM / SIGUSR1 make every rank
-finish its step, write a checkpoint and return ``status="preempted"`` (the command exits
-with 75 so that a SLURM requeue resumes with ``--resume latest``).
+``TrainingDivergedError`` when its weights are no longer finite, after
+``max_nonfinite_steps`` such steps in a row or when it ends on one, and no checkpoint is
+written from such weights. SIGTERM / SIGUSR1 make every rank finish its step, write a
+checkpoint and return ``status="preempted"`` (the command exits with 75 so that a SLURM
+requeue resumes with ``--resume latest``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from typing import Any
 import torch
 
 from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
+from clsp.errors import CheckpointError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
-from clsp.errors import CheckpointError, TrainingDivergedError
 from clsp.train.config import TrainConfig, resume_changes
 from clsp.train.data import BatchPlan, SkipCounter, make_loader
 from clsp.train.finite import name_list, nonfinite_parameters
-from clsp.train.stop import StopRequest
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
@@ -44,6 +44,7 @@ from clsp.train.setup import (
     load_initial_model,
     param_groups,
 )
+from clsp.train.stop import StopRequest
 from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions
 
 log = logging.getLogger("clsp.train")

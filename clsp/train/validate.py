@@ -73,8 +73,8 @@ def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
 def validate(model, manifest: str, cfg: DataConfig, device: torch.device, autocast) -> dict[str, float]:
     """Retrieval metrics ``valid/{global,finegrained}/...`` plus ``valid/clips`` (clips
     embedded) and ``valid/skipped_clips``; a caption kind with fewer than 2 clips is left out
-    (a set of fewer than 2 clips gives a warning and no retrieval metrics). Clips whose embedding is not finite count as misses
-    (``valid/nonfinite_clips``)."""
+    (a set of fewer than 2 clips gives a warning and no retrieval metrics). Clips whose
+    embedding is not finite count as misses (``valid/nonfinite_clips``)."""
     was_training = model.training
     model.eval()
     try:
