@@ -189,3 +189,20 @@ def test_a_batch_of_one_clip_is_reported(tmp_path: Path, caplog) -> None:
     warnings = [r.getMessage() for r in caplog.records if "no negatives" in r.getMessage()]
     assert warnings[0] == f"step 1: a batch of 1 clip(s) from {one} gives the contrastive loss no negatives"
     assert len(warnings) == 3 and warnings[-1].endswith("(further ones not shown)") and trainer.small_batches == 4
+
+
+def test_a_failed_metrics_write_names_the_file_and_reason(tmp_path: Path, monkeypatch) -> None:
+    from clsp.errors import OutputError
+
+    trainer = Trainer(load_config(None, _overrides(tmp_path, "max_steps=1")))
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(OutputError) as info:
+        trainer.run()
+    assert str(info.value) == f"cannot write {tmp_path / 'exp' / 'metrics.jsonl'}: No space left on device (ENOSPC)"

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
-from clsp.errors import CheckpointError, TrainingDivergedError
+from clsp.errors import CheckpointError, OutputError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import TrainConfig, resume_changes
@@ -203,7 +203,7 @@ class Trainer:
         if not self.info.is_main:
             return
         finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        with _writing_log(self.out / "metrics.jsonl"), open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(finite, allow_nan=False) + "\n")  # JSON has no NaN: null
         if self.writer is not None:
             for key, value in finite.items():
@@ -301,7 +301,8 @@ class Trainer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            with _writing_log(self.out / "config.json"):
+                (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         self.writer = self._open_writer()
         self._train_mode()
         path = None
@@ -377,6 +378,15 @@ class Trainer:
         if self.skips.total:
             log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
         return TrainResult(status, self.step, self.out, path, self.last_metrics)
+
+
+@contextlib.contextmanager
+def _writing_log(path: Path):
+    """A failed write of a run's log file is an ``OutputError`` naming it and the OS reason."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {ckpt.os_reason(exc)}") from None
 
 
 def raise_empty(manifest: str, skips: SkipCounter) -> None:
