@@ -47,6 +47,11 @@ def audio_duration(path: str | os.PathLike) -> float:
     return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
 
 
+def audio_sample_rate(path: str | os.PathLike) -> int:
+    """The file's own sample rate in Hz, from its header (no decoding); AudioError if unreadable."""
+    return int(_open_info(Path(path)).samplerate)
+
+
 def _seconds(path: Path, name: str, value) -> float:
     """A finite, non-negative time in seconds from a record field, or ``AudioError``."""
     try:
