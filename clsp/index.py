@@ -6,11 +6,22 @@
 
 Cosine similarity (normalized vectors, inner product) by default. Row ``i`` of the FAISS
 structure is row ``i`` of the metadata table; ids are strings chosen by the user.
+
+A hit is ``{"id", "score", **fields}``: ``score`` is always clsp's similarity (or L2
+distance) and every other field of the indexed record follows under its own name, with its
+JSON type. Record fields whose names a hit uses for itself (:data:`HIT_FIELDS`: ``score``,
+``metadata``) are kept under ``hit["metadata"]`` instead, e.g. a MOS stored as ``score``
+comes back as ``hit["metadata"]["score"]``.
+
+An index has one writer at a time (:func:`clsp.index_lock.index_writer`); readers load the
+version published last, whole.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -24,21 +35,29 @@ from clsp.index_factory import (
     train_size,
     training_sample,
 )
+from clsp.index_lock import DEFAULT_TIMEOUT, index_writer
 from clsp.index_store import (
+    FORMAT_VERSION,
     INDEX_FILE,
     INFO_FILE,
     META_FILE,
     METRICS,
     VECTORS_FILE,
     IndexInfo,
+    check_files,
     check_provenance,
+    check_replaceable,
     frame_rows,
     metadata_frame,
+    publish_version,
     read_info,
-    write_directory,
+    upgrade_frame,
 )
 
-__all__ = ["VectorIndex", "build_index", "load_index", "add_to_index", "choose_factory"]
+__all__ = ["VectorIndex", "build_index", "load_index", "add_to_index", "choose_factory", "HIT_FIELDS"]
+
+HIT_FIELDS = ("score", "metadata")
+LOAD_ATTEMPTS = 5
 
 ADD_CHUNK = 65_536
 DEFAULT_RERANK = 4
@@ -112,14 +131,10 @@ class VectorIndex:
         check_vectors(arr, self.info.metric, "embeddings to add")
         import polars as pl
 
-        new_meta, json_cols = metadata_frame(metadata, self.info.json_columns)
+        new_meta = metadata_frame(metadata)
         _check_ids(new_meta.get_column("id").to_list(), set(self.ids))
-        if set(json_cols) != set(self.info.json_columns):
-            rows = frame_rows(self.meta, self.info.json_columns) + list(metadata)
-            self.meta, json_cols = metadata_frame(rows, json_cols)
-        else:
-            self.meta = pl.concat([self.meta, new_meta], how="diagonal_relaxed")
-        self.info.json_columns = json_cols
+        self.meta = pl.concat([upgrade_frame(self.meta, self.info), new_meta], how="diagonal")
+        self.info.format_version, self.info.json_columns = FORMAT_VERSION, []
         stored = []
         for start in range(0, len(arr), ADD_CHUNK):
             chunk = prepare_vectors(arr[start : start + ADD_CHUNK], self.info.metric, "embeddings")
@@ -183,10 +198,12 @@ class VectorIndex:
     def search(
         self, queries, k: int = 10, *, threshold: float | None = None, **kwargs
     ) -> list[list[dict]]:
-        """Top-k hits per query as ``{"id", "score", **metadata}`` dicts, best first.
+        """Top-k hits per query as ``{"id", "score", **fields}`` dicts, best first.
 
-        ``threshold`` keeps hits scoring at least that similarity (at most that distance
-        for L2). Asking for more hits than the index holds gives every vector.
+        ``score`` is the similarity (distance for L2); the record's own fields named like
+        :data:`HIT_FIELDS` are under ``"metadata"``. ``threshold`` keeps hits scoring at
+        least that similarity (at most that distance for L2). Asking for more hits than the
+        index holds gives every vector.
         """
         scores, rows = self.search_arrays(queries, k, **kwargs)
         keep = rows >= 0
@@ -194,12 +211,12 @@ class VectorIndex:
             with np.errstate(invalid="ignore"):
                 keep &= (scores <= threshold) if self.info.metric == "l2" else (scores >= threshold)
         flat = rows[keep]
-        meta = frame_rows(self.meta[flat.tolist()], self.info.json_columns) if flat.size else []
+        meta = frame_rows(self.meta[flat.tolist()], self.info) if flat.size else []
         out, pos = [], 0
         for qi in range(len(rows)):
             hits = []
             for score in scores[qi][keep[qi]]:
-                hits.append({"id": meta[pos]["id"], "score": float(score), **meta[pos]})
+                hits.append(make_hit(float(score), meta[pos]))
                 pos += 1
             out.append(hits)
         return out
@@ -246,27 +263,61 @@ class VectorIndex:
             ) from None
 
     # ---------------------------------------------------------------- saving
-    def save(self, path: str | Path) -> Path:
-        """Write the index directory atomically (temporary sibling, then rename)."""
+    def save(self, path: str | Path, *, lock_timeout: float = DEFAULT_TIMEOUT, on_wait=None) -> Path:
+        """Publish this index as the new version of the index folder ``path``.
+
+        Holds the folder's write lock (waiting up to ``lock_timeout`` seconds, see
+        :func:`clsp.index_lock.index_writer`); readers see the old or the new version whole.
+        Raises ``OutputError`` for a target that exists and is not a clsp index.
+        """
         import faiss
 
+        path = Path(path)
+        check_replaceable(path)
         self.info.count = len(self)
+        self.meta = upgrade_frame(self.meta, self.info)
+        self.info.format_version, self.info.json_columns = FORMAT_VERSION, []
         writers = {
             INDEX_FILE: lambda p: faiss.write_index(self.index, str(p)),
             META_FILE: lambda p: self.meta.write_parquet(p),
-            INFO_FILE: lambda p: p.write_text(_json_dump(self.info.to_dict())),
         }
         if self.info.stored_vectors and self.vectors is not None:
             writers[VECTORS_FILE] = lambda p: np.save(p, np.asarray(self.vectors, dtype=np.float32))
-        write_directory(Path(path), writers)
-        self.path = Path(path)
+        with index_writer(path, lock_timeout, on_wait):
+            publish_version(path, writers, self.info)
+        self.path = path
         return self.path
 
 
-def _json_dump(data: dict) -> str:
-    import json
+def index_exists(path: str | Path) -> bool:
+    """True when ``path`` is an index folder (it has ``index.json``)."""
+    return (Path(path) / INFO_FILE).is_file()
 
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+@contextmanager
+def writing(path: str | Path, lock_timeout: float = DEFAULT_TIMEOUT, on_wait=None) -> Iterator[None]:
+    """Hold the write lock of the index folder ``path`` for a read-modify-publish sequence.
+
+    Refuses (``OutputError``) a path that exists and is not a clsp index; raises
+    ``IndexBusyError`` when another writer keeps the lock past ``lock_timeout`` seconds.
+    """
+    check_replaceable(Path(path))
+    with index_writer(path, lock_timeout, on_wait):
+        yield
+
+
+def make_hit(score: float, fields: dict) -> dict:
+    """One hit: ``id``, ``score`` and the record's fields, those named in HIT_FIELDS nested."""
+    hit = {"id": fields["id"], "score": score}
+    nested = {}
+    for key, value in fields.items():
+        if key in HIT_FIELDS:
+            nested[key] = value
+        elif key != "id":
+            hit[key] = value
+    if nested:
+        hit["metadata"] = nested
+    return hit
 
 
 def build_index(
@@ -348,30 +399,55 @@ def _train(index, sample: np.ndarray, seed: int) -> None:
 
 
 def load_index(path: str | Path, *, mmap: bool = True) -> VectorIndex:
-    """Load an index directory; with ``mmap`` the FAISS data and stored vectors are mapped."""
+    """Load the current version of an index folder; with ``mmap`` the FAISS data and stored
+    vectors are mapped.
+
+    ``index.json`` is resolved once per attempt; when a writer replaced the version being
+    read (its files vanished), the new one is loaded instead. Raises ``IndexFileError``
+    for a missing, corrupt or inconsistent index.
+    """
+    path = Path(path)
+    for attempt in range(LOAD_ATTEMPTS):
+        info = read_info(path)
+        try:
+            return _load_version(path, info, mmap)
+        except IndexFileError:
+            if attempt + 1 == LOAD_ATTEMPTS or not _replaced(path, info):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _replaced(path: Path, info: IndexInfo) -> bool:
+    """True when ``index.json`` now points at another version than ``info``."""
+    try:
+        return read_info(path).data != info.data
+    except IndexFileError:
+        return False
+
+
+def _load_version(path: Path, info: IndexInfo, mmap: bool) -> VectorIndex:
     import faiss
     import polars as pl
 
-    path = Path(path)
-    info = read_info(path)
+    data = check_files(path, info)
     index = None
     flags = [faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY, faiss.IO_FLAG_MMAP] if mmap else []
     for flag in flags + [0]:
         try:
-            index = faiss.read_index(str(path / INDEX_FILE), flag)
+            index = faiss.read_index(str(data / INDEX_FILE), flag)
             break
         except RuntimeError as exc:
             error = exc
     if index is None:
         raise IndexFileError(f"index {path}: {INDEX_FILE} is corrupt ({str(error).strip().splitlines()[-1]})")
     try:
-        meta = pl.read_parquet(path / META_FILE)
+        meta = pl.read_parquet(data / META_FILE)
     except Exception as exc:  # polars raises several unrelated types for bad files
         raise IndexFileError(f"index {path}: {META_FILE} is corrupt ({exc})") from None
     vectors = None
-    if info.stored_vectors and (path / VECTORS_FILE).exists():
+    if info.stored_vectors and (data / VECTORS_FILE).exists():
         try:
-            vectors = np.load(path / VECTORS_FILE, mmap_mode="r" if mmap else None)
+            vectors = np.load(data / VECTORS_FILE, mmap_mode="r" if mmap else None)
         except (ValueError, OSError) as exc:
             raise IndexFileError(f"index {path}: {VECTORS_FILE} is corrupt ({exc})") from None
     _check_consistent(path, info, index, meta, vectors)
@@ -395,12 +471,21 @@ def add_to_index(
     metadata: list[dict],
     provenance: dict | None = None,
     threads: int | None = None,
+    *,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    on_wait=None,
 ) -> VectorIndex:
-    """Append embeddings to the index at ``path`` and rewrite it atomically."""
+    """Append embeddings to the index at ``path`` and publish the result as its new version.
+
+    The load-add-publish runs under the index's write lock, so parallel adds are applied
+    one after the other and none is lost; raises ``IndexBusyError`` when another writer
+    holds the lock longer than ``lock_timeout`` seconds.
+    """
     import faiss
 
     faiss.omp_set_num_threads(resolve_threads(threads))
-    index = load_index(path, mmap=False)
-    index.add(vectors, metadata, provenance)
-    index.save(path)
+    with index_writer(path, lock_timeout, on_wait):
+        index = load_index(path, mmap=False)
+        index.add(vectors, metadata, provenance)
+        index.save(path)
     return index

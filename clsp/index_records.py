@@ -1,8 +1,12 @@
-"""Embedding records (``clsp embed`` output) to index rows and query vectors.
+"""Embedding records (``clsp embed`` output) to vectors: the one reader every command uses.
 
 A record carries its vector inline (``"embedding": [...]``) or as ``"row"`` of a ``.npy``
-matrix written beside it; its ``provenance`` says which model made it. Everything else
-in the record is metadata kept beside the index.
+matrix written beside it (``clsp embed --npy``); its ``provenance`` says which model made
+it. Everything else in the record is metadata kept beside the index.
+:class:`EmbeddingReader` resolves the vector, refuses non-finite or zero vectors naming the
+record and field, and checks that every record comes from one model (the first record's,
+or the one given) with :func:`same_provenance`. ``clsp search build``, ``search eval`` (pool
+mode), ``search query`` and ``clsp classify`` read embedding records through it.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def same_provenance(first: dict | None, other: dict | None, where: str) -> None:
-    """Refuse a record whose model differs from the first record's."""
+    """Refuse (``ProvenanceError``) embeddings whose model, checksum or dim differ from ``first``'s."""
     if not first or not other:
         return
     for key in ("model", "checksum", "dim"):
@@ -71,29 +75,78 @@ def same_provenance(first: dict | None, other: dict | None, where: str) -> None:
             )
 
 
-def iter_embedding_items(source: str, matrix: np.ndarray | None = None) -> Iterator[tuple[Item, np.ndarray | None]]:
-    """``(item, vector)`` per input line; ``vector`` is None when the item carries an error.
+def vector_source(record: dict[str, Any]) -> str:
+    """Where a record's vector comes from, for messages: its field, or its matrix row."""
+    return "'embedding'" if "embedding" in record else f"row {record.get('row')!r} of the --npy matrix"
 
-    ``source`` is a JSONL file (or ``-``); with ``matrix`` the records point at its rows.
-    A ``.npy`` source without records yields one item per row, with ids ``row-N``.
+
+def check_usable(vec: np.ndarray, record: dict[str, Any], where: str, nonzero: bool = True) -> np.ndarray:
+    """Refuse (``InputError`` naming ``where`` and the field) a vector holding NaN/inf or, with
+    ``nonzero``, all zeros."""
+    if not np.isfinite(vec).all():
+        raise InputError(f"{where}: {vector_source(record)} holds NaN or infinite values")
+    if nonzero and not vec.any():
+        raise InputError(f"{where}: {vector_source(record)} is all zeros")
+    return vec
+
+
+class EmbeddingReader:
+    """Vectors of embedding records, checked one by one.
+
+    ``matrix`` is the ``--npy`` matrix the records' ``row`` fields point into. ``provenance``
+    is the model the vectors must come from (e.g. the classifier's); without it the first
+    record's provenance is the reference. ``nonzero`` refuses all-zero vectors (they have
+    no direction for cosine). After reading, ``provenance`` holds the reference and
+    ``dim`` the vectors' dimension.
     """
-    if str(source).endswith(".npy"):
-        mat = load_matrix(source)
-        for n in range(len(mat)):
-            yield Item(index=n, id=f"row-{n}", record={"id": f"row-{n}"}), np.asarray(mat[n], dtype=np.float32)
-        return
-    for item in iter_items(source, modality="embeddings"):
+
+    def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True):
+        self.matrix, self.nonzero = matrix, nonzero
+        self.provenance = dict(provenance) if provenance else None
+        self.dim = int(provenance["dim"]) if provenance and provenance.get("dim") else None
+
+    def vector(self, item: Item) -> np.ndarray:
+        """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
+        and field (missing, malformed, wrong dimension, NaN/inf, zero) or ``ProvenanceError``
+        (another model)."""
         if not item.ok:
-            yield item, None
-            continue
+            raise item.error
         rec = item.record
         if "error" in rec and "embedding" not in rec and "row" not in rec:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
-            item.error = InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
-            yield item, None
-            continue
-        try:
-            yield item, record_vector(rec, matrix, item.index)
-        except InputError as exc:
-            item.error = exc
-            yield item, None
+            raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
+        theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
+        same_provenance(self.provenance, theirs, f"record {item.id!r}")
+        vec = record_vector(rec, self.matrix, item.index)
+        if self.dim is not None and vec.shape[0] != self.dim:
+            raise InputError(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, "
+                             f"expected {self.dim}")
+        check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
+        self.provenance = self.provenance or theirs
+        self.dim = self.dim or int(vec.shape[0])
+        return vec
+
+    def read(self, source: str) -> Iterator[tuple[Item, np.ndarray | None]]:
+        """``(item, vector)`` per input line; ``vector`` is None and ``item.error`` set when the
+        record is unusable. A provenance mismatch is raised (mixing models stops the run).
+
+        ``source`` is a JSONL file (or ``-``); a ``.npy`` source without records yields one
+        item per row, with ids ``row-N``.
+        """
+        if str(source).endswith(".npy"):
+            self.matrix = load_matrix(source)
+            items: Iterator[Item] = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n})
+                                     for n in range(len(self.matrix)))
+        else:
+            items = iter_items(source, modality="embeddings")
+        for item in items:
+            try:
+                yield item, self.vector(item)
+            except InputError as exc:
+                item.error = exc
+                yield item, None
+
+
+def iter_embedding_items(source: str, matrix: np.ndarray | None = None) -> Iterator[tuple[Item, np.ndarray | None]]:
+    """``(item, vector)`` per input line through an :class:`EmbeddingReader` (see its ``read``)."""
+    yield from EmbeddingReader(matrix).read(source)

@@ -1,9 +1,19 @@
-"""On-disk layout of a clsp index directory and its provenance checks.
+"""On-disk layout of a clsp index folder, its metadata encoding and its provenance checks.
 
-An index is a directory holding ``index.faiss`` (the FAISS structure), ``meta.parquet``
-(one row per vector: ``id`` and every other input field), ``index.json`` (provenance and
-settings) and, for compressed indexes, ``vectors.npy`` (the exact vectors used to re-rank).
-Directories are written to a temporary sibling and renamed into place.
+An index is a folder holding ``index.json`` (provenance, settings, and the name of the
+current data folder) and data folders ``data-*`` each holding ``index.faiss`` (the FAISS
+structure), ``meta.parquet`` (one row per vector: ``id`` and every other input field) and,
+for compressed indexes, ``vectors.npy`` (the exact vectors used to re-rank).
+
+Publishing a new version writes a fresh data folder, then replaces ``index.json`` in one
+``os.replace``: a reader that resolved ``index.json`` sees one whole version, old or new,
+never a mix. Older data folders are removed afterwards (a reader that loses its folder in
+between resolves ``index.json`` again). Format 1 indexes keep their files in the top folder
+and are read as they are; writing to one publishes format 2.
+
+Metadata (format 2): every field but ``id`` is stored as one JSON text per row (null when
+the record has no such field), so each value comes back with the JSON type it went in with
+(int, float, bool, null, string, list, object), whatever other records hold.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +31,8 @@ INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
 INFO_FILE = "index.json"
 VECTORS_FILE = "vectors.npy"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DATA_PREFIX = "data-"
 METRICS = ("cosine", "ip", "l2")
 
 
@@ -41,6 +52,7 @@ class IndexInfo:
     stored_vectors: bool = False
     json_columns: list = field(default_factory=list)
     format_version: int = FORMAT_VERSION
+    data: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +62,13 @@ class IndexInfo:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "dim" not in known:
             raise KeyError("dim")
+        if not isinstance(known.get("data", ""), str) or "/" in known.get("data", "") or known.get("data") == "..":
+            raise ValueError(f"data folder {known.get('data')!r} is not a folder name")
         return cls(**known)
+
+    def data_dir(self, path: Path) -> Path:
+        """The folder holding this version's files (the index folder itself for format 1)."""
+        return Path(path) / self.data if self.data else Path(path)
 
     def provenance(self) -> dict:
         """The fields that must agree between an index and vectors added to or queried on it."""
@@ -94,16 +112,35 @@ def read_info(path: Path) -> IndexInfo:
         raise IndexFileError(f"index {path}: {INFO_FILE} is corrupt ({exc})") from None
     if info.metric not in METRICS:
         raise IndexFileError(f"index {path}: unknown metric {info.metric!r} in {INFO_FILE}")
-    for name in (INDEX_FILE, META_FILE):
-        if not (path / name).is_file():
-            raise IndexFileError(f"index {path}: {name} is missing")
     return info
 
 
-def metadata_frame(rows: list[dict], json_columns: list | None = None):
-    """Build a polars DataFrame from metadata dicts; columns of mixed types are stored as JSON.
+def check_files(path: Path, info: IndexInfo) -> Path:
+    """The data folder of ``info``, after checking that its FAISS and metadata files exist."""
+    data = info.data_dir(path)
+    for name in (INDEX_FILE, META_FILE):
+        if not (data / name).is_file():
+            where = f"{info.data}/{name}" if info.data else name
+            raise IndexFileError(f"index {path}: {where} is missing")
+    return data
 
-    Returns ``(frame, json_columns)``. Every row needs a string ``id``.
+
+# ------------------------------------------------------------------------------- metadata
+def _encode(value, rid: str, key: str) -> str | None:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InputError(f"record {rid!r}: field {key!r} holds NaN or infinite values") from None
+    except TypeError as exc:
+        raise InputError(f"record {rid!r}: field {key!r} is not JSON data ({exc})") from None
+
+
+def metadata_frame(rows: list[dict]):
+    """A polars DataFrame of metadata dicts: ``id`` (string) plus one JSON-text column per field.
+
+    A record without a field holds null in its column; a field whose value is JSON ``null``
+    holds the text ``"null"``. Every row needs an ``id``; values must be JSON data with
+    finite numbers (else :class:`InputError` naming the record and field).
     """
     import polars as pl
 
@@ -112,65 +149,94 @@ def metadata_frame(rows: list[dict], json_columns: list | None = None):
         rid = row.get("id")
         if rid is None or rid == "":
             raise InputError(f"metadata row {n}: missing 'id'")
+        rid = str(rid)
         for key in row:
-            columns.setdefault(key, [None] * n)
+            columns.setdefault(str(key), [None] * n)
         for key, values in columns.items():
-            values.append(str(rid) if key == "id" else row.get(key))
-    json_cols = set(json_columns or [])
-    series = []
-    for key, values in columns.items():
-        if key not in json_cols:
-            try:
-                series.append(pl.Series(key, values, strict=True))
-                continue
-            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-                json_cols.add(key)
-        series.append(pl.Series(key, [_json_or_none(v) for v in values], dtype=pl.String))
-    return pl.DataFrame(series), sorted(json_cols)
+            if key == "id":
+                values.append(rid)
+            else:
+                values.append(_encode(row[key], rid, key) if key in row else None)
+    return pl.DataFrame([pl.Series(key, values, dtype=pl.String) for key, values in columns.items()])
 
 
-def _json_or_none(value):
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+def frame_rows(frame, info: IndexInfo) -> list[dict]:
+    """Metadata dicts from (a slice of) the stored frame, each value with its JSON type.
 
-
-def frame_rows(frame, json_columns: list) -> list[dict]:
-    """Metadata dicts from (a slice of) the stored frame, decoding JSON columns, dropping nulls."""
+    Format 1 frames (native polars columns, ``info.json_columns`` as JSON) drop nulls.
+    """
     rows = frame.to_dicts()
-    for row in rows:
-        for key in json_columns:
-            if row.get(key) is not None:
-                row[key] = json.loads(row[key])
-        for key in [k for k, v in row.items() if v is None]:
-            del row[key]
-    return rows
+    if info.format_version < 2:
+        for row in rows:
+            for key in info.json_columns:
+                if row.get(key) is not None:
+                    row[key] = json.loads(row[key])
+            for key in [k for k, v in row.items() if v is None]:
+                del row[key]
+        return rows
+    return [{k: (v if k == "id" else json.loads(v)) for k, v in row.items() if v is not None} for row in rows]
 
 
-def write_directory(target: Path, writers: dict) -> None:
-    """Write files into a fresh temporary sibling of ``target`` and swap it into place.
+def upgrade_frame(frame, info: IndexInfo):
+    """The metadata frame in the current encoding (format 1 frames are re-encoded)."""
+    if info.format_version >= 2:
+        return frame
+    return metadata_frame(frame_rows(frame, info))
 
-    ``writers`` maps file names to callables taking the destination path.
+
+# ------------------------------------------------------------------------------- publishing
+def check_replaceable(target: Path) -> None:
+    """Refuse to write an index over a file, or over a folder that is not a clsp index."""
+    from clsp.index_lock import LOCK_FILE
+
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
+    if target.is_dir() and not (target / INFO_FILE).exists():
+        if any(p.name != LOCK_FILE for p in target.iterdir()):
+            raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
+
+
+def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
+    """Write a new data folder in ``target``, point ``index.json`` at it, drop older data.
+
+    ``writers`` maps file names to callables taking the destination path. The caller holds
+    the index's write lock (:func:`clsp.index_lock.index_writer`). ``info.data`` is set.
     """
     target = Path(target)
-    parent = target.parent if str(target.parent) else Path(".")
+    name = f"{DATA_PREFIX}{uuid.uuid4().hex[:12]}"
+    data = target / name
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        data.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"index {target}: cannot create directory ({exc.strerror or exc})") from None
     try:
-        for name, write in writers.items():
-            write(tmp / name)
-        if target.exists():
-            if not (target / INFO_FILE).exists() and any(target.iterdir()):
-                raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.rename(target, old / "index")
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        for fname, write in writers.items():
+            write(data / fname)
+        info.data = name
+        tmp = target / f".{INFO_FILE}.{name}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target / INFO_FILE)
     except OSError as exc:
+        shutil.rmtree(data, ignore_errors=True)
         raise OutputError(f"index {target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    _drop_old(target, name)
+
+
+def _drop_old(target: Path, keep: str) -> None:
+    """Remove data folders other than ``keep`` and format 1 files left in the top folder."""
+    for entry in target.iterdir():
+        if entry.name.startswith(DATA_PREFIX) and entry.name != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name in (INDEX_FILE, META_FILE, VECTORS_FILE) or (
+            entry.name.startswith(f".{INFO_FILE}.") and entry.name.endswith(".tmp")
+        ):
+            try:
+                entry.unlink()
+            except OSError:
+                pass
