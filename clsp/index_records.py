@@ -42,7 +42,8 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     """The embedding of a record: inline ``embedding``, or ``row`` (else its position) in ``matrix``."""
     if "embedding" in record:
         try:
-            vec = np.asarray(record["embedding"], dtype=np.float32)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused by the checks
+                vec = np.asarray(record["embedding"], dtype=np.float32)
         except (TypeError, ValueError):
             raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers") from None
         if vec.ndim != 1 or vec.size == 0:
@@ -52,7 +53,7 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
         raise InputError(f"record {record.get('id')!r}: no 'embedding' field (or give the .npy matrix)")
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
-        raise InputError(f"record {record.get('id')!r}: row {row!r} is not in the matrix of {len(matrix)} rows")
+        raise InputError(f"record {record.get('id')!r}: row {row!r} is outside the --npy matrix ({len(matrix)} rows)")
     return np.asarray(matrix[row], dtype=np.float32)
 
 
@@ -104,11 +105,12 @@ class EmbeddingReader:
         self.matrix, self.nonzero = matrix, nonzero
         self.provenance = dict(provenance) if provenance else None
         self.dim = int(provenance["dim"]) if provenance and provenance.get("dim") else None
+        self.expected = self.dim is not None
 
     def vector(self, item: Item) -> np.ndarray:
         """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
         and field (missing, malformed, wrong dimension, NaN/inf, zero) or ``ProvenanceError``
-        (another model)."""
+        (another model, or a dimension other than the given model's)."""
         if not item.ok:
             raise item.error
         rec = item.record
@@ -119,8 +121,11 @@ class EmbeddingReader:
         same_provenance(self.provenance, theirs, f"record {item.id!r}")
         vec = record_vector(rec, self.matrix, item.index)
         if self.dim is not None and vec.shape[0] != self.dim:
-            raise InputError(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, "
-                             f"expected {self.dim}")
+            error = ProvenanceError if self.expected else InputError  # the wrong model, or a stray record
+            model = (self.provenance or {}).get("model")
+            raise error(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, but "
+                        + (f"model {model!r} makes dimension {self.dim}" if self.expected else
+                           f"earlier records have dimension {self.dim}"))
         check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
         self.provenance = self.provenance or theirs
         self.dim = self.dim or int(vec.shape[0])

@@ -357,8 +357,8 @@ def _render(summary: dict) -> None:
     for metric in names:
         cells = []
         for _, m in columns:
-            value = m.get(metric, float("nan"))
-            ci = f" [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]" if metric + "_lo" in m else ""
-            cells.append(f"{value:.3f}{ci}")
+            value = m.get(metric)
+            ci = f" [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]" if m.get(metric + "_lo") is not None else ""
+            cells.append("n/a" if value is None else f"{value:.3f}{ci}")
         table.add_row(metric, *cells)
     console.print(table)
