@@ -162,7 +162,8 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(scores, rows)`` per query, best first: ``(queries, min(k, count))`` arrays.
 
-        Rows are -1 (scores NaN) where an approximate index found fewer candidates.
+        Rows are -1 (scores NaN) where an approximate index found fewer candidates; a found
+        row whose score is NaN/inf raises ``InputError`` naming the query and the indexed id.
 
         Scores are cosine / inner-product similarities (higher is better) or squared L2
         distances (lower is better) for ``metric="l2"``. ``rerank`` fetches ``k * rerank``
@@ -193,7 +194,16 @@ class VectorIndex:
         scores[:, :k_eff] = dist[:, :k_eff]
         rows[:, :k_eff] = cand[:, :k_eff]
         scores[rows < 0] = np.nan
+        self._check_scores(scores, rows)
         return scores, rows
+
+    def _check_scores(self, scores: np.ndarray, rows: np.ndarray) -> None:
+        """Refuse a NaN/inf score of a found row (it would rank anywhere), naming query and id."""
+        bad = (rows >= 0) & ~np.isfinite(scores)
+        if bad.any():
+            q, j = (int(i) for i in np.argwhere(bad)[0])
+            rid = self.meta.get_column("id")[int(rows[q, j])]
+            raise InputError(f"query {q}: its score against indexed id {rid!r} is {scores[q, j]} (not finite)")
 
     def search(
         self, queries, k: int = 10, *, threshold: float | None = None, **kwargs

@@ -116,11 +116,19 @@ def pair_kind(a: Side, b: Side) -> str:
 
 
 def cosine(a: Any, b: Any) -> float:
-    """Cosine of two vectors, in [-1, 1] (the vectors need not be unit-norm)."""
+    """Cosine of two vectors, in [-1, 1] (the vectors need not be unit-norm).
+
+    Raises ``InputError`` for vectors of different sizes, all zeros, or holding NaN/inf
+    (named "side a" / "side b"), so a score is always a finite number.
+    """
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise InputError(f"embeddings have different sizes ({x.size} vs {y.size})")
+    for name, v in (("a", x), ("b", y)):
+        if not np.isfinite(v).all():
+            raise InputError(f"the embedding of side {name} holds NaN or infinite values")
+    x, y = x / max(np.abs(x).max(), 1e-300), y / max(np.abs(y).max(), 1e-300)  # no overflow in the norms
     denom = np.linalg.norm(x) * np.linalg.norm(y)
     if denom == 0:
         raise InputError("an embedding is all zeros")
@@ -177,7 +185,12 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict, 
         if bad is not None:
             out.append(error_record(rid, bad))
             continue
-        out.append({**rec, "id": rid, "score": round(cosine(ea, eb), 6), "pair": pair_kind(*p)})
+        try:
+            score = cosine(ea, eb)
+        except InputError as exc:
+            out.append(error_record(rid, InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
+            continue
+        out.append({**rec, "id": rid, "score": round(score, 6), "pair": pair_kind(*p)})
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from clsp.errors import InputError
 from clsp.metrics.bootstrap import bootstrap_ci
 
 
@@ -80,8 +81,15 @@ def correlation_report(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict:
-    """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs (None: undefined)."""
+    """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs (None: undefined).
+
+    Raises ``InputError`` naming the first item whose score or rating is NaN/inf.
+    """
     a, b = _pair(x, y)
+    for name, values in (("score", a), ("rating", b)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(f"item {int(np.argmax(bad))}: {name} {values[bad][0]} is not a finite number")
     report: dict = {"n": int(a.size)}
     for name, fn in CORRELATIONS.items():
         report[name] = _defined(fn(a, b))
