@@ -499,3 +499,36 @@ def add_to_index(
         index.add(vectors, metadata, provenance)
         index.save(path)
     return index
+
+
+def write_index(
+    path: str | Path,
+    vectors,
+    metadata: list[dict],
+    *,
+    add: bool = False,
+    provenance: dict | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    on_wait=None,
+    **build_options,
+) -> VectorIndex | None:
+    """Build the index folder ``path`` from ``vectors`` (replacing it), or with ``add`` append
+    to it (building it when missing); returns the index written (None: nothing to add).
+
+    ``build_options`` go to :func:`build_index` (factory, metric, max_memory, threads...).
+    The decision to add or build is taken under the write lock, so parallel adds to a
+    missing index build it once and add to it after. Raises ``InputError`` when there is
+    nothing to build from, ``IndexBusyError`` when another writer keeps the lock too long.
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    lock = {"lock_timeout": lock_timeout, "on_wait": on_wait}
+    with writing(path, **lock):
+        if add and index_exists(path):
+            if not len(metadata):
+                return None
+            return add_to_index(path, arr, metadata, provenance, build_options.get("threads"), **lock)
+        if not len(metadata):
+            raise InputError("no embeddings to index")
+        built = build_index(arr, metadata, provenance=provenance, **build_options)
+        built.save(path, **lock)
+        return built

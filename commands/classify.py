@@ -121,10 +121,7 @@ def _embeddings(input, net, prov, npy, batch_size, device):
     """(item, embedding (1, D) or None, error or None) per input record, in order."""
     from itertools import islice
 
-    import numpy as np
-
     from clsp.embed import AudioEmbedder, EmbedConfig
-    from clsp.errors import InputError
     from clsp.index_records import EmbeddingReader, load_matrix
     from clsp.records import base_dir_of, iter_items, resolve_path
 
@@ -143,11 +140,7 @@ def _embeddings(input, net, prov, npy, batch_size, device):
         for item in chunk:
             if item.index in embedded:
                 res = embedded[item.index]
-                if res.error is None and not np.isfinite(res.embeddings[:1]).all():
-                    yield item, None, InputError(f"record {item.id!r}: the model's embedding of its 'audio' holds "
-                                                 "NaN or infinite values")
-                else:
-                    yield item, (None if res.error else res.embeddings[:1]), res.error
+                yield item, (None if res.error else res.embeddings[:1]), res.error
             else:
                 yield (item, *_stored_embedding(item, reader))
 

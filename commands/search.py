@@ -73,7 +73,8 @@ def query(
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
-    """Top-k hits per query: one {"id", "hits": [{"id", "score", ...metadata}]} record each."""
+    """Top-k hits per query: one {"id", "hits": [{"id", "score", ...record fields}]} record each (record fields
+    named score or metadata are under "metadata")."""
     from clsp.index_query import SearchSettings
 
     settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
@@ -115,7 +116,7 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_ti
     import numpy as np
 
     from clsp.errors import ConfigError, InputError
-    from clsp.index import add_to_index, build_index, index_exists, writing
+    from clsp.index import index_exists, write_index
     from clsp.index_factory import parse_memory
     from clsp.index_records import EmbeddingReader, load_matrix
     from clsp_cli.console import set_quiet, warn
@@ -129,24 +130,11 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_ti
     reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine")
     vectors, metas, failed = _read_embeddings(reader, input, on_error)
     mat = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
-    options = dict(factory=factory, metric=metric, provenance=reader.provenance,
-                   max_memory=parse_memory(max_memory), threads=threads)
-    lock = dict(lock_timeout=lock_timeout, on_wait=warn)
-    built = None
-    if add:
-        with writing(index_dir, **lock):
-            if index_exists(index_dir):
-                built = add_to_index(index_dir, mat, metas, reader.provenance, threads, **lock) if vectors else None
-            elif not vectors:
-                raise InputError(f"{input}: no embeddings to index")
-            else:
-                built = build_index(mat, metas, **options)
-                built.save(index_dir, **lock)
-    else:
-        if not vectors:
-            raise InputError(f"{input}: no embeddings to index")
-        built = build_index(mat, metas, **options)
-        built.save(index_dir, **lock)
+    if not vectors and not (add and index_exists(index_dir)):
+        raise InputError(f"{input}: no embeddings to index")
+    built = write_index(index_dir, mat, metas, add=add, provenance=reader.provenance, lock_timeout=lock_timeout,
+                        on_wait=warn, factory=factory, metric=metric, max_memory=parse_memory(max_memory),
+                        threads=threads)
     sink = RecordSink("-")
     info = built.info if built is not None else None
     sink.write({"index": str(index_dir), "added": len(vectors), "failed": failed,

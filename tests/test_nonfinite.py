@@ -166,3 +166,33 @@ def test_classify_gives_an_error_record_for_a_non_finite_embedding(tmp_path):
     assert out[0]["label"] in ("male", "female") and abs(sum(out[0]["scores"].values()) - 1) < 1e-5
     assert "record 'r1': row 1 of the --npy matrix holds NaN or infinite" in out[1]["error"]["message"]
     assert "record 'nan': 'embedding' holds NaN or infinite" in out[2]["error"]["message"]
+
+
+def test_embedders_turn_a_non_finite_model_output_into_a_named_error(clips):
+    import torch
+
+    from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
+    from clsp.models import load_model
+
+    net = load_model("tiny-random")
+    encode_text, encode_fbank = net.encode_text, net.encode_fbank
+
+    def nan_text(texts):
+        out = encode_text(texts)
+        return torch.stack([row * float("nan") if t == "broken" else row for t, row in zip(texts, out)])
+
+    def nan_audio(feats, lens):
+        out = encode_fbank(feats, lens)
+        out[0, 0] = float("inf")  # the first clip of each batch
+        return out
+
+    net.encode_text, net.encode_fbank = nan_text, nan_audio
+    texts = [Item(index=i, id=f"t{i}", record={"text": t}) for i, t in enumerate(["calm voice", "broken", "loud"])]
+    got = list(TextEmbedder(net, batch_size=8).run(texts))
+    assert [err is None for _, _, err in got] == [True, False, True]
+    assert "record 't1'" in str(got[1][2]) and "'text' holds NaN" in str(got[1][2])
+    items = [Item(index=i, id=f"c{i}", record={"audio": f"c{i}.wav", "_path": str(clips / f"c{i}.wav")})
+             for i in range(2)]
+    res = list(AudioEmbedder(net, EmbedConfig(batch_size=1, workers=0, device="cpu")).run(items))
+    assert all(r.error is not None and "'audio' holds NaN or infinite" in str(r.error) for r in res)
+    assert f"record {res[0].item.id!r}" in str(res[0].error)
