@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import InputError, ProvenanceError
+from clsp.index_store import same_provenance
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")
@@ -62,18 +63,6 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in public_fields(record).items() if k not in NOT_METADATA}
     meta["id"] = str(record["id"])
     return meta
-
-
-def same_provenance(first: dict | None, other: dict | None, where: str) -> None:
-    """Refuse (``ProvenanceError``) embeddings whose model, checksum or dim differ from ``first``'s."""
-    if not first or not other:
-        return
-    for key in ("model", "checksum", "dim"):
-        if first.get(key) is not None and other.get(key) is not None and first[key] != other[key]:
-            raise ProvenanceError(
-                f"{where}: embeddings of model {other.get('model')!r} ({key} {other[key]}) mixed with "
-                f"model {first.get('model')!r} ({key} {first[key]})"
-            )
 
 
 def vector_source(record: dict[str, Any]) -> str:
@@ -150,8 +139,3 @@ class EmbeddingReader:
             except InputError as exc:
                 item.error = exc
                 yield item, None
-
-
-def iter_embedding_items(source: str, matrix: np.ndarray | None = None) -> Iterator[tuple[Item, np.ndarray | None]]:
-    """``(item, vector)`` per input line through an :class:`EmbeddingReader` (see its ``read``)."""
-    yield from EmbeddingReader(matrix).read(source)

@@ -75,26 +75,30 @@ class IndexInfo:
         return {"model": self.model, "checksum": self.checksum, "dim": self.dim}
 
 
+def same_provenance(reference: dict | None, theirs: dict | None, where: str,
+                    against: str = "the first record came from") -> None:
+    """Refuse (``ProvenanceError``) embeddings whose model, checksum or declared dim differ from
+    ``reference``'s; fields missing on either side are not compared. The one provenance check
+    of records against records, a model, or an index."""
+    if not reference or not theirs:
+        return
+    for key in ("model", "checksum", "dim"):
+        if reference.get(key) is not None and theirs.get(key) is not None and reference[key] != theirs[key]:
+            raise ProvenanceError(
+                f"{where}: made by model {theirs.get('model')!r} ({key} {theirs[key]}), but {against} "
+                f"model {reference.get('model')!r} ({key} {reference[key]})"
+            )
+
+
 def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: str) -> None:
     """Refuse ``what`` (vectors to add or query) whose model or dimension differs from the index."""
-    prov = provenance or {}
-    theirs_model, theirs_sum = prov.get("model"), prov.get("checksum")
     if dim != info.dim:
+        model = (provenance or {}).get("model")
         raise ProvenanceError(
-            f"{what}: dimension {dim} (model {theirs_model or 'unknown'}), but the index holds "
+            f"{what}: dimension {dim} (model {model or 'unknown'}), but the index holds "
             f"dimension {info.dim} (model {info.model or 'unknown'})"
         )
-    if "dim" in prov and prov["dim"] is not None and int(prov["dim"]) != info.dim:
-        raise ProvenanceError(f"{what}: declared dimension {prov['dim']}, but the index holds {info.dim}")
-    if theirs_model and info.model and theirs_model != info.model:
-        raise ProvenanceError(
-            f"{what}: made by model {theirs_model!r}, but the index was built with model {info.model!r}"
-        )
-    if theirs_sum and info.checksum and theirs_sum != info.checksum:
-        raise ProvenanceError(
-            f"{what}: made by model {theirs_model or info.model!r} with checksum {theirs_sum}, but the "
-            f"index was built with checksum {info.checksum}"
-        )
+    same_provenance(info.provenance(), provenance, what, "the index was built with")
 
 
 def read_info(path: Path) -> IndexInfo:
