@@ -191,6 +191,8 @@ def _chain(first, rest):
 
 
 def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet) -> int:
+    import math
+
     from clsp.errors import ClspError, ConfigError
     from clsp.index import load_index
     from clsp.index_query import QueryEncoder, search_items
@@ -200,6 +202,8 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
     set_quiet(quiet)
     if settings.k < 1 or batch_size < 1:
         raise ConfigError("--k and --batch-size must be at least 1")
+    if settings.threshold is not None and not math.isfinite(settings.threshold):
+        raise ConfigError("--threshold must be a finite number")
     index = load_index(index_dir)
     items, matrix, base = _query_items(input, texts, audios, npy)
     encoder = QueryEncoder(index, model, device)

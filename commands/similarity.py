@@ -51,6 +51,10 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         raise ConfigError("--batch-size must be >= 1 and --n-boot >= 0")
     if group_key and not human_key:
         raise ConfigError("--group-key needs --human-key")
+    import math
+
+    if any(v is not None and not math.isfinite(v) for v in (below, above)):
+        raise ConfigError("--below and --above must be finite numbers")
     if b is not None:
         records, base = [{"id": "pair", "a": a, "b": b}], Path.cwd()
     else:

@@ -119,3 +119,13 @@ def test_lock_timeout_must_not_be_negative(tmp_path):
     write(tmp_path / "e.jsonl", [{"id": "a", "embedding": [1.0] * 8}])
     r = cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "--lock-timeout", "-1")
     assert r.exit_code == 2
+
+
+def test_non_finite_thresholds_are_usage_errors(tmp_path):
+    write(tmp_path / "e.jsonl", [{"id": "a", "embedding": [1.0] * 8}])
+    assert cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "-q").exit_code == 0
+    r = cli("search", "query", str(tmp_path / "i.idx"), "--threshold", "nan", "-q",
+            stdin=json.dumps({"id": "q", "embedding": [1.0] * 8}) + "\n")
+    assert r.exit_code == 2 and r.stdout == ""
+    r = cli("similarity", "a.wav", "b.wav", "--above", "nan", "-q")
+    assert r.exit_code == 2
