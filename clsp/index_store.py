@@ -196,7 +196,8 @@ def check_replaceable(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
     if target.is_dir() and not (target / INFO_FILE).exists():
-        if any(p.name != LOCK_FILE for p in target.iterdir()):
+        ours = (LOCK_FILE, DATA_PREFIX, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves
+        if any(not p.name.startswith(ours) for p in target.iterdir()):
             raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
 
 

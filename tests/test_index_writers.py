@@ -162,3 +162,13 @@ def test_format_1_index_is_read_and_upgraded_on_add(tmp_path):
     assert read_info(path).format_version == 2 and not (path / "index.faiss").exists()
     hits = {h["id"]: h for h in load_index(path).search(vecs[0], k=4)[0]}
     assert hits["a"]["age"] == 31 and hits["b"]["age"] == 45 and hits["d"]["age"] == "unknown"
+
+
+def test_a_first_build_killed_half_way_can_be_built_again(tmp_path):
+    path = tmp_path / "i.idx"
+    (path / "data-0123456789ab").mkdir(parents=True)
+    (path / "data-0123456789ab" / "index.faiss").write_bytes(b"partial")
+    (path / ".lock").write_text("")
+    build_index(unit(3, 0), [{"id": f"b{i}"} for i in range(3)]).save(path)
+    assert load_index(path).ids == ["b0", "b1", "b2"]
+    assert [p.name for p in path.iterdir() if p.name.startswith("data-")] == [read_info(path).data]
