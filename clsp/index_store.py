@@ -130,13 +130,22 @@ def check_files(path: Path, info: IndexInfo) -> Path:
 
 
 # ------------------------------------------------------------------------------- metadata
-def _encode(value, rid: str, key: str) -> str | None:
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def _encode_column(rows: list[dict], key: str) -> list[str | None]:
+    """JSON texts of field ``key`` per row (None where a row lacks it), errors naming the record."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        raise InputError(f"record {rid!r}: field {key!r} holds NaN or infinite values") from None
-    except TypeError as exc:
-        raise InputError(f"record {rid!r}: field {key!r} is not JSON data ({exc})") from None
+        return [_ENCODE(row[key]) if key in row else None for row in rows]
+    except (ValueError, TypeError):
+        for row in rows:  # find and name the culprit
+            try:
+                _ENCODE(row.get(key))
+            except ValueError:
+                raise InputError(f"record {str(row.get('id'))!r}: field {key!r} holds NaN or infinite values") from None
+            except TypeError as exc:
+                raise InputError(f"record {str(row.get('id'))!r}: field {key!r} is not JSON data ({exc})") from None
+        raise
 
 
 def metadata_frame(rows: list[dict]):
@@ -148,20 +157,17 @@ def metadata_frame(rows: list[dict]):
     """
     import polars as pl
 
-    columns: dict[str, list] = {"id": []}
+    ids, keys = [], {}
     for n, row in enumerate(rows):
         rid = row.get("id")
         if rid is None or rid == "":
             raise InputError(f"metadata row {n}: missing 'id'")
-        rid = str(rid)
-        for key in row:
-            columns.setdefault(str(key), [None] * n)
-        for key, values in columns.items():
-            if key == "id":
-                values.append(rid)
-            else:
-                values.append(_encode(row[key], rid, key) if key in row else None)
-    return pl.DataFrame([pl.Series(key, values, dtype=pl.String) for key, values in columns.items()])
+        ids.append(str(rid))
+        keys.update(dict.fromkeys(row))
+    keys.pop("id", None)
+    series = [pl.Series("id", ids, dtype=pl.String)]
+    series += [pl.Series(str(key), _encode_column(rows, key), dtype=pl.String) for key in keys]
+    return pl.DataFrame(series)
 
 
 def frame_rows(frame, info: IndexInfo) -> list[dict]:
@@ -178,7 +184,15 @@ def frame_rows(frame, info: IndexInfo) -> list[dict]:
             for key in [k for k, v in row.items() if v is None]:
                 del row[key]
         return rows
-    return [{k: (v if k == "id" else json.loads(v)) for k, v in row.items() if v is not None} for row in rows]
+    decoded = {key: _decode_column(frame.get_column(key).to_list()) for key in frame.columns if key != "id"}
+    return [{k: (v if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
+            for n, row in enumerate(rows)]
+
+
+def _decode_column(texts: list[str | None]) -> list:
+    """Values of a JSON-text column (None stays None), parsed as one JSON array."""
+    values = iter(json.loads("[" + ",".join(t for t in texts if t is not None) + "]"))
+    return [None if t is None else next(values) for t in texts]
 
 
 def upgrade_frame(frame, info: IndexInfo):
