@@ -16,6 +16,7 @@ comes back as ``hit["metadata"]["score"]``.
 An index has one writer at a time (:func:`clsp.index_lock.index_writer`); readers load the
 version published last, whole.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ def _faiss_metric(metric: str):
         raise ConfigError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
     return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
+
 def index_exists(path: str | Path) -> bool:
     """True when ``path`` is an index folder (it has ``index.json``)."""
     return (Path(path) / INFO_FILE).is_file()
@@ -69,6 +71,7 @@ def writing(path: str | Path, lock_timeout: float = DEFAULT_TIMEOUT, on_wait=Non
     check_replaceable(Path(path))
     with index_writer(path, lock_timeout, on_wait):
         yield
+
 
 def build_index(
     vectors,

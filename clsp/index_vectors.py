@@ -55,6 +55,7 @@ def prepare_vectors(vectors, metric: str, what: str = "vectors") -> np.ndarray:
         arr /= np.linalg.norm(arr, axis=1, keepdims=True)
     return arr
 
+
 def _check_ids(new_ids: list[str], existing: set[str] | None = None) -> None:
     seen = set(existing or ())
     for rid in new_ids:
@@ -257,6 +258,7 @@ class VectorIndex:
             publish_version(path, writers, self.info)
         self.path = path
         return self.path
+
 
 def make_hit(score: float, fields: dict) -> dict:
     """One hit: ``id``, ``score`` and the record's fields, those named in HIT_FIELDS nested."""
