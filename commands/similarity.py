@@ -132,7 +132,9 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
     """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
     import math
 
-    value = rec.get(human_key)
+    from clsp.similarity import record_field
+
+    value = record_field(rec, human_key)
     if isinstance(value, bool):
         return False
     try:
@@ -141,7 +143,7 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
         return False
     if not math.isfinite(value):
         return False
-    ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
+    ratings.append((rec["score"], value, record_field(rec, group_key) if group_key else None))
     return True
 
 

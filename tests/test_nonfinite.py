@@ -196,3 +196,24 @@ def test_embedders_turn_a_non_finite_model_output_into_a_named_error(clips):
     res = list(AudioEmbedder(net, EmbedConfig(batch_size=1, workers=0, device="cpu")).run(items))
     assert all(r.error is not None and "'audio' holds NaN or infinite" in str(r.error) for r in res)
     assert f"record {res[0].item.id!r}" in str(res[0].error)
+
+
+def test_similarity_human_key_named_score_correlates_the_rating_not_the_cosine(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp.metrics.correlation import pearson
+    from clsp_cli.app import app
+
+    texts = ["a calm voice", "a loud angry man", "whispering", "a child laughing", "slow and low", "fast speech"]
+    pairs = [{"id": i, "a": texts[i], "b": texts[(i + 1) % 6], "score": float(r)} for i, r in enumerate([5, 1, 4, 2, 3, 1])]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = CliRunner().invoke(app, ["similarity", str(tmp_path / "p.jsonl"), "--human-key", "score", "--n-boot", "0",
+                                 "-m", "tiny-random", "-q"])
+    assert r.exit_code == 0, r.output
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    results, summary = out[:-1], out[-1]["summary"]
+    assert [o["metadata"]["score"] for o in results] == [p["score"] for p in pairs]
+    cosines = [o["score"] for o in results]
+    assert summary["overall"]["n"] == 6
+    assert summary["overall"]["pearson"] == pytest.approx(pearson(cosines, [p["score"] for p in pairs]), abs=1e-9)
+    assert summary["overall"]["pearson"] != pytest.approx(1.0)
