@@ -194,6 +194,10 @@ class AudioEmbedder:
                 mean = (embs * weights[:, None]).sum(0) / weights.sum()
                 embs = F.normalize(torch.from_numpy(mean[None]).float(), dim=-1).numpy()
             wins = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in bounds]
+            if not np.isfinite(embs).all():
+                yield AudioResult(item=item, error=InputError(
+                    f"record {item.id!r}: the model's embedding of its 'audio' holds NaN or infinite values"))
+                continue
             yield AudioResult(item=item, embeddings=embs.astype(np.float32), windows=wins, seconds=seconds)
 
     def run(self, items: Iterable[Item]) -> Iterator[AudioResult]:
@@ -252,6 +256,10 @@ class TextEmbedder:
             for b in range(0, len(good), self.batch_size):
                 idx = good[b : b + self.batch_size]
                 for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
-                    rows[i] = row
+                    if np.isfinite(row).all():
+                        rows[i] = row
+                    else:
+                        errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
+                                               "NaN or infinite values")
             for i, item in enumerate(chunk):
                 yield item, rows.get(i), errors.get(i)

@@ -71,9 +71,15 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
                 sink.write_error(item.id, err)
                 progress.update(failed=1)
                 continue
+            from clsp.errors import ClspError
             from clsp.records import public_fields
 
-            result = clf.classify(emb, top_k=top_k or None)[0]
+            try:
+                result = clf.classify(emb, top_k=top_k or None)[0]
+            except ClspError as exc:
+                sink.write_error(item.id, exc)
+                progress.update(failed=1)
+                continue
             rec = {k: v for k, v in public_fields(item.record).items() if k not in ("embedding", "provenance")}
             sink.write({**rec, **result})
             progress.update()
@@ -116,9 +122,10 @@ def _embeddings(input, net, prov, npy, batch_size, device):
     from itertools import islice
 
     from clsp.embed import AudioEmbedder, EmbedConfig
+    from clsp.index_records import EmbeddingReader, load_matrix
     from clsp.records import base_dir_of, iter_items, resolve_path
 
-    matrix = _open_matrix(npy)
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, provenance=prov)
     embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))
     base = base_dir_of(input)
     items = iter_items(input, modality="any")
@@ -135,50 +142,15 @@ def _embeddings(input, net, prov, npy, batch_size, device):
                 res = embedded[item.index]
                 yield item, (None if res.error else res.embeddings[:1]), res.error
             else:
-                yield (item, *_stored_embedding(item, prov, matrix))
+                yield (item, *_stored_embedding(item, reader))
 
 
-def _open_matrix(npy):
-    if npy is None:
-        return None
-    from clsp.index_records import load_matrix
+def _stored_embedding(item, reader):
+    """A precomputed (1, D) embedding from the record ('embedding' list or 'row' of --npy)."""
+    from clsp.errors import ClspError
 
-    return load_matrix(npy)
-
-
-def _stored_embedding(item, prov, matrix):
-    """A precomputed embedding from the record ('embedding' list or 'row' of --npy)."""
-    import numpy as np
-
-    from clsp.errors import ClspError, InputError, ProvenanceError
-
-    if not item.ok:
-        return None, item.error
-    rec = item.record
     try:
-        theirs = rec.get("provenance") or {}
-        for key in ("model", "checksum"):
-            if theirs.get(key) and prov.get(key) and theirs[key] != prov[key]:
-                raise ProvenanceError(f"record {item.id!r}: embedding from {key} {theirs[key]!r} but the classifier "
-                                      f"uses {key} {prov[key]!r}; embed with the same --model")
-        if "embedding" in rec:
-            vec = np.asarray(rec["embedding"], dtype=np.float64)
-        elif "row" in rec:
-            if matrix is None:
-                raise InputError(f"record {item.id!r} has a 'row' but no --npy matrix was given")
-            row = int(rec["row"])
-            if not 0 <= row < matrix.shape[0]:
-                raise InputError(f"record {item.id!r}: row {row} is outside the --npy matrix ({matrix.shape[0]} rows)")
-            vec = np.asarray(matrix[row], dtype=np.float64)
-        else:
-            raise InputError(f"record {item.id!r} has neither 'audio' nor 'embedding'")
-        if vec.ndim != 1 or vec.shape[0] != prov["dim"]:
-            raise ProvenanceError(f"record {item.id!r}: embedding has {vec.size} values, the model's have {prov['dim']}")
-        if not np.isfinite(vec).all() or not vec.any():
-            raise InputError(f"record {item.id!r}: embedding is all zeros or not finite")
-        return vec[None, :], None
-    except (TypeError, ValueError):
-        return None, InputError(f"record {item.id!r}: 'embedding' must be a list of numbers")
+        return reader.vector(item)[None, :], None
     except ClspError as exc:
         return None, exc
 

@@ -51,6 +51,10 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         raise ConfigError("--batch-size must be >= 1 and --n-boot >= 0")
     if group_key and not human_key:
         raise ConfigError("--group-key needs --human-key")
+    import math
+
+    if any(v is not None and not math.isfinite(v) for v in (below, above)):
+        raise ConfigError("--below and --above must be finite numbers")
     if b is not None:
         records, base = [{"id": "pair", "a": a, "b": b}], Path.cwd()
     else:
@@ -128,7 +132,9 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
     """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
     import math
 
-    value = rec.get(human_key)
+    from clsp.similarity import record_field
+
+    value = record_field(rec, human_key)
     if isinstance(value, bool):
         return False
     try:
@@ -137,7 +143,7 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
         return False
     if not math.isfinite(value):
         return False
-    ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
+    ratings.append((rec["score"], value, record_field(rec, group_key) if group_key else None))
     return True
 
 

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from clsp.errors import InputError
 from clsp.metrics.bootstrap import bootstrap_ci
 
 
@@ -90,8 +91,13 @@ def correlation_report(
     """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs (None: undefined).
 
     Returns ``{"n", "pearson", "pearson_ci": [lo, hi], "spearman", ..., "kendall", ..., "ci_level"}``.
+    Raises ``InputError`` naming the first item whose score or rating is NaN/inf.
     """
     a, b = _pair(x, y)
+    for name, values in (("score", a), ("rating", b)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(f"item {int(np.argmax(bad))}: {name} {values[bad][0]} is not a finite number")
     report: dict = {"n": int(a.size)}
     for name, fn in CORRELATIONS.items():
         report[name] = _defined(fn(a, b))

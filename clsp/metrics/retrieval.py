@@ -4,7 +4,9 @@ For each query, ``rank`` is the 0-based position of its best-ranked relevant can
 R@k = mean(rank < k); mAP@10 = mean(1 / (rank + 1) if rank < 10 else 0) (the reciprocal
 rank within the top ten, as in CLSP's evaluation). Ties count against the query: a relevant
 item ranks below every non-relevant candidate with an equal score, so a constant scorer
-earns no credit. All values are fractions in [0, 1].
+earns no credit. All values are fractions in [0, 1]; a metric over no queries is None.
+Similarities or embeddings holding NaN/inf are refused (``InputError`` naming the query or
+row): a NaN compares false with everything and would otherwise rank first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from clsp.errors import InputError
 from clsp.metrics.bootstrap import bootstrap_ci
 
 DEFAULT_KS = (1, 5, 10)
@@ -27,6 +30,15 @@ def _matrix(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def check_finite(matrix: np.ndarray, what: str, row_name: str = "row") -> np.ndarray:
+    """Refuse (``InputError``) a matrix with NaN/inf, naming the first bad row and column."""
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what}: {row_name} {r} holds a non-finite value ({matrix[r, c]}) at column {c}")
+    return matrix
+
+
 def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
     """0-based rank of the best relevant candidate for each query row of ``sim`` (Q, C).
 
@@ -37,6 +49,7 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
     sim = _matrix(sim)
     if sim.ndim != 2:
         raise ValueError(f"similarity must be a (queries, candidates) matrix, got shape {sim.shape}")
+    check_finite(sim, "similarity matrix", "query")
     if len(relevant) != sim.shape[0]:
         raise ValueError(f"{len(relevant)} relevance sets for {sim.shape[0]} queries")
     ranks = np.full(sim.shape[0], NO_RELEVANT, dtype=np.int64)
@@ -88,14 +101,15 @@ def metrics_from_ranks(
 ) -> dict[str, float]:
     """R@k and mAP@10 (fractions) with bootstrap 95% intervals (``..._lo``/``..._hi``).
 
-    ``n_boot=0`` skips the intervals (cheap enough for training-time validation).
+    ``n_boot=0`` skips the intervals (cheap enough for training-time validation). With no
+    queries every metric (and interval bound) is None, so the result stays valid JSON.
     """
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for name, values in per_query_scores(ranks, ks).items():
         key = f"{prefix}{name}"
-        out[key] = float(values.mean()) if len(values) else float("nan")
+        out[key] = float(values.mean()) if len(values) else None
         if n_boot > 0:
-            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed)
+            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed) if len(values) else (None, None)
             out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
     out[f"{prefix}count"] = float(len(np.asarray(ranks)))
     return out
@@ -132,6 +146,8 @@ def speech_text_retrieval(
     audio, text = _matrix(audio_emb), _matrix(text_emb)
     if audio.ndim != 2 or text.ndim != 2 or audio.shape[1] != text.shape[1]:
         raise ValueError(f"embedding shapes {audio.shape} and {text.shape} do not match")
+    check_finite(audio, "speech embeddings")
+    check_finite(text, "caption embeddings")
     owner = np.arange(len(text)) if text_to_audio is None else np.asarray(text_to_audio, dtype=np.int64)
     if len(owner) != len(text):
         raise ValueError(f"{len(owner)} caption owners for {len(text)} captions")
