@@ -39,17 +39,20 @@ def check_finite(matrix: np.ndarray, what: str, row_name: str = "row") -> np.nda
     return matrix
 
 
-def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
+def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]], nonfinite: str = "error") -> np.ndarray:
     """0-based rank of the best relevant candidate for each query row of ``sim`` (Q, C).
 
     ``relevant[q]`` holds candidate column indices; queries with no relevant candidate get
-    :data:`NO_RELEVANT` (a miss at every cutoff), and so do queries whose similarities to
-    every relevant candidate are NaN or -inf (a NaN similarity ranks below every number).
+    :data:`NO_RELEVANT` (a miss at every cutoff). A NaN/inf similarity raises ``InputError``
+    (``nonfinite="error"``), or with ``nonfinite="miss"`` (validation of a model being
+    trained) ranks below every number, so a query whose similarities to every relevant
+    candidate are NaN is a miss, never a hit.
     """
     sim = _matrix(sim)
     if sim.ndim != 2:
         raise ValueError(f"similarity must be a (queries, candidates) matrix, got shape {sim.shape}")
-    check_finite(sim, "similarity matrix", "query")
+    if nonfinite == "error":
+        check_finite(sim, "similarity matrix", "query")
     if len(relevant) != sim.shape[0]:
         raise ValueError(f"{len(relevant)} relevance sets for {sim.shape[0]} queries")
     ranks = np.full(sim.shape[0], NO_RELEVANT, dtype=np.int64)
@@ -122,9 +125,10 @@ def retrieval_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     prefix: str = "",
+    nonfinite: str = "error",
 ) -> dict[str, float]:
     """Metrics for a (queries, candidates) similarity matrix and per-query relevant columns."""
-    return metrics_from_ranks(first_relevant_ranks(sim, relevant), ks, n_boot, seed, prefix)
+    return metrics_from_ranks(first_relevant_ranks(sim, relevant, nonfinite), ks, n_boot, seed, prefix)
 
 
 def speech_text_retrieval(
@@ -135,6 +139,7 @@ def speech_text_retrieval(
     n_boot: int = 1000,
     seed: int = 0,
     prefix: str = "",
+    nonfinite: str = "error",
 ) -> dict[str, float]:
     """Both directions over a speech-text pool: keys ``s2t_R@1`` ... ``t2s_mAP@10``.
 
@@ -142,12 +147,14 @@ def speech_text_retrieval(
     describes clip ``j``). A clip with several captions counts any of them as relevant for
     speech-to-text (clips without captions are not queried); each caption has its own clip
     as the one relevant item for text-to-speech, among all clips. Similarity is the dot product (cosine for unit-norm embeddings).
+    NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
     if audio.ndim != 2 or text.ndim != 2 or audio.shape[1] != text.shape[1]:
         raise ValueError(f"embedding shapes {audio.shape} and {text.shape} do not match")
-    check_finite(audio, "speech embeddings")
-    check_finite(text, "caption embeddings")
+    if nonfinite == "error":
+        check_finite(audio, "speech embeddings")
+        check_finite(text, "caption embeddings")
     owner = np.arange(len(text)) if text_to_audio is None else np.asarray(text_to_audio, dtype=np.int64)
     if len(owner) != len(text):
         raise ValueError(f"{len(owner)} caption owners for {len(text)} captions")
@@ -158,6 +165,7 @@ def speech_text_retrieval(
     for j, a in enumerate(owner):
         captions_of[a].append(j)
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
-    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_")
-    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_")
+    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_",
+                            nonfinite)
+    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_", nonfinite)
     return {**s2t, **t2s}
