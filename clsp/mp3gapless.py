@@ -23,6 +23,9 @@ from dataclasses import dataclass
 DECODER_DELAY = 529
 LAME_ENCODER_DELAY = 576
 HEAD_BYTES = 16384
+_KBPS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # MPEG-1 Layer III
+         2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}     # MPEG-2 and 2.5
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,8 @@ def _id3v2_size(data: bytes) -> int:
     return 10 + size + (10 if data[5] & 0x10 else 0)
 
 
-def _frame_header(data: bytes, pos: int) -> tuple[int, int, int] | None:
-    """(MPEG version id, samples per frame, side-info bytes incl. CRC) of a Layer III header."""
+def _frame_header(data: bytes, pos: int) -> tuple[int, int, int, int] | None:
+    """(MPEG version id, samples per frame, side-info bytes incl. CRC, frame bytes) of a Layer III header."""
     if pos + 4 > len(data) or data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
         return None
     version, layer = (data[pos + 1] >> 3) & 3, (data[pos + 1] >> 1) & 3
@@ -53,9 +56,11 @@ def _frame_header(data: bytes, pos: int) -> tuple[int, int, int] | None:
         return None
     mono = (data[pos + 3] >> 6) == 3
     crc = 2 if not data[pos + 1] & 1 else 0
+    kbps, rate = _KBPS[3 if version == 3 else 2][bitrate_index], _RATES[version][rate_index]
+    pad = (data[pos + 2] >> 1) & 1
     if version == 3:
-        return version, 1152, (17 if mono else 32) + crc
-    return version, 576, (9 if mono else 17) + crc
+        return version, 1152, (17 if mono else 32) + crc, 144000 * kbps // rate + pad
+    return version, 576, (9 if mono else 17) + crc, 72000 * kbps // rate + pad
 
 
 def parse_mp3_head(data: bytes) -> Mp3Head | None:
@@ -63,12 +68,12 @@ def parse_mp3_head(data: bytes) -> Mp3Head | None:
     pos = _id3v2_size(data)
     while pos < min(len(data) - 4, HEAD_BYTES):
         header = _frame_header(data, pos)
-        if header is not None:
-            break
+        if header is not None and (pos + header[3] + 4 > len(data) or _frame_header(data, pos + header[3])):
+            break  # a sync word followed by another frame header where the first frame ends
         pos += 1
     else:
         return None
-    _, spf, side = header
+    _, spf, side, _ = header
     lame = b"LAME" in data[pos:]
     xing = pos + 4 + side
     if data[xing:xing + 4] not in (b"Xing", b"Info") or len(data) < xing + 8:
