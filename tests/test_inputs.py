@@ -52,6 +52,11 @@ def test_bom_is_dropped_from_configs_and_prompt_packs(tmp_path):
     pack.write_bytes(BOM + json.dumps({"name": "p", "attribute": "mood", "templates": ["A {label} voice."],
                                        "classes": {"calm": "calm", "angry": "angry"}}).encode())
     assert sorted(load_pack(pack).get(None).output_classes) == ["angry", "calm"]
+    from clsp.caption.bins import DEFAULT_BINS_PATH, load_bins
+
+    bins = tmp_path / "bins.json"
+    bins.write_bytes(BOM + DEFAULT_BINS_PATH.read_bytes())
+    assert load_bins(bins).spec == load_bins(None).spec
 
 
 def test_bom_on_stdin(monkeypatch, tmp_path):
