@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio  # noqa: F401  imported once here: decoding worker threads that resample or compute
+# features would otherwise import it concurrently, which fails inside torchaudio's circular imports
 
 from clsp.errors import AudioError
 

@@ -76,3 +76,13 @@ def test_tag_is_applied_when_the_decoder_did_not(wav, tmp_path):
     assert frames == sf.info(str(wav)).frames
     assert mp3_signal_range(out, frames) == (0, frames)  # a decoder that honoured the tag: untouched
     assert mp3_signal_range(wav, 1234) == (0, 1234)  # not an mp3
+
+
+def test_torchaudio_is_imported_with_the_decoder_not_in_worker_threads():
+    """Worker threads that resample a 22.05 kHz clip and compute features at once must not be the
+    first to import torchaudio: concurrent first imports fail inside its circular package imports."""
+    import sys
+
+    code = "import sys, clsp.audio; print('torchaudio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
