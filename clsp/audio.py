@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio  # noqa: F401  imported once here: decoding worker threads that resample or compute
+# features would otherwise import it concurrently, which fails inside torchaudio's circular imports
 
 from clsp.errors import AudioError
 
@@ -41,10 +43,20 @@ def _short(exc: BaseException) -> str:
     return msg[:200]
 
 
+def _signal_range(path: Path, info) -> tuple[int, int]:
+    """``(offset, frames)`` of the signal in the decoded samples: MP3 delay/padding removed."""
+    if info.format != "MP3":
+        return 0, int(info.frames)
+    from clsp.mp3gapless import mp3_signal_range
+
+    return mp3_signal_range(path, int(info.frames))
+
+
 def audio_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds from the file header (no decoding)."""
-    info = _open_info(Path(path))
-    return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
+    """Duration in seconds from the file header (no decoding; gapless for MP3)."""
+    p = Path(path)
+    info = _open_info(p)
+    return float(_signal_range(p, info)[1]) / float(info.samplerate) if info.samplerate else 0.0
 
 
 def audio_sample_rate(path: str | os.PathLike) -> int:
@@ -80,7 +92,8 @@ def load_audio(
 ) -> torch.Tensor:
     """Decode ``path`` (wav/flac/ogg/mp3...) to a mono float32 tensor at ``sample_rate``.
 
-    ``start``/``end`` select a segment in seconds. Raises ``AudioError`` naming the file and
+    ``start``/``end`` select a segment in seconds, counted from the first sample of the
+    signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``). Raises ``AudioError`` naming the file and
     the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
     """
     p = Path(path)
@@ -90,8 +103,11 @@ def load_audio(
         raise AudioError(f"{p}: no audio samples")
     if not MIN_RATE <= sr <= MAX_RATE:
         raise AudioError(f"{p}: unsupported sample rate {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
-    s, e = _frame_range(p, sr, int(info.frames), start, end)
-    mono = _read_mono(p, s, e)
+    offset, frames = _signal_range(p, info)
+    if frames <= 0:
+        raise AudioError(f"{p}: no audio samples")
+    s, e = _frame_range(p, sr, frames, start, end)
+    mono = _read_mono(p, s + offset, e + offset)
     wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     wave = resample(wave, sr, sample_rate)
     if wave.numel() < MIN_SECONDS * sample_rate:

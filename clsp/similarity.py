@@ -26,9 +26,9 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from clsp.errors import ClspError, InputError
+from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
 from clsp.records import error_record
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph", ".webm", ".wma")
 
 
 @dataclass(frozen=True)

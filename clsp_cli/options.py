@@ -36,3 +36,11 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"--shard {shard!r}: need 0 <= I < N")
     return i, n
+
+
+InputsArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Inputs: JSONL records, bare path lists, Lhotse cuts (gzip/zstd allowed), audio files, folders "
+         "(searched recursively) or globs; '-' (the default) is stdin.", show_default=False)]
+AudioRootOpt = Annotated[Optional[str], typer.Option(
+    "--audio-root", help="Resolve relative audio paths in manifests against DIR (default: the manifest's "
+                         "folder; the working directory for stdin).")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, DtypeOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, OnError, OnErrorOpt, OutputOpt, QuietOpt
 
 
 class Backend(str, Enum):
@@ -18,7 +18,7 @@ class Backend(str, Enum):
 
 @command
 def main(
-    input: Annotated[str, typer.Argument(help="JSONL records {\"id\", \"audio\", ...} or bare audio paths; '-' is stdin. Fields gender, age, emotion, accent, speaker are used when present.")] = "-",
+    input: InputsArg = None,
     backend: Annotated[Backend, typer.Option("--backend", help="acoustic: offline measurements and bins (CPU); model: an audio language model.")] = Backend.acoustic,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Audio language model directory or hub id (model backend), e.g. Qwen/Qwen2-Audio-7B-Instruct.")] = None,
     bins: Annotated[Optional[str], typer.Option("--bins", help="Bin edges JSON (acoustic backend); default: the packaged default_bins.json.")] = None,
@@ -36,10 +36,13 @@ def main(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     output: OutputOpt = "-",
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Write speaking-style captions (global and fine-grained) for audio clips.
+
+    Manifest records may carry gender, age, emotion, accent and speaker; they are used when present.
 
     Example: clsp caption clips.jsonl > clips.captions.jsonl
     """
@@ -47,9 +50,10 @@ def main(
 
 
 def _run(input, backend, model, bins, loudness_reference, num_global, num_finegrained, seed, temperature, top_p, top_k,
-         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, on_error, quiet) -> int:
+         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, audio_root, on_error, quiet) -> int:
     from clsp.errors import ConfigError
-    from clsp.records import iter_items, public_fields
+    from clsp.records import public_fields
+    from clsp_cli.inputs import input_items
     from clsp_cli.console import Throughput, set_quiet
     from clsp_cli.output import RecordSink
 
@@ -60,8 +64,8 @@ def _run(input, backend, model, bins, loudness_reference, num_global, num_finegr
         raise ConfigError("--model and --select-with belong to --backend model")
     if backend is Backend.model and not model:
         raise ConfigError("--backend model needs --model DIR_OR_HUB_ID")
+    items = input_items(input, "audio", audio_root)
     sink = RecordSink(output, on_error=on_error.value)
-    items = iter_items(input, "audio")
     with Throughput("caption") as progress:
         if backend is Backend.acoustic:
             _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_finegrained, seed)

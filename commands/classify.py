@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
+from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt,
+                              QuietOpt, ReportOpt)
 
 
 @command
 def main(
-    input: Annotated[str, typer.Argument(help="Audio records (JSONL, bare paths, Lhotse cuts) or embedding records from 'clsp embed'; '-' is stdin.")] = "-",
+    input: InputsArg = None,
     pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file.")] = "emotion",
     attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender).")] = None,
     model: ModelOpt = "default",
@@ -26,11 +27,13 @@ def main(
     n_boot: NBootOpt = 1000,
     list_packs: Annotated[bool, typer.Option("--list-packs", help="List the built-in prompt packs on stdout and exit.")] = False,
     device: DeviceOpt = "auto",
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Classify speech zero-shot against the classes of a prompt pack.
 
+    Inputs hold audio (manifests, files, folders, globs) or embedding records from 'clsp embed'.
     One output per input: the record plus 'label' and 'scores' (class -> probability).
 
     Example: clsp classify clips.jsonl --pack ravdess --attribute gender --label-key gender
@@ -39,7 +42,7 @@ def main(
 
 
 def _run(input, pack, attribute, model, temperature, top_k, label_key, report, npy, output, batch_size,
-         n_boot, list_packs, device, on_error, quiet) -> int:
+         n_boot, list_packs, device, audio_root, on_error, quiet) -> int:
     from clsp.prompts import builtin_pack_names, load_pack
     from clsp_cli.console import Throughput, log, set_quiet, warn
     from clsp_cli.output import RecordSink
@@ -52,6 +55,9 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
 
         raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
     prompt_set = load_pack(pack).get(attribute)  # refuse a bad pack before loading the model
+    from clsp_cli.inputs import input_items
+
+    items = input_items(input, "any", audio_root)  # refuse bad inputs before loading the model
 
     from clsp.models import load_model
     from clsp.zeroshot import ZeroShotClassifier
@@ -66,7 +72,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
     pred: list[str] = []
     unknown_gold: dict[str, int] = {}
     with Throughput("classify", "clips") as progress:
-        for item, emb, err in _embeddings(input, net, prov, npy, batch_size, device):
+        for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
             if err is not None:
                 sink.write_error(item.id, err)
                 progress.update(failed=1)
@@ -117,25 +123,21 @@ def _collect(record, label_key, prompt_set, label, gold, pred, unknown_gold) -> 
     pred.append(label)
 
 
-def _embeddings(input, net, prov, npy, batch_size, device):
+def _embeddings(items, net, prov, npy, batch_size, device):
     """(item, embedding (1, D) or None, error or None) per input record, in order."""
     from itertools import islice
 
     from clsp.embed import AudioEmbedder, EmbedConfig
     from clsp.index_records import EmbeddingReader, load_matrix
-    from clsp.records import base_dir_of, iter_items, resolve_path
 
     reader = EmbeddingReader(load_matrix(npy) if npy else None, provenance=prov)
     embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))
-    base = base_dir_of(input)
-    items = iter_items(input, modality="any")
     while chunk := list(islice(items, 256)):
         audio = []
         for item in chunk:
             rec = item.record
-            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("audio"), str):
-                rec["_path"] = resolve_path(rec["audio"], base)
-                audio.append(item)
+            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("_path"), str):
+                audio.append(item)  # the reader resolved the path (clsp.records.parse_line)
         embedded = {res.item.index: res for res in embedder.run(audio)}
         for item in chunk:
             if item.index in embedded:

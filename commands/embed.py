@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, DtypeOpt, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
 
 
 class Modality(str, Enum):
@@ -24,7 +24,7 @@ class LongAudio(str, Enum):
 
 @command
 def main(
-    input: Annotated[str, typer.Argument(help="JSONL records, bare paths (audio) or lines (text), or a Lhotse cut manifest (.jsonl/.jsonl.gz); '-' is stdin.")] = "-",
+    input: InputsArg = None,
     modality: Annotated[Modality, typer.Option("--modality", help="What the input holds.")] = Modality.audio,
     model: ModelOpt = "default",
     output: OutputOpt = "-",
@@ -38,23 +38,25 @@ def main(
     dtype: DtypeOpt = "auto",
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: process only records with index % N == I (job arrays).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same --output, skipping records already written.")] = False,
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Embed audio clips or captions into the joint speech-text space.
 
-    Example: clsp embed clips.jsonl -o clips.emb.jsonl
+    Examples: clsp embed clips.jsonl -o clips.emb.jsonl;  clsp embed a.wav b.flac recordings/
     """
     return _run(**locals())
 
 
 def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max_seconds, long_audio,
-         workers, device, dtype, shard, resume, on_error, quiet) -> int:
+         workers, device, dtype, shard, resume, audio_root, on_error, quiet) -> int:
     from itertools import islice
 
     from clsp.errors import ConfigError
     from clsp.models import load_model
-    from clsp.records import iter_items, public_fields
+    from clsp.records import public_fields
+    from clsp_cli.inputs import input_items
     from clsp_cli.console import Throughput, log, set_quiet
     from clsp_cli.options import parse_shard
     from clsp_cli.output import MatrixSink, RecordSink
@@ -63,6 +65,7 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     if resume and output == "-":
         raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
     index, count = parse_shard(shard)
+    all_items = input_items(input, modality.value, audio_root)
     net = load_model(model, with_text=modality.value == "text")
     prov = net.provenance()
     sink = RecordSink(output, resume=resume, on_error=on_error.value)
@@ -71,7 +74,7 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     if npy is not None:
         rows = sum(1 for r in sink.done if "row" in r)
         matrix = MatrixSink(npy, prov["dim"], resume_rows=rows if resume else None)
-    items = (it for it in iter_items(input, modality.value) if it.index % count == index)
+    items = (it for it in all_items if it.index % count == index)
     items = islice(items, done_items, None)
     if done_items:
         log(f"resuming after {done_items} records already in {output}")

@@ -276,7 +276,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not part of the config
     try:
         if p.suffix == ".json":
             data = json.loads(text)
