@@ -107,7 +107,7 @@ def _array_task(env: Mapping[str, str]) -> tuple[int, int, str] | None:
         raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not on the array's step {step} from {low}")
     index = (task - low) // step
     _checked(index, count, f"SLURM_ARRAY_TASK_ID={task} for an array of {count} tasks from {low}")
-    return index, count, f"SLURM array task {task} ({index} of {count})"
+    return index, count, f"SLURM_ARRAY_TASK_ID={task} (array task {index} of {count})"
 
 
 def _process(env: Mapping[str, str]) -> tuple[int, int, str] | None:
