@@ -193,3 +193,45 @@ def test_torchrun_processes_each_embed_a_shard(corpus):
     out = [json.loads(line) for line in merged.stdout.decode().splitlines()]
     assert len(out) == 12 + 1  # 12 clips, one of them in two windows
     assert_same(out, read(corpus / "s.jsonl"))
+
+
+def _command_lines(text: str) -> list[list[str]]:
+    """The clsp command lines of a shell script, commented usage lines included, as argument
+    lists from the subcommand on; continuations joined, shell variables made placeholders."""
+    import re
+    import shlex
+
+    out = []
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        line = line.strip().lstrip("#").strip().split(" || ")[0].replace('"$@"', "")
+        found = re.search(r"(^|\s)(clsp|-m clsp_cli\.app) (embed|merge|search)\b", line)
+        if found:
+            line = re.sub(r"\$\{(\w+)(:-[^}]*)?\}|\$(\w+)", "4", line[found.start(3):])
+            out.append(shlex.split(line, comments=True))
+    return out
+
+
+def test_slurm_example_is_valid_shell_and_valid_clsp_commands():
+    import click
+    import typer
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "embed.sbatch"
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    text = path.read_text()
+    assert "#SBATCH --requeue" in text and "#SBATCH --array=" in text
+    script = _command_lines(text)
+    assert [a[0] for a in script] == ["merge", "search", "embed", "embed"]  # usage lines, torchrun and plain runs
+    readme = (path.parents[2] / "README.md").read_text().split("### Embedding at cluster scale")[1].split("\n### ")[0]
+    documented = _command_lines(readme)
+    assert [a[0] for a in documented] == ["embed", "merge", "search"]
+    group = typer.main.get_command(app)
+    for args in script + documented:
+        cmd = group
+        while hasattr(cmd, "commands"):  # a command group (search): descend to the subcommand
+            name, args = args[0], args[1:]
+            cmd = cmd.commands.get(name)
+            assert cmd is not None, name
+        ctx = cmd.make_context(cmd.name, list(args))  # unknown options and extra arguments raise here
+        if cmd.name == "embed":
+            assert ctx.params["shard"] == "auto" and "{shard}" in ctx.params["output"] and "{shard}" in ctx.params["npy"]
+            assert ctx.params["resume"] or args not in script
