@@ -80,7 +80,7 @@ class ShardReader:
         first = self._next
         if first is None:
             return None
-        index = self.peek_index()
+        index, line = self.peek_index(), self.lineno
         group = [first]
         total = first.get("windows") if "source_id" in first and "error" not in first else 1
         total = total if isinstance(total, int) and total > 0 else 1
@@ -91,12 +91,12 @@ class ShardReader:
                                  f"{total} window records")
             group.append(self._next)
             self._next = self._read()
-        self._check(index, first)
+        self._check(index, first, line)
         self.last = index
         return group
 
-    def _check(self, index: int, rec: dict[str, Any]) -> None:
-        where = f"{self.path} line {self.lineno}"
+    def _check(self, index: int, rec: dict[str, Any], line: int) -> None:
+        where = f"{self.path} line {line}"
         if index <= self.last:
             raise InputError(f"{where}: input record {index} ({rec.get('id')!r}) appears twice in shard "
                              f"{self.shard.name}" if index == self.last else

@@ -30,6 +30,7 @@ def main(
 
 
 def _run(shards, output, npy, quiet) -> int:
+    from clsp.errors import InputError
     from clsp.shard_merge import ShardSet
     from clsp_cli.console import Throughput, log, set_quiet
     from clsp_cli.output import MatrixSink, RecordSink
@@ -38,6 +39,9 @@ def _run(shards, output, npy, quiet) -> int:
     shard_set = ShardSet(shards)
     log(f"merging {shard_set.count} shards")
     dim = (shard_set.provenance or {}).get("dim")
+    if npy is not None and not dim:
+        shard_set.close()
+        raise InputError("--npy: the shards hold no embedding records, so the matrix width is unknown")
     sink = RecordSink(output)
     matrix = MatrixSink(npy, int(dim)) if npy is not None and dim else None
     failed = 0
