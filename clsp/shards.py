@@ -114,6 +114,8 @@ def _process(env: Mapping[str, str]) -> tuple[int, int, str] | None:
     """(rank, world, description) from torchrun's RANK/WORLD_SIZE, else srun's SLURM_PROCID/SLURM_NTASKS."""
     for rank_key, world_key, who in (("RANK", "WORLD_SIZE", "torchrun"), ("SLURM_PROCID", "SLURM_NTASKS", "srun")):
         if rank_key in env or world_key in env:
+            if (rank_key not in env or world_key not in env) and who == "srun" and "SLURM_ARRAY_TASK_ID" in env:
+                continue  # a batch step of an array task: the array alone decides
             if rank_key not in env or world_key not in env:
                 missing = world_key if rank_key in env else rank_key
                 raise ConfigError(f"--shard auto: {rank_key} and {world_key} must both be set ({missing} is missing)")

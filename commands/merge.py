@@ -22,7 +22,8 @@ def main(
     Checks that every shard is there once, that all were made by the same model and
     settings, and that every input record appears exactly once; `--npy` shards are read
     through the matrix named in their provenance. The result is what one process would
-    have written.
+    have written. Exit 2: a shard missing, repeated or from another run's count; 1: mixed
+    models or a record missing or repeated; 3: merged, some records are error records.
 
     Example: clsp merge part-*.jsonl --npy all.npy -o all.jsonl
     """

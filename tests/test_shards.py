@@ -34,6 +34,7 @@ def test_shard_names_and_output_templates():
     ({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, 0, 1),
     # an array task running torchrun with 4 ranks: task 2 of 3 -> shards 8..11 of 12
     ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3", "RANK": "1", "WORLD_SIZE": "4"}, 9, 12),
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_NTASKS": "1"}, 3, 4),
     # torchrun under srun: RANK already counts the srun tasks, SLURM_PROCID is not used again
     ({"RANK": "5", "WORLD_SIZE": "8", "SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, 5, 8),
 ])
