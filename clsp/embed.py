@@ -1,9 +1,13 @@
 """Batch embedding of audio and text records, in input order, with bounded memory.
 
-Audio: records are read in chunks; a pool of worker threads decodes and computes fbank for
-the next chunk while the model embeds the current one (libsndfile and torch release the
-GIL, so the workers run in parallel without forking). Inside a chunk, clips are sorted by
-length and batched by total padded seconds, then results are put back in input order.
+Audio: each record's header is read to lay out its windows, and the windows are read in
+chunks of at most ``chunk_size`` records and half of ``max_inflight_seconds`` of audio; a
+pool of worker threads decodes and computes fbank for the next chunk while the model
+embeds the current one (libsndfile and torch release the GIL, so the workers run in
+parallel without forking). A long file is decoded window by window (block reads after a
+seek), so the decoded audio held at once is bounded by seconds, not by record count or
+length. Inside a chunk, windows are sorted by length and batched by total padded seconds,
+then results are put back in input order.
 Long clips follow a deterministic policy: ``truncate`` keeps the first ``max_seconds``,
 ``chunk-mean`` averages equal windows of at most ``max_seconds``, ``windows`` returns one
 embedding per window. Nothing is cropped at random.
