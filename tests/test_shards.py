@@ -157,3 +157,21 @@ def test_read_ahead_is_bounded_by_seconds_not_records(tmp_path):
     assert max(secs) <= 30.0 + 20.0
     assert len(order) == 306 and len(chunks) >= 11
     assert all(len({id(r) for r, _ in c}) <= 256 for c in chunks)
+
+
+def test_a_bad_window_fails_its_record_only(tmp_path):
+    """NaN samples in the last window of a long file: that record is an error, the others embed."""
+    from clsp.embed import AudioEmbedder, EmbedConfig
+    from clsp.models import tiny_model
+
+    data = tone(6.0)
+    data[-100] = np.nan
+    bad = tmp_path / "bad.wav"
+    sf.write(bad, data, 16000, subtype="FLOAT")
+    good = write_wav(tmp_path / "good.wav", 1.0)
+    items = _items(good, 1) + _items(bad, 1) + _items(good, 1)
+    items[1].index, items[2].index = 1, 2
+    cfg = EmbedConfig(max_seconds=2.0, long_audio="windows", device="cpu", max_inflight_seconds=3.0)
+    results = list(AudioEmbedder(tiny_model(), cfg).run(items))
+    assert [r.error is None for r in results] == [True, False, True]
+    assert "NaN" in str(results[1].error) and "bad.wav" in str(results[1].error)
