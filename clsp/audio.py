@@ -97,6 +97,18 @@ def load_audio(
     the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
     """
     p = Path(path)
+    sr, s, e, offset = _segment(p, start, end)
+    mono = _read_mono(p, s + offset, e + offset)
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    wave = resample(wave, sr, sample_rate)
+    if wave.numel() < MIN_SECONDS * sample_rate:
+        raise AudioError(f"{p}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return wave
+
+
+def _segment(p: Path, start: float | None, end: float | None) -> tuple[int, int, int, int]:
+    """(file rate, first frame, end frame, frames before the signal) of a segment, from the header
+    alone; frames count from the first signal sample (after any MP3 encoder delay)."""
     info = _open_info(p)
     sr = int(info.samplerate)
     if info.frames <= 0:
@@ -107,12 +119,28 @@ def load_audio(
     if frames <= 0:
         raise AudioError(f"{p}: no audio samples")
     s, e = _frame_range(p, sr, frames, start, end)
-    mono = _read_mono(p, s + offset, e + offset)
-    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-    wave = resample(wave, sr, sample_rate)
-    if wave.numel() < MIN_SECONDS * sample_rate:
-        raise AudioError(f"{p}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
-    return wave
+    return sr, s, e, offset
+
+
+def segment_plan(
+    path: str | os.PathLike,
+    start: float | None = None,
+    end: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> tuple[float, int]:
+    """``(offset, samples)`` of a segment without decoding it: where it starts in the file
+    (seconds) and how many samples ``load_audio`` returns for it at ``sample_rate``.
+
+    Lets long files be decoded window by window (``load_audio(path, offset + a, offset + b)``).
+    Raises the ``AudioError`` ``load_audio`` would raise for an unusable header or segment;
+    samples that turn out NaN/Inf or missing are only found when decoding.
+    """
+    p = Path(path)
+    sr, s, e, _ = _segment(p, start, end)
+    n = resampled_length(e - s, sr, sample_rate)
+    if n < MIN_SECONDS * sample_rate:
+        raise AudioError(f"{p}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return s / sr, n
 
 
 BLOCK_FRAMES = 1 << 20
@@ -147,19 +175,38 @@ def _read_mono(p: Path, start: int, stop: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+def _near_rate(orig_sr: int, new_sr: int) -> int | None:
+    """For an odd rate (e.g. 44101 Hz) the nearest 100 Hz, reached first by linear interpolation
+    so that the exact sinc resampler works on a small ratio; None for a usual rate."""
+    g = math.gcd(orig_sr, new_sr)
+    if (orig_sr // g) * (new_sr // g) > MAX_KERNEL:
+        return max(100, round(orig_sr / 100) * 100)
+    return None
+
+
+def resampled_length(num_samples: int, orig_sr: int, new_sr: int = SAMPLE_RATE) -> int:
+    """Samples ``resample`` returns for ``num_samples`` at ``orig_sr`` (torchaudio's
+    ``ceil(new * n / orig)`` on the reduced ratio, after the odd-rate step)."""
+    if orig_sr == new_sr:
+        return num_samples
+    near = _near_rate(orig_sr, new_sr)
+    if near is not None:
+        num_samples = max(1, round(num_samples * near / orig_sr))
+        orig_sr = near
+        if orig_sr == new_sr:
+            return num_samples
+    g = math.gcd(orig_sr, new_sr)
+    return int(torch.ceil(torch.as_tensor((new_sr // g) * num_samples / (orig_sr // g))).long())
+
+
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
     """Deterministic band-limited resampling with torchaudio (no-op when rates match)."""
     if orig_sr == new_sr:
         return wave
-    import math as _math
-
     import torchaudio.functional as AF
 
-    g = _math.gcd(orig_sr, new_sr)
-    if (orig_sr // g) * (new_sr // g) > MAX_KERNEL:
-        # An odd rate (e.g. 44101 Hz): move to the nearest 100 Hz first by linear
-        # interpolation, so the exact sinc resampler works on a small ratio.
-        near = max(100, round(orig_sr / 100) * 100)
+    near = _near_rate(orig_sr, new_sr)
+    if near is not None:
         n = max(1, round(wave.numel() * near / orig_sr))
         wave = torch.nn.functional.interpolate(wave[None, None], size=n, mode="linear", align_corners=False)[0, 0]
         orig_sr = near
