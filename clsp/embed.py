@@ -223,7 +223,10 @@ class AudioEmbedder:
 class TextEmbedder:
     """Embeds streams of text ``Item``s in order, batching by length inside chunks."""
 
-    def __init__(self, model, batch_size: int = 64, device: str = "auto", dtype: str = "auto", chunk_size: int = 1024):
+    chunk_size_default = 1024
+
+    def __init__(self, model, batch_size: int = 64, device: str = "auto", dtype: str = "auto",
+                 chunk_size: int = chunk_size_default):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()

@@ -50,9 +50,7 @@ def main(
 
 def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max_seconds, long_audio,
          workers, device, dtype, shard, resume, on_error, quiet) -> int:
-    from itertools import islice
-
-    from clsp.errors import ConfigError
+    from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
     from clsp.models import load_model
     from clsp.records import iter_items, public_fields
     from clsp_cli.console import Throughput, log, set_quiet
@@ -60,21 +58,29 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     from clsp_cli.output import MatrixSink, RecordSink
 
     set_quiet(quiet)
-    if resume and output == "-":
-        raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
+    audio = modality.value == "audio"
     index, count = parse_shard(shard)
-    net = load_model(model, with_text=modality.value == "text")
+    cfg = EmbedConfig(batch_size=batch_size, max_batch_seconds=max_batch_seconds, max_seconds=max_seconds,
+                      long_audio=long_audio.value, workers=workers, device=device, dtype=dtype)
+    cfg.validate()
+    sink = RecordSink(output, resume=resume, on_error=on_error.value)  # holds the output before the slow load
+    net = load_model(model, with_text=not audio)
     prov = net.provenance()
-    sink = RecordSink(output, resume=resume, on_error=on_error.value)
-    done_items = _completed_items(sink) if resume else 0
+    chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
+    sink.set_run(_run_record(modality.value, prov, (index, count), cfg, chunk, npy is not None))
+    items = (it for it in iter_items(input, modality.value) if it.index % count == index)
+    skip = 0
+    if resume:
+        done_items, n_records = _completed_items(sink.done)
+        items, skip = _verify_kept(output, sink.done[:n_records], items, done_items, chunk)
+        sink.check_run()
+        sink.start(n_records)
+        if done_items:
+            log(f"resuming after {done_items} records already in {output}")
     matrix = None
     if npy is not None:
         rows = sum(1 for r in sink.done if "row" in r)
         matrix = MatrixSink(npy, prov["dim"], resume_rows=rows if resume else None)
-    items = (it for it in iter_items(input, modality.value) if it.index % count == index)
-    items = islice(items, done_items, None)
-    if done_items:
-        log(f"resuming after {done_items} records already in {output}")
 
     def emit(item, embedding, extra=None):
         rec = public_fields(item.record)
@@ -87,22 +93,20 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
         rec["provenance"] = prov
         sink.write(rec)
 
-    with Throughput("embed", "clips" if modality.value == "audio" else "captions") as progress:
-        if modality.value == "text":
-            from clsp.embed import TextEmbedder
-
-            for item, emb, err in TextEmbedder(net, batch_size, device, dtype).run(items):
+    with Throughput("embed", "clips" if audio else "captions") as progress:
+        if not audio:
+            for n, (item, emb, err) in enumerate(TextEmbedder(net, batch_size, device, dtype, chunk).run(items)):
+                if n < skip:  # recomputed only so that batches match an uninterrupted run
+                    continue
                 if err is not None:
                     sink.write_error(item.id, err)
                 else:
                     emit(item, emb)
                 progress.update(failed=int(err is not None))
         else:
-            from clsp.embed import AudioEmbedder, EmbedConfig
-
-            cfg = EmbedConfig(batch_size=batch_size, max_batch_seconds=max_batch_seconds, max_seconds=max_seconds,
-                              long_audio=long_audio.value, workers=workers, device=device, dtype=dtype)
             for n, res in enumerate(AudioEmbedder(net, cfg).run(items)):
+                if n < skip:
+                    continue
                 if res.error is not None:
                     sink.write_error(res.item.id, res.error)
                 elif long_audio.value == "windows":
@@ -123,10 +127,26 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     return sink.exit_code
 
 
-def _completed_items(sink) -> int:
-    """Input records fully written by an earlier run (a torn window group is dropped)."""
+def _run_record(modality, prov, shard, cfg, chunk, to_npy) -> dict:
+    """The settings that change the records written; a resume must match them all."""
+    from clsp import __version__
+    from clsp.embed import resolve_device, resolve_dtype
+
+    dev = resolve_device(cfg.device)
+    run = {"command": "embed", "clsp": __version__, "modality": modality, "model": prov, "shard": list(shard),
+           "device": dev.type, "dtype": str(resolve_dtype(cfg.dtype, dev)).removeprefix("torch."),
+           "batch_size": cfg.batch_size, "chunk_size": chunk, "npy": to_npy}
+    if modality == "audio":
+        run.update(long_audio=cfg.long_audio, max_seconds=cfg.max_seconds, max_batch_seconds=cfg.max_batch_seconds)
+    return run
+
+
+def _completed_items(recs: list[dict]) -> tuple[int, int]:
+    """Input records fully written by an earlier run and the output records they fill.
+
+    A window group cut short at the end is not counted.
+    """
     done, n_records, i = 0, 0, 0
-    recs = sink.done
     while i < len(recs):
         total = recs[i].get("windows") if "source_id" in recs[i] else None
         step = int(total) if isinstance(total, int) and total > 0 else 1
@@ -135,5 +155,56 @@ def _completed_items(sink) -> int:
         i += step
         done += 1
         n_records = i
-    sink.keep_first(n_records)
-    return done
+    return done, n_records
+
+
+def _verify_kept(output: str, kept: list[dict], items, done_items: int, chunk: int):
+    """Check that ``kept`` records are the start of what this run writes for ``items``.
+
+    Returns the items to embed (from the start of the chunk holding the resume point, so
+    that batches are those of an uninterrupted run) and how many leading results to drop.
+    Raises ``ConfigError`` (exit 2) naming the first record that differs.
+    """
+    from collections import deque
+    from itertools import chain
+
+    from clsp.errors import ConfigError
+
+    items = iter(items)
+    seen, pos = deque(maxlen=chunk), 0
+    for n in range(done_items):
+        item = next(items, None)
+        if item is None:
+            raise ConfigError(f"cannot resume {output}: its partial output holds {done_items} input records, "
+                              f"this input has only {n}; remove the .partial file to start over")
+        rec = kept[pos]
+        step = rec.get("windows", 1) if "source_id" in rec else 1
+        problem = _record_mismatch(item, rec)
+        if problem:
+            raise ConfigError(f"cannot resume {output}: output record {pos + 1} is for {problem}, "
+                              f"input record {n + 1} of this run is {item.id!r}; remove the .partial file to start over")
+        pos += step
+        seen.append(item)
+    again = done_items % chunk
+    return chain(list(seen)[len(seen) - again:] if again else [], items), again
+
+
+def _record_mismatch(item, rec: dict) -> str | None:
+    """What ``rec`` (a kept output record) is, if it is not this run's record for ``item``.
+
+    Ids and input fields must be equal; a valid record cannot stand for an input that is now
+    invalid, nor an error record for a caption that is now valid. Audio files are not read
+    again: a resume assumes they did not change.
+    """
+    from clsp.records import public_fields
+
+    rec_id = rec.get("source_id", rec.get("id"))
+    if str(rec_id) != item.id:
+        return repr(rec_id)
+    if not item.ok:
+        return None if "error" in rec else f"{rec_id!r} with a result, where this input fails ({item.error})"
+    if "error" in rec:
+        text = item.record.get("text")
+        return f"{rec_id!r} with an error, where this caption is valid" if isinstance(text, str) and text.strip() else None
+    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and rec.get(k) != v)
+    return f"{rec_id!r} with other {', '.join(other)}" if other else None
