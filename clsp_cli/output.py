@@ -82,6 +82,7 @@ class RecordSink:
                  run: dict[str, Any] | None = None):
         self.output, self.on_error = output, on_error
         self.written = self.failed = 0
+        self.failed_before = 0  # error records kept from an interrupted run
         self.done: list[dict[str, Any]] = []
         self._ends: list[int] = []
         self.target: OutputTarget | None = None
@@ -144,6 +145,7 @@ class RecordSink:
                 with open(part, "r+b") as fh:
                     fh.truncate(self._ends[keep - 1])
             self.done = self.done[:keep]
+            self.failed_before = sum(1 for r in self.done if "error" in r)
             self.lock.record(_jsonable(self.run) if self.run is not None else None)
             self.fh = open(part, "a", encoding="utf-8")
         except OSError as exc:
@@ -209,7 +211,16 @@ class RecordSink:
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.failed else 0
+        """3 when any record of the whole output (kept ones included) is an error record, else 0."""
+        return 3 if self.failed or self.failed_before else 0
+
+
+def partial_rows(path: str, dim: int) -> int:
+    """Complete rows of ``dim`` float32 in the partial file of the ``--npy`` output ``path``."""
+    target = resolve_target(path)
+    if target.through or not target.partial.exists():
+        return 0
+    return target.partial.stat().st_size // (4 * dim)
 
 
 class MatrixSink:

@@ -28,6 +28,7 @@ from typing import Any
 from clsp.errors import OutputError
 
 _DEVICE_TREES = ("/dev/", "/proc/")
+_held: list["OutputLock"] = []
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class OutputLock:
         self.target = target
         self.path = target.lock
         self.fd = self._acquire()
+        _held.append(self)
         self.previous_run = self._read().get("run")
         self.record(self.previous_run)
 
@@ -152,3 +154,12 @@ class OutputLock:
                 pass
         os.close(self.fd)
         self.fd = -1
+        if self in _held:
+            _held.remove(self)
+
+
+def release_unpublished() -> None:
+    """Drop every lock still held (a command that failed or stopped); the lock files stay,
+    with their run records, for ``--resume``. Called when a command ends, however it ends."""
+    for lock in list(_held):
+        lock.release(remove=False)

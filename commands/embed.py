@@ -50,12 +50,15 @@ def main(
 
 def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max_seconds, long_audio,
          workers, device, dtype, shard, resume, on_error, quiet) -> int:
+    from contextlib import suppress
+
     from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
+    from clsp.errors import ClspError
     from clsp.models import load_model
     from clsp.records import iter_items, public_fields
     from clsp_cli.console import Throughput, log, set_quiet
     from clsp_cli.options import parse_shard
-    from clsp_cli.output import MatrixSink, RecordSink
+    from clsp_cli.output import MatrixSink, RecordSink, partial_rows
 
     set_quiet(quiet)
     audio = modality.value == "audio"
@@ -69,14 +72,18 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
     sink.set_run(_run_record(modality.value, prov, (index, count), cfg, chunk, npy is not None))
     items = (it for it in iter_items(input, modality.value) if it.index % count == index)
-    skip = 0
     if resume:
-        done_items, n_records = _completed_items(sink.done)
-        items, skip = _verify_kept(output, sink.done[:n_records], items, done_items, chunk)
+        kept = sink.done
+        if npy is not None:  # rows are flushed before their records, but a crash may still cut them
+            have = partial_rows(npy, prov["dim"])
+            kept = kept[:next((i for i, r in enumerate(kept) if r.get("row", -1) >= have), len(kept))]
+        ends = _item_ends(kept)
+        items, again = _verify_kept(output, kept, items, len(ends), chunk)
         sink.check_run()
-        sink.start(n_records)
-        if done_items:
-            log(f"resuming after {done_items} records already in {output}")
+        keep_items = len(ends) - again  # the chunk cut by the interruption is embedded again as a whole
+        sink.start(ends[keep_items - 1] if keep_items else 0)
+        if keep_items:
+            log(f"resuming after {keep_items} records already in {output}")
     matrix = None
     if npy is not None:
         rows = sum(1 for r in sink.done if "row" in r)
@@ -93,34 +100,35 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
         rec["provenance"] = prov
         sink.write(rec)
 
-    with Throughput("embed", "clips" if audio else "captions") as progress:
-        if not audio:
-            for n, (item, emb, err) in enumerate(TextEmbedder(net, batch_size, device, dtype, chunk).run(items)):
-                if n < skip:  # recomputed only so that batches match an uninterrupted run
-                    continue
-                if err is not None:
-                    sink.write_error(item.id, err)
-                else:
-                    emit(item, emb)
-                progress.update(failed=int(err is not None))
-        else:
-            for n, res in enumerate(AudioEmbedder(net, cfg).run(items)):
-                if n < skip:
-                    continue
-                if res.error is not None:
-                    sink.write_error(res.item.id, res.error)
-                elif long_audio.value == "windows":
-                    for k, ((start, end), emb) in enumerate(zip(res.windows, res.embeddings)):
-                        emit(res.item, emb, {"id": f"{res.item.id}@{k}", "source_id": res.item.id,
-                                             "window": k, "windows": len(res.windows),
-                                             "window_start": round(start, 3), "window_end": round(end, 3)})
-                else:
-                    emit(res.item, res.embeddings[0])
-                progress.update(audio_seconds=res.seconds, failed=int(res.error is not None))
-                if n % 64 == 63:
-                    sink.flush()
-                    if matrix is not None:
-                        matrix.flush()
+    try:
+        with Throughput("embed", "clips" if audio else "captions") as progress:
+            if not audio:
+                for item, emb, err in TextEmbedder(net, batch_size, device, dtype, chunk).run(items):
+                    if err is not None:
+                        sink.write_error(item.id, err)
+                    else:
+                        emit(item, emb)
+                    progress.update(failed=int(err is not None))
+            else:
+                for n, res in enumerate(AudioEmbedder(net, cfg).run(items)):
+                    if res.error is not None:
+                        sink.write_error(res.item.id, res.error)
+                    elif long_audio.value == "windows":
+                        for k, ((start, end), emb) in enumerate(zip(res.windows, res.embeddings)):
+                            emit(res.item, emb, {"id": f"{res.item.id}@{k}", "source_id": res.item.id,
+                                                 "window": k, "windows": len(res.windows),
+                                                 "window_start": round(start, 3), "window_end": round(end, 3)})
+                    else:
+                        emit(res.item, res.embeddings[0])
+                    progress.update(audio_seconds=res.seconds, failed=int(res.error is not None))
+                    if n % 64 == 63:
+                        if matrix is not None:
+                            matrix.flush()
+                        sink.flush()
+    finally:
+        if matrix is not None:  # rows of records already written reach the disk, even on a failure
+            with suppress(ClspError):
+                matrix.flush()
     if matrix is not None:
         matrix.commit()
     sink.commit()
@@ -141,28 +149,27 @@ def _run_record(modality, prov, shard, cfg, chunk, to_npy) -> dict:
     return run
 
 
-def _completed_items(recs: list[dict]) -> tuple[int, int]:
-    """Input records fully written by an earlier run and the output records they fill.
+def _item_ends(recs: list[dict]) -> list[int]:
+    """For each input record fully written by an earlier run, the output records up to its end.
 
-    A window group cut short at the end is not counted.
+    A ``windows`` group cut short at the end does not count.
     """
-    done, n_records, i = 0, 0, 0
+    ends, i = [], 0
     while i < len(recs):
         total = recs[i].get("windows") if "source_id" in recs[i] else None
         step = int(total) if isinstance(total, int) and total > 0 else 1
         if i + step > len(recs):
             break
         i += step
-        done += 1
-        n_records = i
-    return done, n_records
+        ends.append(i)
+    return ends
 
 
 def _verify_kept(output: str, kept: list[dict], items, done_items: int, chunk: int):
     """Check that ``kept`` records are the start of what this run writes for ``items``.
 
-    Returns the items to embed (from the start of the chunk holding the resume point, so
-    that batches are those of an uninterrupted run) and how many leading results to drop.
+    Returns the items to embed, from the start of the chunk that holds the resume point (so
+    that batches are those of an uninterrupted run), and how many of them were written already.
     Raises ``ConfigError`` (exit 2) naming the first record that differs.
     """
     from collections import deque
