@@ -148,9 +148,10 @@ def frame_rows(frame, json_columns: list) -> list[dict]:
 def write_directory(target: Path, writers: dict) -> None:
     """Write files into a fresh temporary sibling of ``target`` and swap it into place.
 
-    ``writers`` maps file names to callables taking the destination path.
+    ``writers`` maps file names to callables taking the destination path. A symlink is
+    followed: the folder it points to is replaced, the link stays.
     """
-    target = Path(target)
+    target = Path(os.path.realpath(target))
     parent = target.parent if str(target.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -176,3 +176,14 @@ def test_a_crashed_writer_leaves_a_lock_that_does_not_block(tmp_path):
     _write(out)
     assert [json.loads(x) for x in out.read_text().splitlines()] == RECS
     assert not (tmp_path / "out.jsonl.lock").exists()
+
+
+def test_index_folder_behind_a_symlink_is_replaced_in_place(tmp_path):
+    from clsp.index_store import INFO_FILE, write_directory
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / INFO_FILE).write_text("{}")
+    (tmp_path / "link").symlink_to("real")
+    write_directory(tmp_path / "link", {INFO_FILE: lambda p: p.write_text('{"v": 2}')})
+    assert (tmp_path / "link").is_symlink()
+    assert json.loads((tmp_path / "real" / INFO_FILE).read_text()) == {"v": 2}
