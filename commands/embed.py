@@ -37,7 +37,7 @@ def main(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: process only records with index % N == I (job arrays).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same --output, skipping records already written.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same --output, keeping the records already written; exit 2 if they are not this run's (other inputs, shard, model or options).")] = False,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
