@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -151,6 +151,7 @@ class AudioEmbedder:
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model = model.to(self.device).eval()
+        self.on_batch: Callable[[int], None] | None = None  # told the windows of each finished batch (progress)
         encoder = self.model.speech_encoder
         if cfg.compile and self.device.type == "cuda" and not getattr(encoder, "_clsp_compiled", False):
             # In place (``nn.Module.compile``): parameter names and state dicts stay as they are;
@@ -180,6 +181,8 @@ class AudioEmbedder:
             emb = emb.float().cpu().numpy()
             for (i, w, _), row in zip(batch, emb):
                 out[(i, w)] = row
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
         return out
 
     def _finish(self, items: list[Item], decoded: list, rows: dict) -> Iterator[AudioResult]:
@@ -231,6 +234,7 @@ class TextEmbedder:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.batch_size, self.chunk_size = batch_size, chunk_size
+        self.on_batch: Callable[[int], None] | None = None  # told the captions of each finished batch (progress)
 
     @torch.no_grad()
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -256,5 +260,7 @@ class TextEmbedder:
                 idx = good[b : b + self.batch_size]
                 for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
                     rows[i] = row
+                if self.on_batch is not None:
+                    self.on_batch(len(idx))
             for i, item in enumerate(chunk):
                 yield item, rows.get(i), errors.get(i)

@@ -59,9 +59,10 @@ class Throughput:
     Counts records, failures and seconds of audio so it can show clips/s and audio-s/s.
     """
 
-    def __init__(self, label: str, unit: str = "clips"):
+    def __init__(self, label: str, unit: str = "clips", work_unit: str | None = None):
         self.label, self.unit = label, unit
-        self.count = self.failed = 0
+        self.work_unit = work_unit or unit  # what ``worked`` counts (e.g. windows inside a batch)
+        self.count = self.failed = self.worked = 0
         self.audio_seconds = 0.0
         self.start = time.perf_counter()
         self._progress = None
@@ -85,7 +86,12 @@ class Throughput:
 
     def _tick(self, every: float) -> None:
         while not self._stop.wait(every):
-            log(f"{self.label}: {self.summary()} after {time.perf_counter() - self.start:.0f} s")
+            worked = f"; {self.worked} {self.work_unit} embedded" if self.worked else ""
+            log(f"{self.label}: {self.summary()}{worked} after {time.perf_counter() - self.start:.0f} s")
+
+    def work(self, n: int) -> None:
+        """Count ``n`` units done inside a batch, before their records are written."""
+        self.worked += n
 
     def update(self, n: int = 1, audio_seconds: float = 0.0, failed: int = 0) -> None:
         self.count += n

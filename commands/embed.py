@@ -101,16 +101,20 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
         sink.write(rec)
 
     try:
-        with Throughput("embed", "clips" if audio else "captions") as progress:
+        with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
             if not audio:
-                for item, emb, err in TextEmbedder(net, batch_size, device, dtype, chunk).run(items):
+                embedder = TextEmbedder(net, batch_size, device, dtype, chunk)
+                embedder.on_batch = progress.work
+                for item, emb, err in embedder.run(items):
                     if err is not None:
                         sink.write_error(item.id, err)
                     else:
                         emit(item, emb)
                     progress.update(failed=int(err is not None))
             else:
-                for n, res in enumerate(AudioEmbedder(net, cfg).run(items)):
+                embedder = AudioEmbedder(net, cfg)
+                embedder.on_batch = progress.work
+                for n, res in enumerate(embedder.run(items)):
                     if res.error is not None:
                         sink.write_error(res.item.id, res.error)
                     elif long_audio.value == "windows":

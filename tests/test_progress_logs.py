@@ -19,13 +19,14 @@ from clsp_cli.app import app
 def test_periodic_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
     monkeypatch.setenv("CLSP_PROGRESS_SECONDS", "0.05")
     console.set_quiet(False)
-    with console.Throughput("embed") as progress:
+    with console.Throughput("embed", "clips", "windows") as progress:
         progress.update(3, audio_seconds=6.0)
+        progress.work(7)
         time.sleep(0.3)
     lines = capsys.readouterr().err.splitlines()
     periodic = [x for x in lines if x.startswith("embed: 3 clips (0 failed)") and " after " in x]
     assert len(periodic) >= 2, lines
-    assert "audio-s/s" in periodic[0]
+    assert "audio-s/s; 7 windows embedded after" in periodic[0]
     assert lines[-1].startswith("embed: 3 clips (0 failed)") and lines[-1].endswith(" s") and " in " in lines[-1]
 
 
