@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -223,6 +223,7 @@ class AudioEmbedder:
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model = model.to(self.device).eval()
+        self.on_batch: Callable[[int], None] | None = None  # told the windows of each finished batch (progress)
         encoder = self.model.speech_encoder
         if cfg.compile and self.device.type == "cuda" and not getattr(encoder, "_clsp_compiled", False):
             # In place (``nn.Module.compile``): parameter names and state dicts stay as they are;
@@ -252,6 +253,8 @@ class AudioEmbedder:
             emb = emb.float().cpu().numpy()
             for (i, w, _), row in zip(batch, emb):
                 out[(i, w)] = row
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
         return out
 
     def _result(self, r: _Record) -> AudioResult:
@@ -325,11 +328,15 @@ class AudioEmbedder:
 class TextEmbedder:
     """Embeds streams of text ``Item``s in order, batching by length inside chunks."""
 
-    def __init__(self, model, batch_size: int = 64, device: str = "auto", dtype: str = "auto", chunk_size: int = 1024):
+    chunk_size_default = 1024
+
+    def __init__(self, model, batch_size: int = 64, device: str = "auto", dtype: str = "auto",
+                 chunk_size: int = chunk_size_default):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.batch_size, self.chunk_size = batch_size, chunk_size
+        self.on_batch: Callable[[int], None] | None = None  # told the captions of each finished batch (progress)
 
     @torch.no_grad()
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -354,10 +361,16 @@ class TextEmbedder:
             for b in range(0, len(good), self.batch_size):
                 idx = good[b : b + self.batch_size]
                 for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
+<<<<<<< HEAD
                     if np.isfinite(row).all():
                         rows[i] = row
                     else:
                         errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
                                                "NaN or infinite values")
+=======
+                    rows[i] = row
+                if self.on_batch is not None:
+                    self.on_batch(len(idx))
+>>>>>>> out
             for i, item in enumerate(chunk):
                 yield item, rows.get(i), errors.get(i)

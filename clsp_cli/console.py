@@ -1,19 +1,41 @@
-"""stderr console, logging and progress: nothing here ever writes to stdout."""
+"""stderr console, logging and progress: nothing here ever writes to stdout.
+
+Progress: a rich spinner line on a terminal; when stderr is a file or pipe (a SLURM log)
+a plain line every ``CLSP_PROGRESS_SECONDS`` seconds (default 30; 0 turns the periodic
+lines off), then a final summary line. Library logs (the ``clsp`` logger, e.g. bootstrap
+progress) go to the same console at INFO, or WARNING with ``--quiet``.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
 
 from rich.console import Console
+
+from clsp.progress import progress_seconds
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
 
 
 def set_quiet(quiet: bool) -> None:
+    """Turn logs and progress off (``--quiet``) or on; routes the library's logs accordingly."""
     global _quiet
     _quiet = quiet
+    route_library_logs(logging.WARNING if quiet else logging.INFO)
+
+
+def route_library_logs(level: int) -> None:
+    """Library logs (the ``clsp`` logger) to the stderr console at ``level``."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("clsp")
+    logger.setLevel(level)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
 
 
 def log(message: str) -> None:
@@ -31,18 +53,22 @@ def error(message: str) -> None:
 
 
 class Throughput:
-    """Live progress on stderr (a rich bar on a terminal, a summary line otherwise).
+    """Live progress on stderr: a rich bar on a terminal; otherwise a plain line every
+    ``progress_seconds()`` seconds and a summary line at the end.
 
     Counts records, failures and seconds of audio so it can show clips/s and audio-s/s.
     """
 
-    def __init__(self, label: str, unit: str = "clips"):
+    def __init__(self, label: str, unit: str = "clips", work_unit: str | None = None):
         self.label, self.unit = label, unit
-        self.count = self.failed = 0
+        self.work_unit = work_unit or unit  # what ``worked`` counts (e.g. windows inside a batch)
+        self.count = self.failed = self.worked = 0
         self.audio_seconds = 0.0
         self.start = time.perf_counter()
         self._progress = None
         self._task = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> "Throughput":
         if not _quiet and sys.stderr.isatty():
@@ -52,7 +78,20 @@ class Throughput:
                                       console=console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.label)
+        elif not _quiet and progress_seconds() > 0:
+            # A thread, so that a line appears on time even while one large batch runs.
+            self._ticker = threading.Thread(target=self._tick, args=(progress_seconds(),), daemon=True)
+            self._ticker.start()
         return self
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            worked = f"; {self.worked} {self.work_unit} embedded" if self.worked else ""
+            log(f"{self.label}: {self.summary()}{worked} after {time.perf_counter() - self.start:.0f} s")
+
+    def work(self, n: int) -> None:
+        """Count ``n`` units done inside a batch, before their records are written."""
+        self.worked += n
 
     def update(self, n: int = 1, audio_seconds: float = 0.0, failed: int = 0) -> None:
         self.count += n
@@ -69,6 +108,9 @@ class Throughput:
         return text
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self._progress is not None:
             self._progress.stop()
         log(f"{self.label}: {self.summary()} in {time.perf_counter() - self.start:.1f} s")

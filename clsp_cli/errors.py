@@ -15,6 +15,7 @@ import typer
 
 from clsp.errors import ClspError, ConfigError, ModelNotFoundError
 from clsp_cli.console import error
+from clsp_cli.output_files import release_unpublished
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 
@@ -54,6 +55,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
+        finally:
+            release_unpublished()
         try:
             sys.stdout.flush()
         except BrokenPipeError:

@@ -16,7 +16,7 @@ class OnError(str, Enum):
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Built-in name ('default', 'tiny-random'), checkpoint directory, authors' .pt file, or hub id.")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output JSONL file; '-' is stdout. Files appear atomically.")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output JSONL file; '-' is stdout. A regular file appears atomically (one writer at a time); a symlink is followed; a device or FIFO is written through.")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="skip: write an error record and go on; fail: stop at the first bad record.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")]

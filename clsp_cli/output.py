@@ -1,9 +1,12 @@
-"""Record output: JSON Lines to stdout or to a file published atomically, resumable.
+"""Record output: JSON Lines to stdout or to a file, one writer at a time, resumable.
 
-A file output is written to ``FILE.partial`` and renamed to ``FILE`` when the command
-finishes, so a reader never sees a truncated file under the final name. With ``resume``
-the complete lines already in ``FILE.partial`` are kept (a torn last line is dropped) and
-the command skips that many input records. Matrices go to ``--npy`` the same way.
+A regular file (or a new path) is written to ``FILE.partial`` and renamed to ``FILE`` when
+the command finishes, so a reader never sees a truncated file under the final name; a
+symlink is followed and published at its target; devices, FIFOs and ``/dev/std*`` are
+written through (see ``clsp_cli.output_files``). A writer holds ``FILE.lock`` until it
+publishes. With ``resume`` the complete lines already in ``FILE.partial`` are read, and
+nothing is changed until the command has checked them (``check_run``) and calls
+``start(keep)``. Matrices go to ``--npy`` by the same rules.
 """
 
 from __future__ import annotations
@@ -12,23 +15,22 @@ import io
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clsp.errors import OutputError
+from clsp.errors import ConfigError, OutputError
 from clsp.records import dumps, error_record
 from clsp_cli.errors import FailFast
+from clsp_cli.output_files import OutputLock, OutputTarget, open_through, resolve_target
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
-
-
-def _recover_lines(path: Path) -> list[dict[str, Any]]:
-    """Complete JSON lines of a partial file; truncates the file after the last one."""
+def _recover_lines(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Complete JSON lines of a partial file and the byte offset after each (file untouched)."""
     records: list[dict[str, Any]] = []
+    ends: list[int] = []
     good_bytes = 0
     with open(path, "rb") as fh:
         for raw in fh:
@@ -39,53 +41,115 @@ def _recover_lines(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 break
             good_bytes += len(raw)
-    with open(path, "r+b") as fh:
-        fh.truncate(good_bytes)
-    return records
+            ends.append(good_bytes)
+    return records, ends
 
 
 def _io_error(path: Path | str, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
-class RecordSink:
-    """Writes output records in order; counts failures; handles ``--on-error``."""
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
 
-    def __init__(self, output: str = "-", resume: bool = False, on_error: str = "skip"):
+
+def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` (exit 2) unless ``previous`` run settings equal ``run``'s.
+
+    The message names each setting that differs, e.g. ``long_audio: 'truncate' there,
+    'chunk-mean' now``.
+    """
+    if previous is None:
+        raise ConfigError(f"cannot resume {shown}: its partial output has no run record ({shown}.lock), "
+                          "so nothing proves it matches this run; remove the .partial file to start over")
+    run = _jsonable(run)
+    diff = [f"{k}: {previous.get(k)!r} there, {run.get(k)!r} now"
+            for k in sorted(set(previous) | set(run)) if previous.get(k) != run.get(k)]
+    if diff:
+        raise ConfigError(f"cannot resume {shown}: its partial output was written by a different run ("
+                          + "; ".join(diff) + "); remove the .partial file to start over")
+
+
+class RecordSink:
+    """Writes output records in order; counts failures; handles ``--on-error``.
+
+    ``run`` (JSON-able settings that change the values written) is stored in the lock file
+    so that a later ``--resume`` can prove the partial output is its own. With ``resume``
+    the caller checks ``done`` and then calls ``start(keep)``; otherwise writing starts at once.
+    """
+
+    def __init__(self, output: str = "-", resume: bool = False, on_error: str = "skip",
+                 run: dict[str, Any] | None = None):
         self.output, self.on_error = output, on_error
         self.written = self.failed = 0
+        self.failed_before = 0  # error records kept from an interrupted run
         self.done: list[dict[str, Any]] = []
-        self.final: Path | None = None
+        self._ends: list[int] = []
+        self.target: OutputTarget | None = None
+        self.lock: OutputLock | None = None
+        self.run = run
+        self.fh: io.TextIOBase | None = None
         if output == "-":
-            self.fh: io.TextIOBase = sys.stdout
+            if resume:
+                raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
+            self.fh = sys.stdout
             return
-        self.final = Path(output)
-        part = _partial(self.final)
+        self.target = resolve_target(output)
+        if self.target.through:
+            if resume:
+                raise ConfigError(f"--resume needs a regular file; {output} is not one")
+            self.fh = open_through(self.target)
+            return
+        self._open_locked(resume)
+
+    def _open_locked(self, resume: bool) -> None:
+        target = self.target
         try:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            if resume and part.exists():
-                self.done = _recover_lines(part)
-            elif resume and self.final.exists():
-                self.done = _recover_lines(self.final)
-                os.replace(self.final, part)
-            else:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _io_error(target.path.parent, exc) from None
+        self.lock = OutputLock(target)
+        try:
+            if resume and target.partial.exists():
+                self.done, self._ends = _recover_lines(target.partial)
+            # A published output keeps no run record, so nothing of it is trusted: it is
+            # computed again and replaced at the end.
+            if not resume:
+                self.start(0)
+        except OSError as exc:
+            self.lock.release(remove=False)
+            raise _io_error(target.partial, exc) from None
+
+    def set_run(self, run: dict[str, Any]) -> None:
+        """The settings of this run, once known (e.g. after the model is loaded)."""
+        self.run = run
+        if self.lock is not None and self.fh is not None:
+            self.lock.record(_jsonable(run))
+
+    @property
+    def previous_run(self) -> dict[str, Any] | None:
+        return self.lock.previous_run if self.lock is not None else None
+
+    def check_run(self) -> None:
+        """With records to keep, raise ``ConfigError`` unless they come from a run like this one."""
+        if self.done:
+            check_same_run(self.output, self.previous_run, self.run or {})
+
+    def start(self, keep: int) -> None:
+        """Keep the first ``keep`` recovered records (cut what follows) and open for appending."""
+        part = self.target.partial
+        try:
+            if keep == 0:
                 part.write_bytes(b"")
+            else:
+                with open(part, "r+b") as fh:
+                    fh.truncate(self._ends[keep - 1])
+            self.done = self.done[:keep]
+            self.failed_before = sum(1 for r in self.done if "error" in r)
+            self.lock.record(_jsonable(self.run) if self.run is not None else None)
             self.fh = open(part, "a", encoding="utf-8")
         except OSError as exc:
             raise _io_error(part, exc) from None
-
-    def keep_first(self, n: int) -> None:
-        """Keep only the first ``n`` recovered records (drop a torn group at the end)."""
-        if self.final is None or n >= len(self.done):
-            return
-        self.fh.close()
-        part = _partial(self.final)
-        with open(part, "rb") as fh:
-            lines = fh.readlines()[:n]
-        with open(part, "wb") as fh:
-            fh.writelines(lines)
-        self.done = self.done[:n]
-        self.fh = open(part, "a", encoding="utf-8")
 
     @property
     def resumed(self) -> int:
@@ -124,7 +188,7 @@ class RecordSink:
     def flush(self) -> None:
         try:
             self.fh.flush()
-            if self.final is not None:
+            if self.lock is not None:
                 os.fsync(self.fh.fileno())
         except BrokenPipeError:
             raise
@@ -132,36 +196,64 @@ class RecordSink:
             raise _io_error(self.output, exc) from None
 
     def commit(self) -> None:
-        """Publish the output file under its final name (no-op for stdout)."""
+        """Publish the output file under its final name (stdout and write-through: flush only)."""
         self.flush()
-        if self.final is not None:
-            self.fh.close()
-            try:
-                os.replace(_partial(self.final), self.final)
-            except OSError as exc:
-                raise _io_error(self.final, exc) from None
+        if self.target is None:
+            return
+        self.fh.close()
+        if self.lock is None:
+            return
+        try:
+            os.replace(self.target.partial, self.target.path)
+        except OSError as exc:
+            raise _io_error(self.output, exc) from None
+        self.lock.release()
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.failed else 0
+        """3 when any record of the whole output (kept ones included) is an error record, else 0."""
+        return 3 if self.failed or self.failed_before else 0
+
+
+def partial_rows(path: str, dim: int) -> int:
+    """Complete rows of ``dim`` float32 in the partial file of the ``--npy`` output ``path``."""
+    target = resolve_target(path)
+    if target.through or not target.partial.exists():
+        return 0
+    return target.partial.stat().st_size // (4 * dim)
 
 
 class MatrixSink:
-    """Rows of a float32 matrix appended to ``FILE.npy.partial``, published as ``.npy``."""
+    """Rows of a float32 matrix appended to ``FILE.partial`` (raw ``<f4``), published as ``.npy``.
+
+    A non-regular target (``/dev/null``, a FIFO) gets the rows from an anonymous temporary
+    file at the end, since the ``.npy`` header needs the row count. Raises ``OutputError``
+    when the file cannot be written or is in use, ``ConfigError`` when ``resume_rows`` rows
+    are not all in the partial file.
+    """
 
     def __init__(self, path: str, dim: int, resume_rows: int | None = None):
-        self.final = Path(path)
-        self.raw = _partial(self.final)
+        self.target = resolve_target(path)
         self.dim = dim
+        self.lock: OutputLock | None = None
+        if self.target.through:
+            if resume_rows:
+                raise ConfigError(f"--resume needs a regular --npy file; {path} is not one")
+            self.fh = tempfile.TemporaryFile()
+            self.rows = 0
+            return
+        self.raw = self.target.partial
         try:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            if resume_rows is not None and self.raw.exists():
-                with open(self.raw, "r+b") as fh:
-                    fh.truncate(resume_rows * dim * 4)
-                self.rows = resume_rows
-            else:
-                self.raw.write_bytes(b"")
-                self.rows = 0
+            self.target.path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = OutputLock(self.target)
+            have = self.raw.stat().st_size if resume_rows and self.raw.exists() else 0
+            if resume_rows and have < resume_rows * dim * 4:
+                self.lock.release(remove=False)
+                raise ConfigError(f"cannot resume {path}: {self.raw} holds {have // (4 * dim)} rows, "
+                                  f"the records kept refer to {resume_rows}; remove the .partial files to start over")
+            with open(self.raw, "r+b" if resume_rows else "wb") as fh:
+                fh.truncate((resume_rows or 0) * dim * 4)
+            self.rows = resume_rows or 0
             self.fh = open(self.raw, "ab")
         except OSError as exc:
             raise _io_error(self.raw, exc) from None
@@ -171,25 +263,46 @@ class MatrixSink:
         try:
             self.fh.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
         except OSError as exc:
-            raise _io_error(self.raw, exc) from None
+            raise _io_error(self.target.shown, exc) from None
         self.rows += 1
         return self.rows - 1
 
     def flush(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:
+            raise _io_error(self.target.shown, exc) from None
 
     def commit(self) -> None:
         self.flush()
+        if self.lock is None:
+            self._commit_through()
+            return
         self.fh.close()
-        tmp = self.final.with_name(self.final.name + ".tmp.npy")
+        final = self.target.path
+        tmp = final.with_name(final.name + ".tmp.npy")
         try:
             data = np.memmap(self.raw, dtype="<f4", mode="r", shape=(self.rows, self.dim)) if self.rows else np.zeros((0, self.dim), "<f4")
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(self.rows, self.dim))
             out[:] = data
             out.flush()
             del out, data
-            os.replace(tmp, self.final)
+            os.replace(tmp, final)
             os.remove(self.raw)
         except OSError as exc:
-            raise _io_error(self.final, exc) from None
+            raise _io_error(self.target.shown, exc) from None
+        self.lock.release()
+
+    def _commit_through(self) -> None:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim)}
+        self.fh.seek(0)
+        try:
+            with open_through(self.target, binary=True) as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                while block := self.fh.read(1 << 20):
+                    out.write(block)
+        except OSError as exc:
+            raise _io_error(self.target.shown, exc) from None
+        finally:
+            self.fh.close()

@@ -249,7 +249,8 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
         summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings, npy,
                                       model, device)
-    _render(summary)
+    if not quiet:
+        _render(summary)
     sink = RecordSink(output)
     sink.write(summary)
     sink.commit()

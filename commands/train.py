@@ -37,7 +37,6 @@ def main(
 
 def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, quiet) -> int:
     import json
-    import logging
 
     from clsp.distributed import env_dist_info
     from clsp.train import EXIT_PREEMPTED, load_config, train
@@ -45,7 +44,6 @@ def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, q
 
     is_main = env_dist_info().is_main
     set_quiet(quiet or not is_main)
-    _route_logging(logging.WARNING if quiet or not is_main else logging.INFO)
     extra = list(overrides)
     if output_dir is not None:
         extra.append(f"output_dir={json.dumps(output_dir)}")  # a YAML string, whatever the path looks like
@@ -71,17 +69,3 @@ def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, q
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _route_logging(level: int) -> None:
-    """Library logs (``clsp.train``) to the stderr console."""
-    import logging
-
-    from rich.logging import RichHandler
-
-    from clsp_cli.console import console
-
-    logger = logging.getLogger("clsp")
-    logger.setLevel(level)
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))

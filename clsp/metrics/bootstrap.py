@@ -1,11 +1,40 @@
-"""Percentile bootstrap confidence intervals over per-item resampling (``scipy.stats.bootstrap``)."""
+"""Percentile bootstrap confidence intervals over per-item resampling (``scipy.stats.bootstrap``).
+
+Long runs log progress on the ``clsp.metrics`` logger (INFO) every
+``CLSP_PROGRESS_SECONDS`` seconds (default 30; 0: never): resamples done and their rate.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+
+from clsp.progress import progress_seconds
+
+log = logging.getLogger("clsp.metrics")
+BATCH = 100  # resamples per call of a vectorized metric
+
+
+class _Progress:
+    """Counts resamples and logs a line when ``progress_seconds()`` have passed since the last."""
+
+    def __init__(self, total: int, items: int):
+        self.total, self.items, self.done = total, items, 0
+        self.every = progress_seconds()
+        self.start = time.perf_counter()
+        self.next_line = self.start + self.every
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if self.every and now >= self.next_line:
+            self.next_line = now + self.every
+            log.info("bootstrap: %d/%d resamples of %d items, %.1f resamples/s", self.done, self.total, self.items,
+                     self.done / max(now - self.start, 1e-9))
 
 
 def bootstrap_ci(
@@ -20,9 +49,10 @@ def bootstrap_ci(
 
     ``arrays`` share their first axis (n items); each resample draws items with replacement
     (paired across arrays) and evaluates ``metric(*resampled_arrays)``. With ``vectorized``
-    the metric takes ``axis=-1`` and arrays of shape (batch, n), and all resamples are
-    evaluated in a few calls. Resamples where the metric is undefined (nan) are left out;
-    (nan, nan) when none is defined or there are fewer than 2 items. Deterministic for a given seed.
+    the metric takes ``axis=-1`` and arrays of shape (batch, n), and resamples are
+    evaluated 100 at a time. Resamples where the metric is undefined (nan) are left out;
+    (nan, nan) when none is defined or there are fewer than 2 items. Deterministic for a
+    given seed.
 
     Raises ValueError when the arrays differ in length. Method: scipy.stats.bootstrap,
     ``method="percentile"``, ``paired=True`` (Efron & Tibshirani 1993, ch. 13).
@@ -35,11 +65,17 @@ def bootstrap_ci(
         raise ValueError("bootstrap arrays must share their first dimension")
     if n < 2 or n_boot <= 0:
         return (float("nan"), float("nan"))
+    progress = _Progress(n_boot, n)
     if vectorized:
-        statistic = metric
+        def statistic(*resampled, axis=-1):
+            out = metric(*resampled, axis=axis)
+            progress.add(int(np.size(out)))
+            return out
     else:
         def statistic(*resampled):
-            return float(metric(*resampled))
+            value = float(metric(*resampled))
+            progress.add(1)
+            return value
 
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate resamples are dropped below
@@ -47,6 +83,7 @@ def bootstrap_ci(
             tuple(arrays),
             statistic,
             n_resamples=n_boot,
+            batch=BATCH if vectorized else None,
             vectorized=vectorized,
             paired=True,
             confidence_level=1 - alpha,

@@ -49,10 +49,13 @@ def _stored_keys(model: CLSPModel) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
-    """Write ``model`` to ``directory`` atomically (temp dir + rename)."""
+    """Write ``model`` to ``directory`` atomically (temp dir + rename).
+
+    A symlink is followed: the folder it points to is replaced, the link stays.
+    """
     from safetensors.torch import save_file
 
-    out = Path(directory)
+    out = Path(os.path.realpath(directory))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

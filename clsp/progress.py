@@ -1,0 +1,19 @@
+"""How often long jobs report progress in logs (stdlib only, so every layer may use it)."""
+
+from __future__ import annotations
+
+import os
+
+PROGRESS_ENV = "CLSP_PROGRESS_SECONDS"
+DEFAULT_PROGRESS_SECONDS = 30.0
+
+
+def progress_seconds() -> float:
+    """Seconds between plain progress log lines, from ``CLSP_PROGRESS_SECONDS``.
+
+    Default 30; 0 turns periodic lines off; a value that is not a number gives the default.
+    """
+    try:
+        return max(0.0, float(os.environ.get(PROGRESS_ENV, DEFAULT_PROGRESS_SECONDS)))
+    except ValueError:
+        return DEFAULT_PROGRESS_SECONDS

@@ -1,0 +1,165 @@
+"""Where an output goes and who may write it: target resolution and the one-writer lock.
+
+Rules (shared by every ``-o``, ``--report`` and ``--npy``):
+
+- A regular file, or a path that does not exist yet, is published atomically: records go
+  to ``FILE.partial`` and are renamed to ``FILE`` at the end.
+- A symlink is followed: the output is published at the path it points to (also when that
+  path does not exist yet), and the link itself stays a link.
+- Anything else that exists (a character or block device such as ``/dev/null``, a FIFO,
+  a socket) and every path under ``/dev/`` or ``/proc/`` (``/dev/stdout``, ``/dev/fd/N``)
+  is written through: opened for writing as it is, never replaced.
+- While a run writes ``FILE`` it holds an exclusive ``flock`` on ``FILE.lock``, which holds
+  its PID and the settings of the run (read by ``--resume``). A second run on the same
+  output fails with "FILE is in use by PID N". The lock file is removed when the output
+  is published; after a crash it stays, and the kernel has already released the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clsp.errors import OutputError
+
+_DEVICE_TREES = ("/dev/", "/proc/")
+_held: list["OutputLock"] = []
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """A resolved output path.
+
+    ``shown`` is the path as the user gave it (for messages); ``path`` is where the file is
+    published (symlinks resolved) or, when ``through`` is true, the node written through.
+    """
+
+    shown: str
+    path: Path
+    through: bool
+
+    @property
+    def partial(self) -> Path:
+        return self.path.with_name(self.path.name + ".partial")
+
+    @property
+    def lock(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+
+def resolve_target(path: str | os.PathLike) -> OutputTarget:
+    """Decide how ``path`` is written (see the module rules).
+
+    Raises ``OutputError`` when ``path`` is a directory.
+    """
+    shown = str(path)
+    absolute = os.path.abspath(shown)
+    if absolute.startswith(_DEVICE_TREES):
+        return OutputTarget(shown, Path(shown), through=True)
+    try:
+        mode = os.stat(shown).st_mode
+    except FileNotFoundError:
+        mode = None  # a new path, or a dangling symlink: published at its resolved target
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise OutputError(f"cannot write {shown}: it is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        return OutputTarget(shown, Path(shown), through=True)
+    return OutputTarget(shown, Path(os.path.realpath(shown)), through=False)
+
+
+def open_through(target: OutputTarget, binary: bool = False):
+    """Open a non-regular target for writing without creating, truncating or replacing it.
+
+    ``O_APPEND`` keeps what a shell redirection already wrote when ``/dev/stdout`` is a file.
+    A FIFO blocks here until it has a reader, as ``cat > fifo`` does.
+    """
+    try:
+        fd = os.open(target.path, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target.shown}: {exc.strerror or exc}") from None
+    return os.fdopen(fd, "ab") if binary else os.fdopen(fd, "a", encoding="utf-8")
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``FILE.lock`` for the life of one writer.
+
+    ``previous_run`` is the run record left by the last writer (``None`` if there was none).
+    Raises ``OutputError`` naming the PID of the holder when another process writes ``FILE``.
+    """
+
+    def __init__(self, target: OutputTarget):
+        self.target = target
+        self.path = target.lock
+        self.fd = self._acquire()
+        _held.append(self)
+        self.previous_run = self._read().get("run")
+        self.record(self.previous_run)
+
+    def _acquire(self) -> int:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.target.shown}: {exc.strerror or exc} ({self.path})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read(fd).get("pid", "unknown")
+                os.close(fd)
+                raise OutputError(f"{self.target.shown} is in use by PID {holder} (lock {self.path}); "
+                                  "wait for it to finish or write elsewhere") from None
+            # The previous holder may have removed the file between our open and flock.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
+
+    def _read(self, fd: int | None = None) -> dict[str, Any]:
+        fd = self.fd if fd is None else fd
+        try:
+            data = os.pread(fd, 1 << 20, 0)
+            value = json.loads(data) if data.strip() else {}
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def record(self, run: dict[str, Any] | None) -> None:
+        """Store this writer's PID and ``run`` (the settings a resume must match)."""
+        data = json.dumps({"pid": os.getpid(), "run": run}, sort_keys=True).encode() + b"\n"
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def release(self, remove: bool = True) -> None:
+        """Drop the lock; with ``remove`` (the output is published) delete the lock file first."""
+        if self.fd < 0:
+            return
+        if remove:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self.fd)
+        self.fd = -1
+        if self in _held:
+            _held.remove(self)
+
+
+def release_unpublished() -> None:
+    """Drop every lock still held (a command that failed or stopped); the lock files stay,
+    with their run records, for ``--resume``. Called when a command ends, however it ends."""
+    for lock in list(_held):
+        lock.release(remove=False)

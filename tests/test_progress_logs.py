@@ -1,0 +1,82 @@
+"""Progress where the user looks: plain periodic lines when stderr is a log file, bootstrap
+progress in the logs, ``-q`` silences everything (the ``search eval`` table too), and
+``clsp --help`` lists every exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+from typer.testing import CliRunner
+
+from clsp.metrics.bootstrap import bootstrap_ci
+from clsp_cli import console
+from clsp_cli.app import app
+
+
+def test_periodic_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("CLSP_PROGRESS_SECONDS", "0.05")
+    console.set_quiet(False)
+    with console.Throughput("embed", "clips", "windows") as progress:
+        progress.update(3, audio_seconds=6.0)
+        progress.work(7)
+        time.sleep(0.3)
+    lines = capsys.readouterr().err.splitlines()
+    periodic = [x for x in lines if x.startswith("embed: 3 clips (0 failed)") and " after " in x]
+    assert len(periodic) >= 2, lines
+    assert "audio-s/s; 7 windows embedded after" in periodic[0]
+    assert lines[-1].startswith("embed: 3 clips (0 failed)") and lines[-1].endswith(" s") and " in " in lines[-1]
+
+
+def test_quiet_and_zero_interval_print_no_periodic_lines(capsys, monkeypatch):
+    monkeypatch.setenv("CLSP_PROGRESS_SECONDS", "0")
+    console.set_quiet(False)
+    with console.Throughput("embed") as progress:
+        progress.update(1)
+        time.sleep(0.1)
+    assert " after " not in capsys.readouterr().err
+    monkeypatch.setenv("CLSP_PROGRESS_SECONDS", "0.02")
+    console.set_quiet(True)
+    try:
+        with console.Throughput("embed") as progress:
+            progress.update(1)
+            time.sleep(0.1)
+    finally:
+        console.set_quiet(False)
+    assert capsys.readouterr().err == ""
+
+
+def test_bootstrap_reports_its_resamples(caplog, monkeypatch):
+    monkeypatch.setenv("CLSP_PROGRESS_SECONDS", "1e-9")
+    values = np.arange(20, dtype=float)
+    with caplog.at_level(logging.INFO, logger="clsp.metrics"):
+        lo, hi = bootstrap_ci(np.mean, [values], n_boot=5)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "clsp.metrics"]
+    assert [m.split(" resamples")[0] for m in msgs] == [f"bootstrap: {k}/5" for k in range(1, 6)]
+    assert "of 20 items" in msgs[0] and lo <= values.mean() <= hi
+
+
+def test_help_lists_exit_code_75():
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0 and "75 interrupted and resumable" in " ".join(res.output.split())
+
+
+def _pool(tmp_path):
+    prov = {"model": "vec-model", "checksum": "c1", "dim": 4, "normalized": True}
+    vecs = np.eye(4, dtype=np.float32)
+    speech = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "provenance": prov} for i in range(4)]
+    caps = [{"id": f"t{i}", "embedding": vecs[i].tolist(), "audio_id": f"v{i}", "provenance": prov} for i in range(4)]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in speech))
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in caps))
+    return ["search", "eval", "--speech", str(tmp_path / "s.jsonl"), "--captions", str(tmp_path / "c.jsonl"), "--n-boot", "0"]
+
+
+def test_quiet_search_eval_prints_no_table(tmp_path):
+    args = _pool(tmp_path)
+    loud = CliRunner().invoke(app, args)
+    assert loud.exit_code == 0 and "bootstrap CI" in loud.stderr
+    quiet = CliRunner().invoke(app, [*args, "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert json.loads(quiet.stdout)["metrics"]["s2t_R@1"] == 1.0
