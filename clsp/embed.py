@@ -361,16 +361,12 @@ class TextEmbedder:
             for b in range(0, len(good), self.batch_size):
                 idx = good[b : b + self.batch_size]
                 for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
-<<<<<<< HEAD
                     if np.isfinite(row).all():
                         rows[i] = row
                     else:
                         errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
                                                "NaN or infinite values")
-=======
-                    rows[i] = row
                 if self.on_batch is not None:
                     self.on_batch(len(idx))
->>>>>>> out
             for i, item in enumerate(chunk):
                 yield item, rows.get(i), errors.get(i)
