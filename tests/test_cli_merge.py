@@ -75,12 +75,25 @@ def test_job_array_shards_with_a_killed_and_resumed_task_merge_to_the_single_run
         env = {"SLURM_ARRAY_TASK_ID": str(task + 1), "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}
         res = clsp(*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl", env=env)
         assert f"shard {task:04d}-of-0008 from SLURM_ARRAY_TASK_ID={task + 1}" in res.stderr
-    # task 4 killed mid-write: its output is still the .partial file, with a torn last line
+    # task 4 is interrupted after its first input record: FILE.partial and its lock are left
+    from clsp.embed import AudioEmbedder
+
     part = corpus / "parts" / "part-0004-of-0008.jsonl"
-    lines = part.read_text().splitlines(keepends=True)
-    assert len(lines) >= 3  # input records 4 (two windows) and 12
-    Path(str(part) + ".partial").write_text("".join(lines[:1]) + lines[1][:20])
     part.unlink()
+    whole_run = AudioEmbedder.run
+
+    def interrupted_run(self, items):
+        for n, res in enumerate(whole_run(self, items)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield res
+
+    monkeypatch.setattr(AudioEmbedder, "run", interrupted_run)
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}
+    res = CliRunner().invoke(app, [*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl"], env=env)
+    assert res.exit_code not in (0, 3) and not part.exists()
+    assert Path(str(part) + ".partial").exists() and Path(str(part) + ".lock").exists()
+    monkeypatch.setattr(AudioEmbedder, "run", whole_run)
     env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}  # requeued
     clsp(*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl", "--resume", env=env)
     shards = sorted(str(p) for p in (corpus / "parts").glob("part-*.jsonl"))

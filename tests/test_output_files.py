@@ -179,11 +179,14 @@ def test_a_crashed_writer_leaves_a_lock_that_does_not_block(tmp_path):
 
 
 def test_index_folder_behind_a_symlink_is_replaced_in_place(tmp_path):
-    from clsp.index_store import INFO_FILE, write_directory
+    import numpy as np
 
+    from clsp.index import build_index, load_index, write_index
+
+    vecs = np.eye(4, dtype=np.float32)
     (tmp_path / "real").mkdir()
-    (tmp_path / "real" / INFO_FILE).write_text("{}")
     (tmp_path / "link").symlink_to("real")
-    write_directory(tmp_path / "link", {INFO_FILE: lambda p: p.write_text('{"v": 2}')})
+    build_index(vecs[:2], [{"id": "a"}, {"id": "b"}]).save(tmp_path / "link")
+    write_index(tmp_path / "link", vecs[2:], [{"id": "c"}, {"id": "d"}], add=True)
     assert (tmp_path / "link").is_symlink()
-    assert json.loads((tmp_path / "real" / INFO_FILE).read_text()) == {"v": 2}
+    assert len(load_index(tmp_path / "real")) == 4
