@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from clsp.caption.acoustic import AcousticConfig, Measurements, measure
 from clsp.caption.bins import Bins, load_bins
-from clsp.caption.gender import infer_gender, normalise_gender
+from clsp.caption.gender import infer_gender, normalise_gender, pitch_word, speaker_female_logit
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
 
 BACKEND_NAME = "acoustic"
-BACKEND_VERSION = "1"
+BACKEND_VERSION = "2"
 METADATA_FIELDS = ("gender", "age", "emotion", "accent", "speaker")
 
 
@@ -46,19 +46,22 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str) -> list[dict]:
     return out
 
 
-def name_voice(m: Measurements, bins: Bins, metadata: dict) -> tuple[Voice, list[str]]:
-    """Bin labels and metadata for a clip, and the names of attributes inferred from audio."""
+def name_voice(m: Measurements, bins: Bins, metadata: dict, speaker_logit: float | None = None) -> tuple[Voice, list[str]]:
+    """Bin labels and metadata for a clip, and the names of attributes inferred from audio.
+
+    ``speaker_logit``: log-odds of a female voice from the speaker embedding
+    (``clsp.caption.gender.speaker_female_logit``), used when metadata gives no gender."""
     o = m.overall
     inferred = ["pitch", "pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing", "pauses"]
     gender = normalise_gender(metadata.get("gender"))
     if gender is None:
-        gender = infer_gender(o, bins)
+        gender = infer_gender(o, bins, speaker_logit) if o.get("f0_median_hz") else None
         if gender is not None:
             inferred.append("gender")
     pitch_gender = gender or "unknown"
     voice = Voice(
         gender=gender,
-        pitch=bins.label("pitch", o.get("f0_median_hz"), pitch_gender),
+        pitch=pitch_word(bins, o.get("f0_median_hz"), gender),
         pitch_range=bins.label("pitch_range", o.get("f0_range_st")),
         slope=bins.label("pitch_slope", o.get("f0_slope_st_per_s")),
         rate=bins.label("rate", o["syllable_rate"]),
@@ -89,6 +92,7 @@ class AcousticCaptioner:
     num_global: int = 1
     num_finegrained: int = 1
     seed: int = 0
+    speaker_gender: bool = True  # gender from the speaker embedding (else pitch/formants/tilt)
 
     @classmethod
     def from_bins_file(cls, path=None, **kwargs) -> "AcousticCaptioner":
@@ -111,7 +115,10 @@ class AcousticCaptioner:
         """Caption fields for one 16 kHz mono waveform: captions, measurements, inferred, labels."""
         metadata = metadata or {}
         m = measure(wave, self.config)
-        voice, inferred = name_voice(m, self.bins, metadata)
+        logit = None
+        if self.speaker_gender and normalise_gender(metadata.get("gender")) is None:
+            logit = speaker_female_logit(wave, self.config.sample_rate)
+        voice, inferred = name_voice(m, self.bins, metadata, logit)
         rng = random.Random(record_seed(rec_id, self.seed))
         return {
             "global_captions": self._distinct(global_caption, voice, rng, self.num_global),
