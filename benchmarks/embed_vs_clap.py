@@ -8,7 +8,7 @@ Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then 
   model (packaged GE2E weights, signal statistics, random heads) and, for reference, the
   built-in default model;
 * CLAP: transformers ``ClapModel`` with its default config (HTSAT audio tower, random
-  weights): ``ClapFeatureExtractor`` (48 kHz, 10 s fused mel) + ``get_audio_features``,
+  weights): ``ClapFeatureExtractor`` (48 kHz, one 10 s mel per clip, as the default config has no fusion) + ``get_audio_features``,
   decoding included, batched.
 
 Prints clips/s for each and the ratio clsp / CLAP.
@@ -53,7 +53,8 @@ def run_clap(manifest: Path, batch_size: int) -> tuple[float, int]:
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
             waves = [load_audio(p, sample_rate=extractor.sampling_rate).numpy() for p in paths[i : i + batch_size]]
-            inputs = extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+            # The default ClapConfig has no fusion: one 10 s mel per clip (clips here are <= 10 s, never cropped).
+            inputs = extractor(waves, sampling_rate=extractor.sampling_rate, truncation="rand_trunc", return_tensors="pt")
             model.get_audio_features(**inputs)
     return time.perf_counter() - start, len(paths)
 
@@ -63,7 +64,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for every model (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from clsp.models import load_model
 
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")

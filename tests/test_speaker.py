@@ -57,6 +57,17 @@ def test_partial_utterances_follow_resemblyzer_rule():
     assert starts == [0, 77, 154]
 
 
+def test_max_partials_keeps_evenly_spread_windows():
+    from clsp.models.speaker import partial_mels
+
+    wave = torch.from_numpy(vibrato_clip(9.0, 140, 0.2))
+    every = partial_mels(wave)
+    three = partial_mels(wave, max_partials=3)
+    assert every.shape[0] == 11 and three.shape == (3, 160, 40)
+    for kept, index in zip(three, (0, 5, 10)):  # first, middle and last window
+        torch.testing.assert_close(kept, every[index])
+
+
 def test_d_vectors_match_resemblyzer(ge2e):
     ref = json.loads((DATA / "ge2e_reference.json").read_text())
     for clip in ref["clips"]:

@@ -8,7 +8,8 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
      "stats_dim": 64,        # width of the trainable Linear+GELU over the statistics
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
-     "num_mel_bins": 128}    # fbank bins for the statistics and the compact tower
+     "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
+     "max_partials": 3}      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
 
 Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
 Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
@@ -41,7 +42,8 @@ class SpeakerFusionEncoder(nn.Module):
     input_kind = "waveform"
 
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
-                 compact: dict[str, Any] | None = None, num_mel_bins: int = 128, load_weights: bool = True):
+                 compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
+                 load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -50,7 +52,8 @@ class SpeakerFusionEncoder(nn.Module):
         if stats and stats_dim < 1:
             raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
         self.speaker_names = list(speakers)
-        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights) for s in speakers)
+        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, max_partials=max_partials)
+                                      for s in speakers)
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
         self.speaker_norm = nn.LayerNorm(self.speaker_dim) if self.speaker_dim else None
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
