@@ -61,8 +61,10 @@ def test_two_steps_then_embed(tmp_path: Path, corpus: str, kind: str) -> None:
         keys = [clip_cache_key(c) for c in batch["clips"]]
         before = cache.computed
         first = cache.features(trainer.model, keys, batch["feats"], batch["feat_lens"], trainer.device)
+        after_first = cache.computed
         again = cache.features(trainer.model, keys, batch["feats"], batch["feat_lens"], trainer.device)
-        assert cache.computed <= before + len(keys) and cache.computed == len(cache.items)
+        assert before < after_first <= before + len(keys)  # only clips not seen in the two steps
+        assert cache.computed == after_first == len(cache.items)  # the second time: all from the cache
         assert (again == first).all()
         direct = trainer.model.speech_encoder.frozen_features(batch["feats"], batch["feat_lens"])
         assert (direct - first).abs().max() <= 1e-5
