@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clsp.caption.acoustic import AcousticConfig, Measurements, measure
 from clsp.caption.bins import Bins, load_bins
-from clsp.caption.gender import infer_gender, normalise_gender
+from clsp.caption.gender import infer_gender, normalise_gender, pitch_word, speaker_female_logit
 from clsp.caption.loudness import LoudnessReference
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
 
@@ -67,20 +67,24 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str, reference: Loud
 def name_voice(
     m: Measurements, bins: Bins, metadata: dict, reference: LoudnessReference = LoudnessReference(),
 ) -> tuple[Voice, list[str]]:
-    """Bin labels and metadata for a clip, and the names of attributes inferred from audio."""
+    """Bin labels and metadata for a clip, and the names of attributes inferred from audio.
+
+    Without a gender in ``metadata`` it is inferred from the speaker embedding
+    (``overall["speaker_female_logit"]``, see ``clsp.caption.gender``) when measured, else from
+    pitch, formants and tilt; a clip without voicing gets none."""
     o = m.overall
     inferred = ["pitch", "pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing",
                 "voice_quality", "pauses"]
     gender = normalise_gender(metadata.get("gender"))
     if gender is None:
-        gender = infer_gender(o, bins)
+        gender = infer_gender(o, bins, o.get("speaker_female_logit")) if o.get("f0_median_hz") else None
         if gender is not None:
             inferred.append("gender")
     pitch_gender = gender or "unknown"
     voicing = bins.label("voicing", o["voiced_ratio"])
     voice = Voice(
         gender=gender,
-        pitch=bins.label("pitch", o.get("f0_median_hz"), pitch_gender),
+        pitch=pitch_word(bins, o.get("f0_median_hz"), gender),
         pitch_range=bins.label("pitch_range", o.get("f0_range_st")),
         slope=bins.label("pitch_slope", o.get("f0_slope_st_per_s")),
         rate=bins.label("rate", o["syllable_rate"]),
@@ -113,6 +117,7 @@ class AcousticCaptioner:
     num_finegrained: int = 1
     seed: int = 0
     loudness: LoudnessReference = LoudnessReference()
+    speaker_gender: bool = True  # gender from the speaker embedding (else pitch/formants/tilt)
 
     @classmethod
     def from_bins_file(cls, path=None, **kwargs) -> "AcousticCaptioner":
@@ -133,8 +138,12 @@ class AcousticCaptioner:
         return out
 
     def measure(self, wave, source_rate: int | None = None) -> Measurements:
-        """Acoustic measurements of one 16 kHz mono waveform (``source_rate``: the file's own rate)."""
-        return measure(wave, self.config, source_rate=source_rate)
+        """Acoustic measurements of one 16 kHz mono waveform (``source_rate``: the file's own rate),
+        with the speaker embedding's log-odds of a female voice (``speaker_female_logit``)."""
+        m = measure(wave, self.config, source_rate=source_rate)
+        if self.speaker_gender:
+            m.overall["speaker_female_logit"] = speaker_female_logit(wave, self.config.sample_rate)
+        return m
 
     def caption_waveform(self, wave, metadata: dict | None = None, rec_id: object = None,
                          source_rate: int | None = None) -> dict:

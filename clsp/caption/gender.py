@@ -1,10 +1,23 @@
-"""Gender of a voice inferred from pitch, third formant and spectral tilt (see default_bins.json)."""
+"""Gender of a voice, inferred from a pretrained speaker embedding and, as a fallback, from
+pitch, third formant and spectral tilt (see default_bins.json).
+
+The speaker-embedding head (``gender_head.json`` next to this file) is a logistic regression
+on GE2E d-vectors (``clsp.models.speaker``), fitted by examples/default_model/gender_head.py
+on Flite and espeak-ng voices and the EmoDB training speakers only. A d-vector describes the
+voice as a whole, so it does not flip with the recording's bandwidth the way formants do.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from functools import lru_cache
+from pathlib import Path
 
 from clsp.caption.bins import Bins
+
+GENDER_HEAD = Path(__file__).resolve().with_name("gender_head.json")
+MIN_SPEAKER_SECONDS = 0.3  # shorter clips fall back to the acoustic score
 
 
 def gender_score(overall: dict, bins: Bins) -> float | None:
@@ -23,12 +36,58 @@ def gender_score(overall: dict, bins: Bins) -> float | None:
     return float(score)
 
 
-def infer_gender(overall: dict, bins: Bins) -> str | None:
-    """'female', 'male', or None when the clip has too little voicing to tell."""
+@lru_cache(maxsize=1)
+def _speaker_head():
+    """(GE2E encoder, weights (256,), bias) of the packaged gender head."""
+    import torch
+
+    from clsp.errors import ModelError
+    from clsp.models.speaker import GE2ESpeakerEncoder
+
+    try:
+        head = json.loads(GENDER_HEAD.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{GENDER_HEAD}: cannot read the gender head ({exc})") from None
+    return GE2ESpeakerEncoder().eval(), torch.tensor(head["weights"], dtype=torch.float32), float(head["bias"])
+
+
+def speaker_female_logit(wave, sample_rate: int = 16000) -> float | None:
+    """Log-odds that a 16 kHz mono waveform ``(S,)`` is a female voice, from its GE2E d-vector
+    (``p = sigmoid(w . d + b)``); None for clips under ``MIN_SPEAKER_SECONDS``."""
+    import torch
+
+    x = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
+    if x.numel() < MIN_SPEAKER_SECONDS * sample_rate:
+        return None
+    encoder, w, b = _speaker_head()
+    with torch.no_grad():
+        d = encoder(x[None], torch.tensor([x.numel()]))[0]
+    return float(d @ w + b)
+
+
+def infer_gender(overall: dict, bins: Bins, speaker_logit: float | None = None) -> str | None:
+    """'female', 'male', or None when the clip has too little voicing to tell.
+
+    With ``speaker_logit`` (``speaker_female_logit``) the speaker embedding decides; otherwise
+    the pitch/formant/tilt score does."""
+    if speaker_logit is not None:
+        return "female" if speaker_logit > 0 else "male"
     score = gender_score(overall, bins)
     if score is None:
         return None
     return "female" if score > 0 else "male"
+
+
+# Pitch words a caption may not pair with a gender: a "very low" woman or a "very high" man
+# reads as a contradiction, so the extreme label is softened one step.
+_SOFTEN = {("female", "very low"): "low", ("male", "very high"): "high"}
+
+
+def pitch_word(bins: Bins, f0_median_hz: float | None, gender: str | None) -> str | None:
+    """The pitch label relative to ``gender``'s norms (default_bins.json ``pitch``), never one
+    that contradicts the stated gender."""
+    label = bins.label("pitch", f0_median_hz, gender or "unknown")
+    return _SOFTEN.get((gender, label), label)
 
 
 def normalise_gender(value) -> str | None:

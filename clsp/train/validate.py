@@ -36,7 +36,7 @@ def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.de
     skips = skips if skips is not None else SkipCounter(shown_per_reason=0)
     plan = BatchPlan(manifest, validation_batching(cfg), seed=0, epoch=0, shuffle=False, skips=skips)
     audio, global_texts, fine_texts = [], [], []
-    for batch in make_loader(plan, num_workers=0):
+    for batch in make_loader(plan, num_workers=0, speech=model.speech_input):
         for clip_id, reason in batch["skipped"]:
             skips.skip(clip_id, reason, "undecodable audio")
         if not batch["clips"]:

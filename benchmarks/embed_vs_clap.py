@@ -1,0 +1,88 @@
+"""CPU throughput of `clsp embed` with a speaker_fusion model next to LAION-CLAP's audio tower.
+
+    python benchmarks/embed_vs_clap.py --clips 40
+
+Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then in one run:
+
+* clsp: ``AudioEmbedder`` (decoding + model input + model, batched) with a ``speaker_fusion``
+  model (packaged GE2E weights, signal statistics, random heads) and, for reference, the
+  built-in default model;
+* CLAP: transformers ``ClapModel`` with its default config (HTSAT audio tower, random
+  weights): ``ClapFeatureExtractor`` (48 kHz, one 10 s mel per clip, as the default config has no fusion) + ``get_audio_features``,
+  decoding included, batched.
+
+Prints clips/s for each and the ratio clsp / CLAP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from embed import make_clips, run  # benchmarks/embed.py, next to this script
+
+
+def fusion_model():
+    from clsp.models import ModelConfig, build_model
+
+    cfg = {"speech_encoder": {"type": "speaker_fusion", "speakers": ["ge2e"], "stats": True, "stats_dim": 64},
+           "text_encoder": {"source": "all-MiniLM-L6-v2", "pooling": "mean", "frozen": True, "external": True},
+           "joint_dim": 256, "head_hidden": 256, "head_dropout": 0.0, "name": "speaker-fusion"}
+    torch.manual_seed(0)
+    return build_model(ModelConfig.from_dict(cfg), with_text=False).eval()
+
+
+def run_clap(manifest: Path, batch_size: int) -> tuple[float, int]:
+    """Wall seconds and clips for CLAP's audio tower on the manifest's clips (decoding included)."""
+    import json
+
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    from clsp.audio import load_audio
+
+    torch.manual_seed(0)
+    model = ClapModel(ClapConfig()).eval()
+    extractor = ClapFeatureExtractor()
+    paths = [manifest.parent / json.loads(line)["audio"] for line in manifest.read_text().splitlines()]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(paths), batch_size):
+            waves = [load_audio(p, sample_rate=extractor.sampling_rate).numpy() for p in paths[i : i + batch_size]]
+            # The default ClapConfig has no fusion: one 10 s mel per clip (clips here are <= 10 s, never cropped).
+            inputs = extractor(waves, sampling_rate=extractor.sampling_rate, truncation="rand_trunc", return_tensors="pt")
+            model.get_audio_features(**inputs)
+    return time.perf_counter() - start, len(paths)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--clips", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for every model (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from clsp.models import load_model
+
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = make_clips(Path(tmp), args.clips)
+        clap_wall, n = run_clap(manifest, args.batch_size)
+        rows.append(("CLAP HTSAT audio tower (transformers ClapModel, default config, random weights)", n, clap_wall))
+        for model in (fusion_model(), load_model("default", with_text=False)):
+            wall, _, n = run(model, manifest, args.batch_size, args.workers)
+            rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params)", n, wall))
+    print("| model | clips | wall s | clips/s | x CLAP |\n|---|---|---|---|---|")
+    for label, n, wall in rows:
+        print(f"| {label} | {n} | {wall:.1f} | {n / wall:.2f} | {clap_wall / wall:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
