@@ -331,3 +331,19 @@ def test_pair_distributions_separate_same_voice_from_unrelated():
     assert out["same_voice"]["pairs"] == 4 * (12 * 11 // 2)
     assert out["same_voice"]["mean"] > out["unrelated"]["mean"] + 0.3
     assert out["same_voice"]["q05"] <= out["same_voice"]["q50"] <= out["same_voice"]["q95"]
+
+
+def test_fitted_logit_scale_recovers_the_scale_that_drew_the_labels():
+    from calibrate import fit_scale
+
+    gen = np.random.default_rng(0)
+    tasks = []
+    for classes in (2, 7):
+        cos = gen.uniform(-0.3, 0.5, size=(4000, classes))
+        p = np.exp(12.0 * cos)
+        p /= p.sum(axis=1, keepdims=True)
+        y = np.array([gen.choice(classes, p=row) for row in p])
+        tasks.append((cos, y))
+    assert abs(fit_scale(tasks) - 12.0) < 1.5
+    sharp = [(cos, cos.argmax(axis=1)) for cos, _ in tasks]  # always right: the sharpest scale wins
+    assert fit_scale(sharp) > 90
