@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from clsp.audio import SAMPLE_RATE, load_audio
 from clsp.errors import ClspError, ConfigError, InputError
-from clsp.features import fbank, pad_features
+from clsp.features import fbank
 from clsp.records import Item
 
 LONG_AUDIO_POLICIES = ("truncate", "chunk-mean", "windows")
@@ -166,13 +166,9 @@ class AudioEmbedder:
     @torch.no_grad()
     def _embed_units(self, units: list[tuple[int, int, torch.Tensor]]) -> dict[tuple[int, int], np.ndarray]:
         out: dict[tuple[int, int], np.ndarray] = {}
-        rate = float(SAMPLE_RATE) if self.model.input_kind == "waveform" else 100.0
-        for batch in _batches(units, self.cfg, rate):
-            if self.model.input_kind == "waveform":
-                feats, lens = pad_features([u[2] for u in batch], pad_value=0.0)
-                feats = feats[..., 0]
-            else:
-                feats, lens = pad_features([u[2] for u in batch])
+        speech = self.model.speech_input
+        for batch in _batches(units, self.cfg, speech.frame_rate):
+            feats, lens = speech.collate([u[2] for u in batch])
             if self.device.type == "cuda":
                 feats = feats.pin_memory()
             with self._autocast():

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from clsp.errors import ConfigError
-from clsp.features import fbank, fbank_batch
+from clsp.features import fbank_batch
 from clsp.models.heads import Transform, projection
 from clsp.models.registry import build_speech_encoder
+from clsp.models.speech_input import SpeechInput
 from clsp.models.text import TextTower
 
 LOGIT_SCALE_MAX = math.log(100.0)
@@ -75,14 +76,21 @@ class CLSPModel(nn.Module):
     def device(self) -> torch.device:
         return self.logit_scale.device
 
-    def speech_features(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
-        """Masked mean over the valid frames of the speech encoder output ``(B, D_enc)``."""
-        out, lens = self.speech_encoder(feats, feat_lens)
+    def speech_features(self, feats: torch.Tensor, feat_lens: torch.Tensor,
+                        frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked mean over the valid frames of the speech encoder output ``(B, D_enc)``.
+
+        ``frozen``: the encoder's precomputed ``frozen_features`` ``(B, frozen_dim)`` (training cache)."""
+        if frozen is not None:
+            out, lens = self.speech_encoder(feats, feat_lens, frozen=frozen)
+        else:
+            out, lens = self.speech_encoder(feats, feat_lens)
         mask = (torch.arange(out.shape[1], device=out.device).unsqueeze(0) < lens.unsqueeze(1)).to(out.dtype)
         return (out * mask.unsqueeze(-1)).sum(1) / lens.clamp(min=1).unsqueeze(1).to(out.dtype)
 
-    def audio_embed_unnormalized(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
-        return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens)))
+    def audio_embed_unnormalized(self, feats: torch.Tensor, feat_lens: torch.Tensor,
+                                 frozen: torch.Tensor | None = None) -> torch.Tensor:
+        return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens, frozen)))
 
     def encode_fbank(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Unit-norm audio embeddings from padded encoder inputs and their lengths ``(B,)``.
@@ -93,14 +101,17 @@ class CLSPModel(nn.Module):
 
     @property
     def input_kind(self) -> str:
-        """``"fbank"`` (most encoders) or ``"waveform"`` (transformers speech models)."""
+        """``"fbank"`` (most encoders) or ``"waveform"`` (transformers speech models, speaker_fusion)."""
         return getattr(self.speech_encoder, "input_kind", "fbank")
+
+    @property
+    def speech_input(self) -> SpeechInput:
+        """The tower's input preparation and collation, shared by embedding and training."""
+        return SpeechInput(self.input_kind, self.config.num_mel_bins, self.config.sample_rate)
 
     def prepare_audio(self, wave: torch.Tensor) -> torch.Tensor:
         """Per-clip model input: fbank frames ``(F, bins)`` or the waveform ``(S, 1)``."""
-        if self.input_kind == "waveform":
-            return wave.float().reshape(-1, 1)
-        return fbank(wave, self.config.num_mel_bins)
+        return self.speech_input.prepare(wave)
 
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Unit-norm audio embeddings from padded 16 kHz waveforms ``(B, S)`` and sample counts."""

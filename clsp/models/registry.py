@@ -3,7 +3,9 @@
 A speech encoder is an ``nn.Module`` built from a dict of keyword arguments with
 ``forward(feats (B, T, bins), feat_lens (B,)) -> (out (B, T', D), out_lens (B,))`` and an
 ``output_dim`` attribute. Encoders that take raw waveforms set ``input_kind = "waveform"``
-and receive ``(waveforms (B, S), sample_lens (B,))`` instead.
+and receive ``(waveforms (B, S), sample_lens (B,))`` instead. An encoder with a frozen,
+parameter-free part may expose ``frozen_features(x, lens) -> (B, frozen_dim)`` and accept
+``forward(x, lens, frozen=...)``; training then computes that part once per clip (cached).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from clsp.errors import ConfigError
 _SPEECH_ENCODERS: dict[str, type] = {}
 
 # Modules that register encoders when imported; loaded on first lookup.
-_BUILTIN_MODULES = ("clsp.models.compact", "clsp.models.zipformer", "clsp.models.hf_encoders")
+_BUILTIN_MODULES = ("clsp.models.compact", "clsp.models.zipformer", "clsp.models.hf_encoders", "clsp.models.fusion")
 
 
 def register_speech_encoder(name: str) -> Callable[[type], type]:

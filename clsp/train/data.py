@@ -5,7 +5,8 @@ manifest in memory): rows are read one at a time, sharded by rank (row i goes to
 i mod world), filtered by duration, shuffled in a bounded buffer seeded by
 (seed, epoch, rank), and grouped into duration buckets; a bucket is emitted as a batch
 when adding a clip would pass ``max_batch_seconds`` of audio (or ``max_batch_size``).
-DataLoader workers then decode audio and compute fbank, each worker taking whole
+DataLoader workers then decode audio and prepare the model's speech input (fbank or
+waveform, ``clsp.models.speech_input``), each worker taking whole
 batches, so the order of batches does not depend on the number of workers and a
 resumed run can skip the batches it already trained on by replanning metadata only.
 
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from clsp.errors import ClspError, InputError
+from clsp.models.speech_input import SpeechInput
 from clsp.train.config import DataConfig
 
 log = logging.getLogger("clsp.train")
@@ -200,34 +202,49 @@ class BatchPlan:
 
 
 class ClipDecoder(torch.utils.data.Dataset):
-    """Map-style dataset whose "index" is a clip's metadata: decodes audio to fbank."""
+    """Map-style dataset whose "index" is a clip's metadata: decodes audio and prepares the
+    model's speech input (``SpeechInput.prepare``: fbank, or the waveform for waveform towers)."""
 
-    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 128):
-        self.sample_rate, self.num_mel_bins = sample_rate, num_mel_bins
+    def __init__(self, speech: SpeechInput | None = None):
+        self.speech = speech if speech is not None else SpeechInput()
 
     def __len__(self) -> int:  # batches come from BatchPlan, never from len()
         return 0
 
     def __getitem__(self, clip: dict) -> dict:
         from clsp.audio import load_audio
-        from clsp.features import fbank
 
         try:
-            wave = load_audio(clip["path"], clip["start"], clip["end"], self.sample_rate)
-            return {**clip, "feats": fbank(wave, self.num_mel_bins)}
+            wave = load_audio(clip["path"], clip["start"], clip["end"], self.speech.sample_rate)
+            return {**clip, "feats": self.speech.prepare(wave)}
         except ClspError as exc:
             return {**clip, "error": str(exc)}
 
 
-def collate_clips(items: list[dict]) -> dict[str, Any]:
-    """Pad fbank of the decodable clips; undecodable ones are listed under ``skipped``."""
-    from clsp.features import pad_features
+def clip_cache_key(clip: dict) -> tuple:
+    """Identity of a clip's audio as the model hears it: path, start, end and the
+    augmentation applied (``clip["augment"]``, a string naming it; None for none)."""
+    return (str(clip["path"]), clip.get("start"), clip.get("end"), clip.get("augment"))
 
-    good = [it for it in items if "feats" in it]
-    skipped = [(it["id"], it["error"]) for it in items if "error" in it]
-    feats, lens = pad_features([it["feats"] for it in good]) if good else (torch.zeros(0, 0, 128), torch.zeros(0, dtype=torch.long))
-    clips = [{k: v for k, v in it.items() if k != "feats"} for it in good]
-    return {"feats": feats, "feat_lens": lens, "clips": clips, "skipped": skipped}
+
+class Collator:
+    """Pads the decodable clips with the model's ``SpeechInput.collate``; undecodable ones
+    are listed under ``skipped``. Batches: ``feats``, ``feat_lens``, ``clips``, ``skipped``."""
+
+    def __init__(self, speech: SpeechInput | None = None):
+        self.speech = speech if speech is not None else SpeechInput()
+
+    def __call__(self, items: list[dict]) -> dict[str, Any]:
+        good = [it for it in items if "feats" in it]
+        skipped = [(it["id"], it["error"]) for it in items if "error" in it]
+        feats, lens = self.speech.collate([it["feats"] for it in good])
+        clips = [{k: v for k, v in it.items() if k != "feats"} for it in good]
+        return {"feats": feats, "feat_lens": lens, "clips": clips, "skipped": skipped}
+
+
+def collate_clips(items: list[dict]) -> dict[str, Any]:
+    """``Collator`` for fbank towers (128 bins)."""
+    return Collator()(items)
 
 
 def _worker_ignores_stop_signals(_worker_id: int) -> None:
@@ -238,11 +255,12 @@ def _worker_ignores_stop_signals(_worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def make_loader(plan: BatchPlan, num_workers: int, num_mel_bins: int = 128) -> torch.utils.data.DataLoader:
-    """A DataLoader decoding ``plan``'s batches in ``num_workers`` processes, in plan order.
+def make_loader(plan: BatchPlan, num_workers: int, speech: SpeechInput | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader decoding ``plan``'s batches in ``num_workers`` processes, in plan order,
+    into the model's speech input (``model.speech_input``; 128-bin fbank when None).
     It has its own generator, so creating it leaves the global RNG (dropout) untouched."""
     return torch.utils.data.DataLoader(
-        ClipDecoder(num_mel_bins=num_mel_bins), batch_sampler=plan, collate_fn=collate_clips,
+        ClipDecoder(speech), batch_sampler=plan, collate_fn=Collator(speech),
         num_workers=num_workers, prefetch_factor=2 if num_workers > 0 else None,
         worker_init_fn=_worker_ignores_stop_signals if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(0),

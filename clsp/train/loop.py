@@ -27,10 +27,11 @@ from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_dist
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import TrainConfig
-from clsp.train.data import BatchPlan, SkipCounter, make_loader
+from clsp.train.data import BatchPlan, SkipCounter, clip_cache_key, make_loader
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
+    SpeechFeatureCache,
     TextFeatureCache,
     enable_gradient_checkpointing,
     freeze,
@@ -94,6 +95,7 @@ class Trainer:
         freeze(self.model, cfg.freeze)
         self.frozen = frozen_towers(self.model)
         self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
+        self.speech_cache = SpeechFeatureCache() if SpeechFeatureCache.usable(self.model) else None
         fresh_start = cfg.text_head_init != "random" and ckpt.resolve_resume(self.out, resume) is None
         if cfg.text_head_init == "whiten" and fresh_start:
             from clsp.train.text_init import whiten_text_head
@@ -171,6 +173,9 @@ class Trainer:
             kwargs["text_features"] = self.cache.features(self.model, texts, self.device)
         else:
             kwargs["tokens"] = self.model.text_encoder.tokenize(texts, self.device)
+        if self.speech_cache is not None:
+            keys = [clip_cache_key(c) for c in batch["clips"]]
+            kwargs["speech_frozen"] = self.speech_cache.features(self.model, keys, feats, lens, self.device)
         module = self.ddp or self.towers
         with self.autocast():
             audio, text, scale = module(feats, lens, **kwargs)
@@ -267,7 +272,7 @@ class Trainer:
     def _epoch_loader(self):
         plan = BatchPlan(self.cfg.data.train, self.cfg.data, self.cfg.seed, self.epoch, self.info.rank,
                          self.info.world_size, skip_batches=self.batch_in_epoch, skips=self.skips)
-        loader = make_loader(plan, self.cfg.data.num_workers, self.model.config.num_mel_bins)
+        loader = make_loader(plan, self.cfg.data.num_workers, self.model.speech_input)
         return iter(loader)
 
     def _log_step(self, stats: dict[str, Any], batches: list[dict], seconds: float) -> None:

@@ -1,5 +1,5 @@
 """Preparing a CLSP model for training: freezing, gradient checkpointing, parameter
-groups, the frozen-text feature cache, and the one-forward wrapper DDP needs."""
+groups, the frozen-text and frozen-speech feature caches, and the one-forward wrapper DDP needs."""
 
 from __future__ import annotations
 
@@ -110,12 +110,52 @@ class TextFeatureCache:
             pooled = model.text_encoder.encode(missing).float().cpu()
             for text, vec in zip(missing, pooled):
                 self.items[text] = vec
-        for text in texts:
-            self.items.move_to_end(text)
-        out = torch.stack([self.items[t] for t in texts]).to(device)
-        while len(self.items) > self.max_items:
-            self.items.popitem(last=False)
-        return out
+        return lru_rows(self.items, texts, self.max_items, device)
+
+
+def lru_rows(items: OrderedDict, keys: list, max_items: int, device: torch.device) -> torch.Tensor:
+    """Stack the cached rows of ``keys`` (all present) onto ``device``, mark them recently
+    used and drop the least recently used entries beyond ``max_items``."""
+    for key in keys:
+        items.move_to_end(key)
+    out = torch.stack([items[k] for k in keys]).to(device)
+    while len(items) > max_items:
+        items.popitem(last=False)
+    return out
+
+
+class SpeechFeatureCache:
+    """Per-clip output of the speech tower's frozen part (``frozen_features``), by clip identity.
+
+    Keys come from ``clsp.train.data.clip_cache_key`` (audio path, start, end, augmentation),
+    so a frozen speaker encoder runs once per clip and augmentation, not once per step. LRU on
+    CPU, at most ``max_items`` rows (float32, ``frozen_dim`` wide each)."""
+
+    def __init__(self, max_items: int = 200_000):
+        self.max_items = max_items
+        self.items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.computed = 0
+
+    @staticmethod
+    def usable(model: nn.Module) -> bool:
+        return callable(getattr(model.speech_encoder, "frozen_features", None))
+
+    @torch.no_grad()
+    def features(self, model: nn.Module, keys: list[tuple], feats: torch.Tensor, feat_lens: torch.Tensor,
+                 device: torch.device) -> torch.Tensor:
+        """``(B, frozen_dim)`` for the batch's clips, computing only those not seen before."""
+        first = {}
+        for i, key in enumerate(keys):
+            if key not in self.items:
+                first.setdefault(key, i)
+        missing = list(first.values())
+        if missing:
+            idx = torch.tensor(missing)
+            rows = model.speech_encoder.frozen_features(feats[idx].to(device), feat_lens[idx].to(device)).float().cpu()
+            for i, row in zip(missing, rows):
+                self.items[keys[i]] = row
+            self.computed += len(missing)
+        return lru_rows(self.items, keys, self.max_items, device)
 
 
 class ContrastiveTowers(nn.Module):
@@ -125,9 +165,10 @@ class ContrastiveTowers(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, feats, feat_lens, tokens: dict | None = None, text_features: torch.Tensor | None = None):
+    def forward(self, feats, feat_lens, tokens: dict | None = None, text_features: torch.Tensor | None = None,
+                speech_frozen: torch.Tensor | None = None):
         m = self.model
-        audio = m.audio_embed_unnormalized(feats, feat_lens)
+        audio = m.audio_embed_unnormalized(feats, feat_lens, speech_frozen)
         if text_features is not None:
             text = m.text_features_to_embedding(text_features)
         else:

@@ -20,7 +20,7 @@ def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.de
     """Audio embeddings of up to ``valid_max_clips`` clips and their global / fine texts."""
     plan = BatchPlan(manifest, cfg, seed=0, epoch=0, shuffle=False, skips=SkipCounter(shown_per_reason=0))
     audio, global_texts, fine_texts = [], [], []
-    for batch in make_loader(plan, num_workers=0):
+    for batch in make_loader(plan, num_workers=0, speech=model.speech_input):
         if not batch["clips"]:
             continue
         with autocast():

@@ -1,0 +1,101 @@
+"""``speaker_fusion``: frozen pretrained speaker knowledge + signal measurements (+ an
+optional trainable fbank tower) as one speech encoder.
+
+Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
+
+    {"type": "speaker_fusion",
+     "speakers": ["ge2e"],   # frozen speaker encoders, concatenated (clsp.models.speaker)
+     "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
+     "stats_dim": 64,        # width of the trainable Linear+GELU over the statistics
+     "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
+     "num_mel_bins": 128}    # fbank bins for the statistics and the compact tower
+
+Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
+Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
+``output_dim = 256 * len(speakers) + stats_dim * stats + compact dim``. The speaker part
+is layer-normalised (trainable affine); the frozen part is ``frozen_features`` (speaker
+d-vectors then raw statistics, ``(B, frozen_dim)``), which training computes once per clip
+and passes back through ``forward(..., frozen=...)``. Every clip is measured from its own
+valid samples, so its output does not depend on the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from clsp.errors import ConfigError
+from clsp.models.registry import register_speech_encoder
+from clsp.models.signal_stats import SIGNAL_STATS_DIM, signal_stats
+from clsp.models.speaker import GE2ESpeakerEncoder
+
+SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder}
+
+
+@register_speech_encoder("speaker_fusion")
+class SpeakerFusionEncoder(nn.Module):
+    """Frozen speaker d-vectors + signal statistics (+ trainable compact tower) per clip."""
+
+    input_kind = "waveform"
+
+    def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
+                 compact: dict[str, Any] | None = None, num_mel_bins: int = 128, load_weights: bool = True):
+        super().__init__()
+        unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
+        if unknown or not (speakers or stats or compact):
+            raise ConfigError(f"speaker_fusion: unknown speaker encoder(s) {unknown} (known: {sorted(SPEAKER_ENCODERS)})"
+                              if unknown else "speaker_fusion: needs speakers, stats or compact")
+        if stats and stats_dim < 1:
+            raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
+        self.speaker_names = list(speakers)
+        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights) for s in speakers)
+        self.speaker_dim = sum(s.output_dim for s in self.speakers)
+        self.speaker_norm = nn.LayerNorm(self.speaker_dim) if self.speaker_dim else None
+        self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
+        self.stats_proj = nn.Sequential(nn.Linear(SIGNAL_STATS_DIM, stats_dim), nn.GELU()) if stats else None
+        self.frozen_dim = self.speaker_dim + (SIGNAL_STATS_DIM if stats else 0)
+        self.compact = None
+        if compact is not None:
+            from clsp.models.compact import CompactSpeechEncoder
+
+            self.compact = CompactSpeechEncoder(**{"num_mel_bins": num_mel_bins, **compact})
+        self.output_dim = self.speaker_dim + (stats_dim if stats else 0) + (self.compact.output_dim if self.compact else 0)
+
+    def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from clsp.features import fbank_batch
+
+        waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
+        feats, lens = fbank_batch(waves, self.num_mel_bins)
+        return feats.to(waveforms.device), lens.to(waveforms.device)
+
+    @torch.no_grad()
+    def frozen_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The parameter-free part ``(B, frozen_dim)``: speaker d-vectors, then raw statistics."""
+        parts = [enc(waveforms.float(), lengths) for enc in self.speakers]
+        if self.use_stats:
+            parts.append(signal_stats(*self._fbank(waveforms, lengths)))
+        return torch.cat(parts, dim=-1).float()
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+                frozen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if waveforms.ndim != 2 or lengths.shape != waveforms.shape[:1]:
+            from clsp.errors import InputError
+
+            raise InputError(f"speaker_fusion: expected waveforms (batch, samples), got {tuple(waveforms.shape)}")
+        if frozen is None:
+            frozen = self.frozen_features(waveforms, lengths)
+        frozen = frozen.to(waveforms.device, torch.float32)
+        out = []
+        if self.speaker_norm is not None:
+            out.append(self.speaker_norm(frozen[:, : self.speaker_dim]))
+        if self.stats_proj is not None:
+            out.append(self.stats_proj(frozen[:, self.speaker_dim :]))
+        if self.compact is not None:
+            feats, lens = self._fbank(waveforms, lengths)
+            x, xl = self.compact(feats, lens)
+            mask = (torch.arange(x.shape[1], device=x.device)[None] < xl[:, None]).to(x.dtype)
+            out.append((x * mask[..., None]).sum(1) / xl.clamp(min=1)[:, None].to(x.dtype))
+        vec = torch.cat([o.float() for o in out], dim=-1)
+        return vec.unsqueeze(1), torch.ones(vec.shape[0], dtype=torch.long, device=vec.device)

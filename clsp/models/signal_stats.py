@@ -1,0 +1,103 @@
+"""Utterance signal measurements that speaker encoders do not carry, from the 100 Hz fbank.
+
+Per clip (``SIGNAL_STATS_DIM`` numbers, all from the clip's own valid frames):
+
+* pitch (10): ``clsp.models.pitch.pitch_stats`` - voiced share, median and 10/25/75/90th
+  percentiles of log2(F0 / 150 Hz), spread, frame-to-frame movement, confidence, slope.
+* loudness relative to the recording (6): frame log-energy minus the clip's 95th
+  percentile (so gain and absolute dBFS cancel out): mean, std and 10/50th percentiles
+  (nepers / 10), share of frames within 3 nepers (13 dB) of that peak, and the dynamic
+  range p95 - p10 (/ 10).
+* pauses (3): inside the speech span, pauses are runs of at least 20 frames (0.2 s) more
+  than 5 nepers (22 dB) below the peak: pauses per second, share of time paused, mean
+  pause length (s).
+* pace (12): ``clsp.models.compact.envelope_modulation`` - energy-envelope modulation
+  bands and peak rate (syllables).
+* voicing / whisper and spectral balance (3): voiced share of speech frames, and of the
+  speech frames the mean log-energy ratio of 1-3.4 kHz to 100 Hz-1 kHz (a band a telephone
+  channel keeps) for voiced and for unvoiced frames (/ 10).
+* length (1): log(1 + speech seconds).
+
+Padding never enters (each clip is measured alone), so a clip's statistics do not depend
+on its batch.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from clsp.models.compact import envelope_modulation
+from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
+
+SIGNAL_STATS_DIM = PITCH_STATS_DIM + 6 + 3 + 12 + 3 + 1
+FRAME_RATE = 100.0
+MIN_PAUSE_FRAMES = 20
+PAUSE_BELOW_PEAK = 5.0  # nepers of power (about 22 dB)
+LOUD_WITHIN_PEAK = 3.0
+
+
+@lru_cache(maxsize=4)
+def _band_masks(num_mel_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mel bins centred in 100 Hz-1 kHz and in 1-3.4 kHz (the Kaldi fbank of clsp.features)."""
+    import torchaudio
+
+    from clsp.features import HIGH_FREQ, LOW_FREQ, PADDED_WINDOW, SAMPLE_RATE
+
+    _, centers = torchaudio.compliance.kaldi.get_mel_banks(
+        num_mel_bins, PADDED_WINDOW, float(SAMPLE_RATE), LOW_FREQ, HIGH_FREQ, 100.0, -500.0, 1.0)
+    hz = 700.0 * (torch.exp(centers.reshape(-1) / 1127.0) - 1.0)
+    return (hz >= 100) & (hz < 1000), (hz >= 1000) & (hz < 3400)
+
+
+def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
+    """(pauses per second, paused share, mean pause seconds) of a boolean frame mask."""
+    idx = torch.nonzero(speech).reshape(-1)
+    if idx.numel() < 2:
+        return 0.0, 0.0, 0.0
+    inner = ~speech[int(idx[0]) : int(idx[-1]) + 1]
+    edges = torch.diff(torch.cat([torch.zeros(1), inner.float(), torch.zeros(1)]))
+    starts, ends = torch.nonzero(edges == 1).reshape(-1), torch.nonzero(edges == -1).reshape(-1)
+    runs = (ends - starts)[(ends - starts) >= MIN_PAUSE_FRAMES].float()
+    span_s = inner.numel() / FRAME_RATE
+    if runs.numel() == 0:
+        return 0.0, 0.0, 0.0
+    return runs.numel() / span_s, float(runs.sum()) / inner.numel(), float(runs.mean()) / FRAME_RATE
+
+
+def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
+              high: torch.Tensor) -> torch.Tensor:
+    """The non-pitch statistics of one clip's valid frames ``(T, bins)``."""
+    out = torch.zeros(SIGNAL_STATS_DIM - PITCH_STATS_DIM)
+    t = feats.shape[0]
+    if t < 2:
+        return out
+    energy = torch.logsumexp(feats, dim=-1)
+    rel = energy - torch.quantile(energy, 0.95)
+    q10, q50 = torch.quantile(rel, torch.tensor([0.1, 0.5])).tolist()
+    out[0:6] = torch.tensor([float(rel.mean()) / 10, float(rel.std()) / 10, q10 / 10, q50 / 10,
+                             float((rel > -LOUD_WITHIN_PEAK).float().mean()), -q10 / 10])
+    speech = rel > -PAUSE_BELOW_PEAK
+    out[6:9] = torch.tensor(_pauses(speech))
+    out[9:21] = envelope_modulation(energy)
+    balance = torch.logsumexp(feats[:, high], -1) - torch.logsumexp(feats[:, low], -1)
+    v, u = speech & voiced, speech & ~voiced
+    out[21] = v.sum() / speech.sum().clamp(min=1)
+    out[22] = balance[v].mean() / 10 if v.any() else 0.0
+    out[23] = balance[u].mean() / 10 if u.any() else 0.0
+    out[24] = torch.log1p(speech.sum() / FRAME_RATE)
+    return out
+
+
+def signal_stats(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Padded fbank ``(B, T, bins)`` at 100 Hz and frame counts ``(B,)`` -> ``(B, SIGNAL_STATS_DIM)``."""
+    feats = feats.float()
+    lens = lens.to(feats.device)
+    logf0, conf = pitch_track(feats)
+    voiced = voiced_mask(feats, lens, conf)
+    pitch = pitch_stats(logf0, conf, voiced, lens)
+    low, high = (m.to(feats.device) for m in _band_masks(feats.shape[-1]))
+    rest = [_one_clip(feats[i, :n].cpu(), voiced[i, :n].cpu(), low.cpu(), high.cpu())
+            for i, n in enumerate(lens.tolist())]
+    return torch.cat([pitch, torch.stack(rest).to(feats.device)], dim=-1) if rest else pitch
