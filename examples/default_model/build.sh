@@ -12,7 +12,8 @@
 #   STEPS       optimizer steps of the speaker recipe; STAGE1_STEPS, STAGE2_STEPS of compact
 #   NUM_TRAIN / NUM_TEST (synthetic clips), FLITE_FRACTION (share of training clips spoken
 #   by Flite voices, default 0.3; 0 without flite), CHANNEL_FRACTION (share of training
-#   clips that get a channel-augmented copy, default 0.5)
+#   clips that get a channel-augmented copy, default 0.2), MAX_SINGLE / MAX_MULTI (synthetic
+#   single-style / style-changing clips in the speaker recipe's manifest, default 2000 / 400)
 #   TESS_DIR, SAVEE_DIR  folders of TESS / SAVEE wav files for the real-speech evaluation
 #               (evaluation only, never trained on); BASELINE (model to compare against,
 #               default: the installed default model)
@@ -26,7 +27,7 @@ B="${2:-build/default_model}"
 RECIPE="${RECIPE:-speaker}"
 EXP="${EXP:-$B/exp}"  # checkpoints, final model and results of this run
 FLITE_FRACTION="${FLITE_FRACTION:-0.3}"
-CHANNEL_FRACTION="${CHANNEL_FRACTION:-0.5}"
+CHANNEL_FRACTION="${CHANNEL_FRACTION:-0.2}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 mkdir -p "$B" "$EXP"
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -70,9 +71,10 @@ last_model() { echo "$(ls -d "$1"/checkpoints/step-* | sort | tail -1)/model"; }
 if [ "$RECIPE" = speaker ]; then
   say "5/9 training manifest (whole clips: the frozen speaker part is computed once per clip)"
   python "$HERE/make_manifests.py" --synthetic "${SYN[@]}" --emodb "${EMO[@]}" \
-    --out "$B/stage.jsonl" --crop 0 --max-multi 1500 --emodb-repeat 2 --seed 4
+    --out "$B/stage.jsonl" --crop 0 --max-single "${MAX_SINGLE:-2000}" --max-multi "${MAX_MULTI:-400}" \
+    --emodb-repeat 1 --seed 4
   say "6/9 one stage: multi-positive InfoNCE on the speaker_fusion tower (clsp train)"
-  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-1500}" \
+  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-400}" \
     --output-dir "$EXP/speaker" --resume latest
   rm -rf "$EXP/trained" && cp -r "$(last_model "$EXP/speaker")" "$EXP/trained"
 else

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--crop", type=float, default=2.2, help="window length for single-style clips (0: whole)")
     ap.add_argument("--max-multi", type=int, default=-1, help="style-changing clips kept (-1: all)")
+    ap.add_argument("--max-single", type=int, default=-1, help="single-style clips kept (-1: all)")
     ap.add_argument("--emodb-repeat", type=int, default=1, help="times each EmoDB row is listed")
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
@@ -44,6 +45,8 @@ def main() -> None:
     syn = [{**r, "speaker": f"syn-{r['voice']}"} for p in args.synthetic for r in read_jsonl(p)]  # hard-negative groups
     single = [window(rng, r, args.crop) for r in syn if len(r["segments"]) == 1]
     multi = [r for r in syn if len(r["segments"]) > 1]
+    if args.max_single >= 0:
+        single = rng.sample(single, min(args.max_single, len(single)))
     if args.max_multi >= 0:
         multi = rng.sample(multi, min(args.max_multi, len(multi)))
     emodb = [r for p in args.emodb for r in read_jsonl(p)] * args.emodb_repeat
