@@ -12,8 +12,9 @@
 #   STEPS       optimizer steps of the speaker recipe; STAGE1_STEPS, STAGE2_STEPS of compact
 #   NUM_TRAIN / NUM_TEST (synthetic clips), FLITE_FRACTION (share of training clips spoken
 #   by Flite voices, default 0.3; 0 without flite), CHANNEL_FRACTION (share of training
-#   clips that get a channel-augmented copy, default 0.2), MAX_SINGLE / MAX_MULTI (synthetic
-#   single-style / style-changing clips in the speaker recipe's manifest, default 2000 / 400)
+#   clips that get a channel-augmented copy, default 0.2), MAX_SINGLE / MAX_MULTI / MAX_EMODB
+#   (synthetic single-style, style-changing and EmoDB clips in the speaker recipe's
+#   manifest, default 1000 / 150 / 1000)
 #   TESS_DIR, SAVEE_DIR  folders of TESS / SAVEE wav files for the real-speech evaluation
 #               (evaluation only, never trained on); BASELINE (model to compare against,
 #               default: the installed default model)
@@ -71,10 +72,10 @@ last_model() { echo "$(ls -d "$1"/checkpoints/step-* | sort | tail -1)/model"; }
 if [ "$RECIPE" = speaker ]; then
   say "5/9 training manifest (whole clips: the frozen speaker part is computed once per clip)"
   python "$HERE/make_manifests.py" --synthetic "${SYN[@]}" --emodb "${EMO[@]}" \
-    --out "$B/stage.jsonl" --crop 0 --max-single "${MAX_SINGLE:-2000}" --max-multi "${MAX_MULTI:-400}" \
-    --emodb-repeat 1 --seed 4
+    --out "$B/stage.jsonl" --crop 0 --max-single "${MAX_SINGLE:-1000}" --max-multi "${MAX_MULTI:-150}" \
+    --max-emodb "${MAX_EMODB:-1000}" --seed 4
   say "6/9 one stage: multi-positive InfoNCE on the speaker_fusion tower (clsp train)"
-  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-400}" \
+  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-200}" \
     --output-dir "$EXP/speaker" --resume latest
   rm -rf "$EXP/trained" && cp -r "$(last_model "$EXP/speaker")" "$EXP/trained"
 else
