@@ -75,7 +75,7 @@ def main() -> None:
     emotion = prompts_from(EMOTION_PHRASES, ["{who} speaks German in {}.", "{who} speaks with {}."])
     tasks = [task_cosines(model, audio, [r["gender"] for r in rows], GENDER_PROMPTS),
              task_cosines(model, audio, [r["emotion"] for r in rows], emotion)]
-    before = math.exp(float(model.logit_scale))
+    before = math.exp(float(model.logit_scale.detach()))
     scale = fit_scale(tasks)
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copy(args.model / "config.json", args.out / "config.json")
