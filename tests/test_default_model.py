@@ -347,3 +347,33 @@ def test_fitted_logit_scale_recovers_the_scale_that_drew_the_labels():
     assert abs(fit_scale(tasks) - 12.0) < 1.5
     sharp = [(cos, cos.argmax(axis=1)) for cos, _ in tasks]  # always right: the sharpest scale wins
     assert fit_scale(sharp) > 90
+
+
+def test_real_speech_evaluation_runs_end_to_end(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import evaluate_real
+
+    gen = np.random.default_rng(0)
+    savee = tmp_path / "savee"
+    savee.mkdir()
+    emodb_rows = []
+    for k, (spk, code) in enumerate([("DC", "a"), ("DC", "n"), ("JE", "sa"), ("JE", "h")]):
+        sf.write(savee / f"{spk}_{code}0{k}.wav", gen.normal(0, 0.1, 16000).astype(np.float32), 16000)
+        path = tmp_path / f"e{k}.wav"
+        sf.write(path, gen.normal(0, 0.1, 16000).astype(np.float32), 16000)
+        emodb_rows.append({"id": f"e{k}", "audio": str(path), "speaker": f"emodb-{k % 2}",
+                           "gender": ["male", "female"][k % 2], "emotion": ["anger", "neutral"][k // 2]})
+    manifest = tmp_path / "emodb.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in emodb_rows))
+    out = tmp_path / "real.json"
+    monkeypatch.setattr(sys, "argv", ["evaluate_real.py", "--models", "tiny-random", "--emodb", str(manifest),
+                                      "--savee", str(savee), "--out", str(out)])
+    evaluate_real.main()
+    res = json.loads(out.read_text())
+    assert res["sets"] == {"emodb": 4, "tess_savee": 4}
+    model = res["models"][0]
+    assert model["tess_savee"]["zeroshot_gender"]["n"] == 4 and model["emodb"]["eight_khz_cosine"]["n"] == 4
+    assert 0.0 <= model["emodb"]["zeroshot_gender"]["ece"] <= 1.0
+    assert set(model["packs"]) == set(evaluate_real.PACKS)
+    assert all(abs(sum(p["shares"].values()) - 1.0) < 1e-9 for p in model["packs"].values())
