@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--emodb", type=Path, help="EmoDB held-out manifest (prepare_emodb.py split's test.jsonl)")
     ap.add_argument("--tess", type=Path, help="folder of TESS wav files")
     ap.add_argument("--savee", type=Path, help="folder of SAVEE wav files")
-    ap.add_argument("--tess-per-class", type=int, default=20, help="clips per TESS speaker and emotion")
+    ap.add_argument("--tess-per-class", type=int, default=10, help="clips per TESS speaker and emotion")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--markdown", type=Path, help="read this results JSON and print it as a Markdown table")
