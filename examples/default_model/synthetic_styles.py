@@ -22,6 +22,22 @@ FEMALE_VOICES = [
 # (Hugo/Henrique, linda/belinda) so that no test voice has a twin in training.
 TEST_VOICES = {"m3", "m7", "Hugo", "Henrique", "victor", "f2", "f5", "linda", "belinda"}
 
+# Flite voices (Debian package flite): recorded human speakers, not formant voices. Their
+# accent is fixed; pitch, intonation range and pace are set per segment
+# (int_f0_target_mean / int_f0_target_stddev / duration_stretch). The words per minute
+# were measured at duration_stretch 1 on three corpus sentences, whole files.
+FLITE_VOICES = {
+    "flite-slt": {"voice": "slt", "gender": "female", "accent": "american", "wpm": 184, "f0_hz": (165, 265)},
+    "flite-rms": {"voice": "rms", "gender": "male", "accent": "american", "wpm": 160, "f0_hz": (85, 150)},
+    "flite-awb": {"voice": "awb", "gender": "male", "accent": "scottish", "wpm": 183, "f0_hz": (85, 150)},
+    "flite-kal16": {"voice": "kal16", "gender": "male", "accent": "american", "wpm": 185, "f0_hz": (85, 150)},
+}
+# espeak-ng's own measured words per minute is about 1.09 times its -s setting (same
+# sentences, whole files), so a Flite pace level uses RATE_WPM scaled by this factor.
+ESPEAK_WPM_FACTOR = 1.09
+# Flite F0 standard deviation (Hz) per intonation level.
+RANGE_F0_STD_HZ = {"flat": (3.0, 8.0), "natural": (18.0, 28.0), "lively": (40.0, 60.0)}
+
 ACCENTS = {
     "en-us": "american",
     "en-gb-x-rp": "british",

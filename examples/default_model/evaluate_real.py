@@ -1,0 +1,256 @@
+"""Evaluate CLSP models on real speech never used for training, side by side.
+
+Per model (the first is the baseline), on the same clips:
+
+* zero-shot gender and emotion (WA/UA) with the expected calibration error (ECE) of the
+  zero-shot probabilities, on EmoDB held-out speakers (7 emotions) and on TESS (2 female
+  speakers) + SAVEE (4 male speakers), English, in the 6 emotions the three share;
+* 8 kHz copies of the EmoDB held-out clips (resampled down to 8 kHz and back): cosine of
+  each copy's embedding to its original's;
+* audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
+  same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
+  other emotion): mean and quantiles;
+* the answers of the built-in ``pitch``, ``loudness``, ``speaking-rate``,
+  ``voice-quality`` and ``age`` prompt packs over all real clips (share per class).
+
+TESS and SAVEE are read in place from folders of the original files (evaluation only):
+TESS as ``<dir>/**/{OAF,YAF}_<word>_<emotion>.wav``, SAVEE as ``<dir>/{DC,JE,JK,KL}_<code><nn>.wav``.
+
+    python evaluate_real.py --models default build/default_model/exp/model \
+        --emodb build/default_model/emodb/test.jsonl --tess /tmp/tess --savee /tmp/savee --out real.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import GENDER_PROMPTS, embed_clips, prompts_from  # noqa: E402
+from jsonl import read_jsonl  # noqa: E402
+from prepare_emodb import EMOTION_PHRASES  # noqa: E402
+
+TESS_EMOTIONS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+                 "neutral": "neutral", "sad": "sadness", "ps": "surprise"}
+SAVEE_EMOTIONS = {"a": "anger", "d": "disgust", "f": "fear", "h": "happiness", "n": "neutral",
+                  "sa": "sadness", "su": "surprise"}
+SHARED_EMOTIONS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness")
+PACKS = ("pitch", "loudness", "speaking-rate", "voice-quality", "age")
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def tess_rows(root: Path, per_class: int, seed: int) -> list[dict]:
+    """TESS clips (female), at most per_class per (speaker, emotion), drawn with a seed."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in sorted(root.rglob("*.wav")):
+        m = re.fullmatch(r"(OAF|YAF)_(\w+?)_(angry|disgust|fear|happy|neutral|sad|ps)", path.stem, re.I)
+        if m:
+            spk, emo = m.group(1).upper(), TESS_EMOTIONS[m.group(3).lower()]
+            groups.setdefault((spk, emo), []).append(
+                {"id": f"tess-{path.stem}", "audio": str(path), "speaker": f"tess-{spk}", "gender": "female",
+                 "emotion": emo})
+    rng = random.Random(seed)
+    return [r for key in sorted(groups) for r in rng.sample(groups[key], min(per_class, len(groups[key])))]
+
+
+def savee_rows(root: Path) -> list[dict]:
+    """All SAVEE clips (male)."""
+    rows = []
+    for path in sorted(root.glob("*.wav")):
+        m = re.fullmatch(r"(DC|JE|JK|KL)_(sa|su|a|d|f|h|n)\d+", path.stem)
+        if m:
+            rows.append({"id": f"savee-{path.stem}", "audio": str(path), "speaker": f"savee-{m.group(1)}",
+                         "gender": "male", "emotion": SAVEE_EMOTIONS[m.group(2)]})
+    return rows
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """ECE: sum over equal-width confidence bins of (bin share) * |accuracy - mean confidence|.
+
+    ``confidence``: (N,) probability of the predicted class; ``correct``: (N,) 0/1.
+    Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, eq. 3."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
+    return float(ece)
+
+
+def zero_shot_calibrated(model, audio: np.ndarray, labels: list[str], classes: dict[str, list[str]]) -> dict:
+    """Zero-shot WA/UA, ECE, and the median confidence of wrong answers."""
+    from clsp.metrics.classification import classification_report
+    from clsp.prompts.schema import PromptClass, PromptSet
+    from clsp.zeroshot import ZeroShotClassifier
+
+    prompt_set = PromptSet(attribute="x", classes=tuple(PromptClass(n, tuple(p)) for n, p in classes.items()))
+    out = ZeroShotClassifier.from_model(model, prompt_set).classify(audio)
+    pred = [r["label"] for r in out]
+    conf = np.array([r["scores"][r["label"]] for r in out])
+    correct = np.array([p == y for p, y in zip(pred, labels)], dtype=float)
+    rep = classification_report(labels, pred, labels=list(classes), n_boot=0)
+    wrong = conf[correct == 0]
+    return {"n": rep["n"], "wa": rep["wa"], "ua": rep["ua"], "per_class_recall": rep["per_class_recall"],
+            "ece": expected_calibration_error(conf, correct),
+            "wrong_median_confidence": float(np.median(wrong)) if len(wrong) else None}
+
+
+def eight_khz_cosines(model, rows: list[dict]) -> dict:
+    """Cosine of each clip's embedding to that of its copy resampled to 8 kHz and back."""
+    import torchaudio.functional as AF
+
+    from clsp.audio import load_audio
+
+    orig = embed_clips(model, rows)
+    copies = []
+    with torch.no_grad():
+        for r in rows:
+            w = load_audio(r["audio"])
+            w8 = AF.resample(AF.resample(w, 16000, 8000), 8000, 16000)[: len(w)]
+            copies.append(model.encode_audio(w8[None], torch.tensor([len(w8)])).numpy()[0])
+    cos = np.sum(orig * np.stack(copies), axis=1) / (
+        np.linalg.norm(orig, axis=1) * np.linalg.norm(np.stack(copies), axis=1))
+    return {"n": len(rows), "mean": float(cos.mean()), "min": float(cos.min()),
+            "p10": float(np.quantile(cos, 0.1))}
+
+
+def pair_distributions(audio: np.ndarray, rows: list[dict], max_pairs: int = 20000, seed: int = 0) -> dict:
+    """Cosine quantiles for same-voice, same-style and unrelated pairs (see module docstring)."""
+    x = audio / np.linalg.norm(audio, axis=1, keepdims=True)
+    spk = np.array([r["speaker"] for r in rows])
+    emo = np.array([r["emotion"] for r in rows])
+    i, j = np.triu_indices(len(rows), k=1)
+    kinds = {"same_voice": spk[i] == spk[j],
+             "same_style": (emo[i] == emo[j]) & (spk[i] != spk[j]),
+             "unrelated": (emo[i] != emo[j]) & (spk[i] != spk[j])}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, sel in kinds.items():
+        idx = np.flatnonzero(sel)
+        idx = rng.choice(idx, min(max_pairs, len(idx)), replace=False)
+        cos = np.sum(x[i[idx]] * x[j[idx]], axis=1)
+        out[name] = {"pairs": int(len(idx)), "mean": float(cos.mean()),
+                     **{f"q{int(q * 100):02d}": float(np.quantile(cos, q)) for q in QUANTILES}}
+    return out
+
+
+def pack_answers(model, audio: np.ndarray) -> dict:
+    """Per built-in pack: share of clips given each class, and the share of the commonest answer."""
+    from clsp.prompts import load_pack
+    from clsp.zeroshot import ZeroShotClassifier
+
+    out = {}
+    for name in PACKS:
+        prompt_set = load_pack(name).get()
+        labels = [r["label"] for r in ZeroShotClassifier.from_model(model, prompt_set).classify(audio)]
+        shares = {c: labels.count(c) / len(labels) for c in prompt_set.output_classes}
+        out[name] = {"shares": shares, "top_share": max(shares.values())}
+    return out
+
+
+def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
+    """All real-speech numbers of one model (see module docstring)."""
+    res: dict = {"model": model.provenance()}
+    embedded = {name: embed_clips(model, rows) for name, rows in sets.items()}
+    emodb_emotion = prompts_from(EMOTION_PHRASES, ["{who} speaks German in {}.", "{who} speaks with {}."])
+    english_emotion = prompts_from({k: EMOTION_PHRASES[k] for k in SHARED_EMOTIONS}, ["{who} speaks with {}."])
+    for name, rows in sets.items():
+        audio = embedded[name]
+        r = {"clips": len(rows), "speakers": sorted({x["speaker"] for x in rows}),
+             "zeroshot_gender": zero_shot_calibrated(model, audio, [x["gender"] for x in rows], GENDER_PROMPTS)}
+        emotions = emodb_emotion if name == "emodb" else english_emotion
+        keep = [k for k, x in enumerate(rows) if x["emotion"] in emotions]
+        r["zeroshot_emotion"] = zero_shot_calibrated(model, audio[keep], [rows[k]["emotion"] for k in keep], emotions)
+        res[name] = r
+    if "emodb" in sets:
+        res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
+    all_rows = [r for rows in sets.values() for r in rows]
+    all_audio = np.concatenate(list(embedded.values()))
+    res["pairs"] = pair_distributions(all_audio, all_rows)
+    res["packs"] = pack_answers(model, all_audio)
+    return res
+
+
+def markdown_table(results: list[dict]) -> str:
+    """Models side by side as a Markdown table (one column per model)."""
+    heads = [r.get("name", f"model {k}") for k, r in enumerate(results)]
+    lines = ["| set | measure | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(results)]
+
+    def row(set_name: str, label: str, fn) -> None:
+        vals = []
+        for r in results:
+            try:
+                vals.append(fn(r))
+            except (KeyError, TypeError):
+                vals.append("-")
+        lines.append(f"| {set_name} | {label} | " + " | ".join(vals) + " |")
+
+    for s in ("emodb", "tess_savee"):
+        for task in ("gender", "emotion"):
+            row(s, f"zero-shot {task} WA / UA %",
+                lambda r: f"{100 * r[s][f'zeroshot_{task}']['wa']:.1f} / {100 * r[s][f'zeroshot_{task}']['ua']:.1f}")
+            row(s, f"zero-shot {task} ECE / median p of wrong answers",
+                lambda r: f"{r[s][f'zeroshot_{task}']['ece']:.3f} / {r[s][f'zeroshot_{task}']['wrong_median_confidence']:.2f}")
+    row("emodb", "8 kHz copy cosine mean / p10 / min",
+        lambda r: " / ".join(f"{r['emodb']['eight_khz_cosine'][k]:.3f}" for k in ("mean", "p10", "min")))
+    for kind in ("same_voice", "same_style", "unrelated"):
+        row("all", f"{kind.replace('_', '-')} cosine mean (q05, q50, q95)",
+            lambda r: f"{r['pairs'][kind]['mean']:.3f} ({r['pairs'][kind]['q05']:.2f}, "
+                      f"{r['pairs'][kind]['q50']:.2f}, {r['pairs'][kind]['q95']:.2f})")
+    for pack in PACKS:
+        row("all", f"`{pack}` answers %",
+            lambda r: ", ".join(f"{c} {100 * v:.0f}" for c, v in r["packs"][pack]["shares"].items()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["default"], help="model dirs or names; the first is the baseline")
+    ap.add_argument("--emodb", type=Path, help="EmoDB held-out manifest (prepare_emodb.py split's test.jsonl)")
+    ap.add_argument("--tess", type=Path, help="folder of TESS wav files")
+    ap.add_argument("--savee", type=Path, help="folder of SAVEE wav files")
+    ap.add_argument("--tess-per-class", type=int, default=10, help="clips per TESS speaker and emotion")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--markdown", type=Path, help="read this results JSON and print it as a Markdown table")
+    args = ap.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(args.markdown.read_text())["models"]))
+        return
+    import clsp
+
+    sets: dict[str, list[dict]] = {}
+    if args.emodb:
+        sets["emodb"] = read_jsonl(args.emodb)
+    english = (tess_rows(args.tess, args.tess_per_class, args.seed) if args.tess else []) + (
+        savee_rows(args.savee) if args.savee else [])
+    if english:
+        sets["tess_savee"] = english
+    if not sets:
+        sys.exit("give at least one of --emodb, --tess, --savee")
+    results = []
+    for name in args.models:
+        t0 = time.perf_counter()
+        torch.manual_seed(0)
+        res = evaluate_model(clsp.load_model(name), sets)
+        res["name"], res["seconds"] = name, round(time.perf_counter() - t0, 1)
+        results.append(res)
+        print(f"{name}: done in {res['seconds']} s", file=sys.stderr)
+    report = {"sets": {k: len(v) for k, v in sets.items()}, "models": results}
+    print(markdown_table(results), file=sys.stderr)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
