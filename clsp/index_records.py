@@ -97,3 +97,28 @@ def iter_embedding_items(source: str, matrix: np.ndarray | None = None) -> Itera
         except InputError as exc:
             item.error = exc
             yield item, None
+
+
+def collect_embeddings(source: str, matrix: np.ndarray | None = None):
+    """All usable embeddings of ``source``: ``(vectors (N, D) float32, records, provenance, skipped)``.
+
+    ``skipped`` lists the items left out, each with its ``error`` (unreadable, no vector, a
+    dimension unlike the first record's). Mixed models raise ``ProvenanceError``.
+    """
+    vecs: list[np.ndarray] = []
+    recs: list[dict[str, Any]] = []
+    skipped: list[Item] = []
+    prov = None
+    for item, vec in iter_embedding_items(source, matrix):
+        if vec is not None and vecs and vec.shape != vecs[0].shape:
+            vec, item.error = None, InputError(f"record {item.id!r}: dimension {vec.shape[0]}, earlier records {vecs[0].shape[0]}")
+        if vec is None:
+            skipped.append(item)
+            continue
+        rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
+        same_provenance(prov, rec_prov, f"{source}: record {item.id!r}")
+        prov = prov or rec_prov
+        vecs.append(vec)
+        recs.append(item.record)
+    mat = np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)
+    return mat, recs, prov, skipped

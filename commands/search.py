@@ -64,6 +64,8 @@ def query(
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a listening page: each query and an audio player per hit.")] = None,
+    html_embed: Annotated[bool, typer.Option("--html-embed", help="Embed the audio in the --html page (base64) so it can be shared alone.")] = False,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
@@ -72,7 +74,7 @@ def query(
 
     settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
     return _query(index, input, text or [], audio or [], settings, npy, model, batch_size, device, output,
-                     on_error.value, quiet)
+                     on_error.value, quiet, html, html_embed)
 
 
 @main.command("eval")
@@ -94,6 +96,7 @@ def evaluate(
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the R@k curves (k = 1..10) per direction or group (.png or .svg).")] = None,
     quiet: QuietOpt = False,
 ):
     """Retrieval metrics (R@1/5/10, mAP@10 with 95% CIs): queries against an index, or a speech-caption pool."""
@@ -101,7 +104,7 @@ def evaluate(
 
     settings = SearchSettings(10, None, nprobe, ef, rerank, threads)
     return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy,
-                    model, device, output, quiet)
+                    model, device, output, quiet, plot)
 
 
 def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, threads, on_error, quiet) -> int:
@@ -183,7 +186,8 @@ def _chain(first, rest):
     yield from rest
 
 
-def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet) -> int:
+def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet,
+           html=None, html_embed=False) -> int:
     from clsp.errors import ClspError, ConfigError
     from clsp.index import load_index
     from clsp.index_query import QueryEncoder, search_items
@@ -193,10 +197,14 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
     set_quiet(quiet)
     if settings.k < 1 or batch_size < 1:
         raise ConfigError("--k and --batch-size must be at least 1")
+    from clsp_cli.figures import check_outputs, search_page
+
+    check_outputs(None, html)
     index = load_index(index_dir)
     items, matrix, base = _query_items(input, texts, audios, npy)
     encoder = QueryEncoder(index, model, device)
     sink = RecordSink(output, on_error=on_error)
+    page: list = []
     with Throughput("search", "queries") as progress:
         for item, result in search_items(index, items, settings, encoder, matrix, base, batch_size):
             if isinstance(result, ClspError):
@@ -205,6 +213,9 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
             else:
                 sink.write({"id": item.id, "hits": [{**h, "score": round(h["score"], 6)} for h in result]})
                 progress.update()
+                if html:
+                    page.append((item.record, result))
+    search_page(html, page, base, html_embed)
     sink.commit()
     return sink.exit_code
 
@@ -221,7 +232,7 @@ def _relevant_ids(record: dict, key: str) -> list[str]:
 
 
 def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy, model,
-          device, output, quiet) -> int:
+          device, output, quiet, plot=None) -> int:
     from clsp.errors import ConfigError
     from clsp_cli.console import set_quiet
     from clsp_cli.output import RecordSink
@@ -229,23 +240,28 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
     set_quiet(quiet)
     if n_boot < 0:
         raise ConfigError("--n-boot must be >= 0")
+    from clsp_cli.figures import check_outputs, recall_plot
+
+    check_outputs(plot, None)
+    curves: dict = {}
     if speech or captions:
         if not (speech and captions) or index_dir or queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
-        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot)
+        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, curves if plot else None)
     else:
         if not index_dir:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
         summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings, npy,
-                                      model, device)
+                                      model, device, curves)
     _render(summary)
+    recall_plot(plot, curves, f"{summary['task']}: R@k ({summary.get('queries', summary.get('captions'))} queries)")
     sink = RecordSink(output)
     sink.write(summary)
     sink.commit()
     return 3 if failed else 0
 
 
-def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device):
+def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device, curves=None):
     from clsp.errors import ClspError
     from clsp.index import load_index
     from clsp.index_query import QueryEncoder, search_items
@@ -275,6 +291,10 @@ def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, n
     if group_key:
         summary["group_key"] = group_key
         summary["groups"] = {g: metrics_from_ranks(r, n_boot=n_boot) for g, r in sorted(groups.items())}
+    if curves is not None:
+        from clsp_cli.figures import recall_curve
+
+        curves.update({name: recall_curve(r, settings.k) for name, r in [("queries to index", overall), *sorted(groups.items())]})
     return summary, failed
 
 
@@ -282,27 +302,18 @@ def _read_pool(path: str):
     """(vectors, records, provenance, failed) from an embeddings JSONL file."""
     import numpy as np
 
-    from clsp.index_records import iter_embedding_items, same_provenance
+    from clsp.index_records import collect_embeddings
     from clsp_cli.console import warn
 
-    vecs, recs, prov, failed = [], [], None, 0
-    for item, vec in iter_embedding_items(path):
-        if vec is None:
-            failed += 1
-            warn(f"skipped {item.id}: {item.error}")
-            continue
-        rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
-        same_provenance(prov, rec_prov, f"{path}: record {item.id!r}")
-        prov = prov or rec_prov
-        vecs.append(vec)
-        recs.append(item.record)
-    mat = np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)
+    mat, recs, prov, skipped = collect_embeddings(path)
+    for item in skipped:
+        warn(f"skipped {item.id}: {item.error}")
     if len(mat):  # cosine, as in the index; 'clsp embed' vectors are unit-norm already
         mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
-    return mat, recs, prov, failed
+    return mat, recs, prov, len(skipped)
 
 
-def _eval_pool(speech, captions, match_key, group_key, n_boot):
+def _eval_pool(speech, captions, match_key, group_key, n_boot, curves=None):
     import numpy as np
 
     from clsp.errors import InputError
@@ -332,6 +343,10 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot):
     summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
                "failed": afail + tfail, "model": (aprov or {}).get("model"),
                "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
+    if curves is not None:
+        from clsp_cli.figures import pool_recall_curves
+
+        curves.update(pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=range(1, 21), n_boot=0)))
     if group_key:
         labels = np.asarray([str(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key
