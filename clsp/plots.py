@@ -8,8 +8,9 @@ library computes them (fractions in [0, 1]); figures show percentages where the 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ def check_plot_path(path: str | Path) -> str:
     """The format ('png' or 'svg') for ``path``; ``ConfigError`` for any other extension."""
     fmt = FORMATS.get(Path(str(path)).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"--plot {path}: the file name must end in .png or .svg")
+        raise ConfigError(f"{path}: a figure's file name must end in .png or .svg")
     return fmt
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from clsp.errors import ConfigError
 
@@ -20,6 +21,9 @@ def check_outputs(plot: str | None, html: str | None, needed: Any = True, needed
         check_plot_path(plot)
     if html and not str(html).lower().endswith((".html", ".htm")):
         raise ConfigError(f"--html {html}: the file name must end in .html")
+    for option, path in (("--plot", plot), ("--html", html)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise ConfigError(f"{option} {path}: the folder {Path(path).parent} does not exist")
 
 
 def _done(kind: str, path: str) -> None:
@@ -34,7 +38,7 @@ def classify_outputs(summary: dict, misses: Sequence[dict], input: str, plot: st
     if plot:
         from clsp.plots import confusion_figure, save_figure
 
-        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
         title = (f"{summary['attribute']} (pack {summary['pack']}): n={summary['n']}, WA {pct(summary['wa'])}, "
                  f"UA {pct(summary['ua'])}")
         save_figure(confusion_figure(summary["confusion"]["labels"], summary["confusion"]["matrix"], title), plot)

@@ -27,11 +27,12 @@ def run(
     quiet: QuietOpt = False,
 ):
     """Training curves of a run: loss, validation R@1 (both directions) and learning rates by step."""
-    from clsp.plots import check_plot_path, read_metrics, save_figure, training_figure
+    from clsp.plots import read_metrics, save_figure, training_figure
     from clsp_cli.console import log, set_quiet
+    from clsp_cli.figures import check_outputs
 
     set_quiet(quiet)
-    check_plot_path(output)
+    check_outputs(output, None)
     records = read_metrics(run_dir)
     save_figure(training_figure(records, title=f"training run {run_dir}"), output)
     log(f"plot: {len(records)} metric records of {run_dir} -> {output}")
@@ -52,11 +53,12 @@ def embedding_map(
     Records that carry no usable embedding are reported on stderr and left out (exit 3).
     """
     from clsp.index_records import collect_embeddings, load_matrix
-    from clsp.plots import check_plot_path, map_figure, pca_2d, save_figure
+    from clsp.plots import map_figure, pca_2d, save_figure
     from clsp_cli.console import log, set_quiet, warn
+    from clsp_cli.figures import check_outputs
 
     set_quiet(quiet)
-    check_plot_path(output)
+    check_outputs(output, None)
     vectors, records, prov, skipped = collect_embeddings(input, load_matrix(npy) if npy else None)
     for item in skipped:
         warn(f"skipped {item.id}: {item.error}")
