@@ -139,6 +139,9 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = 
     for name, curve in curves.items():
         ks = sorted(curve)
         ax.plot(ks, [100 * curve[k] for k in ks], marker="o", markersize=3, label=f"{name} (R@1 {100 * curve[ks[0]]:.1f}%)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("k (hits looked at)")
     ax.set_ylabel("R@k (%)")
     ax.set_ylim(0, 100)

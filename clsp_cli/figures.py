@@ -104,7 +104,7 @@ def search_page(html: str | None, results: Sequence[tuple[dict, list[dict]]], qu
     from clsp.listening import Section, clip_from_record, write_page
 
     sections = []
-    for query, hits in results:
+    for n, (query, hits) in enumerate(results, start=1):
         clips = [c for c in (clip_from_record(h, Path.cwd(), h.get("score")) for h in hits) if c is not None]
         text = query.get("text") if isinstance(query.get("text"), str) else None
         qclip = None if text is not None else clip_from_record(query, query_base or Path.cwd())
@@ -112,7 +112,8 @@ def search_page(html: str | None, results: Sequence[tuple[dict, list[dict]]], qu
         missing = len(hits) - len(clips)
         if missing:
             note += f"{'; ' if note else ''}{missing} hits without an 'audio' field are not shown"
-        sections.append(Section(f"query {query.get('id')}", clips, text, qclip, note))
+        heading = f"query {n}" + ("" if text is not None and str(query.get("id")) == text else f": {query.get('id')}")
+        sections.append(Section(heading, clips, text, qclip, note))
     write_page(html, "clsp search: results", sections, embed, f"{len(results)} queries, scores are cosine similarities.")
     _done("listening page", html)
 

@@ -346,7 +346,8 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, curves=None):
     if curves is not None:
         from clsp_cli.figures import pool_recall_curves
 
-        curves.update(pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=range(1, 21), n_boot=0)))
+        ks = range(1, min(20, len(audio), len(text)) + 1)
+        curves.update(pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0)))
     if group_key:
         labels = np.asarray([str(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key
