@@ -4,6 +4,11 @@ Streams records into the real ``clsp`` executable through a pipe and samples its
 set size (VmRSS, and VmHWM for the peak) from /proc while it runs. Prints a table.
 
     python benchmarks/memory.py [--records 100000] [--audio-records 20000] [--hour]
+    python benchmarks/memory.py --hour-lists 10,200 --hour-policy truncate  # N records of one 1-hour file
+
+``--hour-lists`` writes the hour-long file once and streams lists of N lines pointing to
+it: peak RSS must not grow with N (decoded audio in flight is bounded by seconds, long
+files are decoded window by window).
 """
 
 from __future__ import annotations
@@ -98,12 +103,32 @@ def hour_file(folder: Path) -> Path:
     return path
 
 
+def hour_lists(counts: list[int], policy: str) -> None:
+    """Peak RSS of lists of N records that all point to one 1-hour file."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = hour_file(folder)
+        for n in counts:
+            lines = [(json.dumps({"id": f"h{i}", "audio": str(path)}) + "\n").encode() for i in range(n)]
+            _, peak, secs = run_stream(["embed", "-", "--model", "tiny-random", "-q", "--long-audio", policy],
+                                       lines, [], folder)
+            rows.append((n, peak, secs))
+    print(f"{'records of a 1 h file':<22} {'policy':<11} {'peak MiB':>9} {'seconds':>8}")
+    for n, peak, secs in rows:
+        print(f"{n:<22} {policy:<11} {peak:>9.0f} {secs:>8.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--audio-records", type=int, default=100_000)
     ap.add_argument("--hour", action="store_true", help="Also embed an hour-long file under each long-audio policy.")
+    ap.add_argument("--hour-lists", default="", help="Only embed lists of N records of one 1-hour file, e.g. 10,200.")
+    ap.add_argument("--hour-policy", default="chunk-mean", help="--long-audio policy for --hour-lists.")
     a = ap.parse_args()
+    if a.hour_lists:
+        return hour_lists([int(n) for n in a.hour_lists.split(",")], a.hour_policy)
     marks = [m for m in (1_000, 10_000, 50_000, 100_000) if m <= a.records]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

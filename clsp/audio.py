@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio  # noqa: F401  imported once here: decoding worker threads that resample or compute
+# features would otherwise import it concurrently, which fails inside torchaudio's circular imports
 
 from clsp.errors import AudioError
 
@@ -41,10 +43,25 @@ def _short(exc: BaseException) -> str:
     return msg[:200]
 
 
+def _signal_range(path: Path, info) -> tuple[int, int]:
+    """``(offset, frames)`` of the signal in the decoded samples: MP3 delay/padding removed."""
+    if info.format != "MP3":
+        return 0, int(info.frames)
+    from clsp.mp3gapless import mp3_signal_range
+
+    return mp3_signal_range(path, int(info.frames))
+
+
 def audio_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds from the file header (no decoding)."""
-    info = _open_info(Path(path))
-    return float(info.frames) / float(info.samplerate) if info.samplerate else 0.0
+    """Duration in seconds from the file header (no decoding; gapless for MP3)."""
+    p = Path(path)
+    info = _open_info(p)
+    return float(_signal_range(p, info)[1]) / float(info.samplerate) if info.samplerate else 0.0
+
+
+def audio_sample_rate(path: str | os.PathLike) -> int:
+    """The file's own sample rate in Hz, from its header (no decoding); AudioError if unreadable."""
+    return int(_open_info(Path(path)).samplerate)
 
 
 def _seconds(path: Path, name: str, value) -> float:
@@ -75,23 +92,55 @@ def load_audio(
 ) -> torch.Tensor:
     """Decode ``path`` (wav/flac/ogg/mp3...) to a mono float32 tensor at ``sample_rate``.
 
-    ``start``/``end`` select a segment in seconds. Raises ``AudioError`` naming the file and
+    ``start``/``end`` select a segment in seconds, counted from the first sample of the
+    signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``). Raises ``AudioError`` naming the file and
     the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
     """
     p = Path(path)
+    sr, s, e, offset = _segment(p, start, end)
+    mono = _read_mono(p, s + offset, e + offset)
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    wave = resample(wave, sr, sample_rate)
+    if wave.numel() < MIN_SECONDS * sample_rate:
+        raise AudioError(f"{p}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return wave
+
+
+def _segment(p: Path, start: float | None, end: float | None) -> tuple[int, int, int, int]:
+    """(file rate, first frame, end frame, frames before the signal) of a segment, from the header
+    alone; frames count from the first signal sample (after any MP3 encoder delay)."""
     info = _open_info(p)
     sr = int(info.samplerate)
     if info.frames <= 0:
         raise AudioError(f"{p}: no audio samples")
     if not MIN_RATE <= sr <= MAX_RATE:
         raise AudioError(f"{p}: unsupported sample rate {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
-    s, e = _frame_range(p, sr, int(info.frames), start, end)
-    mono = _read_mono(p, s, e)
-    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-    wave = resample(wave, sr, sample_rate)
-    if wave.numel() < MIN_SECONDS * sample_rate:
-        raise AudioError(f"{p}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
-    return wave
+    offset, frames = _signal_range(p, info)
+    if frames <= 0:
+        raise AudioError(f"{p}: no audio samples")
+    s, e = _frame_range(p, sr, frames, start, end)
+    return sr, s, e, offset
+
+
+def segment_plan(
+    path: str | os.PathLike,
+    start: float | None = None,
+    end: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> tuple[float, int]:
+    """``(offset, samples)`` of a segment without decoding it: where it starts in the file
+    (seconds) and how many samples ``load_audio`` returns for it at ``sample_rate``.
+
+    Lets long files be decoded window by window (``load_audio(path, offset + a, offset + b)``).
+    Raises the ``AudioError`` ``load_audio`` would raise for an unusable header or segment;
+    samples that turn out NaN/Inf or missing are only found when decoding.
+    """
+    p = Path(path)
+    sr, s, e, _ = _segment(p, start, end)
+    n = resampled_length(e - s, sr, sample_rate)
+    if n < MIN_SECONDS * sample_rate:
+        raise AudioError(f"{p}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return s / sr, n
 
 
 BLOCK_FRAMES = 1 << 20
@@ -126,19 +175,38 @@ def _read_mono(p: Path, start: int, stop: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+def _near_rate(orig_sr: int, new_sr: int) -> int | None:
+    """For an odd rate (e.g. 44101 Hz) the nearest 100 Hz, reached first by linear interpolation
+    so that the exact sinc resampler works on a small ratio; None for a usual rate."""
+    g = math.gcd(orig_sr, new_sr)
+    if (orig_sr // g) * (new_sr // g) > MAX_KERNEL:
+        return max(100, round(orig_sr / 100) * 100)
+    return None
+
+
+def resampled_length(num_samples: int, orig_sr: int, new_sr: int = SAMPLE_RATE) -> int:
+    """Samples ``resample`` returns for ``num_samples`` at ``orig_sr`` (torchaudio's
+    ``ceil(new * n / orig)`` on the reduced ratio, after the odd-rate step)."""
+    if orig_sr == new_sr:
+        return num_samples
+    near = _near_rate(orig_sr, new_sr)
+    if near is not None:
+        num_samples = max(1, round(num_samples * near / orig_sr))
+        orig_sr = near
+        if orig_sr == new_sr:
+            return num_samples
+    g = math.gcd(orig_sr, new_sr)
+    return int(torch.ceil(torch.as_tensor((new_sr // g) * num_samples / (orig_sr // g))).long())
+
+
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
     """Deterministic band-limited resampling with torchaudio (no-op when rates match)."""
     if orig_sr == new_sr:
         return wave
-    import math as _math
-
     import torchaudio.functional as AF
 
-    g = _math.gcd(orig_sr, new_sr)
-    if (orig_sr // g) * (new_sr // g) > MAX_KERNEL:
-        # An odd rate (e.g. 44101 Hz): move to the nearest 100 Hz first by linear
-        # interpolation, so the exact sinc resampler works on a small ratio.
-        near = max(100, round(orig_sr / 100) * 100)
+    near = _near_rate(orig_sr, new_sr)
+    if near is not None:
         n = max(1, round(wave.numel() * near / orig_sr))
         wave = torch.nn.functional.interpolate(wave[None, None], size=n, mode="linear", align_corners=False)[0, 0]
         orig_sr = near

@@ -1,9 +1,13 @@
 """Batch embedding of audio and text records, in input order, with bounded memory.
 
-Audio: records are read in chunks; a pool of worker threads decodes and computes fbank for
-the next chunk while the model embeds the current one (libsndfile and torch release the
-GIL, so the workers run in parallel without forking). Inside a chunk, clips are sorted by
-length and batched by total padded seconds, then results are put back in input order.
+Audio: each record's header is read to lay out its windows, and the windows are read in
+chunks of at most ``chunk_size`` records and half of ``max_inflight_seconds`` of audio; a
+pool of worker threads decodes and computes fbank for the next chunk while the model
+embeds the current one (libsndfile and torch release the GIL, so the workers run in
+parallel without forking). A long file is decoded window by window (block reads after a
+seek), so the decoded audio held at once is bounded by seconds, not by record count or
+length. Inside a chunk, windows are sorted by length and batched by total padded seconds,
+then results are put back in input order.
 Long clips follow a deterministic policy: ``truncate`` keeps the first ``max_seconds``,
 ``chunk-mean`` averages equal windows of at most ``max_seconds``, ``windows`` returns one
 embedding per window. Nothing is cropped at random.
@@ -12,7 +16,8 @@ embedding per window. Nothing is cropped at random.
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clsp.audio import SAMPLE_RATE, load_audio
+from clsp.audio import SAMPLE_RATE, load_audio, segment_plan
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.features import fbank, pad_features
 from clsp.records import Item
@@ -39,7 +44,8 @@ class EmbedConfig:
     max_seconds: float = 30.0
     long_audio: str = "chunk-mean"
     workers: int = 2
-    chunk_size: int = 256
+    chunk_size: int = 256  # most records read ahead at once
+    max_inflight_seconds: float = 3600.0  # most decoded audio held at once (two chunks), seconds
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False  # torch.compile the speech encoder in place; CUDA only, ignored on CPU
@@ -54,8 +60,8 @@ class EmbedConfig:
     def validate(self) -> None:
         if self.long_audio not in LONG_AUDIO_POLICIES:
             raise ConfigError(f"--long-audio must be one of {LONG_AUDIO_POLICIES}, got {self.long_audio!r}")
-        if self.batch_size < 1 or self.max_seconds <= 0 or self.max_batch_seconds <= 0:
-            raise ConfigError("batch size, --max-seconds and --max-batch-seconds must be positive")
+        if self.batch_size < 1 or self.max_seconds <= 0 or self.max_batch_seconds <= 0 or self.max_inflight_seconds <= 0:
+            raise ConfigError("batch size, --max-seconds, --max-batch-seconds and --max-inflight-seconds must be positive")
 
 
 @dataclass
@@ -70,10 +76,20 @@ class AudioResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> a device; raises ``ConfigError`` for an unusable one.
+
+    ``auto`` and a bare ``cuda`` take the GPU of this process's local rank (torchrun's
+    LOCAL_RANK, srun's SLURM_LOCALID; modulo the visible GPUs), so that the processes of
+    ``torchrun --nproc_per_node G`` each drive their own GPU; ``auto`` is the CPU without CUDA.
+    """
+    if device == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if device in ("auto", "cuda"):
+        from clsp.distributed import env_dist_info
+
+        return torch.device("cuda", env_dist_info().local_rank % max(1, torch.cuda.device_count()))
     try:
         return torch.device(device)
     except RuntimeError:
@@ -102,20 +118,65 @@ def window_bounds(num_samples: int, max_seconds: float, policy: str, sr: int = S
     return [(edges[i], edges[i + 1]) for i in range(n)]
 
 
-def _decode(item: Item, cfg: EmbedConfig, prepare=fbank):
-    """Worker: decode one record and compute fbank per window; errors are returned."""
+@dataclass
+class _Record:
+    """One input record on its way through the embedder: its windows and their rows so far."""
+
+    item: Item
+    offset: float = 0.0  # where the segment starts in the file, seconds
+    samples: int = 0  # segment length at SAMPLE_RATE
+    bounds: list[tuple[int, int]] | None = None  # windows in samples from ``offset``
+    rows: dict[int, np.ndarray] | None = None
+    error: ClspError | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is not None or len(self.rows) == len(self.bounds)
+
+
+def _errors_of(rec: dict):
+    """Turn decoding mishaps into ``ClspError``s naming the file."""
+    return lambda exc: exc if isinstance(exc, ClspError) else InputError(f"{rec.get('audio')}: {exc}")
+
+
+def _plan(item: Item, cfg: EmbedConfig) -> _Record:
+    """Read the header of a record's audio and lay out its windows (no decoding)."""
     if not item.ok:
-        return item.error
+        return _Record(item, error=item.error)
     rec = item.record
     try:
-        wave = load_audio(rec["_path"], rec.get("start"), rec.get("end"))
-        bounds = window_bounds(wave.numel(), cfg.max_seconds, cfg.long_audio)
-        feats = [prepare(wave[s:e]) for s, e in bounds]
-        return feats, bounds, wave.numel() / SAMPLE_RATE
-    except ClspError as exc:
-        return exc
-    except (ValueError, TypeError, KeyError) as exc:
-        return InputError(f"{rec.get('audio')}: {exc}")
+        offset, samples = segment_plan(rec["_path"], rec.get("start"), rec.get("end"))
+    except (ClspError, ValueError, TypeError, KeyError) as exc:
+        return _Record(item, error=_errors_of(rec)(exc))
+    return _Record(item, offset, samples, window_bounds(samples, cfg.max_seconds, cfg.long_audio), {})
+
+
+def _decode_window(r: _Record, k: int, prepare=fbank):
+    """Worker: decode window ``k`` of a record and compute its features; errors are returned.
+
+    A record seen whole (one window, nothing cut) is decoded as asked; otherwise only the
+    window's samples are read from the file, so a long file is never held whole in memory.
+    """
+    rec = r.item.record
+    try:
+        start, end = r.bounds[k]
+        if len(r.bounds) == 1 and (start, end) == (0, r.samples):
+            wave = load_audio(rec["_path"], rec.get("start"), rec.get("end"))
+        else:
+            wave = load_audio(rec["_path"], r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
+        return prepare(wave)
+    except (ClspError, ValueError, TypeError, KeyError) as exc:
+        return _errors_of(rec)(exc)
+
+
+def _decode(item: Item, cfg: EmbedConfig, prepare=fbank):
+    """Decode one whole record: ``(features per window, bounds, seconds)``, or the error."""
+    r = _plan(item, cfg)
+    if r.error is not None:
+        return r.error
+    feats = [_decode_window(r, k, prepare) for k in range(len(r.bounds))]
+    bad = next((f for f in feats if isinstance(f, BaseException)), None)
+    return bad if bad is not None else (feats, r.bounds, r.samples / SAMPLE_RATE)
 
 
 def _batches(units: list[tuple[int, int, torch.Tensor]], cfg: EmbedConfig, rate: float = 100.0) -> Iterator[list[tuple[int, int, torch.Tensor]]]:
@@ -140,6 +201,17 @@ class _Done:
 
     def result(self):
         return self.value
+
+
+def _windows(items: Iterator[Item], cfg: EmbedConfig) -> Iterator[tuple[_Record, int | None]]:
+    """``(record, window)`` units in input order; ``(record, None)`` for a record that failed early."""
+    for item in items:
+        r = _plan(item, cfg)
+        if r.error is not None:
+            yield r, None
+        else:
+            for k in range(len(r.bounds)):
+                yield r, k
 
 
 class AudioEmbedder:
@@ -182,42 +254,72 @@ class AudioEmbedder:
                 out[(i, w)] = row
         return out
 
-    def _finish(self, items: list[Item], decoded: list, rows: dict) -> Iterator[AudioResult]:
-        for i, (item, dec) in enumerate(zip(items, decoded)):
-            if isinstance(dec, BaseException):
-                yield AudioResult(item=item, error=dec)
-                continue
-            feats, bounds, seconds = dec
-            embs = np.stack([rows[(i, w)] for w in range(len(feats))])
-            if self.cfg.long_audio == "chunk-mean" and len(feats) > 1:
-                weights = np.array([e - s for s, e in bounds], dtype=np.float64)
-                mean = (embs * weights[:, None]).sum(0) / weights.sum()
-                embs = F.normalize(torch.from_numpy(mean[None]).float(), dim=-1).numpy()
-            wins = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in bounds]
-            yield AudioResult(item=item, embeddings=embs.astype(np.float32), windows=wins, seconds=seconds)
+    def _result(self, r: _Record) -> AudioResult:
+        if r.error is not None:
+            return AudioResult(item=r.item, error=r.error)
+        embs = np.stack([r.rows[k] for k in range(len(r.bounds))])
+        if self.cfg.long_audio == "chunk-mean" and len(r.bounds) > 1:
+            weights = np.array([e - s for s, e in r.bounds], dtype=np.float64)
+            mean = (embs * weights[:, None]).sum(0) / weights.sum()
+            embs = F.normalize(torch.from_numpy(mean[None]).float(), dim=-1).numpy()
+        wins = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in r.bounds]
+        if not np.isfinite(embs).all():
+            return AudioResult(item=r.item, error=InputError(
+                f"record {r.item.id!r}: the model's embedding of its 'audio' holds NaN or infinite values"))
+        return AudioResult(item=r.item, embeddings=embs.astype(np.float32), windows=wins,
+                           seconds=r.samples / SAMPLE_RATE)
+
+    def _take(self, units: Iterator[tuple[_Record, int | None]], order: deque) -> list[tuple[_Record, int | None]]:
+        """The next chunk of units: at most ``chunk_size`` records and about half of
+        ``max_inflight_seconds`` of audio (one window more at most)."""
+        chunk: list[tuple[_Record, int | None]] = []
+        records, seconds = 0, 0.0
+        budget = self.cfg.max_inflight_seconds / 2
+        while records < self.cfg.chunk_size and seconds < budget:
+            unit = next(units, None)
+            if unit is None:
+                break
+            r, k = unit
+            if not k:  # a record's first unit
+                order.append(r)
+                records += 1
+            if k is not None:
+                start, end = r.bounds[k]
+                seconds += (end - start) / SAMPLE_RATE
+            chunk.append(unit)
+        return chunk
 
     def run(self, items: Iterable[Item]) -> Iterator[AudioResult]:
-        """Embed ``items`` (errors included) and yield one result per item, in order."""
-        it = iter(items)
+        """Embed ``items`` (errors included) and yield one result per item, in order.
+
+        Decoded audio waiting for the model is bounded by ``max_inflight_seconds`` (plus
+        one window), whatever the records' lengths: long files are decoded window by window.
+        """
+        units = _windows(iter(items), self.cfg)
+        order: deque[_Record] = deque()
+        prepare = self.model.prepare_audio
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.workers)) as pool:
-            def submit() -> tuple[list[Item], list[Future]] | None:
-                chunk = list(islice(it, self.cfg.chunk_size))
-                if not chunk:
+            def submit() -> tuple[list, list] | None:
+                chunk = [u for u in self._take(units, order) if u[1] is not None]
+                if not chunk and not order:
                     return None
                 if self.cfg.workers == 0:  # decode in this thread, no overlap
-                    done = [_Done(_decode(x, self.cfg, self.model.prepare_audio)) for x in chunk]
-                    return chunk, done
-                return chunk, [pool.submit(_decode, x, self.cfg, self.model.prepare_audio) for x in chunk]
+                    return chunk, [_Done(_decode_window(r, k, prepare)) for r, k in chunk]
+                return chunk, [pool.submit(_decode_window, r, k, prepare) for r, k in chunk]
 
             pending = submit()
             while pending is not None:
                 chunk, futures = pending
                 decoded = [f.result() for f in futures]
                 pending = submit()  # decode the next chunk while this one is embedded
-                units = [(i, w, f) for i, d in enumerate(decoded) if not isinstance(d, BaseException)
-                         for w, f in enumerate(d[0])]
-                rows = self._embed_units(units)
-                yield from self._finish(chunk, decoded, rows)
+                for (r, _), d in zip(chunk, decoded):
+                    if isinstance(d, BaseException) and r.error is None:
+                        r.error = d
+                units_in = [(j, 0, d) for j, d in enumerate(decoded) if not isinstance(d, BaseException)]
+                for (j, _), row in self._embed_units(units_in).items():
+                    chunk[j][0].rows[chunk[j][1]] = row
+                while order and order[0].complete:
+                    yield self._result(order.popleft())
 
 
 class TextEmbedder:
@@ -252,6 +354,10 @@ class TextEmbedder:
             for b in range(0, len(good), self.batch_size):
                 idx = good[b : b + self.batch_size]
                 for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
-                    rows[i] = row
+                    if np.isfinite(row).all():
+                        rows[i] = row
+                    else:
+                        errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
+                                               "NaN or infinite values")
             for i, item in enumerate(chunk):
                 yield item, rows.get(i), errors.get(i)

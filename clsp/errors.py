@@ -49,3 +49,7 @@ class IndexFileError(ClspError):
 
 class OutputError(ClspError):
     """An output file cannot be written (read-only target, disk full...)."""
+
+
+class TrainingDivergedError(ClspError):
+    """A training run cannot go on: its loss, gradients or weights are no longer finite."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index import VectorIndex
-from clsp.index_records import record_vector
+from clsp.index_records import check_usable, record_vector
 from clsp.index_store import check_provenance
 from clsp.records import Item, resolve_path
 
@@ -70,7 +70,8 @@ class QueryEncoder:
 def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None):
     """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record."""
     if "embedding" in record or (matrix is not None and "text" not in record and "audio" not in record):
-        return "vector", record_vector(record, matrix, position)
+        vec = record_vector(record, matrix, position)
+        return "vector", check_usable(vec, record, f"query {record.get('id')!r}", nonzero=False)
     if isinstance(record.get("text"), str) and record["text"].strip():
         return "text", record["text"]
     if isinstance(record.get("audio"), str) and record["audio"].strip():
@@ -117,6 +118,9 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
             out[n] = exc
     for kind, todo in pending.items():
         for (n, _), vec in zip(todo, encoder.embed(kind, [v for _, v in todo])):
+            if not isinstance(vec, ClspError) and not np.isfinite(vec).all():
+                vec = InputError(f"query {batch[n].id!r}: the model's embedding of its '{kind}' holds NaN or "
+                                 "infinite values")
             out[n] = vec
     return out
 

@@ -1,8 +1,12 @@
-"""Embedding records (``clsp embed`` output) to index rows and query vectors.
+"""Embedding records (``clsp embed`` output) to vectors: the one reader every command uses.
 
 A record carries its vector inline (``"embedding": [...]``) or as ``"row"`` of a ``.npy``
-matrix written beside it; its ``provenance`` says which model made it. Everything else
-in the record is metadata kept beside the index.
+matrix written beside it (``clsp embed --npy``); its ``provenance`` says which model made
+it. Everything else in the record is metadata kept beside the index.
+:class:`EmbeddingReader` resolves the vector, refuses non-finite or zero vectors naming the
+record and field, and checks that every record comes from one model (the first record's,
+or the one given) with :func:`same_provenance`. ``clsp search build``, ``search eval`` (pool
+mode), ``search query`` and ``clsp classify`` read embedding records through it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import InputError, ProvenanceError
+from clsp.index_store import same_provenance
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")
@@ -38,7 +43,8 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     """The embedding of a record: inline ``embedding``, or ``row`` (else its position) in ``matrix``."""
     if "embedding" in record:
         try:
-            vec = np.asarray(record["embedding"], dtype=np.float32)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused by the checks
+                vec = np.asarray(record["embedding"], dtype=np.float32)
         except (TypeError, ValueError):
             raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers") from None
         if vec.ndim != 1 or vec.size == 0:
@@ -48,7 +54,7 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
         raise InputError(f"record {record.get('id')!r}: no 'embedding' field (or give the .npy matrix)")
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
-        raise InputError(f"record {record.get('id')!r}: row {row!r} is not in the matrix of {len(matrix)} rows")
+        raise InputError(f"record {record.get('id')!r}: row {row!r} is outside the --npy matrix ({len(matrix)} rows)")
     return np.asarray(matrix[row], dtype=np.float32)
 
 
@@ -59,66 +65,77 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def same_provenance(first: dict | None, other: dict | None, where: str) -> None:
-    """Refuse a record whose model differs from the first record's."""
-    if not first or not other:
-        return
-    for key in ("model", "checksum", "dim"):
-        if first.get(key) is not None and other.get(key) is not None and first[key] != other[key]:
-            raise ProvenanceError(
-                f"{where}: embeddings of model {other.get('model')!r} ({key} {other[key]}) mixed with "
-                f"model {first.get('model')!r} ({key} {first[key]})"
-            )
+def vector_source(record: dict[str, Any]) -> str:
+    """Where a record's vector comes from, for messages: its field, or its matrix row."""
+    return "'embedding'" if "embedding" in record else f"row {record.get('row')!r} of the --npy matrix"
 
 
-def iter_embedding_items(source: str, matrix: np.ndarray | None = None) -> Iterator[tuple[Item, np.ndarray | None]]:
-    """``(item, vector)`` per input line; ``vector`` is None when the item carries an error.
+def check_usable(vec: np.ndarray, record: dict[str, Any], where: str, nonzero: bool = True) -> np.ndarray:
+    """Refuse (``InputError`` naming ``where`` and the field) a vector holding NaN/inf or, with
+    ``nonzero``, all zeros."""
+    if not np.isfinite(vec).all():
+        raise InputError(f"{where}: {vector_source(record)} holds NaN or infinite values")
+    if nonzero and not vec.any():
+        raise InputError(f"{where}: {vector_source(record)} is all zeros")
+    return vec
 
-    ``source`` is a JSONL file (or ``-``); with ``matrix`` the records point at its rows.
-    A ``.npy`` source without records yields one item per row, with ids ``row-N``.
+
+class EmbeddingReader:
+    """Vectors of embedding records, checked one by one.
+
+    ``matrix`` is the ``--npy`` matrix the records' ``row`` fields point into. ``provenance``
+    is the model the vectors must come from (e.g. the classifier's); without it the first
+    record's provenance is the reference. ``nonzero`` refuses all-zero vectors (they have
+    no direction for cosine). After reading, ``provenance`` holds the reference and
+    ``dim`` the vectors' dimension.
     """
-    if str(source).endswith(".npy"):
-        mat = load_matrix(source)
-        for n in range(len(mat)):
-            yield Item(index=n, id=f"row-{n}", record={"id": f"row-{n}"}), np.asarray(mat[n], dtype=np.float32)
-        return
-    for item in iter_items(source, modality="embeddings"):
+
+    def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True):
+        self.matrix, self.nonzero = matrix, nonzero
+        self.provenance = dict(provenance) if provenance else None
+        self.dim = int(provenance["dim"]) if provenance and provenance.get("dim") else None
+        self.expected = self.dim is not None
+
+    def vector(self, item: Item) -> np.ndarray:
+        """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
+        and field (missing, malformed, wrong dimension, NaN/inf, zero) or ``ProvenanceError``
+        (another model, or a dimension other than the given model's)."""
         if not item.ok:
-            yield item, None
-            continue
+            raise item.error
         rec = item.record
         if "error" in rec and "embedding" not in rec and "row" not in rec:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
-            item.error = InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
-            yield item, None
-            continue
-        try:
-            yield item, record_vector(rec, matrix, item.index)
-        except InputError as exc:
-            item.error = exc
-            yield item, None
+            raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
+        theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
+        same_provenance(self.provenance, theirs, f"record {item.id!r}")
+        vec = record_vector(rec, self.matrix, item.index)
+        if self.dim is not None and vec.shape[0] != self.dim:
+            error = ProvenanceError if self.expected else InputError  # the wrong model, or a stray record
+            model = (self.provenance or {}).get("model")
+            raise error(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, but "
+                        + (f"model {model!r} makes dimension {self.dim}" if self.expected else
+                           f"earlier records have dimension {self.dim}"))
+        check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
+        self.provenance = self.provenance or theirs
+        self.dim = self.dim or int(vec.shape[0])
+        return vec
 
+    def read(self, source: str) -> Iterator[tuple[Item, np.ndarray | None]]:
+        """``(item, vector)`` per input line; ``vector`` is None and ``item.error`` set when the
+        record is unusable. A provenance mismatch is raised (mixing models stops the run).
 
-def collect_embeddings(source: str, matrix: np.ndarray | None = None):
-    """All usable embeddings of ``source``: ``(vectors (N, D) float32, records, provenance, skipped)``.
-
-    ``skipped`` lists the items left out, each with its ``error`` (unreadable, no vector, a
-    dimension unlike the first record's). Mixed models raise ``ProvenanceError``.
-    """
-    vecs: list[np.ndarray] = []
-    recs: list[dict[str, Any]] = []
-    skipped: list[Item] = []
-    prov = None
-    for item, vec in iter_embedding_items(source, matrix):
-        if vec is not None and vecs and vec.shape != vecs[0].shape:
-            vec, item.error = None, InputError(f"record {item.id!r}: dimension {vec.shape[0]}, earlier records {vecs[0].shape[0]}")
-        if vec is None:
-            skipped.append(item)
-            continue
-        rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
-        same_provenance(prov, rec_prov, f"{source}: record {item.id!r}")
-        prov = prov or rec_prov
-        vecs.append(vec)
-        recs.append(item.record)
-    mat = np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)
-    return mat, recs, prov, skipped
+        ``source`` is a JSONL file (or ``-``); a ``.npy`` source without records yields one
+        item per row, with ids ``row-N``.
+        """
+        if str(source).endswith(".npy"):
+            self.matrix = load_matrix(source)
+            items: Iterator[Item] = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n})
+                                     for n in range(len(self.matrix)))
+        else:
+            items = iter_items(source, modality="embeddings")
+        for item in items:
+            try:
+                yield item, self.vector(item)
+            except InputError as exc:
+                item.error = exc
+                yield item, None

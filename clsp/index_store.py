@@ -1,9 +1,19 @@
-"""On-disk layout of a clsp index directory and its provenance checks.
+"""On-disk layout of a clsp index folder, its metadata encoding and its provenance checks.
 
-An index is a directory holding ``index.faiss`` (the FAISS structure), ``meta.parquet``
-(one row per vector: ``id`` and every other input field), ``index.json`` (provenance and
-settings) and, for compressed indexes, ``vectors.npy`` (the exact vectors used to re-rank).
-Directories are written to a temporary sibling and renamed into place.
+An index is a folder holding ``index.json`` (provenance, settings, and the name of the
+current data folder) and data folders ``data-*`` each holding ``index.faiss`` (the FAISS
+structure), ``meta.parquet`` (one row per vector: ``id`` and every other input field) and,
+for compressed indexes, ``vectors.npy`` (the exact vectors used to re-rank).
+
+Publishing a new version writes a fresh data folder, then replaces ``index.json`` in one
+``os.replace``: a reader that resolved ``index.json`` sees one whole version, old or new,
+never a mix. Older data folders are removed afterwards (a reader that loses its folder in
+between resolves ``index.json`` again). Format 1 indexes keep their files in the top folder
+and are read as they are; writing to one publishes format 2.
+
+Metadata (format 2): every field but ``id`` is stored as one JSON text per row (null when
+the record has no such field), so each value comes back with the JSON type it went in with
+(int, float, bool, null, string, list, object), whatever other records hold.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +31,8 @@ INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
 INFO_FILE = "index.json"
 VECTORS_FILE = "vectors.npy"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DATA_PREFIX = "data-"
 METRICS = ("cosine", "ip", "l2")
 
 
@@ -41,6 +52,7 @@ class IndexInfo:
     stored_vectors: bool = False
     json_columns: list = field(default_factory=list)
     format_version: int = FORMAT_VERSION
+    data: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,33 +62,43 @@ class IndexInfo:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "dim" not in known:
             raise KeyError("dim")
+        if not isinstance(known.get("data", ""), str) or "/" in known.get("data", "") or known.get("data") == "..":
+            raise ValueError(f"data folder {known.get('data')!r} is not a folder name")
         return cls(**known)
+
+    def data_dir(self, path: Path) -> Path:
+        """The folder holding this version's files (the index folder itself for format 1)."""
+        return Path(path) / self.data if self.data else Path(path)
 
     def provenance(self) -> dict:
         """The fields that must agree between an index and vectors added to or queried on it."""
         return {"model": self.model, "checksum": self.checksum, "dim": self.dim}
 
 
+def same_provenance(reference: dict | None, theirs: dict | None, where: str,
+                    against: str = "the first record came from") -> None:
+    """Refuse (``ProvenanceError``) embeddings whose model, checksum or declared dim differ from
+    ``reference``'s; fields missing on either side are not compared. The one provenance check
+    of records against records, a model, or an index."""
+    if not reference or not theirs:
+        return
+    for key in ("model", "checksum", "dim"):
+        if reference.get(key) is not None and theirs.get(key) is not None and reference[key] != theirs[key]:
+            raise ProvenanceError(
+                f"{where}: made by model {theirs.get('model')!r} ({key} {theirs[key]}), but {against} "
+                f"model {reference.get('model')!r} ({key} {reference[key]})"
+            )
+
+
 def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: str) -> None:
     """Refuse ``what`` (vectors to add or query) whose model or dimension differs from the index."""
-    prov = provenance or {}
-    theirs_model, theirs_sum = prov.get("model"), prov.get("checksum")
     if dim != info.dim:
+        model = (provenance or {}).get("model")
         raise ProvenanceError(
-            f"{what}: dimension {dim} (model {theirs_model or 'unknown'}), but the index holds "
+            f"{what}: dimension {dim} (model {model or 'unknown'}), but the index holds "
             f"dimension {info.dim} (model {info.model or 'unknown'})"
         )
-    if "dim" in prov and prov["dim"] is not None and int(prov["dim"]) != info.dim:
-        raise ProvenanceError(f"{what}: declared dimension {prov['dim']}, but the index holds {info.dim}")
-    if theirs_model and info.model and theirs_model != info.model:
-        raise ProvenanceError(
-            f"{what}: made by model {theirs_model!r}, but the index was built with model {info.model!r}"
-        )
-    if theirs_sum and info.checksum and theirs_sum != info.checksum:
-        raise ProvenanceError(
-            f"{what}: made by model {theirs_model or info.model!r} with checksum {theirs_sum}, but the "
-            f"index was built with checksum {info.checksum}"
-        )
+    same_provenance(info.provenance(), provenance, what, "the index was built with")
 
 
 def read_info(path: Path) -> IndexInfo:
@@ -94,83 +116,146 @@ def read_info(path: Path) -> IndexInfo:
         raise IndexFileError(f"index {path}: {INFO_FILE} is corrupt ({exc})") from None
     if info.metric not in METRICS:
         raise IndexFileError(f"index {path}: unknown metric {info.metric!r} in {INFO_FILE}")
-    for name in (INDEX_FILE, META_FILE):
-        if not (path / name).is_file():
-            raise IndexFileError(f"index {path}: {name} is missing")
     return info
 
 
-def metadata_frame(rows: list[dict], json_columns: list | None = None):
-    """Build a polars DataFrame from metadata dicts; columns of mixed types are stored as JSON.
+def check_files(path: Path, info: IndexInfo) -> Path:
+    """The data folder of ``info``, after checking that its FAISS and metadata files exist."""
+    data = info.data_dir(path)
+    for name in (INDEX_FILE, META_FILE):
+        if not (data / name).is_file():
+            where = f"{info.data}/{name}" if info.data else name
+            raise IndexFileError(f"index {path}: {where} is missing")
+    return data
 
-    Returns ``(frame, json_columns)``. Every row needs a string ``id``.
+
+# ------------------------------------------------------------------------------- metadata
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def _encode_column(rows: list[dict], key: str) -> list[str | None]:
+    """JSON texts of field ``key`` per row (None where a row lacks it), errors naming the record."""
+    try:
+        return [_ENCODE(row[key]) if key in row else None for row in rows]
+    except (ValueError, TypeError):
+        for row in rows:  # find and name the culprit
+            try:
+                _ENCODE(row.get(key))
+            except ValueError:
+                raise InputError(f"record {str(row.get('id'))!r}: field {key!r} holds NaN or infinite values") from None
+            except TypeError as exc:
+                raise InputError(f"record {str(row.get('id'))!r}: field {key!r} is not JSON data ({exc})") from None
+        raise
+
+
+def metadata_frame(rows: list[dict]):
+    """A polars DataFrame of metadata dicts: ``id`` (string) plus one JSON-text column per field.
+
+    A record without a field holds null in its column; a field whose value is JSON ``null``
+    holds the text ``"null"``. Every row needs an ``id``; values must be JSON data with
+    finite numbers (else :class:`InputError` naming the record and field).
     """
     import polars as pl
 
-    columns: dict[str, list] = {"id": []}
+    ids, keys = [], {}
     for n, row in enumerate(rows):
         rid = row.get("id")
         if rid is None or rid == "":
             raise InputError(f"metadata row {n}: missing 'id'")
-        for key in row:
-            columns.setdefault(key, [None] * n)
-        for key, values in columns.items():
-            values.append(str(rid) if key == "id" else row.get(key))
-    json_cols = set(json_columns or [])
-    series = []
-    for key, values in columns.items():
-        if key not in json_cols:
-            try:
-                series.append(pl.Series(key, values, strict=True))
-                continue
-            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-                json_cols.add(key)
-        series.append(pl.Series(key, [_json_or_none(v) for v in values], dtype=pl.String))
-    return pl.DataFrame(series), sorted(json_cols)
+        ids.append(str(rid))
+        keys.update(dict.fromkeys(row))
+    keys.pop("id", None)
+    series = [pl.Series("id", ids, dtype=pl.String)]
+    series += [pl.Series(str(key), _encode_column(rows, key), dtype=pl.String) for key in keys]
+    return pl.DataFrame(series)
 
 
-def _json_or_none(value):
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+def frame_rows(frame, info: IndexInfo) -> list[dict]:
+    """Metadata dicts from (a slice of) the stored frame, each value with its JSON type.
 
-
-def frame_rows(frame, json_columns: list) -> list[dict]:
-    """Metadata dicts from (a slice of) the stored frame, decoding JSON columns, dropping nulls."""
+    Format 1 frames (native polars columns, ``info.json_columns`` as JSON) drop nulls.
+    """
     rows = frame.to_dicts()
-    for row in rows:
-        for key in json_columns:
-            if row.get(key) is not None:
-                row[key] = json.loads(row[key])
-        for key in [k for k, v in row.items() if v is None]:
-            del row[key]
-    return rows
+    if info.format_version < 2:
+        for row in rows:
+            for key in info.json_columns:
+                if row.get(key) is not None:
+                    row[key] = json.loads(row[key])
+            for key in [k for k, v in row.items() if v is None]:
+                del row[key]
+        return rows
+    decoded = {key: _decode_column(frame.get_column(key).to_list()) for key in frame.columns if key != "id"}
+    return [{k: (v if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
+            for n, row in enumerate(rows)]
 
 
-def write_directory(target: Path, writers: dict) -> None:
-    """Write files into a fresh temporary sibling of ``target`` and swap it into place.
+def _decode_column(texts: list[str | None]) -> list:
+    """Values of a JSON-text column (None stays None), parsed as one JSON array."""
+    values = iter(json.loads("[" + ",".join(t for t in texts if t is not None) + "]"))
+    return [None if t is None else next(values) for t in texts]
 
-    ``writers`` maps file names to callables taking the destination path.
+
+def upgrade_frame(frame, info: IndexInfo):
+    """The metadata frame in the current encoding (format 1 frames are re-encoded)."""
+    if info.format_version >= 2:
+        return frame
+    return metadata_frame(frame_rows(frame, info))
+
+
+# ------------------------------------------------------------------------------- publishing
+def check_replaceable(target: Path) -> None:
+    """Refuse to write an index over a file, or over a folder that is not a clsp index."""
+    from clsp.index_lock import LOCK_FILE
+
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
+    if target.is_dir() and not (target / INFO_FILE).exists():
+        ours = (LOCK_FILE, DATA_PREFIX, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves
+        if any(not p.name.startswith(ours) for p in target.iterdir()):
+            raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
+
+
+def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
+    """Write a new data folder in ``target``, point ``index.json`` at it, drop older data.
+
+    ``writers`` maps file names to callables taking the destination path. The caller holds
+    the index's write lock (:func:`clsp.index_lock.index_writer`). ``info.data`` is set.
     """
     target = Path(target)
-    parent = target.parent if str(target.parent) else Path(".")
+    name = f"{DATA_PREFIX}{uuid.uuid4().hex[:12]}"
+    data = target / name
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        data.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"index {target}: cannot create directory ({exc.strerror or exc})") from None
     try:
-        for name, write in writers.items():
-            write(tmp / name)
-        if target.exists():
-            if not (target / INFO_FILE).exists() and any(target.iterdir()):
-                raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.rename(target, old / "index")
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        for fname, write in writers.items():
+            write(data / fname)
+        info.data = name
+        tmp = target / f".{INFO_FILE}.{name}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target / INFO_FILE)
     except OSError as exc:
+        shutil.rmtree(data, ignore_errors=True)
         raise OutputError(f"index {target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    _drop_old(target, name)
+
+
+def _drop_old(target: Path, keep: str) -> None:
+    """Remove data folders other than ``keep`` and format 1 files left in the top folder."""
+    for entry in target.iterdir():
+        if entry.name.startswith(DATA_PREFIX) and entry.name != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name in (INDEX_FILE, META_FILE, VECTORS_FILE) or (
+            entry.name.startswith(f".{INFO_FILE}.") and entry.name.endswith(".tmp")
+        ):
+            try:
+                entry.unlink()
+            except OSError:
+                pass

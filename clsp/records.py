@@ -2,11 +2,19 @@
 
 Every non-blank input line becomes exactly one ``Item``: either a record (a dict) or the
 error that made the line unusable, so that callers can emit one output per input.
+
+A line is a JSON record only if it parses as a JSON object; any other line is a bare path
+(audio) or caption (text), kept exactly as written except for its line end (``\n`` or
+``\r\n``). Compressed inputs and a leading byte-order mark are handled by
+``clsp.streams``; a compressed input cut short ends with one error item naming it.
+
+Relative audio paths resolve against the manifest's folder (the working directory for
+stdin) or against ``audio_root`` when given, and records carry them absolute, so outputs
+open from anywhere.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import sys
@@ -15,6 +23,12 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from clsp.errors import ClspError, InputError
+from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
+    TruncatedInputError,
+    input_name,
+    open_binary_input,
+    raw_lines,
+)
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -39,39 +53,38 @@ def error_record(rec_id: Any, exc: BaseException) -> dict[str, Any]:
     return {"id": rec_id, "error": {"type": etype, "message": str(exc)}}
 
 
-def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
-    """Open ``path`` for reading bytes; ``-`` is stdin, ``.gz`` files are decompressed."""
-    if str(path) == "-":
-        return sys.stdin.buffer
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a file")
-    if p.suffix == ".gz":
-        return gzip.open(p, "rb")
-    return open(p, "rb")
+def base_dir_of(path: str | os.PathLike, audio_root: str | os.PathLike | None = None) -> Path:
+    """The absolute folder that relative paths in a manifest resolve against.
 
-
-def base_dir_of(path: str | os.PathLike) -> Path:
-    """The folder relative paths in a manifest resolve against (cwd for stdin)."""
+    ``audio_root`` when given; else the manifest's own folder, or the working directory
+    for stdin (``-``).
+    """
+    if audio_root is not None:
+        return Path(os.path.abspath(Path(audio_root).expanduser()))
     if str(path) == "-":
         return Path.cwd()
-    return Path(path).resolve().parent
+    return Path(os.path.abspath(path)).parent
 
 
-def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, raw_line)`` for non-blank lines, 1-based line numbers."""
-    for lineno, raw in enumerate(stream, start=1):
+def iter_lines(stream: IO[bytes], name: str = "input") -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, raw_line)`` for non-blank lines, 1-based line numbers.
+
+    Compressed streams are decompressed and a BOM dropped (``clsp.streams.raw_lines``);
+    raises ``TruncatedInputError`` at a cut in compressed data.
+    """
+    for lineno, raw in enumerate(raw_lines(stream, name), start=1):
         if raw.strip():
             yield lineno, raw
 
 
 def _decode_line(lineno: int, raw: bytes) -> str:
+    """The line as text without its line end (``\n`` or ``\r\n``); other spaces are kept."""
     if len(raw) > MAX_LINE_BYTES:
         raise InputError(f"line {lineno}: longer than {MAX_LINE_BYTES} bytes")
+    if raw.endswith(b"\n"):
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
     try:
-        return raw.decode("utf-8").strip()
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
@@ -133,37 +146,74 @@ def is_lhotse_cut(obj: dict[str, Any]) -> bool:
 
 
 def resolve_path(value: Any, base: Path) -> str:
-    """Resolve a manifest path against the manifest's folder (absolute paths stay)."""
-    p = Path(str(value)).expanduser()
-    return str(p if p.is_absolute() else base / p)
+    """``value`` as an absolute path: relative ones join ``base``; ``~`` expands; URLs stay.
+
+    The result is normalised lexically (``a/../b`` -> ``b``), symlinks are not followed.
+    """
+    text = str(value)
+    if "://" in text:
+        return text
+    p = Path(text).expanduser()
+    return os.path.abspath(p if p.is_absolute() else base / p)
+
+
+def _json_or_none(lineno: int, text: str) -> tuple[dict[str, Any] | None, InputError | None]:
+    """The line's JSON object, or None and the reason it is not one."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None, None
+    try:
+        return _parse_json(lineno, text.strip()), None
+    except InputError as exc:
+        return None, exc
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except (ValueError, RecursionError):
+        return False
+
+
+def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: InputError | None) -> dict[str, Any]:
+    """A line that is not a JSON object: a caption (text) or a path kept as written."""
+    if modality == "text":
+        if not_json is not None and (text.lstrip().startswith("{") or _is_json(text)):
+            raise not_json  # a broken or non-object record, not a caption such as "[laughs] ..."
+        return {"id": f"line-{lineno}", "text": text.strip()}
+    if not_json is not None and not os.path.lexists(resolve_path(text, base)):
+        raise InputError(f"{not_json} (and no file of that name)")
+    return {"id": text, "audio": text}
 
 
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, Any]:
-    """Parse one non-blank input line into a record for ``modality`` ("audio" or "text")."""
+    """Parse one non-blank input line into a record for ``modality``.
+
+    ``modality`` is "audio" or "text" (the field the record must have) or another reader
+    name ("any", "pairs", "embeddings") that requires neither. A string ``audio`` field
+    is made absolute (``resolve_path`` against ``base``) and also stored as ``_path``.
+    """
     text = _decode_line(lineno, raw)
-    if text.startswith(("{", "[")):
-        obj = _parse_json(lineno, text)
-        if is_lhotse_cut(obj):
-            obj = cut_to_record(obj, lineno)
-    elif modality == "text":
-        obj = {"id": f"line-{lineno}", "text": text}
-    else:
-        obj = {"id": text, "audio": text}
+    obj, not_json = _json_or_none(lineno, text)
+    if obj is None:
+        obj = _bare_line(lineno, text, modality, base, not_json)
+    elif is_lhotse_cut(obj):
+        obj = cut_to_record(obj, lineno)
     if modality == "audio":
         if "audio" not in obj:
             raise InputError(f"line {lineno}: record has no 'audio' field")
         if not isinstance(obj["audio"], str) or not obj["audio"]:
             raise InputError(f"line {lineno}: 'audio' must be a non-empty path string")
-        obj.setdefault("id", obj["audio"])
-        obj["_path"] = resolve_path(obj["audio"], base)
-    elif modality == "text":
+    if isinstance(obj.get("audio"), str) and obj["audio"]:
+        if obj.get("id") is None:
+            obj["id"] = obj["audio"]  # a clip without an id is named by its path as written
+        obj["_path"] = obj["audio"] = resolve_path(obj["audio"], base)
+    if modality == "text":
         if "text" not in obj:
             raise InputError(f"line {lineno}: record has no 'text' field")
         if not isinstance(obj["text"], str):
             raise InputError(f"line {lineno}: 'text' must be a string")
         obj.setdefault("id", f"line-{lineno}")
-    if obj.get("id") is None and isinstance(obj.get("audio"), str) and obj["audio"]:
-        obj["id"] = obj["audio"]  # a clip without an id is named by its path, whatever the reader
     if not isinstance(obj.get("id"), (str, int)):
         obj["id"] = json.dumps(obj.get("id"))
     return obj
@@ -180,17 +230,32 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
     return f"line-{lineno}"
 
 
-def iter_items(path: str | os.PathLike, modality: str = "audio") -> Iterator[Item]:
-    """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin)."""
+def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
+               start_index: int = 0) -> Iterator[Item]:
+    """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin).
+
+    ``modality`` as in ``parse_line``; relative paths resolve against ``base_dir_of(path,
+    audio_root)``; indexes count from ``start_index``. Raises ``InputError`` if the file
+    cannot be opened. A compressed input cut short yields a last item whose error is a
+    ``TruncatedInputError`` ("NAME: truncated after N records ...").
+    """
     stream = open_binary_input(path)
-    base = base_dir_of(path)
+    base = base_dir_of(path, audio_root)
+    name = input_name(path)
+    index, lineno = start_index, 0
     try:
-        for index, (lineno, raw) in enumerate(iter_lines(stream)):
-            try:
-                rec = parse_line(lineno, raw, modality, base)
-                yield Item(index=index, id=str(rec["id"]), record=rec)
-            except ClspError as exc:
-                yield Item(index=index, id=_fallback_id(lineno, raw), error=exc)
+        try:
+            for lineno, raw in iter_lines(stream, name):
+                try:
+                    rec = parse_line(lineno, raw, modality, base)
+                    yield Item(index=index, id=str(rec["id"]), record=rec)
+                except ClspError as exc:
+                    yield Item(index=index, id=_fallback_id(lineno, raw), error=exc)
+                index += 1
+        except TruncatedInputError as exc:
+            reason = str(exc).removeprefix(f"{name}: ")
+            err = TruncatedInputError(f"{name}: truncated after {index - start_index} records ({reason})")
+            yield Item(index=index, id=f"line-{lineno + 1}", error=err)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -207,12 +272,12 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a whole (small) JSONL file strictly; errors name the line."""
+    """Read a whole (small) JSONL file strictly (compressed and BOM allowed); errors name the line."""
     out = []
     stream = open_binary_input(path)
     try:
-        for lineno, raw in iter_lines(stream):
-            out.append(_parse_json(lineno, _decode_line(lineno, raw)))
+        for lineno, raw in iter_lines(stream, input_name(path)):
+            out.append(_parse_json(lineno, _decode_line(lineno, raw).strip()))
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -26,9 +26,9 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from clsp.errors import ClspError, InputError
+from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
 from clsp.records import error_record
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph", ".webm", ".wma")
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,19 @@ def pair_kind(a: Side, b: Side) -> str:
 
 
 def cosine(a: Any, b: Any) -> float:
-    """Cosine of two vectors, in [-1, 1] (the vectors need not be unit-norm)."""
+    """Cosine of two vectors, in [-1, 1] (the vectors need not be unit-norm).
+
+    Raises ``InputError`` for vectors of different sizes, all zeros, or holding NaN/inf
+    (named "side a" / "side b"), so a score is always a finite number.
+    """
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise InputError(f"embeddings have different sizes ({x.size} vs {y.size})")
+    for name, v in (("a", x), ("b", y)):
+        if not np.isfinite(v).all():
+            raise InputError(f"the embedding of side {name} holds NaN or infinite values")
+    x, y = x / max(np.abs(x).max(), 1e-300), y / max(np.abs(y).max(), 1e-300)  # no overflow in the norms
     denom = np.linalg.norm(x) * np.linalg.norm(y)
     if denom == 0:
         raise InputError("an embedding is all zeros")
@@ -177,8 +185,32 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict, 
         if bad is not None:
             out.append(error_record(rid, bad))
             continue
-        out.append({**rec, "id": rid, "score": round(cosine(ea, eb), 6), "pair": pair_kind(*p)})
+        try:
+            score = cosine(ea, eb)
+        except InputError as exc:
+            out.append(error_record(rid, InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
+            continue
+        out.append(pair_result(rec, rid, round(score, 6), pair_kind(*p)))
     return out
+
+
+RESULT_FIELDS = ("score", "pair", "metadata")
+
+
+def pair_result(record: dict, rid: Any, score: float, pair: str) -> dict:
+    """The pair record with clsp's ``id``, ``score`` and ``pair``; the record's own fields named
+    like :data:`RESULT_FIELDS` (e.g. a human rating called ``score``) move under ``metadata``."""
+    out = {k: v for k, v in record.items() if k not in RESULT_FIELDS}
+    out.update(id=rid, score=score, pair=pair)
+    nested = {k: record[k] for k in RESULT_FIELDS if k in record}
+    if nested:
+        out["metadata"] = nested
+    return out
+
+
+def record_field(result: dict, key: str) -> Any:
+    """A field of the input pair record as it was given, from a result of :func:`pair_result`."""
+    return (result.get("metadata") or {}).get(key) if key in RESULT_FIELDS else result.get(key)
 
 
 def score_pairs(
@@ -188,7 +220,8 @@ def score_pairs(
     cache_size: int = 4096,
     base_dir: str | Path | None = None,
 ) -> Iterator[dict]:
-    """Stream one result per pair, in order: the record plus ``score`` and ``pair``, or an error record.
+    """Stream one result per pair, in order: the record plus ``score`` and ``pair`` (see
+    :func:`pair_result`), or an error record.
 
     Input items may already be ``ClspError`` (an unreadable line), which become error
     records. Embeddings are cached so a clip or caption shared by many pairs is embedded once.

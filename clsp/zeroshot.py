@@ -38,9 +38,19 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -> np.ndarray:
-    """(C, D) class embeddings: mean of normalized prompt embeddings per class, renormalized."""
+    """(C, D) class embeddings: mean of normalized prompt embeddings per class, renormalized.
+
+    Raises ``ConfigError`` naming the prompt whose text embedding holds NaN/inf or is zero.
+    """
     prompts = [p for c in prompt_set.classes for p in c.prompts]
-    emb = l2_normalize(to_numpy(encode_text(prompts)))
+    emb = to_numpy(encode_text(prompts))
+    bad = ~np.isfinite(emb).all(axis=1) | ~emb.any(axis=1)
+    if bad.any():
+        n = int(np.argmax(bad))
+        owner = next(c.name for c in prompt_set.classes if prompts[n] in c.prompts)
+        raise ConfigError(f"prompt {prompts[n]!r} of class {owner!r}: the model's text embedding is zero or holds "
+                          "NaN or infinite values")
+    emb = l2_normalize(emb)
     out, i = [], 0
     for c in prompt_set.classes:
         out.append(emb[i : i + len(c.prompts)].mean(axis=0))
@@ -49,14 +59,20 @@ def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -
 
 
 def scale_for(logit_scale: float | None = None, temperature: float | None = None) -> float:
-    """Softmax scale: ``1/temperature`` when given, else ``exp(logit_scale)`` (ln of the scale)."""
+    """Softmax scale: ``1/temperature`` when given, else ``exp(logit_scale)`` (ln of the scale).
+
+    Raises ``ConfigError`` when the scale would not be a finite positive number.
+    """
     if temperature is not None:
-        if not (temperature > 0 and math.isfinite(temperature)):
+        if not (temperature > 0 and math.isfinite(temperature)) or not math.isfinite(1.0 / temperature):
             raise ConfigError(f"temperature must be a positive number, got {temperature}")
         return 1.0 / temperature
     if logit_scale is None:
         raise ConfigError("give a temperature or a model logit scale")
-    return float(math.exp(float(logit_scale)))
+    value = float(logit_scale)
+    if not math.isfinite(value) or value > math.log(np.finfo(np.float64).max):
+        raise ConfigError(f"the model's logit_scale {value} gives no finite softmax scale; pass --temperature")
+    return float(math.exp(value))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -88,13 +104,25 @@ class ZeroShotClassifier:
         return int(self.class_embeddings.shape[1])
 
     def cosines(self, audio_embeddings: Any) -> np.ndarray:
-        """(N, C) cosines between clips and prompt classes (audio rows are renormalized)."""
+        """(N, C) cosines between clips and prompt classes (audio rows are renormalized).
+
+        Raises ``InputError`` naming the row when an embedding is zero or holds NaN/inf, or
+        when a cosine is not finite (so no NaN ever becomes the best class).
+        """
         a = to_numpy(audio_embeddings)
         if a.ndim == 1:
             a = a[None, :]
         if a.ndim != 2 or a.shape[1] != self.dim:
             raise InputError(f"audio embeddings have shape {tuple(a.shape)}, expected (N, {self.dim})")
-        return l2_normalize(a) @ self.class_embeddings.T
+        bad = ~np.isfinite(a).all(axis=1) | ~a.any(axis=1)
+        if bad.any():
+            raise InputError(f"audio embedding {int(np.argmax(bad))} is all zeros or holds NaN or infinite values")
+        with np.errstate(over="ignore", invalid="ignore"):
+            cos = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ self.class_embeddings.T
+        bad = ~np.isfinite(cos).all(axis=1)
+        if bad.any():
+            raise InputError(f"audio embedding {int(np.argmax(bad))}: its cosines with the classes are not finite")
+        return cos
 
     def classify(self, audio_embeddings: Any, top_k: int | None = None) -> list[dict]:
         """Per clip: ``label``, ``scores`` (output class -> probability) and optional ``top_k``."""

@@ -39,6 +39,7 @@ def _root(
 # name -> (module, attribute); a module that is not present yet is skipped.
 COMMANDS = {
     "embed": ("commands.embed", "main"),
+    "merge": ("commands.merge", "main"),
     "caption": ("commands.caption", "main"),
     "train": ("commands.train", "main"),
     "search": ("commands.search", "main"),

@@ -32,8 +32,7 @@ def _done(kind: str, path: str) -> None:
     log(f"wrote {kind} {path}")
 
 
-def classify_outputs(summary: dict, misses: Sequence[dict], input: str, plot: str | None, html: str | None,
-                     embed: bool) -> None:
+def classify_outputs(summary: dict, misses: Sequence[dict], plot: str | None, html: str | None, embed: bool) -> None:
     """Confusion-matrix figure and the page of misclassified clips, grouped by gold class."""
     if plot:
         from clsp.plots import confusion_figure, save_figure
@@ -45,9 +44,8 @@ def classify_outputs(summary: dict, misses: Sequence[dict], input: str, plot: st
         _done("figure", plot)
     if html:
         from clsp.listening import Section, clip_from_record, write_page
-        from clsp.records import base_dir_of
 
-        base = base_dir_of(input)
+        base = Path.cwd()  # records carry absolute audio paths; a relative one is relative to here
         sections = []
         for gold in summary["confusion"]["labels"]:
             clips = []

@@ -25,14 +25,16 @@ ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Write the ev
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
 
 
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"I/N"`` -> ``(I, N)`` with 0 <= I < N; ``None`` -> ``(0, 1)``."""
-    if not shard:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"--shard {shard!r}: need 0 <= I < N")
-    return i, n
+def parse_shard(shard: str | None):
+    """``--shard`` value -> ``clsp.shards.Shard`` (``"I/N"`` or ``"auto"``), or None without one."""
+    from clsp.shards import resolve_shard
+
+    return resolve_shard(shard)
+
+
+InputsArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Inputs: JSONL records, bare path lists, Lhotse cuts (gzip/zstd allowed), audio files, folders "
+         "(searched recursively) or globs; '-' (the default) is stdin.", show_default=False)]
+AudioRootOpt = Annotated[Optional[str], typer.Option(
+    "--audio-root", help="Resolve relative audio paths in manifests against DIR (default: the manifest's "
+                         "folder; the working directory for stdin).")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, DtypeOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, OnError, OnErrorOpt, OutputOpt, QuietOpt
 
 
 class Backend(str, Enum):
@@ -18,10 +18,11 @@ class Backend(str, Enum):
 
 @command
 def main(
-    input: Annotated[str, typer.Argument(help="JSONL records {\"id\", \"audio\", ...} or bare audio paths; '-' is stdin. Fields gender, age, emotion, accent, speaker are used when present.")] = "-",
+    input: InputsArg = None,
     backend: Annotated[Backend, typer.Option("--backend", help="acoustic: offline measurements and bins (CPU); model: an audio language model.")] = Backend.acoustic,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Audio language model directory or hub id (model backend), e.g. Qwen/Qwen2-Audio-7B-Instruct.")] = None,
     bins: Annotated[Optional[str], typer.Option("--bins", help="Bin edges JSON (acoustic backend); default: the packaged default_bins.json.")] = None,
+    loudness_reference: Annotated[str, typer.Option("--loudness-reference", help="Loudness words relative to: corpus (median BS.1770 loudness of the clips captioned together), a LUFS value (e.g. -23, the same for every shard of a corpus), recording (vocal effort only, gain-free) or absolute (LUFS bins). Acoustic backend.")] = "corpus",
     num_global: Annotated[int, typer.Option("--num-global", help="Global captions per clip (acoustic: distinct phrasings).")] = 1,
     num_finegrained: Annotated[int, typer.Option("--num-finegrained", help="Fine-grained captions per clip (acoustic: distinct phrasings).")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed for phrasing choice and sampling.")] = 0,
@@ -35,20 +36,24 @@ def main(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     output: OutputOpt = "-",
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Write speaking-style captions (global and fine-grained) for audio clips.
+
+    Manifest records may carry gender, age, emotion, accent and speaker; they are used when present.
 
     Example: clsp caption clips.jsonl > clips.captions.jsonl
     """
     return _run(**locals())
 
 
-def _run(input, backend, model, bins, num_global, num_finegrained, seed, temperature, top_p, top_k,
-         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, on_error, quiet) -> int:
+def _run(input, backend, model, bins, loudness_reference, num_global, num_finegrained, seed, temperature, top_p, top_k,
+         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, audio_root, on_error, quiet) -> int:
     from clsp.errors import ConfigError
-    from clsp.records import iter_items, public_fields
+    from clsp.records import public_fields
+    from clsp_cli.inputs import input_items
     from clsp_cli.console import Throughput, set_quiet
     from clsp_cli.output import RecordSink
 
@@ -59,11 +64,11 @@ def _run(input, backend, model, bins, num_global, num_finegrained, seed, tempera
         raise ConfigError("--model and --select-with belong to --backend model")
     if backend is Backend.model and not model:
         raise ConfigError("--backend model needs --model DIR_OR_HUB_ID")
+    items = input_items(input, "audio", audio_root)
     sink = RecordSink(output, on_error=on_error.value)
-    items = iter_items(input, "audio")
     with Throughput("caption") as progress:
         if backend is Backend.acoustic:
-            _acoustic(items, sink, progress, bins, num_global, num_finegrained, seed, public_fields)
+            _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_finegrained, seed)
         else:
             _model(items, sink, progress, public_fields, model=model, seed=seed, temperature=temperature,
                    top_p=top_p, top_k=top_k, num_samples=num_samples, max_new_tokens=max_new_tokens,
@@ -73,20 +78,42 @@ def _run(input, backend, model, bins, num_global, num_finegrained, seed, tempera
     return sink.exit_code
 
 
-def _acoustic(items, sink, progress, bins, num_global, num_finegrained, seed, public_fields) -> None:
-    from clsp.caption.backend import AcousticCaptioner
-    from clsp.caption.pipeline import caption_acoustic
-    from clsp.errors import ClspError
+def _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_finegrained, seed) -> None:
+    from dataclasses import replace
 
-    captioner = AcousticCaptioner.from_bins_file(bins, num_global=num_global,
-                                                 num_finegrained=num_finegrained, seed=seed)
-    for item in items:
+    from clsp.caption.backend import AcousticCaptioner
+    from clsp.caption.loudness import LoudnessReference, corpus_reference
+    from clsp.caption.pipeline import caption_acoustic, measure_record
+    from clsp.errors import ClspError
+    from clsp_cli.console import log
+
+    reference = LoudnessReference.parse(loudness_reference)
+    captioner = AcousticCaptioner.from_bins_file(bins, num_global=num_global, num_finegrained=num_finegrained,
+                                                 seed=seed, loudness=reference)
+
+    def measured(item):
+        """The item's measurements, or the error that stops it."""
         if item.error is not None:
-            sink.write_error(item.id, item.error)
-            progress.update(failed=1)
-            continue
+            return item.error
         try:
-            rec = caption_acoustic(item.record, captioner)
+            return measure_record(item.record, captioner)
+        except ClspError as exc:
+            return exc
+
+    pairs = ((item, measured(item)) for item in items)
+    if reference.mode == "corpus" and reference.lufs is None:
+        # Loudness words need the corpus median first: measure every clip, then write.
+        pairs = list(pairs)
+        lufs = corpus_reference([m.overall.get("loudness_lufs") for _, m in pairs if not isinstance(m, ClspError)])
+        captioner = replace(captioner, loudness=LoudnessReference("corpus", lufs))
+        if lufs is not None:
+            log(f"caption: loudness words relative to the corpus median of {lufs:.1f} LUFS "
+                f"(pass --loudness-reference {lufs:.1f} to caption more clips of this corpus alike)")
+    for item, m in pairs:
+        try:
+            if isinstance(m, ClspError):
+                raise m
+            rec = caption_acoustic(item.record, captioner, measurements=m)
         except ClspError as exc:
             sink.write_error(item.id, exc)
             progress.update(failed=1)

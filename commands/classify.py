@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
+from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt,
+                              QuietOpt, ReportOpt)
 
 
 @command
 def main(
-    input: Annotated[str, typer.Argument(help="Audio records (JSONL, bare paths, Lhotse cuts) or embedding records from 'clsp embed'; '-' is stdin.")] = "-",
+    input: InputsArg = None,
     pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file.")] = "emotion",
     attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender).")] = None,
     model: ModelOpt = "default",
@@ -29,11 +30,13 @@ def main(
     n_boot: NBootOpt = 1000,
     list_packs: Annotated[bool, typer.Option("--list-packs", help="List the built-in prompt packs on stdout and exit.")] = False,
     device: DeviceOpt = "auto",
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Classify speech zero-shot against the classes of a prompt pack.
 
+    Inputs hold audio (manifests, files, folders, globs) or embedding records from 'clsp embed'.
     One output per input: the record plus 'label' and 'scores' (class -> probability).
 
     Example: clsp classify clips.jsonl --pack ravdess --attribute gender --label-key gender
@@ -42,7 +45,7 @@ def main(
 
 
 def _run(input, pack, attribute, model, temperature, top_k, label_key, report, plot, html, html_embed, npy, output,
-         batch_size, n_boot, list_packs, device, on_error, quiet) -> int:
+         batch_size, n_boot, list_packs, device, audio_root, on_error, quiet) -> int:
     from clsp.prompts import builtin_pack_names, load_pack
     from clsp_cli.console import Throughput, log, set_quiet, warn
     from clsp_cli.output import RecordSink
@@ -54,10 +57,13 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
         from clsp.errors import ConfigError
 
         raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
-    from clsp_cli.figures import check_outputs
+    from clsp_cli.figures import check_outputs, classify_outputs
 
     check_outputs(plot, html, label_key, "--label-key")
     prompt_set = load_pack(pack).get(attribute)  # refuse a bad pack before loading the model
+    from clsp_cli.inputs import input_items
+
+    items = input_items(input, "any", audio_root)  # refuse bad inputs before loading the model
 
     from clsp.models import load_model
     from clsp.zeroshot import ZeroShotClassifier
@@ -73,14 +79,20 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
     unknown_gold: dict[str, int] = {}
     misses: list[dict] = []
     with Throughput("classify", "clips") as progress:
-        for item, emb, err in _embeddings(input, net, prov, npy, batch_size, device):
+        for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
             if err is not None:
                 sink.write_error(item.id, err)
                 progress.update(failed=1)
                 continue
+            from clsp.errors import ClspError
             from clsp.records import public_fields
 
-            result = clf.classify(emb, top_k=top_k or None)[0]
+            try:
+                result = clf.classify(emb, top_k=top_k or None)[0]
+            except ClspError as exc:
+                sink.write_error(item.id, exc)
+                progress.update(failed=1)
+                continue
             rec = {k: v for k, v in public_fields(item.record).items() if k not in ("embedding", "provenance")}
             sink.write({**rec, **result})
             progress.update()
@@ -96,9 +108,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
         summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
         _render(summary)
         sink.write_summary(summary, report)
-        from clsp_cli.figures import classify_outputs
-
-        classify_outputs(summary, misses, input, plot, html, html_embed)
+        classify_outputs(summary, misses, plot, html, html_embed)
     sink.commit()
     return sink.exit_code
 
@@ -124,74 +134,36 @@ def _collect(record, label_key, prompt_set, label, gold, pred, unknown_gold) -> 
     pred.append(label)
 
 
-def _embeddings(input, net, prov, npy, batch_size, device):
+def _embeddings(items, net, prov, npy, batch_size, device):
     """(item, embedding (1, D) or None, error or None) per input record, in order."""
     from itertools import islice
 
     from clsp.embed import AudioEmbedder, EmbedConfig
-    from clsp.records import base_dir_of, iter_items, resolve_path
+    from clsp.index_records import EmbeddingReader, load_matrix
 
-    matrix = _open_matrix(npy)
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, provenance=prov)
     embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))
-    base = base_dir_of(input)
-    items = iter_items(input, modality="any")
     while chunk := list(islice(items, 256)):
         audio = []
         for item in chunk:
             rec = item.record
-            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("audio"), str):
-                rec["_path"] = resolve_path(rec["audio"], base)
-                audio.append(item)
+            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("_path"), str):
+                audio.append(item)  # the reader resolved the path (clsp.records.parse_line)
         embedded = {res.item.index: res for res in embedder.run(audio)}
         for item in chunk:
             if item.index in embedded:
                 res = embedded[item.index]
                 yield item, (None if res.error else res.embeddings[:1]), res.error
             else:
-                yield (item, *_stored_embedding(item, prov, matrix))
+                yield (item, *_stored_embedding(item, reader))
 
 
-def _open_matrix(npy):
-    if npy is None:
-        return None
-    from clsp.index_records import load_matrix
+def _stored_embedding(item, reader):
+    """A precomputed (1, D) embedding from the record ('embedding' list or 'row' of --npy)."""
+    from clsp.errors import ClspError
 
-    return load_matrix(npy)
-
-
-def _stored_embedding(item, prov, matrix):
-    """A precomputed embedding from the record ('embedding' list or 'row' of --npy)."""
-    import numpy as np
-
-    from clsp.errors import ClspError, InputError, ProvenanceError
-
-    if not item.ok:
-        return None, item.error
-    rec = item.record
     try:
-        theirs = rec.get("provenance") or {}
-        for key in ("model", "checksum"):
-            if theirs.get(key) and prov.get(key) and theirs[key] != prov[key]:
-                raise ProvenanceError(f"record {item.id!r}: embedding from {key} {theirs[key]!r} but the classifier "
-                                      f"uses {key} {prov[key]!r}; embed with the same --model")
-        if "embedding" in rec:
-            vec = np.asarray(rec["embedding"], dtype=np.float64)
-        elif "row" in rec:
-            if matrix is None:
-                raise InputError(f"record {item.id!r} has a 'row' but no --npy matrix was given")
-            row = int(rec["row"])
-            if not 0 <= row < matrix.shape[0]:
-                raise InputError(f"record {item.id!r}: row {row} is outside the --npy matrix ({matrix.shape[0]} rows)")
-            vec = np.asarray(matrix[row], dtype=np.float64)
-        else:
-            raise InputError(f"record {item.id!r} has neither 'audio' nor 'embedding'")
-        if vec.ndim != 1 or vec.shape[0] != prov["dim"]:
-            raise ProvenanceError(f"record {item.id!r}: embedding has {vec.size} values, the model's have {prov['dim']}")
-        if not np.isfinite(vec).all() or not vec.any():
-            raise InputError(f"record {item.id!r}: embedding is all zeros or not finite")
-        return vec[None, :], None
-    except (TypeError, ValueError):
-        return None, InputError(f"record {item.id!r}: 'embedding' must be a list of numbers")
+        return reader.vector(item)[None, :], None
     except ClspError as exc:
         return None, exc
 

@@ -52,20 +52,25 @@ def embedding_map(
 
     Records that carry no usable embedding are reported on stderr and left out (exit 3).
     """
-    from clsp.index_records import collect_embeddings, load_matrix
+    from clsp.index_records import EmbeddingReader, load_matrix
     from clsp.plots import map_figure, pca_2d, save_figure
     from clsp_cli.console import log, set_quiet, warn
     from clsp_cli.figures import check_outputs
 
     set_quiet(quiet)
     check_outputs(output, None)
-    vectors, records, prov, skipped = collect_embeddings(input, load_matrix(npy) if npy else None)
-    for item in skipped:
-        warn(f"skipped {item.id}: {item.error}")
+    reader = EmbeddingReader(load_matrix(npy) if npy else None)
+    vectors, labels, skipped = [], [], 0
+    for item, vec in reader.read(input):
+        if vec is None:
+            skipped += 1
+            warn(f"skipped {item.id}: {item.error}")
+            continue
+        vectors.append(vec)
+        labels.append(item.record.get(color_by) if color_by else "all")
     coords, variance = pca_2d(vectors)
-    labels = [rec.get(color_by) if color_by else "all" for rec in records]
-    model = (prov or {}).get("model", "unknown model")
+    model = (reader.provenance or {}).get("model", "unknown model")
     title = f"{len(vectors)} embeddings of {input} ({model}), PCA"
     save_figure(map_figure(coords, labels, color_by or "records", variance, title), output)
-    log(f"plot: {len(vectors)} embeddings -> {output}" + (f"; {len(skipped)} records skipped" if skipped else ""))
+    log(f"plot: {len(vectors)} embeddings -> {output}" + (f"; {skipped} records skipped" if skipped else ""))
     return 3 if skipped else 0

@@ -38,12 +38,18 @@ def build(
     metric: Annotated[str, typer.Option("--metric", help="cosine (normalized inner product), ip or l2.")] = "cosine",
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget for the index, e.g. 4G; picks compressed codes when full vectors do not fit.")] = None,
     add: Annotated[bool, typer.Option("--add", help="Append to the index at --output instead of replacing it.")] = False,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process writes the same index (then exit 1).")] = 600.0,
     threads: ThreadsOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
-    """Build (or --add to) an index from embeddings; prints one summary record."""
-    return _build(input, index, npy, ids, factory, metric, max_memory, add, threads, on_error.value, quiet)
+    """Build (or --add to) an index from embeddings; prints one summary record.
+
+    One writer at a time: a run that finds another writing the index waits for it
+    (--lock-timeout), so parallel --add runs all land in the index.
+    """
+    return _build(input, index, npy, ids, factory, metric, max_memory, add, lock_timeout, threads, on_error.value,
+                  quiet)
 
 
 @main.command("query")
@@ -69,7 +75,8 @@ def query(
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
-    """Top-k hits per query: one {"id", "hits": [{"id", "score", ...metadata}]} record each."""
+    """Top-k hits per query: one {"id", "hits": [{"id", "score", ...record fields}]} record each (record fields
+    named score or metadata are under "metadata")."""
     from clsp.index_query import SearchSettings
 
     settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
@@ -96,7 +103,7 @@ def evaluate(
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the R@k curves (k = 1..10) per direction or group (.png or .svg).")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the R@k curves per direction or group (.png or .svg).")] = None,
     quiet: QuietOpt = False,
 ):
     """Retrieval metrics (R@1/5/10, mAP@10 with 95% CIs): queries against an index, or a speech-caption pool."""
@@ -107,53 +114,30 @@ def evaluate(
                     model, device, output, quiet, plot)
 
 
-def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, threads, on_error, quiet) -> int:
-    from pathlib import Path
-
+def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_timeout, threads, on_error,
+           quiet) -> int:
     import numpy as np
 
-    from clsp.errors import InputError
-    from clsp.index import add_to_index, build_index
+    from clsp.errors import ConfigError, InputError
+    from clsp.index import index_exists, write_index
     from clsp.index_factory import parse_memory
-    from clsp.index_records import iter_embedding_items, load_matrix, record_metadata, same_provenance
-    from clsp_cli.console import Throughput, set_quiet, warn
-    from clsp_cli.errors import FailFast
+    from clsp.index_records import EmbeddingReader, load_matrix
+    from clsp_cli.console import set_quiet, warn
     from clsp_cli.output import RecordSink
 
     set_quiet(quiet)
+    if lock_timeout < 0:
+        raise ConfigError("--lock-timeout must be >= 0")
     if input.endswith(".npy") and ids:
         input, npy = ids, input
-    matrix = load_matrix(npy) if npy else None
-    vectors, metas, prov, failed = [], [], None, 0
-    with Throughput("read embeddings", "records") as progress:
-        for item, vec in iter_embedding_items(input, matrix):
-            if vec is not None and vectors and vec.shape != vectors[0].shape:
-                vec, item.error = None, InputError(f"record {item.id!r}: dimension {vec.shape[0]}, earlier records {vectors[0].shape[0]}")
-            elif vec is not None and not np.isfinite(vec).all():
-                vec, item.error = None, InputError(f"record {item.id!r}: embedding holds NaN or infinite values")
-            if vec is None:
-                failed += 1
-                warn(f"skipped {item.id}: {item.error}")
-                if on_error == "fail":
-                    raise FailFast(f"record {item.id!r} failed: {item.error}")
-                progress.update(failed=1)
-                continue
-            rec_prov = item.record.get("provenance") if isinstance(item.record.get("provenance"), dict) else None
-            same_provenance(prov, rec_prov, f"record {item.id!r}")
-            prov = prov or rec_prov
-            vectors.append(vec)
-            metas.append(record_metadata(item.record))
-            progress.update()
-    exists = Path(index_dir).exists()
-    if not vectors and not (add and exists):
-        raise InputError(f"{input}: no embeddings to index")
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine")
+    vectors, metas, failed = _read_embeddings(reader, input, on_error)
     mat = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
-    if add and exists:
-        built = add_to_index(index_dir, mat, metas, prov, threads) if vectors else None
-    else:
-        built = build_index(mat, metas, factory=factory, metric=metric, provenance=prov,
-                            max_memory=parse_memory(max_memory), threads=threads)
-        built.save(index_dir)
+    if not vectors and not (add and index_exists(index_dir)):
+        raise InputError(f"{input}: no embeddings to index")
+    built = write_index(index_dir, mat, metas, add=add, provenance=reader.provenance, lock_timeout=lock_timeout,
+                        on_wait=warn, factory=factory, metric=metric, max_memory=parse_memory(max_memory),
+                        threads=threads)
     sink = RecordSink("-")
     info = built.info if built is not None else None
     sink.write({"index": str(index_dir), "added": len(vectors), "failed": failed,
@@ -161,6 +145,29 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, threads
                     "model": info.model} if info else {})})
     sink.commit()
     return 3 if failed else 0
+
+
+def _read_embeddings(reader, source, on_error="skip"):
+    """(vectors, metadata dicts, failed) of an embeddings file; bad records are skipped with a
+    warning (or stop the run with --on-error fail)."""
+    from clsp.index_records import record_metadata
+    from clsp_cli.console import Throughput, warn
+    from clsp_cli.errors import FailFast
+
+    vectors, metas, failed = [], [], 0
+    with Throughput("read embeddings", "records") as progress:
+        for item, vec in reader.read(source):
+            if vec is None:
+                failed += 1
+                warn(f"skipped {item.id}: {item.error}")
+                if on_error == "fail":
+                    raise FailFast(f"record {item.id!r} failed: {item.error}")
+                progress.update(failed=1)
+                continue
+            vectors.append(vec)
+            metas.append(record_metadata(item.record))
+            progress.update()
+    return vectors, metas, failed
 
 
 def _query_items(input, texts, audios, npy):
@@ -188,6 +195,8 @@ def _chain(first, rest):
 
 def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet,
            html=None, html_embed=False) -> int:
+    import math
+
     from clsp.errors import ClspError, ConfigError
     from clsp.index import load_index
     from clsp.index_query import QueryEncoder, search_items
@@ -197,6 +206,8 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
     set_quiet(quiet)
     if settings.k < 1 or batch_size < 1:
         raise ConfigError("--k and --batch-size must be at least 1")
+    if settings.threshold is not None and not math.isfinite(settings.threshold):
+        raise ConfigError("--threshold must be a finite number")
     from clsp_cli.figures import check_outputs, search_page
 
     check_outputs(None, html)
@@ -247,7 +258,7 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
     if speech or captions:
         if not (speech and captions) or index_dir or queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
-        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, curves if plot else None)
+        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves if plot else None)
     else:
         if not index_dir:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
@@ -298,36 +309,21 @@ def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, n
     return summary, failed
 
 
-def _read_pool(path: str):
-    """(vectors, records, provenance, failed) from an embeddings JSONL file."""
-    import numpy as np
-
-    from clsp.index_records import collect_embeddings
-    from clsp_cli.console import warn
-
-    mat, recs, prov, skipped = collect_embeddings(path)
-    for item in skipped:
-        warn(f"skipped {item.id}: {item.error}")
-    if len(mat):  # cosine, as in the index; 'clsp embed' vectors are unit-norm already
-        mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
-    return mat, recs, prov, len(skipped)
-
-
-def _eval_pool(speech, captions, match_key, group_key, n_boot, curves=None):
+def _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves=None):
     import numpy as np
 
     from clsp.errors import InputError
-    from clsp.index_records import same_provenance
+    from clsp.index_records import EmbeddingReader, load_matrix
     from clsp.metrics.retrieval import speech_text_retrieval
     from clsp_cli.console import warn
 
-    audio, arecs, aprov, afail = _read_pool(speech)
-    text, trecs, tprov, tfail = _read_pool(captions)
-    same_provenance(aprov, tprov, f"{captions} against {speech}")
-    if not len(audio) or not len(text):
+    matrix = load_matrix(npy) if npy else None
+    reader = EmbeddingReader(matrix)  # one reader: captions must come from the speech side's model
+    avecs, arecs, afail = _read_embeddings(reader, speech)
+    tvecs, trecs, tfail = _read_embeddings(reader, captions)
+    if not avecs or not tvecs:
         raise InputError("pool mode needs at least one speech and one caption embedding")
-    if audio.shape[1] != text.shape[1]:
-        raise InputError(f"speech embeddings have dimension {audio.shape[1]}, captions {text.shape[1]}")
+    audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
     row_of = {str(r["id"]): n for n, r in enumerate(arecs)}
     owner, keep = [], []
     for n, rec in enumerate(trecs):
@@ -341,7 +337,7 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, curves=None):
     owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
     trecs = [trecs[n] for n in keep]
     summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
-               "failed": afail + tfail, "model": (aprov or {}).get("model"),
+               "failed": afail + tfail, "model": (reader.provenance or {}).get("model"),
                "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
     if curves is not None:
         from clsp_cli.figures import pool_recall_curves
@@ -354,6 +350,13 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, curves=None):
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
                              for g in sorted(set(labels.tolist()))}
     return summary, afail + tfail
+
+
+def _unit_rows(mat):
+    """Rows scaled to unit norm: cosine, as in the index (the reader refused zero rows)."""
+    import numpy as np
+
+    return mat / np.linalg.norm(mat, axis=1, keepdims=True)
 
 
 def _render(summary: dict) -> None:
@@ -371,8 +374,8 @@ def _render(summary: dict) -> None:
     for metric in names:
         cells = []
         for _, m in columns:
-            value = m.get(metric, float("nan"))
-            ci = f" [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]" if metric + "_lo" in m else ""
-            cells.append(f"{value:.3f}{ci}")
+            value = m.get(metric)
+            ci = f" [{m[metric + '_lo']:.3f}, {m[metric + '_hi']:.3f}]" if m.get(metric + "_lo") is not None else ""
+            cells.append("n/a" if value is None else f"{value:.3f}{ci}")
         table.add_row(metric, *cells)
     console.print(table)

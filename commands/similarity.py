@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
+from clsp_cli.options import AudioRootOpt, DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
 
 
 @command
@@ -25,6 +25,7 @@ def main(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Pairs per batch.")] = 16,
     n_boot: NBootOpt = 1000,
     device: DeviceOpt = "auto",
+    audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
@@ -40,7 +41,8 @@ def main(
     return _run(**locals())
 
 
-def _run(a, b, model, human_key, group_key, below, above, report, plot, output, batch_size, n_boot, device, on_error, quiet) -> int:
+def _run(a, b, model, human_key, group_key, below, above, report, plot, output, batch_size, n_boot, device, audio_root, on_error,
+         quiet) -> int:
     from pathlib import Path
 
     from clsp.errors import ConfigError
@@ -55,6 +57,10 @@ def _run(a, b, model, human_key, group_key, below, above, report, plot, output, 
     from clsp_cli.figures import check_outputs, similarity_plot
 
     check_outputs(plot, None, human_key, "--human-key")
+    import math
+
+    if any(v is not None and not math.isfinite(v) for v in (below, above)):
+        raise ConfigError("--below and --above must be finite numbers")
     if b is not None:
         records, base = [{"id": "pair", "a": a, "b": b}], Path.cwd()
     else:
@@ -64,7 +70,7 @@ def _run(a, b, model, human_key, group_key, below, above, report, plot, output, 
         source = a or "-"
         if source.lower().endswith(AUDIO_EXTENSIONS):
             raise ConfigError(f"{source} is audio: give two sides (clsp similarity A B) or a pairs JSONL file")
-        records, base = _pairs(source), base_dir_of(source)
+        records, base = _pairs(source, audio_root), base_dir_of(source, audio_root)
 
     from clsp.models import load_model
     from clsp.similarity import ModelEncoders, keep_score, score_pairs
@@ -104,11 +110,11 @@ def _run(a, b, model, human_key, group_key, below, above, report, plot, output, 
     return sink.exit_code
 
 
-def _pairs(source):
+def _pairs(source, audio_root=None):
     """Pair records from a JSONL file or stdin; unreadable lines become errors."""
-    from clsp.records import iter_items
+    from clsp_cli.inputs import input_items
 
-    for item in iter_items(source, modality="pairs"):
+    for item in input_items([source], "pairs", audio_root):
         if not item.ok:
             item.error.record_id = item.id  # the reader's best id for the line (its 'id' field if readable)
             yield item.error
@@ -133,7 +139,9 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
     """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
     import math
 
-    value = rec.get(human_key)
+    from clsp.similarity import record_field
+
+    value = record_field(rec, human_key)
     if isinstance(value, bool):
         return False
     try:
@@ -142,7 +150,7 @@ def _collect(rec, human_key, group_key, ratings) -> bool:
         return False
     if not math.isfinite(value):
         return False
-    ratings.append((rec["score"], value, rec.get(group_key) if group_key else None))
+    ratings.append((rec["score"], value, record_field(rec, group_key) if group_key else None))
     return True
 
 

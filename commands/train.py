@@ -36,6 +36,7 @@ def main(
 
 
 def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, quiet) -> int:
+    import json
     import logging
 
     from clsp.distributed import env_dist_info
@@ -47,7 +48,7 @@ def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, q
     _route_logging(logging.WARNING if quiet or not is_main else logging.INFO)
     extra = list(overrides)
     if output_dir is not None:
-        extra.append(f"output_dir={output_dir}")
+        extra.append(f"output_dir={json.dumps(output_dir)}")  # a YAML string, whatever the path looks like
     if local_loss:
         extra.append("loss.local_loss=true")
     if max_steps is not None:

@@ -39,3 +39,40 @@ def test_caption_usage_errors(tmp_path):
         proc = subprocess.run(CLSP + ["caption", *args, "-"], input="", capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stdout == ""
+
+
+def test_caption_loudness_words_relative_to_the_corpus(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    voice = sum(np.sin(2 * np.pi * 130 * h * t) / h for h in range(1, 50)) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    lines = []
+    for name, gain in (("quiet", 0.01), ("mid", 0.04), ("loud", 0.16)):  # 12 dB apart
+        sf.write(tmp_path / f"{name}.wav", (gain * voice).astype(np.float32), sr)
+        lines.append(json.dumps({"id": name, "audio": str(tmp_path / f"{name}.wav")}))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+
+    def run(*extra):
+        res = CliRunner().invoke(app, ["caption", str(manifest), *extra])
+        return res, [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+
+    res, recs = run()
+    assert res.exit_code == 0, res.output
+    words = {r["id"]: r["attributes"]["loudness"] for r in recs}
+    assert words["quiet"] in {"soft", "very soft"} and words["mid"] == "moderate" and words["loud"] in {"loud", "very loud"}
+    ref = recs[0]["provenance"]["loudness_reference"]
+    assert ref["mode"] == "corpus" and ref["lufs"] == recs[1]["measurements"]["overall"]["loudness_lufs"].__round__(2)
+    # A given reference 12 dB above the median: the median clip now reads soft.
+    res, recs = run("--loudness-reference", str(ref["lufs"] + 12))
+    assert {r["id"]: r["attributes"]["loudness"] for r in recs}["mid"] in {"soft", "very soft"}
+    # recording: gain-free, one word for the three copies of one voice
+    res, recs = run("--loudness-reference", "recording")
+    assert len({r["attributes"]["loudness"] for r in recs}) == 1
+    res, _ = run("--loudness-reference", "loudest")
+    assert res.exit_code == 2

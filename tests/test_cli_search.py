@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clsp.index import build_index
+from clsp.index_store import read_info
 from clsp.metrics.retrieval import speech_text_retrieval
 from tests.conftest import jsonl, run_clsp
 
@@ -105,7 +106,7 @@ def test_errors_are_clear_never_tracebacks(tmp_path, vecs):
     write_embeddings(tmp_path / "other.jsonl", vecs[:3], prov=other, extra={})
     p = sh("clsp search build other.jsonl -o v.idx --add -q", tmp_path)
     assert p.returncode == 1 and "another" in p.stderr and "Traceback" not in p.stderr
-    (tmp_path / "v.idx" / "index.faiss").write_bytes(b"garbage")
+    (read_info(tmp_path / "v.idx").data_dir(tmp_path / "v.idx") / "index.faiss").write_bytes(b"garbage")
     p = sh("clsp search query v.idx -q", tmp_path, stdin=json.dumps(queries[0]))
     assert p.returncode == 1 and "corrupt" in p.stderr and "Traceback" not in p.stderr
     p = sh("clsp search build - -o e.idx -q", tmp_path, stdin="")

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from clsp.models.compact import CompactSpeechEncoder, utterance_stats
+from tests.padding_invariance import TOL, max_batch_vs_alone_diff
 
 
 def test_stats_branch_is_batch_independent_and_widens_output():
@@ -36,3 +38,14 @@ def test_envelope_modulation_follows_the_pace_of_the_envelope():
     band_of = lambda hz: max(i for i, lo in enumerate(MODULATION_BANDS[:-1]) if lo <= hz)  # noqa: E731
     assert int(slow[:-1].argmax()) == band_of(2.5) and int(fast[:-1].argmax()) == band_of(6.5)
     assert envelope_modulation(torch.zeros(10)).abs().sum() == 0  # too short: no cues
+
+
+@pytest.mark.parametrize("options", [{}, {"stats_dim": 16}, {"stats_dim": 16, "pitch": True}],
+                         ids=["plain", "stats", "stats-and-pitch"])
+def test_batched_clips_equal_their_one_clip_outputs(options):
+    # 0.16 s to 28 s of fbank, lengths that leave remainders at both stride-2 convolutions.
+    torch.manual_seed(0)
+    enc = CompactSpeechEncoder(dim=32, layers=2, heads=2, ff_dim=64, conv_channels=4, dropout=0.0, **options).eval()
+    gen = torch.Generator().manual_seed(0)
+    items = [torch.randn(n, 128, generator=gen) * 3 - 8 for n in (16, 50, 123, 257, 2800)]
+    assert max_batch_vs_alone_diff(enc, items) <= TOL

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from clsp.metrics.correlation import average_ranks, correlation_report, kendall_tau_b, pearson, spearman
+from clsp.metrics.correlation import (
+    _pearson_rows,
+    _spearman_rows,
+    average_ranks,
+    correlation_report,
+    kendall_tau_b,
+    pearson,
+    spearman,
+)
 
 X = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y = [2.0, 1.0, 4.0, 3.0, 5.0]
@@ -39,15 +47,35 @@ def test_degenerate_inputs_give_nan():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_against_scipy(seed):
-    stats = pytest.importorskip("scipy.stats")
+def test_vectorized_resample_statistics_match_per_row_values(seed):
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 6, 120).astype(float)
-    y = x + rng.normal(0, 2, 120).round()
-    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
-    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
-    assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y)[0], abs=1e-12)
-    assert kendall_tau_b(x, y, chunk=7) == pytest.approx(stats.kendalltau(x, y)[0], abs=1e-12)
+    x = rng.integers(0, 6, (5, 120)).astype(float)
+    y = x + rng.normal(0, 2, (5, 120)).round()
+    r = _pearson_rows(x, y)
+    rho = _spearman_rows(x, y)
+    for i in range(5):
+        assert r[i] == pytest.approx(np.corrcoef(x[i], y[i])[0, 1], abs=1e-12)
+        assert rho[i] == pytest.approx(np.corrcoef(average_ranks(x[i]), average_ranks(y[i]))[0, 1], abs=1e-12)
+
+
+def test_bootstrap_pairs_items():
+    # x == y in every resample only if resampling keeps pairs together: r = 1 in all of them.
+    x = np.random.default_rng(3).normal(size=50)
+    rep = correlation_report(x, x.copy(), n_boot=100)
+    assert rep["pearson_ci"] == pytest.approx([1.0, 1.0])
+    assert rep["kendall_ci"] == pytest.approx([1.0, 1.0])
+
+
+def test_intervals_bracket_the_estimate_and_narrow_with_n():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1440)
+    y = x + rng.normal(size=1440)
+    big = correlation_report(x, y, n_boot=300)
+    small = correlation_report(x[:90], y[:90], n_boot=300)
+    for name in ("pearson", "spearman", "kendall"):
+        lo, hi = big[f"{name}_ci"]
+        assert lo < big[name] < hi
+        assert hi - lo < small[f"{name}_ci"][1] - small[f"{name}_ci"][0]
 
 
 def test_report_intervals():

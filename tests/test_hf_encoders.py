@@ -8,6 +8,7 @@ import torch
 from clsp.errors import ModelError
 from clsp.models.hf_encoders import HFSpeechEncoder, HFTextEncoder
 from clsp.models.registry import build_speech_encoder
+from tests.padding_invariance import TOL, max_batch_vs_alone_diff
 
 CONV = dict(conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), hidden_size=16, num_hidden_layers=1,
             num_attention_heads=2, intermediate_size=32, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
@@ -17,6 +18,10 @@ SPEECH = {
     "wavlm": dict(model_type="wavlm", feat_extract_norm="layer", num_buckets=8, max_bucket_distance=20, **CONV),
     "data2vec-audio": dict(model_type="data2vec-audio", **{**CONV, "conv_pos_kernel_size": 4, "num_conv_pos_embeddings": 4}),
 }
+WHISPER = dict(model_type="whisper", d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+               decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+               max_source_positions=50, max_target_positions=16, vocab_size=100, pad_token_id=1,
+               bos_token_id=0, eos_token_id=2, decoder_start_token_id=0)
 
 
 def save_config(tmp_path, cfg: dict) -> str:
@@ -51,11 +56,7 @@ def test_layer_norm_backend_ignores_padding(tmp_path):
 
 
 def test_whisper_encoder_backend(tmp_path):
-    cfg = dict(model_type="whisper", d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-               decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
-               max_source_positions=50, max_target_positions=16, vocab_size=100, pad_token_id=1,
-               bos_token_id=0, eos_token_id=2, decoder_start_token_id=0)
-    enc = build_speech_encoder({"type": "hf", "source": save_config(tmp_path, cfg)}).eval()
+    enc = build_speech_encoder({"type": "hf", "source": save_config(tmp_path, WHISPER)}).eval()
     with torch.no_grad():
         out, lens = enc(torch.randn(2, 20000), torch.tensor([20000, 4800]))
     assert out.shape == (2, 50, 16)  # a 1 s window: 100 mel frames, halved by the encoder
@@ -78,3 +79,24 @@ def test_text_backend_poolings(pooling):
         both = tower.encode(["a calm voice", "a fast, loud and breathy voice with a British accent"])
     assert both.shape == (2, 16)
     torch.testing.assert_close(both[:1], short, atol=1e-5, rtol=1e-5)
+
+
+PADDING_KINDS = {
+    **SPEECH,
+    "wav2vec2-group-norm": dict(SPEECH["wav2vec2"], feat_extract_norm="group"),
+    "wav2vec2-stable-layer-norm": dict(SPEECH["wav2vec2"], do_stable_layer_norm=True),
+    "hubert-layer-norm": dict(SPEECH["hubert"], feat_extract_norm="layer"),
+    "data2vec-audio-3-pos-convs": dict(SPEECH["data2vec-audio"], num_conv_pos_embeddings=3),
+    "whisper": WHISPER,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PADDING_KINDS))
+def test_batched_clips_equal_their_one_clip_outputs(tmp_path, name):
+    # Group-norm feature encoders and stacked positional convolutions would leak padding
+    # (differences near 2 here); those models run each padded clip alone.
+    torch.manual_seed(0)
+    enc = build_speech_encoder({"type": "hf", "source": save_config(tmp_path, PADDING_KINDS[name])}).eval()
+    gen = torch.Generator().manual_seed(0)
+    items = [torch.randn(n, generator=gen) * 0.1 for n in (400, 3001, 8000, 16003)]
+    assert max_batch_vs_alone_diff(enc, items, pad_scale=0.3) <= TOL

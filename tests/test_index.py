@@ -9,6 +9,12 @@ import pytest
 
 from clsp.errors import ClspError, ConfigError, IndexFileError, InputError, ProvenanceError
 from clsp.index import add_to_index, build_index, load_index
+from clsp.index_store import read_info
+
+
+def data_dir(path):
+    """The folder holding the current version's files."""
+    return read_info(path).data_dir(path)
 
 PROV = {"model": "tiny-a", "checksum": "abc123", "dim": 16, "normalized": True}
 
@@ -72,7 +78,7 @@ def test_pq_reranks_with_stored_vectors(tmp_path):
     index = build_index(vecs, meta, factory="PQ2x4")
     assert index.info.stored_vectors
     index.save(tmp_path / "pq")
-    assert (tmp_path / "pq" / "vectors.npy").exists()
+    assert (data_dir(tmp_path / "pq") / "vectors.npy").exists()
     loaded = load_index(tmp_path / "pq")
     order, scores = numpy_cosine_topk(vecs, vecs[:10], 3)
     s, rows = loaded.search_arrays(vecs[:10], k=3, rerank=50)
@@ -148,7 +154,7 @@ def test_missing_and_corrupt_index(tmp_path):
         load_index(tmp_path / "nope")
     vecs, meta = corpus(10)
     build_index(vecs, meta).save(tmp_path / "idx")
-    (tmp_path / "idx" / "index.faiss").write_bytes(b"not a faiss index")
+    (data_dir(tmp_path / "idx") / "index.faiss").write_bytes(b"not a faiss index")
     with pytest.raises(IndexFileError, match="index.faiss"):
         load_index(tmp_path / "idx")
     build_index(vecs, meta).save(tmp_path / "idx2")
@@ -156,7 +162,7 @@ def test_missing_and_corrupt_index(tmp_path):
     with pytest.raises(IndexFileError, match="index.json"):
         load_index(tmp_path / "idx2")
     build_index(vecs, meta).save(tmp_path / "idx3")
-    (tmp_path / "idx3" / "meta.parquet").write_bytes(b"junk")
+    (data_dir(tmp_path / "idx3") / "meta.parquet").write_bytes(b"junk")
     with pytest.raises(IndexFileError, match="meta.parquet"):
         load_index(tmp_path / "idx3")
 

@@ -125,3 +125,70 @@ def test_retrieval_metrics_hand_computed():
     assert m["s2t_mAP@10"] == pytest.approx(100 * (1 + 0.5 + 0.5) / 3)
     # t2s: t1 sims over audio (0, .5, .9) -> rank 1; t2 (0, .9, .5) -> rank 1
     assert m["t2s_R@1"] == pytest.approx(100 / 3)
+
+
+def make_ravdess_distributed(root: Path) -> None:
+    """RAVDESS as unzipped from Zenodo: Audio_Speech_Actors_01-24/Actor_NN/03-01-EE-II-SS-RR-AA.wav."""
+    base = root / "Audio_Speech_Actors_01-24"
+    for name in ("03-01-05-02-01-01-01", "03-01-02-01-02-02-02", "03-01-08-01-01-01-24", "03-01-01-01-01-01-13"):
+        tone(base / f"Actor_{name[-2:]}" / f"{name}.wav", 200)
+    tone(base / "Actor_01" / "03-02-05-01-01-01-01.wav", 200)  # a sung clip: not speech
+    (base / "Actor_01" / "notes.wav").write_bytes(b"")  # a stray file, reported
+
+
+def make_cremad_distributed(root: Path) -> None:
+    """CREMA-D as cloned: AudioWAV/AAAA_SSS_EEE_LL.wav and VideoDemographics.csv (with a BOM, as shipped)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "VideoDemographics.csv").write_text("\ufeffActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n"
+                                                 "1091,19,Female,Asian,Not Hispanic\n")
+    for name in ("1001_DFA_ANG_XX", "1001_IEO_SAD_LO", "1091_TIE_NEU_XX", "1091_WSI_FEA_HI"):
+        tone(root / "AudioWAV" / f"{name}.wav", 220)
+
+
+def test_official_layouts_are_read_and_detected(tmp_path):
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import paper_datasets as pd
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    make_ravdess_distributed(tmp_path / "RAVDESS")
+    make_cremad_distributed(tmp_path / "CREMA-D")
+    make_iemocap(tmp_path / "IEMOCAP")
+    recs, problems = pd.ravdess(tmp_path / "RAVDESS")
+    by_id = {r["id"]: r for r in recs}
+    assert set(by_id) == {"03-01-05-02-01-01-01", "03-01-02-01-02-02-02", "03-01-08-01-01-01-24", "03-01-01-01-01-01-13"}
+    assert (by_id["03-01-05-02-01-01-01"]["emotion"], by_id["03-01-05-02-01-01-01"]["gender"]) == ("angry", "male")
+    assert by_id["03-01-05-02-01-01-01"]["intensity"] == "strong"
+    assert (by_id["03-01-08-01-01-01-24"]["emotion"], by_id["03-01-08-01-01-01-24"]["gender"]) == ("surprised", "female")
+    assert by_id["03-01-02-01-02-02-02"]["emotion"] == "calm" and by_id["03-01-01-01-01-01-13"]["emotion"] == "neutral"
+    assert any("notes.wav" in p for p in problems)
+    recs, problems = pd.cremad(tmp_path / "CREMA-D")
+    got = {r["id"]: (r["emotion"], r.get("age")) for r in recs}
+    assert got == {"1001_DFA_ANG_XX": ("A", "40-59"), "1001_IEO_SAD_LO": ("S", "40-59"),
+                   "1091_TIE_NEU_XX": ("N", "under-20"), "1091_WSI_FEA_HI": ("F", "under-20")}
+    assert [pd.detect_layout(tmp_path / d) for d in ("RAVDESS", "CREMA-D", "IEMOCAP")] == ["ravdess", "cremad", "iemocap"]
+    (tmp_path / "empty").mkdir()
+    assert pd.detect_layout(tmp_path / "empty") is None
+
+
+def test_reproduce_ravdess_protocol_on_the_distributed_layout(tmp_path):
+    make_ravdess_distributed(tmp_path / "RAVDESS")
+    make_cremad_distributed(tmp_path / "CREMA-D")
+    out = tmp_path / "results.json"
+    base = [sys.executable, str(EXAMPLE / "reproduce.py"), "--model", "tiny-random", "--n-boot", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(base + ["--ravdess", str(tmp_path / "RAVDESS"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    cls = json.loads(out.read_text())["ours"]["classification"]
+    assert cls["RAVDESS emotion (8)"]["n"] == 4
+    assert cls["RAVDESS gender (2)"]["support"] == {"female": 2, "male": 2}  # actors 02, 24 | 01, 13
+    # one command from folders to clsp manifests, the corpus detected from each layout
+    p = subprocess.run(base + ["--data", str(tmp_path / "RAVDESS"), str(tmp_path / "CREMA-D"),
+                               "--write-manifests", str(tmp_path / "manifests")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    ravdess = [json.loads(x) for x in (tmp_path / "manifests" / "ravdess.jsonl").read_text().splitlines()]
+    cremad = [json.loads(x) for x in (tmp_path / "manifests" / "cremad.jsonl").read_text().splitlines()]
+    assert len(ravdess) == 4 and len(cremad) == 4
+    assert all(Path(r["audio"]).is_file() for r in ravdess + cremad)

@@ -104,3 +104,14 @@ def test_keep_score():
     assert keep_score(0.7, above=0.5) and not keep_score(0.5, above=0.5)
     assert keep_score(0.4, below=0.5, above=0.3) and not keep_score(0.2, below=0.5, above=0.3)
     assert keep_score(0.0)
+
+
+def test_record_fields_named_like_result_fields_are_kept_apart():
+    from clsp.similarity import record_field
+
+    recs = [{"id": "p", "a": "a calm voice", "b": "a loud voice", "score": 4.5, "pair": "gold", "other": 1}]
+    out = list(score_pairs(recs, FakeEncoders()))[0]
+    want = cosine(FakeEncoders._vec("text:a calm voice"), FakeEncoders._vec("text:a loud voice"))
+    assert out["score"] == pytest.approx(want, abs=1e-6) and out["pair"] == "text-text"
+    assert out["metadata"] == {"score": 4.5, "pair": "gold"} and out["other"] == 1
+    assert record_field(out, "score") == 4.5 and record_field(out, "other") == 1

@@ -71,3 +71,91 @@ def test_caption_layouts() -> None:
     assert t2[0] != t2[3] and {t2[0], t2[3]} <= {"a0", "b0", "c0"} and {t2[2], t2[5]} == {"g2", "a2"}
     assert stage_one_captions(clips, rng, "global") [1] in ("a1", "b1")
     assert all(not math.isnan(len(c)) for c in t2)
+
+
+BAD_OVERRIDES = [
+    ("optim.betas=[0.9,abc]", "optim.betas.1", "valid number"),
+    ("optim.betas=[0.9]", "optim.betas", "at least 2 items"),
+    ("optim.betas=[0.9,0.98,0.99]", "optim.betas", "at most 2 items"),
+    ("optim.betas=[0.9,1.5]", "optim.betas.1", "less than 1"),
+    ("freeze=[1,text]", "freeze.0", "valid string"),
+    ("freeze=text", "freeze", "valid list"),
+    ("log_every=0", "log_every", "greater than or equal to 1"),
+    ("valid_every=-1", "valid_every", "greater than or equal to 0"),
+    ("optim.lr_heads=nan", "optim.lr_heads", "finite"),
+    ("optim.lr_encoder=-1e-3", "optim.lr_encoder", "greater than or equal to 0"),
+    ("loss.stage=3", "loss.stage", "1 or 2"),
+    ("optim.schedule=linear", "optim.schedule", "'cosine', 'eden' or 'constant'"),
+    ("device=gpu", "device", "'auto', 'cpu' or 'cuda'"),
+    ("seed=1.5", "seed", "fractional part"),
+    ("data.num_workers=two", "data.num_workers", "valid integer"),
+    ("data.trian=x.jsonl", "data.trian", "did you mean data.train?"),
+    ("optim.lr_head=1e-3", "optim.lr_head", "did you mean optim.lr_heads?"),
+    ("optim=3", "optim", "dictionary"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "reason"), BAD_OVERRIDES)
+def test_bad_override_names_key_and_reason(override: str, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(EXAMPLES / "tiny.yaml", [override])
+    message = str(info.value)
+    assert message.startswith(f"{key}: ") and reason in message, message
+
+
+def test_file_keys_are_checked_like_overrides_and_all_reported(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("init_from: tiny-random\ndata: {train: t.jsonl, max_batchseconds: 10}\n"
+                                     "optim: {betas: [0.9, x]}\nlog_every: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    lines = str(info.value).splitlines()
+    assert any("data.max_batchseconds: unknown config key; did you mean data.max_batch_seconds?" in l for l in lines)
+    assert any(l.strip().startswith("optim.betas.1:") for l in lines)
+    assert any(l.strip().startswith("log_every:") for l in lines)
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["data.max_batch_seconds=3", "data.max_duration=2"], "data.max_batch_seconds"),  # 3 s cannot hold two 2 s clips
+    (["data.max_batch_size=1"], "data.max_batch_size"),
+    (["data.min_duration=3", "data.max_duration=2"], "data.min_duration"),
+])
+def test_batches_must_hold_two_clips_and_durations_be_ordered(overrides: list[str], key: str) -> None:
+    base = ["init_from=tiny-random", "data.train=t.jsonl"]
+    load_config(None, [*base, "data.max_batch_seconds=4", "data.max_duration=2"]).validate()  # exactly two fit
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        load_config(None, base + overrides).validate()
+
+
+def test_cli_reports_a_bad_override_as_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    result = CliRunner().invoke(app, ["train", str(EXAMPLES / "tiny.yaml"), "-o", str(tmp_path / "exp"), "optim.betas=[0.9,abc]"])
+    assert result.exit_code == 2
+    assert "optim.betas.1" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "exp").exists()
+
+
+def test_resume_policy_per_key() -> None:
+    from clsp.train.config import resume_changes
+
+    saved = load_config(EXAMPLES / "tiny.yaml").to_dict()
+    changed = resume_changes(saved, load_config(EXAMPLES / "tiny.yaml", [
+        "optim.lr_heads=1e-5", "max_steps=200", "data.max_batch_seconds=8", "log_every=1", "text_whiten_shrink=0"]))
+    assert changed.applied == {"optim.lr_heads": (3e-3, 1e-5), "max_steps": (80, 200),
+                               "data.max_batch_seconds": (16.0, 8.0), "log_every": (10, 1)}
+    assert changed.not_applied == {"text_whiten_shrink": (0.1, 0.0)}
+    for override, key in [("freeze=[text]", "freeze"), ("seed=1", "seed"), ("data.train=other.jsonl", "data.train"),
+                          ("init_from=other", "init_from"), ("model={joint_dim: 8}", "model")]:
+        with pytest.raises(ConfigError, match=f"changed {key} .*start a new run"):
+            resume_changes(saved, load_config(EXAMPLES / "tiny.yaml", [override]))
+    older = {k: v for k, v in saved.items() if k != "max_nonfinite_steps"}  # a key the checkpoint predates
+    assert resume_changes(older, load_config(EXAMPLES / "tiny.yaml")).applied == {}
+
+
+def test_path_keys_keep_names_that_look_like_numbers() -> None:
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["output_dir=2024", "data.valid=7", "init_from=0.5"])
+    assert (cfg.output_dir, cfg.data.valid, cfg.init_from) == ("2024", "7", "0.5")
+    with pytest.raises(ConfigError, match="^data.train: input should be a valid string"):
+        load_config(EXAMPLES / "tiny.yaml", ["data.train=true"])

@@ -1,7 +1,9 @@
 """Acoustic measurements of one utterance: pitch, voicing, rate, loudness, pauses, segments.
 
-Everything is computed in numpy on 10 ms frames, so the same waveform always gives the same
-numbers. Values are plain floats/ints so that a record can carry them as JSON.
+Frame levels, speech detection, syllable nuclei and pauses are computed in numpy on 10 ms
+frames; pitch, formants and voice quality come from Praat (``clsp.caption.praat``) and the
+integrated loudness from ITU-R BS.1770 (``clsp.caption.loudness``). The same waveform always
+gives the same numbers. Values are plain floats/ints (or None) so that a record carries them as JSON.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from clsp.caption.formants import formant_spacing
-from clsp.caption.pitch import PitchConfig, frame_signal, track_pitch
+from clsp.caption import praat
+from clsp.caption.loudness import integrated_loudness
+from clsp.caption.pitch import PitchConfig, frame_signal
 from clsp.errors import AudioError
 
 
 @dataclass(frozen=True)
 class AcousticConfig:
-    """Analysis settings (frame sizes, speech/pause detection, syllable peak picking)."""
+    """Analysis settings (frame sizes, speech/pause detection, syllable peak picking).
+
+    ``segments`` is the most time segments a clip is cut into; each holds at least
+    ``min_segment_s`` seconds of the utterance, so a short sentence gets fewer (or one).
+    """
 
     pitch: PitchConfig = field(default_factory=PitchConfig)
     floor_db: float = -60.0
@@ -28,6 +35,7 @@ class AcousticConfig:
     nucleus_min_gap_s: float = 0.06
     nucleus_below_peak_db: float = 25.0
     segments: int = 3
+    min_segment_s: float = 1.0
 
     @property
     def sample_rate(self) -> int:
@@ -93,8 +101,16 @@ def syllable_nuclei(levels: np.ndarray, candidates: np.ndarray, config: Acoustic
     return np.asarray(kept, dtype=int)
 
 
+ALPHA_SPLIT_HZ = 1000.0
+ALPHA_TOP_HZ = 3400.0  # the top of the telephone band, so 8 kHz and wideband copies agree
+
+
 def alpha_ratio(x: np.ndarray, voiced: np.ndarray, config: AcousticConfig) -> float | None:
-    """Energy above 1 kHz over energy below it (dB) in voiced frames: a gain-free effort cue."""
+    """Energy in 1-3.4 kHz over energy in 50 Hz-1 kHz (dB) in voiced frames: a gain-free effort cue.
+
+    The alpha ratio of Frokjaer-Jensen & Prytz (1976) with its upper edge lowered from 5 kHz
+    to the telephone band's 3.4 kHz, so that it reads the same on narrowband recordings.
+    """
     if voiced.sum() < 5:
         return None
     sr = config.sample_rate
@@ -103,8 +119,8 @@ def alpha_ratio(x: np.ndarray, voiced: np.ndarray, config: AcousticConfig) -> fl
     spectra = np.abs(np.fft.rfft(frames[voiced[: len(frames)]] * np.hanning(window), axis=1)) ** 2
     power = spectra.mean(axis=0)
     freqs = np.fft.rfftfreq(window, 1.0 / sr)
-    high = power[(freqs >= 1000) & (freqs < 5000)].sum()
-    low = power[(freqs >= 50) & (freqs < 1000)].sum()
+    high = power[(freqs >= ALPHA_SPLIT_HZ) & (freqs < ALPHA_TOP_HZ)].sum()
+    low = power[(freqs >= 50) & (freqs < ALPHA_SPLIT_HZ)].sum()
     return float(10.0 * np.log10(max(high, 1e-20) / max(low, 1e-20)))
 
 
@@ -187,26 +203,47 @@ def to_numpy(wave) -> np.ndarray:
     return arr
 
 
-def measure(wave, config: AcousticConfig = AcousticConfig()) -> Measurements:
-    """Measure one mono waveform sampled at ``config.sample_rate``."""
+def frame_centres_s(n_frames: int, config: AcousticConfig) -> np.ndarray:
+    """Centre time (s) of each analysis frame of ``frame_levels``."""
+    return np.arange(n_frames) * config.pitch.hop_s + config.pitch.window_s / 2.0
+
+
+def segment_count(first: int, last: int, config: AcousticConfig) -> int:
+    """How many segments [first, last) frames are cut into: at most ``segments``, each >= ``min_segment_s``."""
+    span_s = (last - first) * config.pitch.hop_s
+    return int(max(1, min(config.segments, span_s // config.min_segment_s)))
+
+
+def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | None = None) -> Measurements:
+    """Measure one mono waveform sampled at ``config.sample_rate``.
+
+    ``source_rate`` is the sample rate of the file before resampling (its bandwidth bounds
+    the formant analysis). Raises AudioError for an empty, non-finite or silent waveform.
+    """
     x = to_numpy(wave)
     if len(x) == 0 or not np.all(np.isfinite(x)):
         raise AudioError("waveform is empty or holds non-finite samples")
     x = x - np.mean(x)
+    sr = config.sample_rate
     levels = frame_levels(x, config)
     active = speech_mask(levels, config)
     if active.sum() * config.pitch.hop_s < config.min_speech_s:
         raise AudioError("no speech found: the clip is silent or too short")
-    f0 = track_pitch(x, active, config.pitch)
+    centres = frame_centres_s(len(levels), config)
+    f0 = np.where(active, praat.pitch_track(x, sr, centres, config.pitch.hop_s), 0.0)
     voiced = f0 > 0
     rich_voicing = voiced.sum() >= 0.3 * active.sum()
     nuclei = syllable_nuclei(levels, voiced if rich_voicing else active, config)
     inside = np.flatnonzero(active)
     first, last = int(inside[0]), int(inside[-1]) + 1
     overall = _span_stats(levels, f0, active, nuclei, first, last, config)
-    overall.update(formant_spacing(x, voiced, config.sample_rate, config.pitch.hop_s))
+    band = praat.bandwidth_hz(x, sr, source_rate)
+    overall["bandwidth_hz"] = band
+    overall.update(praat.formants(x, sr, centres[voiced], overall.get("f0_median_hz"), band))
     overall["alpha_ratio_db"] = alpha_ratio(x, voiced, config)
-    cuts = segment_bounds(active, first, last, config.segments, config.pitch.hop_s)
+    overall.update(praat.voice_quality(x, sr))
+    overall["loudness_lufs"] = integrated_loudness(x, sr)
+    cuts = segment_bounds(active, first, last, segment_count(first, last, config), config.pitch.hop_s)
     segments = [_span_stats(levels, f0, active, nuclei, lo, hi, config)
                 for lo, hi in zip(cuts[:-1], cuts[1:])]
-    return Measurements(duration_s=len(x) / config.sample_rate, overall=overall, segments=segments)
+    return Measurements(duration_s=len(x) / sr, overall=overall, segments=segments)

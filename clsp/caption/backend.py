@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from clsp.caption.acoustic import AcousticConfig, Measurements, measure
 from clsp.caption.bins import Bins, load_bins
 from clsp.caption.gender import infer_gender, normalise_gender
+from clsp.caption.loudness import LoudnessReference
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
 
 BACKEND_NAME = "acoustic"
-BACKEND_VERSION = "1"
+BACKEND_VERSION = "2"
 METADATA_FIELDS = ("gender", "age", "emotion", "accent", "speaker")
 
 
@@ -23,7 +24,24 @@ def record_seed(rec_id: object, seed: int) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _annotate_segments(m: Measurements, bins: Bins, gender: str) -> list[dict]:
+def loudness_label(overall: dict, bins: Bins, reference: LoudnessReference, delta_db: float = 0.0) -> str | None:
+    """The loudness word of a clip (or of a part ``delta_db`` louder than it) under ``reference``.
+
+    absolute: integrated LUFS; corpus: LUFS minus the reference LUFS (the clip itself when
+    none is known); recording: vocal effort (alpha ratio), the same for every part.
+    """
+    lufs = overall.get("loudness_lufs")
+    if reference.mode == "recording":
+        return bins.label("vocal_effort", overall.get("alpha_ratio_db"))
+    if lufs is None:
+        return None
+    if reference.mode == "absolute":
+        return bins.label("loudness", lufs + delta_db)
+    ref = reference.lufs if reference.lufs is not None else lufs
+    return bins.label("loudness_relative", lufs - ref + delta_db)
+
+
+def _annotate_segments(m: Measurements, bins: Bins, gender: str, reference: LoudnessReference) -> list[dict]:
     whole = m.overall
     change = bins.change
     out = []
@@ -37,7 +55,7 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str) -> list[dict]:
             "rate_ratio": max(rate_ratio, 1e-3),
             "loudness_delta_db": seg["loudness_dbfs"] - whole["loudness_dbfs"],
             "rate_label": bins.label("rate", seg["syllable_rate"]) if seg["speech_s"] >= 0.3 else None,
-            "loudness_label": bins.label("loudness", seg["loudness_dbfs"]),
+            "loudness_label": loudness_label(whole, bins, reference, seg["loudness_dbfs"] - whole["loudness_dbfs"]),
             "slope_label": bins.label("pitch_slope", seg.get("f0_slope_st_per_s")),
             "pitch_threshold": change["pitch_st"],
             "rate_threshold": change["rate_ratio"],
@@ -46,30 +64,35 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str) -> list[dict]:
     return out
 
 
-def name_voice(m: Measurements, bins: Bins, metadata: dict) -> tuple[Voice, list[str]]:
+def name_voice(
+    m: Measurements, bins: Bins, metadata: dict, reference: LoudnessReference = LoudnessReference(),
+) -> tuple[Voice, list[str]]:
     """Bin labels and metadata for a clip, and the names of attributes inferred from audio."""
     o = m.overall
-    inferred = ["pitch", "pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing", "pauses"]
+    inferred = ["pitch", "pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing",
+                "voice_quality", "pauses"]
     gender = normalise_gender(metadata.get("gender"))
     if gender is None:
         gender = infer_gender(o, bins)
         if gender is not None:
             inferred.append("gender")
     pitch_gender = gender or "unknown"
+    voicing = bins.label("voicing", o["voiced_ratio"])
     voice = Voice(
         gender=gender,
         pitch=bins.label("pitch", o.get("f0_median_hz"), pitch_gender),
         pitch_range=bins.label("pitch_range", o.get("f0_range_st")),
         slope=bins.label("pitch_slope", o.get("f0_slope_st_per_s")),
         rate=bins.label("rate", o["syllable_rate"]),
-        loudness=bins.label("loudness", o["loudness_dbfs"]),
+        loudness=loudness_label(o, bins, reference),
         dynamics=bins.label("dynamics", o["loudness_std_db"]),
-        voicing=bins.label("voicing", o["voiced_ratio"]),
+        voicing=voicing,
+        quality=bins.voice_quality(o) or ("breathy" if voicing == "breathy" else None),
         pause_count=int(o["pause_count"]),
         age=metadata.get("age"),
         emotion=metadata.get("emotion") if isinstance(metadata.get("emotion"), str) else None,
         accent=metadata.get("accent") if isinstance(metadata.get("accent"), str) else None,
-        segments=_annotate_segments(m, bins, pitch_gender),
+        segments=_annotate_segments(m, bins, pitch_gender, reference),
     )
     return voice, inferred
 
@@ -77,7 +100,7 @@ def name_voice(m: Measurements, bins: Bins, metadata: dict) -> tuple[Voice, list
 def voice_labels(voice: Voice) -> dict:
     """The named attributes a caption was written from (for records and tests)."""
     keys = ("gender", "pitch", "pitch_range", "slope", "rate", "loudness", "dynamics", "voicing")
-    return {k: getattr(voice, k) for k in keys}
+    return {**{k: getattr(voice, k) for k in keys}, "voice_quality": voice.quality}
 
 
 @dataclass
@@ -89,13 +112,15 @@ class AcousticCaptioner:
     num_global: int = 1
     num_finegrained: int = 1
     seed: int = 0
+    loudness: LoudnessReference = LoudnessReference()
 
     @classmethod
     def from_bins_file(cls, path=None, **kwargs) -> "AcousticCaptioner":
         return cls(bins=load_bins(path), **kwargs)
 
     def provenance(self) -> dict:
-        return {"backend": BACKEND_NAME, "version": BACKEND_VERSION, "bins": self.bins.checksum}
+        return {"backend": BACKEND_NAME, "version": BACKEND_VERSION, "bins": self.bins.checksum,
+                "loudness_reference": self.loudness.to_dict()}
 
     def _distinct(self, make, voice: Voice, rng: random.Random, count: int) -> list[str]:
         out: list[str] = []
@@ -107,11 +132,19 @@ class AcousticCaptioner:
                 break
         return out
 
-    def caption_waveform(self, wave, metadata: dict | None = None, rec_id: object = None) -> dict:
+    def measure(self, wave, source_rate: int | None = None) -> Measurements:
+        """Acoustic measurements of one 16 kHz mono waveform (``source_rate``: the file's own rate)."""
+        return measure(wave, self.config, source_rate=source_rate)
+
+    def caption_waveform(self, wave, metadata: dict | None = None, rec_id: object = None,
+                         source_rate: int | None = None) -> dict:
         """Caption fields for one 16 kHz mono waveform: captions, measurements, inferred, labels."""
+        return self.caption_measurements(self.measure(wave, source_rate), metadata, rec_id)
+
+    def caption_measurements(self, m: Measurements, metadata: dict | None = None, rec_id: object = None) -> dict:
+        """Caption fields from measurements already taken (see ``caption_waveform``)."""
         metadata = metadata or {}
-        m = measure(wave, self.config)
-        voice, inferred = name_voice(m, self.bins, metadata)
+        voice, inferred = name_voice(m, self.bins, metadata, self.loudness)
         rng = random.Random(record_seed(rec_id, self.seed))
         return {
             "global_captions": self._distinct(global_caption, voice, rng, self.num_global),

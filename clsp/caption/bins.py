@@ -16,7 +16,10 @@ from pathlib import Path
 from clsp.errors import ConfigError
 
 DEFAULT_BINS_PATH = Path(__file__).with_name("default_bins.json")
-SCALAR_SECTIONS = ("pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing", "pauses")
+SCALAR_SECTIONS = ("pitch_range", "pitch_slope", "rate", "loudness", "loudness_relative", "vocal_effort",
+                   "dynamics", "voicing", "pauses")
+VOICE_QUALITY_KEYS = ("creaky_jitter", "creaky_hnr_db", "creaky_f0_p10_hz", "hoarse_jitter", "hoarse_shimmer",
+                      "hoarse_hnr_db", "breathy_cpps_db", "breathy_hnr_db", "tense_alpha_db")
 GENDER_KEYS = ("f0_ref_hz", "f3_ref_hz", "alpha_ref_db", "formant_weight", "tilt_weight")
 GENDERS = ("male", "female", "unknown")
 
@@ -49,6 +52,32 @@ class Bins:
     def labels(self, section: str) -> list[str]:
         return list(self.spec[section]["labels"])
 
+    def voice_quality(self, overall: dict) -> str | None:
+        """'creaky', 'hoarse', 'breathy', 'tense' or None (modal) from Praat measures (see the section's _doc)."""
+        q, o = self.spec["voice_quality"], overall
+        voicing = self.label("voicing", o.get("voiced_ratio"))
+        if voicing in (None, "whispered"):
+            return None  # whisper is stated by voicing; too few periods to judge phonation
+
+        def at_least(key, limit):
+            return o.get(key) is not None and o[key] >= limit
+
+        def at_most(key, limit):
+            return o.get(key) is not None and o[key] <= limit
+
+        if at_least("jitter_local", q["creaky_jitter"]) and at_most("hnr_db", q["creaky_hnr_db"]) \
+                and at_most("f0_p10_hz", q["creaky_f0_p10_hz"]):
+            return "creaky"
+        if at_least("jitter_local", q["hoarse_jitter"]) and at_least("shimmer_local", q["hoarse_shimmer"]) \
+                and at_most("hnr_db", q["hoarse_hnr_db"]):
+            return "hoarse"
+        little_voicing = voicing != "voiced"
+        if at_most("cpps_db", q["breathy_cpps_db"]) and (little_voicing or at_most("hnr_db", q["breathy_hnr_db"])):
+            return "breathy"
+        if at_least("alpha_ratio_db", q["tense_alpha_db"]):
+            return "tense"
+        return None
+
     @property
     def gender(self) -> dict:
         return self.spec["gender"]
@@ -62,13 +91,16 @@ def validate_bins(spec: dict, source: str) -> None:
     """Raise ConfigError naming the first section of ``spec`` that is unusable."""
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: bins must be a JSON object")
-    for name in ("pitch", *SCALAR_SECTIONS, "gender", "segment_change"):
+    for name in ("pitch", *SCALAR_SECTIONS, "voice_quality", "gender", "segment_change"):
         if name not in spec:
             raise ConfigError(f"{source}: bins section {name!r} is missing")
     for gender in GENDERS:
         _check_edges(f"pitch.{gender}", spec["pitch"].get(gender), spec["pitch"].get("labels"))
     for name in SCALAR_SECTIONS:
         _check_edges(name, spec[name].get("edges"), spec[name].get("labels"))
+    for key in VOICE_QUALITY_KEYS:
+        if not isinstance(spec["voice_quality"].get(key), (int, float)):
+            raise ConfigError(f"{source}: bins section 'voice_quality' needs a number for {key!r}")
     for key in GENDER_KEYS:
         if not isinstance(spec["gender"].get(key), (int, float)):
             raise ConfigError(f"{source}: bins section 'gender' needs a number for {key!r}")

@@ -15,7 +15,7 @@ def gender_score(overall: dict, bins: Bins) -> float | None:
     g = bins.gender
     score = 12.0 * math.log2(math.sqrt(median * p10) / g["f0_ref_hz"])
     formants = overall.get("formants_hz")
-    if formants and len(formants) >= 3:
+    if formants and len(formants) >= 3 and formants[2] is not None:
         score += g["formant_weight"] * 12.0 * math.log2(formants[2] / g["f3_ref_hz"])
     tilt = overall.get("alpha_ratio_db")
     if tilt is not None:

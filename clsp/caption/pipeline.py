@@ -40,15 +40,20 @@ def _public(record: dict) -> dict:
     return {k: v for k, v in record.items() if not str(k).startswith("_")}
 
 
-def load_clip(record: dict):
-    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds."""
-    from clsp.audio import load_audio
-
+def clip_path(record: dict) -> str:
+    """The record's audio file: the reader's resolved ``_path`` if set, else ``audio``; InputError if none."""
     path = record.get("audio")
     if not isinstance(path, str) or not path:
         raise InputError(f"record {record.get('id')!r} has no 'audio' path")
     resolved = record.get("_path")  # set by the record reader: relative to the manifest's folder
-    path = resolved if isinstance(resolved, str) and resolved else path
+    return resolved if isinstance(resolved, str) and resolved else path
+
+
+def load_clip(record: dict):
+    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds."""
+    from clsp.audio import load_audio
+
+    path = clip_path(record)
     _check_length(path, record.get("start"), record.get("end"))
     return load_audio(path, start=record.get("start"), end=record.get("end"))
 
@@ -93,10 +98,18 @@ def select_captions(
     return out
 
 
-def caption_acoustic(record: dict, captioner: AcousticCaptioner) -> dict:
-    """One output record from the acoustic backend."""
+def measure_record(record: dict, captioner: AcousticCaptioner):
+    """The acoustic measurements of a record's clip (bounded by the file's own bandwidth)."""
+    from clsp.audio import audio_sample_rate
+
     wave = load_clip(record)
-    fields = captioner.caption_waveform(wave, _metadata(record), rec_id=record.get("id"))
+    return captioner.measure(wave, source_rate=audio_sample_rate(clip_path(record)))
+
+
+def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=None) -> dict:
+    """One output record from the acoustic backend (``measurements``: taken earlier, else now)."""
+    m = measurements if measurements is not None else measure_record(record, captioner)
+    fields = captioner.caption_measurements(m, _metadata(record), rec_id=record.get("id"))
     selected = select_captions(record, {"global": fields["global_captions"],
                                         "finegrained": fields["finegrained_captions"]})
     out = _public(record)

@@ -45,6 +45,7 @@ class Voice:
     loudness: str | None
     dynamics: str | None
     voicing: str | None
+    quality: str | None = None
     pause_count: int = 0
     age: object = None
     emotion: str | None = None
@@ -86,12 +87,12 @@ def subject(voice: Voice, rng: random.Random) -> str:
 
 
 def _quality(voice: Voice) -> str:
-    """'a low-pitched voice and a German accent' (pitch, breathiness and any given accent)."""
+    """'a creaky, low-pitched voice and a German accent' (pitch, voice quality, any given accent)."""
     if voice.whispered:
         text = "a whispered, breathy voice"
     else:
         pitch = PITCH.get(voice.pitch, "steady")
-        text = f"a breathy, {pitch} voice" if voice.voicing == "breathy" else f"a {pitch} voice"
+        text = f"a {voice.quality}, {pitch} voice" if voice.quality else f"a {pitch} voice"
     if voice.accent:
         accent = voice.accent.strip()
         text += " and " + _article(accent if accent.lower().endswith("accent") else accent + " accent")

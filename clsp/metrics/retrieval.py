@@ -4,7 +4,9 @@ For each query, ``rank`` is the 0-based position of its best-ranked relevant can
 R@k = mean(rank < k); mAP@10 = mean(1 / (rank + 1) if rank < 10 else 0) (the reciprocal
 rank within the top ten, as in CLSP's evaluation). Ties count against the query: a relevant
 item ranks below every non-relevant candidate with an equal score, so a constant scorer
-earns no credit. All values are fractions in [0, 1].
+earns no credit. All values are fractions in [0, 1]; a metric over no queries is None.
+Similarities or embeddings holding NaN/inf are refused (``InputError`` naming the query or
+row): a NaN compares false with everything and would otherwise rank first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from clsp.errors import InputError
 from clsp.metrics.bootstrap import bootstrap_ci
 
 DEFAULT_KS = (1, 5, 10)
@@ -27,15 +30,29 @@ def _matrix(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
+def check_finite(matrix: np.ndarray, what: str, row_name: str = "row") -> np.ndarray:
+    """Refuse (``InputError``) a matrix with NaN/inf, naming the first bad row and column."""
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what}: {row_name} {r} holds a non-finite value ({matrix[r, c]}) at column {c}")
+    return matrix
+
+
+def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]], nonfinite: str = "error") -> np.ndarray:
     """0-based rank of the best relevant candidate for each query row of ``sim`` (Q, C).
 
     ``relevant[q]`` holds candidate column indices; queries with no relevant candidate get
-    :data:`NO_RELEVANT` (a miss at every cutoff).
+    :data:`NO_RELEVANT` (a miss at every cutoff). A NaN/inf similarity raises ``InputError``
+    (``nonfinite="error"``), or with ``nonfinite="miss"`` (validation of a model being
+    trained) ranks below every number, so a query whose similarities to every relevant
+    candidate are NaN is a miss, never a hit.
     """
     sim = _matrix(sim)
     if sim.ndim != 2:
         raise ValueError(f"similarity must be a (queries, candidates) matrix, got shape {sim.shape}")
+    if nonfinite == "error":
+        check_finite(sim, "similarity matrix", "query")
     if len(relevant) != sim.shape[0]:
         raise ValueError(f"{len(relevant)} relevance sets for {sim.shape[0]} queries")
     ranks = np.full(sim.shape[0], NO_RELEVANT, dtype=np.int64)
@@ -45,8 +62,10 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]]) -> np.ndarray:
             continue
         if cols.min() < 0 or cols.max() >= sim.shape[1]:
             raise ValueError(f"query {q}: relevant index out of range 0..{sim.shape[1] - 1}")
-        row = sim[q]
+        row = np.where(np.isnan(sim[q]), -np.inf, sim[q])  # a NaN similarity never ranks above anything
         best = row[cols].max()
+        if np.isneginf(best):
+            continue  # no finite similarity to a relevant candidate: a miss
         mask = np.ones(row.shape[0], dtype=bool)
         mask[cols] = False
         ranks[q] = int(np.count_nonzero(row[mask] >= best))
@@ -85,14 +104,15 @@ def metrics_from_ranks(
 ) -> dict[str, float]:
     """R@k and mAP@10 (fractions) with bootstrap 95% intervals (``..._lo``/``..._hi``).
 
-    ``n_boot=0`` skips the intervals (cheap enough for training-time validation).
+    ``n_boot=0`` skips the intervals (cheap enough for training-time validation). With no
+    queries every metric (and interval bound) is None, so the result stays valid JSON.
     """
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for name, values in per_query_scores(ranks, ks).items():
         key = f"{prefix}{name}"
-        out[key] = float(values.mean()) if len(values) else float("nan")
+        out[key] = float(values.mean()) if len(values) else None
         if n_boot > 0:
-            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed)
+            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed) if len(values) else (None, None)
             out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
     out[f"{prefix}count"] = float(len(np.asarray(ranks)))
     return out
@@ -105,9 +125,10 @@ def retrieval_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     prefix: str = "",
+    nonfinite: str = "error",
 ) -> dict[str, float]:
     """Metrics for a (queries, candidates) similarity matrix and per-query relevant columns."""
-    return metrics_from_ranks(first_relevant_ranks(sim, relevant), ks, n_boot, seed, prefix)
+    return metrics_from_ranks(first_relevant_ranks(sim, relevant, nonfinite), ks, n_boot, seed, prefix)
 
 
 def speech_text_retrieval(
@@ -118,6 +139,7 @@ def speech_text_retrieval(
     n_boot: int = 1000,
     seed: int = 0,
     prefix: str = "",
+    nonfinite: str = "error",
 ) -> dict[str, float]:
     """Both directions over a speech-text pool: keys ``s2t_R@1`` ... ``t2s_mAP@10``.
 
@@ -125,10 +147,14 @@ def speech_text_retrieval(
     describes clip ``j``). A clip with several captions counts any of them as relevant for
     speech-to-text (clips without captions are not queried); each caption has its own clip
     as the one relevant item for text-to-speech, among all clips. Similarity is the dot product (cosine for unit-norm embeddings).
+    NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
     if audio.ndim != 2 or text.ndim != 2 or audio.shape[1] != text.shape[1]:
         raise ValueError(f"embedding shapes {audio.shape} and {text.shape} do not match")
+    if nonfinite == "error":
+        check_finite(audio, "speech embeddings")
+        check_finite(text, "caption embeddings")
     owner = np.arange(len(text)) if text_to_audio is None else np.asarray(text_to_audio, dtype=np.int64)
     if len(owner) != len(text):
         raise ValueError(f"{len(owner)} caption owners for {len(text)} captions")
@@ -139,6 +165,7 @@ def speech_text_retrieval(
     for j, a in enumerate(owner):
         captions_of[a].append(j)
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
-    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_")
-    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_")
+    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_",
+                            nonfinite)
+    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_", nonfinite)
     return {**s2t, **t2s}

@@ -4,6 +4,10 @@
   on 16 kHz waveforms (WavLM, HuBERT, wav2vec2, data2vec-audio, Whisper's encoder). It takes
   ``(waveforms (B, S), sample_lens (B,))`` (``input_kind = "waveform"``) and returns frame
   features ``(B, T', D)`` with their valid lengths, for the model's masked mean pooling.
+  Every clip gets its one-clip output whatever its batch: padded batches run in one pass only
+  where the model masks padding exactly (``MASKED_PADDING_TYPES`` with layer-norm feature
+  encoders); any other model (group-norm feature encoders normalise over time, data2vec-audio's
+  stacked positional convolutions see padded frames) runs each padded clip at its own length.
 * ``HFTextEncoder``: any transformers text encoder with ``pooler`` / ``cls`` / ``mean``
   pooling (the text tower of ``clsp.models.text``).
 
@@ -27,6 +31,12 @@ from clsp.models.text import TextTower as HFTextEncoder
 __all__ = ["HFSpeechEncoder", "HFTextEncoder"]
 
 SAMPLE_RATE = 16000
+
+# Model types whose forward pass keeps padding out of valid frames when given an attention
+# mask and a layer-norm feature encoder: the convolutional feature encoder has no time padding,
+# padded frames are zeroed before the (single) positional convolution, and attention masks
+# padded keys. Checked batch against one clip in tests/test_hf_encoders.py.
+MASKED_PADDING_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 
 def _local_dir(source: str | Path, base_dir: Path | None) -> Path:
@@ -74,6 +84,7 @@ class HFSpeechEncoder(nn.Module):
         self.output_dim = int(hf_config.d_model if self.is_whisper else hf_config.hidden_size)
         self.normalize = _read_normalize(path) if normalize is None else normalize
         self.use_attention_mask = getattr(hf_config, "feat_extract_norm", "layer") == "layer"
+        self.masks_padding = self.use_attention_mask and hf_config.model_type in MASKED_PADDING_TYPES
         self.spec = {"source": source, "config": config, "normalize": self.normalize, "frozen": frozen}
         if self.is_whisper:
             self._mel = _whisper_mel(path, hf_config)
@@ -81,10 +92,19 @@ class HFSpeechEncoder(nn.Module):
             self.model.requires_grad_(False)
 
     def forward(self, waveforms: Tensor, sample_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Waveforms (B, S) at 16 kHz and valid sample counts (B,) -> frames (B, T', D), lengths (B,).
+
+        Each item's valid frames equal its one-item result; frames past its length are padding.
+        """
         if waveforms.ndim != 2 or sample_lens.shape != waveforms.shape[:1]:
             raise InputError(f"hf speech encoder: expected waveforms (batch, samples), got {tuple(waveforms.shape)}")
         if self.is_whisper:
             return self._forward_whisper(waveforms, sample_lens)
+        if self.masks_padding or bool((sample_lens >= waveforms.shape[1]).all()):
+            return self._forward_padded(waveforms, sample_lens)
+        return self._forward_each(waveforms, sample_lens)
+
+    def _forward_padded(self, waveforms: Tensor, sample_lens: Tensor) -> tuple[Tensor, Tensor]:
         valid = torch.arange(waveforms.shape[1], device=waveforms.device)[None, :] < sample_lens[:, None]
         x = waveforms.float().masked_fill(~valid, 0.0)
         if self.normalize:
@@ -96,6 +116,14 @@ class HFSpeechEncoder(nn.Module):
         out = self.model(input_values=x, attention_mask=mask).last_hidden_state
         out_lens = self.model._get_feat_extract_output_lengths(sample_lens).long().clamp(max=out.shape[1])
         return out, out_lens
+
+    def _forward_each(self, waveforms: Tensor, sample_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """One pass per item at its own length (models whose padding would leak), zero-padded."""
+        outs, lens = zip(*(self._forward_padded(waveforms[i : i + 1, : int(n)], sample_lens[i : i + 1])
+                           for i, n in enumerate(sample_lens.tolist())))
+        frames = max(o.shape[1] for o in outs)
+        out = torch.cat([torch.nn.functional.pad(o, (0, 0, 0, frames - o.shape[1])) for o in outs])
+        return out, torch.cat(lens)
 
     def _forward_whisper(self, waveforms: Tensor, sample_lens: Tensor) -> tuple[Tensor, Tensor]:
         extractor, window = self._mel

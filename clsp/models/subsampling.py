@@ -2,6 +2,11 @@
 
 Three 2-D convolutions (the second halves time and frequency, the third halves frequency),
 a ConvNeXt block, a linear projection of (channels x remaining frequency bins) and a BiasNorm.
+
+Padding never reaches a valid output frame: the three convolutions have no padding along
+time, so each of the (T-7)//2 valid outputs of an item is computed from its own frames only,
+and the ConvNeXt's time-padded depthwise convolution sees zeros past an item's last valid
+frame, exactly as it does when the item is run alone.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from clsp.models.zipformer_blocks import BiasNorm, SwooshR, swoosh_l
+from clsp.models.zipformer_blocks import BiasNorm, SwooshR, padding_mask, swoosh_l
 
 
 class ConvNeXt(nn.Module):
@@ -29,7 +34,14 @@ class ConvNeXt(nn.Module):
             self.pointwise_conv2.weight.mul_(0.01)
             self.pointwise_conv2.bias.mul_(0.01)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
+        """``x`` (B, C, T, F); ``padding`` (B, T) is True at frames past an item's end.
+
+        Padded frames are zeroed before the depthwise convolution (what a lone item's zero
+        padding gives), so they never reach valid frames.
+        """
+        if padding is not None:
+            x = x.masked_fill(padding[:, None, :, None], 0.0)
         return x + self.pointwise_conv2(swoosh_l(self.pointwise_conv1(self.depthwise_conv(x))))
 
 
@@ -69,9 +81,16 @@ class Conv2dSubsampling(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.convnext(self.conv(x.unsqueeze(1)))
+        """fbank (B, T, in_channels) and lengths (B,) -> (B, (T-7)//2, out_channels), (x_lens-7)//2.
+
+        Frames past an item's output length are padding; the valid ones equal the item's
+        one-item result.
+        """
+        x = self.conv(x.unsqueeze(1))
+        out_lens = torch.div(x_lens - 7, 2, rounding_mode="floor")
+        x = self.convnext(x, padding_mask(out_lens, x.shape[2]))
         batch, channels, frames, freqs = x.shape
         x = x.transpose(1, 2).reshape(batch, frames, channels * freqs)
         x = self.dropout(self.out_norm(self.out(x)))
-        return x, torch.div(x_lens - 7, 2, rounding_mode="floor")
+        return x, out_lens
 

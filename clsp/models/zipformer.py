@@ -12,10 +12,12 @@ dropout and skipping, attention-score penalties and the parameter limits on bypa
 norm scales. In training mode this module applies plain dropout (``dropout``) after the
 feed-forward activations and on the front-end output instead.
 
-Note that padding influences valid frames near the end of a sequence (the front end's
-convolutions see padded fbank frames and the downsampling groups mix the last valid frame
-with padding), as in the original model; embeddings of a clip therefore depend slightly on
-how much padding its batch adds.
+Padding never influences valid frames: every time-mixing step (front-end ConvNeXt,
+attention, convolution modules, downsampling and the output downsampling) is masked with the
+items' valid lengths, so an item's valid outputs equal its one-item result (the published
+model's output for that clip alone) whatever else is in the batch. The published model
+itself lets padding leak into the last valid frames, so its batched outputs for the shorter
+items of a batch differ slightly from ours and from its own one-clip outputs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from torch import Tensor, nn
 from clsp.errors import ConfigError, InputError
 from clsp.models.registry import register_speech_encoder
 from clsp.models.subsampling import Conv2dSubsampling
-from clsp.models.zipformer_blocks import SimpleDownsample
+from clsp.models.zipformer_blocks import SimpleDownsample, downsampled_lengths
 from clsp.models.zipformer_layers import (
     DownsampledZipformer2Encoder,
     Zipformer2Encoder,
@@ -155,15 +157,19 @@ class Zipformer2(nn.Module):
         return stack if ds == 1 else DownsampledZipformer2Encoder(stack, c.encoder_dim[i], ds)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
-        padding = torch.arange(x.shape[1], device=x.device)[None, :] >= x_lens[:, None]
+        """(B, T, encoder_dim[0]) and valid lengths (B,) -> (B, T', output_dim) and lengths.
+
+        T' = ceil(T / 2) with the output downsampling, else T; frames past an item's length
+        are padding and never reach its valid frames.
+        """
         outputs = []
-        for module, ds, dim in zip(self.encoders, self.downsampling_factor, self.encoder_dim):
-            x = module(channels_to(x, dim), padding[:, ::ds])
+        for module, dim in zip(self.encoders, self.encoder_dim):
+            x = module(channels_to(x, dim), x_lens)
             outputs.append(x)
         x = self._full_dim_output(outputs)
         if self.downsample_output is None:
             return x, x_lens
-        return self.downsample_output(x), torch.div(x_lens + 1, 2, rounding_mode="floor")
+        return self.downsample_output(x, x_lens), downsampled_lengths(x_lens, 2)
 
     def _full_dim_output(self, outputs: list[Tensor]) -> Tensor:
         """Each output channel is taken from the most recent stack that has it."""

@@ -69,7 +69,10 @@ class BypassModule(nn.Module):
 class SimpleDownsample(nn.Module):
     """Downsample time by ``downsample`` with a learned softmax-weighted average of each group.
 
-    The sequence is right-padded by repeating its last frame to a multiple of the factor.
+    A sequence is right-padded by repeating its last frame to a multiple of the factor. With
+    ``lengths``, every item is treated so: frames past an item's end are replaced by its last
+    valid frame before grouping, so the item's last (partial) group averages its own frames
+    only and the ``ceil(length / downsample)`` valid outputs equal its one-item result.
     """
 
     def __init__(self, downsample: int) -> None:
@@ -77,15 +80,34 @@ class SimpleDownsample(nn.Module):
         self.downsample = downsample
         self.bias = nn.Parameter(torch.zeros(downsample))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, T, C) and optional valid lengths (B,) -> (B, ceil(T / downsample), C)."""
         batch, frames, channels = x.shape
         ds = self.downsample
+        if lengths is not None and bool((lengths < frames).any()):
+            x = repeat_last_valid_frame(x, lengths)
         groups = (frames + ds - 1) // ds
         pad = groups * ds - frames
         if pad:
             x = torch.cat((x, x[:, -1:].expand(batch, pad, channels)), dim=1)
         weights = self.bias.softmax(dim=0).to(x.dtype)
         return (x.reshape(batch, groups, ds, channels) * weights.unsqueeze(-1)).sum(dim=2)
+
+
+def padding_mask(lengths: Tensor, frames: int) -> Tensor:
+    """(B,) valid lengths -> (B, frames) bool mask, True at padded frames (index >= length)."""
+    return torch.arange(frames, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+def downsampled_lengths(lengths: Tensor, factor: int) -> Tensor:
+    """Valid lengths after grouping ``factor`` frames (a partial last group counts): ceil(L / factor)."""
+    return torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+
+
+def repeat_last_valid_frame(x: Tensor, lengths: Tensor) -> Tensor:
+    """(B, T, C): frames at index >= lengths[b] replaced by frame lengths[b] - 1 of item b."""
+    index = torch.minimum(torch.arange(x.shape[1], device=x.device)[None, :], (lengths - 1)[:, None])
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
 
 def simple_upsample(x: Tensor, upsample: int) -> Tensor:
@@ -150,7 +172,9 @@ class RelPositionAttentionWeights(nn.Module):
         pos = self.linear_pos(pos_emb).reshape(2 * frames - 1, heads, pd).permute(1, 2, 0)
         scores = scores + relative_to_absolute(torch.matmul(p, pos))
         if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask[:, None, None, :], -1000.0)
+            # -inf (the published model uses -1000) gives padded keys a weight of exactly 0
+            # whatever the scale of the scores, so padding never reaches a valid query.
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
         return scores.softmax(dim=-1)
 
 

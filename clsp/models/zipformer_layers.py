@@ -1,4 +1,10 @@
-"""Zipformer2 encoder layer and the stacks built from it (full-rate and downsampled)."""
+"""Zipformer2 encoder layer and the stacks built from it (full-rate and downsampled).
+
+Stacks take the valid length of every batch item and keep padded frames out of valid ones:
+attention gives padded keys zero weight, convolution modules zero padded frames first,
+downsampling groups never mix an item's frames with padding, and everything else
+(feed-forwards, norms, bypasses, upsampling) works frame by frame.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from clsp.models.zipformer_blocks import (
     SelfAttention,
     SimpleDownsample,
     compact_rel_pos_encoding,
+    downsampled_lengths,
+    padding_mask,
     simple_upsample,
 )
 
@@ -77,8 +85,13 @@ class Zipformer2Encoder(nn.Module):
         self.pos_dim = pos_dim
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, src: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        pos_emb = compact_rel_pos_encoding(src.shape[1], self.pos_dim, src.device, src.dtype)
+    def forward(self, src: Tensor, lengths: Tensor | None) -> Tensor:
+        """(B, T, D) and valid lengths (B,) (None: no padding) -> (B, T, D)."""
+        frames = src.shape[1]
+        pos_emb = compact_rel_pos_encoding(frames, self.pos_dim, src.device, src.dtype)
+        key_padding_mask = None
+        if lengths is not None and bool((lengths < frames).any()):
+            key_padding_mask = padding_mask(lengths, frames)
         for layer in self.layers:
             src = layer(src, pos_emb, key_padding_mask)
         return src
@@ -95,7 +108,9 @@ class DownsampledZipformer2Encoder(nn.Module):
         self.encoder = encoder
         self.out_combiner = BypassModule(dim)
 
-    def forward(self, src: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        out = self.encoder(self.downsample(src), key_padding_mask)
+    def forward(self, src: Tensor, lengths: Tensor | None) -> Tensor:
+        """(B, T, D) and valid lengths (B,) (None: no padding) -> (B, T, D)."""
+        ds = self.downsample_factor
+        out = self.encoder(self.downsample(src, lengths), None if lengths is None else downsampled_lengths(lengths, ds))
         out = simple_upsample(out, self.downsample_factor)[:, : src.shape[1]]
         return self.out_combiner(src, out)

@@ -121,7 +121,7 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is dropped
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read prompt pack {text_name}: {exc}") from None
         return parse_pack_text(text, text_name, path.suffix.lower() in _YAML_SUFFIXES, name=path.stem)

@@ -15,6 +15,7 @@ strings and lists only and are read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 import shutil
@@ -73,7 +74,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(output_dir: str | Path, step: int, model, trainer_state: dict[str, Any],
                     rank_state: dict[str, Any], rank: int, keep_last: int) -> Path:
-    """Collective: every rank calls it; rank 0 writes the model and trainer state."""
+    """Collective: every rank calls it; rank 0 writes the model and trainer state.
+
+    Raises ``CheckpointError`` naming the checkpoint and the OS reason (no space left on
+    device, file too large...) when a file cannot be written; the partial temporary folder
+    is removed and the checkpoints written before stay as they were."""
     from clsp.models.checkpoint import save_model
 
     root = checkpoints_dir(output_dir)
@@ -81,14 +86,17 @@ def save_checkpoint(output_dir: str | Path, step: int, model, trainer_state: dic
     tmp = root / f".tmp-step-{step:08d}"
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        _writing(final, tmp, lambda: tmp.mkdir(parents=True))
     barrier()
-    torch.save({**rank_state, "rng": rng_state()}, tmp / f"rank-{rank:05d}.pt")
+    _writing(final, tmp, lambda: _save_pt({**rank_state, "rng": rng_state()}, tmp / f"rank-{rank:05d}.pt"))
     barrier()
     if rank == 0:
-        save_model(model, tmp / "model")
-        torch.save(trainer_state, tmp / TRAINER_STATE)
-        (tmp / COMPLETE).write_text(f"{step}\n")
+        def write_rank0() -> None:
+            save_model(model, tmp / "model")
+            _save_pt(trainer_state, tmp / TRAINER_STATE)
+            (tmp / COMPLETE).write_text(f"{step}\n")
+
+        _writing(final, tmp, write_rank0)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -96,6 +104,32 @@ def save_checkpoint(output_dir: str | Path, step: int, model, trainer_state: dic
             shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
+
+
+def _save_pt(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file, so that a failed write keeps its ``OSError``."""
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def os_reason(exc: BaseException) -> str:
+    """The operating system's reason behind ``exc`` ("No space left on device", "File too
+    large" ...) found in its chain of causes, else its own message."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{seen.strerror} ({errno.errorcode.get(seen.errno, seen.errno)})"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
+def _writing(final: Path, tmp: Path, write) -> None:
+    """Run ``write``; on failure remove ``tmp`` and raise ``CheckpointError`` naming ``final``."""
+    try:
+        write()
+    except Exception as exc:  # OSError, torch's RuntimeError, safetensors' SafetensorError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint {final}: {os_reason(exc)}") from None
 
 
 def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any]]:

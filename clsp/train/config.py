@@ -1,102 +1,158 @@
 """Training configuration: nested dataclasses loaded from YAML/JSON plus ``key=value`` overrides.
 
 ``load_config("stage2.yaml", ["optim.lr_heads=5e-4", "max_steps=2000"])`` reads the file,
-applies the overrides (values parsed as YAML scalars or lists), and checks every key:
-an unknown key or a value of the wrong type is a ``ConfigError`` naming it.
+applies the overrides (values parsed as YAML scalars or lists) and checks the whole result
+against the schema below with pydantic: every unknown key (with the nearest known key as a
+suggestion) and every value of the wrong type, element type, length, range or choice is a
+``ConfigError`` naming the dotted key and the reason.
+
+The schema is the dataclass fields: each field's type carries its constraints
+(``Annotated[int, Field(ge=1)]``) and what ``--resume`` does when the key changed
+(:func:`resume_changes`): :data:`FIXED_ON_RESUME` keys define the run (model, freeze list,
+training manifest, seed) and a change is refused; :data:`FRESH_RUN_ONLY` keys act when a
+run starts and a change is reported as not applied; every other change is applied from the
+resumed step on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clsp.errors import ConfigError
+
+_STRICT_KEYS = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class OnResume:
+    """What ``--resume`` does with a changed key, as a marker in the field's ``Annotated`` type
+    (a key without a marker is applied from the resumed step on, with a log line)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+FIXED_ON_RESUME = OnResume("FIXED_ON_RESUME")  # defines the run: a change is refused
+FRESH_RUN_ONLY = OnResume("FRESH_RUN_ONLY")  # acts only when a run starts: a change is reported, not applied
+
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def _number_as_name(value: Any) -> Any:
+    """An override parsed as YAML turns a path named ``2024`` into a number: keep it a name."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+PathName = Annotated[str, BeforeValidator(_number_as_name)]  # a file, folder or model name
 
 
 @dataclass
 class DataConfig:
     """Manifests and batching. Batches hold at most ``max_batch_seconds`` of audio per rank."""
 
-    train: str = ""
-    valid: str | None = None
-    min_duration: float = 0.5
-    max_duration: float = 30.0
-    max_batch_seconds: float = 200.0
-    max_batch_size: int = 0  # 0: bounded by seconds only
-    num_buckets: int = 10
-    shuffle_buffer: int = 10000
-    num_workers: int = 2
-    valid_max_clips: int = 2000
+    __pydantic_config__ = _STRICT_KEYS
+
+    # the resumed position in the epoch is a position in this manifest's batch plan
+    train: Annotated[PathName, FIXED_ON_RESUME] = ""
+    valid: PathName | None = None
+    min_duration: NonNegFloat = 0.5
+    max_duration: PosFloat = 30.0
+    max_batch_seconds: PosFloat = 200.0  # at least 2 x max_duration: a batch needs 2 clips (negatives)
+    max_batch_size: NonNegInt = 0  # 0: bounded by seconds only; otherwise >= 2
+    num_buckets: PosInt = 10
+    shuffle_buffer: NonNegInt = 10000
+    num_workers: NonNegInt = 2
+    valid_max_clips: Annotated[int, Field(ge=2)] = 2000
     group_key: str | None = None  # record field (e.g. speaker): its clips share batches in runs
-    group_size: int = 4  # clips of one group placed together (hard negatives)
+    group_size: PosInt = 4  # clips of one group placed together (hard negatives)
     text_cache: bool = False  # cache frozen text-tower features by caption string
-    text_cache_size: int = 200000
+    text_cache_size: PosInt = 200000
 
 
 @dataclass
 class OptimConfig:
     """AdamW with separate learning rates for the encoders and for heads + logit scale."""
 
-    lr_encoder: float = 1e-5
-    lr_heads: float = 1e-3
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-8
-    schedule: str = "cosine"  # cosine | eden | constant
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.0
-    eden_lr_batches: float = 100000.0
-    eden_lr_epochs: float = 100.0
-    eden_warmup_start: float = 0.5
-    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    accumulation: int = 1
+    __pydantic_config__ = _STRICT_KEYS
+
+    lr_encoder: NonNegFloat = 1e-5
+    lr_heads: NonNegFloat = 1e-3
+    weight_decay: NonNegFloat = 0.01
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = field(
+        default_factory=lambda: [0.9, 0.98])
+    eps: PosFloat = 1e-8
+    schedule: Literal["cosine", "eden", "constant"] = "cosine"
+    warmup_steps: NonNegInt = 500
+    min_lr_ratio: Fraction = 0.0
+    eden_lr_batches: PosFloat = 100000.0
+    eden_lr_epochs: PosFloat = 100.0
+    eden_warmup_start: Fraction = 0.5
+    grad_clip: NonNegFloat = 1.0  # max gradient norm; 0 disables clipping
+    accumulation: PosInt = 1
 
 
 @dataclass
 class LossConfig:
     """Stage 1: symmetric InfoNCE; stage 2: multi-positive InfoNCE with the task scheduler."""
 
-    stage: int = 1
+    __pydantic_config__ = _STRICT_KEYS
+
+    stage: Literal[1, 2] = 1
     local_loss: bool = False
     mask_duplicate_captions: bool = True
-    stage1_caption: str = "finegrained"  # finegrained | global | any
-    task1_p0: float = 0.95
-    task1_p_min: float = 0.5
-    task_horizon: float = 10000.0
+    stage1_caption: Literal["finegrained", "global", "any"] = "finegrained"
+    task1_p0: Fraction = 0.95
+    task1_p_min: Fraction = 0.5
+    task_horizon: PosFloat = 10000.0
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; ``output_dir`` receives logs and checkpoints."""
 
-    init_from: str | None = None  # model directory / built-in name to start from
-    model: dict[str, Any] | None = None  # a ModelConfig dict for a freshly built model
+    __pydantic_config__ = _STRICT_KEYS
+
+    init_from: Annotated[PathName | None, FIXED_ON_RESUME] = None  # model directory / built-in name to start from
+    model: Annotated[dict[str, Any] | None, FIXED_ON_RESUME] = None  # a ModelConfig dict for a freshly built model
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    output_dir: str = "exp"
-    max_steps: int = 10000
-    max_epochs: int = 0  # 0: no epoch limit
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    output_dir: PathName = "exp"
+    max_steps: PosInt = 10000
+    max_epochs: NonNegInt = 0  # 0: no epoch limit
+    seed: Annotated[int, FIXED_ON_RESUME] = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     deterministic: bool = False
     gradient_checkpointing: bool = False
-    freeze: list[str] = field(default_factory=list)  # "text", "speech", or parameter-name prefixes
-    text_head_init: str = "random"  # random | whiten | paraphrase (see clsp.train.text_init); fresh runs only
-    text_whiten_captions: int = 10000  # captions sampled from data.train for the whitening
-    text_whiten_shrink: float = 0.1  # added to each eigenvalue, times the mean eigenvalue
-    text_whiten_centre: bool = False  # also centre the text head's outputs over the caption sample
-    text_paraphrase_clips: int = 5000  # clips sampled from data.train for the paraphrase start
-    text_paraphrase_steps: int = 500  # steps of caption-only training for the paraphrase start
-    log_every: int = 10
-    valid_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_last: int = 3
+    # "text", "speech", or parameter-name prefixes; fixes the optimizer's parameter groups
+    freeze: Annotated[list[str], FIXED_ON_RESUME] = field(default_factory=list)
+    # how a fresh run starts the text head (see clsp.train.text_init); a resumed run keeps its weights
+    text_head_init: Annotated[Literal["random", "whiten", "paraphrase"], FRESH_RUN_ONLY] = "random"
+    text_whiten_captions: Annotated[int, Field(ge=2), FRESH_RUN_ONLY] = 10000  # captions sampled from data.train
+    text_whiten_shrink: Annotated[float, Field(ge=0), FRESH_RUN_ONLY] = 0.1  # added to each eigenvalue, x mean
+    text_whiten_centre: Annotated[bool, FRESH_RUN_ONLY] = False  # also centre the text head's outputs
+    text_paraphrase_clips: Annotated[int, Field(ge=2), FRESH_RUN_ONLY] = 5000  # clips for the paraphrase start
+    text_paraphrase_steps: Annotated[int, Field(ge=1), FRESH_RUN_ONLY] = 500  # caption-only steps of that start
+    max_nonfinite_steps: PosInt = 5  # consecutive steps with a non-finite loss/gradient that stop the run
+    log_every: PosInt = 10
+    valid_every: NonNegInt = 1000  # 0: validate only at the end
+    checkpoint_every: NonNegInt = 1000  # 0: checkpoint only at the end
+    keep_last: NonNegInt = 3  # 0: keep every checkpoint
     tensorboard: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,26 +160,25 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return _build(cls, data, "")
+        """Check ``data`` against the schema; raises ``ConfigError`` naming every bad key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+        try:
+            return _adapter().validate_python(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
 
     def validate(self) -> "TrainConfig":
+        """Checks across keys (each key's own type and range are checked by ``from_dict``)."""
+        d = self.data
         checks = [
-            (self.loss.stage in (1, 2), "loss.stage must be 1 or 2"),
-            (self.optim.schedule in ("cosine", "eden", "constant"), "optim.schedule must be cosine, eden or constant"),
-            (self.loss.stage1_caption in ("finegrained", "global", "any"), "loss.stage1_caption must be finegrained, global or any"),
-            (self.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
-            (self.text_head_init in ("random", "whiten", "paraphrase"), "text_head_init must be random, whiten or paraphrase"),
-            (self.text_paraphrase_clips >= 2, "text_paraphrase_clips must be >= 2"),
-            (self.text_paraphrase_steps >= 1, "text_paraphrase_steps must be >= 1"),
-            (self.text_whiten_captions >= 2, "text_whiten_captions must be >= 2"),
-            (self.text_whiten_shrink >= 0, "text_whiten_shrink must be >= 0"),
-            (self.data.group_size >= 1, "data.group_size must be >= 1"),
-            (self.optim.accumulation >= 1, "optim.accumulation must be >= 1"),
-            (self.data.max_batch_seconds > 0, "data.max_batch_seconds must be > 0"),
-            (0 <= self.data.min_duration <= self.data.max_duration, "need 0 <= data.min_duration <= data.max_duration"),
-            (self.max_steps > 0, "max_steps must be > 0"),
-            (self.init_from is not None or self.model is not None, "set init_from (a model) or model (a model config)"),
-            (bool(self.data.train), "data.train (a training manifest) is required"),
+            (self.init_from is not None or self.model is not None, "init_from / model: set init_from (a model) or model (a model config)"),
+            (bool(d.train), "data.train: a training manifest is required"),
+            (d.min_duration <= d.max_duration, f"data.min_duration: {d.min_duration} is above data.max_duration ({d.max_duration})"),
+            (d.max_batch_seconds >= 2 * d.max_duration,
+             f"data.max_batch_seconds: {d.max_batch_seconds} s cannot hold 2 clips of up to data.max_duration = {d.max_duration} s; "
+             "a contrastive batch needs at least 2 clips (raise it to >= 2 x data.max_duration or lower data.max_duration)"),
+            (d.max_batch_size != 1, "data.max_batch_size: 1 clip per batch leaves no negatives for the contrastive loss (use 0 or >= 2)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,44 +186,89 @@ class TrainConfig:
         return self
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(where + k for k in unknown)}")
-    values = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, f"{where}{key}.")
+_ADAPTER: TypeAdapter | None = None
+
+
+def _adapter() -> TypeAdapter:
+    global _ADAPTER
+    if _ADAPTER is None:
+        _ADAPTER = TypeAdapter(TrainConfig)
+    return _ADAPTER
+
+
+def _section(path: tuple) -> type | None:
+    """The config dataclass at a dotted path of section names (None below a plain mapping)."""
+    cls: Any = TrainConfig
+    for part in path:
+        hint = _fields(cls).get(part)
+        if hint is None or not dataclasses.is_dataclass(hint):
+            return None
+        cls = hint
+    return cls
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad key: ``optim.betas.1: Input should be a valid number ... (got 'abc')``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) for p in loc) or "config"
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            section = _section(tuple(loc[:-1]))
+            known = sorted(_fields(section)) if section is not None else []
+            near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), near[0]])}?" if near else ""
+            lines.append(f"{key}: unknown config key{hint}")
+            continue
+        lines.append(f"{key}: {err['msg'][0].lower()}{err['msg'][1:]} (got {err['input']!r})")
+    return "invalid training config:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
+
+
+def _policy(hint: Any) -> OnResume | None:
+    extras = typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ()
+    return next((x for x in extras if isinstance(x, OnResume)), None)
+
+
+def _flatten(cls: type, data: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, OnResume | None]]:
+    """``{"optim.lr_heads": (value, resume policy)}`` over the schema's leaf keys in ``data``."""
+    out: dict[str, tuple[Any, OnResume | None]] = {}
+    for name, hint in _fields(cls).items():
+        if name not in data:
+            continue
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+        if dataclasses.is_dataclass(base) and isinstance(data[name], dict):
+            out.update(_flatten(base, data[name], f"{prefix}{name}."))
         else:
-            values[key] = _coerce(value, hint, where + key)
-    return cls(**values)
+            out[prefix + name] = (data[name], _policy(hint))
+    return out
 
 
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    args = typing.get_args(hint)
-    if value is None and type(None) in args:
-        return None
-    base = next((a for a in args if a is not type(None)), hint) if args and typing.get_origin(hint) is not list else hint
-    origin = typing.get_origin(base) or base
-    if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if origin is float and isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if origin is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if origin in (str, bool, list, dict) and isinstance(value, origin):
-        return value
-    if origin is typing.Any:
-        return value
-    raise ConfigError(f"{name}: expected {getattr(origin, '__name__', origin)}, got {value!r}")
+@dataclass
+class ResumeChanges:
+    """Keys whose value differs from the checkpoint's config: ``{"optim.lr_heads": (old, new)}``."""
+
+    applied: dict[str, tuple[Any, Any]]  # used from the resumed step on
+    not_applied: dict[str, tuple[Any, Any]]  # FRESH_RUN_ONLY keys: they acted when the run started
+
+
+def resume_changes(saved: dict[str, Any], cfg: TrainConfig) -> ResumeChanges:
+    """Compare ``cfg`` with a checkpoint's config ``saved`` (keys missing from an older
+    checkpoint's config are not compared). Raises ``ConfigError`` naming every changed key
+    that is :data:`FIXED_ON_RESUME`."""
+    old, new = _flatten(TrainConfig, saved), _flatten(TrainConfig, cfg.to_dict())
+    changed = {k: (old[k][0], v, policy) for k, (v, policy) in new.items() if k in old and old[k][0] != v}
+    fixed = [k for k, (_, _, policy) in changed.items() if policy is FIXED_ON_RESUME]
+    if fixed:
+        detail = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in fixed)
+        raise ConfigError(f"cannot resume with a changed {detail}: these keys define the run in the checkpoint; "
+                          "restore them, or start a new run (another output_dir, or init_from the checkpoint's model)")
+    return ResumeChanges(
+        applied={k: (o, n) for k, (o, n, policy) in changed.items() if policy is None},
+        not_applied={k: (o, n) for k, (o, n, policy) in changed.items() if policy is FRESH_RUN_ONLY})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -176,7 +276,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not part of the config
     try:
         if p.suffix == ".json":
             data = json.loads(text)

@@ -97,11 +97,17 @@ def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> di
 
 def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter | None = None,
                group_key: str | None = None) -> Iterator[dict]:
-    """Stream this rank's usable clips from a JSONL / Lhotse manifest (``.gz`` allowed)."""
+    """Stream this rank's usable clips from a JSONL / Lhotse manifest (gzip/zstd allowed).
+
+    Raises ``TruncatedInputError`` (exit 1 in the CLI) for a cut or corrupt compressed manifest.
+    """
     from clsp.records import iter_items
+    from clsp.streams import TruncatedInputError
 
     skips = skips if skips is not None else SkipCounter()
     for item in iter_items(manifest, modality="audio"):
+        if isinstance(item.error, TruncatedInputError):
+            raise item.error  # a cut manifest is not a bad row: never train on part of it unnoticed
         if item.index % world != rank:
             continue
         if not item.ok:

@@ -3,9 +3,12 @@
 Each optimizer step takes ``accumulation`` batches per rank; every batch is a complete
 contrastive problem over the global batch (all ranks' clips), and the step's gradient is
 the mean of those batches' gradients. A step whose loss or gradient is not finite is
-skipped (the optimizer does not move) and logged. SIGTERM / SIGUSR1 make every rank
-finish its step, write a checkpoint and return ``status="preempted"`` (the command exits
-with 75 so that a SLURM requeue resumes with ``--resume latest``).
+skipped (the optimizer does not move) and logged; the run stops with
+``TrainingDivergedError`` when its weights are no longer finite, after
+``max_nonfinite_steps`` such steps in a row or when it ends on one, and no checkpoint is
+written from such weights. SIGTERM / SIGUSR1 make every rank finish its step, write a
+checkpoint and return ``status="preempted"`` (the command exits with 75 so that a SLURM
+requeue resumes with ``--resume latest``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,20 +27,24 @@ from typing import Any
 import torch
 
 from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
+from clsp.errors import CheckpointError, OutputError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
-from clsp.train.config import TrainConfig
+from clsp.train.config import TrainConfig, resume_changes
 from clsp.train.data import BatchPlan, SkipCounter, make_loader
+from clsp.train.finite import name_list, nonfinite_parameters
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
     TextFeatureCache,
+    apply_optim_config,
     enable_gradient_checkpointing,
     freeze,
     frozen_towers,
     load_initial_model,
     param_groups,
 )
+from clsp.train.stop import StopRequest
 from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions
 
 log = logging.getLogger("clsp.train")
@@ -51,29 +58,6 @@ class TrainResult:
     output_dir: Path
     checkpoint: Path | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
-
-
-class _StopRequest:
-    """Records SIGTERM / SIGUSR1 instead of dying, while installed."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopRequest":
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, _frame) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class Trainer:
@@ -115,6 +99,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
+        self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
+        self.save_due = False  # a periodic checkpoint waits for a finite step
+        self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}
         self.resumed_from = self._resume(resume)
@@ -134,9 +121,18 @@ class Trainer:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.out)
             return None
-        ckpt.load_model_weights(self.model, path)
         trainer, mine = ckpt.load_trainer_state(path, self.info.rank)
-        self.optimizer.load_state_dict(trainer["optimizer"])
+        changed = resume_changes(trainer.get("config") or {}, self.cfg)  # a fixed key changed: ConfigError
+        ckpt.load_model_weights(self.model, path)
+        try:
+            self.optimizer.load_state_dict(trainer["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this model's trainable parameters ({exc})") from None
+        apply_optim_config(self.optimizer, self.model, self.cfg)  # the state brought back the old lr, betas...
+        for key, (old, new) in changed.applied.items():
+            log.info("resume: %s changed from %r to %r (applied from step %d)", key, old, new, trainer["step"])
+        for key, (old, new) in changed.not_applied.items():
+            log.warning("resume: %s changed from %r to %r, but it only acts when a run starts: not applied", key, old, new)
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
         self.skips.counts.update(mine.get("skipped_rows", {}))
@@ -206,10 +202,11 @@ class Trainer:
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if not self.info.is_main:
             return
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, allow_nan=True) + "\n")
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        with _writing_log(self.out / "metrics.jsonl"), open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(finite, allow_nan=False) + "\n")  # JSON has no NaN: null
         if self.writer is not None:
-            for key, value in record.items():
+            for key, value in finite.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self.writer.add_scalar(key, value, record["step"])
         if self.on_log is not None:
@@ -225,6 +222,11 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     def save(self) -> Path:
+        """Write a checkpoint of this step; ``TrainingDivergedError`` if a weight is not finite."""
+        bad = nonfinite_parameters(self.model)
+        if bad:
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({name_list(bad)}); no checkpoint written. "
+                                        f"{self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
                          "world_size": self.info.world_size}
@@ -264,6 +266,20 @@ class Trainer:
         complete = len(batches) == self.cfg.optim.accumulation
         return batches if all_reduce_flag(complete, "all", self.device) else None
 
+    def _check_batch_sizes(self, batches: list[dict], shown: int = 3) -> None:
+        """Warn about global batches of fewer than 2 clips: a contrastive loss over one
+        clip is 0 whatever the weights, so such a batch teaches nothing."""
+        local = torch.tensor([float(len(b["clips"])) for b in batches])
+        sizes = all_reduce_sum(local.to(self.device)).tolist()
+        for size in sizes:
+            if size >= 2:
+                continue
+            self.small_batches += 1
+            if self.small_batches <= shown:
+                log.warning("step %d: a batch of %d clip(s) from %s gives the contrastive loss no negatives%s",
+                            self.step + 1, int(size), self.cfg.data.train,
+                            " (further ones not shown)" if self.small_batches == shown else "")
+
     def _epoch_loader(self):
         plan = BatchPlan(self.cfg.data.train, self.cfg.data, self.cfg.seed, self.epoch, self.info.rank,
                          self.info.world_size, skip_batches=self.batch_in_epoch, skips=self.skips)
@@ -285,11 +301,12 @@ class Trainer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            with _writing_log(self.out / "config.json"):
+                (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         self.writer = self._open_writer()
         self._train_mode()
         path = None
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             while self.step < cfg.max_steps and not (cfg.max_epochs and self.epoch >= cfg.max_epochs):
                 fresh_epoch, first_step = self.batch_in_epoch == 0, self.step
                 it = self._epoch_loader()
@@ -298,27 +315,62 @@ class Trainer:
                     batches = self._next_batches(it)
                     if batches is None:
                         break
+                    self._check_batch_sizes(batches)
                     stats = self._optimizer_step(batches)
                     self.step += 1
                     if self.step % cfg.log_every == 0 or stats["skipped"]:
                         self._log_step(stats, batches, time.perf_counter() - t0)
+                    self._check_divergence(stats["skipped"])
                     if cfg.valid_every and self.step % cfg.valid_every == 0:
                         self.run_validation()
                     if all_reduce_flag(stop.signal is not None, "any", self.device):
                         log.warning("stop signal received: writing a checkpoint at step %d", self.step)
                         return self._finish("preempted", self.save())
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        path = self.save()
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 or self.save_due:
+                        path = self._save_when_finite() or path
                 if self.step >= cfg.max_steps:
                     break
                 if fresh_epoch and self.step == first_step:
                     raise_empty(cfg.data.train, self.skips)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if self.nonfinite_streak:
+            raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
+                                        f"(up to step {self.step}): its weights give no finite loss. {self._restart_hint()}")
         if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
             self.run_validation()
         if path is None or path.name != f"step-{self.step:08d}":
             path = self.save()
         return self._finish("finished", path)
+
+    def _save_when_finite(self) -> Path | None:
+        """The periodic checkpoint, unless this step was not finite: weights that just gave a
+        non-finite loss are not saved; the checkpoint waits for the next finite step."""
+        if self.nonfinite_streak:
+            if not self.save_due:
+                log.warning("step %d: checkpoint deferred until a step with a finite loss", self.step)
+            self.save_due = True
+            return None
+        self.save_due = False
+        return self.save()
+
+    def _check_divergence(self, skipped: bool) -> None:
+        """Stop a run that cannot recover: non-finite weights, or ``max_nonfinite_steps``
+        skipped steps in a row."""
+        self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
+        if not skipped:
+            return
+        bad = nonfinite_parameters(self.model)
+        if bad:
+            raise TrainingDivergedError(f"step {self.step}: non-finite weights ({name_list(bad)}). {self._restart_hint()}")
+        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+            raise TrainingDivergedError(
+                f"step {self.step}: {self.nonfinite_streak} steps in a row with a non-finite loss or gradient "
+                f"(max_nonfinite_steps={self.cfg.max_nonfinite_steps}): the run diverged. {self._restart_hint()}")
+
+    def _restart_hint(self) -> str:
+        found = ckpt.list_checkpoints(self.out)
+        where = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written"
+        return f"Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again; {where}."
 
     def _finish(self, status: str, path: Path | None) -> TrainResult:
         if self.writer is not None:
@@ -326,6 +378,15 @@ class Trainer:
         if self.skips.total:
             log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
         return TrainResult(status, self.step, self.out, path, self.last_metrics)
+
+
+@contextlib.contextmanager
+def _writing_log(path: Path):
+    """A failed write of a run's log file is an ``OutputError`` naming it and the OS reason."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {ckpt.os_reason(exc)}") from None
 
 
 def raise_empty(manifest: str, skips: SkipCounter) -> None:

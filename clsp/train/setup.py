@@ -133,3 +133,15 @@ class ContrastiveTowers(nn.Module):
         else:
             text = m.text_embed_unnormalized(**tokens)
         return F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1), m.logit_scale
+
+
+def apply_optim_config(optimizer: torch.optim.Optimizer, model: nn.Module, cfg: TrainConfig) -> None:
+    """Set every group's ``base_lr``, ``weight_decay``, ``betas`` and ``eps`` from ``cfg``.
+
+    Loading a checkpoint's optimizer state brings back the values it was saved with; this
+    makes a resumed run use the configured ones (the moments and step counts stay)."""
+    fresh = {g["name"]: g for g in param_groups(model, cfg)}
+    for group in optimizer.param_groups:
+        want = fresh[group["name"]]
+        group.update(lr=want["lr"], base_lr=want["base_lr"], weight_decay=want["weight_decay"],
+                     betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)

@@ -3,9 +3,15 @@
 As in the paper's protocol, the global text of a clip is its first global caption and the
 fine-grained text its last (longest kept) fine-grained caption; every clip is one query
 with one positive. Metrics: R@1/5/10 and mAP@10 in both directions (``clsp.metrics.retrieval``).
+Validation clips are embedded whole: the training duration window (``data.min_duration`` /
+``data.max_duration``) does not apply to them. Clips that cannot be used, a set of fewer
+than 2 clips and non-finite embeddings are reported as warnings naming the manifest.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 import numpy as np
 import torch
@@ -13,14 +19,26 @@ import torch
 from clsp.train.config import DataConfig
 from clsp.train.data import BatchPlan, SkipCounter, make_loader
 
+log = logging.getLogger("clsp.train")
+
+
+def validation_batching(cfg: DataConfig) -> DataConfig:
+    """``cfg`` for reading a validation set: every duration, in manifest order, no grouping."""
+    return dataclasses.replace(cfg, min_duration=0.0, max_duration=float("inf"), num_buckets=1,
+                               shuffle_buffer=0, max_batch_size=0, group_key=None)
+
 
 @torch.no_grad()
-def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.device,
-                         autocast) -> tuple[np.ndarray, list[str | None], list[str | None]]:
-    """Audio embeddings of up to ``valid_max_clips`` clips and their global / fine texts."""
-    plan = BatchPlan(manifest, cfg, seed=0, epoch=0, shuffle=False, skips=SkipCounter(shown_per_reason=0))
+def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.device, autocast,
+                         skips: SkipCounter | None = None) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """Audio embeddings (N, D) of up to ``valid_max_clips`` whole clips and their global /
+    fine texts; rows that cannot be used are counted in ``skips`` by reason."""
+    skips = skips if skips is not None else SkipCounter(shown_per_reason=0)
+    plan = BatchPlan(manifest, validation_batching(cfg), seed=0, epoch=0, shuffle=False, skips=skips)
     audio, global_texts, fine_texts = [], [], []
     for batch in make_loader(plan, num_workers=0):
+        for clip_id, reason in batch["skipped"]:
+            skips.skip(clip_id, reason, "undecodable audio")
         if not batch["clips"]:
             continue
         with autocast():
@@ -49,16 +67,31 @@ def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
     """``{"s2t_R@1": ..., "t2s_mAP@10": ...}`` (fractions) for paired rows of the two matrices."""
     from clsp.metrics.retrieval import speech_text_retrieval
 
-    return {k: float(v) for k, v in speech_text_retrieval(audio, text, n_boot=0).items()}
+    return {k: float(v) for k, v in speech_text_retrieval(audio, text, n_boot=0, nonfinite="miss").items()}
 
 
 def validate(model, manifest: str, cfg: DataConfig, device: torch.device, autocast) -> dict[str, float]:
-    """Retrieval metrics ``valid/{global,finegrained}/...`` (sets lacking a caption kind are skipped)."""
+    """Retrieval metrics ``valid/{global,finegrained}/...`` plus ``valid/clips`` (clips
+    embedded) and ``valid/skipped_clips``; a caption kind with fewer than 2 clips is left out
+    (a set of fewer than 2 clips gives a warning and no retrieval metrics). Clips whose
+    embedding is not finite count as misses (``valid/nonfinite_clips``)."""
     was_training = model.training
     model.eval()
     try:
-        audio, global_texts, fine_texts = embed_validation_set(model, manifest, cfg, device, autocast)
-        metrics: dict[str, float] = {"valid/clips": float(len(audio))}
+        skips = SkipCounter(shown_per_reason=0)
+        audio, global_texts, fine_texts = embed_validation_set(model, manifest, cfg, device, autocast, skips)
+        metrics: dict[str, float] = {"valid/clips": float(len(audio)), "valid/skipped_clips": float(skips.total)}
+        if skips.total:
+            log.warning("validation set %s: %d clip(s) dropped (%s)", manifest, skips.total,
+                        ", ".join(f"{n} {reason}" for reason, n in skips.counts.items()))
+        bad = int((~np.isfinite(audio).all(axis=1)).sum()) if len(audio) else 0
+        if bad:
+            metrics["valid/nonfinite_clips"] = float(bad)
+            log.warning("validation set %s: %d of %d clip embeddings are not finite (counted as misses)", manifest, bad, len(audio))
+        if len(audio) < 2:
+            log.warning("validation set %s: %d usable clip(s); retrieval needs at least 2, so no validation metrics",
+                        manifest, len(audio))
+            return metrics
         for kind, texts in (("global", global_texts), ("finegrained", fine_texts)):
             rows = [i for i, t in enumerate(texts) if t is not None]
             if len(rows) < 2:

@@ -52,8 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="clsp model name, directory or checkpoint")
     p.add_argument("--paraspeechcaps", nargs="+", default=[], help="ParaSpeechCaps test cut manifest(s)")
     p.add_argument("--iemocap", help="IEMOCAP root (Session1..5)")
-    p.add_argument("--ravdess", help="RAVDESS JSON-labelled copy (fold_0..3)")
-    p.add_argument("--cremad", help="CREMA-D JSON-labelled copy (test/, VideoDemographics.csv)")
+    p.add_argument("--ravdess", help="RAVDESS as distributed (Actor_NN/03-01-*.wav) or the JSON-labelled copy (fold_0..3)")
+    p.add_argument("--cremad", help="CREMA-D as distributed (AudioWAV/, VideoDemographics.csv) or the JSON-labelled copy (test/)")
+    p.add_argument("--data", nargs="+", default=[], metavar="ROOT",
+                   help="dataset folders (or cut manifests) whose corpus is detected from their layout")
+    p.add_argument("--write-manifests", metavar="DIR",
+                   help="write one clsp JSONL manifest per dataset found (DIR/<corpus>.jsonl) and stop")
     p.add_argument("--ratings", help="human ratings JSONL {audio, caption, rating, category}")
     p.add_argument("--limit", type=int, default=0, help="use at most N clips per dataset (quick checks)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -188,11 +192,29 @@ def _ci(ci, scale: float, digits: int) -> str:
     return f"[{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
 
 
+def _detected(args) -> tuple[dict[str, object], list[str]]:
+    """The --data folders by the corpus their layout shows; problems for folders of no known layout."""
+    found: dict[str, object] = {}
+    problems = []
+    for root in args.data:
+        corpus = paper_datasets.detect_layout(root)
+        if corpus is None:
+            problems.append(f"{root}: no IEMOCAP, RAVDESS, CREMA-D or cut-manifest layout found")
+        elif corpus == "paraspeechcaps":
+            found.setdefault(corpus, []).append(root)  # type: ignore[union-attr]
+        else:
+            found[corpus] = root
+    return found, problems
+
+
 def load_datasets(args) -> tuple[dict[str, list[dict]], list[str]]:
-    loaded, problems = {}, []
-    readers = (("paraspeechcaps", args.paraspeechcaps, paper_datasets.paraspeechcaps),
-               ("iemocap", args.iemocap, paper_datasets.iemocap), ("ravdess", args.ravdess, paper_datasets.ravdess),
-               ("cremad", args.cremad, paper_datasets.cremad), ("ratings", args.ratings, paper_datasets.human_ratings))
+    loaded = {}
+    detected, problems = _detected(args)
+    readers = (("paraspeechcaps", args.paraspeechcaps or detected.get("paraspeechcaps"), paper_datasets.paraspeechcaps),
+               ("iemocap", args.iemocap or detected.get("iemocap"), paper_datasets.iemocap),
+               ("ravdess", args.ravdess or detected.get("ravdess"), paper_datasets.ravdess),
+               ("cremad", args.cremad or detected.get("cremad"), paper_datasets.cremad),
+               ("ratings", args.ratings, paper_datasets.human_ratings))
     for name, source, reader in readers:
         if not source:
             continue
@@ -211,8 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     if len(problems) > 20:
         print(f"note: ... and {len(problems) - 20} more", file=sys.stderr)
     if not datasets:
-        print("no dataset found: give --paraspeechcaps, --iemocap, --ravdess, --cremad or --ratings", file=sys.stderr)
+        print("no dataset found: give --data, --paraspeechcaps, --iemocap, --ravdess, --cremad or --ratings",
+              file=sys.stderr)
         return 2
+    if args.write_manifests:
+        out = Path(args.write_manifests)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, records in datasets.items():
+            (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            print(f"{out / f'{name}.jsonl'}: {len(records)} clips", file=sys.stderr)
+        return 0
     emb = Embedder(args.model, args.batch_size, args.device)
     results: dict = {"model": emb.model.provenance()}
     if "paraspeechcaps" in datasets:

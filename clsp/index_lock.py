@@ -1,0 +1,99 @@
+"""One writer at a time per index folder: an advisory ``flock`` on ``INDEX/.lock``.
+
+Writers (``build`` over an existing index, ``add``) hold an exclusive lock for the whole
+load-add-publish, so two parallel ``--add`` runs are serialised instead of one silently
+dropping the other's rows. The lock file holds the PID of its holder, so a writer that has
+to wait can say whom it waits for. Readers never lock: they see the version that
+``index.json`` pointed at when they opened the index (see :mod:`clsp.index_store`).
+
+The lock is advisory and per open file (``fcntl.flock``): it is released when the holder
+exits, even on ``kill -9``, and it is reentrant within one process through a registry of
+held folders.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from clsp.errors import IndexFileError
+
+LOCK_FILE = ".lock"
+DEFAULT_TIMEOUT = 600.0
+POLL_SECONDS = 0.1
+
+_held: dict[str, int] = {}
+
+
+class IndexBusyError(IndexFileError):
+    """Another process is writing the index and did not finish within the wait limit."""
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+@contextmanager
+def index_writer(
+    path: str | Path, timeout: float = DEFAULT_TIMEOUT, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the write lock of the index folder ``path`` (created if missing).
+
+    Waits up to ``timeout`` seconds (0: do not wait) for another writer, calling ``on_wait``
+    once with a message naming its PID. Raises :class:`IndexBusyError` ("index X is in use by
+    PID N") when the wait runs out, and ``IndexFileError`` when the folder cannot be made.
+    """
+    folder = Path(path)
+    key = os.path.realpath(folder)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise IndexFileError(f"index {folder}: cannot create its lock file ({exc.strerror or exc})") from None
+    try:
+        if not _try_lock(fd):
+            pid = _holder(fd)
+            if on_wait is not None and timeout > 0:
+                on_wait(f"index {folder} is in use by PID {pid}; waiting up to {timeout:g} s for it")
+            deadline = time.monotonic() + max(timeout, 0)
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    raise IndexBusyError(
+                        f"index {folder} is in use by PID {_holder(fd)} (another writer); "
+                        f"gave up after {timeout:g} s"
+                    )
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

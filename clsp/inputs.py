@@ -1,0 +1,186 @@
+"""Input arguments as users give them: manifests, audio files, folders and globs.
+
+``plan_sources`` looks at each argument once, before any work starts, and says what it
+is; ``iter_source_items`` then streams one ``Item`` per clip or manifest line, indexed
+across all arguments in order:
+
+- ``-``: a manifest on stdin;
+- an existing folder: every audio file below it (recursive, by name, sorted; the
+  extensions in ``AUDIO_EXTENSIONS``);
+- a pattern with ``*``, ``?`` or ``[`` that names no existing file: its matches, sorted
+  (``**`` crosses folders);
+- a file: compressed or text content is a manifest (``clsp.records``); content with an
+  audio signature (RIFF/WAVE, FLAC, Ogg, MP3, AIFF, ...) or that libsndfile can open is
+  one audio clip; any other binary file is a ``ConfigError`` (a usage error).
+
+Audio clips given directly get ``{"id": PATH AS GIVEN, "audio": ABSOLUTE PATH}``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from clsp.errors import ConfigError, InputError
+from clsp.records import Item, iter_items, resolve_path
+from clsp.streams import compression_of, open_binary_input, peek_bytes
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph",
+                    ".webm", ".wma")
+GLOB_CHARS = ("*", "?", "[")
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: ``kind`` "manifest" (a file or ``-``) or "audio" (one clip), and its path."""
+
+    kind: str
+    path: str
+
+
+def audio_signature(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like a common audio container.
+
+    Signatures: RIFF/RIFX/RF64 + WAVE, fLaC, OggS, ID3 or an MPEG audio frame sync (MP3),
+    FORM + AIFF/AIFC, ``.snd`` (AU), NIST_1A (SPHERE), caff, wvpk, ``ftyp`` (MP4/M4A) and
+    the ASF/WMA GUID.
+    """
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return True
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return True
+    if head.startswith((b"fLaC", b"OggS", b"ID3", b".snd", b"NIST_1A", b"caff", b"wvpk",
+                        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
+        return True
+    if head[4:8] == b"ftyp":
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """No NUL byte, and most lines of the sample are UTF-8 (a bad line is one error record)."""
+    if b"\0" in head:
+        return False
+    lines = head.split(b"\n")
+    if len(lines) > 1 and len(head) >= SNIFF_BYTES:
+        lines.pop()  # may be cut in the middle of a character
+    good = 0
+    for line in lines:
+        try:
+            line.decode("utf-8")
+            good += 1
+        except UnicodeDecodeError:
+            pass
+    return good * 2 > len(lines)
+
+
+def _soundfile_opens(path: str) -> bool:
+    try:
+        import soundfile as sf
+
+        sf.info(path)
+        return True
+    except Exception:  # libsndfile raises several types for "not audio"
+        return False
+
+
+def sniff_file(path: str) -> str:
+    """``"manifest"`` or ``"audio"`` for an existing file, by its content.
+
+    Raises ``ConfigError`` for a binary file that is neither audio nor compressed text,
+    and ``InputError`` for one that cannot be read.
+    """
+    stream = open_binary_input(path)
+    try:
+        head = stream.read(SNIFF_BYTES)
+    finally:
+        stream.close()
+    if compression_of(head) is not None:
+        return "manifest"
+    if audio_signature(head):
+        return "audio"
+    if _looks_like_text(head):
+        return "manifest"
+    if _soundfile_opens(path):
+        return "audio"
+    raise ConfigError(f"{path}: neither an audio file nor a text list of records (binary data); "
+                      "give audio files, folders, or a JSONL / path-list manifest")
+
+
+def _audio_files_below(folder: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(AUDIO_EXTENSIONS))
+    return found
+
+
+def _expand(arg: str) -> list[str]:
+    """The files an argument names: itself, the audio files below a folder, or glob matches."""
+    if os.path.isdir(arg):
+        files = _audio_files_below(arg)
+        if not files:
+            raise ConfigError(f"{arg}: folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        return files
+    if os.path.lexists(arg) or not any(c in arg for c in GLOB_CHARS):
+        return [arg]
+    matches = sorted(glob.glob(arg, recursive=True))
+    if not matches:
+        raise ConfigError(f"{arg}: no such file, and no files match it as a pattern")
+    out: list[str] = []
+    for m in matches:
+        out.extend(_audio_files_below(m) if os.path.isdir(m) else [m])
+    return out
+
+
+def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
+    """What each input argument is (see the module docstring), checked before any work.
+
+    Raises ``ConfigError`` for an unusable argument (binary non-audio file, empty folder,
+    pattern without matches, audio given unless ``modality`` is "audio" or "any", audio
+    data on stdin)
+    and ``InputError`` for a missing file.
+    """
+    sources: list[Source] = []
+    for arg in args or ["-"]:
+        if arg == "-":
+            if audio_signature(peek_bytes(sys.stdin.buffer, 16)):
+                raise ConfigError("stdin holds audio data: give the audio file as an argument "
+                                  "(clsp embed clip.wav) or a list of paths on stdin")
+            sources.append(Source("manifest", "-"))
+            continue
+        for path in _expand(arg):
+            if not os.path.exists(path):
+                raise InputError(f"{path}: no such file")
+            kind = sniff_file(path)
+            if kind == "audio" and modality == "text":
+                raise ConfigError(f"{path} is an audio file, but --modality text expects captions")
+            if kind == "audio" and modality not in ("audio", "any"):
+                raise ConfigError(f"{path} is an audio file; expected a JSONL file of records here")
+            sources.append(Source(kind, path))
+    return sources
+
+
+def iter_source_items(sources: Sequence[Source], modality: str = "audio",
+                      audio_root: str | os.PathLike | None = None) -> Iterator[Item]:
+    """One ``Item`` per audio clip or manifest line of ``sources``, indexed in order.
+
+    Manifests are read with ``clsp.records.iter_items`` (relative paths against their own
+    folder, the working directory for stdin, or ``audio_root``); direct audio files resolve
+    against the working directory.
+    """
+    index = 0
+    for src in sources:
+        if src.kind == "audio":
+            path = resolve_path(src.path, Path.cwd())
+            yield Item(index=index, id=src.path, record={"id": src.path, "audio": path, "_path": path})
+            index += 1
+            continue
+        for item in iter_items(src.path, modality, audio_root=audio_root, start_index=index):
+            yield item
+            index = item.index + 1

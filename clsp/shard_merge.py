@@ -1,0 +1,230 @@
+"""Merging the outputs of a sharded ``clsp embed`` run into one output in input order.
+
+Each shard output is a JSONL file whose records carry, in their provenance, the shard
+name, the input position and (for ``--npy`` runs) the matrix their ``row`` points into
+(see ``clsp.shards``). Input record ``i`` lives in shard ``i % N``, so the merge reads all
+shards side by side, one input record at a time, and streams: memory does not grow with
+the number of records. It refuses, naming the files and records concerned:
+
+- a set of files that is not exactly the N shards of one run (a shard missing, given
+  twice, or from a run with another shard count): ``ConfigError``;
+- shards made by different models or settings (any provenance key other than the shard
+  keys differs): ``ProvenanceError``;
+- an input record missing or present twice, a record without shard provenance, a matrix
+  row that is not there: ``InputError``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from clsp.errors import ConfigError, InputError, ProvenanceError
+from clsp.index_records import load_matrix
+from clsp.shards import Shard, model_provenance, parse_shard_name
+
+
+class ShardReader:
+    """Reads one shard output file one input record (a group of window records) at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path}: no such shard output file")
+        self.fh = open(self.path, "rb")
+        self.lineno = 0
+        self.matrix: np.ndarray | None = None
+        self._next = self._read()
+        prov = self._prov(self._next) if self._next is not None else None
+        named = parse_shard_name(self.path.name)
+        if prov is not None:
+            named = parse_shard_name(str(prov.get("shard", "")))
+        if named is None:
+            raise InputError(f"{self.path}: no shard provenance in its records and no NNNN-of-NNNN in its name "
+                             "(was it written by clsp embed --shard?)")
+        self.shard = Shard(named.index, named.count, str(self.path))
+        self.provenance = model_provenance(prov) if prov is not None else None
+        self.last = -1
+
+    def _read(self) -> dict[str, Any] | None:
+        for raw in self.fh:
+            self.lineno += 1
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{self.path} line {self.lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise InputError(f"{self.path} line {self.lineno}: expected a JSON object")
+            return rec
+        return None
+
+    def _prov(self, rec: dict[str, Any]) -> dict[str, Any]:
+        prov = rec.get("provenance")
+        if not isinstance(prov, dict) or not isinstance(prov.get("input_index"), int) or "shard" not in prov:
+            raise InputError(f"{self.path} line {self.lineno}: record {rec.get('id')!r} has no shard provenance "
+                             "(shard and input_index; was it written by clsp embed --shard?)")
+        return prov
+
+    def peek_index(self) -> int | None:
+        """Input index of the next record, or None at the end of the file."""
+        return None if self._next is None else self._prov(self._next)["input_index"]
+
+    def next_group(self) -> list[dict[str, Any]] | None:
+        """The records of the next input record (one, or one per window), checked."""
+        first = self._next
+        if first is None:
+            return None
+        index, line = self.peek_index(), self.lineno
+        group = [first]
+        total = first.get("windows") if "source_id" in first and "error" not in first else 1
+        total = total if isinstance(total, int) and total > 0 else 1
+        self._next = self._read()
+        while len(group) < total:
+            if self._next is None or self.peek_index() != index:
+                raise InputError(f"{self.path}: input record {index} ({first.get('id')!r}) has {len(group)} of its "
+                                 f"{total} window records")
+            group.append(self._next)
+            self._next = self._read()
+        self._check(index, first, line)
+        self.last = index
+        return group
+
+    def _check(self, index: int, rec: dict[str, Any], line: int) -> None:
+        where = f"{self.path} line {line}"
+        if index <= self.last:
+            raise InputError(f"{where}: input record {index} ({rec.get('id')!r}) appears twice in shard "
+                             f"{self.shard.name}" if index == self.last else
+                             f"{where}: input record {index} comes after {self.last} (records out of order)")
+        if not self.shard.owns(index):
+            raise InputError(f"{where}: input record {index} does not belong to shard {self.shard.name}")
+
+    def vector(self, rec: dict[str, Any]) -> np.ndarray:
+        """The embedding of a record: inline, or its row of the shard's matrix."""
+        if "embedding" in rec:
+            return np.asarray(rec["embedding"], dtype=np.float32)
+        if self.matrix is None:
+            self.matrix = load_matrix(self._matrix_path(rec))
+        row = rec.get("row")
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.matrix):
+            raise InputError(f"{self.path}: record {rec.get('id')!r}: row {row!r} is not in its matrix of "
+                             f"{len(self.matrix)} rows")
+        return np.asarray(self.matrix[row], dtype=np.float32)
+
+    def _matrix_path(self, rec: dict[str, Any]) -> Path:
+        named = (rec.get("provenance") or {}).get("matrix")
+        if not isinstance(named, str):
+            raise InputError(f"{self.path}: record {rec.get('id')!r} has a 'row' but its provenance names no matrix")
+        path = Path(named)
+        if not path.exists() and (self.path.parent / path.name).exists():
+            path = self.path.parent / path.name  # the shard outputs were moved together
+        return path
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _raise_open_files_limit(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n + 64:
+        want = n + 64 if hard == resource.RLIM_INFINITY else min(n + 64, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+class ShardSet:
+    """The shard outputs of one run: exactly one file per shard, all from one model."""
+
+    def __init__(self, paths: list[str | Path]):
+        if not paths:
+            raise ConfigError("no shard outputs given")
+        _raise_open_files_limit(len(paths))
+        self.readers: list[ShardReader] = []
+        try:
+            for p in paths:
+                self.readers.append(ShardReader(p))
+            self._check_set()
+            self._check_models()
+        except BaseException:
+            self.close()
+            raise
+        self.readers.sort(key=lambda r: r.shard.index)
+        self.count = self.readers[0].shard.count
+
+    def _check_set(self) -> None:
+        counts = {r.shard.count for r in self.readers}
+        if len(counts) > 1:
+            detail = ", ".join(f"{r.path} ({r.shard.name})" for r in self.readers[:8])
+            raise ConfigError(f"shard outputs of runs with different shard counts {sorted(counts)}: {detail}")
+        count = counts.pop()
+        seen: dict[int, ShardReader] = {}
+        for r in self.readers:
+            if r.shard.index in seen:
+                raise ConfigError(f"shard {r.shard.name} given twice: {seen[r.shard.index].path} and {r.path}")
+            seen[r.shard.index] = r
+        missing = [Shard(i, count).name for i in range(count) if i not in seen]
+        if missing:
+            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+            raise ConfigError(f"missing shard output(s) {', '.join(missing[:20])}{more} of {count}")
+
+    def _check_models(self) -> None:
+        ref = next((r for r in self.readers if r.provenance is not None), None)
+        for r in self.readers:
+            if r.provenance is not None and r.provenance != ref.provenance:
+                diff = sorted(k for k in set(r.provenance) | set(ref.provenance)
+                              if r.provenance.get(k) != ref.provenance.get(k))
+                detail = "; ".join(f"{k}: {ref.provenance.get(k)!r} vs {r.provenance.get(k)!r}" for k in diff)
+                raise ProvenanceError(f"shards {ref.shard.name} ({ref.path}) and {r.shard.name} ({r.path}) were made "
+                                      f"by different models or settings ({detail})")
+        self.provenance = None if ref is None else ref.provenance
+
+    def records(self) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+        """``(record, vector)`` for every output record in input order; ``vector`` None for errors.
+
+        Records come back as a single run writes them: the shard keys are removed from
+        the provenance (error records lose theirs), ``row`` is left for the caller to set.
+        """
+        index = 0
+        while True:
+            reader = self.readers[index % self.count]
+            nxt = reader.peek_index()
+            if nxt is None:
+                break
+            if nxt > index:
+                raise InputError(f"input record {index} is missing from shard {reader.shard.name} ({reader.path}), "
+                                 f"whose next record is input record {nxt}")
+            group = reader.next_group()
+            for rec in group:
+                self._check_record(reader, rec)
+                yield self._public(rec), (None if "error" in rec and "embedding" not in rec and "row" not in rec
+                                          else reader.vector(rec))
+            index += 1
+        for r in self.readers:
+            left = r.peek_index()
+            if left is not None:
+                owner = self.readers[index % self.count]
+                raise InputError(f"input record {index} is missing from shard {owner.shard.name} ({owner.path}), "
+                                 f"but shard {r.shard.name} ({r.path}) goes on with input record {left}")
+
+    def _check_record(self, reader: ShardReader, rec: dict[str, Any]) -> None:
+        prov = model_provenance(rec.get("provenance") or {})
+        if "error" not in rec and self.provenance is not None and prov != self.provenance:
+            raise ProvenanceError(f"{reader.path}: record {rec.get('id')!r} was made by another model or settings "
+                                  f"than the rest ({prov} vs {self.provenance})")
+
+    @staticmethod
+    def _public(rec: dict[str, Any]) -> dict[str, Any]:
+        out = dict(rec)
+        if "error" in out and "embedding" not in out and "row" not in out:
+            out.pop("provenance", None)
+        elif isinstance(out.get("provenance"), dict):
+            out["provenance"] = model_provenance(out["provenance"])
+        return out
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()

@@ -1,0 +1,172 @@
+"""Shards of an embedding run: which one this process is, and how their outputs merge.
+
+A run over N shards gives input record ``i`` (0-based, counting every non-blank input
+line) to shard ``i % N``. ``shard_from_env`` reads the shard from the launcher's own
+variables, as ``torchrun`` and SLURM document them:
+
+- torchrun (``torch.distributed.run``): ``RANK`` of ``WORLD_SIZE`` processes;
+- a SLURM job array: ``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_COUNT`` (or
+  ``SLURM_ARRAY_TASK_MIN``/``MAX``, and ``SLURM_ARRAY_TASK_STEP`` for ``--array=0-14:2``);
+- ``srun`` tasks: ``SLURM_PROCID`` of ``SLURM_NTASKS``.
+
+An array task that itself runs torchrun (or several srun tasks) is split again: shard
+``task * W + rank`` of ``tasks * W``. Shard names are ``0003-of-0008`` (index and count,
+zero-padded to 4 digits, more when needed), and ``{shard}`` in an output path is replaced
+by that name.
+
+A sharded ``clsp embed`` writes into each record's provenance the shard name
+(``"shard"``), the record's input position (``"input_index"``) and, with ``--npy``, the
+matrix its ``row`` points into (``"matrix"``). ``ShardSet`` checks a set of shard outputs
+(every shard once, one model) and ``ShardSet.records`` yields the records of all shards
+in input order, checking that every input record appears exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from clsp.errors import ConfigError, InputError, ProvenanceError
+
+SHARD_KEYS = ("shard", "input_index", "matrix")  # provenance keys that differ between shards
+_NAME = re.compile(r"(\d+)-of-(\d+)")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0 <= index < count); ``source`` says where it came from."""
+
+    index: int = 0
+    count: int = 1
+    source: str = "--shard"
+
+    @property
+    def name(self) -> str:
+        """``0003-of-0008``: zero-padded to at least 4 digits, both numbers the same width."""
+        width = max(4, len(str(self.count)))
+        return f"{self.index:0{width}d}-of-{self.count:0{width}d}"
+
+    def owns(self, input_index: int) -> bool:
+        return input_index % self.count == self.index
+
+    def fill(self, path: str | None) -> str | None:
+        """``path`` with ``{shard}`` replaced by :attr:`name` (None stays None)."""
+        return None if path is None else path.replace("{shard}", self.name)
+
+
+def parse_shard_name(text: str) -> Shard | None:
+    """The shard named in ``text`` (``...0003-of-0008...``), or None."""
+    found = _NAME.findall(text)
+    if not found:
+        return None
+    i, n = (int(x) for x in found[-1])
+    return Shard(i, n, text) if 0 <= i < n else None
+
+
+def _int(env: Mapping[str, str], key: str) -> int:
+    try:
+        return int(env[key])
+    except ValueError:
+        raise ConfigError(f"--shard auto: {key}={env[key]!r} is not an integer") from None
+
+
+def _checked(index: int, count: int, what: str) -> tuple[int, int]:
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard auto: inconsistent {what} (need 0 <= index < count)")
+    return index, count
+
+
+def _array_task(env: Mapping[str, str]) -> tuple[int, int, str] | None:
+    """(index, count, description) of a SLURM array task, or None outside an array."""
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        return None
+    task = _int(env, "SLURM_ARRAY_TASK_ID")
+    low = _int(env, "SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else None
+    high = _int(env, "SLURM_ARRAY_TASK_MAX") if "SLURM_ARRAY_TASK_MAX" in env else None
+    step = _int(env, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in env else 1
+    count = _int(env, "SLURM_ARRAY_TASK_COUNT") if "SLURM_ARRAY_TASK_COUNT" in env else None
+    if step < 1:
+        raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_STEP={step} must be positive")
+    if count is None and (low is None or high is None):
+        raise ConfigError("--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
+                          "SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_MAX are")
+    low = 0 if low is None else low
+    span = None if high is None else (high - low) // step + 1
+    if count is not None and span is not None and count != span:
+        raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_COUNT={count} but SLURM_ARRAY_TASK_MIN={low}.."
+                          f"SLURM_ARRAY_TASK_MAX={high} (step {step}) spans {span} tasks; use a contiguous "
+                          "array such as --array=0-{count-1}")
+    count = span if count is None else count
+    if (task - low) % step:
+        raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not on the array's step {step} from {low}")
+    index = (task - low) // step
+    _checked(index, count, f"SLURM_ARRAY_TASK_ID={task} for an array of {count} tasks from {low}")
+    return index, count, f"SLURM_ARRAY_TASK_ID={task} (array task {index} of {count})"
+
+
+def _process(env: Mapping[str, str]) -> tuple[int, int, str] | None:
+    """(rank, world, description) from torchrun's RANK/WORLD_SIZE, else srun's SLURM_PROCID/SLURM_NTASKS."""
+    for rank_key, world_key, who in (("RANK", "WORLD_SIZE", "torchrun"), ("SLURM_PROCID", "SLURM_NTASKS", "srun")):
+        if rank_key in env or world_key in env:
+            if (rank_key not in env or world_key not in env) and who == "srun" and "SLURM_ARRAY_TASK_ID" in env:
+                continue  # a batch step of an array task: the array alone decides
+            if rank_key not in env or world_key not in env:
+                missing = world_key if rank_key in env else rank_key
+                raise ConfigError(f"--shard auto: {rank_key} and {world_key} must both be set ({missing} is missing)")
+            rank, world = _int(env, rank_key), _int(env, world_key)
+            _checked(rank, world, f"{rank_key}={rank} with {world_key}={world}")
+            return rank, world, f"{who} {rank_key}={rank} of {world_key}={world}"
+    return None
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None) -> Shard:
+    """This process's shard from torchrun's or SLURM's variables.
+
+    Raises ``ConfigError`` (a usage error) naming the variables when none are set or they
+    disagree (RANK >= WORLD_SIZE, an array whose count does not match MIN..MAX...).
+    """
+    env = os.environ if environ is None else environ
+    array, proc = _array_task(env), _process(env)
+    if array is None and proc is None:
+        raise ConfigError("--shard auto: no launcher variables found; expected RANK and WORLD_SIZE (torchrun), "
+                          "SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT or SLURM_ARRAY_TASK_MIN/MAX "
+                          "(job array), or SLURM_PROCID and SLURM_NTASKS (srun)")
+    if array is None:
+        return Shard(proc[0], proc[1], proc[2])
+    if proc is None or proc[1] == 1:
+        return Shard(array[0], array[1], array[2])
+    return Shard(array[0] * proc[1] + proc[0], array[1] * proc[1], f"{array[2]} x {proc[2]}")
+
+
+def resolve_shard(spec: str | None, environ: Mapping[str, str] | None = None) -> Shard | None:
+    """``--shard`` value -> ``Shard``: ``"I/N"``, ``"auto"`` (the launcher's), or None (no sharding)."""
+    if not spec:
+        return None
+    if spec.strip().lower() == "auto":
+        return shard_from_env(environ)
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected I/N (e.g. 0/4) or auto") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {spec!r}: need 0 <= I < N")
+    return Shard(i, n, f"--shard {spec}")
+
+
+def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None) -> dict[str, Any]:
+    """The provenance a sharded run writes for input record ``input_index``."""
+    out = {**provenance, "shard": shard.name, "input_index": input_index}
+    if matrix is not None:
+        out["matrix"] = matrix
+    return out
+
+
+def model_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """Provenance without the per-shard keys: what all shards of one run share."""
+    return {k: v for k, v in provenance.items() if k not in SHARD_KEYS}

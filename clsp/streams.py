@@ -1,0 +1,155 @@
+"""Text inputs as users have them: compressed or not, with or without a byte-order mark.
+
+Compression is recognised by content, not by the file name, so ``clsp embed - < x.jsonl.gz``
+works like ``clsp embed x.jsonl.gz``: gzip by its magic bytes ``1f 8b`` (RFC 1952, several
+members allowed) and zstd by ``28 b5 2f fd`` (RFC 8878, several frames allowed). A UTF-8
+byte-order mark (``EF BB BF``, written by Notepad, Excel and PowerShell 5) at the start of
+the text is dropped. A compressed stream cut short raises ``TruncatedInputError`` after
+the complete lines before the cut; the torn last line is never returned.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import IO, Iterator
+
+from clsp.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+UTF8_BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 1 << 16
+
+
+class TruncatedInputError(InputError):
+    """A compressed input ends before its end marker, or its compressed data is corrupt."""
+
+
+def input_name(path: str | os.PathLike) -> str:
+    """How messages name an input: its path, or ``stdin`` for ``-``."""
+    return "stdin" if str(path) == "-" else str(path)
+
+
+def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
+    """Open ``path`` (``-`` is stdin) for reading its raw bytes; ``InputError`` if unreadable."""
+    if str(path) == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a file")
+    try:
+        return open(p, "rb")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+def peek_bytes(stream: IO[bytes], n: int = 8) -> bytes:
+    """Up to ``n`` first bytes of a buffered stream, without consuming them."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        return peek(n)[:n]
+    try:
+        if stream.seekable():  # e.g. an in-memory stream
+            pos = stream.tell()
+            head = stream.read(n)
+            stream.seek(pos)
+            return head
+    except (AttributeError, OSError):
+        pass
+    return b""
+
+
+def compression_of(head: bytes) -> str | None:
+    """``"gzip"``, ``"zstd"`` or None, from the first bytes of a stream."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def _decompressor(kind: str):
+    if kind == "gzip":
+        return zlib.decompressobj(wbits=31), zlib.error
+    try:
+        import zstandard
+    except ImportError:
+        raise InputError("zstd-compressed input needs the 'zstandard' package (pip install zstandard)") from None
+    return zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError
+
+
+def decompressed_chunks(raw: IO[bytes], kind: str, name: str = "input") -> Iterator[bytes]:
+    """Decompressed chunks of a gzip or zstd stream of one or more members/frames.
+
+    Raises ``TruncatedInputError`` naming ``name`` when the data stops inside a member or
+    is corrupt. Zero bytes after the last member (block padding) are ignored.
+    """
+    dec, dec_error = _decompressor(kind)
+    inside = False
+    while data := raw.read(CHUNK_BYTES):
+        while data:
+            if not inside and not data.strip(b"\0"):
+                break  # zero padding between or after members
+            inside = True
+            try:
+                out = dec.decompress(data)
+            except dec_error as exc:
+                raise TruncatedInputError(f"{name}: corrupt {kind} data ({exc})") from None
+            if out:
+                yield out
+            if not dec.eof:
+                break
+            data, inside = dec.unused_data, False
+            dec, _ = _decompressor(kind)
+    if inside:
+        raise TruncatedInputError(f"{name}: {kind} stream ends before its end marker")
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines (each with its ``\\n``) of a chunked byte stream; a last line without one is kept."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    if rest:
+        yield rest
+
+
+def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
+    """Byte lines of ``stream``: decompressed when it starts with gzip/zstd magic, BOM dropped.
+
+    Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
+    compressed stream.
+    """
+    kind = compression_of(peek_bytes(stream, 4))
+    lines = stream if kind is None else _split_lines(decompressed_chunks(stream, kind, name))
+    first = True
+    for raw in lines:
+        if first and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM):]
+        first = False
+        yield raw
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A whole (small) text file as ``str``: decompressed if compressed, BOM dropped.
+
+    Raises ``InputError`` for a missing, truncated or non-UTF-8 file.
+    """
+    stream = open_binary_input(path)
+    try:
+        data = b"".join(raw_lines(stream, input_name(path)))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{input_name(path)}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None

@@ -1,0 +1,75 @@
+"""``clsp merge``: the shard outputs of ``clsp embed --shard`` -> one output in input order."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clsp_cli.errors import command
+from clsp_cli.options import OutputOpt, QuietOpt
+
+
+@command
+def main(
+    shards: Annotated[list[str], typer.Argument(help="Every shard's JSONL output (e.g. part-*.jsonl); each shard exactly once.", show_default=False)],
+    output: OutputOpt = "-",
+    npy: Annotated[Optional[str], typer.Option("--npy", help="Write the embeddings to this .npy matrix; records then carry its 'row'.")] = None,
+    quiet: QuietOpt = False,
+):
+    """Merge the outputs of a sharded `clsp embed` run into one, in input order.
+
+    Checks that every shard is there once, that all were made by the same model and
+    settings, and that every input record appears exactly once; `--npy` shards are read
+    through the matrix named in their provenance. The result is what one process would
+    have written. Exit 2: a shard missing, repeated or from another run's count; 1: mixed
+    models or a record missing or repeated; 3: merged, some records are error records.
+
+    Example: clsp merge part-*.jsonl --npy all.npy -o all.jsonl
+    """
+    return _run(**locals())
+
+
+def _run(shards, output, npy, quiet) -> int:
+    from clsp.errors import InputError
+    from clsp.shard_merge import ShardSet
+    from clsp_cli.console import Throughput, log, set_quiet
+    from clsp_cli.output import MatrixSink, RecordSink
+
+    set_quiet(quiet)
+    shard_set = ShardSet(shards)
+    log(f"merging {shard_set.count} shards")
+    dim = (shard_set.provenance or {}).get("dim")
+    if npy is not None and not dim:
+        shard_set.close()
+        raise InputError("--npy: the shards hold no embedding records, so the matrix width is unknown")
+    sink = RecordSink(output)
+    matrix = MatrixSink(npy, int(dim)) if npy is not None and dim else None
+    failed = 0
+    try:
+        with Throughput("merge", "records") as progress:
+            for rec, vec in shard_set.records():
+                if vec is None:
+                    failed += 1
+                else:
+                    value = matrix.append(vec) if matrix is not None else [float(f"{v:.9g}") for v in vec.tolist()]
+                    rec = _with_vector(rec, "row" if matrix is not None else "embedding", value)
+                sink.write(rec)
+                progress.update(failed=int(vec is None))
+    finally:
+        shard_set.close()
+    if matrix is not None:
+        matrix.commit()
+    sink.commit()
+    return 3 if failed else 0
+
+
+def _with_vector(rec: dict, key: str, value) -> dict:
+    """``rec`` with its vector (``embedding`` or ``row``) replaced by ``key: value``, in place of the old one."""
+    out = {}
+    for k, v in rec.items():
+        if k in ("embedding", "row"):
+            out[key] = value
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,131 @@
+"""``clsp search build/eval`` in-process: --npy rows in every mode, named bad records,
+the hit layout, and valid JSON when nothing could be evaluated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clsp.metrics.retrieval import speech_text_retrieval
+from clsp_cli.app import app
+
+PROV = {"model": "vec-model", "checksum": "c1", "dim": 8, "normalized": True}
+
+
+def cli(*args, stdin=None):
+    return CliRunner().invoke(app, list(args), input=stdin)
+
+
+def lines(result):
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def write(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """Speech rows and caption rows in one matrix (captions after speech), as 'clsp embed --npy' writes."""
+    rng = np.random.default_rng(0)
+    speech = rng.standard_normal((12, 8)).astype(np.float32)
+    speech /= np.linalg.norm(speech, axis=1, keepdims=True)
+    caps = speech + 0.8 * rng.standard_normal(speech.shape).astype(np.float32)
+    caps /= np.linalg.norm(caps, axis=1, keepdims=True)
+    np.save(tmp_path / "both.npy", np.vstack([speech, caps]))
+    write(tmp_path / "sp.jsonl", [{"id": f"c{i}", "row": i, "provenance": PROV} for i in range(12)])
+    write(tmp_path / "cap.jsonl", [{"id": f"t{i}", "row": 12 + i, "audio_id": f"c{i}", "provenance": PROV}
+                                   for i in range(12)])
+    return tmp_path, speech, caps
+
+
+def test_pool_eval_resolves_rows_into_the_npy_matrix(pool):
+    tmp, speech, caps = pool
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0", "-q")
+    assert r.exit_code == 0, r.output
+    got = lines(r)[0]
+    want = speech_text_retrieval(speech, caps, n_boot=0)
+    assert got["speech"] == 12 and got["captions"] == 12 and got["failed"] == 0
+    for key, value in want.items():
+        assert got["metrics"][key] == pytest.approx(value)
+
+
+def test_pool_eval_names_a_non_finite_row_and_stays_valid_json(pool):
+    tmp, speech, caps = pool
+    both = np.load(tmp / "both.npy")
+    both[12 + 4, 2] = np.nan
+    np.save(tmp / "both.npy", both)
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0")
+    assert r.exit_code == 3
+    assert "t4" in r.stderr and "row 16 of the --npy matrix holds NaN" in r.stderr
+    got = lines(r)[0]
+    keep = [i for i in range(12) if i != 4]
+    want = speech_text_retrieval(speech, caps[keep], np.asarray(keep), n_boot=0)
+    assert got["captions"] == 11 and got["failed"] == 1
+    assert got["metrics"]["t2s_R@1"] == pytest.approx(want["t2s_R@1"])
+
+
+def test_build_with_npy_rows_then_query_and_eval(pool):
+    tmp, speech, caps = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    assert r.exit_code == 0, r.output
+    assert lines(r)[0]["count"] == 12
+    queries = [{"id": f"t{i}", "row": 12 + i, "relevant": f"c{i}", "provenance": PROV} for i in range(12)]
+    write(tmp / "q.jsonl", queries)
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--n-boot", "0", "-q")
+    assert r.exit_code == 0, r.output
+    want = speech_text_retrieval(speech, caps, n_boot=0)
+    assert lines(r)[0]["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
+
+
+def test_eval_with_no_usable_query_gives_nulls_not_nan(pool):
+    tmp, _, _ = pool
+    assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
+               "-q").exit_code == 0
+    write(tmp / "q.jsonl", [{"id": "q", "embedding": [1e39] * 8, "relevant": "c0"}])
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--n-boot", "5")
+    assert r.exit_code == 3
+    assert "'q'" in r.stderr and "'embedding' holds NaN or infinite" in r.stderr
+    got = lines(r)[0]
+    assert got["queries"] == 0 and got["metrics"]["R@1"] is None
+
+
+def test_build_names_bad_records_and_hits_keep_user_fields_apart(tmp_path):
+    vecs = np.random.default_rng(1).standard_normal((4, 8))
+    recs = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "score": i + 0.5, "age": 30 + i, "provenance": PROV}
+            for i in range(4)]
+    recs.append({"id": "huge", "embedding": [1e39] * 8, "provenance": PROV})
+    write(tmp_path / "e.jsonl", recs)
+    r = cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "-q")
+    assert r.exit_code == 3 and lines(r)[0]["added"] == 4 and lines(r)[0]["failed"] == 1
+    r = cli("search", "query", str(tmp_path / "i.idx"), "-k", "4", "-q",
+            stdin=json.dumps({"id": "q", "embedding": vecs[2].tolist()}) + "\n")
+    assert r.exit_code == 0, r.output
+    hits = lines(r)[0]["hits"]
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    for hit in hits:
+        n = int(hit["id"][1:])
+        assert hit["score"] == pytest.approx(float(unit[n] @ unit[2]), abs=1e-5)
+        assert hit["metadata"] == {"score": n + 0.5} and hit["age"] == 30 + n
+
+
+def test_lock_timeout_must_not_be_negative(tmp_path):
+    write(tmp_path / "e.jsonl", [{"id": "a", "embedding": [1.0] * 8}])
+    r = cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "--lock-timeout", "-1")
+    assert r.exit_code == 2
+
+
+def test_non_finite_thresholds_are_usage_errors(tmp_path):
+    write(tmp_path / "e.jsonl", [{"id": "a", "embedding": [1.0] * 8}])
+    assert cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "-q").exit_code == 0
+    r = cli("search", "query", str(tmp_path / "i.idx"), "--threshold", "nan", "-q",
+            stdin=json.dumps({"id": "q", "embedding": [1.0] * 8}) + "\n")
+    assert r.exit_code == 2 and r.stdout == ""
+    r = cli("similarity", "a.wav", "b.wav", "--above", "nan", "-q")
+    assert r.exit_code == 2

@@ -1,0 +1,232 @@
+"""Inputs as users have them: BOM, bare path lists, compression, audio files/folders/globs, paths."""
+
+import gzip
+import io
+import json
+import os
+import sys
+
+import pytest
+
+from clsp.errors import ConfigError, InputError
+from clsp.inputs import audio_signature, iter_source_items, plan_sources
+from clsp.records import iter_items, read_jsonl
+from clsp.streams import TruncatedInputError
+from tests.conftest import write_wav
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _items(path, modality="audio", **kw):
+    return list(iter_items(path, modality, **kw))
+
+
+# ---- byte-order mark ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_bom_is_dropped_from_jsonl_lists_and_text(tmp_path, compress):
+    def write(name, data):
+        p = tmp_path / name
+        p.write_bytes(gzip.compress(data) if compress else data)
+        return p
+
+    (item,) = _items(write("a.jsonl", BOM + b'{"id":"s","audio":"s.wav"}\n'))
+    assert item.ok and item.id == "s" and item.record["audio"] == str(tmp_path / "s.wav")
+    (item,) = _items(write("a.txt", BOM + b"s.wav\n"))
+    assert item.ok and item.id == "s.wav" and item.record["audio"] == str(tmp_path / "s.wav")
+    first, second = _items(write("t.jsonl", BOM + b'{"id":"a","text":"a calm young woman"}\n{"id":"b","text":"x"}\n'), "text")
+    assert first.record["id"] == "a" and first.record["text"] == "a calm young woman"
+    (item,) = _items(write("t.txt", BOM + b"a calm voice\n"), "text")
+    assert item.record["text"] == "a calm voice"
+    assert read_jsonl(write("r.jsonl", BOM + b'{"id": 1}\n')) == [{"id": 1}]
+
+
+def test_bom_is_dropped_from_configs_and_prompt_packs(tmp_path):
+    from clsp.prompts import load_pack
+    from clsp.train.config import read_config_file
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(BOM + b"max_steps: 7\n")
+    assert read_config_file(cfg)["max_steps"] == 7
+    pack = tmp_path / "p.json"
+    pack.write_bytes(BOM + json.dumps({"name": "p", "attribute": "mood", "templates": ["A {label} voice."],
+                                       "classes": {"calm": "calm", "angry": "angry"}}).encode())
+    assert sorted(load_pack(pack).get(None).output_classes) == ["angry", "calm"]
+    from clsp.caption.bins import DEFAULT_BINS_PATH, load_bins
+
+    bins = tmp_path / "bins.json"
+    bins.write_bytes(BOM + DEFAULT_BINS_PATH.read_bytes())
+    assert load_bins(bins).spec == load_bins(None).spec
+
+
+def test_bom_on_stdin(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(BOM + b"x.wav\n"))))
+    (item,) = _items("-")
+    assert item.id == "x.wav" and item.record["audio"] == str(tmp_path / "x.wav")
+
+
+# ---- bare path lists ---------------------------------------------------------------------------
+
+def test_bare_lines_are_paths_kept_byte_for_byte(tmp_path):
+    names = ["[take1] hello.wav", "{draft}.wav", " lead.wav", "trail.wav ", "(final).wav"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    data = "".join(n + "\n" for n in names[:3]) + names[3] + "\r\n" + names[4]  # CRLF, no final newline
+    p = tmp_path / "list.txt"
+    p.write_text(data)
+    items = _items(p)
+    assert [it.ok for it in items] == [True] * 5
+    assert [it.id for it in items] == names
+    assert [it.record["audio"] for it in items] == [str(tmp_path / n) for n in names]
+
+
+def test_broken_json_that_names_no_file_is_still_an_error(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"id": "a", "audio": \n[1, 2]\n{"id": "b", "audio": "b.wav"}\n')
+    bad1, bad2, good = _items(p)
+    assert "invalid JSON" in str(bad1.error) and "no file of that name" in str(bad1.error)
+    assert "expected a JSON object" in str(bad2.error)
+    assert good.ok and good.id == "b"
+
+
+def test_text_lines_starting_with_a_bracket_are_captions(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text('[laughs] a cheerful voice\n{"id": "x", "text": \n')
+    caption, broken = _items(p, "text")
+    assert caption.record["text"] == "[laughs] a cheerful voice"
+    assert not broken.ok and "invalid JSON" in str(broken.error)
+
+
+# ---- compressed streams ------------------------------------------------------------------------
+
+def _lines(n):
+    return "".join(json.dumps({"id": f"t{i}", "text": f"caption number {i} spoken slowly"}) + "\n" for i in range(n)).encode()
+
+
+def test_gzip_and_zstd_are_recognised_by_content(tmp_path):
+    zstd = pytest.importorskip("zstandard")
+    data = _lines(50)
+    (tmp_path / "noext").write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]))  # two members
+    (tmp_path / "m.zst").write_bytes(zstd.ZstdCompressor().compress(data))
+    for name in ("noext", "m.zst"):
+        items = _items(tmp_path / name, "text")
+        assert [it.id for it in items] == [f"t{i}" for i in range(50)], name
+
+
+def test_gzip_on_stdin(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(gzip.compress(_lines(3))))))
+    assert [it.id for it in _items("-", "text")] == ["t0", "t1", "t2"]
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_truncated_stream_keeps_the_records_before_the_cut_and_names_the_file(tmp_path, kind):
+    data = _lines(1200)
+    if kind == "gzip":
+        blob = gzip.compress(data)
+    else:  # small blocks, as a streaming writer makes them
+        zstd = pytest.importorskip("zstandard")
+        cobj = zstd.ZstdCompressor().compressobj()
+        blob = b"".join(cobj.compress(data[i:i + 4096]) + cobj.flush(zstd.COMPRESSOBJ_FLUSH_BLOCK)
+                        for i in range(0, len(data), 4096)) + cobj.flush()
+    p = tmp_path / "cut.jsonl.x"
+    p.write_bytes(blob[: len(blob) // 2])
+    items = _items(p, "text")
+    *good, last = items
+    assert good and all(it.ok for it in good)
+    assert [it.id for it in good] == [f"t{i}" for i in range(len(good))]  # complete lines only, in order
+    assert isinstance(last.error, TruncatedInputError)
+    assert str(last.error).startswith(f"{p}: truncated after {len(good)} records")
+    assert last.index == len(good)
+
+
+def test_corrupt_gzip_is_named(tmp_path):
+    blob = bytearray(gzip.compress(_lines(200)))
+    blob[len(blob) // 2] ^= 0xFF
+    p = tmp_path / "bad.gz"
+    p.write_bytes(bytes(blob))
+    last = _items(p, "text")[-1]
+    assert isinstance(last.error, TruncatedInputError) and str(p) in str(last.error)
+
+
+def test_training_refuses_a_truncated_manifest(tmp_path):
+    from clsp.train.data import iter_clips
+
+    rows = "".join(json.dumps({"id": f"c{i}", "audio": "a.wav", "duration": 1.0, "caption": "calm"}) + "\n"
+                   for i in range(500)).encode()
+    blob = gzip.compress(rows)
+    p = tmp_path / "train.jsonl.gz"
+    p.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(TruncatedInputError, match="train.jsonl.gz: truncated after"):
+        list(iter_clips(str(p)))
+
+
+# ---- audio files, folders, globs ---------------------------------------------------------------
+
+def test_audio_is_detected_by_content_not_name(tmp_path):
+    write_wav(tmp_path / "clip.wav", 0.5)
+    os.replace(tmp_path / "clip.wav", tmp_path / "clip.dat")
+    (tmp_path / "list.wav").write_text("clip.dat\n")  # a list, whatever its name
+    sources = plan_sources([str(tmp_path / "clip.dat"), str(tmp_path / "list.wav")])
+    assert [s.kind for s in sources] == ["audio", "manifest"]
+    items = list(iter_source_items(sources))
+    assert [it.index for it in items] == [0, 1]
+    assert items[0].record["audio"] == items[1].record["audio"] == str(tmp_path / "clip.dat")
+
+
+def test_folders_recursive_sorted_and_globs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for rel in ["d/b.wav", "d/a.flac", "d/sub/c.wav"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(tmp_path / rel, 0.3)
+    (tmp_path / "d/notes.txt").write_text("not audio\n")
+    ids = [it.id for it in iter_source_items(plan_sources(["d"]))]
+    assert ids == [os.path.join("d", "a.flac"), os.path.join("d", "b.wav"), os.path.join("d", "sub", "c.wav")]
+    ids = [it.id for it in iter_source_items(plan_sources(["d/*.wav", "d/**/c.wav"]))]
+    assert ids == [os.path.join("d", "b.wav"), os.path.join("d", "sub", "c.wav")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["blob.bin"], "neither an audio file nor a text list"),
+    (["empty_dir"], "holds no audio files"),
+    (["nothing*.wav"], "no files match"),
+])
+def test_unusable_arguments_are_usage_errors(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(ConfigError, match=message):
+        plan_sources(args)
+
+
+def test_audio_given_to_text_or_pairs_readers_is_refused(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.3)
+    with pytest.raises(ConfigError, match="a.wav is an audio file"):
+        plan_sources([str(tmp_path / "a.wav")], "text")
+    with pytest.raises(ConfigError, match="a.wav is an audio file"):
+        plan_sources([str(tmp_path / "a.wav")], "pairs")
+    with pytest.raises(InputError, match="no such file"):
+        plan_sources([str(tmp_path / "missing.jsonl")])
+
+
+def test_audio_signatures():
+    assert audio_signature(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    assert audio_signature(b"fLaC\x00") and audio_signature(b"OggS") and audio_signature(b"ID3\x04")
+    assert audio_signature(b"\xff\xfb\x90\x00")  # MPEG-1 Layer III frame sync
+    assert not audio_signature(b'{"id": 1}') and not audio_signature(b"RIFF\x00\x00\x00\x00AVI ")
+
+
+# ---- paths that resolve ------------------------------------------------------------------------
+
+def test_paths_resolve_against_manifest_folder_cwd_or_audio_root(tmp_path, monkeypatch):
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists/m.txt").write_text("a.wav\n../b.wav\n/abs/c.wav\n")
+    got = [it.record["audio"] for it in _items(tmp_path / "lists/m.txt")]
+    assert got == [str(tmp_path / "lists/a.wav"), str(tmp_path / "b.wav"), "/abs/c.wav"]
+    got = [it.record["audio"] for it in _items(tmp_path / "lists/m.txt", audio_root=tmp_path / "root")]
+    assert got == [str(tmp_path / "root/a.wav"), str(tmp_path / "b.wav"), "/abs/c.wav"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(b"a.wav\n"))))
+    assert _items("-")[0].record["audio"] == str(tmp_path / "a.wav")
+    # the same list as a relative file argument resolves like the absolute one
+    assert _items("lists/m.txt")[0].record["audio"] == str(tmp_path / "lists/a.wav")

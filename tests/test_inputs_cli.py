@@ -1,0 +1,79 @@
+"""Input forms through the commands (in-process): audio files, folders, binary files, cut gzip."""
+
+import gzip
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from clsp_cli.app import app
+from tests.conftest import write_wav
+
+
+def _run(args, cwd, stdin=None):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, args, input=stdin)
+    finally:
+        os.chdir(old)
+
+
+def _records(res):
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_embed_audio_files_and_folders_one_record_each(tmp_path):
+    write_wav(tmp_path / "clip.flac", 1.0)
+    (tmp_path / "more").mkdir()
+    write_wav(tmp_path / "more/x.wav", 0.5, freq=300)
+    write_wav(tmp_path / "more/y.wav", 0.5, freq=200)
+    res = _run(["embed", "clip.flac", "more", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    recs = _records(res)
+    assert [r["id"] for r in recs] == ["clip.flac", os.path.join("more", "x.wav"), os.path.join("more", "y.wav")]
+    assert all("embedding" in r for r in recs)
+    assert recs[0]["audio"] == str(tmp_path / "clip.flac")  # absolute: opens from anywhere
+
+
+def test_binary_non_audio_input_is_one_usage_error(tmp_path):
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 16)
+    for command in (["embed"], ["caption"], ["classify", "--model", "tiny-random"]):
+        extra = ["--model", "tiny-random"] if command == ["embed"] else []
+        res = _run([*command, "blob.bin", *extra, "-q"], tmp_path)
+        assert res.exit_code == 2, (command, res.output)
+        assert "blob.bin" in res.output and _records(res) == []
+
+
+def test_cut_gzip_manifest_writes_records_before_the_cut_and_names_it(tmp_path):
+    rows = "".join(json.dumps({"id": f"t{i}", "text": f"a calm voice number {i}"}) + "\n" for i in range(800))
+    blob = gzip.compress(rows.encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    res = _run(["embed", "cut.jsonl.gz", "--modality", "text", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 3, res.output
+    *good, last = _records(res)
+    assert good and [r["id"] for r in good] == [f"t{i}" for i in range(len(good))]
+    assert last["error"]["type"] == "TruncatedInputError"
+    assert last["error"]["message"].startswith(f"cut.jsonl.gz: truncated after {len(good)} records")
+    assert "cut.jsonl.gz: truncated" in res.stderr
+
+
+def test_gzip_on_stdin_and_audio_root(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_wav(tmp_path / "data/a.wav", 0.5)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists/m.txt").write_text("data/a.wav\n")
+    res = _run(["embed", "lists/m.txt", "--audio-root", ".", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert _records(res)[0]["audio"] == str(tmp_path / "data/a.wav")
+    res = _run(["embed", "-", "--model", "tiny-random", "-q"], tmp_path, stdin=gzip.compress(b"data/a.wav\n"))
+    assert res.exit_code == 0, res.output
+    assert _records(res)[0]["audio"] == str(tmp_path / "data/a.wav")
+
+
+@pytest.mark.parametrize("modality", ["text"])
+def test_audio_file_with_text_modality_is_a_usage_error(tmp_path, modality):
+    write_wav(tmp_path / "a.wav", 0.5)
+    res = _run(["embed", "a.wav", "--modality", modality, "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "a.wav is an audio file" in res.output
