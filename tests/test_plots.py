@@ -149,3 +149,12 @@ def test_matplotlib_is_not_imported_by_the_cli_help():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert re.search(r"\[\]", out.stdout), out.stdout
+
+
+def test_a_symlinked_target_is_written_through(tmp_path):
+    real = tmp_path / "real.svg"
+    real.write_text("old")
+    (tmp_path / "link.svg").symlink_to(real)
+    save_figure(recall_curve_figure({"a": {1: 0.5, 2: 1.0}}), tmp_path / "link.svg")
+    assert (tmp_path / "link.svg").is_symlink()
+    assert "R@k" in real.read_text()
