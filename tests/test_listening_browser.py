@@ -73,3 +73,13 @@ def test_embedded_audio_plays_without_the_files(tmp_path):
     [tag] = players(dom)
     assert attr(tag, "data-state") == "ok"
     assert float(attr(tag, "data-duration")) == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_segment_plays_from_its_start(tmp_path, page):
+    probe = ("<script>document.querySelectorAll('audio[data-start]').forEach(function(a){"
+             "a.addEventListener('timeupdate',function(){a.dataset.t=a.currentTime;});a.play();});</script></body>")
+    played = page.with_name("played.html")
+    played.write_text(page.read_text().replace("</body>", probe))
+    dom = chromium(tmp_path, "--autoplay-policy=no-user-gesture-required", "--dump-dom", played.resolve().as_uri())
+    segment = players(dom)[1]
+    assert 0.5 <= float(attr(segment, "data-t")) < 1.25  # starts at 'start', not at 0, and stays before 'end'
