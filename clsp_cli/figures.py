@@ -53,7 +53,8 @@ def classify_outputs(summary: dict, misses: Sequence[dict], plot: str | None, ht
                 clip = clip_from_record(rec, base)
                 if clip is not None:
                     clip.title += f" — gold {gold}, predicted {rec['label']}"
-                    clip.fields.pop("label", None)
+                    for shown in ("label", "gold"):  # both are in the title
+                        clip.fields.pop(shown, None)
                     clip.probabilities = dict(rec.get("scores") or {})
                     clips.append(clip)
             if clips:
