@@ -49,6 +49,7 @@ COMMANDS = {
     "classify": ("commands.classify", "main"),
     "similarity": ("commands.similarity", "main"),
     "convert": ("commands.convert", "main"),
+    "plot": ("commands.plot", "main"),
 }
 
 

@@ -21,6 +21,9 @@ def main(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Also write the k best classes as 'top_k'.")] = 0,
     label_key: Annotated[Optional[str], typer.Option("--label-key", help="Field holding the gold label: report WA, UA, per-class recall, confusion and 95% CIs.")] = None,
     report: ReportOpt = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="With --label-key: write the confusion matrix figure (.png or .svg).")] = None,
+    html: Annotated[Optional[str], typer.Option("--html", help="With --label-key: write a listening page of the misclassified clips.")] = None,
+    html_embed: Annotated[bool, typer.Option("--html-embed", help="Embed the audio in the --html page (base64) so it can be shared alone.")] = False,
     npy: Annotated[Optional[str], typer.Option("--npy", help="Matrix for embedding records that carry a 'row' (from 'clsp embed --npy').")] = None,
     output: OutputOpt = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Most clips per batch.")] = 32,
@@ -41,8 +44,8 @@ def main(
     return _run(**locals())
 
 
-def _run(input, pack, attribute, model, temperature, top_k, label_key, report, npy, output, batch_size,
-         n_boot, list_packs, device, audio_root, on_error, quiet) -> int:
+def _run(input, pack, attribute, model, temperature, top_k, label_key, report, plot, html, html_embed, npy, output,
+         batch_size, n_boot, list_packs, device, audio_root, on_error, quiet) -> int:
     from clsp.prompts import builtin_pack_names, load_pack
     from clsp_cli.console import Throughput, log, set_quiet, warn
     from clsp_cli.output import RecordSink
@@ -54,6 +57,9 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
         from clsp.errors import ConfigError
 
         raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
+    from clsp_cli.figures import check_outputs, classify_outputs
+
+    check_outputs(plot, html, label_key, "--label-key")
     prompt_set = load_pack(pack).get(attribute)  # refuse a bad pack before loading the model
     from clsp_cli.inputs import input_items
 
@@ -71,6 +77,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
     gold: list[str] = []
     pred: list[str] = []
     unknown_gold: dict[str, int] = {}
+    misses: list[dict] = []
     with Throughput("classify", "clips") as progress:
         for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
             if err is not None:
@@ -90,7 +97,10 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
             sink.write({**rec, **result})
             progress.update()
             if label_key is not None:
+                counted = len(gold)
                 _collect(item.record, label_key, prompt_set, result["label"], gold, pred, unknown_gold)
+                if html and len(gold) > counted and gold[-1] != pred[-1]:
+                    misses.append({**rec, "gold": gold[-1], **result})
     if unknown_gold:
         warn("gold labels not in the pack were left out of the metrics: "
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(unknown_gold.items())))
@@ -98,6 +108,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, n
         summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
         _render(summary)
         sink.write_summary(summary, report)
+        classify_outputs(summary, misses, plot, html, html_embed)
     sink.commit()
     return sink.exit_code
 

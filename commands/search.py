@@ -70,6 +70,8 @@ def query(
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a listening page: each query and an audio player per hit.")] = None,
+    html_embed: Annotated[bool, typer.Option("--html-embed", help="Embed the audio in the --html page (base64) so it can be shared alone.")] = False,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
@@ -79,7 +81,7 @@ def query(
 
     settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
     return _query(index, input, text or [], audio or [], settings, npy, model, batch_size, device, output,
-                     on_error.value, quiet)
+                     on_error.value, quiet, html, html_embed)
 
 
 @main.command("eval")
@@ -101,6 +103,7 @@ def evaluate(
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the R@k curves per direction or group (.png or .svg).")] = None,
     quiet: QuietOpt = False,
 ):
     """Retrieval metrics (R@1/5/10, mAP@10 with 95% CIs): queries against an index, or a speech-caption pool."""
@@ -108,7 +111,7 @@ def evaluate(
 
     settings = SearchSettings(10, None, nprobe, ef, rerank, threads)
     return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy,
-                    model, device, output, quiet)
+                    model, device, output, quiet, plot)
 
 
 def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_timeout, threads, on_error,
@@ -190,7 +193,8 @@ def _chain(first, rest):
     yield from rest
 
 
-def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet) -> int:
+def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, device, output, on_error, quiet,
+           html=None, html_embed=False) -> int:
     import math
 
     from clsp.errors import ClspError, ConfigError
@@ -204,10 +208,14 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
         raise ConfigError("--k and --batch-size must be at least 1")
     if settings.threshold is not None and not math.isfinite(settings.threshold):
         raise ConfigError("--threshold must be a finite number")
+    from clsp_cli.figures import check_outputs, search_page
+
+    check_outputs(None, html)
     index = load_index(index_dir)
     items, matrix, base = _query_items(input, texts, audios, npy)
     encoder = QueryEncoder(index, model, device)
     sink = RecordSink(output, on_error=on_error)
+    page: list = []
     with Throughput("search", "queries") as progress:
         for item, result in search_items(index, items, settings, encoder, matrix, base, batch_size):
             if isinstance(result, ClspError):
@@ -216,6 +224,9 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
             else:
                 sink.write({"id": item.id, "hits": [{**h, "score": round(h["score"], 6)} for h in result]})
                 progress.update()
+                if html:
+                    page.append((item.record, result))
+    search_page(html, page, base, html_embed)
     sink.commit()
     return sink.exit_code
 
@@ -232,7 +243,7 @@ def _relevant_ids(record: dict, key: str) -> list[str]:
 
 
 def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy, model,
-          device, output, quiet) -> int:
+          device, output, quiet, plot=None) -> int:
     from clsp.errors import ConfigError
     from clsp_cli.console import set_quiet
     from clsp_cli.output import RecordSink
@@ -240,24 +251,29 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
     set_quiet(quiet)
     if n_boot < 0:
         raise ConfigError("--n-boot must be >= 0")
+    from clsp_cli.figures import check_outputs, recall_plot
+
+    check_outputs(plot, None)
+    curves: dict = {}
     if speech or captions:
         if not (speech and captions) or index_dir or queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
-        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, npy)
+        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves if plot else None)
     else:
         if not index_dir:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
         summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings, npy,
-                                      model, device)
+                                      model, device, curves)
     if not quiet:
         _render(summary)
+    recall_plot(plot, curves, f"{summary['task']}: R@k ({summary.get('queries', summary.get('captions'))} queries)")
     sink = RecordSink(output)
     sink.write(summary)
     sink.commit()
     return 3 if failed else 0
 
 
-def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device):
+def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device, curves=None):
     from clsp.errors import ClspError
     from clsp.index import load_index
     from clsp.index_query import QueryEncoder, search_items
@@ -287,10 +303,14 @@ def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, n
     if group_key:
         summary["group_key"] = group_key
         summary["groups"] = {g: metrics_from_ranks(r, n_boot=n_boot) for g, r in sorted(groups.items())}
+    if curves is not None:
+        from clsp_cli.figures import recall_curve
+
+        curves.update({name: recall_curve(r, settings.k) for name, r in [("queries to index", overall), *sorted(groups.items())]})
     return summary, failed
 
 
-def _eval_pool(speech, captions, match_key, group_key, n_boot, npy):
+def _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves=None):
     import numpy as np
 
     from clsp.errors import InputError
@@ -320,6 +340,11 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, npy):
     summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
                "failed": afail + tfail, "model": (reader.provenance or {}).get("model"),
                "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
+    if curves is not None:
+        from clsp_cli.figures import pool_recall_curves
+
+        ks = range(1, min(20, len(audio), len(text)) + 1)
+        curves.update(pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0)))
     if group_key:
         labels = np.asarray([str(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key

@@ -20,6 +20,7 @@ def main(
     below: Annotated[Optional[float], typer.Option("--below", help="Keep only pairs scoring below X.")] = None,
     above: Annotated[Optional[float], typer.Option("--above", help="Keep only pairs scoring above X.")] = None,
     report: ReportOpt = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="With --human-key: write a score-vs-rating scatter (.png or .svg).")] = None,
     output: OutputOpt = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Pairs per batch.")] = 16,
     n_boot: NBootOpt = 1000,
@@ -40,7 +41,7 @@ def main(
     return _run(**locals())
 
 
-def _run(a, b, model, human_key, group_key, below, above, report, output, batch_size, n_boot, device, audio_root, on_error,
+def _run(a, b, model, human_key, group_key, below, above, report, plot, output, batch_size, n_boot, device, audio_root, on_error,
          quiet) -> int:
     from pathlib import Path
 
@@ -53,6 +54,9 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
         raise ConfigError("--batch-size must be >= 1 and --n-boot >= 0")
     if group_key and not human_key:
         raise ConfigError("--group-key needs --human-key")
+    from clsp_cli.figures import check_outputs, similarity_plot
+
+    check_outputs(plot, None, human_key, "--human-key")
     import math
 
     if any(v is not None and not math.isfinite(v) for v in (below, above)):
@@ -101,6 +105,7 @@ def _run(a, b, model, human_key, group_key, below, above, report, output, batch_
             log(f"similarity: {unrated} scored pairs have no numeric '{human_key}' and are not in the correlations")
         _render(summary)
         sink.write_summary(summary, report)
+        similarity_plot(plot, ratings, summary)
     sink.commit()
     return sink.exit_code
 

@@ -14,7 +14,7 @@ if ! .venv/bin/python -c "import clsp, torch, torchaudio, transformers, faiss, p
   .venv/bin/python -m pip install -q -e ".[test]"
   touch .venv/.clsp-installed
 fi
-if [ "${1:-}" = "test" ] && ! command -v espeak-ng >/dev/null; then
+if [ "${1:-}" = "test" ] && ! { command -v espeak-ng && command -v chromium; } >/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q && $SUDO apt-get install -y -q espeak-ng sox libsox-fmt-mp3 lame >/dev/null
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q espeak-ng sox libsox-fmt-mp3 lame chromium >/dev/null
 fi

@@ -1,0 +1,264 @@
+"""Figures of clsp results with matplotlib (Agg backend, imported only when a figure is made).
+
+Every ``*_figure`` function returns a matplotlib ``Figure``; :func:`save_figure` writes it
+as PNG or SVG (chosen by the file extension) atomically. Metric values are given as the
+library computes them (fractions in [0, 1]); figures show percentages where the tables do.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clsp.errors import ConfigError, InputError
+
+FORMATS = {".png": "png", ".svg": "svg"}
+
+
+def check_plot_path(path: str | Path) -> str:
+    """The format ('png' or 'svg') for ``path``; ``ConfigError`` for any other extension."""
+    fmt = FORMATS.get(Path(str(path)).suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"{path}: a figure's file name must end in .png or .svg")
+    return fmt
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` as PNG or SVG (by extension), atomically, and close it."""
+    from clsp.outfile import write_bytes_atomic
+
+    fmt = check_plot_path(path)
+    buf = io.BytesIO()
+    # fixed metadata: the same figure gives the same bytes
+    meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    plt = _pyplot()
+    # SVG text stays text (searchable, small); a fixed hash salt makes SVG ids repeatable
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "clsp"}):
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+    plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def confusion_figure(labels: Sequence[str], matrix, title: str = ""):
+    """Confusion matrix (rows: gold, columns: predicted) of shape (C, C) counts.
+
+    Cells are coloured by the row-normalised fraction (recall on the diagonal) and show
+    the count and that percentage; classes that are neither gold nor predicted are left out.
+    """
+    plt = _pyplot()
+    m = np.asarray(matrix, dtype=np.int64)
+    if m.ndim != 2 or m.shape != (len(labels), len(labels)):
+        raise ValueError(f"confusion matrix of shape {m.shape} for {len(labels)} labels")
+    shown = [i for i in range(len(labels)) if m[i].sum() or m[:, i].sum()] or list(range(len(labels)))
+    m = m[np.ix_(shown, shown)]
+    names = [str(labels[i]) for i in shown]
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
+    size = 1.6 + 0.75 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if m[i, j] == 0:
+                ax.text(j, i, "0", ha="center", va="center", fontsize=8, color="#bbbbbb")
+                continue
+            color = "white" if frac[i, j] > 0.6 else "black"
+            ax.text(j, i, f"{m[i, j]}\n{100 * frac[i, j]:.0f}%", ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), [f"{n} (n={rows[i, 0]})" for i, n in enumerate(names)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the gold class (recall on the diagonal)")
+    return fig
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray):
+    """Least-squares line y = a x + b, or None with fewer than two distinct x."""
+    if len(x) < 2 or np.ptp(x) == 0:
+        return None
+    a, b = np.polyfit(x, y, 1)
+    return a, b
+
+
+def correlation_label(name: str, rep: Mapping[str, Any]) -> str:
+    """``name (n=N): r=.., ρ=.., τ=..`` from a ``correlation_report`` (Pearson, Spearman, Kendall tau-b)."""
+    def f(key):
+        v = rep.get(key)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    return f"{name} (n={rep.get('n', 0)}): r={f('pearson')}, ρ={f('spearman')}, τ={f('kendall')}"
+
+
+def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Sequence[Any] | None,
+                   reports: Mapping[str, Mapping[str, Any]], rating_name: str = "rating", title: str = ""):
+    """Model score (x, cosine) against a human rating (y), one colour and fitted line per group.
+
+    ``reports`` maps each group name (or ``"all"`` without groups) to its correlation report
+    (``clsp.metrics.correlation.correlation_report``: Pearson r, Spearman rho, Kendall tau-b),
+    shown in the legend. Lines are least-squares fits (``numpy.polyfit``, degree 1).
+    """
+    plt = _pyplot()
+    x, y = np.asarray(scores, dtype=np.float64), np.asarray(ratings, dtype=np.float64)
+    g = np.asarray([str(v) for v in groups]) if groups is not None else np.full(len(x), "all")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colors = plt.get_cmap("tab10")
+    for n, name in enumerate(sorted(set(g.tolist()))):
+        sel = g == name
+        c = colors(n % 10)
+        ax.scatter(x[sel], y[sel], s=14, alpha=0.6, color=c, label=correlation_label(name, reports.get(name, {})))
+        line = _fit_line(x[sel], y[sel])
+        if line is not None:
+            xs = np.linspace(x[sel].min(), x[sel].max(), 2)
+            ax.plot(xs, line[0] * xs + line[1], color=c, linewidth=1.5)
+    ax.set_xlabel("clsp similarity (cosine)")
+    ax.set_ylabel(rating_name)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = ""):
+    """R@k (fraction) against k, one line per direction or group: ``{name: {k: recall}}``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [100 * curve[k] for k in ks], marker="o", markersize=3, label=f"{name} (R@1 {100 * curve[ks[0]]:.1f}%)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("k (hits looked at)")
+    ax.set_ylabel("R@k (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a training run's ``metrics.jsonl`` (a run folder or the file itself)."""
+    import json
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "metrics.jsonl"
+    if not p.is_file():
+        raise InputError(f"{p}: no such file (a training run folder holds metrics.jsonl)")
+    out = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise InputError(f"{p}: line {lineno} is not valid JSON") from None
+            if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
+                out.append(rec)
+    if not out:
+        raise InputError(f"{p}: no metric records with a 'step'")
+    return out
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
+    """Training curves from ``metrics.jsonl`` records: loss, validation R@1 and learning rates by step.
+
+    Step records carry ``loss``, ``lr_encoder``, ``lr_heads``; validation records carry
+    ``valid/<kind>/{s2t,t2s}_R@1`` (``clsp.train.validate``). Empty panels say so.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps, loss = _series(records, "loss")
+    axes[0].plot(steps, loss, linewidth=1)
+    axes[0].set_title("training loss")
+    r1_keys = sorted({k for r in records for k in r if k.startswith("valid/") and k.endswith("_R@1")})
+    for key in r1_keys:
+        s, v = _series(records, key)
+        axes[1].plot(s, [100 * x for x in v], marker="o", markersize=3, label=key.removeprefix("valid/"))
+    axes[1].set_title("validation R@1 (%)")
+    for key in ("lr_encoder", "lr_heads"):
+        s, v = _series(records, key)
+        if s:
+            axes[2].plot(s, v, label=key.removeprefix("lr_"))
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        elif not ax.lines:
+            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="gray")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pca_2d(vectors) -> tuple[np.ndarray, np.ndarray]:
+    """First two principal components of (N, D) ``vectors``: ((N, 2) coordinates, (2,) variance fractions).
+
+    PCA by SVD of the centred matrix (Jolliffe, Principal Component Analysis, 2002); signs are
+    fixed so each component's largest-magnitude loading is positive (deterministic output).
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise InputError(f"a 2-D map needs at least two embeddings, got {len(x)}")
+    x = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    vt = vt[:2]
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    vt = vt * signs[:, None]
+    coords = x @ vt.T
+    if coords.shape[1] < 2:
+        coords = np.hstack([coords, np.zeros((len(x), 1))])
+    total = float((s ** 2).sum())
+    var = (s[:2] ** 2) / total if total > 0 else np.zeros(2)
+    return coords, np.pad(var, (0, 2 - len(var)))
+
+
+def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, title: str = "",
+               max_classes: int = 20):
+    """Scatter of (N, 2) map coordinates coloured by ``labels`` (one colour per value).
+
+    More than ``max_classes`` distinct values: the rarest are drawn grey as "other".
+    """
+    from collections import Counter
+
+    plt = _pyplot()
+    xy = np.asarray(coords, dtype=np.float64)
+    names = np.asarray(["<missing>" if v is None else str(v) for v in labels], dtype=object)
+    counts = Counter(names.tolist())
+    keep = [n for n, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_classes]]
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    cmap = plt.get_cmap("tab20" if len(keep) > 10 else "tab10")
+    rest = ~np.isin(names, keep)
+    if rest.any():
+        ax.scatter(xy[rest, 0], xy[rest, 1], s=10, color="lightgray", label=f"other ({int(rest.sum())})")
+    for n, name in enumerate(sorted(keep)):
+        sel = names == name
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=16, alpha=0.8, color=cmap(n % cmap.N), label=f"{name} ({counts[name]})")
+    if variance is not None:
+        ax.set_xlabel(f"PC1 ({100 * variance[0]:.1f}% of variance)")
+        ax.set_ylabel(f"PC2 ({100 * variance[1]:.1f}% of variance)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(title=color_by, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.grid(alpha=0.3)
+    return fig

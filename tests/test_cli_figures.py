@@ -1,0 +1,186 @@
+"""``--plot`` and ``--html`` of the commands and ``clsp plot``, in-process (tiny random model)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clsp_cli.app import app
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["-m", "tiny-random", "-q"]
+
+
+def clsp(*args, cwd: Path, stdin: str | None = None):
+    import os
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args], input=stdin)
+    finally:
+        os.chdir(old)
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class Page(HTMLParser):
+    """The <audio> players (their attributes) and the visible text of a page."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.players: list[dict] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "audio":
+            self.players.append(dict(attrs))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture
+def embedded(clips):
+    r = clsp("embed", "clips.jsonl", *TINY, "-o", "emb.jsonl", cwd=clips)
+    assert r.exit_code == 0, r.output
+    return clips
+
+
+def test_classify_plot_and_page_of_misclassified_clips(clips):
+    recs = [json.loads(line) for line in (clips / "clips.jsonl").read_text().splitlines()]
+    # the same clip under both genders: at least one of the two is misclassified whatever the model says
+    rows = [{**r, "gender": "male" if i % 2 else "female"} for i, r in enumerate(recs)]
+    rows.append({**recs[0], "id": "c0-again", "gender": "male" if rows[0]["gender"] == "female" else "female",
+                 "start": 0.25, "end": 0.75})
+    (clips / "g.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = clsp("classify", "g.jsonl", "--pack", "gender", "--label-key", "gender", "--n-boot", "0", "--plot", "cm.svg",
+             "--html", "miss.html", *TINY, cwd=clips)
+    assert r.exit_code == 0, r.output
+    out = records(r.stdout)[:-1]
+    summary = records(r.stdout)[-1]["summary"]
+    svg = (clips / "cm.svg").read_text()
+    assert "female" in svg and "male (n=" in svg
+    assert f"WA {100 * summary['wa']:.1f}%" in svg and f"UA {100 * summary['ua']:.1f}%" in svg
+    wrong = [o for o in out if o["label"] != o["gender"]]
+    assert wrong
+    page = Page((clips / "miss.html").read_text())
+    assert len(page.players) == len(wrong)
+    text = " ".join(page.text)
+    for o in wrong:
+        assert f"{o['id']} — gold {o['gender']}, predicted {o['label']}" in text
+    for gold in {o["gender"] for o in wrong}:
+        assert f"gold: {gold} ({sum(o['gender'] == gold for o in wrong)} misclassified)" in text
+    srcs = {p["src"] for p in page.players}
+    seg = [p for p in page.players if p.get("data-start")]
+    if any(o["id"] == "c0-again" for o in wrong):
+        assert seg and seg[0]["src"] == "c0.wav#t=0.25,0.75" and seg[0]["data-end"] == "0.75"
+    assert all((clips / s.split("#")[0]).is_file() for s in srcs)  # relative to the page
+
+
+def test_plot_and_html_options_are_checked_before_any_work(clips):
+    r = clsp("classify", "clips.jsonl", "--plot", "cm.png", *TINY, cwd=clips)
+    assert r.exit_code == 2 and "--label-key" in r.output
+    r = clsp("classify", "clips.jsonl", "--label-key", "speaker", "--plot", "cm.jpg", *TINY, cwd=clips)
+    assert r.exit_code == 2 and ".png or .svg" in r.output
+    r = clsp("similarity", "pairs.jsonl", "--plot", "s.png", *TINY, cwd=clips)
+    assert r.exit_code == 2 and "--human-key" in r.output
+    r = clsp("search", "query", "x.idx", "--text", "calm", "--html", "hits.txt", cwd=clips)
+    assert r.exit_code == 2 and ".html" in r.output
+    assert not list(clips.glob("cm.*")) and not (clips / "hits.txt").exists()
+
+
+def test_similarity_scatter_per_group(clips):
+    from clsp.metrics.correlation import correlation_report
+
+    pairs = [{"id": f"p{i}-{j}", "a": f"c{i}.wav", "b": f"c{(i + j) % 6}.wav", "rating": (i * 7 + j * 3) % 5,
+              "kind": "near" if j == 1 else "far"} for i in range(6) for j in (1, 2)]
+    (clips / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = clsp("similarity", "pairs.jsonl", "--human-key", "rating", "--group-key", "kind", "--n-boot", "0",
+             "--plot", "s.svg", *TINY, cwd=clips)
+    assert r.exit_code == 0, r.output
+    out = records(r.stdout)
+    scored = {o["id"]: o["score"] for o in out if "score" in o}
+    svg = (clips / "s.svg").read_text()
+    for kind in ("near", "far"):
+        sel = [p for p in pairs if p["kind"] == kind]
+        rep = correlation_report([scored[p["id"]] for p in sel], [p["rating"] for p in sel], n_boot=0)
+        assert f"{kind} (n=6): r={rep['pearson']:.2f}, ρ={rep['spearman']:.2f}, τ={rep['kendall']:.2f}" in svg
+    assert "all pairs (n=12)" in svg
+    r = clsp("similarity", "pairs.jsonl", "--human-key", "rating", "--n-boot", "0", "--plot", "s.png", *TINY, cwd=clips)
+    assert r.exit_code == 0 and (clips / "s.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_search_eval_recall_curves(embedded):
+    caps = [{"id": f"t{i}", "text": "", "audio_id": r["id"], "embedding": r["embedding"], "provenance": r["provenance"]}
+            for i, r in enumerate(records((embedded / "emb.jsonl").read_text()))]
+    (embedded / "caps.jsonl").write_text("".join(json.dumps(c) + "\n" for c in caps))
+    r = clsp("search", "eval", "--speech", "emb.jsonl", "--captions", "caps.jsonl", "--n-boot", "0",
+             "--plot", "r.svg", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    svg = (embedded / "r.svg").read_text()
+    r1 = records(r.stdout)[0]["metrics"]
+    assert f"speech to text (R@1 {100 * r1['s2t_R@1']:.1f}%)" in svg
+    assert f"text to speech (R@1 {100 * r1['t2s_R@1']:.1f}%)" in svg
+    assert clsp("search", "build", "emb.jsonl", "-o", "c.idx", "-q", cwd=embedded).exit_code == 0
+    q = [{"id": f"q{i}", "embedding": c["embedding"], "relevant": c["audio_id"]} for i, c in enumerate(caps)]
+    (embedded / "q.jsonl").write_text("".join(json.dumps(x) + "\n" for x in q))
+    r = clsp("search", "eval", "c.idx", "--queries", "q.jsonl", "--n-boot", "0", "--plot", "ri.png", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert (embedded / "ri.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_search_query_page_has_a_player_per_hit(embedded):
+    assert clsp("search", "build", "emb.jsonl", "-o", "c.idx", "-q", cwd=embedded).exit_code == 0
+    r = clsp("search", "query", "c.idx", "--text", "a calm <low> voice", "--audio", "c2.wav", "-k", "4",
+             "--html", "out/hits.html", "-m", "tiny-random", "-q", cwd=embedded)
+    assert r.exit_code == 2  # the folder does not exist: a clear output error, not a traceback
+    assert "out/hits.html" in r.output
+    (embedded / "out").mkdir()
+    r = clsp("search", "query", "c.idx", "--text", "a calm <low> voice", "--audio", "c2.wav", "-k", "4",
+             "--html", "out/hits.html", "-m", "tiny-random", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    results = records(r.stdout)
+    html = (embedded / "out" / "hits.html").read_text()
+    page = Page(html)
+    assert len(page.players) == 1 + sum(len(q["hits"]) for q in results)  # the audio query has its own player
+    assert "a calm &lt;low&gt; voice" in html  # escaped
+    for hit in results[0]["hits"]:
+        assert f"score {hit['score']:.4f}" in html
+    hit_srcs = [p["src"] for p in page.players[:4]]
+    assert hit_srcs == [f"../{Path(h['audio']).name}" for h in results[0]["hits"]]  # relative to the page
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"?https?:", html)  # nothing external
+    r = clsp("search", "query", "c.idx", "--text", "calm", "-k", "2", "--html", "e.html", "--html-embed",
+             "-m", "tiny-random", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    players = Page((embedded / "e.html").read_text()).players
+    assert len(players) == 2 and all(p["src"].startswith("data:audio/wav;base64,") for p in players)
+
+
+def test_plot_map_and_run(embedded):
+    r = clsp("plot", "map", "emb.jsonl", "--color-by", "speaker", "-o", "map.svg", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    svg = (embedded / "map.svg").read_text()
+    assert "s0 (3)" in svg and "s1 (3)" in svg and "6 embeddings" in svg
+    with open(embedded / "emb.jsonl", "a") as fh:
+        fh.write('{"id": "broken", "embedding": "nope"}\n')
+    r = clsp("plot", "map", "emb.jsonl", "--color-by", "speaker", "-o", "map.png", cwd=embedded)
+    assert r.exit_code == 3 and "broken" in r.output
+    assert (embedded / "map.png").read_bytes().startswith(PNG_MAGIC)
+    run = embedded / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0, "lr_encoder": 0.001}\n'
+                                       '{"step": 1, "valid/global/t2s_R@1": 0.5}\n')
+    r = clsp("plot", "run", "run", "-o", "curves.svg", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert "global/t2s_R@1" in (embedded / "curves.svg").read_text()
+    r = clsp("plot", "run", "nowhere", "-o", "curves.svg", cwd=embedded)
+    assert r.exit_code != 0 and "metrics.jsonl" in r.output
