@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clsp.audio import SAMPLE_RATE, load_audio, segment_plan
+from clsp.audio import SAMPLE_RATE
+from clsp.record_audio import load_record_audio, record_segment
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.features import fbank
 from clsp.records import Item
@@ -145,7 +146,7 @@ def _plan(item: Item, cfg: EmbedConfig) -> _Record:
         return _Record(item, error=item.error)
     rec = item.record
     try:
-        offset, samples = segment_plan(rec["_path"], rec.get("start"), rec.get("end"))
+        offset, samples = record_segment(rec)
     except (ClspError, ValueError, TypeError, KeyError) as exc:
         return _Record(item, error=_errors_of(rec)(exc))
     return _Record(item, offset, samples, window_bounds(samples, cfg.max_seconds, cfg.long_audio), {})
@@ -161,9 +162,9 @@ def _decode_window(r: _Record, k: int, prepare=fbank):
     try:
         start, end = r.bounds[k]
         if len(r.bounds) == 1 and (start, end) == (0, r.samples):
-            wave = load_audio(rec["_path"], rec.get("start"), rec.get("end"))
+            wave = load_record_audio(rec)
         else:
-            wave = load_audio(rec["_path"], r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
+            wave = load_record_audio(rec, r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
         return prepare(wave)
     except (ClspError, ValueError, TypeError, KeyError) as exc:
         return _errors_of(rec)(exc)

@@ -112,37 +112,12 @@ def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     return obj
 
 
-def cut_to_record(cut: dict[str, Any], lineno: int) -> dict[str, Any]:
-    """Turn a Lhotse MonoCut dict into a flat ``{"id", "audio", "start", "end", ...}`` record."""
-    rec = cut.get("recording")
-    if not isinstance(rec, dict):
-        raise InputError(f"line {lineno}: Lhotse cut without a recording")
-    sources = rec.get("sources") or []
-    if not sources or not isinstance(sources[0], dict) or "source" not in sources[0]:
-        raise InputError(f"line {lineno}: Lhotse cut {cut.get('id')!r} has no audio source")
-    start = float(cut.get("start", 0.0))
-    out: dict[str, Any] = {"id": cut.get("id", rec.get("id")), "audio": sources[0]["source"], "start": start}
-    if cut.get("duration") is not None:
-        out["end"] = start + float(cut["duration"])
-    sups = cut.get("supervisions") or []
-    if sups and isinstance(sups[0], dict):
-        sup = sups[0]
-        for key in ("speaker", "gender", "language"):
-            if sup.get(key) is not None:
-                out[key] = sup[key]
-        if sup.get("text"):
-            out["transcript"] = sup["text"]
-        custom = sup.get("custom") or {}
-        if isinstance(custom, dict):
-            out.update({k: v for k, v in custom.items() if k not in out})
-    custom = cut.get("custom") or {}
-    if isinstance(custom, dict):
-        out.update({k: v for k, v in custom.items() if k not in out})
-    return out
+CUT_TYPES = {"MonoCut", "MultiCut", "MixedCut", "PaddingCut", "DataCut", "Cut"}
 
 
-def is_lhotse_cut(obj: dict[str, Any]) -> bool:
-    return "recording" in obj and ("duration" in obj or obj.get("type") in {"MonoCut", "Cut"})
+def is_cut(obj: dict[str, Any]) -> bool:
+    """Whether a JSON object is a Lhotse cut (by its ``type``, or a recording with a duration)."""
+    return obj.get("type") in CUT_TYPES or ("recording" in obj and "duration" in obj)
 
 
 def resolve_path(value: Any, base: Path) -> str:
@@ -197,8 +172,10 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
     obj, not_json = _json_or_none(lineno, text)
     if obj is None:
         obj = _bare_line(lineno, text, modality, base, not_json)
-    elif is_lhotse_cut(obj):
-        obj = cut_to_record(obj, lineno)
+    elif is_cut(obj):
+        from clsp.cuts import cut_record  # Lhotse (and torch) only when cuts are read
+
+        obj = cut_record(obj, f"line {lineno}")  # its audio path is Lhotse's to resolve (the working directory)
     if modality == "audio":
         if "audio" not in obj:
             raise InputError(f"line {lineno}: record has no 'audio' field")
@@ -207,7 +184,9 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
     if isinstance(obj.get("audio"), str) and obj["audio"]:
         if obj.get("id") is None:
             obj["id"] = obj["audio"]  # a clip without an id is named by its path as written
-        obj["_path"] = obj["audio"] = resolve_path(obj["audio"], base)
+        if "_cut" not in obj:
+            obj["audio"] = resolve_path(obj["audio"], base)
+        obj["_path"] = obj["audio"]
     if modality == "text":
         if "text" not in obj:
             raise InputError(f"line {lineno}: record has no 'text' field")

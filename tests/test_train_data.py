@@ -38,7 +38,8 @@ def _cfg(**kw) -> DataConfig:
     return DataConfig(**base)
 
 
-def test_field_names_and_lhotse_cuts(tmp_path: Path) -> None:
+def test_field_names_and_lhotse_cuts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a cut's relative source resolves against the working directory, as in Lhotse
     _wav(tmp_path / "a.wav", 2.0)
     cut = {"id": "cut1", "start": 0.5, "duration": 1.0, "channel": 0, "type": "MonoCut",
            "recording": {"id": "r", "sources": [{"type": "file", "channels": [0], "source": "a.wav"}],

@@ -50,12 +50,15 @@ def clip_path(record: dict) -> str:
 
 
 def load_clip(record: dict):
-    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds."""
-    from clsp.audio import load_audio
+    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds (or its Lhotse cut)."""
+    from clsp.record_audio import load_record_audio
 
     path = clip_path(record)
-    _check_length(path, record.get("start"), record.get("end"))
-    return load_audio(path, start=record.get("start"), end=record.get("end"))
+    if record.get("_cut") is None:
+        _check_length(path, record.get("start"), record.get("end"))
+    elif float(record["end"]) - float(record["start"]) > MAX_CAPTION_SECONDS:
+        raise AudioError(f"cut {record.get('id')!r}: too long to caption (at most {MAX_CAPTION_SECONDS:.0f} s)")
+    return load_record_audio({**record, "_path": path})
 
 
 def _check_length(path: str, start, end) -> None:
@@ -100,10 +103,10 @@ def select_captions(
 
 def measure_record(record: dict, captioner: AcousticCaptioner):
     """The acoustic measurements of a record's clip (bounded by the file's own bandwidth)."""
-    from clsp.audio import audio_sample_rate
+    from clsp.record_audio import record_sample_rate
 
     wave = load_clip(record)
-    return captioner.measure(wave, source_rate=audio_sample_rate(clip_path(record)))
+    return captioner.measure(wave, source_rate=record_sample_rate({**record, "_path": clip_path(record)}))
 
 
 def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=None) -> dict:

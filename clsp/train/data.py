@@ -93,6 +93,7 @@ def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> di
     if end is None and start is not None and record.get("duration") is not None:
         end = float(start) + float(record["duration"])
     return {"id": row_id, "path": record["_path"], "start": start, "end": end, "duration": duration,
+            "cut": record.get("_cut"),
             "global_captions": global_caps, "finegrained_captions": fine_caps,
             "group": None if group_key is None or record.get(group_key) is None else str(record[group_key])}
 
@@ -218,10 +219,11 @@ class ClipDecoder(torch.utils.data.Dataset):
         return 0
 
     def __getitem__(self, clip: dict) -> dict:
-        from clsp.audio import load_audio
+        from clsp.record_audio import load_record_audio
 
         try:
-            wave = load_audio(clip["path"], clip["start"], clip["end"], self.speech.sample_rate)
+            record = {"_path": clip["path"], "start": clip["start"], "end": clip["end"], "_cut": clip.get("cut")}
+            wave = load_record_audio(record, sample_rate=self.speech.sample_rate)
             return {**clip, "feats": self.speech.prepare(wave)}
         except ClspError as exc:
             return {**clip, "error": str(exc)}

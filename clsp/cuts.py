@@ -1,0 +1,112 @@
+"""Lhotse cuts as clsp input records, read and decoded by Lhotse itself.
+
+A cut line of a manifest (MonoCut, MultiCut, MixedCut, PaddingCut, in any Lhotse layout) is
+parsed with ``lhotse.serialization.deserialize_item``; the record keeps the cut as a dict in
+its private ``_cut`` field and its audio is decoded with ``Cut.load_audio``, so everything
+Lhotse supports works as it does there: a cut's ``channel`` of a multi-channel recording or of
+a recording made of one file per channel, ``command`` and ``url`` sources, mixes, padding,
+relative paths (resolved against the working directory, as Lhotse does). Lhotse is imported
+only when a cut is met (it imports torch).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from clsp.audio import MIN_SECONDS, resample, resampled_length
+from clsp.errors import AudioError, InputError
+
+SUPERVISION_FIELDS = ("speaker", "gender", "language")
+
+
+def _cut(data: dict[str, Any], where: str):
+    from lhotse.serialization import deserialize_item
+
+    try:
+        return deserialize_item(copy.deepcopy(data))  # Lhotse pops keys of the dict it reads
+    except Exception as exc:  # Lhotse raises many kinds for a malformed cut
+        raise InputError(f"{where}: not a cut Lhotse can read ({type(exc).__name__}: {exc})") from None
+
+
+def _source_name(cut) -> str:
+    """Where a cut's audio comes from, for output records: the file of its channel as an
+    absolute path, ``kind:source`` for command/url sources, ``padding`` for silence."""
+    while getattr(cut, "tracks", None):  # MixedCut: its first track's cut
+        cut = cut.tracks[0].cut
+    recording = getattr(cut, "recording", None)
+    if recording is None:
+        return "padding"
+    channel = getattr(cut, "channel", 0)
+    wanted = set(channel if isinstance(channel, list) else [channel])
+    source = next((s for s in recording.sources if wanted & set(s.channels)), recording.sources[0])
+    if source.type == "file":
+        return os.path.abspath(source.source)
+    return f"{source.type}:{source.source}"
+
+
+def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut.
+
+    The first supervision's speaker, gender, language, text (as ``transcript``) and custom
+    fields (FCaps captions such as ``global_captions``) become record fields, then the cut's
+    own custom fields (read from the JSON, so a hand-written supervision without Lhotse's
+    required keys is still used). Raises ``InputError`` naming ``where`` for a cut whose audio
+    part Lhotse rejects.
+    """
+    audio_only = {**data, "supervisions": []} if data.get("supervisions") else data  # the audio needs none
+    cut = _cut(audio_only, where)
+    out: dict[str, Any] = {"id": cut.id, "audio": _source_name(cut), "start": float(cut.start),
+                           "end": float(cut.start + cut.duration)}
+    sups = data.get("supervisions") or []
+    if sups and isinstance(sups[0], dict):
+        sup = sups[0]
+        out.update({k: sup[k] for k in SUPERVISION_FIELDS if sup.get(k) is not None})
+        if sup.get("text"):
+            out["transcript"] = sup["text"]
+        if isinstance(sup.get("custom"), dict):
+            out.update({k: v for k, v in sup["custom"].items() if k not in out})
+    if isinstance(data.get("custom"), dict):
+        out.update({k: v for k, v in data["custom"].items() if k not in out})
+    out["_cut"] = audio_only
+    return out
+
+
+def cut_samples(data: dict[str, Any], sample_rate: int) -> int:
+    """Samples the cut's audio has at ``sample_rate`` (from its duration, no decoding)."""
+    cut = _cut(data, str(data.get("id")))
+    return resampled_length(int(round(cut.duration * cut.sampling_rate)), int(cut.sampling_rate), sample_rate)
+
+
+def cut_sample_rate(data: dict[str, Any]) -> int:
+    """The sampling rate of the cut's recording(s), in Hz."""
+    return int(_cut(data, str(data.get("id"))).sampling_rate)
+
+
+def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float | None = None,
+                   sample_rate: int = 16000) -> torch.Tensor:
+    """Decode a cut with Lhotse to a mono float32 tensor ``(samples,)`` at ``sample_rate``.
+
+    ``start``/``end`` (seconds within the cut) select part of it. Several channels (a
+    MultiCut) are averaged. Raises ``AudioError`` naming the cut and Lhotse's reason.
+    """
+    cut = _cut(data, f"cut {data.get('id')!r}")
+    try:
+        if start is not None or end is not None:
+            lo = float(start or 0.0)
+            hi = float(end) if end is not None else cut.duration
+            cut = cut.truncate(offset=lo, duration=max(hi - lo, 0.0), preserve_id=True)
+        samples = np.asarray(cut.load_audio(), dtype=np.float32)
+    except Exception as exc:  # missing files, failing commands, unreachable URLs, bad channels
+        raise AudioError(f"cut {cut.id!r}: Lhotse cannot load its audio ({type(exc).__name__}: {exc})") from None
+    mono = samples.reshape(-1, samples.shape[-1]).mean(axis=0) if samples.ndim > 1 else samples
+    if not np.isfinite(mono).all():
+        raise AudioError(f"cut {cut.id!r}: audio holds NaN or infinite samples")
+    wave = resample(torch.from_numpy(np.ascontiguousarray(mono)), int(cut.sampling_rate), sample_rate)
+    if wave.numel() < MIN_SECONDS * sample_rate:
+        raise AudioError(f"cut {cut.id!r}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    return wave

@@ -1,0 +1,122 @@
+"""Lhotse cuts are read and decoded by Lhotse: channels, multi-source recordings, relative paths,
+command sources, mixes and padding give the samples Lhotse gives, checked against the signals
+the cuts were made from."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from clsp.errors import AudioError
+from clsp.record_audio import load_record_audio, record_segment
+from clsp.records import iter_items
+
+SR = 16000
+
+
+def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def recording(rid: str, sources: list[dict], n: int = SR, channels=(0,)) -> dict:
+    return {"id": rid, "sources": sources, "sampling_rate": SR, "num_samples": n, "duration": n / SR,
+            "channel_ids": list(channels)}
+
+
+def mono_cut(cid: str, rec: dict, channel: int = 0, start: float = 0.0, duration: float | None = None, **extra) -> dict:
+    return {"id": cid, "start": start, "duration": duration if duration is not None else rec["duration"] - start,
+            "channel": channel, "supervisions": [], "recording": rec, "type": "MonoCut", **extra}
+
+
+def read(tmp_path: Path, cuts: list[dict]) -> dict:
+    path = tmp_path / "cuts.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(c) + "\n" for c in cuts)
+    return {it.id: it for it in iter_items(path, "audio")}
+
+
+@pytest.fixture
+def signals(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    left, right = tone(220), tone(330)
+    sf.write("L.wav", left, SR)
+    sf.write("R.wav", right, SR)
+    sf.write("stereo.wav", np.stack([left, right], axis=1), SR)
+    return left, right
+
+
+def test_channel_of_an_interleaved_stereo_file(tmp_path, signals):
+    left, right = signals
+    rec = recording("st", [{"type": "file", "channels": [0, 1], "source": "stereo.wav"}], channels=(0, 1))
+    items = read(tmp_path, [mono_cut("c0", rec, 0), mono_cut("c1", rec, 1)])
+    np.testing.assert_allclose(load_record_audio(items["c0"].record).numpy(), left, atol=1e-4)
+    np.testing.assert_allclose(load_record_audio(items["c1"].record).numpy(), right, atol=1e-4)
+
+
+def test_channel_of_a_recording_with_one_file_per_channel(tmp_path, signals):
+    left, right = signals
+    rec = recording("two", [{"type": "file", "channels": [0], "source": "L.wav"},
+                            {"type": "file", "channels": [1], "source": "R.wav"}], channels=(0, 1))
+    items = read(tmp_path, [mono_cut("c0", rec, 0), mono_cut("c1", rec, 1)])
+    np.testing.assert_allclose(load_record_audio(items["c1"].record).numpy(), right, atol=1e-4)
+    assert items["c1"].record["audio"] == str(tmp_path / "R.wav")  # the file the channel comes from
+    assert items["c0"].record["audio"] == str(tmp_path / "L.wav")
+
+
+def test_relative_sources_resolve_against_the_working_directory_as_in_lhotse(tmp_path, signals):
+    left, _ = signals
+    (tmp_path / "manifests").mkdir()
+    rec = recording("l", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    path = tmp_path / "manifests" / "cuts.jsonl"
+    path.write_text(json.dumps(mono_cut("c", rec, start=0.25, duration=0.5)) + "\n")
+    (item,) = iter_items(path, "audio")
+    assert item.record["audio"] == str(tmp_path / "L.wav")
+    np.testing.assert_allclose(load_record_audio(item.record).numpy(), left[4000:12000], atol=1e-4)
+    assert record_segment(item.record) == (0.0, 8000)
+
+
+def test_command_source(tmp_path, signals):
+    if shutil.which("sox") is None:
+        pytest.skip("needs sox")
+    _, right = signals
+    rec = recording("cmd", [{"type": "command", "channels": [0], "source": "sox R.wav -t wav -"}])
+    (item,) = read(tmp_path, [mono_cut("c", rec)]).values()
+    assert item.record["audio"] == "command:sox R.wav -t wav -"
+    np.testing.assert_allclose(load_record_audio(item.record).numpy(), right, atol=1e-4)
+
+
+def test_mixed_cut_with_padding(tmp_path, signals):
+    from lhotse import Recording
+
+    left, right = signals
+    a, b = Recording.from_file("L.wav").to_cut(), Recording.from_file("R.wav").to_cut()
+    mixed = a.mix(b, offset_other_by=0.25, allow_padding=True).pad(duration=1.5)  # MixedCut with a PaddingCut track
+    (item,) = read(tmp_path, [mixed.to_dict()]).values()
+    wave = load_record_audio(item.record).numpy()
+    expected = np.zeros(int(1.5 * SR), dtype=np.float32)
+    expected[:SR] += left
+    expected[4000:4000 + SR] += right
+    assert wave.shape == expected.shape
+    np.testing.assert_allclose(wave, expected, atol=1e-4)
+    assert record_segment(item.record) == (0.0, int(1.5 * SR))
+
+
+def test_supervision_fields_and_a_bad_cut(tmp_path, signals):
+    rec = recording("l", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    cut = mono_cut("c", rec)
+    cut["supervisions"] = [{"id": "s", "recording_id": "l", "start": 0.0, "duration": 1.0, "speaker": "spk1",
+                            "text": "hello", "custom": {"global_captions": ["A calm voice."]}}]
+    missing = mono_cut("gone", recording("g", [{"type": "file", "channels": [0], "source": "gone.wav"}]))
+    items = read(tmp_path, [cut, missing, {"id": "broken", "type": "MonoCut", "duration": 1.0}])
+    rec0 = items["c"].record
+    assert (rec0["speaker"], rec0["transcript"], rec0["global_captions"]) == ("spk1", "hello", ["A calm voice."])
+    with pytest.raises(AudioError, match="gone"):
+        load_record_audio(items["gone"].record)
+    assert items["broken"].error is not None and "Lhotse" in str(items["broken"].error)
