@@ -1,7 +1,8 @@
-"""The layers stay apart: lint rules per layer (ruff)."""
+"""The layers stay apart: lint rules per layer (ruff) and an import graph without cycles."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -33,3 +34,56 @@ def test_layer_lint_rules_catch_a_crossing(tmp_path, layer, source, rule):
     (tmp_path / layer / "bad.py").write_text(source)
     res = subprocess.run(RUFF + [layer], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and rule in res.stdout, res.stdout + res.stderr
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Modules of ``package`` that ``path`` imports anywhere (top level or inside functions)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == package}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == package:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def import_graph(package: str = "clsp") -> dict[str, set[str]]:
+    """module -> the modules of ``package`` it imports (names that are not modules are dropped)."""
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (ROOT / package).rglob("*.py")}
+    return {mod: {m for m in _imports(path, package) if m in files and m != mod} for mod, path in files.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_library_imports_have_no_cycle():
+    graph = import_graph("clsp")
+    # package __init__ files re-export their modules; an edge into the package itself is not a cycle
+    graph = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_cycle_finder_finds_one():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

@@ -7,7 +7,6 @@ tower from a named source (``"external": true``) is not copied: it loads from it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,26 +18,12 @@ import torch
 
 from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
+from clsp.models.weights import check_state_dict, file_checksum
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 BUILTIN_NAMES = ("default", "clsp-default", "tiny-random")
-
-
-def file_checksum(path: Path, limit: int = 1 << 30) -> str:
-    """``sha256:<hex12>`` of a weights file (its first GiB plus its size when larger)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        remaining = limit
-        while remaining > 0:
-            chunk = fh.read(min(1 << 20, remaining))
-            if not chunk:
-                break
-            h.update(chunk)
-            remaining -= len(chunk)
-    h.update(str(path.stat().st_size).encode())
-    return "sha256:" + h.hexdigest()[:16]
 
 
 def _stored_keys(model: CLSPModel) -> dict[str, torch.Tensor]:
@@ -80,22 +65,6 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    shapes = sorted(f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(expected[k].shape)})"
-                    for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
-    problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
-        if names:
-            shown = ", ".join(names[:10]) + (f" ... (+{len(names) - 10} more)" if len(names) > 10 else "")
-            problems.append(f"{len(names)} {label}: {shown}")
-    if problems:
-        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
 
 
 def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text: bool = True) -> CLSPModel:

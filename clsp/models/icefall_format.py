@@ -21,7 +21,7 @@ import torch
 
 from clsp.errors import CheckpointError, ModelError
 from clsp.models.base import CLSPModel, ModelConfig, build_model
-from clsp.models.checkpoint import check_state_dict, file_checksum
+from clsp.models.weights import check_state_dict, file_checksum
 from clsp.models.zipformer import ZipformerConfig
 
 __all__ = [

@@ -149,7 +149,8 @@ def load_model_weights(model, path: Path) -> None:
     """Copy a checkpoint's weights into ``model`` (a stored-externally text tower is skipped)."""
     from safetensors.torch import load_file
 
-    from clsp.models.checkpoint import WEIGHTS, check_state_dict
+    from clsp.models.checkpoint import WEIGHTS
+    from clsp.models.weights import check_state_dict
 
     weights = path / "model" / WEIGHTS
     if not weights.exists():

@@ -1,0 +1,41 @@
+"""Checks shared by every weights reader: file checksums and state-dict/model agreement."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from clsp.errors import CheckpointError
+
+
+def file_checksum(path: Path, limit: int = 1 << 30) -> str:
+    """``sha256:<hex12>`` of a weights file (its first GiB plus its size when larger)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        remaining = limit
+        while remaining > 0:
+            chunk = fh.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            h.update(chunk)
+            remaining -= len(chunk)
+    h.update(str(path.stat().st_size).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    shapes = sorted(f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(expected[k].shape)})"
+                    for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if names:
+            shown = ", ".join(names[:10]) + (f" ... (+{len(names) - 10} more)" if len(names) > 10 else "")
+            problems.append(f"{len(names)} {label}: {shown}")
+    if problems:
+        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
