@@ -12,6 +12,7 @@ only when a cut is met (it imports torch).
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -35,7 +36,8 @@ def _cut(data: dict[str, Any], where: str):
 
 def _source_name(cut) -> str:
     """Where a cut's audio comes from, for output records: the file of its channel as an
-    absolute path, ``kind:source`` for command/url sources, ``padding`` for silence."""
+    absolute path, ``kind:source`` for command/url sources, ``memory:recording-id`` for audio
+    Lhotse holds in memory (Shar), ``padding`` for silence."""
     while getattr(cut, "tracks", None):  # MixedCut: its first track's cut
         cut = cut.tracks[0].cut
     recording = getattr(cut, "recording", None)
@@ -46,6 +48,8 @@ def _source_name(cut) -> str:
     source = next((s for s in recording.sources if wanted & set(s.channels)), recording.sources[0])
     if source.type == "file":
         return os.path.abspath(source.source)
+    if source.type in ("memory", "shar"):
+        return f"{source.type}:{recording.id}"  # audio held by Lhotse (e.g. read from a Shar tar)
     return f"{source.type}:{source.source}"
 
 
@@ -69,11 +73,22 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
         if sup.get("text"):
             out["transcript"] = sup["text"]
         if isinstance(sup.get("custom"), dict):
-            out.update({k: v for k, v in sup["custom"].items() if k not in out})
+            out.update({k: _jsonable(v) for k, v in sup["custom"].items() if k not in out})
     if isinstance(data.get("custom"), dict):
-        out.update({k: v for k, v in data["custom"].items() if k not in out})
+        out.update({k: _jsonable(v) for k, v in data["custom"].items() if k not in out})
     out["_cut"] = audio_only
+    out["_cut_json"] = data
     return out
+
+
+def _jsonable(value: Any) -> Any:
+    """A custom field as JSON can hold it (Lhotse may put paths there, e.g. a Shar cut's
+    ``shard_origin``): values JSON cannot encode become their text."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def cut_samples(data: dict[str, Any], sample_rate: int) -> int:
@@ -110,3 +125,39 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
     if wave.numel() < MIN_SECONDS * sample_rate:
         raise AudioError(f"cut {cut.id!r}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
     return wave
+
+
+def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str, Any]:
+    """A Lhotse cut dict carrying ``captions`` in its first supervision's ``custom`` (the FCaps
+    layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).
+
+    The input's own cut when it was one (MonoCut/MultiCut), otherwise a MonoCut made by Lhotse
+    for the record's file and ``start``/``end``; a cut without supervisions gets one covering
+    it. Raises ``InputError`` for a MixedCut or PaddingCut (their supervisions live in tracks).
+    """
+    data = record.get("_cut_json")
+    if data is not None:
+        if data.get("type") in ("MixedCut", "PaddingCut"):
+            raise InputError(f"cut {record.get('id')!r}: captions can be attached to MonoCut/MultiCut only, "
+                             f"not a {data['type']}")
+        cut = copy.deepcopy(data)
+    else:
+        from lhotse import Recording
+
+        mono = Recording.from_file(record["_path"], recording_id=str(record["id"])).to_cut()
+        if record.get("start") is not None or record.get("end") is not None:
+            lo = float(record.get("start") or 0.0)
+            hi = float(record["end"]) if record.get("end") is not None else mono.duration
+            mono = mono.truncate(offset=lo, duration=min(hi, mono.duration) - lo)
+        cut = mono.to_dict()
+        cut["id"] = str(record["id"])
+    sups = cut.get("supervisions") or []
+    if not sups:
+        sups = [{"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
+                 "channel": cut.get("channel", 0)}]
+    custom = dict(sups[0].get("custom") or {})
+    custom.update({key: captions[key] for key in ("global_captions", "finegrained_captions") if key in captions})
+    custom["caption_provenance"] = captions.get("provenance")
+    sups[0] = {**sups[0], "custom": custom}
+    cut["supervisions"] = sups
+    return cut

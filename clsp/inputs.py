@@ -5,6 +5,7 @@ is; ``iter_source_items`` then streams one ``Item`` per clip or manifest line, i
 across all arguments in order:
 
 - ``-``: a manifest on stdin;
+- a Lhotse Shar folder (``cuts.NNNNNN.jsonl[.gz]`` shards): its cuts, audio read by Lhotse;
 - an existing folder: every audio file below it (recursive, by name, sorted; the
   extensions in ``AUDIO_EXTENSIONS``);
 - a pattern with ``*``, ``?`` or ``[`` that names no existing file: its matches, sorted
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from clsp.errors import ConfigError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, iter_items, resolve_path
 from clsp.streams import compression_of, open_binary_input, peek_bytes
 
@@ -37,7 +38,8 @@ SNIFF_BYTES = 4096
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``kind`` "manifest" (a file or ``-``) or "audio" (one clip), and its path."""
+    """One input: ``kind`` "manifest" (a file or ``-``), "audio" (one clip) or "shar" (a Lhotse
+    Shar folder), and its path."""
 
     kind: str
     path: str
@@ -120,6 +122,12 @@ def _audio_files_below(folder: str) -> list[str]:
     return found
 
 
+def is_shar(folder: str) -> bool:
+    """Whether a folder is a Lhotse Shar export (it holds ``cuts.000000.jsonl[.gz]``)."""
+    return os.path.isdir(folder) and any(os.path.exists(os.path.join(folder, f"cuts.000000.{ext}"))
+                                         for ext in ("jsonl", "jsonl.gz"))
+
+
 def _expand(arg: str) -> list[str]:
     """The files an argument names: itself, the audio files below a folder, or glob matches."""
     if os.path.isdir(arg):
@@ -154,6 +162,9 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
                                   "(clsp embed clip.wav) or a list of paths on stdin")
             sources.append(Source("manifest", "-"))
             continue
+        if is_shar(arg):
+            sources.append(Source("shar", arg))
+            continue
         for path in _expand(arg):
             if not os.path.exists(path):
                 raise InputError(f"{path}: no such file")
@@ -176,6 +187,11 @@ def iter_source_items(sources: Sequence[Source], modality: str = "audio",
     """
     index = 0
     for src in sources:
+        if src.kind == "shar":
+            for item in shar_items(src.path, index):
+                yield item
+                index = item.index + 1
+            continue
         if src.kind == "audio":
             path = resolve_path(src.path, Path.cwd())
             yield Item(index=index, id=src.path, record={"id": src.path, "audio": path, "_path": path})
@@ -184,3 +200,20 @@ def iter_source_items(sources: Sequence[Source], modality: str = "audio",
         for item in iter_items(src.path, modality, audio_root=audio_root, start_index=index):
             yield item
             index = item.index + 1
+
+
+def shar_items(folder: str, start_index: int = 0) -> Iterator[Item]:
+    """One ``Item`` per cut of a Lhotse Shar folder (``CutSet.from_shar``), its audio kept in
+    memory by Lhotse; a cut Lhotse cannot read becomes an error item naming it."""
+    from lhotse import CutSet
+
+    from clsp.cuts import cut_record
+
+    for offset, cut in enumerate(CutSet.from_shar(in_dir=folder)):
+        where = f"{folder}: cut {offset + 1}"
+        try:
+            record = cut_record(cut.to_dict(), where)
+            record["_path"] = record["audio"]
+            yield Item(index=start_index + offset, id=record["id"], record=record)
+        except (ClspError, ValueError) as exc:
+            yield Item(index=start_index + offset, id=getattr(cut, "id", where), error=exc)

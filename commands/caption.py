@@ -36,6 +36,7 @@ def main(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     output: OutputOpt = "-",
+    as_cuts: Annotated[bool, typer.Option("--as-cuts", help="Write Lhotse cuts (the input's own, or MonoCuts made for plain records) with the captions in the first supervision's custom fields (FCaps layout: global_captions, finegrained_captions), ready for clsp train and Lhotse/icefall recipes.")] = False,
     audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
@@ -50,8 +51,9 @@ def main(
 
 
 def _run(input, backend, model, bins, loudness_reference, num_global, num_finegrained, seed, temperature, top_p, top_k,
-         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, audio_root, on_error, quiet) -> int:
-    from clsp.errors import ConfigError
+         num_samples, max_new_tokens, select_with, batch_size, device, dtype, output, as_cuts, audio_root, on_error,
+         quiet) -> int:
+    from clsp.errors import ClspError, ConfigError
     from clsp.records import public_fields
     from clsp_cli.inputs import input_items
     from clsp_cli.console import Throughput, set_quiet
@@ -66,11 +68,25 @@ def _run(input, backend, model, bins, loudness_reference, num_global, num_finegr
         raise ConfigError("--backend model needs --model DIR_OR_HUB_ID")
     items = input_items(input, "audio", audio_root)
     sink = RecordSink(output, on_error=on_error.value)
+
+    def write(item, rec) -> bool:
+        """Write a caption record (as a cut with ``--as-cuts``); False when that fails."""
+        if as_cuts:
+            from clsp.cuts import captioned_cut
+
+            try:
+                rec = captioned_cut(item.record, rec)
+            except ClspError as exc:
+                sink.write_error(item.id, exc)
+                return False
+        sink.write(rec)
+        return True
+
     with Throughput("caption") as progress:
         if backend is Backend.acoustic:
-            _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_finegrained, seed)
+            _acoustic(items, sink, write, progress, bins, loudness_reference, num_global, num_finegrained, seed)
         else:
-            _model(items, sink, progress, public_fields, model=model, seed=seed, temperature=temperature,
+            _model(items, sink, write, progress, public_fields, model=model, seed=seed, temperature=temperature,
                    top_p=top_p, top_k=top_k, num_samples=num_samples, max_new_tokens=max_new_tokens,
                    select_with=select_with, batch_size=batch_size, device=device, dtype=dtype,
                    num_global=num_global, num_finegrained=num_finegrained)
@@ -78,7 +94,7 @@ def _run(input, backend, model, bins, loudness_reference, num_global, num_finegr
     return sink.exit_code
 
 
-def _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_finegrained, seed) -> None:
+def _acoustic(items, sink, write, progress, bins, loudness_reference, num_global, num_finegrained, seed) -> None:
     from dataclasses import replace
 
     from clsp.caption.backend import AcousticCaptioner
@@ -118,11 +134,11 @@ def _acoustic(items, sink, progress, bins, loudness_reference, num_global, num_f
             sink.write_error(item.id, exc)
             progress.update(failed=1)
             continue
-        sink.write(rec)
-        progress.update(audio_seconds=rec["measurements"]["duration_s"])
+        ok = write(item, rec)
+        progress.update(audio_seconds=rec["measurements"]["duration_s"], failed=int(not ok))
 
 
-def _model(items, sink, progress, public_fields, *, model, seed, temperature, top_p, top_k, num_samples,
+def _model(items, sink, write, progress, public_fields, *, model, seed, temperature, top_p, top_k, num_samples,
            max_new_tokens, select_with, batch_size, device, dtype, num_global, num_finegrained) -> None:
     from clsp.caption.llm import AudioLMCaptioner, ModelCaptionConfig, SamplingConfig
     from clsp.caption.pipeline import batched, caption_model_batch
@@ -144,8 +160,7 @@ def _model(items, sink, progress, public_fields, *, model, seed, temperature, to
         for item in batch:
             res = item.error if item.error is not None else next(results)
             if isinstance(res, dict):
-                sink.write(res)
-                progress.update()
+                progress.update(failed=int(not write(item, res)))
             else:
                 sink.write_error(item.id, res)
                 progress.update(failed=1)

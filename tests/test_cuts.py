@@ -120,3 +120,52 @@ def test_supervision_fields_and_a_bad_cut(tmp_path, signals):
     with pytest.raises(AudioError, match="gone"):
         load_record_audio(items["gone"].record)
     assert items["broken"].error is not None and "Lhotse" in str(items["broken"].error)
+
+
+def test_shar_folder_as_input(tmp_path, signals):
+    from lhotse import CutSet, Recording
+
+    from clsp.inputs import iter_source_items, plan_sources
+
+    left, right = signals
+    cuts = CutSet.from_cuts([Recording.from_file("L.wav").to_cut(), Recording.from_file("R.wav").to_cut()])
+    (tmp_path / "shar").mkdir()
+    cuts.to_shar(tmp_path / "shar", fields={"recording": "wav"}, shard_size=1)
+    sources = plan_sources([str(tmp_path / "shar")])
+    assert [s.kind for s in sources] == ["shar"]
+    items = list(iter_source_items(sources))
+    assert [it.index for it in items] == [0, 1] and all(it.ok for it in items)
+    waves = [load_record_audio(it.record).numpy() for it in items]
+    np.testing.assert_allclose(waves[0], left, atol=1e-4)
+    np.testing.assert_allclose(waves[1], right, atol=1e-4)
+    assert items[0].record["audio"].startswith("memory:")
+
+
+def test_caption_writes_cuts_back_with_captions_in_the_supervisions(tmp_path, signals):
+    from lhotse.serialization import deserialize_item
+    from typer.testing import CliRunner
+
+    from clsp.train.data import clip_from_record
+    from clsp_cli.app import app
+
+    rec = recording("st", [{"type": "file", "channels": [0, 1], "source": "stereo.wav"}], channels=(0, 1))
+    cut = mono_cut("c1", rec, 1)
+    cut["supervisions"] = [{"id": "s1", "recording_id": "st", "start": 0.0, "duration": 1.0, "channel": 1,
+                            "speaker": "spk", "custom": {"accent": "Scottish"}}]
+    (tmp_path / "cuts.jsonl").write_text(json.dumps(cut) + "\n" + json.dumps({"id": "plain", "audio": "L.wav"}) + "\n")
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "cuts.jsonl"), "--as-cuts", "-o", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [c["id"] for c in out] == ["c1", "plain"]
+    for c in out:
+        lhotse_cut = deserialize_item(json.loads(json.dumps(c)))  # Lhotse reads what we wrote (it pops keys)
+        custom = lhotse_cut.supervisions[0].custom
+        assert custom["global_captions"] and custom["finegrained_captions"] and custom["caption_provenance"]
+    assert out[0]["channel"] == 1 and out[0]["supervisions"][0]["custom"]["accent"] == "Scottish"
+    assert out[1]["recording"]["sources"][0]["source"].endswith("L.wav")
+    # ... and clsp train reads the captions from them
+    (tmp_path / "out2.jsonl").write_text("".join(json.dumps(c) + "\n" for c in out))
+    items = list(iter_items(tmp_path / "out2.jsonl", "audio"))
+    clip = clip_from_record(items[0].record)
+    assert clip["global_captions"] == out[0]["supervisions"][0]["custom"]["global_captions"]
+    assert clip["cut"] is not None
