@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clsp.errors import ClspError
+from clsp.streams import compression_of
 from clsp.records import iter_items, read_jsonl
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -31,6 +32,10 @@ def test_jsonl_reader_one_item_per_line(tmp_path_factory, lines, modality):
     path = tmp_path_factory.mktemp("fz") / "m.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     items = list(iter_items(path, modality))
+    if compression_of(path.read_bytes()[:8]) is not None:
+        # a file that starts like gzip/zstd is read as one: bad data ends it with one error naming the file
+        assert items and items[-1].error is not None and str(path) in str(items[-1].error)
+        return
     # one item per line holding non-whitespace bytes (after splitting on the same newline)
     expected = sum(1 for raw in path.read_bytes().splitlines(keepends=True) if raw.strip())
     assert len(items) == expected
