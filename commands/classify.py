@@ -106,7 +106,8 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(unknown_gold.items())))
     if label_key is not None:
         summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
-        _render(summary)
+        if not quiet:
+            _render(summary)
         sink.write_summary(summary, report)
         classify_outputs(summary, misses, plot, html, html_embed)
     sink.commit()

@@ -103,7 +103,8 @@ def _run(a, b, model, human_key, group_key, below, above, report, plot, output, 
         summary["unrated"] = unrated
         if unrated:
             log(f"similarity: {unrated} scored pairs have no numeric '{human_key}' and are not in the correlations")
-        _render(summary)
+        if not quiet:
+            _render(summary)
         sink.write_summary(summary, report)
         similarity_plot(plot, ratings, summary)
     sink.commit()

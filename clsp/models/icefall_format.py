@@ -128,8 +128,15 @@ def _read_pt(path: Path) -> dict[str, torch.Tensor]:
             f"state dict and will not be unpickled (it refers to {globals_[0]}); "
             "save it as {'model': model.state_dict()}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # the weights-only unpickler meets text or other non-pickle bytes in many ways
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
+            reason = "neither a zip archive nor a pickle of tensors"
+        else:
+            reason = str(exc) or type(exc).__name__
+        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({reason})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not obj:
