@@ -23,16 +23,13 @@ in input order, checking that every input record appears exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-import numpy as np
 
-from clsp.errors import ConfigError, InputError, ProvenanceError
+from clsp.errors import ConfigError
 
 SHARD_KEYS = ("shard", "input_index", "matrix")  # provenance keys that differ between shards
 _NAME = re.compile(r"(\d+)-of-(\d+)")

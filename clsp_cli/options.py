@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from clsp.errors import ConfigError
 
 
 class OnError(str, Enum):
