@@ -140,3 +140,21 @@ def test_speaker_fusion_rejects_unknown_parts():
 
     with pytest.raises(ConfigError, match="unknown speaker encoder"):
         build_speech_encoder({"type": "speaker_fusion", "speakers": ["xvector"]})
+
+
+def test_fusion_gender_head_feeds_the_packaged_heads_log_odds():
+    from clsp.caption.gender import speaker_female_logit
+    from clsp.models.gender_head import read_head
+
+    speakers = read_head()["speakers"]
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "stats": True, "gender_head": True,
+                                "gender_dim": 8})
+    assert enc.frozen_dim == 256 * len(speakers) + 1 + SIGNAL_STATS_DIM
+    assert enc.output_dim == 256 * len(speakers) + 8 + 64
+    assert not any(p.requires_grad for p in enc.gender_head.parameters())
+    wave = torch.from_numpy(vibrato_clip(2.0, 140, 0.3))
+    frozen = enc.frozen_features(wave[None], torch.tensor([wave.numel()]))
+    assert math.isclose(float(frozen[0, 256 * len(speakers)]), speaker_female_logit(wave), abs_tol=1e-4)
+    other = [s for s in ("ge2e", "voicefilter") if s not in speakers][:1] or ["ge2e", "voicefilter"]
+    with pytest.raises(Exception, match="gender head: fitted on"):
+        build_speech_encoder({"type": "speaker_fusion", "speakers": other, "gender_head": True})

@@ -1,9 +1,10 @@
 """Gender of a voice, inferred from a pretrained speaker embedding and, as a fallback, from
 pitch, third formant and spectral tilt (see default_bins.json).
 
-The speaker-embedding head (``gender_head.json`` next to this file) is a logistic regression
-on GE2E d-vectors (``clsp.models.speaker``), fitted by examples/default_model/gender_head.py
-on Flite and espeak-ng voices and the EmoDB training speakers only. A d-vector describes the
+The speaker-embedding head (``clsp.models.gender_head``: ``clsp/models/weights/gender_head.json``)
+is a logistic regression on pretrained speaker d-vectors, fitted by
+examples/default_model/gender_head.py on Flite and espeak-ng voices and the EmoDB training
+speakers only. A d-vector describes the
 voice as a whole, so it does not flip with the recording's bandwidth the way formants do.
 """
 
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from clsp.caption.bins import Bins
 
-GENDER_HEAD = Path(__file__).resolve().with_name("gender_head.json")
 MIN_SPEAKER_SECONDS = 0.3  # shorter clips fall back to the acoustic score
 
 
@@ -38,31 +38,27 @@ def gender_score(overall: dict, bins: Bins) -> float | None:
 
 @lru_cache(maxsize=1)
 def _speaker_head():
-    """(GE2E encoder, weights (256,), bias) of the packaged gender head."""
-    import torch
+    """(speaker encoders, frozen Linear) of the packaged gender head."""
+    from clsp.models.fusion import SPEAKER_ENCODERS
+    from clsp.models.gender_head import gender_linear, read_head
 
-    from clsp.errors import ModelError
-    from clsp.models.speaker import GE2ESpeakerEncoder
-
-    try:
-        head = json.loads(GENDER_HEAD.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{GENDER_HEAD}: cannot read the gender head ({exc})") from None
-    return GE2ESpeakerEncoder().eval(), torch.tensor(head["weights"], dtype=torch.float32), float(head["bias"])
+    names = read_head()["speakers"]
+    return [SPEAKER_ENCODERS[n]().eval() for n in names], gender_linear(names).eval()
 
 
 def speaker_female_logit(wave, sample_rate: int = 16000) -> float | None:
-    """Log-odds that a 16 kHz mono waveform ``(S,)`` is a female voice, from its GE2E d-vector
-    (``p = sigmoid(w . d + b)``); None for clips under ``MIN_SPEAKER_SECONDS``."""
+    """Log-odds that a 16 kHz mono waveform ``(S,)`` is a female voice, from its speaker
+    d-vectors (``p = sigmoid(w . d + b)``); None for clips under ``MIN_SPEAKER_SECONDS``."""
     import torch
 
     x = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
     if x.numel() < MIN_SPEAKER_SECONDS * sample_rate:
         return None
-    encoder, w, b = _speaker_head()
+    encoders, head = _speaker_head()
+    lengths = torch.tensor([x.numel()])
     with torch.no_grad():
-        d = encoder(x[None], torch.tensor([x.numel()]))[0]
-    return float(d @ w + b)
+        d = torch.cat([enc(x[None], lengths) for enc in encoders], dim=-1)
+        return float(head(d)[0, 0])
 
 
 def infer_gender(overall: dict, bins: Bins, speaker_logit: float | None = None) -> str | None:

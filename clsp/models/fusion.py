@@ -11,13 +11,16 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
      "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
-     "max_windows": 2}       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
+     "max_windows": 2,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
+     "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head)
+     "gender_dim": 16}       # width of the trainable Linear+GELU over that log-odds
 
 Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
 Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
-``output_dim = 256 * len(speakers) + stats_dim * stats + compact dim``. The speaker part
-is layer-normalised (trainable affine); the frozen part is ``frozen_features`` (speaker
-d-vectors then raw statistics, ``(B, frozen_dim)``), which training computes once per clip
+``output_dim = 256 * len(speakers) + gender_dim * gender_head + stats_dim * stats + compact
+dim``. The speaker part is layer-normalised (trainable affine); the frozen part is
+``frozen_features`` (speaker d-vectors, the gender log-odds, then raw statistics,
+``(B, frozen_dim)``), which training computes once per clip
 and passes back through ``forward(..., frozen=...)``. Every clip is measured from its own
 valid samples, so its output does not depend on the batch.
 """
@@ -46,7 +49,8 @@ class SpeakerFusionEncoder(nn.Module):
 
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
-                 max_windows: int | None = 2, load_weights: bool = True):
+                 max_windows: int | None = 2, gender_head: bool = False, gender_dim: int = 16,
+                 load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -59,15 +63,25 @@ class SpeakerFusionEncoder(nn.Module):
         self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
         self.speaker_norm = nn.LayerNorm(self.speaker_dim) if self.speaker_dim else None
+        self.gender_head = self.gender_proj = None
+        if gender_head:
+            if not speakers or gender_dim < 1:
+                raise ConfigError("speaker_fusion: gender_head needs speaker encoders and gender_dim >= 1")
+            from clsp.models.gender_head import gender_linear
+
+            self.gender_head = gender_linear(self.speaker_names, load_weights)
+            self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
+        gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
         self.stats_proj = nn.Sequential(nn.Linear(SIGNAL_STATS_DIM, stats_dim), nn.GELU()) if stats else None
-        self.frozen_dim = self.speaker_dim + (SIGNAL_STATS_DIM if stats else 0)
+        self.frozen_dim = self.speaker_dim + gender_in + (SIGNAL_STATS_DIM if stats else 0)
         self.compact = None
         if compact is not None:
             from clsp.models.compact import CompactSpeechEncoder
 
             self.compact = CompactSpeechEncoder(**{"num_mel_bins": num_mel_bins, **compact})
-        self.output_dim = self.speaker_dim + (stats_dim if stats else 0) + (self.compact.output_dim if self.compact else 0)
+        self.output_dim = (self.speaker_dim + (gender_dim if gender_head else 0) + (stats_dim if stats else 0)
+                           + (self.compact.output_dim if self.compact else 0))
 
     def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from clsp.features import fbank_batch
@@ -78,8 +92,11 @@ class SpeakerFusionEncoder(nn.Module):
 
     @torch.no_grad()
     def frozen_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The parameter-free part ``(B, frozen_dim)``: speaker d-vectors, then raw statistics."""
+        """The parameter-free part ``(B, frozen_dim)``: speaker d-vectors, the gender log-odds,
+        then raw statistics."""
         parts = [enc(waveforms.float(), lengths) for enc in self.speakers]
+        if self.gender_head is not None:
+            parts.append(self.gender_head(torch.cat(parts, dim=-1)))
         if self.use_stats:
             parts.append(signal_stats(*self._fbank(waveforms, lengths)))
         return torch.cat(parts, dim=-1).float()
@@ -96,8 +113,12 @@ class SpeakerFusionEncoder(nn.Module):
         out = []
         if self.speaker_norm is not None:
             out.append(self.speaker_norm(frozen[:, : self.speaker_dim]))
+        rest = frozen[:, self.speaker_dim :]
+        if self.gender_proj is not None:
+            out.append(self.gender_proj(rest[:, :1]))
+            rest = rest[:, 1:]
         if self.stats_proj is not None:
-            out.append(self.stats_proj(frozen[:, self.speaker_dim :]))
+            out.append(self.stats_proj(rest))
         if self.compact is not None:
             feats, lens = self._fbank(waveforms, lengths)
             x, xl = self.compact(feats, lens)

@@ -1,13 +1,13 @@
-"""Fit the captioner's gender head: logistic regression on GE2E d-vectors.
+"""Fit the gender head (clsp.models.gender_head): logistic regression on speaker d-vectors.
 
 Training voices: Flite (slt female; kal16, rms, awb male) and espeak-ng (en+f1..f5 female,
 en+m1..m7 male) at several pitch settings, plus the EmoDB training speakers (the held-out
 speakers of prepare_emodb.TEST_SPEAKERS are never used). Writes the head as JSON
-(``clsp/caption/gender_head.json`` by default) and prints accuracy on the held-out EmoDB
-speakers.
+(``clsp/models/weights/gender_head.json``, read by the captioner and by ``speaker_fusion``
+towers with ``gender_head: true``) and prints accuracy on the held-out EmoDB speakers.
 
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
-        --out clsp/caption/gender_head.json
+        --speakers ge2e voicefilter --out clsp/models/weights/gender_head.json
 """
 
 from __future__ import annotations
@@ -59,17 +59,18 @@ def emodb_clips(emodb: Path, held_out: bool) -> list[tuple[Path, str, str]]:
 
 
 @torch.no_grad()
-def d_vectors(paths: list[Path], batch: int = 32) -> np.ndarray:
-    """GE2E d-vectors ``(N, 256)``, clips batched so that the LSTM steps are shared."""
+def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 32) -> np.ndarray:
+    """Concatenated d-vectors ``(N, 256 * len(speakers))`` of the named speaker encoders
+    (clsp.models.fusion.SPEAKER_ENCODERS, default settings), clips batched."""
     from clsp.audio import load_audio
-    from clsp.models.speaker import GE2ESpeakerEncoder
+    from clsp.models.fusion import SPEAKER_ENCODERS
     from clsp.models.speech_input import SpeechInput
 
-    enc, speech = GE2ESpeakerEncoder().eval(), SpeechInput("waveform")
+    encoders, speech = [SPEAKER_ENCODERS[s]().eval() for s in speakers], SpeechInput("waveform")
     out = []
     for i in range(0, len(paths), batch):
         x, lens = speech.collate([speech.prepare(load_audio(str(p))) for p in paths[i : i + batch]])
-        out.append(enc(x, lens).numpy())
+        out.append(np.concatenate([enc(x, lens).numpy() for enc in encoders], axis=1))
     return np.concatenate(out)
 
 
@@ -100,21 +101,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--per-voice", type=int, default=24)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--speakers", nargs="+", default=["ge2e", "voicefilter"], help="speaker encoders, concatenated")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the LSTM's small sequential steps gain nothing from threads
     with tempfile.TemporaryDirectory() as tmp:
         synth = synth_clips(Path(tmp), args.per_voice, args.seed)
         train = [(p, g, p.name.rsplit("-", 1)[0]) for p, g in synth] + emodb_clips(args.emodb, held_out=False)
-        x = d_vectors([p for p, _, _ in train])
+        x = d_vectors([p for p, _, _ in train], args.speakers)
     y = np.array([g == "female" for _, g, _ in train], dtype=np.float64)
     w, b = fit_logistic(x, y, [s for _, _, s in train])
     test = emodb_clips(args.emodb, held_out=True)
-    xt = d_vectors([p for p, _, _ in test])
+    xt = d_vectors([p for p, _, _ in test], args.speakers)
     acc = float(np.mean((xt @ w + b > 0) == np.array([g == "female" for _, g, _ in test])))
-    head = {"_doc": "Logistic regression on GE2E d-vectors (clsp.models.speaker): p(female) = sigmoid(w . d + b). "
+    head = {"_doc": "Logistic regression on the concatenated d-vectors of `speakers` (clsp.models.fusion."
+                    "SPEAKER_ENCODERS, default settings): p(female) = sigmoid(w . d + b). "
                     "Fitted by examples/default_model/gender_head.py on Flite + espeak-ng voices and the EmoDB "
                     "training speakers.",
-            "weights": [round(float(v), 6) for v in w], "bias": round(b, 6),
+            "speakers": args.speakers, "weights": [round(float(v), 6) for v in w], "bias": round(b, 6),
             "train_clips": len(train), "heldout_emodb_accuracy": round(acc, 4)}
     args.out.write_text(json.dumps(head, indent=1) + "\n")
     print(json.dumps({"train_clips": len(train), "synthetic": len(synth), "heldout_emodb_clips": len(test),
