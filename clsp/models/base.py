@@ -136,6 +136,21 @@ class CLSPModel(nn.Module):
         tokens = self.text_encoder.tokenize(texts, self.device)
         return F.normalize(self.text_embed_unnormalized(**tokens).float(), dim=-1)
 
+    # ---- lists of files and captions (as ``clsp embed``) ----
+    def encode_audio_files(self, paths, batch_size: int = 64, **options):
+        """Audio files -> ``(N, D)`` float32 numpy array, rows L2-normalised, in order; the
+        embedder of ``clsp embed``. Options and errors: :func:`clsp.encode.encode_audio_files`."""
+        from clsp.encode import encode_audio_files
+
+        return encode_audio_files(self, paths, batch_size, **options)
+
+    def encode_texts(self, texts, batch_size: int = 64, **options):
+        """Captions -> ``(N, D)`` float32 numpy array, rows L2-normalised, in order; the
+        embedder of ``clsp embed --modality text``. See :func:`clsp.encode.encode_texts`."""
+        from clsp.encode import encode_texts
+
+        return encode_texts(self, texts, batch_size, **options)
+
     # ---- misc ----
     def clamp_logit_scale(self) -> None:
         """Keep the temperature in [0.01, 1] (scale in [1, 100]) as in training."""
