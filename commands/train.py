@@ -30,7 +30,15 @@ def main(
     directory usable with --model). Multi-GPU: launch with torchrun or srun. SIGTERM or
     SIGUSR1 writes a checkpoint and exits with 75; run again with --resume latest.
 
-    Examples: clsp train examples/configs/tiny.yaml data.train=train.jsonl max_steps=200;
+    The trained model is named after OUTPUT_DIR (or --name); a model trained from init_from
+    records that model as its parent. --resume latest -o OUTPUT_DIR alone continues a run with
+    its saved config. A run that fails before its first step removes what it wrote.
+
+    Examples: fine-tune the default model on your captioned clips:
+    clsp train examples/configs/finetune.yaml data.train=my_clips.jsonl -o exp/my-voices
+    (it uses clips of 0.5 to 20 s, data.min_duration / data.max_duration, skipping and counting
+    the others, batches of at most 120 s of audio, data.max_batch_seconds, and 500 steps);
+    clsp train --resume latest -o exp/my-voices;
     torchrun --nproc_per_node 8 -m clsp_cli.app train examples/configs/stage2.yaml --resume latest
     """
     return _run(config, overrides or [], resume, output_dir, name, local_loss, max_steps, device, quiet)

@@ -126,3 +126,50 @@ def test_a_failed_start_in_an_existing_folder_restores_it(tmp_path: Path) -> Non
     assert (out / "config.json").read_text() == before
     assert sorted(p.name for p in out.iterdir()) == entries
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000001"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_configs_in_train_help_keep_real_speech_clips() -> None:
+    """The configs `clsp train --help` shows take utterances up to 15 s at least, and the
+    fine-tuning one takes every real example clip (EmoDB, 1.7-2.4 s); the help says what
+    the duration window means."""
+    import re
+
+    import soundfile as sf
+
+    from clsp.train import load_config
+    from clsp.train.data import BatchPlan
+
+    text = " ".join(CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output.split())
+    shown = sorted(set(re.findall(r"examples/configs/[\w.-]+\.yaml", text)))
+    assert shown and "data.max_duration" in text and "data.min_duration" in text
+    real = [sf.info(str(p)).duration for p in sorted((ROOT / "examples" / "data").glob("*.flac"))]
+    for name in shown:
+        cfg = load_config(ROOT / name, ["data.train=examples/data/captions.jsonl"])
+        d = cfg.data
+        assert d.max_duration >= 15.0, (name, d.max_duration)  # typical utterances fit
+        if cfg.init_from != "default":
+            continue  # the paper's recipes choose their window for their corpus
+        assert all(d.min_duration <= s for s in real), (name, d.min_duration)
+        plan = BatchPlan(str(ROOT / "examples" / "data" / "captions.jsonl"), d, seed=0, epoch=0)
+        assert sum(len(b) for b in plan) == len(real) and plan.skips.total == 0, name
+
+
+def test_the_fine_tuning_recipe_runs(tmp_path: Path) -> None:
+    """examples/finetune.sh (the README recipe): fine-tune the default model on the captioned
+    example clips, then embed them with the checkpoint, whose provenance names it."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OUT=str(tmp_path / "ft"), STEPS="2", OMP_NUM_THREADS="1")
+    res = subprocess.run([str(ROOT / "examples" / "finetune.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    prov = json.loads(res.stdout.strip().splitlines()[-1])
+    assert prov["model"] == "my-voices" and prov["init_from"]["model"] == "clsp-default"
+    rows = (tmp_path / "ft" / "clips.emb.jsonl").read_text().splitlines()
+    assert len(rows) == 6 and all("embedding" in json.loads(r) for r in rows)
+    readme = (ROOT / "README.md").read_text()
+    assert "clsp train examples/configs/finetune.yaml data.train=examples/data/captions.jsonl" in readme
