@@ -48,14 +48,20 @@ class QueryEncoder:
 
     def _load(self):
         if self._encoders is None:
-            from clsp.errors import ConfigError
+            from clsp.errors import ConfigError, ModelError, ModelNotFoundError
             from clsp.models import load_model
             from clsp.similarity import ModelEncoders
 
             name = self.name or self.index.info.model
             if not name:
                 raise ConfigError("the index does not record its model: pass --model to embed text or audio queries")
-            net = load_model(name)
+            try:
+                net = load_model(name)
+            except ModelError as exc:
+                if self.name:
+                    raise
+                raise ModelNotFoundError(f"the index was built with model {name!r}, which does not load by that name "
+                                         f"({exc}): pass --model with that model's directory") from None
             fix = (use_model_fix(self.index.info.model, "that built the index") if self.name else
                    f"the model named {name!r} is not the one that built the index: pass --model with that model's directory")
             check_provenance(self.index.info, net.provenance(), net.provenance()["dim"], f"queries embedded by {name}", fix)

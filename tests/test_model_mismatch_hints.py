@@ -65,3 +65,16 @@ def test_adding_another_models_embeddings_to_an_index_says_what_to_do(setup: dic
     assert res.exit_code != 0
     assert "made by model 'other'" in res.output and "without --add" in res.output
     assert "clsp embed --model tiny-random" in res.output
+
+
+def test_an_index_of_a_model_known_only_by_folder_asks_for_model(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    d = setup["dir"]
+    assert _invoke("search", "build", str(d / "other.jsonl"), "-o", str(d / "other.idx")).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # 'other' is a folder name, not a built-in model
+    res = _invoke("search", "query", str(d / "other.idx"), "--text", "a calm voice")
+    assert res.exit_code == 2
+    assert "the index was built with model 'other'" in res.output and "pass --model" in res.output
+    ok = _invoke("search", "query", str(d / "other.idx"), "--text", "a calm voice", "--model", setup["other"])
+    assert ok.exit_code == 0, ok.output
