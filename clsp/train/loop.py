@@ -317,7 +317,8 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        with _writing_log(self.out):
+            self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
             with _writing_log(self.out / RUN_CONFIG):
                 (self.out / RUN_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))

@@ -22,7 +22,7 @@ class RunDirGuard:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.created = not out.exists()
-        self.entries = set() if self.created else {p.name for p in out.iterdir()}
+        self.entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
         config = out / RUN_CONFIG
         self.config = config.read_bytes() if config.is_file() else None
 
