@@ -16,7 +16,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.index import VectorIndex
 from clsp.index_records import check_usable, record_vector
-from clsp.index_store import check_provenance
+from clsp.index_store import check_provenance, use_model_fix
 from clsp.records import Item, resolve_path
 
 
@@ -48,15 +48,23 @@ class QueryEncoder:
 
     def _load(self):
         if self._encoders is None:
-            from clsp.errors import ConfigError
+            from clsp.errors import ConfigError, ModelError, ModelNotFoundError
             from clsp.models import load_model
             from clsp.similarity import ModelEncoders
 
             name = self.name or self.index.info.model
             if not name:
                 raise ConfigError("the index does not record its model: pass --model to embed text or audio queries")
-            net = load_model(name)
-            check_provenance(self.index.info, net.provenance(), net.provenance()["dim"], f"queries embedded by {name}")
+            try:
+                net = load_model(name)
+            except ModelError as exc:
+                if self.name:
+                    raise
+                raise ModelNotFoundError(f"the index was built with model {name!r}, which does not load by that name "
+                                         f"({exc}): pass --model with that model's directory") from None
+            fix = (use_model_fix(self.index.info.model, "that built the index") if self.name else
+                   f"the model named {name!r} is not the one that built the index: pass --model with that model's directory")
+            check_provenance(self.index.info, net.provenance(), net.provenance()["dim"], f"queries embedded by {name}", fix)
             self._encoders = ModelEncoders(net, self.batch_size, self.device)
         return self._encoders
 
@@ -110,7 +118,8 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
         try:
             kind, value = parse_query(item.record, matrix, item.index, base)
             if kind == "vector":
-                check_provenance(index.info, item.record.get("provenance"), value.shape[0], f"query {item.id!r}")
+                check_provenance(index.info, item.record.get("provenance"), value.shape[0], f"query {item.id!r}",
+                                 f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
                 out[n] = value
             else:
                 pending[kind].append((n, value))

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import InputError, ProvenanceError
-from clsp.index_store import same_provenance
+from clsp.index_store import same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")
@@ -107,18 +107,25 @@ class EmbeddingReader:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
-        same_provenance(self.provenance, theirs, f"record {item.id!r}")
+        same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
         vec = record_vector(rec, self.matrix, item.index)
         if self.dim is not None and vec.shape[0] != self.dim:
             error = ProvenanceError if self.expected else InputError  # the wrong model, or a stray record
             model = (self.provenance or {}).get("model")
             raise error(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, but "
-                        + (f"model {model!r} makes dimension {self.dim}" if self.expected else
-                           f"earlier records have dimension {self.dim}"))
+                        + (f"model {model!r} (--model) makes dimension {self.dim}; {self._against(theirs)[1]}"
+                           if self.expected else f"earlier records have dimension {self.dim}"))
         check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
         self.provenance = self.provenance or theirs
         self.dim = self.dim or int(vec.shape[0])
         return vec
+
+    def _against(self, theirs: dict | None) -> tuple[str, str]:
+        """What a record's provenance is compared with, and what to change when it differs."""
+        if self.expected:  # the command's own model, chosen with --model
+            return "--model gives", use_model_fix((theirs or {}).get("model"), "that made them")
+        model = (self.provenance or {}).get("model") or "MODEL"
+        return "the first record came from", f"give records of one model (clsp embed --model {model} for the others)"
 
     def read(self, source: str) -> Iterator[tuple[Item, np.ndarray | None]]:
         """``(item, vector)`` per input line; ``vector`` is None and ``item.error`` set when the

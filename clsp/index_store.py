@@ -76,29 +76,41 @@ class IndexInfo:
 
 
 def same_provenance(reference: dict | None, theirs: dict | None, where: str,
-                    against: str = "the first record came from") -> None:
+                    against: str = "the first record came from", fix: str | None = None) -> None:
     """Refuse (``ProvenanceError``) embeddings whose model, checksum or declared dim differ from
     ``reference``'s; fields missing on either side are not compared. The one provenance check
-    of records against records, a model, or an index."""
+    of records against records, a model, or an index. ``fix`` (what the user can change, e.g.
+    which option) ends the message."""
     if not reference or not theirs:
         return
     for key in ("model", "checksum", "dim"):
         if reference.get(key) is not None and theirs.get(key) is not None and reference[key] != theirs[key]:
+            def detail(prov: dict) -> str:
+                return "" if key == "model" else f" ({key} {prov[key]})"
+
             raise ProvenanceError(
-                f"{where}: made by model {theirs.get('model')!r} ({key} {theirs[key]}), but {against} "
-                f"model {reference.get('model')!r} ({key} {reference[key]})"
+                f"{where}: made by model {theirs.get('model')!r}{detail(theirs)}, but {against} "
+                f"model {reference.get('model')!r}{detail(reference)}" + (f"; {fix}" if fix else "")
             )
 
 
-def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: str) -> None:
-    """Refuse ``what`` (vectors to add or query) whose model or dimension differs from the index."""
+def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: str, fix: str | None = None) -> None:
+    """Refuse ``what`` (vectors to add or query) whose model or dimension differs from the
+    index; ``fix`` ends the message."""
     if dim != info.dim:
         model = (provenance or {}).get("model")
         raise ProvenanceError(
             f"{what}: dimension {dim} (model {model or 'unknown'}), but the index holds "
-            f"dimension {info.dim} (model {info.model or 'unknown'})"
+            f"dimension {info.dim} (model {info.model or 'unknown'})" + (f"; {fix}" if fix else "")
         )
-    same_provenance(info.provenance(), provenance, what, "the index was built with")
+    same_provenance(info.provenance(), provenance, what, "the index was built with", fix)
+
+
+def use_model_fix(model: str | None, role: str) -> str:
+    """The fix for embeddings refused next to another model's: run the command again with
+    ``--model`` naming the model ``model`` (``role``: "that made them"...)."""
+    return (f"run it again with --model set to the model {role}" + (f", {model!r}" if model else "")
+            + " (its built-in name, or its model directory)")
 
 
 def read_info(path: Path) -> IndexInfo:

@@ -88,7 +88,9 @@ class VectorIndex:
         arr = arr[None, :] if arr.ndim == 1 else arr
         if arr.ndim != 2 or len(arr) != len(metadata):
             raise InputError(f"{len(metadata)} metadata rows for a matrix of shape {arr.shape}")
-        check_provenance(self.info, provenance, arr.shape[1], "embeddings to add")
+        check_provenance(self.info, provenance, arr.shape[1], "embeddings to add",
+                         "build a separate index for them (another -o, without --add), or embed them with "
+                         f"the index's model (clsp embed --model {self.info.model or 'MODEL'})")
         check_vectors(arr, self.info.metric, "embeddings to add")
         import polars as pl
 

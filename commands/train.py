@@ -12,10 +12,11 @@ from clsp_cli.options import QuietOpt
 
 @command
 def main(
-    config: Annotated[Optional[str], typer.Argument(help="YAML or JSON training config (examples/configs/*.yaml).", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Argument(help="YAML or JSON training config (examples/configs/*.yaml); with --resume, default: the run's saved OUTPUT_DIR/config.json.", show_default=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Config overrides as key=value, e.g. optim.lr_heads=5e-4 data.train=train.jsonl.", show_default=False)] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="'latest' (newest checkpoint in the output dir, if any) or a checkpoint folder.")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", "-o", help="Where logs and checkpoints go (overrides output_dir).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="The trained model's name in its checkpoints and in what it embeds (overrides name; default: the output dir's name).")] = None,
     local_loss: Annotated[bool, typer.Option("--local-loss", help="Each rank computes only its rows of the loss (B x N logits); same gradient.")] = False,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides max_steps).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda (overrides device).")] = None,
@@ -29,31 +30,50 @@ def main(
     directory usable with --model). Multi-GPU: launch with torchrun or srun. SIGTERM or
     SIGUSR1 writes a checkpoint and exits with 75; run again with --resume latest.
 
-    Examples: clsp train examples/configs/tiny.yaml data.train=train.jsonl max_steps=200;
+    The trained model is named after OUTPUT_DIR (or --name); a model trained from init_from
+    records that model as its parent. --resume latest -o OUTPUT_DIR alone continues a run with
+    its saved config. A run that fails before its first step removes what it wrote.
+
+    Examples: fine-tune the default model on your captioned clips:
+    clsp train examples/configs/finetune.yaml data.train=my_clips.jsonl -o exp/my-voices
+    (it uses clips of 0.5 to 20 s, data.min_duration / data.max_duration, skipping and counting
+    the others, batches of at most 120 s of audio, data.max_batch_seconds, and 500 steps);
+    clsp train --resume latest -o exp/my-voices;
     torchrun --nproc_per_node 8 -m clsp_cli.app train examples/configs/stage2.yaml --resume latest
     """
-    return _run(config, overrides or [], resume, output_dir, local_loss, max_steps, device, quiet)
+    return _run(config, overrides or [], resume, output_dir, name, local_loss, max_steps, device, quiet)
 
 
-def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, quiet) -> int:
+def _run(config, overrides, resume, output_dir, name, local_loss, max_steps, device, quiet) -> int:
     import json
+    from pathlib import Path
 
     from clsp.distributed import env_dist_info
-    from clsp.train import EXIT_PREEMPTED, load_config, train
+    from clsp.errors import ConfigError
+    from clsp.train import EXIT_PREEMPTED, load_config, load_run_config, train
     from clsp_cli.console import log, set_quiet
 
     is_main = env_dist_info().is_main
     set_quiet(quiet or not is_main)
     extra = list(overrides)
+    if config is not None and "=" in config and not Path(config).exists():  # `--resume latest -o DIR key=value`
+        config, extra = None, [config, *extra]
     if output_dir is not None:
         extra.append(f"output_dir={json.dumps(output_dir)}")  # a YAML string, whatever the path looks like
+    if name is not None:
+        extra.append(f"name={json.dumps(name)}")
     if local_loss:
         extra.append("loss.local_loss=true")
     if max_steps is not None:
         extra.append(f"max_steps={max_steps}")
     if device is not None:
         extra.append(f"device={device}")
-    cfg = load_config(config, extra)
+    if config is None and resume is not None:
+        if output_dir is None:
+            raise ConfigError("--resume without a config file: give --output-dir, the folder of the run to resume")
+        cfg = load_run_config(output_dir, extra)
+    else:
+        cfg = load_config(config, extra)
 
     def show(record: dict) -> None:
         shown = {k: v for k, v in record.items() if k not in ("epoch",)}

@@ -16,7 +16,7 @@ from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions, 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "stage1.yaml", "stage2.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "stage1.yaml", "stage2.yaml", "finetune.yaml"])
 def test_example_configs_load(name: str) -> None:
     cfg = load_config(EXAMPLES / name).validate()
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

@@ -70,6 +70,8 @@ class CLSPModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self.name = config.name
         self.checksum: str | None = None
+        # the model this one was trained from: {"model": name, "checksum": ...} (None: trained from scratch)
+        self.init_from: dict[str, str] | None = None
 
     # ---- speech ----
     @property
@@ -134,6 +136,21 @@ class CLSPModel(nn.Module):
         tokens = self.text_encoder.tokenize(texts, self.device)
         return F.normalize(self.text_embed_unnormalized(**tokens).float(), dim=-1)
 
+    # ---- lists of files and captions (as ``clsp embed``) ----
+    def encode_audio_files(self, paths, batch_size: int = 64, **options):
+        """Audio files -> ``(N, D)`` float32 numpy array, rows L2-normalised, in order; the
+        embedder of ``clsp embed``. Options and errors: :func:`clsp.encode.encode_audio_files`."""
+        from clsp.encode import encode_audio_files
+
+        return encode_audio_files(self, paths, batch_size, **options)
+
+    def encode_texts(self, texts, batch_size: int = 64, **options):
+        """Captions -> ``(N, D)`` float32 numpy array, rows L2-normalised, in order; the
+        embedder of ``clsp embed --modality text``. See :func:`clsp.encode.encode_texts`."""
+        from clsp.encode import encode_texts
+
+        return encode_texts(self, texts, batch_size, **options)
+
     # ---- misc ----
     def clamp_logit_scale(self) -> None:
         """Keep the temperature in [0.01, 1] (scale in [1, 100]) as in training."""
@@ -141,13 +158,28 @@ class CLSPModel(nn.Module):
             self.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
 
     def provenance(self) -> dict[str, Any]:
-        return {
+        """What outputs record about the model that made them: its ``name`` and weight
+        ``checksum`` (compared when embeddings meet), ``dim``, ``normalized``, ``sample_rate``
+        and, for a fine-tuned model, ``init_from`` (the name and checksum it was trained from)."""
+        prov: dict[str, Any] = {
             "model": self.name,
             "checksum": self.checksum,
             "dim": self.config.joint_dim,
             "normalized": True,
             "sample_rate": self.config.sample_rate,
         }
+        if self.init_from:
+            prov["init_from"] = dict(self.init_from)
+        return prov
+
+    def name_as_trained(self, name: str, fine_tuned: bool = True) -> None:
+        """Give a model about to be trained its own ``name``; when ``fine_tuned``, record
+        the model it starts from (its current name and checksum) as ``init_from``. The new
+        weights' checksum is set when they are saved and loaded again."""
+        parent = {"model": self.name, "checksum": self.checksum}
+        self.init_from = {k: v for k, v in parent.items() if v is not None} if fine_tuned else None
+        self.name = self.config.name = name
+        self.checksum = None
 
 
 def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True,

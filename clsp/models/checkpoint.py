@@ -1,6 +1,7 @@
 """Our checkpoint format and ``load_model``: a directory, never a pickle.
 
-A checkpoint directory holds ``config.json`` (``{"clsp_format": 1, "model": ModelConfig}``),
+A checkpoint directory holds ``config.json`` (``{"clsp_format": 1, "model": ModelConfig}``,
+plus ``"init_from": {"model", "checksum"}`` for a model trained from another one),
 ``model.safetensors`` and, when the text tower is stored, ``tokenizer/``. A frozen text
 tower from a named source (``"external": true``) is not copied: it loads from its source.
 """
@@ -51,7 +52,10 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
             keep = {k: v for k, v in hf_cfg.items() if not k.startswith("_") and k not in ("architectures", "transformers_version", "dtype", "torch_dtype")}
             cfg["text_encoder"] = {**tower.spec, "source": None, "config": keep, "tokenizer": "tokenizer"}
             tower.tokenizer.save_pretrained(tmp / "tokenizer")
-        (tmp / "config.json").write_text(json.dumps({"clsp_format": FORMAT_VERSION, "model": cfg}, indent=2))
+        meta: dict[str, Any] = {"clsp_format": FORMAT_VERSION, "model": cfg}
+        if getattr(model, "init_from", None):
+            meta["init_from"] = model.init_from
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         save_file(_stored_keys(model), str(tmp / WEIGHTS), metadata={"format": "pt", "clsp_format": str(FORMAT_VERSION)})
         if out.exists():
             old = out.with_name(out.name + ".old")
@@ -90,6 +94,7 @@ def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text
     check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if skip_text else ())
     model.load_state_dict(sd, strict=not skip_text)
     model.name = meta.get("name") or config.name
+    model.init_from = meta.get("init_from") if isinstance(meta.get("init_from"), dict) else None
     model.checksum = file_checksum(weights)
     return model.to(device).eval()
 
@@ -119,7 +124,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         if not (DEFAULT_MODEL_DIR / "config.json").exists():
             raise ModelNotFoundError("the default model is not installed in this package (clsp/default_model is missing)")
         model = load_clsp_dir(DEFAULT_MODEL_DIR, device, with_text)
-        model.name = "clsp-default"
+        model.name, model.init_from = "clsp-default", None  # the built-in model is known by name, not by how it was built
         return model
     path = Path(name).expanduser()
     if path.is_dir():

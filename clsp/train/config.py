@@ -132,6 +132,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     output_dir: PathName = "exp"
+    # the trained model's name in its checkpoints and in the provenance of what it embeds
+    # (default: the output dir's name); a model trained from init_from records that model too
+    name: PathName | None = None
     max_steps: PosInt = 10000
     max_epochs: NonNegInt = 0  # 0: no epoch limit
     seed: Annotated[int, FIXED_ON_RESUME] = 42
@@ -167,6 +170,12 @@ class TrainConfig:
             return _adapter().validate_python(data)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    def model_name(self) -> str:
+        """The trained model's name: ``name``; else, for a model built from ``model``, the name
+        that config gives it; else the output dir's folder name (``exp/ft-emodb`` -> ``ft-emodb``)."""
+        own = (self.model or {}).get("name") if self.init_from is None else None
+        return self.name or own or Path(self.output_dir).resolve().name or "clsp"
 
     def validate(self) -> "TrainConfig":
         """Checks across keys (each key's own type and range are checked by ``from_dict``)."""
@@ -319,3 +328,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = read_config_file(path) if path else {}
     data = apply_overrides(data, list(overrides or []))
     return TrainConfig.from_dict(data)
+
+
+RUN_CONFIG = "config.json"  # the whole config of a run, written into its output dir when it starts
+
+
+def load_run_config(output_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The config an earlier run saved in ``output_dir`` (its ``config.json``), with ``overrides``
+    applied: what ``clsp train --resume latest --output-dir DIR`` uses when no config file is
+    given. Raises ``ConfigError`` when ``output_dir`` holds no saved config."""
+    path = Path(output_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{output_dir}: no training run here (no {RUN_CONFIG}); give the run's output dir, "
+                          "or the config file to start a new run with")
+    return load_config(path, [f"output_dir={json.dumps(str(output_dir))}", *(overrides or [])])

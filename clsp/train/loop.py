@@ -30,9 +30,10 @@ from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_dist
 from clsp.errors import CheckpointError, OutputError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
-from clsp.train.config import TrainConfig, resume_changes
+from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
 from clsp.train.data import BatchPlan, SkipCounter, clip_cache_key, make_loader
 from clsp.train.finite import name_list, nonfinite_parameters
+from clsp.train.run_dir import RunDirGuard
 from clsp.train.schedule import lr_factor, set_learning_rates
 from clsp.train.setup import (
     ContrastiveTowers,
@@ -303,11 +304,24 @@ class Trainer:
         })
 
     def run(self) -> TrainResult:
+        """Train; a run that fails before its first step leaves the output dir as it found it."""
+        guard, first_step = RunDirGuard(self.out), self.step
+        try:
+            return self._run()
+        except BaseException:
+            if self.info.is_main and self.step == first_step:
+                if self.writer is not None:
+                    self.writer.close()
+                guard.undo()
+            raise
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        with _writing_log(self.out):
+            self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
-            with _writing_log(self.out / "config.json"):
-                (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            with _writing_log(self.out / RUN_CONFIG):
+                (self.out / RUN_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
         self.writer = self._open_writer()
         self._train_mode()
         path = None

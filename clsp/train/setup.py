@@ -17,14 +17,26 @@ TOWER_PREFIXES = {"text": "text_encoder.", "speech": "speech_encoder."}
 
 
 def load_initial_model(cfg: TrainConfig):
-    """The model to start from: ``init_from`` (directory / built-in name) or ``model`` (a config)."""
+    """The model to start from: ``init_from`` (directory / built-in name) or ``model`` (a config),
+    renamed to the run's model name (:meth:`TrainConfig.model_name`), with the model it starts
+    from recorded as its ``init_from``. Naming a fine-tuned model after a built-in one is a
+    ``ConfigError``: its weights must not pass for the built-in ones."""
+    from clsp.models.checkpoint import BUILTIN_NAMES
+
+    name = cfg.model_name()
+    if cfg.init_from and name in BUILTIN_NAMES:
+        raise ConfigError(f"name: {name!r} is a built-in model's name; give the trained model its own "
+                          "(--name, name=..., or another --output-dir)")
     if cfg.init_from:
         from clsp.models.checkpoint import load_model
 
-        return load_model(cfg.init_from)
-    from clsp.models.base import build_model
+        model = load_model(cfg.init_from)
+    else:
+        from clsp.models.base import build_model
 
-    return build_model(cfg.model)
+        model = build_model(cfg.model)
+    model.name_as_trained(name, fine_tuned=bool(cfg.init_from))
+    return model
 
 
 def freeze(model: nn.Module, names: list[str]) -> list[str]:
