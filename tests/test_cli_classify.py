@@ -1,4 +1,4 @@
-"""``clsp classify`` through the real executable and pipes (tiny random model)."""
+"""``clsp classify`` through the real executable and pipes, and in process (tiny random model)."""
 
 from __future__ import annotations
 
@@ -88,3 +88,25 @@ def test_bad_pack_is_a_usage_error(tmp_path):
     assert "no {label} slot" in p.stderr
     p = run("clsp classify --list-packs", tmp_path)
     assert "iemocap\temotion\thappy, angry, sad, neutral" in p.stdout
+
+
+def test_label_key_that_no_record_has_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    recs = []
+    for i, freq in enumerate([120, 220]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": str(tmp_path / f"c{i}.wav"), "gender": "male"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    args = ["classify", str(tmp_path / "in.jsonl"), "--pack", "gender", "--n-boot", "0", *TINY]
+    r = CliRunner().invoke(app, [*args, "--label-key", "sex"])
+    assert r.exit_code == 2
+    assert "--label-key 'sex'" in r.stderr and "gender" in r.stderr
+    # a key that only some records lack is still a report, with the gaps counted
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs + [{"id": "x", "audio": recs[0]["audio"]}]))
+    r = CliRunner().invoke(app, [*args, "--label-key", "gender"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])["summary"]
+    assert summary["n"] == 2 and summary["skipped_gold"] == {"<missing>": 1}
