@@ -79,9 +79,13 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
     unknown_gold: dict[str, int] = {}
     misses: list[dict] = []
     fields: set[str] = set()  # of the classified records, to tell a --label-key that none has
+    from clsp_cli.inputs import MissingMatrix
+
+    no_matrix = MissingMatrix(" ".join(input or ["-"]))
     with Throughput("classify", "clips") as progress:
         for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
             if err is not None:
+                no_matrix.check(item, npy)
                 sink.write_error(item.id, err)
                 progress.update(failed=1)
                 continue
@@ -103,6 +107,7 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
                 _collect(item.record, label_key, prompt_set, result["label"], gold, pred, unknown_gold)
                 if html and len(gold) > counted and gold[-1] != pred[-1]:
                     misses.append({**rec, "gold": gold[-1], **result})
+    no_matrix.warn()
     if label_key is not None and fields and label_key not in fields:
         from clsp.errors import ConfigError
 

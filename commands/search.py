@@ -157,16 +157,14 @@ def _read_embeddings(reader, source, on_error="skip", rows=None):
     from clsp.index_records import record_metadata
     from clsp_cli.console import Throughput, warn
     from clsp_cli.errors import FailFast
+    from clsp_cli.inputs import MissingMatrix
 
-    vectors, metas, failed, no_matrix = [], [], 0, []
+    vectors, metas, failed, no_matrix = [], [], 0, MissingMatrix(source)
     with Throughput("read embeddings", "records") as progress:
         for item, vec in reader.read(source):
             if vec is None:
                 failed += 1
-                rec = item.record or {}
-                if reader.matrix is None and "row" in rec and "embedding" not in rec:
-                    no_matrix.append(item.id)
-                else:
+                if not no_matrix.check(item, reader.matrix):
                     warn(f"skipped {item.id}: {item.error}")
                 if on_error == "fail":
                     raise FailFast(f"record {item.id!r} failed: {item.error}")
@@ -177,9 +175,7 @@ def _read_embeddings(reader, source, on_error="skip", rows=None):
             if rows is not None and "embedding" not in item.record:
                 rows.setdefault(item.record.get("row", item.index), item.id)
             progress.update()
-    if no_matrix:
-        warn(f"skipped {len(no_matrix)} records of {source} (first {no_matrix[0]!r}): they hold 'row', a row of "
-             "the matrix 'clsp embed --npy' wrote beside them; give that matrix with --npy")
+    no_matrix.warn()
     return vectors, metas, failed
 
 

@@ -110,3 +110,24 @@ def test_label_key_that_no_record_has_is_a_usage_error(tmp_path):
     assert r.exit_code == 0, r.stderr
     summary = json.loads(r.stdout.splitlines()[-1])["summary"]
     assert summary["n"] == 2 and summary["skipped_gold"] == {"<missing>": 1}
+
+
+def test_forgotten_npy_is_one_warning_and_an_error_record_each(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    prov = {"model": "tiny-random", "checksum": "seed:0", "dim": 32, "normalized": True, "sample_rate": 16000}
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "row": i, "provenance": prov}) + "\n"
+                                                 for i in range(4)))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random"])
+    assert r.exit_code == 3
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["r0", "r1", "r2", "r3"] and all("--npy" in o["error"]["message"] for o in out)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "4 records" in warnings[0] and "--npy" in warnings[0]
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random",
+                                 "--npy", str(tmp_path / "m.npy")])
+    assert r.exit_code == 0, r.stderr
+    assert "warning" not in r.stderr
