@@ -96,10 +96,13 @@ def percentile_interval(samples: np.ndarray, alpha: float = 0.05, estimate: floa
     depend on values that do not exist), or when the interval does not contain the estimate,
     i.e. fewer than alpha/2 of the resamples lie on one side of it. The percentile method
     assumes the bootstrap distribution is centred on the estimate (Efron & Tibshirani 1993,
-    ch. 13); the second test catches the cases where it visibly is not, as for rank
-    correlations of a few items with ties, where every repeated item in a resample adds a tied
-    pair. BCa (ch. 14) is no cure there: its bias correction z0 passes z_(alpha/2) in exactly
-    this case, and its interval then excludes the estimate as well.
+    ch. 13). In small groups with ties it is not: resamples that miss the few items with
+    another rating are constant (undefined) and dropped, and what is left is shifted away from
+    the estimate (7 pairs, one of them alone in the top rating: a third of the resamples are
+    dropped, and the Spearman and Kendall percentile intervals excluded the estimate). The
+    first test catches that; the second any other visible shift. BCa (ch. 14) is no cure: with z0 = Phi^-1(share of resamples below the
+    estimate) and no acceleration, its interval excludes the estimate too once fewer than
+    alpha/2 of the resamples lie on one side of it, and it is undefined when none does.
     """
     samples = np.asarray(samples, dtype=np.float64).ravel()
     finite = samples[np.isfinite(samples)]

@@ -98,8 +98,8 @@ def correlation_report(
     The intervals share one set of ``n_boot`` paired resamples (``scipy.stats.bootstrap``). An
     interval is ``[None, None]`` when it is undefined (fewer than 2 items, a constant side) or
     cannot be read honestly off the bootstrap distribution: more than alpha/2 of the resamples
-    undefined, or the percentile interval not containing the estimate, as happens for rank
-    correlations of a few items with ties (rule and reasons: ``percentile_interval``); then
+    undefined, or the percentile interval not containing the estimate, as happens in small
+    groups with tied ratings (rule and reasons: ``percentile_interval``); then
     ``"ci_undefined"`` names the reason per correlation.
     Raises ``InputError`` naming the first item whose score or rating is NaN/inf.
     """
