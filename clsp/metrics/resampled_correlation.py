@@ -24,6 +24,7 @@ import numpy as np
 
 KENDALL_DENSE_MAX = 4096  # largest n for the n x n concordance matrix (64 MiB as float32)
 PAIR_TERMS = 1 << 21  # (resample, item, group) terms held at once by the grouped Kendall path (16 MiB)
+PLAN_TERMS = 1 << 22  # largest (item, lower group) index plan of the grouped path (3 x 32 MiB)
 
 
 def counts_from_indices(idx: np.ndarray, n: int) -> np.ndarray:
@@ -130,7 +131,9 @@ class ResampledCorrelations:
         few_is_b = self.gb.size <= self.ga.size
         self._few_is_b = few_is_b
         few, many = (self.gb, self.a) if few_is_b else (self.ga, self.b)
-        self._grouped = _GroupedPairs(many, few) if few.size * 16 <= self.n else None
+        sizes = np.bincount(few.inv, minlength=few.size)
+        plan_terms = int(np.sum(sizes * np.arange(few.size)))  # items times the groups below theirs
+        self._grouped = _GroupedPairs(many, few) if few.size * 16 <= self.n and plan_terms <= PLAN_TERMS else None
         self.has_kendall = self._grouped is not None or self.n <= KENDALL_DENSE_MAX
 
     def correlations(self, counts: np.ndarray) -> np.ndarray:
