@@ -51,6 +51,8 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
             raise InputError(f"record {record.get('id')!r}: 'embedding' must be a flat non-empty list")
         return vec
     if matrix is None:
+        if "row" in record:
+            raise InputError(f"record {record.get('id')!r}: 'row' {record['row']!r} points into a matrix; give it with --npy")
         raise InputError(f"record {record.get('id')!r}: no 'embedding' field (or give the .npy matrix)")
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):

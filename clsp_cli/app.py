@@ -1,7 +1,9 @@
 """The ``clsp`` Typer app: one subcommand per module in ``commands/``.
 
 Command modules import only typer and the standard library at top level, so that
-``clsp --help`` answers without loading torch or transformers.
+``clsp --help`` answers without loading torch or transformers. Help is click's plain text
+(``rich_markup_mode=None``): typer's rich help would load rich, its markdown parser and
+pygments, which took most of the time of ``clsp --help``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ app = typer.Typer(
     "Files given with -o/--report/--npy appear atomically (FILE.partial, then renamed), one writer "
     "at a time (FILE.lock); devices, FIFOs and /dev/stdout are written through; symlinks are followed.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,6 +66,7 @@ def _register() -> None:
             raise
         obj = getattr(mod, attr)
         if isinstance(obj, typer.Typer):
+            obj.rich_markup_mode = None  # plain help for its subcommands too
             app.add_typer(obj, name=name)
         else:
             app.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)

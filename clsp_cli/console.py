@@ -13,12 +13,31 @@ import sys
 import threading
 import time
 
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from clsp.progress import progress_seconds
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_console: Console | None = None
 _quiet = False
+
+
+def get_console() -> Console:
+    """The stderr rich console, made on first use (rich loads then, not for ``clsp --help``)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console
+
+
+def __getattr__(name: str):
+    if name == "console":  # ``from clsp_cli.console import console``
+        return get_console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def set_quiet(quiet: bool) -> None:
@@ -35,21 +54,21 @@ def route_library_logs(level: int) -> None:
     logger = logging.getLogger("clsp")
     logger.setLevel(level)
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
+        logger.addHandler(RichHandler(console=get_console(), show_path=False, show_time=False))
 
 
 def log(message: str) -> None:
     """An informational line on stderr (suppressed by ``--quiet``)."""
     if not _quiet:
-        console.print(message, markup=False)
+        get_console().print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    console.print(f"warning: {message}", style="yellow", markup=False)
+    get_console().print(f"warning: {message}", style="yellow", markup=False)
 
 
 def error(message: str) -> None:
-    console.print(f"error: {message}", style="bold red", markup=False)
+    get_console().print(f"error: {message}", style="bold red", markup=False)
 
 
 class Throughput:
@@ -75,7 +94,7 @@ class Throughput:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                      console=console, transient=True)
+                                      console=get_console(), transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.label)
         elif not _quiet and progress_seconds() > 0:

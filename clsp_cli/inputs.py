@@ -27,3 +27,26 @@ def input_items(args: Sequence[str] | None, modality: str = "audio", audio_root:
             yield item
 
     return items()
+
+
+class MissingMatrix:
+    """Counts records that hold 'row' (a row of the matrix ``clsp embed --npy`` wrote) while no
+    matrix was given, so that a forgotten ``--npy`` is one warning, not one line per record."""
+
+    def __init__(self, source: object):
+        self.source, self.ids = source, []
+
+    def check(self, item: Item, matrix: object) -> bool:
+        """True (and counted) when ``item`` failed only for want of the matrix."""
+        rec = item.record or {}
+        if matrix is None and "row" in rec and "embedding" not in rec:
+            self.ids.append(item.id)
+            return True
+        return False
+
+    def warn(self) -> None:
+        from clsp_cli.console import warn
+
+        if self.ids:
+            warn(f"{len(self.ids)} records of {self.source} (first {self.ids[0]!r}) hold 'row', a row of the matrix "
+                 "'clsp embed --npy' wrote beside them: give that matrix with --npy")

@@ -78,9 +78,14 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
     pred: list[str] = []
     unknown_gold: dict[str, int] = {}
     misses: list[dict] = []
+    fields: set[str] = set()  # of the classified records, to tell a --label-key that none has
+    from clsp_cli.inputs import MissingMatrix
+
+    no_matrix = MissingMatrix(" ".join(input or ["-"]))
     with Throughput("classify", "clips") as progress:
         for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
             if err is not None:
+                no_matrix.check(item, npy)
                 sink.write_error(item.id, err)
                 progress.update(failed=1)
                 continue
@@ -97,10 +102,17 @@ def _run(input, pack, attribute, model, temperature, top_k, label_key, report, p
             sink.write({**rec, **result})
             progress.update()
             if label_key is not None:
+                fields.update(rec)
                 counted = len(gold)
                 _collect(item.record, label_key, prompt_set, result["label"], gold, pred, unknown_gold)
                 if html and len(gold) > counted and gold[-1] != pred[-1]:
                     misses.append({**rec, "gold": gold[-1], **result})
+    no_matrix.warn()
+    if label_key is not None and fields and label_key not in fields:
+        from clsp.errors import ConfigError
+
+        raise ConfigError(f"--label-key {label_key!r}: no record has this field (their fields: "
+                          f"{', '.join(sorted(fields)[:12])}{', ...' if len(fields) > 12 else ''})")
     if unknown_gold:
         warn("gold labels not in the pack were left out of the metrics: "
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(unknown_gold.items())))

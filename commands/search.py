@@ -99,6 +99,8 @@ def evaluate(
     ef: EfOpt = None,
     rerank: RerankOpt = None,
     npy: NpyOpt = None,
+    speech_npy: Annotated[Optional[str], typer.Option("--speech-npy", help="Pool mode: the matrix the --speech rows point into (default: --npy).")] = None,
+    captions_npy: Annotated[Optional[str], typer.Option("--captions-npy", help="Pool mode: the matrix the --captions rows point into (default: --npy).")] = None,
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
@@ -110,8 +112,8 @@ def evaluate(
     from clsp.index_query import SearchSettings
 
     settings = SearchSettings(10, None, nprobe, ef, rerank, threads)
-    return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy,
-                    model, device, output, quiet, plot)
+    return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings,
+                 (npy, speech_npy, captions_npy), model, device, output, quiet, plot)
 
 
 def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_timeout, threads, on_error,
@@ -147,26 +149,33 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_ti
     return 3 if failed else 0
 
 
-def _read_embeddings(reader, source, on_error="skip"):
+def _read_embeddings(reader, source, on_error="skip", rows=None):
     """(vectors, metadata dicts, failed) of an embeddings file; bad records are skipped with a
-    warning (or stop the run with --on-error fail)."""
+    warning (or stop the run with --on-error fail). Records that hold 'row' while no matrix was
+    given are counted into one warning, not one line each. ``rows`` (a dict), when given, gets
+    the matrix row of every record read from the matrix, keyed by row, valued by id."""
     from clsp.index_records import record_metadata
     from clsp_cli.console import Throughput, warn
     from clsp_cli.errors import FailFast
+    from clsp_cli.inputs import MissingMatrix
 
-    vectors, metas, failed = [], [], 0
+    vectors, metas, failed, no_matrix = [], [], 0, MissingMatrix(source)
     with Throughput("read embeddings", "records") as progress:
         for item, vec in reader.read(source):
             if vec is None:
                 failed += 1
-                warn(f"skipped {item.id}: {item.error}")
+                if not no_matrix.check(item, reader.matrix):
+                    warn(f"skipped {item.id}: {item.error}")
                 if on_error == "fail":
                     raise FailFast(f"record {item.id!r} failed: {item.error}")
                 progress.update(failed=1)
                 continue
             vectors.append(vec)
             metas.append(record_metadata(item.record))
+            if rows is not None and "embedding" not in item.record:
+                rows.setdefault(item.record.get("row", item.index), item.id)
             progress.update()
+    no_matrix.warn()
     return vectors, metas, failed
 
 
@@ -242,8 +251,9 @@ def _relevant_ids(record: dict, key: str) -> list[str]:
     raise InputError(f"query {record.get('id')!r}: needs the relevant id(s) in field '{key}'")
 
 
-def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, npy, model,
+def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings, matrices, model,
           device, output, quiet, plot=None) -> int:
+    """``matrices``: (--npy, --speech-npy, --captions-npy)."""
     from clsp.errors import ConfigError
     from clsp_cli.console import set_quiet
     from clsp_cli.output import RecordSink
@@ -258,12 +268,14 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
     if speech or captions:
         if not (speech and captions) or index_dir or queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
-        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves if plot else None)
+        summary, failed = _eval_pool(speech, captions, match_key, group_key, n_boot, matrices, curves if plot else None)
     else:
         if not index_dir:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
-        summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings, npy,
-                                      model, device, curves)
+        if matrices[1] or matrices[2]:
+            raise ConfigError("--speech-npy and --captions-npy are for pool mode (--speech/--captions); use --npy")
+        summary, failed = _eval_index(index_dir, queries or "-", relevant_key, group_key, n_boot, settings,
+                                      matrices[0], model, device, curves)
     if not quiet:
         _render(summary)
     recall_plot(plot, curves, f"{summary['task']}: R@k ({summary.get('queries', summary.get('captions'))} queries)")
@@ -310,7 +322,8 @@ def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, n
     return summary, failed
 
 
-def _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves=None):
+def _eval_pool(speech, captions, match_key, group_key, n_boot, matrices, curves=None):
+    """Both directions over a speech-caption pool; ``matrices``: (--npy, --speech-npy, --captions-npy)."""
     import numpy as np
 
     from clsp.errors import InputError
@@ -318,10 +331,17 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves=None)
     from clsp.metrics.retrieval import speech_text_retrieval
     from clsp_cli.console import warn
 
-    matrix = load_matrix(npy) if npy else None
-    reader = EmbeddingReader(matrix)  # one reader: captions must come from the speech side's model
-    avecs, arecs, afail = _read_embeddings(reader, speech)
-    tvecs, trecs, tfail = _read_embeddings(reader, captions)
+    shared, speech_npy, captions_npy = matrices
+    shared_matrix = load_matrix(shared) if shared and not (speech_npy and captions_npy) else None
+    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared_matrix)
+    speech_rows: dict = {}
+    avecs, arecs, afail = _read_embeddings(reader, speech, rows=speech_rows)
+    # the same reader, so that captions must come from the speech side's model
+    reader.matrix = load_matrix(captions_npy) if captions_npy else shared_matrix
+    caption_rows: dict = {}
+    tvecs, trecs, tfail = _read_embeddings(reader, captions, rows=caption_rows)
+    if not speech_npy and not captions_npy:
+        _refuse_shared_rows(speech_rows, caption_rows, shared)
     if not avecs or not tvecs:
         raise InputError("pool mode needs at least one speech and one caption embedding")
     audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
@@ -351,6 +371,19 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, npy, curves=None)
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
                              for g in sorted(set(labels.tolist()))}
     return summary, afail + tfail
+
+
+def _refuse_shared_rows(speech_rows: dict, caption_rows: dict, npy) -> None:
+    """A caption read from the row of a clip is that clip's speech vector (a perfect, false score):
+    rows of one --npy used by both sides mean each side's rows point into its own matrix."""
+    from clsp.errors import ConfigError
+
+    both = sorted(set(speech_rows) & set(caption_rows))
+    if both:
+        row = both[0]
+        raise ConfigError(f"--speech and --captions point at the same rows of --npy {npy} ({len(both)} rows; row "
+                          f"{row}: speech {speech_rows[row]!r}, caption {caption_rows[row]!r}): give each side the "
+                          "matrix it was written with, --speech-npy SPEECH.npy --captions-npy CAPTIONS.npy")
 
 
 def _unit_rows(mat):

@@ -174,6 +174,8 @@ def _correlations(ratings, human_key, group_key, n_boot, prov) -> dict:
 def _fmt(rep: dict, name: str) -> str:
     value, ci = rep.get(name), rep.get(f"{name}_ci")
     text = "n/a" if value is None else f"{value:.3f}"
+    if name in rep.get("ci_undefined", {}):
+        return text + " [no CI]"
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
 
 
@@ -189,6 +191,9 @@ def _render(summary: dict) -> None:
     for name, rep in rows:
         table.add_row(str(name), str(rep["n"]), _fmt(rep, "pearson"), _fmt(rep, "spearman"), _fmt(rep, "kendall"))
     console.print(table)
+    if any("ci_undefined" in rep for _, rep in rows):
+        console.print("no CI: too few items or distinct values for a bootstrap interval (see 'ci_undefined')",
+                      markup=False)
 
 
 def _audio_only(records, base) -> bool:

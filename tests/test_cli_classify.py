@@ -1,4 +1,4 @@
-"""``clsp classify`` through the real executable and pipes (tiny random model)."""
+"""``clsp classify`` through the real executable and pipes, and in process (tiny random model)."""
 
 from __future__ import annotations
 
@@ -88,3 +88,46 @@ def test_bad_pack_is_a_usage_error(tmp_path):
     assert "no {label} slot" in p.stderr
     p = run("clsp classify --list-packs", tmp_path)
     assert "iemocap\temotion\thappy, angry, sad, neutral" in p.stdout
+
+
+def test_label_key_that_no_record_has_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    recs = []
+    for i, freq in enumerate([120, 220]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": str(tmp_path / f"c{i}.wav"), "gender": "male"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    args = ["classify", str(tmp_path / "in.jsonl"), "--pack", "gender", "--n-boot", "0", *TINY]
+    r = CliRunner().invoke(app, [*args, "--label-key", "sex"])
+    assert r.exit_code == 2
+    assert "--label-key 'sex'" in r.stderr and "gender" in r.stderr
+    # a key that only some records lack is still a report, with the gaps counted
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs + [{"id": "x", "audio": recs[0]["audio"]}]))
+    r = CliRunner().invoke(app, [*args, "--label-key", "gender"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])["summary"]
+    assert summary["n"] == 2 and summary["skipped_gold"] == {"<missing>": 1}
+
+
+def test_forgotten_npy_is_one_warning_and_an_error_record_each(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    prov = {"model": "tiny-random", "checksum": "seed:0", "dim": 32, "normalized": True, "sample_rate": 16000}
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "row": i, "provenance": prov}) + "\n"
+                                                 for i in range(4)))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random"])
+    assert r.exit_code == 3
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["r0", "r1", "r2", "r3"] and all("--npy" in o["error"]["message"] for o in out)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "4 records" in warnings[0] and "--npy" in warnings[0]
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random",
+                                 "--npy", str(tmp_path / "m.npy")])
+    assert r.exit_code == 0, r.stderr
+    assert "warning" not in r.stderr

@@ -129,3 +129,56 @@ def test_non_finite_thresholds_are_usage_errors(tmp_path):
     assert r.exit_code == 2 and r.stdout == ""
     r = cli("similarity", "a.wav", "b.wav", "--above", "nan", "-q")
     assert r.exit_code == 2
+
+
+@pytest.fixture
+def two_matrices(pool):
+    """The same pool as 'clsp embed --npy' writes it run by run: one matrix per side, rows from 0 each."""
+    tmp, speech, caps = pool
+    np.save(tmp / "sp.npy", speech)
+    np.save(tmp / "cap.npy", caps)
+    write(tmp / "cap0.jsonl", [{"id": f"t{i}", "row": i, "audio_id": f"c{i}", "provenance": PROV} for i in range(12)])
+    return tmp, speech, caps
+
+
+def test_pool_eval_refuses_caption_rows_read_from_the_speech_matrix(two_matrices):
+    tmp, _, _ = two_matrices
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap0.jsonl"),
+            "--npy", str(tmp / "sp.npy"), "--n-boot", "0", "-q")
+    assert r.exit_code == 2
+    assert "same rows" in r.stderr and "--captions-npy" in r.stderr
+    assert r.stdout == ""  # no (perfect, false) scores
+
+
+def test_pool_eval_reads_each_side_from_its_own_matrix(two_matrices):
+    tmp, speech, caps = two_matrices
+    owner = np.arange(12)
+    want = speech_text_retrieval(speech, caps, owner, n_boot=0)
+    for extra in (["--speech-npy", str(tmp / "sp.npy"), "--captions-npy", str(tmp / "cap.npy")],
+                  ["--npy", str(tmp / "sp.npy"), "--captions-npy", str(tmp / "cap.npy")]):
+        r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap0.jsonl"),
+                *extra, "--n-boot", "0", "-q")
+        assert r.exit_code == 0, r.output
+        got = lines(r)[0]["metrics"]
+        for key in ("s2t_R@1", "t2s_R@1", "s2t_mAP@10", "t2s_mAP@10"):
+            assert got[key] == pytest.approx(want[key], abs=1e-6)
+        assert got["s2t_R@1"] < 1.0
+
+
+def test_side_matrices_are_for_pool_mode_only(two_matrices):
+    tmp, _, _ = two_matrices
+    r = cli("search", "eval", str(tmp / "x.idx"), "--queries", str(tmp / "cap0.jsonl"), "--captions-npy",
+            str(tmp / "cap.npy"), "-q")
+    assert r.exit_code == 2 and "pool mode" in r.stderr
+
+
+def test_forgotten_npy_gives_one_warning_per_input_not_per_record(pool):
+    tmp, _, _ = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "-o", str(tmp / "x.idx"))
+    assert r.exit_code == 1
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "12 records" in warnings[0] and "--npy" in warnings[0]
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"), "--n-boot", "0")
+    assert r.exit_code == 1
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 2 and all("12 records" in w for w in warnings)

@@ -1,4 +1,4 @@
-"""``clsp similarity`` through the real executable: one-off checks, pair batches, filters."""
+"""``clsp similarity``: one-off checks, pair batches, filters (real executable); correlation reports (in process)."""
 
 from __future__ import annotations
 
@@ -83,3 +83,29 @@ def test_mixed_pairs_stream_and_head_closes_pipe_quietly(tmp_path):
     assert [r["pair"] for r in out] == ["audio-text", "audio-audio", "audio-text"]
     assert out[1]["score"] != out[0]["score"]
     assert "Traceback" not in p.stderr
+
+
+def test_small_tied_group_reports_no_interval_with_a_reason(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    words = ["calm", "loud", "angry", "soft", "slow", "fast", "deep", "high", "young", "old"]
+    pairs = [{"id": i, "a": f"a {words[i % 10]} voice", "b": f"a {words[(3 * i + 1) % 10]} speaker",
+              "rating": 1 + (7 * i) % 5, "g": "big"} for i in range(40)]
+    # seven pairs whose ratings all tie but one: a third of the resamples leave that one out
+    pairs += [{"id": 100 + i, "a": f"a {words[i]} voice", "b": f"a {words[i + 1]} voice", "rating": 2 if i == 6 else 1,
+               "g": "tiny"} for i in range(7)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = CliRunner().invoke(app, ["similarity", str(tmp_path / "p.jsonl"), "--human-key", "rating", "--group-key", "g",
+                                 "--n-boot", "200", "-m", "tiny-random"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.splitlines()[-1])["summary"]
+    tiny, big = summary["groups"]["tiny"], summary["groups"]["big"]
+    for name in ("pearson", "spearman", "kendall"):
+        assert tiny[name] is not None and tiny[f"{name}_ci"] == [None, None]
+        assert "resamples" in tiny["ci_undefined"][name]
+        lo, hi = big[f"{name}_ci"]
+        assert lo <= big[name] <= hi
+    assert "ci_undefined" not in big
+    assert "no CI" in r.stderr

@@ -87,3 +87,18 @@ def test_library_imports_have_no_cycle():
 def test_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["search", "--help"], ["similarity", "--help"]])
+def test_help_loads_neither_torch_nor_rich(argv):
+    # torch, transformers and faiss load inside the commands that need them; rich (and typer's rich
+    # help with its markdown parser) only when something is printed to the stderr console.
+    code = (f"import sys; sys.argv = ['clsp'] + {argv!r}\n"
+            "from clsp_cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "heavy = ('torch', 'transformers', 'faiss', 'numpy', 'rich', 'markdown_it', 'pygments')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Usage: clsp" in res.stdout
+    assert res.stderr.strip().splitlines()[-1] == "[]"

@@ -2,8 +2,8 @@
 
 Used for the human-alignment protocol: model similarity scores against human ratings.
 Spearman uses average ranks for ties; Kendall is tau-b (tie-corrected). Values come from
-``scipy.stats.pearsonr``, ``spearmanr`` and ``kendalltau``; the bootstrap evaluates Pearson
-and Spearman on all resamples at once (vectorized) and Kendall per resample (O(n log n) each).
+``scipy.stats.pearsonr``, ``spearmanr`` and ``kendalltau``; the bootstrap evaluates all three on
+batches of resamples at once from item counts (``clsp.metrics.resampled_correlation``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from clsp.errors import InputError
-from clsp.metrics.bootstrap import bootstrap_ci
+from clsp.metrics.bootstrap import bootstrap_distribution, percentile_interval
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,23 +62,27 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
     return _quiet(lambda a, b: kendalltau(a, b, variant="b"), *_pair(x, y))
 
 
-def _pearson_rows(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Pearson's r along ``axis`` for stacked resamples; nan where a row is constant."""
-    da = a - a.mean(axis=axis, keepdims=True)
-    db = b - b.mean(axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.sum(da * db, axis=axis) / np.sqrt(np.sum(da * da, axis=axis) * np.sum(db * db, axis=axis))
-    return np.clip(r, -1.0, 1.0)
-
-
-def _spearman_rows(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return _pearson_rows(rankdata(a, axis=axis), rankdata(b, axis=axis), axis=axis)
-
-
 CORRELATIONS = {"pearson": pearson, "spearman": spearman, "kendall": kendall_tau_b}
-_VECTORIZED = {"pearson": _pearson_rows, "spearman": _spearman_rows}
+
+
+def resampled_statistic(a: np.ndarray, b: np.ndarray) -> Callable[..., np.ndarray]:
+    """Vectorized bootstrap statistic over item indices (batch, n) -> (3, batch): Pearson, Spearman, Kendall.
+
+    Each resample is reduced to its item counts and evaluated by ``ResampledCorrelations`` (equal to
+    the scipy.stats values on the resampled arrays); Kendall falls back to ``scipy.stats.kendalltau``
+    per resample where neither fast path applies (n > 4096 with both sides mostly distinct).
+    """
+    from clsp.metrics.resampled_correlation import ResampledCorrelations, counts_from_indices
+
+    stats = ResampledCorrelations(a, b)
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        out = stats.correlations(counts_from_indices(idx, a.size))
+        if not stats.has_kendall:
+            out[2] = [kendall_tau_b(a[row], b[row]) for row in np.atleast_2d(idx)]
+        return out
+
+    return statistic
 
 
 def correlation_report(
@@ -91,6 +95,12 @@ def correlation_report(
     """The three correlations of ``x`` with ``y`` and their percentile bootstrap CIs (None: undefined).
 
     Returns ``{"n", "pearson", "pearson_ci": [lo, hi], "spearman", ..., "kendall", ..., "ci_level"}``.
+    The intervals share one set of ``n_boot`` paired resamples (``scipy.stats.bootstrap``). An
+    interval is ``[None, None]`` when it is undefined (fewer than 2 items, a constant side) or
+    cannot be read honestly off the bootstrap distribution: more than alpha/2 of the resamples
+    undefined, or the percentile interval not containing the estimate, as happens in small
+    groups with tied ratings (rule and reasons: ``percentile_interval``); then
+    ``"ci_undefined"`` names the reason per correlation.
     Raises ``InputError`` naming the first item whose score or rating is NaN/inf.
     """
     a, b = _pair(x, y)
@@ -101,13 +111,28 @@ def correlation_report(
     report: dict = {"n": int(a.size)}
     for name, fn in CORRELATIONS.items():
         report[name] = _defined(fn(a, b))
-        if n_boot > 0 and a.size >= 2:
-            vec = _VECTORIZED.get(name)
-            ci = bootstrap_ci(vec or fn, [a, b], n_boot=n_boot, alpha=alpha, seed=seed, vectorized=vec is not None)
-            report[f"{name}_ci"] = [_defined(v) for v in ci]
-    if n_boot > 0:
-        report["ci_level"] = 1 - alpha
+    if n_boot <= 0:
+        return report
+    report["ci_level"] = 1 - alpha
+    if a.size < 2:
+        return report
+    samples = bootstrap_distribution(resampled_statistic(a, b), [np.arange(a.size)], n_boot, seed, vectorized=True)
+    reasons = {}
+    for row, name in zip(samples, CORRELATIONS):
+        lo, hi = percentile_interval(row, alpha, estimate=report[name])
+        report[f"{name}_ci"] = [_defined(lo), _defined(hi)]
+        if report[name] is not None and lo != lo:
+            reasons[name] = _why_undefined(row, alpha)
+    if reasons:
+        report["ci_undefined"] = reasons
     return report
+
+
+def _why_undefined(samples: np.ndarray, alpha: float) -> str:
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad > alpha / 2 * samples.size:
+        return f"undefined in {bad} of {samples.size} resamples (too few items or distinct values)"
+    return "the bootstrap distribution does not cover the estimate (too few items, ties)"
 
 
 def _defined(value: float) -> float | None:
