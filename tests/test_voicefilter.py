@@ -24,9 +24,15 @@ def vf() -> VoiceFilterSpeakerEncoder:
     return VoiceFilterSpeakerEncoder(max_windows=None).eval()
 
 
-def test_matches_the_packages_onnx_pipeline(vf):
+@pytest.fixture(scope="module")
+def vf_float() -> VoiceFilterSpeakerEncoder:
+    return VoiceFilterSpeakerEncoder(max_windows=None, int8=False).eval()
+
+
+def test_matches_the_packages_onnx_pipeline(vf_float):
     """Reference d-vectors from onnxruntime on the int8 graph (which also quantises activations
-    at run time, so agreement is close but not exact)."""
+    at run time, so agreement is close but not exact), against the float32 path."""
+    vf = vf_float
     for clip in json.loads((DATA / "voicefilter_reference.json").read_text())["clips"]:
         wave = torch.from_numpy(vibrato_clip(clip["seconds"], clip["f0"], clip["amp"]))
         with torch.no_grad():
@@ -97,3 +103,11 @@ def test_fusion_tower_takes_both_speaker_encoders():
     with torch.no_grad():
         out, lens = enc(wave, torch.tensor([wave.shape[1]]))
     assert out.shape == (1, 1, 512) and lens.tolist() == [1]
+
+
+def test_int8_path_agrees_with_float32(vf, vf_float):
+    for seconds, f0 in ((3.0, 180), (1.7, 110)):
+        wave = torch.from_numpy(vibrato_clip(seconds, f0, 0.3))
+        lengths = torch.tensor([wave.numel()])
+        with torch.no_grad():
+            assert float((vf(wave[None], lengths) * vf_float(wave[None], lengths)).sum()) >= 0.99

@@ -11,7 +11,7 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
      "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
-     "max_windows": 2,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
+     "max_windows": 4,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
      "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head)
      "gender_dim": 16}       # width of the trainable Linear+GELU over that log-odds
 
@@ -49,7 +49,7 @@ class SpeakerFusionEncoder(nn.Module):
 
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
-                 max_windows: int | None = 2, gender_head: bool = False, gender_dim: int = 16,
+                 max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
                  load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
