@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
-from clsp.index_records import load_matrix
+from clsp.index.records import load_matrix
 from clsp.shards import Shard, model_provenance, parse_shard_name
 
 

@@ -1,9 +1,11 @@
-"""The ``clsp`` Typer app: one subcommand per module in ``commands/``.
+"""The ``clsp`` Typer app: one subcommand per module of ``clsp_cli.commands``.
 
-Command modules import only typer and the standard library at top level, so that
-``clsp --help`` answers without loading torch or transformers. Help is click's plain text
-(``rich_markup_mode=None``): typer's rich help would load rich, its markdown parser and
-pygments, which took most of the time of ``clsp --help``.
+The command modules live in the top-level ``commands/`` folder of the source tree
+(``clsp_cli/commands`` links to it) and are installed as ``clsp_cli.commands``. They import
+only typer and the standard library at top level, so that ``clsp --help`` answers without
+loading torch or transformers. Help is click's plain text (``rich_markup_mode=None``):
+typer's rich help would load rich, its markdown parser and pygments, which took most of the
+time of ``clsp --help``.
 """
 
 from __future__ import annotations
@@ -42,37 +44,51 @@ def _root(
     """Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style."""
 
 
-# name -> (module, attribute); a module that is not present yet is skipped.
+# name -> (module, attribute); every one must be importable.
 COMMANDS = {
-    "embed": ("commands.embed", "main"),
-    "merge": ("commands.merge", "main"),
-    "caption": ("commands.caption", "main"),
-    "train": ("commands.train", "main"),
-    "search": ("commands.search", "main"),
-    "classify": ("commands.classify", "main"),
-    "similarity": ("commands.similarity", "main"),
-    "convert": ("commands.convert", "main"),
-    "plot": ("commands.plot", "main"),
+    "embed": ("clsp_cli.commands.embed", "main"),
+    "merge": ("clsp_cli.commands.merge", "main"),
+    "caption": ("clsp_cli.commands.caption", "main"),
+    "train": ("clsp_cli.commands.train", "main"),
+    "search": ("clsp_cli.commands.search", "main"),
+    "classify": ("clsp_cli.commands.classify", "main"),
+    "similarity": ("clsp_cli.commands.similarity", "main"),
+    "convert": ("clsp_cli.commands.convert", "main"),
+    "plot": ("clsp_cli.commands.plot", "main"),
 }
 
 
-def _register() -> None:
-    for name, (module, attr) in COMMANDS.items():
+class MissingCommandError(ImportError):
+    """A subcommand listed in :data:`COMMANDS` whose module or entry point is not installed."""
+
+
+def register(target: typer.Typer, commands: dict[str, tuple[str, str]]) -> None:
+    """Add each ``name -> (module, attribute)`` of ``commands`` to ``target`` as a subcommand.
+
+    The attribute is a ``typer.Typer`` (added as a group) or a function (added as a command).
+    Raises ``MissingCommandError`` naming the command and the module when a module or its
+    attribute is missing; an import error raised inside a present module propagates as is.
+    """
+    for name, (module, attr) in commands.items():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
+            if exc.name == module or module.startswith(f"{exc.name}."):
+                raise MissingCommandError(
+                    f"clsp: command {name!r} needs module {module!r}, which this installation lacks; "
+                    f"reinstall clsp-speech") from exc
             raise
-        obj = getattr(mod, attr)
+        obj = getattr(mod, attr, None)
+        if obj is None:
+            raise MissingCommandError(f"clsp: command {name!r}: module {module!r} has no {attr!r}")
         if isinstance(obj, typer.Typer):
             obj.rich_markup_mode = None  # plain help for its subcommands too
-            app.add_typer(obj, name=name)
+            target.add_typer(obj, name=name)
         else:
-            app.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)
+            target.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)
 
 
-_register()
+register(app, COMMANDS)
 
 
 def main() -> None:

@@ -152,7 +152,7 @@ def _embeddings(items, net, prov, npy, batch_size, device):
     from itertools import islice
 
     from clsp.embed import AudioEmbedder, EmbedConfig
-    from clsp.index_records import EmbeddingReader, load_matrix
+    from clsp.index.records import EmbeddingReader, load_matrix
 
     reader = EmbeddingReader(load_matrix(npy) if npy else None, provenance=prov)
     embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))

@@ -52,7 +52,7 @@ def embedding_map(
 
     Records that carry no usable embedding are reported on stderr and left out (exit 3).
     """
-    from clsp.index_records import EmbeddingReader, load_matrix
+    from clsp.index.records import EmbeddingReader, load_matrix
     from clsp.plots import map_figure, pca_2d, save_figure
     from clsp_cli.console import log, set_quiet, warn
     from clsp_cli.figures import check_outputs

@@ -77,7 +77,7 @@ def query(
 ):
     """Top-k hits per query: one {"id", "hits": [{"id", "score", ...record fields}]} record each (record fields
     named score or metadata are under "metadata")."""
-    from clsp.index_query import SearchSettings
+    from clsp.index.query import SearchSettings
 
     settings = SearchSettings(k, threshold, nprobe, ef, rerank, threads)
     return _query(index, input, text or [], audio or [], settings, npy, model, batch_size, device, output,
@@ -109,7 +109,7 @@ def evaluate(
     quiet: QuietOpt = False,
 ):
     """Retrieval metrics (R@1/5/10, mAP@10 with 95% CIs): queries against an index, or a speech-caption pool."""
-    from clsp.index_query import SearchSettings
+    from clsp.index.query import SearchSettings
 
     settings = SearchSettings(10, None, nprobe, ef, rerank, threads)
     return _eval(index, queries, relevant_key, speech, captions, match_key, group_key, n_boot, settings,
@@ -122,8 +122,8 @@ def _build(input, index_dir, npy, ids, factory, metric, max_memory, add, lock_ti
 
     from clsp.errors import ConfigError, InputError
     from clsp.index import index_exists, write_index
-    from clsp.index_factory import parse_memory
-    from clsp.index_records import EmbeddingReader, load_matrix
+    from clsp.index.factory import parse_memory
+    from clsp.index.records import EmbeddingReader, load_matrix
     from clsp_cli.console import set_quiet, warn
     from clsp_cli.output import RecordSink
 
@@ -154,7 +154,7 @@ def _read_embeddings(reader, source, on_error="skip", rows=None):
     warning (or stop the run with --on-error fail). Records that hold 'row' while no matrix was
     given are counted into one warning, not one line each. ``rows`` (a dict), when given, gets
     the matrix row of every record read from the matrix, keyed by row, valued by id."""
-    from clsp.index_records import record_metadata
+    from clsp.index.records import record_metadata
     from clsp_cli.console import Throughput, warn
     from clsp_cli.errors import FailFast
     from clsp_cli.inputs import MissingMatrix
@@ -181,7 +181,7 @@ def _read_embeddings(reader, source, on_error="skip", rows=None):
 
 def _query_items(input, texts, audios, npy):
     """Query items from --text/--audio options and/or an input file, with the matrix and base folder."""
-    from clsp.index_records import load_matrix
+    from clsp.index.records import load_matrix
     from clsp.records import Item, base_dir_of, iter_items
 
     given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
@@ -208,7 +208,7 @@ def _query(index_dir, input, texts, audios, settings, npy, model, batch_size, de
 
     from clsp.errors import ClspError, ConfigError
     from clsp.index import load_index
-    from clsp.index_query import QueryEncoder, search_items
+    from clsp.index.query import QueryEncoder, search_items
     from clsp_cli.console import Throughput, set_quiet
     from clsp_cli.output import RecordSink
 
@@ -288,7 +288,7 @@ def _eval(index_dir, queries, relevant_key, speech, captions, match_key, group_k
 def _eval_index(index_dir, queries, relevant_key, group_key, n_boot, settings, npy, model, device, curves=None):
     from clsp.errors import ClspError
     from clsp.index import load_index
-    from clsp.index_query import QueryEncoder, search_items
+    from clsp.index.query import QueryEncoder, search_items
     from clsp.metrics.retrieval import metrics_from_ranks, ranks_from_hits
     from clsp_cli.console import warn
 
@@ -327,7 +327,7 @@ def _eval_pool(speech, captions, match_key, group_key, n_boot, matrices, curves=
     import numpy as np
 
     from clsp.errors import InputError
-    from clsp.index_records import EmbeddingReader, load_matrix
+    from clsp.index.records import EmbeddingReader, load_matrix
     from clsp.metrics.retrieval import speech_text_retrieval
     from clsp_cli.console import warn
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clsp.index import build_index
-from clsp.index_store import read_info
+from clsp.index.store import read_info
 from clsp.metrics.retrieval import speech_text_retrieval
 from tests.conftest import jsonl, run_clsp
 

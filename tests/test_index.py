@@ -9,7 +9,7 @@ import pytest
 
 from clsp.errors import ClspError, ConfigError, IndexFileError, InputError, ProvenanceError
 from clsp.index import add_to_index, build_index, load_index
-from clsp.index_store import read_info
+from clsp.index.store import read_info
 
 
 def data_dir(path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clsp.errors import ConfigError
-from clsp.index_factory import (
+from clsp.index.factory import (
     choose_factory,
     default_knobs,
     is_lossy,

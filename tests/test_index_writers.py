@@ -14,8 +14,8 @@ import pytest
 
 from clsp.errors import InputError
 from clsp.index import add_to_index, build_index, load_index
-from clsp.index_lock import IndexBusyError, index_writer
-from clsp.index_store import read_info
+from clsp.index.lock import IndexBusyError, index_writer
+from clsp.index.store import read_info
 
 DIM = 8
 
@@ -30,7 +30,7 @@ def holder(path, seconds, add_ids=()):
     code = textwrap.dedent(f"""
         import sys, time, numpy as np
         from clsp.index import add_to_index
-        from clsp.index_lock import index_writer
+        from clsp.index.lock import index_writer
         with index_writer({str(path)!r}):
             print("locked", flush=True)
             time.sleep({seconds})

@@ -25,6 +25,9 @@ def test_layer_lint_rules_pass():
     ("clsp", "from clsp_cli.console import log\n", "TID251"),
     ("clsp_cli", "import torch\n", "TID253"),
     ("commands", "from commands.embed import main\n", "TID251"),
+    ("commands", "from clsp_cli.commands.embed import main\n", "TID251"),
+    ("commands", "import clsp_cli.commands.search\n", "TID251"),
+    ("clsp", "from clsp_cli.commands.search import main\n", "TID251"),
     ("commands", "import numpy as np\n", "TID253"),
 ])
 def test_layer_lint_rules_catch_a_crossing(tmp_path, layer, source, rule):

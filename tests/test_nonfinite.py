@@ -10,9 +10,9 @@ import pytest
 
 from clsp.errors import ConfigError, InputError
 from clsp.index import VectorIndex, build_index
-from clsp.index_query import QueryEncoder, SearchSettings, search_items
-from clsp.index_records import EmbeddingReader
-from clsp.index_store import IndexInfo, metadata_frame
+from clsp.index.query import QueryEncoder, SearchSettings, search_items
+from clsp.index.records import EmbeddingReader
+from clsp.index.store import IndexInfo, metadata_frame
 from clsp.metrics.correlation import correlation_report
 from clsp.metrics.retrieval import first_relevant_ranks, metrics_from_ranks, speech_text_retrieval
 from clsp.prompts import load_pack

@@ -74,7 +74,7 @@ def _npy_variants(draw_bytes: bytes, shape, dtype) -> bytes:
 @given(noise=st.binary(max_size=16), shape=st.sampled_from([(3, 4), (0, 4), (5,), (2, 2, 2)]),
        dtype=st.sampled_from(["<f4", "<f8", "<i4", "|u1", ">f4"]), cut=st.integers(0, 200))
 def test_npy_loader(tmp_path_factory, noise, shape, dtype, cut):
-    from clsp.index_records import load_matrix
+    from clsp.index.records import load_matrix
 
     data = _npy_variants(noise, shape, dtype)
     path = tmp_path_factory.mktemp("fz") / "x.npy"

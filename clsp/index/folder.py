@@ -1,20 +1,7 @@
-"""FAISS indexes of CLSP embeddings with metadata and provenance.
+"""Index folders: build, load, extend and write them (one writer at a time, readers see whole versions).
 
-    index = build_index(vectors, [{"id": "clip1", "path": "a.wav"}, ...], provenance=model.provenance())
-    index.save("speech.idx")
-    hits = load_index("speech.idx").search(text_vectors, k=10)   # [[{"id", "score", ...}, ...], ...]
-
-Cosine similarity (normalized vectors, inner product) by default. Row ``i`` of the FAISS
-structure is row ``i`` of the metadata table; ids are strings chosen by the user.
-
-A hit is ``{"id", "score", **fields}``: ``score`` is always clsp's similarity (or L2
-distance) and every other field of the indexed record follows under its own name, with its
-JSON type. Record fields whose names a hit uses for itself (:data:`HIT_FIELDS`: ``score``,
-``metadata``) are kept under ``hit["metadata"]`` instead, e.g. a MOS stored as ``score``
-comes back as ``hit["metadata"]["score"]``.
-
-An index has one writer at a time (:func:`clsp.index_lock.index_writer`); readers load the
-version published last, whole.
+The structure is chosen in :mod:`clsp.index.factory`, kept in memory by
+:class:`clsp.index.vectors.VectorIndex` and laid out on disk by :mod:`clsp.index.store`.
 """
 
 from __future__ import annotations
@@ -26,9 +13,9 @@ from typing import Iterator
 import numpy as np
 
 from clsp.errors import ConfigError, IndexFileError, InputError
-from clsp.index_factory import choose_factory, default_knobs, is_lossy, resolve_threads, train_size, training_sample
-from clsp.index_lock import DEFAULT_TIMEOUT, index_writer
-from clsp.index_store import (
+from clsp.index.factory import choose_factory, default_knobs, is_lossy, resolve_threads, train_size, training_sample
+from clsp.index.lock import DEFAULT_TIMEOUT, index_writer
+from clsp.index.store import (
     INDEX_FILE,
     INFO_FILE,
     META_FILE,
@@ -40,10 +27,9 @@ from clsp.index_store import (
     check_replaceable,
     read_info,
 )
-from clsp.index_vectors import HIT_FIELDS, VectorIndex, make_hit, prepare_vectors
+from clsp.index.vectors import VectorIndex, prepare_vectors
 
-__all__ = ["VectorIndex", "build_index", "load_index", "add_to_index", "write_index", "choose_factory", "HIT_FIELDS",
-           "make_hit"]
+__all__ = ["build_index", "load_index", "add_to_index", "write_index", "index_exists", "writing"]
 
 LOAD_ATTEMPTS = 5
 

@@ -4,7 +4,7 @@ Writers (``build`` over an existing index, ``add``) hold an exclusive lock for t
 load-add-publish, so two parallel ``--add`` runs are serialised instead of one silently
 dropping the other's rows. The lock file holds the PID of its holder, so a writer that has
 to wait can say whom it waits for. Readers never lock: they see the version that
-``index.json`` pointed at when they opened the index (see :mod:`clsp.index_store`).
+``index.json`` pointed at when they opened the index (see :mod:`clsp.index.store`).
 
 The lock is advisory and per open file (``fcntl.flock``): it is released when the holder
 exits, even on ``kill -9``, and it is reentrant within one process through a registry of

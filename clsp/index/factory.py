@@ -1,6 +1,6 @@
 """Choosing, training and tuning FAISS index structures for CLSP embeddings.
 
-Kept apart from :mod:`clsp.index` so the policy (which structure for which corpus, how
+Kept apart from :mod:`clsp.index.folder` so the policy (which structure for which corpus, how
 many threads, which knobs) can be read and tested without touching files.
 """
 

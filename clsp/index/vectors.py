@@ -1,7 +1,7 @@
 """The in-memory index: a FAISS structure, its metadata table and its provenance.
 
 Search, add and save live here; building, loading and the folder-level write sequence are
-in :mod:`clsp.index`. Hits are ``{"id", "score", **fields}`` (see :func:`make_hit`).
+in :mod:`clsp.index.folder`. Hits are ``{"id", "score", **fields}`` (see :func:`make_hit`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from clsp.errors import ConfigError, IndexFileError, InputError
-from clsp.index_factory import apply_search_knobs, is_lossy, resolve_threads
-from clsp.index_lock import DEFAULT_TIMEOUT, index_writer
-from clsp.index_store import (
+from clsp.index.factory import apply_search_knobs, is_lossy, resolve_threads
+from clsp.index.lock import DEFAULT_TIMEOUT, index_writer
+from clsp.index.store import (
     FORMAT_VERSION,
     INDEX_FILE,
     META_FILE,
@@ -240,7 +240,7 @@ class VectorIndex:
         """Publish this index as the new version of the index folder ``path``.
 
         Holds the folder's write lock (waiting up to ``lock_timeout`` seconds, see
-        :func:`clsp.index_lock.index_writer`); readers see the old or the new version whole.
+        :func:`clsp.index.lock.index_writer`); readers see the old or the new version whole.
         Raises ``OutputError`` for a target that exists and is not a clsp index.
         """
         import faiss

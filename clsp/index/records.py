@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import InputError, ProvenanceError
-from clsp.index_store import same_provenance, use_model_fix
+from clsp.index.store import same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")

@@ -217,7 +217,7 @@ def upgrade_frame(frame, info: IndexInfo):
 # ------------------------------------------------------------------------------- publishing
 def check_replaceable(target: Path) -> None:
     """Refuse to write an index over a file, or over a folder that is not a clsp index."""
-    from clsp.index_lock import LOCK_FILE
+    from clsp.index.lock import LOCK_FILE
 
     if target.exists() and not target.is_dir():
         raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
@@ -231,7 +231,7 @@ def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
     """Write a new data folder in ``target``, point ``index.json`` at it, drop older data.
 
     ``writers`` maps file names to callables taking the destination path. The caller holds
-    the index's write lock (:func:`clsp.index_lock.index_writer`). ``info.data`` is set.
+    the index's write lock (:func:`clsp.index.lock.index_writer`). ``info.data`` is set.
     """
     target = Path(target)
     name = f"{DATA_PREFIX}{uuid.uuid4().hex[:12]}"

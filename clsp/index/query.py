@@ -14,9 +14,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from clsp.errors import ClspError, InputError
-from clsp.index import VectorIndex
-from clsp.index_records import check_usable, record_vector
-from clsp.index_store import check_provenance, use_model_fix
+from clsp.index.vectors import VectorIndex
+from clsp.index.records import check_usable, record_vector
+from clsp.index.store import check_provenance, use_model_fix
 from clsp.records import Item, resolve_path
 
 
