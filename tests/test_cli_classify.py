@@ -1,20 +1,19 @@
-"""``clsp classify`` through the real executable and pipes (tiny random model)."""
+"""``clsp classify`` in-process (tiny random model): records, pipes of records, reports, usage errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-
 import numpy as np
 import soundfile as sf
 
 from clsp.metrics.classification import unweighted_accuracy, weighted_accuracy
+from tests.conftest import invoke
 
 TINY = ["-m", "tiny-random", "--quiet"]
 
 
-def run(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120)
+def run(*args, cwd, stdin: str | None = None):
+    return invoke(*args, cwd=cwd, stdin=stdin, text=True)
 
 
 def tone(path, freq: float, seconds: float = 1.0) -> None:
@@ -30,7 +29,8 @@ def test_audio_records_labels_errors_and_summary(tmp_path):
     recs.append({"id": "gone", "audio": "missing.wav", "gender": "male"})
     recs.append({"id": "odd", "audio": "c0.wav", "gender": "robot"})
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    p = run("cat in.jsonl | clsp classify - --pack gender --label-key gender --top-k 2 --n-boot 50 -m tiny-random", tmp_path)
+    p = run("classify", "-", "--pack", "gender", "--label-key", "gender", "--top-k", "2", "--n-boot", "50", "-m", "tiny-random",
+            cwd=tmp_path, stdin=(tmp_path / "in.jsonl").read_text())
     assert p.returncode == 3, p.stderr
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r["id"] for r in out] == ["c0", "c1", "c2", "c3", "gone", "odd", "__summary__"]
@@ -52,9 +52,10 @@ def test_audio_records_labels_errors_and_summary(tmp_path):
 
 def test_embedding_records_from_clsp_embed_pipe_and_report(tmp_path):
     # text embeddings of the pack's own prompts must be classified as their class
-    p = run("printf 'A male speaker.\\nA female speaker.\\nA speaker in a angry tone.\\n' | "
-            "clsp embed --modality text -m tiny-random -q | "
-            "clsp classify --pack ravdess --attribute gender -m tiny-random -q", tmp_path)
+    e = run("embed", "--modality", "text", "-m", "tiny-random", "-q", cwd=tmp_path,
+            stdin="A male speaker.\nA female speaker.\nA speaker in a angry tone.\n")
+    assert e.returncode == 0, e.stderr
+    p = run("classify", "--pack", "ravdess", "--attribute", "gender", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=e.stdout)
     assert p.returncode == 0, p.stderr
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r["label"] for r in out[:2]] == ["male", "female"]
@@ -68,8 +69,8 @@ def test_precomputed_embeddings_provenance_and_report(tmp_path):
     np.save(tmp_path / "m.npy", np.stack([np.linspace(-1, 1, 32), -np.linspace(-1, 1, 32)]).astype("float32"))
     rows = [{"id": "r0", "row": 0, "gender": "female"}, {"id": "r9", "row": 9}]
     stdin = "".join(json.dumps(r) + "\n" for r in (bad, short, good, *rows))
-    p = run("clsp classify --pack ravdess -a gender --label-key gender --report rep.json --n-boot 20 "
-            "--npy m.npy -m tiny-random -q", tmp_path, stdin)
+    p = run("classify", "--pack", "ravdess", "-a", "gender", "--label-key", "gender", "--report", "rep.json", "--n-boot", "20",
+            "--npy", "m.npy", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=stdin)
     assert p.returncode == 3
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r.get("error", {}).get("type") for r in out] == ["ProvenanceError", "ProvenanceError", None, None, "InputError"]
@@ -82,9 +83,9 @@ def test_precomputed_embeddings_provenance_and_report(tmp_path):
 
 def test_bad_pack_is_a_usage_error(tmp_path):
     (tmp_path / "bad.json").write_text('{"attribute": "x", "templates": ["no slot"], "classes": {"a": "a", "b": "b"}}')
-    p = run("echo c.wav | clsp classify --pack bad.json -m tiny-random", tmp_path)
+    p = run("classify", "--pack", "bad.json", "-m", "tiny-random", cwd=tmp_path, stdin="c.wav\n")
     assert p.returncode == 2
     assert p.stdout == ""
     assert "no {label} slot" in p.stderr
-    p = run("clsp classify --list-packs", tmp_path)
+    p = run("classify", "--list-packs", cwd=tmp_path)
     assert "iemocap\temotion\thappy, angry, sad, neutral" in p.stdout

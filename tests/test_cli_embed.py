@@ -1,4 +1,4 @@
-"""``clsp embed`` through the real executable and real pipes."""
+"""``clsp embed``: the command contract in-process, pipes through the real executable."""
 
 import json
 import subprocess
@@ -6,19 +6,21 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from tests.conftest import CLSP, jsonl, run_clsp, write_wav
+from tests.conftest import CLSP, invoke, jsonl, write_wav
 
 
 def test_help_is_fast_and_imports_no_torch():
     code = "import sys, clsp_cli.app; print(sorted(m for m in ('torch', 'transformers', 'faiss') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    res = run_clsp("--help")
+    res = invoke("--help")
     assert res.returncode == 0 and b"embed" in res.stdout
 
 
+@pytest.mark.slow
 def test_pipe_to_head_is_quiet(clips):
     cmd = f"cat clips.jsonl | {CLSP} embed - --model tiny-random -q | head -1"
     res = subprocess.run(cmd, shell=True, capture_output=True, cwd=clips, timeout=300)
@@ -59,7 +61,7 @@ def bad_corpus(tmp):
 
 def test_bad_inputs_each_get_an_error_record(tmp_path):
     n = bad_corpus(tmp_path)
-    res = run_clsp("embed", "bad.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path)
+    res = invoke("embed", "bad.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path)
     assert res.returncode == 3, res.stderr
     recs = jsonl(res.stdout)
     assert len(recs) == n
@@ -77,18 +79,18 @@ def test_bad_inputs_each_get_an_error_record(tmp_path):
 
 def test_on_error_fail_stops(tmp_path):
     bad_corpus(tmp_path)
-    res = run_clsp("embed", "bad.jsonl", "--model", "tiny-random", "-q", "--on-error", "fail", cwd=tmp_path)
+    res = invoke("embed", "bad.jsonl", "--model", "tiny-random", "-q", "--on-error", "fail", cwd=tmp_path)
     assert res.returncode == 1
     recs = jsonl(res.stdout)
     assert recs[-1]["id"] == "missing" and "error" in recs[-1]
 
 
 def test_batch_size_and_order_do_not_change_embeddings(clips):
-    a = jsonl(run_clsp("embed", "clips.jsonl", "--model", "tiny-random", "-b", "1", "-q", cwd=clips).stdout)
-    b = jsonl(run_clsp("embed", "clips.jsonl", "--model", "tiny-random", "-b", "5", "-q", cwd=clips).stdout)
+    a = jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "-b", "1", "-q", cwd=clips).stdout)
+    b = jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "-b", "5", "-q", cwd=clips).stdout)
     lines = (clips / "clips.jsonl").read_text().splitlines()
     (clips / "rev.jsonl").write_text("\n".join(reversed(lines)) + "\n")
-    c = jsonl(run_clsp("embed", "rev.jsonl", "--model", "tiny-random", "-b", "3", "-q", cwd=clips).stdout)
+    c = jsonl(invoke("embed", "rev.jsonl", "--model", "tiny-random", "-b", "3", "-q", cwd=clips).stdout)
     ea = {r["id"]: np.array(r["embedding"]) for r in a}
     for other in (b, c):
         for r in other:
@@ -98,7 +100,7 @@ def test_batch_size_and_order_do_not_change_embeddings(clips):
 
 
 def test_npy_output_and_rows(clips):
-    res = run_clsp("embed", "clips.jsonl", "--model", "tiny-random", "--npy", "e.npy", "-o", "e.jsonl", "-q", cwd=clips)
+    res = invoke("embed", "clips.jsonl", "--model", "tiny-random", "--npy", "e.npy", "-o", "e.jsonl", "-q", cwd=clips)
     assert res.returncode == 0 and res.stdout == b""
     mat = np.load(clips / "e.npy")
     recs = jsonl((clips / "e.jsonl").read_bytes())
@@ -108,7 +110,7 @@ def test_npy_output_and_rows(clips):
 
 
 def test_text_embedding_lines(tmp_path):
-    res = run_clsp("embed", "-", "--modality", "text", "--model", "tiny-random", "-q",
+    res = invoke("embed", "-", "--modality", "text", "--model", "tiny-random", "-q",
                    stdin=b"a calm low male voice\n\nfast and loud\n   \n{\"id\": \"e\", \"text\": \"\"}\n", cwd=tmp_path)
     recs = jsonl(res.stdout)
     assert [r["id"] for r in recs] == ["line-1", "line-3", "e"]
@@ -118,22 +120,22 @@ def test_text_embedding_lines(tmp_path):
 def test_long_audio_policies(tmp_path):
     write_wav(tmp_path / "long.wav", 5.0)
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "L", "audio": "long.wav"}) + "\n")
-    win = jsonl(run_clsp("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "--long-audio", "windows", "-q", cwd=tmp_path).stdout)
+    win = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "--long-audio", "windows", "-q", cwd=tmp_path).stdout)
     assert [(r["window_start"], r["window_end"]) for r in win] == [(0.0, 1.667), (1.667, 3.333), (3.333, 5.0)]
-    mean = jsonl(run_clsp("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
+    mean = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
     assert len(mean) == 1
     avg = np.mean([r["embedding"] for r in win], axis=0)
     assert np.allclose(np.array(mean[0]["embedding"]), avg / np.linalg.norm(avg), atol=1e-5)
 
 
 def test_shards_partition_the_input(clips):
-    outs = [jsonl(run_clsp("embed", "clips.jsonl", "--model", "tiny-random", "--shard", f"{i}/2", "-q", cwd=clips).stdout) for i in range(2)]
+    outs = [jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "--shard", f"{i}/2", "-q", cwd=clips).stdout) for i in range(2)]
     assert [r["id"] for r in outs[0]] == ["c0", "c2", "c4"] and [r["id"] for r in outs[1]] == ["c1", "c3", "c5"]
-    assert run_clsp("embed", "clips.jsonl", "--shard", "3/2", cwd=clips).returncode == 2
+    assert invoke("embed", "clips.jsonl", "--shard", "3/2", cwd=clips).returncode == 2
 
 
 def test_unknown_model_is_a_clear_error(clips):
-    res = run_clsp("embed", "clips.jsonl", "--model", str(clips / "no-such-model"), cwd=clips)
+    res = invoke("embed", "clips.jsonl", "--model", str(clips / "no-such-model"), cwd=clips)
     assert res.returncode == 2 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
 
 
@@ -148,8 +150,8 @@ def test_waveform_encoder_model_embeds_through_the_cli(clips):
                              "feat_extract_norm": "layer", "do_stable_layer_norm": True}}
     model = build_model(ModelConfig.from_dict(cfg)).eval()
     save_model(model, clips / "w2v")
-    one = jsonl(run_clsp("embed", "clips.jsonl", "--model", "w2v", "-b", "1", "-q", cwd=clips).stdout)
-    many = jsonl(run_clsp("embed", "clips.jsonl", "--model", "w2v", "-b", "6", "-q", cwd=clips).stdout)
+    one = jsonl(invoke("embed", "clips.jsonl", "--model", "w2v", "-b", "1", "-q", cwd=clips).stdout)
+    many = jsonl(invoke("embed", "clips.jsonl", "--model", "w2v", "-b", "6", "-q", cwd=clips).stdout)
     assert len(one) == 6 and all("embedding" in r for r in one)
     for a, b in zip(one, many):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() <= 1e-5

@@ -1,4 +1,4 @@
-"""``clsp similarity`` through the real executable: one-off checks, pair batches, filters."""
+"""``clsp similarity``: one-off checks, pair batches, filters in-process; ``| head`` through the real executable."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import json
 import subprocess
 
 import numpy as np
+import pytest
 import soundfile as sf
+
+from tests.conftest import invoke
 
 
 def run(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def cli(*args, cwd, stdin: str | None = None):
+    return invoke(*args, cwd=cwd, stdin=stdin, text=True)
 
 
 def tone(path, freq: float, seconds: float = 1.0, noise: float = 0.0) -> None:
@@ -22,23 +29,23 @@ def tone(path, freq: float, seconds: float = 1.0, noise: float = 0.0) -> None:
 def test_one_off_audio_pair_agrees_with_clsp_embed(tmp_path):
     tone(tmp_path / "a.wav", 150)
     tone(tmp_path / "b.wav", 300, noise=0.1)
-    p = run("clsp similarity a.wav b.wav -m tiny-random -q", tmp_path)
+    p = cli("similarity", "a.wav", "b.wav", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     (rec,) = [json.loads(line) for line in p.stdout.splitlines()]
     assert rec["pair"] == "audio-audio" and -1 <= rec["score"] <= 1
     # oracle: cosine of the embeddings written by 'clsp embed'
-    e = run("printf 'a.wav\\nb.wav\\n' | clsp embed -m tiny-random -q", tmp_path)
+    e = cli("embed", "-m", "tiny-random", "-q", cwd=tmp_path, stdin="a.wav\nb.wav\n")
     va, vb = (np.array(json.loads(line)["embedding"]) for line in e.stdout.splitlines())
     assert abs(rec["score"] - va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)) < 1e-5
 
 
 def test_one_off_audio_caption(tmp_path):
     tone(tmp_path / "a.wav", 150)
-    p = run("clsp similarity a.wav 'a whispering young woman' -m tiny-random -q", tmp_path)
+    p = cli("similarity", "a.wav", "a whispering young woman", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     rec = json.loads(p.stdout)
     assert rec["pair"] == "audio-text" and rec["b"] == "a whispering young woman" and -1 <= rec["score"] <= 1
-    p = run("clsp similarity missing.wav 'a calm voice' -m tiny-random -q", tmp_path)
+    p = cli("similarity", "missing.wav", "a calm voice", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert p.returncode == 3 and "missing.wav" in json.loads(p.stdout)["error"]["message"]
 
 
@@ -54,8 +61,8 @@ def test_pairs_batch_errors_correlation_and_filters(tmp_path):
         {"id": "empty", "a": "a.wav", "b": "  ", "human": 4.0},
     ]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs) + "not json\n")
-    p = run("clsp similarity pairs.jsonl --human-key human --group-key cat --n-boot 50 --above 0.99999 "
-            "-m tiny-random", tmp_path)
+    p = cli("similarity", "pairs.jsonl", "--human-key", "human", "--group-key", "cat", "--n-boot", "50", "--above", "0.99999",
+            "-m", "tiny-random", cwd=tmp_path)
     assert p.returncode == 3, p.stderr
     out = [json.loads(line) for line in p.stdout.splitlines()]
     # --above keeps only the identical pair; error records always come out, in input order
@@ -72,6 +79,7 @@ def test_pairs_batch_errors_correlation_and_filters(tmp_path):
     assert "Kendall" in p.stderr and "kept 1 pairs" in p.stderr
 
 
+@pytest.mark.slow
 def test_mixed_pairs_stream_and_head_closes_pipe_quietly(tmp_path):
     tone(tmp_path / "a.wav", 150)
     tone(tmp_path / "b.wav", 300)
