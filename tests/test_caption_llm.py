@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from clsp.caption.llm import AudioLMCaptioner, ModelCaptionConfig, SamplingConfi
 from clsp.caption.pipeline import caption_model_batch
 from clsp.caption.prompt import build_prompt
 from clsp.errors import ConfigError, ModelError
+from tests.conftest import invoke
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
 CHAT_TEMPLATE = (
@@ -100,10 +99,8 @@ def test_bad_settings_are_clear_errors(tmp_path):
 def test_cli_model_backend_runs_end_to_end(tiny_lm, tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, _waves()[1], 16000)
-    proc = subprocess.run(
-        [sys.executable, "-m", "clsp_cli.app", "caption", "--backend", "model", "--model", tiny_lm,
-         "--max-new-tokens", "4", "--device", "cpu", "-"],
-        input=json.dumps({"id": "a", "audio": str(path)}) + "\n", capture_output=True, text=True, timeout=120)
+    proc = invoke("caption", "--backend", "model", "--model", tiny_lm, "--max-new-tokens", "4", "--device", "cpu", "-",
+                  stdin=json.dumps({"id": "a", "audio": str(path)}) + "\n", text=True)
     assert proc.returncode == 3, proc.stderr
     [line] = proc.stdout.splitlines()
     assert json.loads(line)["error"]["type"] == "CaptionRejectedError"

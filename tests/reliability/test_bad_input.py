@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_clsp
+from tests.conftest import invoke
 from tests.reliability.badinput import interleave, make_audio_corpus, write_manifest
 
-TIMEOUT = 240
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "configs" / "tiny.yaml"
 
 
@@ -63,7 +62,7 @@ def test_corpus_has_thirty_kinds(corpus):
 
 
 def test_embed_audio(corpus):
-    proc = run_clsp("embed", str(corpus["manifest"]), "--model", "tiny-random", "-q", cwd=corpus["cwd"], timeout=TIMEOUT)
+    proc = invoke("embed", str(corpus["manifest"]), "--model", "tiny-random", "-q", cwd=corpus["cwd"])
     out = assert_clean(proc)
     assert_one_per_input(out, corpus["ids"], corpus["good"], "embedding")
     by_id = {r["id"]: r for r in out}
@@ -82,14 +81,14 @@ def test_embed_text(tmp_path):
              b'{"id": "control", "text": "tab\\tnul\\u0000 bell\\u0007"}', b"a bare line of text",
              b'{"id": "nan", "text": "x", "w": NaN}', b'{"id": "emoji", "text": "\xf0\x9f\x98\x80 whispering"}']
     (tmp_path / "t.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    out = assert_clean(run_clsp("embed", "t.jsonl", "--modality", "text", "--model", "tiny-random", "-q",
-                                cwd=tmp_path, timeout=TIMEOUT))
+    out = assert_clean(invoke("embed", "t.jsonl", "--modality", "text", "--model", "tiny-random", "-q",
+                              cwd=tmp_path))
     ids = ["ok", "empty", "number", "no-text", "huge", "bad-utf8", "control", "line-8", "nan", "emoji"]
     assert_one_per_input(out, ids, {"ok", "huge", "control", "line-8", "emoji"}, "embedding")
 
 
 def test_caption(corpus):
-    proc = run_clsp("caption", str(corpus["manifest"]), "-q", cwd=corpus["cwd"], timeout=TIMEOUT)
+    proc = invoke("caption", str(corpus["manifest"]), "-q", cwd=corpus["cwd"])
     out = assert_clean(proc)
     # no speech in silence; an hour is refused (measurements would not fit in memory)
     good = corpus["good"] - {"silence", "hour-long"}
@@ -100,8 +99,8 @@ def test_caption(corpus):
 
 
 def test_classify(corpus):
-    proc = run_clsp("classify", str(corpus["manifest"]), "--model", "tiny-random", "--n-boot", "0", "-q",
-                    cwd=corpus["cwd"], timeout=TIMEOUT)
+    proc = invoke("classify", str(corpus["manifest"]), "--model", "tiny-random", "--n-boot", "0", "-q",
+                  cwd=corpus["cwd"])
     assert_one_per_input(assert_clean(proc), corpus["ids"], corpus["good"], "label")
 
 
@@ -113,8 +112,8 @@ def test_similarity(corpus):
             e = {"id": e["id"], "a": side, "b": "a calm low voice"}
         entries.append(e)
     write_manifest(corpus["root"] / "data" / "pairs.jsonl", entries)
-    proc = run_clsp("similarity", str(corpus["root"] / "data" / "pairs.jsonl"), "--model", "tiny-random",
-                    "--n-boot", "0", "-q", cwd=corpus["cwd"], timeout=TIMEOUT)
+    proc = invoke("similarity", str(corpus["root"] / "data" / "pairs.jsonl"), "--model", "tiny-random",
+                  "--n-boot", "0", "-q", cwd=corpus["cwd"])
     assert_one_per_input(assert_clean(proc), corpus["ids"], corpus["good"], "score")
 
 
@@ -129,8 +128,8 @@ def _good_embeddings(corpus) -> Path:
 
 def test_search_query_with_bad_queries(corpus):
     idx = corpus["root"] / "idx"
-    assert_clean(run_clsp("search", "build", str(_good_embeddings(corpus)), "-o", str(idx), "-q", timeout=TIMEOUT), (0,))
-    proc = run_clsp("search", "query", str(idx), str(corpus["manifest"]), "-k", "2", "-q", cwd=corpus["cwd"], timeout=TIMEOUT)
+    assert_clean(invoke("search", "build", str(_good_embeddings(corpus)), "-o", str(idx), "-q"), (0,))
+    proc = invoke("search", "query", str(idx), str(corpus["manifest"]), "-k", "2", "-q", cwd=corpus["cwd"])
     assert_one_per_input(assert_clean(proc), corpus["ids"], corpus["good"], "hits")
 
     prov = {"model": "tiny-random", "checksum": "seed:0", "dim": 32, "normalized": True, "sample_rate": 16000}
@@ -140,7 +139,7 @@ def test_search_query_with_bad_queries(corpus):
                {"id": "not-numbers", "embedding": "abc"}, {"id": "nested", "embedding": [[1.0, 2.0]]},
                {"id": "zeros", "embedding": [0.0] * 32}, {"id": "nothing"}, {"id": "text-ok", "text": "a low voice"}]
     write_manifest(corpus["root"] / "q.jsonl", queries)
-    proc = run_clsp("search", "query", str(idx), str(corpus["root"] / "q.jsonl"), "-q", timeout=TIMEOUT)
+    proc = invoke("search", "query", str(idx), str(corpus["root"] / "q.jsonl"), "-q")
     assert_one_per_input(assert_clean(proc), [q["id"] for q in queries], {"ok", "text-ok"}, "hits")
 
 
@@ -163,7 +162,7 @@ def test_search_build_refuses_bad_npy(tmp_path, bad):
         np.save(path, np.ones((4, 32), np.float32))
         data = path.read_bytes()
         path.write_bytes(data[:100] if bad == "truncated" else data[:8] + b"\x00garbage" * 10)
-    proc = run_clsp("search", "build", str(path), "-o", str(tmp_path / "idx"), "-q", timeout=TIMEOUT)
+    proc = invoke("search", "build", str(path), "-o", str(tmp_path / "idx"), "-q")
     assert_clean(proc, (1, 2))
     assert f"{bad}.npy" in proc.stderr.decode()
     assert not (tmp_path / "idx").exists()
@@ -174,7 +173,7 @@ def test_search_build_skips_non_finite_rows(tmp_path):
     mat[2, 3] = np.nan
     mat[4, 0] = np.inf
     np.save(tmp_path / "m.npy", mat)
-    proc = run_clsp("search", "build", str(tmp_path / "m.npy"), "-o", str(tmp_path / "idx"), "-q", timeout=TIMEOUT)
+    proc = invoke("search", "build", str(tmp_path / "m.npy"), "-o", str(tmp_path / "idx"), "-q")
     [summary] = assert_clean(proc)
     assert summary["added"] == 3 and summary["failed"] == 2
     assert "row-2" in proc.stderr.decode() and "row-4" in proc.stderr.decode()
@@ -188,10 +187,10 @@ def test_train_skips_bad_clips(corpus, tmp_path):
         rows.append(e)
     rows.append(("no-captions", b'{"id": "no-captions", "audio": "plain.wav"}'))
     write_manifest(corpus["root"] / "data" / "train.jsonl", rows)
-    proc = run_clsp("train", str(TINY_CONFIG), f"data.train={corpus['root'] / 'data' / 'train.jsonl'}", "init_from=tiny-random",
-                    "data.valid=null", "device=cpu", "max_steps=2", "valid_every=0", "checkpoint_every=0", "log_every=1",
-                    "data.max_batch_seconds=10", "data.num_buckets=1", "data.max_duration=5.0",
-                    "--output-dir", str(tmp_path / "exp"), cwd=corpus["cwd"], timeout=TIMEOUT)
+    proc = invoke("train", str(TINY_CONFIG), f"data.train={corpus['root'] / 'data' / 'train.jsonl'}", "init_from=tiny-random",
+                  "data.valid=null", "device=cpu", "max_steps=2", "valid_every=0", "checkpoint_every=0", "log_every=1",
+                  "data.max_batch_seconds=10", "data.num_buckets=1", "data.max_duration=5.0",
+                  "--output-dir", str(tmp_path / "exp"), cwd=corpus["cwd"])
     assert_clean(proc, (0,))
     assert proc.stdout == b""
     assert (tmp_path / "exp" / "checkpoints" / "step-00000002" / "model" / "model.safetensors").exists()
@@ -208,7 +207,7 @@ def test_train_skips_bad_clips(corpus, tmp_path):
     ["search", "query", "no-such-index", "--text", "x"],
 ])
 def test_usage_errors(tmp_path, args):
-    proc = run_clsp(*args, stdin=b"", cwd=tmp_path, timeout=TIMEOUT)
+    proc = invoke(*args, stdin=b"", cwd=tmp_path)
     assert_clean(proc, (1, 2))
     assert proc.stdout == b""
     assert proc.stderr.strip(), "a usage error must say what is wrong"
@@ -222,11 +221,11 @@ def test_missing_or_broken_models(tmp_path, command, model):
     (tmp_path / "empty-dir").mkdir()
     np.save(tmp_path / "e.npy", np.ones((2, 4), np.float32))
     if "IDX" in command:
-        run_clsp("search", "build", str(tmp_path / "e.npy"), "-o", str(tmp_path / "IDX"), "-q", timeout=TIMEOUT)
+        invoke("search", "build", str(tmp_path / "e.npy"), "-o", str(tmp_path / "IDX"), "-q")
     args = [model if a == "MODEL" else a for a in command]
     if command[0] != "convert":
         args += ["--model", model]
-    proc = run_clsp(*args, stdin=b"", cwd=tmp_path, timeout=TIMEOUT)
+    proc = invoke(*args, stdin=b"", cwd=tmp_path)
     assert_clean(proc, (1, 2))
     assert model in proc.stderr.decode(), proc.stderr.decode()[-500:]
     assert not (tmp_path / "out").exists()

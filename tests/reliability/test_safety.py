@@ -13,7 +13,7 @@ import torch
 
 from clsp.errors import ClspError
 from clsp.records import iter_items
-from tests.conftest import run_clsp
+from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = Path("/tmp/clsp-pickle-ran")
@@ -40,7 +40,7 @@ def test_pickled_objects_are_refused(tmp_path, payload):
     with pytest.raises(ClspError, match="refused|cannot read"):
         read_authors_state_dict(path)
     assert not MARKER.exists()
-    proc = run_clsp("convert", str(path), str(tmp_path / "out"), timeout=120)
+    proc = invoke("convert", str(path), str(tmp_path / "out"))
     assert proc.returncode in (1, 2) and b"Traceback" not in proc.stderr, proc.stderr.decode()[-2000:]
     assert not MARKER.exists() and not (tmp_path / "out").exists()
 

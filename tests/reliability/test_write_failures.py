@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLSP, jsonl, run_clsp, write_wav
+from tests.conftest import CLSP, invoke, jsonl, run_clsp, write_wav
 
 TIMEOUT = 240
 
@@ -45,6 +45,7 @@ def _check_failed(proc, target: Path) -> None:
     assert not target.exists(), "a failed write must not publish the final file"
 
 
+@pytest.mark.slow
 def test_full_disk_publishes_nothing(tmp_path):
     manifest = _corpus(tmp_path)
     with mounted_tmpfs(tmp_path / "small", "size=48k") as small:
@@ -80,9 +81,9 @@ def test_read_only_target(tmp_path):
         ctx = contextlib.nullcontext(tmp_path / "ro")
     with ctx as ro:
         target = ro / "out.jsonl"
-        proc = run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target), timeout=TIMEOUT)
+        proc = invoke("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target))
         _check_failed(proc, target)
-        proc = run_clsp("caption", str(manifest), "-q", "-o", str(target), timeout=TIMEOUT)
+        proc = invoke("caption", str(manifest), "-q", "-o", str(target))
         _check_failed(proc, target)
 
 
@@ -90,11 +91,12 @@ def test_output_under_a_file_is_a_clear_error(tmp_path):
     manifest = _corpus(tmp_path, n=2)
     (tmp_path / "plainfile").write_text("x")
     target = tmp_path / "plainfile" / "out.jsonl"
-    proc = run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target), timeout=TIMEOUT)
+    proc = invoke("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target))
     err = proc.stderr.decode()
     assert proc.returncode not in (0, 3) and "Traceback" not in err and "plainfile" in err, err[-2000:]
 
 
+@pytest.mark.slow
 def test_stdout_to_dev_full(tmp_path):
     manifest = _corpus(tmp_path, n=200)
     with open("/dev/full", "wb") as full:
@@ -105,6 +107,7 @@ def test_stdout_to_dev_full(tmp_path):
     assert "Traceback" not in err and "error:" in err, err[-3000:]
 
 
+@pytest.mark.slow
 def test_two_shards_share_a_folder(tmp_path):
     manifest = _corpus(tmp_path, n=30)
     out = tmp_path / "out"
