@@ -1,4 +1,4 @@
-"""``clsp caption`` through real pipes with the acoustic backend."""
+"""``clsp caption`` with the acoustic backend: real pipes (slow), usage errors and loudness words in-process."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from tests.conftest import invoke
 from tests.synth import make_speech, requires_espeak
 
 CLSP = [sys.executable, "-m", "clsp_cli.app"]
 
 
+@pytest.mark.slow
 @requires_espeak
 def test_caption_pipe_bare_paths_errors_and_head(tmp_path):
     a = make_speech(tmp_path / "a.wav", voice="en+f3", pitch=60)
@@ -36,7 +40,7 @@ def test_caption_usage_errors(tmp_path):
     bad = tmp_path / "bins.json"
     bad.write_text("{")
     for args in (["--bins", str(bad)], ["--backend", "model"], ["--num-global", "0", "--num-finegrained", "0"]):
-        proc = subprocess.run(CLSP + ["caption", *args, "-"], input="", capture_output=True, text=True, timeout=60)
+        proc = invoke("caption", *args, "-", stdin="", text=True)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stdout == ""
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from clsp.losses import caption_keys, gathered_contrastive_loss
@@ -83,6 +84,7 @@ def worker(out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))

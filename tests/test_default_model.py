@@ -47,6 +47,7 @@ def test_shipped_files_are_small_and_exclude_the_text_tower():
     assert any(k.startswith("text_projection.") for k in keys)
 
 
+@pytest.mark.slow
 @needs_model
 def test_loads_offline_within_two_seconds_of_cpu_after_imports():
     code = (
@@ -135,6 +136,7 @@ def test_median_f0_matches_a_known_tone():
         assert abs(median_f0(tone) - f0) / f0 < 0.03
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_generator_and_manifest_scripts_run_end_to_end(tmp_path):
     out = tmp_path / "syn"

@@ -5,9 +5,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quickstart_runs_on_the_default_model(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "qs"))
     res = subprocess.run([str(ROOT / "examples/quickstart.sh")], cwd=ROOT, env=env, capture_output=True, timeout=600)

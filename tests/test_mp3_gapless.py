@@ -78,6 +78,7 @@ def test_tag_is_applied_when_the_decoder_did_not(wav, tmp_path):
     assert mp3_signal_range(wav, 1234) == (0, 1234)  # not an mp3
 
 
+@pytest.mark.slow
 def test_torchaudio_is_imported_with_the_decoder_not_in_worker_threads():
     """Worker threads that resample a 22.05 kHz clip and compute features at once must not be the
     first to import torchaudio: concurrent first imports fail inside its circular package imports."""

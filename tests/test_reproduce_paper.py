@@ -80,6 +80,7 @@ def make_ratings(root: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_reproduce_runs_on_fake_datasets(tmp_path):
     make_iemocap(tmp_path / "IEMOCAP")
     make_ravdess(tmp_path / "ravdess")
@@ -171,6 +172,7 @@ def test_official_layouts_are_read_and_detected(tmp_path):
     assert pd.detect_layout(tmp_path / "empty") is None
 
 
+@pytest.mark.slow
 def test_reproduce_ravdess_protocol_on_the_distributed_layout(tmp_path):
     make_ravdess_distributed(tmp_path / "RAVDESS")
     make_cremad_distributed(tmp_path / "CREMA-D")

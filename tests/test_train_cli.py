@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from clsp.train.toy_corpus import write_toy_splits
 
 from .conftest import CLSP
@@ -23,6 +25,7 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_train_sigterm_resume_and_learn(tmp_path: Path) -> None:
     train, valid = write_toy_splits(tmp_path / "toy")
     out = tmp_path / "exp"

@@ -100,6 +100,7 @@ def test_a_failed_checkpoint_write_names_path_and_reason_and_leaves_no_folder(tm
     assert resumed.resumed_from == before[0] and resumed.step == 1
 
 
+@pytest.mark.slow
 def test_file_size_limit_gives_the_os_reason(tmp_path: Path) -> None:
     """A real EFBIG from torch.save (whose own message is "unexpected pos ...")."""
     code = ("import resource, sys, torch; from clsp.train.checkpoint import _save_pt, os_reason\n"

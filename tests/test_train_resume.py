@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -34,6 +35,7 @@ def _train_here(overrides: list[str], resume: str | None):
         torch.use_deterministic_algorithms(deterministic)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     manifest = write_toy_corpus(tmp_path / "data", clips_per_style=2, min_seconds=0.3, max_seconds=0.6)
     common = [f"data.train={manifest}", "init_from=tiny-random", "seed=3", "deterministic=true", "device=cpu",

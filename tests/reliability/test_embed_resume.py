@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.conftest import CLSP
@@ -41,6 +42,7 @@ def kill_midway(folder, args, partial, rng):
     proc.wait()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_identical(tmp_path):
     make_corpus(tmp_path)
     ref = subprocess.run(embed_args("ref.jsonl"), cwd=tmp_path)

@@ -23,6 +23,7 @@ def _run(overrides, resume=None, signal_at=-1, sig=signal.SIGTERM):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_checkpoints_and_resume_is_exact(tmp_path: Path, sig) -> None:
     manifest = write_toy_corpus(tmp_path / "data", clips_per_style=2, min_seconds=0.3, max_seconds=0.6)
