@@ -44,6 +44,7 @@ def holder(path, seconds, add_ids=()):
     return proc
 
 
+@pytest.mark.slow
 def test_second_writer_waits_and_both_adds_land(tmp_path):
     path = tmp_path / "i.idx"
     build_index(unit(20, 0), [{"id": f"base{i}"} for i in range(20)]).save(path)
@@ -59,6 +60,7 @@ def test_second_writer_waits_and_both_adds_land(tmp_path):
     assert ids == {f"base{i}" for i in range(20)} | {"p0", "p1", "p2"} | {f"m{i}" for i in range(4)}
 
 
+@pytest.mark.slow
 def test_writer_gives_up_naming_the_holder(tmp_path):
     path = tmp_path / "i.idx"
     build_index(unit(5, 0), [{"id": f"b{i}"} for i in range(5)]).save(path)
@@ -73,6 +75,7 @@ def test_writer_gives_up_naming_the_holder(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_readers_see_whole_versions_while_a_writer_adds(tmp_path):
     path = tmp_path / "i.idx"
     build_index(unit(200, 0), [{"id": f"b{i}", "n": i} for i in range(200)]).save(path)

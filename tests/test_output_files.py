@@ -149,6 +149,7 @@ sink.commit()
 """
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -167,6 +168,7 @@ def test_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
     assert [json.loads(x) for x in out.read_text().splitlines()] == RECS
 
 
+@pytest.mark.slow
 def test_a_crashed_writer_leaves_a_lock_that_does_not_block(tmp_path):
     out = tmp_path / "out.jsonl"
     code = "import os, sys\nfrom clsp_cli.output import RecordSink\ns = RecordSink(sys.argv[1])\ns.write({'id': 1})\ns.flush()\nos._exit(9)"
