@@ -157,15 +157,14 @@ def test_waveform_encoder_model_embeds_through_the_cli(clips):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() <= 1e-5
 
 
-def test_audio_only_load_skips_the_text_tower(tmp_path):
+def test_audio_only_load_skips_the_text_tower(tiny_model, tiny_model_dir):
     import torch
 
     from clsp.errors import ModelError
-    from clsp.models import load_model, save_model, tiny_model
+    from clsp.models import load_model
 
-    full = tiny_model()
-    save_model(full, tmp_path / "m")
-    audio_only = load_model(tmp_path / "m", with_text=False)
+    full = tiny_model
+    audio_only = load_model(tiny_model_dir, with_text=False)
     assert audio_only.text_encoder.model is None
     w = torch.randn(2, 16000) * 0.1
     n = torch.tensor([16000, 12000])
