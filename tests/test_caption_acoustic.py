@@ -15,9 +15,10 @@ from clsp.caption.bins import load_bins
 from clsp.caption.loudness import LoudnessReference, integrated_loudness
 from clsp.caption.praat import pitch_track
 from clsp.errors import AudioError, ConfigError
+from tests.helpers.assets import REPO
 from tests.synth import SENTENCES, make_speech, requires_espeak
 
-EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
+EMODB = REPO.parent / "shared" / "data" / "emodb"
 LOW, HIGH = {"very low", "low"}, {"high", "very high"}
 SLOW, FAST = {"very slow", "slow"}, {"fast", "very fast"}
 SOFT, LOUD = {"very soft", "soft"}, {"loud", "very loud"}

@@ -4,15 +4,15 @@ and pitch words that never contradict the stated gender."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from clsp.caption.bins import load_bins
 from clsp.caption.gender import GENDER_HEAD, pitch_word, speaker_female_logit
+from tests.helpers.assets import REPO
 
-EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
+EMODB = REPO.parent / "shared" / "data" / "emodb"
 HELD_OUT = {"emodb-03", "emodb-10", "emodb-09", "emodb-13"}  # examples/default_model/prepare_emodb.TEST_SPEAKERS
 
 

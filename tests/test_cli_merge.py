@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from clsp_cli.app import app
 from tests.conftest import write_wav
+from tests.helpers.assets import REPO
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
                "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP", "SLURM_PROCID", "SLURM_NTASKS")
@@ -187,7 +188,7 @@ def test_torchrun_processes_each_embed_a_shard(corpus):
     """`torchrun --standalone --nproc_per_node 4 -m clsp_cli.app embed ... --shard auto` on CPU."""
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     good = [line for line in (corpus / "list.jsonl").read_text().splitlines() if "gone" not in line]
     (corpus / "good.jsonl").write_text("\n".join(good) + "\n")  # every rank exits 0, so torchrun does
     embed = ["embed", "good.jsonl", *EMBED[2:]]
@@ -228,7 +229,7 @@ def test_slurm_example_is_valid_shell_and_valid_clsp_commands():
     import click
     import typer
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "embed.sbatch"
+    path = REPO / "examples" / "slurm" / "embed.sbatch"
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     text = path.read_text()
     assert "#SBATCH --requeue" in text and "#SBATCH --array=" in text

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from clsp.losses import caption_keys, gathered_contrastive_loss
+from tests.helpers.assets import REPO
 
 SIZES = [2, 4]  # uneven shards on purpose: duration-bucketed batches differ per rank
 CAPTIONS = ["calm", "angry", "calm", "fast", "slow", "angry", "x", "y", "fast", "z", "w", "v"]
@@ -87,7 +88,7 @@ def worker(out: str) -> None:
 @pytest.mark.slow
 def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            __file__, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.assets import REPO
+
+ROOT = REPO
 MODEL_DIR = ROOT / "clsp" / "default_model"
 EXAMPLE = ROOT / "examples" / "default_model"
 sys.path.insert(0, str(EXAMPLE))

@@ -3,11 +3,12 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.assets import REPO
+
+ROOT = REPO
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 from clsp.embed import AudioEmbedder, EmbedConfig
 from clsp.records import iter_items
+from tests.helpers.assets import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def _gpu_bench():

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.assets import REPO
+
+ROOT = REPO
 LAYERS = ("clsp", "clsp_cli", "commands")
 RUFF = [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise"]
 

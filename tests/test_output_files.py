@@ -18,6 +18,7 @@ import pytest
 from clsp.errors import ConfigError, OutputError
 from clsp_cli.output import MatrixSink, RecordSink, check_same_run
 from clsp_cli.output_files import resolve_target
+from tests.helpers.assets import REPO
 
 RECS = [{"id": "a", "x": 1}, {"id": "b", "x": 2}]
 
@@ -152,7 +153,7 @@ sink.commit()
 @pytest.mark.slow
 def test_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
     out = tmp_path / "out.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, env=env)
     try:
@@ -172,7 +173,7 @@ def test_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
 def test_a_crashed_writer_leaves_a_lock_that_does_not_block(tmp_path):
     out = tmp_path / "out.jsonl"
     code = "import os, sys\nfrom clsp_cli.output import RecordSink\ns = RecordSink(sys.argv[1])\ns.write({'id': 1})\ns.flush()\nos._exit(9)"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     assert subprocess.run([sys.executable, "-c", code, str(out)], env=env).returncode == 9
     assert (tmp_path / "out.jsonl.lock").exists() and not out.exists()
     _write(out)

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "reproduce_paper"
+from tests.helpers.assets import REPO
+
+EXAMPLE = REPO / "examples" / "reproduce_paper"
 
 
 def tone(path: Path, freq: float, seconds: float = 1.0) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ import torch
 from clsp.models.registry import build_speech_encoder
 from clsp.models.signal_stats import SIGNAL_STATS_DIM, signal_stats
 from clsp.models.speaker import GE2ESpeakerEncoder, _mel_filters, partial_starts
+from tests.helpers.assets import TEST_DATA
 
-DATA = Path(__file__).parent / "data"
+DATA = TEST_DATA
 
 
 def vibrato_clip(seconds: float, f0: float, amp: float) -> np.ndarray:

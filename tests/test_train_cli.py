@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from clsp.train.toy_corpus import write_toy_splits
+from tests.helpers.assets import REPO
 
 from .conftest import CLSP
 
-CONFIG = Path(__file__).resolve().parents[1] / "examples" / "configs" / "tiny.yaml"
+CONFIG = REPO / "examples" / "configs" / "tiny.yaml"
 
 
 def _metrics(out: Path) -> list[dict]:

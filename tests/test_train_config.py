@@ -12,8 +12,9 @@ from clsp.errors import ConfigError
 from clsp.train.config import OptimConfig, TrainConfig, load_config
 from clsp.train.schedule import lr_factor
 from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions, task1_probability
+from tests.helpers.assets import REPO
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
+EXAMPLES = REPO / "examples" / "configs"
 
 
 @pytest.mark.parametrize("name", ["tiny.yaml", "stage1.yaml", "stage2.yaml"])

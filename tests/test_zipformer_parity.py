@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,9 @@ import torch.nn.functional as F
 
 from clsp.models import icefall_format
 from clsp.models.base import ModelConfig
+from tests.helpers.assets import TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "parity"
+DATA = TEST_DATA / "parity"
 TOL = 1e-4
 
 

@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.assets import REPO
+
+ROOT = REPO
 
 DRIVER = """
 import json, os, signal, sys, torch

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout: clsp/, examples/, tests/
+TEST_DATA = REPO / "tests" / "data"  # fixtures shipped with the tests
+
 
 def tone(seconds: float, freq: float = 220.0, sr: int = 16000, amp: float = 0.3, seed: int = 0) -> np.ndarray:
     """A harmonic tone with a little noise: cheap, deterministic stand-in for a voice."""

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import invoke
+from tests.helpers.assets import REPO
 from tests.reliability.badinput import interleave, make_audio_corpus, write_manifest
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "configs" / "tiny.yaml"
+TINY_CONFIG = REPO / "examples" / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

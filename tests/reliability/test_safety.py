@@ -14,8 +14,9 @@ import torch
 from clsp.errors import ClspError
 from clsp.records import iter_items
 from tests.conftest import invoke
+from tests.helpers.assets import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 MARKER = Path("/tmp/clsp-pickle-ran")
 
 
