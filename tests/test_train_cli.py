@@ -16,7 +16,7 @@ import pytest
 from clsp.train.toy_corpus import write_toy_splits
 from tests.helpers.assets import REPO
 
-from .conftest import CLSP
+from tests.conftest import CLSP
 
 CONFIG = REPO / "examples" / "configs" / "tiny.yaml"
 
