@@ -35,6 +35,7 @@ GRID = (
 )
 
 
+@pytest.mark.slow
 @requires_espeak
 def test_espeak_grid_lands_in_expected_bins(tmp_path):
     captioner = AcousticCaptioner.from_bins_file(loudness=LoudnessReference("absolute"))
@@ -139,6 +140,7 @@ def test_edited_bins_file_changes_labels(tmp_path):
         load_bins(tmp_path / "missing.json")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (EMODB / "labels.jsonl").exists(), reason="EmoDB is not available")
 def test_emodb_gender_from_audio_alone():
     rows = [json.loads(line) for line in (EMODB / "labels.jsonl").read_text().splitlines()]
