@@ -12,7 +12,7 @@ import clsp
 from clsp.errors import CheckpointError, ModelError
 from clsp.models import icefall_format
 from clsp.models.base import build_model
-from tests.test_zipformer_parity import DATA, reduced_config
+from tests.unit.test_zipformer_parity import DATA, reduced_config
 
 PT = DATA / "tiny_icefall.pt"
 

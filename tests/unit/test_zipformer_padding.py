@@ -8,8 +8,8 @@ import torch
 
 from clsp.models.zipformer import ZipformerConfig, ZipformerSpeechEncoder
 from clsp.models.zipformer_blocks import SimpleDownsample
-from tests.padding_invariance import TOL, max_batch_vs_alone_diff
-from tests.test_zipformer import TINY
+from tests.helpers.padding_invariance import TOL, max_batch_vs_alone_diff
+from tests.unit.test_zipformer import TINY
 
 # fbank frames at 100 Hz: 0.09 s (the minimum), 0.5 s and odd lengths that leave partial
 # groups at every downsampling factor.

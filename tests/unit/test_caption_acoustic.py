@@ -16,7 +16,7 @@ from clsp.caption.loudness import LoudnessReference, integrated_loudness
 from clsp.caption.praat import pitch_track
 from clsp.errors import AudioError, ConfigError
 from tests.helpers.assets import REPO
-from tests.synth import SENTENCES, make_speech, requires_espeak
+from tests.helpers.synth import SENTENCES, make_speech, requires_espeak
 
 EMODB = REPO.parent / "shared" / "data" / "emodb"
 LOW, HIGH = {"very low", "low"}, {"high", "very high"}

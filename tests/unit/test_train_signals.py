@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from clsp.train.toy_corpus import write_toy_corpus
-from tests.train_driver import run_training
+from tests.helpers.train_driver import run_training
 
 N_STEPS, SIGNAL_AT = 7, 4
 

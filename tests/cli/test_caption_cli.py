@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import invoke
-from tests.synth import make_speech, requires_espeak
+from tests.helpers.synth import make_speech, requires_espeak
 
 CLSP = [sys.executable, "-m", "clsp_cli.app"]
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from clsp.models.compact import CompactSpeechEncoder, utterance_stats
-from tests.padding_invariance import TOL, max_batch_vs_alone_diff
+from tests.helpers.padding_invariance import TOL, max_batch_vs_alone_diff
 
 
 def test_stats_branch_is_batch_independent_and_widens_output():

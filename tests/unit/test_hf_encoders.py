@@ -8,7 +8,7 @@ import torch
 from clsp.errors import ModelError
 from clsp.models.hf_encoders import HFSpeechEncoder, HFTextEncoder
 from clsp.models.registry import build_speech_encoder
-from tests.padding_invariance import TOL, max_batch_vs_alone_diff
+from tests.helpers.padding_invariance import TOL, max_batch_vs_alone_diff
 
 CONV = dict(conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), hidden_size=16, num_hidden_layers=1,
             num_attention_heads=2, intermediate_size=32, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import invoke
 from tests.helpers.assets import REPO
-from tests.reliability.badinput import interleave, make_audio_corpus, write_manifest
+from tests.helpers.badinput import interleave, make_audio_corpus, write_manifest
 
 TINY_CONFIG = REPO / "examples" / "configs" / "tiny.yaml"
 

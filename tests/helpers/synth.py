@@ -1,6 +1,6 @@
 """Synthetic speech for tests: espeak-ng at set pitch, rate, amplitude, voice and whisper.
 
-    from tests.synth import make_speech, requires_espeak
+    from tests.helpers.synth import make_speech, requires_espeak
     wav = make_speech(tmp_path / "a.wav", "Hello there.", voice="en+f3", pitch=70)
 
 Files are 16 kHz mono 16-bit WAV. Tests that use them should carry ``@requires_espeak``
