@@ -35,7 +35,7 @@ SAMPLE_RATE = 16000
 # Model types whose forward pass keeps padding out of valid frames when given an attention
 # mask and a layer-norm feature encoder: the convolutional feature encoder has no time padding,
 # padded frames are zeroed before the (single) positional convolution, and attention masks
-# padded keys. Checked batch against one clip in tests/test_hf_encoders.py.
+# padded keys. Checked batch against one clip in tests/unit/test_hf_encoders.py.
 MASKED_PADDING_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 

@@ -22,7 +22,7 @@ Preprocessing, as in ``resemblyzer.audio`` / ``VoiceEncoder.embed_utterance``:
   LSTM's cost grows with the partials (about 0.5 GFLOP per second of audio with all of them).
 
 Measured against resemblyzer's own ``embed_utterance`` (librosa 0.11 mel) on EmoDB clips:
-cosine >= 0.999 (tests/test_speaker.py checks the mel filters against an independent
+cosine >= 0.999 (tests/unit/test_speaker.py checks the mel filters against an independent
 Slaney formula and the partial slicing against resemblyzer's rule).
 """
 

@@ -1,0 +1,82 @@
+"""``clsp caption`` with the acoustic backend: real pipes (slow), usage errors and loudness words in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import invoke
+from tests.helpers.synth import make_speech, requires_espeak
+
+CLSP = [sys.executable, "-m", "clsp_cli.app"]
+
+
+@pytest.mark.slow
+@requires_espeak
+def test_caption_pipe_bare_paths_errors_and_head(tmp_path):
+    a = make_speech(tmp_path / "a.wav", voice="en+f3", pitch=60)
+    b = make_speech(tmp_path / "b.wav", rate=100)
+    lines = "\n".join([json.dumps({"id": "a", "audio": str(a), "age": 30}), str(b),
+                       json.dumps({"id": "gone", "audio": str(tmp_path / "gone.wav")})]) + "\n"
+    proc = subprocess.run(CLSP + ["caption", "--num-global", "2", "-"], input=lines,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    recs = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["id"] for r in recs] == ["a", str(b), "gone"]
+    assert len(recs[0]["global_captions"]) == 2 and len(recs[0]["finegrained_captions"]) == 1
+    assert recs[0]["attributes"]["gender"] == "female" and "gender" in recs[0]["inferred"]
+    assert recs[0]["provenance"]["backend"] == "acoustic" and "measurements" in recs[0]
+    assert recs[1]["attributes"]["rate"] in {"slow", "very slow"}
+    assert recs[2]["error"]["type"] == "AudioError"
+    shell = f"printf '%s\\n' {a} {b} {a} | {sys.executable} -m clsp_cli.app caption -q | head -1"
+    head = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0 and len(head.stdout.splitlines()) == 1 and head.stderr == ""
+
+
+def test_caption_usage_errors(tmp_path):
+    bad = tmp_path / "bins.json"
+    bad.write_text("{")
+    for args in (["--bins", str(bad)], ["--backend", "model"], ["--num-global", "0", "--num-finegrained", "0"]):
+        proc = invoke("caption", *args, "-", stdin="", text=True)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stdout == ""
+
+
+def test_caption_loudness_words_relative_to_the_corpus(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    voice = sum(np.sin(2 * np.pi * 130 * h * t) / h for h in range(1, 50)) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    lines = []
+    for name, gain in (("quiet", 0.01), ("mid", 0.04), ("loud", 0.16)):  # 12 dB apart
+        sf.write(tmp_path / f"{name}.wav", (gain * voice).astype(np.float32), sr)
+        lines.append(json.dumps({"id": name, "audio": str(tmp_path / f"{name}.wav")}))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+
+    def run(*extra):
+        res = CliRunner().invoke(app, ["caption", str(manifest), *extra])
+        return res, [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+
+    res, recs = run()
+    assert res.exit_code == 0, res.output
+    words = {r["id"]: r["attributes"]["loudness"] for r in recs}
+    assert words["quiet"] in {"soft", "very soft"} and words["mid"] == "moderate" and words["loud"] in {"loud", "very loud"}
+    ref = recs[0]["provenance"]["loudness_reference"]
+    assert ref["mode"] == "corpus" and ref["lufs"] == recs[1]["measurements"]["overall"]["loudness_lufs"].__round__(2)
+    # A given reference 12 dB above the median: the median clip now reads soft.
+    res, recs = run("--loudness-reference", str(ref["lufs"] + 12))
+    assert {r["id"]: r["attributes"]["loudness"] for r in recs}["mid"] in {"soft", "very soft"}
+    # recording: gain-free, one word for the three copies of one voice
+    res, recs = run("--loudness-reference", "recording")
+    assert len({r["attributes"]["loudness"] for r in recs}) == 1
+    res, _ = run("--loudness-reference", "loudest")
+    assert res.exit_code == 2

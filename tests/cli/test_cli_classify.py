@@ -1,0 +1,134 @@
+"""``clsp classify`` in-process (tiny random model): records, pipes of records, reports, usage errors."""
+
+from __future__ import annotations
+
+import json
+import numpy as np
+import soundfile as sf
+
+from clsp.metrics.classification import unweighted_accuracy, weighted_accuracy
+from tests.conftest import invoke
+
+TINY = ["-m", "tiny-random", "--quiet"]
+
+
+def run(*args, cwd, stdin: str | None = None):
+    return invoke(*args, cwd=cwd, stdin=stdin, text=True)
+
+
+def tone(path, freq: float, seconds: float = 1.0) -> None:
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype("float32"), 16000)
+
+
+def test_audio_records_labels_errors_and_summary(tmp_path):
+    recs = []
+    for i, (freq, gold) in enumerate([(120, "male"), (220, "female"), (140, "m"), (260, "female")]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": f"c{i}.wav", "gender": gold})
+    recs.append({"id": "gone", "audio": "missing.wav", "gender": "male"})
+    recs.append({"id": "odd", "audio": "c0.wav", "gender": "robot"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = run("classify", "-", "--pack", "gender", "--label-key", "gender", "--top-k", "2", "--n-boot", "50", "-m", "tiny-random",
+            cwd=tmp_path, stdin=(tmp_path / "in.jsonl").read_text())
+    assert p.returncode == 3, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["id"] for r in out] == ["c0", "c1", "c2", "c3", "gone", "odd", "__summary__"]
+    assert "missing.wav" in out[4]["error"]["message"]
+    for r in out[:4]:
+        assert r["label"] in ("male", "female")
+        assert abs(sum(r["scores"].values()) - 1) < 1e-4
+        assert [t["label"] for t in r["top_k"]][0] == r["label"]
+    summary = out[-1]["summary"]
+    gold = ["male", "female", "male", "female"]  # "m" is an alias of male; "robot" is left out
+    pred = [r["label"] for r in out[:4]]
+    assert summary["n"] == 4
+    assert summary["wa"] == weighted_accuracy(gold, pred)
+    assert summary["ua"] == unweighted_accuracy(gold, pred)
+    assert summary["skipped_gold"] == {"robot": 1}
+    assert sum(map(sum, summary["confusion"]["matrix"])) == 4
+    assert "WA" in p.stderr and "robot" in p.stderr
+
+
+def test_embedding_records_from_clsp_embed_pipe_and_report(tmp_path):
+    # text embeddings of the pack's own prompts must be classified as their class
+    e = run("embed", "--modality", "text", "-m", "tiny-random", "-q", cwd=tmp_path,
+            stdin="A male speaker.\nA female speaker.\nA speaker in a angry tone.\n")
+    assert e.returncode == 0, e.stderr
+    p = run("classify", "--pack", "ravdess", "--attribute", "gender", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=e.stdout)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["label"] for r in out[:2]] == ["male", "female"]
+    assert "embedding" not in out[0]
+
+
+def test_precomputed_embeddings_provenance_and_report(tmp_path):
+    bad = {"id": "other", "embedding": [0.1] * 32, "provenance": {"model": "tiny-random", "checksum": "seed:9"}}
+    short = {"id": "short", "embedding": [0.1] * 5, "gender": "male"}
+    good = {"id": "ok", "embedding": list(np.linspace(-1, 1, 32)), "gender": "female"}
+    np.save(tmp_path / "m.npy", np.stack([np.linspace(-1, 1, 32), -np.linspace(-1, 1, 32)]).astype("float32"))
+    rows = [{"id": "r0", "row": 0, "gender": "female"}, {"id": "r9", "row": 9}]
+    stdin = "".join(json.dumps(r) + "\n" for r in (bad, short, good, *rows))
+    p = run("classify", "--pack", "ravdess", "-a", "gender", "--label-key", "gender", "--report", "rep.json", "--n-boot", "20",
+            "--npy", "m.npy", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=stdin)
+    assert p.returncode == 3
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r.get("error", {}).get("type") for r in out] == ["ProvenanceError", "ProvenanceError", None, None, "InputError"]
+    assert "seed:9" in out[0]["error"]["message"]
+    assert out[3]["scores"] == out[2]["scores"]  # the same vector, from the matrix or inline
+    assert "outside the --npy matrix" in out[4]["error"]["message"]
+    report = json.loads((tmp_path / "rep.json").read_text())
+    assert report["n"] == 2 and report["attribute"] == "gender" and report["support"] == {"female": 2}
+
+
+def test_bad_pack_is_a_usage_error(tmp_path):
+    (tmp_path / "bad.json").write_text('{"attribute": "x", "templates": ["no slot"], "classes": {"a": "a", "b": "b"}}')
+    p = run("classify", "--pack", "bad.json", "-m", "tiny-random", cwd=tmp_path, stdin="c.wav\n")
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert "no {label} slot" in p.stderr
+    p = run("classify", "--list-packs", cwd=tmp_path)
+    assert "iemocap\temotion\thappy, angry, sad, neutral" in p.stdout
+
+
+def test_label_key_that_no_record_has_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    recs = []
+    for i, freq in enumerate([120, 220]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": str(tmp_path / f"c{i}.wav"), "gender": "male"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    args = ["classify", str(tmp_path / "in.jsonl"), "--pack", "gender", "--n-boot", "0", *TINY]
+    r = CliRunner().invoke(app, [*args, "--label-key", "sex"])
+    assert r.exit_code == 2
+    assert "--label-key 'sex'" in r.stderr and "gender" in r.stderr
+    # a key that only some records lack is still a report, with the gaps counted
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs + [{"id": "x", "audio": recs[0]["audio"]}]))
+    r = CliRunner().invoke(app, [*args, "--label-key", "gender"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])["summary"]
+    assert summary["n"] == 2 and summary["skipped_gold"] == {"<missing>": 1}
+
+
+def test_forgotten_npy_is_one_warning_and_an_error_record_each(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    prov = {"model": "tiny-random", "checksum": "seed:0", "dim": 32, "normalized": True, "sample_rate": 16000}
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "row": i, "provenance": prov}) + "\n"
+                                                 for i in range(4)))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random"])
+    assert r.exit_code == 3
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["r0", "r1", "r2", "r3"] and all("--npy" in o["error"]["message"] for o in out)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "4 records" in warnings[0] and "--npy" in warnings[0]
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32))
+    r = CliRunner().invoke(app, ["classify", str(tmp_path / "rows.jsonl"), "--pack", "gender", "-m", "tiny-random",
+                                 "--npy", str(tmp_path / "m.npy")])
+    assert r.exit_code == 0, r.stderr
+    assert "warning" not in r.stderr

@@ -1,0 +1,193 @@
+"""``clsp embed``: the command contract in-process, pipes through the real executable."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import CLSP, invoke, jsonl, write_wav
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = "import sys, clsp_cli.app; print(sorted(m for m in ('torch', 'transformers', 'faiss') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    res = invoke("--help")
+    assert res.returncode == 0 and b"embed" in res.stdout
+
+
+@pytest.mark.slow
+def test_pipe_to_head_is_quiet(clips):
+    cmd = f"cat clips.jsonl | {CLSP} embed - --model tiny-random -q | head -1"
+    res = subprocess.run(cmd, shell=True, capture_output=True, cwd=clips, timeout=300)
+    lines = res.stdout.decode().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["id"] == "c0"
+    assert b"Traceback" not in res.stderr
+
+
+def bad_corpus(tmp):
+    """Good clips interleaved with every kind of broken input the reader must survive."""
+    (tmp / "empty.wav").write_bytes(b"")
+    good = write_wav(tmp / "good.wav", 1.0)
+    (tmp / "trunc.wav").write_bytes(good.read_bytes()[:30])
+    (tmp / "text.wav").write_text("this is not audio\n")
+    sf.write(str(tmp / "zero.wav"), np.zeros((0,), np.float32), 16000)
+    nan = np.full(16000, np.nan, np.float32)
+    sf.write(str(tmp / "nan.wav"), nan, 16000, subtype="FLOAT")
+    write_wav(tmp / "six.wav", 1.0, sr=48000, channels=6)
+    (tmp / "adir.wav").mkdir()
+    lines = [
+        json.dumps({"id": "g1", "audio": "good.wav"}),
+        json.dumps({"id": "missing", "audio": "nope.wav"}),
+        json.dumps({"id": "empty", "audio": "empty.wav"}),
+        json.dumps({"id": "trunc", "audio": "trunc.wav"}),
+        json.dumps({"id": "text", "audio": "text.wav"}),
+        json.dumps({"id": "zero", "audio": "zero.wav"}),
+        json.dumps({"id": "nan", "audio": "nan.wav"}),
+        json.dumps({"id": "six", "audio": "six.wav"}),
+        '{"id": "broken", "audio": ',
+        json.dumps({"id": "noaudio", "path": "good.wav"}),
+        json.dumps({"id": "dir", "audio": "adir.wav"}),
+        json.dumps({"id": "g2", "audio": "good.wav", "start": 0.2, "end": 0.9}),
+    ]
+    data = ("\n".join(lines[:9]) + "\n").encode() + b"\xff\xfe not utf8\n" + ("\n".join(lines[9:]) + "\n").encode()
+    (tmp / "bad.jsonl").write_bytes(data)
+    return 13
+
+
+def test_bad_inputs_each_get_an_error_record(tmp_path):
+    n = bad_corpus(tmp_path)
+    res = invoke("embed", "bad.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path)
+    assert res.returncode == 3, res.stderr
+    recs = jsonl(res.stdout)
+    assert len(recs) == n
+    by_id = {r["id"]: r for r in recs}
+    ok = {r["id"] for r in recs if "embedding" in r}
+    assert ok == {"g1", "g2", "six"}
+    for rid in ("missing", "empty", "trunc", "text", "zero", "nan", "noaudio", "dir"):
+        err = by_id[rid]["error"]
+        assert err["type"] and err["message"], rid
+    assert "nope.wav" in by_id["missing"]["error"]["message"]
+    assert "NaN" in by_id["nan"]["error"]["message"]
+    assert sum("error" in r for r in recs) == n - 3
+    assert b"Traceback" not in res.stderr
+
+
+def test_on_error_fail_stops(tmp_path):
+    bad_corpus(tmp_path)
+    res = invoke("embed", "bad.jsonl", "--model", "tiny-random", "-q", "--on-error", "fail", cwd=tmp_path)
+    assert res.returncode == 1
+    recs = jsonl(res.stdout)
+    assert recs[-1]["id"] == "missing" and "error" in recs[-1]
+
+
+def test_batch_size_and_order_do_not_change_embeddings(clips):
+    a = jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "-b", "1", "-q", cwd=clips).stdout)
+    b = jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "-b", "5", "-q", cwd=clips).stdout)
+    lines = (clips / "clips.jsonl").read_text().splitlines()
+    (clips / "rev.jsonl").write_text("\n".join(reversed(lines)) + "\n")
+    c = jsonl(invoke("embed", "rev.jsonl", "--model", "tiny-random", "-b", "3", "-q", cwd=clips).stdout)
+    ea = {r["id"]: np.array(r["embedding"]) for r in a}
+    for other in (b, c):
+        for r in other:
+            assert np.abs(ea[r["id"]] - np.array(r["embedding"])).max() <= 1e-5
+    assert [r["id"] for r in c] == [json.loads(x)["id"] for x in reversed(lines)]
+    assert a[0]["provenance"]["dim"] == len(a[0]["embedding"]) and a[0]["provenance"]["normalized"] is True
+
+
+def test_npy_output_and_rows(clips):
+    res = invoke("embed", "clips.jsonl", "--model", "tiny-random", "--npy", "e.npy", "-o", "e.jsonl", "-q", cwd=clips)
+    assert res.returncode == 0 and res.stdout == b""
+    mat = np.load(clips / "e.npy")
+    recs = jsonl((clips / "e.jsonl").read_bytes())
+    assert mat.shape == (6, recs[0]["provenance"]["dim"])
+    assert [r["row"] for r in recs] == list(range(6))
+    assert np.allclose(np.linalg.norm(mat, axis=1), 1.0, atol=1e-5)
+
+
+def test_text_embedding_lines(tmp_path):
+    res = invoke("embed", "-", "--modality", "text", "--model", "tiny-random", "-q",
+                   stdin=b"a calm low male voice\n\nfast and loud\n   \n{\"id\": \"e\", \"text\": \"\"}\n", cwd=tmp_path)
+    recs = jsonl(res.stdout)
+    assert [r["id"] for r in recs] == ["line-1", "line-3", "e"]
+    assert res.returncode == 3 and "empty text" in recs[2]["error"]["message"]
+
+
+def test_long_audio_policies(tmp_path):
+    write_wav(tmp_path / "long.wav", 5.0)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "L", "audio": "long.wav"}) + "\n")
+    win = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "--long-audio", "windows", "-q", cwd=tmp_path).stdout)
+    assert [(r["window_start"], r["window_end"]) for r in win] == [(0.0, 1.667), (1.667, 3.333), (3.333, 5.0)]
+    mean = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
+    assert len(mean) == 1
+    avg = np.mean([r["embedding"] for r in win], axis=0)
+    assert np.allclose(np.array(mean[0]["embedding"]), avg / np.linalg.norm(avg), atol=1e-5)
+
+
+def test_shards_partition_the_input(clips):
+    outs = [jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "--shard", f"{i}/2", "-q", cwd=clips).stdout) for i in range(2)]
+    assert [r["id"] for r in outs[0]] == ["c0", "c2", "c4"] and [r["id"] for r in outs[1]] == ["c1", "c3", "c5"]
+    assert invoke("embed", "clips.jsonl", "--shard", "3/2", cwd=clips).returncode == 2
+
+
+def test_unknown_model_is_a_clear_error(clips):
+    res = invoke("embed", "clips.jsonl", "--model", str(clips / "no-such-model"), cwd=clips)
+    assert res.returncode == 2 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
+
+
+def test_waveform_encoder_model_embeds_through_the_cli(clips):
+    """A transformers speech encoder (waveform input) works end to end, batch-independently."""
+    from clsp.models import ModelConfig, build_model, save_model, tiny_config
+
+    cfg = tiny_config().to_dict()
+    cfg["speech_encoder"] = {"type": "hf", "config": {"model_type": "wav2vec2", "hidden_size": 16, "num_hidden_layers": 1,
+                             "num_attention_heads": 2, "intermediate_size": 32, "conv_dim": [8, 8], "conv_stride": [5, 4],
+                             "conv_kernel": [10, 8], "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 2,
+                             "feat_extract_norm": "layer", "do_stable_layer_norm": True}}
+    model = build_model(ModelConfig.from_dict(cfg)).eval()
+    save_model(model, clips / "w2v")
+    one = jsonl(invoke("embed", "clips.jsonl", "--model", "w2v", "-b", "1", "-q", cwd=clips).stdout)
+    many = jsonl(invoke("embed", "clips.jsonl", "--model", "w2v", "-b", "6", "-q", cwd=clips).stdout)
+    assert len(one) == 6 and all("embedding" in r for r in one)
+    for a, b in zip(one, many):
+        assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() <= 1e-5
+
+
+def test_audio_only_load_skips_the_text_tower(tiny_model, tiny_model_dir):
+    import torch
+
+    from clsp.errors import ModelError
+    from clsp.models import load_model
+
+    full = tiny_model
+    audio_only = load_model(tiny_model_dir, with_text=False)
+    assert audio_only.text_encoder.model is None
+    w = torch.randn(2, 16000) * 0.1
+    n = torch.tensor([16000, 12000])
+    assert torch.equal(audio_only.encode_audio(w, n), full.encode_audio(w, n))
+    try:
+        audio_only.encode_text(["a calm voice"])
+    except ModelError as exc:
+        assert "audio only" in str(exc)
+    else:
+        raise AssertionError("encode_text must refuse on an audio-only model")
+
+
+def test_odd_and_absurd_sample_rates(tmp_path):
+    """An odd rate resamples without a huge kernel; an absurd header rate is a named error."""
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
+    sf.write(str(tmp_path / "odd.wav"), (0.1 * np.random.default_rng(0).standard_normal(44101)).astype(np.float32), 44101)
+    assert abs(load_audio(tmp_path / "odd.wav").numel() - 16000) <= 1
+    sf.write(str(tmp_path / "huge.wav"), np.zeros(2000, np.float32), 2_000_000)
+    try:
+        load_audio(tmp_path / "huge.wav")
+    except AudioError as exc:
+        assert "sample rate" in str(exc)
+    else:
+        raise AssertionError("a 2 MHz file must be refused")

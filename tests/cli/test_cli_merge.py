@@ -1,0 +1,251 @@
+"""Sharded `clsp embed` (explicit, job-array and torchrun shards) and `clsp merge` back to one output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clsp_cli.app import app
+from tests.conftest import write_wav
+from tests.helpers.assets import REPO
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
+               "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP", "SLURM_PROCID", "SLURM_NTASKS")
+
+
+@pytest.fixture(autouse=True)
+def _no_launcher(monkeypatch):
+    for key in LAUNCH_VARS:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """13 records: clips of 0.4-2.6 s, one long enough for two windows, one missing file."""
+    lines = []
+    for i in range(13):
+        if i == 7:
+            lines.append(json.dumps({"id": "gone", "audio": "gone.wav"}))
+            continue
+        write_wav(tmp_path / f"c{i}.wav", 5.0 if i == 4 else 0.4 + 0.2 * i, 100 + 17 * i, seed=i)
+        lines.append(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav", "n": i}))
+    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def clsp(*args: str, env: dict | None = None, code: int | tuple = (0, 3)):
+    res = CliRunner().invoke(app, list(args), env=env)
+    codes = code if isinstance(code, tuple) else (code,)
+    assert res.exit_code in codes, (res.exit_code, res.output, res.exception)
+    return res
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def vectors(recs: list[dict], npy: Path | None = None) -> np.ndarray:
+    mat = np.load(npy) if npy else None
+    return np.stack([np.asarray(r["embedding"]) if "embedding" in r else mat[r["row"]] for r in recs if "error" not in r])
+
+
+def assert_same(merged: list[dict], single: list[dict], m_npy=None, s_npy=None):
+    """Same ids, order, fields and provenance; embeddings within 1e-6 (batches differ)."""
+    assert [r["id"] for r in merged] == [r["id"] for r in single]
+    strip = [{k: v for k, v in r.items() if k not in ("embedding", "row")} for r in merged]
+    assert strip == [{k: v for k, v in r.items() if k not in ("embedding", "row")} for r in single]
+    assert [("embedding" in r, "row" in r) for r in merged] == [("embedding" in r, "row" in r) for r in single]
+    np.testing.assert_allclose(vectors(merged, m_npy), vectors(single, s_npy), atol=1e-6)
+
+
+EMBED = ("embed", "list.jsonl", "-m", "tiny-random", "--max-seconds", "3", "--long-audio", "windows")
+
+
+def test_job_array_shards_with_a_killed_and_resumed_task_merge_to_the_single_run(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    clsp(*EMBED, "-o", "single.jsonl")
+    for task in range(8):
+        env = {"SLURM_ARRAY_TASK_ID": str(task + 1), "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}
+        res = clsp(*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl", env=env)
+        assert f"shard {task:04d}-of-0008 from SLURM_ARRAY_TASK_ID={task + 1}" in res.stderr
+    # task 4 is interrupted after its first input record: FILE.partial and its lock are left
+    from clsp.embed import AudioEmbedder
+
+    part = corpus / "parts" / "part-0004-of-0008.jsonl"
+    part.unlink()
+    whole_run = AudioEmbedder.run
+
+    def interrupted_run(self, items):
+        for n, res in enumerate(whole_run(self, items)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield res
+
+    monkeypatch.setattr(AudioEmbedder, "run", interrupted_run)
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}
+    res = CliRunner().invoke(app, [*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl"], env=env)
+    assert res.exit_code not in (0, 3) and not part.exists()
+    assert Path(str(part) + ".partial").exists() and Path(str(part) + ".lock").exists()
+    monkeypatch.setattr(AudioEmbedder, "run", whole_run)
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}  # requeued
+    clsp(*EMBED, "--shard", "auto", "-o", "parts/part-{shard}.jsonl", "--resume", env=env)
+    shards = sorted(str(p) for p in (corpus / "parts").glob("part-*.jsonl"))
+    assert len(shards) == 8
+    res = clsp("merge", *shards, "-o", "merged.jsonl", code=3)  # the missing file stays an error record
+    merged, single = read(corpus / "merged.jsonl"), read(corpus / "single.jsonl")
+    assert_same(merged, single)
+    assert [r["id"] for r in merged if "error" in r] == ["gone"]
+
+
+def test_npy_shards_merge_to_one_matrix_or_inline(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    clsp(*EMBED, "-o", "single.jsonl", "--npy", "single.npy")
+    for i in range(3):
+        clsp(*EMBED, "--shard", f"{i}/3", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    shards = [f"p-{i:04d}-of-0003.jsonl" for i in range(3)]
+    moved = corpus / "moved"  # shard outputs moved together still find their matrices
+    moved.mkdir()
+    for name in shards + [s.replace(".jsonl", ".npy") for s in shards]:
+        shutil.move(name, moved / name)
+    clsp("merge", *[str(moved / s) for s in shards], "-o", "m.jsonl", "--npy", "m.npy", code=3)
+    assert_same(read(corpus / "m.jsonl"), read(corpus / "single.jsonl"), corpus / "m.npy", corpus / "single.npy")
+    assert read(corpus / "m.jsonl") == read(corpus / "single.jsonl")  # rows and all
+    clsp("merge", *[str(moved / s) for s in shards], "-o", "inline.jsonl", code=3)
+    inline = read(corpus / "inline.jsonl")
+    np.testing.assert_allclose(vectors(inline), vectors(read(corpus / "single.jsonl"), corpus / "single.npy"), atol=1e-6)
+    assert all("row" not in r for r in inline) and sum("embedding" in r for r in inline) == len(inline) - 1
+
+
+@pytest.fixture
+def four_shards(corpus, monkeypatch) -> list[Path]:
+    monkeypatch.chdir(corpus)
+    for i in range(4):
+        clsp(*EMBED, "--shard", f"{i}/4", "-o", "q-{shard}.jsonl")
+    return [corpus / f"q-{i:04d}-of-0004.jsonl" for i in range(4)]
+
+
+def test_merge_refuses_missing_repeated_and_foreign_shards(four_shards, corpus, tmp_path):
+    s = [str(p) for p in four_shards]
+    res = clsp("merge", s[0], s[1], s[3], "-o", "x.jsonl", code=2)
+    assert "0002-of-0004" in res.stderr and "missing" in res.stderr
+    res = clsp("merge", *s, s[2], "-o", "x.jsonl", code=2)
+    assert "0002-of-0004 given twice" in res.stderr
+    clsp(*EMBED, "--shard", "1/3", "-o", "other.jsonl")
+    res = clsp("merge", s[0], str(corpus / "other.jsonl"), "-o", "x.jsonl", code=2)
+    assert "different shard counts" in res.stderr
+    from clsp.models import save_model, tiny_model
+
+    save_model(tiny_model(seed=1), corpus / "other-model")
+    clsp(*EMBED[:3], str(corpus / "other-model"), *EMBED[4:], "--shard", "2/4", "-o", "foreign.jsonl")
+    res = clsp("merge", s[0], s[1], str(corpus / "foreign.jsonl"), s[3], "-o", "x.jsonl", code=1)
+    assert "different models" in res.stderr and "checksum" in res.stderr and "foreign.jsonl" in res.stderr
+    assert not (corpus / "x.jsonl").exists()
+
+
+def test_merge_names_missing_and_repeated_records(four_shards, corpus):
+    s = [str(p) for p in four_shards]
+    lines = four_shards[1].read_text().splitlines(keepends=True)  # input records 1, 5, 9
+    four_shards[1].write_text(lines[0] + lines[2])
+    res = clsp("merge", *s, "-o", "x.jsonl", code=1)
+    assert "input record 5 is missing from shard 0001-of-0004" in res.stderr
+    four_shards[1].write_text(lines[0] + lines[1] + lines[1] + lines[2])
+    res = clsp("merge", *s, "-o", "x.jsonl", code=1)
+    assert "input record 5" in res.stderr and "twice" in res.stderr
+    four_shards[1].write_text("".join(lines[:2]))  # the last record of shard 1 gone, shard 2 goes on
+    res = clsp("merge", *s, "-o", "x.jsonl", code=1)
+    assert "input record 9 is missing from shard 0001-of-0004" in res.stderr
+    plain = corpus / "plain.jsonl"
+    clsp(*EMBED, "-o", str(plain))
+    res = clsp("merge", str(plain), "-o", "x.jsonl", code=1)
+    assert "no shard provenance" in res.stderr
+
+
+def test_more_shards_than_records_and_usage_errors(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    (corpus / "two.txt").write_text("c0.wav\nc1.wav\n")
+    for i in range(4):
+        clsp("embed", "two.txt", "-m", "tiny-random", "-q", "--shard", f"{i}/4", "-o", "t-{shard}.jsonl")
+    assert (corpus / "t-0003-of-0004.jsonl").read_text() == ""  # an empty shard is named by its file
+    clsp("embed", "two.txt", "-m", "tiny-random", "-q", "-o", "t.jsonl")
+    clsp("merge", *[f"t-{i:04d}-of-0004.jsonl" for i in range(4)], "-o", "tm.jsonl")
+    assert_same(read(corpus / "tm.jsonl"), read(corpus / "t.jsonl"))
+    res = clsp("embed", "two.txt", "-m", "tiny-random", "--shard", "auto", code=2)
+    assert "RANK" in res.stderr and "SLURM_ARRAY_TASK_ID" in res.stderr
+    res = clsp("embed", "two.txt", "-m", "tiny-random", "-o", "x-{shard}.jsonl", code=2)
+    assert "{shard}" in res.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_processes_each_embed_a_shard(corpus):
+    """`torchrun --standalone --nproc_per_node 4 -m clsp_cli.app embed ... --shard auto` on CPU."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    good = [line for line in (corpus / "list.jsonl").read_text().splitlines() if "gone" not in line]
+    (corpus / "good.jsonl").write_text("\n".join(good) + "\n")  # every rank exits 0, so torchrun does
+    embed = ["embed", "good.jsonl", *EMBED[2:]]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "4", "-m", "clsp_cli.app", *embed,
+           "--shard", "auto", "-o", "r-{shard}.jsonl", "--npy", "r-{shard}.npy"]
+    run = subprocess.run(cmd, cwd=corpus, env=env, capture_output=True, timeout=600)
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    for rank in range(4):
+        assert f"shard {rank:04d}-of-0004 from torchrun RANK={rank}" in run.stderr.decode()
+    single = subprocess.run([sys.executable, "-m", "clsp_cli.app", *embed, "-o", "s.jsonl"], cwd=corpus, env=env,
+                            capture_output=True, timeout=300)
+    assert single.returncode == 0, single.stderr.decode()
+    merged = subprocess.run([sys.executable, "-m", "clsp_cli.app", "merge", *[f"r-{i:04d}-of-0004.jsonl" for i in range(4)],
+                             "-q"], cwd=corpus, env=env, capture_output=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr.decode()
+    out = [json.loads(line) for line in merged.stdout.decode().splitlines()]
+    assert len(out) == 12 + 1  # 12 clips, one of them in two windows
+    assert_same(out, read(corpus / "s.jsonl"))
+
+
+def _command_lines(text: str) -> list[list[str]]:
+    """The clsp command lines of a shell script, commented usage lines included, as argument
+    lists from the subcommand on; continuations joined, shell variables made placeholders."""
+    import re
+    import shlex
+
+    out = []
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        line = line.strip().lstrip("#").strip().split(" || ")[0].replace('"$@"', "")
+        found = re.search(r"(^|\s)(clsp|-m clsp_cli\.app) (embed|merge|search)\b", line)
+        if found:
+            line = re.sub(r"\$\{(\w+)(:-[^}]*)?\}|\$(\w+)", "4", line[found.start(3):])
+            out.append(shlex.split(line, comments=True))
+    return out
+
+
+def test_slurm_example_is_valid_shell_and_valid_clsp_commands():
+    import click
+    import typer
+
+    path = REPO / "examples" / "slurm" / "embed.sbatch"
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    text = path.read_text()
+    assert "#SBATCH --requeue" in text and "#SBATCH --array=" in text
+    script = _command_lines(text)
+    assert [a[0] for a in script] == ["merge", "search", "embed", "embed"]  # usage lines, torchrun and plain runs
+    readme = (path.parents[2] / "README.md").read_text().split("### Embedding at cluster scale")[1].split("\n### ")[0]
+    documented = _command_lines(readme)
+    assert [a[0] for a in documented] == ["embed", "merge", "search"]
+    group = typer.main.get_command(app)
+    for args in script + documented:
+        cmd = group
+        while hasattr(cmd, "commands"):  # a command group (search): descend to the subcommand
+            name, args = args[0], args[1:]
+            cmd = cmd.commands.get(name)
+            assert cmd is not None, name
+        ctx = cmd.make_context(cmd.name, list(args))  # unknown options and extra arguments raise here
+        if cmd.name == "embed":
+            assert ctx.params["shard"] == "auto" and "{shard}" in ctx.params["output"] and "{shard}" in ctx.params["npy"]
+            assert ctx.params["resume"] or args not in script

@@ -1,0 +1,181 @@
+"""``clsp search``: the command contract in-process; ``| head`` through the real executable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from clsp.index import build_index
+from clsp.index.store import read_info
+from clsp.metrics.retrieval import speech_text_retrieval
+from tests.conftest import invoke, jsonl
+
+PROV = {"model": "vec-model", "checksum": "c1", "dim": 8, "normalized": True}
+
+
+def sh(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def cli(*args, cwd, stdin: str | None = None):
+    return invoke(*args, cwd=cwd, stdin=stdin, text=True)
+
+
+def write_embeddings(path, vecs, prov=PROV, extra=None):
+    recs = []
+    for i, v in enumerate(vecs):
+        rec = {"id": f"v{i}", "embedding": [float(x) for x in v], "provenance": prov, "group": f"g{i % 3}"}
+        rec.update((extra or {}).get(i, {}))
+        recs.append(rec)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return recs
+
+
+@pytest.fixture
+def vecs():
+    return np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+
+
+def test_flat_query_matches_numpy_through_pipes(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    p = cli("search", "build", "-", "-o", "v.idx", "-q", cwd=tmp_path, stdin=(tmp_path / "emb.jsonl").read_text())
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["count"] == 40 and summary["factory"] == "Flat" and summary["model"] == "vec-model"
+    queries = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    np.save(tmp_path / "q.npy", queries)
+    p = cli("search", "query", "v.idx", "q.npy", "-k", "4", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    base = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    sim = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ base.T
+    for q, rec in enumerate(out):
+        assert rec["id"] == f"row-{q}"
+        order = np.argsort(-sim[q])[:4]
+        assert [h["id"] for h in rec["hits"]] == [f"v{i}" for i in order]
+        np.testing.assert_allclose([h["score"] for h in rec["hits"]], sim[q, order], atol=1e-5)
+        assert rec["hits"][0]["group"] == f"g{order[0] % 3}"
+        assert "embedding" not in rec["hits"][0] and "provenance" not in rec["hits"][0]
+
+
+def test_stdin_vectors_find_themselves(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    emb = (tmp_path / "emb.jsonl").read_text()
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    p = cli("search", "query", "v.idx", "-k", "3", "--threads", "1", "-q", cwd=tmp_path, stdin=emb)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(out) == 40
+    assert all(r["hits"][0]["id"] == r["id"] and abs(r["hits"][0]["score"] - 1) < 1e-5 for r in out)
+    p = cli("search", "query", "v.idx", "-k", "40", "--threshold", "0.5", "-q", cwd=tmp_path, stdin=emb)
+    assert all(h["score"] >= 0.5 for r in map(json.loads, p.stdout.splitlines()) for h in r["hits"])
+
+
+@pytest.mark.slow
+def test_head_closes_the_pipe_quietly(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    p = sh("cat emb.jsonl | clsp search query v.idx -k 3 -q --batch-size 1 | head -1", tmp_path)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_npy_with_ids_and_add(tmp_path, vecs):
+    np.save(tmp_path / "m.npy", vecs[:30])
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "row": i}) + "\n" for i in range(30)))
+    assert cli("search", "build", "ids.jsonl", "--npy", "m.npy", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    write_embeddings(tmp_path / "more.jsonl", vecs)
+    more = [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()][30:]
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in more))
+    p = cli("search", "build", "more.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["count"] == 40
+    p = cli("search", "query", "v.idx", "-k", "1", "-q", cwd=tmp_path, stdin=json.dumps({"id": "q", "embedding": vecs[35].tolist()}))
+    assert json.loads(p.stdout)["hits"][0]["id"] == "v35"
+
+
+def test_errors_are_clear_never_tracebacks(tmp_path, vecs):
+    p = invoke("search", "query", str(tmp_path / "missing.idx"), "--text", "x")
+    assert p.returncode == 1 and p.stdout == b"" and b"no such directory" in p.stderr
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    other = {"model": "another", "dim": 8}
+    queries = [{"id": "ok", "embedding": vecs[0].tolist(), "provenance": PROV},
+               {"id": "other", "embedding": vecs[0].tolist(), "provenance": other},
+               {"id": "short", "embedding": [1.0, 2.0]}]
+    p = cli("search", "query", "v.idx", "-k", "50", "-q", cwd=tmp_path, stdin="".join(json.dumps(q) + "\n" for q in queries))
+    assert p.returncode == 3, p.stderr
+    ok, bad_model, bad_dim = map(json.loads, p.stdout.splitlines())
+    assert len(ok["hits"]) == 40  # k larger than the index: every vector
+    assert bad_model["error"]["type"] == "ProvenanceError" and "another" in bad_model["error"]["message"]
+    assert "vec-model" in bad_model["error"]["message"]
+    assert bad_dim["error"]["type"] == "ProvenanceError" and "dimension 2" in bad_dim["error"]["message"]
+    p = cli("search", "query", "v.idx", "--on-error", "fail", "-q", cwd=tmp_path, stdin="".join(json.dumps(q) + "\n" for q in queries))
+    assert p.returncode == 1 and len(p.stdout.splitlines()) == 2
+    write_embeddings(tmp_path / "other.jsonl", vecs[:3], prov=other, extra={})
+    p = cli("search", "build", "other.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)
+    assert p.returncode == 1 and "another" in p.stderr and "Traceback" not in p.stderr
+    (read_info(tmp_path / "v.idx").data_dir(tmp_path / "v.idx") / "index.faiss").write_bytes(b"garbage")
+    p = cli("search", "query", "v.idx", "-q", cwd=tmp_path, stdin=json.dumps(queries[0]))
+    assert p.returncode == 1 and "corrupt" in p.stderr and "Traceback" not in p.stderr
+    p = cli("search", "build", "-", "-o", "e.idx", "-q", cwd=tmp_path, stdin="")
+    assert p.returncode == 1 and "no embeddings" in p.stderr
+
+
+def test_empty_index_gives_short_answers(tmp_path):
+    build_index(np.zeros((0, 8), np.float32), []).save(tmp_path / "empty.idx")
+    p = cli("search", "query", "empty.idx", "-k", "5", "-q", cwd=tmp_path, stdin=json.dumps({"id": "q", "embedding": [1.0] * 8}))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"id": "q", "hits": []}
+
+
+def test_eval_index_and_pool_modes(tmp_path, vecs):
+    rng = np.random.default_rng(3)
+    vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    write_embeddings(tmp_path / "speech.jsonl", vecs)
+    caps = vecs + 0.3 * rng.standard_normal(vecs.shape).astype(np.float32)
+    caps /= np.linalg.norm(caps, axis=1, keepdims=True)
+    cap_recs = [{"id": f"t{i}", "embedding": caps[i].tolist(), "audio_id": f"v{i}", "relevant": f"v{i}",
+                 "kind": "global" if i % 2 else "fine", "provenance": PROV} for i in range(40)]
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in cap_recs))
+    assert cli("search", "build", "speech.jsonl", "-o", "s.idx", "-q", cwd=tmp_path).returncode == 0
+    p = cli("search", "eval", "s.idx", "--queries", "caps.jsonl", "--n-boot", "200", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)["metrics"]
+    want = speech_text_retrieval(vecs, caps, n_boot=0)
+    for name in ("R@1", "R@5", "R@10", "mAP@10"):
+        assert got[name] == pytest.approx(want[f"t2s_{name}"])
+        assert got[f"{name}_lo"] <= got[name] <= got[f"{name}_hi"]
+    p = cli("search", "eval", "--speech", "speech.jsonl", "--captions", "caps.jsonl", "--group-key", "kind", "--n-boot", "0", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["metrics"]["s2t_R@1"] == pytest.approx(want["s2t_R@1"])
+    assert summary["metrics"]["t2s_mAP@10"] == pytest.approx(want["t2s_mAP@10"])
+    fine = speech_text_retrieval(vecs, caps[0::2], np.arange(0, 40, 2), n_boot=0)
+    assert summary["groups"]["fine"]["s2t_R@5"] == pytest.approx(fine["s2t_R@5"])
+    assert summary["groups"]["fine"]["s2t_count"] == 20
+
+
+def test_text_and_audio_queries_with_the_model(clips, tiny_model):
+    p = cli("embed", "clips.jsonl", "-m", "tiny-random", "-q", cwd=clips)
+    assert p.returncode == 0, p.stderr
+    (clips / "emb.jsonl").write_text(p.stdout)
+    p = cli("search", "build", "-", "-o", "clips.idx", "-q", cwd=clips, stdin=p.stdout)
+    assert p.returncode == 0, p.stderr
+    p = cli("search", "query", "clips.idx", "--text", "a calm, low male voice", "--audio", "c2.wav", "-k", "3", "-q", cwd=clips)
+    assert p.returncode == 0, p.stderr
+    text_q, audio_q = map(json.loads, p.stdout.splitlines())
+    assert text_q["id"] == "a calm, low male voice" and len(text_q["hits"]) == 3
+    assert audio_q["hits"][0]["id"] == "c2" and audio_q["hits"][0]["score"] > 0.999
+    assert audio_q["hits"][0]["speaker"] == "s0"
+    # oracle: the text query's scores are cosines with the model's caption embedding
+    import torch
+
+    with torch.no_grad():
+        tvec = tiny_model.encode_text(["a calm, low male voice"])[0].numpy()
+    emb = {r["id"]: np.array(r["embedding"]) for r in jsonl((clips / "emb.jsonl").read_bytes())}
+    for hit in text_q["hits"]:
+        v = emb[hit["id"]]
+        assert hit["score"] == pytest.approx(float(tvec @ v / np.linalg.norm(v)), abs=1e-4)

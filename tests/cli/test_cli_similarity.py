@@ -1,0 +1,120 @@
+"""``clsp similarity``: one-off checks, pair batches, filters in-process; ``| head`` through the real executable;
+correlation reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import invoke
+
+
+def run(cmd: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def cli(*args, cwd, stdin: str | None = None):
+    return invoke(*args, cwd=cwd, stdin=stdin, text=True)
+
+
+def tone(path, freq: float, seconds: float = 1.0, noise: float = 0.0) -> None:
+    t = np.arange(int(16000 * seconds)) / 16000
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(int(freq)).normal(size=t.size)
+    sf.write(path, x.astype("float32"), 16000)
+
+
+def test_one_off_audio_pair_agrees_with_clsp_embed(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    p = cli("similarity", "a.wav", "b.wav", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (rec,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert rec["pair"] == "audio-audio" and -1 <= rec["score"] <= 1
+    # oracle: cosine of the embeddings written by 'clsp embed'
+    e = cli("embed", "-m", "tiny-random", "-q", cwd=tmp_path, stdin="a.wav\nb.wav\n")
+    va, vb = (np.array(json.loads(line)["embedding"]) for line in e.stdout.splitlines())
+    assert abs(rec["score"] - va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)) < 1e-5
+
+
+def test_one_off_audio_caption(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    p = cli("similarity", "a.wav", "a whispering young woman", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["pair"] == "audio-text" and rec["b"] == "a whispering young woman" and -1 <= rec["score"] <= 1
+    p = cli("similarity", "missing.wav", "a calm voice", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 3 and "missing.wav" in json.loads(p.stdout)["error"]["message"]
+
+
+def test_pairs_batch_errors_correlation_and_filters(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    pairs = [
+        {"id": "ab", "a": "a.wav", "b": "b.wav", "human": 1.0, "cat": "x"},
+        {"id": "ba", "a": "b.wav", "b": "a.wav", "human": 2.0, "cat": "x"},
+        {"id": "aa", "a": "a.wav", "b": "a.wav", "human": 5.0, "cat": "y"},
+        {"id": "at", "a": "a.wav", "b_text": "a calm low voice", "human": 3.0, "cat": "y"},
+        {"id": "gone", "a": "missing.wav", "b": "a calm voice", "human": 4.0},
+        {"id": "empty", "a": "a.wav", "b": "  ", "human": 4.0},
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs) + "not json\n")
+    p = cli("similarity", "pairs.jsonl", "--human-key", "human", "--group-key", "cat", "--n-boot", "50", "--above", "0.99999",
+            "-m", "tiny-random", cwd=tmp_path)
+    assert p.returncode == 3, p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    # --above keeps only the identical pair; error records always come out, in input order
+    assert [r["id"] for r in out[:-1]] == ["aa", "gone", "empty", "not json"]
+    assert abs(out[0]["score"] - 1.0) < 1e-5
+    assert out[1]["error"]["type"] == "AudioError" and "missing.wav" in out[1]["error"]["message"]
+    assert "empty text" in out[2]["error"]["message"]
+    assert "error" in out[3]
+    # correlations use every scored pair, before filtering
+    summary = out[-1]["summary"]
+    assert summary["overall"]["n"] == 4 and set(summary["groups"]) == {"x", "y"}
+    assert -1 <= summary["overall"]["kendall"] <= 1
+    assert summary["groups"]["x"]["n"] == 2
+    assert "Kendall" in p.stderr and "kept 1 pairs" in p.stderr
+
+
+@pytest.mark.slow
+def test_mixed_pairs_stream_and_head_closes_pipe_quietly(tmp_path):
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300)
+    lines = "".join(json.dumps({"a": "a.wav", "b": "b.wav" if i % 2 else f"caption number {i}"}) + "\n"
+                    for i in range(40))
+    p = run("clsp similarity -m tiny-random -q -b 4 | head -3", tmp_path, lines)
+    assert p.returncode == 0
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["pair"] for r in out] == ["audio-text", "audio-audio", "audio-text"]
+    assert out[1]["score"] != out[0]["score"]
+    assert "Traceback" not in p.stderr
+
+
+def test_small_tied_group_reports_no_interval_with_a_reason(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    words = ["calm", "loud", "angry", "soft", "slow", "fast", "deep", "high", "young", "old"]
+    pairs = [{"id": i, "a": f"a {words[i % 10]} voice", "b": f"a {words[(3 * i + 1) % 10]} speaker",
+              "rating": 1 + (7 * i) % 5, "g": "big"} for i in range(40)]
+    # seven pairs whose ratings all tie but one: a third of the resamples leave that one out
+    pairs += [{"id": 100 + i, "a": f"a {words[i]} voice", "b": f"a {words[i + 1]} voice", "rating": 2 if i == 6 else 1,
+               "g": "tiny"} for i in range(7)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = CliRunner().invoke(app, ["similarity", str(tmp_path / "p.jsonl"), "--human-key", "rating", "--group-key", "g",
+                                 "--n-boot", "200", "-m", "tiny-random"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.splitlines()[-1])["summary"]
+    tiny, big = summary["groups"]["tiny"], summary["groups"]["big"]
+    for name in ("pearson", "spearman", "kendall"):
+        assert tiny[name] is not None and tiny[f"{name}_ci"] == [None, None]
+        assert "resamples" in tiny["ci_undefined"][name]
+        lo, hi = big[f"{name}_ci"]
+        assert lo <= big[name] <= hi
+    assert "ci_undefined" not in big
+    assert "no CI" in r.stderr

@@ -1,0 +1,195 @@
+"""Output files: atomic publish for regular files, write-through for devices and FIFOs,
+symlinks followed, one writer at a time (checked with two real processes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clsp.errors import ConfigError, OutputError
+from clsp_cli.output import MatrixSink, RecordSink, check_same_run
+from clsp_cli.output_files import resolve_target
+from tests.helpers.assets import REPO
+
+RECS = [{"id": "a", "x": 1}, {"id": "b", "x": 2}]
+
+
+def _write(path, recs=RECS) -> None:
+    sink = RecordSink(str(path))
+    for r in recs:
+        sink.write(r)
+    sink.commit()
+
+
+def _read_fifo(path: Path, into: dict) -> threading.Thread:
+    def run():
+        with open(path, "rb") as fh:
+            into["data"] = fh.read()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_regular_file_appears_only_when_committed(tmp_path):
+    out = tmp_path / "sub" / "out.jsonl"
+    sink = RecordSink(str(out))
+    sink.write(RECS[0])
+    sink.flush()
+    assert not out.exists() and (tmp_path / "sub" / "out.jsonl.partial").exists()
+    assert json.loads((tmp_path / "sub" / "out.jsonl.lock").read_text())["pid"] == os.getpid()
+    sink.write(RECS[1])
+    sink.commit()
+    assert [json.loads(x) for x in out.read_text().splitlines()] == RECS
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]
+
+
+def test_symlink_is_followed_and_kept(tmp_path):
+    (tmp_path / "target.jsonl").write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to("target.jsonl")
+    _write(tmp_path / "link.jsonl")
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert [json.loads(x) for x in (tmp_path / "target.jsonl").read_text().splitlines()] == RECS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "target.jsonl"]
+
+
+def test_dangling_symlink_publishes_its_target(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "d" / "new.jsonl")
+    _write(tmp_path / "link.jsonl")
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert len((tmp_path / "d" / "new.jsonl").read_text().splitlines()) == 2
+
+
+def test_fifo_is_written_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: dict = {}
+    reader = _read_fifo(fifo, got)
+    _write(fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [json.loads(x) for x in got["data"].decode().splitlines()] == RECS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_character_device_is_written_through(tmp_path):
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    _write(node)
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+    assert resolve_target("/dev/stdout").through and resolve_target("/dev/null").through
+
+
+def test_npy_through_a_fifo_is_a_valid_matrix(tmp_path):
+    fifo = tmp_path / "m.npy"
+    os.mkfifo(fifo)
+    got: dict = {}
+    reader = _read_fifo(fifo, got)
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    sink = MatrixSink(str(fifo), 3)
+    assert [sink.append(r) for r in rows] == [0, 1, 2, 3]
+    sink.commit()
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    np.testing.assert_array_equal(np.load(io.BytesIO(got["data"])), rows)
+
+
+def test_npy_symlink_is_followed(tmp_path):
+    (tmp_path / "link.npy").symlink_to("real.npy")
+    sink = MatrixSink(str(tmp_path / "link.npy"), 2)
+    sink.append(np.array([1.0, 2.0]))
+    sink.commit()
+    assert (tmp_path / "link.npy").is_symlink()
+    np.testing.assert_array_equal(np.load(tmp_path / "real.npy"), [[1.0, 2.0]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "real.npy"]
+
+
+def test_directory_target_is_an_error(tmp_path):
+    with pytest.raises(OutputError, match="is a directory"):
+        RecordSink(str(tmp_path))
+
+
+def test_resume_needs_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="regular file"):
+        RecordSink(str(fifo), resume=True)
+
+
+def test_run_mismatch_names_each_setting():
+    with pytest.raises(ConfigError, match=r"batch_size: 2 there, 3 now.*shard: \[0, 1\] there, \[1, 2\] now"):
+        check_same_run("o.jsonl", {"batch_size": 2, "shard": [0, 1]}, {"batch_size": 3, "shard": (1, 2)})
+    with pytest.raises(ConfigError, match="no run record"):
+        check_same_run("o.jsonl", None, {"batch_size": 2})
+    check_same_run("o.jsonl", {"shard": [0, 1]}, {"shard": (0, 1)})
+
+
+HOLDER = """
+import sys
+from clsp_cli.output import RecordSink
+sink = RecordSink(sys.argv[1])
+sink.write({"id": "holder"})
+sink.flush()
+print("ready", flush=True)
+sys.stdin.readline()
+sink.commit()
+"""
+
+
+@pytest.mark.slow
+def test_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"ready"
+        with pytest.raises(OutputError, match=f"out.jsonl is in use by PID {holder.pid}"):
+            RecordSink(str(out))
+        assert (tmp_path / "out.jsonl.partial").read_text() == '{"id":"holder"}\n'
+    finally:
+        holder.communicate(b"\n", timeout=60)
+    assert holder.returncode == 0
+    assert out.read_text() == '{"id":"holder"}\n'
+    _write(out)  # free again once the holder has published
+    assert [json.loads(x) for x in out.read_text().splitlines()] == RECS
+
+
+@pytest.mark.slow
+def test_a_crashed_writer_leaves_a_lock_that_does_not_block(tmp_path):
+    out = tmp_path / "out.jsonl"
+    code = "import os, sys\nfrom clsp_cli.output import RecordSink\ns = RecordSink(sys.argv[1])\ns.write({'id': 1})\ns.flush()\nos._exit(9)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run([sys.executable, "-c", code, str(out)], env=env).returncode == 9
+    assert (tmp_path / "out.jsonl.lock").exists() and not out.exists()
+    _write(out)
+    assert [json.loads(x) for x in out.read_text().splitlines()] == RECS
+    assert not (tmp_path / "out.jsonl.lock").exists()
+
+
+def test_index_folder_behind_a_symlink_is_replaced_in_place(tmp_path):
+    import numpy as np
+
+    from clsp.index import build_index, load_index, write_index
+
+    vecs = np.eye(4, dtype=np.float32)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    build_index(vecs[:2], [{"id": "a"}, {"id": "b"}]).save(tmp_path / "link")
+    write_index(tmp_path / "link", vecs[2:], [{"id": "c"}, {"id": "d"}], add=True)
+    assert (tmp_path / "link").is_symlink()
+    assert len(load_index(tmp_path / "real")) == 4

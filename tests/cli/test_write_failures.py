@@ -1,0 +1,132 @@
+"""Writes that fail (read-only target, full disk, full stdout) give a clear error and a
+non-zero exit, and never publish a truncated file under the final name; shards writing to
+one folder keep their own files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLSP, invoke, jsonl, run_clsp, write_wav
+
+TIMEOUT = 240
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, options: str):
+    """A tmpfs at ``path`` (needs root; the test is skipped otherwise)."""
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _corpus(folder: Path, n: int = 40) -> Path:
+    for i in range(3):
+        write_wav(folder / f"w{i}.wav", 0.5 + 0.3 * i, 150 + 40 * i, seed=i)
+    lines = [f'{{"id": "r{k}", "audio": "w{k % 3}.wav", "pad": "{"x" * 2000}"}}' for k in range(n)]
+    (folder / "m.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "m.jsonl"
+
+
+def _check_failed(proc, target: Path) -> None:
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode not in (0, 3), err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "error:" in err and str(target.name) in err, err[-2000:]
+    assert not target.exists(), "a failed write must not publish the final file"
+
+
+@pytest.mark.slow
+def test_full_disk_publishes_nothing(tmp_path):
+    manifest = _corpus(tmp_path)
+    with mounted_tmpfs(tmp_path / "small", "size=48k") as small:
+        target = small / "out.jsonl"
+        proc = run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target), timeout=TIMEOUT)
+        _check_failed(proc, target)
+        _fill(small)
+        npy_target = small / "out.npy"
+        proc = run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(tmp_path / "rows.jsonl"),
+                        "--npy", str(npy_target), timeout=TIMEOUT)
+        _check_failed(proc, npy_target)
+        assert not (tmp_path / "rows.jsonl").exists()
+
+
+def _fill(folder: Path) -> None:
+    """Use up every free byte of the file system holding ``folder``."""
+    try:
+        with open(folder / "filler", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+
+
+def test_read_only_target(tmp_path):
+    manifest = _corpus(tmp_path, n=4)
+    if os.geteuid() == 0:
+        ctx = mounted_tmpfs(tmp_path / "ro", "size=1m,ro")
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        ctx = contextlib.nullcontext(tmp_path / "ro")
+    with ctx as ro:
+        target = ro / "out.jsonl"
+        proc = invoke("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target))
+        _check_failed(proc, target)
+        proc = invoke("caption", str(manifest), "-q", "-o", str(target))
+        _check_failed(proc, target)
+
+
+def test_output_under_a_file_is_a_clear_error(tmp_path):
+    manifest = _corpus(tmp_path, n=2)
+    (tmp_path / "plainfile").write_text("x")
+    target = tmp_path / "plainfile" / "out.jsonl"
+    proc = invoke("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(target))
+    err = proc.stderr.decode()
+    assert proc.returncode not in (0, 3) and "Traceback" not in err and "plainfile" in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_stdout_to_dev_full(tmp_path):
+    manifest = _corpus(tmp_path, n=200)
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([CLSP, "embed", str(manifest), "--model", "tiny-random", "-q"], stdout=full,
+                              stderr=subprocess.PIPE, timeout=TIMEOUT)
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode not in (0, 3), err[-2000:]
+    assert "Traceback" not in err and "error:" in err, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_shards_share_a_folder(tmp_path):
+    manifest = _corpus(tmp_path, n=30)
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([CLSP, "embed", str(manifest), "--model", "tiny-random", "-q", "--shard", f"{i}/2",
+                               "-o", str(out / f"part-{i}.jsonl"), "--npy", str(out / f"part-{i}.npy")],
+                              stderr=subprocess.PIPE) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 0, err.decode()[-2000:]
+    import numpy as np
+
+    got = {}
+    for i in range(2):
+        recs = jsonl((out / f"part-{i}.jsonl").read_bytes())
+        mat = np.load(out / f"part-{i}.npy")
+        assert [r["id"] for r in recs] == [f"r{k}" for k in range(i, 30, 2)]
+        assert [r["row"] for r in recs] == list(range(len(recs))) and mat.shape == (len(recs), 32)
+        got.update({r["id"]: mat[r["row"]] for r in recs})
+    whole = run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", timeout=TIMEOUT)
+    for rec in jsonl(whole.stdout):
+        np.testing.assert_allclose(got[rec["id"]], rec["embedding"], atol=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ["part-0.jsonl", "part-0.npy", "part-1.jsonl", "part-1.npy"]

@@ -1,0 +1,108 @@
+"""A 2-process torchrun (gloo, CPU) gives the same loss and gradients as one process on
+the same global batch, for the global loss and the local-loss variant, both stages.
+
+This file is also the worker script: ``torchrun --nproc_per_node 2 tests/test_ddp.py OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clsp.losses import caption_keys, gathered_contrastive_loss
+from tests.helpers.assets import REPO
+
+SIZES = [2, 4]  # uneven shards on purpose: duration-bucketed batches differ per rank
+CAPTIONS = ["calm", "angry", "calm", "fast", "slow", "angry", "x", "y", "fast", "z", "w", "v"]
+
+
+class TinyTowers(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.audio = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8))
+        self.text = torch.nn.Linear(10, 8)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, audio_x: torch.Tensor, text_x: torch.Tensor):
+        a = torch.nn.functional.normalize(self.audio(audio_x), dim=-1)
+        t = torch.nn.functional.normalize(self.text(text_x), dim=-1)
+        return a, t, self.logit_scale
+
+
+def global_batch(stage: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    g = torch.Generator().manual_seed(1)
+    n = sum(SIZES)
+    return torch.randn(n, 12, generator=g), torch.randn(n * stage, 10, generator=g), CAPTIONS[: n * stage]
+
+
+def shard(stage: int, rank: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """This rank's clips and texts, texts laid out [c1..., c2...] per rank."""
+    audio, text, caps = global_batch(stage)
+    n, start = sum(SIZES), sum(SIZES[:rank])
+    idx = list(range(start, start + SIZES[rank]))
+    tidx = [c * n + i for c in range(stage) for i in idx]  # global c1 block then c2 block
+    return audio[idx], text[tidx], [caps[i] for i in tidx]
+
+
+def reference(stage: int) -> tuple[float, dict[str, list]]:
+    model = TinyTowers()
+    audio, text, caps = global_batch(stage)
+    # single process: the text axis is [c1 (all clips), c2 (all clips)] == one rank's layout
+    a, t, s = model(audio, text)
+    loss = gathered_contrastive_loss(a, t, s, stage, caption_keys(caps))
+    loss.backward()
+    return loss.item(), {k: p.grad.flatten().tolist() for k, p in model.named_parameters()}
+
+
+def worker(out: str) -> None:
+    import torch.distributed as dist
+
+    from clsp.distributed import all_reduce_sum, init_distributed
+
+    info, _ = init_distributed("cpu")
+    model = torch.nn.parallel.DistributedDataParallel(TinyTowers())
+    results = {}
+    for stage in (1, 2):
+        for local in (False, True):
+            model.zero_grad()
+            audio, text, caps = shard(stage, info.rank)
+            a, t, s = model(audio, text)
+            loss = gathered_contrastive_loss(a, t, s, stage, caption_keys(caps), local_loss=local)
+            (loss * info.world_size).backward()
+            value = all_reduce_sum(loss).item() if local else loss.item()
+            grads = {k.removeprefix("module."): p.grad.flatten().tolist() for k, p in model.named_parameters()}
+            results[f"{stage}-{local}"] = {"loss": value, "grads": grads}
+    if info.rank == 0:
+        Path(out).write_text(json.dumps(results))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           __file__, str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for stage in (1, 2):
+        ref_loss, ref_grads = reference(stage)
+        for local in (False, True):
+            got = results[f"{stage}-{local}"]
+            assert abs(got["loss"] - ref_loss) < 1e-5, (stage, local)
+            for name, ref in ref_grads.items():
+                diff = max(abs(x - y) for x, y in zip(got["grads"][name], ref))
+                assert diff < 1e-5, (stage, local, name, diff)
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])

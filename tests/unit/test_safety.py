@@ -1,0 +1,98 @@
+"""Safety: checkpoints load only as safetensors or weights-only state dicts (a pickle that
+would run code is refused before anything runs), no shell command is built from strings,
+and a manifest's relative paths resolve against the manifest's folder."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from clsp.errors import ClspError
+from clsp.records import iter_items
+from tests.conftest import invoke
+from tests.helpers.assets import REPO
+
+ROOT = REPO
+MARKER = Path("/tmp/clsp-pickle-ran")
+
+
+class Payload:
+    """Unpickling this object would create MARKER: proof that code ran."""
+
+    def __reduce__(self):
+        return (Path.touch, (MARKER,))
+
+
+@pytest.mark.parametrize("payload", [
+    {"model": {"w": torch.zeros(2)}, "extra": Payload()},
+    Payload(),
+    {"model": {"w": torch.zeros(2)}, "args": __import__("argparse").Namespace(x=1)},
+])
+def test_pickled_objects_are_refused(tmp_path, payload):
+    MARKER.unlink(missing_ok=True)
+    path = tmp_path / "epoch-1.pt"
+    torch.save(payload, path)
+    from clsp.models.icefall_format import read_authors_state_dict
+
+    with pytest.raises(ClspError, match="refused|cannot read"):
+        read_authors_state_dict(path)
+    assert not MARKER.exists()
+    proc = invoke("convert", str(path), str(tmp_path / "out"))
+    assert proc.returncode in (1, 2) and b"Traceback" not in proc.stderr, proc.stderr.decode()[-2000:]
+    assert not MARKER.exists() and not (tmp_path / "out").exists()
+
+
+def test_raw_pickle_is_refused(tmp_path):
+    MARKER.unlink(missing_ok=True)
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps(Payload()))
+    from clsp.models.icefall_format import read_authors_state_dict
+
+    with pytest.raises(ClspError):
+        read_authors_state_dict(path)
+    assert not MARKER.exists()
+
+
+def test_no_torch_load_without_weights_only():
+    offenders = []
+    for py in _sources():
+        for n, line in enumerate(py.read_text().splitlines(), 1):
+            if re.search(r"\btorch\.load\(", line) and "weights_only=True" not in line:
+                offenders.append(f"{py.relative_to(ROOT)}:{n}: {line.strip()}")
+            if re.search(r"\bpickle\.loads?\(|allow_pickle=True", line):
+                offenders.append(f"{py.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def _sources():
+    for folder in ("clsp", "clsp_cli", "commands"):
+        yield from sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_no_shell_strings():
+    pattern = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput|subprocess\.getstatusoutput")
+    offenders = [f"{py.relative_to(ROOT)}:{n}: {line.strip()}" for py in _sources()
+                 for n, line in enumerate(py.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, offenders
+    assert len(list(_sources())) > 20  # the scan saw the code
+
+
+def test_manifest_paths_resolve_against_its_folder(tmp_path, monkeypatch):
+    (tmp_path / "corpus" / "sub").mkdir(parents=True)
+    (tmp_path / "cwd").mkdir()
+    manifest = tmp_path / "corpus" / "sub" / "m.jsonl"
+    manifest.write_text('{"id": "rel", "audio": "a.wav"}\n{"id": "up", "audio": "../b.wav"}\n'
+                        '{"id": "abs", "audio": "/data/c.wav"}\nd.wav\n')
+    monkeypatch.chdir(tmp_path / "cwd")
+    paths = {it.id: it.record["_path"] for it in iter_items(manifest)}
+    assert paths["rel"] == str(tmp_path / "corpus" / "sub" / "a.wav")
+    assert Path(paths["up"]).resolve() == tmp_path / "corpus" / "b.wav"
+    assert paths["abs"] == "/data/c.wav"
+    assert paths["d.wav"] == str(tmp_path / "corpus" / "sub" / "d.wav")
+    # a manifest given by a relative name still resolves against its own folder
+    relative = list(iter_items("../corpus/sub/m.jsonl"))
+    assert relative[0].record["_path"] == str(tmp_path / "corpus" / "sub" / "a.wav")

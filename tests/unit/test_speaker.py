@@ -1,0 +1,160 @@
+"""The GE2E speaker encoder against Resemblyzer's own output, the signal statistics, and the
+``speaker_fusion`` tower's batch independence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clsp.models.registry import build_speech_encoder
+from clsp.models.signal_stats import SIGNAL_STATS_DIM, signal_stats
+from clsp.models.speaker import GE2ESpeakerEncoder, _mel_filters, partial_starts
+from tests.helpers.assets import TEST_DATA
+
+DATA = TEST_DATA
+
+
+def vibrato_clip(seconds: float, f0: float, amp: float) -> np.ndarray:
+    """The formula-made clip of tests/data/ge2e_reference.json (harmonics with vibrato and a 4 Hz envelope)."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+    ph = 2 * np.pi * np.cumsum(f) / 16000
+    x = sum(np.sin(k * ph) / k for k in range(1, 20)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
+    return (amp * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def ge2e() -> GE2ESpeakerEncoder:
+    return GE2ESpeakerEncoder().eval()
+
+
+def test_mel_filters_match_the_slaney_formula():
+    """Slaney mel scale (linear below 1 kHz, log above) with area-normalised triangles, as librosa builds them."""
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        return np.where(f < 1000, f * 3 / 200, 15 + np.log(np.maximum(f, 1e-9) / 1000) / (np.log(6.4) / 27))
+
+    def mel_to_hz(m):
+        return np.where(m < 15, m * 200 / 3, 1000 * np.exp((m - 15) * np.log(6.4) / 27))
+
+    fft_hz = np.linspace(0, 8000, 201)
+    pts = mel_to_hz(np.linspace(hz_to_mel(0), hz_to_mel(8000), 42))
+    ref = np.zeros((40, 201))
+    for i in range(40):
+        lo, c, hi = pts[i], pts[i + 1], pts[i + 2]
+        ref[i] = np.maximum(0, np.minimum((fft_hz - lo) / (c - lo), (hi - fft_hz) / (hi - c))) * 2 / (hi - lo)
+    np.testing.assert_allclose(_mel_filters().numpy().T, ref, rtol=1e-4, atol=1e-8)
+
+
+def test_partial_utterances_follow_resemblyzer_rule():
+    assert partial_starts(11200) == ([0], 25600)  # under one partial: one, zero-padded
+    assert partial_starts(64800) == ([0, 77, 154, 231], 391 * 160)  # last partial 109 % covered: kept
+    starts, _ = partial_starts(16000 * 3)  # 301 frames: a 4th partial at 231 holds 54 % audio: dropped
+    assert starts == [0, 77, 154]
+
+
+def test_max_partials_keeps_evenly_spread_windows():
+    from clsp.models.speaker import partial_mels
+
+    wave = torch.from_numpy(vibrato_clip(9.0, 140, 0.2))
+    every = partial_mels(wave)
+    three = partial_mels(wave, max_partials=3)
+    assert every.shape[0] == 11 and three.shape == (3, 160, 40)
+    for kept, index in zip(three, (0, 5, 10)):  # first, middle and last window
+        torch.testing.assert_close(kept, every[index])
+
+
+def test_d_vectors_match_resemblyzer(ge2e):
+    ref = json.loads((DATA / "ge2e_reference.json").read_text())
+    for clip in ref["clips"]:
+        wave = torch.from_numpy(vibrato_clip(clip["seconds"], clip["f0"], clip["amp"]))
+        with torch.no_grad():
+            ours = ge2e(wave[None], torch.tensor([wave.numel()]))[0].double().numpy()
+        theirs = np.array(clip["embedding"])
+        assert float(ours @ theirs / np.linalg.norm(theirs)) >= 0.999, clip
+
+
+def test_d_vector_ignores_padding_and_quiet_gain(ge2e):
+    a, b = torch.from_numpy(vibrato_clip(1.3, 130, 0.02)), torch.from_numpy(vibrato_clip(3.1, 230, 0.2))
+    batch = torch.zeros(2, b.numel())
+    batch[0, : a.numel()], batch[1] = a, b
+    with torch.no_grad():
+        both = ge2e(batch, torch.tensor([a.numel(), b.numel()]))
+        alone = ge2e(a[None], torch.tensor([a.numel()]))
+        quieter = ge2e(a[None] * 0.1, torch.tensor([a.numel()]))  # both under -30 dBFS: raised to it
+    torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(quieter[0], alone[0], atol=1e-4, rtol=0)
+    assert float(both[0] @ both[1]) < 0.999  # different voices, different vectors
+
+
+def _fbank(wave: np.ndarray):
+    from clsp.features import fbank_batch
+
+    return fbank_batch([torch.from_numpy(wave)])
+
+
+def test_signal_stats_loudness_is_relative_and_pauses_are_found():
+    voice = vibrato_clip(1.0, 150, 0.3)
+    gap = 1e-3 * np.random.default_rng(0).standard_normal(8000).astype(np.float32)  # a -60 dBFS room
+    talk = np.concatenate([voice, gap, voice])
+    stats = signal_stats(*_fbank(talk))[0]
+    quiet = signal_stats(*_fbank(talk * 0.1))[0]
+    assert stats.shape == (SIGNAL_STATS_DIM,)
+    loud = slice(10, 16)  # relative loudness block
+    torch.testing.assert_close(stats[loud], quiet[loud], atol=0.02, rtol=0)
+    per_s, share, mean_s = stats[16:19].tolist()
+    assert 0.3 < mean_s < 0.7 and 0.1 < share < 0.35 and per_s > 0  # one 0.5 s pause in 2.5 s
+    solid = signal_stats(*_fbank(np.concatenate([voice, voice])))[0]
+    assert solid[16:19].abs().sum() == 0
+    assert stats[0] > 0.3  # voiced share
+    assert math.isclose(2 ** float(stats[1]) * 150, 150, rel_tol=0.06)  # median F0 about 150 Hz
+
+
+def test_speaker_fusion_batch_independence_and_frozen_path():
+    torch.manual_seed(0)
+    enc = build_speech_encoder({"type": "speaker_fusion", "stats_dim": 8,
+                                "compact": {"dim": 16, "layers": 1, "heads": 2, "ff_dim": 32, "conv_channels": 4, "dropout": 0.0}}).eval()
+    assert enc.input_kind == "waveform" and enc.output_dim == 256 + 8 + 16
+    assert not any(p.requires_grad for p in enc.speakers.parameters())
+    waves = [torch.from_numpy(vibrato_clip(s, f, 0.3)) for s, f in [(0.6, 110), (2.2, 190), (1.4, 260)]]
+    lens = torch.tensor([w.numel() for w in waves])
+    batch = torch.zeros(3, int(lens.max()))
+    for i, w in enumerate(waves):
+        batch[i, : w.numel()] = w
+    with torch.no_grad():
+        out, out_lens = enc(batch, lens)
+        assert out.shape == (3, 1, enc.output_dim) and out_lens.tolist() == [1, 1, 1]
+        for i, w in enumerate(waves):
+            alone, _ = enc(w[None], lens[i : i + 1])
+            torch.testing.assert_close(out[i], alone[0], atol=1e-5, rtol=0)
+        cached, _ = enc(batch, lens, frozen=enc.frozen_features(batch, lens))
+    torch.testing.assert_close(cached, out, atol=0, rtol=0)
+
+
+def test_speaker_fusion_rejects_unknown_parts():
+    from clsp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown speaker encoder"):
+        build_speech_encoder({"type": "speaker_fusion", "speakers": ["xvector"]})
+
+
+def test_fusion_gender_head_feeds_the_packaged_heads_log_odds():
+    from clsp.caption.gender import speaker_female_logit
+    from clsp.models.gender_head import read_head
+
+    speakers = read_head()["speakers"]
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "stats": True, "gender_head": True,
+                                "gender_dim": 8})
+    assert enc.frozen_dim == 256 * len(speakers) + 1 + SIGNAL_STATS_DIM
+    assert enc.output_dim == 256 * len(speakers) + 8 + 64
+    assert not any(p.requires_grad for p in enc.gender_head.parameters())
+    wave = torch.from_numpy(vibrato_clip(2.0, 140, 0.3))
+    frozen = enc.frozen_features(wave[None], torch.tensor([wave.numel()]))
+    assert math.isclose(float(frozen[0, 256 * len(speakers)]), speaker_female_logit(wave), abs_tol=1e-4)
+    other = ["voicefilter"] if speakers == ["ge2e"] else ["ge2e"]
+    with pytest.raises(Exception, match="gender head: fitted on"):
+        build_speech_encoder({"type": "speaker_fusion", "speakers": other, "gender_head": True})

@@ -1,0 +1,162 @@
+"""Training config loading/overrides, learning-rate schedules and the stage-two task scheduler."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from clsp.errors import ConfigError
+from clsp.train.config import OptimConfig, TrainConfig, load_config
+from clsp.train.schedule import lr_factor
+from clsp.train.tasks import draw_task, stage_one_captions, stage_two_captions, task1_probability
+from tests.helpers.assets import REPO
+
+EXAMPLES = REPO / "examples" / "configs"
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "stage1.yaml", "stage2.yaml", "finetune.yaml"])
+def test_example_configs_load(name: str) -> None:
+    cfg = load_config(EXAMPLES / name).validate()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_overrides_and_errors(tmp_path: Path) -> None:
+    cfg = load_config(EXAMPLES / "stage2.yaml", ["optim.lr_heads=5e-4", "max_steps=7", "freeze=[text]", "data.valid=null"])
+    assert cfg.optim.lr_heads == 5e-4 and cfg.max_steps == 7 and cfg.freeze == ["text"] and cfg.data.valid is None
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="max_steps"):
+        load_config(None, ["max_steps=abc"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["max_steps"])
+    (tmp_path / "c.json").write_text('{"loss": {"stage": 3}, "data": {"train": "x"}, "init_from": "tiny-random"}')
+    with pytest.raises(ConfigError, match="stage"):
+        load_config(tmp_path / "c.json").validate()
+
+
+def test_schedules() -> None:
+    cos = OptimConfig(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(cos, 0, 0, 110) == pytest.approx(0.1)
+    assert lr_factor(cos, 10, 0, 110) == pytest.approx(1.0)
+    assert lr_factor(cos, 60, 0, 110) == pytest.approx(0.55)
+    assert lr_factor(cos, 110, 0, 110) == pytest.approx(0.1)
+    eden = OptimConfig(schedule="eden", warmup_steps=500, eden_lr_batches=100000, eden_lr_epochs=100)
+    assert lr_factor(eden, 0, 0, 1) == pytest.approx(0.5)
+    b, e = 100000.0, 100.0
+    want = ((50000**2 + b**2) / b**2) ** -0.25 * ((3**2 + e**2) / e**2) ** -0.25
+    assert lr_factor(eden, 50000, 3, 1) == pytest.approx(want)
+
+
+def test_task_scheduler() -> None:
+    assert task1_probability(0) == pytest.approx(0.95)
+    assert task1_probability(5000) == pytest.approx(0.725)
+    assert task1_probability(20000) == pytest.approx(0.5)
+    assert [draw_task(42, s) for s in range(50)] == [draw_task(42, s) for s in range(50)]
+    late = [draw_task(1, s) for s in range(20000, 22000)]
+    assert 0.45 < late.count(1) / len(late) < 0.55
+    early = [draw_task(1, s) for s in range(0, 400)]
+    assert early.count(1) / len(early) > 0.9
+
+
+def test_caption_layouts() -> None:
+    clips = [{"global_captions": ["g0"], "finegrained_captions": ["a0", "b0", "c0"]},
+             {"global_captions": [], "finegrained_captions": ["a1", "b1"]},
+             {"global_captions": ["g2"], "finegrained_captions": ["a2"]}]
+    rng = random.Random(0)
+    t1 = stage_two_captions(clips, 1, rng)
+    assert t1[0] == "g0" and t1[3] in ("a0", "b0", "c0") and set(t1[1::3]) <= {"a1", "b1"} and t1[2] == "g2"
+    t2 = stage_two_captions(clips, 2, rng)
+    assert t2[0] != t2[3] and {t2[0], t2[3]} <= {"a0", "b0", "c0"} and {t2[2], t2[5]} == {"g2", "a2"}
+    assert stage_one_captions(clips, rng, "global") [1] in ("a1", "b1")
+    assert all(not math.isnan(len(c)) for c in t2)
+
+
+BAD_OVERRIDES = [
+    ("optim.betas=[0.9,abc]", "optim.betas.1", "valid number"),
+    ("optim.betas=[0.9]", "optim.betas", "at least 2 items"),
+    ("optim.betas=[0.9,0.98,0.99]", "optim.betas", "at most 2 items"),
+    ("optim.betas=[0.9,1.5]", "optim.betas.1", "less than 1"),
+    ("freeze=[1,text]", "freeze.0", "valid string"),
+    ("freeze=text", "freeze", "valid list"),
+    ("log_every=0", "log_every", "greater than or equal to 1"),
+    ("valid_every=-1", "valid_every", "greater than or equal to 0"),
+    ("optim.lr_heads=nan", "optim.lr_heads", "finite"),
+    ("optim.lr_encoder=-1e-3", "optim.lr_encoder", "greater than or equal to 0"),
+    ("loss.stage=3", "loss.stage", "1 or 2"),
+    ("optim.schedule=linear", "optim.schedule", "'cosine', 'eden' or 'constant'"),
+    ("device=gpu", "device", "'auto', 'cpu' or 'cuda'"),
+    ("seed=1.5", "seed", "fractional part"),
+    ("data.num_workers=two", "data.num_workers", "valid integer"),
+    ("data.trian=x.jsonl", "data.trian", "did you mean data.train?"),
+    ("optim.lr_head=1e-3", "optim.lr_head", "did you mean optim.lr_heads?"),
+    ("optim=3", "optim", "dictionary"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "reason"), BAD_OVERRIDES)
+def test_bad_override_names_key_and_reason(override: str, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(EXAMPLES / "tiny.yaml", [override])
+    message = str(info.value)
+    assert message.startswith(f"{key}: ") and reason in message, message
+
+
+def test_file_keys_are_checked_like_overrides_and_all_reported(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("init_from: tiny-random\ndata: {train: t.jsonl, max_batchseconds: 10}\n"
+                                     "optim: {betas: [0.9, x]}\nlog_every: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    lines = str(info.value).splitlines()
+    assert any("data.max_batchseconds: unknown config key; did you mean data.max_batch_seconds?" in l for l in lines)
+    assert any(l.strip().startswith("optim.betas.1:") for l in lines)
+    assert any(l.strip().startswith("log_every:") for l in lines)
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["data.max_batch_seconds=3", "data.max_duration=2"], "data.max_batch_seconds"),  # 3 s cannot hold two 2 s clips
+    (["data.max_batch_size=1"], "data.max_batch_size"),
+    (["data.min_duration=3", "data.max_duration=2"], "data.min_duration"),
+])
+def test_batches_must_hold_two_clips_and_durations_be_ordered(overrides: list[str], key: str) -> None:
+    base = ["init_from=tiny-random", "data.train=t.jsonl"]
+    load_config(None, [*base, "data.max_batch_seconds=4", "data.max_duration=2"]).validate()  # exactly two fit
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        load_config(None, base + overrides).validate()
+
+
+def test_cli_reports_a_bad_override_as_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    result = CliRunner().invoke(app, ["train", str(EXAMPLES / "tiny.yaml"), "-o", str(tmp_path / "exp"), "optim.betas=[0.9,abc]"])
+    assert result.exit_code == 2
+    assert "optim.betas.1" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "exp").exists()
+
+
+def test_resume_policy_per_key() -> None:
+    from clsp.train.config import resume_changes
+
+    saved = load_config(EXAMPLES / "tiny.yaml").to_dict()
+    changed = resume_changes(saved, load_config(EXAMPLES / "tiny.yaml", [
+        "optim.lr_heads=1e-5", "max_steps=200", "data.max_batch_seconds=8", "log_every=1", "text_whiten_shrink=0"]))
+    assert changed.applied == {"optim.lr_heads": (3e-3, 1e-5), "max_steps": (80, 200),
+                               "data.max_batch_seconds": (16.0, 8.0), "log_every": (10, 1)}
+    assert changed.not_applied == {"text_whiten_shrink": (0.1, 0.0)}
+    for override, key in [("freeze=[text]", "freeze"), ("seed=1", "seed"), ("data.train=other.jsonl", "data.train"),
+                          ("init_from=other", "init_from"), ("model={joint_dim: 8}", "model")]:
+        with pytest.raises(ConfigError, match=f"changed {key} .*start a new run"):
+            resume_changes(saved, load_config(EXAMPLES / "tiny.yaml", [override]))
+    older = {k: v for k, v in saved.items() if k != "max_nonfinite_steps"}  # a key the checkpoint predates
+    assert resume_changes(older, load_config(EXAMPLES / "tiny.yaml")).applied == {}
+
+
+def test_path_keys_keep_names_that_look_like_numbers() -> None:
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["output_dir=2024", "data.valid=7", "init_from=0.5"])
+    assert (cfg.output_dir, cfg.data.valid, cfg.init_from) == ("2024", "7", "0.5")
+    with pytest.raises(ConfigError, match="^data.train: input should be a valid string"):
+        load_config(EXAMPLES / "tiny.yaml", ["data.train=true"])

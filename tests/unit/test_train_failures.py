@@ -1,0 +1,209 @@
+"""Runs that cannot go on fail loudly: divergence, checkpoint writes that fail, resuming with a
+changed config, and validation sets that measure nothing."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clsp.errors import CheckpointError, ConfigError, TrainingDivergedError
+from clsp.train import checkpoint as ckpt
+from clsp.train import load_config
+from clsp.train.loop import Trainer
+from clsp.train.toy_corpus import write_toy_corpus
+
+
+def _overrides(tmp_path: Path, *extra: str) -> list[str]:
+    manifest = tmp_path / "data" / "train.jsonl"
+    if not manifest.exists():
+        manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    return [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
+            "data.min_duration=0.1", "data.max_duration=1", "data.max_batch_seconds=10", "valid_every=0",
+            "tensorboard=false", "log_every=1", f"output_dir={tmp_path / 'exp'}", "seed=0",
+            "optim.schedule=constant", "optim.warmup_steps=0", *extra]
+
+
+def _metrics(tmp_path: Path) -> list[dict]:
+    def no_nan(name: str):
+        raise AssertionError(f"metrics.jsonl holds {name}, which is not JSON")
+
+    lines = (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line, parse_constant=no_nan) for line in lines]
+
+
+def _nan_loss(trainer: Trainer) -> None:
+    """Every loss becomes NaN while the weights stay finite (as after an overflow)."""
+    forward = trainer._forward_loss
+    trainer._forward_loss = lambda batch, micro: forward(batch, micro) * float("nan")
+
+
+def test_nonfinite_weights_stop_the_run_without_a_checkpoint(tmp_path: Path) -> None:
+    trainer = Trainer(load_config(None, _overrides(tmp_path, "max_steps=4", "checkpoint_every=1")))
+    with torch.no_grad():
+        trainer.model.audio_projection[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"step 1: non-finite weights \(audio_projection\.0\.weight\)"):
+        trainer.run()
+    assert ckpt.list_checkpoints(tmp_path / "exp") == []
+    rows = _metrics(tmp_path)
+    assert len(rows) == 1 and rows[0]["loss"] is None and rows[0]["skipped_steps"] == 1
+
+
+def test_consecutive_nonfinite_steps_stop_the_run(tmp_path: Path) -> None:
+    trainer = Trainer(load_config(None, _overrides(tmp_path, "max_steps=8", "checkpoint_every=1", "max_nonfinite_steps=3")))
+    _nan_loss(trainer)
+    with pytest.raises(TrainingDivergedError, match="step 3: 3 steps in a row with a non-finite loss"):
+        trainer.run()
+    assert trainer.step == 3 and ckpt.list_checkpoints(tmp_path / "exp") == []  # periodic checkpoints deferred
+    assert [r["loss"] for r in _metrics(tmp_path)] == [None, None, None]
+
+
+def test_a_run_ending_on_nonfinite_steps_is_not_finished(tmp_path: Path) -> None:
+    overrides = _overrides(tmp_path, "max_steps=2", "checkpoint_every=1")
+    Trainer(load_config(None, overrides)).run()
+    good = ckpt.list_checkpoints(tmp_path / "exp")[-1]
+    trainer = Trainer(load_config(None, [*overrides, "max_steps=4"]), resume="latest")
+    _nan_loss(trainer)
+    with pytest.raises(TrainingDivergedError, match=f"ends with 2 non-finite step.*last checkpoint is {good}"):
+        trainer.run()
+    assert ckpt.list_checkpoints(tmp_path / "exp")[-1] == good
+
+
+def test_a_failed_checkpoint_write_names_path_and_reason_and_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
+    overrides = _overrides(tmp_path, "max_steps=1", "checkpoint_every=1")
+    Trainer(load_config(None, overrides)).run()
+    before = ckpt.list_checkpoints(tmp_path / "exp")
+    real_save = ckpt._save_pt
+
+    def disk_full(obj, path: Path) -> None:
+        if path.name == ckpt.TRAINER_STATE:
+            path.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(ckpt, "_save_pt", disk_full)
+    trainer = Trainer(load_config(None, [*overrides, "max_steps=2"]), resume="latest")
+    with pytest.raises(CheckpointError) as info:
+        trainer.run()
+    final = tmp_path / "exp" / "checkpoints" / "step-00000002"
+    assert str(info.value) == f"cannot write checkpoint {final}: No space left on device (ENOSPC)"
+    assert sorted(p.name for p in (tmp_path / "exp" / "checkpoints").iterdir()) == [before[0].name]
+    monkeypatch.setattr(ckpt, "_save_pt", real_save)
+    resumed = Trainer(load_config(None, [*overrides, "max_steps=2"]), resume="latest")
+    assert resumed.resumed_from == before[0] and resumed.step == 1
+
+
+@pytest.mark.slow
+def test_file_size_limit_gives_the_os_reason(tmp_path: Path) -> None:
+    """A real EFBIG from torch.save (whose own message is "unexpected pos ...")."""
+    code = ("import resource, sys, torch; from clsp.train.checkpoint import _save_pt, os_reason\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "try:\n    _save_pt({'w': torch.zeros(10000)}, sys.argv[1])\n"
+            "except Exception as exc:\n    print(os_reason(exc))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.pt")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "File too large (EFBIG)"
+
+
+def test_resume_uses_the_new_optimizer_settings_and_refuses_a_new_freeze_list(tmp_path: Path, caplog) -> None:
+    overrides = _overrides(tmp_path, "max_steps=2", "checkpoint_every=2", "optim.lr_heads=3e-3", "optim.lr_encoder=3e-3")
+    Trainer(load_config(None, overrides)).run()
+    changed = [*overrides, "max_steps=3", "optim.lr_heads=1e-5", "optim.weight_decay=0.5", "optim.betas=[0.8,0.9]"]
+    with caplog.at_level(logging.INFO, logger="clsp.train"):
+        trainer = Trainer(load_config(None, changed), resume="latest")
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["heads"]["base_lr"] == 1e-5 and groups["encoder"]["base_lr"] == 3e-3
+    assert groups["heads"]["weight_decay"] == 0.5 and groups["heads_no_decay"]["weight_decay"] == 0.0
+    assert all(g["betas"] == (0.8, 0.9) for g in groups.values())
+    assert trainer.optimizer.state  # the moments are kept
+    assert "resume: optim.lr_heads changed from 0.003 to 1e-05 (applied from step 2)" in caplog.text
+    trainer.run()
+    assert _metrics(tmp_path)[-1]["lr_heads"] == 1e-5
+    with pytest.raises(ConfigError, match=r"changed freeze \(\[\] -> \['text'\]\).*start a new run"):
+        Trainer(load_config(None, [*changed, "freeze=[text]"]), resume="latest")
+
+
+def _validation_manifest(tmp_path: Path, rows: list[dict]) -> str:
+    path = tmp_path / "valid.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_validation_embeds_clips_longer_than_the_training_window(tmp_path: Path, caplog) -> None:
+    from clsp.train.validate import validate
+
+    long = write_toy_corpus(tmp_path / "long", clips_per_style=1, min_seconds=2.5, max_seconds=3.0, name="long")
+    trainer = Trainer(load_config(None, _overrides(tmp_path)))  # training window: 0.1 - 1 s
+    n = sum(1 for _ in open(long))
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        metrics = validate(trainer.model, str(long), trainer.cfg.data, trainer.device, trainer.autocast)
+    assert metrics["valid/clips"] == n and metrics["valid/skipped_clips"] == 0
+    assert 0.0 <= metrics["valid/global/s2t_R@1"] <= 1.0 and not caplog.records
+
+
+def test_validation_that_measures_nothing_says_why(tmp_path: Path, caplog) -> None:
+    from clsp.train.validate import validate
+
+    trainer = Trainer(load_config(None, _overrides(tmp_path)))
+    train_rows = [json.loads(line) for line in open(trainer.cfg.data.train)]
+    missing = _validation_manifest(tmp_path, [{**r, "audio": f"nowhere/{i}.wav"} for i, r in enumerate(train_rows[:3])])
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        metrics = validate(trainer.model, missing, trainer.cfg.data, trainer.device, trainer.autocast)
+    assert metrics == {"valid/clips": 0.0, "valid/skipped_clips": 3.0}
+    assert f"validation set {missing}: 3 clip(s) dropped (3 undecodable audio)" in caplog.text
+    assert f"validation set {missing}: 0 usable clip(s); retrieval needs at least 2" in caplog.text
+
+    caplog.clear()
+    one = Path(trainer.cfg.data.train).with_name("one.jsonl")
+    one.write_text(json.dumps(train_rows[0]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        metrics = validate(trainer.model, str(one), trainer.cfg.data, trainer.device, trainer.autocast)
+    assert metrics == {"valid/clips": 1.0, "valid/skipped_clips": 0.0}
+    assert f"validation set {one}: 1 usable clip(s); retrieval needs at least 2" in caplog.text
+
+
+def test_nan_embeddings_are_misses_not_hits() -> None:
+    from clsp.train.validate import retrieval_metrics
+
+    audio = np.full((4, 4), np.nan, dtype=np.float32)
+    text = np.eye(4, dtype=np.float32)
+    metrics = retrieval_metrics(audio, text)
+    assert all(metrics[k] == 0.0 for k in ("s2t_R@1", "s2t_R@5", "t2s_R@1", "t2s_R@5", "s2t_mAP@10", "t2s_mAP@10"))
+    audio[1:] = text[1:]  # one NaN row among finite ones ranks below them
+    metrics = retrieval_metrics(audio, text)
+    assert metrics["s2t_R@1"] == 0.75
+
+
+def test_a_batch_of_one_clip_is_reported(tmp_path: Path, caplog) -> None:
+    rows = (write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)).read_text().splitlines()
+    one = tmp_path / "data" / "one.jsonl"
+    one.write_text(rows[0] + "\n")
+    trainer = Trainer(load_config(None, [*_overrides(tmp_path, "max_steps=4", "checkpoint_every=0"), f"data.train={one}"]))
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        trainer.run()
+    warnings = [r.getMessage() for r in caplog.records if "no negatives" in r.getMessage()]
+    assert warnings[0] == f"step 1: a batch of 1 clip(s) from {one} gives the contrastive loss no negatives"
+    assert len(warnings) == 3 and warnings[-1].endswith("(further ones not shown)") and trainer.small_batches == 4
+
+
+def test_a_failed_metrics_write_names_the_file_and_reason(tmp_path: Path, monkeypatch) -> None:
+    from clsp.errors import OutputError
+
+    trainer = Trainer(load_config(None, _overrides(tmp_path, "max_steps=1")))
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(OutputError) as info:
+        trainer.run()
+    assert str(info.value) == f"cannot write {tmp_path / 'exp' / 'metrics.jsonl'}: No space left on device (ENOSPC)"

