@@ -17,12 +17,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from clsp.errors import ConfigError, OutputError
 from clsp.records import dumps, error_record
+from clsp.results import Result
 from clsp_cli.errors import FailFast
 from clsp_cli.output_files import OutputLock, OutputTarget, open_through, resolve_target
 
@@ -306,3 +307,24 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
         finally:
             self.fh.close()
+
+
+def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = None,
+                  keep: Callable[[Any], bool] | None = None) -> Iterator[Result]:
+    """Write each result's record, or its error record (``--on-error`` applies), in order.
+
+    Counts each in ``progress`` (a ``clsp_cli.console.Throughput``) and yields the results
+    that succeeded, for the caller's tallies. With ``keep``, a success whose value it
+    rejects (e.g. a score outside ``--below``/``--above``) is yielded but not written.
+    """
+    for res in results:
+        if res.error is not None:
+            sink.write_error(res.id, res.error)
+            if progress is not None:
+                progress.update(failed=1)
+            continue
+        if keep is None or keep(res.value):
+            sink.write(res.to_dict())
+        if progress is not None:
+            progress.update()
+        yield res
