@@ -18,7 +18,7 @@ from clsp.errors import ClspError, InputError
 from clsp.index import VectorIndex
 from clsp.index_records import check_usable, load_matrix, record_vector
 from clsp.index_store import check_provenance
-from clsp.records import Item, base_dir_of, iter_items
+from clsp.records import Item, base_dir_of, batched, iter_items
 from clsp.results import Result, SearchHit, SearchHits
 
 
@@ -104,17 +104,6 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     return chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
 
 
-def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base) -> list:
     """One vector or error per item of the batch."""
     out: list[Any] = [None] * len(batch)
@@ -151,7 +140,7 @@ def search_items(
     batch_size: int = 256,
 ) -> Iterator[tuple[Item, list[dict] | ClspError]]:
     """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
-    for batch in _batched(items, max(batch_size, 1)):
+    for batch in batched(items, max(batch_size, 1)):
         vectors = _vectors_for(batch, index, encoder, matrix, base)
         good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
         results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}

@@ -12,7 +12,7 @@ mode), ``search query`` and ``clsp classify`` read embedding records through it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from clsp.index_store import same_provenance
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")
+OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 
 def load_matrix(path: str | Path) -> np.ndarray:
@@ -139,3 +140,48 @@ class EmbeddingReader:
             except InputError as exc:
                 item.error = exc
                 yield item, None
+
+
+def read_vectors(reader: EmbeddingReader, source: str, on_skip: OnSkip | None = None,
+                 on_read: Callable[[], None] | None = None) -> tuple[list[np.ndarray], list[dict], int]:
+    """``(vectors, metadata records, failed)`` of an embeddings file (``clsp embed`` JSONL or
+    ``.npy``), read with ``reader``. Unusable records are skipped, reported with
+    ``on_skip(record id, error)`` (which may raise to stop); ``on_read()`` follows each good one."""
+    vectors, metas, failed = [], [], 0
+    for item, vec in reader.read(source):
+        if vec is None:
+            failed += 1
+            if on_skip is not None:
+                on_skip(item.id, item.error)
+            continue
+        vectors.append(vec)
+        metas.append(record_metadata(item.record))
+        if on_read is not None:
+            on_read()
+    return vectors, metas, failed
+
+
+def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = None, add: bool = False,
+                     metric: str = "cosine", on_skip: OnSkip | None = None, on_read: Callable[[], None] | None = None,
+                     **write_options: Any) -> dict[str, Any]:
+    """Build (or with ``add`` append to) the index folder ``index_dir`` from an embeddings file
+    (``clsp embed`` JSONL, with ``row`` fields into ``npy``; or a ``.npy`` matrix).
+
+    ``write_options`` go to :func:`clsp.index.write_index` (factory, max_memory, threads,
+    lock_timeout, on_wait). Returns the summary record ``{"index", "added", "failed",
+    "count", "dim", "factory", "metric", "model"}`` (the last five when the index was
+    written). Raises ``InputError`` when there is nothing to index.
+    """
+    from clsp.index import index_exists, write_index
+
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine")
+    vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
+    if not vectors and not (add and index_exists(index_dir)):
+        raise InputError(f"{source}: no embeddings to index")
+    built = write_index(index_dir, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32), metas, add=add,
+                        provenance=reader.provenance, metric=metric, **write_options)
+    out = {"index": str(index_dir), "added": len(vectors), "failed": failed}
+    if built is not None:
+        info = built.info
+        out.update(count=info.count, dim=info.dim, factory=info.factory, metric=info.metric, model=info.model)
+    return out

@@ -23,12 +23,13 @@ class Result(Generic[T]):
     """The outcome for one input ``item`` (a ``clsp.records.Item``, or a record id).
 
     Exactly one of ``value`` and ``error`` is set; ``error`` is a ``ClspError`` naming
-    the item and the reason.
+    the item and the reason. ``seconds`` is the audio the item held (for throughput).
     """
 
     item: Any
     value: T | None = None
     error: ClspError | None = None
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -13,10 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from clsp.errors import ClspError, InputError
-from clsp.index_records import EmbeddingReader, load_matrix, record_metadata
-
-OnSkip = Callable[[str, Any], None]
-
+from clsp.index_records import EmbeddingReader, OnSkip, load_matrix, read_vectors
 
 @dataclass
 class Evaluation:
@@ -26,25 +23,6 @@ class Evaluation:
     summary: dict[str, Any]
     failed: int = 0
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
-
-
-def read_vectors(reader: EmbeddingReader, source: str, on_skip: OnSkip | None = None,
-                 on_read: Callable[[], None] | None = None) -> tuple[list[np.ndarray], list[dict], int]:
-    """``(vectors, metadata records, failed)`` of an embeddings file (``clsp embed`` JSONL or
-    ``.npy``), read with ``reader``. Unusable records are skipped, reported with
-    ``on_skip(record id, error)`` (which may raise to stop); ``on_read()`` follows each good one."""
-    vectors, metas, failed = [], [], 0
-    for item, vec in reader.read(source):
-        if vec is None:
-            failed += 1
-            if on_skip is not None:
-                on_skip(item.id, item.error)
-            continue
-        vectors.append(vec)
-        metas.append(record_metadata(item.record))
-        if on_read is not None:
-            on_read()
-    return vectors, metas, failed
 
 
 def relevant_ids(record: dict, key: str) -> list[str]:

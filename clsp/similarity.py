@@ -292,4 +292,22 @@ class ModelEncoders:
 
     def embed_text(self, texts: Sequence[str]) -> list[np.ndarray | ClspError]:
         items = [Item(index=i, id=str(i), record={"text": t}) for i, t in enumerate(texts)]
-        return [err if err is not None else emb for _, emb, err in self.text.run(items)]
+        return [r.error if r.error is not None else r.value for r in self.text.run(items)]
+
+
+def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: str = "auto",
+            base_dir: str | Path | None = None) -> Iterator[Result[PairScore]]:
+    """Score pairs by speaking-style similarity: one :class:`~clsp.results.PairScore` (cosine of
+    the two CLSP embeddings, in [-1, 1]) or error per pair, in order.
+
+    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``pairs``: ``(a, b)``
+    tuples or pair records (``{"a", "b"}``, see :func:`resolve_side`); a side is an audio
+    path or a caption. Relative audio paths resolve against ``base_dir`` (default: the
+    working directory).
+    """
+    from clsp.models import load_model
+
+    net = load_model(model) if isinstance(model, str) else model
+    records = ({"id": n, "a": p[0], "b": p[1]} if isinstance(p, tuple) else p for n, p in enumerate(pairs))
+    return pair_scores(records, ModelEncoders(net, batch_size, device), batch_size,
+                       base_dir=Path.cwd() if base_dir is None else base_dir)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +75,58 @@ def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, m
             continue
         yield Result(res.item, Prediction(prediction_fields(res.item.record), out["label"], out["scores"],
                                           out.get("top_k")))
+
+
+def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = None,
+                  labels: Mapping[str, str | Sequence[str]] | None = None) -> PromptSet:
+    """The classes to choose from: ``labels`` (class -> its prompt sentence(s)), else a
+    ``PromptSet``, else a built-in pack name or pack file (``clsp.prompts.load_pack``) and
+    its ``attribute``. Raises ``ConfigError`` for an unknown or invalid pack."""
+    if labels is not None:
+        from clsp.prompts.schema import build_prompt_set
+
+        classes = {name: {"prompts": [p] if isinstance(p, str) else list(p)} for name, p in labels.items()}
+        return build_prompt_set(attribute or "label", {"classes": classes}, "labels")
+    if isinstance(pack, PromptSet):
+        return pack
+    from clsp.prompts import load_pack
+
+    return load_pack(pack).get(attribute)
+
+
+class Classification:
+    """Zero-shot predictions, iterated as one ``Result[Prediction]`` per input in order; the
+    ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at once."""
+
+    def __init__(self, classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, provenance: dict,
+                 **options: Any):
+        self.classifier, self.items, self.model, self.provenance = classifier, items, model, provenance
+        self.options = options
+
+    def __iter__(self) -> Iterator[Result[Prediction]]:
+        return predict(self.classifier, self.items, self.model, **self.options)
+
+
+def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emotion", attribute: str | None = None,
+             labels: Mapping[str, str | Sequence[str]] | None = None, temperature: float | None = None,
+             top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto") -> Classification:
+    """Classify speech zero-shot: one :class:`~clsp.results.Prediction` (or error) per input.
+
+    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``inputs``: audio paths,
+    records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix) or
+    ``Item`` s (see ``clsp.records.as_items``). Classes: see :func:`prompt_set_of`.
+    Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
+    ``1 / temperature``. Raises ``ConfigError`` for a bad pack before the model is loaded.
+    """
+    from clsp.index_records import load_matrix
+    from clsp.models import load_model
+    from clsp.records import as_items
+
+    prompt_set = prompt_set_of(pack, attribute, labels)
+    net = load_model(model) if isinstance(model, str) else model
+    clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
+    return Classification(clf, as_items(inputs), net, net.provenance(), matrix=load_matrix(npy) if npy else None,
+                          batch_size=batch_size, device=device, top_k=top_k)
 
 
 @dataclass

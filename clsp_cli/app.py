@@ -39,7 +39,11 @@ def _root(
     """Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style."""
 
 
-# name -> (module, attribute); a module that is not present yet is skipped.
+class MissingCommandError(ImportError):
+    """A subcommand listed in ``COMMANDS`` whose module cannot be found: a broken install."""
+
+
+# name -> (module, attribute); every one must be importable.
 COMMANDS = {
     "embed": ("commands.embed", "main"),
     "merge": ("commands.merge", "main"),
@@ -53,19 +57,23 @@ COMMANDS = {
 }
 
 
-def _register() -> None:
-    for name, (module, attr) in COMMANDS.items():
+def _register(commands: dict[str, tuple[str, str]] = COMMANDS, target: typer.Typer = app) -> None:
+    """Add each listed subcommand to ``target``; ``MissingCommandError`` names a missing module."""
+    for name, (module, attr) in commands.items():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        obj = getattr(mod, attr)
+            if exc.name != module:
+                raise
+            raise MissingCommandError(f"'clsp {name}' is listed but its module {module} is missing; "
+                                      "reinstall clsp (pip install .)") from None
+        obj = getattr(mod, attr, None)
+        if obj is None:
+            raise MissingCommandError(f"'clsp {name}': module {module} has no '{attr}'")
         if isinstance(obj, typer.Typer):
-            app.add_typer(obj, name=name)
+            target.add_typer(obj, name=name)
         else:
-            app.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)
+            target.command(name=name, help=obj.__doc__, no_args_is_help=False)(obj)
 
 
 _register()

@@ -29,9 +29,9 @@ def input_items(args: Sequence[str] | None, modality: str = "audio", audio_root:
     return items()
 
 
-def skip_notice(on_error: str = "skip"):
-    """An ``on_skip(what, reason)`` callback for the library: a warning on stderr, or with
-    ``--on-error fail`` a stop (``FailFast``)."""
+def skip_notice(on_error: str = "skip", progress=None):
+    """An ``on_skip(what, reason)`` callback for the library: a warning on stderr, counted as
+    a failure in ``progress`` (a ``Throughput``), or with ``--on-error fail`` a stop (``FailFast``)."""
     from clsp_cli.console import warn
     from clsp_cli.errors import FailFast
 
@@ -39,20 +39,7 @@ def skip_notice(on_error: str = "skip"):
         warn(f"skipped {what}: {reason}")
         if on_error == "fail":
             raise FailFast(f"record {what!r} failed: {reason}")
-
-    return on_skip
-
-
-def read_embeddings(reader, source: str, on_error: str = "skip"):
-    """``(vectors, metadata, failed)`` of an embeddings file (``clsp.retrieval_eval.read_vectors``),
-    with progress on stderr and a warning per skipped record."""
-    from clsp.retrieval_eval import read_vectors
-    from clsp_cli.console import Throughput
-
-    notice = skip_notice(on_error)
-    with Throughput("read embeddings", "records") as progress:
-        def skipped(what, reason) -> None:
-            notice(what, reason)
+        if progress is not None:
             progress.update(failed=1)
 
-        return read_vectors(reader, source, skipped, progress.update)
+    return on_skip

@@ -326,5 +326,5 @@ def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = N
         if keep is None or keep(res.value):
             sink.write(res.to_dict())
         if progress is not None:
-            progress.update()
+            progress.update(audio_seconds=res.seconds)
         yield res

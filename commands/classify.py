@@ -64,21 +64,17 @@ def _run(o: Options) -> int:
 
     items = input_items(o.input, "any", o.audio_root)  # refuse bad inputs before loading the model
 
-    from clsp.index_records import load_matrix
-    from clsp.models import load_model
-    from clsp.zeroshot import ZeroShotClassifier
-    from clsp.zeroshot_items import GoldTally, predict
+    from clsp.zeroshot_items import GoldTally, classify
 
-    net = load_model(o.model)
-    clf = ZeroShotClassifier.from_model(net, prompt_set, o.temperature)
+    run = classify(o.model, items, pack=prompt_set, temperature=o.temperature, top_k=o.top_k, npy=o.npy,
+                   batch_size=o.batch_size, device=o.device)
     log(f"classify: pack {o.pack!r}, attribute {prompt_set.attribute!r}, classes "
-        f"{', '.join(prompt_set.output_classes)}; softmax scale {clf.scale:.3g}")
+        f"{', '.join(prompt_set.output_classes)}; softmax scale {run.classifier.scale:.3g}")
     sink = RecordSink(o.output, on_error=o.on_error)
     tally = GoldTally(prompt_set, o.label_key) if o.label_key is not None else None
     misses: list[dict] = []
-    results = predict(clf, items, net, load_matrix(o.npy) if o.npy else None, o.batch_size, o.device, o.top_k)
     with Throughput("classify", "clips") as progress:
-        for res in write_results(sink, results, progress):
+        for res in write_results(sink, run, progress):
             gold = tally.add(res.item.record, res.value.label) if tally is not None else None
             if o.html and gold is not None and gold != res.value.label:
                 misses.append({**res.value.fields, "gold": gold, **res.value.to_dict()})
@@ -86,7 +82,7 @@ def _run(o: Options) -> int:
         warn("gold labels not in the pack were left out of the metrics: "
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(tally.unknown.items())))
     if tally is not None:
-        summary = tally.summary(o.pack, net.provenance(), o.n_boot)
+        summary = tally.summary(o.pack, run.provenance, o.n_boot)
         if not o.quiet:
             from clsp_cli.tables import classification_table
 

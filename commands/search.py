@@ -106,34 +106,26 @@ def evaluate(
 
 
 def _build(o: Options) -> int:
-    import numpy as np
-
-    from clsp.errors import ConfigError, InputError
-    from clsp.index import index_exists, write_index
+    from clsp.errors import ConfigError
     from clsp.index_factory import parse_memory
-    from clsp.index_records import EmbeddingReader, load_matrix
-    from clsp_cli.console import set_quiet, warn
-    from clsp_cli.inputs import read_embeddings
+    from clsp.index_records import index_embeddings
+    from clsp_cli.console import Throughput, set_quiet, warn
+    from clsp_cli.inputs import skip_notice
     from clsp_cli.output import RecordSink
 
     set_quiet(o.quiet)
     if o.lock_timeout < 0:
         raise ConfigError("--lock-timeout must be >= 0")
     source, npy = (o.ids, o.input) if o.input.endswith(".npy") and o.ids else (o.input, o.npy)
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=o.metric == "cosine")
-    vectors, metas, failed = read_embeddings(reader, source, o.on_error)
-    if not vectors and not (o.add and index_exists(o.index)):
-        raise InputError(f"{source}: no embeddings to index")
-    built = write_index(o.index, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32), metas, add=o.add,
-                        provenance=reader.provenance, lock_timeout=o.lock_timeout, on_wait=warn, factory=o.factory,
-                        metric=o.metric, max_memory=parse_memory(o.max_memory), threads=o.threads)
-    info = built.info if built is not None else None
+    with Throughput("read embeddings", "records") as progress:
+        summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=o.metric,
+                                   on_skip=skip_notice(o.on_error, progress), on_read=progress.update,
+                                   factory=o.factory, max_memory=parse_memory(o.max_memory), threads=o.threads,
+                                   lock_timeout=o.lock_timeout, on_wait=warn)
     sink = RecordSink("-")
-    sink.write({"index": str(o.index), "added": len(vectors), "failed": failed,
-                **({"count": info.count, "dim": info.dim, "factory": info.factory, "metric": info.metric,
-                    "model": info.model} if info else {})})
+    sink.write(summary)
     sink.commit()
-    return 3 if failed else 0
+    return 3 if summary["failed"] else 0
 
 
 def _settings(o: Options, k: int = 10, threshold: float | None = None):
@@ -182,18 +174,17 @@ def _eval(o: Options) -> int:
     if o.n_boot < 0:
         raise ConfigError("--n-boot must be >= 0")
     check_outputs(o.plot, None)
-    skipped = skip_notice()
     if o.speech or o.captions:
         if not (o.speech and o.captions) or o.index or o.queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
         with Throughput("read embeddings", "records") as progress:
-            ev = evaluate_pool(o.speech, o.captions, o.match_key, o.group_key, o.n_boot, o.npy, bool(o.plot), skipped,
-                               progress.update)
+            ev = evaluate_pool(o.speech, o.captions, o.match_key, o.group_key, o.n_boot, o.npy, bool(o.plot),
+                               skip_notice(progress=progress), progress.update)
     else:
         if not o.index:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
         ev = evaluate_index(o.index, o.queries or "-", o.relevant_key, o.group_key, o.n_boot, _settings(o), o.npy,
-                            o.model, o.device, skipped)
+                            o.model, o.device, skip_notice())
     if not o.quiet:
         from clsp_cli.tables import retrieval_table
 

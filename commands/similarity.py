@@ -62,14 +62,14 @@ def _run(o: Options) -> int:
     pairs, base = _pairs(o)
 
     from clsp.models import load_model
-    from clsp.similarity import ModelEncoders, audio_only, keep_score, pair_scores
+    from clsp.similarity import audio_only, compare, keep_score
     from clsp.similarity_eval import RatingTally
 
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0
-    results = pair_scores(pairs, ModelEncoders(net, o.batch_size, o.device), o.batch_size, base_dir=base)
+    results = compare(net, pairs, batch_size=o.batch_size, device=o.device, base_dir=base)
     with Throughput("similarity", "pairs") as progress:
         for res in write_results(sink, results, progress, keep=lambda p: keep_score(p.score, o.below, o.above)):
             scored += 1
