@@ -15,6 +15,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.index_records import EmbeddingReader, OnSkip, load_matrix, read_vectors
 
+
 @dataclass
 class Evaluation:
     """A retrieval summary (JSON-able), the number of records left out, and R@k curves

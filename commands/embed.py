@@ -54,28 +54,19 @@ def main(
 def _run(o: Options) -> int:
     from contextlib import suppress
 
-    from clsp.embed import EmbedConfig, TextEmbedder, embed_items, output_rows
+    from clsp.embed import TextEmbedder, embed_items
     from clsp.embed_resume import run_record
-    from clsp.errors import ClspError, ConfigError
+    from clsp.errors import ClspError
     from clsp.models import load_model
-    from clsp_cli.console import Throughput, log, set_quiet
+    from clsp_cli.console import Throughput, set_quiet
     from clsp_cli.inputs import input_items
-    from clsp_cli.options import parse_shard
     from clsp_cli.output import MatrixSink, RecordSink
 
     set_quiet(o.quiet)
     audio = o.modality == "audio"
     all_items = input_items(o.input, o.modality, o.audio_root)
-    part = parse_shard(o.shard)
-    if part is not None:
-        o.output, o.npy = part.fill(o.output), part.fill(o.npy)
-        log(f"shard {part.name} from {part.source}")
-    elif "{shard}" in o.output or "{shard}" in (o.npy or ""):
-        raise ConfigError("'{shard}' in --output/--npy needs --shard I/N or --shard auto")
-    cfg = EmbedConfig(batch_size=o.batch_size, max_batch_seconds=o.max_batch_seconds, max_seconds=o.max_seconds,
-                      long_audio=o.long_audio, workers=o.workers, device=o.device, dtype=o.dtype,
-                      max_inflight_seconds=o.max_inflight_seconds)
-    cfg.validate()
+    part = _shard(o)
+    cfg = _config(o)
     sink = RecordSink(o.output, resume=o.resume, on_error=o.on_error)  # holds the output before the slow load
     net = load_model(o.model, with_text=not audio)
     prov = net.provenance()
@@ -88,27 +79,11 @@ def _run(o: Options) -> int:
     if o.npy is not None:
         rows = sum(1 for r in sink.done if "row" in r)
         matrix = MatrixSink(o.npy, prov["dim"], resume_rows=rows if o.resume else None)
-
-    def provenance(item) -> dict:
-        if part is None:
-            return prov
-        from clsp.shards import shard_provenance
-
-        return shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path))
-
     try:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
-            for n, res in enumerate(embed_items(net, items, o.modality, cfg, chunk, progress.work)):
-                if res.error is not None:
-                    sink.write_error(res.item.id, res.error,
-                                     None if part is None else {"provenance": provenance(res.item)})
-                for emb, extra in output_rows(res, o.long_audio == "windows") if res.ok else ():
-                    sink.write(_record(res.item, emb, extra, matrix, provenance(res.item)))
-                progress.update(audio_seconds=getattr(res, "seconds", 0.0), failed=int(not res.ok))
-                if audio and n % 64 == 63:
-                    if matrix is not None:
-                        matrix.flush()
-                    sink.flush()
+            results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
+            _write(results, sink, matrix, _provenance(prov, part, matrix), o.long_audio == "windows", progress,
+                   sharded=part is not None, flush_every=64 if audio else 0)
     finally:
         if matrix is not None:  # rows of records already written reach the disk, even on a failure
             with suppress(ClspError):
@@ -117,6 +92,58 @@ def _run(o: Options) -> int:
         matrix.commit()
     sink.commit()
     return sink.exit_code
+
+
+def _shard(o: Options):
+    """The ``--shard`` part (None without one), with '{shard}' in -o/--npy filled in."""
+    from clsp.errors import ConfigError
+    from clsp_cli.console import log
+    from clsp_cli.options import parse_shard
+
+    part = parse_shard(o.shard)
+    if part is not None:
+        o.output, o.npy = part.fill(o.output), part.fill(o.npy)
+        log(f"shard {part.name} from {part.source}")
+    elif "{shard}" in o.output or "{shard}" in (o.npy or ""):
+        raise ConfigError("'{shard}' in --output/--npy needs --shard I/N or --shard auto")
+    return part
+
+
+def _config(o: Options):
+    from clsp.embed import EmbedConfig
+
+    cfg = EmbedConfig(batch_size=o.batch_size, max_batch_seconds=o.max_batch_seconds, max_seconds=o.max_seconds,
+                      long_audio=o.long_audio, workers=o.workers, device=o.device, dtype=o.dtype,
+                      max_inflight_seconds=o.max_inflight_seconds)
+    cfg.validate()
+    return cfg
+
+
+def _provenance(prov: dict, part, matrix):
+    """The provenance of an item's records: the model's, plus the shard's with --shard."""
+    if part is None:
+        return lambda item: prov
+    from clsp.shards import shard_provenance
+
+    return lambda item: shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path))
+
+
+def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,
+           flush_every: int = 0) -> None:
+    """One record per result (one per window with ``windows``), or its error record (with the
+    shard's provenance when ``sharded``)."""
+    from clsp.embed import output_rows
+
+    for n, res in enumerate(results):
+        if res.error is not None:
+            sink.write_error(res.item.id, res.error, {"provenance": provenance(res.item)} if sharded else None)
+        for emb, extra in output_rows(res, windows) if res.ok else ():
+            sink.write(_record(res.item, emb, extra, matrix, provenance(res.item)))
+        progress.update(audio_seconds=res.seconds, failed=int(not res.ok))
+        if flush_every and n % flush_every == flush_every - 1:
+            if matrix is not None:
+                matrix.flush()
+            sink.flush()
 
 
 def _record(item, embedding, extra: dict, matrix, provenance: dict) -> dict:
