@@ -272,6 +272,12 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def json_vector(vec: Any) -> list[float]:
+    """A float32 vector as a JSON list: 9 significant digits, enough to read back the same
+    float32 values."""
+    return [float(f"{v:.9g}") for v in vec.tolist()]
+
+
 def public_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The record without the private ``_``-prefixed fields added while reading."""
     return {k: v for k, v in record.items() if not str(k).startswith("_")}

@@ -131,33 +131,30 @@ def _provenance(prov: dict, part, matrix):
 def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,
            flush_every: int = 0) -> None:
     """One record per result (one per window with ``windows``), or its error record (with the
-    shard's provenance when ``sharded``)."""
+    shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
     from clsp.embed import output_rows
+    from clsp.records import json_vector, public_fields
+    from clsp_cli.output import write_results
 
-    for n, res in enumerate(results):
-        if res.error is not None:
-            sink.write_error(res.item.id, res.error, {"provenance": provenance(res.item)} if sharded else None)
-        for emb, extra in output_rows(res, windows) if res.ok else ():
-            sink.write(_record(res.item, emb, extra, matrix, provenance(res.item)))
-        progress.update(audio_seconds=res.seconds, failed=int(not res.ok))
-        if flush_every and n % flush_every == flush_every - 1:
-            if matrix is not None:
-                matrix.flush()
-            sink.flush()
+    def records(res) -> list[dict]:
+        out = []
+        for emb, extra in output_rows(res, windows):
+            rec = {**public_fields(res.item.record), **extra}
+            rec.update({"row": matrix.append(emb)} if matrix is not None else {"embedding": json_vector(emb)})
+            out.append({**rec, "provenance": provenance(res.item)})
+        return out
 
+    def flushing(results):
+        for n, res in enumerate(results):
+            yield res  # written before the generator resumes
+            if flush_every and n % flush_every == flush_every - 1:
+                if matrix is not None:
+                    matrix.flush()
+                sink.flush()
 
-def _record(item, embedding, extra: dict, matrix, provenance: dict) -> dict:
-    """The output record: the input's public fields, ``extra``, the vector (inline, or its
-    ``row`` in the --npy matrix) and ``provenance``."""
-    from clsp.records import public_fields
-
-    rec = {**public_fields(item.record), **extra}
-    if matrix is not None:
-        rec["row"] = matrix.append(embedding)
-    else:
-        rec["embedding"] = [float(f"{v:.9g}") for v in embedding.tolist()]
-    rec["provenance"] = provenance
-    return rec
+    error_fields = (lambda res: {"provenance": provenance(res.item)}) if sharded else None
+    for _ in write_results(sink, flushing(results), progress, records=records, error_fields=error_fields):
+        pass
 
 
 def _resume(o: Options, sink, items, dim: int, chunk: int):

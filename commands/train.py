@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import QuietOpt
+from clsp_cli.options import Options, QuietOpt
 
 
 @command
@@ -32,10 +32,10 @@ def main(
     Examples: clsp train examples/configs/tiny.yaml data.train=train.jsonl max_steps=200;
     torchrun --nproc_per_node 8 -m clsp_cli.app train examples/configs/stage2.yaml --resume latest
     """
-    return _run(config, overrides or [], resume, output_dir, local_loss, max_steps, device, quiet)
+    return _run(Options.of(locals()))
 
 
-def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, quiet) -> int:
+def _run(o: Options) -> int:
     import json
 
     from clsp.distributed import env_dist_info
@@ -43,23 +43,23 @@ def _run(config, overrides, resume, output_dir, local_loss, max_steps, device, q
     from clsp_cli.console import log, set_quiet
 
     is_main = env_dist_info().is_main
-    set_quiet(quiet or not is_main)
-    extra = list(overrides)
-    if output_dir is not None:
-        extra.append(f"output_dir={json.dumps(output_dir)}")  # a YAML string, whatever the path looks like
-    if local_loss:
+    set_quiet(o.quiet or not is_main)
+    extra = list(o.overrides or [])
+    if o.output_dir is not None:
+        extra.append(f"output_dir={json.dumps(o.output_dir)}")  # a YAML string, whatever the path looks like
+    if o.local_loss:
         extra.append("loss.local_loss=true")
-    if max_steps is not None:
-        extra.append(f"max_steps={max_steps}")
-    if device is not None:
-        extra.append(f"device={device}")
-    cfg = load_config(config, extra)
+    if o.max_steps is not None:
+        extra.append(f"max_steps={o.max_steps}")
+    if o.device is not None:
+        extra.append(f"device={o.device}")
+    cfg = load_config(o.config, extra)
 
     def show(record: dict) -> None:
         shown = {k: v for k, v in record.items() if k not in ("epoch",)}
         log(" ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
 
-    result = train(cfg, resume=resume, on_log=show)
+    result = train(cfg, resume=o.resume, on_log=show)
     if result.status == "preempted":
         log(f"stopped at step {result.step}; checkpoint {result.checkpoint}; resume with --resume latest")
         return EXIT_PREEMPTED
