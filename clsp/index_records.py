@@ -6,7 +6,8 @@ it. Everything else in the record is metadata kept beside the index.
 :class:`EmbeddingReader` resolves the vector, refuses non-finite or zero vectors naming the
 record and field, and checks that every record comes from one model (the first record's,
 or the one given) with :func:`same_provenance`. ``clsp search build``, ``search eval`` (pool
-mode), ``search query`` and ``clsp classify`` read embedding records through it.
+mode), ``search query`` and ``clsp classify`` read embedding records through it;
+:func:`read_vectors` collects a whole file, :func:`index_embeddings` builds an index from one.
 """
 
 from __future__ import annotations
