@@ -386,16 +386,3 @@ def embed_items(model, items: Iterable[Item], modality: str, cfg: EmbedConfig, c
                                 chunk_size or TextEmbedder.chunk_size_default)
     embedder.on_batch = on_batch
     return embedder.run(items)
-
-
-def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    """The records ``clsp embed`` writes for one successful result: ``(embedding (D,), fields)``
-    each. With ``windows`` (``--long-audio windows``) one per window, with ``id`` ``ID@K``,
-    ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds);
-    otherwise one, without extra fields."""
-    if not windows or not isinstance(result, AudioResult):
-        return [(result.value if result.value.ndim == 1 else result.value[0], {})]
-    item_id, spans = result.item.id, result.windows
-    return [(emb, {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
-                   "window_start": round(start, 3), "window_end": round(end, 3)})
-            for k, ((start, end), emb) in enumerate(zip(spans, result.value))]

@@ -55,7 +55,7 @@ def _run(o: Options) -> int:
     from contextlib import suppress
 
     from clsp.embed import TextEmbedder, embed_items
-    from clsp.embed_resume import run_record
+    from clsp.embed_records import run_record
     from clsp.errors import ClspError
     from clsp.models import load_model
     from clsp_cli.console import Throughput, set_quiet
@@ -132,7 +132,7 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
            flush_every: int = 0) -> None:
     """One record per result (one per window with ``windows``), or its error record (with the
     shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
-    from clsp.embed import output_rows
+    from clsp.embed_records import output_rows
     from clsp.records import json_vector, public_fields
     from clsp_cli.output import write_results
 
@@ -159,7 +159,7 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
 
 def _resume(o: Options, sink, items, dim: int, chunk: int):
     """The items still to embed after the records kept from an interrupted run (checked)."""
-    from clsp.embed_resume import item_ends, verify_kept
+    from clsp.embed_records import item_ends, verify_kept
     from clsp_cli.console import log
     from clsp_cli.output import partial_rows
 

@@ -1,5 +1,7 @@
-"""Resuming ``clsp embed``: proving that the records an interrupted run kept are the start
-of what this run writes (same inputs, options and model), or refusing with ``ConfigError``.
+"""The records ``clsp embed`` writes: one per item or per window (:func:`output_rows`), the
+run record of the settings that change them, and the resume proof that the records an
+interrupted run kept are the start of what this run writes (same inputs, options and
+model), or a refusal with ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -8,10 +10,26 @@ from collections import deque
 from itertools import chain
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from clsp import __version__
-from clsp.embed import EmbedConfig, resolve_device, resolve_dtype
+from clsp.embed import AudioResult, EmbedConfig, resolve_device, resolve_dtype
 from clsp.errors import ConfigError
 from clsp.records import Item, public_fields
+from clsp.results import Result
+
+
+def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """The records ``clsp embed`` writes for one successful result: ``(embedding (D,), fields)``
+    each. With ``windows`` (``--long-audio windows``) one per window, with ``id`` ``ID@K``,
+    ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds);
+    otherwise one, without extra fields."""
+    if not windows or not isinstance(result, AudioResult):
+        return [(result.value if result.value.ndim == 1 else result.value[0], {})]
+    item_id, spans = result.item.id, result.windows
+    return [(emb, {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
+                   "window_start": round(start, 3), "window_end": round(end, 3)})
+            for k, ((start, end), emb) in enumerate(zip(spans, result.value))]
 
 
 def run_record(modality: str, prov: dict, shard: str | None, cfg: EmbedConfig, chunk: int, to_npy: bool) -> dict:
