@@ -307,7 +307,7 @@ def text_rows(run: Run, model, tokenizer: str | None) -> list[dict]:
     def embed(its, bs: int, dtype: str) -> tuple[float, np.ndarray]:
         emb = TextEmbedder(model, batch_size=bs, device=run.device.type, dtype=dtype, chunk_size=max(bs, 8192))
         start = time.perf_counter()
-        out = np.stack([row for _, row, _ in emb.run(its)])
+        out = np.stack([r.value for r in emb.run(its)])
         run.sync()
         return time.perf_counter() - start, out
 

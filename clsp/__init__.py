@@ -14,6 +14,10 @@ _LAZY = {
     "CLSPModel": ("clsp.models.base", "CLSPModel"),
     "ModelConfig": ("clsp.models.base", "ModelConfig"),
     "load_audio": ("clsp.audio", "load_audio"),
+    "classify": ("clsp.zeroshot_items", "classify"),
+    "search": ("clsp.index.query", "search"),
+    "compare": ("clsp.similarity", "compare"),
+    "Result": ("clsp.results", "Result"),
 }
 
 

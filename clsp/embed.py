@@ -32,6 +32,7 @@ from clsp.record_audio import load_record_audio, record_segment
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.features import fbank
 from clsp.records import Item
+from clsp.results import Result
 
 LONG_AUDIO_POLICIES = ("truncate", "chunk-mean", "windows")
 
@@ -66,14 +67,16 @@ class EmbedConfig:
 
 
 @dataclass
-class AudioResult:
-    """Embedding(s) of one input item: one row, or one per window for ``windows``."""
+class AudioResult(Result[np.ndarray]):
+    """Embedding(s) of one input item (``value``, also ``embeddings``: (n_windows or 1, D)
+    float32, one row per window of ``windows`` in seconds), its audio ``seconds``, or
+    the ``error`` that stopped it."""
 
-    item: Item
-    embeddings: np.ndarray | None = None  # (n_windows or 1, D)
     windows: list[tuple[float, float]] | None = None
-    seconds: float = 0.0
-    error: ClspError | None = None
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        return self.value
 
 
 def resolve_device(device: str) -> torch.device:
@@ -266,7 +269,7 @@ class AudioEmbedder:
         if not np.isfinite(embs).all():
             return AudioResult(item=r.item, error=InputError(
                 f"record {r.item.id!r}: the model's embedding of its 'audio' holds NaN or infinite values"))
-        return AudioResult(item=r.item, embeddings=embs.astype(np.float32), windows=wins,
+        return AudioResult(item=r.item, value=embs.astype(np.float32), windows=wins,
                            seconds=r.samples / SAMPLE_RATE)
 
     def _take(self, units: Iterator[tuple[_Record, int | None]], order: deque) -> list[tuple[_Record, int | None]]:
@@ -341,7 +344,9 @@ class TextEmbedder:
         with ctx:
             return self.model.encode_text(texts).float().cpu().numpy()
 
-    def run(self, items: Iterable[Item]) -> Iterator[tuple[Item, np.ndarray | None, ClspError | None]]:
+    def run(self, items: Iterable[Item]) -> Iterator[Result[np.ndarray]]:
+        """One ``Result`` per item, in order: its (D,) float32 embedding, or the error (an
+        unreadable record, empty text, NaN/inf from the model)."""
         it = iter(items)
         while chunk := list(islice(it, self.chunk_size)):
             good = []
@@ -366,4 +371,18 @@ class TextEmbedder:
                 if self.on_batch is not None:
                     self.on_batch(len(idx))
             for i, item in enumerate(chunk):
-                yield item, rows.get(i), errors.get(i)
+                yield Result(item, rows.get(i), errors.get(i))
+
+
+def embed_items(model, items: Iterable[Item], modality: str, cfg: EmbedConfig, chunk_size: int | None = None,
+                on_batch: Callable[[int], None] | None = None) -> Iterator[Result[np.ndarray]]:
+    """Embeddings of ``audio`` or ``text`` items with ``model``, one ``Result`` per item in
+    order (``AudioResult`` for audio: (rows, D), else (D,)). ``on_batch`` is told the
+    windows or captions of each finished batch (progress)."""
+    if modality == "audio":
+        embedder: AudioEmbedder | TextEmbedder = AudioEmbedder(model, cfg)
+    else:
+        embedder = TextEmbedder(model, cfg.batch_size, cfg.device, cfg.dtype,
+                                chunk_size or TextEmbedder.chunk_size_default)
+    embedder.on_batch = on_batch
+    return embedder.run(items)

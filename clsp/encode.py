@@ -69,10 +69,10 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 64, *, dtype: st
     embedder = TextEmbedder(model, batch_size=batch_size, device=str(model.device), dtype=dtype)
     items = [Item(index=i, id=f"text {i}", record={"text": t}) for i, t in enumerate(texts)]
     rows = []
-    for _, row, error in embedder.run(items):
-        if error is not None:
-            raise error
-        rows.append(row)
+    for result in embedder.run(items):
+        if result.error is not None:
+            raise result.error
+        rows.append(result.value)
     return _matrix(rows, model)
 
 

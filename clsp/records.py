@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from clsp.errors import ClspError, InputError
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
@@ -238,6 +238,44 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> Iterator[Item]:
+    """Items from what a Python caller has: audio paths (``str`` / ``Path``), records (dicts
+    with ``audio``, ``text`` or a stored ``embedding``) or ready ``Item`` s, in order.
+
+    Relative audio paths resolve against ``base`` (default: the working directory). Ids
+    default to the path as given, else the position.
+    """
+    root = Path(base) if base is not None else Path.cwd()
+    for n, value in enumerate(inputs):
+        if isinstance(value, Item):
+            yield value
+            continue
+        rec = {"id": str(value), "audio": str(value)} if isinstance(value, (str, os.PathLike)) else dict(value)
+        if isinstance(rec.get("audio"), str) and rec["audio"]:
+            rec.setdefault("id", rec["audio"])
+            rec["audio"] = rec["_path"] = resolve_path(rec["audio"], root)
+        rec.setdefault("id", n)
+        yield Item(index=n, id=str(rec["id"]), record=rec)
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` consecutive items (the last one shorter), in order."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def json_vector(vec: Any) -> list[float]:
+    """A float32 vector as a JSON list: 9 significant digits, enough to read back the same
+    float32 values."""
+    return [float(f"{v:.9g}") for v in vec.tolist()]
 
 
 def public_fields(record: dict[str, Any]) -> dict[str, Any]:

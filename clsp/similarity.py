@@ -27,7 +27,8 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
-from clsp.records import error_record
+from clsp.records import Item, resolve_path
+from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result
 
 
 
@@ -46,8 +47,7 @@ class Side:
 
 
 def _resolve(path: str, base: Path | None) -> str:
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() or base is None else base / p)
+    return resolve_path(path, base) if base is not None else str(Path(path).expanduser())
 
 
 def looks_like_audio(value: str, base: Path | None = None) -> bool:
@@ -68,16 +68,18 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     """
     if isinstance(value, dict):
         if "audio" in value:
-            return _audio_side(value["audio"], where, value.get("start"), value.get("end"), base)
+            return audio_side(value["audio"], where, value.get("start"), value.get("end"), base)
         if "text" in value:
             return _text_side(value["text"], where)
         raise InputError(f"{where}: an object side needs an 'audio' or 'text' field")
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
-    return _audio_side(value, where, base=base) if looks_like_audio(value, base) else _text_side(value, where)
+    return audio_side(value, where, base=base) if looks_like_audio(value, base) else _text_side(value, where)
 
 
-def _audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: Path | None = None) -> Side:
+def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: Path | None = None) -> Side:
+    """An audio side (or query): the path resolved against ``base``, optional ``start``/``end``
+    in seconds (numbers or numeric strings). Raises ``InputError`` naming ``where``."""
     if not isinstance(path, str) or not path.strip():
         raise InputError(f"{where}: empty audio path")
     try:
@@ -105,7 +107,7 @@ def resolve_side(record: dict, side: str, base: Path | None = None) -> Side:
         raise InputError(f"pair gives side '{side}' twice ({', '.join(given)})")
     key = given[0]
     if key.endswith("_audio"):
-        return _audio_side(record[key], f"field '{key}'", base=base)
+        return audio_side(record[key], f"field '{key}'", base=base)
     if key.endswith("_text"):
         return _text_side(record[key], f"field '{key}'")
     return side_from_value(record[key], f"field '{key}'", base)
@@ -152,6 +154,20 @@ def record_id(record: dict, index: int) -> Any:
     return record.get("id", index)
 
 
+def _entry(index: int, rec: Any) -> tuple[Any, dict | None, ClspError | None]:
+    """``(id, record, None)`` or ``(id, None, error)`` of one input: a pair record, an
+    ``Item`` from the record reader, or the ``ClspError`` of an unreadable line."""
+    if isinstance(rec, Item):
+        if not rec.ok:
+            return rec.id, None, rec.error
+        rec = rec.record
+        if rec.get("id") == "null":  # the reader's stand-in for a record without an id
+            rec = {**rec, "id": index}
+    if isinstance(rec, ClspError):
+        return getattr(rec, "record_id", index), None, rec
+    return record_id(rec, index), rec, None
+
+
 def _embed_missing(sides: list[Side], encoders: Encoders, cache: dict) -> None:
     todo_audio = list({s.key: s for s in sides if s.kind == "audio" and s.key not in cache}.values())
     todo_text = list({s.key: s for s in sides if s.kind == "text" and s.key not in cache}.values())
@@ -163,68 +179,70 @@ def _embed_missing(sides: list[Side], encoders: Encoders, cache: dict) -> None:
             cache[s.key] = v
 
 
-def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict, base: Path | None) -> list[dict]:
-    prepared: list[tuple[int, Any, Any]] = []
-    for index, rec in batch:
-        if isinstance(rec, ClspError):
-            prepared.append((index, None, rec))
-            continue
-        try:
-            prepared.append((index, rec, (resolve_side(rec, "a", base), resolve_side(rec, "b", base))))
-        except ClspError as exc:
-            prepared.append((index, rec, exc))
+def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
+                 base: Path | None) -> list[Result[PairScore]]:
+    prepared: list[tuple[Any, Any, Any]] = []
+    for index, entry in batch:
+        rid, rec, err = _entry(index, entry)
+        if err is None:
+            try:
+                prepared.append((rid, rec, (resolve_side(rec, "a", base), resolve_side(rec, "b", base))))
+            except ClspError as exc:
+                prepared.append((rid, rec, exc))
+        else:
+            prepared.append((rid, rec, err))
     _embed_missing([s for _, _, p in prepared if isinstance(p, tuple) for s in p], encoders, cache)
-    out = []
-    for index, rec, p in prepared:
-        rid = getattr(p, "record_id", index) if rec is None else record_id(rec, index)
+    out: list[Result[PairScore]] = []
+    for rid, rec, p in prepared:
         if isinstance(p, ClspError):
-            out.append(error_record(rid, p))
+            out.append(Result(rid, error=p))
             continue
         ea, eb = cache[p[0].key], cache[p[1].key]
         bad = ea if isinstance(ea, ClspError) else eb if isinstance(eb, ClspError) else None
         if bad is not None:
-            out.append(error_record(rid, bad))
+            out.append(Result(rid, error=bad))
             continue
         try:
             score = cosine(ea, eb)
         except InputError as exc:
-            out.append(error_record(rid, InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
+            out.append(Result(rid, error=InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
             continue
-        out.append(pair_result(rec, rid, round(score, 6), pair_kind(*p)))
+        out.append(Result(rid, pair_result(rec, rid, round(score, 6), pair_kind(*p))))
     return out
 
 
-RESULT_FIELDS = ("score", "pair", "metadata")
+RESULT_FIELDS = PAIR_RESULT_FIELDS
 
 
-def pair_result(record: dict, rid: Any, score: float, pair: str) -> dict:
+def pair_result(record: dict, rid: Any, score: float, pair: str) -> PairScore:
     """The pair record with clsp's ``id``, ``score`` and ``pair``; the record's own fields named
     like :data:`RESULT_FIELDS` (e.g. a human rating called ``score``) move under ``metadata``."""
-    out = {k: v for k, v in record.items() if k not in RESULT_FIELDS}
-    out.update(id=rid, score=score, pair=pair)
+    fields = {k: v for k, v in record.items() if k not in RESULT_FIELDS}
     nested = {k: record[k] for k in RESULT_FIELDS if k in record}
-    if nested:
-        out["metadata"] = nested
-    return out
+    return PairScore(rid, score, pair, fields, nested or None)
 
 
-def record_field(result: dict, key: str) -> Any:
-    """A field of the input pair record as it was given, from a result of :func:`pair_result`."""
+def record_field(result: dict | PairScore, key: str) -> Any:
+    """A field of the input pair record as it was given, from a result of :func:`pair_result`
+    (or its ``to_dict()`` record)."""
+    if isinstance(result, PairScore):
+        return result.field(key)
     return (result.get("metadata") or {}).get(key) if key in RESULT_FIELDS else result.get(key)
 
 
-def score_pairs(
-    records: Iterable[dict | ClspError],
+def pair_scores(
+    records: Iterable[dict | Item | ClspError],
     encoders: Encoders,
     batch_size: int = 16,
     cache_size: int = 4096,
     base_dir: str | Path | None = None,
-) -> Iterator[dict]:
-    """Stream one result per pair, in order: the record plus ``score`` and ``pair`` (see
-    :func:`pair_result`), or an error record.
+) -> Iterator[Result[PairScore]]:
+    """One :class:`~clsp.results.Result` per pair, in order: a :class:`~clsp.results.PairScore`
+    (see :func:`pair_result`) or the error that stopped the pair.
 
-    Input items may already be ``ClspError`` (an unreadable line), which become error
-    records. Embeddings are cached so a clip or caption shared by many pairs is embedded once.
+    Inputs are pair records, ``Item`` s of the record reader, or ``ClspError`` (an unreadable
+    line). Relative audio paths resolve against ``base_dir``. Embeddings are cached so a clip
+    or caption shared by many pairs is embedded once.
     """
     base = None if base_dir is None else Path(base_dir)
     cache: dict = {}
@@ -240,6 +258,24 @@ def score_pairs(
         yield from _score_batch(batch, encoders, cache, base)
 
 
+def score_pairs(records: Iterable[dict | Item | ClspError], encoders: Encoders, batch_size: int = 16,
+                cache_size: int = 4096, base_dir: str | Path | None = None) -> Iterator[dict]:
+    """:func:`pair_scores` as output records: the pair record plus ``score`` and ``pair``,
+    or an error record ``{"id", "error": {"type", "message"}}``."""
+    for res in pair_scores(records, encoders, batch_size, cache_size, base_dir):
+        yield res.to_dict()
+
+
+def audio_only(records: Sequence[dict], base: Path | None = None) -> bool:
+    """True for a one-off check of two audio files: the text tower need not load."""
+    if len(records) != 1:
+        return False
+    try:
+        return all(resolve_side(records[0], s, base).kind == "audio" for s in ("a", "b"))
+    except ClspError:
+        return False
+
+
 class ModelEncoders:
     """``Encoders`` backed by a CLSP model, embedding audio exactly as ``clsp embed`` does."""
 
@@ -250,14 +286,28 @@ class ModelEncoders:
         self.text = TextEmbedder(model, batch_size=batch_size, device=device)
 
     def embed_audio(self, sides: Sequence[Side]) -> list[np.ndarray | ClspError]:
-        from clsp.records import Item
-
         items = [Item(index=i, id=s.value, record={"audio": s.value, "_path": s.value, "start": s.start, "end": s.end})
                  for i, s in enumerate(sides)]
         return [r.error if r.error is not None else r.embeddings[0] for r in self.audio.run(items)]
 
     def embed_text(self, texts: Sequence[str]) -> list[np.ndarray | ClspError]:
-        from clsp.records import Item
-
         items = [Item(index=i, id=str(i), record={"text": t}) for i, t in enumerate(texts)]
-        return [err if err is not None else emb for _, emb, err in self.text.run(items)]
+        return [r.error if r.error is not None else r.value for r in self.text.run(items)]
+
+
+def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: str = "auto",
+            base_dir: str | Path | None = None) -> Iterator[Result[PairScore]]:
+    """Score pairs by speaking-style similarity: one :class:`~clsp.results.PairScore` (cosine of
+    the two CLSP embeddings, in [-1, 1]) or error per pair, in order.
+
+    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``pairs``: ``(a, b)``
+    tuples or pair records (``{"a", "b"}``, see :func:`resolve_side`); a side is an audio
+    path or a caption. Relative audio paths resolve against ``base_dir`` (default: the
+    working directory).
+    """
+    from clsp.models import load_model
+
+    net = load_model(model) if isinstance(model, str) else model
+    records = ({"id": n, "a": p[0], "b": p[1]} if isinstance(p, tuple) else p for n, p in enumerate(pairs))
+    return pair_scores(records, ModelEncoders(net, batch_size, device), batch_size,
+                       base_dir=Path.cwd() if base_dir is None else base_dir)

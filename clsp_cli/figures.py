@@ -115,20 +115,3 @@ def search_page(html: str | None, results: Sequence[tuple[dict, list[dict]]], qu
         sections.append(Section(heading, clips, text, qclip, note))
     write_page(html, "clsp search: results", sections, embed, f"{len(results)} queries, scores are cosine similarities.")
     _done("listening page", html)
-
-
-def recall_curve(ranks, kmax: int = 10) -> dict[int, float]:
-    """``{k: R@k}`` for k = 1..kmax from first-relevant ranks (``clsp.metrics.retrieval``)."""
-    from clsp.metrics.retrieval import metrics_from_ranks
-
-    m = metrics_from_ranks(ranks, ks=range(1, kmax + 1), n_boot=0)
-    return {k: m[f"R@{k}"] for k in range(1, kmax + 1)}
-
-
-def pool_recall_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]:
-    """Both directions of ``speech_text_retrieval`` metrics (``s2t_R@k``, ``t2s_R@k``) as curves."""
-    out: dict[str, dict[int, float]] = {}
-    for prefix, name in (("s2t_", "speech to text"), ("t2s_", "text to speech")):
-        ks = sorted(int(k[len(prefix) + 2:]) for k in metrics if k.startswith(prefix + "R@"))
-        out[name] = {k: metrics[f"{prefix}R@{k}"] for k in ks}
-    return out

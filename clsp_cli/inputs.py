@@ -36,6 +36,12 @@ class MissingMatrix:
     def __init__(self, source: object):
         self.source, self.ids = source, []
 
+    def __enter__(self) -> "MissingMatrix":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.warn()  # also when reading stopped with an error (e.g. nothing left to index)
+
     def check(self, item: Item, matrix: object) -> bool:
         """True (and counted) when ``item`` failed only for want of the matrix."""
         rec = item.record or {}
@@ -44,9 +50,44 @@ class MissingMatrix:
             return True
         return False
 
+    def note(self, what: object, reason: object) -> bool:
+        """True (and counted) when a skipped record failed only for want of the matrix."""
+        from clsp.index.records import MatrixNotGivenError
+
+        if isinstance(reason, MatrixNotGivenError):
+            self.ids.append(what)
+            return True
+        return False
+
+    def watch(self, results, matrix: object):
+        """Pass ``results`` (``clsp.results.Result`` s) through, checking each failed one."""
+        for res in results:
+            if res.error is not None:
+                self.check(res.item, matrix)
+            yield res
+
     def warn(self) -> None:
         from clsp_cli.console import warn
 
         if self.ids:
             warn(f"{len(self.ids)} records of {self.source} (first {self.ids[0]!r}) hold 'row', a row of the matrix "
                  "'clsp embed --npy' wrote beside them: give that matrix with --npy")
+
+
+def skip_notice(on_error: str = "skip", progress=None, no_matrix: MissingMatrix | None = None):
+    """An ``on_skip(what, reason)`` callback for the library: a warning on stderr, counted as
+    a failure in ``progress`` (a ``Throughput``), or with ``--on-error fail`` a stop (``FailFast``).
+    With ``no_matrix``, records that failed for want of ``--npy`` are counted there instead of
+    warned one by one (``no_matrix.warn()`` says it once)."""
+    from clsp_cli.console import warn
+    from clsp_cli.errors import FailFast
+
+    def on_skip(what, reason) -> None:
+        if no_matrix is None or not no_matrix.note(what, reason):
+            warn(f"skipped {what}: {reason}")
+        if on_error == "fail":
+            raise FailFast(f"record {what!r} failed: {reason}")
+        if progress is not None:
+            progress.update(failed=1)
+
+    return on_skip

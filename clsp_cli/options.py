@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from enum import Enum
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
-
 
 
 class OnError(str, Enum):
@@ -37,3 +37,15 @@ InputsArg = Annotated[Optional[list[str]], typer.Argument(
 AudioRootOpt = Annotated[Optional[str], typer.Option(
     "--audio-root", help="Resolve relative audio paths in manifests against DIR (default: the manifest's "
                          "folder; the working directory for stdin).")]
+
+
+class Options(SimpleNamespace):
+    """A command's parsed options, built once from its parameters: ``Options.of(locals())``.
+
+    Enum choices become their values (``OnError.skip`` -> ``"skip"``), so the command body
+    reads plain strings and the option list is written only in the Typer signature.
+    """
+
+    @classmethod
+    def of(cls, params: dict) -> "Options":
+        return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in params.items()})

@@ -17,12 +17,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from clsp.errors import ConfigError, OutputError
 from clsp.records import dumps, error_record
+from clsp.results import Result
 from clsp_cli.errors import FailFast
 from clsp_cli.output_files import OutputLock, OutputTarget, open_through, resolve_target
 
@@ -306,3 +307,29 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
         finally:
             self.fh.close()
+
+
+def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = None,
+                  keep: Callable[[Any], bool] | None = None,
+                  records: Callable[[Result], list[dict[str, Any]]] | None = None,
+                  error_fields: Callable[[Result], dict[str, Any] | None] | None = None) -> Iterator[Result]:
+    """Write each result's record, or its error record (``--on-error`` applies), in order.
+
+    Counts each in ``progress`` (a ``clsp_cli.console.Throughput``: failures, audio seconds)
+    and yields the results that succeeded, for the caller's tallies. With ``keep``, a
+    success whose value it rejects (e.g. a score outside ``--below``/``--above``) is yielded
+    but not written. ``records`` gives the records of a success (default: its ``to_dict()``;
+    e.g. one per window), ``error_fields`` extra fields of an error record (e.g. provenance).
+    """
+    for res in results:
+        if res.error is not None:
+            sink.write_error(res.id, res.error, error_fields(res) if error_fields is not None else None)
+            if progress is not None:
+                progress.update(failed=1)
+            continue
+        if keep is None or keep(res.value):
+            for rec in records(res) if records is not None else [res.to_dict()]:
+                sink.write(rec)
+        if progress is not None:
+            progress.update(audio_seconds=res.seconds)
+        yield res

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt,
-                              QuietOpt, ReportOpt)
+from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBootOpt, OnError, OnErrorOpt, Options,
+                              OutputOpt, QuietOpt, ReportOpt)
 
 
 @command
@@ -41,87 +41,58 @@ def main(
 
     Example: clsp classify clips.jsonl --pack ravdess --attribute gender --label-key gender
     """
-    return _run(**locals())
+    return _run(Options.of(locals()))
 
 
-def _run(input, pack, attribute, model, temperature, top_k, label_key, report, plot, html, html_embed, npy, output,
-         batch_size, n_boot, list_packs, device, audio_root, on_error, quiet) -> int:
+def _run(o: Options) -> int:
     from clsp.prompts import builtin_pack_names, load_pack
     from clsp_cli.console import Throughput, log, set_quiet, warn
-    from clsp_cli.output import RecordSink
+    from clsp_cli.output import RecordSink, write_results
 
-    set_quiet(quiet)
-    if list_packs:
+    set_quiet(o.quiet)
+    if o.list_packs:
         return _print_packs(builtin_pack_names(), load_pack)
-    if top_k < 0 or batch_size < 1 or n_boot < 0:
+    if o.top_k < 0 or o.batch_size < 1 or o.n_boot < 0:
         from clsp.errors import ConfigError
 
         raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
     from clsp_cli.figures import check_outputs, classify_outputs
 
-    check_outputs(plot, html, label_key, "--label-key")
-    prompt_set = load_pack(pack).get(attribute)  # refuse a bad pack before loading the model
-    from clsp_cli.inputs import input_items
+    check_outputs(o.plot, o.html, o.label_key, "--label-key")
+    prompt_set = load_pack(o.pack).get(o.attribute)  # refuse a bad pack before loading the model
+    from clsp_cli.inputs import MissingMatrix, input_items
 
-    items = input_items(input, "any", audio_root)  # refuse bad inputs before loading the model
+    items = input_items(o.input, "any", o.audio_root)  # refuse bad inputs before loading the model
 
-    from clsp.models import load_model
-    from clsp.zeroshot import ZeroShotClassifier
+    from clsp.zeroshot_items import GoldTally, classify
 
-    net = load_model(model)
-    prov = net.provenance()
-    clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
-    log(f"classify: pack {pack!r}, attribute {prompt_set.attribute!r}, classes {', '.join(prompt_set.output_classes)}; "
-        f"softmax scale {clf.scale:.3g}")
-    sink = RecordSink(output, on_error=on_error.value)
-    gold: list[str] = []
-    pred: list[str] = []
-    unknown_gold: dict[str, int] = {}
+    run = classify(o.model, items, pack=prompt_set, temperature=o.temperature, top_k=o.top_k, npy=o.npy,
+                   batch_size=o.batch_size, device=o.device)
+    log(f"classify: pack {o.pack!r}, attribute {prompt_set.attribute!r}, classes "
+        f"{', '.join(prompt_set.output_classes)}; softmax scale {run.classifier.scale:.3g}")
+    sink = RecordSink(o.output, on_error=o.on_error)
+    tally = GoldTally(prompt_set, o.label_key) if o.label_key is not None else None
     misses: list[dict] = []
-    fields: set[str] = set()  # of the classified records, to tell a --label-key that none has
-    from clsp_cli.inputs import MissingMatrix
-
-    no_matrix = MissingMatrix(" ".join(input or ["-"]))
+    no_matrix = MissingMatrix(" ".join(o.input or ["-"]))
     with Throughput("classify", "clips") as progress:
-        for item, emb, err in _embeddings(items, net, prov, npy, batch_size, device):
-            if err is not None:
-                no_matrix.check(item, npy)
-                sink.write_error(item.id, err)
-                progress.update(failed=1)
-                continue
-            from clsp.errors import ClspError
-            from clsp.records import public_fields
-
-            try:
-                result = clf.classify(emb, top_k=top_k or None)[0]
-            except ClspError as exc:
-                sink.write_error(item.id, exc)
-                progress.update(failed=1)
-                continue
-            rec = {k: v for k, v in public_fields(item.record).items() if k not in ("embedding", "provenance")}
-            sink.write({**rec, **result})
-            progress.update()
-            if label_key is not None:
-                fields.update(rec)
-                counted = len(gold)
-                _collect(item.record, label_key, prompt_set, result["label"], gold, pred, unknown_gold)
-                if html and len(gold) > counted and gold[-1] != pred[-1]:
-                    misses.append({**rec, "gold": gold[-1], **result})
+        for res in write_results(sink, no_matrix.watch(run, o.npy), progress):
+            gold = tally.add(res.item.record, res.value.label) if tally is not None else None
+            if o.html and gold is not None and gold != res.value.label:
+                misses.append({**res.value.fields, "gold": gold, **res.value.to_dict()})
     no_matrix.warn()
-    if label_key is not None and fields and label_key not in fields:
-        from clsp.errors import ConfigError
-
-        raise ConfigError(f"--label-key {label_key!r}: no record has this field (their fields: "
-                          f"{', '.join(sorted(fields)[:12])}{', ...' if len(fields) > 12 else ''})")
-    if unknown_gold:
+    if tally is not None:
+        tally.check_key()
+    if tally is not None and tally.unknown:
         warn("gold labels not in the pack were left out of the metrics: "
-             + ", ".join(f"{k!r} x{v}" for k, v in sorted(unknown_gold.items())))
-    if label_key is not None:
-        summary = _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold)
-        if not quiet:
-            _render(summary)
-        sink.write_summary(summary, report)
-        classify_outputs(summary, misses, plot, html, html_embed)
+             + ", ".join(f"{k!r} x{v}" for k, v in sorted(tally.unknown.items())))
+    if tally is not None:
+        summary = tally.summary(o.pack, run.provenance, o.n_boot)
+        if not o.quiet:
+            from clsp_cli.tables import classification_table
+
+            classification_table(summary)
+        sink.write_summary(summary, o.report)
+        classify_outputs(summary, misses, o.plot, o.html, o.html_embed)
     sink.commit()
     return sink.exit_code
 
@@ -134,82 +105,3 @@ def _print_packs(names, load_pack) -> int:
         for attr, s in p.attributes.items():
             sys.stdout.write(f"{name}\t{attr}\t{', '.join(s.output_classes)}\n")
     return 0
-
-
-def _collect(record, label_key, prompt_set, label, gold, pred, unknown_gold) -> None:
-    value = record.get(label_key)
-    canonical = None if value is None else prompt_set.canonical_label(value)
-    if canonical is None:
-        key = "<missing>" if value is None else str(value)
-        unknown_gold[key] = unknown_gold.get(key, 0) + 1
-        return
-    gold.append(canonical)
-    pred.append(label)
-
-
-def _embeddings(items, net, prov, npy, batch_size, device):
-    """(item, embedding (1, D) or None, error or None) per input record, in order."""
-    from itertools import islice
-
-    from clsp.embed import AudioEmbedder, EmbedConfig
-    from clsp.index.records import EmbeddingReader, load_matrix
-
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, provenance=prov)
-    embedder = AudioEmbedder(net, EmbedConfig(batch_size=batch_size, device=device))
-    while chunk := list(islice(items, 256)):
-        audio = []
-        for item in chunk:
-            rec = item.record
-            if item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("_path"), str):
-                audio.append(item)  # the reader resolved the path (clsp.records.parse_line)
-        embedded = {res.item.index: res for res in embedder.run(audio)}
-        for item in chunk:
-            if item.index in embedded:
-                res = embedded[item.index]
-                yield item, (None if res.error else res.embeddings[:1]), res.error
-            else:
-                yield (item, *_stored_embedding(item, reader))
-
-
-def _stored_embedding(item, reader):
-    """A precomputed (1, D) embedding from the record ('embedding' list or 'row' of --npy)."""
-    from clsp.errors import ClspError
-
-    try:
-        return reader.vector(item)[None, :], None
-    except ClspError as exc:
-        return None, exc
-
-
-def _evaluate(gold, pred, prompt_set, pack, prov, label_key, n_boot, unknown_gold) -> dict:
-    from clsp.metrics.classification import classification_report
-
-    metrics = classification_report(gold, pred, labels=prompt_set.output_classes, n_boot=n_boot)
-    return {"task": "classify", "pack": pack, "attribute": prompt_set.attribute, "label_key": label_key,
-            "model": prov, "skipped_gold": dict(unknown_gold), **metrics}
-
-
-def _fmt(value, ci=None) -> str:
-    text = "n/a" if value is None else f"{100 * value:.1f}"
-    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci and ci[0] is not None else "")
-
-
-def _render(summary: dict) -> None:
-    from rich.table import Table
-
-    from clsp_cli.console import console
-
-    console.print(f"{summary['attribute']}: n={summary['n']}  WA {_fmt(summary['wa'], summary.get('wa_ci'))}  "
-                  f"UA {_fmt(summary['ua'], summary.get('ua_ci'))}  (%, 95% bootstrap CI)", markup=False)
-    labels, matrix = summary["confusion"]["labels"], summary["confusion"]["matrix"]
-    # show only classes that occur as gold or prediction; the summary keeps the full matrix
-    shown = [i for i, _ in enumerate(labels) if sum(matrix[i]) or sum(row[i] for row in matrix)]
-    table = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
-    table.add_column("gold \\ pred")
-    for i in shown:
-        table.add_column(labels[i], justify="right")
-    table.add_column("recall %", justify="right")
-    for i in shown:
-        recall = summary["per_class_recall"].get(labels[i])
-        table.add_row(labels[i], *[str(matrix[i][j]) for j in shown], "-" if recall is None else _fmt(recall))
-    console.print(table)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, ModelOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt
+from clsp_cli.options import (AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, ModelOpt, OnError, OnErrorOpt, Options,
+                              OutputOpt, QuietOpt)
 
 
 class Modality(str, Enum):
@@ -47,108 +48,42 @@ def main(
 
     Examples: clsp embed clips.jsonl -o clips.emb.jsonl;  clsp embed a.wav b.flac recordings/
     """
-    return _run(**locals())
+    return _run(Options.of(locals()))
 
 
-def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max_seconds, long_audio,
-         workers, max_inflight_seconds, device, dtype, shard, resume, audio_root, on_error, quiet) -> int:
+def _run(o: Options) -> int:
     from contextlib import suppress
 
-    from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
-    from clsp.errors import ClspError, ConfigError
+    from clsp.embed import TextEmbedder, embed_items
+    from clsp.embed_records import run_record
+    from clsp.errors import ClspError
     from clsp.models import load_model
-    from clsp.records import public_fields
+    from clsp_cli.console import Throughput, set_quiet
     from clsp_cli.inputs import input_items
-    from clsp_cli.console import Throughput, log, set_quiet
-    from clsp_cli.options import parse_shard
-    from clsp_cli.output import MatrixSink, RecordSink, partial_rows
+    from clsp_cli.output import MatrixSink, RecordSink
 
-    set_quiet(quiet)
-    audio = modality.value == "audio"
-    all_items = input_items(input, modality.value, audio_root)
-    part = parse_shard(shard)
-    if part is not None:
-        output, npy = part.fill(output), part.fill(npy)
-        log(f"shard {part.name} from {part.source}")
-    elif "{shard}" in output or "{shard}" in (npy or ""):
-        raise ConfigError("'{shard}' in --output/--npy needs --shard I/N or --shard auto")
-    cfg = EmbedConfig(batch_size=batch_size, max_batch_seconds=max_batch_seconds, max_seconds=max_seconds,
-                      long_audio=long_audio.value, workers=workers, device=device, dtype=dtype,
-                      max_inflight_seconds=max_inflight_seconds)
-    cfg.validate()
-    sink = RecordSink(output, resume=resume, on_error=on_error.value)  # holds the output before the slow load
-    net = load_model(model, with_text=not audio)
+    set_quiet(o.quiet)
+    audio = o.modality == "audio"
+    all_items = input_items(o.input, o.modality, o.audio_root)
+    part = _shard(o)
+    cfg = _config(o)
+    sink = RecordSink(o.output, resume=o.resume, on_error=o.on_error)  # holds the output before the slow load
+    net = load_model(o.model, with_text=not audio)
     prov = net.provenance()
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
-    sink.set_run(_run_record(modality.value, prov, None if part is None else part.name, cfg, chunk, npy is not None))
+    sink.set_run(run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None))
     items = (it for it in all_items if part is None or part.owns(it.index))
-    if resume:
-        kept = sink.done
-        if npy is not None:  # rows are flushed before their records, but a crash may still cut them
-            have = partial_rows(npy, prov["dim"])
-            kept = kept[:next((i for i, r in enumerate(kept) if r.get("row", -1) >= have), len(kept))]
-        ends = _item_ends(kept)
-        items, again = _verify_kept(output, kept, items, len(ends), chunk)
-        sink.check_run()
-        keep_items = len(ends) - again  # the chunk cut by the interruption is embedded again as a whole
-        sink.start(ends[keep_items - 1] if keep_items else 0)
-        if keep_items:
-            log(f"resuming after {keep_items} records already in {output}")
+    if o.resume:
+        items = _resume(o, sink, items, prov["dim"], chunk)
     matrix = None
-    if npy is not None:
+    if o.npy is not None:
         rows = sum(1 for r in sink.done if "row" in r)
-        matrix = MatrixSink(npy, prov["dim"], resume_rows=rows if resume else None)
-
-    def emit(item, embedding, extra=None):
-        rec = public_fields(item.record)
-        if extra:
-            rec.update(extra)
-        if matrix is not None:
-            rec["row"] = matrix.append(embedding)
-        else:
-            rec["embedding"] = [float(f"{v:.9g}") for v in embedding.tolist()]
-        rec["provenance"] = _provenance(item)
-        sink.write(rec)
-
-    def _provenance(item):
-        if part is None:
-            return prov
-        from clsp.shards import shard_provenance
-
-        return shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path))
-
-    def write_error(item, err):
-        sink.write_error(item.id, err, None if part is None else {"provenance": _provenance(item)})
-
+        matrix = MatrixSink(o.npy, prov["dim"], resume_rows=rows if o.resume else None)
     try:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
-            if not audio:
-                embedder = TextEmbedder(net, batch_size, device, dtype, chunk)
-                embedder.on_batch = progress.work
-                for item, emb, err in embedder.run(items):
-                    if err is not None:
-                        write_error(item, err)
-                    else:
-                        emit(item, emb)
-                    progress.update(failed=int(err is not None))
-            else:
-                embedder = AudioEmbedder(net, cfg)
-                embedder.on_batch = progress.work
-                for n, res in enumerate(embedder.run(items)):
-                    if res.error is not None:
-                        write_error(res.item, res.error)
-                    elif long_audio.value == "windows":
-                        for k, ((start, end), emb) in enumerate(zip(res.windows, res.embeddings)):
-                            emit(res.item, emb, {"id": f"{res.item.id}@{k}", "source_id": res.item.id,
-                                                 "window": k, "windows": len(res.windows),
-                                                 "window_start": round(start, 3), "window_end": round(end, 3)})
-                    else:
-                        emit(res.item, res.embeddings[0])
-                    progress.update(audio_seconds=res.seconds, failed=int(res.error is not None))
-                    if n % 64 == 63:
-                        if matrix is not None:
-                            matrix.flush()
-                        sink.flush()
+            results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
+            _write(results, sink, matrix, _provenance(prov, part, matrix), o.long_audio == "windows", progress,
+                   sharded=part is not None, flush_every=64 if audio else 0)
     finally:
         if matrix is not None:  # rows of records already written reach the disk, even on a failure
             with suppress(ClspError):
@@ -159,84 +94,84 @@ def _run(input, modality, model, output, npy, batch_size, max_batch_seconds, max
     return sink.exit_code
 
 
-def _run_record(modality, prov, shard, cfg, chunk, to_npy) -> dict:
-    """The settings that change the records written; a resume must match them all."""
-    from clsp import __version__
-    from clsp.embed import resolve_device, resolve_dtype
-
-    dev = resolve_device(cfg.device)
-    run = {"command": "embed", "clsp": __version__, "modality": modality, "model": prov, "shard": shard,
-           "device": dev.type, "dtype": str(resolve_dtype(cfg.dtype, dev)).removeprefix("torch."),
-           "batch_size": cfg.batch_size, "chunk_size": chunk, "npy": to_npy}
-    if modality == "audio":
-        run.update(long_audio=cfg.long_audio, max_seconds=cfg.max_seconds, max_batch_seconds=cfg.max_batch_seconds,
-                   max_inflight_seconds=cfg.max_inflight_seconds)
-    return run
-
-
-def _item_ends(recs: list[dict]) -> list[int]:
-    """For each input record fully written by an earlier run, the output records up to its end.
-
-    A ``windows`` group cut short at the end does not count.
-    """
-    ends, i = [], 0
-    while i < len(recs):
-        total = recs[i].get("windows") if "source_id" in recs[i] else None
-        step = int(total) if isinstance(total, int) and total > 0 else 1
-        if i + step > len(recs):
-            break
-        i += step
-        ends.append(i)
-    return ends
-
-
-def _verify_kept(output: str, kept: list[dict], items, done_items: int, chunk: int):
-    """Check that ``kept`` records are the start of what this run writes for ``items``.
-
-    Returns the items to embed, from the start of the chunk that holds the resume point (so
-    that batches are those of an uninterrupted run), and how many of them were written already.
-    Raises ``ConfigError`` (exit 2) naming the first record that differs.
-    """
-    from collections import deque
-    from itertools import chain
-
+def _shard(o: Options):
+    """The ``--shard`` part (None without one), with '{shard}' in -o/--npy filled in."""
     from clsp.errors import ConfigError
+    from clsp_cli.console import log
+    from clsp_cli.options import parse_shard
 
-    items = iter(items)
-    seen, pos = deque(maxlen=chunk), 0
-    for n in range(done_items):
-        item = next(items, None)
-        if item is None:
-            raise ConfigError(f"cannot resume {output}: its partial output holds {done_items} input records, "
-                              f"this input has only {n}; remove the .partial file to start over")
-        rec = kept[pos]
-        step = rec.get("windows", 1) if "source_id" in rec else 1
-        problem = _record_mismatch(item, rec)
-        if problem:
-            raise ConfigError(f"cannot resume {output}: output record {pos + 1} is for {problem}, "
-                              f"input record {n + 1} of this run is {item.id!r}; remove the .partial file to start over")
-        pos += step
-        seen.append(item)
-    again = done_items % chunk
-    return chain(list(seen)[len(seen) - again:] if again else [], items), again
+    part = parse_shard(o.shard)
+    if part is not None:
+        o.output, o.npy = part.fill(o.output), part.fill(o.npy)
+        log(f"shard {part.name} from {part.source}")
+    elif "{shard}" in o.output or "{shard}" in (o.npy or ""):
+        raise ConfigError("'{shard}' in --output/--npy needs --shard I/N or --shard auto")
+    return part
 
 
-def _record_mismatch(item, rec: dict) -> str | None:
-    """What ``rec`` (a kept output record) is, if it is not this run's record for ``item``.
+def _config(o: Options):
+    from clsp.embed import EmbedConfig
 
-    Ids and input fields must be equal; a valid record cannot stand for an input that is now
-    invalid, nor an error record for a caption that is now valid. Audio files are not read
-    again: a resume assumes they did not change.
-    """
-    from clsp.records import public_fields
+    cfg = EmbedConfig(batch_size=o.batch_size, max_batch_seconds=o.max_batch_seconds, max_seconds=o.max_seconds,
+                      long_audio=o.long_audio, workers=o.workers, device=o.device, dtype=o.dtype,
+                      max_inflight_seconds=o.max_inflight_seconds)
+    cfg.validate()
+    return cfg
 
-    rec_id = rec.get("source_id", rec.get("id"))
-    if str(rec_id) != item.id:
-        return repr(rec_id)
-    if not item.ok:
-        return None if "error" in rec else f"{rec_id!r} with a result, where this input fails ({item.error})"
-    if "error" in rec:
-        text = item.record.get("text")
-        return f"{rec_id!r} with an error, where this caption is valid" if isinstance(text, str) and text.strip() else None
-    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and rec.get(k) != v)
-    return f"{rec_id!r} with other {', '.join(other)}" if other else None
+
+def _provenance(prov: dict, part, matrix):
+    """The provenance of an item's records: the model's, plus the shard's with --shard."""
+    if part is None:
+        return lambda item: prov
+    from clsp.shards import shard_provenance
+
+    return lambda item: shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path))
+
+
+def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,
+           flush_every: int = 0) -> None:
+    """One record per result (one per window with ``windows``), or its error record (with the
+    shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
+    from clsp.embed_records import output_rows
+    from clsp.records import json_vector, public_fields
+    from clsp_cli.output import write_results
+
+    def records(res) -> list[dict]:
+        out = []
+        for emb, extra in output_rows(res, windows):
+            rec = {**public_fields(res.item.record), **extra}
+            rec.update({"row": matrix.append(emb)} if matrix is not None else {"embedding": json_vector(emb)})
+            out.append({**rec, "provenance": provenance(res.item)})
+        return out
+
+    def flushing(results):
+        for n, res in enumerate(results):
+            yield res  # written before the generator resumes
+            if flush_every and n % flush_every == flush_every - 1:
+                if matrix is not None:
+                    matrix.flush()
+                sink.flush()
+
+    error_fields = (lambda res: {"provenance": provenance(res.item)}) if sharded else None
+    for _ in write_results(sink, flushing(results), progress, records=records, error_fields=error_fields):
+        pass
+
+
+def _resume(o: Options, sink, items, dim: int, chunk: int):
+    """The items still to embed after the records kept from an interrupted run (checked)."""
+    from clsp.embed_records import item_ends, verify_kept
+    from clsp_cli.console import log
+    from clsp_cli.output import partial_rows
+
+    kept = sink.done
+    if o.npy is not None:  # rows are flushed before their records, but a crash may still cut them
+        have = partial_rows(o.npy, dim)
+        kept = kept[:next((i for i, r in enumerate(kept) if r.get("row", -1) >= have), len(kept))]
+    ends = item_ends(kept)
+    items, again = verify_kept(o.output, kept, items, len(ends), chunk)
+    sink.check_run()
+    keep_items = len(ends) - again  # the chunk cut by the interruption is embedded again as a whole
+    sink.start(ends[keep_items - 1] if keep_items else 0)
+    if keep_items:
+        log(f"resuming after {keep_items} records already in {o.output}")
+    return items

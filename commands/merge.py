@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import OutputOpt, QuietOpt
+from clsp_cli.options import Options, OutputOpt, QuietOpt
 
 
 @command
@@ -27,24 +27,25 @@ def main(
 
     Example: clsp merge part-*.jsonl --npy all.npy -o all.jsonl
     """
-    return _run(**locals())
+    return _run(Options.of(locals()))
 
 
-def _run(shards, output, npy, quiet) -> int:
+def _run(o: Options) -> int:
     from clsp.errors import InputError
+    from clsp.records import json_vector
     from clsp.shard_merge import ShardSet
     from clsp_cli.console import Throughput, log, set_quiet
     from clsp_cli.output import MatrixSink, RecordSink
 
-    set_quiet(quiet)
-    shard_set = ShardSet(shards)
+    set_quiet(o.quiet)
+    shard_set = ShardSet(o.shards)
     log(f"merging {shard_set.count} shards")
     dim = (shard_set.provenance or {}).get("dim")
-    if npy is not None and not dim:
+    if o.npy is not None and not dim:
         shard_set.close()
         raise InputError("--npy: the shards hold no embedding records, so the matrix width is unknown")
-    sink = RecordSink(output)
-    matrix = MatrixSink(npy, int(dim)) if npy is not None and dim else None
+    sink = RecordSink(o.output)
+    matrix = MatrixSink(o.npy, int(dim)) if o.npy is not None and dim else None
     failed = 0
     try:
         with Throughput("merge", "records") as progress:
@@ -52,7 +53,7 @@ def _run(shards, output, npy, quiet) -> int:
                 if vec is None:
                     failed += 1
                 else:
-                    value = matrix.append(vec) if matrix is not None else [float(f"{v:.9g}") for v in vec.tolist()]
+                    value = matrix.append(vec) if matrix is not None else json_vector(vec)
                     rec = _with_vector(rec, "row" if matrix is not None else "embedding", value)
                 sink.write(rec)
                 progress.update(failed=int(vec is None))

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import AudioRootOpt, DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, OutputOpt, QuietOpt, ReportOpt
+from clsp_cli.options import (AudioRootOpt, DeviceOpt, ModelOpt, NBootOpt, OnError, OnErrorOpt, Options, OutputOpt,
+                              QuietOpt, ReportOpt)
 
 
 @command
@@ -38,172 +39,75 @@ def main(
     Examples: clsp similarity a.wav b.wav;  clsp similarity a.wav "a whispering young woman";
     clsp similarity pairs.jsonl --human-key rating
     """
-    return _run(**locals())
+    return _run(Options.of(locals()))
 
 
-def _run(a, b, model, human_key, group_key, below, above, report, plot, output, batch_size, n_boot, device, audio_root, on_error,
-         quiet) -> int:
-    from pathlib import Path
-
+def _run(o: Options) -> int:
     from clsp.errors import ConfigError
     from clsp_cli.console import Throughput, log, set_quiet
-    from clsp_cli.output import RecordSink
+    from clsp_cli.output import RecordSink, write_results
 
-    set_quiet(quiet)
-    if batch_size < 1 or n_boot < 0:
+    set_quiet(o.quiet)
+    if o.batch_size < 1 or o.n_boot < 0:
         raise ConfigError("--batch-size must be >= 1 and --n-boot >= 0")
-    if group_key and not human_key:
+    if o.group_key and not o.human_key:
         raise ConfigError("--group-key needs --human-key")
     from clsp_cli.figures import check_outputs, similarity_plot
 
-    check_outputs(plot, None, human_key, "--human-key")
+    check_outputs(o.plot, None, o.human_key, "--human-key")
     import math
 
-    if any(v is not None and not math.isfinite(v) for v in (below, above)):
+    if any(v is not None and not math.isfinite(v) for v in (o.below, o.above)):
         raise ConfigError("--below and --above must be finite numbers")
-    if b is not None:
-        records, base = [{"id": "pair", "a": a, "b": b}], Path.cwd()
-    else:
-        from clsp.records import base_dir_of
-        from clsp.similarity import AUDIO_EXTENSIONS
-
-        source = a or "-"
-        if source.lower().endswith(AUDIO_EXTENSIONS):
-            raise ConfigError(f"{source} is audio: give two sides (clsp similarity A B) or a pairs JSONL file")
-        records, base = _pairs(source, audio_root), base_dir_of(source, audio_root)
+    pairs, base = _pairs(o)
 
     from clsp.models import load_model
-    from clsp.similarity import ModelEncoders, keep_score, score_pairs
+    from clsp.similarity import audio_only, compare, keep_score
+    from clsp.similarity_eval import RatingTally
 
-    net = load_model(model, with_text=not _audio_only(records, base))
-    prov = net.provenance()
-    sink = RecordSink(output, on_error=on_error.value)
-    ratings: list[tuple[float, float, object]] = []
-    kept = dropped = unrated = 0
+    net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
+    tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
+    sink = RecordSink(o.output, on_error=o.on_error)
+    kept = scored = 0
+    results = compare(net, pairs, batch_size=o.batch_size, device=o.device, base_dir=base)
     with Throughput("similarity", "pairs") as progress:
-        for rec in score_pairs(records, ModelEncoders(net, batch_size, device), batch_size, base_dir=base):
-            if "error" in rec:
-                sink.write_error(rec["id"], _as_error(rec["error"]))
-                progress.update(failed=1)
-                continue
-            progress.update()
-            if human_key is not None and not _collect(rec, human_key, group_key, ratings):
-                unrated += 1
-            if not keep_score(rec["score"], below, above):
-                dropped += 1
-                continue
-            kept += 1
-            sink.write(rec)
-            if b is not None:
-                log(f"{rec['pair']} similarity {rec['score']:.4f} (cosine in [-1, 1]; higher = closer in speaking style)")
-    if below is not None or above is not None:
-        log(f"similarity: kept {kept} pairs, dropped {dropped} outside the score range")
-    if human_key is not None:
-        summary = _correlations(ratings, human_key, group_key, n_boot, prov)
-        summary["unrated"] = unrated
-        if unrated:
-            log(f"similarity: {unrated} scored pairs have no numeric '{human_key}' and are not in the correlations")
-        if not quiet:
-            _render(summary)
-        sink.write_summary(summary, report)
-        similarity_plot(plot, ratings, summary)
+        for res in write_results(sink, results, progress, keep=lambda p: keep_score(p.score, o.below, o.above)):
+            scored += 1
+            if tally is not None:
+                tally.add(res.value)
+            if keep_score(res.value.score, o.below, o.above):
+                kept += 1
+                if o.b is not None:
+                    log(f"{res.value.pair} similarity {res.value.score:.4f} "
+                        "(cosine in [-1, 1]; higher = closer in speaking style)")
+    if o.below is not None or o.above is not None:
+        log(f"similarity: kept {kept} pairs, dropped {scored - kept} outside the score range")
+    if tally is not None:
+        summary = tally.summary(net.provenance(), o.n_boot)
+        if tally.unrated:
+            log(f"similarity: {tally.unrated} scored pairs have no numeric '{o.human_key}' and are not in the correlations")
+        if not o.quiet:
+            from clsp_cli.tables import correlation_table
+
+            correlation_table(summary)
+        sink.write_summary(summary, o.report)
+        similarity_plot(o.plot, tally.ratings, summary)
     sink.commit()
     return sink.exit_code
 
 
-def _pairs(source, audio_root=None):
-    """Pair records from a JSONL file or stdin; unreadable lines become errors."""
+def _pairs(o: Options):
+    """(pairs, base folder): the two sides given, or the items of a pairs JSONL file."""
+    from pathlib import Path
+
+    if o.b is not None:
+        return [{"id": "pair", "a": o.a, "b": o.b}], Path.cwd()
+    from clsp.errors import ConfigError
+    from clsp.records import base_dir_of
+    from clsp.similarity import AUDIO_EXTENSIONS
     from clsp_cli.inputs import input_items
 
-    for item in input_items([source], "pairs", audio_root):
-        if not item.ok:
-            item.error.record_id = item.id  # the reader's best id for the line (its 'id' field if readable)
-            yield item.error
-        else:
-            rec = item.record
-            if rec.get("id") == "null":
-                rec["id"] = item.index
-            yield rec
-
-
-def _as_error(err: dict):
-    """Rebuild a ClspError from an error record so the sink can apply --on-error."""
-    from clsp import errors
-
-    cls = getattr(errors, err.get("type", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.ClspError)):
-        cls = errors.InputError
-    return cls(err.get("message", ""))
-
-
-def _collect(rec, human_key, group_key, ratings) -> bool:
-    """Keep (score, rating, group) when the rating is a finite number (or numeric string)."""
-    import math
-
-    from clsp.similarity import record_field
-
-    value = record_field(rec, human_key)
-    if isinstance(value, bool):
-        return False
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return False
-    if not math.isfinite(value):
-        return False
-    ratings.append((rec["score"], value, record_field(rec, group_key) if group_key else None))
-    return True
-
-
-def _correlations(ratings, human_key, group_key, n_boot, prov) -> dict:
-    from clsp.metrics.correlation import correlation_report
-
-    summary = {"task": "similarity", "human_key": human_key, "model": prov,
-               "overall": correlation_report([r[0] for r in ratings], [r[1] for r in ratings], n_boot=n_boot)}
-    if group_key:
-        groups = sorted({str(r[2]) for r in ratings})
-        summary["group_key"] = group_key
-        summary["groups"] = {
-            g: correlation_report([r[0] for r in ratings if str(r[2]) == g], [r[1] for r in ratings if str(r[2]) == g],
-                                  n_boot=n_boot)
-            for g in groups
-        }
-    return summary
-
-
-def _fmt(rep: dict, name: str) -> str:
-    value, ci = rep.get(name), rep.get(f"{name}_ci")
-    text = "n/a" if value is None else f"{value:.3f}"
-    if name in rep.get("ci_undefined", {}):
-        return text + " [no CI]"
-    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
-
-
-def _render(summary: dict) -> None:
-    from rich.table import Table
-
-    from clsp_cli.console import console
-
-    table = Table(title=f"score vs '{summary['human_key']}' (95% bootstrap CI)", title_justify="left")
-    for col in ("pairs", "n", "Pearson r", "Spearman rho", "Kendall tau-b"):
-        table.add_column(col)
-    rows = [("all", summary["overall"])] + list(summary.get("groups", {}).items())
-    for name, rep in rows:
-        table.add_row(str(name), str(rep["n"]), _fmt(rep, "pearson"), _fmt(rep, "spearman"), _fmt(rep, "kendall"))
-    console.print(table)
-    if any("ci_undefined" in rep for _, rep in rows):
-        console.print("no CI: too few items or distinct values for a bootstrap interval (see 'ci_undefined')",
-                      markup=False)
-
-
-def _audio_only(records, base) -> bool:
-    """True for a one-off check of two audio files: the text tower need not load."""
-    from clsp.errors import ClspError
-    from clsp.similarity import resolve_side
-
-    if not isinstance(records, list) or len(records) != 1:
-        return False
-    try:
-        return all(resolve_side(records[0], s, base).kind == "audio" for s in ("a", "b"))
-    except ClspError:
-        return False
+    source = o.a or "-"
+    if source.lower().endswith(AUDIO_EXTENSIONS):
+        raise ConfigError(f"{source} is audio: give two sides (clsp similarity A B) or a pairs JSONL file")
+    return input_items([source], "pairs", o.audio_root), base_dir_of(source, o.audio_root)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import QuietOpt
+from clsp_cli.options import Options, QuietOpt
 
 
 @command
@@ -41,10 +41,10 @@ def main(
     clsp train --resume latest -o exp/my-voices;
     torchrun --nproc_per_node 8 -m clsp_cli.app train examples/configs/stage2.yaml --resume latest
     """
-    return _run(config, overrides or [], resume, output_dir, name, local_loss, max_steps, device, quiet)
+    return _run(Options.of(locals()))
 
 
-def _run(config, overrides, resume, output_dir, name, local_loss, max_steps, device, quiet) -> int:
+def _run(o: Options) -> int:
     import json
     from pathlib import Path
 
@@ -54,24 +54,24 @@ def _run(config, overrides, resume, output_dir, name, local_loss, max_steps, dev
     from clsp_cli.console import log, set_quiet
 
     is_main = env_dist_info().is_main
-    set_quiet(quiet or not is_main)
-    extra = list(overrides)
+    set_quiet(o.quiet or not is_main)
+    config, extra = o.config, list(o.overrides or [])
     if config is not None and "=" in config and not Path(config).exists():  # `--resume latest -o DIR key=value`
         config, extra = None, [config, *extra]
-    if output_dir is not None:
-        extra.append(f"output_dir={json.dumps(output_dir)}")  # a YAML string, whatever the path looks like
-    if name is not None:
-        extra.append(f"name={json.dumps(name)}")
-    if local_loss:
+    if o.output_dir is not None:
+        extra.append(f"output_dir={json.dumps(o.output_dir)}")  # a YAML string, whatever the path looks like
+    if o.name is not None:
+        extra.append(f"name={json.dumps(o.name)}")
+    if o.local_loss:
         extra.append("loss.local_loss=true")
-    if max_steps is not None:
-        extra.append(f"max_steps={max_steps}")
-    if device is not None:
-        extra.append(f"device={device}")
-    if config is None and resume is not None:
-        if output_dir is None:
+    if o.max_steps is not None:
+        extra.append(f"max_steps={o.max_steps}")
+    if o.device is not None:
+        extra.append(f"device={o.device}")
+    if config is None and o.resume is not None:
+        if o.output_dir is None:
             raise ConfigError("--resume without a config file: give --output-dir, the folder of the run to resume")
-        cfg = load_run_config(output_dir, extra)
+        cfg = load_run_config(o.output_dir, extra)
     else:
         cfg = load_config(config, extra)
 
@@ -79,7 +79,7 @@ def _run(config, overrides, resume, output_dir, name, local_loss, max_steps, dev
         shown = {k: v for k, v in record.items() if k not in ("epoch",)}
         log(" ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
 
-    result = train(cfg, resume=resume, on_log=show)
+    result = train(cfg, resume=o.resume, on_log=show)
     if result.status == "preempted":
         log(f"stopped at step {result.step}; checkpoint {result.checkpoint}; resume with --resume latest")
         return EXIT_PREEMPTED

@@ -7,7 +7,7 @@ rule, with the reason) and, for the acoustic backend, ``measurements``.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from clsp.caption.backend import METADATA_FIELDS, AcousticCaptioner
 from clsp.caption.filters import filter_captions, rank_by_similarity
@@ -146,14 +146,3 @@ def caption_model_batch(records: list[dict], captioner, ranker=None, keep: dict 
             results[i] = {**_public(rec), **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
                           "provenance": captioner.provenance()}
     return results
-
-
-def batched(items: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

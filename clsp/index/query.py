@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from itertools import chain
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
-from clsp.index.records import check_usable, record_vector
+from clsp.index.records import check_usable, load_matrix, record_vector
 from clsp.index.store import check_provenance, use_model_fix
-from clsp.records import Item, resolve_path
+from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
+from clsp.results import Result, SearchHit, SearchHits
 
 
 @dataclass
@@ -83,28 +85,31 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     if isinstance(record.get("text"), str) and record["text"].strip():
         return "text", record["text"]
     if isinstance(record.get("audio"), str) and record["audio"].strip():
-        from clsp.similarity import Side
+        from clsp.similarity import audio_side
 
-        start, end = record.get("start"), record.get("end")
-        try:
-            start = None if start is None else float(start)
-            end = None if end is None else float(end)
-        except (TypeError, ValueError):
-            raise InputError(f"query {record.get('id')!r}: start/end must be seconds") from None
-        path = resolve_path(record["audio"], base) if base is not None else record["audio"]
-        return "audio", Side("audio", path, start, end)
+        return "audio", audio_side(record["audio"], f"query {record.get('id')!r}", record.get("start"),
+                                   record.get("end"), base)
     raise InputError(f"query {record.get('id')!r}: needs an 'embedding', a 'text' or an 'audio' field")
 
 
-def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
+                npy: str | None = None) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
+    """``(items, matrix, base)`` of search queries: one item per ``texts`` / ``audios`` value,
+    then the records of ``source`` (JSONL, ``-`` for stdin, or a ``.npy`` matrix whose rows are
+    the queries ``row-N``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the
+    folder relative audio paths resolve against. Without ``source`` and with given queries,
+    stdin is not read."""
+    given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
+    given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
+    if source is None and given:
+        return iter(given), None, None
+    source = source or "-"
+    if source.endswith(".npy"):
+        mat = load_matrix(source)
+        rows = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n}) for n in range(len(mat)))
+        return chain(given, rows), mat, None
+    matrix = load_matrix(npy) if npy else None
+    return chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
 
 
 def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base) -> list:
@@ -144,7 +149,7 @@ def search_items(
     batch_size: int = 256,
 ) -> Iterator[tuple[Item, list[dict] | ClspError]]:
     """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
-    for batch in _batched(items, max(batch_size, 1)):
+    for batch in batched(items, max(batch_size, 1)):
         vectors = _vectors_for(batch, index, encoder, matrix, base)
         good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
         results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}
@@ -162,3 +167,45 @@ def search_items(
                         results[n] = exc
         for n, item in enumerate(batch):
             yield item, results[n]
+
+
+class SearchRun:
+    """The queries of one search, iterated as one ``Result[SearchHits]`` each, in input order.
+
+    ``base`` is the folder the queries' relative audio paths resolved against (None for
+    given texts/clips and ``.npy`` queries).
+    """
+
+    def __init__(self, index: VectorIndex, items: Iterable[Item], settings: SearchSettings, encoder: QueryEncoder,
+                 matrix: np.ndarray | None, base: Path | None, batch_size: int):
+        self.index, self.items, self.settings, self.encoder = index, items, settings, encoder
+        self.matrix, self.base, self.batch_size = matrix, base, batch_size
+
+    def __iter__(self) -> Iterator[Result[SearchHits]]:
+        for item, found in search_items(self.index, self.items, self.settings, self.encoder, self.matrix, self.base,
+                                        self.batch_size):
+            if isinstance(found, ClspError):
+                yield Result(item, error=found)
+            else:
+                yield Result(item, SearchHits(item.id, [SearchHit.from_dict(h) for h in found]))
+
+
+def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts: Sequence[str] = (),
+           audios: Sequence[str] = (), k: int = 10, settings: SearchSettings | None = None, npy: str | None = None,
+           model: str | None = None, device: str = "auto", batch_size: int = 256) -> SearchRun:
+    """Search an index (a directory from ``clsp search build``, or a loaded ``VectorIndex``)
+    with caption ``texts``, audio files ``audios`` and/or the query records of ``queries``
+    (see :func:`query_items`); ``settings`` overrides ``k``.
+
+    Captions and clips are embedded by ``model`` (default: the index's model, whose
+    provenance must match the index's). The index and query file are opened at once, so
+    ``ConfigError``/``InputError`` for them raise here; each query's own error is in its
+    ``Result``.
+    """
+    from clsp.index.folder import load_index
+
+    if not isinstance(index, VectorIndex):
+        index = load_index(index)
+    items, matrix, base = query_items(queries, texts, audios, npy)
+    return SearchRun(index, items, settings or SearchSettings(k), QueryEncoder(index, model, device), matrix, base,
+                     batch_size)

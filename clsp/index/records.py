@@ -6,13 +6,14 @@ it. Everything else in the record is metadata kept beside the index.
 :class:`EmbeddingReader` resolves the vector, refuses non-finite or zero vectors naming the
 record and field, and checks that every record comes from one model (the first record's,
 or the one given) with :func:`same_provenance`. ``clsp search build``, ``search eval`` (pool
-mode), ``search query`` and ``clsp classify`` read embedding records through it.
+mode), ``search query`` and ``clsp classify`` read embedding records through it;
+:func:`read_vectors` collects a whole file, :func:`index_embeddings` builds an index from one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from clsp.index.store import same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "provenance")
+OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 
 def load_matrix(path: str | Path) -> np.ndarray:
@@ -39,6 +41,15 @@ def load_matrix(path: str | Path) -> np.ndarray:
     return arr
 
 
+class MatrixNotGivenError(InputError):
+    """A record holds ``row`` (a row of the matrix ``clsp embed --npy`` wrote) but no matrix
+    was given; reported as an ``InputError``, so that callers can sum these up in one notice."""
+
+    @property
+    def type(self) -> str:
+        return "InputError"
+
+
 def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, position: int | None = None) -> np.ndarray:
     """The embedding of a record: inline ``embedding``, or ``row`` (else its position) in ``matrix``."""
     if "embedding" in record:
@@ -52,7 +63,8 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
         return vec
     if matrix is None:
         if "row" in record:
-            raise InputError(f"record {record.get('id')!r}: 'row' {record['row']!r} points into a matrix; give it with --npy")
+            raise MatrixNotGivenError(f"record {record.get('id')!r}: 'row' {record['row']!r} points into a matrix; "
+                                      "give it with --npy")
         raise InputError(f"record {record.get('id')!r}: no 'embedding' field (or give the .npy matrix)")
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
@@ -148,3 +160,54 @@ class EmbeddingReader:
             except InputError as exc:
                 item.error = exc
                 yield item, None
+
+
+def read_vectors(reader: EmbeddingReader, source: str, on_skip: OnSkip | None = None,
+                 on_read: Callable[[], None] | None = None,
+                 rows: dict | None = None) -> tuple[list[np.ndarray], list[dict], int]:
+    """``(vectors, metadata records, failed)`` of an embeddings file (``clsp embed`` JSONL or
+    ``.npy``), read with ``reader``. Unusable records are skipped, reported with
+    ``on_skip(record id, error)`` (which may raise to stop; a record holding ``row`` while no
+    matrix was given fails with :class:`MatrixNotGivenError`); ``on_read()`` follows each good
+    one. ``rows`` (a dict), when given, gets the matrix row of every record read from the
+    matrix, keyed by row, valued by id."""
+    vectors, metas, failed = [], [], 0
+    for item, vec in reader.read(source):
+        if vec is None:
+            failed += 1
+            if on_skip is not None:
+                on_skip(item.id, item.error)
+            continue
+        vectors.append(vec)
+        metas.append(record_metadata(item.record))
+        if rows is not None and "embedding" not in item.record:
+            rows.setdefault(item.record.get("row", item.index), item.id)
+        if on_read is not None:
+            on_read()
+    return vectors, metas, failed
+
+
+def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = None, add: bool = False,
+                     metric: str = "cosine", on_skip: OnSkip | None = None, on_read: Callable[[], None] | None = None,
+                     **write_options: Any) -> dict[str, Any]:
+    """Build (or with ``add`` append to) the index folder ``index_dir`` from an embeddings file
+    (``clsp embed`` JSONL, with ``row`` fields into ``npy``; or a ``.npy`` matrix).
+
+    ``write_options`` go to :func:`clsp.index.write_index` (factory, max_memory, threads,
+    lock_timeout, on_wait). Returns the summary record ``{"index", "added", "failed",
+    "count", "dim", "factory", "metric", "model"}`` (the last five when the index was
+    written). Raises ``InputError`` when there is nothing to index.
+    """
+    from clsp.index.folder import index_exists, write_index
+
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine")
+    vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
+    if not vectors and not (add and index_exists(index_dir)):
+        raise InputError(f"{source}: no embeddings to index")
+    built = write_index(index_dir, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32), metas, add=add,
+                        provenance=reader.provenance, metric=metric, **write_options)
+    out = {"index": str(index_dir), "added": len(vectors), "failed": failed}
+    if built is not None:
+        info = built.info
+        out.update(count=info.count, dim=info.dim, factory=info.factory, metric=info.metric, model=info.model)
+    return out

@@ -169,3 +169,18 @@ def speech_text_retrieval(
                             nonfinite)
     t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_", nonfinite)
     return {**s2t, **t2s}
+
+
+def recall_curve(ranks, kmax: int = 10) -> dict[int, float]:
+    """``{k: R@k}`` for k = 1..kmax from first-relevant ranks (:func:`metrics_from_ranks`)."""
+    m = metrics_from_ranks(ranks, ks=range(1, kmax + 1), n_boot=0)
+    return {k: m[f"R@{k}"] for k in range(1, kmax + 1)}
+
+
+def pool_recall_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]:
+    """Both directions of :func:`speech_text_retrieval` metrics (``s2t_R@k``, ``t2s_R@k``) as curves."""
+    out: dict[str, dict[int, float]] = {}
+    for prefix, name in (("s2t_", "speech to text"), ("t2s_", "text to speech")):
+        ks = sorted(int(k[len(prefix) + 2:]) for k in metrics if k.startswith(prefix + "R@"))
+        out[name] = {k: metrics[f"{prefix}R@{k}"] for k in ks}
+    return out

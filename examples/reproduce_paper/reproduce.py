@@ -96,7 +96,7 @@ class Embedder:
         from clsp.records import Item
 
         items = [Item(index=i, id=str(i), record={"text": t}) for i, t in enumerate(texts)]
-        return np.stack([emb for _, emb, _ in self.text.run(items)])
+        return np.stack([r.value for r in self.text.run(items)])
 
 
 def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:

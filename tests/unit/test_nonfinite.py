@@ -189,8 +189,8 @@ def test_embedders_turn_a_non_finite_model_output_into_a_named_error(clips):
     net.encode_text, net.encode_fbank = nan_text, nan_audio
     texts = [Item(index=i, id=f"t{i}", record={"text": t}) for i, t in enumerate(["calm voice", "broken", "loud"])]
     got = list(TextEmbedder(net, batch_size=8).run(texts))
-    assert [err is None for _, _, err in got] == [True, False, True]
-    assert "record 't1'" in str(got[1][2]) and "'text' holds NaN" in str(got[1][2])
+    assert [r.error is None for r in got] == [True, False, True]
+    assert "record 't1'" in str(got[1].error) and "'text' holds NaN" in str(got[1].error)
     items = [Item(index=i, id=f"c{i}", record={"audio": f"c{i}.wav", "_path": str(clips / f"c{i}.wav")})
              for i in range(2)]
     res = list(AudioEmbedder(net, EmbedConfig(batch_size=1, workers=0, device="cpu")).run(items))

@@ -19,7 +19,7 @@ from clsp.plots import (
     scatter_figure,
     training_figure,
 )
-from clsp_cli.figures import pool_recall_curves, recall_curve
+from clsp.metrics.retrieval import pool_recall_curves, recall_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,184 @@
+"""Caption backends by name, and :func:`caption_clips`, the call behind ``clsp caption``.
+
+A backend is a class registered with :func:`register_caption_backend`: built from keyword
+options by ``from_options(**options)`` (refusing, with ``ConfigError``, options that are not
+its own), it turns input items into one ``Result`` per item whose value is the caption
+record (``global_captions``, ``finegrained_captions``, ``provenance``...). A new backend
+is one class and one registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from clsp.errors import ClspError, ConfigError
+from clsp.records import Item, batched
+from clsp.results import Result
+
+Log = Callable[[str], None]
+
+
+class CaptionBackend(Protocol):
+    """What :func:`caption_clips` needs of a backend."""
+
+    def caption_items(self, items: Iterable[Item]) -> Iterator[Result[dict]]: ...
+
+
+_BACKENDS: dict[str, Any] = {}
+
+
+def register_caption_backend(name: str) -> Callable[[type], type]:
+    """Class decorator registering a caption backend under ``name``."""
+
+    def deco(cls: type) -> type:
+        _BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def caption_backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def build_caption_backend(name: str, **options: Any) -> CaptionBackend:
+    """The backend ``name`` built from ``options``; ``ConfigError`` for an unknown name or an
+    option it does not take."""
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown caption backend {name!r}; known: {', '.join(caption_backend_names())}")
+    return _BACKENDS[name].from_options(**options)
+
+
+def _kinds_check(num_global: int, num_finegrained: int) -> None:
+    if num_global < 0 or num_finegrained < 0 or num_global + num_finegrained == 0:
+        raise ConfigError("--num-global and --num-finegrained must be >= 0, and not both 0")
+
+
+@register_caption_backend("acoustic")
+class AcousticBackend:
+    """Offline measurements (pitch, rate, loudness, voice quality) put into words, on CPU.
+
+    With a ``corpus`` loudness reference and no LUFS value, every clip is measured first
+    (the reference is the corpus median), then captioned.
+    """
+
+    def __init__(self, captioner: Any, log: Log | None = None):
+        self.captioner, self.log = captioner, log
+
+    @classmethod
+    def from_options(cls, bins: str | None = None, loudness_reference: str = "corpus", num_global: int = 1,
+                     num_finegrained: int = 1, seed: int = 0, log: Log | None = None,
+                     **others: Any) -> "AcousticBackend":
+        from clsp.caption.backend import AcousticCaptioner
+        from clsp.caption.loudness import LoudnessReference
+
+        _kinds_check(num_global, num_finegrained)
+        if others.get("model") or others.get("select_with"):
+            raise ConfigError("--model and --select-with belong to --backend model")
+        reference = LoudnessReference.parse(loudness_reference)
+        return cls(AcousticCaptioner.from_bins_file(bins, num_global=num_global, num_finegrained=num_finegrained,
+                                                    seed=seed, loudness=reference), log)
+
+    def _measured(self, item: Item) -> Any:
+        """The item's measurements, or the error that stops it."""
+        from clsp.caption.pipeline import measure_record
+
+        if item.error is not None:
+            return item.error
+        try:
+            return measure_record(item.record, self.captioner)
+        except ClspError as exc:
+            return exc
+
+    def caption_items(self, items: Iterable[Item]) -> Iterator[Result[dict]]:
+        from clsp.caption.loudness import LoudnessReference, corpus_reference
+        from clsp.caption.pipeline import caption_acoustic
+
+        captioner = self.captioner
+        pairs: Iterable = ((item, self._measured(item)) for item in items)
+        if captioner.loudness.mode == "corpus" and captioner.loudness.lufs is None:
+            pairs = list(pairs)
+            lufs = corpus_reference([m.overall.get("loudness_lufs") for _, m in pairs if not isinstance(m, ClspError)])
+            captioner = replace(captioner, loudness=LoudnessReference("corpus", lufs))
+            if lufs is not None and self.log is not None:
+                self.log(f"caption: loudness words relative to the corpus median of {lufs:.1f} LUFS "
+                         f"(pass --loudness-reference {lufs:.1f} to caption more clips of this corpus alike)")
+        for item, m in pairs:
+            try:
+                if isinstance(m, ClspError):
+                    raise m
+                rec = caption_acoustic(item.record, captioner, measurements=m)
+            except ClspError as exc:
+                yield Result(item, error=exc)
+                continue
+            yield Result(item, rec, seconds=rec["measurements"]["duration_s"])
+
+
+@register_caption_backend("model")
+class AudioLMBackend:
+    """An audio language model (e.g. Qwen2-Audio) prompted for each kind of caption, with
+    optional ranking of sampled candidates by a CLSP model's speech-caption similarity."""
+
+    def __init__(self, config: Any, select_with: str | None, keep: dict[str, int]):
+        self.config, self.select_with, self.keep = config, select_with, keep
+
+    @classmethod
+    def from_options(cls, model: str | None = None, num_global: int = 1, num_finegrained: int = 1, seed: int = 0,
+                     temperature: float = 0.6, top_p: float = 0.95, top_k: int = 20, num_samples: int = 1,
+                     max_new_tokens: int = 512, select_with: str | None = None, batch_size: int = 8,
+                     device: str = "auto", dtype: str = "auto", **others: Any) -> "AudioLMBackend":
+        """Checks the options; the models load when the first batch is captioned."""
+        from clsp.caption.llm import ModelCaptionConfig, SamplingConfig
+
+        _kinds_check(num_global, num_finegrained)
+        if not model:
+            raise ConfigError("--backend model needs --model DIR_OR_HUB_ID")
+        kinds = tuple(k for k, n in (("global", num_global), ("finegrained", num_finegrained)) if n > 0)
+        sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k, num_samples=num_samples,
+                                  max_new_tokens=max_new_tokens, seed=seed)
+        config = ModelCaptionConfig(model=model, device=device, dtype=dtype, batch_size=batch_size, kinds=kinds,
+                                    sampling=sampling)
+        return cls(config, select_with, {"global": num_global, "finegrained": num_finegrained})
+
+    def caption_items(self, items: Iterable[Item]) -> Iterator[Result[dict]]:
+        from clsp.caption.llm import AudioLMCaptioner
+        from clsp.caption.pipeline import caption_model_batch
+
+        captioner = AudioLMCaptioner(self.config)
+        ranker = None
+        if self.select_with:
+            from clsp.models import load_model
+
+            ranker = load_model(self.select_with)
+        for batch in batched(items, self.config.batch_size):
+            good = [it for it in batch if it.error is None]
+            results = iter(caption_model_batch([it.record for it in good], captioner, ranker, self.keep))
+            for item in batch:
+                res = item.error if item.error is not None else next(results)
+                yield Result(item, error=res) if isinstance(res, ClspError) else Result(item, res)
+
+
+def _as_cut(res: Result[dict]) -> Result[dict]:
+    """The caption record as a Lhotse cut (``clsp.cuts.captioned_cut``), or the error."""
+    from clsp.cuts import captioned_cut
+
+    if not res.ok:
+        return res
+    try:
+        return Result(res.item, captioned_cut(res.item.record, res.value), seconds=res.seconds)
+    except ClspError as exc:
+        return Result(res.item, error=exc)
+
+
+def caption_clips(items: Iterable[Item], backend: str = "acoustic", as_cuts: bool = False,
+                  **options: Any) -> Iterator[Result[dict]]:
+    """Speaking-style captions for audio items: one ``Result`` per item, in order, whose value
+    is the caption record (with ``as_cuts``: the input's cut, or a new MonoCut, with the
+    captions in its first supervision's custom fields).
+
+    ``options`` go to the backend (see :func:`build_caption_backend`); the backend is built
+    at once, so bad options raise ``ConfigError`` here.
+    """
+    results = build_caption_backend(backend, **options).caption_items(items)
+    return (_as_cut(r) for r in results) if as_cuts else results

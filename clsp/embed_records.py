@@ -1,0 +1,106 @@
+"""The records ``clsp embed`` writes: one per item or per window (:func:`output_rows`), the
+run record of the settings that change them, and the resume proof that the records an
+interrupted run kept are the start of what this run writes (same inputs, options and
+model), or a refusal with ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import chain
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from clsp import __version__
+from clsp.embed import AudioResult, EmbedConfig, resolve_device, resolve_dtype
+from clsp.errors import ConfigError
+from clsp.records import Item, public_fields
+from clsp.results import Result
+
+
+def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """The records ``clsp embed`` writes for one successful result: ``(embedding (D,), fields)``
+    each. With ``windows`` (``--long-audio windows``) one per window, with ``id`` ``ID@K``,
+    ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds);
+    otherwise one, without extra fields."""
+    if not windows or not isinstance(result, AudioResult):
+        return [(result.value if result.value.ndim == 1 else result.value[0], {})]
+    item_id, spans = result.item.id, result.windows
+    return [(emb, {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
+                   "window_start": round(start, 3), "window_end": round(end, 3)})
+            for k, ((start, end), emb) in enumerate(zip(spans, result.value))]
+
+
+def run_record(modality: str, prov: dict, shard: str | None, cfg: EmbedConfig, chunk: int, to_npy: bool) -> dict:
+    """The settings that change the records written; a resume must match them all."""
+    dev = resolve_device(cfg.device)
+    run = {"command": "embed", "clsp": __version__, "modality": modality, "model": prov, "shard": shard,
+           "device": dev.type, "dtype": str(resolve_dtype(cfg.dtype, dev)).removeprefix("torch."),
+           "batch_size": cfg.batch_size, "chunk_size": chunk, "npy": to_npy}
+    if modality == "audio":
+        run.update(long_audio=cfg.long_audio, max_seconds=cfg.max_seconds, max_batch_seconds=cfg.max_batch_seconds,
+                   max_inflight_seconds=cfg.max_inflight_seconds)
+    return run
+
+
+def item_ends(recs: list[dict]) -> list[int]:
+    """For each input record fully written by an earlier run, the output records up to its end.
+
+    A ``windows`` group cut short at the end does not count.
+    """
+    ends, i = [], 0
+    while i < len(recs):
+        total = recs[i].get("windows") if "source_id" in recs[i] else None
+        step = int(total) if isinstance(total, int) and total > 0 else 1
+        if i + step > len(recs):
+            break
+        i += step
+        ends.append(i)
+    return ends
+
+
+def verify_kept(output: str, kept: list[dict], items: Iterable[Item], done_items: int,
+                chunk: int) -> tuple[Iterator[Item], int]:
+    """Check that ``kept`` records are the start of what this run writes for ``items``.
+
+    Returns the items to embed, from the start of the chunk that holds the resume point (so
+    that batches are those of an uninterrupted run), and how many of them were written already.
+    Raises ``ConfigError`` (exit 2) naming the first record that differs.
+    """
+    items = iter(items)
+    seen, pos = deque(maxlen=chunk), 0
+    for n in range(done_items):
+        item = next(items, None)
+        if item is None:
+            raise ConfigError(f"cannot resume {output}: its partial output holds {done_items} input records, "
+                              f"this input has only {n}; remove the .partial file to start over")
+        rec = kept[pos]
+        step = rec.get("windows", 1) if "source_id" in rec else 1
+        problem = record_mismatch(item, rec)
+        if problem:
+            raise ConfigError(f"cannot resume {output}: output record {pos + 1} is for {problem}, "
+                              f"input record {n + 1} of this run is {item.id!r}; remove the .partial file to start over")
+        pos += step
+        seen.append(item)
+    again = done_items % chunk
+    return chain(list(seen)[len(seen) - again:] if again else [], items), again
+
+
+def record_mismatch(item: Item, rec: dict[str, Any]) -> str | None:
+    """What ``rec`` (a kept output record) is, if it is not this run's record for ``item``.
+
+    Ids and input fields must be equal; a valid record cannot stand for an input that is now
+    invalid, nor an error record for a caption that is now valid. Audio files are not read
+    again: a resume assumes they did not change.
+    """
+    rec_id = rec.get("source_id", rec.get("id"))
+    if str(rec_id) != item.id:
+        return repr(rec_id)
+    if not item.ok:
+        return None if "error" in rec else f"{rec_id!r} with a result, where this input fails ({item.error})"
+    if "error" in rec:
+        text = item.record.get("text")
+        return f"{rec_id!r} with an error, where this caption is valid" if isinstance(text, str) and text.strip() else None
+    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and rec.get(k) != v)
+    return f"{rec_id!r} with other {', '.join(other)}" if other else None

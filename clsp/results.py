@@ -1,0 +1,120 @@
+"""One result per input item: the value it gave, or the error that stopped it.
+
+Batch APIs (:func:`clsp.classify`, :func:`clsp.search`, :func:`clsp.compare`) yield one
+:class:`Result` per input, in input order, so a caller writes one output record per input
+record. The typed values (:class:`SearchHit`, :class:`Prediction`, :class:`PairScore`) turn
+into the JSON records ``clsp`` writes with ``to_dict``; the field names and order there are
+the command-line output format (see README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from clsp.errors import ClspError
+from clsp.records import error_record
+
+T = TypeVar("T")
+
+
+@dataclass
+class Result(Generic[T]):
+    """The outcome for one input ``item`` (a ``clsp.records.Item``, or a record id).
+
+    Exactly one of ``value`` and ``error`` is set; ``error`` is a ``ClspError`` naming
+    the item and the reason. ``seconds`` is the audio the item held (for throughput).
+    """
+
+    item: Any
+    value: T | None = None
+    error: ClspError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def id(self) -> Any:
+        """The input's id: ``item.id`` for an ``Item``, else ``item`` itself."""
+        return getattr(self.item, "id", self.item)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output record: ``value.to_dict()`` (or the value itself), or an error record."""
+        if self.error is not None:
+            return error_record(self.id, self.error)
+        return self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
+
+
+@dataclass
+class SearchHit:
+    """One index hit: the indexed ``id``, its ``score`` (cosine/ip: higher is closer; l2:
+    squared distance, lower is closer) and the fields stored with it."""
+
+    id: str
+    score: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, hit: dict[str, Any]) -> "SearchHit":
+        """From a ``VectorIndex.search`` hit ``{"id", "score", **fields}``."""
+        return cls(str(hit["id"]), float(hit["score"]), {k: v for k, v in hit.items() if k not in ("id", "score")})
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"id", "score" (6 decimals), **fields}``."""
+        return {"id": self.id, "score": round(self.score, 6), **self.fields}
+
+
+@dataclass
+class SearchHits:
+    """The hits of one query, best first."""
+
+    id: Any
+    hits: list[SearchHit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class Prediction:
+    """A zero-shot label for one clip: the input record's fields plus ``label``, ``scores``
+    (class -> probability, summing to 1) and, when asked for, ``top_k`` (best classes first)."""
+
+    fields: dict[str, Any]
+    label: str
+    scores: dict[str, float]
+    top_k: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.fields, "label": self.label, "scores": self.scores}
+        if self.top_k is not None:
+            out["top_k"] = self.top_k
+        return out
+
+
+PAIR_RESULT_FIELDS = ("score", "pair", "metadata")
+
+
+@dataclass
+class PairScore:
+    """The similarity of one pair: the pair record's fields plus ``id``, ``score`` (cosine in
+    [-1, 1], 6 decimals) and ``pair`` (``audio-audio``, ``audio-text``...); the record's own
+    fields named ``score``, ``pair`` or ``metadata`` are kept under ``metadata``."""
+
+    id: Any
+    score: float
+    pair: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+
+    def field(self, key: str) -> Any:
+        """A field of the pair record as it was given (``score`` and the like from ``metadata``)."""
+        return (self.metadata or {}).get(key) if key in PAIR_RESULT_FIELDS else self.fields.get(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.fields, "id": self.id, "score": self.score, "pair": self.pair}
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out

@@ -1,0 +1,164 @@
+"""Retrieval evaluation (``clsp search eval``): queries against an index, or a speech-caption pool.
+
+Metrics are CLSP's R@1/5/10 and mAP@10 with 95% bootstrap CIs (``clsp.metrics.retrieval``).
+Records that cannot be used (unreadable, no relevant id, a caption naming no speech record)
+are left out and reported through ``on_skip(what, reason)``; their count is ``failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from clsp.errors import ClspError, InputError
+from clsp.index.records import EmbeddingReader, OnSkip, load_matrix, read_vectors
+
+
+@dataclass
+class Evaluation:
+    """A retrieval summary (JSON-able), the number of records left out, and R@k curves
+    (name -> {k: R@k}) when asked for."""
+
+    summary: dict[str, Any]
+    failed: int = 0
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)
+
+
+def relevant_ids(record: dict, key: str) -> list[str]:
+    """The relevant id(s) of a query record (a string or int, or a non-empty list of them);
+    ``InputError`` naming the query otherwise."""
+    value = record.get(key)
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, list) and value and all(isinstance(v, (str, int)) for v in value):
+        return [str(v) for v in value]
+    raise InputError(f"query {record.get('id')!r}: needs the relevant id(s) in field '{key}'")
+
+
+def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "relevant", group_key: str | None = None,
+                   n_boot: int = 1000, settings: Any = None, npy: str | None = None, model: str | None = None,
+                   device: str = "auto", on_skip: OnSkip | None = None) -> Evaluation:
+    """Search the index at ``index_dir`` with each query of ``queries`` (vectors, captions or
+    audio, see ``clsp.index.query``) and score the rank of its first relevant hit.
+
+    ``settings`` is a ``clsp.index.query.SearchSettings`` (k=10 by default). Raises
+    ``ConfigError``/``InputError`` for an unreadable index or query file.
+    """
+    from clsp.index import load_index
+    from clsp.index.query import QueryEncoder, SearchSettings, query_items, search_items
+    from clsp.metrics.retrieval import metrics_from_ranks, ranks_from_hits, recall_curve
+
+    settings = settings or SearchSettings()
+    index = load_index(index_dir)
+    items, matrix, base = query_items(queries, npy=npy)
+    groups: dict[str, list] = {}
+    failed = 0
+    for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
+        try:
+            if isinstance(result, ClspError):
+                raise result
+            relevant = relevant_ids(item.record, relevant_key)
+        except ClspError as exc:
+            failed += 1
+            if on_skip is not None:
+                on_skip(f"query {item.id}", exc)
+            continue
+        rank = ranks_from_hits([[h["id"] for h in result]], [relevant])[0]
+        for key in ["all"] + ([str(item.record.get(group_key))] if group_key else []):
+            groups.setdefault(key, []).append(rank)
+    overall = groups.pop("all", [])
+    summary = {"task": "retrieval", "index": str(index_dir), "queries": len(overall), "failed": failed,
+               "model": index.info.model, "metrics": metrics_from_ranks(overall, n_boot=n_boot)}
+    if group_key:
+        summary["group_key"] = group_key
+        summary["groups"] = {g: metrics_from_ranks(r, n_boot=n_boot) for g, r in sorted(groups.items())}
+    curves = {name: recall_curve(r, settings.k) for name, r in [("queries to index", overall), *sorted(groups.items())]}
+    return Evaluation(summary, failed, curves)
+
+
+def _unit_rows(mat: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm: cosine, as in the index (the reader refused zero rows)."""
+    return mat / np.linalg.norm(mat, axis=1, keepdims=True)
+
+
+def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
+                    on_skip: OnSkip | None) -> tuple[list[int], list[int]]:
+    """For each caption that names a speech record in ``match_key`` (else its own id): the
+    speech row it describes, and the caption's row; the others are skipped."""
+    row_of = {str(r["id"]): n for n, r in enumerate(speech)}
+    owner, keep = [], []
+    for n, rec in enumerate(captions):
+        target = str(rec.get(match_key, rec["id"]))
+        if target not in row_of:
+            if on_skip is not None:
+                on_skip(f"caption {rec['id']}", f"no speech record with id {target!r} (field '{match_key}')")
+            continue
+        owner.append(row_of[target])
+        keep.append(n)
+    return owner, keep
+
+
+def _refuse_shared_rows(speech_rows: dict, caption_rows: dict, npy: str | None) -> None:
+    """A caption read from the row of a clip is that clip's speech vector (a perfect, false score):
+    rows of one --npy used by both sides mean each side's rows point into its own matrix.
+    Raises ``ConfigError`` naming the first such row."""
+    from clsp.errors import ConfigError
+
+    both = sorted(set(speech_rows) & set(caption_rows))
+    if both:
+        row = both[0]
+        raise ConfigError(f"--speech and --captions point at the same rows of --npy {npy} ({len(both)} rows; row "
+                          f"{row}: speech {speech_rows[row]!r}, caption {caption_rows[row]!r}): give each side the "
+                          "matrix it was written with, --speech-npy SPEECH.npy --captions-npy CAPTIONS.npy")
+
+
+def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group_key: str | None = None,
+                  n_boot: int = 1000, npy: str | None = None, curves: bool = False, on_skip: OnSkip | None = None,
+                  on_read: Callable[[], None] | None = None, speech_npy: str | None = None,
+                  captions_npy: str | None = None, on_caption_skip: OnSkip | None = None) -> Evaluation:
+    """Speech-to-text and text-to-speech retrieval within a pool of speech and caption
+    embeddings (both from one model), each caption relevant to the clip named in
+    ``match_key`` (``clsp.metrics.retrieval.speech_text_retrieval``).
+
+    ``speech_npy`` / ``captions_npy`` are the matrices each side's ``row`` fields point into
+    (default: ``npy`` for both). Skipped captions go to ``on_caption_skip`` (default:
+    ``on_skip``), skipped speech records to ``on_skip``. Raises ``InputError`` when either side has no usable
+    embedding, ``ProvenanceError`` when the two come from different models, ``ConfigError``
+    when records of both sides claim the same rows of a single ``npy``.
+    """
+    from clsp.metrics.retrieval import pool_recall_curves, speech_text_retrieval
+
+    shared = load_matrix(npy) if npy and not (speech_npy and captions_npy) else None
+    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared)
+    speech_rows: dict = {}
+    avecs, arecs, afail = read_vectors(reader, speech, on_skip, on_read, rows=speech_rows)
+    # the same reader, so that captions must come from the speech side's model
+    reader.matrix = load_matrix(captions_npy) if captions_npy else shared
+    caption_rows: dict = {}
+    on_caption_skip = on_caption_skip or on_skip
+    tvecs, trecs, tfail = read_vectors(reader, captions, on_caption_skip, on_read, rows=caption_rows)
+    if not speech_npy and not captions_npy:
+        _refuse_shared_rows(speech_rows, caption_rows, npy)
+    if not avecs or not tvecs:
+        raise InputError("pool mode needs at least one speech and one caption embedding")
+    audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
+    owner, keep = _caption_owners(arecs, trecs, match_key, on_caption_skip)
+    failed = afail + tfail + len(trecs) - len(keep)
+    owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
+    trecs = [trecs[n] for n in keep]
+    summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
+               "failed": failed, "model": (reader.provenance or {}).get("model"),
+               "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
+    out = Evaluation(summary, failed)
+    if curves:
+        ks = range(1, min(20, len(audio), len(text)) + 1)
+        out.curves = pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0))
+    if group_key:
+        labels = np.asarray([str(r.get(group_key)) for r in trecs])
+        summary["group_key"] = group_key
+        summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
+                             for g in sorted(set(labels.tolist()))}
+    return out
+

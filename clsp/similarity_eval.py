@@ -1,0 +1,56 @@
+"""Similarity scores against human ratings: the ``clsp similarity --human-key`` report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from clsp.results import PairScore
+
+
+def numeric_rating(value: Any) -> float | None:
+    """A rating as a finite float (numbers and numeric strings), else None (booleans too)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class RatingTally:
+    """``(score, rating, group)`` of each scored pair whose ``human_key`` field is a number."""
+
+    human_key: str
+    group_key: str | None = None
+    ratings: list[tuple[float, float, Any]] = field(default_factory=list)
+    unrated: int = 0
+
+    def add(self, pair: PairScore) -> bool:
+        """Count one scored pair; False (and counted in ``unrated``) when it has no numeric rating."""
+        rating = numeric_rating(pair.field(self.human_key))
+        if rating is None:
+            self.unrated += 1
+            return False
+        self.ratings.append((pair.score, rating, pair.field(self.group_key) if self.group_key else None))
+        return True
+
+    def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
+        """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group
+        (``clsp.metrics.correlation.correlation_report``)."""
+        from clsp.metrics.correlation import correlation_report
+
+        def report(rows):
+            return correlation_report([r[0] for r in rows], [r[1] for r in rows], n_boot=n_boot)
+
+        summary = {"task": "similarity", "human_key": self.human_key, "model": provenance,
+                   "overall": report(self.ratings)}
+        if self.group_key:
+            summary["group_key"] = self.group_key
+            summary["groups"] = {g: report([r for r in self.ratings if str(r[2]) == g])
+                                 for g in sorted({str(r[2]) for r in self.ratings})}
+        summary["unrated"] = self.unrated
+        return summary

@@ -1,0 +1,176 @@
+"""Zero-shot labels for input items (audio clips or stored embeddings), one result each.
+
+``clsp classify`` and :func:`clsp.classify` run :func:`predict`; :class:`GoldTally`
+gathers the gold labels for the WA/UA report (``clsp.metrics.classification``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from clsp.errors import ClspError
+from clsp.index.records import EmbeddingReader
+from clsp.prompts.schema import PromptSet
+from clsp.records import Item, public_fields
+from clsp.results import Prediction, Result
+from clsp.zeroshot import ZeroShotClassifier
+
+CHUNK = 256  # items read ahead so that the audio among them is embedded in batches
+
+
+def _wants_audio(item: Item) -> bool:
+    """An item to embed from audio: no stored vector, and a path the reader resolved."""
+    rec = item.record
+    return item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("_path"), str)
+
+
+def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None = None, batch_size: int = 32,
+                    device: str = "auto") -> Iterator[Result[np.ndarray]]:
+    """A (1, D) embedding per item, in order: from its audio (embedded as ``clsp embed``
+    does), or its stored ``embedding`` / ``row`` of ``matrix``, checked by
+    :class:`~clsp.index.records.EmbeddingReader` against ``model``'s provenance."""
+    from clsp.embed import AudioEmbedder, EmbedConfig
+
+    reader = EmbeddingReader(matrix, provenance=model.provenance())
+    embedder = AudioEmbedder(model, EmbedConfig(batch_size=batch_size, device=device))
+    items = iter(items)
+    while chunk := list(islice(items, CHUNK)):
+        embedded = {res.item.index: res for res in embedder.run([it for it in chunk if _wants_audio(it)])}
+        for item in chunk:
+            if item.index in embedded:
+                res = embedded[item.index]
+                yield Result(item, None if res.error else res.embeddings[:1], res.error)
+                continue
+            try:
+                yield Result(item, reader.vector(item)[None, :])
+            except ClspError as exc:
+                yield Result(item, error=exc)
+
+
+def prediction_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The input fields a prediction keeps: public ones, without a stored vector."""
+    return {k: v for k, v in public_fields(record).items() if k not in ("embedding", "provenance")}
+
+
+def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, matrix: np.ndarray | None = None,
+            batch_size: int = 32, device: str = "auto", top_k: int = 0) -> Iterator[Result[Prediction]]:
+    """One :class:`~clsp.results.Prediction` (or error) per item, in input order.
+
+    ``model`` embeds the audio items (and its provenance must match stored embeddings);
+    ``top_k`` > 0 adds the k best classes. Errors: the item's own (unreadable audio, a
+    stored vector from another model, NaN/inf...), as ``ClspError`` in the result.
+    """
+    for res in item_embeddings(items, model, matrix, batch_size, device):
+        if res.error is not None:
+            yield res
+            continue
+        try:
+            out = classifier.classify(res.value, top_k=top_k or None)[0]
+        except ClspError as exc:
+            yield Result(res.item, error=exc)
+            continue
+        yield Result(res.item, Prediction(prediction_fields(res.item.record), out["label"], out["scores"],
+                                          out.get("top_k")))
+
+
+def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = None,
+                  labels: Mapping[str, str | Sequence[str]] | None = None) -> PromptSet:
+    """The classes to choose from: ``labels`` (class -> its prompt sentence(s)), else a
+    ``PromptSet``, else a built-in pack name or pack file (``clsp.prompts.load_pack``) and
+    its ``attribute``. Raises ``ConfigError`` for an unknown or invalid pack."""
+    if labels is not None:
+        from clsp.prompts.schema import build_prompt_set
+
+        classes = {name: {"prompts": [p] if isinstance(p, str) else list(p)} for name, p in labels.items()}
+        return build_prompt_set(attribute or "label", {"classes": classes}, "labels")
+    if isinstance(pack, PromptSet):
+        return pack
+    from clsp.prompts import load_pack
+
+    return load_pack(pack).get(attribute)
+
+
+class Classification:
+    """Zero-shot predictions, iterated as one ``Result[Prediction]`` per input in order; the
+    ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at once."""
+
+    def __init__(self, classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, provenance: dict,
+                 **options: Any):
+        self.classifier, self.items, self.model, self.provenance = classifier, items, model, provenance
+        self.options = options
+
+    def __iter__(self) -> Iterator[Result[Prediction]]:
+        return predict(self.classifier, self.items, self.model, **self.options)
+
+
+def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emotion", attribute: str | None = None,
+             labels: Mapping[str, str | Sequence[str]] | None = None, temperature: float | None = None,
+             top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto") -> Classification:
+    """Classify speech zero-shot: one :class:`~clsp.results.Prediction` (or error) per input.
+
+    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``inputs``: audio paths,
+    records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix) or
+    ``Item`` s (see ``clsp.records.as_items``). Classes: see :func:`prompt_set_of`.
+    Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
+    ``1 / temperature``. Raises ``ConfigError`` for a bad pack before the model is loaded.
+    """
+    from clsp.index.records import load_matrix
+    from clsp.models import load_model
+    from clsp.records import as_items
+
+    prompt_set = prompt_set_of(pack, attribute, labels)
+    net = load_model(model) if isinstance(model, str) else model
+    clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
+    return Classification(clf, as_items(inputs), net, net.provenance(), matrix=load_matrix(npy) if npy else None,
+                          batch_size=batch_size, device=device, top_k=top_k)
+
+
+@dataclass
+class GoldTally:
+    """Gold and predicted labels of the items that carry a known gold label in ``label_key``.
+
+    Gold labels not in the prompt set (or missing) are counted in ``unknown`` and left out.
+    """
+
+    prompt_set: PromptSet
+    label_key: str
+    gold: list[str] = field(default_factory=list)
+    pred: list[str] = field(default_factory=list)
+    unknown: dict[str, int] = field(default_factory=dict)
+    fields: set[str] = field(default_factory=set)  # of the counted records, to tell a key that none has
+
+    def add(self, record: dict[str, Any], label: str) -> str | None:
+        """Count one prediction; returns the canonical gold label, or None when unknown."""
+        self.fields.update(public_fields(record))
+        value = record.get(self.label_key)
+        canonical = None if value is None else self.prompt_set.canonical_label(value)
+        if canonical is None:
+            key = "<missing>" if value is None else str(value)
+            self.unknown[key] = self.unknown.get(key, 0) + 1
+            return None
+        self.gold.append(canonical)
+        self.pred.append(label)
+        return canonical
+
+    def check_key(self) -> None:
+        """Raise ``ConfigError`` naming ``label_key`` (and the fields the records have) when
+        records were counted and none of them has that field: a mistyped key, not a gap."""
+        fields = self.fields
+        if fields and self.label_key not in fields:
+            from clsp.errors import ConfigError
+
+            raise ConfigError(f"--label-key {self.label_key!r}: no record has this field (their fields: "
+                              f"{', '.join(sorted(fields)[:12])}{', ...' if len(fields) > 12 else ''})")
+
+    def summary(self, pack: str, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
+        """The evaluation summary: WA, UA, per-class recall, confusion and 95% bootstrap CIs
+        (``clsp.metrics.classification.classification_report``)."""
+        from clsp.metrics.classification import classification_report
+
+        metrics = classification_report(self.gold, self.pred, labels=self.prompt_set.output_classes, n_boot=n_boot)
+        return {"task": "classify", "pack": pack, "attribute": self.prompt_set.attribute, "label_key": self.label_key,
+                "model": provenance, "skipped_gold": dict(self.unknown), **metrics}

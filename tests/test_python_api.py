@@ -1,0 +1,80 @@
+"""The public Python API (clsp.classify / compare / search) and the README's example of it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import clsp
+from clsp.results import PairScore, Prediction, SearchHits
+from clsp_cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples/data"
+
+
+def _readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def _cli(*args: str) -> list[dict]:
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("api")
+    _cli("embed", str(DATA / "clips.jsonl"), "-m", "tiny-random", "-o", str(tmp / "clips.emb.jsonl"), "-q")
+    _cli("search", "build", str(tmp / "clips.emb.jsonl"), "-o", str(tmp / "clips.idx"), "-q")
+    return tmp / "clips.idx"
+
+
+def test_readme_python_api_example_runs(index_dir, monkeypatch):
+    code = _readme_snippet().replace('"default"', '"tiny-random"').replace('"clips.idx"', repr(str(index_dir)))
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5  # two clips classified, two pairs compared, one query
+    assert lines[2].split()[0] == "audio-audio" and lines[3].split()[0] == "audio-text"
+    assert lines[4].startswith("an angry, loud female voice [(")
+
+
+def test_api_results_match_the_commands(index_dir):
+    clips = [str(DATA / "03a01Wa.flac"), str(DATA / "missing.flac")]
+    preds = list(clsp.classify("tiny-random", clips, pack="gender"))
+    assert isinstance(preds[0].value, Prediction) and preds[0].ok
+    assert not preds[1].ok and "missing.flac" in str(preds[1].error)
+    cli = _cli("classify", clips[0], "-m", "tiny-random", "--pack", "gender", "-q")
+    assert preds[0].to_dict() == cli[0]
+
+    pairs = [(clips[0], str(DATA / "09a01Nb.flac")), (clips[0], "")]
+    scores = list(clsp.compare("tiny-random", pairs))
+    assert isinstance(scores[0].value, PairScore) and -1.0 <= scores[0].value.score <= 1.0
+    assert not scores[1].ok and "empty text" in str(scores[1].error)
+    one = _cli("similarity", pairs[0][0], pairs[0][1], "-m", "tiny-random", "-q")[0]
+    assert one["score"] == scores[0].value.score and one["pair"] == scores[0].value.pair
+
+    found = list(clsp.search(index_dir, texts=["a calm voice"], k=2))
+    assert isinstance(found[0].value, SearchHits) and len(found[0].value.hits) == 2
+    cli = _cli("search", "query", str(index_dir), "--text", "a calm voice", "-k", "2", "-q")
+    assert found[0].to_dict() == cli[0]
+
+
+def test_classify_with_own_labels_gives_a_distribution_over_them():
+    labels = {"calm": "A calm voice.", "angry": ["An angry voice.", "Someone shouting."]}
+    (res,) = clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=labels, top_k=2)
+    assert set(res.value.scores) == {"calm", "angry"} and res.value.label in labels
+    assert sum(res.value.scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert [t["label"] for t in res.value.top_k][0] == res.value.label

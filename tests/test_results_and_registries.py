@@ -1,0 +1,75 @@
+"""The result type, Options and the caption-backend registry."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import pytest
+
+from clsp.caption import backends
+from clsp.errors import AudioError, ConfigError
+from clsp.records import Item
+from clsp.results import PairScore, Prediction, Result, SearchHit, SearchHits
+from clsp_cli.options import Options
+
+
+def test_result_records_keep_the_output_fields():
+    hit = SearchHit.from_dict({"id": "c1", "score": 0.123456789, "speaker": "03", "metadata": {"score": 4}})
+    assert hit.to_dict() == {"id": "c1", "score": 0.123457, "speaker": "03", "metadata": {"score": 4}}
+    assert list(SearchHits("q", [hit]).to_dict()) == ["id", "hits"]
+    pred = Prediction({"id": "a", "audio": "/x.wav"}, "calm", {"calm": 0.75, "angry": 0.25})
+    assert list(pred.to_dict()) == ["id", "audio", "label", "scores"]
+    pair = PairScore("p", 0.5, "audio-text", {"id": "p", "a": "x.wav", "b": "calm"}, {"score": 3.0})
+    assert pair.to_dict() == {"id": "p", "a": "x.wav", "b": "calm", "score": 0.5, "pair": "audio-text",
+                              "metadata": {"score": 3.0}}
+    assert pair.field("score") == 3.0 and pair.field("a") == "x.wav"
+
+
+def test_a_failed_result_is_an_error_record_named_by_its_item():
+    res = Result(Item(index=0, id="clip-7"), error=AudioError("/d/clip-7.wav: no such file"))
+    assert not res.ok and res.id == "clip-7"
+    assert res.to_dict() == {"id": "clip-7", "error": {"type": "AudioError", "message": "/d/clip-7.wav: no such file"}}
+
+
+def test_options_hold_enum_choices_as_values():
+    class Color(str, Enum):
+        red = "red"
+
+    o = Options.of({"color": Color.red, "k": 3})
+    assert o.color == "red" and type(o.color) is str and o.k == 3
+
+
+def test_a_new_caption_backend_is_one_class_and_one_registration(monkeypatch):
+    monkeypatch.setattr(backends, "_BACKENDS", dict(backends._BACKENDS))
+
+    @backends.register_caption_backend("echo")
+    class Echo:
+        def __init__(self, suffix: str):
+            self.suffix = suffix
+
+        @classmethod
+        def from_options(cls, suffix: str = "!", **others):
+            return cls(suffix)
+
+        def caption_items(self, items):
+            for item in items:
+                if item.error is not None:
+                    yield Result(item, error=item.error)
+                else:
+                    yield Result(item, {"id": item.id, "global_captions": [item.id + self.suffix]})
+
+    assert "echo" in backends.caption_backend_names() and "acoustic" in backends.caption_backend_names()
+    items = [Item(0, "a", {"id": "a"}), Item(1, "b", error=AudioError("b.wav: unreadable"))]
+    out = list(backends.caption_clips(items, "echo", suffix="?"))
+    assert out[0].value["global_captions"] == ["a?"] and not out[1].ok
+    with pytest.raises(ConfigError, match="unknown caption backend 'nope'.*acoustic, echo, model"):
+        backends.build_caption_backend("nope")
+
+
+def test_caption_backends_refuse_options_that_are_not_theirs():
+    with pytest.raises(ConfigError, match="belong to --backend model"):
+        backends.build_caption_backend("acoustic", model="some/audio-lm")
+    with pytest.raises(ConfigError, match="needs --model"):
+        backends.build_caption_backend("model")
+    with pytest.raises(ConfigError, match="not both 0"):
+        backends.build_caption_backend("acoustic", num_global=0, num_finegrained=0)
