@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers.assets import REPO
 import clsp
 from clsp.results import PairScore, Prediction, SearchHits
 from clsp_cli.app import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 DATA = ROOT / "examples/data"
 
 
