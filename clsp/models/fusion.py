@@ -13,7 +13,10 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
      "max_windows": 4,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
      "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head)
-     "gender_dim": 16}       # width of the trainable Linear+GELU over that log-odds
+     "gender_dim": 16,       # width of the trainable Linear+GELU over that log-odds
+     "speaker_proj_dim": null}  # null: the layer-normalised d-vectors as they are; k > 0: projected
+                             # to k values (a bottleneck against memorising few training voices);
+                             # 0: d-vectors feed only the gender head
 
 Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
 Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
@@ -50,7 +53,7 @@ class SpeakerFusionEncoder(nn.Module):
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
                  max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
-                 load_weights: bool = True):
+                 speaker_proj_dim: int | None = None, load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -62,7 +65,12 @@ class SpeakerFusionEncoder(nn.Module):
         limits = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
         self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
-        self.speaker_norm = nn.LayerNorm(self.speaker_dim) if self.speaker_dim else None
+        if speaker_proj_dim is not None and speaker_proj_dim < 0:
+            raise ConfigError("speaker_fusion: speaker_proj_dim must be null, 0 or positive")
+        use_dvec = bool(self.speaker_dim) and speaker_proj_dim != 0
+        self.speaker_norm = nn.LayerNorm(self.speaker_dim) if use_dvec else None
+        self.speaker_proj = nn.Linear(self.speaker_dim, speaker_proj_dim) if use_dvec and speaker_proj_dim else None
+        speaker_out = (speaker_proj_dim or self.speaker_dim) if use_dvec else 0
         self.gender_head = self.gender_proj = None
         if gender_head:
             if not speakers or gender_dim < 1:
@@ -80,7 +88,7 @@ class SpeakerFusionEncoder(nn.Module):
             from clsp.models.compact import CompactSpeechEncoder
 
             self.compact = CompactSpeechEncoder(**{"num_mel_bins": num_mel_bins, **compact})
-        self.output_dim = (self.speaker_dim + (gender_dim if gender_head else 0) + (stats_dim if stats else 0)
+        self.output_dim = (speaker_out + (gender_dim if gender_head else 0) + (stats_dim if stats else 0)
                            + (self.compact.output_dim if self.compact else 0))
 
     def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +120,8 @@ class SpeakerFusionEncoder(nn.Module):
         frozen = frozen.to(waveforms.device, torch.float32)
         out = []
         if self.speaker_norm is not None:
-            out.append(self.speaker_norm(frozen[:, : self.speaker_dim]))
+            dvec = self.speaker_norm(frozen[:, : self.speaker_dim])
+            out.append(self.speaker_proj(dvec) if self.speaker_proj is not None else dvec)
         rest = frozen[:, self.speaker_dim :]
         if self.gender_proj is not None:
             out.append(self.gender_proj(rest[:, :1]))
