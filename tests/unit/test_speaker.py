@@ -158,3 +158,17 @@ def test_fusion_gender_head_feeds_the_packaged_heads_log_odds():
     other = ["voicefilter"] if speakers == ["ge2e"] else ["ge2e"]
     with pytest.raises(Exception, match="gender head: fitted on"):
         build_speech_encoder({"type": "speaker_fusion", "speakers": other, "gender_head": True})
+
+
+def test_speaker_proj_dim_bottleneck_or_no_d_vectors():
+    from clsp.errors import ConfigError
+
+    base = {"type": "speaker_fusion", "speakers": ["ge2e"], "stats": True, "stats_dim": 8, "load_weights": False}
+    wave = torch.from_numpy(vibrato_clip(1.0, 150, 0.3))[None]
+    for proj, dim in ((None, 256 + 8), (0, 8), (12, 12 + 8)):
+        enc = build_speech_encoder({**base, "speaker_proj_dim": proj})
+        with torch.no_grad():
+            out, _ = enc(wave, torch.tensor([wave.shape[1]]))
+        assert enc.output_dim == dim and out.shape == (1, 1, dim)
+    with pytest.raises(ConfigError, match="speaker_proj_dim"):
+        build_speech_encoder({**base, "speaker_proj_dim": -1})
