@@ -19,6 +19,7 @@ or ``{"text": ...}``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
@@ -51,14 +52,21 @@ def _resolve(path: str, base: Path | None) -> str:
 
 
 def looks_like_audio(value: str, base: Path | None = None) -> bool:
-    """Guess whether a string names an audio file rather than being free text."""
+    """Guess whether a string names an audio file rather than being free text.
+
+    An existing file is audio; so is a string that looks like a path: an audio extension
+    with no spaces or with a folder, or no whitespace at all and a folder separator or a
+    file-like extension (``clips/a.fla``, a mistyped ``a.wav``), so that a missing file is
+    reported as missing, not scored as a caption. Write ``{"text": ...}`` to force text."""
     if "\n" in value or not value.strip():
         return False
     if os.path.isfile(_resolve(value, base)):
         return True
-    if not value.lower().endswith(AUDIO_EXTENSIONS):
+    if value.lower().endswith(AUDIO_EXTENSIONS):
+        return (" " not in value) or ("/" in value) or (os.sep in value)
+    if any(ch.isspace() for ch in value.strip()):
         return False
-    return (" " not in value) or ("/" in value) or (os.sep in value)
+    return "/" in value or os.sep in value or re.search(r"\.[A-Za-z0-9]{2,5}$", value) is not None
 
 
 def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:

@@ -46,6 +46,9 @@ def test_audio_or_text_guess(tmp_path):
     assert not looks_like_audio("a whispering young woman")
     assert not looks_like_audio("she said hello.wav")  # spaces, no folder: free text
     assert not looks_like_audio("")
+    # path-like strings are paths even with a mistyped extension: reported missing, not scored as text
+    assert looks_like_audio("examples/data/03a01Wa.fla") and looks_like_audio("clip.wvv")
+    assert not looks_like_audio("angry") and not looks_like_audio("e.g.") and not looks_like_audio("calm. quiet")
 
 
 def test_resolve_side_explicit_fields_and_objects(tmp_path):
