@@ -337,7 +337,7 @@ class Trainer:
                     self._check_batch_sizes(batches)
                     stats = self._optimizer_step(batches)
                     self.step += 1
-                    if self.step % cfg.log_every == 0 or stats["skipped"]:
+                    if self.step % cfg.log_every == 0 or stats["skipped"] or self.step == cfg.max_steps:
                         self._log_step(stats, batches, time.perf_counter() - t0)
                     self._check_divergence(stats["skipped"])
                     if cfg.valid_every and self.step % cfg.valid_every == 0:

@@ -57,3 +57,12 @@ def test_nan_guard_freeze_and_checkpointing(tmp_path: Path) -> None:
     stats = trainer._optimizer_step(batches)
     assert not stats["skipped"]
     assert not torch.equal(trainer.model.audio_projection[0].weight, before["audio_projection.0.weight"])
+
+
+def test_a_run_shorter_than_log_every_still_logs_its_last_step(tmp_path: Path) -> None:
+    import json
+
+    trainer = _trainer(tmp_path, "max_steps=2", "log_every=10", "checkpoint_every=0", "valid_every=0")
+    trainer.run()
+    rows = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2]
