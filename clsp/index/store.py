@@ -110,7 +110,8 @@ def use_model_fix(model: str | None, role: str) -> str:
     """The fix for embeddings refused next to another model's: run the command again with
     ``--model`` naming the model ``model`` (``role``: "that made them"...)."""
     return (f"run it again with --model set to the model {role}" + (f", {model!r}" if model else "")
-            + " (its built-in name, or its model directory)")
+            + " (a built-in name or hub id as written; for a model you trained or converted, its model "
+              "directory, e.g. OUT/checkpoints/step-N/model)")
 
 
 def read_info(path: Path) -> IndexInfo:
