@@ -182,3 +182,20 @@ def test_forgotten_npy_gives_one_warning_per_input_not_per_record(pool):
     assert r.exit_code == 1
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
     assert len(warnings) == 2 and all("12 records" in w for w in warnings)
+
+
+def test_caption_texts_example_gives_one_text_record_per_caption():
+    import subprocess
+    import sys
+
+    from tests.helpers.assets import REPO
+
+    manifest = REPO / "examples" / "data" / "captions.jsonl"
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "caption_texts.py"), str(manifest)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    source = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    assert len(rows) == sum(len(r.get("global_captions", [])) + len(r.get("finegrained_captions", [])) for r in source)
+    assert {r["audio_id"] for r in rows} == {r["id"] for r in source}
+    assert all(r["text"] and r["caption_type"] in ("global", "finegrained") for r in rows)
+    assert len({r["id"] for r in rows}) == len(rows)
