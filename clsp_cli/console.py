@@ -71,6 +71,13 @@ def error(message: str) -> None:
     get_console().print(f"error: {message}", style="bold red", markup=False)
 
 
+def singular(noun: str) -> str:
+    """'clips' -> 'clip', 'queries' -> 'query': the unit for a count of one."""
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    return noun[:-1] if noun.endswith("s") else noun
+
+
 class Throughput:
     """Live progress on stderr: a rich bar on a terminal; otherwise a plain line every
     ``progress_seconds()`` seconds and a summary line at the end.
@@ -121,7 +128,8 @@ class Throughput:
 
     def summary(self) -> str:
         dt = max(time.perf_counter() - self.start, 1e-9)
-        text = f"{self.count} {self.unit} ({self.failed} failed), {self.count / dt:.1f} {self.unit}/s"
+        text = f"{self.count} {singular(self.unit) if self.count == 1 else self.unit} ({self.failed} failed), " \
+               f"{self.count / dt:.1f} {self.unit}/s"
         if self.audio_seconds:
             text += f", {self.audio_seconds / dt:.1f} audio-s/s"
         return text

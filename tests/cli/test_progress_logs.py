@@ -80,3 +80,12 @@ def test_quiet_search_eval_prints_no_table(tmp_path):
     quiet = CliRunner().invoke(app, [*args, "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
     assert json.loads(quiet.stdout)["metrics"]["s2t_R@1"] == 1.0
+
+
+def test_a_count_of_one_takes_the_singular_unit():
+    from clsp_cli.console import Throughput, singular
+
+    assert [singular(u) for u in ("clips", "queries", "pairs", "captions")] == ["clip", "query", "pair", "caption"]
+    t = Throughput("search", "queries")
+    t.update()
+    assert t.summary().startswith("1 query (0 failed), ") and "queries/s" in t.summary()
