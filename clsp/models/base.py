@@ -39,6 +39,9 @@ class ModelConfig:
     sample_rate: int = 16000
     num_mel_bins: int = 128
     name: str = "clsp"
+    # rank of the gender anchor (clsp.models.anchor); 0: none. Needs a speech encoder with
+    # ``gender_logodds`` (speaker_fusion with gender_head: true)
+    gender_anchor: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +71,14 @@ class CLSPModel(nn.Module):
         self.text_projection = projection(self.text_encoder.output_dim, h, d)
         self.text_transform = Transform(d, config.head_dropout)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.gender_anchor = None
+        if config.gender_anchor:
+            if not callable(getattr(self.speech_encoder, "gender_logodds", None)):
+                raise ConfigError("gender_anchor needs a speech encoder with a gender head "
+                                  "(speaker_fusion with gender_head: true)")
+            from clsp.models.anchor import GenderAnchor
+
+            self.gender_anchor = GenderAnchor(d, config.gender_anchor)
         self.name = config.name
         self.checksum: str | None = None
         # the model this one was trained from: {"model": name, "checksum": ...} (None: trained from scratch)
@@ -92,7 +103,12 @@ class CLSPModel(nn.Module):
 
     def audio_embed_unnormalized(self, feats: torch.Tensor, feat_lens: torch.Tensor,
                                  frozen: torch.Tensor | None = None) -> torch.Tensor:
-        return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens, frozen)))
+        if self.gender_anchor is None:
+            return self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens, frozen)))
+        if frozen is None:
+            frozen = self.speech_encoder.frozen_features(feats, feat_lens)
+        x = self.audio_transform(self.audio_projection(self.speech_features(feats, feat_lens, frozen)))
+        return self.gender_anchor(x, self.speech_encoder.gender_logodds(frozen))
 
     def encode_fbank(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Unit-norm audio embeddings from padded encoder inputs and their lengths ``(B,)``.

@@ -109,6 +109,13 @@ class SpeakerFusionEncoder(nn.Module):
             parts.append(signal_stats(*self._fbank(waveforms, lengths)))
         return torch.cat(parts, dim=-1).float()
 
+    def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:
+        """The gender head's female log-odds ``(B, 1)`` from ``frozen_features`` output.
+        ``ConfigError`` when the tower has no gender head."""
+        if self.gender_head is None:
+            raise ConfigError("speaker_fusion: gender_logodds needs gender_head: true")
+        return frozen[:, self.speaker_dim : self.speaker_dim + 1].float()
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
                 frozen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if waveforms.ndim != 2 or lengths.shape != waveforms.shape[:1]:

@@ -4,8 +4,10 @@ and the ``speaker_fusion`` tower.
 ``weights/gender_head.json`` holds a logistic regression ``p(female) = sigmoid(w . d + b)``
 over the concatenated, each L2-normalised d-vectors of the speaker encoders it names
 (``"speakers"``, e.g. ``["ge2e", "voicefilter"]``). It is fitted by
-``examples/default_model/gender_head.py`` on synthetic voices (Flite, espeak-ng) and the
-EmoDB training speakers only; that script prints its accuracy on held-out speakers.
+``examples/default_model/gender_head.py`` on synthetic voices (Flite, espeak-ng, MBROLA
+diphone voices) and the EmoDB training speakers only; that script prints its accuracy on
+held-out speakers. Towers on other speaker encoders read ``weights/gender_head_<a>_<b>.json``
+(``head_file``), e.g. ``gender_head_ge2e.json`` for GE2E alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ import torch
 from torch import nn
 
 HEAD_FILE = Path(__file__).resolve().parent / "weights" / "gender_head.json"
+
+
+def head_file(speakers: list[str]) -> Path:
+    """The packaged head for the speaker encoders ``speakers``: ``weights/gender_head.json``
+    (the captioner's) when it was fitted on them, else ``weights/gender_head_<a>_<b>.json``."""
+    if read_head()["speakers"] == list(speakers):
+        return HEAD_FILE
+    return HEAD_FILE.with_name(f"gender_head_{'_'.join(speakers)}.json")
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +50,7 @@ def gender_linear(speakers: list[str], load_weights: bool = True) -> nn.Linear:
     ``load_weights`` (``ConfigError`` when the head was fitted on other speaker encoders)."""
     from clsp.errors import ConfigError
 
-    head = read_head()
+    head = read_head(str(head_file(speakers))) if load_weights else read_head()
     if load_weights and head["speakers"] != list(speakers):
         raise ConfigError(f"gender head: fitted on speaker encoders {head['speakers']}, the tower has {list(speakers)}")
     layer = nn.Linear(len(head["weights"]) if load_weights else 256 * len(speakers), 1)

@@ -92,6 +92,14 @@ class Trainer:
 
             paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
                                  seed=cfg.seed, cache=self.cache)
+        if self.model.gender_anchor is not None and ckpt.resolve_resume(self.out, resume) is None:
+            from clsp.models.anchor import fit_gender_anchor
+            from clsp.train.text_init import sample_caption_groups
+
+            captions = [c for g in sample_caption_groups(cfg.data.train, 5000, cfg.seed) for c in g]
+            fitted = fit_gender_anchor(self.model, captions)
+            log.info("gender anchor: %d caption pairs, basis holds %.1f%% of their differences",
+                     fitted["pairs"], 100 * fitted["energy"])
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
         self.towers = ContrastiveTowers(self.model)

@@ -1,13 +1,17 @@
 """Fit the gender head (clsp.models.gender_head): logistic regression on speaker d-vectors.
 
-Training voices: Flite (slt female; kal16, rms, awb male) and espeak-ng (en+f1..f5 female,
-en+m1..m7 male) at several pitch settings, plus the EmoDB training speakers (the held-out
+Training voices: Flite (slt female; kal16, rms, awb male), espeak-ng (en+f1..f5 female,
+en+m1..m7 male) and the MBROLA diphone voices driven by espeak-ng that are installed
+(Debian contrib/non-free ``mbrola-us1`` ... ``mbrola-sw2``: recordings of real speakers, 8
+female and 12 male; build-time only, skipped when absent) at several pitch settings, plus the EmoDB training speakers (the held-out
 speakers of prepare_emodb.TEST_SPEAKERS are never used). Writes the head as JSON
 (``clsp/models/weights/gender_head.json``, read by the captioner and by ``speaker_fusion``
 towers with ``gender_head: true``) and prints accuracy on the held-out EmoDB speakers.
 
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
         --speakers ge2e voicefilter --out clsp/models/weights/gender_head.json
+    python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
+        --speakers ge2e --out clsp/models/weights/gender_head_ge2e.json
 """
 
 from __future__ import annotations
@@ -30,6 +34,17 @@ from prepare_emodb import TEST_SPEAKERS  # noqa: E402
 FLITE = {"slt": ("female", [170, 200, 235]), "kal16": ("male", [90, 110, 135]), "rms": ("male", [90, 110, 135]),
          "awb": ("male", [90, 110, 135])}
 ESPEAK = {**{f"en+f{i}": "female" for i in range(1, 6)}, **{f"en+m{i}": "male" for i in range(1, 8)}}
+# espeak-ng voice "mb-<name>" -> (Debian package's voice folder in /usr/share/mbrola, gender)
+MBROLA = {"us1": "female", "us2": "male", "us3": "male", "en1": "male", "de1-en": "female", "de2-en": "male",
+          "de3-en": "female", "de4-en": "male", "de5-en": "female", "de6-en": "male", "fr1-en": "male",
+          "fr4-en": "female", "hu1-en": "female", "pl1-en": "female", "sw1-en": "male", "sw2-en": "female",
+          "nl2-en": "male", "ro1-en": "male", "gr2-en": "male", "af1-en": "male"}
+MBROLA_DIR = Path("/usr/share/mbrola")
+
+
+def mbrola_voices() -> dict[str, str]:
+    """The MBROLA voices of ``MBROLA`` whose Debian package is installed."""
+    return {v: g for v, g in MBROLA.items() if (MBROLA_DIR / v.split("-")[0]).is_dir()}
 
 
 def synth_clips(out: Path, per_voice: int, seed: int) -> list[tuple[Path, str]]:
@@ -48,6 +63,13 @@ def synth_clips(out: Path, per_voice: int, seed: int) -> list[tuple[Path, str]]:
             path = out / f"espeak-{voice.replace('+', '_')}-{i}.wav"
             pitch, speed = rng.randint(25, 75), rng.randint(130, 200)
             subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
+                           check=True, capture_output=True)
+            clips.append((path, gender))
+    for voice, gender in mbrola_voices().items():
+        for i, text in enumerate(make_sentences(rng, per_voice, short=False)):
+            path = out / f"mbrola-{voice}-{i}.wav"
+            pitch, speed = rng.randint(20, 80), rng.randint(130, 190)
+            subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
                            check=True, capture_output=True)
             clips.append((path, gender))
     return clips
@@ -115,10 +137,10 @@ def main() -> None:
     acc = float(np.mean((xt @ w + b > 0) == np.array([g == "female" for _, g, _ in test])))
     head = {"_doc": "Logistic regression on the concatenated d-vectors of `speakers` (clsp.models.fusion."
                     "SPEAKER_ENCODERS, default settings): p(female) = sigmoid(w . d + b). "
-                    "Fitted by examples/default_model/gender_head.py on Flite + espeak-ng voices and the EmoDB "
-                    "training speakers.",
+                    "Fitted by examples/default_model/gender_head.py on Flite, espeak-ng and MBROLA voices and "
+                    "the EmoDB training speakers.",
             "speakers": args.speakers, "weights": [round(float(v), 6) for v in w], "bias": round(b, 6),
-            "train_clips": len(train), "heldout_emodb_accuracy": round(acc, 4)}
+            "train_clips": len(train), "mbrola_voices": sorted(mbrola_voices()), "heldout_emodb_accuracy": round(acc, 4)}
     args.out.write_text(json.dumps(head, indent=1) + "\n")
     print(json.dumps({"train_clips": len(train), "synthetic": len(synth), "heldout_emodb_clips": len(test),
                       "heldout_emodb_accuracy": acc}))

@@ -1,0 +1,116 @@
+"""Gender anchor: the joint space's gender subspace, driven by a calibrated gender head.
+
+A contrastive speech head trained on few voices learns gender from whatever separates
+them in training (pitch and loudness statistics, the training voices' d-vectors) and
+carries that into its zero-shot answers on real speech. The gender anchor takes the
+decision away from it: the captions' gender subspace of the joint space (text side) is
+projected out of the speech head's output, and the speech embedding's component there
+is set by the frozen gender head of the speech tower alone
+(``clsp.models.gender_head``: log-odds of a female voice from pretrained speaker
+d-vectors)::
+
+    y   = normalize(x - B^T B x)                         x: speech head output (N, D)
+    out = y + scale * tanh(slope * logodds) * u          then L2-normalised by the model
+
+``B`` ``(rank, D)``: orthonormal rows spanning the differences between text embeddings of
+captions that differ only in gender words (``swap_gender``); ``u`` ``(D,)``: the first row,
+the unit mean difference female - male. ``B`` and ``u`` are buffers fitted from the
+training captions when training starts (``fit_gender_anchor``), for a text side that
+stays frozen; ``scale`` and ``slope`` are trained. The decision threshold stays the gender
+head's own (log-odds 0), which was fitted with every training voice weighted equally. A zero-shot question about
+gender then compares ``cos(out, t_female) - cos(out, t_male)``, whose sign follows the
+gender head for any caption pair in the subspace.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SWAPS = {"man": "woman", "woman": "man", "male": "female", "female": "male", "he": "she", "she": "he",
+         "his": "her", "her": "his", "men": "women", "women": "men", "boy": "girl", "girl": "boy"}
+FEMALE_WORDS = {"woman", "female", "she", "her", "women", "girl"}
+_WORD = re.compile(r"\b(" + "|".join(SWAPS) + r")\b", re.IGNORECASE)
+# caption pairs that name the speaker's gender and nothing else, added to the training captions' pairs
+BASE_CAPTIONS = ("A man speaks.", "A male speaker.", "The voice of a man.", "A male voice.", "He is speaking.",
+                 "A man is talking.", "A male speaker talks.", "An adult man speaks.")
+
+
+def swap_gender(caption: str) -> tuple[str, bool] | None:
+    """The caption with gender words swapped (man <-> woman, male <-> female, he <-> she,
+    his <-> her, ...) and whether the original names a female speaker; ``None`` when it names
+    no gender or mixes both."""
+    words = [m.group(1).lower() for m in _WORD.finditer(caption)]
+    if not words:
+        return None
+    female = {w in FEMALE_WORDS for w in words}
+    if len(female) != 1:
+        return None
+
+    def swap(m: re.Match) -> str:
+        w = SWAPS[m.group(1).lower()]
+        return w.capitalize() if m.group(1)[0].isupper() else w
+
+    return _WORD.sub(swap, caption), female.pop()
+
+
+class GenderAnchor(nn.Module):
+    """``forward(x (N, D), logodds (N, 1)) -> (N, D)``, see the module docstring."""
+
+    def __init__(self, dim: int, rank: int = 4):
+        super().__init__()
+        self.rank = rank
+        self.register_buffer("basis", torch.zeros(rank, dim))
+        self.register_buffer("direction", torch.zeros(dim))
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.slope = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x: torch.Tensor, logodds: torch.Tensor) -> torch.Tensor:
+        basis = self.basis.to(x.dtype)
+        y = F.normalize(x - (x @ basis.T) @ basis, dim=-1)
+        gate = torch.tanh(self.slope * logodds.to(x.dtype).reshape(-1, 1))
+        return y + self.scale * gate * self.direction.to(x.dtype)
+
+    @torch.no_grad()
+    def fit(self, female: torch.Tensor, male: torch.Tensor) -> float:
+        """Set ``basis`` and ``direction`` from paired unit text embeddings ``(P, D)`` (row i
+        of ``female`` and of ``male`` differ only in gender words). Returns the share of the
+        differences' energy the basis holds."""
+        diff = (female - male).double()
+        u = F.normalize(diff.mean(0), dim=0)
+        rest = diff - (diff @ u)[:, None] * u
+        _, _, vh = torch.linalg.svd(rest, full_matrices=False)
+        basis = torch.cat([u[None], vh[: self.rank - 1]])  # the rows of vh span rest's rows, all orthogonal to u
+        self.basis.copy_(basis.float())
+        self.direction.copy_(u.float())
+        return float(((diff @ basis.T) ** 2).sum() / (diff ** 2).sum().clamp(min=1e-12))
+
+
+def fit_gender_anchor(model, captions: list[str], max_pairs: int = 2000) -> dict:
+    """Fit ``model.gender_anchor`` from ``captions`` (the training captions) plus
+    ``BASE_CAPTIONS``: each caption naming one gender is paired with its gender-swapped
+    twin and both go through the (frozen) text side. Returns ``{"pairs", "energy"}``;
+    ``ValueError`` when fewer than ``rank`` pairs exist."""
+    pairs: dict[str, str] = {}
+    for caption in list(BASE_CAPTIONS) + list(dict.fromkeys(captions)):
+        swapped = swap_gender(caption)
+        if swapped is not None and len(pairs) < max_pairs:
+            twin, is_female = swapped
+            female, male = (caption, twin) if is_female else (twin, caption)
+            pairs.setdefault(female, male)
+    anchor = model.gender_anchor
+    if len(pairs) < anchor.rank:
+        raise ValueError(f"gender anchor: {len(pairs)} gender-swappable captions, need at least {anchor.rank}")
+    female, male = list(pairs), list(pairs.values())
+    was_training = model.training
+    model.eval()
+    try:
+        t_f = torch.cat([model.encode_text(female[i : i + 256]) for i in range(0, len(female), 256)])
+        t_m = torch.cat([model.encode_text(male[i : i + 256]) for i in range(0, len(male), 256)])
+    finally:
+        model.train(was_training)
+    energy = anchor.fit(t_f.to(anchor.basis.device), t_m.to(anchor.basis.device))
+    return {"pairs": len(pairs), "energy": energy}
