@@ -12,10 +12,11 @@ d-vectors)::
     y   = normalize(x - B^T B x)                         x: speech head output (N, D)
     out = y + scale * tanh(slope * logodds) * u          then L2-normalised by the model
 
-``B`` ``(rank, D)``: orthonormal rows spanning the differences between text embeddings of
+``B`` ``(rank, D)``: orthonormal (or zero) rows spanning the differences between text embeddings of
 captions that differ only in gender words (``swap_gender``); ``u`` ``(D,)``: the first row,
 the unit mean difference female - male. ``B`` and ``u`` are buffers fitted from the
-training captions when training starts (``fit_gender_anchor``), for a text side that
+training captions when a model with an unfitted anchor starts training
+(``fit_gender_anchor``; a fine-tuned model keeps its parent's), for a text side that
 stays frozen; ``scale`` and ``slope`` are trained. The decision threshold stays the gender
 head's own (log-odds 0), which was fitted with every training voice weighted equally. A zero-shot question about
 gender then compares ``cos(out, t_female) - cos(out, t_male)``, whose sign follows the
@@ -68,6 +69,11 @@ class GenderAnchor(nn.Module):
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.slope = nn.Parameter(torch.tensor(0.5))
 
+    @property
+    def fitted(self) -> bool:
+        """Whether ``fit`` has set the subspace (a new anchor's buffers are zero)."""
+        return bool(self.direction.abs().sum() > 0)
+
     def forward(self, x: torch.Tensor, logodds: torch.Tensor) -> torch.Tensor:
         basis = self.basis.to(x.dtype)
         y = F.normalize(x - (x @ basis.T) @ basis, dim=-1)
@@ -82,8 +88,12 @@ class GenderAnchor(nn.Module):
         diff = (female - male).double()
         u = F.normalize(diff.mean(0), dim=0)
         rest = diff - (diff @ u)[:, None] * u
-        _, _, vh = torch.linalg.svd(rest, full_matrices=False)
-        basis = torch.cat([u[None], vh[: self.rank - 1]])  # the rows of vh span rest's rows, all orthogonal to u
+        _, sv, vh = torch.linalg.svd(rest, full_matrices=False)
+        # rows of vh with non-zero singular values span rest's rows, all orthogonal to u;
+        # rows beyond the pairs' own rank stay zero (they project nothing out)
+        keep = vh[: self.rank - 1][sv[: self.rank - 1] > 1e-6 * float(sv.max().clamp(min=1e-12))]
+        basis = torch.zeros(self.rank, diff.shape[1], dtype=diff.dtype)
+        basis[0], basis[1 : 1 + len(keep)] = u, keep
         self.basis.copy_(basis.float())
         self.direction.copy_(u.float())
         return float(((diff @ basis.T) ** 2).sum() / (diff ** 2).sum().clamp(min=1e-12))
@@ -92,8 +102,8 @@ class GenderAnchor(nn.Module):
 def fit_gender_anchor(model, captions: list[str], max_pairs: int = 2000) -> dict:
     """Fit ``model.gender_anchor`` from ``captions`` (the training captions) plus
     ``BASE_CAPTIONS``: each caption naming one gender is paired with its gender-swapped
-    twin and both go through the (frozen) text side. Returns ``{"pairs", "energy"}``;
-    ``ValueError`` when fewer than ``rank`` pairs exist."""
+    twin and both go through the (frozen) text side. Returns ``{"pairs", "energy"}``. With
+    fewer independent pair differences than ``rank``, the remaining basis rows stay zero."""
     pairs: dict[str, str] = {}
     for caption in list(BASE_CAPTIONS) + list(dict.fromkeys(captions)):
         swapped = swap_gender(caption)
@@ -102,8 +112,6 @@ def fit_gender_anchor(model, captions: list[str], max_pairs: int = 2000) -> dict
             female, male = (caption, twin) if is_female else (twin, caption)
             pairs.setdefault(female, male)
     anchor = model.gender_anchor
-    if len(pairs) < anchor.rank:
-        raise ValueError(f"gender anchor: {len(pairs)} gender-swappable captions, need at least {anchor.rank}")
     female, male = list(pairs), list(pairs.values())
     was_training = model.training
     model.eval()

@@ -92,7 +92,8 @@ class Trainer:
 
             paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
                                  seed=cfg.seed, cache=self.cache)
-        if self.model.gender_anchor is not None and ckpt.resolve_resume(self.out, resume) is None:
+        anchor = self.model.gender_anchor
+        if anchor is not None and not anchor.fitted and ckpt.resolve_resume(self.out, resume) is None:
             from clsp.models.anchor import fit_gender_anchor
             from clsp.train.text_init import sample_caption_groups
 

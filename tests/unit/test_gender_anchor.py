@@ -39,7 +39,8 @@ def test_fit_spans_the_pair_differences_with_the_mean_first():
     anchor = GenderAnchor(dim, rank=3)
     energy = anchor.fit(female, male)
     b = anchor.basis.double()
-    assert torch.allclose(b @ b.T, torch.eye(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(b[:2] @ b[:2].T, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    assert torch.equal(anchor.basis[2], torch.zeros(dim))  # the differences span two directions only
     assert torch.allclose(anchor.direction, anchor.basis[0])
     assert float(anchor.direction @ u) > 0.99
     assert 0.99 < energy <= 1.0 + 1e-6  # two directions hold every difference
@@ -73,7 +74,7 @@ def test_trains_saves_and_embeds_the_same(tmp_path: Path):
     from clsp.train.toy_corpus import write_toy_corpus
 
     corpus = write_toy_corpus(tmp_path / "toy", clips_per_style=1, min_seconds=0.6, max_seconds=1.0)
-    model = {**tiny_config().to_dict(), "gender_anchor": 3,
+    model = {**tiny_config().to_dict(), "gender_anchor": 12,
              "speech_encoder": {"type": "speaker_fusion", "speakers": ["ge2e"], "gender_head": True, "gender_dim": 4,
                                 "speaker_proj_dim": 8, "stats_dim": 8}}
     (tmp_path / "train.json").write_text(json.dumps({"model": model}))
@@ -82,7 +83,10 @@ def test_trains_saves_and_embeds_the_same(tmp_path: Path):
         "data.max_batch_seconds=6", "max_steps=2", "checkpoint_every=0", "seed=0", f"output_dir={tmp_path / 'exp'}"])
     trainer = Trainer(cfg)
     fitted = trainer.model.gender_anchor.basis.clone()
-    assert fitted.abs().sum() > 0  # fitted from the captions when training starts
+    # fitted when training starts; the toy captions name no gender, so only the 8 built-in
+    # pairs count: 8 orthonormal rows, the other 4 zero
+    rows = fitted[fitted.abs().sum(1) > 0]
+    assert len(rows) == 8 and torch.allclose(rows @ rows.T, torch.eye(8), atol=1e-4)
     result = trainer.run()
     assert result.status == "finished"
     loaded = load_model(str(result.checkpoint / "model"))
@@ -95,3 +99,10 @@ def test_trains_saves_and_embeds_the_same(tmp_path: Path):
     frozen = loaded.speech_encoder.frozen_features(wave[None], torch.tensor([wave.numel()]))
     gate = torch.tanh(loaded.gender_anchor.slope * loaded.speech_encoder.gender_logodds(frozen))
     assert float(torch.sign(b.detach() @ loaded.gender_anchor.direction)) == float(torch.sign(gate.detach()))
+
+    # fine-tuning keeps the parent's anchor rather than fitting a new one
+    tuned = load_config(tmp_path / "train.json", [
+        f"data.train={corpus}", "device=cpu", "data.num_workers=0", "data.min_duration=0.1", "data.max_duration=2",
+        "data.max_batch_seconds=6", "max_steps=1", "checkpoint_every=0", "seed=1", f"output_dir={tmp_path / 'ft'}",
+        f"init_from={result.checkpoint / 'model'}", "name=tuned"])
+    assert torch.equal(Trainer(tuned).model.gender_anchor.basis, loaded.gender_anchor.basis)
