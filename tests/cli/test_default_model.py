@@ -53,7 +53,7 @@ def test_shipped_files_are_small_and_exclude_the_text_tower():
 @needs_model
 def test_loads_offline_within_two_seconds_of_cpu_after_imports():
     code = (
-        "import time, clsp, torch, clsp.models.base, clsp.models.compact\n"
+        "import time, clsp, torch, clsp.models.base, clsp.models.compact, clsp.models.fusion\n"
         "from transformers import AutoConfig, AutoModel, AutoTokenizer, BertModel, BertTokenizerFast\n"
         "t = time.process_time(); w = time.perf_counter()\n"
         "m = clsp.load_model('default')\n"
