@@ -47,6 +47,10 @@ class IndexFileError(ClspError):
     """A search index is missing, corrupt or incompatible."""
 
 
+class MissingIndexError(IndexFileError, ConfigError):
+    """A search index named by the user does not exist (a usage error: exit 2)."""
+
+
 class OutputError(ClspError):
     """An output file cannot be written (read-only target, disk full...)."""
 

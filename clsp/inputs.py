@@ -149,10 +149,9 @@ def _expand(arg: str) -> list[str]:
 def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     """What each input argument is (see the module docstring), checked before any work.
 
-    Raises ``ConfigError`` for an unusable argument (binary non-audio file, empty folder,
-    pattern without matches, audio given unless ``modality`` is "audio" or "any", audio
-    data on stdin)
-    and ``InputError`` for a missing file.
+    Raises ``ConfigError`` (a usage error, exit 2) for an unusable argument: a missing file,
+    a binary non-audio file, an empty folder, a pattern without matches, audio given unless
+    ``modality`` is "audio" or "any", audio data on stdin.
     """
     sources: list[Source] = []
     for arg in args or ["-"]:
@@ -167,7 +166,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
             continue
         for path in _expand(arg):
             if not os.path.exists(path):
-                raise InputError(f"{path}: no such file")
+                raise ConfigError(f"{path}: no such file")
             kind = sniff_file(path)
             if kind == "audio" and modality == "text":
                 raise ConfigError(f"{path} is an audio file, but --modality text expects captions")

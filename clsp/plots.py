@@ -159,7 +159,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if p.is_dir():
         p = p / "metrics.jsonl"
     if not p.is_file():
-        raise InputError(f"{p}: no such file (a training run folder holds metrics.jsonl)")
+        raise ConfigError(f"{p}: no such file (a training run folder holds metrics.jsonl)")
     out = []
     for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():

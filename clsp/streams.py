@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
-from clsp.errors import InputError
+from clsp.errors import ConfigError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -34,14 +34,15 @@ def input_name(path: str | os.PathLike) -> str:
 
 
 def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
-    """Open ``path`` (``-`` is stdin) for reading its raw bytes; ``InputError`` if unreadable."""
+    """Open ``path`` (``-`` is stdin) for reading its raw bytes. ``ConfigError`` (a usage
+    error) when it does not exist or is a folder, ``InputError`` when it cannot be read."""
     if str(path) == "-":
         return sys.stdin.buffer
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
+    if not p.exists():  # the argument names nothing: a usage error (exit 2)
+        raise ConfigError(f"{p}: no such file")
     if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a file")
+        raise ConfigError(f"{p}: is a directory, expected a file")
     try:
         return open(p, "rb")
     except OSError as exc:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from clsp.errors import InputError, ProvenanceError
+from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.store import same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
@@ -29,7 +29,7 @@ def load_matrix(path: str | Path) -> np.ndarray:
     """A float32 (n, d) matrix from ``.npy`` (memory-mapped), with clear errors."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{p}: no such file")
+        raise ConfigError(f"{p}: no such file")
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # a corrupt header can raise ValueError, SyntaxError, TokenError, EOFError...

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from clsp.errors import IndexFileError, InputError, OutputError, ProvenanceError
+from clsp.errors import IndexFileError, InputError, MissingIndexError, OutputError, ProvenanceError
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
@@ -115,9 +115,10 @@ def use_model_fix(model: str | None, role: str) -> str:
 
 
 def read_info(path: Path) -> IndexInfo:
-    """Read ``index.json``; a missing or unreadable file is an :class:`IndexFileError`."""
+    """Read ``index.json``; a missing folder is a :class:`MissingIndexError` (a usage error),
+    an unreadable file an :class:`IndexFileError`."""
     if not path.exists():
-        raise IndexFileError(f"index {path}: no such directory")
+        raise MissingIndexError(f"index {path}: no such directory")
     if not path.is_dir():
         raise IndexFileError(f"index {path}: not a directory (an index is a folder with {INFO_FILE})")
     info_path = path / INFO_FILE

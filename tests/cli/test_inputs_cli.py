@@ -77,3 +77,16 @@ def test_audio_file_with_text_modality_is_a_usage_error(tmp_path, modality):
     write_wav(tmp_path / "a.wav", 0.5)
     res = _run(["embed", "a.wav", "--modality", modality, "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2 and "a.wav is an audio file" in res.output
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "missing.jsonl"], ["embed", "--modality", "text", "missing.jsonl"], ["classify", "missing.jsonl"],
+    ["caption", "missing.jsonl"], ["similarity", "missing.jsonl"], ["search", "build", "missing.jsonl"],
+    ["search", "query", "missing.idx", "--text", "a calm voice"], ["plot", "map", "missing.jsonl"],
+    ["search", "eval", "--speech", "missing.jsonl", "--captions", "missing.jsonl"],
+])
+def test_an_argument_naming_no_file_is_a_usage_error(tmp_path, args):
+    res = _run([*args, "-q"], tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "missing." in res.output and "no such" in res.output
+    assert not any(line.startswith("{") for line in res.stdout.splitlines())

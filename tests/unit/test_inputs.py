@@ -205,7 +205,7 @@ def test_audio_given_to_text_or_pairs_readers_is_refused(tmp_path):
         plan_sources([str(tmp_path / "a.wav")], "text")
     with pytest.raises(ConfigError, match="a.wav is an audio file"):
         plan_sources([str(tmp_path / "a.wav")], "pairs")
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(ConfigError, match="no such file"):  # a usage error: the argument names nothing
         plan_sources([str(tmp_path / "missing.jsonl")])
 
 

@@ -137,7 +137,7 @@ def test_training_curves_from_metrics_jsonl(tmp_path):
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 1}\n{oops\n')
     with pytest.raises(InputError, match="line 2"):
         read_metrics(tmp_path / "bad")
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(ConfigError, match="no such file"):
         read_metrics(tmp_path / "nowhere")
 
 
