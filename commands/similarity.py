@@ -100,11 +100,15 @@ def _pairs(o: Options):
     """(pairs, base folder): the two sides given, or the items of a pairs JSONL file."""
     from pathlib import Path
 
-    if o.b is not None:
-        return [{"id": "pair", "a": o.a, "b": o.b}], Path.cwd()
     from clsp.errors import ConfigError
-    from clsp.records import base_dir_of
     from clsp.similarity import AUDIO_EXTENSIONS
+
+    if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
+        missing = [s for s in (o.a, o.b) if s.lower().endswith(AUDIO_EXTENSIONS) and not Path(s).exists()]
+        if missing:
+            raise ConfigError("; ".join(f"{s}: no such file" for s in missing))
+        return [{"id": "pair", "a": o.a, "b": o.b}], Path.cwd()
+    from clsp.records import base_dir_of
     from clsp_cli.inputs import input_items
 
     source = o.a or "-"

@@ -84,6 +84,7 @@ def test_audio_file_with_text_modality_is_a_usage_error(tmp_path, modality):
     ["caption", "missing.jsonl"], ["similarity", "missing.jsonl"], ["search", "build", "missing.jsonl"],
     ["search", "query", "missing.idx", "--text", "a calm voice"], ["plot", "map", "missing.jsonl"],
     ["search", "eval", "--speech", "missing.jsonl", "--captions", "missing.jsonl"],
+    ["similarity", "missing.wav", "missing.flac"], ["similarity", "missing.wav", "a calm voice"],
 ])
 def test_an_argument_naming_no_file_is_a_usage_error(tmp_path, args):
     res = _run([*args, "-q"], tmp_path)
