@@ -47,7 +47,8 @@ def test_one_off_audio_caption(tmp_path):
     rec = json.loads(p.stdout)
     assert rec["pair"] == "audio-text" and rec["b"] == "a whispering young woman" and -1 <= rec["score"] <= 1
     p = cli("similarity", "missing.wav", "a calm voice", "-m", "tiny-random", "-q", cwd=tmp_path)
-    assert p.returncode == 3 and "missing.wav" in json.loads(p.stdout)["error"]["message"]
+    # a side named on the command line that names no file is a usage error, like any argument
+    assert p.returncode == 2 and "missing.wav: no such file" in p.stderr and p.stdout == ""
 
 
 def test_pairs_batch_errors_correlation_and_filters(tmp_path):
