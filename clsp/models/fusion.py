@@ -7,6 +7,8 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "speakers": ["ge2e"],   # frozen speaker encoders, concatenated: "ge2e" (clsp.models.speaker),
                              # "voicefilter" (clsp.models.voicefilter)
      "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
+     "stats_band": "full",   # frame energy of the loudness/pause/pace statistics over all fbank bins,
+                             # or "telephone": 100 Hz-3.4 kHz only (a telephone copy measures the same)
      "stats_dim": 64,        # width of the trainable Linear+GELU over the statistics
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
@@ -37,7 +39,7 @@ from torch import nn
 
 from clsp.errors import ConfigError
 from clsp.models.registry import register_speech_encoder
-from clsp.models.signal_stats import SIGNAL_STATS_DIM, signal_stats
+from clsp.models.signal_stats import SIGNAL_STATS_DIM, STATS_BANDS, signal_stats
 from clsp.models.speaker import GE2ESpeakerEncoder
 from clsp.models.voicefilter import VoiceFilterSpeakerEncoder
 
@@ -53,7 +55,7 @@ class SpeakerFusionEncoder(nn.Module):
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
                  max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
-                 speaker_proj_dim: int | None = None, load_weights: bool = True):
+                 speaker_proj_dim: int | None = None, stats_band: str = "full", load_weights: bool = True):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -61,6 +63,9 @@ class SpeakerFusionEncoder(nn.Module):
                               if unknown else "speaker_fusion: needs speakers, stats or compact")
         if stats and stats_dim < 1:
             raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
+        if stats_band not in STATS_BANDS:
+            raise ConfigError(f"speaker_fusion: stats_band must be one of {', '.join(STATS_BANDS)}, got {stats_band!r}")
+        self.stats_band = stats_band
         self.speaker_names = list(speakers)
         limits = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
         self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
@@ -106,7 +111,7 @@ class SpeakerFusionEncoder(nn.Module):
         if self.gender_head is not None:
             parts.append(self.gender_head(torch.cat(parts, dim=-1)))
         if self.use_stats:
-            parts.append(signal_stats(*self._fbank(waveforms, lengths)))
+            parts.append(signal_stats(*self._fbank(waveforms, lengths), band=self.stats_band))
         return torch.cat(parts, dim=-1).float()
 
     def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:

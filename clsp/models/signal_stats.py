@@ -67,13 +67,14 @@ def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
 
 
 def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
-              high: torch.Tensor) -> torch.Tensor:
-    """The non-pitch statistics of one clip's valid frames ``(T, bins)``."""
+              high: torch.Tensor, band: str = "full") -> torch.Tensor:
+    """The non-pitch statistics of one clip's valid frames ``(T, bins)``; frame energy over
+    all bins (``band="full"``) or over the bins centred in 100 Hz-3.4 kHz (``"telephone"``)."""
     out = torch.zeros(SIGNAL_STATS_DIM - PITCH_STATS_DIM)
     t = feats.shape[0]
     if t < 2:
         return out
-    energy = torch.logsumexp(feats, dim=-1)
+    energy = torch.logsumexp(feats if band == "full" else feats[:, low | high], dim=-1)
     rel = energy - torch.quantile(energy, 0.95)
     q10, q50 = torch.quantile(rel, torch.tensor([0.1, 0.5])).tolist()
     out[0:6] = torch.tensor([float(rel.mean()) / 10, float(rel.std()) / 10, q10 / 10, q50 / 10,
@@ -90,14 +91,24 @@ def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
     return out
 
 
-def signal_stats(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """Padded fbank ``(B, T, bins)`` at 100 Hz and frame counts ``(B,)`` -> ``(B, SIGNAL_STATS_DIM)``."""
+STATS_BANDS = ("full", "telephone")
+
+
+def signal_stats(feats: torch.Tensor, lens: torch.Tensor, band: str = "full") -> torch.Tensor:
+    """Padded fbank ``(B, T, bins)`` at 100 Hz and frame counts ``(B,)`` -> ``(B, SIGNAL_STATS_DIM)``.
+
+    ``band``: the frame energy behind the loudness, pause and pace statistics is summed over
+    all bins (``"full"``) or over the bins centred in 100 Hz-3.4 kHz (``"telephone"``), so
+    that a copy through a telephone channel (which keeps that band) measures the same.
+    ``ValueError`` for another band."""
+    if band not in STATS_BANDS:
+        raise ValueError(f"signal_stats: band must be one of {STATS_BANDS}, got {band!r}")
     feats = feats.float()
     lens = lens.to(feats.device)
     logf0, conf = pitch_track(feats)
     voiced = voiced_mask(feats, lens, conf)
     pitch = pitch_stats(logf0, conf, voiced, lens)
     low, high = (m.to(feats.device) for m in _band_masks(feats.shape[-1]))
-    rest = [_one_clip(feats[i, :n].cpu(), voiced[i, :n].cpu(), low.cpu(), high.cpu())
+    rest = [_one_clip(feats[i, :n].cpu(), voiced[i, :n].cpu(), low.cpu(), high.cpu(), band)
             for i, n in enumerate(lens.tolist())]
     return torch.cat([pitch, torch.stack(rest).to(feats.device)], dim=-1) if rest else pitch

@@ -114,6 +114,31 @@ def test_signal_stats_loudness_is_relative_and_pauses_are_found():
     assert math.isclose(2 ** float(stats[1]) * 150, 150, rel_tol=0.06)  # median F0 about 150 Hz
 
 
+def test_telephone_band_statistics_survive_a_telephone_channel():
+    """With band="telephone" the loudness, pause and pace statistics of a clip and of its 8 kHz
+    copy agree; over the full band, a voice with loud hiss above 4 kHz between its syllables
+    (fricatives) does not."""
+    import torchaudio
+
+    rng = np.random.default_rng(1)
+    voice = vibrato_clip(2.0, 140, 0.3)
+    hiss = rng.standard_normal(voice.size).astype(np.float32)
+    hiss = torchaudio.functional.highpass_biquad(torch.from_numpy(hiss), 16000, 5000.0).numpy()
+    gate = (np.sin(2 * np.pi * 4 * np.arange(voice.size) / 16000) < -0.5).astype(np.float32)
+    clip = voice + 0.3 * hiss * gate
+    narrow = torchaudio.functional.resample(torchaudio.functional.resample(torch.from_numpy(clip), 16000, 8000),
+                                            8000, 16000).numpy()
+    rest = slice(10, SIGNAL_STATS_DIM - 4)  # loudness, pauses, pace
+    tel = [signal_stats(*_fbank(x), band="telephone")[0][rest] for x in (clip, narrow)]
+    full = [signal_stats(*_fbank(x))[0][rest] for x in (clip, narrow)]
+    assert float((tel[0] - tel[1]).abs().max()) < 0.05
+    assert float((full[0] - full[1]).abs().max()) > 4 * float((tel[0] - tel[1]).abs().max())
+    with pytest.raises(ValueError, match="band"):
+        signal_stats(*_fbank(clip), band="wide")
+    with pytest.raises(Exception, match="stats_band"):
+        build_speech_encoder({"type": "speaker_fusion", "stats_band": "wide"})
+
+
 def test_speaker_fusion_batch_independence_and_frozen_path():
     torch.manual_seed(0)
     enc = build_speech_encoder({"type": "speaker_fusion", "stats_dim": 8,
