@@ -61,11 +61,17 @@ def _run(o: Options) -> int:
         raise ConfigError("--below and --above must be finite numbers")
     pairs, base = _pairs(o)
 
+    from pathlib import Path
+
     from clsp.models import load_model
-    from clsp.similarity import audio_only, compare, keep_score
+    from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, keep_score
     from clsp.similarity_eval import RatingTally
 
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
+    if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
+        missing = [s for s in (o.a, o.b) if s.lower().endswith(AUDIO_EXTENSIONS) and not Path(s).exists()]
+        if missing:
+            raise ConfigError("; ".join(f"{s}: no such file" for s in missing))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0
@@ -103,10 +109,7 @@ def _pairs(o: Options):
     from clsp.errors import ConfigError
     from clsp.similarity import AUDIO_EXTENSIONS
 
-    if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
-        missing = [s for s in (o.a, o.b) if s.lower().endswith(AUDIO_EXTENSIONS) and not Path(s).exists()]
-        if missing:
-            raise ConfigError("; ".join(f"{s}: no such file" for s in missing))
+    if o.b is not None:
         return [{"id": "pair", "a": o.a, "b": o.b}], Path.cwd()
     from clsp.records import base_dir_of
     from clsp_cli.inputs import input_items

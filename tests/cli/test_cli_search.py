@@ -98,7 +98,7 @@ def test_npy_with_ids_and_add(tmp_path, vecs):
 
 def test_errors_are_clear_never_tracebacks(tmp_path, vecs):
     p = invoke("search", "query", str(tmp_path / "missing.idx"), "--text", "x")
-    assert p.returncode == 1 and p.stdout == b"" and b"no such directory" in p.stderr
+    assert p.returncode == 2 and p.stdout == b"" and b"no such directory" in p.stderr  # a usage error
     write_embeddings(tmp_path / "emb.jsonl", vecs)
     assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
     other = {"model": "another", "dim": 8}
