@@ -24,13 +24,24 @@ _console: Console | None = None
 _quiet = False
 
 
+LOG_WIDTH = 160  # columns for tables when stderr is a file or pipe (a batch job's log) and COLUMNS is unset
+
+
 def get_console() -> Console:
-    """The stderr rich console, made on first use (rich loads then, not for ``clsp --help``)."""
+    """The stderr rich console, made on first use (rich loads then, not for ``clsp --help``).
+
+    On a terminal it takes the terminal's width; written to a log file or pipe, tables get
+    ``LOG_WIDTH`` columns (``COLUMNS`` overrides), so they are not cut at rich's 80."""
     global _console
     if _console is None:
+        import os
+
         from rich.console import Console
 
-        _console = Console(stderr=True, highlight=False, soft_wrap=True)
+        width = None
+        if not sys.stderr.isatty() and not os.environ.get("COLUMNS"):
+            width = LOG_WIDTH
+        _console = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
     return _console
 
 

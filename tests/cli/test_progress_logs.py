@@ -89,3 +89,24 @@ def test_a_count_of_one_takes_the_singular_unit():
     t = Throughput("search", "queries")
     t.update()
     assert t.summary().startswith("1 query (0 failed), ") and "queries/s" in t.summary()
+
+
+def test_tables_in_a_log_file_are_not_cut_at_80_columns(monkeypatch):
+    import io
+
+    import clsp_cli.console as con
+
+    monkeypatch.setattr(con, "_console", None)
+    monkeypatch.setattr(con.sys, "stderr", io.StringIO())
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert con.get_console().width == con.LOG_WIDTH > 80
+    from rich.table import Table
+
+    table = Table(*[f"a long column header {i}" for i in range(5)])
+    table.add_row(*["x"] * 5)
+    con.get_console().print(table)
+    assert "a long column header 4" in con.sys.stderr.getvalue()
+    monkeypatch.setattr(con, "_console", None)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert con.get_console().width == 100
+    monkeypatch.setattr(con, "_console", None)
