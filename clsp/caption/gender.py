@@ -3,8 +3,8 @@ pitch, third formant and spectral tilt (see default_bins.json).
 
 The speaker-embedding head (``clsp.models.gender_head``: ``clsp/models/weights/gender_head.json``)
 is a logistic regression on pretrained speaker d-vectors, fitted by
-examples/default_model/gender_head.py on Flite and espeak-ng voices and the EmoDB training
-speakers only. A d-vector describes the
+examples/default_model/gender_head.py on Flite, espeak-ng and MBROLA voices and the EmoDB
+training speakers only. A d-vector describes the
 voice as a whole, so it does not flip with the recording's bandwidth the way formants do.
 """
 
@@ -40,10 +40,11 @@ def gender_score(overall: dict, bins: Bins) -> float | None:
 def _speaker_head():
     """(speaker encoders, frozen Linear) of the packaged gender head."""
     from clsp.models.fusion import SPEAKER_ENCODERS
-    from clsp.models.gender_head import gender_linear, read_head
+    from clsp.models.gender_head import gender_linear, head_settings, read_head
 
-    names = read_head()["speakers"]
-    return [SPEAKER_ENCODERS[n]().eval() for n in names], gender_linear(names).eval()
+    head = read_head()
+    names, settings = head["speakers"], head_settings(head)
+    return [SPEAKER_ENCODERS[n](**settings.get(n, {})).eval() for n in names], gender_linear(names, True, settings).eval()
 
 
 def speaker_female_logit(wave, sample_rate: int = 16000) -> float | None:

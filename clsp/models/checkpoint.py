@@ -3,7 +3,9 @@
 A checkpoint directory holds ``config.json`` (``{"clsp_format": 1, "model": ModelConfig}``,
 plus ``"init_from": {"model", "checksum"}`` for a model trained from another one),
 ``model.safetensors`` and, when the text tower is stored, ``tokenizer/``. A frozen text
-tower from a named source (``"external": true``) is not copied: it loads from its source.
+tower from a named source (``"external": true``) is not copied: it loads from its source;
+nor are the frozen speaker encoders whose weights ship inside the package
+(``packaged_prefixes``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,30 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 BUILTIN_NAMES = ("default", "clsp-default", "tiny-random")
 
 
+def packaged_prefixes(model: CLSPModel) -> tuple[str, ...]:
+    """State-dict prefixes of frozen parts whose weights are files inside the clsp package
+    (the speaker encoders of a ``speaker_fusion`` tower, clsp/models/weights): checkpoints do
+    not copy them, and loading one without them keeps the packaged weights."""
+    return tuple(f"speech_encoder.{p}" for p in getattr(model.speech_encoder, "packaged_prefixes", ()))
+
+
 def _stored_keys(model: CLSPModel) -> dict[str, torch.Tensor]:
     sd = model.state_dict()
-    if model.text_encoder.external:
-        sd = {k: v for k, v in sd.items() if not k.startswith("text_encoder.")}
-    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    drop = packaged_prefixes(model) + (("text_encoder.",) if model.text_encoder.external else ())
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if not k.startswith(drop)}
+
+
+def apply_state_dict(model: CLSPModel, sd: dict[str, torch.Tensor], skip_text: bool) -> None:
+    """Copy a checkpoint's tensors into ``model`` after ``check_state_dict``: the text tower
+    is skipped with ``skip_text``, and packaged parts (``packaged_prefixes``) keep their
+    packaged weights when the checkpoint does not hold them (checkpoints written before they
+    were left out do, and load as they are). Raises ``CheckpointError`` on any mismatch."""
+    ignore = ("text_encoder.",) if skip_text else ()
+    packaged = packaged_prefixes(model)
+    if packaged and not any(k.startswith(packaged) for k in sd):
+        ignore += packaged
+    check_state_dict(model, sd, ignore_prefixes=ignore)
+    model.load_state_dict(sd, strict=not ignore)
 
 
 def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
@@ -88,11 +109,9 @@ def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text
         sd = load_file(str(weights))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{weights}: cannot read safetensors ({exc})") from None
-    skip_text = external or not with_text
     if not with_text:
         sd = {k: v for k, v in sd.items() if not k.startswith("text_encoder.")}
-    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if skip_text else ())
-    model.load_state_dict(sd, strict=not skip_text)
+    apply_state_dict(model, sd, skip_text=external or not with_text)
     model.name = meta.get("name") or config.name
     model.init_from = meta.get("init_from") if isinstance(meta.get("init_from"), dict) else None
     model.checksum = file_checksum(weights)

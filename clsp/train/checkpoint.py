@@ -146,16 +146,13 @@ def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str,
 
 
 def load_model_weights(model, path: Path) -> None:
-    """Copy a checkpoint's weights into ``model`` (a stored-externally text tower is skipped)."""
+    """Copy a checkpoint's weights into ``model`` (a stored-externally text tower and the
+    packaged speaker encoders are skipped: ``clsp.models.checkpoint.apply_state_dict``)."""
     from safetensors.torch import load_file
 
-    from clsp.models.checkpoint import WEIGHTS
-    from clsp.models.weights import check_state_dict
+    from clsp.models.checkpoint import WEIGHTS, apply_state_dict
 
     weights = path / "model" / WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{path}: no model/{WEIGHTS}")
-    sd = load_file(str(weights))
-    external = bool(getattr(model.text_encoder, "external", False))
-    check_state_dict(model, sd, ignore_prefixes=("text_encoder.",) if external else ())
-    model.load_state_dict(sd, strict=not external)
+    apply_state_dict(model, load_file(str(weights)), skip_text=bool(getattr(model.text_encoder, "external", False)))

