@@ -16,7 +16,8 @@ from clsp.errors import OutputError
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` (temp file + rename for regular files); returns the path.
 
-    Raises ``OutputError`` when the folder is missing or not writable.
+    A missing folder is created, as for ``-o``. Raises ``OutputError`` when the folder cannot
+    be made or written to.
     """
     target = Path(os.path.realpath(path))
     try:
@@ -24,6 +25,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
             with open(target, "wb") as fh:
                 fh.write(data)
             return Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:

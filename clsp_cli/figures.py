@@ -21,9 +21,6 @@ def check_outputs(plot: str | None, html: str | None, needed: Any = True, needed
         check_plot_path(plot)
     if html and not str(html).lower().endswith((".html", ".htm")):
         raise ConfigError(f"--html {html}: the file name must end in .html")
-    for option, path in (("--plot", plot), ("--html", html)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise ConfigError(f"{option} {path}: the folder {Path(path).parent} does not exist")
 
 
 def _done(kind: str, path: str) -> None:

@@ -60,7 +60,7 @@ def embedding_map(
     set_quiet(quiet)
     check_outputs(output, None)
     reader = EmbeddingReader(load_matrix(npy) if npy else None)
-    vectors, labels, skipped = [], [], 0
+    vectors, labels, skipped, fields = [], [], 0, []
     for item, vec in reader.read(input):
         if vec is None:
             skipped += 1
@@ -68,6 +68,14 @@ def embedding_map(
             continue
         vectors.append(vec)
         labels.append(item.record.get(color_by) if color_by else "all")
+        fields = fields or sorted(k for k in item.record if k != "embedding")
+    if color_by and vectors and all(label is None for label in labels):
+        from clsp.errors import ConfigError
+
+        raise ConfigError(f"--color-by {color_by}: no record of {input} has this field "
+                          f"(fields: {', '.join(fields) or 'none'})")
+    if color_by and any(label is None for label in labels):
+        warn(f"{sum(label is None for label in labels)} of {len(labels)} records have no {color_by!r}: shown as <missing>")
     coords, variance = pca_2d(vectors)
     model = (reader.provenance or {}).get("model", "unknown model")
     title = f"{len(vectors)} embeddings of {input} ({model}), PCA"

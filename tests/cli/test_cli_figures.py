@@ -140,11 +140,13 @@ def test_search_eval_recall_curves(embedded):
 
 def test_search_query_page_has_a_player_per_hit(embedded):
     assert clsp("search", "build", "emb.jsonl", "-o", "c.idx", "-q", cwd=embedded).exit_code == 0
+    (embedded / "blocker").write_text("a file where the page's folder would go\n")
     r = clsp("search", "query", "c.idx", "--text", "a calm <low> voice", "--audio", "c2.wav", "-k", "4",
-             "--html", "out/hits.html", "-m", "tiny-random", "-q", cwd=embedded)
-    assert r.exit_code == 2  # the folder does not exist: a clear output error, not a traceback
-    assert "out/hits.html" in r.output
-    (embedded / "out").mkdir()
+             "--html", "blocker/hits.html", "-m", "tiny-random", "-q", cwd=embedded)
+    assert r.exit_code != 0 and "Traceback" not in r.output  # a clear output error, not a traceback
+    assert "blocker/hits.html" in r.output
+    assert (embedded / "blocker").read_text() == "a file where the page's folder would go\n"
+    # a missing folder is made, as for -o
     r = clsp("search", "query", "c.idx", "--text", "a calm <low> voice", "--audio", "c2.wav", "-k", "4",
              "--html", "out/hits.html", "-m", "tiny-random", "-q", cwd=embedded)
     assert r.exit_code == 0, r.output
@@ -170,6 +172,11 @@ def test_plot_map_and_run(embedded):
     assert r.exit_code == 0, r.output
     svg = (embedded / "map.svg").read_text()
     assert "s0 (3)" in svg and "s1 (3)" in svg and "6 embeddings" in svg
+    r = clsp("plot", "map", "emb.jsonl", "--color-by", "speakr", "-o", "typo.svg", cwd=embedded)
+    assert r.exit_code == 2 and "speakr" in r.output and "speaker" in r.output  # names the fields there are
+    assert not (embedded / "typo.svg").exists()
+    r = clsp("plot", "map", "emb.jsonl", "-c", "speaker", "-o", "new/folder/map.svg", "-q", cwd=embedded)
+    assert r.exit_code == 0 and (embedded / "new" / "folder" / "map.svg").exists()  # a missing folder is made
     with open(embedded / "emb.jsonl", "a") as fh:
         fh.write('{"id": "broken", "embedding": "nope"}\n')
     r = clsp("plot", "map", "emb.jsonl", "--color-by", "speaker", "-o", "map.png", cwd=embedded)
