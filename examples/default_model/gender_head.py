@@ -35,6 +35,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -56,15 +57,21 @@ MBROLA = {**{v: "female" for v in _FEMALE.split()}, **{v: "male" for v in _MALE.
 MBROLA_DIR = Path("/usr/share/mbrola")
 
 
-def espeak_gender(voice: str) -> str | None:
-    """The gender espeak-ng's voice file ``mb/mb-<voice>`` declares, None when absent."""
+@lru_cache(maxsize=1)
+def espeak_data_dir() -> Path | None:
+    """espeak-ng's data folder, as ``espeak-ng --version`` prints it; None without espeak-ng."""
     try:
         out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    data = out.strip().split("Data at:")[-1].strip() if "Data at:" in out else ""
-    path = Path(data) / "voices" / "mb" / f"mb-{voice}"
-    if not path.is_file():
+    return Path(out.split("Data at:")[-1].strip()) if "Data at:" in out else None
+
+
+def espeak_gender(voice: str) -> str | None:
+    """The gender espeak-ng's voice file ``mb/mb-<voice>`` declares, None when absent."""
+    data = espeak_data_dir()
+    path = data / "voices" / "mb" / f"mb-{voice}" if data else None
+    if path is None or not path.is_file():
         return None
     for line in path.read_text(errors="replace").splitlines():
         if line.split()[:1] == ["gender"] and len(line.split()) > 1:
