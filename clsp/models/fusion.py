@@ -83,9 +83,11 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError(f"speaker_fusion: proj_speakers {self.proj_speakers} must name speakers of "
                               f"{self.speaker_names}, each once")
         # frozen columns of the d-vectors that feed the trainable layers, in speakers' order
-        starts = dict(zip(self.speaker_names, [sum(s.output_dim for s in self.speakers[:i]) for i in range(len(self.speakers))]))
-        cols = [c for name, enc in zip(self.speaker_names, self.speakers) if name in self.proj_speakers
-                for c in range(starts[name], starts[name] + enc.output_dim)]
+        cols, start = [], 0
+        for name, enc in zip(self.speaker_names, self.speakers):
+            if name in self.proj_speakers:
+                cols += range(start, start + enc.output_dim)
+            start += enc.output_dim
         self.register_buffer("_proj_cols", torch.tensor(cols, dtype=torch.long), persistent=False)
         proj_in = len(cols)
         use_dvec = bool(proj_in) and speaker_proj_dim != 0
