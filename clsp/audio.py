@@ -213,3 +213,23 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> tor
         if orig_sr == new_sr:
             return wave
     return AF.resample(wave, orig_sr, new_sr)
+
+
+
+SPEAKER_BANDS = ("full", "telephone")
+TELEPHONE_BAND_HZ = (100.0, 3400.0)  # the band a telephone channel keeps (as signal_stats' "telephone")
+
+
+def band_mask(n_fft: int, band: str = "full", sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Weights ``(n_fft // 2 + 1,)`` for the bins of an ``n_fft``-point spectrum: all 1 for
+    ``"full"``; for ``"telephone"`` 1 for bins in 100 Hz-3.4 kHz and 0 elsewhere, so that
+    features read through it barely move when a clip went through an 8 kHz channel
+    (telephone, narrow-band codec), which keeps that band. Raises ``ValueError`` for an
+    unknown band."""
+    if band not in SPEAKER_BANDS:
+        raise ValueError(f"band must be one of {', '.join(SPEAKER_BANDS)}, got {band!r}")
+    hz = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
+    if band == "full":
+        return torch.ones(hz.numel())
+    lo, hi = TELEPHONE_BAND_HZ
+    return ((hz >= lo) & (hz <= hi)).float()

@@ -14,8 +14,12 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
      "max_partials": 3,      # GE2E: at most this many 1.6 s partials per clip, evenly spread (null: all)
      "max_windows": 4,       # voicefilter: at most this many 0.8 s windows per clip, evenly spread (null: all)
+     "speaker_bands": {},    # encoder -> "full" (the default) or "telephone": that encoder's mels come
+                             # from 100 Hz-3.4 kHz only (clsp.audio.band_mask), so a telephone or
+                             # 8 kHz copy of a clip gets nearly the same d-vector
      "gender_head": false,   # append the packaged frozen gender head's log-odds (clsp.models.gender_head;
-                             # the head fitted with these max_partials / max_windows where one is packaged)
+                             # the head fitted with these max_partials / max_windows / speaker_bands
+                             # where one is packaged)
      "gender_dim": 16,       # width of the trainable Linear+GELU over that log-odds
      "speaker_proj_dim": null,  # null: the layer-normalised d-vectors as they are; k > 0: projected
                              # to k values (a bottleneck against memorising few training voices);
@@ -59,7 +63,8 @@ class SpeakerFusionEncoder(nn.Module):
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
                  max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
                  speaker_proj_dim: int | None = None, stats_band: str = "full", load_weights: bool = True,
-                 proj_speakers: list[str] | tuple[str, ...] | None = None):
+                 proj_speakers: list[str] | tuple[str, ...] | None = None,
+                 speaker_bands: dict[str, str] | None = None):
         super().__init__()
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
@@ -71,8 +76,16 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError(f"speaker_fusion: stats_band must be one of {', '.join(STATS_BANDS)}, got {stats_band!r}")
         self.stats_band = stats_band
         self.speaker_names = list(speakers)
+        self.speaker_bands = dict(speaker_bands or {})
+        from clsp.audio import SPEAKER_BANDS
+
+        bad = {k: v for k, v in self.speaker_bands.items() if k not in self.speaker_names or v not in SPEAKER_BANDS}
+        if bad:
+            raise ConfigError(f"speaker_fusion: speaker_bands {bad}: keys must name speakers of {self.speaker_names}, "
+                              f"values one of {', '.join(SPEAKER_BANDS)}")
         limits = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
-        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, **limits[s]) for s in speakers)
+        self.speakers = nn.ModuleList(SPEAKER_ENCODERS[s](load_weights=load_weights, band=self.speaker_bands.get(s, "full"),
+                                                          **limits[s]) for s in speakers)
         # frozen weights that ship in the package: checkpoints leave them out (clsp.models.checkpoint)
         self.packaged_prefixes = ("speakers.",) if load_weights and speakers else ()
         self.speaker_dim = sum(s.output_dim for s in self.speakers)
@@ -101,7 +114,8 @@ class SpeakerFusionEncoder(nn.Module):
             from clsp.models.gender_head import encoder_settings, gender_linear
 
             self.gender_head = gender_linear(self.speaker_names, load_weights,
-                                             encoder_settings(self.speaker_names, max_partials, max_windows))
+                                             encoder_settings(self.speaker_names, max_partials, max_windows,
+                                                              self.speaker_bands))
             self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
         gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins

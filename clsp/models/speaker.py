@@ -48,13 +48,17 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 GE2E_WEIGHTS = WEIGHTS_DIR / "ge2e_resemblyzer.safetensors"
 
 
-@lru_cache(maxsize=1)
-def _mel_filters() -> torch.Tensor:
-    """``(N_FFT // 2 + 1, N_MELS)`` Slaney mel filters (librosa.filters.mel defaults)."""
+@lru_cache(maxsize=2)
+def _mel_filters(band: str = "full") -> torch.Tensor:
+    """``(N_FFT // 2 + 1, N_MELS)`` Slaney mel filters (librosa.filters.mel defaults), over the
+    spectrum bins of ``band`` only (``clsp.audio.band_mask``)."""
     import torchaudio
 
-    return torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE,
-                                                 norm="slaney", mel_scale="slaney")
+    from clsp.audio import band_mask
+
+    fb = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE,
+                                               norm="slaney", mel_scale="slaney")
+    return fb * band_mask(N_FFT, band, SAMPLE_RATE)[:, None]
 
 
 def normalize_volume(wave: torch.Tensor, target_dbfs: float = TARGET_DBFS) -> torch.Tensor:
@@ -67,11 +71,12 @@ def normalize_volume(wave: torch.Tensor, target_dbfs: float = TARGET_DBFS) -> to
     return wave * (10.0 ** (change / 20.0)) if change > 0 else wave
 
 
-def mel_power(wave: torch.Tensor, pad_mode: str = "constant") -> torch.Tensor:
-    """Power mel spectrogram ``(frames, 40)`` of a 16 kHz waveform ``(S,)``; frames = 1 + S // 160."""
+def mel_power(wave: torch.Tensor, pad_mode: str = "constant", band: str = "full") -> torch.Tensor:
+    """Power mel spectrogram ``(frames, 40)`` of a 16 kHz waveform ``(S,)``; frames = 1 + S // 160;
+    ``band="telephone"``: from the spectrum's 100 Hz-3.4 kHz only."""
     spec = torch.stft(wave.float(), N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=wave.device), center=True,
                       pad_mode=pad_mode, return_complex=True)
-    return (spec.abs().pow(2).t() @ _mel_filters().to(wave.device)).float()
+    return (spec.abs().pow(2).t() @ _mel_filters(band).to(wave.device)).float()
 
 
 def partial_starts(num_samples: int) -> tuple[list[int], int]:
@@ -86,9 +91,9 @@ def partial_starts(num_samples: int) -> tuple[list[int], int]:
     return starts, (starts[-1] + PARTIAL_FRAMES) * HOP
 
 
-def partial_mels(wave: torch.Tensor, max_partials: int | None = None) -> torch.Tensor:
+def partial_mels(wave: torch.Tensor, max_partials: int | None = None, band: str = "full") -> torch.Tensor:
     """The partial-utterance mel windows ``(P, 160, 40)`` of one clip ``(S,)``; with
-    ``max_partials``, at most that many, evenly spread over the clip."""
+    ``max_partials``, at most that many, evenly spread over the clip; mels over ``band``."""
     wave = normalize_volume(wave.float().reshape(-1))
     starts, padded = partial_starts(wave.numel())
     if max_partials is not None and len(starts) > max_partials:
@@ -96,24 +101,29 @@ def partial_mels(wave: torch.Tensor, max_partials: int | None = None) -> torch.T
         starts = [starts[i] for i in keep]
     if padded >= wave.numel():
         wave = nn.functional.pad(wave, (0, padded - wave.numel()))
-    mel = mel_power(wave)
+    mel = mel_power(wave, band=band)
     return torch.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
 
 
 class GE2ESpeakerEncoder(nn.Module):
     """Frozen d-vector encoder: 16 kHz waveforms ``(B, S)`` + lengths ``(B,)`` -> ``(B, 256)``
     unit vectors. Each clip is read from its own valid samples only, so its d-vector does
-    not depend on the batch. Weights load from safetensors (``ModelError`` when missing)."""
+    not depend on the batch. ``band="telephone"`` builds the mel from the spectrum's
+    100 Hz-3.4 kHz only (``clsp.audio.band_mask``), the band a telephone channel keeps, so an
+    8 kHz copy of a clip gets nearly the same d-vector. Weights load from safetensors (``ModelError`` when missing)."""
 
     output_dim = EMBEDDING_DIM
 
-    def __init__(self, load_weights: bool = True, max_partials: int | None = None):
+    def __init__(self, load_weights: bool = True, max_partials: int | None = None, band: str = "full"):
         super().__init__()
-        if max_partials is not None and max_partials < 1:
-            from clsp.errors import ConfigError
+        from clsp.audio import SPEAKER_BANDS
+        from clsp.errors import ConfigError
 
+        if max_partials is not None and max_partials < 1:
             raise ConfigError(f"max_partials must be >= 1 or None, got {max_partials}")
-        self.max_partials = max_partials
+        if band not in SPEAKER_BANDS:
+            raise ConfigError(f"band must be one of {', '.join(SPEAKER_BANDS)}, got {band!r}")
+        self.max_partials, self.band = max_partials, band
         self.lstm = nn.LSTM(N_MELS, 256, 3, batch_first=True)
         self.linear = nn.Linear(256, EMBEDDING_DIM)
         if load_weights:
@@ -127,7 +137,7 @@ class GE2ESpeakerEncoder(nn.Module):
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        parts = [partial_mels(waveforms[i, : int(n)], self.max_partials) for i, n in enumerate(lengths.tolist())]
+        parts = [partial_mels(waveforms[i, : int(n)], self.max_partials, self.band) for i, n in enumerate(lengths.tolist())]
         counts = [p.shape[0] for p in parts]
         partial = self.embed_partials(torch.cat(parts).to(waveforms.device))
         means = torch.stack([chunk.mean(0) for chunk in partial.split(counts)])

