@@ -19,6 +19,9 @@
 #   speaker 0.2, then a second round of copies of 50 % of the synthetic and 60 % of the EmoDB
 #   rows), MAX_SINGLE / MAX_MULTI / MAX_EMODB (synthetic single-style, style-changing and
 #   EmoDB clips in the speaker recipe's manifest, default 2500 / 400 / 2500)
+#   TELEPHONE=1  (speaker recipe) the telephone-band variant: GE2E's mels from 100 Hz-3.4 kHz
+#               only (speaker_bands), statistics over the full band; an 8 kHz copy of a clip
+#               stays next to it (docs/default-model.md, "Runs and seeds", has what it costs)
 #   FIT_HEADS=1  first refit the packaged gender heads (clsp/models/weights/gender_head*.json)
 #               with examples/default_model/gender_head.py; it uses the MBROLA voices that are
 #               installed (Debian contrib/non-free mbrola-*: build-time data only)
@@ -56,7 +59,13 @@ if [ "${FIT_HEADS:-0}" = 1 ]; then
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --out "$W/gender_head.json"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
     --max-windows 2 --out "$W/gender_head_ge2e_voicefilter_p3_w2.json"
+  python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
+    --max-windows 2 --band ge2e=telephone --out "$W/gender_head_ge2e_voicefilter_p3_w2_ge2e_telephone.json"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e --out "$W/gender_head_ge2e.json"
+fi
+TRAIN_SETTINGS=()
+if [ "${TELEPHONE:-0}" = 1 ]; then
+  TRAIN_SETTINGS=("model.speech_encoder.speaker_bands.ge2e=telephone" "model.speech_encoder.stats_band=full")
 fi
 say "1/9 synthetic style corpus (espeak-ng, Flite), held-out voices for test"
 if [ ! -s "$B/synthetic/test.jsonl" ]; then
@@ -108,7 +117,7 @@ if [ "$RECIPE" = speaker ]; then
     --out "$B/stage.jsonl" --crop 0 --max-single "${MAX_SINGLE:-2500}" --max-multi "${MAX_MULTI:-400}" \
     --max-emodb "${MAX_EMODB:-2500}" --seed 4
   say "6/9 one stage: multi-positive InfoNCE on the speaker_fusion tower (clsp train)"
-  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-900}" \
+  clsp train "$HERE/speaker.yaml" "data.train=$B/stage.jsonl" "max_steps=${STEPS:-900}" ${TRAIN_SETTINGS[@]+"${TRAIN_SETTINGS[@]}"} \
     --output-dir "$EXP/speaker" --resume latest
   rm -rf "$EXP/trained" && cp -r "$(last_model "$EXP/speaker")" "$EXP/trained"
 else
