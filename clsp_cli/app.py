@@ -37,11 +37,29 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch's operators (and OpenMP/MKL in libraries loaded
+    later); ``None`` leaves their defaults (one per core, or ``OMP_NUM_THREADS``)."""
+    if threads is None:
+        return
+    import os
+    import sys
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:  # already loaded: tell it directly
+        sys.modules["torch"].set_num_threads(threads)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    threads: int = typer.Option(None, "--threads", min=1, envvar="CLSP_THREADS",
+                                help="CPU threads for the models (default: one per core). On a machine busy with "
+                                     "other jobs, fewer threads can be much faster."),
 ) -> None:
     """Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style."""
+    set_threads(threads)
 
 
 # name -> (module, attribute); every one must be importable.

@@ -69,9 +69,15 @@ def _run(o: Options) -> int:
 
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
-        missing = [s for s in (o.a, o.b) if s.lower().endswith(AUDIO_EXTENSIONS) and not Path(s).exists()]
-        if missing:
-            raise ConfigError("; ".join(f"{s}: no such file" for s in missing))
+        import os
+
+        from clsp.similarity import looks_like_audio
+
+        bad = [f"{s}: a folder, not an audio file" for s in (o.a, o.b) if os.path.isdir(Path(s).expanduser())]
+        bad += [f"{s}: no such file" for s in (o.a, o.b) if not os.path.isdir(Path(s).expanduser())
+                and (s.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(s)) and not Path(s).expanduser().exists()]
+        if bad:
+            raise ConfigError("; ".join(bad))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0

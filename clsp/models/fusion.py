@@ -76,8 +76,12 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError(f"speaker_fusion: stats_band must be one of {', '.join(STATS_BANDS)}, got {stats_band!r}")
         self.stats_band = stats_band
         self.speaker_names = list(speakers)
-        self.speaker_bands = dict(speaker_bands or {})
         from clsp.audio import SPEAKER_BANDS
+
+        if speaker_bands is not None and not isinstance(speaker_bands, dict):
+            raise ConfigError(f"speaker_fusion: speaker_bands must map speaker encoders to bands, e.g. "
+                              f"{{\"ge2e\": \"telephone\"}}, got {speaker_bands!r}")
+        self.speaker_bands = dict(speaker_bands or {})
 
         bad = {k: v for k, v in self.speaker_bands.items() if k not in self.speaker_names or v not in SPEAKER_BANDS}
         if bad:

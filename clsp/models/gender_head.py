@@ -80,9 +80,21 @@ def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict
     ``ConfigError`` when no head was fitted on these speaker encoders)."""
     from clsp.errors import ConfigError
 
-    head = read_head(str(head_file(speakers, settings))) if load_weights else read_head()
+    path = head_file(speakers, settings)
+    head = read_head(str(path)) if load_weights else read_head()
     if load_weights and head["speakers"] != list(speakers):
         raise ConfigError(f"gender head: fitted on speaker encoders {head['speakers']}, the tower has {list(speakers)}")
+    def bands(st: dict) -> dict:
+        return {name: enc.get("band", "full") for name, enc in st.items()}
+
+    # another partial or window count averages the same d-vectors differently; another band
+    # gives other d-vectors: a head fitted on another band is named
+    if load_weights and settings is not None and bands(head_settings(head)) != bands(settings):
+        import warnings
+
+        warnings.warn(f"gender head: none is packaged for {list(speakers)} with {settings}; using {path.name}, "
+                      f"fitted with {head_settings(head)} (examples/default_model/gender_head.py fits one)",
+                      stacklevel=2)
     layer = nn.Linear(len(head["weights"]) if load_weights else 256 * len(speakers), 1)
     if load_weights:
         with torch.no_grad():

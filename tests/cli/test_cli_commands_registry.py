@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -56,3 +57,22 @@ def test_command_modules_install_under_the_cli_package_only():
     assert setup["package-dir"]["clsp_cli.commands"] == "commands"
     # the source tree imports the same files under the installed name
     assert (root / "clsp_cli" / "commands").resolve() == (root / "commands").resolve()
+
+
+def test_threads_option_sets_the_model_threads(monkeypatch):
+    import torch
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "7")  # restored after the test
+    try:
+        res = CliRunner().invoke(app, ["--threads", "1", "classify", "--list-packs"])
+        assert res.exit_code == 0, res.output
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+        res = CliRunner().invoke(app, ["--threads", "0", "classify", "--list-packs"])
+        assert res.exit_code == 2
+    finally:
+        torch.set_num_threads(before)

@@ -330,9 +330,13 @@ def test_speaker_bands_config_and_head_settings():
     base = {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "stats_dim": 8, "load_weights": False}
     enc = build_speech_encoder({**base, "speaker_bands": {"ge2e": "telephone"}})
     assert [e.band for e in enc.speakers] == ["telephone", "full"]
-    for bad in ({"ecapa": "telephone"}, {"ge2e": "narrow"}):
+    for bad in ({"ecapa": "telephone"}, {"ge2e": "narrow"}, "telephone", ["ge2e"]):
         with pytest.raises(ConfigError, match="speaker_bands"):
             build_speech_encoder({**base, "speaker_bands": bad})
+    # no head is fitted on GE2E alone on the telephone band: the full-band one is used, and named
+    with pytest.warns(UserWarning, match="gender_head_ge2e.json"):
+        build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e"], "gender_head": True,
+                              "speaker_bands": {"ge2e": "telephone"}})
     both = ["ge2e", "voicefilter"]
     assert encoder_settings(both, 3, 2, {"ge2e": "telephone", "voicefilter": "full"}) == {
         "ge2e": {"max_partials": 3, "band": "telephone"}, "voicefilter": {"max_windows": 2}}
