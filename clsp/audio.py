@@ -215,9 +215,8 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> tor
     return AF.resample(wave, orig_sr, new_sr)
 
 
-
 SPEAKER_BANDS = ("full", "telephone")
-TELEPHONE_BAND_HZ = (100.0, 3400.0)  # the band a telephone channel keeps (as signal_stats' "telephone")
+TELEPHONE_BAND_HZ = (100.0, 3400.0)  # the band a telephone channel keeps (also signal_stats' "telephone")
 
 
 def band_mask(n_fft: int, band: str = "full", sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

@@ -82,7 +82,6 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError(f"speaker_fusion: speaker_bands must map speaker encoders to bands, e.g. "
                               f"{{\"ge2e\": \"telephone\"}}, got {speaker_bands!r}")
         self.speaker_bands = dict(speaker_bands or {})
-
         bad = {k: v for k, v in self.speaker_bands.items() if k not in self.speaker_names or v not in SPEAKER_BANDS}
         if bad:
             raise ConfigError(f"speaker_fusion: speaker_bands {bad}: keys must name speakers of {self.speaker_names}, "

@@ -73,6 +73,11 @@ def read_head(path: str = str(HEAD_FILE)) -> dict:
     return head
 
 
+def _bands(settings: dict) -> dict:
+    """Encoder name -> the band its settings name (``"full"`` when they name none)."""
+    return {name: enc.get("band", "full") for name, enc in settings.items()}
+
+
 def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict | None = None) -> nn.Linear:
     """A frozen ``Linear(speaker_dim, 1)`` whose output is the female log-odds of the
     concatenated d-vectors of ``speakers``; weights from the packaged head when
@@ -84,12 +89,9 @@ def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict
     head = read_head(str(path)) if load_weights else read_head()
     if load_weights and head["speakers"] != list(speakers):
         raise ConfigError(f"gender head: fitted on speaker encoders {head['speakers']}, the tower has {list(speakers)}")
-    def bands(st: dict) -> dict:
-        return {name: enc.get("band", "full") for name, enc in st.items()}
-
     # another partial or window count averages the same d-vectors differently; another band
     # gives other d-vectors: a head fitted on another band is named
-    if load_weights and settings is not None and bands(head_settings(head)) != bands(settings):
+    if load_weights and settings is not None and _bands(head_settings(head)) != _bands(settings):
         import warnings
 
         warnings.warn(f"gender head: none is packaged for {list(speakers)} with {settings}; using {path.name}, "

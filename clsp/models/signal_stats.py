@@ -43,12 +43,14 @@ def _band_masks(num_mel_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mel bins centred in 100 Hz-1 kHz and in 1-3.4 kHz (the Kaldi fbank of clsp.features)."""
     import torchaudio
 
+    from clsp.audio import TELEPHONE_BAND_HZ
     from clsp.features import HIGH_FREQ, LOW_FREQ, PADDED_WINDOW, SAMPLE_RATE
 
     _, centers = torchaudio.compliance.kaldi.get_mel_banks(
         num_mel_bins, PADDED_WINDOW, float(SAMPLE_RATE), LOW_FREQ, HIGH_FREQ, 100.0, -500.0, 1.0)
     hz = 700.0 * (torch.exp(centers.reshape(-1) / 1127.0) - 1.0)
-    return (hz >= 100) & (hz < 1000), (hz >= 1000) & (hz < 3400)
+    low, high = TELEPHONE_BAND_HZ
+    return (hz >= low) & (hz < 1000), (hz >= 1000) & (hz < high)
 
 
 def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
