@@ -64,20 +64,20 @@ def _run(o: Options) -> int:
     from pathlib import Path
 
     from clsp.models import load_model
-    from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, keep_score
+    from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, keep_score, looks_like_audio
     from clsp.similarity_eval import RatingTally
 
-    net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
-        import os
-
-        from clsp.similarity import looks_like_audio
-
-        bad = [f"{s}: a folder, not an audio file" for s in (o.a, o.b) if os.path.isdir(Path(s).expanduser())]
-        bad += [f"{s}: no such file" for s in (o.a, o.b) if not os.path.isdir(Path(s).expanduser())
-                and (s.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(s)) and not Path(s).expanduser().exists()]
+        bad = []
+        for side in (o.a, o.b):
+            path = Path(side).expanduser()
+            if path.is_dir():
+                bad.append(f"{side}: a folder, not an audio file")
+            elif not path.exists() and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
+                bad.append(f"{side}: no such file")
         if bad:
             raise ConfigError("; ".join(bad))
+    net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0

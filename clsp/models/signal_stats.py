@@ -28,6 +28,7 @@ from functools import lru_cache
 
 import torch
 
+from clsp.audio import SPEAKER_BANDS
 from clsp.models.compact import envelope_modulation
 from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
 
@@ -93,7 +94,7 @@ def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
     return out
 
 
-STATS_BANDS = ("full", "telephone")
+STATS_BANDS = SPEAKER_BANDS  # "full" or "telephone" (clsp.audio.TELEPHONE_BAND_HZ)
 
 
 def signal_stats(feats: torch.Tensor, lens: torch.Tensor, band: str = "full") -> torch.Tensor:
