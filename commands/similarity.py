@@ -67,6 +67,7 @@ def _run(o: Options) -> int:
     from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, keep_score, looks_like_audio
     from clsp.similarity_eval import RatingTally
 
+    net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
         bad = []
         for side in (o.a, o.b):
@@ -77,7 +78,6 @@ def _run(o: Options) -> int:
                 bad.append(f"{side}: no such file")
         if bad:
             raise ConfigError("; ".join(bad))
-    net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0
