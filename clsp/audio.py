@@ -232,3 +232,23 @@ def band_mask(n_fft: int, band: str = "full", sample_rate: int = SAMPLE_RATE) ->
         return torch.ones(hz.numel())
     lo, hi = TELEPHONE_BAND_HZ
     return ((hz >= lo) & (hz <= hi)).float()
+
+
+def narrowband_copy(waves: torch.Tensor, lengths: torch.Tensor, rate: int = 8000,
+                    sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Each clip of ``waves`` ``(B, S)`` (valid samples ``lengths`` ``(B,)``) resampled down to
+    ``rate`` Hz and back to ``sample_rate``: what an 8 kHz channel (telephone, narrow-band
+    codec) leaves of it, ``(B, S)``, zero past each clip's length. torchaudio's windowed-sinc
+    resampler; a clip's copy does not depend on the rest of the batch (its padding is zeros,
+    and every clip gets the same 1024 zeros after its end, longer than the filters). Raises
+    ``ValueError`` unless ``0 < rate < sample_rate``."""
+    import torchaudio.functional as AF
+
+    if not 0 < rate < sample_rate:
+        raise ValueError(f"rate must be between 0 and {sample_rate} Hz, got {rate}")
+    valid = torch.arange(waves.shape[1], device=waves.device)[None, :] < lengths.to(waves.device)[:, None]
+    x = torch.nn.functional.pad(waves.float() * valid, (0, 1024))
+    copy = AF.resample(AF.resample(x, sample_rate, rate), rate, sample_rate)[:, : waves.shape[1]]
+    if copy.shape[1] < waves.shape[1]:
+        copy = torch.nn.functional.pad(copy, (0, waves.shape[1] - copy.shape[1]))
+    return copy * valid

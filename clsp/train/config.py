@@ -118,6 +118,11 @@ class LossConfig:
     task1_p0: Fraction = 0.95
     task1_p_min: Fraction = 0.5
     task_horizon: PosFloat = 10000.0
+    # weight of the channel-consistency term: mean (1 - cosine) between each clip's speech
+    # embedding and that of its copy through a channel_rate Hz channel (clsp.audio.narrowband_copy);
+    # 0: off. Needs a waveform-input speech tower (speaker_fusion, transformers speech models).
+    channel_consistency: NonNegFloat = 0.0
+    channel_rate: PosInt = 8000
 
 
 @dataclass

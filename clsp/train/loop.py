@@ -103,6 +103,7 @@ class Trainer:
                      fitted["pairs"], 100 * fitted["energy"])
         if cfg.gradient_checkpointing:
             log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
+        self._check_channel_consistency()
         self.towers = ContrastiveTowers(self.model)
         self.ddp = None
         if self.info.enabled:
@@ -116,6 +117,7 @@ class Trainer:
         self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}
+        self.channel_gap = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
         self.resumed_from = self._resume(resume)
 
     # ---- set-up helpers ----
@@ -126,6 +128,19 @@ class Trainer:
             log.warning("data.text_cache ignored: the text tower is trained (freeze it with freeze=[text])")
             return False
         return True
+
+    def _check_channel_consistency(self) -> None:
+        lc = self.cfg.loss
+        if lc.channel_consistency <= 0:
+            return
+        from clsp.errors import ConfigError
+
+        if self.model.input_kind != "waveform":
+            raise ConfigError(f"loss.channel_consistency: needs a speech tower that reads waveforms (speaker_fusion, "
+                              f"a transformers speech model); this one reads {self.model.input_kind}")
+        rate = self.model.config.sample_rate
+        if not 0 < lc.channel_rate < rate:
+            raise ConfigError(f"loss.channel_rate: {lc.channel_rate} Hz must be below the model's sample rate ({rate} Hz)")
 
     def _resume(self, resume: str | None) -> Path | None:
         path = ckpt.resolve_resume(self.out, resume)
@@ -179,14 +194,28 @@ class Trainer:
             kwargs["text_features"] = self.cache.features(self.model, texts, self.device)
         else:
             kwargs["tokens"] = self.model.text_encoder.tokenize(texts, self.device)
+        keys = [clip_cache_key(c) for c in batch["clips"]]
         if self.speech_cache is not None:
-            keys = [clip_cache_key(c) for c in batch["clips"]]
             kwargs["speech_frozen"] = self.speech_cache.features(self.model, keys, feats, lens, self.device)
+        weight = self.cfg.loss.channel_consistency
+        if weight > 0:
+            from clsp.audio import narrowband_copy
+
+            rate = self.cfg.loss.channel_rate
+            kwargs["channel_feats"] = narrowband_copy(feats, lens, rate, self.model.config.sample_rate)
+            if self.speech_cache is not None:
+                kwargs["channel_frozen"] = self.speech_cache.features(
+                    self.model, [(*k, f"narrowband-{rate}") for k in keys], kwargs["channel_feats"], lens, self.device)
         module = self.ddp or self.towers
         with self.autocast():
-            audio, text, scale = module(feats, lens, **kwargs)
-        keys = caption_keys(texts).to(self.device) if self.cfg.loss.mask_duplicate_captions else None
-        return gathered_contrastive_loss(audio, text, scale, per_clip, keys, self.cfg.loss.local_loss)
+            audio, text, scale, *channel = module(feats, lens, **kwargs)
+        caption_ids = caption_keys(texts).to(self.device) if self.cfg.loss.mask_duplicate_captions else None
+        loss = gathered_contrastive_loss(audio, text, scale, per_clip, caption_ids, self.cfg.loss.local_loss)
+        if weight > 0:
+            consistency = (1 - (audio * channel[0]).sum(-1)).mean()
+            self.channel_gap = float(consistency.detach())
+            loss = loss + weight * consistency
+        return loss
 
     def _optimizer_step(self, batches: list[dict]) -> dict[str, Any]:
         accum, world = len(batches), self.info.world_size
@@ -310,6 +339,7 @@ class Trainer:
             "logit_scale": float(self.model.logit_scale.detach().exp()), "lr_encoder": groups.get("encoder", groups.get("encoder_no_decay")),
             "lr_heads": groups.get("heads", groups.get("heads_no_decay")), "clips": clips, "audio_seconds": audio_s,
             "step_seconds": seconds, "skipped_steps": self.skipped_steps, "skipped_rows": self.skips.total,
+            **({"channel_gap": self.channel_gap} if self.cfg.loss.channel_consistency > 0 else {}),
         })
 
     def run(self) -> TrainResult:
