@@ -6,7 +6,8 @@ Per model (the first is the baseline), on the same clips:
   zero-shot probabilities, on EmoDB held-out speakers (7 emotions) and on TESS (2 female
   speakers) + SAVEE (4 male speakers), English, in the 6 emotions the three share;
 * 8 kHz copies of the EmoDB held-out clips (resampled down to 8 kHz and back): cosine of
-  each copy's embedding to its original's;
+  each copy's embedding to its original's; where sox is installed, the same for copies sent
+  through the GSM 06.10 telephone codec (8 kHz) and through mp3 at 16 kbit/s;
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
   other emotion): mean and quantiles;
@@ -109,15 +110,40 @@ def eight_khz_cosines(model, rows: list[dict]) -> dict:
     """Cosine of each clip's embedding to that of its copy resampled to 8 kHz and back."""
     import torchaudio.functional as AF
 
+    return copy_cosines(model, rows, lambda r, w: AF.resample(AF.resample(w, 16000, 8000), 8000, 16000)[: len(w)])
+
+
+# channels a clip is sent through with sox (encode options, intermediate suffix): real codecs,
+# unlike the plain 8 kHz resampling above, and not the ones the training copies use
+SOX_CHANNELS = {"gsm": (["-r", "8000"], "gsm"),  # GSM 06.10 full-rate, 8 kHz, 13 kbit/s
+                "mp3_16k": (["-r", "16000", "-C", "16"], "mp3")}  # mp3 at 16 kbit/s
+
+
+def sox_copy(path: str, channel: str) -> torch.Tensor:
+    """``path`` encoded through one of ``SOX_CHANNELS`` and decoded back to 16 kHz mono."""
+    import subprocess
+    import tempfile
+
+    from clsp.audio import load_audio
+
+    opts, suffix = SOX_CHANNELS[channel]
+    with tempfile.TemporaryDirectory() as tmp:
+        mid, back = Path(tmp) / f"mid.{suffix}", Path(tmp) / "back.wav"
+        subprocess.run(["sox", path, "-c", "1", *opts, str(mid)], check=True, capture_output=True)
+        subprocess.run(["sox", str(mid), "-b", "16", "-r", "16000", str(back)], check=True, capture_output=True)
+        return load_audio(back)
+
+
+def copy_cosines(model, rows: list[dict], make_copy) -> dict:
+    """Cosine of each clip's embedding to that of ``make_copy(row, wave)`` (a 16 kHz copy of it)."""
     from clsp.audio import load_audio
 
     orig = embed_clips(model, rows)
     copies = []
     with torch.no_grad():
         for r in rows:
-            w = load_audio(r["audio"])
-            w8 = AF.resample(AF.resample(w, 16000, 8000), 8000, 16000)[: len(w)]
-            copies.append(model.encode_audio(w8[None], torch.tensor([len(w8)])).numpy()[0])
+            w = make_copy(r, load_audio(r["audio"]))
+            copies.append(model.encode_audio(w[None], torch.tensor([len(w)])).numpy()[0])
     cos = np.sum(orig * np.stack(copies), axis=1) / (
         np.linalg.norm(orig, axis=1) * np.linalg.norm(np.stack(copies), axis=1))
     return {"n": len(rows), "mean": float(cos.mean()), "min": float(cos.min()),
@@ -174,6 +200,12 @@ def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
         res[name] = r
     if "emodb" in sets:
         res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
+        import shutil
+
+        if shutil.which("sox"):
+            for channel in SOX_CHANNELS:
+                res["emodb"][f"{channel}_cosine"] = copy_cosines(model, sets["emodb"],
+                                                                 lambda r, w, c=channel: sox_copy(r["audio"], c))
     all_rows = [r for rows in sets.values() for r in rows]
     all_audio = np.concatenate(list(embedded.values()))
     res["pairs"] = pair_distributions(all_audio, all_rows)
@@ -203,6 +235,9 @@ def markdown_table(results: list[dict]) -> str:
                 lambda r: f"{r[s][f'zeroshot_{task}']['ece']:.3f} / {r[s][f'zeroshot_{task}']['wrong_median_confidence']:.2f}")
     row("emodb", "8 kHz copy cosine mean / p10 / min",
         lambda r: " / ".join(f"{r['emodb']['eight_khz_cosine'][k]:.3f}" for k in ("mean", "p10", "min")))
+    for channel, label in (("gsm", "GSM 06.10 (8 kHz)"), ("mp3_16k", "mp3 16 kbit/s")):
+        row("emodb", f"{label} copy cosine mean / p10 / min",
+            lambda r, c=channel: " / ".join(f"{r['emodb'][f'{c}_cosine'][k]:.3f}" for k in ("mean", "p10", "min")))
     for kind in ("same_voice", "same_style", "unrelated"):
         row("all", f"{kind.replace('_', '-')} cosine mean (q05, q50, q95)",
             lambda r: f"{r['pairs'][kind]['mean']:.3f} ({r['pairs'][kind]['q05']:.2f}, "
