@@ -72,7 +72,9 @@ def _run(o: Options) -> int:
         bad = []
         for side in (o.a, o.b):
             path = Path(side).expanduser()
-            if path.is_dir():
+            if not side.strip():
+                bad.append(f"{side!r}: empty: give an audio file or a caption")
+            elif path.is_dir():
                 bad.append(f"{side}: a folder, not an audio file")
             elif not path.exists() and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
                 bad.append(f"{side}: no such file")

@@ -51,7 +51,8 @@ def test_one_off_audio_caption(tmp_path):
     assert p.returncode == 2 and "missing.wav: no such file" in p.stderr and p.stdout == ""
     # a folder, or a path without an audio extension that names nothing, is not scored as a caption
     (tmp_path / "clips").mkdir()
-    for side, why in (("clips", "clips: a folder"), ("sub/missing", "sub/missing: no such file")):
+    for side, why in (("clips", "clips: a folder"), ("sub/missing", "sub/missing: no such file"),
+                      ("", "'': empty"), ("  ", "'  ': empty")):
         p = cli("similarity", side, "a.wav", "-m", "tiny-random", "-q", cwd=tmp_path)
         assert p.returncode == 2 and why in p.stderr and p.stdout == "", (side, p.stderr)
 
