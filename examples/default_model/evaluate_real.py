@@ -120,7 +120,9 @@ SOX_CHANNELS = {"gsm": (["-r", "8000"], "gsm"),  # GSM 06.10 full-rate, 8 kHz, 1
 
 
 def sox_copy(path: str, channel: str) -> torch.Tensor:
-    """``path`` encoded through one of ``SOX_CHANNELS`` and decoded back to 16 kHz mono."""
+    """``path`` encoded by sox through one of ``SOX_CHANNELS`` and decoded back to 16 kHz mono:
+    an mp3 by clsp's own reader (gapless: sample-aligned with the original, as a user gets it;
+    sox's decoder would prepend the encoder delay), GSM by sox."""
     import subprocess
     import tempfile
 
@@ -130,6 +132,8 @@ def sox_copy(path: str, channel: str) -> torch.Tensor:
     with tempfile.TemporaryDirectory() as tmp:
         mid, back = Path(tmp) / f"mid.{suffix}", Path(tmp) / "back.wav"
         subprocess.run(["sox", path, "-c", "1", *opts, str(mid)], check=True, capture_output=True)
+        if suffix == "mp3":
+            return load_audio(mid)
         subprocess.run(["sox", str(mid), "-b", "16", "-r", "16000", str(back)], check=True, capture_output=True)
         return load_audio(back)
 
