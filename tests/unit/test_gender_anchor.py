@@ -46,6 +46,35 @@ def test_fit_spans_the_pair_differences_with_the_mean_first():
     assert 0.99 < energy <= 1.0 + 1e-6  # two directions hold every difference
 
 
+def test_fit_spans_the_exact_pairs_whatever_the_rest():
+    gen = torch.Generator().manual_seed(1)
+    dim, rank, exact = 64, 8, 3
+    male = F.normalize(torch.randn(200, dim, generator=gen), dim=-1)
+    female = male + 0.3 * torch.randn(200, dim, generator=gen)  # differences spread over many directions
+    female[exact:] += 5.0 * torch.randn(1, dim, generator=gen)  # the rest dominated by one other direction
+    anchor = GenderAnchor(dim, rank=rank)
+    anchor.fit(female, male, exact=exact)
+    b = anchor.basis.double()
+    assert torch.allclose(b @ b.T, torch.eye(rank, dtype=torch.float64), atol=1e-5)
+    diff = (female - male).double()
+    residual = diff - (diff @ b.T) @ b
+    assert float(residual[:exact].norm(dim=1).max()) < 1e-5 * float(diff[:exact].norm(dim=1).min())
+    plain = GenderAnchor(dim, rank=rank)
+    plain.fit(female, male)  # without exact rows, the principal directions of the rest win
+    bp = plain.basis.double()
+    assert float((diff[:exact] - (diff[:exact] @ bp.T) @ bp).norm(dim=1).min()) > 0.1 * float(diff[:exact].norm(dim=1).min())
+
+
+def test_exact_captions_are_gender_only_and_hold_the_gender_pack():
+    from clsp.models.anchor import exact_captions
+    from clsp.prompts import load_pack
+
+    captions = exact_captions()
+    assert all(swap_gender(c) is not None for c in captions)
+    pack = load_pack("gender").get("gender")
+    assert {p for c in pack.classes for p in c.prompts} <= set(captions) | {swap_gender(c)[0] for c in captions}
+
+
 def test_gender_component_follows_the_head_not_the_input():
     anchor = GenderAnchor(16, rank=2)
     anchor.fit(torch.eye(16)[:4] + torch.eye(16)[4:8] * 0.2, torch.zeros(4, 16))
@@ -83,10 +112,13 @@ def test_trains_saves_and_embeds_the_same(tmp_path: Path):
         "data.max_batch_seconds=6", "max_steps=2", "checkpoint_every=0", "seed=0", f"output_dir={tmp_path / 'exp'}"])
     trainer = Trainer(cfg)
     fitted = trainer.model.gender_anchor.basis.clone()
-    # fitted when training starts; the toy captions name no gender, so only the 8 built-in
-    # pairs count: 8 orthonormal rows, the other 4 zero
+    # fitted when training starts; the toy captions name no gender, so only the built-in
+    # pairs count (exact_captions: more than the rank), spanned by 12 orthonormal rows
+    from clsp.models.anchor import exact_captions
+
+    assert len(exact_captions()) > 12
     rows = fitted[fitted.abs().sum(1) > 0]
-    assert len(rows) == 8 and torch.allclose(rows @ rows.T, torch.eye(8), atol=1e-4)
+    assert len(rows) == 12 and torch.allclose(rows @ rows.T, torch.eye(12), atol=1e-4)
     result = trainer.run()
     assert result.status == "finished"
     loaded = load_model(str(result.checkpoint / "model"))
