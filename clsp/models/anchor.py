@@ -140,16 +140,19 @@ def fit_gender_anchor(model, captions: list[str], max_pairs: int = 2000) -> dict
     are spanned exactly. Returns ``{"pairs", "exact", "energy"}``. With fewer independent
     pair differences than ``rank``, the remaining basis rows stay zero."""
     pairs: dict[str, str] = {}
-    exact = 0
-    base = exact_captions()
-    for n, caption in enumerate(base + list(dict.fromkeys(captions))):
+
+    def add(caption: str) -> None:
         swapped = swap_gender(caption)
         if swapped is not None and len(pairs) < max_pairs:
             twin, is_female = swapped
             female, male = (caption, twin) if is_female else (twin, caption)
             pairs.setdefault(female, male)
-        if n == len(base) - 1:
-            exact = len(pairs)
+
+    for caption in exact_captions():
+        add(caption)
+    exact = len(pairs)
+    for caption in dict.fromkeys(captions):
+        add(caption)
     anchor = model.gender_anchor
     female, male = list(pairs), list(pairs.values())
     was_training = model.training
