@@ -117,7 +117,7 @@ class Trainer:
         self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
         self.skips = SkipCounter()
         self.last_metrics: dict[str, float] = {}
-        self.channel_gap = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
+        self.channel_gap: float | torch.Tensor = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
         self.resumed_from = self._resume(resume)
 
     # ---- set-up helpers ----
@@ -213,7 +213,7 @@ class Trainer:
         loss = gathered_contrastive_loss(audio, text, scale, per_clip, caption_ids, self.cfg.loss.local_loss)
         if weight > 0:
             consistency = (1 - (audio * channel[0]).sum(-1)).mean()
-            self.channel_gap = float(consistency.detach())
+            self.channel_gap = consistency.detach()  # read when logged: no device sync per step
             loss = loss + weight * consistency
         return loss
 
@@ -339,7 +339,7 @@ class Trainer:
             "logit_scale": float(self.model.logit_scale.detach().exp()), "lr_encoder": groups.get("encoder", groups.get("encoder_no_decay")),
             "lr_heads": groups.get("heads", groups.get("heads_no_decay")), "clips": clips, "audio_seconds": audio_s,
             "step_seconds": seconds, "skipped_steps": self.skipped_steps, "skipped_rows": self.skips.total,
-            **({"channel_gap": self.channel_gap} if self.cfg.loss.channel_consistency > 0 else {}),
+            **({"channel_gap": float(self.channel_gap)} if self.cfg.loss.channel_consistency > 0 else {}),
         })
 
     def run(self) -> TrainResult:
