@@ -9,6 +9,9 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
      "stats_band": "full",   # frame energy of the loudness/pause/pace statistics over all fbank bins,
                              # or "telephone": 100 Hz-3.4 kHz only (a telephone copy measures the same)
+     "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
+                             # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
+                             # a clip's start moving by part of a frame; each grid costs one more fbank
      "stats_dim": 64,        # width of the trainable Linear+GELU over the statistics
      "compact": null,        # or CompactSpeechEncoder kwargs: a trainable fbank tower, mean-pooled
      "num_mel_bins": 128,    # fbank bins for the statistics and the compact tower
@@ -46,7 +49,7 @@ from torch import nn
 
 from clsp.errors import ConfigError
 from clsp.models.registry import register_speech_encoder
-from clsp.models.signal_stats import SIGNAL_STATS_DIM, STATS_BANDS, signal_stats
+from clsp.models.signal_stats import SIGNAL_STATS_DIM, STATS_BANDS, waveform_stats
 from clsp.models.speaker import GE2ESpeakerEncoder
 from clsp.models.voicefilter import VoiceFilterSpeakerEncoder
 
@@ -62,7 +65,8 @@ class SpeakerFusionEncoder(nn.Module):
     def __init__(self, speakers: list[str] | tuple[str, ...] = ("ge2e",), stats: bool = True, stats_dim: int = 64,
                  compact: dict[str, Any] | None = None, num_mel_bins: int = 128, max_partials: int | None = 3,
                  max_windows: int | None = 4, gender_head: bool = False, gender_dim: int = 16,
-                 speaker_proj_dim: int | None = None, stats_band: str = "full", load_weights: bool = True,
+                 speaker_proj_dim: int | None = None, stats_band: str = "full", stats_phases: int = 1,
+                 load_weights: bool = True,
                  proj_speakers: list[str] | tuple[str, ...] | None = None,
                  speaker_bands: dict[str, str] | None = None):
         super().__init__()
@@ -74,7 +78,9 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
         if stats_band not in STATS_BANDS:
             raise ConfigError(f"speaker_fusion: stats_band must be one of {', '.join(STATS_BANDS)}, got {stats_band!r}")
-        self.stats_band = stats_band
+        if isinstance(stats_phases, bool) or not isinstance(stats_phases, int) or not 1 <= stats_phases <= 160:
+            raise ConfigError(f"speaker_fusion: stats_phases must be an integer in 1..160, got {stats_phases!r}")
+        self.stats_band, self.stats_phases = stats_band, stats_phases
         self.speaker_names = list(speakers)
         from clsp.audio import SPEAKER_BANDS
 
@@ -147,7 +153,8 @@ class SpeakerFusionEncoder(nn.Module):
         if self.gender_head is not None:
             parts.append(self.gender_head(torch.cat(parts, dim=-1)))
         if self.use_stats:
-            parts.append(signal_stats(*self._fbank(waveforms, lengths), band=self.stats_band))
+            waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
+            parts.append(waveform_stats(waves, self.num_mel_bins, self.stats_band, self.stats_phases).to(waveforms.device))
         return torch.cat(parts, dim=-1).float()
 
     def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,13 @@ Per clip (``SIGNAL_STATS_DIM`` numbers, all from the clip's own valid frames):
 
 Padding never enters (each clip is measured alone), so a clip's statistics do not depend
 on its batch.
+
+Frame phase: the fbank frames every 10 ms start at the clip's first sample, so cutting a few
+milliseconds off a clip's start moves every frame against the speech; pitch movement and
+spread, voicing and pace then change by up to several times their spread across clips
+(EmoDB held-out clips cut by 5 ms). ``waveform_stats(..., phases=k)`` averages the
+statistics over k frame grids offset by 10 ms / k, so a cut that is a multiple of 10 ms / k
+reproduces the same grids (measured in ``docs/default-model.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from functools import lru_cache
 import torch
 
 from clsp.audio import SPEAKER_BANDS
+from clsp.features import FRAME_SHIFT
 from clsp.models.compact import envelope_modulation
 from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
 
@@ -115,3 +123,23 @@ def signal_stats(feats: torch.Tensor, lens: torch.Tensor, band: str = "full") ->
     rest = [_one_clip(feats[i, :n].cpu(), voiced[i, :n].cpu(), low.cpu(), high.cpu(), band)
             for i, n in enumerate(lens.tolist())]
     return torch.cat([pitch, torch.stack(rest).to(feats.device)], dim=-1) if rest else pitch
+
+
+def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str = "full",
+                   phases: int = 1) -> torch.Tensor:
+    """``signal_stats`` of 16 kHz waveforms ``(S_i,)`` through ``clsp.features.fbank_batch``,
+    each clip's statistics averaged over ``phases`` frame grids: the clip from sample
+    ``round(k * 160 / phases)`` on, k = 0 .. phases - 1 (``phases=1``: the clip as it is).
+    Returns ``(B, SIGNAL_STATS_DIM)``. ``ValueError`` when ``phases`` is not in 1..160 or for an
+    unknown ``band``."""
+    from clsp.features import fbank_batch
+
+    if isinstance(phases, bool) or not isinstance(phases, int) or not 1 <= phases <= FRAME_SHIFT:
+        raise ValueError(f"waveform_stats: phases must be an integer in 1..{FRAME_SHIFT}, got {phases!r}")
+    if not waves:
+        return torch.zeros(0, SIGNAL_STATS_DIM)
+    offsets = [round(k * FRAME_SHIFT / phases) for k in range(phases)]
+    shifted = [w.float().reshape(-1)[o:] for w in waves for o in offsets]
+    feats, lens = fbank_batch(shifted, num_mel_bins)
+    stats = signal_stats(feats, lens, band=band)
+    return stats.reshape(len(waves), phases, -1).mean(1)

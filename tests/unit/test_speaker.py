@@ -341,3 +341,42 @@ def test_speaker_bands_config_and_head_settings():
     assert encoder_settings(both, 3, 2, {"ge2e": "telephone", "voicefilter": "full"}) == {
         "ge2e": {"max_partials": 3, "band": "telephone"}, "voicefilter": {"max_windows": 2}}
     assert encoder_settings(both, 3, 2) == {"ge2e": {"max_partials": 3}, "voicefilter": {"max_windows": 2}}
+
+
+def _phrase() -> torch.Tensor:
+    """Three voiced stretches at different pitches with a quiet gap, over a faint noise floor."""
+    rng = np.random.default_rng(3)
+    v = np.concatenate([vibrato_clip(0.7, 120, 0.3), vibrato_clip(0.5, 220, 0.2),
+                        0.01 * rng.standard_normal(3000).astype(np.float32), vibrato_clip(0.8, 160, 0.35)])
+    return torch.from_numpy(v + 0.003 * rng.standard_normal(v.size).astype(np.float32))
+
+
+def test_waveform_stats_phases_make_a_start_cut_of_part_of_a_frame_harmless():
+    """Averaged over 4 frame grids, the statistics of a clip and of the clip without its first
+    2.5 ms (a quarter hop) agree far better than over one grid; one grid is signal_stats itself."""
+    from clsp.features import fbank_batch
+    from clsp.models.signal_stats import waveform_stats
+
+    wave = _phrase()
+    torch.testing.assert_close(waveform_stats([wave, wave[:20000]], band="telephone"),
+                               signal_stats(*fbank_batch([wave, wave[:20000]]), band="telephone"), atol=0, rtol=0)
+    moved = {k: float((waveform_stats([wave], phases=k) - waveform_stats([wave[40:]], phases=k)).abs().sum())
+             for k in (1, 4)}
+    assert moved[4] < 0.35 * moved[1], moved
+    both = waveform_stats([wave, wave[:16000]], phases=4)
+    torch.testing.assert_close(both[1:], waveform_stats([wave[:16000]], phases=4))  # batch-independent
+    assert waveform_stats([], phases=4).shape == (0, SIGNAL_STATS_DIM)
+    for bad in (0, 161, True, 2.0):
+        with pytest.raises(ValueError, match="phases"):
+            waveform_stats([wave], phases=bad)
+        with pytest.raises(Exception, match="stats_phases"):
+            build_speech_encoder({"type": "speaker_fusion", "speakers": [], "stats_phases": bad})
+
+
+def test_speaker_fusion_reads_its_statistics_over_the_configured_grids():
+    from clsp.models.signal_stats import waveform_stats
+
+    wave = _phrase()
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": [], "stats": True, "stats_phases": 4})
+    frozen = enc.frozen_features(wave[None], torch.tensor([wave.numel()]))
+    torch.testing.assert_close(frozen, waveform_stats([wave], 128, "full", 4))
