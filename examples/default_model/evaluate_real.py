@@ -11,6 +11,10 @@ Per model (the first is the baseline), on the same clips:
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
   other emotion): mean and quantiles;
+* a clip's own caption among 10 (R@1, speech -> text and text -> speech), with captions
+  written from each clip's labels (speaker gender, emotion, TESS's older speaker's age) in
+  wordings unlike the training captions': a stand-in for human-written style captions, which
+  these sets do not have;
 * the answers of the built-in ``pitch``, ``loudness``, ``speaking-rate``,
   ``voice-quality`` and ``age`` prompt packs over all real clips (share per class).
 
@@ -35,7 +39,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import GENDER_PROMPTS, embed_clips, prompts_from  # noqa: E402
+from evaluate import GENDER_PROMPTS, embed_clips, embed_texts, prompts_from  # noqa: E402
 from jsonl import read_jsonl  # noqa: E402
 from prepare_emodb import EMOTION_PHRASES  # noqa: E402
 
@@ -71,6 +75,46 @@ def savee_rows(root: Path) -> list[dict]:
             rows.append({"id": f"savee-{path.stem}", "audio": str(path), "speaker": f"savee-{m.group(1)}",
                          "gender": "male", "emotion": SAVEE_EMOTIONS[m.group(2)]})
     return rows
+
+
+# caption wordings for label_caption: who speaks, and how (none of them a training caption's)
+CAPTION_WHO = {"female": ["A woman", "A female speaker", "A lady"], "male": ["A man", "A male speaker", "A guy"]}
+CAPTION_OLDER = ["An older woman", "An elderly woman", "A woman"]  # TESS's 64-year-old speaker
+CAPTION_HOW = {"anger": ["angrily", "in an angry voice", "furiously"],
+               "boredom": ["in a bored voice", "sounding bored"],
+               "disgust": ["with disgust", "in a disgusted tone"],
+               "fear": ["fearfully", "in a frightened, anxious voice"],
+               "happiness": ["happily", "cheerfully, sounding happy"],
+               "neutral": ["in a calm, neutral tone", "plainly, without emotion"],
+               "sadness": ["sadly", "in a sad, low voice"],
+               "surprise": ["in a surprised voice", "sounding surprised"]}
+
+
+def label_caption(row: dict, rng: random.Random) -> str:
+    """A short style caption from a row's ``gender`` and ``emotion``, e.g. "A guy speaks angrily."."""
+    who = rng.choice(CAPTION_OLDER if row["speaker"] == "tess-OAF" else CAPTION_WHO[row["gender"]])
+    return f"{who} speaks {rng.choice(CAPTION_HOW[row['emotion']])}."
+
+
+def r_at_1_among(audio: np.ndarray, text: np.ndarray, k: int = 10, draws: int = 2000, seed: int = 0) -> dict:
+    """Own-caption R@1 among ``k``: in each of ``draws`` random groups of ``k`` clips, is the
+    first clip's own caption the best-scoring of the group's captions (speech -> text), and
+    the first caption's own clip the best-scoring clip (text -> speech)? Ties (identical
+    captions) count as 1 / (clips tied). ``audio``, ``text``: (N, D) unit rows, row i the
+    pair; returns percentages and the chance level 100 / k."""
+    rng = random.Random(seed)
+
+    def hit(scores: np.ndarray) -> float:
+        best = scores.max()
+        return 0.0 if scores[0] < best else 1.0 / float((scores == best).sum())
+
+    s2t = t2s = 0.0
+    for _ in range(draws):
+        idx = rng.sample(range(len(audio)), k)
+        sim = audio[idx] @ text[idx].T
+        s2t += hit(sim[0])
+        t2s += hit(sim[:, 0])
+    return {"k": k, "draws": draws, "s2t": 100 * s2t / draws, "t2s": 100 * t2s / draws, "chance": 100 / k}
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -201,6 +245,10 @@ def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
         emotions = emodb_emotion if name == "emodb" else english_emotion
         keep = [k for k, x in enumerate(rows) if x["emotion"] in emotions]
         r["zeroshot_emotion"] = zero_shot_calibrated(model, audio[keep], [rows[k]["emotion"] for k in keep], emotions)
+        rng = random.Random(0)
+        keep = [k for k, x in enumerate(rows) if x["emotion"] in CAPTION_HOW]
+        captions = embed_texts(model, [label_caption(rows[k], rng) for k in keep])
+        r["caption_r1_among_10"] = r_at_1_among(audio[keep], captions) if len(keep) >= 10 else None
         res[name] = r
     if "emodb" in sets:
         res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
@@ -237,6 +285,9 @@ def markdown_table(results: list[dict]) -> str:
                 lambda r: f"{100 * r[s][f'zeroshot_{task}']['wa']:.1f} / {100 * r[s][f'zeroshot_{task}']['ua']:.1f}")
             row(s, f"zero-shot {task} ECE / median p of wrong answers",
                 lambda r: f"{r[s][f'zeroshot_{task}']['ece']:.3f} / {r[s][f'zeroshot_{task}']['wrong_median_confidence']:.2f}")
+    for s in ("emodb", "tess_savee"):
+        row(s, "own caption (written from labels) R@1 among 10, s2t / t2s %",
+            lambda r: f"{r[s]['caption_r1_among_10']['s2t']:.1f} / {r[s]['caption_r1_among_10']['t2s']:.1f}")
     row("emodb", "8 kHz copy cosine mean / p10 / min",
         lambda r: " / ".join(f"{r['emodb']['eight_khz_cosine'][k]:.3f}" for k in ("mean", "p10", "min")))
     for channel, label in (("gsm", "GSM 06.10 (8 kHz)"), ("mp3_16k", "mp3 16 kbit/s")):
