@@ -138,8 +138,10 @@ def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str
         raise ValueError(f"waveform_stats: phases must be an integer in 1..{FRAME_SHIFT}, got {phases!r}")
     if not waves:
         return torch.zeros(0, SIGNAL_STATS_DIM)
-    offsets = [round(k * FRAME_SHIFT / phases) for k in range(phases)]
-    shifted = [w.float().reshape(-1)[o:] for w in waves for o in offsets]
-    feats, lens = fbank_batch(shifted, num_mel_bins)
-    stats = signal_stats(feats, lens, band=band)
-    return stats.reshape(len(waves), phases, -1).mean(1)
+    waves = [w.float().reshape(-1) for w in waves]
+    total = None
+    for k in range(phases):  # one grid at a time: a batch of all grids at once ran about 1.7x slower
+        offset = round(k * FRAME_SHIFT / phases)
+        stats = signal_stats(*fbank_batch([w[offset:] for w in waves], num_mel_bins), band=band)
+        total = stats if total is None else total + stats
+    return total / phases
