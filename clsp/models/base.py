@@ -19,7 +19,7 @@ from torch import nn
 from clsp.errors import ConfigError
 from clsp.features import fbank_batch
 from clsp.models.heads import Transform, projection
-from clsp.models.registry import build_speech_encoder
+from clsp.models.registry import build_speech_encoder, check_config_keys
 from clsp.models.speech_input import SpeechInput
 from clsp.models.text import TextTower
 
@@ -63,6 +63,7 @@ class CLSPModel(nn.Module):
         super().__init__()
         self.config = config
         self.speech_encoder = build_speech_encoder(config.speech_encoder)
+        check_config_keys(TextTower, config.text_encoder, "model.text_encoder", reserved=("base_dir", "load_weights", "build"))
         self.text_encoder = TextTower(**config.text_encoder, base_dir=base_dir, load_weights=load_text_weights,
                                       build=with_text)
         d, h = config.joint_dim, config.head_hidden

@@ -45,12 +45,35 @@ def speech_encoder_names() -> list[str]:
     return sorted(_SPEECH_ENCODERS)
 
 
+def check_config_keys(target: Callable, spec: dict[str, Any], where: str, reserved: tuple[str, ...] = ()) -> None:
+    """Raise ``ConfigError`` naming the keys of ``spec`` that ``target`` (a class or function
+    built with ``**spec``) does not take, or that the caller sets itself (``reserved``), with
+    ``where`` (e.g. ``model.speech_encoder``) as their prefix and the known keys. A target
+    that takes ``**kwargs`` checks its own keys."""
+    import inspect
+
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(n for n, p in params.items()
+                   if n != "self" and n not in reserved and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        keys = ", ".join(f"{where}.{k}" for k in unknown)
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {keys} (known: {', '.join(known)})")
+
+
 def build_speech_encoder(spec: dict[str, Any]):
-    """Build the encoder named by ``spec["type"]`` with the remaining keys as arguments."""
+    """Build the encoder named by ``spec["type"]`` with the remaining keys as arguments.
+    ``ConfigError`` for an unknown type or a key the encoder does not take."""
     spec = dict(spec)
     name = spec.pop("type", None)
     if name not in _SPEECH_ENCODERS:
         _load_builtins()
     if name not in _SPEECH_ENCODERS:
         raise ConfigError(f"unknown speech encoder {name!r}; known: {', '.join(speech_encoder_names())}")
+    check_config_keys(_SPEECH_ENCODERS[name], spec, "model.speech_encoder")
     return _SPEECH_ENCODERS[name](**spec)

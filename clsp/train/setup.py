@@ -20,13 +20,22 @@ def load_initial_model(cfg: TrainConfig):
     """The model to start from: ``init_from`` (directory / built-in name) or ``model`` (a config),
     renamed to the run's model name (:meth:`TrainConfig.model_name`), with the model it starts
     from recorded as its ``init_from``. Naming a fine-tuned model after a built-in one is a
-    ``ConfigError``: its weights must not pass for the built-in ones."""
+    ``ConfigError``: its weights must not pass for the built-in ones; so is ``model`` next to
+    ``init_from`` (the model loads as it was built, so those settings would be ignored)."""
     from clsp.models.checkpoint import BUILTIN_NAMES
 
     name = cfg.model_name()
     if cfg.init_from and name in BUILTIN_NAMES:
         raise ConfigError(f"name: {name!r} is a built-in model's name; give the trained model its own "
                           "(--name, name=..., or another --output-dir)")
+    if cfg.init_from and cfg.model:
+        def dotted(d: dict, prefix: str) -> list[str]:
+            return [k for key, v in d.items()
+                    for k in (dotted(v, f"{prefix}.{key}") if isinstance(v, dict) and v else [f"{prefix}.{key}"])]
+
+        raise ConfigError(f"{', '.join(dotted(cfg.model, 'model'))}: the model comes from init_from "
+                          f"({cfg.init_from}) as it was built, so model settings would be ignored; remove them, "
+                          "or build a new model from `model` without init_from")
     if cfg.init_from:
         from clsp.models.checkpoint import load_model
 

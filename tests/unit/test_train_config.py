@@ -160,3 +160,27 @@ def test_path_keys_keep_names_that_look_like_numbers() -> None:
     assert (cfg.output_dir, cfg.data.valid, cfg.init_from) == ("2024", "7", "0.5")
     with pytest.raises(ConfigError, match="^data.train: input should be a valid string"):
         load_config(EXAMPLES / "tiny.yaml", ["data.train=true"])
+
+
+def test_model_settings_next_to_init_from_are_refused_not_ignored() -> None:
+    from clsp.train.setup import load_initial_model
+
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["model.speech_encoder.stats_phases=4", "model.joint_dim=8"])
+    with pytest.raises(ConfigError, match=r"model\.speech_encoder\.stats_phases, model\.joint_dim: the model comes "
+                                          r"from init_from \(tiny-random\)"):
+        load_initial_model(cfg)
+
+
+def test_unknown_keys_inside_model_components_are_config_errors_naming_them() -> None:
+    from clsp.models import ModelConfig, build_model
+    from clsp.models.registry import build_speech_encoder
+
+    with pytest.raises(ConfigError, match=r"unknown config key model\.speech_encoder\.stats_phase \(known: .*stats_dim"):
+        build_speech_encoder({"type": "compact", "stats_phase": 4})
+    with pytest.raises(ConfigError, match=r"model\.speech_encoder\.stats_phase \(known: .*stats_phases"):
+        build_speech_encoder({"type": "speaker_fusion", "speakers": [], "stats_phase": 4})
+    text = {"source": "all-MiniLM-L6-v2", "pooling": "mean", "frozen": True, "external": True, "poolin": "mean"}
+    cfg = ModelConfig.from_dict({"speech_encoder": {"type": "compact", "dim": 32, "layers": 1, "heads": 2, "ff_dim": 64},
+                                 "text_encoder": text, "joint_dim": 16, "head_hidden": 16})
+    with pytest.raises(ConfigError, match=r"unknown config key model\.text_encoder\.poolin"):
+        build_model(cfg, with_text=False)
