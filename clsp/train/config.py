@@ -269,6 +269,22 @@ class ResumeChanges:
     not_applied: dict[str, tuple[Any, Any]]  # FRESH_RUN_ONLY keys: they acted when the run started
 
 
+_UNSET = "(unset)"
+
+
+def _leaf_changes(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for each value that differs, descending into mappings on
+    both sides (a model config names ``model.speech_encoder.stats_phases``, not two dicts)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for sub in list(old) + [k for k in new if k not in old]:
+            a, b = old.get(sub, _UNSET), new.get(sub, _UNSET)
+            if a != b:
+                out += _leaf_changes(f"{key}.{sub}", a, b)
+        return out or [(key, old, new)]
+    return [(key, old, new)]
+
+
 def resume_changes(saved: dict[str, Any], cfg: TrainConfig) -> ResumeChanges:
     """Compare ``cfg`` with a checkpoint's config ``saved`` (keys missing from an older
     checkpoint's config are not compared). Raises ``ConfigError`` naming every changed key
@@ -277,7 +293,7 @@ def resume_changes(saved: dict[str, Any], cfg: TrainConfig) -> ResumeChanges:
     changed = {k: (old[k][0], v, policy) for k, (v, policy) in new.items() if k in old and old[k][0] != v}
     fixed = [k for k, (_, _, policy) in changed.items() if policy is FIXED_ON_RESUME]
     if fixed:
-        detail = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in fixed)
+        detail = ", ".join(f"{key} ({a!r} -> {b!r})" for k in fixed for key, a, b in _leaf_changes(k, *changed[k][:2]))
         raise ConfigError(f"cannot resume with a changed {detail}: these keys define the run in the checkpoint; "
                           "restore them, or start a new run (another output_dir, or init_from the checkpoint's model)")
     return ResumeChanges(

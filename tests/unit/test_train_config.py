@@ -184,3 +184,13 @@ def test_unknown_keys_inside_model_components_are_config_errors_naming_them() ->
                                  "text_encoder": text, "joint_dim": 16, "head_hidden": 16})
     with pytest.raises(ConfigError, match=r"unknown config key model\.text_encoder\.poolin"):
         build_model(cfg, with_text=False)
+
+
+def test_resume_names_the_changed_key_inside_the_model_config() -> None:
+    from clsp.train.config import resume_changes
+
+    base = ["init_from=null", "model={speech_encoder: {type: compact, dim: 32}, joint_dim: 16}"]
+    saved = load_config(EXAMPLES / "tiny.yaml", base).to_dict()
+    new = load_config(EXAMPLES / "tiny.yaml", base[:1] + ["model={speech_encoder: {type: compact, dim: 64}, joint_dim: 16}"])
+    with pytest.raises(ConfigError, match=r"changed model\.speech_encoder\.dim \(32 -> 64\): these keys"):
+        resume_changes(saved, new)
