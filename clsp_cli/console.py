@@ -152,3 +152,5 @@ class Throughput:
         if self._progress is not None:
             self._progress.stop()
         log(f"{self.label}: {self.summary()} in {time.perf_counter() - self.start:.1f} s")
+        if self.count == 0 and exc[0] is None:  # an empty list or manifest: say so even with --quiet
+            warn(f"{self.label}: the input held no {self.unit} (nothing to do)")

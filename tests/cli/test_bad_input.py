@@ -230,3 +230,13 @@ def test_missing_or_broken_models(tmp_path, command, model):
     assert_clean(proc, (1, 2))
     assert model in proc.stderr.decode(), proc.stderr.decode()[-500:]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["embed", "-", "--model", "tiny-random"],
+                                  ["classify", "-", "--pack", "gender", "--model", "tiny-random"]])
+def test_an_empty_input_is_said_even_quietly(tmp_path, args):
+    """No records in: exit 0 and no output records, with a warning on stderr (even with -q)."""
+    proc = invoke(*args, "-q", stdin=b"\n", cwd=tmp_path)
+    assert_clean(proc, (0,))
+    assert proc.stdout == b""
+    assert b"the input held no clips" in proc.stderr
