@@ -16,30 +16,52 @@ ENCODER_PREFIXES = ("speech_encoder.", "text_encoder.")
 TOWER_PREFIXES = {"text": "text_encoder.", "speech": "speech_encoder."}
 
 
+# where a text tower's files come from: a checkpoint rewrites these to point into itself
+# (clsp.models.checkpoint), so a saved run config names them otherwise for the same model
+_FILE_KEYS = ("model.text_encoder.source", "model.text_encoder.config", "model.text_encoder.tokenizer")
+
+
+def _settings_unlike(given: dict, own: dict, prefix: str) -> list[str]:
+    """Dotted keys of ``given`` whose value differs from (or is missing in) ``own``, leaving
+    out the text tower's file locations (``_FILE_KEYS``)."""
+    out = []
+    for key, value in given.items():
+        if f"{prefix}.{key}" in _FILE_KEYS:
+            continue
+        theirs = own.get(key, _MISSING) if isinstance(own, dict) else _MISSING
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            out += _settings_unlike(value, theirs, f"{prefix}.{key}")
+        elif value != theirs:
+            out.append(f"{prefix}.{key}")
+    return out
+
+
+_MISSING = object()
+
+
 def load_initial_model(cfg: TrainConfig):
     """The model to start from: ``init_from`` (directory / built-in name) or ``model`` (a config),
     renamed to the run's model name (:meth:`TrainConfig.model_name`), with the model it starts
     from recorded as its ``init_from``. Naming a fine-tuned model after a built-in one is a
-    ``ConfigError``: its weights must not pass for the built-in ones; so is ``model`` next to
-    ``init_from`` (the model loads as it was built, so those settings would be ignored)."""
+    ``ConfigError``: its weights must not pass for the built-in ones; so is a ``model`` setting
+    next to ``init_from`` that differs from that model's own (it loads as it was built, so the
+    setting would be ignored; a saved run config that repeats the model's settings is fine)."""
     from clsp.models.checkpoint import BUILTIN_NAMES
 
     name = cfg.model_name()
     if cfg.init_from and name in BUILTIN_NAMES:
         raise ConfigError(f"name: {name!r} is a built-in model's name; give the trained model its own "
                           "(--name, name=..., or another --output-dir)")
-    if cfg.init_from and cfg.model:
-        def dotted(d: dict, prefix: str) -> list[str]:
-            return [k for key, v in d.items()
-                    for k in (dotted(v, f"{prefix}.{key}") if isinstance(v, dict) and v else [f"{prefix}.{key}"])]
-
-        raise ConfigError(f"{', '.join(dotted(cfg.model, 'model'))}: the model comes from init_from "
-                          f"({cfg.init_from}) as it was built, so model settings would be ignored; remove them, "
-                          "or build a new model from `model` without init_from")
     if cfg.init_from:
         from clsp.models.checkpoint import load_model
 
         model = load_model(cfg.init_from)
+        if cfg.model:
+            ignored = _settings_unlike(cfg.model, model.config.to_dict(), "model")
+            if ignored:
+                raise ConfigError(f"{', '.join(ignored)}: the model comes from init_from ({cfg.init_from}) as it "
+                                  "was built, so these model settings, unlike its own, would be ignored; remove them, "
+                                  "or build a new model from `model` without init_from")
     else:
         from clsp.models.base import build_model
 
