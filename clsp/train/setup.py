@@ -16,6 +16,7 @@ ENCODER_PREFIXES = ("speech_encoder.", "text_encoder.")
 TOWER_PREFIXES = {"text": "text_encoder.", "speech": "speech_encoder."}
 
 
+_MISSING = object()
 # where a text tower's files come from: a checkpoint rewrites these to point into itself
 # (clsp.models.checkpoint), so a saved run config names them otherwise for the same model
 _FILE_KEYS = ("model.text_encoder.source", "model.text_encoder.config", "model.text_encoder.tokenizer")
@@ -28,15 +29,12 @@ def _settings_unlike(given: dict, own: dict, prefix: str) -> list[str]:
     for key, value in given.items():
         if f"{prefix}.{key}" in _FILE_KEYS:
             continue
-        theirs = own.get(key, _MISSING) if isinstance(own, dict) else _MISSING
+        theirs = own.get(key, _MISSING)
         if isinstance(value, dict) and isinstance(theirs, dict):
             out += _settings_unlike(value, theirs, f"{prefix}.{key}")
         elif value != theirs:
             out.append(f"{prefix}.{key}")
     return out
-
-
-_MISSING = object()
 
 
 def load_initial_model(cfg: TrainConfig):

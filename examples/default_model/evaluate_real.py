@@ -129,13 +129,11 @@ def label_baselines(labels: list[tuple], k: int = 10, draws: int = 2000, seed: i
     hears gender perfectly and nothing else (a caption scores 1 when its gender is the clip's),
     and one that hears every labelled attribute perfectly (scores: attributes shared), whose
     R@1 stays below 100 % because clips with the same labels get captions that say the same."""
-    onehot = {}
-    for i, name in enumerate(("gender", "all")):
-        keys = sorted({(lab[0],) if name == "gender" else lab for lab in labels}, key=str)
-        vec = np.zeros((len(labels), len(keys)))
-        for r, lab in enumerate(labels):
-            vec[r, keys.index((lab[0],) if name == "gender" else lab)] = 1.0
-        onehot[name] = vec
+    def onehot(keys: list[tuple]) -> np.ndarray:
+        kinds = sorted(set(keys), key=str)
+        return np.eye(len(kinds))[[kinds.index(key) for key in keys]]
+
+    onehot = {"gender": onehot([lab[:1] for lab in labels]), "all": onehot(list(labels))}
     return {name: r_at_1_among(v, v, k, draws, seed) for name, v in onehot.items()}
 
 
