@@ -49,9 +49,14 @@ from torch import nn
 
 from clsp.errors import ConfigError
 from clsp.models.registry import register_speech_encoder
-from clsp.models.signal_stats import SIGNAL_STATS_DIM, STATS_BANDS, waveform_stats
+from clsp.models.signal_stats import SIGNAL_STATS_DIM, STATS_BANDS, valid_phases, waveform_stats
 from clsp.models.speaker import GE2ESpeakerEncoder
 from clsp.models.voicefilter import VoiceFilterSpeakerEncoder
+
+def _clip_waves(waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Each clip's valid samples, float32 on CPU (where fbank and the statistics run)."""
+    return [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
+
 
 SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder, "voicefilter": VoiceFilterSpeakerEncoder}
 
@@ -78,7 +83,7 @@ class SpeakerFusionEncoder(nn.Module):
             raise ConfigError("speaker_fusion: stats_dim must be >= 1 when stats is on")
         if stats_band not in STATS_BANDS:
             raise ConfigError(f"speaker_fusion: stats_band must be one of {', '.join(STATS_BANDS)}, got {stats_band!r}")
-        if isinstance(stats_phases, bool) or not isinstance(stats_phases, int) or not 1 <= stats_phases <= 160:
+        if not valid_phases(stats_phases):
             raise ConfigError(f"speaker_fusion: stats_phases must be an integer in 1..160, got {stats_phases!r}")
         self.stats_band, self.stats_phases = stats_band, stats_phases
         self.speaker_names = list(speakers)
@@ -141,8 +146,7 @@ class SpeakerFusionEncoder(nn.Module):
     def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from clsp.features import fbank_batch
 
-        waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
-        feats, lens = fbank_batch(waves, self.num_mel_bins)
+        feats, lens = fbank_batch(_clip_waves(waveforms, lengths), self.num_mel_bins)
         return feats.to(waveforms.device), lens.to(waveforms.device)
 
     @torch.no_grad()
@@ -153,8 +157,7 @@ class SpeakerFusionEncoder(nn.Module):
         if self.gender_head is not None:
             parts.append(self.gender_head(torch.cat(parts, dim=-1)))
         if self.use_stats:
-            waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
-            parts.append(waveform_stats(waves, self.num_mel_bins, self.stats_band, self.stats_phases).to(waveforms.device))
+            parts.append(waveform_stats(_clip_waves(waveforms, lengths), self.num_mel_bins, self.stats_band, self.stats_phases).to(waveforms.device))
         return torch.cat(parts, dim=-1).float()
 
     def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:

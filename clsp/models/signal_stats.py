@@ -36,7 +36,7 @@ from functools import lru_cache
 import torch
 
 from clsp.audio import SPEAKER_BANDS
-from clsp.features import FRAME_SHIFT
+from clsp.features import FRAME_SHIFT, fbank_batch
 from clsp.models.compact import envelope_modulation
 from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
 
@@ -125,6 +125,11 @@ def signal_stats(feats: torch.Tensor, lens: torch.Tensor, band: str = "full") ->
     return torch.cat([pitch, torch.stack(rest).to(feats.device)], dim=-1) if rest else pitch
 
 
+def valid_phases(phases) -> bool:
+    """Whether ``phases`` is a frame-grid count ``waveform_stats`` takes: an integer in 1..160."""
+    return isinstance(phases, int) and not isinstance(phases, bool) and 1 <= phases <= FRAME_SHIFT
+
+
 def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str = "full",
                    phases: int = 1) -> torch.Tensor:
     """``signal_stats`` of 16 kHz waveforms ``(S_i,)`` through ``clsp.features.fbank_batch``,
@@ -132,9 +137,7 @@ def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str
     ``round(k * 160 / phases)`` on, k = 0 .. phases - 1 (``phases=1``: the clip as it is).
     Returns ``(B, SIGNAL_STATS_DIM)``. ``ValueError`` when ``phases`` is not in 1..160 or for an
     unknown ``band``."""
-    from clsp.features import fbank_batch
-
-    if isinstance(phases, bool) or not isinstance(phases, int) or not 1 <= phases <= FRAME_SHIFT:
+    if not valid_phases(phases):
         raise ValueError(f"waveform_stats: phases must be an integer in 1..{FRAME_SHIFT}, got {phases!r}")
     if not waves:
         return torch.zeros(0, SIGNAL_STATS_DIM)
