@@ -89,16 +89,20 @@ def load_audio(
     start: float | None = None,
     end: float | None = None,
     sample_rate: int = SAMPLE_RATE,
+    channel: int | list[int] | None = None,
 ) -> torch.Tensor:
     """Decode ``path`` (wav/flac/ogg/mp3...) to a mono float32 tensor at ``sample_rate``.
 
     ``start``/``end`` select a segment in seconds, counted from the first sample of the
-    signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``). Raises ``AudioError`` naming the file and
-    the reason for anything unusable (missing, empty, undecodable, no samples, NaN/Inf).
+    signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``).
+    ``channel``: None averages all channels; an index (0 = first) keeps that channel alone;
+    a list of indices averages those (a record's ``channel`` field, as in a Lhotse cut).
+    Raises ``AudioError`` naming the file and the reason for anything unusable (missing,
+    empty, undecodable, no samples, NaN/Inf, a channel the file does not have).
     """
     p = Path(path)
-    sr, s, e, offset = _segment(p, start, end)
-    mono = _read_mono(p, s + offset, e + offset)
+    sr, s, e, offset, channels = _segment(p, start, end, channel)
+    mono = _read_mono(p, s + offset, e + offset, channels)
     wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     wave = resample(wave, sr, sample_rate)
     if wave.numel() < MIN_SECONDS * sample_rate:
@@ -106,10 +110,29 @@ def load_audio(
     return wave
 
 
-def _segment(p: Path, start: float | None, end: float | None) -> tuple[int, int, int, int]:
-    """(file rate, first frame, end frame, frames before the signal) of a segment, from the header
-    alone; frames count from the first signal sample (after any MP3 encoder delay)."""
+def select_channels(path: str | os.PathLike, channel, num_channels: int) -> list[int] | None:
+    """The channel indices a ``channel`` value picks in a file of ``num_channels`` channels:
+    None for None (all, averaged), ``[c]`` for an index ``c``, the list itself for a non-empty
+    list of distinct indices. ``AudioError`` naming the file for anything else (a bool, a
+    float, a string, a negative or missing index)."""
+    if channel is None:
+        return None
+    picks = channel if isinstance(channel, list) else [channel]
+    ok = bool(picks) and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < num_channels
+                             for c in picks) and len(set(picks)) == len(picks)
+    if not ok:
+        raise AudioError(f"{path}: invalid channel {channel!r} (the file has {num_channels} channel"
+                         f"{'s' if num_channels != 1 else ''}; expected an index 0..{num_channels - 1} "
+                         f"or a list of distinct indices)")
+    return picks
+
+
+def _segment(p: Path, start: float | None, end: float | None,
+             channel=None) -> tuple[int, int, int, int, list[int] | None]:
+    """(file rate, first frame, end frame, frames before the signal, channels) of a segment, from
+    the header alone; frames count from the first signal sample (after any MP3 encoder delay)."""
     info = _open_info(p)
+    channels = select_channels(p, channel, int(info.channels))
     sr = int(info.samplerate)
     if info.frames <= 0:
         raise AudioError(f"{p}: no audio samples")
@@ -119,7 +142,7 @@ def _segment(p: Path, start: float | None, end: float | None) -> tuple[int, int,
     if frames <= 0:
         raise AudioError(f"{p}: no audio samples")
     s, e = _frame_range(p, sr, frames, start, end)
-    return sr, s, e, offset
+    return sr, s, e, offset, channels
 
 
 def segment_plan(
@@ -127,16 +150,18 @@ def segment_plan(
     start: float | None = None,
     end: float | None = None,
     sample_rate: int = SAMPLE_RATE,
+    channel: int | list[int] | None = None,
 ) -> tuple[float, int]:
     """``(offset, samples)`` of a segment without decoding it: where it starts in the file
-    (seconds) and how many samples ``load_audio`` returns for it at ``sample_rate``.
+    (seconds) and how many samples ``load_audio`` returns for it at ``sample_rate``
+    (``channel`` checked against the header as ``load_audio`` does).
 
     Lets long files be decoded window by window (``load_audio(path, offset + a, offset + b)``).
     Raises the ``AudioError`` ``load_audio`` would raise for an unusable header or segment;
     samples that turn out NaN/Inf or missing are only found when decoding.
     """
     p = Path(path)
-    sr, s, e, _ = _segment(p, start, end)
+    sr, s, e, _, _ = _segment(p, start, end, channel)
     n = resampled_length(e - s, sr, sample_rate)
     if n < MIN_SECONDS * sample_rate:
         raise AudioError(f"{p}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
@@ -146,8 +171,9 @@ def segment_plan(
 BLOCK_FRAMES = 1 << 20
 
 
-def _read_mono(p: Path, start: int, stop: int) -> np.ndarray:
-    """Frames ``[start, stop)`` downmixed to mono, read in blocks.
+def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None) -> np.ndarray:
+    """Frames ``[start, stop)`` downmixed to mono, read in blocks: the mean of ``channels``
+    (None: of all channels).
 
     Memory follows the samples actually in the file (a header that claims more frames than
     the file holds cannot trigger a huge allocation), and channels are averaged per block.
@@ -164,6 +190,8 @@ def _read_mono(p: Path, start: int, stop: int) -> np.ndarray:
                 block = fh.read(min(BLOCK_FRAMES, remaining), dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
+                if channels is not None:
+                    block = block[:, channels]
                 if not np.isfinite(block).all():
                     raise AudioError(f"{p}: contains NaN or infinite samples")
                 parts.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0].copy())

@@ -59,8 +59,14 @@ def clip_from_record(rec: Mapping[str, Any], base: Path, score: float | None = N
     p = Path(audio).expanduser()
     path = p if p.is_absolute() else Path(base) / p
     fields = {k: v for k, v in rec.items() if k not in HIDDEN and not str(k).startswith("_") and k != "score"}
-    return Clip(str(path.resolve()), str(rec.get("id", audio)), _seconds(rec.get("start")), _seconds(rec.get("end")),
-                score, fields)
+    from clsp.errors import ClspError
+    from clsp.record_audio import record_span
+
+    try:
+        start, end = record_span(rec)  # the segment clsp embed read (end from start + duration)
+    except ClspError:
+        start, end = rec.get("start"), rec.get("end")
+    return Clip(str(path.resolve()), str(rec.get("id", audio)), _seconds(start), _seconds(end), score, fields)
 
 
 def _seconds(value) -> float | None:

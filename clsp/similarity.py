@@ -12,8 +12,9 @@ Pairs are records ``{"a": ..., "b": ...}``; each side is an audio file or a text
 is audio when it is an existing file, or a string without line breaks ending in an audio
 extension (``.wav``, ``.flac``...) that has no spaces or contains a path separator;
 otherwise it is text. Explicit fields ``a_audio`` / ``a_text`` / ``b_audio`` / ``b_text``
-override the guess, and a side may be an object ``{"audio": path, "start": s, "end": s}``
-or ``{"text": ...}``.
+override the guess, and a side may be an object ``{"audio": path, "start": s, "end": s,
+"channel": c}`` (``channel``: an index or a list of indices, as in input records) or
+``{"text": ...}``.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a pair: an audio clip (path, optional start/end seconds) or a text."""
+    """One side of a pair: an audio clip (path, optional start/end seconds and channel) or a text."""
 
     kind: str  # "audio" or "text"
     value: str
     start: float | None = None
     end: float | None = None
+    channel: int | tuple[int, ...] | None = None
 
     @property
     def key(self) -> tuple:
-        return (self.kind, self.value, self.start, self.end)
+        return (self.kind, self.value, self.start, self.end, self.channel)
 
 
 def _resolve(path: str, base: Path | None) -> str:
@@ -76,7 +78,7 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     """
     if isinstance(value, dict):
         if "audio" in value:
-            return audio_side(value["audio"], where, value.get("start"), value.get("end"), base)
+            return record_audio_side(value, where, base)
         if "text" in value:
             return _text_side(value["text"], where)
         raise InputError(f"{where}: an object side needs an 'audio' or 'text' field")
@@ -85,9 +87,11 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     return audio_side(value, where, base=base) if looks_like_audio(value, base) else _text_side(value, where)
 
 
-def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: Path | None = None) -> Side:
+def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: Path | None = None,
+               channel: Any = None) -> Side:
     """An audio side (or query): the path resolved against ``base``, optional ``start``/``end``
-    in seconds (numbers or numeric strings). Raises ``InputError`` naming ``where``."""
+    in seconds (numbers or numeric strings) and ``channel`` (an index or a list of indices;
+    checked against the file when it is decoded). Raises ``InputError`` naming ``where``."""
     if not isinstance(path, str) or not path.strip():
         raise InputError(f"{where}: empty audio path")
     try:
@@ -95,7 +99,22 @@ def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: 
         e = None if end is None else float(end)
     except (TypeError, ValueError):
         raise InputError(f"{where}: start/end must be numbers of seconds") from None
-    return Side("audio", _resolve(path, base), s, e)
+    if isinstance(channel, list):  # hashable, for the side's key
+        channel = tuple(channel)
+    return Side("audio", _resolve(path, base), s, e, channel)
+
+
+def record_audio_side(record: dict, where: str, base: Path | None = None) -> Side:
+    """The audio side of an object with an ``audio`` path: its segment read as input records
+    are (``start``/``end``, or ``start + duration``: ``clsp.record_audio.record_span``) and
+    its ``channel``. Raises ``InputError`` naming ``where``."""
+    from clsp.record_audio import record_span
+
+    try:
+        start, end = record_span({k: v for k, v in record.items() if k != "_cut"})
+    except ClspError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    return audio_side(record["audio"], where, start, end, base, record.get("channel"))
 
 
 def _text_side(text: Any, where: str) -> Side:
@@ -294,7 +313,8 @@ class ModelEncoders:
         self.text = TextEmbedder(model, batch_size=batch_size, device=device)
 
     def embed_audio(self, sides: Sequence[Side]) -> list[np.ndarray | ClspError]:
-        items = [Item(index=i, id=s.value, record={"audio": s.value, "_path": s.value, "start": s.start, "end": s.end})
+        items = [Item(index=i, id=s.value, record={"audio": s.value, "_path": s.value, "start": s.start, "end": s.end,
+                                                      "channel": list(s.channel) if isinstance(s.channel, tuple) else s.channel})
                  for i, s in enumerate(sides)]
         return [r.error if r.error is not None else r.embeddings[0] for r in self.audio.run(items)]
 

@@ -50,12 +50,13 @@ def clip_path(record: dict) -> str:
 
 
 def load_clip(record: dict):
-    """The record's audio (16 kHz mono tensor), honouring optional start/end seconds (or its Lhotse cut)."""
-    from clsp.record_audio import load_record_audio
+    """The record's audio (16 kHz mono tensor), honouring its segment and channel
+    (``clsp.record_audio``) or its Lhotse cut."""
+    from clsp.record_audio import load_record_audio, record_span
 
     path = clip_path(record)
     if record.get("_cut") is None:
-        _check_length(path, record.get("start"), record.get("end"))
+        _check_length(path, *record_span({**record, "_path": path}))
     elif float(record["end"]) - float(record["start"]) > MAX_CAPTION_SECONDS:
         raise AudioError(f"cut {record.get('id')!r}: too long to caption (at most {MAX_CAPTION_SECONDS:.0f} s)")
     return load_record_audio({**record, "_path": path})

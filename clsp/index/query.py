@@ -85,10 +85,9 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     if isinstance(record.get("text"), str) and record["text"].strip():
         return "text", record["text"]
     if isinstance(record.get("audio"), str) and record["audio"].strip():
-        from clsp.similarity import audio_side
+        from clsp.similarity import record_audio_side
 
-        return "audio", audio_side(record["audio"], f"query {record.get('id')!r}", record.get("start"),
-                                   record.get("end"), base)
+        return "audio", record_audio_side(record, f"query {record.get('id')!r}", base)
     raise InputError(f"query {record.get('id')!r}: needs an 'embedding', a 'text' or an 'audio' field")
 
 

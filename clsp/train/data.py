@@ -63,15 +63,16 @@ def _caption_list(record: dict[str, Any], keys: tuple[str, ...], row_id: str) ->
     return []
 
 
-def _duration(record: dict[str, Any], row_id: str) -> float:
-    if record.get("duration") is not None:
+def _duration(record: dict[str, Any], start: Any, end: Any) -> float:
+    """Seconds of the record's segment (``start``/``end`` from ``record_span``)."""
+    first = float(start or 0.0)
+    if end is not None:
+        return float(end) - first
+    if record.get("_cut") is not None and record.get("duration") is not None:
         return float(record["duration"])
-    start = float(record.get("start") or 0.0)
-    if record.get("end") is not None:
-        return float(record["end"]) - start
     from clsp.audio import audio_duration
 
-    return audio_duration(record["_path"]) - start
+    return audio_duration(record["_path"]) - first
 
 
 def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> dict[str, Any]:
@@ -84,16 +85,15 @@ def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> di
     if not global_caps and not fine_caps:
         raise InputError(f"{row_id}: no captions (expected global_captions / finegrained_captions, "
                          "short_captions / long_captions, or caption)")
+    from clsp.record_audio import record_span
+
     try:
-        duration = _duration(record, row_id)
+        start, end = record_span(record)  # the segment clsp embed reads from the same record
+        duration = _duration(record, start, end)
     except (TypeError, ValueError):
         raise InputError(f"{row_id}: duration/start/end must be numbers") from None
-    start = record.get("start")
-    end = record.get("end")
-    if end is None and start is not None and record.get("duration") is not None:
-        end = float(start) + float(record["duration"])
     return {"id": row_id, "path": record["_path"], "start": start, "end": end, "duration": duration,
-            "cut": record.get("_cut"),
+            "cut": record.get("_cut"), "channel": record.get("channel"),
             "global_captions": global_caps, "finegrained_captions": fine_caps,
             "group": None if group_key is None or record.get(group_key) is None else str(record[group_key])}
 
@@ -222,7 +222,8 @@ class ClipDecoder(torch.utils.data.Dataset):
         from clsp.record_audio import load_record_audio
 
         try:
-            record = {"_path": clip["path"], "start": clip["start"], "end": clip["end"], "_cut": clip.get("cut")}
+            record = {"_path": clip["path"], "start": clip["start"], "end": clip["end"], "_cut": clip.get("cut"),
+                      "channel": clip.get("channel")}
             wave = load_record_audio(record, sample_rate=self.speech.sample_rate)
             return {**clip, "feats": self.speech.prepare(wave)}
         except ClspError as exc:
@@ -230,9 +231,22 @@ class ClipDecoder(torch.utils.data.Dataset):
 
 
 def clip_cache_key(clip: dict) -> tuple:
-    """Identity of a clip's audio as the model hears it: path, start, end and the
-    augmentation applied (``clip["augment"]``, a string naming it; None for none)."""
-    return (str(clip["path"]), clip.get("start"), clip.get("end"), clip.get("augment"))
+    """Identity of a clip's audio as the model hears it: path, start, end, the augmentation
+    applied (``clip["augment"]``, a string naming it; None for none) and, when the record
+    picks channels, the channels (two channels of one file are two clips). A Lhotse cut is
+    known by its whole audio description (recording, channel, tracks of a mix, padding), so
+    two cuts of one file that differ only in channel or mix never share a key."""
+    key = (str(clip["path"]), clip.get("start"), clip.get("end"), clip.get("augment"))
+    if clip.get("cut") is not None:
+        import hashlib
+        import json
+
+        text = json.dumps(clip["cut"], sort_keys=True, default=str)
+        return key + ("cut", hashlib.sha256(text.encode()).hexdigest())
+    channel = clip.get("channel")
+    if channel is None:
+        return key  # the key of every clip that reads all channels, as before channels were read
+    return key + (tuple(channel) if isinstance(channel, list) else channel,)
 
 
 class Collator:

@@ -168,7 +168,7 @@ def lru_rows(items: OrderedDict, keys: list, max_items: int, device: torch.devic
 class SpeechFeatureCache:
     """Per-clip output of the speech tower's frozen part (``frozen_features``), by clip identity.
 
-    Keys come from ``clsp.train.data.clip_cache_key`` (audio path, start, end, augmentation),
+    Keys come from ``clsp.train.data.clip_cache_key`` (audio path, start, end, augmentation, channels),
     so a frozen speaker encoder runs once per clip and augmentation, not once per step. LRU on
     CPU, at most ``max_items`` rows (float32, ``frozen_dim`` wide each)."""
 
