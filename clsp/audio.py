@@ -76,9 +76,9 @@ def _seconds(path: Path, name: str, value) -> float:
 
 
 def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: float | None) -> tuple[int, int]:
-    s = 0 if start is None else int(round(_seconds(path, "start", start) * sr))
-    e = frames if end is None else int(round(_seconds(path, "end", end) * sr))
-    e = min(e, frames)
+    # positions past the file's end are clamped to it first: seconds * rate may overflow (1e308)
+    s = 0 if start is None else int(round(min(_seconds(path, "start", start) * sr, frames)))
+    e = frames if end is None else int(round(min(_seconds(path, "end", end) * sr, frames)))
     if s >= e:
         raise AudioError(f"{path}: empty segment (start={start}, end={end}, file has {frames / sr:.3f} s)")
     return s, e

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clsp.audio import SAMPLE_RATE
+from clsp.audio import MIN_SECONDS, SAMPLE_RATE
 from clsp.record_audio import load_record_audio, record_segment
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.features import fbank
@@ -62,8 +62,15 @@ class EmbedConfig:
     def validate(self) -> None:
         if self.long_audio not in LONG_AUDIO_POLICIES:
             raise ConfigError(f"--long-audio must be one of {LONG_AUDIO_POLICIES}, got {self.long_audio!r}")
-        if self.batch_size < 1 or self.max_seconds <= 0 or self.max_batch_seconds <= 0 or self.max_inflight_seconds <= 0:
-            raise ConfigError("batch size, --max-seconds, --max-batch-seconds and --max-inflight-seconds must be positive")
+        import math
+
+        seconds = (self.max_seconds, self.max_batch_seconds, self.max_inflight_seconds)
+        if self.batch_size < 1 or not all(math.isfinite(s) and s > 0 for s in seconds):
+            raise ConfigError("batch size, --max-seconds, --max-batch-seconds and --max-inflight-seconds must be "
+                              "positive finite numbers")
+        if self.max_seconds < MIN_SECONDS:
+            raise ConfigError(f"--max-seconds must be at least {MIN_SECONDS} s (shorter windows are too short to "
+                              f"embed), got {self.max_seconds}")
 
 
 @dataclass

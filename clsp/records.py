@@ -16,6 +16,7 @@ open from anywhere.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -98,15 +99,26 @@ def _refuse_constant(name: str) -> float:
     raise _NonStandardNumber(name)
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number too large for a float (``1e400``) would become inf, which no output can
+    hold: refused like NaN and Infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise _NonStandardNumber(f"{text} (beyond the float range)")
+    return value
+
+
 def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
+        obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise InputError(f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except _NonStandardNumber as exc:
         raise InputError(f"line {lineno}: invalid JSON ({exc} is not a JSON number)") from None
     except RecursionError:
         raise InputError(f"line {lineno}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        raise InputError(f"line {lineno}: invalid JSON ({str(exc)[:120]})") from None
     if not isinstance(obj, dict):
         raise InputError(f"line {lineno}: expected a JSON object, got {type(obj).__name__}")
     return obj

@@ -77,10 +77,15 @@ class SearchHits:
         return {"id": self.id, "hits": [h.to_dict() for h in self.hits]}
 
 
+PREDICTION_FIELDS = ("label", "scores", "top_k", "metadata")
+
+
 @dataclass
 class Prediction:
     """A zero-shot label for one clip: the input record's fields plus ``label``, ``scores``
-    (class -> probability, summing to 1) and, when asked for, ``top_k`` (best classes first)."""
+    (class -> probability, summing to 1) and, when asked for, ``top_k`` (best classes first);
+    the record's own fields named ``label``, ``scores``, ``top_k`` or ``metadata`` (a gold
+    label stored as ``label``) are kept under ``metadata``, as ``PairScore`` and index hits do."""
 
     fields: dict[str, Any]
     label: str
@@ -88,9 +93,13 @@ class Prediction:
     top_k: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {**self.fields, "label": self.label, "scores": self.scores}
+        out = {k: v for k, v in self.fields.items() if k not in PREDICTION_FIELDS}
+        out.update(label=self.label, scores=self.scores)
         if self.top_k is not None:
             out["top_k"] = self.top_k
+        kept = {k: v for k, v in self.fields.items() if k in PREDICTION_FIELDS}
+        if kept:
+            out["metadata"] = kept
         return out
 
 

@@ -15,7 +15,7 @@ import typer
 
 from clsp.errors import ClspError, ConfigError, ModelNotFoundError
 from clsp_cli.console import error
-from clsp_cli.output_files import release_unpublished
+from clsp_cli.output_files import OUTPUT_PARAMS, check_run_files, release_unpublished
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 
@@ -34,12 +34,33 @@ def _quiet_broken_pipe() -> None:
     os._exit(EXIT_OK)
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a command body: map exceptions to messages and exit codes."""
+WAIT_FOREVER_OK = ("lock_timeout",)  # float options where inf means "no limit"
+
+
+def check_numbers(params: dict[str, Any]) -> None:
+    """``ConfigError`` (exit 2) for a float option given as ``nan`` (or ``inf``, except where
+    it means no limit): such a value compares false with every bound and would pass checks."""
+    import math
+
+    for name, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            if name in WAIT_FOREVER_OK and value == math.inf:
+                continue
+            raise ConfigError(f"--{name.replace('_', '-')}: {value} is not a finite number")
+
+
+def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS):
+    """Wrap a command body: refuse outputs that would overwrite each other or the run's own
+    inputs (``check_run_files``; ``outputs``: the parameters that name output files), then
+    map exceptions to messages and exit codes. Used as ``@command`` or ``@command(outputs=...)``."""
+    if fn is None:
+        return functools.partial(command, outputs=outputs)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_numbers(kwargs)
+            check_run_files(kwargs, outputs)
             code = fn(*args, **kwargs)
         except BrokenPipeError:
             _quiet_broken_pipe()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -48,6 +49,17 @@ def _recover_lines(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 def _io_error(path: Path | str, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _defined_numbers(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _defined_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_defined_numbers(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -178,7 +190,10 @@ class RecordSink:
             raise FailFast(f"record {rec_id!r} failed: {rec['error']['message']}")
 
     def write_summary(self, summary: dict[str, Any], report: str | None = None) -> None:
-        """An evaluation summary: to ``report`` (a JSON file) or as a final ``__summary__`` record."""
+        """An evaluation summary: to ``report`` (a JSON file) or as a final ``__summary__`` record.
+        A value left undefined (NaN or infinite: a statistic of too few items) is written as
+        null, so a finished run never fails at its summary."""
+        summary = _defined_numbers(summary)
         if report:
             out = RecordSink(report)
             out.write(summary)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsp.errors import OutputError
+from clsp.errors import ConfigError, OutputError
 
 _DEVICE_TREES = ("/dev/", "/proc/")
 _held: list["OutputLock"] = []
@@ -163,3 +163,82 @@ def release_unpublished() -> None:
     with their run records, for ``--resume``. Called when a command ends, however it ends."""
     for lock in list(_held):
         lock.release(remove=False)
+
+
+OUTPUT_PARAMS = ("output", "report", "plot", "html")  # a command's output files (plus those it names)
+GLOB_CHARS = ("*", "?", "[")
+
+
+def _file_key(path: str) -> tuple | None:
+    """What identifies the file ``path`` would write or read: its device and inode when it
+    exists as a regular file, its resolved path when it does not exist yet; None for
+    ``-``, devices, FIFOs, folders and the ``/dev/`` and ``/proc/`` trees (written through
+    or not a file: nothing is replaced)."""
+    if not path or path == "-" or os.path.abspath(path).startswith(_DEVICE_TREES):
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ("path", os.path.realpath(path))
+    except OSError:
+        return None
+    return ("inode", st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _input_paths(value: Any) -> list[str]:
+    """The existing files a parameter value names: itself, each item of a list, and what a
+    glob pattern matches."""
+    import glob
+
+    out: list[str] = []
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if not isinstance(v, str) or not v or "\n" in v:
+            continue
+        if os.path.isfile(v):
+            out.append(v)
+        elif any(c in v for c in GLOB_CHARS):
+            out.extend(p for p in glob.glob(v, recursive=True) if os.path.isfile(p))
+    return out
+
+
+def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
+    """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
+    (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
+    other), or when an output names a file the run reads (an input argument, a file given
+    to any other option, or a file redirected to stdin), which publishing the output would
+    replace. Devices, FIFOs and ``-`` are written through and never replace anything."""
+    seen: dict[tuple, str] = {}
+    for name in outputs:
+        path = params.get(name)
+        key = _file_key(path) if isinstance(path, str) else None
+        if key is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {flag} both name {path}: one would overwrite the other; "
+                              "give each output its own file")
+        seen[key] = flag
+    if not seen:
+        return
+    inputs: dict[tuple, str] = {}
+    for name, value in params.items():
+        if name in outputs:
+            continue
+        for path in _input_paths(value):
+            key = _file_key(path)
+            if key is not None:
+                inputs.setdefault(key, path)
+    reads_stdin = not params.get("input") or any(
+        v == "-" or (isinstance(v, (list, tuple)) and "-" in v) for k, v in params.items() if k not in outputs)
+    try:
+        st = os.fstat(0)
+        if reads_stdin and stat.S_ISREG(st.st_mode):
+            inputs.setdefault(("inode", st.st_dev, st.st_ino), "stdin")
+    except (OSError, ValueError):
+        pass
+    for key, flag in seen.items():
+        if key in inputs:
+            shown = params[flag[2:].replace("-", "_")]
+            how = "on stdin" if inputs[key] == "stdin" else ("" if inputs[key] == shown else f"as {inputs[key]}")
+            raise ConfigError(f"{flag} {shown}: this run reads that file{' ' + how if how else ''}; writing the output "
+                              "there would replace its input; give the output another path")

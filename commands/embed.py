@@ -23,7 +23,7 @@ class LongAudio(str, Enum):
     windows = "windows"
 
 
-@command
+@command(outputs=("output", "npy"))
 def main(
     input: InputsArg = None,
     modality: Annotated[Modality, typer.Option("--modality", help="What the input holds.")] = Modality.audio,

@@ -10,7 +10,7 @@ from clsp_cli.errors import command
 from clsp_cli.options import Options, OutputOpt, QuietOpt
 
 
-@command
+@command(outputs=("output", "npy"))
 def main(
     shards: Annotated[list[str], typer.Argument(help="Every shard's JSONL output (e.g. part-*.jsonl); each shard exactly once.", show_default=False)],
     output: OutputOpt = "-",

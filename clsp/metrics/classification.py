@@ -99,7 +99,8 @@ def classification_report(
         "confusion": {"labels": order, "matrix": matrix.tolist()},
     }
     if n_boot > 0 and len(t):
-        report["wa_ci"] = list(bootstrap_ci(_wa_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed))
-        report["ua_ci"] = list(bootstrap_ci(_ua_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed))
+        # a single item has no interval: (nan, nan) from bootstrap_ci, written as null
+        report["wa_ci"] = [_defined(v) for v in bootstrap_ci(_wa_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed)]
+        report["ua_ci"] = [_defined(v) for v in bootstrap_ci(_ua_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed)]
         report["ci_level"] = 1 - alpha
     return report

@@ -113,7 +113,8 @@ def metrics_from_ranks(
         out[key] = float(values.mean()) if len(values) else None
         if n_boot > 0:
             lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed) if len(values) else (None, None)
-            out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
+            # one query has no interval: (nan, nan) from bootstrap_ci, written as null
+            out[f"{key}_lo"], out[f"{key}_hi"] = (None if v is None or v != v else float(v) for v in (lo, hi))
     out[f"{prefix}count"] = float(len(np.asarray(ranks)))
     return out
 

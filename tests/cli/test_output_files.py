@@ -193,3 +193,69 @@ def test_index_folder_behind_a_symlink_is_replaced_in_place(tmp_path):
     write_index(tmp_path / "link", vecs[2:], [{"id": "c"}, {"id": "d"}], add=True)
     assert (tmp_path / "link").is_symlink()
     assert len(load_index(tmp_path / "real")) == 4
+
+
+def _invoke(args, cwd):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, args)
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "m.jsonl", "-o", "m.jsonl"],
+    ["embed", "./m.jsonl", "--npy", "m.jsonl", "-o", "out.jsonl"],
+    ["embed", "*.jsonl", "-o", "m.jsonl"],
+    ["embed", "m.jsonl", "-o", "link.jsonl"],  # a symlink to the input
+    ["classify", "m.jsonl", "--pack", "gender", "--report", "m.jsonl"],
+    ["caption", "m.jsonl", "-o", "m.jsonl"],
+    ["similarity", "m.jsonl", "-o", "m.jsonl"],
+    ["merge", "m.jsonl", "-o", "m.jsonl"],
+    ["embed", "a.wav", "-o", "a.wav"],
+])
+def test_an_output_onto_an_input_is_refused_and_the_input_kept(tmp_path, args):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "audio": "a.wav", "a": "a.wav", "b": "a.wav"}) + "\n")
+    (tmp_path / "link.jsonl").symlink_to(manifest)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    res = _invoke([*args, "--model", "tiny-random", "-q"] if args[0] not in ("merge", "caption") else [*args, "-q"],
+                  tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "this run reads that file" in res.output
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # nothing replaced, no .partial or .lock left
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "m.jsonl", "-o", "x.out", "--npy", "x.out"],
+    ["classify", "m.jsonl", "--pack", "gender", "-o", "r.json", "--report", "./r.json"],
+    ["classify", "m.jsonl", "--pack", "gender", "--label-key", "g", "--plot", "p.png", "--report", "p.png"],
+])
+def test_two_outputs_of_one_run_on_one_file_are_refused_before_any_work(tmp_path, args):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav", "g": "male"}) + "\n")
+    res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "both name" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
+
+
+def test_devices_and_separate_files_are_not_refused(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    res = _invoke(["embed", "m.jsonl", "-o", "/dev/null", "--npy", "/dev/null", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--npy", "e.npy", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0 and (tmp_path / "e.npy").exists() and (tmp_path / "e.jsonl").exists()

@@ -37,3 +37,27 @@ def test_text_lines(tmp_path):
     items = list(iter_items(p, "text"))
     assert items[0].record == {"id": "line-1", "text": "a calm voice"}
     assert items[1].record["id"] == "q"
+
+
+def test_numbers_beyond_the_float_range_are_record_errors(tmp_path):
+    path = tmp_path / "m.jsonl"
+    digits = "1" + "0" * 5000
+    path.write_text('{"id": "a", "audio": "x.wav", "snr": 1e400}\n{"id": "b", "audio": "x.wav", "n": %s}\n'
+                    '{"id": "c", "audio": "x.wav", "start": 1e308}\n' % digits)
+    items = list(iter_items(str(path), "audio"))
+    assert [i.ok for i in items] == [False, False, True]
+    assert "beyond the float range" in str(items[0].error) and "line 2" in str(items[1].error)
+
+
+def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
+    sf.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="empty segment"):
+        load_audio(tmp_path / "a.wav", start=1e308)
+    assert load_audio(tmp_path / "a.wav", end=1e308).numel() == 8000

@@ -73,3 +73,27 @@ def test_caption_backends_refuse_options_that_are_not_theirs():
         backends.build_caption_backend("model")
     with pytest.raises(ConfigError, match="not both 0"):
         backends.build_caption_backend("acoustic", num_global=0, num_finegrained=0)
+
+
+def test_a_prediction_keeps_colliding_input_fields_under_metadata():
+    pred = Prediction({"id": "a", "label": "female", "scores": 4.5, "speaker": "s1"}, "male", {"male": 0.9, "female": 0.1})
+    out = pred.to_dict()
+    assert out["label"] == "male" and out["scores"] == {"male": 0.9, "female": 0.1}
+    assert out["metadata"] == {"label": "female", "scores": 4.5} and out["speaker"] == "s1"
+    assert "metadata" not in Prediction({"id": "b"}, "male", {"male": 1.0}).to_dict()
+
+
+def test_undefined_statistics_are_null_and_bad_numbers_are_usage_errors():
+    import json
+    import math
+
+    from clsp.metrics.classification import classification_report
+    from clsp_cli.errors import check_numbers
+
+    report = classification_report(["female"], ["male"], labels=["male", "female"], n_boot=50)
+    assert report["wa_ci"] == [None, None] and report["ua_ci"] == [None, None]
+    json.dumps(report, allow_nan=False)
+    for bad in ({"max_seconds": math.nan}, {"below": math.inf}, {"max_inflight_seconds": -math.inf}):
+        with pytest.raises(ConfigError, match="not a finite number"):
+            check_numbers(bad)
+    check_numbers({"lock_timeout": math.inf, "k": 3, "temperature": 1.0})  # inf: wait without a limit

@@ -115,3 +115,13 @@ def test_uncaptioned_clips_are_candidates_not_queries():
     m = speech_text_retrieval(audio, text, [0, 2], n_boot=0)
     assert m["s2t_count"] == 2 and m["s2t_R@1"] == 1.0
     assert m["t2s_count"] == 2 and m["t2s_R@1"] == 1.0
+
+
+def test_one_query_has_a_metric_but_no_interval():
+    import json
+
+    from clsp.metrics.retrieval import metrics_from_ranks
+
+    out = metrics_from_ranks(np.array([0]), n_boot=50)  # ranks count from 0
+    assert out["R@1"] == 1.0 and out["R@1_lo"] is None and out["R@1_hi"] is None
+    json.dumps(out, allow_nan=False)
