@@ -53,8 +53,27 @@ def _source_name(cut) -> str:
     return f"{source.type}:{source.source}"
 
 
+def _file_channels(cut) -> tuple[Any, list[str]]:
+    """``(channel, files)`` for output records: the channel(s) a plain cut reads within its
+    one multi-channel file (an index, or a list; None when the file has one channel), or,
+    when its channels lie in several files, None and those files (absolute paths)."""
+    recording = getattr(cut, "recording", None)
+    if getattr(cut, "tracks", None) or recording is None:
+        return None, []
+    channel = getattr(cut, "channel", 0)
+    wanted = channel if isinstance(channel, list) else [channel]
+    used = [s for s in recording.sources if set(wanted) & set(s.channels)]
+    files = [os.path.abspath(s.source) for s in used if s.type == "file"]
+    if len(used) != 1 or len(used[0].channels) < 2:
+        return None, files if len(files) > 1 else []
+    inside = [used[0].channels.index(c) for c in wanted]
+    return (inside[0] if len(inside) == 1 else inside), []
+
+
 def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut.
+    """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut,
+    plus ``channel`` (the channel(s) read inside a multi-channel ``audio`` file) or
+    ``audio_files`` (every file, when the cut's channels come from several).
 
     The first supervision's speaker, gender, language, text (as ``transcript``) and custom
     fields (FCaps captions such as ``global_captions``) become record fields, then the cut's
@@ -66,6 +85,11 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     cut = _cut(audio_only, where)
     out: dict[str, Any] = {"id": cut.id, "audio": _source_name(cut), "start": float(cut.start),
                            "end": float(cut.start + cut.duration)}
+    channel, files = _file_channels(cut)
+    if channel is not None:  # which channel of "audio" was heard: a record with it reads the same samples
+        out["channel"] = channel
+    if files:  # channels spread over several files: all of them were heard
+        out["audio_files"] = files
     sups = data.get("supervisions") or []
     if sups and isinstance(sups[0], dict):
         sup = sups[0]

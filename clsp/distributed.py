@@ -62,8 +62,15 @@ def env_dist_info(environ: dict[str, str] | None = None) -> DistInfo:
 
 
 def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
-    """Join the process group described by the environment; returns (info, device)."""
+    """Join the process group described by the environment; returns (info, device).
+    ``ConfigError`` for ``device="cuda"`` where torch sees no CUDA device (rather than
+    training on the CPU unasked)."""
     info = env_dist_info()
+    if device == "cuda" and not torch.cuda.is_available():
+        from clsp.errors import ConfigError
+
+        raise ConfigError("device=cuda: torch sees no CUDA device here (torch.cuda.is_available() is false); "
+                          "use device=auto or device=cpu")
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     dev = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:

@@ -35,7 +35,10 @@ class ShardReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: no such shard output file")
-        self.fh = open(self.path, "rb")
+        from clsp.streams import open_binary_input, raw_lines
+
+        self.fh = open_binary_input(self.path)
+        self.lines = raw_lines(self.fh, str(self.path))  # gzip / zstd and a BOM, as every reader
         self.lineno = 0
         self.matrix: np.ndarray | None = None
         self._next = self._read()
@@ -51,7 +54,7 @@ class ShardReader:
         self.last = -1
 
     def _read(self) -> dict[str, Any] | None:
-        for raw in self.fh:
+        for raw in self.lines:
             self.lineno += 1
             if not raw.strip():
                 continue
@@ -59,6 +62,8 @@ class ShardReader:
                 rec = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{self.path} line {self.lineno}: invalid JSON ({exc.msg})") from None
+            except ValueError as exc:  # not UTF-8
+                raise InputError(f"{self.path} line {self.lineno}: not UTF-8 text ({str(exc)[:80]})") from None
             if not isinstance(rec, dict):
                 raise InputError(f"{self.path} line {self.lineno}: expected a JSON object")
             return rec

@@ -123,12 +123,32 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield rest
 
 
+def utf16_text(head: bytes) -> bool:
+    """True when ``head`` starts with a UTF-16 byte-order mark (``FF FE`` / ``FE FF``: what
+    Windows PowerShell 5 writes with ``>``) followed by text; ``FF FE`` would otherwise pass
+    for an MPEG audio frame sync."""
+    if head[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(head) < 4:
+        return False
+    try:
+        text = head[: len(head) // 2 * 2].decode("utf-16")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text[:200])
+
+
+def utf16_error(name: str) -> ConfigError:
+    return ConfigError(f"{name}: UTF-16 text; clsp reads UTF-8 (convert it, e.g. iconv -f UTF-16 -t UTF-8 "
+                       f"{'IN' if name == 'stdin' else name} > OUT.jsonl, or in PowerShell: Set-Content -Encoding utf8)")
+
+
 def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
     """Byte lines of ``stream``: decompressed when it starts with gzip/zstd magic, BOM dropped.
 
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
-    compressed stream.
+    compressed stream, ``ConfigError`` for UTF-16 text (``utf16_text``).
     """
+    if utf16_text(peek_bytes(stream, 64)):
+        raise utf16_error(name)
     kind = compression_of(peek_bytes(stream, 4))
     lines = stream if kind is None else _split_lines(decompressed_chunks(stream, kind, name))
     first = True

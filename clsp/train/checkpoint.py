@@ -141,8 +141,16 @@ def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str,
         trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
         mine = torch.load(rank_file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: cannot read trainer state ({exc})") from None
+        reason = str(exc).strip() or type(exc).__name__
+        raise CheckpointError(f"{path}: cannot read trainer state ({reason[:200]}){earlier_hint(path)}") from None
     return trainer, mine
+
+
+def earlier_hint(path: Path) -> str:
+    """``; resume from an earlier checkpoint: --resume DIR`` naming the newest complete
+    checkpoint before ``path`` in its run folder (empty when there is none)."""
+    earlier = [p for p in list_checkpoints(path.parent.parent) if p.name < path.name]
+    return f"; resume from the one before it with --resume {earlier[-1]}" if earlier else ""
 
 
 def load_model_weights(model, path: Path) -> None:
@@ -155,4 +163,9 @@ def load_model_weights(model, path: Path) -> None:
     weights = path / "model" / WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{path}: no model/{WEIGHTS}")
-    apply_state_dict(model, load_file(str(weights)), skip_text=bool(getattr(model.text_encoder, "external", False)))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # a truncated or corrupt file: safetensors raises its own error types
+        reason = str(exc).strip() or type(exc).__name__
+        raise CheckpointError(f"{weights}: cannot read the weights ({reason[:200]}){earlier_hint(path)}") from None
+    apply_state_dict(model, state, skip_text=bool(getattr(model.text_encoder, "external", False)))

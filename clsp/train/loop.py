@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_distributed
-from clsp.errors import CheckpointError, OutputError, TrainingDivergedError
+from clsp.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
@@ -70,6 +71,7 @@ class Trainer:
         self.on_log = on_log
         self.info, self.device = init_distributed(cfg.device)
         self.out = Path(cfg.output_dir)
+        self._refuse_other_run(resume)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.seed)  # same fresh weights on every rank
@@ -142,11 +144,44 @@ class Trainer:
         if not 0 < lc.channel_rate < rate:
             raise ConfigError(f"loss.channel_rate: {lc.channel_rate} Hz must be below the model's sample rate ({rate} Hz)")
 
+    def _refuse_other_run(self, resume: str | None) -> None:
+        """Without ``--resume``, an output folder that already holds a run (checkpoints or
+        logged steps) is a ``ConfigError``: the two runs' checkpoints and metrics would mix."""
+        if resume:
+            return
+        found = ckpt.list_checkpoints(self.out)
+        metrics = self.out / "metrics.jsonl"
+        logged = metrics.exists() and metrics.stat().st_size > 0
+        if found or logged:
+            held = f"checkpoints up to {found[-1].name}" if found else "the metrics.jsonl of a run"
+            raise ConfigError(f"{self.out} already holds a training run ({held}): continue it with --resume latest, "
+                              "or train into another --output-dir")
+
+    def _keep_metrics_until(self, step: int) -> None:
+        """Drop the logged rows after ``step`` (a run stopped after its last checkpoint logged
+        them; the resumed run logs those steps again)."""
+        metrics = self.out / "metrics.jsonl"
+        if not self.info.is_main or not metrics.exists():
+            return
+        kept = []
+        with _writing_log(metrics):
+            for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    row_step = json.loads(line).get("step")
+                except (ValueError, AttributeError):
+                    continue  # a line cut by the kill
+                if isinstance(row_step, int) and row_step <= step:
+                    kept.append(line)
+            tmp = metrics.with_name(metrics.name + ".partial")
+            tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+            os.replace(tmp, metrics)
+
     def _resume(self, resume: str | None) -> Path | None:
         path = ckpt.resolve_resume(self.out, resume)
         if path is None:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.out)
+                self._keep_metrics_until(0)
             return None
         trainer, mine = ckpt.load_trainer_state(path, self.info.rank)
         changed = resume_changes(trainer.get("config") or {}, self.cfg)  # a fixed key changed: ConfigError
@@ -165,6 +200,7 @@ class Trainer:
         self.skips.counts.update(mine.get("skipped_rows", {}))
         ckpt.set_rng_state(mine["rng"])
         log.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch, self.batch_in_epoch)
+        self._keep_metrics_until(self.step)
         return path
 
     def autocast(self):

@@ -249,3 +249,14 @@ def test_slurm_example_is_valid_shell_and_valid_clsp_commands():
         if cmd.name == "embed":
             assert ctx.params["shard"] == "auto" and "{shard}" in ctx.params["output"] and "{shard}" in ctx.params["npy"]
             assert ctx.params["resume"] or args not in script
+
+
+def test_compressed_shards_merge_like_plain_ones(four_shards, corpus):
+    import gzip
+
+    s = [str(p) for p in four_shards]
+    clsp("merge", *s, "-o", "plain.jsonl")
+    packed = Path(s[1] + ".gz")
+    packed.write_bytes(gzip.compress(Path(s[1]).read_bytes()))
+    clsp("merge", s[0], str(packed), s[2], s[3], "-o", "packed.jsonl")
+    assert (corpus / "packed.jsonl").read_text() == (corpus / "plain.jsonl").read_text()

@@ -169,3 +169,20 @@ def test_caption_writes_cuts_back_with_captions_in_the_supervisions(tmp_path, si
     clip = clip_from_record(items[0].record)
     assert clip["global_captions"] == out[0]["supervisions"][0]["custom"]["global_captions"]
     assert clip["cut"] is not None
+
+
+def test_output_records_say_which_channel_or_files_were_heard(tmp_path, signals):
+    left, right = signals
+    stereo = recording("st", [{"type": "file", "channels": [0, 1], "source": "stereo.wav"}], channels=(0, 1))
+    split = recording("lr", [{"type": "file", "channels": [0], "source": "L.wav"},
+                             {"type": "file", "channels": [1], "source": "R.wav"}], channels=(0, 1))
+    multi = {**mono_cut("both", split), "channel": [0, 1], "type": "MultiCut"}
+    items = read(tmp_path, [mono_cut("c1", stereo, 1), mono_cut("l", split, 0), multi])
+    c1 = items["c1"].record
+    assert c1["channel"] == 1 and "audio_files" not in c1
+    # the output record alone reads the same samples as the cut
+    plain = {k: v for k, v in c1.items() if not k.startswith("_")}
+    plain["_path"] = plain["audio"]
+    np.testing.assert_allclose(load_record_audio(plain).numpy(), load_record_audio(c1).numpy(), atol=1e-6)
+    assert "channel" not in items["l"].record and "audio_files" not in items["l"].record  # a mono file
+    assert items["both"].record["audio_files"] == [str(tmp_path / "L.wav"), str(tmp_path / "R.wav")]

@@ -230,3 +230,22 @@ def test_paths_resolve_against_manifest_folder_cwd_or_audio_root(tmp_path, monke
     assert _items("-")[0].record["audio"] == str(tmp_path / "a.wav")
     # the same list as a relative file argument resolves like the absolute one
     assert _items("lists/m.txt")[0].record["audio"] == str(tmp_path / "lists/a.wav")
+
+
+def test_utf16_text_is_named_as_such_not_taken_for_mp3(tmp_path):
+    import pytest
+
+    from clsp.errors import ConfigError
+    from clsp.inputs import sniff_file
+    from clsp.records import iter_items
+
+    text = '{"id": "a", "audio": "a.wav"}\r\n'
+    for enc in ("utf-16", "utf-16-be"):
+        path = tmp_path / f"{enc}.jsonl"
+        path.write_bytes((b"\xfe\xff" if enc.endswith("be") else b"") + text.encode(enc))
+        for read in (lambda: sniff_file(str(path)), lambda: list(iter_items(str(path), "audio"))):
+            with pytest.raises(ConfigError, match="UTF-16 text; clsp reads UTF-8"):
+                read()
+    mp3ish = tmp_path / "frame.mp3"
+    mp3ish.write_bytes(b"\xff\xfb\x90\x64" + bytes(400))  # an MPEG frame header, not text
+    assert sniff_file(str(mp3ish)) == "audio"

@@ -55,6 +55,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
 
     resumed = _train_here(common + [f"output_dir={out}", "data.num_workers=1"], "latest")
     assert resumed.status == "finished" and resumed.step == N_STEPS
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, N_STEPS + 1))  # the killed run's steps after its checkpoint are not kept twice
 
     final = f"checkpoints/step-{N_STEPS:08d}/model/model.safetensors"
     want, got = load_file(str(tmp_path / "ref" / final)), load_file(str(out / final))
@@ -63,3 +65,25 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert any(not torch.equal(first[k], want[k]) for k in want)  # training moved the weights
     for key in want:
         assert torch.equal(want[key], got[key]), key
+
+
+def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_path: Path) -> None:
+    from clsp.errors import CheckpointError, ConfigError
+
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    out = tmp_path / "run"
+    common = [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.min_duration=0.1",
+              "data.max_duration=1.0", "data.num_workers=0", "log_every=1", "valid_every=0", "checkpoint_every=2",
+              f"output_dir={out}"]
+    assert _train_here(common + ["max_steps=4"], None).step == 4
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="already holds a training run.*--resume latest"):
+        _train_here(common + ["max_steps=2", "optim.lr_heads=1e-4"], None)
+    assert (out / "metrics.jsonl").read_text() == before
+    weights = out / "checkpoints" / "step-00000004" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a checkpoint cut short by a full disk
+    with pytest.raises(CheckpointError, match="cannot read the weights.*--resume .*step-00000002"):
+        _train_here(common + ["max_steps=6"], "latest")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda"):
+            _train_here(common + ["device=cuda", f"output_dir={tmp_path / 'gpu'}"], None)
