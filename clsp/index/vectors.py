@@ -83,11 +83,20 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- adding
     def add(self, vectors, metadata: list[dict], provenance: dict | None = None) -> None:
-        """Append vectors and their metadata rows; refuses another model's embeddings."""
+        """Append vectors and their metadata rows; refuses another model's embeddings, and
+        embeddings of unknown origin (no provenance: a bare .npy matrix) next to a model's."""
         arr = np.asarray(vectors, dtype=np.float32)
         arr = arr[None, :] if arr.ndim == 1 else arr
         if arr.ndim != 2 or len(arr) != len(metadata):
             raise InputError(f"{len(metadata)} metadata rows for a matrix of shape {arr.shape}")
+        if self.info.model and len(arr) and not (provenance or {}).get("model"):
+            from clsp.errors import ProvenanceError
+
+            raise ProvenanceError(
+                f"embeddings to add: no provenance says which model made them (a bare .npy matrix), but the index "
+                f"holds embeddings of model {self.info.model!r}; add records written by clsp embed (they carry "
+                f"'provenance'), e.g. clsp embed ... --model {self.info.model} --npy x.npy -o x.jsonl, then "
+                "clsp search build x.jsonl --npy x.npy --add, or build a separate index")
         check_provenance(self.info, provenance, arr.shape[1], "embeddings to add",
                          "build a separate index for them (another -o, without --add), or embed them with "
                          f"the index's model (clsp embed --model {self.info.model or 'MODEL'})")

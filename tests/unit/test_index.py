@@ -211,3 +211,12 @@ def test_huge_k_is_a_short_answer_not_a_huge_allocation():
     vecs, meta = corpus(7)
     scores, rows = build_index(vecs, meta).search_arrays(vecs[:2], k=10**12)
     assert scores.shape == rows.shape == (2, 7)
+
+
+def test_vectors_of_unknown_origin_are_not_added_to_a_models_index(tmp_path):
+    vecs, meta = corpus(20)
+    build_index(vecs, meta, provenance=PROV).save(tmp_path / "idx")
+    with pytest.raises(ProvenanceError, match="no provenance says which model"):
+        add_to_index(tmp_path / "idx", vecs, [{"id": f"n{i}"} for i in range(20)], provenance=None)
+    build_index(vecs, meta).save(tmp_path / "anon")  # an index of unknown origin takes them
+    add_to_index(tmp_path / "anon", vecs, [{"id": f"n{i}"} for i in range(20)], provenance=None)
