@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from clsp.errors import ClspError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -119,6 +119,9 @@ def _parse_json(lineno: int, text: str) -> dict[str, Any]:
         raise InputError(f"line {lineno}: invalid JSON (nested too deeply)") from None
     except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
         raise InputError(f"line {lineno}: invalid JSON ({str(exc)[:120]})") from None
+    if isinstance(obj, list):
+        raise InputError(f"line {lineno}: a JSON array, not a record; clsp reads JSON Lines, one object per "
+                         "line (convert with: jq -c '.[]' FILE > FILE.jsonl)")
     if not isinstance(obj, dict):
         raise InputError(f"line {lineno}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -237,6 +240,10 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     try:
         try:
             for lineno, raw in iter_lines(stream, name):
+                if index == start_index and raw.strip() in (b"[", b"{"):
+                    raise ConfigError(f"{name}: pretty-printed JSON (a lone {raw.strip().decode()!r} on line {lineno}); "
+                                      "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "
+                                      "array, jq -c . for objects)")
                 try:
                     rec = parse_line(lineno, raw, modality, base)
                     yield Item(index=index, id=str(rec["id"]), record=rec)

@@ -145,6 +145,11 @@ def _query(o: Options) -> int:
     if o.threshold is not None and not math.isfinite(o.threshold):
         raise ConfigError("--threshold must be a finite number")
     check_outputs(None, o.html)
+    from pathlib import Path
+
+    for audio in o.audio or []:  # an argument that names no file is a usage error, as everywhere
+        if not Path(audio).is_file():
+            raise ConfigError(f"--audio {audio}: no such file")
     settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads)
     run = search(o.index, o.input, texts=o.text or [], audios=o.audio or [], settings=settings, npy=o.npy,
                  model=o.model, device=o.device, batch_size=o.batch_size)

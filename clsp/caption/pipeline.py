@@ -107,7 +107,12 @@ def measure_record(record: dict, captioner: AcousticCaptioner):
     from clsp.record_audio import record_sample_rate
 
     wave = load_clip(record)
-    return captioner.measure(wave, source_rate=record_sample_rate({**record, "_path": clip_path(record)}))
+    try:
+        return captioner.measure(wave, source_rate=record_sample_rate({**record, "_path": clip_path(record)}))
+    except AudioError as exc:
+        if clip_path(record) in str(exc):
+            raise
+        raise AudioError(f"{clip_path(record)}: {exc}") from None  # the measurement's reason, with the file
 
 
 def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=None) -> dict:

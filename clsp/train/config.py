@@ -188,6 +188,8 @@ class TrainConfig:
         checks = [
             (self.init_from is not None or self.model is not None, "init_from / model: set init_from (a model) or model (a model config)"),
             (bool(d.train), "data.train: a training manifest is required"),
+            (d.train != "-", "data.train: '-' (stdin) can be read only once, and training reads its manifest once "
+                             "per epoch; save it to a file and give that"),
             (d.min_duration <= d.max_duration, f"data.min_duration: {d.min_duration} is above data.max_duration ({d.max_duration})"),
             (d.max_batch_seconds >= 2 * d.max_duration,
              f"data.max_batch_seconds: {d.max_batch_seconds} s cannot hold 2 clips of up to data.max_duration = {d.max_duration} s; "
@@ -334,6 +336,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if raw.strip() == "-" or (isinstance(value, str) and " #" in raw and value != raw.strip()):
+            value = raw.strip()  # '-' (stdin) and a path holding ' #' are strings, not a YAML list or comment
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

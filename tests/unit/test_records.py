@@ -61,3 +61,35 @@ def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
     with pytest.raises(AudioError, match="empty segment"):
         load_audio(tmp_path / "a.wav", start=1e308)
     assert load_audio(tmp_path / "a.wav", end=1e308).numel() == 8000
+
+
+def test_pretty_printed_json_and_arrays_are_named_with_the_fix(tmp_path):
+    import pytest
+
+    from clsp.errors import ConfigError
+
+    pretty = tmp_path / "p.json"
+    pretty.write_text('\n[\n  {"id": "a", "audio": "a.wav"}\n]\n')
+    with pytest.raises(ConfigError, match="pretty-printed JSON.*line 2.*jq"):
+        list(iter_items(str(pretty), "audio"))
+    array = tmp_path / "a.json"
+    array.write_text('[{"id": "a", "audio": "a.wav"}, {"id": "b", "audio": "b.wav"}]\n')
+    (item,) = list(iter_items(str(array), "audio"))
+    assert "a JSON array, not a record" in str(item.error)
+    listed = tmp_path / "l.txt"  # bare paths that start with '[' or '{' stay paths
+    listed.write_text("[take1] a.wav\n{b}.wav\n")
+    (tmp_path / "[take1] a.wav").write_bytes(b"")
+    (tmp_path / "{b}.wav").write_bytes(b"")
+    assert [i.record["id"] for i in iter_items(str(listed), "audio")] == ["[take1] a.wav", "{b}.wav"]
+
+
+def test_override_values_keep_stdin_and_hashes_as_text():
+    import pytest
+
+    from clsp.errors import ConfigError
+    from clsp.train.config import TrainConfig, apply_overrides
+
+    out = apply_overrides({}, ["data.train=-", "data.valid=runs/take #2.jsonl", "max_steps=5 # five"])
+    assert out == {"data": {"train": "-", "valid": "runs/take #2.jsonl"}, "max_steps": 5}
+    with pytest.raises(ConfigError, match="stdin"):
+        TrainConfig.from_dict({"init_from": "tiny-random", "data": {"train": "-"}}).validate()
