@@ -280,3 +280,69 @@ def narrowband_copy(waves: torch.Tensor, lengths: torch.Tensor, rate: int = 8000
     if copy.shape[1] < waves.shape[1]:
         copy = torch.nn.functional.pad(copy, (0, waves.shape[1] - copy.shape[1]))
     return copy * valid
+
+
+SPEECH_LEVEL_DBFS = -26.0  # ITU-T P.56's nominal active speech level
+TRIM_BELOW_PEAK_DB = 35.0
+ACTIVE_BELOW_PEAK_DB = 30.0
+TRIM_MARGIN_S = 0.05
+MIN_SPEECH_RUN = 5  # frames (50 ms): a click or the step at the edge of padding is shorter
+DITHER_DBFS = -70.0
+
+
+def normalize_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE,
+                     level_dbfs: float | None = SPEECH_LEVEL_DBFS) -> torch.Tensor:
+    """A clip as a speech front end should hear it, whatever its recording: ``(S,)`` -> ``(S',)``.
+    With ``level_dbfs=None`` only steps 1 and 2 (``trim_speech``).
+
+    1. DC removed (the mean of the kept samples subtracted).
+    2. Leading and trailing non-speech trimmed: speech starts at the first and ends at the
+       last run of at least 5 frames (25 ms every 10 ms) whose energy in 100 Hz-3.4 kHz
+       (``TELEPHONE_BAND_HZ``, so an 8 kHz copy trims alike) is within 35 dB of the clip's
+       95th-percentile frame energy; 50 ms are kept on each side. Frames 60 dB or more below
+       the loudest (digital silence, padding) never count towards that percentile.
+    3. Scaled to an active speech level of ``level_dbfs`` (-26 dBFS, the nominal level of
+       ITU-T P.56): the mean power of the frames within 30 dB of that reference.
+    4. A fixed white-noise floor at -70 dBFS added (Gaussian, from a generator seeded with 0,
+       so the same clip always gets the same floor), 44 dB below the speech level: the
+       recording's own quantisation noise and digital silence, which a level change moves,
+       no longer decide what the speaker encoders hear in quiet bins (cf. Kaldi's dither).
+
+    A clip without such frames (silence, under 25 ms) comes back with only its DC removed.
+    Samples may leave [-1, 1] after scaling (float features do not clip)."""
+    wave = wave.float().reshape(-1)
+    centred = wave - wave.mean() if wave.numel() else wave
+    win, hop = int(0.025 * sample_rate), int(0.010 * sample_rate)
+    if wave.numel() < win:
+        return centred
+    frames = centred.unfold(0, win, hop)  # (T, win), frame t starts at t * hop
+    n_fft = 1 << (win - 1).bit_length()
+    spec = torch.fft.rfft(frames * torch.hann_window(win), n=n_fft).abs().pow(2)
+    band_db = 10 * torch.log10((spec * band_mask(n_fft, "telephone", sample_rate)).sum(-1) + 1e-20)
+    loud = band_db > band_db.max() - 60.0
+    if float(band_db.max()) < -150.0:
+        return centred
+    ref = torch.quantile(band_db[loud], 0.95)
+    above = (band_db > ref - TRIM_BELOW_PEAK_DB).float()
+    run = min(MIN_SPEECH_RUN, above.numel())
+    starts = torch.nonzero(above.unfold(0, run, 1).min(-1).values > 0).reshape(-1)  # runs of `run` frames
+    if level_dbfs is not None:
+        active = band_db > ref - ACTIVE_BELOW_PEAK_DB
+        power = frames[active].var(-1, unbiased=False).mean()  # each frame's own mean out: no DC in the level
+        gain = 10.0 ** (level_dbfs / 20.0) / float(power.sqrt().clamp(min=1e-10))
+    if starts.numel():
+        margin = int(TRIM_MARGIN_S * sample_rate)
+        first = max(0, int(starts[0]) * hop - margin)
+        last = min(wave.numel(), (int(starts[-1]) + run - 1) * hop + win + margin)
+        wave = wave[first:last]
+    wave = wave - wave.mean()  # the DC of the speech itself, whatever was trimmed
+    if level_dbfs is None:
+        return wave
+    noise = torch.randn(wave.numel(), generator=torch.Generator().manual_seed(0))
+    return wave * gain + 10.0 ** (DITHER_DBFS / 20.0) * noise
+
+
+def trim_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``normalize_speech`` steps 1 and 2 only: DC removed and leading / trailing non-speech
+    trimmed, the level left as recorded. ``(S,)`` -> ``(S',)``."""
+    return normalize_speech(wave, sample_rate, None)

@@ -9,6 +9,11 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
      "stats": true,          # utterance signal statistics (clsp.models.signal_stats)
      "stats_band": "full",   # frame energy of the loudness/pause/pace statistics over all fbank bins,
                              # or "telephone": 100 Hz-3.4 kHz only (a telephone copy measures the same)
+     "front_end": "raw",     # "raw": each clip as decoded; "trimmed": DC removed and leading / trailing
+                             # non-speech trimmed (clsp.audio.trim_speech), so a DC offset or silence
+                             # around the speech does not move a clip; "normalized": also scaled to
+                             # -26 dBFS active speech level over a fixed -70 dBFS noise floor
+                             # (clsp.audio.normalize_speech), so its gain does not either
      "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
                              # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
                              # a clip's start moving by part of a frame; each grid costs one more fbank
@@ -58,6 +63,9 @@ def _clip_waves(waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Te
     return [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
 
 
+FRONT_ENDS = ("raw", "trimmed", "normalized")
+
+
 SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder, "voicefilter": VoiceFilterSpeakerEncoder}
 
 
@@ -73,8 +81,11 @@ class SpeakerFusionEncoder(nn.Module):
                  speaker_proj_dim: int | None = None, stats_band: str = "full", stats_phases: int = 1,
                  load_weights: bool = True,
                  proj_speakers: list[str] | tuple[str, ...] | None = None,
-                 speaker_bands: dict[str, str] | None = None):
+                 speaker_bands: dict[str, str] | None = None, front_end: str = "raw"):
         super().__init__()
+        if front_end not in FRONT_ENDS:
+            raise ConfigError(f"speaker_fusion: front_end must be one of {', '.join(FRONT_ENDS)}, got {front_end!r}")
+        self.front_end = front_end
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
             raise ConfigError(f"speaker_fusion: unknown speaker encoder(s) {unknown} (known: {sorted(SPEAKER_ENCODERS)})"
@@ -129,7 +140,7 @@ class SpeakerFusionEncoder(nn.Module):
 
             self.gender_head = gender_linear(self.speaker_names, load_weights,
                                              encoder_settings(self.speaker_names, max_partials, max_windows,
-                                                              self.speaker_bands))
+                                                              self.speaker_bands, front_end))
             self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
         gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
@@ -143,9 +154,25 @@ class SpeakerFusionEncoder(nn.Module):
         self.output_dim = (speaker_out + (gender_dim if gender_head else 0) + (stats_dim if stats else 0)
                            + (self.compact.output_dim if self.compact else 0))
 
+    def _heard(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as every part of the tower hears it: ``(B, S')`` and ``(B,)`` on the input's
+        device; each clip through ``trim_speech`` or ``normalize_speech`` for those front ends."""
+        if self.front_end == "raw":
+            return waveforms.float(), lengths
+        from clsp.audio import normalize_speech, trim_speech
+
+        hear = trim_speech if self.front_end == "trimmed" else normalize_speech
+        waves = [hear(w) for w in _clip_waves(waveforms, lengths)]
+        lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+        out = torch.zeros(len(waves), int(lens.max()) if waves else 0)
+        for i, w in enumerate(waves):
+            out[i, : w.numel()] = w
+        return out.to(waveforms.device), lens.to(lengths.device)
+
     def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from clsp.features import fbank_batch
 
+        waveforms, lengths = self._heard(waveforms, lengths)
         feats, lens = fbank_batch(_clip_waves(waveforms, lengths), self.num_mel_bins)
         return feats.to(waveforms.device), lens.to(waveforms.device)
 
@@ -153,7 +180,8 @@ class SpeakerFusionEncoder(nn.Module):
     def frozen_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The parameter-free part ``(B, frozen_dim)``: speaker d-vectors, the gender log-odds,
         then raw statistics."""
-        parts = [enc(waveforms.float(), lengths) for enc in self.speakers]
+        waveforms, lengths = self._heard(waveforms, lengths)
+        parts = [enc(waveforms, lengths) for enc in self.speakers]
         if self.gender_head is not None:
             parts.append(self.gender_head(torch.cat(parts, dim=-1)))
         if self.use_stats:

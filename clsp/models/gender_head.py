@@ -26,17 +26,22 @@ HEAD_FILE = Path(__file__).resolve().parent / "weights" / "gender_head.json"
 
 
 def encoder_settings(speakers: list[str], max_partials: int | None = None, max_windows: int | None = 4,
-                     bands: dict[str, str] | None = None) -> dict:
+                     bands: dict[str, str] | None = None, front_end: str = "raw") -> dict:
     """The encoder settings a head is fitted with, as stored in its JSON: ``{"ge2e":
     {"max_partials": ...}, "voicefilter": {"max_windows": ...}}`` for the encoders in ``speakers``
     (the defaults are those of ``SPEAKER_ENCODERS``: all GE2E partials, 4 voicefilter windows),
     plus ``"band": "telephone"`` for an encoder whose mels ``bands`` limits to the telephone band
-    (``clsp.audio.band_mask``; the full band is not written, as in heads fitted before bands)."""
+    (``clsp.audio.band_mask``; the full band is not written, as in heads fitted before bands),
+    and ``"front_end": "normalized"`` for encoders that hear each clip through
+    ``clsp.audio.normalize_speech`` (``"raw"``, the clip as decoded, is not written)."""
     known = {"ge2e": {"max_partials": max_partials}, "voicefilter": {"max_windows": max_windows}}
     out = {s: dict(known[s]) for s in speakers if s in known}
     for name, band in (bands or {}).items():
         if name in out and band != "full":
             out[name]["band"] = band
+    if front_end != "raw":
+        for enc in out.values():
+            enc["front_end"] = front_end
     return out
 
 
@@ -73,9 +78,10 @@ def read_head(path: str = str(HEAD_FILE)) -> dict:
     return head
 
 
-def _bands(settings: dict) -> dict:
-    """Encoder name -> the band its settings name (``"full"`` when they name none)."""
-    return {name: enc.get("band", "full") for name, enc in settings.items()}
+def _hearing(settings: dict) -> dict:
+    """Encoder name -> (the band, the front end) its settings name (``"full"``, ``"raw"`` when
+    they name none): what decides the d-vectors, unlike partial or window counts."""
+    return {name: (enc.get("band", "full"), enc.get("front_end", "raw")) for name, enc in settings.items()}
 
 
 def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict | None = None) -> nn.Linear:
@@ -89,9 +95,9 @@ def gender_linear(speakers: list[str], load_weights: bool = True, settings: dict
     head = read_head(str(path)) if load_weights else read_head()
     if load_weights and head["speakers"] != list(speakers):
         raise ConfigError(f"gender head: fitted on speaker encoders {head['speakers']}, the tower has {list(speakers)}")
-    # another partial or window count averages the same d-vectors differently; another band
-    # gives other d-vectors: a head fitted on another band is named
-    if load_weights and settings is not None and _bands(head_settings(head)) != _bands(settings):
+    # another partial or window count averages the same d-vectors differently; another band or
+    # front end gives other d-vectors: a head fitted on another one is named
+    if load_weights and settings is not None and _hearing(head_settings(head)) != _hearing(settings):
         import warnings
 
         warnings.warn(f"gender head: none is packaged for {list(speakers)} with {settings}; using {path.name}, "

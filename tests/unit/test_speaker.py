@@ -207,8 +207,9 @@ def test_a_tower_reads_the_head_fitted_with_its_encoder_settings():
         assert head_file(speakers, settings) == path
         st = {"max_partials": settings["ge2e"]["max_partials"], "max_windows": settings["voicefilter"]["max_windows"]}
         bands = {name: s["band"] for name, s in settings.items() if "band" in s}
+        front = settings["ge2e"].get("front_end", "raw")
         enc = build_speech_encoder({"type": "speaker_fusion", "speakers": speakers, "gender_head": True, **st,
-                                    "speaker_bands": bands})
+                                    "speaker_bands": bands, "front_end": front})
         assert [e.band for e in enc.speakers] == [bands.get(name, "full") for name in speakers]
         weights = torch.tensor(json.loads(path.read_text())["weights"], dtype=torch.float32)
         torch.testing.assert_close(enc.gender_head.weight[0], weights)
@@ -380,3 +381,83 @@ def test_speaker_fusion_reads_its_statistics_over_the_configured_grids():
     enc = build_speech_encoder({"type": "speaker_fusion", "speakers": [], "stats": True, "stats_phases": 4})
     frozen = enc.frozen_features(wave[None], torch.tensor([wave.numel()]))
     torch.testing.assert_close(frozen, waveform_stats([wave], 128, "full", 4))
+
+
+def _speech_like(seconds: float = 1.2, lead: float = 0.3, seed: int = 0) -> torch.Tensor:
+    """Low room noise, then a vibrato phrase, then room noise again: ``(S,)`` at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    room = lambda s: (2e-4 * rng.standard_normal(int(s * 16000))).astype(np.float32)  # noqa: E731
+    return torch.from_numpy(np.concatenate([room(lead), vibrato_clip(seconds, 150, 0.3), room(lead)]))
+
+
+def _active_dbfs(wave: torch.Tensor) -> float:
+    frames = wave.unfold(0, 400, 160)
+    power = frames.var(-1, unbiased=False)
+    return 10 * math.log10(float(power[power > power.max() * 1e-3].mean()))
+
+
+def test_normalize_speech_ignores_gain_dc_and_silent_padding():
+    from clsp.audio import normalize_speech
+
+    wave = _speech_like()
+    ref = normalize_speech(wave)
+    assert abs(_active_dbfs(ref) - (-26.0)) < 1.5  # the active speech level it promises
+    assert ref.numel() < wave.numel() - 0.4 * 16000  # the room noise before and after is trimmed
+    for copy in (wave * 0.05, wave * 3.0, wave + 0.05,
+                 torch.cat([torch.zeros(8000), wave, torch.zeros(12000)]),
+                 torch.cat([torch.full((8000,), 0.02), wave + 0.02, torch.full((4800,), 0.02)])):
+        out = normalize_speech(copy)
+        assert out.numel() == ref.numel()
+        torch.testing.assert_close(out, ref, atol=2e-4, rtol=0)
+    torch.testing.assert_close(normalize_speech(wave), ref, atol=0, rtol=0)  # the same clip, the same floor
+    # silence and clips under one frame come back DC-free, without an error
+    assert normalize_speech(torch.full((16000,), 0.1)).abs().max() < 1e-6
+    assert normalize_speech(torch.ones(100)).numel() == 100
+
+
+def test_a_normalized_front_end_makes_the_tower_deaf_to_gain_and_padding():
+    from clsp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="front_end"):
+        build_speech_encoder({"type": "speaker_fusion", "front_end": "clean"})
+    cfg = {"type": "speaker_fusion", "speakers": ["ge2e"], "stats": True, "stats_dim": 8}
+    raw = build_speech_encoder(cfg).eval()
+    norm = build_speech_encoder({**cfg, "front_end": "normalized"}).eval()
+    wave = _speech_like(seed=1)
+    quiet_padded = torch.cat([torch.zeros(9600), 0.05 * wave, torch.zeros(9600)])
+    batch = torch.zeros(2, quiet_padded.numel())
+    batch[0, : wave.numel()], batch[1] = wave, quiet_padded
+    lens = torch.tensor([wave.numel(), quiet_padded.numel()])
+    for enc, moved in ((raw, True), (norm, False)):
+        frozen = enc.frozen_features(batch, lens)
+        dvec_cos = float(frozen[0, :256] @ frozen[1, :256])
+        stats_gap = float((frozen[0, 256:] - frozen[1, 256:]).abs().max())
+        assert (dvec_cos < 0.999 or stats_gap > 0.05) == moved, (dvec_cos, stats_gap)
+        alone = enc.frozen_features(batch[1:, :], lens[1:])
+        torch.testing.assert_close(frozen[1:], alone, atol=1e-5, rtol=0)  # batch-independent
+    from clsp.models.gender_head import encoder_settings
+
+    assert encoder_settings(["ge2e"], 3, 4, None, "normalized") == {"ge2e": {"max_partials": 3, "front_end": "normalized"}}
+    assert encoder_settings(["ge2e"], 3) == {"ge2e": {"max_partials": 3}}
+
+
+def test_a_trimmed_front_end_ignores_padding_and_dc_but_keeps_the_level():
+    from clsp.audio import trim_speech
+
+    wave = _speech_like(seed=2)
+    trimmed = trim_speech(wave)
+    for copy in (torch.cat([torch.zeros(6400), wave, torch.zeros(9600)]), wave + 0.03):
+        torch.testing.assert_close(trim_speech(copy), trimmed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(trim_speech(wave * 0.1), trimmed * 0.1, atol=1e-6, rtol=0)  # level as recorded
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "gender_head": True,
+                                "max_partials": 3, "front_end": "trimmed"}).eval()
+    from clsp.models.gender_head import head_file
+
+    assert head_file(["ge2e", "voicefilter"], {"ge2e": {"max_partials": 3, "front_end": "trimmed"},
+                                               "voicefilter": {"max_windows": 4, "front_end": "trimmed"}}).name \
+        == "gender_head_ge2e_voicefilter_p3_w4_trimmed.json"
+    padded = torch.cat([torch.zeros(8000), wave + 0.03, torch.zeros(8000)])
+    batch = torch.zeros(2, padded.numel())
+    batch[0, : wave.numel()], batch[1] = wave, padded
+    frozen = enc.frozen_features(batch, torch.tensor([wave.numel(), padded.numel()]))
+    torch.testing.assert_close(frozen[0], frozen[1], atol=2e-3, rtol=0)
