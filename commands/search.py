@@ -180,6 +180,9 @@ def _eval(o: Options) -> int:
     if o.speech or o.captions:
         if not (o.speech and o.captions) or o.index or o.queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
+        if o.speech == "-" and o.captions == "-":
+            raise ConfigError("--speech and --captions cannot both read stdin: stdin holds one stream; "
+                              "give one of them as a file")
         with (MissingMatrix(o.speech) as no_speech, MissingMatrix(o.captions) as no_captions,
               Throughput("read embeddings", "records") as progress):
             ev = evaluate_pool(o.speech, o.captions, o.match_key, o.group_key, o.n_boot, o.npy, bool(o.plot),

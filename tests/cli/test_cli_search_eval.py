@@ -199,3 +199,8 @@ def test_caption_texts_example_gives_one_text_record_per_caption():
     assert {r["audio_id"] for r in rows} == {r["id"] for r in source}
     assert all(r["text"] and r["caption_type"] in ("global", "finegrained") for r in rows)
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_both_pool_sides_on_stdin_is_a_usage_error():
+    res = cli("search", "eval", "--speech", "-", "--captions", "-", stdin="")
+    assert res.exit_code == 2 and "cannot both read stdin" in res.output
