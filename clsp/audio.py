@@ -32,6 +32,9 @@ def _open_info(path: Path):
         raise AudioError(f"{path}: is a directory, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
+    from clsp.runfiles import note_read
+
+    note_read(path)
     try:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

@@ -126,6 +126,18 @@ def cut_sample_rate(data: dict[str, Any]) -> int:
     return int(_cut(data, str(data.get("id"))).sampling_rate)
 
 
+def _note_files(cut) -> None:
+    """Note the files a cut's audio is read from (``clsp.runfiles``: no output replaces them)."""
+    from clsp.runfiles import note_read
+
+    cuts = [t.cut for t in cut.tracks] if getattr(cut, "tracks", None) else [cut]
+    for one in cuts:
+        recording = getattr(one, "recording", None)
+        for source in getattr(recording, "sources", None) or []:
+            if source.type == "file":
+                note_read(source.source)
+
+
 def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float | None = None,
                    sample_rate: int = 16000) -> torch.Tensor:
     """Decode a cut with Lhotse to a mono float32 tensor ``(samples,)`` at ``sample_rate``.
@@ -134,6 +146,7 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
     MultiCut) are averaged. Raises ``AudioError`` naming the cut and Lhotse's reason.
     """
     cut = _cut(data, f"cut {data.get('id')!r}")
+    _note_files(cut)
     try:
         if start is not None or end is not None:
             lo = float(start or 0.0)
@@ -155,8 +168,9 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
     """A Lhotse cut dict carrying ``captions`` in its first supervision's ``custom`` (the FCaps
     layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).
 
-    The input's own cut when it was one (MonoCut/MultiCut), otherwise a MonoCut made by Lhotse
-    for the record's file and ``start``/``end``; a cut without supervisions gets one covering
+    The input's own cut when it was one (MonoCut/MultiCut), otherwise a cut made by Lhotse for
+    the record's file, segment (``clsp.record_audio.record_span``) and ``channel`` (a MonoCut
+    of that channel, a MultiCut of several or of all); a cut without supervisions gets one covering
     it. Raises ``InputError`` for a MixedCut or PaddingCut (their supervisions live in tracks).
     """
     data = record.get("_cut_json")
@@ -167,11 +181,23 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
         cut = copy.deepcopy(data)
     else:
         from lhotse import Recording
+        from lhotse.cut import MonoCut, MultiCut
 
-        mono = Recording.from_file(record["_path"], recording_id=str(record["id"])).to_cut()
-        if record.get("start") is not None or record.get("end") is not None:
-            lo = float(record.get("start") or 0.0)
-            hi = float(record["end"]) if record.get("end") is not None else mono.duration
+        from clsp.audio import select_channels
+        from clsp.record_audio import record_span
+
+        recording = Recording.from_file(record["_path"], recording_id=str(record["id"]))
+        picks = select_channels(record["_path"], record.get("channel"), recording.num_channels)
+        if picks is None:  # every channel, averaged, as clsp read it
+            mono = recording.to_cut()
+        elif len(picks) == 1:
+            mono = MonoCut(str(record["id"]), 0.0, recording.duration, picks[0], recording=recording)
+        else:
+            mono = MultiCut(str(record["id"]), 0.0, recording.duration, picks, recording=recording)
+        start, end = record_span(record)  # the segment clsp read: start/end, or start + duration
+        if start is not None or end is not None:
+            lo = float(start or 0.0)
+            hi = float(end) if end is not None else mono.duration
             mono = mono.truncate(offset=lo, duration=min(hi, mono.duration) - lo)
         cut = mono.to_dict()
         cut["id"] = str(record["id"])

@@ -105,7 +105,7 @@ def sniff_file(path: str) -> str:
     if compression_of(head) is not None:
         return "manifest"
     if utf16_text(head):
-        raise utf16_error(path)
+        raise utf16_error(path, head)
     if audio_signature(head):
         return "audio"
     if _looks_like_text(head):
@@ -159,7 +159,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     for arg in args or ["-"]:
         if arg == "-":
             if utf16_text(peek_bytes(sys.stdin.buffer, 64)):
-                raise utf16_error("stdin")
+                raise utf16_error("stdin", peek_bytes(sys.stdin.buffer, 64))
             if audio_signature(peek_bytes(sys.stdin.buffer, 16)):
                 raise ConfigError("stdin holds audio data: give the audio file as an argument "
                                   "(clsp embed clip.wav) or a list of paths on stdin")

@@ -25,6 +25,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
             with open(target, "wb") as fh:
                 fh.write(data)
             return Path(path)
+        from clsp.runfiles import check_publish
+
+        check_publish(target, str(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         try:

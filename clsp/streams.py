@@ -43,6 +43,9 @@ def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
         raise ConfigError(f"{p}: no such file")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a file")
+    from clsp.runfiles import note_read
+
+    note_read(p)
     try:
         return open(p, "rb")
     except OSError as exc:
@@ -123,21 +126,36 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield rest
 
 
+def wide_encoding(head: bytes) -> str | None:
+    """``"UTF-16"`` or ``"UTF-32"`` when ``head`` (a file's first bytes) is text in one of them:
+    a byte-order mark (``FF FE``, what Windows PowerShell 5 writes with ``>``, would otherwise
+    pass for an MPEG audio frame sync) or, without one, ASCII characters each followed or
+    preceded by NUL bytes; None otherwise."""
+    for bom, enc, codec in ((b"\xff\xfe\x00\x00", "UTF-32", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
+                            (b"\xff\xfe", "UTF-16", "utf-16"), (b"\xfe\xff", "UTF-16", "utf-16")):
+        if head.startswith(bom) and len(head) >= len(bom) + 2:
+            width = 4 if enc == "UTF-32" else 2
+            try:
+                text = head[: len(head) // width * width].decode(codec)
+            except UnicodeDecodeError:
+                return None
+            return enc if text and all(c.isprintable() or c in "\r\n\t" for c in text[:200]) else None
+    sample = head[:64]
+    if len(sample) >= 8 and len(sample) % 2 == 0:
+        for data, pad in ((sample[0::2], sample[1::2]), (sample[1::2], sample[0::2])):  # LE, then BE
+            if not any(pad) and all(32 <= b < 127 or b in (9, 10, 13) for b in data):
+                return "UTF-16"
+    return None
+
+
 def utf16_text(head: bytes) -> bool:
-    """True when ``head`` starts with a UTF-16 byte-order mark (``FF FE`` / ``FE FF``: what
-    Windows PowerShell 5 writes with ``>``) followed by text; ``FF FE`` would otherwise pass
-    for an MPEG audio frame sync."""
-    if head[:2] not in (b"\xff\xfe", b"\xfe\xff") or len(head) < 4:
-        return False
-    try:
-        text = head[: len(head) // 2 * 2].decode("utf-16")
-    except UnicodeDecodeError:
-        return False
-    return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text[:200])
+    """True when ``head`` is UTF-16 or UTF-32 text (``wide_encoding``)."""
+    return wide_encoding(head) is not None
 
 
-def utf16_error(name: str) -> ConfigError:
-    return ConfigError(f"{name}: UTF-16 text; clsp reads UTF-8 (convert it, e.g. iconv -f UTF-16 -t UTF-8 "
+def utf16_error(name: str, head: bytes = b"\xff\xfe") -> ConfigError:
+    enc = wide_encoding(head) or "UTF-16"
+    return ConfigError(f"{name}: {enc} text; clsp reads UTF-8 (convert it, e.g. iconv -f {enc} -t UTF-8 "
                        f"{'IN' if name == 'stdin' else name} > OUT.jsonl, or in PowerShell: Set-Content -Encoding utf8)")
 
 
@@ -147,8 +165,9 @@ def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
     compressed stream, ``ConfigError`` for UTF-16 text (``utf16_text``).
     """
-    if utf16_text(peek_bytes(stream, 64)):
-        raise utf16_error(name)
+    head = peek_bytes(stream, 64)
+    if utf16_text(head):
+        raise utf16_error(name, head)
     kind = compression_of(peek_bytes(stream, 4))
     lines = stream if kind is None else _split_lines(decompressed_chunks(stream, kind, name))
     first = True

@@ -58,6 +58,9 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from clsp import runfiles
+
+        runfiles.begin()
         try:
             check_numbers(kwargs)
             check_run_files(kwargs, outputs)
@@ -78,6 +81,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
             raise typer.Exit(130) from None
         finally:
             release_unpublished()
+            runfiles.end()
         try:
             sys.stdout.flush()
         except BrokenPipeError:

@@ -219,6 +219,9 @@ class RecordSink:
         self.fh.close()
         if self.lock is None:
             return
+        from clsp.runfiles import check_publish
+
+        check_publish(self.target.path, self.output, str(self.target.partial))
         try:
             os.replace(self.target.partial, self.target.path)
         except OSError as exc:
@@ -297,6 +300,9 @@ class MatrixSink:
             return
         self.fh.close()
         final = self.target.path
+        from clsp.runfiles import check_publish
+
+        check_publish(final, self.target.shown, str(self.raw))
         tmp = final.with_name(final.name + ".tmp.npy")
         try:
             data = np.memmap(self.raw, dtype="<f4", mode="r", shape=(self.rows, self.dim)) if self.rows else np.zeros((0, self.dim), "<f4")

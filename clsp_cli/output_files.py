@@ -208,16 +208,23 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     to any other option, or a file redirected to stdin), which publishing the output would
     replace. Devices, FIFOs and ``-`` are written through and never replace anything."""
     seen: dict[tuple, str] = {}
+    shown_as: dict[tuple, str] = {}
     for name in outputs:
         path = params.get(name)
         key = _file_key(path) if isinstance(path, str) else None
         if key is None:
             continue
         flag = "--" + name.replace("_", "-")
-        if key in seen:
-            raise ConfigError(f"{seen[key]} and {flag} both name {path}: one would overwrite the other; "
-                              "give each output its own file")
-        seen[key] = flag
+        real = os.path.realpath(path)
+        # the run also writes FILE.partial and FILE.lock next to a regular output
+        for file_key, shown in ((key, path), (_file_key(real + ".partial"), path + ".partial"),
+                                (_file_key(real + ".lock"), path + ".lock")):
+            if file_key is None:
+                continue
+            if file_key in seen:
+                raise ConfigError(f"{seen[file_key]} and {flag} both name {shown_as[file_key] if shown == path else shown}: "
+                                  "one would overwrite the other; give each output its own file")
+            seen[file_key], shown_as[file_key] = flag, shown
     if not seen:
         return
     inputs: dict[tuple, str] = {}
@@ -238,7 +245,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
         pass
     for key, flag in seen.items():
         if key in inputs:
-            shown = params[flag[2:].replace("-", "_")]
+            shown = shown_as[key]
             how = "on stdin" if inputs[key] == "stdin" else ("" if inputs[key] == shown else f"as {inputs[key]}")
             raise ConfigError(f"{flag} {shown}: this run reads that file{' ' + how if how else ''}; writing the output "
                               "there would replace its input; give the output another path")

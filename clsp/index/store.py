@@ -119,6 +119,9 @@ def read_info(path: Path) -> IndexInfo:
     an unreadable file an :class:`IndexFileError`."""
     if not path.exists():
         raise MissingIndexError(f"index {path}: no such directory")
+    from clsp.runfiles import note_folder
+
+    note_folder(path)
     if not path.is_dir():
         raise IndexFileError(f"index {path}: not a directory (an index is a folder with {INFO_FILE})")
     info_path = path / INFO_FILE

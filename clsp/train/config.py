@@ -336,7 +336,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if raw.strip() == "-" or (isinstance(value, str) and " #" in raw and value != raw.strip()):
+        quoted = raw.strip()[:1] in ("'", '"')  # a YAML string as written: '#' inside it is no comment
+        if raw.strip() == "-" or (isinstance(value, str) and not quoted and " #" in raw and value != raw.strip()):
             value = raw.strip()  # '-' (stdin) and a path holding ' #' are strings, not a YAML list or comment
         node = out
         parts = key.strip().split(".")

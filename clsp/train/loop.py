@@ -71,56 +71,61 @@ class Trainer:
         self.on_log = on_log
         self.info, self.device = init_distributed(cfg.device)
         self.out = Path(cfg.output_dir)
-        self._refuse_other_run(resume)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
-        torch.manual_seed(cfg.seed)  # same fresh weights on every rank
-        self.model = load_initial_model(cfg).to(self.device)
-        torch.manual_seed(cfg.seed + self.info.rank)  # distinct dropout per rank
-        random.seed(cfg.seed + self.info.rank)
-        self.writer = None
-        freeze(self.model, cfg.freeze)
-        self.frozen = frozen_towers(self.model)
-        self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
-        self.speech_cache = SpeechFeatureCache() if SpeechFeatureCache.usable(self.model) else None
-        fresh_start = cfg.text_head_init != "random" and ckpt.resolve_resume(self.out, resume) is None
-        if cfg.text_head_init == "whiten" and fresh_start:
-            from clsp.train.text_init import whiten_text_head
+        self._run_lock = self._lock_output_dir()
+        try:  # whatever stops the set-up lets go of the folder's lock
+            self._refuse_other_run(resume)
+            if cfg.deterministic:
+                torch.use_deterministic_algorithms(True)
+            torch.manual_seed(cfg.seed)  # same fresh weights on every rank
+            self.model = load_initial_model(cfg).to(self.device)
+            torch.manual_seed(cfg.seed + self.info.rank)  # distinct dropout per rank
+            random.seed(cfg.seed + self.info.rank)
+            self.writer = None
+            freeze(self.model, cfg.freeze)
+            self.frozen = frozen_towers(self.model)
+            self.cache = TextFeatureCache(cfg.data.text_cache_size) if self._cache_usable() else None
+            self.speech_cache = SpeechFeatureCache() if SpeechFeatureCache.usable(self.model) else None
+            fresh_start = cfg.text_head_init != "random" and ckpt.resolve_resume(self.out, resume) is None
+            if cfg.text_head_init == "whiten" and fresh_start:
+                from clsp.train.text_init import whiten_text_head
 
-            whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
-                             self.cache, centre=cfg.text_whiten_centre)
-        if cfg.text_head_init == "paraphrase" and fresh_start:
-            from clsp.train.text_init import paraphrase_text_head
+                whiten_text_head(self.model, cfg.data.train, cfg.text_whiten_captions, cfg.text_whiten_shrink, cfg.seed,
+                                 self.cache, centre=cfg.text_whiten_centre)
+            if cfg.text_head_init == "paraphrase" and fresh_start:
+                from clsp.train.text_init import paraphrase_text_head
 
-            paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
-                                 seed=cfg.seed, cache=self.cache)
-        anchor = self.model.gender_anchor
-        if anchor is not None and not anchor.fitted and ckpt.resolve_resume(self.out, resume) is None:
-            from clsp.models.anchor import fit_gender_anchor
-            from clsp.train.text_init import sample_caption_groups
+                paraphrase_text_head(self.model, cfg.data.train, cfg.text_paraphrase_clips, cfg.text_paraphrase_steps,
+                                     seed=cfg.seed, cache=self.cache)
+            anchor = self.model.gender_anchor
+            if anchor is not None and not anchor.fitted and ckpt.resolve_resume(self.out, resume) is None:
+                from clsp.models.anchor import fit_gender_anchor
+                from clsp.train.text_init import sample_caption_groups
 
-            captions = [c for g in sample_caption_groups(cfg.data.train, 5000, cfg.seed) for c in g]
-            fitted = fit_gender_anchor(self.model, captions)
-            log.info("gender anchor: %d caption pairs, basis holds %.1f%% of their differences",
-                     fitted["pairs"], 100 * fitted["energy"])
-        if cfg.gradient_checkpointing:
-            log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
-        self._check_channel_consistency()
-        self.towers = ContrastiveTowers(self.model)
-        self.ddp = None
-        if self.info.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
-        self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
-        self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
-        self.save_due = False  # a periodic checkpoint waits for a finite step
-        self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
-        self.skips = SkipCounter()
-        self.last_metrics: dict[str, float] = {}
-        self.channel_gap: float | torch.Tensor = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
-        self.resumed_from = self._resume(resume)
+                captions = [c for g in sample_caption_groups(cfg.data.train, 5000, cfg.seed) for c in g]
+                fitted = fit_gender_anchor(self.model, captions)
+                log.info("gender anchor: %d caption pairs, basis holds %.1f%% of their differences",
+                         fitted["pairs"], 100 * fitted["energy"])
+            if cfg.gradient_checkpointing:
+                log.info("gradient checkpointing on %d layers", enable_gradient_checkpointing(self.model))
+            self._check_channel_consistency()
+            self.towers = ContrastiveTowers(self.model)
+            self.ddp = None
+            if self.info.enabled:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.ddp = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
+            self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+            self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+            self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
+            self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
+            self.save_due = False  # a periodic checkpoint waits for a finite step
+            self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
+            self.skips = SkipCounter()
+            self.last_metrics: dict[str, float] = {}
+            self.channel_gap: float | torch.Tensor = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
+            self.resumed_from = self._resume(resume)
+        except BaseException:
+            self.release()
+            raise
 
     # ---- set-up helpers ----
     def _cache_usable(self) -> bool:
@@ -143,6 +148,38 @@ class Trainer:
         rate = self.model.config.sample_rate
         if not 0 < lc.channel_rate < rate:
             raise ConfigError(f"loss.channel_rate: {lc.channel_rate} Hz must be below the model's sample rate ({rate} Hz)")
+
+    def _lock_output_dir(self):
+        """The main process holds an exclusive lock on ``output_dir/train.lock`` (its PID
+        inside) for the whole run, so two runs started into one folder never interleave; the
+        kernel releases it when the process ends. ``OutputError`` when another run holds it."""
+        if not self.info.is_main:
+            return None
+        import fcntl
+
+        path = self.out / "train.lock"
+        with _writing_log(path):
+            self.out.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise OutputError(f"{self.out} is being trained into by PID {holder} ({path}); wait for that run to end, "
+                              "or train into another --output-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        return fh
+
+    def release(self) -> None:
+        """Let go of the output folder's lock (the run is over)."""
+        if getattr(self, "_run_lock", None) is not None:
+            self._run_lock.close()
+            self._run_lock = None
 
     def _refuse_other_run(self, resume: str | None) -> None:
         """Without ``--resume``, an output folder that already holds a run (checkpoints or
@@ -493,4 +530,7 @@ def raise_empty(manifest: str, skips: SkipCounter) -> None:
 def train(cfg: TrainConfig, resume: str | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Train with ``cfg`` (optionally continuing from ``resume``: ``latest`` or a checkpoint)."""
     trainer = Trainer(cfg, resume, on_log)
-    return trainer.run()
+    try:
+        return trainer.run()
+    finally:
+        trainer.release()

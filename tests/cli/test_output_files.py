@@ -259,3 +259,45 @@ def test_devices_and_separate_files_are_not_refused(tmp_path):
     assert res.exit_code == 0, res.output
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--npy", "e.npy", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 0 and (tmp_path / "e.npy").exists() and (tmp_path / "e.jsonl").exists()
+
+
+def test_an_output_over_a_file_read_along_the_way_is_not_published(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "d").mkdir()
+    write_wav(tmp_path / "d" / "b.wav", 0.5, freq=300)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    audio = {p: p.read_bytes() for p in (tmp_path / "a.wav", tmp_path / "d" / "b.wav")}
+    for args in (["embed", "m.jsonl", "-o", "a.wav"],  # audio a manifest names
+                 ["embed", "d", "-o", "d/b.wav"],  # audio found in a folder
+                 ["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav"]):
+        res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
+        assert res.exit_code == 2 and "this run read that file" in res.output, res.output
+    assert all(p.read_bytes() == data for p, data in audio.items())
+    assert (tmp_path / "a.wav.partial").exists()  # the output is kept where it was written
+    res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0
+    assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
+    info = (tmp_path / "idx" / "index.json").read_bytes()
+    res = _invoke(["search", "query", "idx", "--text", "a calm voice", "-o", "idx/index.json",
+                   "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "as idx" in res.output, res.output
+    assert (tmp_path / "idx" / "index.json").read_bytes() == info
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "u.jsonl.partial", "-o", "u.jsonl"],
+    ["embed", "m.jsonl", "-o", "r.jsonl", "--npy", "r.jsonl.partial"],
+    ["embed", "m.jsonl", "-o", "s.jsonl", "--npy", "s.jsonl.lock"],
+])
+def test_an_outputs_partial_and_lock_files_are_outputs_too(tmp_path, args):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    line = json.dumps({"id": "a", "audio": "a.wav"}) + "\n"
+    (tmp_path / "m.jsonl").write_text(line)
+    (tmp_path / "u.jsonl.partial").write_text(line)
+    res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2, res.output
+    assert (tmp_path / "u.jsonl.partial").read_text() == line

@@ -186,3 +186,16 @@ def test_output_records_say_which_channel_or_files_were_heard(tmp_path, signals)
     np.testing.assert_allclose(load_record_audio(plain).numpy(), load_record_audio(c1).numpy(), atol=1e-6)
     assert "channel" not in items["l"].record and "audio_files" not in items["l"].record  # a mono file
     assert items["both"].record["audio_files"] == [str(tmp_path / "L.wav"), str(tmp_path / "R.wav")]
+
+
+def test_a_captioned_cut_covers_the_segment_and_channel_that_were_captioned(tmp_path, signals):
+    from clsp.cuts import captioned_cut
+
+    left, right = signals
+    base = {"_path": str(tmp_path / "stereo.wav"), "audio": "stereo.wav"}
+    cut = captioned_cut({**base, "id": "r", "channel": 1, "start": 0.2, "duration": 0.5}, {"global_captions": ["x"]})
+    assert (cut["type"], cut["channel"], cut["start"], cut["duration"]) == ("MonoCut", 1, 0.2, 0.5)
+    back = read(tmp_path, [cut])["r"].record
+    np.testing.assert_allclose(load_record_audio(back).numpy(), right[3200:11200], atol=1e-4)
+    both = captioned_cut({**base, "id": "m"}, {"global_captions": ["x"]})
+    assert both["type"] == "MultiCut" and both["channel"] == [0, 1]

@@ -86,7 +86,7 @@ def test_broken_json_that_names_no_file_is_still_an_error(tmp_path):
     p.write_text('{"id": "a", "audio": \n[1, 2]\n{"id": "b", "audio": "b.wav"}\n')
     bad1, bad2, good = _items(p)
     assert "invalid JSON" in str(bad1.error) and "no file of that name" in str(bad1.error)
-    assert "expected a JSON object" in str(bad2.error)
+    assert "a JSON array, not a record" in str(bad2.error)
     assert good.ok and good.id == "b"
 
 
@@ -246,6 +246,11 @@ def test_utf16_text_is_named_as_such_not_taken_for_mp3(tmp_path):
         for read in (lambda: sniff_file(str(path)), lambda: list(iter_items(str(path), "audio"))):
             with pytest.raises(ConfigError, match="UTF-16 text; clsp reads UTF-8"):
                 read()
+    for enc, name in (("utf-32", "UTF-32"), ("utf-16-le", "UTF-16")):  # a BOM-less UTF-16 too
+        path = tmp_path / f"{enc}.jsonl"
+        path.write_bytes(text.encode(enc))
+        with pytest.raises(ConfigError, match=f"{name} text; clsp reads UTF-8"):
+            sniff_file(str(path))
     mp3ish = tmp_path / "frame.mp3"
     mp3ish.write_bytes(b"\xff\xfb\x90\x64" + bytes(400))  # an MPEG frame header, not text
     assert sniff_file(str(mp3ish)) == "audio"

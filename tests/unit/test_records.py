@@ -89,7 +89,9 @@ def test_override_values_keep_stdin_and_hashes_as_text():
     from clsp.errors import ConfigError
     from clsp.train.config import TrainConfig, apply_overrides
 
-    out = apply_overrides({}, ["data.train=-", "data.valid=runs/take #2.jsonl", "max_steps=5 # five"])
-    assert out == {"data": {"train": "-", "valid": "runs/take #2.jsonl"}, "max_steps": 5}
+    out = apply_overrides({}, ["data.train=-", "data.valid=runs/take #2.jsonl", "max_steps=5 # five",
+                               'output_dir="exp/out #2"', "name='my #2'"])
+    assert out == {"data": {"train": "-", "valid": "runs/take #2.jsonl"}, "max_steps": 5,
+                   "output_dir": "exp/out #2", "name": "my #2"}
     with pytest.raises(ConfigError, match="stdin"):
         TrainConfig.from_dict({"init_from": "tiny-random", "data": {"train": "-"}}).validate()

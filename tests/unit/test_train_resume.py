@@ -87,3 +87,23 @@ def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device=cuda"):
             _train_here(common + ["device=cuda", f"output_dir={tmp_path / 'gpu'}"], None)
+
+
+def test_a_folder_another_process_trains_into_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from clsp.errors import OutputError
+
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    out = tmp_path / "run"
+    out.mkdir()
+    common = [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.min_duration=0.1",
+              "data.max_duration=1.0", "data.num_workers=0", "valid_every=0", "max_steps=2", f"output_dir={out}"]
+    with open(out / "train.lock", "w") as held:  # what a run started first holds
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(OutputError, match="being trained into by PID 4242"):
+            _train_here(common, None)
+    assert not (out / "metrics.jsonl").exists()
+    assert _train_here(common, None).step == 2  # the lock is free again once that run ends
