@@ -148,6 +148,9 @@ def _query(o: Options) -> int:
     from pathlib import Path
 
     for audio in o.audio or []:  # an argument that names no file is a usage error, as everywhere
+        if Path(audio).is_dir():
+            raise ConfigError(f"--audio {audio}: is a folder; give an audio file (repeat --audio for several), "
+                              "or embed the folder with clsp embed and query with the records")
         if not Path(audio).is_file():
             raise ConfigError(f"--audio {audio}: no such file")
     settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads)

@@ -8,6 +8,9 @@ Per model (the first is the baseline), on the same clips:
 * 8 kHz copies of the EmoDB held-out clips (resampled down to 8 kHz and back): cosine of
   each copy's embedding to its original's; where sox is installed, the same for copies sent
   through the GSM 06.10 telephone codec (8 kHz) and through mp3 at 16 kbit/s;
+* recording conditions, on every set: cosine of each clip to a copy with 0.6 s of digital
+  silence before and after, 20 dB quieter, with a DC offset of 0.05, with white noise at
+  -50 dBFS (``RECORDING_COPIES``);
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
   other emotion): mean and quantiles;
@@ -202,6 +205,21 @@ def sox_copy(path: str, channel: str) -> torch.Tensor:
         return load_audio(back)
 
 
+def _noise(w: torch.Tensor, dbfs: float = -50.0) -> torch.Tensor:
+    """White noise at ``dbfs`` RMS, the same for a clip each time (seeded by its length)."""
+    gen = torch.Generator().manual_seed(len(w))
+    return w + 10 ** (dbfs / 20) * torch.randn(len(w), generator=gen)
+
+
+# how one recording differs from another of the same speech, as a copy of each clip
+RECORDING_COPIES = {
+    "padded": ("0.6 s of digital silence before and after", lambda w: torch.nn.functional.pad(w, (9600, 9600))),
+    "quieter": ("20 dB quieter", lambda w: w * 0.1),
+    "dc": ("a DC offset of 0.05", lambda w: w + 0.05),
+    "noise": ("white noise at -50 dBFS added", _noise),
+}
+
+
 def copy_cosines(model, rows: list[dict], make_copy) -> dict:
     """Cosine of each clip's embedding to that of ``make_copy(row, wave)`` (a 16 kHz copy of it)."""
     from clsp.audio import load_audio
@@ -271,6 +289,8 @@ def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
         r["caption_r1_among_10"] = r_at_1_among(audio[keep], captions) if len(keep) >= 10 else None
         if r["caption_r1_among_10"] is not None:
             r["caption_r1_among_10"]["baselines"] = label_baselines([caption_labels(rows[k]) for k in keep])
+        r["recording_copies"] = {kind: copy_cosines(model, rows, lambda row, w, f=fn: f(w))
+                                 for kind, (_, fn) in RECORDING_COPIES.items()}
         res[name] = r
     if "emodb" in sets:
         res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
@@ -316,6 +336,10 @@ def markdown_table(results: list[dict]) -> str:
     for channel, label in (("gsm", "GSM 06.10 (8 kHz)"), ("mp3_16k", "mp3 16 kbit/s")):
         row("emodb", f"{label} copy cosine mean / p10 / min",
             lambda r, c=channel: " / ".join(f"{r['emodb'][f'{c}_cosine'][k]:.3f}" for k in ("mean", "p10", "min")))
+    for s in ("emodb", "tess_savee"):
+        for kind, (label, _) in RECORDING_COPIES.items():
+            row(s, f"copy with {label}: cosine mean / p10 / min",
+                lambda r, k=kind: " / ".join(f"{r[s]['recording_copies'][k][q]:.3f}" for q in ("mean", "p10", "min")))
     for kind in ("same_voice", "same_style", "unrelated"):
         row("all", f"{kind.replace('_', '-')} cosine mean (q05, q50, q95)",
             lambda r: f"{r['pairs'][kind]['mean']:.3f} ({r['pairs'][kind]['q05']:.2f}, "

@@ -110,3 +110,12 @@ def test_tables_in_a_log_file_are_not_cut_at_80_columns(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     assert con.get_console().width == 100
     monkeypatch.setattr(con, "_console", None)
+
+
+def test_progress_interval_from_the_environment(monkeypatch):
+    from clsp.progress import DEFAULT_PROGRESS_SECONDS, PROGRESS_ENV, progress_seconds
+
+    for raw, want in (("5", 5.0), ("0", 0.0), ("-3", 0.0), ("inf", 0.0), ("nan", DEFAULT_PROGRESS_SECONDS),
+                      ("soon", DEFAULT_PROGRESS_SECONDS)):
+        monkeypatch.setenv(PROGRESS_ENV, raw)
+        assert progress_seconds() == want, raw
