@@ -77,15 +77,16 @@ class SearchHits:
         return {"id": self.id, "hits": [h.to_dict() for h in self.hits]}
 
 
-PREDICTION_FIELDS = ("label", "scores", "top_k", "metadata")
+PREDICTION_FIELDS = ("label", "scores", "top_k", "metadata", "error")  # "error" marks error records
 
 
 @dataclass
 class Prediction:
     """A zero-shot label for one clip: the input record's fields plus ``label``, ``scores``
     (class -> probability, summing to 1) and, when asked for, ``top_k`` (best classes first);
-    the record's own fields named ``label``, ``scores``, ``top_k`` or ``metadata`` (a gold
-    label stored as ``label``) are kept under ``metadata``, as ``PairScore`` and index hits do."""
+    the record's own fields named ``label``, ``scores``, ``top_k``, ``metadata`` or ``error``
+    (a gold label stored as ``label``; an ``error`` field would make the record read as an
+    error record) are kept under ``metadata``, as ``PairScore`` and index hits do."""
 
     fields: dict[str, Any]
     label: str

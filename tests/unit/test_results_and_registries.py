@@ -76,10 +76,11 @@ def test_caption_backends_refuse_options_that_are_not_theirs():
 
 
 def test_a_prediction_keeps_colliding_input_fields_under_metadata():
-    pred = Prediction({"id": "a", "label": "female", "scores": 4.5, "speaker": "s1"}, "male", {"male": 0.9, "female": 0.1})
+    pred = Prediction({"id": "a", "label": "female", "scores": 4.5, "speaker": "s1", "error": "none"}, "male",
+                      {"male": 0.9, "female": 0.1})
     out = pred.to_dict()
-    assert out["label"] == "male" and out["scores"] == {"male": 0.9, "female": 0.1}
-    assert out["metadata"] == {"label": "female", "scores": 4.5} and out["speaker"] == "s1"
+    assert out["label"] == "male" and out["scores"] == {"male": 0.9, "female": 0.1} and "error" not in out
+    assert out["metadata"] == {"label": "female", "scores": 4.5, "error": "none"} and out["speaker"] == "s1"
     assert "metadata" not in Prediction({"id": "b"}, "male", {"male": 1.0}).to_dict()
 
 
