@@ -66,6 +66,10 @@ def _run(o: Options) -> int:
     audio = o.modality == "audio"
     all_items = input_items(o.input, o.modality, o.audio_root)
     part = _shard(o)
+    if part is not None:  # the outputs' real names, '{shard}' filled in, checked as the command checks them
+        from clsp_cli.output_files import check_run_files
+
+        check_run_files({**vars(o)}, ("output", "npy"))
     cfg = _config(o)
     sink = RecordSink(o.output, resume=o.resume, on_error=o.on_error)  # holds the output before the slow load
     net = load_model(o.model, with_text=not audio)

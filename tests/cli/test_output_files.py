@@ -301,3 +301,14 @@ def test_an_outputs_partial_and_lock_files_are_outputs_too(tmp_path, args):
     res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2, res.output
     assert (tmp_path / "u.jsonl.partial").read_text() == line
+
+
+def test_shard_outputs_are_checked_with_their_names_filled_in(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    res = _invoke(["embed", "m.jsonl", "--shard", "0/2", "-o", "q-{shard}.x", "--npy", "q-0000-of-0002.x",
+                   "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "both name q-0000-of-0002.x" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
