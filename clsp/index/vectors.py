@@ -90,12 +90,6 @@ class VectorIndex:
         if arr.ndim != 2 or len(arr) != len(metadata):
             raise InputError(f"{len(metadata)} metadata rows for a matrix of shape {arr.shape}")
         theirs = (provenance or {}).get("model")
-        if not self.info.model and theirs and len(arr) and self.info.count:
-            from clsp.errors import ProvenanceError
-
-            raise ProvenanceError(
-                f"embeddings to add: made by model {theirs!r}, but the index holds {self.info.count} embeddings of "
-                "unknown origin (built from a bare .npy matrix); build a separate index for them")
         if self.info.model and len(arr) and not theirs:
             from clsp.errors import ProvenanceError
 

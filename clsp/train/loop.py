@@ -158,6 +158,7 @@ class Trainer:
         import fcntl
 
         path = self.out / "train.lock"
+        self._made_dir = not self.out.exists()
         with _writing_log(path):
             self.out.mkdir(parents=True, exist_ok=True)
             fh = open(path, "a+", encoding="utf-8")
@@ -176,10 +177,15 @@ class Trainer:
         return fh
 
     def release(self) -> None:
-        """Let go of the output folder's lock (the run is over)."""
+        """Let go of the output folder's lock (the run is over). A folder this run made and
+        left with nothing but its lock file (a run that failed at its start) is removed again."""
         if getattr(self, "_run_lock", None) is not None:
             self._run_lock.close()
             self._run_lock = None
+            if getattr(self, "_made_dir", False) and os.listdir(self.out) == ["train.lock"]:
+                (self.out / "train.lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
 
     def _refuse_other_run(self, resume: str | None) -> None:
         """Without ``--resume``, an output folder that already holds a run (checkpoints or
