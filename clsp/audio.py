@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,27 @@ def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: flo
     if s >= e:
         raise AudioError(f"{path}: empty segment (start={start}, end={end}, file has {frames / sr:.3f} s)")
     return s, e
+
+
+DURATION_TOLERANCE = 0.01  # seconds: end - start may differ from a given duration by rounding
+
+
+def record_span(record: dict[str, Any]) -> tuple[Any, Any]:
+    """``(start, end)`` of a plain record's segment as given (None: the file's start / end):
+    its ``start``/``end`` fields, ``end`` taken as ``start + duration`` when only ``duration``
+    is given. Raises ``AudioError`` naming the file for a ``duration`` that is not a number of
+    seconds >= 0, or one that disagrees with ``end - start`` by more than 10 ms."""
+    start, end, duration = record.get("start"), record.get("end"), record.get("duration")
+    if duration is None or record.get("_cut") is not None:
+        return start, end
+    where = record.get("_path", record.get("audio"))
+    dur = _seconds(where, "duration", duration)
+    first = 0.0 if start is None else _seconds(where, "start", start)
+    if end is None:
+        return start, first + dur
+    if abs(_seconds(where, "end", end) - first - dur) > DURATION_TOLERANCE:
+        raise AudioError(f"{where}: end - start = {float(end) - first:g} s disagrees with duration = {dur:g} s")
+    return start, end
 
 
 def load_audio(

@@ -183,8 +183,7 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
         from lhotse import Recording
         from lhotse.cut import MonoCut, MultiCut
 
-        from clsp.audio import select_channels
-        from clsp.record_audio import record_span
+        from clsp.audio import record_span, select_channels
 
         recording = Recording.from_file(record["_path"], recording_id=str(record["id"]))
         picks = select_channels(record["_path"], record.get("channel"), recording.num_channels)

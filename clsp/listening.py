@@ -60,7 +60,7 @@ def clip_from_record(rec: Mapping[str, Any], base: Path, score: float | None = N
     path = p if p.is_absolute() else Path(base) / p
     fields = {k: v for k, v in rec.items() if k not in HIDDEN and not str(k).startswith("_") and k != "score"}
     from clsp.errors import ClspError
-    from clsp.record_audio import record_span
+    from clsp.audio import record_span
 
     try:
         start, end = record_span(rec)  # the segment clsp embed read (end from start + duration)

@@ -16,32 +16,8 @@ from typing import Any
 
 import torch
 
-from clsp.audio import SAMPLE_RATE, audio_sample_rate, load_audio, segment_plan
+from clsp.audio import SAMPLE_RATE, audio_sample_rate, load_audio, record_span, segment_plan  # noqa: F401
 from clsp.cuts import cut_sample_rate, cut_samples, load_cut_audio
-
-
-DURATION_TOLERANCE = 0.01  # seconds: end - start may differ from a given duration by rounding
-
-
-def record_span(record: dict[str, Any]) -> tuple[Any, Any]:
-    """``(start, end)`` of a plain record's segment as given (None: the file's start / end):
-    its ``start``/``end`` fields, ``end`` taken as ``start + duration`` when only ``duration``
-    is given. Raises ``AudioError`` naming the file for a ``duration`` that is not a number of
-    seconds >= 0, or one that disagrees with ``end - start`` by more than 10 ms."""
-    from clsp.audio import _seconds
-    from clsp.errors import AudioError
-
-    start, end, duration = record.get("start"), record.get("end"), record.get("duration")
-    if duration is None or record.get("_cut") is not None:
-        return start, end
-    where = record.get("_path", record.get("audio"))
-    dur = _seconds(where, "duration", duration)
-    first = 0.0 if start is None else _seconds(where, "start", start)
-    if end is None:
-        return start, first + dur
-    if abs(_seconds(where, "end", end) - first - dur) > DURATION_TOLERANCE:
-        raise AudioError(f"{where}: end - start = {float(end) - first:g} s disagrees with duration = {dur:g} s")
-    return start, end
 
 
 def record_segment(record: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> tuple[float, int]:

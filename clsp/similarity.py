@@ -108,7 +108,7 @@ def record_audio_side(record: dict, where: str, base: Path | None = None) -> Sid
     """The audio side of an object with an ``audio`` path: its segment read as input records
     are (``start``/``end``, or ``start + duration``: ``clsp.record_audio.record_span``) and
     its ``channel``. Raises ``InputError`` naming ``where``."""
-    from clsp.record_audio import record_span
+    from clsp.audio import record_span
 
     try:
         start, end = record_span({k: v for k, v in record.items() if k != "_cut"})

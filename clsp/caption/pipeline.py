@@ -52,7 +52,8 @@ def clip_path(record: dict) -> str:
 def load_clip(record: dict):
     """The record's audio (16 kHz mono tensor), honouring its segment and channel
     (``clsp.record_audio``) or its Lhotse cut."""
-    from clsp.record_audio import load_record_audio, record_span
+    from clsp.audio import record_span
+    from clsp.record_audio import load_record_audio
 
     path = clip_path(record)
     if record.get("_cut") is None:

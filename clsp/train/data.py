@@ -85,7 +85,7 @@ def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> di
     if not global_caps and not fine_caps:
         raise InputError(f"{row_id}: no captions (expected global_captions / finegrained_captions, "
                          "short_captions / long_captions, or caption)")
-    from clsp.record_audio import record_span
+    from clsp.audio import record_span
 
     try:
         start, end = record_span(record)  # the segment clsp embed reads from the same record

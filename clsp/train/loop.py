@@ -432,6 +432,8 @@ class Trainer:
                     self.writer.close()
                 guard.undo()
             raise
+        finally:
+            self.release()  # the run is over: another may train into the folder
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
@@ -535,8 +537,4 @@ def raise_empty(manifest: str, skips: SkipCounter) -> None:
 
 def train(cfg: TrainConfig, resume: str | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Train with ``cfg`` (optionally continuing from ``resume``: ``latest`` or a checkpoint)."""
-    trainer = Trainer(cfg, resume, on_log)
-    try:
-        return trainer.run()
-    finally:
-        trainer.release()
+    return Trainer(cfg, resume, on_log).run()
