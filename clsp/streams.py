@@ -127,7 +127,8 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def wide_encoding(head: bytes) -> str | None:
-    """``"UTF-16"`` or ``"UTF-32"`` when ``head`` (a file's first bytes) is text in one of them:
+    """``"UTF-16"`` or ``"UTF-32"`` (``"UTF-16LE"`` / ``"UTF-16BE"`` without a byte-order mark,
+    as iconv names them) when ``head`` (a file's first bytes) is text in one of them:
     a byte-order mark (``FF FE``, what Windows PowerShell 5 writes with ``>``, would otherwise
     pass for an MPEG audio frame sync) or, without one, ASCII characters each followed or
     preceded by NUL bytes; None otherwise."""
@@ -142,9 +143,9 @@ def wide_encoding(head: bytes) -> str | None:
             return enc if text and all(c.isprintable() or c in "\r\n\t" for c in text[:200]) else None
     sample = head[:64]
     if len(sample) >= 8 and len(sample) % 2 == 0:
-        for data, pad in ((sample[0::2], sample[1::2]), (sample[1::2], sample[0::2])):  # LE, then BE
+        for name, data, pad in (("UTF-16LE", sample[0::2], sample[1::2]), ("UTF-16BE", sample[1::2], sample[0::2])):
             if not any(pad) and all(32 <= b < 127 or b in (9, 10, 13) for b in data):
-                return "UTF-16"
+                return name  # iconv's names for BOM-less text
     return None
 
 

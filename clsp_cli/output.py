@@ -221,7 +221,11 @@ class RecordSink:
             return
         from clsp.runfiles import check_publish
 
-        check_publish(self.target.path, self.output, str(self.target.partial))
+        try:
+            check_publish(self.target.path, self.output, str(self.target.partial))
+        except ConfigError:
+            self.lock.release()  # nothing will resume into it: no lock file left beside the input
+            raise
         try:
             os.replace(self.target.partial, self.target.path)
         except OSError as exc:
@@ -302,7 +306,11 @@ class MatrixSink:
         final = self.target.path
         from clsp.runfiles import check_publish
 
-        check_publish(final, self.target.shown, str(self.raw))
+        try:
+            check_publish(final, self.target.shown, str(self.raw))
+        except ConfigError:
+            self.lock.release()  # nothing will resume into it: no lock file left beside the input
+            raise
         tmp = final.with_name(final.name + ".tmp.npy")
         try:
             data = np.memmap(self.raw, dtype="<f4", mode="r", shape=(self.rows, self.dim)) if self.rows else np.zeros((0, self.dim), "<f4")

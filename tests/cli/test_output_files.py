@@ -276,6 +276,7 @@ def test_an_output_over_a_file_read_along_the_way_is_not_published(tmp_path):
         assert res.exit_code == 2 and "this run read that file" in res.output, res.output
     assert all(p.read_bytes() == data for p, data in audio.items())
     assert (tmp_path / "a.wav.partial").exists()  # the output is kept where it was written
+    assert not (tmp_path / "a.wav.lock").exists()  # no lock left beside the input
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 0
     assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0

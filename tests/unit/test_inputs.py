@@ -246,7 +246,7 @@ def test_utf16_text_is_named_as_such_not_taken_for_mp3(tmp_path):
         for read in (lambda: sniff_file(str(path)), lambda: list(iter_items(str(path), "audio"))):
             with pytest.raises(ConfigError, match="UTF-16 text; clsp reads UTF-8"):
                 read()
-    for enc, name in (("utf-32", "UTF-32"), ("utf-16-le", "UTF-16")):  # a BOM-less UTF-16 too
+    for enc, name in (("utf-32", "UTF-32"), ("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE")):  # BOM-less too
         path = tmp_path / f"{enc}.jsonl"
         path.write_bytes(text.encode(enc))
         with pytest.raises(ConfigError, match=f"{name} text; clsp reads UTF-8"):
