@@ -72,7 +72,7 @@ def _seconds(path: Path, name: str, value) -> float:
     """A finite, non-negative time in seconds from a record field, or ``AudioError``."""
     try:
         sec = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the float range
         sec = math.nan
     if isinstance(value, bool) or not math.isfinite(sec) or sec < 0:
         raise AudioError(f"{path}: invalid {name} {value!r} (expected seconds >= 0)")

@@ -108,9 +108,29 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DIGITS_ONLY = {i: (48 if 48 <= i <= 57 else 32) for i in range(128)}  # str.translate: digits -> '0', ASCII -> ' '
+_LONG_RUN = "0" * 300
+
+
+def _may_hold_a_huge_float(text: str) -> bool:
+    """Whether ``text`` may hold a float literal beyond the float range: an exponent of 3 or more
+    digits (``1e400``, ``1E+309``) or a run of 300 digits. No false negatives; cheap on the
+    usual embedding line (plain string search, no regex over the whole line)."""
+    low = text.lower() if "E" in text else text
+    at = low.find("e")
+    while at >= 0:
+        tail = low[at + 1 : at + 6].lstrip("+")
+        if len(tail) >= 3 and tail[:3].isdigit():
+            return True
+        at = low.find("e", at + 1)
+    return len(text) >= 300 and _LONG_RUN in text.translate(_DIGITS_ONLY)
+
+
 def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        # floats are checked one by one (a slower parse) only where a huge one may be
+        huge = {"parse_float": _finite_float} if _may_hold_a_huge_float(text) else {}
+        obj = json.loads(text, parse_constant=_refuse_constant, **huge)
     except json.JSONDecodeError as exc:
         raise InputError(f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except _NonStandardNumber as exc:

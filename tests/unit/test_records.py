@@ -95,3 +95,18 @@ def test_override_values_keep_stdin_and_hashes_as_text():
                    "output_dir": "exp/out #2", "name": "my #2"}
     with pytest.raises(ConfigError, match="stdin"):
         TrainConfig.from_dict({"init_from": "tiny-random", "data": {"train": "-"}}).validate()
+
+
+def test_a_start_given_as_an_integer_beyond_the_float_range_is_an_invalid_start(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+    from clsp.records import _may_hold_a_huge_float
+
+    sf.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="invalid start"):
+        load_audio(tmp_path / "a.wav", start=10 ** 400)
+    assert _may_hold_a_huge_float('{"x": 1E+309}') and not _may_hold_a_huge_float('{"embedding": [5e-05, 0.1]}')
