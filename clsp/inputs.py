@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, iter_items, resolve_path
-from clsp.streams import compression_of, open_binary_input, peek_bytes, utf16_error, utf16_text
+from clsp.streams import compression_of, open_binary_input, peek_bytes, refuse_wide_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph",
                     ".webm", ".wma")
@@ -104,8 +104,7 @@ def sniff_file(path: str) -> str:
         stream.close()
     if compression_of(head) is not None:
         return "manifest"
-    if utf16_text(head):
-        raise utf16_error(path, head)
+    refuse_wide_text(head, path)
     if audio_signature(head):
         return "audio"
     if _looks_like_text(head):
@@ -158,8 +157,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     sources: list[Source] = []
     for arg in args or ["-"]:
         if arg == "-":
-            if utf16_text(peek_bytes(sys.stdin.buffer, 64)):
-                raise utf16_error("stdin", peek_bytes(sys.stdin.buffer, 64))
+            refuse_wide_text(peek_bytes(sys.stdin.buffer, 64), "stdin")
             if audio_signature(peek_bytes(sys.stdin.buffer, 16)):
                 raise ConfigError("stdin holds audio data: give the audio file as an argument "
                                   "(clsp embed clip.wav) or a list of paths on stdin")

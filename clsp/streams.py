@@ -149,26 +149,22 @@ def wide_encoding(head: bytes) -> str | None:
     return None
 
 
-def utf16_text(head: bytes) -> bool:
-    """True when ``head`` is UTF-16 or UTF-32 text (``wide_encoding``)."""
-    return wide_encoding(head) is not None
-
-
-def utf16_error(name: str, head: bytes = b"\xff\xfe") -> ConfigError:
-    enc = wide_encoding(head) or "UTF-16"
-    return ConfigError(f"{name}: {enc} text; clsp reads UTF-8 (convert it, e.g. iconv -f {enc} -t UTF-8 "
-                       f"{'IN' if name == 'stdin' else name} > OUT.jsonl, or in PowerShell: Set-Content -Encoding utf8)")
+def refuse_wide_text(head: bytes, name: str) -> None:
+    """``ConfigError`` naming the encoding and how to convert when ``head`` (the first bytes
+    of the input ``name``) is UTF-16 or UTF-32 text (``wide_encoding``)."""
+    enc = wide_encoding(head)
+    if enc is not None:
+        raise ConfigError(f"{name}: {enc} text; clsp reads UTF-8 (convert it, e.g. iconv -f {enc} -t UTF-8 "
+                          f"{'IN' if name == 'stdin' else name} > OUT.jsonl, or in PowerShell: Set-Content -Encoding utf8)")
 
 
 def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
     """Byte lines of ``stream``: decompressed when it starts with gzip/zstd magic, BOM dropped.
 
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
-    compressed stream, ``ConfigError`` for UTF-16 text (``utf16_text``).
+    compressed stream, ``ConfigError`` for UTF-16 / UTF-32 text (``refuse_wide_text``).
     """
-    head = peek_bytes(stream, 64)
-    if utf16_text(head):
-        raise utf16_error(name, head)
+    refuse_wide_text(peek_bytes(stream, 64), name)
     kind = compression_of(peek_bytes(stream, 4))
     lines = stream if kind is None else _split_lines(decompressed_chunks(stream, kind, name))
     first = True
