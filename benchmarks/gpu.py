@@ -453,7 +453,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     ap.add_argument("--tokenizer", help="tokenizer directory (default: all-MiniLM-L6-v2 if installed)")
     ap.add_argument("--peak-tflops", type=float, help="dense bf16 peak of this GPU, for MFU")
+    ap.add_argument("--sections", default="audio,text,train,compile",
+                    help="comma-separated sections to run (audio, text, train, compile; compile needs audio)")
     args = ap.parse_args(argv)
+    args.sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    unknown = args.sections - {"audio", "text", "train", "compile"}
+    if unknown:
+        ap.error(f"--sections: unknown section(s) {sorted(unknown)}")
     if args.smoke:
         for name, value in dict(clips=12, flop_clips=2, one_at_a_time_clips=3, reference_clips=6, batch_size=8, batch_seconds=20.0,
                                 chunk_size=8, workers=2, captions=24, one_at_a_time_captions=3, text_batch=8,
@@ -485,23 +491,26 @@ def main(argv: list[str] | None = None) -> int:
         items = write_clips(Path(tmp), args.clips, lo, hi)
         seconds = sum(_dur(it) for it in items)
         header.append(f"audio: {len(items)} clips, {seconds:,.0f} s, decoding and fbank included in every audio row")
-        arows = guarded("audio embedding", audio_rows, run, model, items, seconds)
+        arows = guarded("audio embedding", audio_rows, run, model, items, seconds) if "audio" in args.sections else []
         fps = arows.pop() if arows and isinstance(arows[-1], float) else None
         if fps:
             header.append(f"speech tower: {fps / 1e9:.2f} GFLOP per audio second (FlopCounterMode)")
-        if run.left() > 0:
+        if "text" in args.sections and run.left() > 0:
             out.append(table("Text tower", "captions/s", guarded("text tower", text_rows, run, model, tok)))
         trows, clip_s, reserve = [], (1.0 if args.smoke else 10.0), (0 if args.smoke else 120)
-        if run.left() > 0:
+        if "train" in args.sections and run.left() > 0:
             trows += guarded("train step", train_row, run, model, args.train_seconds, clip_s, False)
             if (trows[-1]["rate"] is None or args.smoke) and run.left() > reserve / 2:
                 trows += guarded("train step + checkpointing", train_row, run, model, args.train_seconds, clip_s, True)
-        if not args.no_compile and fps and run.left() > reserve:
+        if "compile" not in args.sections:
+            pass
+        elif not args.no_compile and fps and run.left() > reserve:
             arows += guarded("clsp embed, tuned, bf16, torch.compile", compile_row, run, model, items, seconds, fps)
         elif not args.no_compile:
             log("torch.compile row skipped: time budget spent")
     print("\n".join(header))
-    print(table("Audio embedding (clips of 2-12 s)" if not args.smoke else "Audio embedding", "audio-s/s", arows))
+    if arows:
+        print(table("Audio embedding (clips of 2-12 s)" if not args.smoke else "Audio embedding", "audio-s/s", arows))
     print("\n".join(out))
     if trows:
         print(table("Training step (full dual encoder, InfoNCE)", "audio-s/s", trows))

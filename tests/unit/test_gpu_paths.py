@@ -53,6 +53,17 @@ def test_smoke_mode_runs_every_section_and_says_gpu_numbers_need_a_gpu(bench, ca
     assert "out of memory" not in out
 
 
+def test_sections_run_only_what_is_asked_and_unknown_sections_are_refused(bench, capsys):
+    assert bench.main(["--smoke", "--sections", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "train step, bf16" in out
+    assert "Audio embedding" not in out and "Text tower" not in out and "torch.compile" not in out
+    with pytest.raises(SystemExit) as err:
+        bench.parse_args(["--sections", "audio,trian"])
+    assert err.value.code == 2
+    assert "trian" in capsys.readouterr().err
+
+
 def test_bf16_autocast_on_cpu_stays_within_cosine_099_of_fp32(tiny_zipformer_model, bench):
     model = tiny_zipformer_model.eval()
     gen = torch.Generator().manual_seed(0)
