@@ -189,16 +189,44 @@ def clsp_embed(model, items: list, cfg) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, np.stack(rows)
 
 
-def host_pipeline(model, items: list, workers: int) -> float:
-    """Decode + fbank alone with ``workers`` threads: the most the host side can feed."""
+def host_pipeline(model, items: list, workers: int, with_fbank: bool = True) -> float:
+    """Decode (+ fbank) alone with ``workers`` threads: the most the host side can feed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from clsp.embed import EmbedConfig, _decode
+    from clsp.embed import EmbedConfig, _decode, _waveform
 
     cfg = EmbedConfig(device="cpu")
+    prepare = model.prepare_audio if with_fbank else _waveform
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda it: _decode(it, cfg, model.prepare_audio), items))
+        list(pool.map(lambda it: _decode(it, cfg, prepare), items))
+    return time.perf_counter() - start
+
+
+def model_alone(run: Run, model, items: list, batch_seconds: float, dtype: torch.dtype) -> float:
+    """Wall seconds of the speech tower alone over length-sorted batches of at most
+    ``batch_seconds`` padded seconds, fbank computed beforehand (host-to-device copies timed)."""
+    from clsp.audio import load_audio
+    from clsp.features import pad_features
+
+    feats = [model.prepare_audio(load_audio(it.record["_path"])) for it in items]
+    order = sorted(range(len(items)), key=lambda i: -feats[i].shape[0])
+    batches, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * feats[cur[0]].shape[0] / 100 > batch_seconds:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    batches.append(cur)
+    padded = [pad_features([feats[i] for i in b]) for b in batches]
+    if run.device.type == "cuda":
+        padded = [(x.pin_memory(), lens) for x, lens in padded]
+    run.sync()
+    start = time.perf_counter()
+    with torch.no_grad(), run.autocast(dtype):
+        outs = [model.encode_fbank(x.to(run.device, non_blocking=True), lens.to(run.device)) for x, lens in padded]
+    torch.cat(outs).float().cpu()
+    run.sync()
     return time.perf_counter() - start
 
 
@@ -206,7 +234,7 @@ def audio_rows(run: Run, model, items: list, seconds: float) -> list:
     """The audio rows, followed by the counted FLOPs per audio second (a float, last)."""
     from dataclasses import replace
 
-    from clsp.embed import EmbedConfig
+    from clsp.embed import EmbedConfig, fbank_on_device
 
     a = run.args
     fps = audio_flops_per_second(run, model, items)
@@ -232,19 +260,28 @@ def audio_rows(run: Run, model, items: list, seconds: float) -> list:
     wall, bf16 = naive_embed(run, model, items, 400.0, torch.bfloat16)
     row("the same in bf16 autocast (naive)", wall, seconds, min_cosine(fp32, bf16))
 
-    host = host_pipeline(model, items, a.workers)
-    rows.append({"way": f"host side only: decode + fbank, {a.workers} threads", "rate": seconds / host, "mfu": None,
-                 "cos": None, "note": "no model: the most the CPU can feed"})
+    model_alone(run, model, items[:16], a.batch_seconds, torch.bfloat16)
+    row(f"speech tower alone, fbank precomputed, length-sorted {a.batch_seconds:g} s batches, bf16",
+        model_alone(run, model, items, a.batch_seconds, torch.bfloat16), seconds, note="no decoding, no fbank")
+    for with_fbank in (True, False):
+        host = host_pipeline(model, items, a.workers, with_fbank)
+        what = "decode + fbank" if with_fbank else "decode alone"
+        rows.append({"way": f"host side only: {what}, {a.workers} threads", "rate": seconds / host, "mfu": None,
+                     "cos": None, "note": "no model: the most the CPU can feed" + ("" if with_fbank else " when fbank runs on the GPU")})
     dev = run.device.type
+    tuned = EmbedConfig(batch_size=a.batch_size, max_batch_seconds=a.batch_seconds, workers=a.workers,
+                        chunk_size=a.chunk_size, device=dev, dtype="bfloat16")
     configs = [("clsp embed, defaults, bf16", EmbedConfig(device=dev, dtype="bfloat16")),
-               ("clsp embed, tuned, bf16", EmbedConfig(batch_size=a.batch_size, max_batch_seconds=a.batch_seconds,
-                                                       workers=a.workers, chunk_size=a.chunk_size, device=dev,
-                                                       dtype="bfloat16"))]
+               ("clsp embed, tuned, bf16", tuned),
+               ("clsp embed, tuned, bf16, fbank in the worker threads", replace(tuned, fbank_on="workers")),
+               ("clsp embed, tuned, bf16, 4 workers", replace(tuned, workers=4))]
     for label, cfg in configs:
         clsp_embed(model, items[:32], cfg)  # warm-up
         wall, _ = clsp_embed(model, items, cfg)
         cos = min_cosine(clsp_embed(model, ref_items, replace(cfg, dtype="float32"))[1], clsp_embed(model, ref_items, cfg)[1])
-        row(label, wall, seconds, cos, f"batch {cfg.batch_size} / {cfg.max_batch_seconds:g} s, {cfg.workers} workers")
+        place = "device" if fbank_on_device(cfg, run.device) else "workers"
+        row(label, wall, seconds, cos, f"batch {cfg.batch_size} / {cfg.max_batch_seconds:g} s, {cfg.workers} workers, "
+                                       f"fbank on {place}")
     return [*rows, fps]
 
 
@@ -320,6 +357,25 @@ def text_rows(run: Run, model, tokenizer: str | None) -> list[dict]:
     ref = items[: a.reference_clips]
     cos = min_cosine(embed(ref, bs, "float32")[1], embed(ref, bs, "bfloat16")[1])
     add(f"clsp embed text, bf16, batch {bs}", len(items), wall, cos, "tokenizing included")
+    start = time.perf_counter()
+    toks = [tower.tokenize(caps[b:b + bs], "cpu") for b in range(0, len(caps), bs)]
+    tok_s = time.perf_counter() - start
+    rows.append({"way": f"tokenizing alone, batches of {bs}", "rate": len(caps) / tok_s, "mfu": None, "cos": None,
+                 "note": "no model: the most the tokenizer feeds"})
+    log(f"tokenizing alone: {len(caps) / tok_s:,.1f} captions/s")
+
+    def tower_alone() -> float:
+        run.sync()
+        start = time.perf_counter()
+        with torch.no_grad(), run.autocast(torch.bfloat16):
+            outs = [model.text_embed_unnormalized(**{k: v.to(run.device, non_blocking=True) for k, v in t.items()})
+                    for t in toks]
+        torch.cat(outs).float().cpu()
+        run.sync()
+        return time.perf_counter() - start
+
+    tower_alone()
+    add(f"text tower alone, pre-tokenized, bf16, batch {bs}", len(caps), tower_alone(), note="no tokenizing")
     return rows
 
 

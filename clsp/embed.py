@@ -35,6 +35,7 @@ from clsp.records import Item
 from clsp.results import Result
 
 LONG_AUDIO_POLICIES = ("truncate", "chunk-mean", "windows")
+FBANK_PLACES = ("auto", "workers", "device")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class EmbedConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False  # torch.compile the speech encoder in place; CUDA only, ignored on CPU
+    fbank_on: str = "auto"  # workers: fbank in the decoding threads; device: batched on the model's device; auto: device on a GPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +64,8 @@ class EmbedConfig:
     def validate(self) -> None:
         if self.long_audio not in LONG_AUDIO_POLICIES:
             raise ConfigError(f"--long-audio must be one of {LONG_AUDIO_POLICIES}, got {self.long_audio!r}")
+        if self.fbank_on not in FBANK_PLACES:
+            raise ConfigError(f"--fbank-on must be one of {FBANK_PLACES}, got {self.fbank_on!r}")
         import math
 
         seconds = (self.max_seconds, self.max_batch_seconds, self.max_inflight_seconds)
@@ -105,6 +109,18 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise ConfigError(f"--device {device!r}: not a device (use auto, cpu, cuda or cuda:N)") from None
+
+
+def fbank_on_device(cfg: "EmbedConfig", device: torch.device) -> bool:
+    """Whether fbank is computed batched on ``device`` (else in the decoding worker threads):
+    ``device`` says yes, ``workers`` no, ``auto`` yes on a GPU (the host threads then only
+    decode, which lifts the most audio the host can feed per second)."""
+    return cfg.fbank_on == "device" or (cfg.fbank_on == "auto" and device.type == "cuda")
+
+
+def _waveform(wave: torch.Tensor) -> torch.Tensor:
+    """Worker-side preparation when fbank runs on the device: the mono float32 samples ``(S,)``."""
+    return wave.to(torch.float32).reshape(-1)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -235,6 +251,7 @@ class AudioEmbedder:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model = model.to(self.device).eval()
         self.on_batch: Callable[[int], None] | None = None  # told the windows of each finished batch (progress)
+        self.device_fbank = self.model.speech_input.kind == "fbank" and fbank_on_device(cfg, self.device)
         encoder = self.model.speech_encoder
         if cfg.compile and self.device.type == "cuda" and not getattr(encoder, "_clsp_compiled", False):
             # In place (``nn.Module.compile``): parameter names and state dicts stay as they are;
@@ -251,10 +268,15 @@ class AudioEmbedder:
     def _embed_units(self, units: list[tuple[int, int, torch.Tensor]]) -> dict[tuple[int, int], np.ndarray]:
         out: dict[tuple[int, int], np.ndarray] = {}
         speech = self.model.speech_input
-        for batch in _batches(units, self.cfg, speech.frame_rate):
-            feats, lens = speech.collate([u[2] for u in batch])
-            if self.device.type == "cuda":
-                feats = feats.pin_memory()
+        for batch in _batches(units, self.cfg, float(SAMPLE_RATE) if self.device_fbank else speech.frame_rate):
+            if self.device_fbank:  # waveforms travel; fbank of the whole batch on the device
+                from clsp.features import fbank_batch
+
+                feats, lens = fbank_batch([u[2] for u in batch], speech.num_mel_bins, device=self.device)
+            else:
+                feats, lens = speech.collate([u[2] for u in batch])
+                if self.device.type == "cuda":
+                    feats = feats.pin_memory()
             with self._autocast():
                 emb = self.model.encode_fbank(feats.to(self.device, non_blocking=True), lens.to(self.device))
             emb = emb.float().cpu().numpy()
@@ -307,7 +329,7 @@ class AudioEmbedder:
         """
         units = _windows(iter(items), self.cfg)
         order: deque[_Record] = deque()
-        prepare = self.model.prepare_audio
+        prepare = _waveform if self.device_fbank else self.model.prepare_audio
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.workers)) as pool:
             def submit() -> tuple[list, list] | None:
                 chunk = [u for u in self._take(units, order) if u[1] is not None]
@@ -345,11 +367,18 @@ class TextEmbedder:
         self.batch_size, self.chunk_size = batch_size, chunk_size
         self.on_batch: Callable[[int], None] | None = None  # told the captions of each finished batch (progress)
 
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids of one batch on the host (pinned for a GPU), ready to travel."""
+        tokens = self.model.text_encoder.tokenize(texts, "cpu")
+        return {k: v.pin_memory() for k, v in tokens.items()} if self.device.type == "cuda" else tokens
+
     @torch.no_grad()
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed_tokens(self, tokens: dict[str, torch.Tensor]) -> np.ndarray:
+        """``model.encode_text`` of tokenized captions: unit-norm ``(B, D)`` float32."""
         ctx = nullcontext() if self.dtype == torch.float32 else torch.autocast(self.device.type, dtype=self.dtype)
         with ctx:
-            return self.model.encode_text(texts).float().cpu().numpy()
+            tokens = {k: v.to(self.device, non_blocking=True) for k, v in tokens.items()}
+            return F.normalize(self.model.text_embed_unnormalized(**tokens).float(), dim=-1).cpu().numpy()
 
     def run(self, items: Iterable[Item]) -> Iterator[Result[np.ndarray]]:
         """One ``Result`` per item, in order: its (D,) float32 embedding, or the error (an
@@ -367,18 +396,28 @@ class TextEmbedder:
                     good.append(i)
             good.sort(key=lambda i: len(chunk[i].record["text"]))
             rows: dict[int, np.ndarray] = {}
-            for b in range(0, len(good), self.batch_size):
-                idx = good[b : b + self.batch_size]
-                for i, row in zip(idx, self._embed([chunk[i].record["text"] for i in idx])):
-                    if np.isfinite(row).all():
-                        rows[i] = row
-                    else:
-                        errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
-                                               "NaN or infinite values")
-                if self.on_batch is not None:
-                    self.on_batch(len(idx))
+            batches = [good[b : b + self.batch_size] for b in range(0, len(good), self.batch_size)]
+            # The next batch is tokenized in a thread while the model runs this one.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                tokens = [pool.submit(self._tokenize, [chunk[i].record["text"] for i in idx]) for idx in batches[:1]]
+                for k, idx in enumerate(batches):
+                    if k + 1 < len(batches):
+                        tokens.append(pool.submit(self._tokenize, [chunk[i].record["text"] for i in batches[k + 1]]))
+                    self._rows(chunk, idx, self._embed_tokens(tokens[k].result()), rows, errors)
+                    tokens[k] = None
             for i, item in enumerate(chunk):
                 yield Result(item, rows.get(i), errors.get(i))
+
+    def _rows(self, chunk: list[Item], idx: list[int], embs: np.ndarray, rows: dict, errors: dict) -> None:
+        """File one batch's embeddings (non-finite ones as errors) and report its progress."""
+        for i, row in zip(idx, embs):
+            if np.isfinite(row).all():
+                rows[i] = row
+            else:
+                errors[i] = InputError(f"record {chunk[i].id!r}: the model's embedding of its 'text' holds "
+                                       "NaN or infinite values")
+        if self.on_batch is not None:
+            self.on_batch(len(idx))
 
 
 def embed_items(model, items: Iterable[Item], modality: str, cfg: EmbedConfig, chunk_size: int | None = None,

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from clsp import __version__
-from clsp.embed import AudioResult, EmbedConfig, resolve_device, resolve_dtype
+from clsp.embed import AudioResult, EmbedConfig, fbank_on_device, resolve_device, resolve_dtype
 from clsp.errors import ConfigError
 from clsp.records import Item, public_fields
 from clsp.results import Result
@@ -40,7 +40,8 @@ def run_record(modality: str, prov: dict, shard: str | None, cfg: EmbedConfig, c
            "batch_size": cfg.batch_size, "chunk_size": chunk, "npy": to_npy}
     if modality == "audio":
         run.update(long_audio=cfg.long_audio, max_seconds=cfg.max_seconds, max_batch_seconds=cfg.max_batch_seconds,
-                   max_inflight_seconds=cfg.max_inflight_seconds)
+                   max_inflight_seconds=cfg.max_inflight_seconds,
+                   fbank_on="device" if fbank_on_device(cfg, dev) else "workers")
     return run
 
 

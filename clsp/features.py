@@ -48,8 +48,10 @@ def num_frames(num_samples: int) -> int:
     return (num_samples + FRAME_SHIFT // 2) // FRAME_SHIFT
 
 
-@lru_cache(maxsize=4)
-def _mel_banks(num_bins: int) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _mel_banks(num_bins: int, device: str = "cpu") -> torch.Tensor:
+    if device != "cpu":
+        return _mel_banks(num_bins).to(device)
     from torchaudio.compliance.kaldi import get_mel_banks
 
     banks, _ = get_mel_banks(num_bins, PADDED_WINDOW, float(SAMPLE_RATE), LOW_FREQ, HIGH_FREQ, 100.0, -500.0, 1.0)
@@ -57,8 +59,10 @@ def _mel_banks(num_bins: int) -> torch.Tensor:
     return banks.t().contiguous()  # (257, bins)
 
 
-@lru_cache(maxsize=1)
-def _povey_window() -> torch.Tensor:
+@lru_cache(maxsize=4)
+def _povey_window(device: str = "cpu") -> torch.Tensor:
+    if device != "cpu":
+        return _povey_window().to(device)
     return torch.hann_window(FRAME_LENGTH, periodic=False, dtype=torch.float32).pow(0.85)
 
 
@@ -78,10 +82,11 @@ def _frames_of(wave: torch.Tensor) -> torch.Tensor:
 def _frames_to_fbank(frames: torch.Tensor, num_bins: int) -> torch.Tensor:
     frames = frames - frames.mean(dim=1, keepdim=True)
     shifted = torch.cat((frames[:, :1], frames[:, :-1]), dim=1)
-    frames = (frames - PREEMPHASIS * shifted) * _povey_window()
+    device = str(frames.device)
+    frames = (frames - PREEMPHASIS * shifted) * _povey_window(device)
     frames = torch.nn.functional.pad(frames, (0, PADDED_WINDOW - FRAME_LENGTH))
     power = torch.fft.rfft(frames).abs().pow(2.0)
-    mel = power @ _mel_banks(num_bins)
+    mel = power @ _mel_banks(num_bins, device)
     eps = torch.finfo(torch.float32).eps
     return torch.clamp(mel, min=eps).log()
 
@@ -95,12 +100,26 @@ def fbank(wave: torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
 
 
 def fbank_batch(
-    waves: list[torch.Tensor], num_mel_bins: int = NUM_MEL_BINS, pad_value: float = PAD_VALUE
+    waves: list[torch.Tensor], num_mel_bins: int = NUM_MEL_BINS, pad_value: float = PAD_VALUE,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fbank of several waveforms in one FFT: ``(B, F_max, bins)`` padded, and lengths ``(B,)``."""
+    """Fbank of several waveforms in one FFT: ``(B, F_max, bins)`` padded, and lengths ``(B,)``.
+
+    ``device`` (default: where the waveforms are) is where the frames are computed and the
+    features returned; lengths stay on the CPU. Host waveforms bound for a CUDA device travel
+    as one pinned copy. Each clip's frames are its own, so a clip's features do not depend on
+    the batch (on a GPU they match the CPU's to float32 rounding of the FFT).
+    """
     lens = torch.tensor([num_frames(w.numel()) for w in waves], dtype=torch.long)
+    device = torch.device(device) if device is not None else (waves[0].device if waves else torch.device("cpu"))
+    if waves and device.type == "cuda" and any(w.device != device for w in waves):
+        flat = torch.cat([w.detach().to("cpu", torch.float32).reshape(-1) for w in waves])
+        flat = flat.pin_memory().to(device, non_blocking=True)
+        waves = list(torch.split(flat, [w.numel() for w in waves]))
+    else:
+        waves = [w.to(device) for w in waves]
     nonempty = [_frames_of(w.to(torch.float32).reshape(-1)) for w in waves if num_frames(w.numel()) > 0]
-    feats = torch.full((len(waves), int(lens.max()) if len(waves) else 0, num_mel_bins), pad_value)
+    feats = torch.full((len(waves), int(lens.max()) if len(waves) else 0, num_mel_bins), pad_value, device=device)
     if nonempty:
         allf = _frames_to_fbank(torch.cat(nonempty, dim=0), num_mel_bins)
         offset = 0

@@ -17,6 +17,12 @@ class Modality(str, Enum):
     text = "text"
 
 
+class FbankOn(str, Enum):
+    auto = "auto"
+    workers = "workers"
+    device = "device"
+
+
 class LongAudio(str, Enum):
     truncate = "truncate"
     chunk_mean = "chunk-mean"
@@ -36,6 +42,7 @@ def main(
     long_audio: Annotated[LongAudio, typer.Option("--long-audio", help="truncate: first window; chunk-mean: mean of equal windows; windows: one record per window.")] = LongAudio.chunk_mean,
     workers: Annotated[int, typer.Option("--workers", help="Decoding/fbank worker threads.")] = 2,
     max_inflight_seconds: Annotated[float, typer.Option("--max-inflight-seconds", help="Most seconds of decoded audio held at once (read-ahead included); bounds memory whatever the clip lengths.")] = 3600.0,
+    fbank_on: Annotated[FbankOn, typer.Option("--fbank-on", help="Where fbank is computed for fbank models: workers (the decoding threads), device (batched on the model's device), auto (device on a GPU, else workers).")] = FbankOn.auto,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: process only records with index % N == I; auto: I and N from torchrun (RANK/WORLD_SIZE) or SLURM (array task, srun task). '{shard}' in -o/--npy becomes e.g. 0003-of-0008.")] = None,
@@ -118,7 +125,7 @@ def _config(o: Options):
 
     cfg = EmbedConfig(batch_size=o.batch_size, max_batch_seconds=o.max_batch_seconds, max_seconds=o.max_seconds,
                       long_audio=o.long_audio, workers=o.workers, device=o.device, dtype=o.dtype,
-                      max_inflight_seconds=o.max_inflight_seconds)
+                      max_inflight_seconds=o.max_inflight_seconds, fbank_on=o.fbank_on)
     cfg.validate()
     return cfg
 

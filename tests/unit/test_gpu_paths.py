@@ -99,6 +99,27 @@ def test_compile_option_changes_nothing_on_cpu(tiny_zipformer_model, clips: Path
     assert EmbedConfig.from_dict(cfg.to_dict()) == cfg and EmbedConfig().compile is False
 
 
+def test_fbank_on_the_device_gives_the_workers_embeddings_and_is_chosen_on_a_gpu(tiny_zipformer_model, clips: Path):
+    from clsp.embed import fbank_on_device
+    from clsp.errors import ConfigError
+
+    items = list(iter_items(clips / "clips.jsonl", "audio"))
+    model = tiny_zipformer_model
+    runs = {}
+    for place in ("workers", "device"):
+        embedder = AudioEmbedder(model, EmbedConfig(device="cpu", dtype="float32", fbank_on=place, batch_size=3))
+        assert embedder.device_fbank == (place == "device")
+        runs[place] = [r.embeddings for r in embedder.run(items)]
+    assert len(runs["device"]) == len(items) and all(e is not None for e in runs["device"])
+    for w, d in zip(runs["workers"], runs["device"]):
+        np.testing.assert_allclose(d, w, atol=1e-5)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert not fbank_on_device(EmbedConfig(), cpu) and fbank_on_device(EmbedConfig(), gpu)
+    assert not fbank_on_device(EmbedConfig(fbank_on="workers"), gpu) and fbank_on_device(EmbedConfig(fbank_on="device"), cpu)
+    with pytest.raises(ConfigError, match="--fbank-on"):
+        EmbedConfig(fbank_on="gpu").validate()
+
+
 def test_text_rows_without_a_tokenizer_use_random_ids_and_report_mfu(bench, tiny_zipformer_model):
     args = bench.parse_args(["--smoke", "--peak-tflops", "1"])
     rows = bench.text_rows(bench.Run(args), tiny_zipformer_model, None)

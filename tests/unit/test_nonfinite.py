@@ -175,18 +175,23 @@ def test_embedders_turn_a_non_finite_model_output_into_a_named_error(clips):
     from clsp.models import load_model
 
     net = load_model("tiny-random")
-    encode_text, encode_fbank = net.encode_text, net.encode_fbank
+    tokenize, text_embed, encode_fbank = net.text_encoder.tokenize, net.text_embed_unnormalized, net.encode_fbank
+    batches: list[list[str]] = []  # captions of each tokenized batch, in the order the model gets them
 
-    def nan_text(texts):
-        out = encode_text(texts)
-        return torch.stack([row * float("nan") if t == "broken" else row for t, row in zip(texts, out)])
+    def seen_tokenize(texts, device="cpu"):
+        batches.append(list(texts))
+        return tokenize(texts, device)
+
+    def nan_text(**tokens):
+        out = text_embed(**tokens)
+        return torch.stack([row * float("nan") if t == "broken" else row for t, row in zip(batches.pop(0), out)])
 
     def nan_audio(feats, lens):
         out = encode_fbank(feats, lens)
         out[0, 0] = float("inf")  # the first clip of each batch
         return out
 
-    net.encode_text, net.encode_fbank = nan_text, nan_audio
+    net.text_encoder.tokenize, net.text_embed_unnormalized, net.encode_fbank = seen_tokenize, nan_text, nan_audio
     texts = [Item(index=i, id=f"t{i}", record={"text": t}) for i, t in enumerate(["calm voice", "broken", "loud"])]
     got = list(TextEmbedder(net, batch_size=8).run(texts))
     assert [r.error is None for r in got] == [True, False, True]
