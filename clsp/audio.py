@@ -307,6 +307,38 @@ def narrowband_copy(waves: torch.Tensor, lengths: torch.Tensor, rate: int = 8000
     return copy * valid
 
 
+CONSISTENCY_COPIES = ("narrowband", "padded", "offset")
+
+
+def consistency_copy(wave: torch.Tensor, kinds: list[str] | tuple[str, ...], identity: str, rate: int = 8000,
+                     sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, str]:
+    """One clip ``(S,)`` as recorded another way, for a channel-consistency term: ``(S',)`` and
+    a tag naming the copy (a cache key part). The kind is ``kinds[h % len(kinds)]`` and its
+    setting is drawn from ``h``, a SHA-256 of ``identity``, so a clip always gets the same copy:
+
+    * ``narrowband``: through ``rate`` Hz and back (``narrowband_copy``); tag ``narrowband-RATE``;
+    * ``padded``: 0.2-1.0 s of digital silence before and 0.2-1.0 s after (``S' > S``);
+    * ``offset``: a DC offset of 0.02-0.1, either sign, added to every sample.
+
+    Raises ``ValueError`` for an unknown kind or an empty ``kinds``."""
+    import hashlib
+
+    if not kinds or any(k not in CONSISTENCY_COPIES for k in kinds):
+        raise ValueError(f"copy kinds must be among {CONSISTENCY_COPIES}, got {list(kinds)}")
+    h = int.from_bytes(hashlib.sha256(identity.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    kind = kinds[h % len(kinds)]
+    u1, u2 = ((h >> 16) % 10007) / 10006, ((h >> 32) % 10009) / 10008  # two settings in [0, 1]
+    wave = wave.float().reshape(-1)
+    if kind == "narrowband":
+        copy = narrowband_copy(wave[None], torch.tensor([wave.numel()]), rate, sample_rate)[0]
+        return copy, f"narrowband-{rate}"
+    if kind == "padded":
+        before, after = (int(round((0.2 + 0.8 * u) * sample_rate)) for u in (u1, u2))
+        return torch.nn.functional.pad(wave, (before, after)), f"padded-{before}-{after}"
+    dc = (0.02 + 0.08 * u1) * (1 if u2 < 0.5 else -1)
+    return wave + dc, f"offset-{dc:.5f}"
+
+
 SPEECH_LEVEL_DBFS = -26.0  # ITU-T P.56's nominal active speech level
 TRIM_BELOW_PEAK_DB = 35.0
 ACTIVE_BELOW_PEAK_DB = 30.0

@@ -278,13 +278,19 @@ class Trainer:
             kwargs["speech_frozen"] = self.speech_cache.features(self.model, keys, feats, lens, self.device)
         weight = self.cfg.loss.channel_consistency
         if weight > 0:
-            from clsp.audio import narrowband_copy
+            rate, kinds = self.cfg.loss.channel_rate, list(self.cfg.loss.channel_copies)
+            if kinds == ["narrowband"]:  # the whole batch through one channel at once
+                from clsp.audio import narrowband_copy
 
-            rate = self.cfg.loss.channel_rate
-            kwargs["channel_feats"] = narrowband_copy(feats, lens, rate, self.model.config.sample_rate)
+                kwargs["channel_feats"] = narrowband_copy(feats, lens, rate, self.model.config.sample_rate)
+                channel_lens, tags = lens, [f"narrowband-{rate}"] * len(keys)
+            else:
+                kwargs["channel_feats"], channel_lens, tags = self._consistency_copies(feats, lens, keys, kinds, rate)
+                kwargs["channel_lens"] = channel_lens
             if self.speech_cache is not None:
                 kwargs["channel_frozen"] = self.speech_cache.features(
-                    self.model, [(*k, f"narrowband-{rate}") for k in keys], kwargs["channel_feats"], lens, self.device)
+                    self.model, [(*k, tag) for k, tag in zip(keys, tags)], kwargs["channel_feats"], channel_lens,
+                    self.device)
         module = self.ddp or self.towers
         with self.autocast():
             audio, text, scale, *channel = module(feats, lens, **kwargs)
@@ -295,6 +301,21 @@ class Trainer:
             self.channel_gap = consistency.detach()  # read when logged: no device sync per step
             loss = loss + weight * consistency
         return loss
+
+    def _consistency_copies(self, waves: torch.Tensor, lens: torch.Tensor, keys: list[tuple], kinds: list[str],
+                            rate: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Each clip's copy (``clsp.audio.consistency_copy``, chosen by its cache key) as a
+        padded batch ``(B, S')``, its lengths ``(B,)`` and the copies' tags."""
+        from clsp.audio import consistency_copy
+
+        sr = self.model.config.sample_rate
+        copies = [consistency_copy(waves[i, : int(n)], kinds, repr(keys[i]), rate, sr)
+                  for i, n in enumerate(lens.tolist())]
+        out_lens = torch.tensor([c.numel() for c, _ in copies], dtype=torch.long, device=lens.device)
+        out = torch.zeros(len(copies), int(out_lens.max()) if copies else 0, device=waves.device)
+        for i, (c, _) in enumerate(copies):
+            out[i, : c.numel()] = c.to(waves.device)
+        return out, out_lens, [tag for _, tag in copies]
 
     def _optimizer_step(self, batches: list[dict]) -> dict[str, Any]:
         accum, world = len(batches), self.info.world_size

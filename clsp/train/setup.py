@@ -208,9 +208,9 @@ class ContrastiveTowers(nn.Module):
 
     def forward(self, feats, feat_lens, tokens: dict | None = None, text_features: torch.Tensor | None = None,
                 speech_frozen: torch.Tensor | None = None, channel_feats: torch.Tensor | None = None,
-                channel_frozen: torch.Tensor | None = None):
-        """With ``channel_feats`` (the batch's clips through a channel, same shape and lengths),
-        a fourth output: their unit audio embeddings, in the same forward."""
+                channel_frozen: torch.Tensor | None = None, channel_lens: torch.Tensor | None = None):
+        """With ``channel_feats`` (the batch's clips through a channel; lengths ``channel_lens``,
+        by default the clips' own), a fourth output: their unit audio embeddings, in the same forward."""
         m = self.model
         audio = m.audio_embed_unnormalized(feats, feat_lens, speech_frozen)
         if text_features is not None:
@@ -219,7 +219,8 @@ class ContrastiveTowers(nn.Module):
             text = m.text_embed_unnormalized(**tokens)
         out = (F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1), m.logit_scale)
         if channel_feats is not None:
-            copy = m.audio_embed_unnormalized(channel_feats, feat_lens, channel_frozen)
+            copy = m.audio_embed_unnormalized(channel_feats, feat_lens if channel_lens is None else channel_lens,
+                                              channel_frozen)
             out += (F.normalize(copy.float(), dim=-1),)
         return out
 

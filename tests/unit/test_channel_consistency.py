@@ -90,3 +90,46 @@ def test_consistency_needs_a_waveform_tower_and_a_rate_below_the_model_rate(tmp_
     with pytest.raises(ConfigError, match="channel_rate"):
         Trainer(_config(tmp_path / "b", corpus, fusion, "max_steps=1", "loss.channel_consistency=1",
                         "loss.channel_rate=16000"))
+
+
+def test_consistency_copies_are_fixed_per_clip_and_of_every_listed_kind():
+    from clsp.audio import consistency_copy
+
+    wave = 0.3 * torch.sin(2 * torch.pi * 200 * torch.arange(8000) / 16000)
+    kinds = ["narrowband", "padded", "offset"]
+    seen = {}
+    for i in range(60):
+        copy, tag = consistency_copy(wave, kinds, f"clip-{i}")
+        again, tag2 = consistency_copy(wave, kinds, f"clip-{i}")
+        assert tag == tag2 and torch.equal(copy, again)  # the same clip always gets the same copy
+        kind = tag.split("-")[0]
+        seen[kind] = seen.get(kind, 0) + 1
+        if kind == "padded":
+            before, after = (int(x) for x in tag.split("-")[1:])
+            assert 3200 <= before <= 16000 and 3200 <= after <= 16000
+            assert copy.numel() == wave.numel() + before + after
+            assert torch.equal(copy[before : before + wave.numel()], wave)
+            assert (copy[:before] == 0).all() and (copy[before + wave.numel():] == 0).all()
+        elif kind == "offset":
+            dc = float(tag.removeprefix("offset-"))
+            assert 0.02 <= abs(dc) <= 0.1 and torch.allclose(copy - wave, torch.full_like(wave, dc), atol=1e-5)
+        else:
+            assert tag == "narrowband-8000" and torch.allclose(copy, narrowband_copy(wave[None], torch.tensor([8000]))[0])
+    assert set(seen) == set(kinds) and min(seen.values()) >= 10, seen
+    assert consistency_copy(wave, ["offset"], "clip-0")[1].startswith("offset")
+    with pytest.raises(ValueError, match="copy kinds"):
+        consistency_copy(wave, ["reverb"], "clip-0")
+
+
+def test_padded_and_offset_copies_train_and_are_cached_under_their_tags(tmp_path: Path, corpus: str):
+    tower = {"type": "speaker_fusion", "speakers": ["ge2e"], "max_partials": 1, "stats": True, "stats_dim": 8}
+    cfg = _config(tmp_path, corpus, tower, "max_steps=4", "loss.channel_consistency=5",
+                  "loss.channel_copies=[padded, offset]")
+    trainer = Trainer(cfg)
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["channel_gap"] == r["channel_gap"] for r in records if "channel_gap" in r)  # finite, logged
+    tags = {k[-1].split("-")[0] for k in trainer.speech_cache.items if isinstance(k[-1], str)}
+    assert {"padded", "offset"} <= tags and "narrowband" not in tags
+    with pytest.raises(ConfigError, match="channel_copies"):
+        _config(tmp_path / "bad", corpus, tower, "loss.channel_copies=[]")
