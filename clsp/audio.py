@@ -37,7 +37,7 @@ def _open_info(path: Path):
 
     note_read(path)
     try:
-        return sf.info(str(path))
+        return sf.info(os.fsencode(path))  # bytes: a file name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
 
@@ -207,7 +207,7 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
 
     parts: list[np.ndarray] = []
     try:
-        with sf.SoundFile(str(p)) as fh:
+        with sf.SoundFile(os.fsencode(p)) as fh:
             if start:
                 fh.seek(start)
             remaining = stop - start

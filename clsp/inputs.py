@@ -64,20 +64,27 @@ def audio_signature(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
 
 
+_CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
+
+
+def _text_line(line: bytes) -> bool:
+    """UTF-8, or free of control bytes: a path list line naming a file whose name is in
+    another 8-bit encoding (Latin-1, CP1252) is text too."""
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return not any(b in _CONTROL_BYTES for b in line)
+
+
 def _looks_like_text(head: bytes) -> bool:
-    """No NUL byte, and most lines of the sample are UTF-8 (a bad line is one error record)."""
+    """No NUL byte, and most lines of the sample are text (a bad line is one error record)."""
     if b"\0" in head:
         return False
     lines = head.split(b"\n")
     if len(lines) > 1 and len(head) >= SNIFF_BYTES:
         lines.pop()  # may be cut in the middle of a character
-    good = 0
-    for line in lines:
-        try:
-            line.decode("utf-8")
-            good += 1
-        except UnicodeDecodeError:
-            pass
+    good = sum(1 for line in lines if _text_line(line))
     return good * 2 > len(lines)
 
 
@@ -85,7 +92,7 @@ def _soundfile_opens(path: str) -> bool:
     try:
         import soundfile as sf
 
-        sf.info(path)
+        sf.info(os.fsencode(path))
         return True
     except Exception:  # libsndfile raises several types for "not audio"
         return False

@@ -203,8 +203,17 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
     name ("any", "pairs", "embeddings") that requires neither. A string ``audio`` field
     is made absolute (``resolve_path`` against ``base``) and also stored as ``_path``.
     """
-    text = _decode_line(lineno, raw)
+    try:
+        text, undecodable = _decode_line(lineno, raw), None
+    except InputError as exc:  # a bare path may name a file whose name is not UTF-8 (POSIX names are bytes)
+        if modality == "text" or len(raw) > MAX_LINE_BYTES:
+            raise
+        text, undecodable = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), exc
     obj, not_json = _json_or_none(lineno, text)
+    if undecodable is not None and (obj is not None or not os.path.lexists(resolve_path(text, base))):
+        if obj is not None:
+            raise undecodable  # JSON is UTF-8
+        raise InputError(f"{undecodable} (and no file of that name)")
     if obj is None:
         obj = _bare_line(lineno, text, modality, base, not_json)
     elif is_cut(obj):
@@ -323,8 +332,17 @@ def public_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(record: dict[str, Any]) -> str:
-    """One JSON line (no trailing newline), UTF-8 kept readable, NaN refused."""
-    return json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """One JSON line (no trailing newline), UTF-8 kept readable, NaN refused.
+
+    A string holding bytes that are not UTF-8 (a file name read with Python's surrogate
+    escapes, as ``os.fsdecode`` gives it) cannot be written as UTF-8: such a record is written
+    with ``\\uXXXX`` escapes instead, which read back to the same string (and file name)."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ METADATA_FIELDS = ("gender", "age", "emotion", "accent", "speaker")
 
 def record_seed(rec_id: object, seed: int) -> int:
     """A stable per-record seed, so phrasing does not depend on batch or order."""
-    digest = hashlib.sha256(f"{seed}:{rec_id}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{rec_id}".encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big")
 
 

@@ -157,7 +157,7 @@ class AudioLMCaptioner:
         """Raw candidate captions per clip: ``{"global": [...], "finegrained": [...]}``."""
         arrays = [np.asarray(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float32)
                   for w in waves]
-        key = hashlib.sha256(f"{self.config.sampling.seed}:{ids}".encode()).digest()
+        key = hashlib.sha256(f"{self.config.sampling.seed}:{ids}".encode("utf-8", "surrogateescape")).digest()
         seed = int.from_bytes(key[:4], "big")
         results: list[dict[str, list[str]]] = [{} for _ in arrays]
         for kind in self.config.kinds:

@@ -147,7 +147,29 @@ def check_files(path: Path, info: IndexInfo) -> Path:
 
 
 # ------------------------------------------------------------------------------- metadata
-_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_ENCODE_UTF8 = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_ENCODE_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+
+
+def _ENCODE(value) -> str:  # noqa: N802 - stands where the encoder's bound method stood
+    """JSON text of a value; escaped to ASCII where it holds a file name's non-UTF-8 bytes
+    (surrogate escapes), which read back to the same string."""
+    text = _ENCODE_UTF8(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ENCODE_ASCII(value)
+    return text
+
+
+def _id_text(rid) -> str:
+    """An id as stored: a file name's non-UTF-8 bytes (surrogate escapes) written as ``\\udcXX``."""
+    text = str(rid)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _encode_column(rows: list[dict], key: str) -> list[str | None]:
@@ -179,7 +201,7 @@ def metadata_frame(rows: list[dict]):
         rid = row.get("id")
         if rid is None or rid == "":
             raise InputError(f"metadata row {n}: missing 'id'")
-        ids.append(str(rid))
+        ids.append(_id_text(rid))
         keys.update(dict.fromkeys(row))
     keys.pop("id", None)
     series = [pl.Series("id", ids, dtype=pl.String)]

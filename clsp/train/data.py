@@ -242,7 +242,7 @@ def clip_cache_key(clip: dict) -> tuple:
         import json
 
         text = json.dumps(clip["cut"], sort_keys=True, default=str)
-        return key + ("cut", hashlib.sha256(text.encode()).hexdigest())
+        return key + ("cut", hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest())
     channel = clip.get("channel")
     if channel is None:
         return key  # the key of every clip that reads all channels, as before channels were read

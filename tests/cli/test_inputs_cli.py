@@ -91,3 +91,32 @@ def test_an_argument_naming_no_file_is_a_usage_error(tmp_path, args):
     assert res.exit_code == 2, res.output
     assert "missing." in res.output and "no such" in res.output
     assert not any(line.startswith("{") for line in res.stdout.splitlines())
+
+
+def test_file_names_that_are_not_utf8_embed_from_arguments_folders_and_lists_and_read_back(tmp_path):
+    name = os.fsdecode(b"caf\xe9.wav")  # a Latin-1 name: bytes that are not UTF-8, as POSIX allows
+    write_wav(tmp_path / "tmp.wav", 0.6)
+    try:
+        os.rename(os.fsencode(tmp_path / "tmp.wav"), os.fsencode(tmp_path / name))
+    except (OSError, UnicodeError):
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    write_wav(tmp_path / "plain.wav", 0.6, freq=300)
+    (tmp_path / "list.txt").write_bytes(b"caf\xe9.wav\nplain.wav\nmissing-\xff.wav\n")
+    direct = _run(["embed", name, "--model", "tiny-random", "-q"], tmp_path)
+    assert direct.exit_code == 0, direct.output
+    [rec] = _records(direct)
+    assert rec["audio"] == str(tmp_path / name)  # the same bytes, read back through JSON escapes
+    for args, stdin in ((["."], None), (["list.txt"], None), (["-"], b"caf\xe9.wav\n")):
+        res = _run(["embed", *args, "--model", "tiny-random", "-q"], tmp_path, stdin)
+        recs = {r["id"]: r for r in _records(res)}
+        key = os.path.join(".", name) if args == ["."] else name
+        assert max(abs(a - b) for a, b in zip(recs[key]["embedding"], rec["embedding"])) < 1e-5, (args, list(recs))
+    listed = _records(_run(["embed", "list.txt", "--model", "tiny-random", "-q"], tmp_path))
+    assert [r.get("id") for r in listed] == [name, "plain.wav", "line-3"]
+    assert "not valid UTF-8" in listed[2]["error"]["message"] and "no file of that name" in listed[2]["error"]["message"]
+    (tmp_path / "emb.jsonl").write_text(json.dumps(rec) + "\n")
+    res = _run(["search", "build", "emb.jsonl", "-o", "idx", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    res = _run(["search", "query", "idx", "--audio", "plain.wav", "--model", "tiny-random", "-k", "1", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert _records(res)[0]["hits"][0]["audio"] == str(tmp_path / name)
