@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,43 @@ MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too la
 def _open_info(path: Path):
     import soundfile as sf
 
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file")
+    try:
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: empty file")
+    except OSError as exc:  # a name too long for the filesystem, a permission denied on the way, ...
+        raise AudioError(f"{str(path)[:200]}{'...' if len(str(path)) > 200 else ''}: cannot open "
+                         f"({exc.strerror or type(exc).__name__})") from None
     from clsp.runfiles import note_read
 
     note_read(path)
     try:
-        return sf.info(os.fsencode(path))  # bytes: a file name that is not UTF-8 opens too
+        info = sf.info(os.fsencode(path))  # bytes: a file name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
+    _check_not_truncated(path, info)
+    return info
+
+
+_DATA_SIZE_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+STREAMING_DATA_SIZE = 0x7F000000  # a data size this large is a placeholder (written to a pipe), not a length
+
+
+def _check_not_truncated(path: Path, info) -> None:
+    """``AudioError`` for a WAV whose data chunk is cut short: its header announces more
+    bytes than the file holds (libsndfile reads what is there and notes the mismatch in its
+    log). Placeholder sizes of WAVs written to a pipe are not a cut."""
+    if info.format not in ("WAV", "WAVEX", "RF64"):
+        return
+    m = _DATA_SIZE_LOG.search(getattr(info, "extra_info", "") or "")
+    if m is None:
+        return
+    said, holds = int(m.group(1)), int(m.group(2))
+    if holds < said < STREAMING_DATA_SIZE:
+        raise AudioError(f"{path}: truncated: its header announces {said} bytes of audio, the file holds {holds}")
 
 
 def _short(exc: BaseException) -> str:
@@ -79,9 +104,18 @@ def _seconds(path: Path, name: str, value) -> float:
     return sec
 
 
-def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: float | None) -> tuple[int, int]:
+END_TOLERANCE = 0.025  # seconds an ``end`` may pass the file's end (Lhotse's duration-mismatch tolerance)
+
+
+def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: float | None,
+                 slack: int = 0) -> tuple[int, int]:
+    """First and end frame of a segment; an ``end`` past the file's end by more than
+    ``END_TOLERANCE`` (plus ``slack`` frames, e.g. the MP3 delay and padding other decoders
+    count) is an ``AudioError``, as a Lhotse cut past its recording is."""
     # positions past the file's end are clamped to it first: seconds * rate may overflow (1e308)
     s = 0 if start is None else int(round(min(_seconds(path, "start", start) * sr, frames)))
+    if end is not None and _seconds(path, "end", end) > (frames + slack) / sr + END_TOLERANCE:
+        raise AudioError(f"{path}: end={end} is past the end of the file ({frames / sr:.3f} s)")
     e = frames if end is None else int(round(min(_seconds(path, "end", end) * sr, frames)))
     if s >= e:
         raise AudioError(f"{path}: empty segment (start={start}, end={end}, file has {frames / sr:.3f} s)")
@@ -166,7 +200,7 @@ def _segment(p: Path, start: float | None, end: float | None,
     offset, frames = _signal_range(p, info)
     if frames <= 0:
         raise AudioError(f"{p}: no audio samples")
-    s, e = _frame_range(p, sr, frames, start, end)
+    s, e = _frame_range(p, sr, frames, start, end, slack=int(info.frames) - frames)
     return sr, s, e, offset, channels
 
 
@@ -194,6 +228,7 @@ def segment_plan(
 
 
 BLOCK_FRAMES = 1 << 20
+MP3_SHORTFALL_FRAMES = 2 * 1152  # an MP3's frame count is the decoder's estimate: two MPEG frames of leeway
 
 
 def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None) -> np.ndarray:
@@ -208,6 +243,7 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
     parts: list[np.ndarray] = []
     try:
         with sf.SoundFile(os.fsencode(p)) as fh:
+            fmt = fh.format
             if start:
                 fh.seek(start)
             remaining = stop - start
@@ -225,6 +261,9 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
         raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
     if not parts:
         raise AudioError(f"{p}: no audio samples")
+    if remaining > (0 if fmt != "MP3" else MP3_SHORTFALL_FRAMES):
+        raise AudioError(f"{p}: truncated: the header promises {stop - start} frames from frame {start}, "
+                         f"the file holds {stop - start - remaining}")
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 

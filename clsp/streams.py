@@ -20,6 +20,8 @@ from clsp.errors import ConfigError, InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+BZIP2_BLOCKS = (b"1AY&SY", b"\x17rE8P\x90")  # after "BZh" and the block size: a first block, or an empty stream
 UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 1 << 16
 
@@ -69,17 +71,29 @@ def peek_bytes(stream: IO[bytes], n: int = 8) -> bytes:
 
 
 def compression_of(head: bytes) -> str | None:
-    """``"gzip"``, ``"zstd"`` or None, from the first bytes of a stream."""
+    """``"gzip"``, ``"zstd"``, ``"xz"``, ``"bzip2"`` or None, from the first (10) bytes of a stream."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
         return "zstd"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0" and head[4:10] in BZIP2_BLOCKS:
+        return "bzip2"
     return None
 
 
 def _decompressor(kind: str):
     if kind == "gzip":
         return zlib.decompressobj(wbits=31), zlib.error
+    if kind == "xz":
+        import lzma
+
+        return lzma.LZMADecompressor(), lzma.LZMAError
+    if kind == "bzip2":
+        import bz2
+
+        return bz2.BZ2Decompressor(), OSError
     try:
         import zstandard
     except ImportError:
@@ -88,7 +102,7 @@ def _decompressor(kind: str):
 
 
 def decompressed_chunks(raw: IO[bytes], kind: str, name: str = "input") -> Iterator[bytes]:
-    """Decompressed chunks of a gzip or zstd stream of one or more members/frames.
+    """Decompressed chunks of a gzip, zstd, xz or bzip2 stream of one or more members/frames/streams.
 
     Raises ``TruncatedInputError`` naming ``name`` when the data stops inside a member or
     is corrupt. Zero bytes after the last member (block padding) are ignored.
@@ -149,24 +163,50 @@ def wide_encoding(head: bytes) -> str | None:
     return None
 
 
-def refuse_wide_text(head: bytes, name: str) -> None:
+DECOMPRESS_COMMANDS = {"gzip": "gzip -dc", "zstd": "zstd -dc", "xz": "xz -dc", "bzip2": "bzip2 -dc"}
+
+
+def refuse_wide_text(head: bytes, name: str, compression: str | None = None) -> None:
     """``ConfigError`` naming the encoding and how to convert when ``head`` (the first bytes
-    of the input ``name``) is UTF-16 or UTF-32 text (``wide_encoding``)."""
+    of the input ``name``, after decompressing ``compression`` data) is UTF-16 or UTF-32 text
+    (``wide_encoding``)."""
     enc = wide_encoding(head)
     if enc is not None:
-        raise ConfigError(f"{name}: {enc} text; clsp reads UTF-8 (convert it, e.g. iconv -f {enc} -t UTF-8 "
-                          f"{'IN' if name == 'stdin' else name} > OUT.jsonl, or in PowerShell: Set-Content -Encoding utf8)")
+        src = "IN" if name == "stdin" else name
+        how = (f"iconv -f {enc} -t UTF-8 {src} > OUT.jsonl" if compression is None else
+               f"{DECOMPRESS_COMMANDS[compression]} {src} | iconv -f {enc} -t UTF-8 > OUT.jsonl")
+        raise ConfigError(f"{name}: {enc} text{f' ({compression}-compressed)' if compression else ''}; clsp reads "
+                          f"UTF-8 (convert it, e.g. {how}, or in PowerShell: Set-Content -Encoding utf8)")
+
+
+def _refusing_wide_text(chunks: Iterator[bytes], name: str, compression: str) -> Iterator[bytes]:
+    """The chunks, once ``refuse_wide_text`` has passed the first 64 bytes they hold (UTF-16/32
+    text inside a compressed file is refused as it is outside one, before any line is read)."""
+    held: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if size >= 64:
+            yield chunk
+            continue
+        held.append(chunk)
+        size += len(chunk)
+        if size >= 64:
+            refuse_wide_text(b"".join(held)[:64], name, compression)
+            yield from held
+    if size < 64:
+        refuse_wide_text(b"".join(held), name, compression)
+        yield from held
 
 
 def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
-    """Byte lines of ``stream``: decompressed when it starts with gzip/zstd magic, BOM dropped.
+    """Byte lines of ``stream``: decompressed when it starts with gzip/zstd/xz/bzip2 magic, BOM dropped.
 
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
     compressed stream, ``ConfigError`` for UTF-16 / UTF-32 text (``refuse_wide_text``).
     """
     refuse_wide_text(peek_bytes(stream, 64), name)
-    kind = compression_of(peek_bytes(stream, 4))
-    lines = stream if kind is None else _split_lines(decompressed_chunks(stream, kind, name))
+    kind = compression_of(peek_bytes(stream, 10))
+    lines = stream if kind is None else _split_lines(_refusing_wide_text(decompressed_chunks(stream, kind, name), name, kind))
     first = True
     for raw in lines:
         if first and raw.startswith(UTF8_BOM):

@@ -32,7 +32,7 @@ def parse_shard(shard: str | None):
 
 
 InputsArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Inputs: JSONL records, bare path lists, Lhotse cuts (gzip/zstd allowed), audio files, folders "
+    help="Inputs: JSONL records, bare path lists, Lhotse cuts (gzip/zstd/xz/bzip2 allowed), audio files, folders "
          "(searched recursively) or globs; '-' (the default) is stdin.", show_default=False)]
 AudioRootOpt = Annotated[Optional[str], typer.Option(
     "--audio-root", help="Resolve relative audio paths in manifests against DIR (default: the manifest's "

@@ -254,3 +254,36 @@ def test_utf16_text_is_named_as_such_not_taken_for_mp3(tmp_path):
     mp3ish = tmp_path / "frame.mp3"
     mp3ish.write_bytes(b"\xff\xfb\x90\x64" + bytes(400))  # an MPEG frame header, not text
     assert sniff_file(str(mp3ish)) == "audio"
+
+
+def test_xz_and_bzip2_lists_are_read_and_wide_text_inside_any_compression_is_named(tmp_path):
+    import bz2
+    import lzma
+
+    from clsp.streams import compression_of
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    lines = b"a.wav\n" + json.dumps({"id": "j", "audio": "a.wav"}).encode() + b"\n"
+    (tmp_path / "l.xz").write_bytes(lzma.compress(lines))
+    (tmp_path / "l.bz2").write_bytes(bz2.compress(lines))
+    for name in ("l.xz", "l.bz2"):
+        assert [it.id for it in iter_items(str(tmp_path / name), "audio")] == ["a.wav", "j"], name
+    (tmp_path / "cut.xz").write_bytes(lzma.compress(lines)[:30])
+    *_, last = iter_items(str(tmp_path / "cut.xz"), "audio")
+    assert isinstance(last.error, TruncatedInputError) and "xz stream ends before its end marker" in str(last.error)
+    assert compression_of(b"BZh1.wav\n") is None  # a file name that starts like bzip2 is still a name
+    wide = '{"id": "a", "audio": "a.wav"}\r\n'.encode("utf-16")
+    for name, data, tool in (("w.gz", gzip.compress(wide), "gzip -dc"), ("w.xz", lzma.compress(wide), "xz -dc"),
+                             ("w.bz2", bz2.compress(wide), "bzip2 -dc")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError, match=f"UTF-16 text .*-compressed.*{tool} .*{name} \\| iconv -f UTF-16"):
+            list(iter_items(str(tmp_path / name), "audio"))
+
+
+def test_a_path_too_long_for_the_filesystem_is_one_error_record(tmp_path):
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
+    long = str(tmp_path / ("x" * 5000 + ".wav"))
+    with pytest.raises(AudioError, match="cannot open"):
+        load_audio(long)

@@ -60,7 +60,34 @@ def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
     with pytest.raises(AudioError, match="empty segment"):
         load_audio(tmp_path / "a.wav", start=1e308)
-    assert load_audio(tmp_path / "a.wav", end=1e308).numel() == 8000
+    with pytest.raises(AudioError, match="past the end of the file"):  # as a Lhotse cut past its recording
+        load_audio(tmp_path / "a.wav", end=1e308)
+    assert load_audio(tmp_path / "a.wav", end=0.52).numel() == 8000  # within 25 ms of the end: the whole file
+    with pytest.raises(AudioError, match=r"end=0\.53 is past the end of the file \(0\.500 s\)"):
+        load_audio(tmp_path / "a.wav", start=0.1, end=0.53)
+
+
+def test_a_wav_cut_short_of_its_header_is_named_and_a_streamed_wav_is_not(tmp_path):
+    import struct
+
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
+    sf.write(tmp_path / "a.wav", np.full(16000, 0.1, dtype=np.float32), 16000, subtype="PCM_16")
+    whole = (tmp_path / "a.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:5000])
+    with pytest.raises(AudioError, match="truncated: its header announces 32000 bytes of audio, the file holds 4956"):
+        load_audio(tmp_path / "cut.wav")
+    streamed = bytearray(whole)  # sizes unknown when written to a pipe: the placeholder, all data there
+    at = streamed.find(b"data")
+    streamed[at + 4 : at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    streamed[4:8] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_audio(tmp_path / "streamed.wav").numel() == 16000
 
 
 def test_pretty_printed_json_and_arrays_are_named_with_the_fix(tmp_path):
