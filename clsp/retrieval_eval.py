@@ -43,7 +43,9 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     """Search the index at ``index_dir`` with each query of ``queries`` (vectors, captions or
     audio, see ``clsp.index.query``) and score the rank of its first relevant hit.
 
-    ``settings`` is a ``clsp.index.query.SearchSettings`` (k=10 by default). Raises
+    ``settings`` is a ``clsp.index.query.SearchSettings`` (k=10 by default). A query none of
+    whose relevant ids is in the index cannot be scored: it is skipped and counted as failed
+    (``on_skip`` is told), as a caption naming no speech record is in pool mode. Raises
     ``ConfigError``/``InputError`` for an unreadable index or query file.
     """
     from clsp.index import load_index
@@ -55,11 +57,15 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     items, matrix, base = query_items(queries, npy=npy)
     groups: dict[str, list] = {}
     failed = 0
+    known = set(index.ids)
     for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
         try:
             if isinstance(result, ClspError):
                 raise result
             relevant = relevant_ids(item.record, relevant_key)
+            if not known.intersection(str(r) for r in relevant):
+                raise InputError(f"query {item.id!r}: none of its relevant ids ({', '.join(map(repr, relevant[:5]))}"
+                                 f"{', ...' if len(relevant) > 5 else ''}) is in the index")
         except ClspError as exc:
             failed += 1
             if on_skip is not None:

@@ -6,7 +6,7 @@ the mean of those batches' gradients. A step whose loss or gradient is not finit
 skipped (the optimizer does not move) and logged; the run stops with
 ``TrainingDivergedError`` when its weights are no longer finite, after
 ``max_nonfinite_steps`` such steps in a row or when it ends on one, and no checkpoint is
-written from such weights. SIGTERM / SIGUSR1 make every rank finish its step, write a
+written from such weights, nor from finite weights whose embeddings overflow. SIGTERM / SIGUSR1 make every rank finish its step, write a
 checkpoint and return ``status="preempted"`` (the command exits with 75 so that a SLURM
 requeue resumes with ``--resume latest``).
 """
@@ -118,6 +118,7 @@ class Trainer:
             self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
             self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
             self.save_due = False  # a periodic checkpoint waits for a finite step
+            self.probe: tuple[torch.Tensor, torch.Tensor] | None = None  # two clips of the last batch (save() checks them)
             self.small_batches = 0  # batches of fewer than 2 clips (no negatives) so far
             self.skips = SkipCounter()
             self.last_metrics: dict[str, float] = {}
@@ -319,6 +320,8 @@ class Trainer:
 
     def _optimizer_step(self, batches: list[dict]) -> dict[str, Any]:
         accum, world = len(batches), self.info.world_size
+        lens = batches[0]["feat_lens"][:2]
+        self.probe = (batches[0]["feats"][:2, : int(lens.max())], lens)
         set_learning_rates(self.optimizer, lr_factor(self.cfg.optim, self.step, self.epoch, self.cfg.max_steps))
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
@@ -371,6 +374,9 @@ class Trainer:
         if bad:
             raise TrainingDivergedError(f"step {self.step}: non-finite weights ({name_list(bad)}); no checkpoint written. "
                                         f"{self._restart_hint()}")
+        if all_reduce_flag(not self._embeddings_finite(), "any", self.device):
+            raise TrainingDivergedError(f"step {self.step}: the weights are finite but the model's embeddings are not "
+                                        f"(they overflow); no checkpoint written. {self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
                          "world_size": self.info.world_size}
@@ -379,6 +385,23 @@ class Trainer:
                                     self.info.rank, self.cfg.keep_last)
         log.info("checkpoint %s", path)
         return path
+
+    @torch.no_grad()
+    def _embeddings_finite(self) -> bool:
+        """Whether the model, as it would be saved, gives finite unit-norm embeddings: two clips
+        of the last batch and one caption, in eval mode (weights can be finite yet overflow)."""
+        if self.probe is None:
+            return True
+        model, was_training = self.model, self.model.training
+        model.eval()
+        try:
+            feats, lens = self.probe
+            audio = model.encode_fbank(feats.to(self.device), lens.to(self.device))
+            text = model.encode_text(["a calm voice"])
+            unit = [(e.float().norm(dim=-1) - 1).abs().max() < 1e-3 for e in (audio, text)]  # an overflow also gives 0-vectors
+            return bool(torch.isfinite(audio).all() and torch.isfinite(text).all() and all(unit))
+        finally:
+            model.train(was_training)
 
     def run_validation(self) -> dict[str, float]:
         if not self.cfg.data.valid:

@@ -84,6 +84,25 @@ def test_build_with_npy_rows_then_query_and_eval(pool):
     assert lines(r)[0]["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
 
 
+def test_index_eval_skips_and_names_queries_whose_relevant_ids_are_not_in_the_index(pool):
+    tmp, speech, caps = pool
+    assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
+               "-q").exit_code == 0
+    queries = [{"id": f"t{i}", "row": 12 + i, "relevant": f"c{i}", "provenance": PROV} for i in range(12)]
+    queries[3]["relevant"] = "nope"
+    queries[5]["relevant"] = ["gone", "c5"]  # one relevant id is enough to score it
+    write(tmp / "q.jsonl", queries)
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--n-boot", "0")
+    assert r.exit_code == 3, r.output
+    assert "'t3'" in r.stderr and "none of its relevant ids ('nope') is in the index" in r.stderr
+    got = lines(r)[0]
+    assert got["queries"] == 11 and got["failed"] == 1
+    keep = [i for i in range(12) if i != 3]
+    want = speech_text_retrieval(speech, caps[keep], np.asarray(keep), n_boot=0)
+    assert got["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
+
+
 def test_eval_with_no_usable_query_gives_nulls_not_nan(pool):
     tmp, _, _ = pool
     assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),

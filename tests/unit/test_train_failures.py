@@ -76,6 +76,29 @@ def test_a_run_ending_on_nonfinite_steps_is_not_finished(tmp_path: Path) -> None
     assert ckpt.list_checkpoints(tmp_path / "exp")[-1] == good
 
 
+def test_finite_weights_whose_embeddings_overflow_are_not_saved(tmp_path: Path) -> None:
+    overrides = _overrides(tmp_path, "max_steps=4", "checkpoint_every=1")
+    trainer = Trainer(load_config(None, [*overrides, "max_steps=1"]))
+    trainer.run()
+    good = ckpt.list_checkpoints(tmp_path / "exp")[-1]
+    trainer = Trainer(load_config(None, overrides), resume="latest")
+    step = trainer._optimizer_step
+
+    def overflowing(batches):  # the step's loss was finite; its update leaves huge finite weights
+        stats = step(batches)
+        with torch.no_grad():
+            trainer.model.audio_projection[0].weight.mul_(1e30)
+            trainer.model.text_projection[0].weight.mul_(1e30)
+        return stats
+
+    trainer._optimizer_step = overflowing
+    with pytest.raises(TrainingDivergedError, match=f"step 2: the weights are finite but the model's embeddings are not.*"
+                                                    f"last checkpoint is {good}"):
+        trainer.run()
+    assert ckpt.list_checkpoints(tmp_path / "exp") == [good]
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
 def test_a_failed_checkpoint_write_names_path_and_reason_and_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
     overrides = _overrides(tmp_path, "max_steps=1", "checkpoint_every=1")
     Trainer(load_config(None, overrides)).run()
