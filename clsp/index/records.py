@@ -73,8 +73,11 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
 
 
 def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """The fields kept beside the index: everything but the vector, its row and provenance."""
-    meta = {k: v for k, v in public_fields(record).items() if k not in NOT_METADATA}
+    """The fields kept beside the index: everything but the vector, its row in the --npy
+    matrix and provenance. A ``row`` beside an inline ``embedding`` points nowhere: it is
+    the record's own field, and kept."""
+    drop = NOT_METADATA if "embedding" not in record else tuple(k for k in NOT_METADATA if k != "row")
+    meta = {k: v for k, v in public_fields(record).items() if k not in drop}
     meta["id"] = str(record["id"])
     return meta
 

@@ -117,8 +117,8 @@ def test_eval_with_no_usable_query_gives_nulls_not_nan(pool):
 
 def test_build_names_bad_records_and_hits_keep_user_fields_apart(tmp_path):
     vecs = np.random.default_rng(1).standard_normal((4, 8))
-    recs = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "score": i + 0.5, "age": 30 + i, "provenance": PROV}
-            for i in range(4)]
+    recs = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "score": i + 0.5, "age": 30 + i, "provenance": PROV,
+             "row": 10 * i} for i in range(4)]  # 'row' beside an inline embedding is the user's own field
     recs.append({"id": "huge", "embedding": [1e39] * 8, "provenance": PROV})
     write(tmp_path / "e.jsonl", recs)
     r = cli("search", "build", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "i.idx"), "-q")
@@ -132,6 +132,7 @@ def test_build_names_bad_records_and_hits_keep_user_fields_apart(tmp_path):
         n = int(hit["id"][1:])
         assert hit["score"] == pytest.approx(float(unit[n] @ unit[2]), abs=1e-5)
         assert hit["metadata"] == {"score": n + 0.5} and hit["age"] == 30 + n
+        assert hit["row"] == 10 * n
 
 
 def test_lock_timeout_must_not_be_negative(tmp_path):
