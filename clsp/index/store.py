@@ -254,6 +254,23 @@ def check_replaceable(target: Path) -> None:
             raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
 
 
+def _write_data_file(write, path: Path, target: Path) -> None:
+    """``write(path)``; faiss's and polars' own errors (a full disk included) become an
+    ``OutputError`` naming the index, the file and the reason."""
+    try:
+        write(path)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError, polars its own types
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+        try:
+            if shutil.disk_usage(path.parent).free < (1 << 20):
+                reason = f"No space left on device; {reason}"
+        except OSError:
+            pass
+        raise OutputError(f"index {target}: cannot write {path.name} ({reason})") from None
+
+
 def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
     """Write a new data folder in ``target``, point ``index.json`` at it, drop older data.
 
@@ -269,7 +286,7 @@ def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
         raise OutputError(f"index {target}: cannot create directory ({exc.strerror or exc})") from None
     try:
         for fname, write in writers.items():
-            write(data / fname)
+            _write_data_file(write, data / fname, target)
         info.data = name
         tmp = target / f".{INFO_FILE}.{name}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

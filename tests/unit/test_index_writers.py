@@ -107,6 +107,25 @@ def test_build_refuses_a_folder_that_is_not_an_index(tmp_path):
     assert not (tmp_path / "docs" / ".lock").exists()
 
 
+def test_a_failed_data_write_is_named_and_the_old_version_stays(tmp_path, monkeypatch):
+    import faiss
+
+    from clsp.errors import OutputError
+
+    path = tmp_path / "i.idx"
+    build_index(unit(2, 0), [{"id": "a"}, {"id": "b"}]).save(path)
+
+    def full_disk(index, name):
+        raise RuntimeError("Error in void faiss::FileIOWriter::operator()(...):\nfwrite failed: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    with pytest.raises(OutputError, match=r"index .*i\.idx: cannot write index\.faiss \(.*No space left on device"):
+        add_to_index(path, unit(1, 5), [{"id": "c"}])
+    monkeypatch.undo()
+    assert load_index(path).ids == ["a", "b"]  # the old version, whole
+    assert len([p for p in path.iterdir() if p.is_dir()]) == 1  # no half-written data folder left
+
+
 VALUES = [31, 4.0, 4.5, True, False, None, "31", "", [1, "a", None], {"k": [1, 2.5]}, {}, [], 10**15, -0.0]
 
 
