@@ -73,7 +73,9 @@ def _file_channels(cut) -> tuple[Any, list[str]]:
 def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut,
     plus ``channel`` (the channel(s) read inside a multi-channel ``audio`` file) or
-    ``audio_files`` (every file, when the cut's channels come from several).
+    ``audio_files`` (every file, when the cut's channels come from several). A MixedCut (a
+    mix, or a cut padded by Lhotse) is ``{"id", "audio": "mix:ID", "duration", "audio_files"}``
+    and a PaddingCut ``{"id", "audio": "padding", "duration"}``: no segment of one file.
 
     The first supervision's speaker, gender, language, text (as ``transcript``) and custom
     fields (FCaps captions such as ``global_captions``) become record fields, then the cut's
@@ -83,13 +85,28 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     """
     audio_only = {**data, "supervisions": []} if data.get("supervisions") else data  # the audio needs none
     cut = _cut(audio_only, where)
-    out: dict[str, Any] = {"id": cut.id, "audio": _source_name(cut), "start": float(cut.start),
-                           "end": float(cut.start + cut.duration)}
+    if getattr(cut, "tracks", None) or getattr(cut, "recording", None) is None:
+        # a mix or padding is no segment of one file: named so that no record read back from
+        # the output takes it for one ("mix:ID" or "padding" is no file), with the files mixed
+        out: dict[str, Any] = {"id": cut.id, "audio": "padding" if not getattr(cut, "tracks", None) else f"mix:{cut.id}",
+                               "duration": float(cut.duration)}
+        files = sorted({os.path.abspath(s.source) for t in getattr(cut, "tracks", None) or []
+                        if getattr(t.cut, "recording", None) is not None
+                        for s in t.cut.recording.sources if s.type == "file"})
+        if files:
+            out["audio_files"] = files
+        return _with_fields(out, data, audio_only)
+    out = {"id": cut.id, "audio": _source_name(cut), "start": float(cut.start), "end": float(cut.start + cut.duration)}
     channel, files = _file_channels(cut)
     if channel is not None:  # which channel of "audio" was heard: a record with it reads the same samples
         out["channel"] = channel
     if files:  # channels spread over several files: all of them were heard
         out["audio_files"] = files
+    return _with_fields(out, data, audio_only)
+
+
+def _with_fields(out: dict[str, Any], data: dict[str, Any], audio_only: dict[str, Any]) -> dict[str, Any]:
+    """``out`` with the first supervision's fields, the cut's custom fields and the cut itself."""
     sups = data.get("supervisions") or []
     if sups and isinstance(sups[0], dict):
         sup = sups[0]

@@ -106,6 +106,10 @@ def test_mixed_cut_with_padding(tmp_path, signals):
     assert wave.shape == expected.shape
     np.testing.assert_allclose(wave, expected, atol=1e-4)
     assert record_segment(item.record) == (0.0, int(1.5 * SR))
+    # the record says what was heard: a mix of both files, no start/end of one of them
+    assert item.record["audio"] == f"mix:{mixed.id}" and item.record["duration"] == 1.5
+    assert item.record["audio_files"] == sorted(str(tmp_path / f) for f in ("L.wav", "R.wav"))
+    assert "start" not in item.record and "end" not in item.record
 
 
 def test_supervision_fields_and_a_bad_cut(tmp_path, signals):
