@@ -481,6 +481,11 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
+        if self.resumed_from is not None and self.step >= cfg.max_steps:
+            # nothing to train: the folder keeps the config and checkpoint the steps were trained with
+            log.warning("resume: the run is already at step %d (max_steps=%d): nothing to train; raise max_steps to "
+                        "train on. %s and %s are left as they are", self.step, cfg.max_steps, RUN_CONFIG, self.resumed_from)
+            return self._finish("finished", self.resumed_from)
         with _writing_log(self.out):
             self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:

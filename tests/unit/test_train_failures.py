@@ -152,6 +152,21 @@ def test_resume_uses_the_new_optimizer_settings_and_refuses_a_new_freeze_list(tm
         Trainer(load_config(None, [*changed, "freeze=[text]"]), resume="latest")
 
 
+def test_resume_with_nothing_to_train_leaves_config_and_checkpoint_as_trained(tmp_path: Path, caplog) -> None:
+    overrides = _overrides(tmp_path, "max_steps=2", "checkpoint_every=2")
+    Trainer(load_config(None, overrides)).run()
+    [last] = ckpt.list_checkpoints(tmp_path / "exp")
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "exp").rglob("*") if p.is_file()}
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        result = Trainer(load_config(None, [*overrides, "optim.schedule=eden", "optim.lr_heads=1e-5"]),
+                         resume="latest").run()
+    assert result.status == "finished" and result.step == 2 and result.checkpoint == last
+    assert "already at step 2 (max_steps=2): nothing to train" in caplog.text
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "exp").rglob("*") if p.is_file()
+             if p.name != "train.lock"}
+    assert after == {k: v for k, v in before.items() if k.name != "train.lock"}  # config.json and step-2 untouched
+
+
 def _validation_manifest(tmp_path: Path, rows: list[dict]) -> str:
     path = tmp_path / "valid.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
