@@ -120,9 +120,12 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
     if path.suffix.lower() in (".json", *_YAML_SUFFIXES) or path.exists():
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is dropped
-        except (OSError, UnicodeDecodeError) as exc:
+        from clsp.errors import InputError
+        from clsp.streams import read_text_file
+
+        try:  # compressed or not, a BOM from Windows editors dropped; UTF-16/32 named with the fix
+            text = read_text_file(path)
+        except (OSError, InputError) as exc:
             raise ConfigError(f"cannot read prompt pack {text_name}: {exc}") from None
         return parse_pack_text(text, text_name, path.suffix.lower() in _YAML_SUFFIXES, name=path.stem)
     if text_name not in builtin_pack_names():
