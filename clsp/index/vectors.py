@@ -94,7 +94,8 @@ class VectorIndex:
             from clsp.errors import ProvenanceError
 
             raise ProvenanceError(
-                f"embeddings to add: no provenance says which model made them (a bare .npy matrix), but the index "
+                f"embeddings to add: no provenance says which model made them (records without 'provenance', or a bare "
+                f".npy matrix), but the index "
                 f"holds embeddings of model {self.info.model!r}; add records written by clsp embed (they carry "
                 f"'provenance'), e.g. clsp embed ... --model {self.info.model} --npy x.npy -o x.jsonl, then "
                 "clsp search build x.jsonl --npy x.npy --add, or build a separate index")
