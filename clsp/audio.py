@@ -346,7 +346,7 @@ def narrowband_copy(waves: torch.Tensor, lengths: torch.Tensor, rate: int = 8000
     return copy * valid
 
 
-CONSISTENCY_COPIES = ("narrowband", "padded", "offset")
+CONSISTENCY_COPIES = ("narrowband", "padded", "offset", "gain", "noise")
 
 
 def consistency_copy(wave: torch.Tensor, kinds: list[str] | tuple[str, ...], identity: str, rate: int = 8000,
@@ -357,7 +357,9 @@ def consistency_copy(wave: torch.Tensor, kinds: list[str] | tuple[str, ...], ide
 
     * ``narrowband``: through ``rate`` Hz and back (``narrowband_copy``); tag ``narrowband-RATE``;
     * ``padded``: 0.2-1.0 s of digital silence before and 0.2-1.0 s after (``S' > S``);
-    * ``offset``: a DC offset of 0.02-0.1, either sign, added to every sample.
+    * ``offset``: a DC offset of 0.02-0.1, either sign, added to every sample;
+    * ``gain``: 6-26 dB quieter;
+    * ``noise``: white noise at -60 to -40 dBFS (RMS re full scale) added, drawn from ``h``.
 
     Raises ``ValueError`` for an unknown kind or an empty ``kinds``."""
     import hashlib
@@ -374,6 +376,13 @@ def consistency_copy(wave: torch.Tensor, kinds: list[str] | tuple[str, ...], ide
     if kind == "padded":
         before, after = (int(round((0.2 + 0.8 * u) * sample_rate)) for u in (u1, u2))
         return torch.nn.functional.pad(wave, (before, after)), f"padded-{before}-{after}"
+    if kind == "gain":
+        db = 6 + 20 * u1
+        return wave * 10 ** (-db / 20), f"gain-{db:.2f}"
+    if kind == "noise":
+        dbfs = -60 + 20 * u1
+        gen = torch.Generator().manual_seed(h % (2**63))
+        return wave + 10 ** (dbfs / 20) * torch.randn(wave.numel(), generator=gen), f"noise-{dbfs:.2f}"
     dc = (0.02 + 0.08 * u1) * (1 if u2 < 0.5 else -1)
     return wave + dc, f"offset-{dc:.5f}"
 

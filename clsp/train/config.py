@@ -126,8 +126,9 @@ class LossConfig:
     # the copies the term pairs clips with, one kind per clip chosen by the clip's identity
     # (clsp.audio.consistency_copy): "narrowband" (through channel_rate Hz and back),
     # "padded" (0.2-1.0 s of digital silence before and after), "offset" (a DC offset of
-    # 0.02-0.1, either sign); listing one kind twice pairs twice as many clips with it
-    channel_copies: Annotated[list[Literal["narrowband", "padded", "offset"]], Field(min_length=1)] = field(
+    # 0.02-0.1, either sign), "gain" (6-26 dB quieter), "noise" (white noise at -60 to
+    # -40 dBFS); listing one kind twice pairs twice as many clips with it
+    channel_copies: Annotated[list[Literal["narrowband", "padded", "offset", "gain", "noise"]], Field(min_length=1)] = field(
         default_factory=lambda: ["narrowband"])
 
 

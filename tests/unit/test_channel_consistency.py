@@ -4,6 +4,7 @@ narrow-band copy (``clsp.audio.narrowband_copy``), computed in the same forward.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,9 @@ def test_consistency_copies_are_fixed_per_clip_and_of_every_listed_kind():
     from clsp.audio import consistency_copy
 
     wave = 0.3 * torch.sin(2 * torch.pi * 200 * torch.arange(8000) / 16000)
-    kinds = ["narrowband", "padded", "offset"]
+    kinds = ["narrowband", "padded", "offset", "gain", "noise"]
     seen = {}
-    for i in range(60):
+    for i in range(100):
         copy, tag = consistency_copy(wave, kinds, f"clip-{i}")
         again, tag2 = consistency_copy(wave, kinds, f"clip-{i}")
         assert tag == tag2 and torch.equal(copy, again)  # the same clip always gets the same copy
@@ -113,6 +114,13 @@ def test_consistency_copies_are_fixed_per_clip_and_of_every_listed_kind():
         elif kind == "offset":
             dc = float(tag.removeprefix("offset-"))
             assert 0.02 <= abs(dc) <= 0.1 and torch.allclose(copy - wave, torch.full_like(wave, dc), atol=1e-5)
+        elif kind == "gain":
+            db = float(tag.removeprefix("gain-"))
+            assert 6 <= db <= 26 and torch.allclose(copy, wave * 10 ** (-db / 20), rtol=1e-3, atol=1e-6)
+        elif kind == "noise":
+            dbfs = float(tag.removeprefix("noise-"))
+            rms = float((copy - wave).pow(2).mean().sqrt())
+            assert -60 <= dbfs <= -40 and abs(20 * math.log10(rms) - dbfs) < 0.5
         else:
             assert tag == "narrowband-8000" and torch.allclose(copy, narrowband_copy(wave[None], torch.tensor([8000]))[0])
     assert set(seen) == set(kinds) and min(seen.values()) >= 10, seen
