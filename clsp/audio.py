@@ -114,7 +114,8 @@ def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: flo
     count) is an ``AudioError``, as a Lhotse cut past its recording is."""
     # positions past the file's end are clamped to it first: seconds * rate may overflow (1e308)
     s = 0 if start is None else int(round(min(_seconds(path, "start", start) * sr, frames)))
-    if end is not None and _seconds(path, "end", end) > (frames + slack) / sr + END_TOLERANCE:
+    explicit = end is not None and not isinstance(end, DurationEnd)  # a duration field is often the clip's, stale
+    if explicit and _seconds(path, "end", end) > (frames + slack) / sr + END_TOLERANCE:
         raise AudioError(f"{path}: end={end} is past the end of the file ({frames / sr:.3f} s)")
     e = frames if end is None else int(round(min(_seconds(path, "end", end) * sr, frames)))
     if s >= e:
@@ -123,6 +124,12 @@ def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: flo
 
 
 DURATION_TOLERANCE = 0.01  # seconds: end - start may differ from a given duration by rounding
+
+
+class DurationEnd(float):
+    """An end (seconds) that a record's ``duration`` gave, not an ``end`` field: read up to the
+    file's end when it lies past it (manifests often keep a source clip's duration on a
+    shorter copy), where an explicit ``end`` past the end is an error."""
 
 
 def record_span(record: dict[str, Any]) -> tuple[Any, Any]:
@@ -137,7 +144,7 @@ def record_span(record: dict[str, Any]) -> tuple[Any, Any]:
     dur = _seconds(where, "duration", duration)
     first = 0.0 if start is None else _seconds(where, "start", start)
     if end is None:
-        return start, first + dur
+        return start, DurationEnd(first + dur)
     if abs(_seconds(where, "end", end) - first - dur) > DURATION_TOLERANCE:
         raise AudioError(f"{where}: end - start = {float(end) - first:g} s disagrees with duration = {dur:g} s")
     return start, end

@@ -67,6 +67,24 @@ def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
         load_audio(tmp_path / "a.wav", start=0.1, end=0.53)
 
 
+def test_a_duration_past_the_end_reads_to_the_end_an_explicit_end_does_not(tmp_path):
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from clsp.errors import AudioError
+    from clsp.record_audio import load_record_audio, record_segment
+
+    sf.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    path = str(tmp_path / "a.wav")
+    # a speed-perturbed copy that kept its source's duration: the whole (shorter) file
+    stale = {"audio": path, "_path": path, "duration": 0.7}
+    assert load_record_audio(stale).numel() == 8000 and record_segment(stale) == (0.0, 8000)
+    assert load_record_audio({**stale, "start": 0.25}).numel() == 4000
+    with pytest.raises(AudioError, match="past the end of the file"):
+        record_segment({"audio": path, "_path": path, "end": 0.7})
+
+
 def test_a_wav_cut_short_of_its_header_is_named_and_a_streamed_wav_is_not(tmp_path):
     import struct
 
