@@ -30,7 +30,9 @@ def _open_info(path: Path):
 
     try:
         if not path.exists():
-            raise AudioError(f"{path}: no such file")
+            cut = re.match(r"(mix|memory|shar|command|url):|padding$", str(path)) is not None
+            raise AudioError(f"{path}: no such file" + (" (how clsp names a Lhotse cut's audio that is no file: "
+                                                        "read the cut manifest it came from)" if cut else ""))
         if path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
         if path.stat().st_size == 0:

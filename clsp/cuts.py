@@ -138,6 +138,11 @@ def cut_samples(data: dict[str, Any], sample_rate: int) -> int:
     return resampled_length(int(round(cut.duration * cut.sampling_rate)), int(cut.sampling_rate), sample_rate)
 
 
+def cut_seconds(data: dict[str, Any]) -> float:
+    """The cut's duration in seconds (a mix or padding included)."""
+    return float(_cut(data, str(data.get("id"))).duration)
+
+
 def cut_sample_rate(data: dict[str, Any]) -> int:
     """The sampling rate of the cut's recording(s), in Hz."""
     return int(_cut(data, str(data.get("id"))).sampling_rate)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,15 @@ def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: Inpu
     return {"id": text, "audio": text}
 
 
+SOURCE_NAMES = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # what clsp writes for cut audio that is no file
+
+
+def _names_no_file(audio: str, base: Path) -> bool:
+    """Whether ``audio`` is a cut source name clsp wrote (``mix:ID``, ``memory:ID``,
+    ``padding``...) and no file of that name exists: kept as written, not made a path."""
+    return SOURCE_NAMES.match(audio) is not None and not os.path.lexists(resolve_path(audio, base))
+
+
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, Any]:
     """Parse one non-blank input line into a record for ``modality``.
 
@@ -228,7 +238,7 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
     if isinstance(obj.get("audio"), str) and obj["audio"]:
         if obj.get("id") is None:
             obj["id"] = obj["audio"]  # a clip without an id is named by its path as written
-        if "_cut" not in obj:
+        if "_cut" not in obj and not _names_no_file(obj["audio"], base):
             obj["audio"] = resolve_path(obj["audio"], base)
         obj["_path"] = obj["audio"]
     if modality == "text":

@@ -173,8 +173,10 @@ def refuse_wide_text(head: bytes, name: str, compression: str | None = None) -> 
     enc = wide_encoding(head)
     if enc is not None:
         src = "IN" if name == "stdin" else name
-        how = (f"iconv -f {enc} -t UTF-8 {src} > OUT.jsonl" if compression is None else
-               f"{DECOMPRESS_COMMANDS[compression]} {src} | iconv -f {enc} -t UTF-8 > OUT.jsonl")
+        plain = os.path.splitext(src)[0] if compression is not None else src
+        suffix = os.path.splitext(plain)[1] if os.path.splitext(plain)[1] in (".json", ".yaml", ".yml") else ".jsonl"
+        how = (f"iconv -f {enc} -t UTF-8 {src} > OUT{suffix}" if compression is None else
+               f"{DECOMPRESS_COMMANDS[compression]} {src} | iconv -f {enc} -t UTF-8 > OUT{suffix}")
         raise ConfigError(f"{name}: {enc} text{f' ({compression}-compressed)' if compression else ''}; clsp reads "
                           f"UTF-8 (convert it, e.g. {how}, or in PowerShell: Set-Content -Encoding utf8)")
 

@@ -145,14 +145,14 @@ def _query(o: Options) -> int:
     if o.threshold is not None and not math.isfinite(o.threshold):
         raise ConfigError("--threshold must be a finite number")
     check_outputs(None, o.html)
-    from pathlib import Path
+    import os
 
     for audio in o.audio or []:  # an argument that names no file is a usage error, as everywhere
-        if Path(audio).is_dir():
+        if os.path.isdir(audio):  # os.path: a name too long for the filesystem is no file, not a crash
             raise ConfigError(f"--audio {audio}: is a folder; give an audio file (repeat --audio for several), "
                               "or embed the folder with clsp embed and query with the records")
-        if not Path(audio).is_file():
-            raise ConfigError(f"--audio {audio}: no such file")
+        if not os.path.isfile(audio):
+            raise ConfigError(f"--audio {str(audio)[:200]}: no such file")
     settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads)
     run = search(o.index, o.input, texts=o.text or [], audios=o.audio or [], settings=settings, npy=o.npy,
                  model=o.model, device=o.device, batch_size=o.batch_size)

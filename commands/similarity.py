@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Annotated, Optional
 
 import typer
@@ -74,10 +76,10 @@ def _run(o: Options) -> int:
             path = Path(side).expanduser()
             if not side.strip():
                 bad.append(f"{side!r}: empty: give an audio file or a caption")
-            elif path.is_dir():
+            elif os.path.isdir(path):  # os.path: a name too long for the filesystem is no file, not a crash
                 bad.append(f"{side}: a folder, not an audio file")
-            elif not path.exists() and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
-                bad.append(f"{side}: no such file")
+            elif not os.path.exists(path) and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
+                bad.append(f"{str(side)[:200]}: no such file")
         if bad:
             raise ConfigError("; ".join(bad))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None

@@ -53,12 +53,13 @@ def load_clip(record: dict):
     """The record's audio (16 kHz mono tensor), honouring its segment and channel
     (``clsp.record_audio``) or its Lhotse cut."""
     from clsp.audio import record_span
+    from clsp.cuts import cut_seconds
     from clsp.record_audio import load_record_audio
 
     path = clip_path(record)
     if record.get("_cut") is None:
         _check_length(path, *record_span({**record, "_path": path}))
-    elif float(record["end"]) - float(record["start"]) > MAX_CAPTION_SECONDS:
+    elif cut_seconds(record["_cut"]) > MAX_CAPTION_SECONDS:
         raise AudioError(f"cut {record.get('id')!r}: too long to caption (at most {MAX_CAPTION_SECONDS:.0f} s)")
     return load_record_audio({**record, "_path": path})
 

@@ -117,7 +117,7 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
     """Load a built-in pack by name (``emotion``, ``iemocap``...) or a JSON/YAML file by path."""
     text_name = str(name_or_path)
     path = Path(text_name)
-    if path.suffix.lower() in (".json", *_YAML_SUFFIXES) or path.exists():
+    if path.suffix.lower() in (".json", *_YAML_SUFFIXES, ".gz", ".zst", ".xz", ".bz2") or path.exists():
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
         from clsp.errors import InputError
@@ -127,7 +127,8 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
             text = read_text_file(path)
         except (OSError, InputError) as exc:
             raise ConfigError(f"cannot read prompt pack {text_name}: {exc}") from None
-        return parse_pack_text(text, text_name, path.suffix.lower() in _YAML_SUFFIXES, name=path.stem)
+        plain = path.with_suffix("") if path.suffix.lower() in (".gz", ".zst", ".xz", ".bz2") else path
+        return parse_pack_text(text, text_name, plain.suffix.lower() in _YAML_SUFFIXES, name=plain.stem)
     if text_name not in builtin_pack_names():
         raise ConfigError(
             f"unknown prompt pack {text_name!r}: not a file and not a built-in pack "

@@ -315,7 +315,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    text = p.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not part of the config
+    from clsp.errors import InputError
+    from clsp.streams import read_text_file
+
+    try:  # a BOM from Windows editors is not part of the config; UTF-16/32 named with the fix
+        text = read_text_file(p)
+    except (OSError, InputError) as exc:
+        raise ConfigError(f"cannot read config {p}: {exc}") from None
     try:
         if p.suffix == ".json":
             data = json.loads(text)

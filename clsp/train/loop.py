@@ -557,8 +557,11 @@ class Trainer:
 
     def _restart_hint(self) -> str:
         found = ckpt.list_checkpoints(self.out)
-        where = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written"
-        return f"Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again; {where}."
+        if found:
+            return (f"Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again; the last "
+                    f"checkpoint is {found[-1]} (--resume {found[-1]} with the lower rates continues from it).")
+        return ("Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again into a new "
+                f"--output-dir (or remove {self.out}); no checkpoint was written.")
 
     def _finish(self, status: str, path: Path | None) -> TrainResult:
         if self.writer is not None:

@@ -120,3 +120,34 @@ def test_file_names_that_are_not_utf8_embed_from_arguments_folders_and_lists_and
     res = _run(["search", "query", "idx", "--audio", "plain.wav", "--model", "tiny-random", "-k", "1", "-q"], tmp_path)
     assert res.exit_code == 0, res.output
     assert _records(res)[0]["hits"][0]["audio"] == str(tmp_path / name)
+
+
+def test_names_too_long_for_the_filesystem_are_usage_errors_not_tracebacks(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.5)
+    long = "x" * 5000 + ".wav"
+    for args in (["similarity", long, "a.wav", "--model", "tiny-random"],
+                 ["search", "query", "idx", "--audio", long, "--model", "tiny-random"]):
+        res = _run(args, tmp_path)
+        assert res.exit_code == 2, (args[0], res.output)
+        assert "no such file" in res.output and "Traceback" not in res.output
+
+
+def test_cut_source_names_read_back_stay_names_with_a_hint(tmp_path):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "m", "audio": "mix:m1", "duration": 1.0}) + "\n")
+    [rec] = _records(_run(["embed", "m.jsonl", "--model", "tiny-random", "-q"], tmp_path))
+    assert rec["error"]["message"].startswith("mix:m1: no such file (how clsp names a Lhotse cut's audio")
+
+
+def test_configs_and_packs_are_read_like_manifests(tmp_path):
+    import yaml
+
+    (tmp_path / "c16.yaml").write_bytes("init_from: tiny-random\nmax_steps: 1\n".encode("utf-16"))
+    res = _run(["train", "c16.yaml", "-o", "exp"], tmp_path)
+    assert res.exit_code == 2 and "UTF-16 text" in res.output and "OUT.yaml" in res.output
+    from importlib import resources
+
+    from clsp.prompts import load_pack
+
+    pack = json.loads((resources.files("clsp.prompts") / "packs" / "gender.json").read_text())
+    (tmp_path / "g.yaml.gz").write_bytes(gzip.compress(yaml.safe_dump(pack, sort_keys=False).encode()))
+    assert load_pack(str(tmp_path / "g.yaml.gz")).attributes == load_pack("gender").attributes

@@ -110,6 +110,18 @@ def test_mixed_cut_with_padding(tmp_path, signals):
     assert item.record["audio"] == f"mix:{mixed.id}" and item.record["duration"] == 1.5
     assert item.record["audio_files"] == sorted(str(tmp_path / f) for f in ("L.wav", "R.wav"))
     assert "start" not in item.record and "end" not in item.record
+    # every command reads it: caption measures the mix (plain records and cuts written back)
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "cuts.jsonl.gz"), "-o", str(tmp_path / "cap.jsonl")])
+    assert res.exit_code == 0, res.output
+    [out] = [json.loads(x) for x in (tmp_path / "cap.jsonl").read_text().splitlines()]
+    assert out["id"] == mixed.id and out["global_captions"] and out["audio"] == f"mix:{mixed.id}"
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "cuts.jsonl.gz"), "--as-cuts", "-o", str(tmp_path / "c.jsonl")])
+    [out] = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert res.exit_code == 3 and "MonoCut/MultiCut only, not a MixedCut" in out["error"]["message"]
 
 
 def test_supervision_fields_and_a_bad_cut(tmp_path, signals):
