@@ -30,7 +30,9 @@ def _open_info(path: Path):
 
     try:
         if not path.exists():
-            cut = re.match(r"(mix|memory|shar|command|url):|padding$", str(path)) is not None
+            from clsp.records import CUT_SOURCE_NAME
+
+            cut = CUT_SOURCE_NAME.match(str(path)) is not None
             raise AudioError(f"{path}: no such file" + (" (how clsp names a Lhotse cut's audio that is no file: "
                                                         "read the cut manifest it came from)" if cut else ""))
         if path.is_dir():

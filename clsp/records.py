@@ -197,13 +197,13 @@ def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: Inpu
     return {"id": text, "audio": text}
 
 
-SOURCE_NAMES = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # what clsp writes for cut audio that is no file
+CUT_SOURCE_NAME = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # how clsp names cut audio that is no file
 
 
 def _names_no_file(audio: str, base: Path) -> bool:
     """Whether ``audio`` is a cut source name clsp wrote (``mix:ID``, ``memory:ID``,
     ``padding``...) and no file of that name exists: kept as written, not made a path."""
-    return SOURCE_NAMES.match(audio) is not None and not os.path.lexists(resolve_path(audio, base))
+    return CUT_SOURCE_NAME.match(audio) is not None and not os.path.lexists(resolve_path(audio, base))
 
 
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, Any]:
@@ -341,18 +341,25 @@ def public_fields(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not str(k).startswith("_")}
 
 
-def dumps(record: dict[str, Any]) -> str:
-    """One JSON line (no trailing newline), UTF-8 kept readable, NaN refused.
-
-    A string holding bytes that are not UTF-8 (a file name read with Python's surrogate
-    escapes, as ``os.fsdecode`` gives it) cannot be written as UTF-8: such a record is written
-    with ``\\uXXXX`` escapes instead, which read back to the same string (and file name)."""
-    text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+def utf8_encodable(text: str) -> bool:
+    """False for a string holding bytes that are not UTF-8 (a file name read with Python's
+    surrogate escapes, as ``os.fsdecode`` gives it), which no UTF-8 file can hold."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return text
+        return False
+    return True
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One JSON line (no trailing newline), UTF-8 kept readable, NaN refused.
+
+    A record holding a string that is not ``utf8_encodable`` is written with ``\\uXXXX``
+    escapes instead, which read back to the same string (and file name)."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if utf8_encodable(text):
+        return text
+    return json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from clsp.errors import IndexFileError, InputError, MissingIndexError, OutputError, ProvenanceError
+from clsp.records import utf8_encodable
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
@@ -155,21 +156,13 @@ def _ENCODE(value) -> str:  # noqa: N802 - stands where the encoder's bound meth
     """JSON text of a value; escaped to ASCII where it holds a file name's non-UTF-8 bytes
     (surrogate escapes), which read back to the same string."""
     text = _ENCODE_UTF8(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _ENCODE_ASCII(value)
-    return text
+    return text if utf8_encodable(text) else _ENCODE_ASCII(value)
 
 
 def _id_text(rid) -> str:
     """An id as stored: a file name's non-UTF-8 bytes (surrogate escapes) written as ``\\udcXX``."""
     text = str(rid)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return text if utf8_encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _encode_column(rows: list[dict], key: str) -> list[str | None]:
