@@ -377,8 +377,7 @@ class TextEmbedder:
         """``model.encode_text`` of tokenized captions: unit-norm ``(B, D)`` float32."""
         ctx = nullcontext() if self.dtype == torch.float32 else torch.autocast(self.device.type, dtype=self.dtype)
         with ctx:
-            tokens = {k: v.to(self.device, non_blocking=True) for k, v in tokens.items()}
-            return F.normalize(self.model.text_embed_unnormalized(**tokens).float(), dim=-1).cpu().numpy()
+            return self.model.encode_tokens(tokens).cpu().numpy()
 
     def run(self, items: Iterable[Item]) -> Iterator[Result[np.ndarray]]:
         """One ``Result`` per item, in order: its (D,) float32 embedding, or the error (an

@@ -150,7 +150,11 @@ class CLSPModel(nn.Module):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Unit-norm text embeddings ``(B, D)`` for a list of captions."""
-        tokens = self.text_encoder.tokenize(texts, self.device)
+        return self.encode_tokens(self.text_encoder.tokenize(texts, self.device))
+
+    def encode_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unit-norm text embeddings ``(B, D)`` from ``text_encoder.tokenize`` output (any device)."""
+        tokens = {k: v.to(self.device, non_blocking=True) for k, v in tokens.items()}
         return F.normalize(self.text_embed_unnormalized(**tokens).float(), dim=-1)
 
     # ---- lists of files and captions (as ``clsp embed``) ----
