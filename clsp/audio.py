@@ -30,7 +30,7 @@ def _open_info(path: Path):
 
     try:
         if not path.exists():
-            from clsp.records import CUT_SOURCE_NAME
+            from clsp.streams import CUT_SOURCE_NAME
 
             cut = CUT_SOURCE_NAME.match(str(path)) is not None
             raise AudioError(f"{path}: no such file" + (" (how clsp names a Lhotse cut's audio that is no file: "

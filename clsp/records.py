@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
+from clsp.streams import CUT_SOURCE_NAME
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -195,9 +195,6 @@ def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: Inpu
     if not_json is not None and not os.path.lexists(resolve_path(text, base)):
         raise InputError(f"{not_json} (and no file of that name)")
     return {"id": text, "audio": text}
-
-
-CUT_SOURCE_NAME = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # how clsp names cut audio that is no file
 
 
 def _names_no_file(audio: str, base: Path) -> bool:

@@ -11,6 +11,7 @@ the complete lines before the cut; the torn last line is never returned.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import zlib
 from pathlib import Path
@@ -163,6 +164,7 @@ def wide_encoding(head: bytes) -> str | None:
     return None
 
 
+CUT_SOURCE_NAME = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # how clsp names cut audio that is no file
 DECOMPRESS_COMMANDS = {"gzip": "gzip -dc", "zstd": "zstd -dc", "xz": "xz -dc", "bzip2": "bzip2 -dc"}
 
 
