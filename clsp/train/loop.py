@@ -140,6 +140,9 @@ class Trainer:
     def _check_channel_consistency(self) -> None:
         lc = self.cfg.loss
         if lc.channel_consistency <= 0:
+            if list(lc.channel_copies) != ["narrowband"]:
+                log.warning("loss.channel_copies=%s has no effect: loss.channel_consistency is 0 (give it a weight, "
+                            "e.g. loss.channel_consistency=8)", list(lc.channel_copies))
             return
         from clsp.errors import ConfigError
 

@@ -141,3 +141,16 @@ def test_padded_and_offset_copies_train_and_are_cached_under_their_tags(tmp_path
     assert {"padded", "offset"} <= tags and "narrowband" not in tags
     with pytest.raises(ConfigError, match="channel_copies"):
         _config(tmp_path / "bad", corpus, tower, "loss.channel_copies=[]")
+
+
+def test_copies_without_a_consistency_weight_are_named_as_unused(tmp_path: Path, corpus: str, caplog):
+    import logging
+
+    tower = {"type": "speaker_fusion", "speakers": [], "stats": True, "stats_dim": 8}
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        Trainer(_config(tmp_path / "a", corpus, tower, "max_steps=1", "loss.channel_copies=[padded]"))
+    assert "loss.channel_copies=['padded'] has no effect: loss.channel_consistency is 0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        Trainer(_config(tmp_path / "b", corpus, tower, "max_steps=1"))
+    assert "channel_copies" not in caplog.text
