@@ -113,11 +113,14 @@ def pack_from_dict(raw: dict, name: str = "pack") -> PromptPack:
     return build_pack(raw, f"{name!r}", default_name=name)
 
 
+_COMPRESSED_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")  # read through clsp.streams like any manifest
+
+
 def load_pack(name_or_path: str | Path) -> PromptPack:
     """Load a built-in pack by name (``emotion``, ``iemocap``...) or a JSON/YAML file by path."""
     text_name = str(name_or_path)
     path = Path(text_name)
-    if path.suffix.lower() in (".json", *_YAML_SUFFIXES, ".gz", ".zst", ".xz", ".bz2") or path.exists():
+    if path.suffix.lower() in (".json", *_YAML_SUFFIXES, *_COMPRESSED_SUFFIXES) or path.exists():
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
         from clsp.errors import InputError
@@ -127,7 +130,7 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
             text = read_text_file(path)
         except (OSError, InputError) as exc:
             raise ConfigError(f"cannot read prompt pack {text_name}: {exc}") from None
-        plain = path.with_suffix("") if path.suffix.lower() in (".gz", ".zst", ".xz", ".bz2") else path
+        plain = path.with_suffix("") if path.suffix.lower() in _COMPRESSED_SUFFIXES else path
         return parse_pack_text(text, text_name, plain.suffix.lower() in _YAML_SUFFIXES, name=plain.stem)
     if text_name not in builtin_pack_names():
         raise ConfigError(
