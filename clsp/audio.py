@@ -407,9 +407,10 @@ DITHER_DBFS = -70.0
 
 
 def normalize_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE,
-                     level_dbfs: float | None = SPEECH_LEVEL_DBFS) -> torch.Tensor:
+                     level_dbfs: float | None = SPEECH_LEVEL_DBFS, trim: bool = True) -> torch.Tensor:
     """A clip as a speech front end should hear it, whatever its recording: ``(S,)`` -> ``(S',)``.
-    With ``level_dbfs=None`` only steps 1 and 2 (``trim_speech``).
+    With ``level_dbfs=None`` only steps 1 and 2 (``trim_speech``); with ``trim=False`` every
+    step but 2, so ``S' = S`` (``level_speech``).
 
     1. DC removed (the mean of the kept samples subtracted).
     2. Leading and trailing non-speech trimmed: speech starts at the first and ends at the
@@ -446,7 +447,7 @@ def normalize_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE,
         active = band_db > ref - ACTIVE_BELOW_PEAK_DB
         power = frames[active].var(-1, unbiased=False).mean()  # each frame's own mean out: no DC in the level
         gain = 10.0 ** (level_dbfs / 20.0) / float(power.sqrt().clamp(min=1e-10))
-    if starts.numel():
+    if trim and starts.numel():
         margin = int(TRIM_MARGIN_S * sample_rate)
         first = max(0, int(starts[0]) * hop - margin)
         last = min(wave.numel(), (int(starts[-1]) + run - 1) * hop + win + margin)
@@ -456,6 +457,14 @@ def normalize_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE,
         return wave
     noise = torch.randn(wave.numel(), generator=torch.Generator().manual_seed(0))
     return wave * gain + 10.0 ** (DITHER_DBFS / 20.0) * noise
+
+
+def level_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``normalize_speech`` without trimming: DC removed, scaled to the -26 dBFS active speech
+    level, the fixed -70 dBFS floor added; ``(S,)`` -> ``(S,)``. Silence and pauses stay where
+    they are, so a copy of the clip at another gain or with a DC offset comes out the same
+    (up to the floor), while how much silence surrounds the speech still shows."""
+    return normalize_speech(wave, sample_rate, trim=False)
 
 
 def trim_speech(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

@@ -13,7 +13,9 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
                              # non-speech trimmed (clsp.audio.trim_speech), so a DC offset or silence
                              # around the speech does not move a clip; "normalized": also scaled to
                              # -26 dBFS active speech level over a fixed -70 dBFS noise floor
-                             # (clsp.audio.normalize_speech), so its gain does not either
+                             # (clsp.audio.normalize_speech), so its gain does not either;
+                             # "leveled": DC removed and scaled to that level over that floor,
+                             # nothing trimmed (clsp.audio.level_speech)
      "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
                              # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
                              # a clip's start moving by part of a frame; each grid costs one more fbank
@@ -63,7 +65,7 @@ def _clip_waves(waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Te
     return [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
 
 
-FRONT_ENDS = ("raw", "trimmed", "normalized")
+FRONT_ENDS = ("raw", "trimmed", "normalized", "leveled")
 
 
 SPEAKER_ENCODERS = {"ge2e": GE2ESpeakerEncoder, "voicefilter": VoiceFilterSpeakerEncoder}
@@ -156,12 +158,12 @@ class SpeakerFusionEncoder(nn.Module):
 
     def _heard(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch as every part of the tower hears it: ``(B, S')`` and ``(B,)`` on the input's
-        device; each clip through ``trim_speech`` or ``normalize_speech`` for those front ends."""
+        device; each clip through ``trim_speech``, ``normalize_speech`` or ``level_speech`` for those front ends."""
         if self.front_end == "raw":
             return waveforms.float(), lengths
-        from clsp.audio import normalize_speech, trim_speech
+        from clsp.audio import level_speech, normalize_speech, trim_speech
 
-        hear = trim_speech if self.front_end == "trimmed" else normalize_speech
+        hear = {"trimmed": trim_speech, "normalized": normalize_speech, "leveled": level_speech}[self.front_end]
         waves = [hear(w) for w in _clip_waves(waveforms, lengths)]
         lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
         out = torch.zeros(len(waves), int(lens.max()) if waves else 0)

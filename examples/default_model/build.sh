@@ -61,7 +61,7 @@ if [ "${FIT_HEADS:-0}" = 1 ]; then
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --out "$W/gender_head.json"
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
     --max-windows 4 --out "$W/gender_head_ge2e_voicefilter_p3_w4.json"
-  for FRONT in trimmed normalized; do  # the heads of towers that hear clips through clsp.audio.trim_speech / normalize_speech
+  for FRONT in trimmed normalized leveled; do  # the heads of towers that hear clips through clsp.audio.trim_speech / normalize_speech / level_speech
     python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e voicefilter --max-partials 3 \
       --max-windows 4 --front-end "$FRONT" --out "$W/gender_head_ge2e_voicefilter_p3_w4_$FRONT.json"
   done

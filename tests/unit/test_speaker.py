@@ -441,6 +441,32 @@ def test_a_normalized_front_end_makes_the_tower_deaf_to_gain_and_padding():
     assert encoder_settings(["ge2e"], 3) == {"ge2e": {"max_partials": 3}}
 
 
+def test_a_leveled_front_end_ignores_gain_and_dc_but_keeps_the_silence():
+    from clsp.audio import level_speech
+
+    wave = _speech_like(seed=3)
+    leveled = level_speech(wave)
+    assert leveled.numel() == wave.numel()  # nothing trimmed
+    assert abs(_active_dbfs(leveled) - (-26.0)) < 1.5
+    for copy in (wave * 0.1, wave * 3.0 - 0.04):  # 20 dB quieter; louder with a DC offset
+        torch.testing.assert_close(level_speech(copy), leveled, atol=2e-4, rtol=0)
+    padded = level_speech(torch.cat([torch.zeros(8000), wave, torch.zeros(8000)]))
+    assert padded.numel() == wave.numel() + 16000  # the silence stays, at the fixed floor
+    assert float(padded[:8000].pow(2).mean().sqrt()) < 10 ** (-66 / 20)
+    torch.testing.assert_close(padded[8000:-8000], leveled, atol=5e-3, rtol=0)  # only the floor's noise differs
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"],
+                                "max_partials": 3, "front_end": "leveled"}).eval()
+    raw = build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"],
+                                "max_partials": 3}).eval()
+    quiet = 0.1 * wave + 0.02
+    batch = torch.stack([wave, quiet])
+    lens = torch.tensor([wave.numel()] * 2)
+    frozen = enc.frozen_features(batch, lens)
+    torch.testing.assert_close(frozen[0], frozen[1], atol=1e-2, rtol=0)  # int8 voicefilter: ~4e-3
+    moved = raw.frozen_features(batch, lens)
+    assert float((moved[0] - moved[1]).abs().max()) > 0.05  # the raw front end hears the level
+
+
 def test_a_trimmed_front_end_ignores_padding_and_dc_but_keeps_the_level():
     from clsp.audio import trim_speech
 
