@@ -93,13 +93,21 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
                     on_skip: OnSkip | None) -> tuple[list[int], list[int]]:
     """For each caption that names a speech record in ``match_key`` (else its own id): the
     speech row it describes, and the caption's row; the others are skipped."""
-    row_of = {str(r["id"]): n for n, r in enumerate(speech)}
+    row_of: dict[str, int] = {}
+    for n, r in enumerate(speech):
+        if str(r["id"]) in row_of:
+            raise InputError(f"speech record id {str(r['id'])!r} appears more than once in the pool (records "
+                             f"{row_of[str(r['id'])] + 1} and {n + 1}): each clip is one retrieval target; "
+                             "remove the repeated records")
+        row_of[str(r["id"])] = n
     owner, keep = [], []
     for n, rec in enumerate(captions):
         target = str(rec.get(match_key, rec["id"]))
         if target not in row_of:
             if on_skip is not None:
-                on_skip(f"caption {rec['id']}", f"no speech record with id {target!r} (field '{match_key}')")
+                why = (f"no speech record with id {target!r} (field '{match_key}')" if match_key in rec else
+                       f"no field '{match_key}' (--match-key), and its own id {target!r} names no speech record")
+                on_skip(f"caption {rec['id']}", why)
             continue
         owner.append(row_of[target])
         keep.append(n)
@@ -131,7 +139,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     ``speech_npy`` / ``captions_npy`` are the matrices each side's ``row`` fields point into
     (default: ``npy`` for both). Skipped captions go to ``on_caption_skip`` (default:
     ``on_skip``), skipped speech records to ``on_skip``. Raises ``InputError`` when either side has no usable
-    embedding, ``ProvenanceError`` when the two come from different models, ``ConfigError``
+    embedding or a speech id appears twice, ``ProvenanceError`` when the two come from different models, ``ConfigError``
     when records of both sides claim the same rows of a single ``npy``.
     """
     from clsp.metrics.retrieval import pool_recall_curves, speech_text_retrieval

@@ -11,7 +11,9 @@ the number of records. It refuses, naming the files and records concerned:
 - shards made by different models or settings (any provenance key other than the shard
   keys differs): ``ProvenanceError``;
 - an input record missing or present twice, a record without shard provenance, a matrix
-  row that is not there: ``InputError``.
+  row that is not there or not the one the record was written with (``row_sha256``), shards
+  read from different inputs (their ``input_prev`` / ``input_chain`` digests do not join):
+  ``InputError``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
-from clsp.index.records import load_matrix
+from clsp.index.records import check_row, load_matrix
 from clsp.shards import Shard, model_provenance, parse_shard_name
 
 
@@ -114,21 +116,38 @@ class ShardReader:
         if "embedding" in rec:
             return np.asarray(rec["embedding"], dtype=np.float32)
         if self.matrix is None:
-            self.matrix = load_matrix(self._matrix_path(rec))
-        row = rec.get("row")
-        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(self.matrix):
-            raise InputError(f"{self.path}: record {rec.get('id')!r}: row {row!r} is not in its matrix of "
-                             f"{len(self.matrix)} rows")
-        return np.asarray(self.matrix[row], dtype=np.float32)
+            self.matrix = self._open_matrix(rec)
+        return self._row(self.matrix, rec)
 
-    def _matrix_path(self, rec: dict[str, Any]) -> Path:
+    def _row(self, matrix: np.ndarray, rec: dict[str, Any]) -> np.ndarray:
+        row = rec.get("row")
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
+            raise InputError(f"{self.path}: record {rec.get('id')!r}: row {row!r} is not in its matrix of "
+                             f"{len(matrix)} rows")
+        vec = np.asarray(matrix[row], dtype=np.float32)
+        check_row(rec, vec, matrix, f"{self.path}: record {rec.get('id')!r}")
+        return vec
+
+    def _open_matrix(self, rec: dict[str, Any]) -> np.ndarray:
+        """The matrix the shard's rows point into: the one its provenance names, or the file of
+        that name beside the shard output (outputs moved together); when both exist, the one
+        holding this record's row as it was written (``row_sha256``)."""
         named = (rec.get("provenance") or {}).get("matrix")
         if not isinstance(named, str):
             raise InputError(f"{self.path}: record {rec.get('id')!r} has a 'row' but its provenance names no matrix")
-        path = Path(named)
-        if not path.exists() and (self.path.parent / path.name).exists():
-            path = self.path.parent / path.name  # the shard outputs were moved together
-        return path
+        beside = self.path.parent / Path(named).name
+        candidates = [p for p in dict.fromkeys([beside, Path(named)]) if p.exists()]
+        if not candidates:
+            raise ConfigError(f"{self.path}: its matrix {named} is gone (and no {beside.name} beside it)")
+        error = None
+        for path in candidates:
+            matrix = load_matrix(path)
+            try:
+                self._row(matrix, rec)
+                return matrix
+            except InputError as exc:
+                error = exc
+        raise error
 
     def close(self) -> None:
         self.fh.close()
@@ -193,7 +212,7 @@ class ShardSet:
         Records come back as a single run writes them: the shard keys are removed from
         the provenance (error records lose theirs), ``row`` is left for the caller to set.
         """
-        index = 0
+        index, chain, after = 0, "", None
         while True:
             reader = self.readers[index % self.count]
             nxt = reader.peek_index()
@@ -203,6 +222,14 @@ class ShardSet:
                 raise InputError(f"input record {index} is missing from shard {reader.shard.name} ({reader.path}), "
                                  f"whose next record is input record {nxt}")
             group = reader.next_group()
+            prov = group[0].get("provenance") or {}
+            if isinstance(prov.get("input_prev"), str) and chain is not None and prov["input_prev"] != chain:
+                raise InputError(f"input record {index} ({group[0].get('id')!r}) in shard {reader.shard.name} "
+                                 f"({reader.path}) was read from another input than input record {index - 1} in "
+                                 f"shard {after}: the shards were made from different input files (or the input "
+                                 "changed between their runs); embed every shard from the same input")
+            chain = prov.get("input_chain") if isinstance(prov.get("input_chain"), str) else None
+            after = f"{reader.shard.name} ({reader.path})"
             for rec in group:
                 self._check_record(reader, rec)
                 yield self._public(rec), (None if "error" in rec and "embedding" not in rec and "row" not in rec

@@ -15,7 +15,8 @@ zero-padded to 4 digits, more when needed), and ``{shard}`` in an output path is
 by that name.
 
 A sharded ``clsp embed`` writes into each record's provenance the shard name
-(``"shard"``), the record's input position (``"input_index"``) and, with ``--npy``, the
+(``"shard"``), the record's input position (``"input_index"``), digests of the input up to
+it (``"input_prev"``, ``"input_chain"``: ``chain_inputs``) and, with ``--npy``, the
 matrix its ``row`` points into (``"matrix"``). ``ShardSet`` checks a set of shard outputs
 (every shard once, one model) and ``ShardSet.records`` yields the records of all shards
 in input order, checking that every input record appears exactly once.
@@ -26,12 +27,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 
 from clsp.errors import ConfigError
 
-SHARD_KEYS = ("shard", "input_index", "matrix")  # provenance keys that differ between shards
+SHARD_KEYS = ("shard", "input_index", "matrix", "input_prev", "input_chain")  # provenance keys that differ between shards
 _NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
@@ -156,12 +157,36 @@ def resolve_shard(spec: str | None, environ: Mapping[str, str] | None = None) ->
     return Shard(i, n, f"--shard {spec}")
 
 
-def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None) -> dict[str, Any]:
-    """The provenance a sharded run writes for input record ``input_index``."""
+def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None,
+                     chain: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The provenance a sharded run writes for input record ``input_index``; ``chain`` is the
+    item's ``input_chain`` (``chain_inputs``), written as ``input_prev`` and ``input_chain``."""
     out = {**provenance, "shard": shard.name, "input_index": input_index}
     if matrix is not None:
         out["matrix"] = matrix
+    if chain is not None:
+        out["input_prev"], out["input_chain"] = chain
     return out
+
+
+def chain_inputs(items: Iterable[Any]) -> Iterator[Any]:
+    """Every input item (``clsp.records.Item``), in order, with ``input_chain`` set to ``(digest
+    of the records before it, digest of those and it)``: 16 hex digits of a SHA-256 chained
+    over the records' public fields (an unreadable line: its id). Every shard of a run reads
+    the whole input, so the record after ``i`` in another shard must name ``i``'s digest as
+    its ``input_prev``: ``clsp merge`` refuses shards made from different inputs by that."""
+    import hashlib
+    import json
+
+    from clsp.records import public_fields
+
+    prev = ""
+    for it in items:
+        body = it.id if it.record is None else json.dumps(public_fields(it.record), sort_keys=True, default=str)
+        cur = hashlib.sha256(f"{prev}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        it.input_chain = (prev, cur)
+        prev = cur
+        yield it
 
 
 def model_provenance(provenance: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,10 @@ def _run(o: Options) -> int:
     prov = net.provenance()
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
     sink.set_run(run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None))
+    if part is not None:
+        from clsp.shards import chain_inputs
+
+        all_items = chain_inputs(all_items)
     items = (it for it in all_items if part is None or part.owns(it.index))
     if o.resume:
         items = _resume(o, sink, items, prov["dim"], chunk)
@@ -136,7 +140,8 @@ def _provenance(prov: dict, part, matrix):
         return lambda item: prov
     from clsp.shards import shard_provenance
 
-    return lambda item: shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path))
+    return lambda item: shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path),
+                                         getattr(item, "input_chain", None))
 
 
 def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,
@@ -144,6 +149,7 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
     """One record per result (one per window with ``windows``), or its error record (with the
     shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
     from clsp.embed_records import output_rows
+    from clsp.index.records import row_checksum
     from clsp.records import json_vector, public_fields
     from clsp_cli.output import write_results
 
@@ -151,7 +157,8 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
         out = []
         for emb, extra in output_rows(res, windows):
             rec = {**public_fields(res.item.record), **extra}
-            rec.update({"row": matrix.append(emb)} if matrix is not None else {"embedding": json_vector(emb)})
+            rec.update({"row": matrix.append(emb), "row_sha256": row_checksum(emb)} if matrix is not None
+                       else {"embedding": json_vector(emb)})
             out.append({**rec, "provenance": provenance(res.item)})
         return out
 

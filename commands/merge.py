@@ -32,6 +32,7 @@ def main(
 
 def _run(o: Options) -> int:
     from clsp.errors import InputError
+    from clsp.index.records import row_checksum
     from clsp.records import json_vector
     from clsp.shard_merge import ShardSet
     from clsp_cli.console import Throughput, log, set_quiet
@@ -54,7 +55,8 @@ def _run(o: Options) -> int:
                     failed += 1
                 else:
                     value = matrix.append(vec) if matrix is not None else json_vector(vec)
-                    rec = _with_vector(rec, "row" if matrix is not None else "embedding", value)
+                    rec = _with_vector(rec, "row" if matrix is not None else "embedding", value,
+                                       row_checksum(vec) if matrix is not None else None)
                 sink.write(rec)
                 progress.update(failed=int(vec is None))
     finally:
@@ -65,12 +67,15 @@ def _run(o: Options) -> int:
     return 3 if failed else 0
 
 
-def _with_vector(rec: dict, key: str, value) -> dict:
-    """``rec`` with its vector (``embedding`` or ``row``) replaced by ``key: value``, in place of the old one."""
+def _with_vector(rec: dict, key: str, value, check: str | None = None) -> dict:
+    """``rec`` with its vector (``embedding`` or ``row``) replaced by ``key: value``, in place of
+    the old one; a ``row`` comes with its ``row_sha256`` ``check``."""
     out = {}
     for k, v in rec.items():
         if k in ("embedding", "row"):
             out[key] = value
-        else:
+            if key == "row":
+                out["row_sha256"] = check
+        elif k != "row_sha256":
             out[k] = v
     return out

@@ -78,8 +78,12 @@ class QueryEncoder:
 
 
 def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None):
-    """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record."""
-    if "embedding" in record or (matrix is not None and "text" not in record and "audio" not in record):
+    """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record. A
+    record holding its vector (``embedding``, or a ``row`` of ``matrix``, as ``clsp embed``
+    writes them beside the ``audio`` or ``text`` they came from) is that vector; a ``row``
+    with the embedding provenance and no matrix is an error asking for ``--npy``."""
+    embedded = "row" in record and (matrix is not None or isinstance(record.get("provenance"), dict))
+    if "embedding" in record or embedded or (matrix is not None and "text" not in record and "audio" not in record):
         vec = record_vector(record, matrix, position)
         return "vector", check_usable(vec, record, f"query {record.get('id')!r}", nonzero=False)
     if isinstance(record.get("text"), str) and record["text"].strip():

@@ -21,7 +21,30 @@ from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.store import same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
-NOT_METADATA = ("embedding", "row", "provenance")
+NOT_METADATA = ("embedding", "row", "row_sha256", "provenance")
+ROW_CHECK = "row_sha256"  # written beside "row": the first 16 hex digits of the row's float32 bytes' SHA-256
+
+
+def row_checksum(row: np.ndarray) -> str:
+    """``row_sha256`` of a matrix row: the first 16 hex digits of the SHA-256 of its values as
+    little-endian float32 (as ``clsp embed --npy`` writes them), so that a reader can tell the
+    matrix a record was written with from a stale, reordered or foreign one."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(row, dtype="<f4").tobytes()).hexdigest()[:16]
+
+
+def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where: str) -> None:
+    """``InputError`` when ``record`` carries ``row_sha256`` and its row of ``matrix`` is not the
+    vector it was written with. A matrix not stored as float32 (converted after writing)
+    cannot be compared and is taken as it is."""
+    want = record.get(ROW_CHECK)
+    if not isinstance(want, str) or matrix.dtype != np.dtype("<f4"):
+        return
+    if row_checksum(vec) != want:
+        raise InputError(f"{where}: row {record.get('row')!r} of the --npy matrix is not the vector this record "
+                         "was written with (row_sha256 differs): the matrix was overwritten by another run, "
+                         "reordered, or belongs to other records; give the .npy written together with these records")
 OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 
@@ -69,14 +92,16 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
         raise InputError(f"record {record.get('id')!r}: row {row!r} is outside the --npy matrix ({len(matrix)} rows)")
-    return np.asarray(matrix[row], dtype=np.float32)
+    vec = np.asarray(matrix[row], dtype=np.float32)
+    check_row(record, vec, matrix, f"record {record.get('id')!r}")
+    return vec
 
 
 def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     """The fields kept beside the index: everything but the vector, its row in the --npy
     matrix and provenance. A ``row`` beside an inline ``embedding`` points nowhere: it is
     the record's own field, and kept."""
-    drop = NOT_METADATA if "embedding" not in record else tuple(k for k in NOT_METADATA if k != "row")
+    drop = NOT_METADATA if "embedding" not in record else tuple(k for k in NOT_METADATA if k not in ("row", ROW_CHECK))
     meta = {k: v for k, v in public_fields(record).items() if k not in drop}
     meta["id"] = str(record["id"])
     return meta
@@ -126,6 +151,12 @@ class EmbeddingReader:
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
         same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
         vec = record_vector(rec, self.matrix, item.index)
+        made = (theirs or {}).get("dim")
+        if isinstance(made, int) and not isinstance(made, bool) and vec.shape[0] != made:
+            fix = ("the --npy matrix is not the one written with these records (transposed, or another model's)"
+                   if "embedding" not in rec else "the record was altered after it was written")
+            raise InputError(f"record {item.id!r}: {vector_source(rec)} has {vec.shape[0]} values, but its provenance "
+                             f"says model {(theirs or {}).get('model')!r} made {made}-dimensional embeddings: {fix}")
         if self.dim is not None and vec.shape[0] != self.dim:
             error = ProvenanceError if self.expected else InputError  # the wrong model, or a stray record
             model = (self.provenance or {}).get("model")

@@ -60,8 +60,8 @@ def vectors(recs: list[dict], npy: Path | None = None) -> np.ndarray:
 def assert_same(merged: list[dict], single: list[dict], m_npy=None, s_npy=None):
     """Same ids, order, fields and provenance; embeddings within 1e-6 (batches differ)."""
     assert [r["id"] for r in merged] == [r["id"] for r in single]
-    strip = [{k: v for k, v in r.items() if k not in ("embedding", "row")} for r in merged]
-    assert strip == [{k: v for k, v in r.items() if k not in ("embedding", "row")} for r in single]
+    strip = [{k: v for k, v in r.items() if k not in ("embedding", "row", "row_sha256")} for r in merged]
+    assert strip == [{k: v for k, v in r.items() if k not in ("embedding", "row", "row_sha256")} for r in single]
     assert [("embedding" in r, "row" in r) for r in merged] == [("embedding" in r, "row" in r) for r in single]
     np.testing.assert_allclose(vectors(merged, m_npy), vectors(single, s_npy), atol=1e-6)
 
@@ -117,7 +117,12 @@ def test_npy_shards_merge_to_one_matrix_or_inline(corpus, monkeypatch):
         shutil.move(name, moved / name)
     clsp("merge", *[str(moved / s) for s in shards], "-o", "m.jsonl", "--npy", "m.npy", code=3)
     assert_same(read(corpus / "m.jsonl"), read(corpus / "single.jsonl"), corpus / "m.npy", corpus / "single.npy")
-    assert read(corpus / "m.jsonl") == read(corpus / "single.jsonl")  # rows and all
+    no_check = lambda recs: [{k: v for k, v in r.items() if k != "row_sha256"} for r in recs]  # noqa: E731
+    assert no_check(read(corpus / "m.jsonl")) == no_check(read(corpus / "single.jsonl"))  # rows and all
+    from clsp.index.records import row_checksum
+
+    mat = np.load(corpus / "m.npy")
+    assert all(r["row_sha256"] == row_checksum(mat[r["row"]]) for r in read(corpus / "m.jsonl") if "row" in r)
     clsp("merge", *[str(moved / s) for s in shards], "-o", "inline.jsonl", code=3)
     inline = read(corpus / "inline.jsonl")
     np.testing.assert_allclose(vectors(inline), vectors(read(corpus / "single.jsonl"), corpus / "single.npy"), atol=1e-6)
@@ -260,3 +265,50 @@ def test_compressed_shards_merge_like_plain_ones(four_shards, corpus):
     packed.write_bytes(gzip.compress(Path(s[1]).read_bytes()))
     clsp("merge", s[0], str(packed), s[2], s[3], "-o", "packed.jsonl")
     assert (corpus / "packed.jsonl").read_text() == (corpus / "plain.jsonl").read_text()
+
+
+def test_merge_refuses_shards_embedded_from_different_inputs(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    lines = (corpus / "list.jsonl").read_text().splitlines()
+    (corpus / "reversed.jsonl").write_text("\n".join(reversed(lines)) + "\n")
+    for i, source in ((0, "list.jsonl"), (1, "list.jsonl"), (2, "reversed.jsonl")):
+        clsp("embed", source, *EMBED[2:], "--shard", f"{i}/3", "-o", "p-{shard}.jsonl")
+    res = clsp("merge", *[f"p-{i:04d}-of-0003.jsonl" for i in range(3)], "-o", "x.jsonl", code=1)
+    assert "input record 2" in res.stderr and "another input" in res.stderr and "p-0002-of-0003.jsonl" in res.stderr
+    assert not (corpus / "x.jsonl").exists()
+
+
+def test_merge_reads_the_matrix_that_holds_the_shards_rows(corpus, monkeypatch):
+    """Shard outputs copied elsewhere, then the originals overwritten by a run on other input:
+    the merge of the copies reads the copied matrices (their rows match the records)."""
+    monkeypatch.chdir(corpus)
+    clsp(*EMBED, "-o", "single.jsonl", "--npy", "single.npy")
+    shards = [f"p-{i:04d}-of-0003.jsonl" for i in range(3)]
+    for i in range(3):
+        clsp(*EMBED, "--shard", f"{i}/3", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    (corpus / "copy").mkdir()
+    for name in shards + [s.replace(".jsonl", ".npy") for s in shards]:
+        shutil.copy(name, corpus / "copy" / name)
+    lines = (corpus / "list.jsonl").read_text().splitlines()
+    (corpus / "reversed.jsonl").write_text("\n".join(reversed(lines)) + "\n")
+    for i in range(3):
+        clsp("embed", "reversed.jsonl", *EMBED[2:], "--shard", f"{i}/3", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    clsp("merge", *[f"copy/{s}" for s in shards], "-o", "m.jsonl", "--npy", "m.npy", code=3)
+    assert_same(read(corpus / "m.jsonl"), read(corpus / "single.jsonl"), corpus / "m.npy", corpus / "single.npy")
+    np.save(corpus / "copy" / "p-0001-of-0003.npy", np.load(corpus / "p-0001-of-0003.npy"))  # no right matrix left
+    res = clsp("merge", *[f"copy/{s}" for s in shards], "-o", "m2.jsonl", code=1)
+    assert "row_sha256 differs" in res.stderr and not (corpus / "m2.jsonl").exists()
+
+
+def test_rows_of_a_matrix_another_run_overwrote_are_refused(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    lines = (corpus / "list.jsonl").read_text().splitlines()
+    (corpus / "reversed.jsonl").write_text("\n".join(reversed(lines)) + "\n")
+    clsp(*EMBED, "-o", "a.jsonl", "--npy", "shared.npy")
+    clsp("search", "build", "a.jsonl", "--npy", "shared.npy", "-o", "good.idx", code=(0, 3))
+    clsp("embed", "reversed.jsonl", *EMBED[2:], "-o", "b.jsonl", "--npy", "shared.npy")  # the matrix overwritten
+    res = clsp("search", "build", "a.jsonl", "--npy", "shared.npy", "-o", "stale.idx", code=3)
+    assert res.stderr.count("row_sha256 differs") >= 10  # a clip whose row did not move is still right
+    res = clsp("search", "query", "good.idx", "a.jsonl", "--npy", "shared.npy", "-k", "1", code=3)
+    errors = [json.loads(line) for line in res.stdout.splitlines() if '"error"' in line]
+    assert errors and all("row_sha256 differs" in e["error"]["message"] or "gone" in e["id"] for e in errors)

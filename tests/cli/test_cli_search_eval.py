@@ -54,6 +54,18 @@ def test_pool_eval_resolves_rows_into_the_npy_matrix(pool):
         assert got["metrics"][key] == pytest.approx(value)
 
 
+def test_pool_eval_refuses_a_speech_id_given_twice(pool):
+    tmp, _, _ = pool
+    recs = [json.loads(line) for line in (tmp / "sp.jsonl").read_text().splitlines()]
+    write(tmp / "dup.jsonl", recs + recs[:1])
+    r = cli("search", "eval", "--speech", str(tmp / "dup.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0", "-q")
+    assert r.exit_code == 1 and "'c0' appears more than once" in r.stderr and "records 1 and 13" in r.stderr
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0", "--match-key", "clip")
+    assert "no field 'clip' (--match-key)" in r.stderr
+
+
 def test_pool_eval_names_a_non_finite_row_and_stays_valid_json(pool):
     tmp, speech, caps = pool
     both = np.load(tmp / "both.npy")
@@ -82,6 +94,22 @@ def test_build_with_npy_rows_then_query_and_eval(pool):
     assert r.exit_code == 0, r.output
     want = speech_text_retrieval(speech, caps, n_boot=0)
     assert lines(r)[0]["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
+
+
+def test_query_records_with_a_row_and_their_audio_use_the_row(pool):
+    """'clsp embed --npy' writes the clip's audio beside its row: the query is the row's vector
+    (the audio files here do not exist, so embedding them would fail)."""
+    tmp, _, _ = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    assert r.exit_code == 0, r.output
+    recs = [{**json.loads(line), "audio": f"missing-{n}.wav"} for n, line in
+            enumerate((tmp / "sp.jsonl").read_text().splitlines())]
+    write(tmp / "q.jsonl", recs)
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"), "-k", "1", "-q")
+    assert r.exit_code == 0, r.output
+    assert [h["hits"][0]["id"] for h in lines(r)] == [f"c{i}" for i in range(12)]
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "-k", "1", "-q")
+    assert r.exit_code == 3 and all("give it with --npy" in h["error"]["message"] for h in lines(r))
 
 
 def test_index_eval_skips_and_names_queries_whose_relevant_ids_are_not_in_the_index(pool):
