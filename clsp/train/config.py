@@ -45,11 +45,20 @@ class OnResume:
 FIXED_ON_RESUME = OnResume("FIXED_ON_RESUME")  # defines the run: a change is refused
 FRESH_RUN_ONLY = OnResume("FRESH_RUN_ONLY")  # acts only when a run starts: a change is reported, not applied
 
-NonNegInt = Annotated[int, Field(ge=0)]
-PosInt = Annotated[int, Field(ge=1)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+def _not_bool(value: Any) -> Any:
+    """A number field given ``true`` / ``false`` is an error, not 1 / 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+NonNegInt = Annotated[Int, Field(ge=0)]
+PosInt = Annotated[Int, Field(ge=1)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+PosFloat = Annotated[Float, Field(gt=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
 
 
 def _number_as_name(value: Any) -> Any:
@@ -76,7 +85,7 @@ class DataConfig:
     num_buckets: PosInt = 10
     shuffle_buffer: NonNegInt = 10000
     num_workers: NonNegInt = 2
-    valid_max_clips: Annotated[int, Field(ge=2)] = 2000
+    valid_max_clips: Annotated[Int, Field(ge=2)] = 2000
     group_key: str | None = None  # record field (e.g. speaker): its clips share batches in runs
     group_size: PosInt = 4  # clips of one group placed together (hard negatives)
     text_cache: bool = False  # cache frozen text-tower features by caption string
@@ -92,7 +101,7 @@ class OptimConfig:
     lr_encoder: NonNegFloat = 1e-5
     lr_heads: NonNegFloat = 1e-3
     weight_decay: NonNegFloat = 0.01
-    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = field(
+    betas: Annotated[list[Annotated[Float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = field(
         default_factory=lambda: [0.9, 0.98])
     eps: PosFloat = 1e-8
     schedule: Literal["cosine", "eden", "constant"] = "cosine"
@@ -149,7 +158,7 @@ class TrainConfig:
     name: PathName | None = None
     max_steps: PosInt = 10000
     max_epochs: NonNegInt = 0  # 0: no epoch limit
-    seed: Annotated[int, FIXED_ON_RESUME] = 42
+    seed: Annotated[Int, FIXED_ON_RESUME] = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     deterministic: bool = False
@@ -158,11 +167,11 @@ class TrainConfig:
     freeze: Annotated[list[str], FIXED_ON_RESUME] = field(default_factory=list)
     # how a fresh run starts the text head (see clsp.train.text_init); a resumed run keeps its weights
     text_head_init: Annotated[Literal["random", "whiten", "paraphrase"], FRESH_RUN_ONLY] = "random"
-    text_whiten_captions: Annotated[int, Field(ge=2), FRESH_RUN_ONLY] = 10000  # captions sampled from data.train
-    text_whiten_shrink: Annotated[float, Field(ge=0), FRESH_RUN_ONLY] = 0.1  # added to each eigenvalue, x mean
+    text_whiten_captions: Annotated[Int, Field(ge=2), FRESH_RUN_ONLY] = 10000  # captions sampled from data.train
+    text_whiten_shrink: Annotated[Float, Field(ge=0), FRESH_RUN_ONLY] = 0.1  # added to each eigenvalue, x mean
     text_whiten_centre: Annotated[bool, FRESH_RUN_ONLY] = False  # also centre the text head's outputs
-    text_paraphrase_clips: Annotated[int, Field(ge=2), FRESH_RUN_ONLY] = 5000  # clips for the paraphrase start
-    text_paraphrase_steps: Annotated[int, Field(ge=1), FRESH_RUN_ONLY] = 500  # caption-only steps of that start
+    text_paraphrase_clips: Annotated[Int, Field(ge=2), FRESH_RUN_ONLY] = 5000  # clips for the paraphrase start
+    text_paraphrase_steps: Annotated[Int, Field(ge=1), FRESH_RUN_ONLY] = 500  # caption-only steps of that start
     max_nonfinite_steps: PosInt = 5  # consecutive steps with a non-finite loss/gradient that stop the run
     log_every: PosInt = 10
     valid_every: NonNegInt = 1000  # 0: validate only at the end

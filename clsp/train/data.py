@@ -75,6 +75,26 @@ def _duration(record: dict[str, Any], start: Any, end: Any) -> float:
     return audio_duration(record["_path"]) - first
 
 
+def manifest_digest(manifest: str) -> str | None:
+    """SHA-256 (hex) of the training manifest's bytes as stored (compressed files as they
+    are), read in 1 MiB blocks; None when ``manifest`` is not a regular file. A checkpoint
+    keeps it, so that ``--resume`` can tell a manifest changed under the same path."""
+    import hashlib
+    from pathlib import Path
+
+    path = Path(manifest)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> dict[str, Any]:
     """The training view of a manifest record; raises ``InputError`` when it cannot be used.
 

@@ -32,7 +32,7 @@ from clsp.errors import CheckpointError, ConfigError, OutputError, TrainingDiver
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
-from clsp.train.data import BatchPlan, SkipCounter, clip_cache_key, make_loader
+from clsp.train.data import BatchPlan, SkipCounter, clip_cache_key, make_loader, manifest_digest
 from clsp.train.finite import name_list, nonfinite_parameters
 from clsp.train.run_dir import RunDirGuard
 from clsp.train.schedule import lr_factor, set_learning_rates
@@ -123,6 +123,7 @@ class Trainer:
             self.skips = SkipCounter()
             self.last_metrics: dict[str, float] = {}
             self.channel_gap: float | torch.Tensor = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
+            self.data_digest = manifest_digest(cfg.data.train)  # kept in checkpoints, checked on --resume
             self.resumed_from = self._resume(resume)
         except BaseException:
             self.release()
@@ -232,6 +233,7 @@ class Trainer:
             return None
         trainer, mine = ckpt.load_trainer_state(path, self.info.rank)
         changed = resume_changes(trainer.get("config") or {}, self.cfg)  # a fixed key changed: ConfigError
+        self._check_same_data(path, trainer.get("data_digest"), trainer["step"])
         ckpt.load_model_weights(self.model, path)
         try:
             self.optimizer.load_state_dict(trainer["optimizer"])
@@ -249,6 +251,19 @@ class Trainer:
         log.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch, self.batch_in_epoch)
         self._keep_metrics_until(self.step)
         return path
+
+    def _check_same_data(self, path: Path, saved: str | None, step: int) -> None:
+        """``ConfigError`` when the training manifest's bytes differ from those the checkpoint
+        was trained on (a checkpoint written before digests were kept is taken as it is)."""
+        if saved is None or self.data_digest is None or saved == self.data_digest:
+            return
+        from clsp.errors import ConfigError
+
+        raise ConfigError(f"data.train {self.cfg.data.train}: the manifest changed since {path} was written (its "
+                          f"content differs); resuming would continue at step {step}, inside an epoch planned over "
+                          "other records. Restore the manifest, or start a new run from "
+                          f"these weights in another folder: clsp train CONFIG init_from={path / 'model'} "
+                          "--output-dir NEW_DIR")
 
     def autocast(self):
         if self.use_bf16:
@@ -382,7 +397,7 @@ class Trainer:
                                         f"(they overflow); no checkpoint written. {self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
-                         "world_size": self.info.world_size}
+                         "world_size": self.info.world_size, "data_digest": self.data_digest}
         rank_state = {"batch_in_epoch": self.batch_in_epoch, "skipped_rows": dict(self.skips.counts)}
         path = ckpt.save_checkpoint(self.out, self.step, self.model, trainer_state, rank_state,
                                     self.info.rank, self.cfg.keep_last)

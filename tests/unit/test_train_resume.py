@@ -67,14 +67,19 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(want[key], got[key]), key
 
 
+def _small_run(tmp_path: Path) -> tuple[str, Path, list[str]]:
+    """(manifest, output dir, overrides) of a few-clip run from tiny-random, checkpoints every 2 steps."""
+    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
+    out = tmp_path / "run"
+    return manifest, out, [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.min_duration=0.1",
+                           "data.max_duration=1.0", "data.num_workers=0", "log_every=1", "valid_every=0",
+                           "checkpoint_every=2", f"output_dir={out}"]
+
+
 def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_path: Path) -> None:
     from clsp.errors import CheckpointError, ConfigError
 
-    manifest = write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3, max_seconds=0.5)
-    out = tmp_path / "run"
-    common = [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.min_duration=0.1",
-              "data.max_duration=1.0", "data.num_workers=0", "log_every=1", "valid_every=0", "checkpoint_every=2",
-              f"output_dir={out}"]
+    manifest, out, common = _small_run(tmp_path)
     assert _train_here(common + ["max_steps=4"], None).step == 4
     before = (out / "metrics.jsonl").read_text()
     with pytest.raises(ConfigError, match="already holds a training run.*--resume latest"):
@@ -87,6 +92,19 @@ def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device=cuda"):
             _train_here(common + ["device=cuda", f"output_dir={tmp_path / 'gpu'}"], None)
+
+
+def test_resume_refuses_a_manifest_whose_content_changed(tmp_path: Path) -> None:
+    from clsp.errors import ConfigError
+
+    manifest, out, common = _small_run(tmp_path)
+    assert _train_here(common + ["max_steps=2"], None).step == 2
+    original = Path(manifest).read_text()
+    Path(manifest).write_text("".join(reversed(original.splitlines(keepends=True))))  # same path, other order
+    with pytest.raises(ConfigError, match="manifest changed since .*step-00000002.*init_from="):
+        _train_here(common + ["max_steps=4"], "latest")
+    Path(manifest).write_text(original)  # restored: the run goes on
+    assert _train_here(common + ["max_steps=4"], "latest").step == 4
 
 
 def test_a_folder_another_process_trains_into_is_refused(tmp_path: Path) -> None:
