@@ -48,9 +48,37 @@ def _open_info(path: Path):
     try:
         info = sf.info(os.fsencode(path))  # bytes: a file name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
+        raise AudioError(f"{path}: cannot decode audio ({_short(exc)}){_header_hint(path)}") from None
     _check_not_truncated(path, info)
     return info
+
+
+WAV_HEADER_BYTES = 44  # RIFF + fmt + data chunk headers of a plain PCM WAV
+
+
+def _header_hint(path: Path) -> str:
+    """What a RIFF file too short for its headers is, for the decoding error ('' otherwise)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(WAV_HEADER_BYTES)
+    except OSError:
+        return ""
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and len(head) < WAV_HEADER_BYTES:
+        return f"; the file is {len(head)} bytes, shorter than a WAV header ({WAV_HEADER_BYTES} bytes): it holds no audio"
+    return ""
+
+
+def _unfinished_header_hint(path: Path, info) -> str:
+    """For a WAV whose header says 0 frames while bytes follow it (a header never finished,
+    as some tools write one to a pipe): what happened and how to repair it ('' otherwise)."""
+    if info.format not in ("WAV", "WAVEX", "RF64"):
+        return ""
+    m = _DATA_SIZE_LOG.search(getattr(info, "extra_info", "") or "")
+    extra = int(m.group(2)) if m else max(0, path.stat().st_size - WAV_HEADER_BYTES)
+    if extra <= 0:
+        return ""
+    return (f" (its header announces 0 bytes of audio, but {extra} bytes follow it: a header never finished, "
+            "as some tools write one to a pipe; repair it with: sox --ignore-length IN.wav OUT.wav)")
 
 
 _DATA_SIZE_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -205,7 +233,7 @@ def _segment(p: Path, start: float | None, end: float | None,
     channels = select_channels(p, channel, int(info.channels))
     sr = int(info.samplerate)
     if info.frames <= 0:
-        raise AudioError(f"{p}: no audio samples")
+        raise AudioError(f"{p}: no audio samples{_unfinished_header_hint(p, info)}")
     if not MIN_RATE <= sr <= MAX_RATE:
         raise AudioError(f"{p}: unsupported sample rate {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
     offset, frames = _signal_range(p, info)

@@ -106,6 +106,18 @@ def test_a_wav_cut_short_of_its_header_is_named_and_a_streamed_wav_is_not(tmp_pa
     streamed[4:8] = struct.pack("<I", 0xFFFFFFFF)
     (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
     assert load_audio(tmp_path / "streamed.wav").numel() == 16000
+    unfinished = bytearray(whole)  # a header never finished: sizes 0, all data there
+    unfinished[at + 4 : at + 8] = struct.pack("<I", 0)
+    unfinished[4:8] = struct.pack("<I", 0)
+    (tmp_path / "unfinished.wav").write_bytes(bytes(unfinished))
+    with pytest.raises(AudioError, match="announces 0 bytes of audio, but 32000 bytes follow.*sox --ignore-length"):
+        load_audio(tmp_path / "unfinished.wav")
+    (tmp_path / "header.wav").write_bytes(whole[:30])
+    with pytest.raises(AudioError, match="30 bytes, shorter than a WAV header"):
+        load_audio(tmp_path / "header.wav")
+    (tmp_path / "empty-data.wav").write_bytes(bytes(unfinished[:44]))  # sizes 0 and nothing follows
+    with pytest.raises(AudioError, match="no audio samples$"):
+        load_audio(tmp_path / "empty-data.wav")
 
 
 def test_pretty_printed_json_and_arrays_are_named_with_the_fix(tmp_path):
