@@ -73,10 +73,20 @@ def _unfinished_header_hint(path: Path, info) -> str:
     as some tools write one to a pipe): what happened and how to repair it ('' otherwise)."""
     if info.format not in ("WAV", "WAVEX", "RF64"):
         return ""
-    m = _DATA_SIZE_LOG.search(getattr(info, "extra_info", "") or "")
-    extra = int(m.group(2)) if m else max(0, path.stat().st_size - WAV_HEADER_BYTES)
-    if extra <= 0:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        size = path.stat().st_size
+    except OSError:
         return ""
+    at = head.find(b"data", 12)
+    if at < 0:
+        return ""
+    extra = size - (at + 8)
+    after = head[at + 8 : at + 16]
+    if extra <= 0 or (len(after) == 8 and all(0x20 <= b < 0x7F for b in after[:4])
+                      and at + 16 + int.from_bytes(after[4:], "little") <= size):
+        return ""  # nothing follows, or another chunk (LIST, id3 ...) does: an empty recording
     return (f" (its header announces 0 bytes of audio, but {extra} bytes follow it: a header never finished, "
             "as some tools write one to a pipe; repair it with: sox --ignore-length IN.wav OUT.wav)")
 

@@ -54,6 +54,7 @@ class ShardReader:
         self.shard = Shard(named.index, named.count, str(self.path))
         self.provenance = model_provenance(prov) if prov is not None else None
         self.last = -1
+        self.end: tuple[int, str] | None = None  # (input_total, input_final) from the shard's last record
 
     def _read(self) -> dict[str, Any] | None:
         for raw in self.lines:
@@ -100,6 +101,10 @@ class ShardReader:
             self._next = self._read()
         self._check(index, first, line)
         self.last = index
+        for rec in group:
+            prov = rec.get("provenance") or {}
+            if isinstance(prov.get("input_total"), int):
+                self.end = (prov["input_total"], str(prov.get("input_final", "")))
         return group
 
     def _check(self, index: int, rec: dict[str, Any], line: int) -> None:
@@ -241,6 +246,33 @@ class ShardSet:
                 owner = self.readers[index % self.count]
                 raise InputError(f"input record {index} is missing from shard {owner.shard.name} ({owner.path}), "
                                  f"but shard {r.shard.name} ({r.path}) goes on with input record {left}")
+        self._check_end(index, chain)
+
+    def _check_end(self, count: int, chain: str | None) -> None:
+        """The merged records end where the shards' inputs ended (the ``input_total`` /
+        ``input_final`` mark on each shard's last record); shards without marks (older
+        outputs) are taken as they are when none has one."""
+        marked = [r for r in self.readers if r.end is not None]
+        if not marked:
+            return
+        for r in self.readers:
+            if r.end is None and r.last >= 0:
+                raise InputError(f"shard {r.shard.name} ({r.path}) lacks the end-of-input mark its last record "
+                                 "should carry (the other shards have theirs): its last records were cut off; "
+                                 "embed that shard again")
+        totals = sorted({r.end[0] for r in marked})
+        if len(totals) > 1:
+            detail = ", ".join(f"{r.shard.name}: {r.end[0]}" for r in marked[:8])
+            raise InputError(f"the shards read inputs of different lengths ({detail} records): embed every shard "
+                             "from the same input")
+        total = totals[0]
+        if count < total:
+            owner = self.readers[count % self.count]
+            raise InputError(f"input records {count}..{total - 1} are missing: the input held {total} records, and "
+                             f"shard {owner.shard.name} ({owner.path}) ends before input record {count}")
+        if count > total or (chain is not None and chain != marked[0].end[1]):
+            raise InputError(f"the merged records do not end where the shards' input ended ({total} records): "
+                             "the shards were made from different inputs; embed every shard from the same input")
 
     def _check_record(self, reader: ShardReader, rec: dict[str, Any]) -> None:
         prov = model_provenance(rec.get("provenance") or {})

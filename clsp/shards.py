@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from clsp.errors import ConfigError
 
-SHARD_KEYS = ("shard", "input_index", "matrix", "input_prev", "input_chain")  # provenance keys that differ between shards
+SHARD_KEYS = ("shard", "input_index", "matrix", "input_prev", "input_chain", "input_total", "input_final")  # provenance keys that differ between shards
 _NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
@@ -169,24 +169,36 @@ def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int,
     return out
 
 
-def chain_inputs(items: Iterable[Any]) -> Iterator[Any]:
+def chain_inputs(items: Iterable[Any], end: dict[str, Any] | None = None) -> Iterator[Any]:
     """Every input item (``clsp.records.Item``), in order, with ``input_chain`` set to ``(digest
     of the records before it, digest of those and it)``: 16 hex digits of a SHA-256 chained
     over the records' public fields (an unreadable line: its id). Every shard of a run reads
     the whole input, so the record after ``i`` in another shard must name ``i``'s digest as
-    its ``input_prev``: ``clsp merge`` refuses shards made from different inputs by that."""
+    its ``input_prev``: ``clsp merge`` refuses shards made from different inputs by that.
+    When the input is exhausted, ``end`` (a dict) gets ``input_total`` (the number of input
+    records) and ``input_final`` (the last digest), which a shard writes into the provenance of
+    its last record (``end_mark``), so that a merge also sees records missing at the end."""
     import hashlib
     import json
 
     from clsp.records import public_fields
 
-    prev = ""
+    prev, count = "", 0
     for it in items:
         body = it.id if it.record is None else json.dumps(public_fields(it.record), sort_keys=True, default=str)
         cur = hashlib.sha256(f"{prev}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
         it.input_chain = (prev, cur)
-        prev = cur
+        prev, count = cur, count + 1
         yield it
+    if end is not None:
+        end.update({"input_total": count, "input_final": prev})
+
+
+def end_mark(record: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (a shard's last output record) with ``end`` (``chain_inputs``'s) added to its
+    provenance."""
+    prov = record.get("provenance")
+    return {**record, "provenance": {**prov, **end}} if isinstance(prov, dict) else record
 
 
 def model_provenance(provenance: dict[str, Any]) -> dict[str, Any]:

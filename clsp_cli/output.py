@@ -164,6 +164,42 @@ class RecordSink:
         except OSError as exc:
             raise _io_error(part, exc) from None
 
+    def discard(self) -> None:
+        """Drop the unpublished output of a command that cannot resume: its ``.partial`` file
+        and lock go (an earlier published file stays as it was)."""
+        _discard(self.fh if self.lock is not None else None, self.target.partial if self.target else None, self.lock)
+
+    def amend_last(self, update: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+        """Rewrite the last record written to the output file as ``update(record)`` (before
+        ``commit``). False, and nothing changed, for stdout, a non-regular output or an
+        empty one."""
+        if self.lock is None or self.fh is None or self.target is None:
+            return False
+        self.flush()
+        part = self.target.partial
+        try:
+            with open(part, "r+b") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size == 0:
+                    return False
+                block = min(size, 1 << 20)
+                while True:  # back far enough to hold the whole last line
+                    fh.seek(size - block)
+                    tail = fh.read(block)
+                    cut = tail.rstrip(b"\n").rfind(b"\n")
+                    if cut >= 0 or block == size:
+                        break
+                    block = min(size, 2 * block)
+                start = cut + 1 + size - block
+                fh.seek(start)
+                record = json.loads(fh.read().decode("utf-8", "surrogateescape"))
+                fh.seek(start)
+                fh.truncate()
+                fh.write((dumps(update(record)) + "\n").encode("utf-8", "surrogateescape"))
+        except (OSError, ValueError) as exc:
+            raise _io_error(part, exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        return True
+
     @property
     def resumed(self) -> int:
         """Number of records already written by an earlier, interrupted run."""
@@ -324,6 +360,10 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
         self.lock.release()
 
+    def discard(self) -> None:
+        """As ``RecordSink.discard``: the ``.partial`` rows and the lock go."""
+        _discard(self.fh, self.raw if self.lock is not None else None, self.lock)
+
     def _commit_through(self) -> None:
         header = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim)}
         self.fh.seek(0)
@@ -336,6 +376,17 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
         finally:
             self.fh.close()
+
+
+def _discard(fh, partial: Path | None, lock: OutputLock | None) -> None:
+    """Close ``fh``, remove ``partial`` and release ``lock`` (its file removed), ignoring errors."""
+    for step in (lambda: fh.close() if fh is not None else None,
+                 lambda: partial.unlink(missing_ok=True) if partial is not None else None,
+                 lambda: lock.release() if lock is not None else None):
+        try:
+            step()
+        except OSError:
+            pass
 
 
 def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = None,

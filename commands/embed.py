@@ -83,10 +83,11 @@ def _run(o: Options) -> int:
     prov = net.provenance()
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
     sink.set_run(run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None))
+    input_end: dict = {}  # filled when the whole input has been read (sharded runs)
     if part is not None:
         from clsp.shards import chain_inputs
 
-        all_items = chain_inputs(all_items)
+        all_items = chain_inputs(all_items, input_end)
     items = (it for it in all_items if part is None or part.owns(it.index))
     if o.resume:
         items = _resume(o, sink, items, prov["dim"], chunk)
@@ -99,6 +100,10 @@ def _run(o: Options) -> int:
             results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
             _write(results, sink, matrix, _provenance(prov, part, matrix), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
+        if input_end:  # the shard's last record marks where the input ended, for clsp merge
+            from clsp.shards import end_mark
+
+            sink.amend_last(lambda rec: end_mark(rec, input_end))
     finally:
         if matrix is not None:  # rows of records already written reach the disk, even on a failure
             with suppress(ClspError):

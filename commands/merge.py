@@ -59,6 +59,11 @@ def _run(o: Options) -> int:
                                        row_checksum(vec) if matrix is not None else None)
                 sink.write(rec)
                 progress.update(failed=int(vec is None))
+    except BaseException:  # a merge cannot resume: nothing of a refused one stays behind
+        sink.discard()
+        if matrix is not None:
+            matrix.discard()
+        raise
     finally:
         shard_set.close()
     if matrix is not None:

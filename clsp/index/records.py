@@ -35,16 +35,20 @@ def row_checksum(row: np.ndarray) -> str:
 
 
 def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where: str) -> None:
-    """``InputError`` when ``record`` carries ``row_sha256`` and its row of ``matrix`` is not the
-    vector it was written with. A matrix not stored as float32 (converted after writing)
-    cannot be compared and is taken as it is."""
+    """``InputError`` when ``record`` carries ``row_sha256`` and its row of ``matrix`` (``vec``,
+    as float32) is not the vector it was written with. A matrix converted after writing to
+    float64 or big-endian float32 holds the same values and is checked the same way; one
+    converted to a narrower type (float16) cannot be checked, and is refused with the fix."""
     want = record.get(ROW_CHECK)
-    if not isinstance(want, str) or matrix.dtype != np.dtype("<f4"):
+    if not isinstance(want, str) or row_checksum(vec) == want:
         return
-    if row_checksum(vec) != want:
-        raise InputError(f"{where}: row {record.get('row')!r} of the --npy matrix is not the vector this record "
-                         "was written with (row_sha256 differs): the matrix was overwritten by another run, "
-                         "reordered, or belongs to other records; give the .npy written together with these records")
+    if matrix.dtype.itemsize < 4:
+        raise InputError(f"{where}: the --npy matrix is {matrix.dtype} and the record's row_sha256 was written "
+                         f"for the float32 row: give the float32 matrix clsp wrote (or drop row_sha256 from the "
+                         "records to use this one unchecked)")
+    raise InputError(f"{where}: row {record.get('row')!r} of the --npy matrix is not the vector this record "
+                     "was written with (row_sha256 differs): the matrix was overwritten by another run, "
+                     "reordered, or belongs to other records; give the .npy written together with these records")
 OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 

@@ -76,11 +76,15 @@ def _duration(record: dict[str, Any], start: Any, end: Any) -> float:
 
 
 def manifest_digest(manifest: str) -> str | None:
-    """SHA-256 (hex) of the training manifest's bytes as stored (compressed files as they
-    are), read in 1 MiB blocks; None when ``manifest`` is not a regular file. A checkpoint
-    keeps it, so that ``--resume`` can tell a manifest changed under the same path."""
+    """SHA-256 (hex) of the training manifest's content: its lines as every reader gets them
+    (gzip / zstd / xz / bzip2 decompressed, a byte-order mark dropped), so the same records
+    compressed another way give the same digest; None when ``manifest`` is not a regular file
+    or cannot be read through. A checkpoint keeps it, so that ``--resume`` can tell a manifest
+    changed under the same path."""
     import hashlib
     from pathlib import Path
+
+    from clsp.streams import raw_lines
 
     path = Path(manifest)
     if not path.is_file():
@@ -88,9 +92,10 @@ def manifest_digest(manifest: str) -> str | None:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
+            for line in raw_lines(fh, str(path)):
+                digest.update(line.rstrip(b"\r\n"))
+                digest.update(b"\n")
+    except (OSError, ClspError):
         return None
     return digest.hexdigest()
 

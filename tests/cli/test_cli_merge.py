@@ -312,3 +312,32 @@ def test_rows_of_a_matrix_another_run_overwrote_are_refused(corpus, monkeypatch)
     res = clsp("search", "query", "good.idx", "a.jsonl", "--npy", "shared.npy", "-k", "1", code=3)
     errors = [json.loads(line) for line in res.stdout.splitlines() if '"error"' in line]
     assert errors and all("row_sha256 differs" in e["error"]["message"] or "gone" in e["id"] for e in errors)
+    stale = np.load(corpus / "shared.npy")
+    for dtype in (">f4", "<f8"):  # same values, other storage: still checked
+        np.save(corpus / "other.npy", stale.astype(dtype))
+        res = clsp("search", "build", "a.jsonl", "--npy", "other.npy", "-o", f"x{dtype[1:]}.idx", code=3)
+        assert res.stderr.count("row_sha256 differs") >= 10
+    np.save(corpus / "half.npy", stale.astype("<f2"))  # narrower: cannot be checked, so refused with the fix
+    res = clsp("search", "build", "a.jsonl", "--npy", "half.npy", "-o", "half.idx", code=(1, 3))
+    assert "is float16" in res.stderr and "float32 matrix" in res.stderr
+
+
+def test_merge_sees_records_missing_at_the_end_of_the_input(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    lines = (corpus / "list.jsonl").read_text().splitlines()
+    (corpus / "short.jsonl").write_text("\n".join(lines[:12]) + "\n")  # the same input without its last record
+    for i, source in ((0, "short.jsonl"), (1, "list.jsonl"), (2, "list.jsonl")):
+        clsp("embed", source, *EMBED[2:], "--shard", f"{i}/3", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    shards = [f"p-{i:04d}-of-0003.jsonl" for i in range(3)]
+    last = read(corpus / shards[1])[-1]["provenance"]
+    assert last["input_total"] == 13 and len(last["input_final"]) == 16 and last["input_final"] != last["input_chain"]
+    res = clsp("merge", *shards, "-o", "x.jsonl", "--npy", "x.npy", code=1)
+    assert "different lengths" in res.stderr and "0000-of-0003: 12" in res.stderr
+    assert not list(corpus.glob("x.*"))  # a refused merge leaves no .partial or .lock behind
+    clsp("embed", "list.jsonl", *EMBED[2:], "--shard", "0/3", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    clsp("merge", *shards, "-o", "x.jsonl", code=3)
+    assert len(read(corpus / "x.jsonl")) == 14  # 13 inputs, one of them two windows
+    cut = (corpus / shards[1]).read_text().splitlines(keepends=True)
+    (corpus / shards[1]).write_text("".join(cut[:-1]))  # its last record lost
+    res = clsp("merge", *shards, "-o", "y.jsonl", code=1)
+    assert "lacks the end-of-input mark" in res.stderr or "missing" in res.stderr

@@ -118,6 +118,10 @@ def test_a_wav_cut_short_of_its_header_is_named_and_a_streamed_wav_is_not(tmp_pa
     (tmp_path / "empty-data.wav").write_bytes(bytes(unfinished[:44]))  # sizes 0 and nothing follows
     with pytest.raises(AudioError, match="no audio samples$"):
         load_audio(tmp_path / "empty-data.wav")
+    info = b"LIST" + struct.pack("<I", 20) + b"INFOISFT" + struct.pack("<I", 8) + b"clsp\0\0\0\0"
+    (tmp_path / "empty-with-list.wav").write_bytes(bytes(unfinished[:44]) + info)  # an empty recording, tagged
+    with pytest.raises(AudioError, match="no audio samples$"):
+        load_audio(tmp_path / "empty-with-list.wav")
 
 
 def test_pretty_printed_json_and_arrays_are_named_with_the_fix(tmp_path):

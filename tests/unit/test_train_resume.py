@@ -107,6 +107,22 @@ def test_resume_refuses_a_manifest_whose_content_changed(tmp_path: Path) -> None
     assert _train_here(common + ["max_steps=4"], "latest").step == 4
 
 
+def test_the_manifest_digest_is_of_its_records_not_of_its_compression(tmp_path: Path) -> None:
+    import gzip
+
+    from clsp.train.data import manifest_digest
+
+    text = b'{"id": "a", "audio": "a.wav"}\n{"id": "b", "audio": "b.wav"}\n'
+    (tmp_path / "m.jsonl").write_bytes(text)
+    (tmp_path / "fast.jsonl.gz").write_bytes(gzip.compress(text, compresslevel=1))
+    (tmp_path / "best.jsonl.gz").write_bytes(gzip.compress(text, compresslevel=9))
+    digests = {manifest_digest(str(tmp_path / n)) for n in ("m.jsonl", "fast.jsonl.gz", "best.jsonl.gz")}
+    assert len(digests) == 1 and None not in digests
+    (tmp_path / "other.jsonl").write_bytes(text.replace(b'"b"', b'"c"'))
+    assert manifest_digest(str(tmp_path / "other.jsonl")) not in digests
+    assert manifest_digest(str(tmp_path)) is None  # a folder has no digest
+
+
 def test_a_folder_another_process_trains_into_is_refused(tmp_path: Path) -> None:
     import fcntl
 
