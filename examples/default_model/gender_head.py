@@ -28,6 +28,8 @@ speakers.
         --out clsp/models/weights/gender_head_ge2e_voicefilter_p3_w2_ge2e_telephone.json
     python examples/default_model/gender_head.py --emodb /work/shared/data/emodb \
         --speakers ge2e --out clsp/models/weights/gender_head_ge2e.json
+    python examples/default_model/gender_head.py --score clsp/models/weights/gender_head_*_w4*.json \
+        --tess TESS_DIR --savee SAVEE_DIR   # each head alone on English actors (evaluation only)
 """
 
 from __future__ import annotations
@@ -243,5 +245,32 @@ def main() -> None:
                       "heldout_emodb_accuracy": acc, "heldout_emodb_telephone_accuracy": acc8}))
 
 
+def score_english(heads: list[Path], tess: Path, savee: Path) -> None:
+    """Print each packaged head's accuracy, alone, on the English clips of evaluate_real.py
+    (TESS: 10 per speaker and emotion; SAVEE: all), per speaker too."""
+    from evaluate_real import savee_rows, tess_rows
+
+    rows = tess_rows(tess, 10, 0) + savee_rows(savee)
+    female = np.array([r["gender"] == "female" for r in rows])
+    speaker = np.array([r["speaker"] for r in rows])
+    for path in heads:
+        head = json.loads(path.read_text())
+        x = d_vectors([Path(r["audio"]) for r in rows], head["speakers"], settings=head["settings"])
+        right = (x @ np.array(head["weights"]) + head["bias"] > 0) == female
+        per = {s: round(100 * float(right[speaker == s].mean()), 1) for s in sorted(set(speaker.tolist()))}
+        ua = 50 * (right[female].mean() + right[~female].mean())
+        print(json.dumps({"head": path.name, "clips": len(rows), "wa": round(100 * float(right.mean()), 1),
+                          "ua": round(float(ua), 1), "per_speaker": per}))
+
+
 if __name__ == "__main__":
-    main()
+    if "--score" in sys.argv:  # gender_head.py --score HEAD.json [...] --tess DIR --savee DIR
+        sp = argparse.ArgumentParser(description="score packaged gender heads alone on TESS + SAVEE")
+        sp.add_argument("--score", type=Path, nargs="+", required=True)
+        sp.add_argument("--tess", type=Path, required=True)
+        sp.add_argument("--savee", type=Path, required=True)
+        a = sp.parse_args()
+        torch.set_num_threads(1)
+        score_english(a.score, a.tess, a.savee)
+    else:
+        main()
