@@ -28,6 +28,8 @@ MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too la
 def _open_info(path: Path):
     import soundfile as sf
 
+    if "\x00" in str(path):
+        raise AudioError(f"{str(path)!r}: a file name cannot hold a NUL byte")
     try:
         if not path.exists():
             from clsp.streams import CUT_SOURCE_NAME

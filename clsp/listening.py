@@ -56,7 +56,9 @@ def clip_from_record(rec: Mapping[str, Any], base: Path, score: float | None = N
     audio = rec.get("audio")
     if not isinstance(audio, str) or not audio:
         return None
-    p = Path(audio).expanduser()
+    from clsp.records import home_path
+
+    p = home_path(audio)
     path = p if p.is_absolute() else Path(base) / p
     fields = {k: v for k, v in rec.items() if k not in HIDDEN and not str(k).startswith("_") and k != "score"}
     from clsp.errors import ClspError

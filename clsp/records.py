@@ -62,7 +62,7 @@ def base_dir_of(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
     for stdin (``-``).
     """
     if audio_root is not None:
-        return Path(os.path.abspath(Path(audio_root).expanduser()))
+        return Path(os.path.abspath(home_path(audio_root)))
     if str(path) == "-":
         return Path.cwd()
     return Path(os.path.abspath(path)).parent
@@ -156,6 +156,15 @@ def is_cut(obj: dict[str, Any]) -> bool:
     return obj.get("type") in CUT_TYPES or ("recording" in obj and "duration" in obj)
 
 
+def home_path(text: str | os.PathLike) -> Path:
+    """``Path(text)`` with a leading ``~`` / ``~user`` expanded; a name a shell would keep as
+    written (``~`` of no such user, a NUL byte, no home directory) stays as written."""
+    try:
+        return Path(text).expanduser()
+    except (RuntimeError, ValueError):
+        return Path(text)
+
+
 def resolve_path(value: Any, base: Path) -> str:
     """``value`` as an absolute path: relative ones join ``base``; ``~`` expands; URLs stay.
 
@@ -164,7 +173,7 @@ def resolve_path(value: Any, base: Path) -> str:
     text = str(value)
     if "://" in text:
         return text
-    p = Path(text).expanduser()
+    p = home_path(text)
     return os.path.abspath(p if p.is_absolute() else base / p)
 
 

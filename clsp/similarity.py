@@ -29,7 +29,7 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
-from clsp.records import Item, resolve_path
+from clsp.records import Item, home_path, resolve_path
 from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result
 
 
@@ -50,7 +50,7 @@ class Side:
 
 
 def _resolve(path: str, base: Path | None) -> str:
-    return resolve_path(path, base) if base is not None else str(Path(path).expanduser())
+    return resolve_path(path, base) if base is not None else str(home_path(path))
 
 
 def looks_like_audio(value: str, base: Path | None = None) -> bool:

@@ -71,9 +71,11 @@ def _run(o: Options) -> int:
 
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
+        from clsp.records import home_path
+
         bad = []
         for side in (o.a, o.b):
-            path = Path(side).expanduser()
+            path = home_path(side)
             if not side.strip():
                 bad.append(f"{side!r}: empty: give an audio file or a caption")
             elif os.path.isdir(path):  # os.path: a name too long for the filesystem is no file, not a crash

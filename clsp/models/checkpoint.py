@@ -145,7 +145,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         model = load_clsp_dir(DEFAULT_MODEL_DIR, device, with_text)
         model.name, model.init_from = "clsp-default", None  # the built-in model is known by name, not by how it was built
         return model
-    path = Path(name).expanduser()
+    from clsp.records import home_path
+
+    path = home_path(name)
     if path.is_dir():
         cfg = path / "config.json"
         if cfg.exists() and "clsp_format" in _read_json(cfg):

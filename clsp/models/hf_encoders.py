@@ -40,7 +40,9 @@ MASKED_PADDING_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 
 def _local_dir(source: str | Path, base_dir: Path | None) -> Path:
-    p = Path(source).expanduser()
+    from clsp.records import home_path
+
+    p = home_path(source)
     if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
         p = base_dir / p
     if not (p / "config.json").exists():

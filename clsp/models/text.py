@@ -34,7 +34,9 @@ def resolve_text_source(source: str, base: Path | None = None) -> str:
     """A local directory for ``source``: a named built-in, a path, or a hub id (if cached)."""
     if source in NAMED_TEXT_ENCODERS:
         return NAMED_TEXT_ENCODERS[source]()
-    p = Path(source).expanduser()
+    from clsp.records import home_path
+
+    p = home_path(source)
     if not p.is_absolute() and base is not None and (base / p).exists():
         p = base / p
     if p.exists():

@@ -171,3 +171,22 @@ def test_a_start_given_as_an_integer_beyond_the_float_range_is_an_invalid_start(
     with pytest.raises(AudioError, match="invalid start"):
         load_audio(tmp_path / "a.wav", start=10 ** 400)
     assert _may_hold_a_huge_float('{"x": 1E+309}') and not _may_hold_a_huge_float('{"embedding": [5e-05, 0.1]}')
+
+
+def test_home_names_of_no_user_and_nul_bytes_stay_names(tmp_path):
+    """'~name' of no such user, a control byte after '~' or a NUL byte in a path: one item each,
+    an error record on reading the audio, never a traceback from expanding the home folder."""
+    import pytest
+
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+    from clsp.records import home_path, iter_items
+
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"~\x01\n~no-such-user-here/a.wav\n" + b'{"id": "n", "audio": "a\\u0000b.wav"}\n')
+    items = list(iter_items(str(lst), "audio"))
+    assert [it.ok for it in items] == [True, True, True]
+    assert items[1].record["audio"] == str(tmp_path / "~no-such-user-here" / "a.wav")
+    assert home_path("~no-such-user-here/x") == __import__("pathlib").Path("~no-such-user-here/x")
+    with pytest.raises(AudioError, match="cannot hold a NUL byte"):
+        load_audio(items[2].record["audio"])
