@@ -153,7 +153,8 @@ CUT_TYPES = {"MonoCut", "MultiCut", "MixedCut", "PaddingCut", "DataCut", "Cut"}
 
 def is_cut(obj: dict[str, Any]) -> bool:
     """Whether a JSON object is a Lhotse cut (by its ``type``, or a recording with a duration)."""
-    return obj.get("type") in CUT_TYPES or ("recording" in obj and "duration" in obj)
+    kind = obj.get("type")
+    return (isinstance(kind, str) and kind in CUT_TYPES) or ("recording" in obj and "duration" in obj)
 
 
 def home_path(text: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clsp.errors import ClspError
+from clsp.errors import ClspError, ConfigError
 from clsp.streams import compression_of
 from clsp.records import iter_items, read_jsonl
 
@@ -28,10 +28,21 @@ json_ish = st.recursive(
 @given(lines=st.lists(st.binary(max_size=200) | json_ish.map(lambda v: __import__("json").dumps(v).encode()), max_size=12),
        modality=st.sampled_from(["audio", "text"]))
 @example(lines=[b"\xef\xbb\xbf"], modality="audio")  # a line holding only the BOM holds nothing
+@example(lines=[b'{"type":[]}'], modality="audio")  # a "type" that is no cut type name
+@example(lines=[b"~\x01", b"~\x00"], modality="audio")  # "~name" of no user; a NUL byte
+@example(lines=[b"["], modality="text")  # pretty-printed JSON
 def test_jsonl_reader_one_item_per_line(tmp_path_factory, lines, modality):
     lines = [b.replace(b"\n", b" ").replace(b"\r", b" ") for b in lines]
     path = tmp_path_factory.mktemp("fz") / "m.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
+    body = path.read_bytes()
+    body = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
+    first = next((raw.strip() for raw in body.splitlines() if raw.strip()), b"")
+    if compression_of(body[:8]) is None and first in (b"[", b"{"):
+        # a lone bracket opening the file is pretty-printed JSON: refused as a whole, with the fix
+        with pytest.raises(ConfigError, match="pretty-printed JSON"):
+            list(iter_items(path, modality))
+        return
     items = list(iter_items(path, modality))
     if compression_of(path.read_bytes()[:8]) is not None:
         # a file that starts like gzip/zstd is read as one: bad data ends it with one error naming the file
