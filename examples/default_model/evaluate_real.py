@@ -13,7 +13,7 @@ Per model (the first is the baseline), on the same clips:
   -50 dBFS (``RECORDING_COPIES``);
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
-  other emotion): mean and quantiles;
+  other emotion): mean and quantiles, over all clips and within each set;
 * a clip's own caption among 10 (R@1, speech -> text and text -> speech), with captions
   written from each clip's labels (speaker gender, emotion, TESS's older speaker's age) in
   wordings unlike the training captions': a stand-in for human-written style captions, which
@@ -291,6 +291,7 @@ def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
             r["caption_r1_among_10"]["baselines"] = label_baselines([caption_labels(rows[k]) for k in keep])
         r["recording_copies"] = {kind: copy_cosines(model, rows, lambda row, w, f=fn: f(w))
                                  for kind, (_, fn) in RECORDING_COPIES.items()}
+        r["pairs"] = pair_distributions(audio, rows)  # within one set: voices and styles of one corpus
         res[name] = r
     if "emodb" in sets:
         res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
@@ -340,10 +341,12 @@ def markdown_table(results: list[dict]) -> str:
         for kind, (label, _) in RECORDING_COPIES.items():
             row(s, f"copy with {label}: cosine mean / p10 / min",
                 lambda r, k=kind: " / ".join(f"{r[s]['recording_copies'][k][q]:.3f}" for q in ("mean", "p10", "min")))
-    for kind in ("same_voice", "same_style", "unrelated"):
-        row("all", f"{kind.replace('_', '-')} cosine mean (q05, q50, q95)",
-            lambda r: f"{r['pairs'][kind]['mean']:.3f} ({r['pairs'][kind]['q05']:.2f}, "
-                      f"{r['pairs'][kind]['q50']:.2f}, {r['pairs'][kind]['q95']:.2f})")
+    for where, get in (("all", lambda r: r["pairs"]), ("emodb", lambda r: r["emodb"]["pairs"]),
+                       ("tess_savee", lambda r: r["tess_savee"]["pairs"])):
+        for kind in ("same_voice", "same_style", "unrelated"):
+            row(where, f"{kind.replace('_', '-')} cosine mean (q05, q50, q95)",
+                lambda r, k=kind, g=get: f"{g(r)[k]['mean']:.3f} ({g(r)[k]['q05']:.2f}, "
+                                         f"{g(r)[k]['q50']:.2f}, {g(r)[k]['q95']:.2f})")
     for pack in PACKS:
         row("all", f"`{pack}` answers %",
             lambda r: ", ".join(f"{c} {100 * v:.0f}" for c, v in r["packs"][pack]["shares"].items()))
