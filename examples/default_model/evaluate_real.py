@@ -237,7 +237,8 @@ def copy_cosines(model, rows: list[dict], make_copy) -> dict:
 
 
 def pair_distributions(audio: np.ndarray, rows: list[dict], max_pairs: int = 20000, seed: int = 0) -> dict:
-    """Cosine quantiles for same-voice, same-style and unrelated pairs (see module docstring)."""
+    """Cosine quantiles for same-voice, same-style and unrelated pairs (see module docstring);
+    a kind with no pair gets ``pairs: 0`` and null values."""
     x = audio / np.linalg.norm(audio, axis=1, keepdims=True)
     spk = np.array([r["speaker"] for r in rows])
     emo = np.array([r["emotion"] for r in rows])
@@ -249,6 +250,9 @@ def pair_distributions(audio: np.ndarray, rows: list[dict], max_pairs: int = 200
     out = {}
     for name, sel in kinds.items():
         idx = np.flatnonzero(sel)
+        if len(idx) == 0:  # e.g. one speaker only: no pair of that kind
+            out[name] = {"pairs": 0, "mean": None, **{f"q{int(q * 100):02d}": None for q in QUANTILES}}
+            continue
         idx = rng.choice(idx, min(max_pairs, len(idx)), replace=False)
         cos = np.sum(x[i[idx]] * x[j[idx]], axis=1)
         out[name] = {"pairs": int(len(idx)), "mean": float(cos.mean()),
