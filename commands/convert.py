@@ -24,8 +24,26 @@ def main(
     from clsp_cli.console import log, set_quiet
 
     set_quiet(quiet)
+    _check_destination(source, destination)
     model = load_model(source)
     out = save_model(model, destination)
     n = sum(p.numel() for p in model.parameters())
     log(f"wrote {out} ({n:,} parameters, provenance {model.provenance()})")
     return 0
+
+
+def _check_destination(source: str, destination: str) -> None:
+    """A usage error (before anything loads) for a destination that would replace the source or
+    a folder holding it, or that is not a model folder (``clsp.models.checkpoint.check_replaceable``)."""
+    import os
+    from pathlib import Path
+
+    from clsp.errors import ConfigError
+    from clsp.models.checkpoint import check_replaceable
+
+    out = Path(os.path.realpath(destination))
+    src = Path(os.path.realpath(source))
+    if Path(source).exists() and (src == out or out in src.parents):
+        raise ConfigError(f"{destination}: would replace the model being converted ({source}) or a folder holding it; "
+                          "give another destination")
+    check_replaceable(out)

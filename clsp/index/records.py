@@ -87,6 +87,10 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
             raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers") from None
         if vec.ndim != 1 or vec.size == 0:
             raise InputError(f"record {record.get('id')!r}: 'embedding' must be a flat non-empty list")
+        if "row" in record and isinstance(record.get(ROW_CHECK), str) and row_checksum(vec) != record[ROW_CHECK]:
+            raise InputError(f"record {record.get('id')!r}: its 'embedding' is not the vector its row_sha256 names "
+                             "(the record was edited after it was written, or joined from two records): keep one "
+                             "of 'embedding' and 'row'")
         return vec
     if matrix is None:
         if "row" in record:

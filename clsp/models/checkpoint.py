@@ -55,14 +55,44 @@ def apply_state_dict(model: CLSPModel, sd: dict[str, torch.Tensor], skip_text: b
     model.load_state_dict(sd, strict=not ignore)
 
 
+MODEL_ENTRIES = frozenset({"config.json", WEIGHTS, "tokenizer"})  # what save_model writes
+
+
+def check_replaceable(out: Path) -> None:
+    """``ConfigError`` unless ``out`` is absent or a clsp model folder that ``save_model`` may
+    replace: a folder holding only ``config.json`` (with ``clsp_format``), the weights and
+    ``tokenizer/``. A file, a data folder or a folder with anything else is never replaced."""
+    from clsp.errors import ConfigError
+
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; give a new folder for the model")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    other = [e for e in entries if e not in MODEL_ENTRIES]
+    try:
+        ours = "clsp_format" in json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        ours = False
+    if other or not ours:
+        what = f"it holds {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}" if other else "no clsp config.json"
+        raise ConfigError(f"{out}: exists and is not a clsp model folder ({what}); it would be replaced as a whole: "
+                          "give a new folder, or remove this one first")
+
+
 def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
     """Write ``model`` to ``directory`` atomically (temp dir + rename).
 
-    A symlink is followed: the folder it points to is replaced, the link stays.
+    A symlink is followed: the folder it points to is replaced, the link stays. Only an
+    empty folder or an earlier clsp model folder is replaced (``check_replaceable``:
+    ``ConfigError`` otherwise).
     """
     from safetensors.torch import save_file
 
     out = Path(os.path.realpath(directory))
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -79,9 +109,8 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         save_file(_stored_keys(model), str(tmp / WEIGHTS), metadata={"format": "pt", "clsp_format": str(FORMAT_VERSION)})
         if out.exists():
-            old = out.with_name(out.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
+            out.rename(old)  # onto the empty folder just made: never a folder of the user's
             tmp.rename(out)
             shutil.rmtree(old, ignore_errors=True)
         else:

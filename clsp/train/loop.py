@@ -14,6 +14,7 @@ requeue resumes with ``--resume latest``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -54,6 +55,20 @@ log = logging.getLogger("clsp.train")
 EXIT_PREEMPTED = 75
 
 
+def _warn_if_valid_is_train(train: str, valid: str | None) -> None:
+    """A warning when ``data.valid`` is the training manifest itself: its recall then measures
+    clips the model trains on, not held-out ones."""
+    if not valid or not train:
+        return
+    try:
+        same = os.path.samefile(train, valid)
+    except OSError:
+        same = False
+    if same:
+        log.warning("data.valid is the training manifest (%s): validation then scores clips the model trains on, "
+                    "not held-out ones; give a held-out manifest to measure generalisation", valid)
+
+
 @dataclass
 class TrainResult:
     status: str  # "finished" or "preempted"
@@ -74,6 +89,7 @@ class Trainer:
         self._run_lock = self._lock_output_dir()
         try:  # whatever stops the set-up lets go of the folder's lock
             self._refuse_other_run(resume)
+            _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True)
             torch.manual_seed(cfg.seed)  # same fresh weights on every rank
@@ -192,6 +208,24 @@ class Trainer:
                 with contextlib.suppress(OSError):
                     self.out.rmdir()
 
+    def _refuse_foreign_config(self) -> None:
+        """A fresh run writes its whole config to ``OUT/config.json``: a file there that no run
+        wrote (the user's own, or the config file given to this run) is a ``ConfigError``,
+        never overwritten. A run's config holds every top-level key of ``TrainConfig``."""
+        path = self.out / RUN_CONFIG
+        if not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        if isinstance(data, dict) and keys <= set(data):
+            return
+        raise ConfigError(f"{path} exists and is not the config a training run wrote (a file of yours, or the config "
+                          f"given to this run?): a run writes its own {RUN_CONFIG} there; train into another "
+                          "--output-dir, or move that file")
+
     def _refuse_other_run(self, resume: str | None) -> None:
         """Without ``--resume``, an output folder that already holds a run (checkpoints or
         logged steps) is a ``ConfigError``: the two runs' checkpoints and metrics would mix."""
@@ -200,6 +234,7 @@ class Trainer:
         found = ckpt.list_checkpoints(self.out)
         metrics = self.out / "metrics.jsonl"
         logged = metrics.exists() and metrics.stat().st_size > 0
+        self._refuse_foreign_config()
         if found or logged:
             held = f"checkpoints up to {found[-1].name}" if found else "the metrics.jsonl of a run"
             raise ConfigError(f"{self.out} already holds a training run ({held}): continue it with --resume latest, "

@@ -341,3 +341,18 @@ def test_merge_sees_records_missing_at_the_end_of_the_input(corpus, monkeypatch)
     (corpus / shards[1]).write_text("".join(cut[:-1]))  # its last record lost
     res = clsp("merge", *shards, "-o", "y.jsonl", code=1)
     assert "lacks the end-of-input mark" in res.stderr or "missing" in res.stderr
+
+
+def test_a_record_whose_embedding_and_row_disagree_is_refused(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    clsp(*EMBED, "-o", "r.jsonl", "--npy", "r.npy")
+    recs = [r for r in read(corpus / "r.jsonl") if "row" in r]
+    mat = np.load(corpus / "r.npy")
+    both = [{**r, "embedding": mat[(r["row"] + 1) % len(mat)].tolist()} for r in recs]  # the next clip's vector
+    (corpus / "both.jsonl").write_text("".join(json.dumps(r) + "\n" for r in both))
+    for npy in ((), ("--npy", "r.npy")):
+        res = clsp("search", "build", "both.jsonl", *npy, "-o", f"b{len(npy)}.idx", code=1)
+        assert "not the vector its row_sha256 names" in res.stderr or "row_sha256 differs" in res.stderr
+    same = [{**r, "embedding": mat[r["row"]].tolist()} for r in recs]  # agreeing: fine
+    (corpus / "same.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
+    clsp("search", "build", "same.jsonl", "-o", "same.idx", code=0)

@@ -96,3 +96,28 @@ def test_manifest_paths_resolve_against_its_folder(tmp_path, monkeypatch):
     # a manifest given by a relative name still resolves against its own folder
     relative = list(iter_items("../corpus/sub/m.jsonl"))
     assert relative[0].record["_path"] == str(tmp_path / "corpus" / "sub" / "a.wav")
+
+
+def test_convert_replaces_only_a_model_folder_never_data_or_its_source(tmp_path):
+    """`clsp convert SRC DEST` writes a model folder atomically; a DEST holding anything but a
+    clsp model (a data folder, the working folder, a folder holding SRC, a file) is refused
+    with exit 2 and left as it was, and a user's DEST.old is never touched."""
+    from clsp.models import save_model, tiny_model
+
+    save_model(tiny_model(seed=1), tmp_path / "m")
+    assert invoke("convert", tmp_path / "m", tmp_path / "out").returncode == 0
+    assert invoke("convert", tmp_path / "m", tmp_path / "out").returncode == 0  # an earlier model: replaced
+    (tmp_path / "out.old").mkdir()
+    (tmp_path / "out.old" / "notes.txt").write_text("mine")
+    assert invoke("convert", tmp_path / "m", tmp_path / "out").returncode == 0
+    assert (tmp_path / "out.old" / "notes.txt").read_text() == "mine"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("keep")
+    (tmp_path / "f.txt").write_text("keep")
+    for dest, why in ((data, "not a clsp model folder"), (tmp_path, "would replace the model"),
+                      (tmp_path / "f.txt", "not a folder")):
+        proc = invoke("convert", tmp_path / "m", dest)
+        assert proc.returncode == 2 and why in proc.stderr.decode(), proc.stderr.decode()
+    assert (data / "a.txt").read_text() == "keep" and (tmp_path / "f.txt").read_text() == "keep"
+    assert (tmp_path / "m" / "model.safetensors").exists()

@@ -141,3 +141,18 @@ def test_a_folder_another_process_trains_into_is_refused(tmp_path: Path) -> None
             _train_here(common, None)
     assert not (out / "metrics.jsonl").exists()
     assert _train_here(common, None).step == 2  # the lock is free again once that run ends
+
+
+def test_a_config_json_no_run_wrote_is_never_overwritten(tmp_path: Path, caplog) -> None:
+    from clsp.errors import ConfigError
+
+    manifest, out, common = _small_run(tmp_path)
+    out.mkdir()
+    (out / "config.json").write_text('{"my": "project settings"}')
+    with pytest.raises(ConfigError, match="not the config a training run wrote"):
+        _train_here(common + ["max_steps=2"], None)
+    assert (out / "config.json").read_text() == '{"my": "project settings"}'
+    (out / "config.json").unlink()
+    with caplog.at_level("WARNING"):
+        assert _train_here(common + ["max_steps=2", f"data.valid={manifest}"], None).step == 2
+    assert "data.valid is the training manifest" in caplog.text
