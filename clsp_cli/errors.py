@@ -15,7 +15,7 @@ import typer
 
 from clsp.errors import ClspError, ConfigError, ModelNotFoundError
 from clsp_cli.console import error
-from clsp_cli.output_files import OUTPUT_PARAMS, check_run_files, release_unpublished
+from clsp_cli.output_files import OUTPUT_PARAMS, check_run_files, release_reserved, release_unpublished, reserve_outputs
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 
@@ -64,6 +64,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         try:
             check_numbers(kwargs)
             check_run_files(kwargs, outputs)
+            reserve_outputs(kwargs)
             code = fn(*args, **kwargs)
         except BrokenPipeError:
             _quiet_broken_pipe()
@@ -80,6 +81,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
             error("interrupted")
             raise typer.Exit(130) from None
         finally:
+            release_reserved()
             release_unpublished()
             runfiles.end()
         try:

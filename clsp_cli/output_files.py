@@ -97,7 +97,13 @@ class OutputLock:
     def __init__(self, target: OutputTarget):
         self.target = target
         self.path = target.lock
-        self.fd = self._acquire()
+        reserved = _reserved.pop(str(self.path), None)
+        if reserved is not None:  # this command took the lock when it started: the writer carries it on
+            self.fd, reserved.fd = reserved.fd, -1
+            if reserved in _held:
+                _held.remove(reserved)
+        else:
+            self.fd = self._acquire()
         _held.append(self)
         self.previous_run = self._read().get("run")
         self.record(self.previous_run)
@@ -156,6 +162,33 @@ class OutputLock:
         self.fd = -1
         if self in _held:
             _held.remove(self)
+
+
+_reserved: dict[str, OutputLock] = {}  # lock path -> the lock a command took for an output it writes at its end
+RESERVED_PARAMS = ("report", "plot", "html")  # outputs written only when a command ends
+
+
+def reserve_outputs(params: dict[str, Any], names: tuple[str, ...] = RESERVED_PARAMS) -> None:
+    """Take the lock of every regular file named by ``names`` when a command starts, so a
+    second run writing the same report, figure or page stops at once (``OutputError``, naming
+    the PID) instead of both running and the later one replacing the other's file. The writer
+    that publishes the file carries the lock on; ``release_reserved`` drops the others."""
+    for name in names:
+        path = params.get(name)
+        if not isinstance(path, str) or path == "-":
+            continue
+        target = resolve_target(path)
+        if target.through or not target.path.parent.is_dir():
+            continue
+        lock = OutputLock(target)
+        _reserved[str(lock.path)] = lock
+
+
+def release_reserved() -> None:
+    """Drop the locks ``reserve_outputs`` took that no writer carried on (their lock files go)."""
+    for lock in list(_reserved.values()):
+        lock.release()
+    _reserved.clear()
 
 
 def release_unpublished() -> None:

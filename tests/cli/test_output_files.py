@@ -313,3 +313,31 @@ def test_shard_outputs_are_checked_with_their_names_filled_in(tmp_path):
                    "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2 and "both name q-0000-of-0002.x" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_report_or_plot_another_run_is_writing_stops_the_second_run_at_once(tmp_path):
+    """Reports, figures and pages are written when a command ends; their lock is taken when it
+    starts, so a second run onto the same file stops at once (exit 1, naming the PID) and
+    writes nothing, and a finished run leaves no lock file beside them."""
+    from tests.helpers.cli import invoke
+
+    clips = REPO / "examples" / "data" / "clips.jsonl"
+    emb = tmp_path / "e.jsonl"
+    assert invoke("embed", clips, "-m", "tiny-random", "-o", emb).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "r.json")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"ready"
+        proc = invoke("classify", emb, "-m", "tiny-random", "--pack", "gender", "--label-key", "gender",
+                      "--report", tmp_path / "r.json", "-o", tmp_path / "out.jsonl")
+        assert proc.returncode == 1 and f"in use by PID {holder.pid}" in proc.stderr.decode()
+        assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.partial").exists()
+    finally:
+        holder.communicate(b"\n", timeout=60)
+    proc = invoke("classify", emb, "-m", "tiny-random", "--pack", "gender", "--label-key", "gender",
+                  "--report", tmp_path / "r.json", "--plot", tmp_path / "p.png", "-o", tmp_path / "out.jsonl")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads((tmp_path / "r.json").read_text())["n"] > 0 and (tmp_path / "p.png").stat().st_size > 0
+    assert not list(tmp_path.glob("*.lock"))
