@@ -380,13 +380,17 @@ class MatrixSink:
 
 def _discard(fh, partial: Path | None, lock: OutputLock | None) -> None:
     """Close ``fh``, remove ``partial`` and release ``lock`` (its file removed), ignoring errors."""
-    for step in (lambda: fh.close() if fh is not None else None,
-                 lambda: partial.unlink(missing_ok=True) if partial is not None else None,
-                 lambda: lock.release() if lock is not None else None):
-        try:
-            step()
-        except OSError:
-            pass
+    from contextlib import suppress
+
+    if fh is not None:
+        with suppress(OSError):
+            fh.close()
+    if partial is not None:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
+    if lock is not None:
+        with suppress(OSError):
+            lock.release()
 
 
 def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = None,
