@@ -14,14 +14,17 @@ extension (``.wav``, ``.flac``...) that has no spaces or contains a path separat
 otherwise it is text. Explicit fields ``a_audio`` / ``a_text`` / ``b_audio`` / ``b_text``
 override the guess, and a side may be an object ``{"audio": path, "start": s, "end": s,
 "channel": c}`` (``channel``: an index or a list of indices, as in input records) or
-``{"text": ...}``.
+``{"text": ...}``. An object side that holds its vector (an ``embedding`` record as
+``clsp embed`` writes it) is that vector, not embedded again; its ``provenance`` must name the
+model in use (``ProvenanceError`` otherwise), and a ``row`` side (``clsp embed --npy``) is
+refused: the pairs hold no matrix.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
@@ -36,16 +39,23 @@ from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a pair: an audio clip (path, optional start/end seconds and channel) or a text."""
+    """One side of a pair: an audio clip (path, optional start/end seconds and channel), a
+    text, or an embedding given with the pair (``vector``; ``kind`` then says what it embeds)."""
 
     kind: str  # "audio" or "text"
     value: str
     start: float | None = None
     end: float | None = None
     channel: int | tuple[int, ...] | None = None
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    provenance: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple:
+        if self.vector is not None:
+            from clsp.index.records import row_checksum
+
+            return ("vector", row_checksum(self.vector))
         return (self.kind, self.value, self.start, self.end, self.channel)
 
 
@@ -77,6 +87,8 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     Relative audio paths resolve against ``base`` (the pairs file's folder) when given.
     """
     if isinstance(value, dict):
+        if "embedding" in value or "row" in value:
+            return embedded_side(value, where)
         if "audio" in value:
             return record_audio_side(value, where, base)
         if "text" in value:
@@ -85,6 +97,26 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
     return audio_side(value, where, base=base) if looks_like_audio(value, base) else _text_side(value, where)
+
+
+def embedded_side(record: dict, where: str) -> Side:
+    """The side an embedding record is (``clsp embed`` output: ``embedding`` and ``provenance``
+    beside the ``audio`` or ``text`` it came from): its vector, used as it is. ``InputError``
+    naming ``where`` for a vector that is not a flat list of finite numbers, not all zero, or
+    for a ``row`` (a row of a ``--npy`` matrix, which pairs cannot give)."""
+    from clsp.index.records import check_usable, record_vector
+
+    if "embedding" not in record:
+        raise InputError(f"{where}: 'row' {record['row']!r} points into a matrix that clsp similarity cannot read; "
+                         "give the side its inline 'embedding' (clsp embed without --npy) or its 'audio' / 'text'")
+    try:
+        vec = check_usable(record_vector(record), record, where)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    kind = "audio" if "audio" in record else "text" if "text" in record else "embedding"
+    prov = record.get("provenance") if isinstance(record.get("provenance"), dict) else None
+    label = record.get("id", record.get("audio", record.get("text", "embedding")))
+    return Side(kind, str(label), vector=vec, provenance=prov)
 
 
 def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: Path | None = None,
@@ -196,6 +228,9 @@ def _entry(index: int, rec: Any) -> tuple[Any, dict | None, ClspError | None]:
 
 
 def _embed_missing(sides: list[Side], encoders: Encoders, cache: dict) -> None:
+    for s in sides:
+        if s.vector is not None:
+            cache[s.key] = s.vector
     todo_audio = list({s.key: s for s in sides if s.kind == "audio" and s.key not in cache}.values())
     todo_text = list({s.key: s for s in sides if s.kind == "text" and s.key not in cache}.values())
     if todo_audio:
@@ -206,6 +241,20 @@ def _embed_missing(sides: list[Side], encoders: Encoders, cache: dict) -> None:
             cache[s.key] = v
 
 
+def _check_given(sides: tuple[Side, Side], provenance: dict | None) -> None:
+    """``ProvenanceError`` when an embedding given with the pair was made by another model than
+    the one in use (``provenance``), or the two given embeddings by two different models."""
+    from clsp.index.store import same_provenance, use_model_fix
+
+    given = [(name, s) for name, s in zip("ab", sides) if s.vector is not None]
+    for name, s in given:
+        same_provenance(provenance, s.provenance, f"side {name}'s embedding", "this run uses",
+                        use_model_fix((s.provenance or {}).get("model"), "that made it"))
+    if len(given) == 2:
+        same_provenance(given[0][1].provenance, given[1][1].provenance, "side b's embedding",
+                        "side a's embedding came from")
+
+
 def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
                  base: Path | None) -> list[Result[PairScore]]:
     prepared: list[tuple[Any, Any, Any]] = []
@@ -213,7 +262,9 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
         rid, rec, err = _entry(index, entry)
         if err is None:
             try:
-                prepared.append((rid, rec, (resolve_side(rec, "a", base), resolve_side(rec, "b", base))))
+                sides = (resolve_side(rec, "a", base), resolve_side(rec, "b", base))
+                _check_given(sides, getattr(encoders, "provenance", None))
+                prepared.append((rid, rec, sides))
             except ClspError as exc:
                 prepared.append((rid, rec, exc))
         else:
@@ -310,6 +361,7 @@ class ModelEncoders:
         from clsp.embed import AudioEmbedder, EmbedConfig, TextEmbedder
 
         self.audio = AudioEmbedder(model, EmbedConfig(batch_size=batch_size, device=device, workers=1))
+        self.provenance = model.provenance()
         self.text = TextEmbedder(model, batch_size=batch_size, device=device)
 
     def embed_audio(self, sides: Sequence[Side]) -> list[np.ndarray | ClspError]:

@@ -118,3 +118,29 @@ def test_record_fields_named_like_result_fields_are_kept_apart():
     assert out["score"] == pytest.approx(want, abs=1e-6) and out["pair"] == "text-text"
     assert out["metadata"] == {"score": 4.5, "pair": "gold"} and out["other"] == 1
     assert record_field(out, "score") == 4.5 and record_field(out, "other") == 1
+
+
+def test_embedding_record_sides_are_their_vectors_not_re_embedded():
+    """A side that is a `clsp embed` record is scored with its own vector; another model's
+    embedding, two embeddings from two models, and a `row` side (no matrix) are errors."""
+    enc = FakeEncoders()
+    enc.provenance = {"model": "m1", "checksum": "sha256:aa", "dim": 16}
+    v = FakeEncoders._vec("given")
+    a_rec = {"id": "a", "audio": "a.wav", "embedding": v.tolist(), "provenance": dict(enc.provenance)}
+    other = {**a_rec, "provenance": {"model": "m2", "checksum": "sha256:bb", "dim": 16}}
+    recs = [{"id": 1, "a": a_rec, "b": "b.wav"},
+            {"id": 2, "a": a_rec, "b": {"text": "a calm voice"}},
+            {"id": 3, "a": other, "b": "b.wav"},
+            {"id": 4, "a": {k: val for k, val in a_rec.items() if k != "embedding"} | {"row": 0}, "b": "b.wav"},
+            {"id": 5, "a": {**a_rec, "embedding": [0.0] * 16}, "b": "b.wav"}]
+    out = list(score_pairs(recs, enc))
+    assert out[0]["score"] == pytest.approx(cosine(v, FakeEncoders._vec("audio:b.wav")), abs=1e-6)
+    assert out[0]["pair"] == "audio-audio"
+    assert out[1]["score"] == pytest.approx(cosine(v, FakeEncoders._vec("text:a calm voice")), abs=1e-6)
+    assert enc.audio_calls == 1  # b.wav only: the embedded a.wav is never decoded
+    assert out[2]["error"]["type"] == "ProvenanceError" and "'m2'" in out[2]["error"]["message"]
+    assert "row" in out[3]["error"]["message"] and "inline 'embedding'" in out[3]["error"]["message"]
+    assert "all zeros" in out[4]["error"]["message"]
+    enc.provenance = None  # no model to compare with: the two given sides must still agree
+    mixed = list(score_pairs([{"id": 6, "a": a_rec, "b": other}], enc))
+    assert mixed[0]["error"]["type"] == "ProvenanceError"
