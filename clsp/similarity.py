@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
@@ -49,6 +49,7 @@ class Side:
     channel: int | tuple[int, ...] | None = None
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     provenance: dict | None = field(default=None, compare=False, repr=False)
+    guessed: bool = field(default=False, compare=False, repr=False)  # audio because a file of that name exists
 
     @property
     def key(self) -> tuple:
@@ -96,7 +97,12 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
         raise InputError(f"{where}: an object side needs an 'audio' or 'text' field")
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
-    return audio_side(value, where, base=base) if looks_like_audio(value, base) else _text_side(value, where)
+    if not looks_like_audio(value, base):
+        return _text_side(value, where)
+    side = audio_side(value, where, base=base)
+    if not value.lower().endswith(AUDIO_EXTENSIONS) and os.path.isfile(side.value):
+        side = replace(side, guessed=True)
+    return side
 
 
 def embedded_side(record: dict, where: str) -> Side:
@@ -278,6 +284,10 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
         ea, eb = cache[p[0].key], cache[p[1].key]
         bad = ea if isinstance(ea, ClspError) else eb if isinstance(eb, ClspError) else None
         if bad is not None:
+            side = p[0] if bad is ea else p[1]
+            if side.guessed:  # a one-word caption that happens to name a file here
+                bad = type(bad)(f"{bad}; side {'a' if side is p[0] else 'b'} was read as audio because a file of "
+                                f"that name exists: for the caption, write it in a pairs file as {{\"text\": ...}} or a_text / b_text")
             out.append(Result(rid, error=bad))
             continue
         try:

@@ -144,3 +144,20 @@ def test_embedding_record_sides_are_their_vectors_not_re_embedded():
     enc.provenance = None  # no model to compare with: the two given sides must still agree
     mixed = list(score_pairs([{"id": 6, "a": a_rec, "b": other}], enc))
     assert mixed[0]["error"]["type"] == "ProvenanceError"
+
+
+def test_a_caption_naming_an_existing_file_says_how_to_mean_the_caption(tmp_path):
+    (tmp_path / "angry.wav").write_bytes(b"RIFF")
+    (tmp_path / "angry").write_text("not audio")
+    out = list(score_pairs([{"id": 1, "a": "angry.wav", "b": "angry"}], FailingFileEncoders(), base_dir=tmp_path))
+    assert "side b was read as audio because a file of that name exists" in out[0]["error"]["message"]
+    out = list(score_pairs([{"id": 1, "a": "angry", "b": "angry.wav"}], FailingFileEncoders(), base_dir=tmp_path))
+    assert "side a was read" in out[0]["error"]["message"]
+
+
+class FailingFileEncoders(FakeEncoders):
+    """Audio: every file without an audio extension fails to decode."""
+
+    def embed_audio(self, sides):
+        return [AudioError(f"{s.value}: cannot decode audio") if not s.value.endswith(".wav")
+                else self._vec(s.value) for s in sides]
