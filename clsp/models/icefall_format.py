@@ -93,6 +93,12 @@ def detect_format(path: str | Path) -> str:
             return "clsp"
         if (p / "model.safetensors").exists() or (p / "model.safetensors.index.json").exists():
             return "hf"
+        if (p / "model" / "config.json").is_file():  # a training checkpoint (OUT/checkpoints/step-N)
+            raise ModelError(f"{p}: a training checkpoint folder; its model is {p / 'model'} (give that), "
+                             "or continue the run with clsp train --resume")
+        if (p / "checkpoints").is_dir():  # a training output folder
+            raise ModelError(f"{p}: a training output folder; give one of its models, e.g. "
+                             f"{p / 'checkpoints'}/step-N/model")
         raise ModelError(f"{p}: neither a clsp checkpoint nor a CLSP Hugging Face directory (no model.safetensors)")
     if p.is_file():
         return "safetensors" if p.suffix == ".safetensors" else "icefall"

@@ -173,24 +173,36 @@ class Trainer:
     def _lock_output_dir(self):
         """The main process holds an exclusive lock on ``output_dir/train.lock`` (its PID
         inside) for the whole run, so two runs started into one folder never interleave; the
-        kernel releases it when the process ends. ``OutputError`` when another run holds it."""
+        kernel releases it when the process ends, and a run that ends removes the file.
+        ``OutputError`` when another run holds it; ``ConfigError`` when ``output_dir`` names
+        something that is not a folder."""
         if not self.info.is_main:
             return None
         import fcntl
 
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--output-dir {self.out}: exists and is not a folder; give a new or an existing folder")
         path = self.out / "train.lock"
         self._made_dir = not self.out.exists()
-        with _writing_log(path):
-            self.out.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
+        while True:
+            with _writing_log(path):
+                self.out.mkdir(parents=True, exist_ok=True)
+                fh = open(path, "a+", encoding="utf-8")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise OutputError(f"{self.out} is being trained into by PID {holder} ({path}); wait for that run to "
+                                  "end, or train into another --output-dir") from None
+            try:  # the run before may have removed the file between our open and flock: lock the one there now
+                same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             fh.close()
-            raise OutputError(f"{self.out} is being trained into by PID {holder} ({path}); wait for that run to end, "
-                              "or train into another --output-dir") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
@@ -198,15 +210,16 @@ class Trainer:
         return fh
 
     def release(self) -> None:
-        """Let go of the output folder's lock (the run is over). A folder this run made and
-        left with nothing but its lock file (a run that failed at its start) is removed again."""
+        """Let go of the output folder's lock (the run is over) and remove its file. A folder
+        this run made and left empty (a run that failed at its start) is removed again."""
         if getattr(self, "_run_lock", None) is not None:
+            with contextlib.suppress(OSError):
+                (self.out / "train.lock").unlink()
             self._run_lock.close()
             self._run_lock = None
-            if getattr(self, "_made_dir", False) and os.listdir(self.out) == ["train.lock"]:
-                (self.out / "train.lock").unlink(missing_ok=True)
+            if getattr(self, "_made_dir", False):
                 with contextlib.suppress(OSError):
-                    self.out.rmdir()
+                    self.out.rmdir()  # only when empty
 
     def _refuse_foreign_config(self) -> None:
         """A fresh run writes its whole config to ``OUT/config.json``: a file there that no run

@@ -245,3 +245,25 @@ def test_a_failed_metrics_write_names_the_file_and_reason(tmp_path: Path, monkey
     with pytest.raises(OutputError) as info:
         trainer.run()
     assert str(info.value) == f"cannot write {tmp_path / 'exp' / 'metrics.jsonl'}: No space left on device (ENOSPC)"
+
+
+def test_output_folder_keeps_no_lock_file_and_a_file_is_no_output_folder(tmp_path: Path) -> None:
+    """A finished run removes its train.lock; --output-dir naming a file is a usage error that
+    leaves the file as it was; a checkpoint folder given as init_from names its model/ folder."""
+    overrides = _overrides(tmp_path, "max_steps=2", "checkpoint_every=2")
+    Trainer(load_config(None, overrides)).run()
+    out = tmp_path / "exp"
+    assert not (out / "train.lock").exists() and (out / "config.json").is_file()
+    Trainer(load_config(None, [*overrides, "max_steps=3"]), resume="latest").run()  # a second run locks it again
+    assert not (out / "train.lock").exists() and len(ckpt.list_checkpoints(out)) >= 1
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        Trainer(load_config(None, [*overrides, f"output_dir={afile}"]))
+    assert afile.read_text() == "mine\n"
+    [step] = ckpt.list_checkpoints(out)[-1:]
+    from clsp.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"a training checkpoint folder; its model is .*step-\d+/model"):
+        Trainer(load_config(None, [*overrides, f"init_from={step}", f"output_dir={tmp_path / 'exp2'}"]))
+    assert not (tmp_path / "exp2").exists()
