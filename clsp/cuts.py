@@ -186,6 +186,28 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
     return wave
 
 
+def several_voices(data: dict[str, Any]) -> str | None:
+    """Why a cut holds more than one voice, or ``None``: its supervisions name two or more
+    speakers, or two of them overlap in time (two people at once). A caption describes one
+    voice, and clsp reads a cut's speaker fields from its first supervision."""
+    sups = [s for s in data.get("supervisions") or [] if isinstance(s, dict)]
+    speakers = sorted({str(s["speaker"]) for s in sups if s.get("speaker") is not None})
+    if len(speakers) > 1:
+        return f"its {len(sups)} supervisions name {len(speakers)} speakers ({', '.join(speakers[:4])})"
+    spans = []
+    for s in sups:
+        try:
+            start = float(s.get("start", 0.0))
+            spans.append((start, start + float(s.get("duration", 0.0)), s.get("id")))
+        except (TypeError, ValueError):
+            continue
+    spans.sort()
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end - 1e-6:
+            return f"its supervisions {first!r} and {second!r} overlap in time"
+    return None
+
+
 def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str, Any]:
     """A Lhotse cut dict carrying ``captions`` in its first supervision's ``custom`` (the FCaps
     layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from clsp.errors import ClspError, ConfigError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, batched
 from clsp.results import Result
 
@@ -180,5 +180,20 @@ def caption_clips(items: Iterable[Item], backend: str = "acoustic", as_cuts: boo
     ``options`` go to the backend (see :func:`build_caption_backend`); the backend is built
     at once, so bad options raise ``ConfigError`` here.
     """
-    results = build_caption_backend(backend, **options).caption_items(items)
+    results = build_caption_backend(backend, **options).caption_items(_one_voice(items))
     return (_as_cut(r) for r in results) if as_cuts else results
+
+
+def _one_voice(items: Iterable[Item]) -> Iterator[Item]:
+    """The items, a Lhotse cut that holds several voices (``clsp.cuts.several_voices``) turned
+    into an ``InputError`` naming it: one caption would describe them all as one."""
+    from clsp.cuts import several_voices
+
+    for item in items:
+        why = several_voices(item.record.get("_cut_json") or {}) if item.ok and item.record else None
+        if why is None:
+            yield item
+        else:
+            yield Item(item.index, item.id, item.record,
+                       InputError(f"cut {item.id!r}: {why}; a caption describes one voice: split the cut at its "
+                                  "supervisions first (lhotse cut trim-to-supervisions)"))

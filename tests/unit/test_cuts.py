@@ -215,3 +215,33 @@ def test_a_captioned_cut_covers_the_segment_and_channel_that_were_captioned(tmp_
     np.testing.assert_allclose(load_record_audio(back).numpy(), right[3200:11200], atol=1e-4)
     both = captioned_cut({**base, "id": "m"}, {"global_captions": ["x"]})
     assert both["type"] == "MultiCut" and both["channel"] == [0, 1]
+
+
+def test_a_cut_of_several_voices_is_an_error_record_not_one_caption(tmp_path, signals):
+    """Supervisions naming two speakers, or overlapping in time, are refused (one error record
+    each); several supervisions of one speaker, one after another, are captioned as one voice."""
+    from typer.testing import CliRunner
+
+    from clsp.cuts import several_voices
+    from clsp_cli.app import app
+
+    rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
+
+    def sup(sid, start, dur, speaker=None):
+        return {"id": sid, "recording_id": "L", "start": start, "duration": dur, "channel": 0,
+                **({"speaker": speaker} if speaker else {})}
+
+    two = mono_cut("two", rec, supervisions=[sup("a", 0.0, 0.5, "A"), sup("b", 0.5, 0.5, "B")])
+    overlap = mono_cut("overlap", rec, supervisions=[sup("a", 0.0, 0.6), sup("b", 0.4, 0.6)])
+    turns = mono_cut("turns", rec, supervisions=[sup("a", 0.0, 0.5, "A"), sup("b", 0.5, 0.5, "A")])
+    assert "2 speakers (A, B)" in several_voices(two) and "overlap in time" in several_voices(overlap)
+    assert several_voices(turns) is None
+    (tmp_path / "cuts.jsonl").write_text("".join(json.dumps(c) + "\n" for c in (two, overlap, turns)))
+    for extra in ([], ["--as-cuts"]):
+        res = CliRunner().invoke(app, ["caption", str(tmp_path / "cuts.jsonl"), *extra, "-o", str(tmp_path / "o.jsonl")])
+        assert res.exit_code == 3, res.output
+        out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+        assert [c["id"] for c in out] == ["two", "overlap", "turns"]
+        assert "trim-to-supervisions" in out[0]["error"]["message"] and "overlap" in out[1]["error"]["message"]
+        assert "error" not in out[2]
+        (tmp_path / "o.jsonl").unlink()
