@@ -160,6 +160,19 @@ def _note_files(cut) -> None:
                 note_read(source.source)
 
 
+def _past_recording_end(cut: Any) -> str | None:
+    """What is wrong with a cut that reaches past its recording's end (or starts before 0),
+    or ``None``; a cut of a mix or padding has no one recording to check."""
+    recording = getattr(cut, "recording", None)
+    if recording is None or getattr(cut, "tracks", None):
+        return None
+    start, end, total = float(cut.start), float(cut.start + cut.duration), float(recording.duration)
+    if start < 0 or end > total + 0.5 / float(recording.sampling_rate):
+        return (f"it spans {start:.3f}-{end:.3f} s of recording {recording.id!r}, which holds {total:.3f} s: "
+                "fix the cut's start/duration (or the recording's num_samples)")
+    return None
+
+
 def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float | None = None,
                    sample_rate: int = 16000) -> torch.Tensor:
     """Decode a cut with Lhotse to a mono float32 tensor ``(samples,)`` at ``sample_rate``.
@@ -176,7 +189,12 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
             cut = cut.truncate(offset=lo, duration=max(hi - lo, 0.0), preserve_id=True)
         samples = np.asarray(cut.load_audio(), dtype=np.float32)
     except Exception as exc:  # missing files, failing commands, unreachable URLs, bad channels
-        raise AudioError(f"cut {cut.id!r}: Lhotse cannot load its audio ({type(exc).__name__}: {exc})") from None
+        past = _past_recording_end(cut)
+        if past:
+            raise AudioError(f"cut {cut.id!r}: {past}") from None
+        # Lhotse appends "[extra info] When calling: ..." lines (whole reprs): the first line says why
+        reason = str(exc).split("\n[extra info]")[0].strip()
+        raise AudioError(f"cut {cut.id!r}: Lhotse cannot load its audio ({type(exc).__name__}: {reason})") from None
     mono = samples.reshape(-1, samples.shape[-1]).mean(axis=0) if samples.ndim > 1 else samples
     if not np.isfinite(mono).all():
         raise AudioError(f"cut {cut.id!r}: audio holds NaN or infinite samples")

@@ -245,3 +245,13 @@ def test_a_cut_of_several_voices_is_an_error_record_not_one_caption(tmp_path, si
         assert "trim-to-supervisions" in out[0]["error"]["message"] and "overlap" in out[1]["error"]["message"]
         assert "error" not in out[2]
         (tmp_path / "o.jsonl").unlink()
+
+
+def test_a_cut_past_its_recording_end_says_so_in_one_line(tmp_path, signals):
+    rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    items = read(tmp_path, [mono_cut("past", rec, start=0.5, duration=2.0)])
+    with pytest.raises(AudioError) as err:
+        load_record_audio(items["past"].record)
+    msg = str(err.value)
+    assert "spans 0.500-2.500 s of recording 'L', which holds 1.000 s" in msg
+    assert "\n" not in msg and "extra info" not in msg
