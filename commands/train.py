@@ -71,7 +71,7 @@ def _run(o: Options) -> int:
     if config is None and o.resume is not None:
         if o.output_dir is None:
             raise ConfigError("--resume without a config file: give --output-dir, the folder of the run to resume")
-        cfg = load_run_config(o.output_dir, extra)
+        cfg = load_run_config(o.output_dir, extra, o.resume)
     else:
         cfg = load_config(config, extra)
 

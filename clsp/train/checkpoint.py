@@ -146,6 +146,18 @@ def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str,
     return trainer, mine
 
 
+def saved_config(path: Path) -> dict[str, Any] | None:
+    """The training config a checkpoint was written with (its trainer state's ``config``), or
+    ``None`` when it holds none or cannot be read (``load_trainer_state`` reports that). The
+    file is memory-mapped: the optimizer state in it is not read."""
+    try:
+        trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises several types for corrupt files
+        return None
+    config = trainer.get("config") if isinstance(trainer, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 def earlier_hint(path: Path) -> str:
     """``; resume from an earlier checkpoint: --resume DIR`` naming the newest complete
     checkpoint before ``path`` in its run folder (empty when there is none)."""

@@ -381,12 +381,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 RUN_CONFIG = "config.json"  # the whole config of a run, written into its output dir when it starts
 
 
-def load_run_config(output_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """The config an earlier run saved in ``output_dir`` (its ``config.json``), with ``overrides``
-    applied: what ``clsp train --resume latest --output-dir DIR`` uses when no config file is
-    given. Raises ``ConfigError`` when ``output_dir`` holds no saved config."""
+def load_run_config(output_dir: str | Path, overrides: list[str] | None = None,
+                    resume: str | None = None) -> TrainConfig:
+    """The config of the run in ``output_dir``, with ``overrides`` applied: what ``clsp train
+    --resume RESUME --output-dir DIR`` uses when no config file is given. That is the config
+    the checkpoint ``resume`` names was trained with (``latest``: the newest one), so that a
+    later run that changed settings and then failed before its first checkpoint (a diverged
+    run) does not pass its settings on; without a checkpoint, or for one that holds no config,
+    it is the run's ``config.json``. Raises ``ConfigError`` when ``output_dir`` holds neither."""
+    from clsp.train import checkpoint as ckpt
+
+    run_overrides = [f"output_dir={json.dumps(str(output_dir))}", *(overrides or [])]
+    path = ckpt.resolve_resume(output_dir, resume) if resume else None
+    saved = ckpt.saved_config(path) if path is not None else None
+    if saved is not None:
+        return TrainConfig.from_dict(apply_overrides(saved, run_overrides))
     path = Path(output_dir) / RUN_CONFIG
     if not path.is_file():
         raise ConfigError(f"{output_dir}: no training run here (no {RUN_CONFIG}); give the run's output dir, "
                           "or the config file to start a new run with")
-    return load_config(path, [f"output_dir={json.dumps(str(output_dir))}", *(overrides or [])])
+    return load_config(path, run_overrides)

@@ -267,3 +267,23 @@ def test_output_folder_keeps_no_lock_file_and_a_file_is_no_output_folder(tmp_pat
     with pytest.raises(ModelError, match=r"a training checkpoint folder; its model is .*step-\d+/model"):
         Trainer(load_config(None, [*overrides, f"init_from={step}", f"output_dir={tmp_path / 'exp2'}"]))
     assert not (tmp_path / "exp2").exists()
+
+
+def test_resume_without_a_config_takes_the_checkpoints_settings_not_a_failed_runs(tmp_path: Path) -> None:
+    """A resumed run that changed a rate and diverged before its first checkpoint rewrote
+    config.json; the next --resume with no config file uses the checkpoint's own settings."""
+    from clsp.train import load_run_config
+
+    overrides = _overrides(tmp_path, "max_steps=2", "checkpoint_every=2", "optim.lr_heads=0.002")
+    Trainer(load_config(None, overrides)).run()
+    good = ckpt.list_checkpoints(tmp_path / "exp")[-1]
+    trainer = Trainer(load_config(None, [*overrides, "max_steps=6", "optim.lr_heads=5.0"]), resume="latest")
+    _nan_loss(trainer)
+    with pytest.raises(TrainingDivergedError):
+        trainer.run()
+    assert json.loads((tmp_path / "exp" / "config.json").read_text())["optim"]["lr_heads"] == 5.0
+    cfg = load_run_config(tmp_path / "exp", ["max_steps=3"], "latest")
+    assert cfg.optim.lr_heads == 0.002 and cfg.max_steps == 3 and cfg.output_dir == str(tmp_path / "exp")
+    assert load_run_config(tmp_path / "exp", [], str(good)).optim.lr_heads == 0.002
+    assert load_run_config(tmp_path / "exp", [], None).optim.lr_heads == 5.0  # no checkpoint named: config.json
+    assert load_run_config(tmp_path / "exp", ["optim.lr_heads=0.001"], "latest").optim.lr_heads == 0.001
