@@ -54,9 +54,12 @@ OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 def load_matrix(path: str | Path) -> np.ndarray:
     """A float32 (n, d) matrix from ``.npy`` (memory-mapped), with clear errors."""
+    from clsp.runfiles import note_read
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such file")
+    note_read(p)  # an output of this run may not replace it
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # a corrupt header can raise ValueError, SyntaxError, TokenError, EOFError...

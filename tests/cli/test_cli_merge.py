@@ -356,3 +356,14 @@ def test_a_record_whose_embedding_and_row_disagree_is_refused(corpus, monkeypatc
     same = [{**r, "embedding": mat[r["row"]].tolist()} for r in recs]  # agreeing: fine
     (corpus / "same.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
     clsp("search", "build", "same.jsonl", "-o", "same.idx", code=0)
+
+
+def test_merge_never_publishes_its_matrix_over_a_shard_matrix_it_reads(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    for i in range(2):
+        clsp(*EMBED, "--shard", f"{i}/2", "-o", "p-{shard}.jsonl", "--npy", "p-{shard}.npy")
+    shard_npy = corpus / "p-0000-of-0002.npy"
+    before = shard_npy.read_bytes()
+    res = clsp("merge", "p-0000-of-0002.jsonl", "p-0001-of-0002.jsonl", "-o", "m.jsonl", "--npy", str(shard_npy), code=2)
+    assert "this run read that file" in res.output
+    assert shard_npy.read_bytes() == before
