@@ -34,6 +34,13 @@ INFO_FILE = "index.json"
 VECTORS_FILE = "vectors.npy"
 FORMAT_VERSION = 2
 DATA_PREFIX = "data-"
+
+
+def is_data_folder_name(name: str) -> bool:
+    """Whether ``name`` is one clsp gives a data folder: ``data-`` and 12 hex digits (a user's
+    ``data-2024`` is not one, and is never replaced or removed)."""
+    rest = name[len(DATA_PREFIX):]
+    return name.startswith(DATA_PREFIX) and len(rest) == 12 and all(c in "0123456789abcdef" for c in rest)
 METRICS = ("cosine", "ip", "l2")
 
 
@@ -242,8 +249,8 @@ def check_replaceable(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
     if target.is_dir() and not (target / INFO_FILE).exists():
-        ours = (LOCK_FILE, DATA_PREFIX, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves
-        if any(not p.name.startswith(ours) for p in target.iterdir()):
+        ours = (LOCK_FILE, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves, with data folders
+        if any(not (p.name.startswith(ours) or (is_data_folder_name(p.name) and p.is_dir())) for p in target.iterdir()):
             raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
 
 
@@ -299,7 +306,7 @@ def publish_version(target: Path, writers: dict, info: IndexInfo) -> None:
 def _drop_old(target: Path, keep: str) -> None:
     """Remove data folders other than ``keep`` and format 1 files left in the top folder."""
     for entry in target.iterdir():
-        if entry.name.startswith(DATA_PREFIX) and entry.name != keep and entry.is_dir():
+        if is_data_folder_name(entry.name) and entry.name != keep and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.name in (INDEX_FILE, META_FILE, VECTORS_FILE) or (
             entry.name.startswith(f".{INFO_FILE}.") and entry.name.endswith(".tmp")

@@ -194,3 +194,21 @@ def test_a_first_build_killed_half_way_can_be_built_again(tmp_path):
     build_index(unit(3, 0), [{"id": f"b{i}"} for i in range(3)]).save(path)
     assert load_index(path).ids == ["b0", "b1", "b2"]
     assert [p.name for p in path.iterdir() if p.name.startswith("data-")] == [read_info(path).data]
+
+
+def test_folders_named_like_data_folders_are_the_users_own(tmp_path):
+    """A folder holding only the user's ``data-2023`` is no half-built index, and a ``data-*``
+    folder of the user's inside an index survives every rebuild."""
+    store = tmp_path / "store"
+    (store / "data-2023").mkdir(parents=True)
+    (store / "data-2023" / "labels.csv").write_text("work")
+    with pytest.raises(Exception, match="not a clsp index"):
+        build_index(unit(2, 0), [{"id": "a"}, {"id": "b"}]).save(store)
+    assert (store / "data-2023" / "labels.csv").read_text() == "work"
+    idx = tmp_path / "idx"
+    build_index(unit(2, 0), [{"id": "a"}, {"id": "b"}]).save(idx)
+    (idx / "data-mine").mkdir()
+    (idx / "data-mine" / "x.txt").write_text("keep")
+    add_to_index(idx, unit(1, 1), [{"id": "c"}])
+    assert (idx / "data-mine" / "x.txt").read_text() == "keep"
+    assert len(load_index(idx)) == 3 and len([p for p in idx.iterdir() if p.name.startswith("data-")]) == 2
