@@ -87,6 +87,19 @@ def open_through(target: OutputTarget, binary: bool = False):
     return os.fdopen(fd, "ab") if binary else os.fdopen(fd, "a", encoding="utf-8")
 
 
+def _clsp_partial(partial: Path, path: Path) -> bool:
+    """Whether ``partial`` can be what a clsp run left while writing ``path``: empty, JSON
+    lines (records, reports), or raw rows of a ``.npy`` output."""
+    if path.suffix == ".npy":
+        return True
+    try:
+        with open(partial, "rb") as fh:
+            head = fh.read(4096).lstrip()
+    except OSError:
+        return False
+    return not head or head.startswith(b"{")
+
+
 class OutputLock:
     """An exclusive, non-blocking ``flock`` on ``FILE.lock`` for the life of one writer.
 
@@ -127,8 +140,38 @@ class OutputLock:
             except FileNotFoundError:
                 same = False
             if same:
+                self._refuse_foreign(fd)
                 return fd
             os.close(fd)
+
+    def _refuse_foreign(self, fd: int) -> None:
+        """``ConfigError`` (the file left as it was) when ``FILE.lock`` holds something no clsp
+        run wrote (a user's ``poetry.lock``), or when ``FILE.partial`` exists with no clsp run
+        record beside it and does not read as clsp's own (a user's ``report.partial``): clsp
+        would remove or replace either."""
+        try:
+            data = os.pread(fd, 1 << 20, 0)
+        except OSError:
+            data = b""
+        if data.strip():
+            try:
+                value = json.loads(data)
+            except ValueError:
+                value = None
+            if isinstance(value, dict) and "pid" in value:
+                return
+            os.close(fd)
+            raise ConfigError(f"{self.path}: exists and was not written by clsp, which keeps its lock for "
+                              f"{self.target.shown} there; move that file, or write the output elsewhere")
+        partial = self.target.partial
+        if os.path.lexists(partial) and not _clsp_partial(partial, self.target.path):
+            try:
+                os.unlink(self.path)  # empty: made just now by this open, or by a run that died at once
+            except OSError:
+                pass
+            os.close(fd)
+            raise ConfigError(f"{partial}: exists, with no clsp run record beside it ({self.path}), and clsp writes "
+                              f"{self.target.shown} through it; move that file, or write the output elsewhere")
 
     def _read(self, fd: int | None = None) -> dict[str, Any]:
         fd = self.fd if fd is None else fd

@@ -341,3 +341,20 @@ def test_a_report_or_plot_another_run_is_writing_stops_the_second_run_at_once(tm
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads((tmp_path / "r.json").read_text())["n"] > 0 and (tmp_path / "p.png").stat().st_size > 0
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_a_users_file_named_like_an_outputs_lock_or_partial_is_never_taken(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    (tmp_path / "poetry.lock").write_text('[[package]]\nname = "numpy"\n')
+    (tmp_path / "report.partial").write_text("my notes\n")
+    for out, kept in (("poetry", "poetry.lock"), ("report", "report.partial")):
+        res = _invoke(["embed", "m.jsonl", "-o", out, "--model", "tiny-random", "-q"], tmp_path)
+        assert res.exit_code == 2 and f"{kept}: exists" in res.output, res.output
+        assert not (tmp_path / out).exists()
+    assert (tmp_path / "poetry.lock").read_text().startswith("[[package]]")
+    assert (tmp_path / "report.partial").read_text() == "my notes\n" and not (tmp_path / "report.lock").exists()
+    res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--report", "poetry", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and not (tmp_path / "e.jsonl").exists()
