@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, iter_items, resolve_path
-from clsp.streams import compression_of, open_binary_input, peek_bytes, refuse_wide_text
+from clsp.streams import compression_of, is_stream_node, open_binary_input, peek_bytes, refuse_wide_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph",
                     ".webm", ".wma")
@@ -112,11 +112,13 @@ def sniff_file(path: str) -> str:
     if compression_of(head) is not None:
         return "manifest"
     refuse_wide_text(head, path)
+    if audio_signature(head) and is_stream_node(path):
+        raise ConfigError(f"{path}: a pipe holding audio data; give the audio file itself, or a list of paths")
     if audio_signature(head):
         return "audio"
     if _looks_like_text(head):
         return "manifest"
-    if _soundfile_opens(path):
+    if not is_stream_node(path) and _soundfile_opens(path):
         return "audio"
     raise ConfigError(f"{path}: neither an audio file nor a text list of records (binary data); "
                       "give audio files, folders, or a JSONL / path-list manifest")

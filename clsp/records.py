@@ -59,11 +59,13 @@ def base_dir_of(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
     """The absolute folder that relative paths in a manifest resolve against.
 
     ``audio_root`` when given; else the manifest's own folder, or the working directory
-    for stdin (``-``).
+    for stdin (``-``) and pipes (``<(cmd)``, a FIFO).
     """
     if audio_root is not None:
         return Path(os.path.abspath(home_path(audio_root)))
-    if str(path) == "-":
+    from clsp.streams import is_stream_node
+
+    if str(path) == "-" or is_stream_node(path):  # stdin, or a pipe such as <(cmd): as stdin
         return Path.cwd()
     return Path(os.path.abspath(path)).parent
 

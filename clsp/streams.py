@@ -10,8 +10,10 @@ the complete lines before the cut; the torn last line is never returned.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
 import sys
 import zlib
 from pathlib import Path
@@ -50,9 +52,35 @@ def open_binary_input(path: str | os.PathLike) -> IO[bytes]:
 
     note_read(p)
     try:
+        if is_stream_node(p):
+            return io.BytesIO(_stream_bytes(p))
         return open(p, "rb")
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+_STREAMS: dict[str, bytes] = {}  # what each pipe or FIFO this process read held
+
+
+def is_stream_node(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a pipe, FIFO or character device (``<(cmd)`` in a shell, ``mkfifo``):
+    its bytes can be read once only."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _stream_bytes(path: Path) -> bytes:
+    """All of a pipe's bytes, read at the first open and kept, so that looking at its start
+    (which kind of input it is) and reading its records later see the same bytes, and a FIFO
+    is opened once."""
+    key = str(path)
+    if key not in _STREAMS:
+        with open(path, "rb") as fh:
+            _STREAMS[key] = fh.read()
+    return _STREAMS[key]
 
 
 def peek_bytes(stream: IO[bytes], n: int = 8) -> bytes:

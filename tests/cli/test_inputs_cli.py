@@ -151,3 +151,39 @@ def test_configs_and_packs_are_read_like_manifests(tmp_path):
     pack = json.loads((resources.files("clsp.prompts") / "packs" / "gender.json").read_text())
     (tmp_path / "g.yaml.gz").write_bytes(gzip.compress(yaml.safe_dump(pack, sort_keys=False).encode()))
     assert load_pack(str(tmp_path / "g.yaml.gz")).attributes == load_pack("gender").attributes
+
+
+@pytest.mark.parametrize("kind", ["fifo", "pipe"])
+def test_a_manifest_read_through_a_pipe_or_fifo_loses_no_record(tmp_path, kind):
+    """``clsp embed <(cat m.jsonl)`` and a named FIFO: every record read once (the input's
+    start is looked at and its records read from the same bytes), paths against the working
+    directory; a pipe of audio data is a usage error."""
+    import subprocess
+    import threading
+
+    for i in range(3):
+        write_wav(tmp_path / f"c{i}.wav", 0.5, 200 + 50 * i)
+    text = "".join(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav"}) + "\n" for i in range(3))
+    if kind == "fifo":
+        path = tmp_path / "in.fifo"
+        os.mkfifo(path)
+
+        def feed():
+            with open(path, "w") as fh:
+                fh.write(text)
+
+        threading.Thread(target=feed, daemon=True).start()
+        res = _run(["embed", str(path), "--model", "tiny-random", "-q"], tmp_path)
+        assert res.exit_code == 0, res.output
+        assert [r["id"] for r in _records(res)] == ["c0", "c1", "c2"]
+    else:
+        (tmp_path / "m.jsonl").write_text(text)
+        import sys
+
+        clsp = os.path.join(os.path.dirname(sys.executable), "clsp")
+        out = subprocess.run(["bash", "-c", f"{clsp} embed <(cat m.jsonl) --model tiny-random -q; "
+                                            f"{clsp} embed <(cat c0.wav) --model tiny-random -q"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        recs = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [r["id"] for r in recs] == ["c0", "c1", "c2"] and all("embedding" in r for r in recs), out.stderr
+        assert "a pipe holding audio data" in out.stderr
