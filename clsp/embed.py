@@ -130,6 +130,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in table:
         raise ConfigError(f"--dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    if table[dtype] is torch.float16 and device.type == "cpu":  # torch's CPU kernels (fbank, int8 LSTMs) lack it
+        raise ConfigError(f"--dtype {dtype}: float16 runs on a GPU only; on the CPU use float32 (the default) or bfloat16")
     return table[dtype]
 
 

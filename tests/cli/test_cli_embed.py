@@ -191,3 +191,15 @@ def test_odd_and_absurd_sample_rates(tmp_path):
         assert "sample rate" in str(exc)
     else:
         raise AssertionError("a 2 MHz file must be refused")
+
+
+def test_float16_on_the_cpu_is_a_usage_error_not_a_traceback():
+    import torch
+
+    from clsp.embed import resolve_dtype
+    from clsp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="float16 runs on a GPU only"):
+        resolve_dtype("float16", torch.device("cpu"))
+    assert resolve_dtype("fp16", torch.device("cuda")) is torch.float16
+    assert resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
