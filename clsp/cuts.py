@@ -5,7 +5,8 @@ parsed with ``lhotse.serialization.deserialize_item``; the record keeps the cut 
 its private ``_cut`` field and its audio is decoded with ``Cut.load_audio``, so everything
 Lhotse supports works as it does there: a cut's ``channel`` of a multi-channel recording or of
 a recording made of one file per channel, ``command`` and ``url`` sources, mixes, padding,
-relative paths (resolved against the working directory, as Lhotse does). Lhotse is imported
+relative paths (resolved against the working directory, as Lhotse does, or against
+``--audio-root`` when given: ``rooted_cut``). Lhotse is imported
 only when a cut is met (it imports torch).
 """
 
@@ -68,6 +69,22 @@ def _file_channels(cut) -> tuple[Any, list[str]]:
         return None, files if len(files) > 1 else []
     inside = [used[0].channels.index(c) for c in wanted]
     return (inside[0] if len(inside) == 1 else inside), []
+
+
+def rooted_cut(data: Any, root: str | os.PathLike) -> Any:
+    """A copy of a cut's JSON whose relative ``file`` sources (of its recording, of every
+    track of a mix, of each channel's file) are joined to ``root``: the cut as read with
+    ``--audio-root``. Absolute paths, ``command``/``url``/``memory`` sources stay."""
+    if isinstance(data, list):
+        return [rooted_cut(v, root) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: rooted_cut(v, root) for k, v in data.items()}
+    if out.get("type") == "file" and isinstance(out.get("source"), str) and "channels" in out:
+        source = os.path.expanduser(out["source"])
+        if not os.path.isabs(source):
+            out["source"] = os.path.abspath(os.path.join(root, source))
+    return out
 
 
 def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:

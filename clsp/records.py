@@ -215,12 +215,14 @@ def _names_no_file(audio: str, base: Path) -> bool:
     return CUT_SOURCE_NAME.match(audio) is not None and not os.path.lexists(resolve_path(audio, base))
 
 
-def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, Any]:
+def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Path | None = None) -> dict[str, Any]:
     """Parse one non-blank input line into a record for ``modality``.
 
     ``modality`` is "audio" or "text" (the field the record must have) or another reader
     name ("any", "pairs", "embeddings") that requires neither. A string ``audio`` field
     is made absolute (``resolve_path`` against ``base``) and also stored as ``_path``.
+    A Lhotse cut's relative sources resolve against ``cut_root`` when given (``--audio-root``),
+    else against the working directory, as in Lhotse.
     """
     try:
         text, undecodable = _decode_line(lineno, raw), None
@@ -236,9 +238,11 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path) -> dict[str, 
     if obj is None:
         obj = _bare_line(lineno, text, modality, base, not_json)
     elif is_cut(obj):
-        from clsp.cuts import cut_record  # Lhotse (and torch) only when cuts are read
+        from clsp.cuts import cut_record, rooted_cut  # Lhotse (and torch) only when cuts are read
 
-        obj = cut_record(obj, f"line {lineno}")  # its audio path is Lhotse's to resolve (the working directory)
+        if cut_root is not None:
+            obj = rooted_cut(obj, cut_root)
+        obj = cut_record(obj, f"line {lineno}")  # else its audio path is Lhotse's to resolve (the working directory)
     if modality == "audio":
         if "audio" not in obj:
             raise InputError(f"line {lineno}: record has no 'audio' field")
@@ -293,7 +297,7 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
                                       "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "
                                       "array, jq -c . for objects)")
                 try:
-                    rec = parse_line(lineno, raw, modality, base)
+                    rec = parse_line(lineno, raw, modality, base, base if audio_root is not None else None)
                     yield Item(index=index, id=str(rec["id"]), record=rec)
                 except ClspError as exc:
                     yield Item(index=index, id=_fallback_id(lineno, raw), error=exc)

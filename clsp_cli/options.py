@@ -35,8 +35,8 @@ InputsArg = Annotated[Optional[list[str]], typer.Argument(
     help="Inputs: JSONL records, bare path lists, Lhotse cuts (gzip/zstd/xz/bzip2 allowed), audio files, folders "
          "(searched recursively) or globs; '-' (the default) is stdin.", show_default=False)]
 AudioRootOpt = Annotated[Optional[str], typer.Option(
-    "--audio-root", help="Resolve relative audio paths in manifests against DIR (default: the manifest's "
-                         "folder; the working directory for stdin).")]
+    "--audio-root", help="Resolve relative audio paths in manifests, Lhotse cut sources included, against "
+                         "DIR (default: the manifest's folder; the working directory for stdin and for cuts).")]
 
 
 class Options(SimpleNamespace):

@@ -82,6 +82,26 @@ def test_relative_sources_resolve_against_the_working_directory_as_in_lhotse(tmp
     assert record_segment(item.record) == (0.0, 8000)
 
 
+def test_audio_root_applies_to_relative_cut_sources_and_mix_tracks(tmp_path, signals):
+    from lhotse import Recording
+
+    left, right = signals
+    (tmp_path / "project").mkdir()
+    sf.write(tmp_path / "project" / "L.wav", right, SR)  # same name, other audio, under the root
+    sf.write(tmp_path / "project" / "R.wav", left, SR)
+    rec = recording("l", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    mixed = Recording.from_file("L.wav").to_cut().mix(Recording.from_file("R.wav").to_cut()).to_dict()
+    path = tmp_path / "cuts.jsonl"
+    path.write_text(json.dumps(mono_cut("c", rec)) + "\n" + json.dumps(mixed) + "\n")
+    cut, mix = iter_items(path, "audio", audio_root=tmp_path / "project")
+    assert cut.record["audio"] == str(tmp_path / "project" / "L.wav")
+    np.testing.assert_allclose(load_record_audio(cut.record).numpy(), right, atol=1e-4)
+    assert mix.record["audio_files"] == [str(tmp_path / "project" / f) for f in ("L.wav", "R.wav")]
+    # without --audio-root the same manifest reads the working directory's files, as Lhotse does
+    cut, _ = iter_items(path, "audio")
+    np.testing.assert_allclose(load_record_audio(cut.record).numpy(), left, atol=1e-4)
+
+
 def test_command_source(tmp_path, signals):
     if shutil.which("sox") is None:
         pytest.skip("needs sox")
