@@ -94,8 +94,9 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     mix, or a cut padded by Lhotse) is ``{"id", "audio": "mix:ID", "duration", "audio_files"}``
     and a PaddingCut ``{"id", "audio": "padding", "duration"}``: no segment of one file.
 
-    The first supervision's speaker, gender, language, text (as ``transcript``) and custom
-    fields (FCaps captions such as ``global_captions``) become record fields, then the cut's
+    The speaker, gender, language, text (as ``transcript``) and custom fields (FCaps captions
+    such as ``global_captions``) of the first supervision heard in the cut
+    (``heard_supervisions``; one wholly outside it is not) become record fields, then the cut's
     own custom fields (read from the JSON, so a hand-written supervision without Lhotse's
     required keys is still used). Raises ``InputError`` naming ``where`` for a cut whose audio
     part Lhotse rejects.
@@ -122,11 +123,33 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     return _with_fields(out, data, audio_only)
 
 
+def heard_supervisions(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """``(position, supervision)`` for each supervision of a cut's JSON that overlaps the cut
+    (its ``start`` is relative to the cut, as in Lhotse): one wholly before or after it,
+    as trimming and windowing leave, describes speech the cut does not hold."""
+    try:
+        length = float(data.get("duration"))
+    except (TypeError, ValueError):
+        length = float("inf")
+    heard = []
+    for pos, sup in enumerate(data.get("supervisions") or []):
+        if not isinstance(sup, dict):
+            continue
+        try:
+            start = float(sup.get("start", 0.0))
+            end = start + float(sup.get("duration", length))
+        except (TypeError, ValueError):
+            start, end = 0.0, length
+        if end > 0.0 and start < length:
+            heard.append((pos, sup))
+    return heard
+
+
 def _with_fields(out: dict[str, Any], data: dict[str, Any], audio_only: dict[str, Any]) -> dict[str, Any]:
-    """``out`` with the first supervision's fields, the cut's custom fields and the cut itself."""
-    sups = data.get("supervisions") or []
-    if sups and isinstance(sups[0], dict):
-        sup = sups[0]
+    """``out`` with the first heard supervision's fields, the cut's custom fields and the cut itself."""
+    heard = heard_supervisions(data)
+    if heard:
+        sup = heard[0][1]
         out.update({k: sup[k] for k in SUPERVISION_FIELDS if sup.get(k) is not None})
         if sup.get("text"):
             out["transcript"] = sup["text"]
@@ -224,8 +247,9 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
 def several_voices(data: dict[str, Any]) -> str | None:
     """Why a cut holds more than one voice, or ``None``: its supervisions name two or more
     speakers, or two of them overlap in time (two people at once). A caption describes one
-    voice, and clsp reads a cut's speaker fields from its first supervision."""
-    sups = [s for s in data.get("supervisions") or [] if isinstance(s, dict)]
+    voice, and clsp reads a cut's speaker fields from its first supervision. Supervisions
+    that lie wholly outside the cut are not heard and do not count."""
+    sups = [s for _, s in heard_supervisions(data)]
     speakers = sorted({str(s["speaker"]) for s in sups if s.get("speaker") is not None})
     if len(speakers) > 1:
         return f"its {len(sups)} supervisions name {len(speakers)} speakers ({', '.join(speakers[:4])})"
@@ -244,7 +268,7 @@ def several_voices(data: dict[str, Any]) -> str | None:
 
 
 def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str, Any]:
-    """A Lhotse cut dict carrying ``captions`` in its first supervision's ``custom`` (the FCaps
+    """A Lhotse cut dict carrying ``captions`` in its first heard supervision's ``custom`` (the FCaps
     layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).
 
     The input's own cut when it was one (MonoCut/MultiCut), otherwise a cut made by Lhotse for
@@ -279,13 +303,17 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
             mono = mono.truncate(offset=lo, duration=min(hi, mono.duration) - lo)
         cut = mono.to_dict()
         cut["id"] = str(record["id"])
-    sups = cut.get("supervisions") or []
-    if not sups:
-        sups = [{"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
-                 "channel": cut.get("channel", 0)}]
-    custom = dict(sups[0].get("custom") or {})
+    sups = list(cut.get("supervisions") or [])
+    heard = heard_supervisions(cut)
+    if heard:
+        at = heard[0][0]
+    else:  # none, or none inside the cut: one covering it carries the captions
+        at = len(sups)
+        sups.append({"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
+                     "channel": cut.get("channel", 0)})
+    custom = dict(sups[at].get("custom") or {})
     custom.update({key: captions[key] for key in ("global_captions", "finegrained_captions") if key in captions})
     custom["caption_provenance"] = captions.get("provenance")
-    sups[0] = {**sups[0], "custom": custom}
+    sups[at] = {**sups[at], "custom": custom}
     cut["supervisions"] = sups
     return cut

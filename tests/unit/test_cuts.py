@@ -267,6 +267,31 @@ def test_a_cut_of_several_voices_is_an_error_record_not_one_caption(tmp_path, si
         (tmp_path / "o.jsonl").unlink()
 
 
+def test_supervisions_outside_the_cut_lend_it_nothing(tmp_path, signals):
+    """A windowed cut keeps supervisions of speech before or after it: their speaker, gender
+    and captions are not its own, and they do not make it two voices."""
+    from clsp.cuts import captioned_cut, several_voices
+
+    rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    before = {"id": "s0", "recording_id": "L", "start": -0.6, "duration": 0.5, "channel": 0, "speaker": "A",
+              "gender": "female", "custom": {"global_captions": ["a woman laughing"]}}
+    inside = {"id": "s1", "recording_id": "L", "start": 0.1, "duration": 0.3, "channel": 0, "speaker": "B",
+              "gender": "male"}
+    after = {**before, "id": "s2", "start": 0.5}
+    lone = mono_cut("lone", rec, start=0.5, duration=0.4, supervisions=[before, after])
+    mixed = mono_cut("mixed", rec, start=0.5, duration=0.4, supervisions=[before, inside])
+    items = read(tmp_path, [lone, mixed])
+    assert "speaker" not in items["lone"].record and "global_captions" not in items["lone"].record
+    assert (items["mixed"].record["speaker"], items["mixed"].record["gender"]) == ("B", "male")
+    assert several_voices(mixed) is None
+    cut = captioned_cut(items["lone"].record, {"global_captions": ["x"]})
+    assert [s["id"] for s in cut["supervisions"]] == ["s0", "s2", "lone"]
+    assert cut["supervisions"][2]["custom"]["global_captions"] == ["x"]
+    assert cut["supervisions"][0]["custom"] == {"global_captions": ["a woman laughing"]}
+    cut = captioned_cut(items["mixed"].record, {"global_captions": ["y"]})
+    assert cut["supervisions"][1]["custom"]["global_captions"] == ["y"]
+
+
 def test_a_cut_past_its_recording_end_says_so_in_one_line(tmp_path, signals):
     rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
     items = read(tmp_path, [mono_cut("past", rec, start=0.5, duration=2.0)])
