@@ -128,6 +128,10 @@ def _refuse_shared_rows(speech_rows: dict, caption_rows: dict, npy: str | None) 
                           "matrix it was written with, --speech-npy SPEECH.npy --captions-npy CAPTIONS.npy")
 
 
+_SIDES_FIX = ("give --speech the clips' embeddings (clsp embed) and --captions the captions' "
+              "(clsp embed --modality text)")
+
+
 def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group_key: str | None = None,
                   n_boot: int = 1000, npy: str | None = None, curves: bool = False, on_skip: OnSkip | None = None,
                   on_read: Callable[[], None] | None = None, speech_npy: str | None = None,
@@ -139,17 +143,20 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     ``speech_npy`` / ``captions_npy`` are the matrices each side's ``row`` fields point into
     (default: ``npy`` for both). Skipped captions go to ``on_caption_skip`` (default:
     ``on_skip``), skipped speech records to ``on_skip``. Raises ``InputError`` when either side has no usable
-    embedding or a speech id appears twice, ``ProvenanceError`` when the two come from different models, ``ConfigError``
+    embedding or a speech id appears twice, ``ProvenanceError`` when the two come from different models or
+    a side holds the other modality's embeddings (``provenance.modality``, as ``clsp embed`` writes it), ``ConfigError``
     when records of both sides claim the same rows of a single ``npy``.
     """
     from clsp.metrics.retrieval import pool_recall_curves, speech_text_retrieval
 
     shared = load_matrix(npy) if npy and not (speech_npy and captions_npy) else None
-    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared)
+    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared, modality="audio")
+    reader.holds, reader.fix = "--speech takes", _SIDES_FIX
     speech_rows: dict = {}
     avecs, arecs, afail = read_vectors(reader, speech, on_skip, on_read, rows=speech_rows)
     # the same reader, so that captions must come from the speech side's model
     reader.matrix = load_matrix(captions_npy) if captions_npy else shared
+    reader.modality, reader.holds = "text", "--captions takes"
     caption_rows: dict = {}
     on_caption_skip = on_caption_skip or on_skip
     tvecs, trecs, tfail = read_vectors(reader, captions, on_caption_skip, on_read, rows=caption_rows)

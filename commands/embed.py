@@ -98,7 +98,8 @@ def _run(o: Options) -> int:
     try:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
             results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
-            _write(results, sink, matrix, _provenance(prov, part, matrix), o.long_audio == "windows", progress,
+            made = {**prov, "modality": o.modality}  # what was embedded: a speech vector, or a caption's
+            _write(results, sink, matrix, _provenance(made, part, matrix), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge
             from clsp.shards import end_mark

@@ -99,6 +99,7 @@ def build_index(
         model=prov.get("model"),
         checksum=prov.get("checksum"),
         sample_rate=prov.get("sample_rate"),
+        modality=prov.get("modality") if prov.get("modality") in ("audio", "text") else None,
         knobs=default_knobs(factory),
         stored_vectors=is_lossy(factory) if store_vectors is None else bool(store_vectors),
     )

@@ -12,6 +12,7 @@ mode), ``search query`` and ``clsp classify`` read embedding records through it;
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -143,11 +144,15 @@ class EmbeddingReader:
     ``dim`` the vectors' dimension.
     """
 
-    def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True):
+    def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True,
+                 modality: str | None = None, one_modality: bool = False):
         self.matrix, self.nonzero = matrix, nonzero
         self.provenance = dict(provenance) if provenance else None
         self.dim = int(provenance["dim"]) if provenance and provenance.get("dim") else None
         self.expected = self.dim is not None
+        self.modality, self.one_modality = modality, one_modality or modality is not None
+        self.unknown: str | None = None  # the first record read without provenance (its id)
+        self.warned = False
 
     def vector(self, item: Item) -> np.ndarray:
         """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
@@ -160,7 +165,9 @@ class EmbeddingReader:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
+        self._check_known(item, theirs)
         same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
+        made_as = self._check_modality(item, theirs)
         vec = record_vector(rec, self.matrix, item.index)
         made = (theirs or {}).get("dim")
         if isinstance(made, int) and not isinstance(made, bool) and vec.shape[0] != made:
@@ -177,7 +184,50 @@ class EmbeddingReader:
         check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
         self.provenance = self.provenance or theirs
         self.dim = self.dim or int(vec.shape[0])
+        if not (theirs or {}).get("model"):
+            self.unknown = self.unknown or item.id
+        if self.one_modality and made_as is not None:
+            self.modality = self.modality or made_as
         return vec
+
+    def _check_known(self, item: Item, theirs: dict | None) -> None:
+        """Refuse (``ProvenanceError``) a vector of unknown origin (no provenance naming a model)
+        among records of a known model, and a known model's record after one of unknown
+        origin: one file, one model. Against the command's own model (``--model``) such a
+        vector is taken as that model's, with one warning on the ``clsp.index`` logger."""
+        named = (theirs or {}).get("model")
+        known = (self.provenance or {}).get("model")
+        if not named and known and self.expected:  # a matrix of one's own: taken as --model's, said once
+            if not self.warned:
+                self.warned = True
+                logging.getLogger("clsp.index").warning(
+                    f"record {item.id!r} (and any like it) has no 'provenance' saying which model made its "
+                    f"embedding: taken to be model {known!r}'s, as --model gives; embeddings written by clsp embed "
+                    "carry it and are checked")
+        elif not named and known:
+            raise ProvenanceError(f"record {item.id!r}: no 'provenance' says which model made its embedding, but "
+                                  f"earlier records came from model {known!r}; it cannot be checked to be that "
+                                  f"model's: give records of one model (embed them all with clsp embed --model {known})")
+        if named and self.unknown is not None and not self.expected:
+            raise ProvenanceError(f"record {item.id!r} came from model {named!r}, but record {self.unknown!r} before "
+                                  "it has no 'provenance' saying which model made it: give records of one model "
+                                  f"(clsp embed --model {named} for them all)")
+
+    def _check_modality(self, item: Item, theirs: dict | None) -> str | None:
+        """What the record was embedded from (``provenance.modality``: "audio" or "text"; None
+        when not said); with ``one_modality``, ``ProvenanceError`` when it is not this
+        reader's (speech where captions belong, or a mix in one index)."""
+        made_as = (theirs or {}).get("modality")
+        if made_as not in ("audio", "text"):
+            return None
+        if self.one_modality and self.modality is not None and made_as != self.modality:
+            what = {"audio": "speech (embedded from audio)", "text": "a caption (embedded from text)"}
+            raise ProvenanceError(f"record {item.id!r} is {what[made_as]}, but {self.holds or 'earlier records are'} "
+                                  f"{self.modality} embeddings" + (f"; {self.fix}" if self.fix else ""))
+        return made_as
+
+    holds: str | None = None  # how messages name what this reader reads ("--speech takes")
+    fix: str | None = None  # what to change when a record of the other modality comes
 
     def _against(self, theirs: dict | None) -> tuple[str, str]:
         """What a record's provenance is compared with, and what to change when it differs."""
@@ -245,7 +295,8 @@ def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = No
     """
     from clsp.index.folder import index_exists, write_index
 
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine")
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", one_modality=True)
+    reader.fix = "an index holds one modality: build one index of the clips and another of the captions"
     vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
     if not vectors and not (add and index_exists(index_dir)):
         raise InputError(f"{source}: no embeddings to index")

@@ -56,6 +56,7 @@ class IndexInfo:
     model: str | None = None
     checksum: str | None = None
     sample_rate: int | None = None
+    modality: str | None = None  # what was embedded: "audio" (speech) or "text" (captions); None: not said
     knobs: dict = field(default_factory=dict)
     stored_vectors: bool = False
     json_columns: list = field(default_factory=list)

@@ -99,6 +99,13 @@ class VectorIndex:
                 f"holds embeddings of model {self.info.model!r}; add records written by clsp embed (they carry "
                 f"'provenance'), e.g. clsp embed ... --model {self.info.model} --npy x.npy -o x.jsonl, then "
                 "clsp search build x.jsonl --npy x.npy --add, or build a separate index")
+        made_as = (provenance or {}).get("modality")
+        if self.info.modality and len(arr) and made_as in ("audio", "text") and made_as != self.info.modality:
+            from clsp.errors import ProvenanceError
+
+            raise ProvenanceError(f"embeddings to add: embedded from {made_as}, but the index holds {self.info.modality} "
+                                  "embeddings: an index holds one modality; build a separate index for them "
+                                  "(another -o, without --add)")
         check_provenance(self.info, provenance, arr.shape[1], "embeddings to add",
                          "build a separate index for them (another -o, without --add), or embed them with "
                          f"the index's model (clsp embed --model {self.info.model or 'MODEL'})")

@@ -97,6 +97,7 @@ def test_batch_size_and_order_do_not_change_embeddings(clips):
             assert np.abs(ea[r["id"]] - np.array(r["embedding"])).max() <= 1e-5
     assert [r["id"] for r in c] == [json.loads(x)["id"] for x in reversed(lines)]
     assert a[0]["provenance"]["dim"] == len(a[0]["embedding"]) and a[0]["provenance"]["normalized"] is True
+    assert a[0]["provenance"]["modality"] == "audio"
 
 
 def test_npy_output_and_rows(clips):

@@ -252,3 +252,51 @@ def test_caption_texts_example_gives_one_text_record_per_caption():
 def test_both_pool_sides_on_stdin_is_a_usage_error():
     res = cli("search", "eval", "--speech", "-", "--captions", "-", stdin="")
     assert res.exit_code == 2 and "cannot both read stdin" in res.output
+
+
+def test_each_pool_side_and_each_index_holds_one_modality(pool):
+    """Speech embeddings given as the captions too (or a caption file as speech) would score
+    every clip against itself: refused by the modality clsp embed writes in provenance.
+    An index holds one modality, also across --add."""
+    tmp, _, _ = pool
+    speech = [{**r, "provenance": {**PROV, "modality": "audio"}}
+              for r in map(json.loads, (tmp / "sp.jsonl").read_text().splitlines())]
+    caps = [{**r, "provenance": {**PROV, "modality": "text"}}
+            for r in map(json.loads, (tmp / "cap.jsonl").read_text().splitlines())]
+    write(tmp / "sp.jsonl", speech)
+    write(tmp / "cap.jsonl", caps)
+    npy = ["--npy", str(tmp / "both.npy"), "--n-boot", "0", "-q"]
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"), *npy)
+    assert r.exit_code == 0, r.output
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "sp.jsonl"), *npy)
+    assert r.exit_code == 1 and lines(r) == []
+    assert "record 'c0' is speech (embedded from audio), but --captions takes text embeddings" in r.output
+    r = cli("search", "eval", "--speech", str(tmp / "cap.jsonl"), "--captions", str(tmp / "cap.jsonl"), *npy)
+    assert r.exit_code == 1 and "'t0' is a caption (embedded from text), but --speech takes audio" in r.output
+    write(tmp / "mixed.jsonl", speech[:3] + caps[:1])
+    r = cli("search", "build", str(tmp / "mixed.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "m.idx"), "-q")
+    assert r.exit_code == 1 and "an index holds one modality" in r.output and not (tmp / "m.idx").exists()
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    assert r.exit_code == 0 and json.loads((tmp / "s.idx/index.json").read_text())["modality"] == "audio"
+    r = cli("search", "build", str(tmp / "cap.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
+            "--add", "-q")
+    assert r.exit_code == 1 and "the index holds audio embeddings" in r.output
+    assert json.loads((tmp / "s.idx/index.json").read_text())["count"] == 12
+
+
+def test_records_of_unknown_origin_do_not_join_a_models_records(pool):
+    """A record without provenance cannot be checked to come from the model of the others:
+    one build refuses the mix, whichever comes first."""
+    tmp, _, _ = pool
+    recs = [json.loads(x) for x in (tmp / "sp.jsonl").read_text().splitlines()]
+    bare = [{k: v for k, v in r.items() if k != "provenance"} for r in recs]
+    for name, mix, needle in [("late", recs[:6] + bare[6:], "record 'c6': no 'provenance' says which model"),
+                              ("early", bare[:6] + recs[6:], "record 'c6' came from model 'vec-model', but record 'c0'")]:
+        write(tmp / f"{name}.jsonl", mix)
+        r = cli("search", "build", str(tmp / f"{name}.jsonl"), "--npy", str(tmp / "both.npy"),
+                "-o", str(tmp / f"{name}.idx"), "-q")
+        assert r.exit_code == 1 and needle in r.output, r.output
+        assert not (tmp / f"{name}.idx").exists()
+    write(tmp / "bare.jsonl", bare)  # all of unknown origin: an index of unknown origin
+    r = cli("search", "build", str(tmp / "bare.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "b.idx"), "-q")
+    assert r.exit_code == 0 and json.loads((tmp / "b.idx/index.json").read_text())["model"] is None
