@@ -24,6 +24,9 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model th
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Hits per query (fewer when the index is smaller).")]
 NprobeOpt = Annotated[Optional[int], typer.Option("--nprobe", help="IVF lists visited per query (more: slower, better recall).")]
 EfOpt = Annotated[Optional[int], typer.Option("--ef", help="HNSW search breadth (more: slower, better recall).")]
+QueryFieldOpt = Annotated[str, typer.Option("--query-field", help="What a query record is searched with: auto (its "
+                                             "embedding, else its text or audio; a record with both text and audio "
+                                             "is an error asking), embedding, text or audio.")]
 RerankOpt = Annotated[Optional[int], typer.Option("--rerank", help="Fetch k*N candidates and re-score them exactly (0: off; default: on for compressed indexes).")]
 
 
@@ -64,6 +67,7 @@ def query(
     ef: EfOpt = None,
     rerank: RerankOpt = None,
     npy: NpyOpt = None,
+    query_field: QueryFieldOpt = "auto",
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Queries per batch.")] = 256,
     threads: ThreadsOpt = None,
@@ -96,6 +100,7 @@ def evaluate(
     npy: NpyOpt = None,
     speech_npy: Annotated[Optional[str], typer.Option("--speech-npy", help="Pool mode: the matrix the --speech rows point into (default: --npy).")] = None,
     captions_npy: Annotated[Optional[str], typer.Option("--captions-npy", help="Pool mode: the matrix the --captions rows point into (default: --npy).")] = None,
+    query_field: QueryFieldOpt = "auto",
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
@@ -153,7 +158,7 @@ def _query(o: Options) -> int:
                               "or embed the folder with clsp embed and query with the records")
         if not os.path.isfile(audio):
             raise ConfigError(f"--audio {str(audio)[:200]}: no such file")
-    settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads)
+    settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field))
     run = search(o.index, o.input, texts=o.text or [], audios=o.audio or [], settings=settings, npy=o.npy,
                  model=o.model, device=o.device, batch_size=o.batch_size)
     sink = RecordSink(o.output, on_error=o.on_error)
@@ -165,6 +170,15 @@ def _query(o: Options) -> int:
     search_page(o.html, page, run.base, o.html_embed)
     sink.commit()
     return sink.exit_code
+
+
+def _query_field(value: str) -> str:
+    from clsp.errors import ConfigError
+    from clsp.index.query import QUERY_FIELDS
+
+    if value not in QUERY_FIELDS:
+        raise ConfigError(f"--query-field {value!r}: expected one of {', '.join(QUERY_FIELDS)}")
+    return value
 
 
 def _eval(o: Options) -> int:
@@ -183,6 +197,8 @@ def _eval(o: Options) -> int:
     if o.speech or o.captions:
         if not (o.speech and o.captions) or o.index or o.queries:
             raise ConfigError("pool mode needs both --speech and --captions (and no index)")
+        if o.query_field != "auto":
+            raise ConfigError("--query-field is for queries against an index (--queries), not pool mode")
         if o.speech == "-" and o.captions == "-":
             raise ConfigError("--speech and --captions cannot both read stdin: stdin holds one stream; "
                               "give one of them as a file")
@@ -197,7 +213,7 @@ def _eval(o: Options) -> int:
         if o.speech_npy or o.captions_npy:
             raise ConfigError("--speech-npy and --captions-npy are for pool mode (--speech/--captions); use --npy")
         ev = evaluate_index(o.index, o.queries or "-", o.relevant_key, o.group_key, o.n_boot,
-                            SearchSettings(10, None, o.nprobe, o.ef, o.rerank, o.threads), o.npy,
+                            SearchSettings(10, None, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field)), o.npy,
                             o.model, o.device, skip_notice())
     if not o.quiet:
         from clsp_cli.tables import retrieval_table

@@ -32,6 +32,7 @@ class SearchSettings:
     ef: int | None = None
     rerank: int | None = None
     threads: int | None = None
+    query_field: str = "auto"  # what a query record is searched with: auto, embedding, text or audio
 
     def search_kwargs(self) -> dict[str, Any]:
         return {"nprobe": self.nprobe, "ef": self.ef, "rerank": self.rerank, "threads": self.threads}
@@ -77,22 +78,44 @@ class QueryEncoder:
         return enc.embed_text(values) if kind == "text" else enc.embed_audio(values)
 
 
-def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None):
-    """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record. A
-    record holding its vector (``embedding``, or a ``row`` of ``matrix``, as ``clsp embed``
-    writes them beside the ``audio`` or ``text`` they came from) is that vector; a ``row``
-    with the embedding provenance and no matrix is an error asking for ``--npy``."""
-    embedded = "row" in record and (matrix is not None or isinstance(record.get("provenance"), dict))
-    if "embedding" in record or embedded or (matrix is not None and "text" not in record and "audio" not in record):
+QUERY_FIELDS = ("auto", "embedding", "text", "audio")
+
+
+def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None,
+                field: str = "auto"):
+    """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record.
+
+    ``field`` "auto": a record holding its vector (``embedding``, or a ``row`` of ``matrix``,
+    as ``clsp embed`` writes them beside the ``audio`` or ``text`` they came from) is that
+    vector; a ``row`` with the embedding provenance and no matrix is an error asking for
+    ``--npy``; else its ``text`` or its ``audio``, and a record with both (a clip and its
+    caption) is an ``InputError`` asking which (``--query-field``). "embedding", "text" or
+    "audio" use that one, an ``InputError`` naming the query when it is missing.
+    """
+    where = f"query {record.get('id')!r}"
+    has_text = isinstance(record.get("text"), str) and bool(record["text"].strip())
+    has_audio = isinstance(record.get("audio"), str) and bool(record["audio"].strip())
+    if field == "auto":
+        embedded = "row" in record and (matrix is not None or isinstance(record.get("provenance"), dict))
+        if "embedding" in record or embedded or (matrix is not None and "text" not in record and "audio" not in record):
+            field = "embedding"
+        elif has_text and has_audio:
+            raise InputError(f"{where}: has both 'text' and 'audio'; say which one to search with: "
+                             "--query-field text (the caption) or --query-field audio (the clip)")
+        elif has_text or has_audio:
+            field = "text" if has_text else "audio"
+        else:
+            raise InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
+    if field == "embedding":
         vec = record_vector(record, matrix, position)
-        return "vector", check_usable(vec, record, f"query {record.get('id')!r}", nonzero=False)
-    if isinstance(record.get("text"), str) and record["text"].strip():
+        return "vector", check_usable(vec, record, where, nonzero=False)
+    if field == "text" and has_text:
         return "text", record["text"]
-    if isinstance(record.get("audio"), str) and record["audio"].strip():
+    if field == "audio" and has_audio:
         from clsp.similarity import record_audio_side
 
-        return "audio", record_audio_side(record, f"query {record.get('id')!r}", base)
-    raise InputError(f"query {record.get('id')!r}: needs an 'embedding', a 'text' or an 'audio' field")
+        return "audio", record_audio_side(record, where, base)
+    raise InputError(f"{where}: no non-empty '{field}' field (--query-field {field})")
 
 
 def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
@@ -115,7 +138,8 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     return chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
 
 
-def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base) -> list:
+def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base,
+                 field: str = "auto") -> list:
     """One vector or error per item of the batch."""
     out: list[Any] = [None] * len(batch)
     pending: dict[str, list[tuple[int, Any]]] = {"text": [], "audio": []}
@@ -124,7 +148,7 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
             out[n] = item.error
             continue
         try:
-            kind, value = parse_query(item.record, matrix, item.index, base)
+            kind, value = parse_query(item.record, matrix, item.index, base, field)
             if kind == "vector":
                 check_provenance(index.info, item.record.get("provenance"), value.shape[0], f"query {item.id!r}",
                                  f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
@@ -153,7 +177,7 @@ def search_items(
 ) -> Iterator[tuple[Item, list[dict] | ClspError]]:
     """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
     for batch in batched(items, max(batch_size, 1)):
-        vectors = _vectors_for(batch, index, encoder, matrix, base)
+        vectors = _vectors_for(batch, index, encoder, matrix, base, settings.query_field)
         good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
         results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}
         if good:

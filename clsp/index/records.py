@@ -165,7 +165,6 @@ class EmbeddingReader:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
-        self._check_known(item, theirs)
         same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
         made_as = self._check_modality(item, theirs)
         vec = record_vector(rec, self.matrix, item.index)
@@ -182,6 +181,7 @@ class EmbeddingReader:
                         + (f"model {model!r} (--model) makes dimension {self.dim}; {self._against(theirs)[1]}"
                            if self.expected else f"earlier records have dimension {self.dim}"))
         check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
+        self._check_known(item, theirs)  # a usable vector, but of unknown origin among a model's?
         self.provenance = self.provenance or theirs
         self.dim = self.dim or int(vec.shape[0])
         if not (theirs or {}).get("model"):

@@ -120,7 +120,8 @@ def test_similarity_scatter_per_group(clips):
 
 
 def test_search_eval_recall_curves(embedded):
-    caps = [{"id": f"t{i}", "text": "", "audio_id": r["id"], "embedding": r["embedding"], "provenance": r["provenance"]}
+    caps = [{"id": f"t{i}", "text": "", "audio_id": r["id"], "embedding": r["embedding"],
+             "provenance": {**r["provenance"], "modality": "text"}}  # stand-ins for caption embeddings
             for i, r in enumerate(records((embedded / "emb.jsonl").read_text()))]
     (embedded / "caps.jsonl").write_text("".join(json.dumps(c) + "\n" for c in caps))
     r = clsp("search", "eval", "--speech", "emb.jsonl", "--captions", "caps.jsonl", "--n-boot", "0",

@@ -179,3 +179,24 @@ def test_text_and_audio_queries_with_the_model(clips, tiny_model):
     for hit in text_q["hits"]:
         v = emb[hit["id"]]
         assert hit["score"] == pytest.approx(float(tvec @ v / np.linalg.norm(v)), abs=1e-4)
+
+
+def test_a_query_record_with_both_text_and_audio_asks_which(clips):
+    """A clip-and-caption record (a training manifest line) is not searched with one of the
+    two picked silently: an error record naming --query-field; with it, the field chosen."""
+    p = cli("embed", "clips.jsonl", "-m", "tiny-random", "-q", cwd=clips)
+    p = cli("search", "build", "-", "-o", "clips.idx", "-q", cwd=clips, stdin=p.stdout)
+    assert p.returncode == 0, p.stderr
+    q = json.dumps({"id": "q", "audio": "c2.wav", "text": "a calm, low male voice"}) + "\n"
+    p = cli("search", "query", "clips.idx", "-", "-q", cwd=clips, stdin=q)
+    assert p.returncode == 3 and "--query-field text" in json.loads(p.stdout)["error"]["message"]
+    p = cli("search", "query", "clips.idx", "-", "--query-field", "audio", "-k", "1", "-q", cwd=clips, stdin=q)
+    hit = json.loads(p.stdout)["hits"][0]
+    assert p.returncode == 0 and hit["id"] == "c2" and hit["score"] > 0.999
+    p = cli("search", "query", "clips.idx", "-", "--query-field", "text", "-k", "1", "-q", cwd=clips, stdin=q)
+    t = cli("search", "query", "clips.idx", "--text", "a calm, low male voice", "-k", "1", "-q", cwd=clips)
+    assert p.returncode == 0 and json.loads(p.stdout)["hits"] == json.loads(t.stdout)["hits"]
+    p = cli("search", "query", "clips.idx", "-", "--query-field", "embedding", "-q", cwd=clips, stdin=q)
+    assert p.returncode == 3 and "no 'embedding' field" in p.stdout
+    p = cli("search", "query", "clips.idx", "-", "--query-field", "caption", "-q", cwd=clips, stdin=q)
+    assert p.returncode == 2 and "expected one of auto, embedding, text, audio" in p.stderr
