@@ -260,8 +260,13 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
         if not isinstance(obj["text"], str):
             raise InputError(f"line {lineno}: 'text' must be a string")
         obj.setdefault("id", f"line-{lineno}")
-    if not isinstance(obj.get("id"), (str, int)):
-        obj["id"] = json.dumps(obj.get("id"))
+    rid = obj.get("id")
+    if rid is None:  # no id (or null): named by its line
+        obj["id"] = f"line-{lineno}"
+    elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise InputError(f"line {lineno}: 'id' must be a string or an integer, not {json.dumps(rid)[:60]}")
+    elif isinstance(rid, str) and not rid.strip():
+        raise InputError(f"line {lineno}: 'id' is empty")
     return obj
 
 
@@ -269,8 +274,9 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
     """Best-effort id for a line that could not be parsed: its 'id' field if readable."""
     try:
         obj = json.loads(raw.decode("utf-8", errors="replace"))
-        if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)):
-            return str(obj["id"])
+        rid = obj.get("id") if isinstance(obj, dict) else None
+        if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid).strip():
+            return str(rid)
     except (json.JSONDecodeError, ValueError, RecursionError):
         pass
     return f"line-{lineno}"

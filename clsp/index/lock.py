@@ -49,6 +49,43 @@ def _try_lock(fd: int) -> bool:
         return False
 
 
+def _still_ours(fd: int, lock: Path) -> bool:
+    """Whether the locked file is still the one at ``lock`` (a writer whose first build
+    failed removes the folder it made, lock file included, after a waiter opened it)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(lock).st_ino
+    except OSError:
+        return False
+
+
+def _open_locked(folder: Path, timeout: float, on_wait: Callable[[str], None] | None) -> int:
+    """An open descriptor of ``folder/.lock``, exclusively locked (waits up to ``timeout``)."""
+    deadline = time.monotonic() + max(timeout, 0)
+    told = False
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexFileError(f"index {folder}: cannot create its lock file ({exc.strerror or exc})") from None
+        try:
+            if not _try_lock(fd):
+                if on_wait is not None and timeout > 0 and not told:
+                    told = True
+                    on_wait(f"index {folder} is in use by PID {_holder(fd)}; waiting up to {timeout:g} s for it")
+                while not _try_lock(fd):
+                    if time.monotonic() >= deadline:
+                        raise IndexBusyError(f"index {folder} is in use by PID {_holder(fd)} (another writer); "
+                                             f"gave up after {timeout:g} s")
+                    time.sleep(POLL_SECONDS)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_ours(fd, folder / LOCK_FILE):
+            return fd
+        os.close(fd)  # the folder was removed (and maybe made again) while we waited: lock the one there now
+
+
 @contextmanager
 def index_writer(
     path: str | Path, timeout: float = DEFAULT_TIMEOUT, on_wait: Callable[[str], None] | None = None
@@ -58,7 +95,11 @@ def index_writer(
     Waits up to ``timeout`` seconds (0: do not wait) for another writer, calling ``on_wait``
     once with a message naming its PID. Raises :class:`IndexBusyError` ("index X is in use by
     PID N") when the wait runs out, and ``IndexFileError`` when the folder cannot be made.
+    A folder this call made is removed again when what ran under the lock failed before
+    an index was published in it (no folder holding only ``.lock`` is left behind).
     """
+    from clsp.index.store import INFO_FILE
+
     folder = Path(path)
     key = os.path.realpath(folder)
     if key in _held:
@@ -68,32 +109,31 @@ def index_writer(
         finally:
             _held[key] -= 1
         return
+    made = not os.path.lexists(folder)
+    fd = _open_locked(folder, timeout, on_wait)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise IndexFileError(f"index {folder}: cannot create its lock file ({exc.strerror or exc})") from None
-    try:
-        if not _try_lock(fd):
-            pid = _holder(fd)
-            if on_wait is not None and timeout > 0:
-                on_wait(f"index {folder} is in use by PID {pid}; waiting up to {timeout:g} s for it")
-            deadline = time.monotonic() + max(timeout, 0)
-            while not _try_lock(fd):
-                if time.monotonic() >= deadline:
-                    raise IndexBusyError(
-                        f"index {folder} is in use by PID {_holder(fd)} (another writer); "
-                        f"gave up after {timeout:g} s"
-                    )
-                time.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _held[key] = 1
         try:
             yield
+        except BaseException:
+            if made and not (folder / INFO_FILE).exists():
+                _remove_made(folder)
+            raise
         finally:
             del _held[key]
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _remove_made(folder: Path) -> None:
+    """Remove the lock file and the folder a failed first build made (only when nothing
+    else is in it: data a half-written build left is swept by the next build)."""
+    try:
+        os.unlink(folder / LOCK_FILE)
+        folder.rmdir()
+    except OSError:
+        pass

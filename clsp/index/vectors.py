@@ -60,7 +60,8 @@ def _check_ids(new_ids: list[str], existing: set[str] | None = None) -> None:
     seen = set(existing or ())
     for rid in new_ids:
         if rid in seen:
-            raise InputError(f"id {rid!r} appears more than once in the index")
+            raise InputError(f"id {rid!r} appears more than once in the index (ids are compared as text: 7 and "
+                             "\"7\" are one id); give each record its own id")
         seen.add(rid)
 
 

@@ -212,3 +212,28 @@ def test_folders_named_like_data_folders_are_the_users_own(tmp_path):
     add_to_index(idx, unit(1, 1), [{"id": "c"}])
     assert (idx / "data-mine" / "x.txt").read_text() == "keep"
     assert len(load_index(idx)) == 3 and len([p for p in idx.iterdir() if p.name.startswith("data-")]) == 2
+
+
+def test_a_failed_first_build_leaves_no_folder_and_a_waiting_writer_still_builds(tmp_path):
+    from clsp.index.folder import write_index
+
+    path = tmp_path / "new.idx"
+    with pytest.raises(InputError, match="missing 'id'"):
+        write_index(path, unit(3, 0), [{"id": "a"}, {"id": ""}, {"id": "c"}])
+    assert not path.exists()  # not a folder holding only .lock
+    code = textwrap.dedent(f"""
+        import time
+        from clsp.index.lock import index_writer
+        try:
+            with index_writer({str(path)!r}):
+                print("locked", flush=True)
+                time.sleep(1.0)
+                raise RuntimeError("first build fails")
+        except RuntimeError:
+            pass
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    write_index(path, unit(3, 1), [{"id": i} for i in "xyz"], lock_timeout=60)  # waits, then locks the new folder
+    assert proc.wait(timeout=60) == 0
+    assert sorted(load_index(path).ids) == ["x", "y", "z"]

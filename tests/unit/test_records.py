@@ -190,3 +190,19 @@ def test_home_names_of_no_user_and_nul_bytes_stay_names(tmp_path):
     assert home_path("~no-such-user-here/x") == __import__("pathlib").Path("~no-such-user-here/x")
     with pytest.raises(AudioError, match="cannot hold a NUL byte"):
         load_audio(items[2].record["audio"])
+
+
+def test_ids_are_non_empty_strings_or_integers(tmp_path):
+    """An id that is empty, true/false, a float or a structure is an error record naming its
+    line (it became the text 'True', or failed a whole index build); no id is the line's."""
+    p = tmp_path / "e.jsonl"
+    ids = ["", "  ", True, 2.5, ["x"], {"a": 1}, 7, "7b"]
+    lines = [json.dumps({"id": i, "embedding": [1.0]}) for i in ids] + [json.dumps({"embedding": [1.0]}),
+                                                                          json.dumps({"id": None, "embedding": [1.0]})]
+    p.write_text("\n".join(lines) + "\n")
+    items = list(iter_items(p, "embeddings"))
+    assert [it.ok for it in items] == [False] * 6 + [True] * 4
+    assert "'id' is empty" in str(items[0].error) and "'id' is empty" in str(items[1].error)
+    assert "not true" in str(items[2].error) and "not 2.5" in str(items[3].error)
+    assert [it.id for it in items[:3]] == ["line-1", "line-2", "line-3"]
+    assert [it.id for it in items[6:]] == ["7", "7b", "line-9", "line-10"]
