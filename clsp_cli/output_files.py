@@ -277,6 +277,20 @@ def _input_paths(value: Any) -> list[str]:
     return out
 
 
+def _refuse_folder(path: Any, flag: str) -> None:
+    """``ConfigError`` (exit 2) for an output file named as a folder: an existing one, or a
+    name ending in ``/`` (``-o results/`` wrote a file called ``results``)."""
+    if not isinstance(path, str) or not path or path == "-":
+        return
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise ConfigError(f"{flag} {path}: names a folder, and {flag} writes one file; give a file path, "
+                          f"e.g. {os.path.join(path, 'out' + _suffix_for(flag))}")
+
+
+def _suffix_for(flag: str) -> str:
+    return {"--npy": ".npy", "--plot": ".png", "--html": ".html", "--report": ".json"}.get(flag, ".jsonl")
+
+
 def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
     """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
     (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
@@ -285,6 +299,8 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     replace. Devices, FIFOs and ``-`` are written through and never replace anything."""
     seen: dict[tuple, str] = {}
     shown_as: dict[tuple, str] = {}
+    for name in outputs:
+        _refuse_folder(params.get(name), "--" + name.replace("_", "-"))
     for name in outputs:
         path = params.get(name)
         key = _file_key(path) if isinstance(path, str) else None

@@ -358,3 +358,28 @@ def test_a_users_file_named_like_an_outputs_lock_or_partial_is_never_taken(tmp_p
     assert (tmp_path / "report.partial").read_text() == "my notes\n" and not (tmp_path / "report.lock").exists()
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--report", "poetry", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2 and not (tmp_path / "e.jsonl").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "a.wav", "-o", "newdir/"], ["embed", "a.wav", "-o", "existing"],
+    ["embed", "a.wav", "--npy", "existing", "-o", "e.jsonl"], ["classify", "a.wav", "--report", "reports/"],
+    ["plot", "map", "e.jsonl", "-o", "figs/"],
+])
+def test_an_output_file_named_as_a_folder_is_a_usage_error(tmp_path, args):
+    """`-o results/` wrote a file called 'results'; an existing folder failed late with exit 1."""
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+    from tests.helpers.assets import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "existing").mkdir()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        res = CliRunner().invoke(app, [*args, "--model", "tiny-random"] if args[0] != "plot" else args)
+    finally:
+        os.chdir(cwd)
+    assert res.exit_code == 2, res.output
+    assert "names a folder" in res.output and "give a file path" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "existing"]
