@@ -163,6 +163,8 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
                with_text: bool = True) -> CLSPModel:
     """Load a model by built-in name, local directory / ``.pt`` file, or hub id (online only).
 
+    The ``model.safetensors`` file of a clsp model directory loads that directory.
+
     ``with_text=False`` loads the speech side only (faster; ``encode_text`` then raises).
     """
     name = str(name_or_path)
@@ -185,6 +187,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
             return model
         return _load_authors_format(path, device)
     if path.is_file():
+        cfg = path.parent / "config.json"
+        if path.suffix == ".safetensors" and cfg.is_file() and "clsp_format" in _read_json(cfg):
+            return load_model(path.parent, device, with_text)  # a clsp model's weights file: that model
         return _load_authors_format(path, device)
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
         return load_model(_hub_snapshot(name), device, with_text)

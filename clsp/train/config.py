@@ -327,10 +327,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     from clsp.errors import InputError
     from clsp.streams import read_text_file
 
+    if ".jsonl" in p.suffixes:
+        raise ConfigError(_manifest_given(p))
     try:  # a BOM from Windows editors is not part of the config; UTF-16/32 named with the fix
         text = read_text_file(p)
     except (OSError, InputError) as exc:
         raise ConfigError(f"cannot read config {p}: {exc}") from None
+    if _looks_like_records(text):
+        raise ConfigError(_manifest_given(p))
     try:
         if p.suffix == ".json":
             data = json.loads(text)
@@ -343,6 +347,28 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping of keys to values")
     return data
+
+
+RECORD_KEYS = {"audio", "recording", "supervisions", "global_captions", "finegrained_captions", "short_captions",
+               "long_captions", "text", "embedding"}
+
+
+def _looks_like_records(text: str) -> bool:
+    """Whether a config file's text is JSON Lines of records (a manifest), not a config:
+    a first line that is a JSON object with a record's fields (audio, captions, a cut)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if not first.lstrip().startswith("{"):
+        return False
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and bool(RECORD_KEYS & set(obj)) and "data" not in obj
+
+
+def _manifest_given(p: Path) -> str:
+    return (f"{p}: a manifest of training records (JSON Lines), not a training config; give a config and the "
+            f"manifest as data.train, e.g. clsp train examples/configs/finetune.yaml data.train={p} -o exp/my-voices")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -78,3 +78,15 @@ def test_an_index_of_a_model_known_only_by_folder_asks_for_model(setup: dict, tm
     assert "the index was built with model 'other'" in res.output and "pass --model" in res.output
     ok = _invoke("search", "query", str(d / "other.idx"), "--text", "a calm voice", "--model", setup["other"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_clsp_models_weights_file_loads_its_model(tmp_path: Path) -> None:
+    """--model DIR/model.safetensors (what tab completion gives) is that model, not a
+    released checkpoint whose 800 keys all fail to match."""
+    from clsp.models import load_model
+
+    folder = save_model(tiny_model(seed=3), tmp_path / "mine")
+    a, b = load_model(folder), load_model(folder / "model.safetensors")
+    assert a.name == b.name == "mine" and a.provenance() == b.provenance()
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert (x == y).all()

@@ -198,3 +198,14 @@ def test_resume_names_the_changed_key_inside_the_model_config() -> None:
     new = load_config(EXAMPLES / "tiny.yaml", base[:1] + ["model={speech_encoder: {type: compact, dim: 64}, joint_dim: 16}"])
     with pytest.raises(ConfigError, match=r"changed model\.speech_encoder\.dim \(32 -> 64\): these keys"):
         resume_changes(saved, new)
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "train.json", "train.yaml"])
+def test_a_manifest_given_as_the_config_names_data_train(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text('{"id": "a", "audio": "a.wav", "global_captions": ["x"]}\n{"id": "b", "audio": "b.wav"}\n')
+    with pytest.raises(ConfigError, match=f"a manifest of training records.*data.train={path}"):
+        load_config(path)
+    if name != "train.jsonl":  # a one-line JSON config is a config
+        path.write_text('{"max_steps": 3, "data": {"train": "t.jsonl"}}\n')
+        assert load_config(path).max_steps == 3
