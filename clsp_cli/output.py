@@ -102,6 +102,7 @@ class RecordSink:
         self.lock: OutputLock | None = None
         self.run = run
         self.fh: io.TextIOBase | None = None
+        self.errors_to: RecordSink | None = None  # where error records go instead (caption --errors)
         if output == "-":
             if resume:
                 raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
@@ -219,7 +220,7 @@ class RecordSink:
         rec = error_record(rec_id, exc)
         if extra:
             rec = {**extra, **rec}
-        self.write(rec)
+        (self.errors_to or self).write(rec)
         self.failed += 1
         if self.on_error == "fail":
             self.flush()

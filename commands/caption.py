@@ -16,7 +16,7 @@ from clsp_cli.options import (AudioRootOpt, DeviceOpt, DtypeOpt, InputsArg, OnEr
 Backend = Enum("Backend", {name: name for name in caption_backend_names()}, type=str)  # the registered backends
 
 
-@command
+@command(outputs=("output", "errors"))
 def main(
     input: InputsArg = None,
     backend: Annotated[Backend, typer.Option("--backend", help="acoustic: offline measurements and bins (CPU); model: an audio language model.")] = Backend("acoustic"),
@@ -37,6 +37,7 @@ def main(
     dtype: DtypeOpt = "auto",
     output: OutputOpt = "-",
     as_cuts: Annotated[bool, typer.Option("--as-cuts", help="Write Lhotse cuts (the input's own, or MonoCuts made for plain records) with the captions in the first supervision's custom fields (FCaps layout: global_captions, finegrained_captions), ready for clsp train and Lhotse/icefall recipes.")] = False,
+    errors: Annotated[Optional[str], typer.Option("--errors", help="Write error records to this file instead of among the captions (with --as-cuts the output is then cuts only, as Lhotse's CutSet.from_file reads it).")] = None,
     audio_root: AudioRootOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
@@ -52,18 +53,26 @@ def main(
 
 def _run(o: Options) -> int:
     from clsp.caption.backends import caption_clips
-    from clsp_cli.console import Throughput, log, set_quiet
+    from clsp_cli.console import Throughput, log, set_quiet, warn
     from clsp_cli.inputs import input_items
     from clsp_cli.output import RecordSink, write_results
 
     set_quiet(o.quiet)
     options = {k: v for k, v in vars(o).items() if k not in ("input", "backend", "output", "as_cuts", "audio_root",
-                                                              "on_error", "quiet")}
+                                                              "on_error", "quiet", "errors")}
     items = input_items(o.input, "audio", o.audio_root)
     captions = caption_clips(items, o.backend, as_cuts=o.as_cuts, log=log, **options)
     sink = RecordSink(o.output, on_error=o.on_error)
+    if o.errors is not None:
+        sink.errors_to = RecordSink(o.errors)
     with Throughput("caption") as progress:
         for _ in write_results(sink, captions, progress):
             pass
+    if sink.errors_to is not None:
+        sink.errors_to.commit()
     sink.commit()
+    if o.as_cuts and sink.failed and sink.errors_to is None:
+        warn(f"{o.output if o.output != '-' else 'the output'} holds {sink.failed} error record(s) among the cuts, "
+             "which Lhotse's CutSet.from_file does not read (clsp train skips them); write them apart with "
+             "--errors FILE")
     return sink.exit_code

@@ -80,3 +80,31 @@ def test_caption_loudness_words_relative_to_the_corpus(tmp_path):
     assert len({r["attributes"]["loudness"] for r in recs}) == 1
     res, _ = run("--loudness-reference", "loudest")
     assert res.exit_code == 2
+
+
+def test_as_cuts_with_errors_apart_is_a_cut_set_lhotse_reads(tmp_path):
+    """Error records among cuts stop Lhotse's reader: --errors FILE writes them apart (one
+    record per input across the two files); without it the output keeps them and says so."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    t = np.arange(32000) / 16000
+    sf.write(tmp_path / "v.wav", (0.2 * np.sin(2 * np.pi * 140 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             16000)
+    (tmp_path / "m.txt").write_text(f"{tmp_path / 'v.wav'}\n{tmp_path / 'gone.wav'}\n")
+    out, errs = tmp_path / "cuts.jsonl", tmp_path / "errors.jsonl"
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.txt"), "--as-cuts", "-o", str(out), "--errors", str(errs)])
+    assert res.exit_code == 3, res.output
+    cuts = CutSet.from_file(out)
+    assert len(cuts) == 1 and cuts[0].supervisions[0].custom["global_captions"]
+    [err] = [json.loads(x) for x in errs.read_text().splitlines()]
+    assert err["id"] == str(tmp_path / "gone.wav") and "no such file" in err["error"]["message"]
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.txt"), "--as-cuts", "-o", str(tmp_path / "mixed.jsonl")])
+    assert res.exit_code == 3 and "holds 1 error record(s) among the cuts" in res.output and "--errors FILE" in res.output
+    assert len((tmp_path / "mixed.jsonl").read_text().splitlines()) == 2
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.txt"), "-o", str(out), "--errors", str(tmp_path / "m.txt")])
+    assert res.exit_code == 2 and "this run reads that file" in res.output
