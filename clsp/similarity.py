@@ -22,6 +22,7 @@ refused: the pairs hold no matrix.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,21 @@ def looks_like_audio(value: str, base: Path | None = None) -> bool:
     return "/" in value or os.sep in value or re.search(r"\.[A-Za-z0-9]{2,5}$", value) is not None
 
 
+def file_with_extension(value: str, base: Path | None) -> str | None:
+    """The audio file a one-word side names without its extension (``clip1`` when
+    ``clip1.wav`` exists), or None: a mistyped file name, not a caption."""
+    word = value.strip()
+    if not word or any(ch.isspace() for ch in word) or len(word) > 255:
+        return None
+    for ext in AUDIO_EXTENSIONS:
+        try:
+            if os.path.isfile(_resolve(word + ext, base)):
+                return word + ext
+        except (OSError, ValueError):
+            return None
+    return None
+
+
 def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     """A pair side from a string (guessed) or an ``{"audio"|"text": ...}`` object.
 
@@ -98,6 +114,10 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
     if not looks_like_audio(value, base):
+        named = file_with_extension(value, base)
+        if named is not None:
+            raise InputError(f"{where}: {value!r} names no file, but {named} exists: give the file name to score "
+                             f"the clip, or {{\"text\": {json.dumps(value)}}} to score it as a caption")
         return _text_side(value, where)
     side = audio_side(value, where, base=base)
     if not value.lower().endswith(AUDIO_EXTENSIONS) and os.path.isfile(side.value):

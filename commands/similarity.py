@@ -66,7 +66,7 @@ def _run(o: Options) -> int:
     from pathlib import Path
 
     from clsp.models import load_model
-    from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, keep_score, looks_like_audio
+    from clsp.similarity import AUDIO_EXTENSIONS, audio_only, compare, file_with_extension, keep_score, looks_like_audio
     from clsp.similarity_eval import RatingTally
 
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
@@ -82,6 +82,9 @@ def _run(o: Options) -> int:
                 bad.append(f"{side}: a folder, not an audio file")
             elif not os.path.exists(path) and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
                 bad.append(f"{str(side)[:200]}: no such file")
+            elif not os.path.exists(path) and (named := file_with_extension(side, Path.cwd())) is not None:
+                bad.append(f"{side}: no such file, but {named} exists (give the file name; a one-word caption "
+                           "that is also a file name is scored from a pairs file with {\"text\": ...})")
         if bad:
             raise ConfigError("; ".join(bad))
     tally = RatingTally(o.human_key, o.group_key) if o.human_key is not None else None

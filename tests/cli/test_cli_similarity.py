@@ -125,3 +125,18 @@ def test_small_tied_group_reports_no_interval_with_a_reason(tmp_path):
         assert lo <= big[name] <= hi
     assert "ci_undefined" not in big
     assert "no CI" in r.stderr
+
+
+def test_a_clip_named_without_its_extension_is_not_scored_as_a_caption(tmp_path):
+    """`clsp similarity v1 v2` with v1.wav and v2.wav here scored the words 'v1' and 'v2'."""
+    tone(tmp_path / "v1.wav", 150)
+    tone(tmp_path / "v2.wav", 220)
+    p = cli("similarity", "v1", "v2", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "v1: no such file, but v1.wav exists" in p.stderr and p.stdout == ""
+    pairs = [{"id": "typo", "a": "v1", "b": "v2.wav"}, {"id": "forced", "a": {"text": "v1"}, "b": "v2.wav"},
+             {"id": "word", "a": "calm", "b": "v2.wav"}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 3 and "'v1' names no file, but v1.wav exists" in out[0]["error"]["message"]
+    assert out[1]["pair"] == out[2]["pair"] == "text-audio"
