@@ -7,6 +7,7 @@ call. Every input item gives one result: its hits or the error that stopped it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import chain
@@ -139,8 +140,10 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
 
 
 def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base,
-                 field: str = "auto") -> list:
-    """One vector or error per item of the batch."""
+                 field: str = "auto", unknown: list | None = None) -> list:
+    """One vector or error per item of the batch; ``unknown`` collects the first vector query
+    without provenance (warned about once)."""
+    unknown = [] if unknown is None else unknown
     out: list[Any] = [None] * len(batch)
     pending: dict[str, list[tuple[int, Any]]] = {"text": [], "audio": []}
     for n, item in enumerate(batch):
@@ -150,8 +153,15 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
         try:
             kind, value = parse_query(item.record, matrix, item.index, base, field)
             if kind == "vector":
-                check_provenance(index.info, item.record.get("provenance"), value.shape[0], f"query {item.id!r}",
+                prov = item.record.get("provenance")
+                check_provenance(index.info, prov, value.shape[0], f"query {item.id!r}",
                                  f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
+                if index.info.model and not (prov or {}).get("model") and not unknown:
+                    unknown.append(item.id)  # said once per run: a matrix of one's own queries is allowed
+                    logging.getLogger("clsp.index").warning(
+                        f"query {item.id!r} (and any like it) has no 'provenance' saying which model made its vector: "
+                        f"taken to come from the index's model, {index.info.model!r}; queries written by clsp embed carry it "
+                        "and are checked")
                 out[n] = value
             else:
                 pending[kind].append((n, value))
@@ -176,8 +186,9 @@ def search_items(
     batch_size: int = 256,
 ) -> Iterator[tuple[Item, list[dict] | ClspError]]:
     """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
+    unknown: list = []
     for batch in batched(items, max(batch_size, 1)):
-        vectors = _vectors_for(batch, index, encoder, matrix, base, settings.query_field)
+        vectors = _vectors_for(batch, index, encoder, matrix, base, settings.query_field, unknown)
         good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
         results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}
         if good:

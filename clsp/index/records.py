@@ -202,7 +202,7 @@ class EmbeddingReader:
                 self.warned = True
                 logging.getLogger("clsp.index").warning(
                     f"record {item.id!r} (and any like it) has no 'provenance' saying which model made its "
-                    f"embedding: taken to be model {known!r}'s, as --model gives; embeddings written by clsp embed "
+                    f"embedding: taken to come from model {known!r}, as --model gives; embeddings written by clsp embed "
                     "carry it and are checked")
         elif not named and known:
             raise ProvenanceError(f"record {item.id!r}: no 'provenance' says which model made its embedding, but "

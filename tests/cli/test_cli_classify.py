@@ -77,7 +77,7 @@ def test_precomputed_embeddings_provenance_and_report(tmp_path):
     assert "seed:9" in out[0]["error"]["message"]
     assert out[3]["scores"] == out[2]["scores"]  # the same vector, from the matrix or inline
     assert "outside the --npy matrix" in out[4]["error"]["message"]
-    assert p.stderr.count("has no 'provenance'") == 1 and "taken to be model 'tiny-random'" in p.stderr
+    assert p.stderr.count("has no 'provenance'") == 1 and "taken to come from model 'tiny-random'" in p.stderr
     report = json.loads((tmp_path / "rep.json").read_text())
     assert report["n"] == 2 and report["attribute"] == "gender" and report["support"] == {"female": 2}
 

@@ -94,6 +94,12 @@ def test_build_with_npy_rows_then_query_and_eval(pool):
     assert r.exit_code == 0, r.output
     want = speech_text_retrieval(speech, caps, n_boot=0)
     assert lines(r)[0]["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
+    assert "has no 'provenance'" not in r.output
+    # query vectors of unknown origin against a model's index: searched, and said once
+    write(tmp / "q.jsonl", [{k: v for k, v in q.items() if k != "provenance"} for q in queries])
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"), "-q")
+    assert r.exit_code == 0 and len(lines(r)) == 12
+    assert r.output.count("has no 'provenance'") == 1 and "index's model, 'vec-model'" in r.output
 
 
 def test_query_records_with_a_row_and_their_audio_use_the_row(pool):
