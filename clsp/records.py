@@ -282,6 +282,28 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
     return f"line-{lineno}"
 
 
+def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
+    """``ConfigError`` (exit 2) when ``path``, where records of embeddings or pairs are read,
+    is an audio file (read as text it gave one error per binary "line")."""
+    from clsp.errors import ConfigError
+    from clsp.inputs import sniff_file
+    from clsp.streams import is_stream_node
+
+    if not os.path.isfile(path) or is_stream_node(path):
+        return
+    if sniff_file(str(path)) == "audio":
+        if modality == "pairs":
+            raise ConfigError(f"{path} is an audio file; expected a pairs JSONL file (or give two sides: "
+                              f"clsp similarity {path} OTHER)")
+        if modality == "queries":
+            raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
+                              "or 'audio' field and the relevant ids)")
+        if modality == "shards":
+            raise ConfigError(f"{path} is an audio file; expected the JSONL output of a sharded clsp embed run")
+        raise ConfigError(f"{path} is an audio file; expected embedding records (what clsp embed writes) or a .npy "
+                          f"matrix: embed it first, e.g. clsp embed {path} -o {Path(path).stem}.emb.jsonl")
+
+
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
                start_index: int = 0) -> Iterator[Item]:
     """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin).
@@ -291,6 +313,8 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     cannot be opened. A compressed input cut short yields a last item whose error is a
     ``TruncatedInputError`` ("NAME: truncated after N records ...").
     """
+    if modality in ("embeddings", "pairs") and str(path) != "-":
+        refuse_audio_file(path, modality)
     stream = open_binary_input(path)
     base = base_dir_of(path, audio_root)
     name = input_name(path)

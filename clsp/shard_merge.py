@@ -37,7 +37,10 @@ class ShardReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: no such shard output file")
+        from clsp.records import refuse_audio_file
         from clsp.streams import open_binary_input, raw_lines
+
+        refuse_audio_file(self.path, "shards")
 
         self.fh = open_binary_input(self.path)
         self.lines = raw_lines(self.fh, str(self.path))  # gzip / zstd and a BOM, as every reader

@@ -119,6 +119,16 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     raise InputError(f"{where}: no non-empty '{field}' field (--query-field {field})")
 
 
+def _is_audio_file(path: str) -> bool:
+    """Whether a query source is an audio file (searched with as a clip, as ``--audio``)."""
+    import os
+
+    from clsp.inputs import sniff_file
+    from clsp.streams import is_stream_node
+
+    return os.path.isfile(path) and not is_stream_node(path) and sniff_file(path) == "audio"
+
+
 def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
                 npy: str | None = None) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
     """``(items, matrix, base)`` of search queries: one item per ``texts`` / ``audios`` value,
@@ -129,6 +139,9 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
     given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
     if source is None and given:
+        return iter(given), None, None
+    if source not in (None, "-") and not str(source).endswith(".npy") and _is_audio_file(source):
+        given.append(Item(index=len(given), id=source, record={"id": source, "audio": source}))  # as --audio
         return iter(given), None, None
     source = source or "-"
     if source.endswith(".npy"):

@@ -187,3 +187,30 @@ def test_a_manifest_read_through_a_pipe_or_fifo_loses_no_record(tmp_path, kind):
         recs = [json.loads(line) for line in out.stdout.splitlines()]
         assert [r["id"] for r in recs] == ["c0", "c1", "c2"] and all("embedding" in r for r in recs), out.stderr
         assert "a pipe holding audio data" in out.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "build", "a.wav", "-o", "x.idx"], ["search", "eval", "--speech", "a.wav", "--captions", "e.jsonl"],
+    ["search", "eval", "e.idx", "--queries", "a.wav"], ["merge", "a.wav", "-o", "m.jsonl"],
+    ["plot", "map", "a.wav", "-o", "m.svg"],
+])
+def test_an_audio_file_where_embedding_records_are_read_is_a_usage_error(tmp_path, args):
+    """Read as text, it gave one 'not valid UTF-8' error per binary line (and exit 1 or 3)."""
+    write_wav(tmp_path / "a.wav", 1.0)
+    res = _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "e.jsonl"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert _run(["search", "build", "e.jsonl", "-o", "e.idx", "-q"], tmp_path).exit_code == 0
+    res = _run([*args, "-q"], tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "a.wav is an audio file; expected" in res.output and "UTF-8" not in res.output
+    assert not (tmp_path / "x.idx").exists() and not (tmp_path / "m.jsonl").exists()
+
+
+def test_an_audio_file_given_as_search_queries_is_searched_with(tmp_path):
+    write_wav(tmp_path / "a.wav", 1.0)
+    res = _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "e.jsonl"], tmp_path)
+    assert _run(["search", "build", "e.jsonl", "-o", "e.idx", "-q"], tmp_path).exit_code == 0
+    res = _run(["search", "query", "e.idx", "a.wav", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0, res.output
+    [rec] = _records(res)
+    assert rec["id"] == "a.wav" and rec["hits"][0]["id"] == "a.wav" and rec["hits"][0]["score"] > 0.999
