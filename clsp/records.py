@@ -295,6 +295,10 @@ def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
         if modality == "pairs":
             raise ConfigError(f"{path} is an audio file; expected a pairs JSONL file (or give two sides: "
                               f"clsp similarity {path} OTHER)")
+        if modality == "manifest":
+            raise ConfigError(f"{path} is an audio file; expected a training manifest (JSONL of clips with captions, "
+                              f"or Lhotse cuts): caption it first, e.g. clsp caption {path} --as-cuts -o "
+                              f"{Path(path).stem}.cuts.jsonl")
         if modality == "queries":
             raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
                               "or 'audio' field and the relevant ids)")

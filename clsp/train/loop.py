@@ -55,6 +55,19 @@ log = logging.getLogger("clsp.train")
 EXIT_PREEMPTED = 75
 
 
+def _refuse_audio_manifests(cfg: TrainConfig) -> None:
+    """``ConfigError`` when ``data.train`` or ``data.valid`` is an audio file, not a manifest
+    (read as text it gave one skipped row per binary line)."""
+    from clsp.records import refuse_audio_file
+
+    for key, path in (("data.train", cfg.data.train), ("data.valid", cfg.data.valid)):
+        if isinstance(path, str) and path not in ("", "-"):
+            try:
+                refuse_audio_file(path, "manifest")
+            except ConfigError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+
+
 def _warn_if_valid_is_train(train: str, valid: str | None) -> None:
     """A warning when ``data.valid`` is the training manifest itself: its recall then measures
     clips the model trains on, not held-out ones."""
@@ -90,6 +103,7 @@ class Trainer:
         try:  # whatever stops the set-up lets go of the folder's lock
             self._refuse_other_run(resume)
             _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
+            _refuse_audio_manifests(cfg)
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True)
             torch.manual_seed(cfg.seed)  # same fresh weights on every rank

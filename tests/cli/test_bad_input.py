@@ -240,3 +240,19 @@ def test_an_empty_input_is_said_even_quietly(tmp_path, args):
     assert_clean(proc, (0,))
     assert proc.stdout == b""
     assert b"the input held no clips" in proc.stderr
+
+
+@pytest.mark.parametrize("key", ["data.train", "data.valid"])
+def test_train_on_an_audio_file_as_manifest_is_a_usage_error(tmp_path, key):
+    """Read as text, a clip gave one skipped row per binary line, then 'no usable training batch'."""
+    from tests.helpers.assets import write_wav
+
+    write_wav(tmp_path / "clip.wav", 1.0)
+    (tmp_path / "t.jsonl").write_text(json.dumps({"id": "a", "audio": str(tmp_path / "clip.wav"),
+                                                  "global_captions": ["a calm voice"]}) + "\n")
+    data = {"data.train": str(tmp_path / "t.jsonl"), "data.valid": "null", key: str(tmp_path / "clip.wav")}
+    proc = invoke("train", str(TINY_CONFIG), *(f"{k}={v}" for k, v in data.items()), "init_from=tiny-random",
+                  "device=cpu", "max_steps=1", "--output-dir", str(tmp_path / "exp"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{key}: {tmp_path / 'clip.wav'} is an audio file; expected a training manifest" in proc.stderr.decode()
+    assert not (tmp_path / "exp").exists()
