@@ -59,16 +59,20 @@ def embedding_map(
 
     set_quiet(quiet)
     check_outputs(output, None)
+    from clsp_cli.inputs import MissingMatrix
+
     reader = EmbeddingReader(load_matrix(npy) if npy else None)
     vectors, labels, skipped, fields = [], [], 0, []
-    for item, vec in reader.read(input):
-        if vec is None:
-            skipped += 1
-            warn(f"skipped {item.id}: {item.error}")
-            continue
-        vectors.append(vec)
-        labels.append(item.record.get(color_by) if color_by else "all")
-        fields = fields or sorted(k for k in item.record if k != "embedding")
+    with MissingMatrix(input) as no_matrix:  # a forgotten --npy: one warning, not one per record
+        for item, vec in reader.read(input):
+            if vec is None:
+                skipped += 1
+                if not no_matrix.note(item.id, item.error):
+                    warn(f"skipped {item.id}: {item.error}")
+                continue
+            vectors.append(vec)
+            labels.append(item.record.get(color_by) if color_by else "all")
+            fields = fields or sorted(k for k in item.record if k != "embedding")
     if color_by and vectors and all(label is None for label in labels):
         from clsp.errors import ConfigError
 

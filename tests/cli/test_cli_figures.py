@@ -192,3 +192,12 @@ def test_plot_map_and_run(embedded):
     assert "global/t2s_R@1" in (embedded / "curves.svg").read_text()
     r = clsp("plot", "run", "nowhere", "-o", "curves.svg", cwd=embedded)
     assert r.exit_code != 0 and "metrics.jsonl" in r.output
+
+
+def test_plot_map_of_row_records_without_their_matrix_warns_once(clips):
+    r = clsp("embed", "clips.jsonl", *TINY, "--npy", "emb.npy", "-o", "rows.jsonl", "-q", cwd=clips)
+    assert r.exit_code == 0, r.output
+    r = clsp("plot", "map", "rows.jsonl", "-o", "m.svg", cwd=clips)
+    assert r.exit_code == 1 and r.output.count("give that matrix with --npy") == 1 and "skipped" not in r.output
+    r = clsp("plot", "map", "rows.jsonl", "--npy", "emb.npy", "-o", "m.svg", "-q", cwd=clips)
+    assert r.exit_code == 0 and (clips / "m.svg").exists()
