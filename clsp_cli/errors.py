@@ -49,12 +49,15 @@ def check_numbers(params: dict[str, Any]) -> None:
             raise ConfigError(f"--{name.replace('_', '-')}: {value} is not a finite number")
 
 
-def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS):
+def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS,
+            resumable: bool = False):
     """Wrap a command body: refuse outputs that would overwrite each other or the run's own
     inputs (``check_run_files``; ``outputs``: the parameters that name output files), then
-    map exceptions to messages and exit codes. Used as ``@command`` or ``@command(outputs=...)``."""
+    map exceptions to messages and exit codes. Used as ``@command`` or ``@command(outputs=...)``.
+    A ``resumable`` command (``--resume``) keeps the partial outputs of a run that failed or was
+    stopped; any other removes them with their lock files."""
     if fn is None:
-        return functools.partial(command, outputs=outputs)
+        return functools.partial(command, outputs=outputs, resumable=resumable)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -80,9 +83,14 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
+        except OSError as exc:  # the system refused a read or write clsp did not name (a full disk, a quota,
+            # permissions, a read-only mount): one line naming the file, not a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(EXIT_RUNTIME) from None
         finally:
             release_reserved()
-            release_unpublished()
+            release_unpublished(discard=not resumable)  # only a resumable command's partial output is kept
             runfiles.end()
         try:
             sys.stdout.flush()

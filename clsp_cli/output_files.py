@@ -119,7 +119,11 @@ class OutputLock:
             self.fd = self._acquire()
         _held.append(self)
         self.previous_run = self._read().get("run")
-        self.record(self.previous_run)
+        try:
+            self.record(self.previous_run)
+        except OutputError:  # a full disk: no lock file of an output never started is left behind
+            self.release(remove=not self._read() and not os.path.lexists(self.target.partial))
+            raise
 
     def _acquire(self) -> int:
         while True:
@@ -234,11 +238,18 @@ def release_reserved() -> None:
     _reserved.clear()
 
 
-def release_unpublished() -> None:
-    """Drop every lock still held (a command that failed or stopped); the lock files stay,
-    with their run records, for ``--resume``. Called when a command ends, however it ends."""
+def release_unpublished(discard: bool = False) -> None:
+    """Drop every lock still held (a command that failed or stopped). The lock files stay,
+    with their run records, for ``--resume``; with ``discard`` (a command that cannot resume)
+    each unpublished ``FILE.partial`` and its lock file are removed instead, so a failed run
+    leaves nothing behind. Called when a command ends, however it ends."""
     for lock in list(_held):
-        lock.release(remove=False)
+        if discard:
+            try:
+                os.unlink(lock.target.partial)
+            except OSError:
+                pass
+        lock.release(remove=discard)
 
 
 OUTPUT_PARAMS = ("output", "report", "plot", "html")  # a command's output files (plus those it names)

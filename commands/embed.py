@@ -29,7 +29,7 @@ class LongAudio(str, Enum):
     windows = "windows"
 
 
-@command(outputs=("output", "npy"))
+@command(outputs=("output", "npy"), resumable=True)
 def main(
     input: InputsArg = None,
     modality: Annotated[Modality, typer.Option("--modality", help="What the input holds.")] = Modality.audio,

@@ -112,8 +112,13 @@ def index_writer(
     made = not os.path.lexists(folder)
     fd = _open_locked(folder, timeout, on_wait)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk or quota: said in one line, and the folder made goes again
+            if made:
+                _remove_made(folder)
+            raise IndexFileError(f"index {folder}: cannot write its lock file ({exc.strerror or exc})") from None
         _held[key] = 1
         try:
             yield

@@ -60,6 +60,31 @@ def test_full_disk_publishes_nothing(tmp_path):
         assert not (tmp_path / "rows.jsonl").exists()
 
 
+@pytest.mark.slow
+def test_full_disk_leaves_nothing_of_a_run_that_cannot_resume(tmp_path):
+    """classify, caption, search build and --report outputs that fail on a full disk say so in
+    one line and leave no FILE.partial, FILE.lock or half-made index folder (only embed,
+    which --resume continues, keeps its partial output)."""
+    manifest = _corpus(tmp_path, n=12)
+    with mounted_tmpfs(tmp_path / "small", "size=24k") as small:
+        for args in (["classify", str(manifest), "--model", "tiny-random", "-o", str(small / "c.jsonl")],
+                     ["similarity", str(tmp_path / "w0.wav"), str(tmp_path / "w1.wav"), "--model", "tiny-random",
+                      "-o", str(small / "s.jsonl")]):
+            _fill(small)
+            proc = run_clsp(*args, "-q", timeout=TIMEOUT)
+            err = proc.stderr.decode(errors="replace")
+            assert proc.returncode == 1 and "No space left on device" in err and "Traceback" not in err, err[-2000:]
+            assert sorted(p.name for p in small.iterdir()) == ["filler"]
+            (small / "filler").unlink()
+        emb = tmp_path / "e.jsonl"
+        assert run_clsp("embed", str(manifest), "--model", "tiny-random", "-q", "-o", str(emb)).returncode == 0
+        _fill(small)
+        proc = run_clsp("search", "build", str(emb), "-o", str(small / "x.idx"), "-q", timeout=TIMEOUT)
+        err = proc.stderr.decode(errors="replace")
+        assert proc.returncode == 1 and "No space left on device" in err and "Traceback" not in err, err[-2000:]
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]
+
+
 def _fill(folder: Path) -> None:
     """Use up every free byte of the file system holding ``folder``."""
     try:
