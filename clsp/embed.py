@@ -84,6 +84,7 @@ class AudioResult(Result[np.ndarray]):
     the ``error`` that stopped it."""
 
     windows: list[tuple[float, float]] | None = None
+    offset: float = 0.0  # where the record's segment starts in its file, seconds (windows count from it)
 
     @property
     def embeddings(self) -> np.ndarray | None:
@@ -301,7 +302,7 @@ class AudioEmbedder:
             return AudioResult(item=r.item, error=InputError(
                 f"record {r.item.id!r}: the model's embedding of its 'audio' holds NaN or infinite values"))
         return AudioResult(item=r.item, value=embs.astype(np.float32), windows=wins,
-                           seconds=r.samples / SAMPLE_RATE)
+                           seconds=r.samples / SAMPLE_RATE, offset=r.offset)
 
     def _take(self, units: Iterator[tuple[_Record, int | None]], order: deque) -> list[tuple[_Record, int | None]]:
         """The next chunk of units: at most ``chunk_size`` records and about half of

@@ -17,19 +17,32 @@ from clsp.embed import AudioResult, EmbedConfig, fbank_on_device, resolve_device
 from clsp.errors import ConfigError
 from clsp.records import Item, public_fields
 from clsp.results import Result
+from clsp.streams import CUT_SOURCE_NAME
+
+
+WINDOW_SPAN = ("start", "end", "duration")  # a window record's own segment, not its source record's
 
 
 def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """The records ``clsp embed`` writes for one successful result: ``(embedding (D,), fields)``
     each. With ``windows`` (``--long-audio windows``) one per window, with ``id`` ``ID@K``,
-    ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds);
-    otherwise one, without extra fields."""
+    ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds from
+    the record's segment start), and ``start``/``end`` (seconds in the file: the window's own
+    segment, so that a window record read back, captioned or played is that window's audio;
+    not for a mix or a command source, which have no file); otherwise one, without extra fields."""
     if not windows or not isinstance(result, AudioResult):
         return [(result.value if result.value.ndim == 1 else result.value[0], {})]
     item_id, spans = result.item.id, result.windows
-    return [(emb, {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
-                   "window_start": round(start, 3), "window_end": round(end, 3)})
-            for k, ((start, end), emb) in enumerate(zip(spans, result.value))]
+    audio = result.item.record.get("audio")
+    in_file = isinstance(audio, str) and CUT_SOURCE_NAME.match(audio) is None
+    rows = []
+    for k, ((start, end), emb) in enumerate(zip(spans, result.value)):
+        fields = {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
+                  "window_start": round(start, 3), "window_end": round(end, 3)}
+        if in_file:
+            fields.update(start=result.offset + start, end=result.offset + end)
+        rows.append((emb, fields))
+    return rows
 
 
 def run_record(modality: str, prov: dict, shard: str | None, cfg: EmbedConfig, chunk: int, to_npy: bool) -> dict:
@@ -103,5 +116,6 @@ def record_mismatch(item: Item, rec: dict[str, Any]) -> str | None:
     if "error" in rec:
         text = item.record.get("text")
         return f"{rec_id!r} with an error, where this caption is valid" if isinstance(text, str) and text.strip() else None
-    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and rec.get(k) != v)
+    span = WINDOW_SPAN if "source_id" in rec else ()  # a window record holds its own segment
+    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and k not in span and rec.get(k) != v)
     return f"{rec_id!r} with other {', '.join(other)}" if other else None

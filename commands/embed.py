@@ -163,6 +163,8 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
         out = []
         for emb, extra in output_rows(res, windows):
             rec = {**public_fields(res.item.record), **extra}
+            if "start" in extra:
+                rec.pop("duration", None)  # the window's span is start/end; the record's duration is not its
             rec.update({"row": matrix.append(emb), "row_sha256": row_checksum(emb)} if matrix is not None
                        else {"embedding": json_vector(emb)})
             out.append({**rec, "provenance": provenance(res.item)})

@@ -204,3 +204,21 @@ def test_float16_on_the_cpu_is_a_usage_error_not_a_traceback():
         resolve_dtype("float16", torch.device("cpu"))
     assert resolve_dtype("fp16", torch.device("cuda")) is torch.float16
     assert resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_a_window_record_is_its_window_read_back(tmp_path):
+    """A --long-audio windows record names its window's segment (start/end in the file): read
+    back, it is that window's audio (it named the whole file: captions, players and re-embedding
+    of each window heard all of it). A record's duration is replaced by the window's span."""
+    write_wav(tmp_path / "long.wav", 6.0)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "L", "audio": "long.wav", "start": 0.5, "duration": 5.0}) + "\n")
+    win = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "--max-seconds", "2", "--long-audio", "windows",
+                       "-q", cwd=tmp_path).stdout)
+    spans = [x for r in win for x in (r["start"], r["end"])]
+    assert spans == pytest.approx([0.5, 2.1667, 2.1667, 3.8333, 3.8333, 5.5], abs=1e-3)
+    assert all("duration" not in r for r in win)
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "embedding"}) + "\n"
+                                              for r in win))
+    again = jsonl(invoke("embed", "w.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
+    for a, b in zip(win, again):
+        assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() < 1e-4
