@@ -150,6 +150,7 @@ def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     return obj
 
 
+CAPTION_LISTS = ("global_captions", "finegrained_captions", "short_captions", "long_captions")
 CUT_TYPES = {"MonoCut", "MultiCut", "MixedCut", "PaddingCut", "DataCut", "Cut"}
 
 
@@ -256,6 +257,11 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
         obj["_path"] = obj["audio"]
     if modality == "text":
         if "text" not in obj:
+            held = [k for k in CAPTION_LISTS if k in obj]
+            if held:  # clsp caption output: captions in lists, several per clip
+                raise InputError(f"line {lineno}: record has no 'text' field, but captions in {', '.join(held)}: "
+                                 "one text record per caption is what --modality text embeds "
+                                 "(python examples/caption_texts.py FILE writes them, with audio_id and caption_type)")
             raise InputError(f"line {lineno}: record has no 'text' field")
         if not isinstance(obj["text"], str):
             raise InputError(f"line {lineno}: 'text' must be a string")

@@ -206,3 +206,11 @@ def test_ids_are_non_empty_strings_or_integers(tmp_path):
     assert "not true" in str(items[2].error) and "not 2.5" in str(items[3].error)
     assert [it.id for it in items[:3]] == ["line-1", "line-2", "line-3"]
     assert [it.id for it in items[6:]] == ["7", "7b", "line-9", "line-10"]
+
+
+def test_caption_output_given_as_text_records_names_the_lists(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"id": "a", "audio": "a.wav", "global_captions": ["x"], "finegrained_captions": ["y"]}) + "\n")
+    (item,) = iter_items(p, "text")
+    assert "no 'text' field, but captions in global_captions, finegrained_captions" in str(item.error)
+    assert "examples/caption_texts.py" in str(item.error)
