@@ -150,7 +150,48 @@ def _parse_json(lineno: int, text: str) -> dict[str, Any]:
     return obj
 
 
-CAPTION_LISTS = ("global_captions", "finegrained_captions", "short_captions", "long_captions")
+CAPTION_FIELDS = {"global_captions": "global", "finegrained_captions": "finegrained", "short_captions": "short",
+                  "long_captions": "long", "caption": "caption"}  # caption field -> caption_type
+NOT_CAPTION_FIELDS = ("audio", "start", "end", "duration", "channel", "audio_files", "measurements", "attributes",
+                      "inferred", "rejected", "provenance", "transcript")  # the clip's, not one caption's
+
+
+def _caption_list(obj: dict[str, Any], lineno: int) -> list[tuple[str, int, str]]:
+    """``(caption_type, k, text)`` for every caption a record holds in ``CAPTION_FIELDS``
+    (a list of strings, or one string); ``InputError`` when one is not text, or none is."""
+    out = []
+    for key, kind in CAPTION_FIELDS.items():
+        value = obj.get(key)
+        texts = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if value is not None and (texts is None or not all(isinstance(t, str) for t in texts)):
+            raise InputError(f"line {lineno}: '{key}' must be a list of caption strings")
+        out += [(kind, k, t) for k, t in enumerate(texts or []) if t.strip()]
+    if not out:
+        raise InputError(f"line {lineno}: no 'text' field, and its caption fields hold no caption")
+    return out
+
+
+def split_captions(items: Iterable[Item]) -> Iterator[Item]:
+    """Text items, one per caption: a record holding captions in lists (``clsp caption``
+    output, FCaps manifests; parsed with ``modality="text"``) becomes one record per caption,
+    ``{"id": "ID-global0", "text", "audio_id": ID, "caption_type": "global", ...}`` with the
+    record's other fields (speaker, emotion...), in order; other items pass. Indexes are
+    renumbered from 0, so shards and ``--resume`` count caption records."""
+    index = 0
+    for item in items:
+        captions = item.record.get("_captions") if item.ok else None
+        if not captions:
+            yield Item(index=index, id=item.id, record=item.record, error=item.error)
+            index += 1
+            continue
+        keep = {k: v for k, v in item.record.items()
+                if k not in CAPTION_FIELDS and k not in NOT_CAPTION_FIELDS and k not in ("id", "_captions", "_path")
+                and not k.startswith("_")}
+        for kind, k, text in captions:
+            cid = f"{item.id}-{kind}{k}"
+            yield Item(index=index, id=cid, record={**keep, "id": cid, "text": text, "audio_id": item.id,
+                                                     "caption_type": kind})
+            index += 1
 CUT_TYPES = {"MonoCut", "MultiCut", "MixedCut", "PaddingCut", "DataCut", "Cut"}
 
 
@@ -256,14 +297,12 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
             obj["audio"] = resolve_path(obj["audio"], base)
         obj["_path"] = obj["audio"]
     if modality == "text":
-        if "text" not in obj:
-            held = [k for k in CAPTION_LISTS if k in obj]
-            if held:  # clsp caption output: captions in lists, several per clip
-                raise InputError(f"line {lineno}: record has no 'text' field, but captions in {', '.join(held)}: "
-                                 "one text record per caption is what --modality text embeds "
-                                 "(python examples/caption_texts.py FILE writes them, with audio_id and caption_type)")
-            raise InputError(f"line {lineno}: record has no 'text' field")
-        if not isinstance(obj["text"], str):
+        if "text" not in obj and any(k in obj for k in CAPTION_FIELDS):
+            obj["_captions"] = _caption_list(obj, lineno)  # clsp caption output: split by split_captions
+        elif "text" not in obj:
+            raise InputError(f"line {lineno}: record has no 'text' field (nor captions in "
+                             f"{', '.join(CAPTION_FIELDS)})")
+        elif not isinstance(obj["text"], str):
             raise InputError(f"line {lineno}: 'text' must be a string")
         obj.setdefault("id", f"line-{lineno}")
     rid = obj.get("id")

@@ -72,6 +72,10 @@ def _run(o: Options) -> int:
     set_quiet(o.quiet)
     audio = o.modality == "audio"
     all_items = input_items(o.input, o.modality, o.audio_root)
+    if not audio:  # clsp caption output: one text record per caption
+        from clsp.records import split_captions
+
+        all_items = split_captions(all_items)
     part = _shard(o)
     if part is not None:  # the outputs' real names, '{shard}' filled in, checked as the command checks them
         from clsp_cli.output_files import check_run_files

@@ -222,3 +222,25 @@ def test_a_window_record_is_its_window_read_back(tmp_path):
     again = jsonl(invoke("embed", "w.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
     for a, b in zip(win, again):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() < 1e-4
+
+
+def test_caption_output_embeds_as_one_text_record_per_caption_sharded_or_not(tmp_path):
+    """`clsp caption ... | clsp embed --modality text`: one record per caption (id ID-global0,
+    audio_id, caption_type), so the pool mode of search eval reads it as it is; shards split
+    the caption records and merge back to the unsharded output."""
+    recs = [{"id": f"c{i}", "audio": f"c{i}.wav", "global_captions": [f"a calm voice {i}", f"a low voice {i}"],
+             "finegrained_captions": [f"slow then fast {i}"]} for i in range(3)]
+    (tmp_path / "cap.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    whole = jsonl(invoke("embed", "cap.jsonl", "--modality", "text", "--model", "tiny-random", "-q", cwd=tmp_path).stdout)
+    assert [r["id"] for r in whole[:3]] == ["c0-global0", "c0-global1", "c0-finegrained0"] and len(whole) == 9
+    assert whole[4]["audio_id"] == "c1" and whole[4]["caption_type"] == "global" and whole[4]["text"] == "a low voice 1"
+    assert all(r["provenance"]["modality"] == "text" and "audio" not in r for r in whole)
+    for i in range(2):
+        res = invoke("embed", "cap.jsonl", "--modality", "text", "--model", "tiny-random", "--shard", f"{i}/2",
+                     "-o", f"part{i}.jsonl", "-q", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    res = invoke("merge", "part0.jsonl", "part1.jsonl", "-q", cwd=tmp_path)
+    merged = jsonl(res.stdout)
+    assert res.returncode == 0 and [r["id"] for r in merged] == [r["id"] for r in whole]
+    for a, b in zip(whole, merged):
+        assert np.allclose(a["embedding"], b["embedding"], atol=1e-6)

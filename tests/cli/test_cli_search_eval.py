@@ -238,21 +238,25 @@ def test_forgotten_npy_gives_one_warning_per_input_not_per_record(pool):
     assert len(warnings) == 2 and all("12 records" in w for w in warnings)
 
 
-def test_caption_texts_example_gives_one_text_record_per_caption():
-    import subprocess
-    import sys
-
+def test_the_readme_pool_mode_of_a_captioned_manifest(tmp_path):
+    """The captioned manifest embedded as clips and as captions (one text record per caption)
+    scores in pool mode with its caption types as groups."""
     from tests.helpers.assets import REPO
 
     manifest = REPO / "examples" / "data" / "captions.jsonl"
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "caption_texts.py"), str(manifest)],
-                         capture_output=True, text=True, check=True).stdout
-    rows = [json.loads(line) for line in out.splitlines()]
     source = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    for args, out in ((["--model", "tiny-random"], "sp.jsonl"), (["--modality", "text", "--model", "tiny-random"], "cap.jsonl")):
+        r = cli("embed", str(manifest), *args, "-o", str(tmp_path / out), "-q")
+        assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "cap.jsonl").read_text().splitlines()]
     assert len(rows) == sum(len(r.get("global_captions", [])) + len(r.get("finegrained_captions", [])) for r in source)
-    assert {r["audio_id"] for r in rows} == {r["id"] for r in source}
+    assert {r["audio_id"] for r in rows} == {r["id"] for r in source} and len({r["id"] for r in rows}) == len(rows)
     assert all(r["text"] and r["caption_type"] in ("global", "finegrained") for r in rows)
-    assert len({r["id"] for r in rows}) == len(rows)
+    r = cli("search", "eval", "--speech", str(tmp_path / "sp.jsonl"), "--captions", str(tmp_path / "cap.jsonl"),
+            "--group-key", "caption_type", "--n-boot", "0", "-q")
+    summary = lines(r)[0]
+    assert r.exit_code == 0 and summary["speech"] == len(source) and summary["captions"] == len(rows)
+    assert set(summary["groups"]) == {"global", "finegrained"}
 
 
 def test_both_pool_sides_on_stdin_is_a_usage_error():

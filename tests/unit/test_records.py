@@ -208,9 +208,20 @@ def test_ids_are_non_empty_strings_or_integers(tmp_path):
     assert [it.id for it in items[6:]] == ["7", "7b", "line-9", "line-10"]
 
 
-def test_caption_output_given_as_text_records_names_the_lists(tmp_path):
+def test_caption_output_read_as_text_is_one_record_per_caption(tmp_path):
+    """clsp caption output (captions in lists) read with --modality text: one text record per
+    caption naming its clip (audio_id) and kind; the clip's own fields stay with the clip."""
+    from clsp.records import split_captions
+
     p = tmp_path / "c.jsonl"
-    p.write_text(json.dumps({"id": "a", "audio": "a.wav", "global_captions": ["x"], "finegrained_captions": ["y"]}) + "\n")
-    (item,) = iter_items(p, "text")
-    assert "no 'text' field, but captions in global_captions, finegrained_captions" in str(item.error)
-    assert "examples/caption_texts.py" in str(item.error)
+    recs = [{"id": "a", "audio": "a.wav", "speaker": "s1", "global_captions": ["x", "y"], "finegrained_captions": ["z"],
+             "measurements": {"f0": 1}, "provenance": {"backend": "acoustic"}},
+            {"id": "t", "text": "plain"}, {"id": "e", "global_captions": [" "]}, {"id": "b", "global_captions": [3]}]
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    items = list(split_captions(iter_items(p, "text")))
+    assert [(it.index, it.id) for it in items] == [(0, "a-global0"), (1, "a-global1"), (2, "a-finegrained0"), (3, "t"),
+                                                   (4, "e"), (5, "b")]
+    assert items[2].record == {"id": "a-finegrained0", "text": "z", "audio_id": "a", "caption_type": "finegrained",
+                               "speaker": "s1"}
+    assert items[3].record["text"] == "plain"
+    assert "hold no caption" in str(items[4].error) and "list of caption strings" in str(items[5].error)
