@@ -227,3 +227,25 @@ def shar_items(folder: str, start_index: int = 0) -> Iterator[Item]:
             yield Item(index=start_index + offset, id=record["id"], record=record)
         except (ClspError, ValueError) as exc:
             yield Item(index=start_index + offset, id=getattr(cut, "id", where), error=exc)
+
+
+def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
+    """``ConfigError`` (exit 2) when ``path``, where records of embeddings or pairs are read,
+    is an audio file (read as text it gave one error per binary "line")."""
+    if not os.path.isfile(path) or is_stream_node(path):
+        return
+    if sniff_file(str(path)) == "audio":
+        if modality == "pairs":
+            raise ConfigError(f"{path} is an audio file; expected a pairs JSONL file (or give two sides: "
+                              f"clsp similarity {path} OTHER)")
+        if modality == "manifest":
+            raise ConfigError(f"{path} is an audio file; expected a training manifest (JSONL of clips with captions, "
+                              f"or Lhotse cuts): caption it first, e.g. clsp caption {path} --as-cuts -o "
+                              f"{Path(path).stem}.cuts.jsonl")
+        if modality == "queries":
+            raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
+                              "or 'audio' field and the relevant ids)")
+        if modality == "shards":
+            raise ConfigError(f"{path} is an audio file; expected the JSONL output of a sharded clsp embed run")
+        raise ConfigError(f"{path} is an audio file; expected embedding records (what clsp embed writes) or a .npy "
+                          f"matrix: embed it first, e.g. clsp embed {path} -o {Path(path).stem}.emb.jsonl")

@@ -151,14 +151,14 @@ def _parse_json(lineno: int, text: str) -> dict[str, Any]:
 
 
 CAPTION_FIELDS = {"global_captions": "global", "finegrained_captions": "finegrained", "short_captions": "short",
-                  "long_captions": "long", "caption": "caption"}  # caption field -> caption_type
+                  "long_captions": "long"}  # caption list field -> caption_type
 NOT_CAPTION_FIELDS = ("audio", "start", "end", "duration", "channel", "audio_files", "measurements", "attributes",
                       "inferred", "rejected", "provenance", "transcript")  # the clip's, not one caption's
 
 
 def _caption_list(obj: dict[str, Any], lineno: int) -> list[tuple[str, int, str]]:
     """``(caption_type, k, text)`` for every caption a record holds in ``CAPTION_FIELDS``
-    (a list of strings, or one string); ``InputError`` when one is not text, or none is."""
+    (lists of strings); ``InputError`` when one is not text, or none is."""
     out = []
     for key, kind in CAPTION_FIELDS.items():
         value = obj.get(key)
@@ -327,32 +327,6 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
     return f"line-{lineno}"
 
 
-def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
-    """``ConfigError`` (exit 2) when ``path``, where records of embeddings or pairs are read,
-    is an audio file (read as text it gave one error per binary "line")."""
-    from clsp.errors import ConfigError
-    from clsp.inputs import sniff_file
-    from clsp.streams import is_stream_node
-
-    if not os.path.isfile(path) or is_stream_node(path):
-        return
-    if sniff_file(str(path)) == "audio":
-        if modality == "pairs":
-            raise ConfigError(f"{path} is an audio file; expected a pairs JSONL file (or give two sides: "
-                              f"clsp similarity {path} OTHER)")
-        if modality == "manifest":
-            raise ConfigError(f"{path} is an audio file; expected a training manifest (JSONL of clips with captions, "
-                              f"or Lhotse cuts): caption it first, e.g. clsp caption {path} --as-cuts -o "
-                              f"{Path(path).stem}.cuts.jsonl")
-        if modality == "queries":
-            raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
-                              "or 'audio' field and the relevant ids)")
-        if modality == "shards":
-            raise ConfigError(f"{path} is an audio file; expected the JSONL output of a sharded clsp embed run")
-        raise ConfigError(f"{path} is an audio file; expected embedding records (what clsp embed writes) or a .npy "
-                          f"matrix: embed it first, e.g. clsp embed {path} -o {Path(path).stem}.emb.jsonl")
-
-
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
                start_index: int = 0) -> Iterator[Item]:
     """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin).
@@ -362,8 +336,6 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     cannot be opened. A compressed input cut short yields a last item whose error is a
     ``TruncatedInputError`` ("NAME: truncated after N records ...").
     """
-    if modality in ("embeddings", "pairs") and str(path) != "-":
-        refuse_audio_file(path, modality)
     stream = open_binary_input(path)
     base = base_dir_of(path, audio_root)
     name = input_name(path)

@@ -52,7 +52,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     from clsp.index.query import QueryEncoder, SearchSettings, query_items, search_items
     from clsp.metrics.retrieval import metrics_from_ranks, ranks_from_hits, recall_curve
 
-    from clsp.records import refuse_audio_file
+    from clsp.inputs import refuse_audio_file
 
     settings = settings or SearchSettings()
     if queries != "-":

@@ -37,7 +37,7 @@ class ShardReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: no such shard output file")
-        from clsp.records import refuse_audio_file
+        from clsp.inputs import refuse_audio_file
         from clsp.streams import open_binary_input, raw_lines
 
         refuse_audio_file(self.path, "shards")

@@ -132,4 +132,8 @@ def _pairs(o: Options):
     source = o.a or "-"
     if source.lower().endswith(AUDIO_EXTENSIONS):
         raise ConfigError(f"{source} is audio: give two sides (clsp similarity A B) or a pairs JSONL file")
+    if source != "-":
+        from clsp.inputs import refuse_audio_file
+
+        refuse_audio_file(source, "pairs")
     return input_items([source], "pairs", o.audio_root), base_dir_of(source, o.audio_root)

@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 from clsp.errors import IndexFileError
 
 LOCK_FILE = ".lock"
+INFO_FILE = "index.json"  # written when an index is published in the folder (clsp.index.store)
 DEFAULT_TIMEOUT = 600.0
 POLL_SECONDS = 0.1
 
@@ -98,8 +99,6 @@ def index_writer(
     A folder this call made is removed again when what ran under the lock failed before
     an index was published in it (no folder holding only ``.lock`` is left behind).
     """
-    from clsp.index.store import INFO_FILE
-
     folder = Path(path)
     key = os.path.realpath(folder)
     if key in _held:

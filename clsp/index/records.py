@@ -248,6 +248,10 @@ class EmbeddingReader:
             items: Iterator[Item] = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n})
                                      for n in range(len(self.matrix)))
         else:
+            if str(source) != "-":
+                from clsp.inputs import refuse_audio_file
+
+                refuse_audio_file(source, "embeddings")
             items = iter_items(source, modality="embeddings")
         for item in items:
             try:

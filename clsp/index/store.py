@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from clsp.errors import IndexFileError, InputError, MissingIndexError, OutputError, ProvenanceError
+from clsp.index.lock import INFO_FILE  # the file that marks a published index (the lock knows it too)
 from clsp.records import utf8_encodable
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
-INFO_FILE = "index.json"
 VECTORS_FILE = "vectors.npy"
 FORMAT_VERSION = 2
 DATA_PREFIX = "data-"

@@ -58,7 +58,7 @@ EXIT_PREEMPTED = 75
 def _refuse_audio_manifests(cfg: TrainConfig) -> None:
     """``ConfigError`` when ``data.train`` or ``data.valid`` is an audio file, not a manifest
     (read as text it gave one skipped row per binary line)."""
-    from clsp.records import refuse_audio_file
+    from clsp.inputs import refuse_audio_file
 
     for key, path in (("data.train", cfg.data.train), ("data.valid", cfg.data.valid)):
         if isinstance(path, str) and path not in ("", "-"):
