@@ -46,4 +46,11 @@ def _check_destination(source: str, destination: str) -> None:
     if Path(source).exists() and (src == out or out in src.parents):
         raise ConfigError(f"{destination}: would replace the model being converted ({source}) or a folder holding it; "
                           "give another destination")
+    from clsp.train.checkpoint import COMPLETE, TRAINER_STATE
+
+    for folder in (out, *out.parents):  # a training checkpoint's model pairs with its optimizer state
+        if (folder / TRAINER_STATE).exists() or (folder / COMPLETE).exists():
+            raise ConfigError(f"{destination}: inside the training run checkpoint {folder}; replacing its model would "
+                              "make a --resume train other weights than the ones saved with its optimizer state; give "
+                              "a destination outside the run")
     check_replaceable(out)

@@ -121,3 +121,20 @@ def test_convert_replaces_only_a_model_folder_never_data_or_its_source(tmp_path)
         assert proc.returncode == 2 and why in proc.stderr.decode(), proc.stderr.decode()
     assert (data / "a.txt").read_text() == "keep" and (tmp_path / "f.txt").read_text() == "keep"
     assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_convert_never_replaces_a_training_checkpoints_model(tmp_path):
+    """A checkpoint's model/ pairs with its trainer_state.pt: replaced, a --resume trained other
+    weights than the saved optimizer state without a word."""
+    from clsp.models import save_model, tiny_model
+
+    save_model(tiny_model(seed=1), tmp_path / "m")
+    step = tmp_path / "run" / "checkpoints" / "step-00000080"
+    save_model(tiny_model(seed=2), step / "model")
+    (step / "trainer_state.pt").write_bytes(b"state")
+    (step / "COMPLETE").write_text("")
+    before = (step / "model" / "model.safetensors").read_bytes()
+    for dest in (step / "model", step, step / "model" / "sub"):
+        proc = invoke("convert", tmp_path / "m", dest)
+        assert proc.returncode == 2 and "inside the training run checkpoint" in proc.stderr.decode(), proc.stderr.decode()
+    assert (step / "model" / "model.safetensors").read_bytes() == before
