@@ -167,6 +167,9 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
             kind, value = parse_query(item.record, matrix, item.index, base, field)
             if kind == "vector":
                 prov = item.record.get("provenance")
+                if prov is not None and not isinstance(prov, dict):
+                    raise InputError(f"query {item.id!r}: 'provenance' must be an object (as clsp embed writes it), "
+                                     f"not {type(prov).__name__}")
                 check_provenance(index.info, prov, value.shape[0], f"query {item.id!r}",
                                  f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
                 if index.info.model and not (prov or {}).get("model") and not unknown:

@@ -164,6 +164,9 @@ class EmbeddingReader:
         if "error" in rec and "embedding" not in rec and "row" not in rec:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
+        if "provenance" in rec and not isinstance(rec["provenance"], dict):
+            raise InputError(f"record {item.id!r}: 'provenance' must be an object (as clsp embed writes it), "
+                             f"not {type(rec['provenance']).__name__}")
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
         same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
         made_as = self._check_modality(item, theirs)

@@ -51,15 +51,22 @@ def test_audio_records_labels_errors_and_summary(tmp_path):
 
 
 def test_embedding_records_from_clsp_embed_pipe_and_report(tmp_path):
-    # text embeddings of the pack's own prompts must be classified as their class
+    # the prompts' own text embeddings are their classes' centroids: without the modality that
+    # clsp embed now records they would classify as their class; classify refuses them as speech
     e = run("embed", "--modality", "text", "-m", "tiny-random", "-q", cwd=tmp_path,
             stdin="A male speaker.\nA female speaker.\nA speaker in a angry tone.\n")
     assert e.returncode == 0, e.stderr
-    p = run("classify", "--pack", "ravdess", "--attribute", "gender", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=e.stdout)
+    old = "".join(json.dumps({**r, "provenance": {k: v for k, v in r["provenance"].items() if k != "modality"}}) + "\n"
+                  for r in map(json.loads, e.stdout.splitlines()))
+    p = run("classify", "--pack", "ravdess", "--attribute", "gender", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=old)
     assert p.returncode == 0, p.stderr
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r["label"] for r in out[:2]] == ["male", "female"]
     assert "embedding" not in out[0]
+    p = run("classify", "--pack", "ravdess", "--attribute", "gender", "-m", "tiny-random", "-q", cwd=tmp_path, stdin=e.stdout)
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert p.returncode == 3 and len(out) == 3
+    assert all("is a caption (embedded from text), but classify scores speech" in r["error"]["message"] for r in out)
 
 
 def test_precomputed_embeddings_provenance_and_report(tmp_path):

@@ -310,3 +310,16 @@ def test_records_of_unknown_origin_do_not_join_a_models_records(pool):
     write(tmp / "bare.jsonl", bare)  # all of unknown origin: an index of unknown origin
     r = cli("search", "build", str(tmp / "bare.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "b.idx"), "-q")
     assert r.exit_code == 0 and json.loads((tmp / "b.idx/index.json").read_text())["model"] is None
+
+
+def test_a_provenance_that_is_not_an_object_is_that_records_error(pool):
+    """It ended search query in a traceback, losing every query."""
+    tmp, _, _ = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    assert r.exit_code == 0, r.output
+    write(tmp / "q.jsonl", [{"id": "bad", "row": 12, "provenance": "vec-model"},
+                            {"id": "list", "row": 13, "provenance": ["vec-model"]}, {"id": "ok", "row": 14, "provenance": PROV}])
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"), "-k", "1", "-q")
+    out = lines(r)
+    assert r.exit_code == 3 and [o["id"] for o in out] == ["bad", "list", "ok"]
+    assert "'provenance' must be an object" in out[0]["error"]["message"] and "hits" in out[2]
