@@ -242,14 +242,24 @@ def release_unpublished(discard: bool = False) -> None:
     """Drop every lock still held (a command that failed or stopped). The lock files stay,
     with their run records, for ``--resume``; with ``discard`` (a command that cannot resume)
     each unpublished ``FILE.partial`` and its lock file are removed instead, so a failed run
-    leaves nothing behind. Called when a command ends, however it ends."""
+    leaves nothing behind; so are an empty ``FILE.partial`` (a run refused before it wrote a
+    record) and its lock. Called when a command ends, however it ends."""
     for lock in list(_held):
-        if discard:
+        drop = discard or _empty(lock.target.partial)  # an empty partial output holds nothing to resume
+        if drop:
             try:
                 os.unlink(lock.target.partial)
             except OSError:
                 pass
-        lock.release(remove=discard)
+        lock.release(remove=drop)
+
+
+def _empty(path: Path) -> bool:
+    """Whether ``path`` is missing or an empty file."""
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return True
 
 
 OUTPUT_PARAMS = ("output", "report", "plot", "html")  # a command's output files (plus those it names)

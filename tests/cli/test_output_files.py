@@ -383,3 +383,22 @@ def test_an_output_file_named_as_a_folder_is_a_usage_error(tmp_path, args):
     assert res.exit_code == 2, res.output
     assert "names a folder" in res.output and "give a file path" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "existing"]
+
+
+def test_a_run_refused_before_writing_leaves_no_files_of_its_own(tmp_path):
+    """A second embed onto an --npy another run writes stops at once; its own -o output was
+    left as an empty FILE.partial with its FILE.lock."""
+    import fcntl
+
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+    from tests.helpers.assets import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    with open(tmp_path / "shared.npy.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        res = CliRunner().invoke(app, ["embed", str(tmp_path / "a.wav"), "--model", "tiny-random", "-q",
+                                       "-o", str(tmp_path / "c2.jsonl"), "--npy", str(tmp_path / "shared.npy")])
+    assert res.exit_code == 1 and "is in use by PID" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "shared.npy.lock"]
