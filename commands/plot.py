@@ -72,7 +72,8 @@ def embedding_map(
                 continue
             vectors.append(vec)
             labels.append(item.record.get(color_by) if color_by else "all")
-            fields = fields or sorted(k for k in item.record if k != "embedding")
+            fields = fields or sorted(k for k in item.record if k not in ("embedding", "provenance")
+                                      and not str(k).startswith("_"))
     if color_by and vectors and all(label is None for label in labels):
         from clsp.errors import ConfigError
 
