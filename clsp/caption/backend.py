@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 from dataclasses import dataclass
 
 from clsp.caption.acoustic import AcousticConfig, Measurements, measure
 from clsp.caption.bins import Bins, load_bins
-from clsp.caption.gender import infer_gender, normalise_gender, pitch_word, speaker_female_logit
+from clsp.caption.gender import infer_gender, pitch_word, speaker_female_logit
 from clsp.caption.loudness import LoudnessReference
+from clsp.caption.metadata import caption_metadata
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
 
 BACKEND_NAME = "acoustic"
@@ -64,6 +66,21 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str, reference: Loud
     return out
 
 
+_warned: set = set()
+
+
+def _warn_unused(unused: dict) -> None:
+    """One warning per field and value a run could not read (``clsp.caption`` logger)."""
+    for key, value in unused.items():
+        mark = (key, repr(value))
+        if mark not in _warned:
+            _warned.add(mark)
+            logging.getLogger("clsp.caption").warning(
+                f"{key} {value!r} is no {key} clsp can read: left out of the captions"
+                + (" (gender inferred from the voice instead)" if key == "gender" else "")
+                + " in each record that gives it; such records list it under unused_metadata")
+
+
 def name_voice(
     m: Measurements, bins: Bins, metadata: dict, reference: LoudnessReference = LoudnessReference(),
 ) -> tuple[Voice, list[str]]:
@@ -75,8 +92,9 @@ def name_voice(
     o = m.overall
     inferred = ["pitch", "pitch_range", "pitch_slope", "rate", "loudness", "dynamics", "voicing",
                 "voice_quality", "pauses"]
-    gender = normalise_gender(metadata.get("gender"))
-    if gender is None:
+    given, _ = caption_metadata(metadata)
+    gender = given.get("gender")
+    if gender is None and not given.get("gender_stated"):
         gender = infer_gender(o, bins, o.get("speaker_female_logit")) if o.get("f0_median_hz") else None
         if gender is not None:
             inferred.append("gender")
@@ -93,9 +111,9 @@ def name_voice(
         voicing=voicing,
         quality=bins.voice_quality(o) or ("breathy" if voicing == "breathy" else None),
         pause_count=int(o["pause_count"]),
-        age=metadata.get("age"),
-        emotion=metadata.get("emotion") if isinstance(metadata.get("emotion"), str) else None,
-        accent=metadata.get("accent") if isinstance(metadata.get("accent"), str) else None,
+        age=given.get("age"),
+        emotion=given.get("emotion"),
+        accent=given.get("accent"),
         segments=_annotate_segments(m, bins, pitch_gender, reference),
     )
     return voice, inferred
@@ -155,10 +173,15 @@ class AcousticCaptioner:
         metadata = metadata or {}
         voice, inferred = name_voice(m, self.bins, metadata, self.loudness)
         rng = random.Random(record_seed(rec_id, self.seed))
-        return {
+        out = {
             "global_captions": self._distinct(global_caption, voice, rng, self.num_global),
             "finegrained_captions": self._distinct(finegrained_caption, voice, rng, self.num_finegrained),
             "attributes": voice_labels(voice),
             "measurements": m.to_dict(),
             "inferred": sorted(inferred),
         }
+        unused = caption_metadata(metadata)[1]
+        if unused:  # given values no caption states (unreadable codes): said, never pasted in
+            out["unused_metadata"] = unused
+            _warn_unused(unused)
+        return out

@@ -127,6 +127,8 @@ def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=No
     out.update(selected)
     out.update({"attributes": fields["attributes"], "measurements": fields["measurements"],
                 "inferred": fields["inferred"], "provenance": captioner.provenance()})
+    if "unused_metadata" in fields:
+        out["unused_metadata"] = fields["unused_metadata"]
     return out
 
 

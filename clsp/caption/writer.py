@@ -57,7 +57,14 @@ class Voice:
         return self.voicing == "whispered"
 
 
+def _child(age) -> bool:
+    """A child's voice: the age word ``child`` or under 13 years."""
+    return age == "child" or (isinstance(age, (int, float)) and not isinstance(age, bool) and age < 13)
+
+
 def _noun(voice: Voice, rng: random.Random) -> str:
+    if _child(voice.age):
+        return {"male": "boy", "female": "girl"}.get(voice.gender, "child")
     options = {"male": ["man", "male speaker", "man"], "female": ["woman", "female speaker", "woman"]}
     return rng.choice(options.get(voice.gender, ["speaker", "person"]))
 
@@ -67,8 +74,10 @@ def _pronoun(voice: Voice) -> tuple[str, str]:
 
 
 def _age_word(age) -> str | None:
+    if _child(age):
+        return None  # the noun says it: a boy, a girl, a child
     if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age):
-        for limit, word in ((13, "young"), (20, "teenage"), (36, "young adult"), (60, "middle-aged")):
+        for limit, word in ((20, "teenage"), (36, "young adult"), (60, "middle-aged")):
             if age < limit:
                 return word
         return "older"

@@ -115,6 +115,30 @@ def test_given_metadata_wins_and_is_not_marked_inferred(tmp_path):
     assert "gender" in inferred["inferred"] and inferred["attributes"]["gender"] in {"male", "female"}
 
 
+@pytest.mark.parametrize("given, words, unused", [
+    ({"gender": "w"}, ("woman", "female"), {}),  # German 'weiblich'
+    ({"gender": "nonbinary"}, ("speaker", "person"), {}),
+    ({"emotion": "Wut"}, ("angry",), {}), ({"emotion": "ANG"}, ("angry",), {}), ({"emotion": "hap"}, ("happy",), {}),
+    ({"emotion": "fru"}, ("frustrated",), {}), ({"age": "child", "gender": "m"}, ("boy",), {}),
+    ({"age": 8, "gender": "F"}, ("girl",), {}), ({"age": "30s", "gender": "F"}, ("young adult woman",), {}),
+    ({"emotion": "x", "accent": "x"}, (), {"emotion": "x", "accent": "x"}),
+    ({"gender": 1}, (), {"gender": 1}), ({"age": "ancient"}, (), {"age": "ancient"}),
+])
+def test_given_codes_become_caption_words_and_unreadable_ones_are_left_out(given, words, unused):
+    """Corpus codes (w, ANG, hap, Wut, 30s) read as words; a value that is no word clsp knows
+    is never pasted into a caption ('in a wut tone', 'a child man') but reported."""
+    wave = np.sin(2 * np.pi * 120 * np.arange(16000) / 16000) * 0.2
+    out = AcousticCaptioner.from_bins_file().caption_waveform(wave, given, rec_id="x")
+    text = out["global_captions"][0]
+    assert not words or any(w in text for w in words), text
+    assert out.get("unused_metadata", {}) == unused
+    for value in unused.values():
+        assert f" {value} " not in text and f" {value}," not in text, text
+    if given.get("gender") == "nonbinary":
+        assert out["attributes"]["gender"] is None and "gender" not in out["inferred"]
+        assert not any(w in text for w in ("man ", "woman", "male", "female", " he ", " she "))
+
+
 def test_captions_are_deterministic_and_seeded():
     wave = np.sin(2 * np.pi * 200 * np.arange(24000) / 16000) * 0.2
     a = AcousticCaptioner.from_bins_file(num_global=3, num_finegrained=2, seed=1)
