@@ -44,9 +44,18 @@ TAG_FIELDS = (("gender", "Gender"), ("age", "Age"), ("accent", "Accent"), ("emot
 
 
 def tag_block(metadata: dict) -> str:
-    """Known facts about the speaker as a list of tags (empty when nothing is known)."""
-    lines = [f"- {label}: {metadata[key]}" for key, label in TAG_FIELDS
-             if isinstance(metadata.get(key), (str, int, float)) and str(metadata[key]).strip()]
+    """Known facts about the speaker as a list of tags (empty when nothing is known): the
+    given values as words (``clsp.caption.metadata``: ``Wut`` is anger, ``w`` female), those
+    that cannot be read left out."""
+    from clsp.caption.metadata import caption_metadata
+
+    readable, _ = caption_metadata(metadata)
+    if readable.get("gender_stated"):
+        readable["gender"] = "non-binary"
+    if isinstance(readable.get("age"), float):
+        readable["age"] = f"{readable['age']:g} years"
+    lines = [f"- {label}: {readable[key]}" for key, label in TAG_FIELDS
+             if isinstance(readable.get(key), (str, int, float)) and str(readable[key]).strip()]
     if not lines:
         return ""
     return "Known facts about the speaker (use them in the caption):\n" + "\n".join(lines) + "\n\n"
