@@ -24,14 +24,29 @@ class FailFast(Exception):
     """Raised by ``--on-error fail`` at the first failed record."""
 
 
-def _quiet_broken_pipe() -> None:
-    """The reader closed the pipe (``| head``): end quietly without a traceback."""
+def _quiet_broken_pipe(code: int = EXIT_OK) -> None:
+    """The reader closed the pipe (``| head``): end without a traceback, with ``code``."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
-    os._exit(EXIT_OK)
+    os._exit(code)
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout closed it before the end: quietly exit 0 (``| head`` took what it
+    wanted), unless output files of the run (``--npy``, ``--report``, ``--plot``) were left
+    unwritten: then they are removed with their locks and the run says so, exit 1."""
+    from clsp_cli.output_files import abandon_outputs
+
+    left = abandon_outputs()
+    if left:
+        error(f"stdout was closed before the run ended, so {', '.join(left)} "
+              f"{'was' if len(left) == 1 else 'were'} not written; write the records to a file (-o) "
+              "to keep every output")
+        _quiet_broken_pipe(EXIT_RUNTIME)
+    _quiet_broken_pipe()
 
 
 WAIT_FOREVER_OK = ("lock_timeout",)  # float options where inf means "no limit"
@@ -70,7 +85,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
             reserve_outputs(kwargs)
             code = fn(*args, **kwargs)
         except BrokenPipeError:
-            _quiet_broken_pipe()
+            _stdout_closed()
         except FailFast as exc:
             error(str(exc))
             raise typer.Exit(EXIT_RUNTIME) from None

@@ -238,6 +238,25 @@ def release_reserved() -> None:
     _reserved.clear()
 
 
+def abandon_outputs() -> list[str]:
+    """Remove what a run stopped by a closed stdout (``| head``) leaves unpublished: each
+    held output's ``FILE.partial`` and lock, and the reserved ``--report``/``--plot``/``--html``
+    locks; returns those outputs' names (as given), none of which was written."""
+    names = []
+    for lock in list(_held):
+        try:
+            os.unlink(lock.target.partial)
+        except OSError:
+            pass
+        names.append(lock.target.shown)
+        lock.release(remove=True)
+    for lock in list(_reserved.values()):
+        names.append(lock.target.shown)
+        lock.release()
+    _reserved.clear()
+    return list(dict.fromkeys(names))
+
+
 def release_unpublished(discard: bool = False) -> None:
     """Drop every lock still held (a command that failed or stopped). The lock files stay,
     with their run records, for ``--resume``; with ``discard`` (a command that cannot resume)

@@ -29,6 +29,18 @@ def test_pipe_to_head_is_quiet(clips):
     assert b"Traceback" not in res.stderr
 
 
+@pytest.mark.slow
+def test_stdout_closed_early_with_npy_says_the_matrix_was_not_written(clips):
+    """`clsp embed --npy m.npy | head` exited 0 with no m.npy, and left m.npy.partial/.lock."""
+    lines = (clips / "clips.jsonl").read_text().splitlines() * 60  # more than a pipe buffer of records
+    (clips / "many.jsonl").write_text("\n".join(lines) + "\n")
+    cmd = f"{CLSP} embed many.jsonl --model tiny-random -q --npy m.npy | head -c 100 > /dev/null; echo rc=${{PIPESTATUS[0]}}"
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, cwd=clips, timeout=300)
+    assert res.stdout.decode().strip() == "rc=1", res.stderr.decode()[-2000:]
+    assert b"m.npy was not written" in res.stderr and b"Traceback" not in res.stderr
+    assert not any(p.name.startswith("m.npy") for p in clips.iterdir())
+
+
 def bad_corpus(tmp):
     """Good clips interleaved with every kind of broken input the reader must survive."""
     (tmp / "empty.wav").write_bytes(b"")
