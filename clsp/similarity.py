@@ -191,11 +191,20 @@ def resolve_side(record: dict, side: str, base: Path | None = None) -> Side:
     if len(given) > 1:
         raise InputError(f"pair gives side '{side}' twice ({', '.join(given)})")
     key = given[0]
+    value, where = record[key], f"field '{key}'"
+    if isinstance(value, dict):  # an object: a segment {"audio", "start", "end"}, a caption, or an embed record
+        want = "audio" if key.endswith("_audio") else "text" if key.endswith("_text") else None
+        if want is not None and "embedding" not in value and "row" not in value and want not in value:
+            raise InputError(f"{where}: an object side needs an '{want}' field")
+        side = side_from_value(value, where, base)
+        if want is not None and side.kind not in (want, "embedding"):  # "embedding": a vector of unnamed origin
+            raise InputError(f"{where}: holds {side.kind}, not {want}")
+        return side
     if key.endswith("_audio"):
-        return audio_side(record[key], f"field '{key}'", base=base)
+        return audio_side(value, where, base=base)
     if key.endswith("_text"):
-        return _text_side(record[key], f"field '{key}'")
-    return side_from_value(record[key], f"field '{key}'", base)
+        return _text_side(value, where)
+    return side_from_value(value, where, base)
 
 
 def pair_kind(a: Side, b: Side) -> str:

@@ -140,3 +140,20 @@ def test_a_clip_named_without_its_extension_is_not_scored_as_a_caption(tmp_path)
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert p.returncode == 3 and "'v1' names no file, but v1.wav exists" in out[0]["error"]["message"]
     assert out[1]["pair"] == out[2]["pair"] == "text-audio"
+
+
+def test_explicit_side_fields_take_objects(tmp_path):
+    """a_audio given a segment object or a clsp embed record was 'empty audio path'; b_text
+    given a record of audio is named as such."""
+    tone(tmp_path / "long.wav", 150, seconds=3.0)
+    tone(tmp_path / "v.wav", 220)
+    pairs = [{"id": "seg", "a_audio": {"audio": "long.wav", "start": 1, "end": 2}, "b": "v.wav"},
+             {"id": "plain", "a": {"audio": "long.wav", "start": 1, "end": 2}, "b": "v.wav"},
+             {"id": "bad", "a_audio": {"text": "x"}, "b": "v.wav"},
+             {"id": "wrong", "a": "v.wav", "b_text": {"audio": "v.wav"}}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "p.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 3 and out[0]["score"] == out[1]["score"] and out[0]["pair"] == "audio-audio"
+    assert "needs an 'audio' field" in out[2]["error"]["message"]
+    assert "holds audio, not text" in out[3]["error"]["message"]
