@@ -195,7 +195,7 @@ def resolve_side(record: dict, side: str, base: Path | None = None) -> Side:
     if isinstance(value, dict):  # an object: a segment {"audio", "start", "end"}, a caption, or an embed record
         want = "audio" if key.endswith("_audio") else "text" if key.endswith("_text") else None
         if want is not None and "embedding" not in value and "row" not in value and want not in value:
-            raise InputError(f"{where}: an object side needs an '{want}' field")
+            raise InputError(f"{where}: an object side needs {'an' if want == 'audio' else 'a'} '{want}' field")
         side = side_from_value(value, where, base)
         if want is not None and side.kind not in (want, "embedding"):  # "embedding": a vector of unnamed origin
             raise InputError(f"{where}: holds {side.kind}, not {want}")

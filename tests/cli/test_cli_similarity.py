@@ -144,7 +144,7 @@ def test_a_clip_named_without_its_extension_is_not_scored_as_a_caption(tmp_path)
 
 def test_explicit_side_fields_take_objects(tmp_path):
     """a_audio given a segment object or a clsp embed record was 'empty audio path'; b_text
-    given a record of audio is named as such."""
+    given an object of audio says what it needs."""
     tone(tmp_path / "long.wav", 150, seconds=3.0)
     tone(tmp_path / "v.wav", 220)
     pairs = [{"id": "seg", "a_audio": {"audio": "long.wav", "start": 1, "end": 2}, "b": "v.wav"},
@@ -156,4 +156,4 @@ def test_explicit_side_fields_take_objects(tmp_path):
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert p.returncode == 3 and out[0]["score"] == out[1]["score"] and out[0]["pair"] == "audio-audio"
     assert "needs an 'audio' field" in out[2]["error"]["message"]
-    assert "holds audio, not text" in out[3]["error"]["message"]
+    assert "needs a 'text' field" in out[3]["error"]["message"]
