@@ -170,6 +170,9 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
                 if prov is not None and not isinstance(prov, dict):
                     raise InputError(f"query {item.id!r}: 'provenance' must be an object (as clsp embed writes it), "
                                      f"not {type(prov).__name__}")
+                if index.info.metric == "cosine" and not np.asarray(value).any():
+                    raise InputError(f"query {item.id!r}: its vector is all zeros, which has no direction for "
+                                     "cosine search")
                 check_provenance(index.info, prov, value.shape[0], f"query {item.id!r}",
                                  f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
                 if index.info.model and not (prov or {}).get("model") and not unknown:

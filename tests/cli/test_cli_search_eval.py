@@ -323,3 +323,13 @@ def test_a_provenance_that_is_not_an_object_is_that_records_error(pool):
     out = lines(r)
     assert r.exit_code == 3 and [o["id"] for o in out] == ["bad", "list", "ok"]
     assert "'provenance' must be an object" in out[0]["error"]["message"] and "hits" in out[2]
+
+
+def test_a_zero_query_vector_is_named_by_its_query(pool):
+    tmp, _, _ = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    write(tmp / "q.jsonl", [{"id": "ok", "embedding": [1.0] * 8}, {"id": "zero", "embedding": [0.0] * 8}])
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "-k", "1", "-q")
+    out = lines(r)
+    assert r.exit_code == 3 and "hits" in out[0]
+    assert out[1]["error"]["message"] == "query 'zero': its vector is all zeros, which has no direction for cosine search"
