@@ -37,12 +37,17 @@ FINE_KEYS = ("finegrained_captions", "long_captions", "finegrained_caption", "ca
 
 @dataclass
 class SkipCounter:
-    """Counts skipped rows by reason and logs the first few of each kind."""
+    """Counts skipped rows by reason and logs the first few of each kind; a row met again in a
+    later epoch (or pass) counts once."""
 
     counts: Counter = field(default_factory=Counter)
     shown_per_reason: int = 5
+    seen: set = field(default_factory=set)
 
     def skip(self, row_id: str, reason: str, kind: str) -> None:
+        if (row_id, kind) in self.seen:
+            return
+        self.seen.add((row_id, kind))
         self.counts[kind] += 1
         if self.counts[kind] <= self.shown_per_reason:
             log.warning("skipping manifest row %s: %s", row_id, reason)

@@ -123,3 +123,14 @@ def test_group_key_puts_a_speakers_clips_in_one_batch(tmp_path: Path) -> None:
     assert any(len({speaker[i] for i in b}) > 1 for b in plan([]))  # without a group key: mixed
     loner = {"id": "loner", "audio": "wav/a.wav", "duration": 0.5, "caption": "x"}  # no speaker field
     assert sorted(sum(plan([loner], group_key="speaker", group_size=4), [])) == sorted([*speaker, "loner"])
+
+
+def test_a_skipped_row_counts_once_however_many_epochs_meet_it():
+    from clsp.train.data import SkipCounter
+
+    skips = SkipCounter()
+    for _ in range(3):  # three epochs over the same three bad rows
+        for row in ("a", "b", "c"):
+            skips.skip(row, "no captions", "unusable row")
+    skips.skip("a", "unreadable", "unreadable row")
+    assert skips.total == 4 and dict(skips.counts) == {"unusable row": 3, "unreadable row": 1}
