@@ -123,6 +123,7 @@ class RecordSink:
         except OSError as exc:
             raise _io_error(target.path.parent, exc) from None
         self.lock = OutputLock(target)
+        self.lock.pending = self._flush_buffer
         try:
             if resume and target.partial.exists():
                 self.done, self._ends = _recover_lines(target.partial)
@@ -133,6 +134,11 @@ class RecordSink:
         except OSError as exc:
             self.lock.release(remove=False)
             raise _io_error(target.partial, exc) from None
+
+    def _flush_buffer(self) -> None:
+        """Write out what the file object still buffers (a run that stops keeps it for --resume)."""
+        if self.fh is not None and not self.fh.closed and self.fh is not sys.stdout:
+            self.fh.flush()
 
     def set_run(self, run: dict[str, Any]) -> None:
         """The settings of this run, once known (e.g. after the model is loaded)."""
@@ -306,6 +312,7 @@ class MatrixSink:
         try:
             self.target.path.parent.mkdir(parents=True, exist_ok=True)
             self.lock = OutputLock(self.target)
+            self.lock.pending = self._flush_buffer
             have = self.raw.stat().st_size if resume_rows and self.raw.exists() else 0
             if resume_rows and have < resume_rows * dim * 4:
                 self.lock.release(remove=False)
@@ -317,6 +324,12 @@ class MatrixSink:
             self.fh = open(self.raw, "ab")
         except OSError as exc:
             raise _io_error(self.raw, exc) from None
+
+    def _flush_buffer(self) -> None:
+        """Write out what the file object still buffers (a run that stops keeps it for --resume)."""
+        fh = getattr(self, "fh", None)
+        if fh is not None and not fh.closed:
+            fh.flush()
 
     def append(self, row: np.ndarray) -> int:
         """Append one row; returns its index."""

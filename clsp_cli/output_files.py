@@ -17,13 +17,14 @@ Rules (shared by every ``-o``, ``--report`` and ``--npy``):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from clsp.errors import ConfigError, OutputError
 
@@ -106,6 +107,8 @@ class OutputLock:
     ``previous_run`` is the run record left by the last writer (``None`` if there was none).
     Raises ``OutputError`` naming the PID of the holder when another process writes ``FILE``.
     """
+
+    pending: Callable[[], None] | None = None  # flushes what the writer of FILE still buffers
 
     def __init__(self, target: OutputTarget):
         self.target = target
@@ -264,6 +267,9 @@ def release_unpublished(discard: bool = False) -> None:
     leaves nothing behind; so are an empty ``FILE.partial`` (a run refused before it wrote a
     record) and its lock. Called when a command ends, however it ends."""
     for lock in list(_held):
+        if not discard and lock.pending is not None:
+            with contextlib.suppress(Exception):  # what the writer still buffers reaches the file first
+                lock.pending()
         drop = discard or _empty(lock.target.partial)  # an empty partial output holds nothing to resume
         if drop:
             try:
