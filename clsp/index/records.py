@@ -217,11 +217,16 @@ class EmbeddingReader:
                                   f"(clsp embed --model {named} for them all)")
 
     def _check_modality(self, item: Item, theirs: dict | None) -> str | None:
-        """What the record was embedded from (``provenance.modality``: "audio" or "text"; None
-        when not said); with ``one_modality``, ``ProvenanceError`` when it is not this
+        """What the record was embedded from (``provenance.modality``: "audio" or "text"; when
+        not said, a record with only an ``audio`` or only a ``text`` field, as clsp embed writes
+        them; else None); with ``one_modality``, ``ProvenanceError`` when it is not this
         reader's (speech where captions belong, or a mix in one index)."""
         made_as = (theirs or {}).get("modality")
-        if made_as not in ("audio", "text"):
+        if made_as not in ("audio", "text"):  # not said (records of older versions): as clsp embed writes them
+            rec = item.record or {}
+            has_text, has_audio = isinstance(rec.get("text"), str), isinstance(rec.get("audio"), str)
+            made_as = "text" if has_text and not has_audio else "audio" if has_audio and not has_text else None
+        if made_as is None:
             return None
         if self.one_modality and self.modality is not None and made_as != self.modality:
             what = {"audio": "speech (embedded from audio)", "text": "a caption (embedded from text)"}
@@ -307,8 +312,11 @@ def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = No
     vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
     if not vectors and not (add and index_exists(index_dir)):
         raise InputError(f"{source}: no embeddings to index")
+    provenance = dict(reader.provenance or {})
+    if reader.modality:  # said by the records, or read off their fields
+        provenance["modality"] = reader.modality
     built = write_index(index_dir, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32), metas, add=add,
-                        provenance=reader.provenance, metric=metric, **write_options)
+                        provenance=provenance or None, metric=metric, **write_options)
     out = {"index": str(index_dir), "added": len(vectors), "failed": failed}
     if built is not None:
         info = built.info

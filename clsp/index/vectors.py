@@ -100,6 +100,12 @@ class VectorIndex:
                 f"holds embeddings of model {self.info.model!r}; add records written by clsp embed (they carry "
                 f"'provenance'), e.g. clsp embed ... --model {self.info.model} --npy x.npy -o x.jsonl, then "
                 "clsp search build x.jsonl --npy x.npy --add, or build a separate index")
+        if not self.info.model and len(arr) and theirs and len(self):
+            from clsp.errors import ProvenanceError
+
+            raise ProvenanceError(f"embeddings to add: made by model {theirs!r}, but the index holds embeddings of "
+                                  "unknown origin (built from records without provenance); they cannot be checked "
+                                  "to be that model's: build a separate index for them (another -o, without --add)")
         made_as = (provenance or {}).get("modality")
         if self.info.modality and len(arr) and made_as in ("audio", "text") and made_as != self.info.modality:
             from clsp.errors import ProvenanceError

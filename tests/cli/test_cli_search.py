@@ -89,6 +89,11 @@ def test_npy_with_ids_and_add(tmp_path, vecs):
     write_embeddings(tmp_path / "more.jsonl", vecs)
     more = [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()][30:]
     (tmp_path / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in more))
+    # a model's records cannot join vectors of unknown origin (nor the other way round)
+    p = cli("search", "build", "more.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)
+    assert p.returncode == 1 and "holds embeddings of unknown origin" in p.stderr
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "provenance"}) + "\n"
+                                                 for r in more))
     p = cli("search", "build", "more.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["count"] == 40

@@ -333,3 +333,20 @@ def test_a_zero_query_vector_is_named_by_its_query(pool):
     out = lines(r)
     assert r.exit_code == 3 and "hits" in out[0]
     assert out[1]["error"]["message"] == "query 'zero': its vector is all zeros, which has no direction for cosine search"
+
+
+def test_records_of_older_versions_without_a_stated_modality_are_read_by_their_fields(pool):
+    """Records written before provenance said the modality: an 'audio' field is speech, a 'text'
+    field a caption, so pool eval, build and --add still refuse the other modality."""
+    tmp, _, _ = pool
+    speech = [{**r, "audio": f"{r['id']}.wav"} for r in map(json.loads, (tmp / "sp.jsonl").read_text().splitlines())]
+    caps = [{**r, "text": f"caption {r['id']}"} for r in map(json.loads, (tmp / "cap.jsonl").read_text().splitlines())]
+    write(tmp / "sp.jsonl", speech)
+    write(tmp / "cap.jsonl", caps)
+    npy = ["--npy", str(tmp / "both.npy"), "-q"]
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "sp.jsonl"), "--n-boot", "0", *npy)
+    assert r.exit_code == 1 and "is speech (embedded from audio), but --captions takes text" in r.output
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "-o", str(tmp / "s.idx"), *npy)
+    assert r.exit_code == 0 and json.loads((tmp / "s.idx/index.json").read_text())["modality"] == "audio"
+    r = cli("search", "build", str(tmp / "cap.jsonl"), "-o", str(tmp / "s.idx"), "--add", *npy)
+    assert r.exit_code == 1 and "the index holds audio embeddings" in r.output
