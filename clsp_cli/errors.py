@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -22,6 +23,25 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 
 class FailFast(Exception):
     """Raised by ``--on-error fail`` at the first failed record."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (``timeout``, ``kill``, SLURM at the end of a job) stopped the command: unwound
+    like Ctrl-C, so its outputs are cleaned up as for any stop (exit 143)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into ``Terminated`` while a command runs (the main thread only; ``clsp train``
+    puts its own checkpointing handler in place while it trains). Returns the handler to put
+    back, or None."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (an embedding caller's thread)
+        return None
 
 
 def _quiet_broken_pipe(code: int = EXIT_OK) -> None:
@@ -79,6 +99,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         from clsp import runfiles
 
         runfiles.begin()
+        previous = _catch_sigterm()
         try:
             check_numbers(kwargs)
             check_run_files(kwargs, outputs)
@@ -98,12 +119,17 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
+        except Terminated:
+            error("terminated (SIGTERM)")
+            raise typer.Exit(143) from None
         except OSError as exc:  # the system refused a read or write clsp did not name (a full disk, a quota,
             # permissions, a read-only mount): one line naming the file, not a traceback
             where = f"{exc.filename}: " if exc.filename else ""
             error(f"{where}{exc.strerror or exc}")
             raise typer.Exit(EXIT_RUNTIME) from None
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             release_reserved()
             release_unpublished(discard=not resumable)  # only a resumable command's partial output is kept
             runfiles.end()

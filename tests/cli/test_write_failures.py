@@ -155,3 +155,28 @@ def test_two_shards_share_a_folder(tmp_path):
     for rec in jsonl(whole.stdout):
         np.testing.assert_allclose(got[rec["id"]], rec["embedding"], atol=1e-6)
     assert sorted(p.name for p in out.iterdir()) == ["part-0.jsonl", "part-0.npy", "part-1.jsonl", "part-1.npy"]
+
+
+@pytest.mark.slow
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """`timeout`, `kill` and SLURM send SIGTERM: classify left FILE.partial and locks (exit 143
+    now, nothing left); embed keeps its partial output for --resume, as on Ctrl-C."""
+    import signal
+    import sys
+    import time
+
+    manifest = _corpus(tmp_path, n=3000)
+    for cmd, keep in ((["classify", str(manifest), "--pack", "gender", "-o", "c.jsonl", "--report", "r.json"], False),
+                      (["embed", str(manifest), "-o", "e.jsonl"], True)):
+        out = tmp_path / cmd[cmd.index("-o") + 1]
+        proc = subprocess.Popen([sys.executable, "-m", "clsp_cli.app", *cmd, "--model", "tiny-random", "-q"],
+                                cwd=tmp_path, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not Path(str(out) + ".partial").exists() or Path(str(out) + ".partial").stat().st_size == 0:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        assert b"terminated (SIGTERM)" in proc.stderr.read()
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((out.name, "r.json")))
+        assert left == ([out.name + ".lock", out.name + ".partial"] if keep else []), left
