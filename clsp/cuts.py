@@ -268,7 +268,8 @@ def several_voices(data: dict[str, Any]) -> str | None:
 
 
 def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str, Any]:
-    """A Lhotse cut dict carrying ``captions`` in its first heard supervision's ``custom`` (the FCaps
+    """A Lhotse cut dict carrying ``captions`` in the ``custom`` of its first supervision: the
+    first one heard in the cut, moved to the front, or a new one covering the cut (the FCaps
     layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).
 
     The input's own cut when it was one (MonoCut/MultiCut), otherwise a cut made by Lhotse for
@@ -306,14 +307,13 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
     sups = list(cut.get("supervisions") or [])
     heard = heard_supervisions(cut)
     if heard:
-        at = heard[0][0]
+        carrier = sups.pop(heard[0][0])
     else:  # none, or none inside the cut: one covering it carries the captions
-        at = len(sups)
-        sups.append({"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
-                     "channel": cut.get("channel", 0)})
-    custom = dict(sups[at].get("custom") or {})
+        carrier = {"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
+                   "channel": cut.get("channel", 0)}
+    custom = dict(carrier.get("custom") or {})
     custom.update({key: captions[key] for key in ("global_captions", "finegrained_captions") if key in captions})
     custom["caption_provenance"] = captions.get("provenance")
-    sups[at] = {**sups[at], "custom": custom}
-    cut["supervisions"] = sups
+    # first, where Lhotse and icefall recipes read a cut's captions (supervisions[0].custom)
+    cut["supervisions"] = [{**carrier, "custom": custom}, *sups]
     return cut

@@ -284,12 +284,13 @@ def test_supervisions_outside_the_cut_lend_it_nothing(tmp_path, signals):
     assert "speaker" not in items["lone"].record and "global_captions" not in items["lone"].record
     assert (items["mixed"].record["speaker"], items["mixed"].record["gender"]) == ("B", "male")
     assert several_voices(mixed) is None
-    cut = captioned_cut(items["lone"].record, {"global_captions": ["x"]})
-    assert [s["id"] for s in cut["supervisions"]] == ["s0", "s2", "lone"]
-    assert cut["supervisions"][2]["custom"]["global_captions"] == ["x"]
-    assert cut["supervisions"][0]["custom"] == {"global_captions": ["a woman laughing"]}
+    cut = captioned_cut(items["lone"].record, {"global_captions": ["x"]})  # first, where recipes read captions
+    assert [s["id"] for s in cut["supervisions"]] == ["lone", "s0", "s2"]
+    assert cut["supervisions"][0]["custom"]["global_captions"] == ["x"]
+    assert cut["supervisions"][1]["custom"] == {"global_captions": ["a woman laughing"]}
     cut = captioned_cut(items["mixed"].record, {"global_captions": ["y"]})
-    assert cut["supervisions"][1]["custom"]["global_captions"] == ["y"]
+    assert [s["id"] for s in cut["supervisions"]] == ["s1", "s0"]
+    assert cut["supervisions"][0]["custom"]["global_captions"] == ["y"]
 
 
 def test_a_cut_past_its_recording_end_says_so_in_one_line(tmp_path, signals):
