@@ -297,6 +297,10 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
             obj["audio"] = resolve_path(obj["audio"], base)
         obj["_path"] = obj["audio"]
     if modality == "text":
+        if "text" not in obj and "error" in obj:  # an error record of an earlier command: its reason goes on
+            err = obj["error"]
+            reason = err.get("message", err) if isinstance(err, dict) else err
+            raise InputError(f"line {lineno}: an upstream error record, no text: {reason}")
         if "text" not in obj and any(k in obj for k in CAPTION_FIELDS):
             obj["_captions"] = _caption_list(obj, lineno)  # clsp caption output: split by split_captions
         elif "text" not in obj:

@@ -323,18 +323,23 @@ def _input_paths(value: Any) -> list[str]:
     return out
 
 
-def _refuse_folder(path: Any, flag: str) -> None:
+def _refuse_folder(path: Any, flag: str, figure: bool = False) -> None:
     """``ConfigError`` (exit 2) for an output file named as a folder: an existing one, or a
     name ending in ``/`` (``-o results/`` wrote a file called ``results``)."""
     if not isinstance(path, str) or not path or path == "-":
         return
     if path.endswith(("/", os.sep)) or os.path.isdir(path):
         raise ConfigError(f"{flag} {path}: names a folder, and {flag} writes one file; give a file path, "
-                          f"e.g. {os.path.join(path, 'out' + _suffix_for(flag))}")
+                          f"e.g. {_example_file(path, flag, figure)}")
 
 
 def _suffix_for(flag: str) -> str:
     return {"--npy": ".npy", "--plot": ".png", "--html": ".html", "--report": ".json"}.get(flag, ".jsonl")
+
+
+def _example_file(path: str, flag: str, figure: bool) -> str:
+    """A file name inside the folder ``path`` for the message: a figure for plot commands."""
+    return os.path.join(path, "out" + (".png" if figure else _suffix_for(flag)))
 
 
 def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
@@ -345,8 +350,9 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     replace. Devices, FIFOs and ``-`` are written through and never replace anything."""
     seen: dict[tuple, str] = {}
     shown_as: dict[tuple, str] = {}
+    figure = "run_dir" in params or "color_by" in params  # clsp plot: --output is a figure
     for name in outputs:
-        _refuse_folder(params.get(name), "--" + name.replace("_", "-"))
+        _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
     for name in outputs:
         path = params.get(name)
         key = _file_key(path) if isinstance(path, str) else None

@@ -382,6 +382,7 @@ def test_an_output_file_named_as_a_folder_is_a_usage_error(tmp_path, args):
         os.chdir(cwd)
     assert res.exit_code == 2, res.output
     assert "names a folder" in res.output and "give a file path" in res.output
+    assert (".png" in res.output) == (args[0] == "plot")  # the example file is of the kind written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "existing"]
 
 

@@ -225,3 +225,10 @@ def test_caption_output_read_as_text_is_one_record_per_caption(tmp_path):
                                "speaker": "s1"}
     assert items[3].record["text"] == "plain"
     assert "hold no caption" in str(items[4].error) and "list of caption strings" in str(items[5].error)
+
+
+def test_an_upstream_error_record_read_as_text_keeps_its_reason(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"id": "e1", "error": {"type": "AudioError", "message": "x.wav: no such file"}}) + "\n")
+    (item,) = iter_items(p, "text")
+    assert str(item.error) == "line 1: an upstream error record, no text: x.wav: no such file"
