@@ -244,7 +244,9 @@ class SearchRun:
             if isinstance(found, ClspError):
                 yield Result(item, error=found)
             else:
-                yield Result(item, SearchHits(item.id, [SearchHit.from_dict(h) for h in found]))
+                rid = (item.record or {}).get("id")  # the query's id as it came (an integer stays one)
+                qid = rid if isinstance(rid, int) and not isinstance(rid, bool) else item.id
+                yield Result(item, SearchHits(qid, [SearchHit.from_dict(h) for h in found]))
 
 
 def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts: Sequence[str] = (),

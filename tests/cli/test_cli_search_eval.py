@@ -350,3 +350,11 @@ def test_records_of_older_versions_without_a_stated_modality_are_read_by_their_f
     assert r.exit_code == 0 and json.loads((tmp / "s.idx/index.json").read_text())["modality"] == "audio"
     r = cli("search", "build", str(tmp / "cap.jsonl"), "-o", str(tmp / "s.idx"), "--add", *npy)
     assert r.exit_code == 1 and "the index holds audio embeddings" in r.output
+
+
+def test_an_integer_query_id_stays_an_integer(pool):
+    tmp, _, _ = pool
+    cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    write(tmp / "q.jsonl", [{"id": 7, "embedding": [1.0] * 8}, {"id": "7b", "embedding": [1.0] * 8}])
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "-k", "1", "-q")
+    assert [o["id"] for o in lines(r)] == [7, "7b"]
