@@ -154,8 +154,8 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     from clsp.metrics.retrieval import pool_recall_curves, speech_text_retrieval
 
     shared = load_matrix(npy) if npy and not (speech_npy and captions_npy) else None
-    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared, modality="audio")
-    reader.holds, reader.fix = "--speech takes", _SIDES_FIX
+    reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared, modality="audio",
+                             holds="--speech takes", fix=_SIDES_FIX)
     speech_rows: dict = {}
     avecs, arecs, afail = read_vectors(reader, speech, on_skip, on_read, rows=speech_rows)
     # the same reader, so that captions must come from the speech side's model

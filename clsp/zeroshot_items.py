@@ -35,9 +35,9 @@ def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None
     :class:`~clsp.index.records.EmbeddingReader` against ``model``'s provenance."""
     from clsp.embed import AudioEmbedder, EmbedConfig
 
-    reader = EmbeddingReader(matrix, provenance=model.provenance(), modality="audio")
-    reader.holds = "classify scores speech: it takes"
-    reader.fix = "give the clips' embeddings (clsp embed without --modality text), or the clips themselves"
+    reader = EmbeddingReader(matrix, provenance=model.provenance(), modality="audio",
+                             holds="classify scores speech: it takes",
+                             fix="give the clips' embeddings (clsp embed without --modality text), or the clips themselves")
     embedder = AudioEmbedder(model, EmbedConfig(batch_size=batch_size, device=device))
     items = iter(items)
     while chunk := list(islice(items, CHUNK)):

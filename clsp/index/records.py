@@ -140,13 +140,18 @@ class EmbeddingReader:
     ``matrix`` is the ``--npy`` matrix the records' ``row`` fields point into. ``provenance``
     is the model the vectors must come from (e.g. the classifier's); without it the first
     record's provenance is the reference. ``nonzero`` refuses all-zero vectors (they have
-    no direction for cosine). After reading, ``provenance`` holds the reference and
+    no direction for cosine). ``modality`` ("audio"/"text") is the kind of embedding every
+    record must be; ``one_modality`` makes the first record's kind the rule; ``holds`` and
+    ``fix`` word the refusal of another kind. After reading, ``provenance`` holds the reference and
     ``dim`` the vectors' dimension.
     """
 
     def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True,
-                 modality: str | None = None, one_modality: bool = False):
+                 modality: str | None = None, one_modality: bool = False, holds: str | None = None,
+                 fix: str | None = None):
         self.matrix, self.nonzero = matrix, nonzero
+        self.holds = holds  # how messages name what this reader reads ("--speech takes")
+        self.fix = fix  # what to change when a record of the other modality comes
         self.provenance = dict(provenance) if provenance else None
         self.dim = int(provenance["dim"]) if provenance and provenance.get("dim") else None
         self.expected = self.dim is not None
@@ -234,9 +239,6 @@ class EmbeddingReader:
                                   f"{self.modality} embeddings" + (f"; {self.fix}" if self.fix else ""))
         return made_as
 
-    holds: str | None = None  # how messages name what this reader reads ("--speech takes")
-    fix: str | None = None  # what to change when a record of the other modality comes
-
     def _against(self, theirs: dict | None) -> tuple[str, str]:
         """What a record's provenance is compared with, and what to change when it differs."""
         if self.expected:  # the command's own model, chosen with --model
@@ -307,8 +309,8 @@ def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = No
     """
     from clsp.index.folder import index_exists, write_index
 
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", one_modality=True)
-    reader.fix = "an index holds one modality: build one index of the clips and another of the captions"
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", one_modality=True,
+                             fix="an index holds one modality: build one index of the clips and another of the captions")
     vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
     if not vectors and not (add and index_exists(index_dir)):
         raise InputError(f"{source}: no embeddings to index")
