@@ -158,7 +158,7 @@ NOT_CAPTION_FIELDS = ("audio", "start", "end", "duration", "channel", "audio_fil
 
 def _caption_list(obj: dict[str, Any], lineno: int) -> list[tuple[str, int, str]]:
     """``(caption_type, k, text)`` for every caption a record holds in ``CAPTION_FIELDS``
-    (lists of strings); ``InputError`` when one is not text, or none is."""
+    (lists of strings, or one string); ``InputError`` when one is not text, or none is."""
     out = []
     for key, kind in CAPTION_FIELDS.items():
         value = obj.get(key)
@@ -185,8 +185,7 @@ def split_captions(items: Iterable[Item]) -> Iterator[Item]:
             index += 1
             continue
         keep = {k: v for k, v in item.record.items()
-                if k not in CAPTION_FIELDS and k not in NOT_CAPTION_FIELDS and k not in ("id", "_captions", "_path")
-                and not k.startswith("_")}
+                if k not in CAPTION_FIELDS and k not in NOT_CAPTION_FIELDS and k != "id" and not k.startswith("_")}
         for kind, k, text in captions:
             cid = f"{item.id}-{kind}{k}"
             yield Item(index=index, id=cid, record={**keep, "id": cid, "text": text, "audio_id": item.id,

@@ -245,18 +245,9 @@ def abandon_outputs() -> list[str]:
     """Remove what a run stopped by a closed stdout (``| head``) leaves unpublished: each
     held output's ``FILE.partial`` and lock, and the reserved ``--report``/``--plot``/``--html``
     locks; returns those outputs' names (as given), none of which was written."""
-    names = []
-    for lock in list(_held):
-        try:
-            os.unlink(lock.target.partial)
-        except OSError:
-            pass
-        names.append(lock.target.shown)
-        lock.release(remove=True)
-    for lock in list(_reserved.values()):
-        names.append(lock.target.shown)
-        lock.release()
-    _reserved.clear()
+    names = [lock.target.shown for lock in (*_held, *_reserved.values())]
+    release_unpublished(discard=True)
+    release_reserved()
     return list(dict.fromkeys(names))
 
 
