@@ -12,12 +12,17 @@ Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then 
   weights): ``ClapFeatureExtractor`` (48 kHz, one 10 s mel per clip, as the default config has no fusion) + ``get_audio_features``,
   decoding included, batched.
 
+The default model runs once per ``--cpu-lstm`` format of its speaker encoders' LSTMs
+(``CLSP_CPU_LSTM``, ``clsp.models.lstm_precision``): ``auto`` is what this CPU gets by
+default (bfloat16 with AMX), ``int8`` what a CPU without AMX gets.
+
 Prints clips/s for each and the ratio clsp / CLAP.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -67,6 +72,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads for every model (0: torch's default)")
+    ap.add_argument("--cpu-lstm", nargs="+", default=["auto", "int8"],
+                    help="CLSP_CPU_LSTM values to run the default model under, one row each")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,9 +86,16 @@ def main() -> None:
         clap_wall, n = run_clap(manifest, args.batch_size)
         rows.append(("CLAP HTSAT audio tower (transformers ClapModel, default config, random weights)", n, clap_wall))
         both = fusion_model(("ge2e", "voicefilter"), True, "speaker-fusion-ge2e-voicefilter-gender")
-        for model in (fusion_model(), both, load_model("default", with_text=False)):
+        default = load_model("default", with_text=False)
+        runs = [(fusion_model(), "auto"), (both, "auto")] + [(default, p) for p in args.cpu_lstm]
+        from clsp.models.lstm_precision import ENV, amx_available
+
+        print(f"AMX: {amx_available()}")
+        for model, precision in runs:
+            os.environ[ENV] = precision
             wall, _, n = run(model, manifest, args.batch_size, args.workers)
-            rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params)", n, wall))
+            rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params), "
+                         f"{ENV}={precision}", n, wall))
     print("| model | clips | wall s | clips/s | x CLAP |\n|---|---|---|---|---|")
     for label, n, wall in rows:
         print(f"| {label} | {n} | {wall:.1f} | {n / wall:.2f} | {clap_wall / wall:.1f} |")

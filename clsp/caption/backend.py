@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from clsp.caption.acoustic import AcousticConfig, Measurements, measure
 from clsp.caption.bins import Bins, load_bins
-from clsp.caption.gender import infer_gender, pitch_word, speaker_female_logit
+from clsp.caption.gender import infer_gender, pitch_word, speaker_female_logit, speaker_female_logits
 from clsp.caption.loudness import LoudnessReference
 from clsp.caption.metadata import caption_metadata
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
@@ -155,13 +155,22 @@ class AcousticCaptioner:
                 break
         return out
 
-    def measure(self, wave, source_rate: int | None = None) -> Measurements:
+    def measure(self, wave, source_rate: int | None = None, speaker: bool = True) -> Measurements:
         """Acoustic measurements of one 16 kHz mono waveform (``source_rate``: the file's own rate),
-        with the speaker embedding's log-odds of a female voice (``speaker_female_logit``)."""
+        with the speaker embedding's log-odds of a female voice (``speaker_female_logit``);
+        ``speaker=False`` leaves that to ``add_speaker_logits``."""
         m = measure(wave, self.config, source_rate=source_rate)
-        if self.speaker_gender:
+        if self.speaker_gender and speaker:
             m.overall["speaker_female_logit"] = speaker_female_logit(wave, self.config.sample_rate)
         return m
+
+    def add_speaker_logits(self, measured: list[tuple[Measurements, object]]) -> None:
+        """Set each ``(measurements, waveform)`` pair's speaker log-odds from one batched pass
+        over the speaker encoders (``speaker_female_logits``); nothing without speaker gender."""
+        if self.speaker_gender and measured:
+            logits = speaker_female_logits([wave for _, wave in measured], self.config.sample_rate)
+            for (m, _), logit in zip(measured, logits):
+                m.overall["speaker_female_logit"] = logit
 
     def caption_waveform(self, wave, metadata: dict | None = None, rec_id: object = None,
                          source_rate: int | None = None) -> dict:

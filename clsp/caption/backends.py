@@ -17,6 +17,7 @@ from clsp.records import Item, batched
 from clsp.results import Result
 
 Log = Callable[[str], None]
+SPEAKER_CHUNK = 16  # clips the acoustic backend scores with the speaker encoders at once
 
 
 class CaptionBackend(Protocol):
@@ -80,23 +81,23 @@ class AcousticBackend:
         return cls(AcousticCaptioner.from_bins_file(bins, num_global=num_global, num_finegrained=num_finegrained,
                                                     seed=seed, loudness=reference), log)
 
-    def _measured(self, item: Item) -> Any:
-        """The item's measurements, or the error that stops it."""
-        from clsp.caption.pipeline import measure_record
+    def _measured(self, items: Iterable[Item]) -> Iterator[tuple[Item, Any]]:
+        """Each item with its measurements, or the error that stops it, in order; the clips of
+        ``SPEAKER_CHUNK`` items at a time share one pass of the speaker encoders."""
+        from clsp.caption.pipeline import measure_records
 
-        if item.error is not None:
-            return item.error
-        try:
-            return measure_record(item.record, self.captioner)
-        except ClspError as exc:
-            return exc
+        for chunk in batched(items, SPEAKER_CHUNK):
+            todo = [item for item in chunk if item.error is None]
+            measured = iter(measure_records([item.record for item in todo], self.captioner))
+            for item in chunk:
+                yield item, (item.error if item.error is not None else next(measured))
 
     def caption_items(self, items: Iterable[Item]) -> Iterator[Result[dict]]:
         from clsp.caption.loudness import LoudnessReference, corpus_reference
         from clsp.caption.pipeline import caption_acoustic
 
         captioner = self.captioner
-        pairs: Iterable = ((item, self._measured(item)) for item in items)
+        pairs: Iterable = self._measured(items)
         if captioner.loudness.mode == "corpus" and captioner.loudness.lufs is None:
             pairs = list(pairs)
             lufs = corpus_reference([m.overall.get("loudness_lufs") for _, m in pairs if not isinstance(m, ClspError)])

@@ -104,17 +104,41 @@ def select_captions(
     return out
 
 
-def measure_record(record: dict, captioner: AcousticCaptioner):
-    """The acoustic measurements of a record's clip (bounded by the file's own bandwidth)."""
+def measure_record(record: dict, captioner: AcousticCaptioner, speaker: bool = True):
+    """The acoustic measurements of a record's clip (bounded by the file's own bandwidth);
+    ``speaker=False``: without the speaker log-odds (``measure_records`` adds them batched)."""
+    return _measure_clip(record, captioner, speaker)[0]
+
+
+def _measure_clip(record: dict, captioner: AcousticCaptioner, speaker: bool):
     from clsp.record_audio import record_sample_rate
 
     wave = load_clip(record)
     try:
-        return captioner.measure(wave, source_rate=record_sample_rate({**record, "_path": clip_path(record)}))
+        m = captioner.measure(wave, source_rate=record_sample_rate({**record, "_path": clip_path(record)}),
+                              speaker=speaker)
     except AudioError as exc:
         if clip_path(record) in str(exc):
             raise
         raise AudioError(f"{clip_path(record)}: {exc}") from None  # the measurement's reason, with the file
+    return m, wave
+
+
+def measure_records(records: list[dict], captioner: AcousticCaptioner) -> list:
+    """``measure_record`` of each record, in order: its measurements or the ``ClspError`` that
+    stopped it; the speaker log-odds of the measured clips come from one batched pass."""
+    out: list = []
+    measured = []
+    for record in records:
+        try:
+            m, wave = _measure_clip(record, captioner, speaker=False)
+        except ClspError as exc:
+            out.append(exc)
+            continue
+        out.append(m)
+        measured.append((m, wave))
+    captioner.add_speaker_logits(measured)
+    return out
 
 
 def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=None) -> dict:

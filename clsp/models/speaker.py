@@ -130,10 +130,31 @@ class GE2ESpeakerEncoder(nn.Module):
             self.load_state_dict(load_ge2e_state())
         self.requires_grad_(False)
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_bf16_copy", None)  # new weights: rebuild the bfloat16 copy
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _bf16(self) -> nn.Module:
+        """A bfloat16 copy of the LSTM and linear layer for CPU (built once; not in the state dict)."""
+        if "_bf16_copy" not in self.__dict__:
+            import copy
+
+            plain = nn.ModuleDict({"lstm": copy.deepcopy(self.lstm), "linear": copy.deepcopy(self.linear)})
+            self.__dict__["_bf16_copy"] = plain.to(torch.bfloat16)
+        return self.__dict__["_bf16_copy"]
+
     def embed_partials(self, mels: torch.Tensor) -> torch.Tensor:
-        """``(P, 160, 40)`` power mel windows -> ``(P, 256)`` unit partial embeddings."""
-        _, (hidden, _) = self.lstm(mels)
-        raw = torch.relu(self.linear(hidden[-1]))
+        """``(P, 160, 40)`` power mel windows -> ``(P, 256)`` unit partial embeddings (float32). On
+        the CPU the LSTM runs in bfloat16 where ``clsp.models.lstm_precision`` says so (AMX)."""
+        from clsp.models.lstm_precision import bf16_rows, cpu_lstm_precision
+
+        if mels.device.type == "cpu" and cpu_lstm_precision("float32") == "bfloat16":
+            layers = self._bf16()
+            raw = torch.relu(bf16_rows(lambda rows: layers["linear"](layers["lstm"](rows)[1][0][-1]).float(),
+                                       mels.to(torch.bfloat16)))
+        else:
+            _, (hidden, _) = self.lstm(mels.float())
+            raw = torch.relu(self.linear(hidden[-1]))
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

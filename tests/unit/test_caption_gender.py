@@ -91,3 +91,33 @@ def test_telephone_copy_reports_no_formants_above_its_band():
     assert f_narrow[3] is None and all(f is not None for f in f_narrow[:2])
     for i in range(3):
         assert f_narrow[i] is None or abs(f_narrow[i] - f_wide[i]) <= 0.15 * f_wide[i]
+
+
+def test_clips_scored_together_get_their_own_answers(monkeypatch, tmp_path):
+    import soundfile as sf
+
+    from clsp.caption import gender
+    from clsp.caption.backend import AcousticCaptioner
+    from clsp.caption.pipeline import measure_record, measure_records
+    from clsp.errors import ClspError
+    from tests.unit.test_speaker import vibrato_clip
+
+    waves = [vibrato_clip(s, f, 0.3) for s, f in ((2.4, 110), (0.2, 200), (3.3, 240), (1.1, 150))]
+    alone = [speaker_female_logit(w) for w in waves]
+    monkeypatch.setattr(gender, "SPEAKER_BATCH_SECONDS", 4.0)  # several encoder calls, uneven groups
+    together = gender.speaker_female_logits(waves)
+    assert alone[1] is None and together[1] is None  # under 0.3 s
+    for a, t in ((a, t) for a, t in zip(alone, together) if a is not None):
+        assert abs(a - t) < 1e-3 * max(1.0, abs(a))
+    paths = []
+    for i, w in enumerate(waves):
+        sf.write(tmp_path / f"c{i}.wav", w, 16000)
+        paths.append(str(tmp_path / f"c{i}.wav"))
+    records = [{"id": "a", "audio": paths[0]}, {"id": "gone", "audio": str(tmp_path / "missing.wav")},
+               {"id": "c", "audio": paths[2]}]
+    cap = AcousticCaptioner.from_bins_file()
+    out = measure_records(records, cap)
+    assert isinstance(out[1], ClspError) and "missing.wav" in str(out[1])
+    for got, rec in ((out[0], records[0]), (out[2], records[2])):
+        one = measure_record(rec, cap)
+        assert abs(got.overall["speaker_female_logit"] - one.overall["speaker_female_logit"]) < 1e-3

@@ -30,9 +30,10 @@ def vf_float() -> VoiceFilterSpeakerEncoder:
     return VoiceFilterSpeakerEncoder(max_windows=None, int8=False).eval()
 
 
-def test_matches_the_packages_onnx_pipeline(vf_float):
+def test_matches_the_packages_onnx_pipeline(vf_float, monkeypatch):
     """Reference d-vectors from onnxruntime on the int8 graph (which also quantises activations
     at run time, so agreement is close but not exact), against the float32 path."""
+    monkeypatch.setenv("CLSP_CPU_LSTM", "float32")
     vf = vf_float
     for clip in json.loads((DATA / "voicefilter_reference.json").read_text())["clips"]:
         wave = torch.from_numpy(vibrato_clip(clip["seconds"], clip["f0"], clip["amp"]))
@@ -73,14 +74,16 @@ def test_gate_reordering_of_the_converter():
     assert "".join(mod._reorder(onnx_rows, 2)) == "iiffccoo"  # torch: i, f, g(=c), o
 
 
-def test_batch_independence_and_unit_norm(vf):
+@pytest.mark.parametrize("precision,atol", [("int8", 1e-5), ("float32", 1e-5), ("bfloat16", 2e-3)])
+def test_batch_independence_and_unit_norm(vf, monkeypatch, precision, atol):
+    monkeypatch.setenv("CLSP_CPU_LSTM", precision)
     a, b = torch.from_numpy(vibrato_clip(1.3, 130, 0.02)), torch.from_numpy(vibrato_clip(3.1, 230, 0.2))
     batch = torch.zeros(2, b.numel())
     batch[0, : a.numel()], batch[1] = a, b
     with torch.no_grad():
         both = vf(batch, torch.tensor([a.numel(), b.numel()]))
         alone = vf(a[None], torch.tensor([a.numel()]))
-    torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[0], alone[0], atol=atol, rtol=0)
     torch.testing.assert_close(both.norm(dim=1), torch.ones(2), atol=1e-5, rtol=0)
 
 
@@ -106,9 +109,35 @@ def test_fusion_tower_takes_both_speaker_encoders():
     assert out.shape == (1, 1, 512) and lens.tolist() == [1]
 
 
-def test_int8_path_agrees_with_float32(vf, vf_float):
+@pytest.mark.parametrize("precision", ["int8", "bfloat16"])
+def test_reduced_precision_paths_agree_with_float32(vf, monkeypatch, precision):
     for seconds, f0 in ((3.0, 180), (1.7, 110)):
         wave = torch.from_numpy(vibrato_clip(seconds, f0, 0.3))
         lengths = torch.tensor([wave.numel()])
         with torch.no_grad():
-            assert float((vf(wave[None], lengths) * vf_float(wave[None], lengths)).sum()) >= 0.99
+            monkeypatch.setenv("CLSP_CPU_LSTM", "float32")
+            full = vf(wave[None], lengths)
+            monkeypatch.setenv("CLSP_CPU_LSTM", precision)
+            reduced = vf(wave[None], lengths)
+        assert float((reduced * full).sum()) >= 0.99, (precision, seconds)
+        assert float((reduced - full).abs().max()) > 0  # the other path really ran
+
+
+def test_cpu_lstm_precision_follows_the_cpu_and_the_variable(monkeypatch):
+    from clsp.errors import ConfigError
+    from clsp.models import lstm_precision
+
+    monkeypatch.delenv("CLSP_CPU_LSTM", raising=False)
+    monkeypatch.setattr(lstm_precision, "amx_available", lambda: True)
+    assert lstm_precision.cpu_lstm_precision("int8") == "bfloat16"
+    monkeypatch.setattr(lstm_precision, "amx_available", lambda: False)
+    assert lstm_precision.cpu_lstm_precision("int8") == "int8"
+    assert lstm_precision.cpu_lstm_precision("float32") == "float32"
+    monkeypatch.setenv("CLSP_CPU_LSTM", "int8")
+    assert lstm_precision.cpu_lstm_precision("float32") == "float32"  # GE2E has no int8 form
+    monkeypatch.setenv("CLSP_CPU_LSTM", " BFloat16 ")
+    assert lstm_precision.cpu_lstm_precision("int8") == "bfloat16"
+    monkeypatch.setenv("CLSP_CPU_LSTM", "fp16")
+    with pytest.raises(ConfigError, match="CLSP_CPU_LSTM='fp16'"):
+        lstm_precision.cpu_lstm_precision("int8")
+    assert isinstance(lstm_precision.amx_available.__call__(), bool)
