@@ -140,4 +140,4 @@ def test_cpu_lstm_precision_follows_the_cpu_and_the_variable(monkeypatch):
     monkeypatch.setenv("CLSP_CPU_LSTM", "fp16")
     with pytest.raises(ConfigError, match="CLSP_CPU_LSTM='fp16'"):
         lstm_precision.cpu_lstm_precision("int8")
-    assert isinstance(lstm_precision.amx_available.__call__(), bool)
+    assert isinstance(lstm_precision.amx_available(), bool)
