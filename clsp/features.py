@@ -79,16 +79,26 @@ def _frames_of(wave: torch.Tensor) -> torch.Tensor:
     return padded.as_strided((m, FRAME_LENGTH), (FRAME_SHIFT, 1))
 
 
+FBANK_CHUNK = 256  # frames per pass, so that a chunk's spectra stay in the CPU's cache
+
+
 def _frames_to_fbank(frames: torch.Tensor, num_bins: int) -> torch.Tensor:
-    frames = frames - frames.mean(dim=1, keepdim=True)
-    shifted = torch.cat((frames[:, :1], frames[:, :-1]), dim=1)
+    """Kaldi fbank of framed samples ``(N, 400)`` -> ``(N, num_bins)``, ``FBANK_CHUNK`` frames at
+    a time: DC removal, pre-emphasis (first sample against itself), Povey window, 512-point
+    FFT, power re^2 + im^2, mel, log of at least float32 eps."""
     device = str(frames.device)
-    frames = (frames - PREEMPHASIS * shifted) * _povey_window(device)
-    frames = torch.nn.functional.pad(frames, (0, PADDED_WINDOW - FRAME_LENGTH))
-    power = torch.fft.rfft(frames).abs().pow(2.0)
-    mel = power @ _mel_banks(num_bins, device)
-    eps = torch.finfo(torch.float32).eps
-    return torch.clamp(mel, min=eps).log()
+    window, banks = _povey_window(device), _mel_banks(num_bins, device)
+    out = torch.empty(frames.shape[0], num_bins, device=frames.device)
+    chunk = FBANK_CHUNK if frames.device.type == "cpu" else max(frames.shape[0], 1)
+    for start in range(0, frames.shape[0], chunk):
+        part = frames[start : start + chunk]
+        part = part - part.mean(dim=1, keepdim=True)
+        emph = torch.empty_like(part)
+        emph[:, 1:] = part[:, 1:] - PREEMPHASIS * part[:, :-1]
+        emph[:, 0] = part[:, 0] - PREEMPHASIS * part[:, 0]
+        spec = torch.fft.rfft(emph.mul_(window), n=PADDED_WINDOW)
+        torch.matmul(spec.real.square() + spec.imag.square(), banks, out=out[start : start + chunk])
+    return out.clamp_(min=torch.finfo(torch.float32).eps).log_()
 
 
 def fbank(wave: torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
@@ -118,15 +128,23 @@ def fbank_batch(
         waves = list(torch.split(flat, [w.numel() for w in waves]))
     else:
         waves = [w.to(device) for w in waves]
-    nonempty = [_frames_of(w.to(torch.float32).reshape(-1)) for w in waves if num_frames(w.numel()) > 0]
     feats = torch.full((len(waves), int(lens.max()) if len(waves) else 0, num_mel_bins), pad_value, device=device)
-    if nonempty:
-        allf = _frames_to_fbank(torch.cat(nonempty, dim=0), num_mel_bins)
-        offset = 0
-        for i, n in enumerate(lens.tolist()):
-            feats[i, :n] = allf[offset : offset + n]
-            offset += n
+    allf, counts = fbank_frames(waves, num_mel_bins)
+    offset = 0
+    for i, n in enumerate(counts):
+        feats[i, :n] = allf[offset : offset + n]
+        offset += n
     return feats, lens
+
+
+def fbank_frames(waves: list[torch.Tensor], num_mel_bins: int = NUM_MEL_BINS) -> tuple[torch.Tensor, list[int]]:
+    """Fbank of several waveforms ``(S_i,)``, unpadded: every clip's frames one clip after
+    another ``(sum F_i, bins)`` on the waveforms' device, and the frame counts ``[F_i]``."""
+    counts = [num_frames(w.numel()) for w in waves]
+    nonempty = [_frames_of(w.to(torch.float32).reshape(-1)) for w, n in zip(waves, counts) if n > 0]
+    if not nonempty:
+        return torch.zeros(0, num_mel_bins, device=waves[0].device if waves else "cpu"), counts
+    return _frames_to_fbank(torch.cat(nonempty, dim=0), num_mel_bins), counts
 
 
 def pad_features(feats: list[torch.Tensor], pad_value: float = PAD_VALUE) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,11 +26,21 @@ REFERENCE_HZ = 150.0  # log2 F0 is given relative to this
 PITCH_STATS_DIM = 10
 
 
+@lru_cache(maxsize=8)
+def _contrast_matrix(bins: int) -> torch.Tensor:
+    """``(bins, bins)``: a row times it is the row minus its ``SMOOTH_BINS`` moving average
+    (window cut at the edges, as ``avg_pool1d`` with ``count_include_pad=False``), made zero-mean."""
+    idx = torch.arange(bins, dtype=torch.float64)
+    near = ((idx[:, None] - idx[None, :]).abs() <= SMOOTH_BINS // 2).double()
+    smooth = near / near.sum(0, keepdim=True)  # column j: the average around bin j
+    centre = torch.eye(bins, dtype=torch.float64) - 1.0 / bins
+    return ((torch.eye(bins, dtype=torch.float64) - smooth) @ centre).float()
+
+
 def _contrast(x: torch.Tensor) -> torch.Tensor:
-    """Rows minus their moving average along frequency, then zero-mean and unit-norm."""
-    smooth = torch.nn.functional.avg_pool1d(x.unsqueeze(1), SMOOTH_BINS, 1, SMOOTH_BINS // 2, count_include_pad=False)
-    y = x - smooth.squeeze(1)
-    y = y - y.mean(-1, keepdim=True)
+    """Rows ``(N, bins)`` minus their moving average along frequency, then zero-mean and
+    unit-norm (one matrix product)."""
+    y = x @ _contrast_matrix(x.shape[-1]).to(x.device)
     return y / y.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
@@ -69,12 +79,15 @@ def pitch_track(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def voiced_mask(feats: torch.Tensor, lens: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
     """Frames inside the clip, confidently harmonic and within 5 nepers of the clip's mean level."""
-    t = feats.shape[1]
-    inside = torch.arange(t, device=feats.device).unsqueeze(0) < lens.unsqueeze(1)
-    energy = torch.logsumexp(feats.float(), dim=-1)
+    return voiced_frames(torch.logsumexp(feats.float(), dim=-1), lens, conf)
+
+
+def voiced_frames(level: torch.Tensor, lens: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """``voiced_mask`` from the frames' log-energy over all bins ``(B, T)`` (padding: any value)."""
+    inside = torch.arange(level.shape[1], device=level.device).unsqueeze(0) < lens.unsqueeze(1)
     n = inside.sum(1).clamp(min=1)
-    mean = (energy * inside).sum(1) / n
-    return inside & (conf > VOICED_CONFIDENCE) & (energy > mean.unsqueeze(1) - 5.0)
+    mean = (level * inside).sum(1) / n
+    return inside & (conf > VOICED_CONFIDENCE) & (level > mean.unsqueeze(1) - 5.0)
 
 
 def pitch_stats(logf0: torch.Tensor, conf: torch.Tensor, voiced: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,9 @@ from functools import lru_cache
 import torch
 
 from clsp.audio import SPEAKER_BANDS
-from clsp.features import FRAME_SHIFT, fbank_batch
+from clsp.features import FRAME_SHIFT, fbank_frames
 from clsp.models.compact import envelope_modulation
-from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_mask
+from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_frames
 
 SIGNAL_STATS_DIM = PITCH_STATS_DIM + 6 + 3 + 12 + 3 + 1
 FRAME_RATE = 100.0
@@ -77,15 +77,12 @@ def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
     return runs.numel() / span_s, float(runs.sum()) / inner.numel(), float(runs.mean()) / FRAME_RATE
 
 
-def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
-              high: torch.Tensor, band: str = "full") -> torch.Tensor:
-    """The non-pitch statistics of one clip's valid frames ``(T, bins)``; frame energy over
-    all bins (``band="full"``) or over the bins centred in 100 Hz-3.4 kHz (``"telephone"``)."""
+def _one_clip(energy: torch.Tensor, balance: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+    """The non-pitch statistics of one clip from its valid frames' log-energy ``(T,)``, the
+    log-energy ratio of 1-3.4 kHz to 100 Hz-1 kHz ``(T,)`` and the voiced mask ``(T,)``."""
     out = torch.zeros(SIGNAL_STATS_DIM - PITCH_STATS_DIM)
-    t = feats.shape[0]
-    if t < 2:
+    if energy.numel() < 2:
         return out
-    energy = torch.logsumexp(feats if band == "full" else feats[:, low | high], dim=-1)
     rel = energy - torch.quantile(energy, 0.95)
     q10, q50 = torch.quantile(rel, torch.tensor([0.1, 0.5])).tolist()
     out[0:6] = torch.tensor([float(rel.mean()) / 10, float(rel.std()) / 10, q10 / 10, q50 / 10,
@@ -93,7 +90,6 @@ def _one_clip(feats: torch.Tensor, voiced: torch.Tensor, low: torch.Tensor,
     speech = rel > -PAUSE_BELOW_PEAK
     out[6:9] = torch.tensor(_pauses(speech))
     out[9:21] = envelope_modulation(energy)
-    balance = torch.logsumexp(feats[:, high], -1) - torch.logsumexp(feats[:, low], -1)
     v, u = speech & voiced, speech & ~voiced
     out[21] = v.sum() / speech.sum().clamp(min=1)
     out[22] = balance[v].mean() / 10 if v.any() else 0.0
@@ -112,17 +108,32 @@ def signal_stats(feats: torch.Tensor, lens: torch.Tensor, band: str = "full") ->
     all bins (``"full"``) or over the bins centred in 100 Hz-3.4 kHz (``"telephone"``), so
     that a copy through a telephone channel (which keeps that band) measures the same.
     ``ValueError`` for another band."""
+    feats = feats.float()
+    inside = torch.arange(feats.shape[1], device=feats.device).unsqueeze(0) < lens.to(feats.device).unsqueeze(1)
+    return frame_stats(feats[inside], lens.tolist(), band)
+
+
+def frame_stats(frames: torch.Tensor, counts: list[int], band: str = "full") -> torch.Tensor:
+    """``signal_stats`` of unpadded fbank frames: every clip's valid frames one clip after
+    another ``(sum T_i, bins)`` and the counts ``[T_i]`` -> ``(B, SIGNAL_STATS_DIM)``.
+    ``ValueError`` for an unknown band."""
     if band not in STATS_BANDS:
         raise ValueError(f"signal_stats: band must be one of {STATS_BANDS}, got {band!r}")
-    feats = feats.float()
-    lens = lens.to(feats.device)
-    logf0, conf = pitch_track(feats)
-    voiced = voiced_mask(feats, lens, conf)
+    frames = frames.float()
+    device = frames.device
+    lens = torch.tensor(counts, dtype=torch.long, device=device)
+    inside = torch.arange(max(counts, default=0), device=device).unsqueeze(0) < lens.unsqueeze(1)
+    logf0, conf, level = (torch.zeros(inside.shape, device=device) for _ in range(3))
+    logf0[inside], conf[inside] = pitch_track(frames)
+    level[inside] = torch.logsumexp(frames, dim=-1)
+    voiced = voiced_frames(level, lens, conf)
     pitch = pitch_stats(logf0, conf, voiced, lens)
-    low, high = (m.to(feats.device) for m in _band_masks(feats.shape[-1]))
-    rest = [_one_clip(feats[i, :n].cpu(), voiced[i, :n].cpu(), low.cpu(), high.cpu(), band)
-            for i, n in enumerate(lens.tolist())]
-    return torch.cat([pitch, torch.stack(rest).to(feats.device)], dim=-1) if rest else pitch
+    low, high = (m.to(device) for m in _band_masks(frames.shape[-1]))
+    energy = torch.logsumexp(frames[:, low | high], dim=-1) if band == "telephone" else level[inside]
+    balance = torch.logsumexp(frames[:, high], -1) - torch.logsumexp(frames[:, low], -1)
+    per_clip = zip(energy.cpu().split(counts), balance.cpu().split(counts), voiced[inside].cpu().split(counts))
+    rest = [_one_clip(*clip) for clip in per_clip]
+    return torch.cat([pitch, torch.stack(rest).to(device)], dim=-1) if rest else pitch
 
 
 def valid_phases(phases) -> bool:
@@ -132,7 +143,7 @@ def valid_phases(phases) -> bool:
 
 def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str = "full",
                    phases: int = 1) -> torch.Tensor:
-    """``signal_stats`` of 16 kHz waveforms ``(S_i,)`` through ``clsp.features.fbank_batch``,
+    """``signal_stats`` of 16 kHz waveforms ``(S_i,)`` through ``clsp.features.fbank_frames``,
     each clip's statistics averaged over ``phases`` frame grids: the clip from sample
     ``round(k * 160 / phases)`` on, k = 0 .. phases - 1 (``phases=1``: the clip as it is).
     Returns ``(B, SIGNAL_STATS_DIM)``. ``ValueError`` when ``phases`` is not in 1..160 or for an
@@ -145,6 +156,6 @@ def waveform_stats(waves: list[torch.Tensor], num_mel_bins: int = 128, band: str
     total = None
     for k in range(phases):  # one grid at a time: a batch of all grids at once ran about 1.7x slower
         offset = round(k * FRAME_SHIFT / phases)
-        stats = signal_stats(*fbank_batch([w[offset:] for w in waves], num_mel_bins), band=band)
+        stats = frame_stats(*fbank_frames([w[offset:] for w in waves], num_mel_bins), band=band)
         total = stats if total is None else total + stats
     return total / phases

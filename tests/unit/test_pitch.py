@@ -3,7 +3,7 @@ import math
 import torch
 
 from clsp.features import fbank
-from clsp.models.pitch import REFERENCE_HZ, VOICED_CONFIDENCE, pitch_stats, pitch_track, voiced_mask
+from clsp.models.pitch import SMOOTH_BINS, REFERENCE_HZ, _contrast, VOICED_CONFIDENCE, pitch_stats, pitch_track, voiced_mask
 
 
 def _voice(f0_of_t, seconds=2.0, sr=16000, seed=0):
@@ -24,6 +24,14 @@ def _voice(f0_of_t, seconds=2.0, sr=16000, seed=0):
 
 def _semitones(hz_a, hz_b):
     return 12 * abs(math.log2(hz_a / hz_b))
+
+
+def test_contrast_is_the_row_minus_its_moving_average_centred_and_unit_norm():
+    x = torch.randn(300, 43, generator=torch.Generator().manual_seed(0)) * 3 - 5
+    smooth = torch.stack([x[:, max(0, j - SMOOTH_BINS // 2): j + SMOOTH_BINS // 2 + 1].mean(1) for j in range(43)], 1)
+    y = x - smooth
+    y = y - y.mean(1, keepdim=True)
+    torch.testing.assert_close(_contrast(x), y / y.norm(dim=1, keepdim=True), atol=1e-6, rtol=0)
 
 
 def test_steady_tones_are_tracked_within_a_semitone():
