@@ -77,14 +77,17 @@ def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
     return runs.numel() / span_s, float(runs.sum()) / inner.numel(), float(runs.mean()) / FRAME_RATE
 
 
+_LEVEL_QUANTILES = torch.tensor([0.1, 0.5, 0.95])
+
+
 def _one_clip(energy: torch.Tensor, balance: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
     """The non-pitch statistics of one clip from its valid frames' log-energy ``(T,)``, the
     log-energy ratio of 1-3.4 kHz to 100 Hz-1 kHz ``(T,)`` and the voiced mask ``(T,)``."""
     out = torch.zeros(SIGNAL_STATS_DIM - PITCH_STATS_DIM)
     if energy.numel() < 2:
         return out
-    rel = energy - torch.quantile(energy, 0.95)
-    q10, q50 = torch.quantile(rel, torch.tensor([0.1, 0.5])).tolist()
+    q10, q50, q95 = torch.quantile(energy, _LEVEL_QUANTILES).tolist()
+    rel, q10, q50 = energy - q95, q10 - q95, q50 - q95
     out[0:6] = torch.tensor([float(rel.mean()) / 10, float(rel.std()) / 10, q10 / 10, q50 / 10,
                              float((rel > -LOUD_WITHIN_PEAK).float().mean()), -q10 / 10])
     speech = rel > -PAUSE_BELOW_PEAK
@@ -125,12 +128,16 @@ def frame_stats(frames: torch.Tensor, counts: list[int], band: str = "full") -> 
     inside = torch.arange(max(counts, default=0), device=device).unsqueeze(0) < lens.unsqueeze(1)
     logf0, conf, level = (torch.zeros(inside.shape, device=device) for _ in range(3))
     logf0[inside], conf[inside] = pitch_track(frames)
-    level[inside] = torch.logsumexp(frames, dim=-1)
+    # log-energy over all bins, the telephone band, 1-3.4 kHz and 100 Hz-1 kHz: one exp, one product
+    low, high = _band_masks(frames.shape[-1])
+    masks = torch.stack([torch.ones_like(low), low | high, high, low], dim=1).float().to(device)
+    peak = frames.amax(-1, keepdim=True)
+    full, tel, hi, lo = (torch.log((frames - peak).exp() @ masks) + peak).unbind(-1)
+    level[inside] = full
     voiced = voiced_frames(level, lens, conf)
     pitch = pitch_stats(logf0, conf, voiced, lens)
-    low, high = (m.to(device) for m in _band_masks(frames.shape[-1]))
-    energy = torch.logsumexp(frames[:, low | high], dim=-1) if band == "telephone" else level[inside]
-    balance = torch.logsumexp(frames[:, high], -1) - torch.logsumexp(frames[:, low], -1)
+    energy = tel if band == "telephone" else full
+    balance = hi - lo
     per_clip = zip(energy.cpu().split(counts), balance.cpu().split(counts), voiced[inside].cpu().split(counts))
     rest = [_one_clip(*clip) for clip in per_clip]
     return torch.cat([pitch, torch.stack(rest).to(device)], dim=-1) if rest else pitch
