@@ -16,7 +16,8 @@ The default model runs once per ``--cpu-lstm`` format of its speaker encoders' L
 (``CLSP_CPU_LSTM``, ``clsp.models.lstm_precision``): ``auto`` is what this CPU gets by
 default (bfloat16 with AMX), ``int8`` what a CPU without AMX gets.
 
-Prints clips/s for each and the ratio clsp / CLAP.
+Each row is the fastest of ``--repeats`` passes over the same clips (a shared machine's
+neighbours slow single passes by up to half). Prints clips/s for each and the ratio clsp / CLAP.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads for every model (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes per row; the fastest is reported")
     ap.add_argument("--cpu-lstm", nargs="+", default=["auto", "int8"],
                     help="CLSP_CPU_LSTM values to run the default model under, one row each")
     args = ap.parse_args()
@@ -83,7 +85,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         manifest = make_clips(Path(tmp), args.clips)
-        clap_wall, n = run_clap(manifest, args.batch_size)
+        clap_wall, n = min(run_clap(manifest, args.batch_size) for _ in range(args.repeats))
         rows.append(("CLAP HTSAT audio tower (transformers ClapModel, default config, random weights)", n, clap_wall))
         both = fusion_model(("ge2e", "voicefilter"), True, "speaker-fusion-ge2e-voicefilter-gender")
         default = load_model("default", with_text=False)
@@ -93,7 +95,7 @@ def main() -> None:
         print(f"AMX: {amx_available()}")
         for model, precision in runs:
             os.environ[ENV] = precision
-            wall, _, n = run(model, manifest, args.batch_size, args.workers)
+            wall, _, n = min(run(model, manifest, args.batch_size, args.workers) for _ in range(args.repeats))
             rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params), "
                          f"{ENV}={precision}", n, wall))
     print("| model | clips | wall s | clips/s | x CLAP |\n|---|---|---|---|---|")
