@@ -10,8 +10,11 @@ across all arguments in order:
   extensions in ``AUDIO_EXTENSIONS``);
 - a pattern with ``*``, ``?`` or ``[`` that names no existing file: its matches, sorted
   (``**`` crosses folders);
-- a file: compressed or text content is a manifest (``clsp.records``); content with an
-  audio signature (RIFF/WAVE, FLAC, Ogg, MP3, AIFF, ...) or that libsndfile can open is
+- a file whose name ends in an audio extension (``AUDIO_EXTENSIONS``): one audio clip,
+  whatever it holds (one that does not decode becomes one error record naming it, never a
+  list of paths);
+- any other file: compressed or text content is a manifest (``clsp.records``); content with
+  an audio signature (RIFF/WAVE, FLAC, Ogg, MP3, AIFF, ...) or that libsndfile can open is
   one audio clip; any other binary file is a ``ConfigError`` (a usage error).
 
 Audio clips given directly get ``{"id": PATH AS GIVEN, "audio": ABSOLUTE PATH}``.
@@ -124,6 +127,11 @@ def sniff_file(path: str) -> str:
                       "give audio files, folders, or a JSONL / path-list manifest")
 
 
+def _named_audio(path: str) -> bool:
+    """A regular file whose name says audio: read as one clip, whatever its content."""
+    return path.lower().endswith(AUDIO_EXTENSIONS) and not is_stream_node(path)
+
+
 def _audio_files_below(folder: str) -> list[str]:
     found = []
     for root, dirs, files in os.walk(folder):
@@ -178,7 +186,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
         for path in _expand(arg):
             if not os.path.exists(path):
                 raise ConfigError(f"{path}: no such file")
-            kind = sniff_file(path)
+            kind = "audio" if _named_audio(path) else sniff_file(path)
             if kind == "audio" and modality == "text":
                 raise ConfigError(f"{path} is an audio file, but --modality text expects captions")
             if kind == "audio" and modality not in ("audio", "any"):

@@ -163,15 +163,33 @@ def test_training_refuses_a_truncated_manifest(tmp_path):
 
 # ---- audio files, folders, globs ---------------------------------------------------------------
 
-def test_audio_is_detected_by_content_not_name(tmp_path):
+def test_audio_is_detected_by_content_unless_its_name_says_audio(tmp_path, monkeypatch):
+    from clsp.audio import load_audio
+    from clsp.errors import AudioError
+
     write_wav(tmp_path / "clip.wav", 0.5)
     os.replace(tmp_path / "clip.wav", tmp_path / "clip.dat")
-    (tmp_path / "list.wav").write_text("clip.dat\n")  # a list, whatever its name
-    sources = plan_sources([str(tmp_path / "clip.dat"), str(tmp_path / "list.wav")])
-    assert [s.kind for s in sources] == ["audio", "manifest"]
+    (tmp_path / "list.txt").write_text("clip.dat\n")
+    # text under an audio name (a Git LFS pointer, a path list saved as .wav): one clip that does
+    # not decode, never a list whose lines become records
+    (tmp_path / "lfs.wav").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12345\n")
+    (tmp_path / "list.wav").write_text(str(tmp_path / "clip.dat") + "\n")
+    names = ["clip.dat", "list.txt", "lfs.wav", "list.wav"]
+    sources = plan_sources([str(tmp_path / n) for n in names])
+    assert [s.kind for s in sources] == ["audio", "manifest", "audio", "audio"]
     items = list(iter_source_items(sources))
-    assert [it.index for it in items] == [0, 1]
+    assert [it.index for it in items] == [0, 1, 2, 3]
     assert items[0].record["audio"] == items[1].record["audio"] == str(tmp_path / "clip.dat")
+    assert [it.record["audio"] for it in items[2:]] == [str(tmp_path / "lfs.wav"), str(tmp_path / "list.wav")]
+    for it in items[2:]:
+        with pytest.raises(AudioError, match="cannot decode"):
+            load_audio(it.record["audio"])
+    monkeypatch.chdir(tmp_path)  # the same in a folder and through a glob
+    folder = [it.record["audio"] for it in iter_source_items(plan_sources(["."]))]
+    assert folder == [str(tmp_path / "lfs.wav"), str(tmp_path / "list.wav")]
+    assert [s.kind for s in plan_sources(["*.wav"])] == ["audio", "audio"]
+    with pytest.raises(ConfigError, match="audio file"):
+        plan_sources(["list.wav"], modality="text")
 
 
 def test_folders_recursive_sorted_and_globs(tmp_path, monkeypatch):
