@@ -88,19 +88,6 @@ def open_through(target: OutputTarget, binary: bool = False):
     return os.fdopen(fd, "ab") if binary else os.fdopen(fd, "a", encoding="utf-8")
 
 
-def _clsp_partial(partial: Path, path: Path) -> bool:
-    """Whether ``partial`` can be what a clsp run left while writing ``path``: empty, JSON
-    lines (records, reports), or raw rows of a ``.npy`` output."""
-    if path.suffix == ".npy":
-        return True
-    try:
-        with open(partial, "rb") as fh:
-            head = fh.read(4096).lstrip()
-    except OSError:
-        return False
-    return not head or head.startswith(b"{")
-
-
 class OutputLock:
     """An exclusive, non-blocking ``flock`` on ``FILE.lock`` for the life of one writer.
 
@@ -154,8 +141,9 @@ class OutputLock:
     def _refuse_foreign(self, fd: int) -> None:
         """``ConfigError`` (the file left as it was) when ``FILE.lock`` holds something no clsp
         run wrote (a user's ``poetry.lock``), or when ``FILE.partial`` exists with no clsp run
-        record beside it and does not read as clsp's own (a user's ``report.partial``): clsp
-        would remove or replace either."""
+        record beside it (a user's ``report.partial``, whatever it holds): clsp would remove or
+        replace either. Every ``FILE.partial`` a clsp run leaves has its run record in
+        ``FILE.lock``."""
         try:
             data = os.pread(fd, 1 << 20, 0)
         except OSError:
@@ -171,7 +159,7 @@ class OutputLock:
             raise ConfigError(f"{self.path}: exists and was not written by clsp, which keeps its lock for "
                               f"{self.target.shown} there; move that file, or write the output elsewhere")
         partial = self.target.partial
-        if os.path.lexists(partial) and not _clsp_partial(partial, self.target.path):
+        if os.path.lexists(partial):
             try:
                 os.unlink(self.path)  # empty: made just now by this open, or by a run that died at once
             except OSError:

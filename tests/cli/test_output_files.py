@@ -270,13 +270,23 @@ def test_an_output_over_a_file_read_along_the_way_is_not_published(tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
     audio = {p: p.read_bytes() for p in (tmp_path / "a.wav", tmp_path / "d" / "b.wav")}
     for args in (["embed", "m.jsonl", "-o", "a.wav"],  # audio a manifest names
-                 ["embed", "d", "-o", "d/b.wav"],  # audio found in a folder
-                 ["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav"]):
+                 ["embed", "d", "-o", "d/b.wav"]):  # audio found in a folder
         res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
         assert res.exit_code == 2 and "this run read that file" in res.output, res.output
     assert all(p.read_bytes() == data for p, data in audio.items())
-    assert (tmp_path / "a.wav.partial").exists()  # the output is kept where it was written
+    kept = (tmp_path / "a.wav.partial").read_bytes()  # the output is kept where it was written
+    assert b'"embedding"' in kept
     assert not (tmp_path / "a.wav.lock").exists()  # no lock left beside the input
+    # a later run writing the same file leaves that kept output alone
+    for args in (["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav", "--model", "tiny-random"],
+                 ["caption", "m.jsonl", "-o", "a.wav"]):
+        res = _invoke([*args, "-q"], tmp_path)
+        assert res.exit_code == 2 and "a.wav.partial: exists, with no clsp run record" in res.output, res.output
+        assert (tmp_path / "a.wav.partial").read_bytes() == kept
+    (tmp_path / "a.wav.partial").unlink()
+    res = _invoke(["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "this run read that file" in res.output, res.output
+    assert all(p.read_bytes() == data for p, data in audio.items())
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 0
     assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
@@ -358,6 +368,19 @@ def test_a_users_file_named_like_an_outputs_lock_or_partial_is_never_taken(tmp_p
     assert (tmp_path / "report.partial").read_text() == "my notes\n" and not (tmp_path / "report.lock").exists()
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--report", "poetry", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2 and not (tmp_path / "e.jsonl").exists()
+    # whatever the user's FILE.partial holds: JSON lines like clsp's own records, an empty file, npy rows
+    mine = {"q.jsonl.partial": '{"id":"mine","note":"keep me"}\n{"id":"mine2"}\n', "r.jsonl.partial": "",
+            "v.npy.partial": "\x93NUMPY"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    for args in (["embed", "m.jsonl", "-o", "q.jsonl"], ["classify", "m.jsonl", "--pack", "gender", "-o", "q.jsonl"],
+                 ["caption", "m.jsonl", "-o", "q.jsonl"], ["similarity", "a.wav", "a.wav", "-o", "r.jsonl"],
+                 ["embed", "m.jsonl", "-o", "e.jsonl", "--npy", "v.npy"]):
+        model = [] if args[0] == "caption" else ["--model", "tiny-random"]
+        res = _invoke([*args, *model, "-q"], tmp_path)
+        assert res.exit_code == 2 and ".partial: exists, with no clsp run record" in res.output, (args, res.output)
+    assert {name: (tmp_path / name).read_text() for name in mine} == mine
+    assert not any((tmp_path / out).exists() for out in ("q.jsonl", "r.jsonl", "v.npy", "e.jsonl"))
 
 
 @pytest.mark.parametrize("args", [
