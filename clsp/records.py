@@ -240,7 +240,11 @@ def _is_json(text: str) -> bool:
 
 
 def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: InputError | None) -> dict[str, Any]:
-    """A line that is not a JSON object: a caption (text) or a path kept as written."""
+    """A line that is not a JSON object: a caption (text) or a path kept as written; in a
+    pairs file (two sides per record) an ``InputError`` naming the line."""
+    if modality == "pairs":
+        raise not_json or InputError(f"line {lineno}: not a JSON record; a pairs file holds one JSON "
+                                     "object per line, e.g. {\"a\": \"x.wav\", \"b\": \"y.wav\"}")
     if modality == "text":
         if not_json is not None and (text.lstrip().startswith("{") or _is_json(text)):
             raise not_json  # a broken or non-object record, not a caption such as "[laughs] ..."

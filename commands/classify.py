@@ -85,7 +85,7 @@ def _run(o: Options) -> int:
     if tally is not None and tally.unknown:
         warn("gold labels not in the pack were left out of the metrics: "
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(tally.unknown.items())))
-    if tally is not None:
+    if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(o.pack, run.provenance, o.n_boot)
         if not o.quiet:
             from clsp_cli.tables import classification_table

@@ -103,7 +103,7 @@ def _run(o: Options) -> int:
                         "(cosine in [-1, 1]; higher = closer in speaking style)")
     if o.below is not None or o.above is not None:
         log(f"similarity: kept {kept} pairs, dropped {scored - kept} outside the score range")
-    if tally is not None:
+    if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(net.provenance(), o.n_boot)
         if tally.unrated:
             log(f"similarity: {tally.unrated} scored pairs have no numeric '{o.human_key}' and are not in the correlations")

@@ -141,3 +141,14 @@ def test_forgotten_npy_is_one_warning_and_an_error_record_each(tmp_path):
                                  "--npy", str(tmp_path / "m.npy")])
     assert r.exit_code == 0, r.stderr
     assert "warning" not in r.stderr
+
+
+def test_an_empty_input_with_gold_labels_or_ratings_writes_nothing(tmp_path):
+    """No summary of nothing: no record, no report, a warning, exit 0 (classify and similarity)."""
+    (tmp_path / "empty.jsonl").write_text("")
+    for args in (["classify", "empty.jsonl", "--pack", "gender", "--label-key", "gender", "--report", "r.json"],
+                 ["similarity", "empty.jsonl", "--human-key", "rating", "--report", "r.json"]):
+        p = run(*args, "-m", "tiny-random", "-o", "out.jsonl", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert "the input held no" in p.stderr and "n/a" not in p.stderr
+        assert (tmp_path / "out.jsonl").read_text() == "" and not (tmp_path / "r.json").exists()

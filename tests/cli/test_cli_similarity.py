@@ -74,11 +74,11 @@ def test_pairs_batch_errors_correlation_and_filters(tmp_path):
     assert p.returncode == 3, p.stderr
     out = [json.loads(line) for line in p.stdout.splitlines()]
     # --above keeps only the identical pair; error records always come out, in input order
-    assert [r["id"] for r in out[:-1]] == ["aa", "gone", "empty", "not json"]
+    assert [r["id"] for r in out[:-1]] == ["aa", "gone", "empty", "line-7"]
     assert abs(out[0]["score"] - 1.0) < 1e-5
     assert out[1]["error"]["type"] == "AudioError" and "missing.wav" in out[1]["error"]["message"]
     assert "empty text" in out[2]["error"]["message"]
-    assert "error" in out[3]
+    assert out[3]["error"]["message"].startswith("line 7: not a JSON record; a pairs file holds one JSON object")
     # correlations use every scored pair, before filtering
     summary = out[-1]["summary"]
     assert summary["overall"]["n"] == 4 and set(summary["groups"]) == {"x", "y"}
