@@ -105,6 +105,9 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
                              "--query-field text (the caption) or --query-field audio (the clip)")
         elif has_text or has_audio:
             field = "text" if has_text else "audio"
+        elif isinstance(record.get("text"), str) or isinstance(record.get("audio"), str):
+            empty = "text" if isinstance(record.get("text"), str) else "audio"
+            raise InputError(f"{where}: its '{empty}' is empty; give a caption or an audio file to search with")
         else:
             raise InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":

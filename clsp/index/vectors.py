@@ -57,12 +57,19 @@ def prepare_vectors(vectors, metric: str, what: str = "vectors") -> np.ndarray:
 
 
 def _check_ids(new_ids: list[str], existing: set[str] | None = None) -> None:
-    seen = set(existing or ())
-    for rid in new_ids:
-        if rid in seen:
-            raise InputError(f"id {rid!r} appears more than once in the index (ids are compared as text: 7 and "
-                             "\"7\" are one id); give each record its own id")
-        seen.add(rid)
+    """``InputError`` naming the first id given twice: by its places among the records added
+    (counted from 1, error records left out) or as one the index already holds."""
+    first: dict[str, int] = {}
+    for n, rid in enumerate(new_ids, start=1):
+        if existing and rid in existing:
+            where = f"record {n} added, and already in the index"
+        elif rid in first:
+            where = f"records {first[rid]} and {n} added"
+        else:
+            first[rid] = n
+            continue
+        raise InputError(f"id {rid!r} appears more than once in the index ({where}; ids are compared as "
+                         "text: 7 and \"7\" are one id); give each record its own id")
 
 
 class VectorIndex:

@@ -220,3 +220,22 @@ def test_vectors_of_unknown_origin_are_not_added_to_a_models_index(tmp_path):
         add_to_index(tmp_path / "idx", vecs, [{"id": f"n{i}"} for i in range(20)], provenance=None)
     build_index(vecs, meta).save(tmp_path / "anon")  # an index of unknown origin takes them
     add_to_index(tmp_path / "anon", vecs, [{"id": f"n{i}"} for i in range(20)], provenance=None)
+
+
+def test_a_repeated_id_is_named_by_its_places_and_an_empty_query_says_so():
+    import pytest
+
+    from clsp.errors import InputError
+    from clsp.index.query import parse_query
+    from clsp.index.vectors import _check_ids
+
+    with pytest.raises(InputError, match=r"id 'b' appears more than once in the index \(records 2 and 4 added"):
+        _check_ids(["a", "b", "c", "b"])
+    with pytest.raises(InputError, match=r"id 'c' .*\(record 3 added, and already in the index"):
+        _check_ids(["a", "b", "c"], {"c"})
+    _check_ids(["a", "b"], {"c"})
+    for record, field in (({"id": "", "text": ""}, "text"), ({"id": "q", "text": "  "}, "text"), ({"id": "q", "audio": ""}, "audio")):
+        with pytest.raises(InputError, match=f"its '{field}' is empty"):
+            parse_query(record, None, 0, None)
+    with pytest.raises(InputError, match="needs an 'embedding', a 'text' or an 'audio' field"):
+        parse_query({"id": "q", "caption": "x"}, None, 0, None)
