@@ -96,9 +96,10 @@ class Throughput:
     Counts records, failures and seconds of audio so it can show clips/s and audio-s/s.
     """
 
-    def __init__(self, label: str, unit: str = "clips", work_unit: str | None = None):
+    def __init__(self, label: str, unit: str = "clips", work_unit: str | None = None, work_done: str = "embedded"):
         self.label, self.unit = label, unit
         self.work_unit = work_unit or unit  # what ``worked`` counts (e.g. windows inside a batch)
+        self.work_done = work_done  # what was done to them ("measured" before any record is written)
         self.count = self.failed = self.worked = 0
         self.audio_seconds = 0.0
         self.start = time.perf_counter()
@@ -123,7 +124,7 @@ class Throughput:
 
     def _tick(self, every: float) -> None:
         while not self._stop.wait(every):
-            worked = f"; {self.worked} {self.work_unit} embedded" if self.worked else ""
+            worked = f"; {self.worked} {self.work_unit} {self.work_done}" if self.worked else ""
             log(f"{self.label}: {self.summary()}{worked} after {time.perf_counter() - self.start:.0f} s")
 
     def work(self, n: int) -> None:

@@ -61,11 +61,12 @@ def _run(o: Options) -> int:
     options = {k: v for k, v in vars(o).items() if k not in ("input", "backend", "output", "as_cuts", "audio_root",
                                                               "on_error", "quiet", "errors")}
     items = input_items(o.input, "audio", o.audio_root)
-    captions = caption_clips(items, o.backend, as_cuts=o.as_cuts, log=log, **options)
+    captions = caption_clips(items, o.backend, as_cuts=o.as_cuts, log=log, **options,
+                             on_measured=lambda n: progress.work(n))  # progress: bound below, called inside it
     sink = RecordSink(o.output, on_error=o.on_error)
     if o.errors is not None:
         sink.errors_to = RecordSink(o.errors)
-    with Throughput("caption") as progress:
+    with Throughput("caption", work_done="measured") as progress:
         for _ in write_results(sink, captions, progress):
             pass
     if sink.errors_to is not None:

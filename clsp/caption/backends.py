@@ -64,13 +64,15 @@ class AcousticBackend:
     (the reference is the corpus median), then captioned.
     """
 
-    def __init__(self, captioner: Any, log: Log | None = None):
-        self.captioner, self.log = captioner, log
+    def __init__(self, captioner: Any, log: Log | None = None, on_measured: Callable[[int], None] | None = None):
+        self.captioner, self.log, self.on_measured = captioner, log, on_measured
 
     @classmethod
     def from_options(cls, bins: str | None = None, loudness_reference: str = "corpus", num_global: int = 1,
                      num_finegrained: int = 1, seed: int = 0, log: Log | None = None,
-                     **others: Any) -> "AcousticBackend":
+                     on_measured: Callable[[int], None] | None = None, **others: Any) -> "AcousticBackend":
+        """``on_measured(n)``: called as each ``n`` clips are measured in the pass that finds the
+        corpus loudness, before any caption is written (progress for long inputs)."""
         from clsp.caption.backend import AcousticCaptioner
         from clsp.caption.loudness import LoudnessReference
 
@@ -79,7 +81,7 @@ class AcousticBackend:
             raise ConfigError("--model and --select-with belong to --backend model")
         reference = LoudnessReference.parse(loudness_reference)
         return cls(AcousticCaptioner.from_bins_file(bins, num_global=num_global, num_finegrained=num_finegrained,
-                                                    seed=seed, loudness=reference), log)
+                                                    seed=seed, loudness=reference), log, on_measured)
 
     def _measured(self, items: Iterable[Item]) -> Iterator[tuple[Item, Any]]:
         """Each item with its measurements, or the error that stops it, in order; the clips of
@@ -92,6 +94,12 @@ class AcousticBackend:
             for item in chunk:
                 yield item, (item.error if item.error is not None else next(measured))
 
+    def _counted(self, pairs: Iterable[tuple[Item, Any]]) -> Iterator[tuple[Item, Any]]:
+        for pair in pairs:
+            if self.on_measured is not None:
+                self.on_measured(1)
+            yield pair
+
     def caption_items(self, items: Iterable[Item]) -> Iterator[Result[dict]]:
         from clsp.caption.loudness import LoudnessReference, corpus_reference
         from clsp.caption.pipeline import caption_acoustic
@@ -99,7 +107,7 @@ class AcousticBackend:
         captioner = self.captioner
         pairs: Iterable = self._measured(items)
         if captioner.loudness.mode == "corpus" and captioner.loudness.lufs is None:
-            pairs = list(pairs)
+            pairs = list(self._counted(pairs))
             lufs = corpus_reference([m.overall.get("loudness_lufs") for _, m in pairs if not isinstance(m, ClspError)])
             captioner = replace(captioner, loudness=LoudnessReference("corpus", lufs))
             if lufs is not None and self.log is not None:

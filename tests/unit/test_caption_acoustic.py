@@ -274,3 +274,26 @@ def test_formants_stay_inside_the_recording_band():
     # (the resampler's transition band leaks a little above 4 kHz), the original as wideband
     assert cap.measure(narrow).overall["bandwidth_hz"] < 5000.0
     assert m_wide.overall["bandwidth_hz"] > 6500.0
+
+
+def test_the_corpus_loudness_pass_reports_clips_as_they_are_measured(tmp_path):
+    """With --loudness-reference corpus nothing is written until every clip is measured; the
+    backend says how many are measured meanwhile (clsp caption's progress lines)."""
+    from clsp.caption.backends import AcousticBackend
+    from clsp.records import Item
+
+    t = np.arange(16000) / 16000
+    items = []
+    for i, f0 in enumerate((120.0, 210.0, 160.0)):
+        sf.write(tmp_path / f"v{i}.wav", (0.2 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype("float32"), 16000)
+        items.append(Item(i, f"v{i}", {"id": f"v{i}", "audio": str(tmp_path / f"v{i}.wav")}))
+    items.append(Item(3, "gone", {"id": "gone", "audio": str(tmp_path / "gone.wav")}))
+    seen: list[int] = []
+    backend = AcousticBackend.from_options(on_measured=seen.append)
+    results = backend.caption_items(iter(items))
+    first = next(results)
+    assert sum(seen) == 4 and first.ok  # every clip measured (the missing one too) before the first caption
+    assert [r.ok for r in results] == [True, True, False]
+    seen.clear()
+    fixed = AcousticBackend.from_options(loudness_reference="-20", on_measured=seen.append)
+    assert len(list(fixed.caption_items(iter(items)))) == 4 and seen == []  # streamed: records are the progress
