@@ -20,7 +20,7 @@ app = typer.Typer(
     "Records are JSON Lines on stdin/stdout ('-'); logs and progress go to stderr. "
     "Exit codes: 0 done, 1 runtime error, 2 usage error, 3 finished with some records failed, "
     "75 interrupted and resumable (run again with --resume).\n\n"
-    "Files given with -o/--report/--npy appear atomically (FILE.partial, then renamed), one writer "
+    "Files given with -o/--report/--npy/--plot/--html appear atomically (FILE.partial, then renamed), one writer "
     "at a time (FILE.lock); devices, FIFOs and /dev/stdout are written through; symlinks are followed.",
     no_args_is_help=True,
     rich_markup_mode=None,

@@ -280,7 +280,11 @@ def _file_key(path: str) -> tuple | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return ("path", os.path.realpath(path))
+        real = os.path.realpath(path)  # "new/../m.jsonl" names m.jsonl once the missing folder is made
+        try:
+            st = os.stat(real)
+        except OSError:
+            return ("path", real)
     except OSError:
         return None
     return ("inode", st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None

@@ -426,3 +426,15 @@ def test_a_run_refused_before_writing_leaves_no_files_of_its_own(tmp_path):
                                        "-o", str(tmp_path / "c2.jsonl"), "--npy", str(tmp_path / "shared.npy")])
     assert res.exit_code == 1 and "is in use by PID" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "shared.npy.lock"]
+
+
+def test_an_output_through_a_missing_folder_and_back_is_refused_before_any_work(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    before = (tmp_path / "m.jsonl").read_bytes()
+    res = _invoke(["embed", "m.jsonl", "-o", "./new/../m.jsonl", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and "this run reads that file" in res.output, res.output
+    assert (tmp_path / "m.jsonl").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]  # nothing made, no .partial
