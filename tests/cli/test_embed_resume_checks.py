@@ -77,7 +77,7 @@ def test_partial_without_run_record_is_refused(interrupted):
     (tmp / "out.jsonl.lock").unlink()
     before = partial.read_bytes()
     res = embed(*text_args(inp, tmp / "out.jsonl", "--resume"))
-    assert res.exit_code == 2 and "no run record" in res.stderr
+    assert res.exit_code == 2 and "with no clsp run record beside it" in res.stderr
     assert partial.read_bytes() == before
 
 
