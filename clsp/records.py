@@ -260,6 +260,11 @@ def _names_no_file(audio: str, base: Path) -> bool:
     return CUT_SOURCE_NAME.match(audio) is not None and not os.path.lexists(resolve_path(audio, base))
 
 
+def _error_reason(err: Any) -> Any:
+    """The message of an error record's ``error`` field (``{"type", "message"}`` or a string)."""
+    return err.get("message", err) if isinstance(err, dict) else err
+
+
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Path | None = None) -> dict[str, Any]:
     """Parse one non-blank input line into a record for ``modality``.
 
@@ -289,6 +294,8 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
             obj = rooted_cut(obj, cut_root)
         obj = cut_record(obj, f"line {lineno}")  # else its audio path is Lhotse's to resolve (the working directory)
     if modality == "audio":
+        if "audio" not in obj and "error" in obj:  # an error record of an earlier command: its reason goes on
+            raise InputError(f"line {lineno}: an upstream error record, no audio: {_error_reason(obj['error'])}")
         if "audio" not in obj:
             raise InputError(f"line {lineno}: record has no 'audio' field")
         if not isinstance(obj["audio"], str) or not obj["audio"]:
@@ -301,9 +308,7 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
         obj["_path"] = obj["audio"]
     if modality == "text":
         if "text" not in obj and "error" in obj:  # an error record of an earlier command: its reason goes on
-            err = obj["error"]
-            reason = err.get("message", err) if isinstance(err, dict) else err
-            raise InputError(f"line {lineno}: an upstream error record, no text: {reason}")
+            raise InputError(f"line {lineno}: an upstream error record, no text: {_error_reason(obj['error'])}")
         if "text" not in obj and any(k in obj for k in CAPTION_FIELDS):
             obj["_captions"] = _caption_list(obj, lineno)  # clsp caption output: split by split_captions
         elif "text" not in obj:

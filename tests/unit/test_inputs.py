@@ -305,3 +305,14 @@ def test_a_path_too_long_for_the_filesystem_is_one_error_record(tmp_path):
     long = str(tmp_path / ("x" * 5000 + ".wav"))
     with pytest.raises(AudioError, match="cannot open"):
         load_audio(long)
+
+
+def test_an_upstream_error_record_read_for_audio_passes_its_reason_on(tmp_path):
+    """clsp caption's error records, left in a manifest for embed or train, say what they are."""
+    lines = [{"id": "gone", "error": {"type": "AudioError", "message": "nothere.flac: no such file"}},
+             {"id": "odd", "error": "plain reason"}, {"id": "x"}]
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    gone, odd, x = _items(tmp_path / "caps.jsonl")
+    assert str(gone.error) == "line 1: an upstream error record, no audio: nothere.flac: no such file"
+    assert str(odd.error) == "line 2: an upstream error record, no audio: plain reason"
+    assert str(x.error) == "line 3: record has no 'audio' field"
