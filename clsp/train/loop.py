@@ -309,6 +309,7 @@ class Trainer:
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
         self.skips.counts.update(mine.get("skipped_rows", {}))
+        self.skips.seen.update((str(row), str(kind)) for row, kind in mine.get("skipped_seen", []))  # not counted twice
         ckpt.set_rng_state(mine["rng"])
         log.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch, self.batch_in_epoch)
         self._keep_metrics_until(self.step)
@@ -460,7 +461,8 @@ class Trainer:
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
                          "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
                          "world_size": self.info.world_size, "data_digest": self.data_digest}
-        rank_state = {"batch_in_epoch": self.batch_in_epoch, "skipped_rows": dict(self.skips.counts)}
+        rank_state = {"batch_in_epoch": self.batch_in_epoch, "skipped_rows": dict(self.skips.counts),
+                      "skipped_seen": sorted([str(row), str(kind)] for row, kind in self.skips.seen)}
         path = ckpt.save_checkpoint(self.out, self.step, self.model, trainer_state, rank_state,
                                     self.info.rank, self.cfg.keep_last)
         log.info("checkpoint %s", path)

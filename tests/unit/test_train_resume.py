@@ -156,3 +156,20 @@ def test_a_config_json_no_run_wrote_is_never_overwritten(tmp_path: Path, caplog)
     with caplog.at_level("WARNING"):
         assert _train_here(common + ["max_steps=2", f"data.valid={manifest}"], None).step == 2
     assert "data.valid is the training manifest" in caplog.text
+
+
+def test_a_resumed_run_counts_each_skipped_row_once(tmp_path: Path) -> None:
+    """Rows skipped before the checkpoint are met again after the resume; the count and the
+    metrics stay those of an uninterrupted run."""
+    manifest, out, common = _small_run(tmp_path)
+    rows = Path(manifest).read_text().splitlines()
+    short = json.loads(rows[0])
+    short.update({"id": "too-short", "end": 0.05}) if "end" in short else short.update({"id": "too-short"})
+    Path(manifest).write_text("\n".join(rows + [json.dumps({**short, "duration": 0.05})]) + "\n")
+    ref = _train_here(common + ["max_steps=6", f"output_dir={tmp_path / 'ref'}"], None)
+    assert _train_here(common + ["max_steps=2"], None).step == 2
+    resumed = _train_here(common + ["max_steps=6"], "latest")
+    assert ref.step == resumed.step == 6
+    want = [json.loads(x)["skipped_rows"] for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    got = [json.loads(x)["skipped_rows"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert want == got and want[-1] >= 1, (want, got)
