@@ -306,6 +306,10 @@ class Trainer:
             log.info("resume: %s changed from %r to %r (applied from step %d)", key, old, new, trainer["step"])
         for key, (old, new) in changed.not_applied.items():
             log.warning("resume: %s changed from %r to %r, but it only acts when a run starts: not applied", key, old, new)
+        saved_world = trainer.get("world_size")
+        if saved_world is not None and saved_world != self.info.world_size:
+            log.warning("resume: %d processes now, %d when %s was written: the global batch and the order of the "
+                        "batches after it differ from an uninterrupted run", self.info.world_size, saved_world, path.name)
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
         self.skips.counts.update(mine.get("skipped_rows", {}))

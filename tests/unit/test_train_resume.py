@@ -173,3 +173,18 @@ def test_a_resumed_run_counts_each_skipped_row_once(tmp_path: Path) -> None:
     want = [json.loads(x)["skipped_rows"] for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
     got = [json.loads(x)["skipped_rows"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert want == got and want[-1] >= 1, (want, got)
+
+
+def test_resuming_with_another_number_of_processes_says_so(tmp_path: Path, caplog) -> None:
+    import logging
+
+    manifest, out, common = _small_run(tmp_path)
+    assert _train_here(common + ["max_steps=2"], None).step == 2
+    state_file = out / "checkpoints" / "step-00000002" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    assert state["world_size"] == 1
+    state["world_size"] = 2  # as if written by two torchrun processes
+    torch.save(state, state_file)
+    with caplog.at_level(logging.WARNING, logger="clsp.train"):
+        assert _train_here(common + ["max_steps=3"], "latest").step == 3
+    assert any("1 processes now, 2 when step-00000002 was written" in r.getMessage() for r in caplog.records)
