@@ -85,19 +85,25 @@ FBANK_CHUNK = 256  # frames per pass, so that a chunk's spectra stay in the CPU'
 def _frames_to_fbank(frames: torch.Tensor, num_bins: int) -> torch.Tensor:
     """Kaldi fbank of framed samples ``(N, 400)`` -> ``(N, num_bins)``, ``FBANK_CHUNK`` frames at
     a time: DC removal, pre-emphasis (first sample against itself), Povey window, 512-point
-    FFT, power re^2 + im^2, mel, log of at least float32 eps."""
+    FFT, power re^2 + im^2, mel, log of at least float32 eps. Each chunk is pre-emphasised
+    straight into a zero-padded 512-sample buffer and squared as one contiguous pass (the same
+    numbers as padding inside the FFT and squaring the real and imaginary views)."""
     device = str(frames.device)
     window, banks = _povey_window(device), _mel_banks(num_bins, device)
     out = torch.empty(frames.shape[0], num_bins, device=frames.device)
     chunk = FBANK_CHUNK if frames.device.type == "cpu" else max(frames.shape[0], 1)
+    padded = torch.zeros(min(chunk, frames.shape[0]), PADDED_WINDOW, device=frames.device)
     for start in range(0, frames.shape[0], chunk):
         part = frames[start : start + chunk]
+        n = part.shape[0]
         part = part - part.mean(dim=1, keepdim=True)
-        emph = torch.empty_like(part)
-        emph[:, 1:] = part[:, 1:] - PREEMPHASIS * part[:, :-1]
+        emph = padded[:n, :FRAME_LENGTH]  # columns FRAME_LENGTH.. stay zero
+        torch.mul(part[:, :-1], PREEMPHASIS, out=emph[:, 1:])
+        torch.sub(part[:, 1:], emph[:, 1:], out=emph[:, 1:])
         emph[:, 0] = part[:, 0] - PREEMPHASIS * part[:, 0]
-        spec = torch.fft.rfft(emph.mul_(window), n=PADDED_WINDOW)
-        torch.matmul(spec.real.square() + spec.imag.square(), banks, out=out[start : start + chunk])
+        emph.mul_(window)
+        power = torch.view_as_real(torch.fft.rfft(padded[:n])).square_()
+        torch.matmul(torch.add(power[..., 0], power[..., 1]), banks, out=out[start : start + n])
     return out.clamp_(min=torch.finfo(torch.float32).eps).log_()
 
 

@@ -158,3 +158,45 @@ def envelope_modulation(energy: torch.Tensor) -> torch.Tensor:
     peaks = (smooth[1:-1] > smooth[:-2]) & (smooth[1:-1] >= smooth[2:]) & (smooth[1:-1] > floor)
     out[-1] = peaks.sum() / (t / _FRAME_RATE) / 5.0
     return out
+
+
+def envelope_modulation_batch(energy: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``envelope_modulation`` of every clip of a padded batch at once: frame log-energy
+    ``(B, T)`` at 100 Hz (padding: any finite value) and frame counts ``(B,)`` ->
+    ``(B, MODULATION_DIM)``. The same numbers as one clip at a time, to float rounding: the
+    Welch spectra of all clips of at least one 2 s window in one FFT (clips under 2 s, whose
+    single window is as long as the clip, one by one), the peak count of all clips from one
+    masked moving average."""
+    b, t = energy.shape
+    device = energy.device
+    lens = lens.to(device)
+    out = torch.zeros(b, MODULATION_DIM, dtype=torch.float32, device=device)
+    if b == 0 or t < 16:
+        return out
+    inside = torch.arange(t, device=device).unsqueeze(0) < lens.unsqueeze(1)
+    count = lens.clamp(min=1).float()
+    raw = torch.where(inside, energy.float(), 0.0)
+    e = torch.where(inside, raw - (raw.sum(1) / count).unsqueeze(1), 0.0)
+    long = lens >= _WINDOW
+    if bool(long.any()):
+        hop = _WINDOW // 2
+        frames = e[long].unfold(1, _WINDOW, hop)  # (L, windows, _WINDOW)
+        windows = (lens[long] - _WINDOW) // hop + 1
+        valid = (torch.arange(frames.shape[1], device=device).unsqueeze(0) < windows.unsqueeze(1)).unsqueeze(-1)
+        frames = (frames - frames.mean(2, keepdim=True)) * torch.hann_window(_WINDOW, periodic=False, device=device)
+        power = torch.where(valid, torch.fft.rfft(frames, n=_NFFT).abs().pow(2), 0.0).sum(1) / windows.unsqueeze(1)
+        bands = power @ _BAND_OF_BIN.to(device)
+        out[long, :-1] = torch.log(bands / bands.sum(1, keepdim=True).clamp(min=1e-12) + 1e-4)
+    for i in torch.nonzero((lens >= 16) & ~long).reshape(-1).tolist():  # one window as long as the clip
+        out[i, :-1] = envelope_modulation(energy[i, : int(lens[i])])[:-1]
+    # moving average over 7 frames, cut at each clip's own edges (as avg_pool1d, count_include_pad=False)
+    kernel = torch.ones(1, 1, 7, device=device)
+    sums = torch.nn.functional.conv1d(e.unsqueeze(1), kernel, padding=3).squeeze(1)
+    near = torch.nn.functional.conv1d(inside.float().unsqueeze(1), kernel, padding=3).squeeze(1)
+    smooth = sums / near.clamp(min=1.0)
+    floor = torch.where(inside, smooth, float("nan")).nanmedian(dim=1).values
+    mid = smooth[:, 1:-1]
+    within = torch.arange(1, t - 1, device=device).unsqueeze(0) < (lens - 1).unsqueeze(1)
+    peaks = (mid > smooth[:, :-2]) & (mid >= smooth[:, 2:]) & (mid > floor.unsqueeze(1)) & within
+    out[:, -1] = torch.where(lens >= 16, peaks.sum(1) / (lens.float() / _FRAME_RATE) / 5.0, 0.0)
+    return out

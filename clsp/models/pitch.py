@@ -93,22 +93,31 @@ def voiced_frames(level: torch.Tensor, lens: torch.Tensor, conf: torch.Tensor) -
 def pitch_stats(logf0: torch.Tensor, conf: torch.Tensor, voiced: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Per clip: voiced share, median and 10/25/75/90th percentiles of log2 F0, its spread,
     mean frame-to-frame change, mean confidence and slope over the clip (octaves per
-    10 s). ``(B, PITCH_STATS_DIM)``; zeros where a clip has under 5 voiced frames."""
-    out = torch.zeros(logf0.shape[0], PITCH_STATS_DIM, device=logf0.device)
-    q = torch.tensor([0.5, 0.1, 0.25, 0.75, 0.9], device=logf0.device)
-    for i, n in enumerate(lens.tolist()):
-        v = voiced[i, :n]
-        f = logf0[i, :n][v]
-        out[i, 0] = v.float().mean() if n else 0.0
-        if f.numel() < 5:
-            continue
-        out[i, 1:6] = torch.quantile(f, q)
-        out[i, 6] = 4.0 * f.std()
-        both = v[1:] & v[:-1]
-        if both.any():
-            out[i, 7] = 10.0 * (logf0[i, 1:n] - logf0[i, : n - 1])[both].abs().mean()
-        out[i, 8] = conf[i, :n][v].mean()
-        pos = torch.nonzero(v).reshape(-1).float() / 1000.0  # frames at 100 Hz -> units of 10 s
-        pos = pos - pos.mean()
-        out[i, 9] = (pos * (f - f.mean())).sum() / (pos ** 2).sum().clamp(min=1e-6)
+    10 s). ``(B, T)`` inputs (padding: any finite value) and frame counts ``(B,)`` ->
+    ``(B, PITCH_STATS_DIM)``; zeros but the voiced share where a clip has under 5 voiced
+    frames. All clips at once, each from its own frames only."""
+    b, t = logf0.shape
+    device = logf0.device
+    lens = lens.to(device)
+    out = torch.zeros(b, PITCH_STATS_DIM, device=device)
+    if b == 0:
+        return out
+    inside = torch.arange(t, device=device).unsqueeze(0) < lens.unsqueeze(1)
+    v = voiced & inside
+    nv = v.sum(1)
+    out[:, 0] = torch.where(lens > 0, nv / lens.clamp(min=1), 0.0)
+    logf0 = logf0.float()
+    q = torch.tensor([0.5, 0.1, 0.25, 0.75, 0.9], device=device)
+    out[:, 1:6] = torch.where(v, logf0, float("nan")).nanquantile(q, dim=1).t()
+    count = nv.clamp(min=1).float()
+    dev = torch.where(v, logf0 - (torch.where(v, logf0, 0.0).sum(1) / count).unsqueeze(1), 0.0)
+    out[:, 6] = 4.0 * ((dev ** 2).sum(1) / (count - 1).clamp(min=1)).sqrt()
+    both = v[:, 1:] & v[:, :-1]
+    step = torch.where(both, (logf0[:, 1:] - logf0[:, :-1]).abs(), 0.0).sum(1)
+    out[:, 7] = torch.where(both.any(1), 10.0 * step / both.sum(1).clamp(min=1), 0.0)
+    out[:, 8] = torch.where(v, conf.float(), 0.0).sum(1) / count
+    pos = torch.arange(t, device=device, dtype=torch.float32) / 1000.0  # frames at 100 Hz -> units of 10 s
+    pos = torch.where(v, pos - (torch.where(v, pos, 0.0).sum(1) / count).unsqueeze(1), 0.0)
+    out[:, 9] = (pos * dev).sum(1) / (pos ** 2).sum(1).clamp(min=1e-6)
+    out[nv < 5, 1:] = 0.0
     return out

@@ -18,8 +18,8 @@ Per clip (``SIGNAL_STATS_DIM`` numbers, all from the clip's own valid frames):
   channel keeps) for voiced and for unvoiced frames (/ 10).
 * length (1): log(1 + speech seconds).
 
-Padding never enters (each clip is measured alone), so a clip's statistics do not depend
-on its batch.
+Padding never enters (all clips are measured at once, each from its own frames only), so a
+clip's statistics do not depend on its batch.
 
 Frame phase: the fbank frames every 10 ms start at the clip's first sample, so cutting a few
 milliseconds off a clip's start moves every frame against the speech; pitch movement and
@@ -37,7 +37,7 @@ import torch
 
 from clsp.audio import SPEAKER_BANDS
 from clsp.features import FRAME_SHIFT, fbank_frames
-from clsp.models.compact import envelope_modulation
+from clsp.models.compact import envelope_modulation_batch
 from clsp.models.pitch import PITCH_STATS_DIM, pitch_stats, pitch_track, voiced_frames
 
 SIGNAL_STATS_DIM = PITCH_STATS_DIM + 6 + 3 + 12 + 3 + 1
@@ -62,42 +62,60 @@ def _band_masks(num_mel_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (hz >= low) & (hz < 1000), (hz >= 1000) & (hz < high)
 
 
-def _pauses(speech: torch.Tensor) -> tuple[float, float, float]:
-    """(pauses per second, paused share, mean pause seconds) of a boolean frame mask."""
-    idx = torch.nonzero(speech).reshape(-1)
-    if idx.numel() < 2:
-        return 0.0, 0.0, 0.0
-    inner = ~speech[int(idx[0]) : int(idx[-1]) + 1]
-    edges = torch.diff(torch.cat([torch.zeros(1), inner.float(), torch.zeros(1)]))
-    starts, ends = torch.nonzero(edges == 1).reshape(-1), torch.nonzero(edges == -1).reshape(-1)
-    runs = (ends - starts)[(ends - starts) >= MIN_PAUSE_FRAMES].float()
-    span_s = inner.numel() / FRAME_RATE
-    if runs.numel() == 0:
-        return 0.0, 0.0, 0.0
-    return runs.numel() / span_s, float(runs.sum()) / inner.numel(), float(runs.mean()) / FRAME_RATE
+def _pauses(speech: torch.Tensor) -> torch.Tensor:
+    """``(B, 3)``: pauses per second, paused share and mean pause seconds of boolean frame masks
+    ``(B, T)`` (False outside each clip): within the span from a clip's first to its last speech
+    frame, runs of non-speech of at least ``MIN_PAUSE_FRAMES``. Zeros for a clip with under two
+    speech frames or no such run."""
+    b, t = speech.shape
+    device = speech.device
+    idx = torch.arange(t, device=device).unsqueeze(0)
+    first = torch.where(speech, idx, t).amin(1, keepdim=True)
+    last = torch.where(speech, idx, -1).amax(1, keepdim=True)
+    inner = ~speech & (idx >= first) & (idx <= last)
+    edges = torch.nn.functional.pad(inner.to(torch.int8), (1, 1)).diff(dim=1)
+    row, start = torch.nonzero(edges == 1).unbind(1)  # row-major: each clip's starts and ends in order
+    runs = torch.nonzero(edges == -1)[:, 1] - start
+    keep = runs >= MIN_PAUSE_FRAMES
+    row, runs = row[keep], runs[keep].float()
+    count = torch.zeros(b, device=device).index_add_(0, row, torch.ones_like(runs))
+    paused = torch.zeros(b, device=device).index_add_(0, row, runs)
+    span = (last - first + 1).reshape(-1).clamp(min=1).float()
+    out = torch.stack([count / (span / FRAME_RATE), paused / span, paused / count.clamp(min=1) / FRAME_RATE], dim=1)
+    return torch.where(((speech.sum(1) >= 2) & (count > 0)).unsqueeze(1), out, 0.0)
 
 
 _LEVEL_QUANTILES = torch.tensor([0.1, 0.5, 0.95])
 
 
-def _one_clip(energy: torch.Tensor, balance: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
-    """The non-pitch statistics of one clip from its valid frames' log-energy ``(T,)``, the
-    log-energy ratio of 1-3.4 kHz to 100 Hz-1 kHz ``(T,)`` and the voiced mask ``(T,)``."""
-    out = torch.zeros(SIGNAL_STATS_DIM - PITCH_STATS_DIM)
-    if energy.numel() < 2:
+def _level_stats(energy: torch.Tensor, balance: torch.Tensor, voiced: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """The non-pitch statistics ``(B, SIGNAL_STATS_DIM - PITCH_STATS_DIM)`` of padded frame
+    log-energy ``(B, T)``, log-energy ratio of 1-3.4 kHz to 100 Hz-1 kHz ``(B, T)`` and voiced
+    mask ``(B, T)`` (padding: any finite value), each clip from its first ``lens[i]`` frames;
+    zeros for a clip of under two frames."""
+    b, t = energy.shape
+    device = energy.device
+    inside = torch.arange(t, device=device).unsqueeze(0) < lens.unsqueeze(1)
+    out = torch.zeros(b, SIGNAL_STATS_DIM - PITCH_STATS_DIM, device=device)
+    if b == 0:
         return out
-    q10, q50, q95 = torch.quantile(energy, _LEVEL_QUANTILES).tolist()
-    rel, q10, q50 = energy - q95, q10 - q95, q50 - q95
-    out[0:6] = torch.tensor([float(rel.mean()) / 10, float(rel.std()) / 10, q10 / 10, q50 / 10,
-                             float((rel > -LOUD_WITHIN_PEAK).float().mean()), -q10 / 10])
-    speech = rel > -PAUSE_BELOW_PEAK
-    out[6:9] = torch.tensor(_pauses(speech))
-    out[9:21] = envelope_modulation(energy)
+    q10, q50, q95 = torch.where(inside, energy, float("nan")).nanquantile(_LEVEL_QUANTILES.to(device), dim=1)
+    rel = energy - q95.unsqueeze(1)
+    count = lens.clamp(min=1).float()
+    mean = torch.where(inside, rel, 0.0).sum(1) / count
+    var = torch.where(inside, rel - mean.unsqueeze(1), 0.0).pow(2).sum(1) / (count - 1).clamp(min=1)
+    loud = (inside & (rel > -LOUD_WITHIN_PEAK)).sum(1) / count
+    out[:, 0:6] = torch.stack([mean / 10, var.sqrt() / 10, (q10 - q95) / 10, (q50 - q95) / 10, loud, (q95 - q10) / 10], 1)
+    speech = inside & (rel > -PAUSE_BELOW_PEAK)
+    out[:, 6:9] = _pauses(speech)
+    out[:, 9:21] = envelope_modulation_batch(energy, lens)
     v, u = speech & voiced, speech & ~voiced
-    out[21] = v.sum() / speech.sum().clamp(min=1)
-    out[22] = balance[v].mean() / 10 if v.any() else 0.0
-    out[23] = balance[u].mean() / 10 if u.any() else 0.0
-    out[24] = torch.log1p(speech.sum() / FRAME_RATE)
+    n_speech, n_v, n_u = speech.sum(1), v.sum(1), u.sum(1)
+    out[:, 21] = n_v / n_speech.clamp(min=1)
+    out[:, 22] = torch.where(n_v > 0, torch.where(v, balance, 0.0).sum(1) / n_v.clamp(min=1) / 10, 0.0)
+    out[:, 23] = torch.where(n_u > 0, torch.where(u, balance, 0.0).sum(1) / n_u.clamp(min=1) / 10, 0.0)
+    out[:, 24] = torch.log1p(n_speech / FRAME_RATE)
+    out[lens < 2] = 0.0
     return out
 
 
@@ -136,11 +154,10 @@ def frame_stats(frames: torch.Tensor, counts: list[int], band: str = "full") -> 
     level[inside] = full
     voiced = voiced_frames(level, lens, conf)
     pitch = pitch_stats(logf0, conf, voiced, lens)
-    energy = tel if band == "telephone" else full
-    balance = hi - lo
-    per_clip = zip(energy.cpu().split(counts), balance.cpu().split(counts), voiced[inside].cpu().split(counts))
-    rest = [_one_clip(*clip) for clip in per_clip]
-    return torch.cat([pitch, torch.stack(rest).to(device)], dim=-1) if rest else pitch
+    padded_energy, balance = torch.zeros(inside.shape, device=device), torch.zeros(inside.shape, device=device)
+    padded_energy[inside] = tel if band == "telephone" else full
+    balance[inside] = hi - lo
+    return torch.cat([pitch, _level_stats(padded_energy, balance, voiced, lens)], dim=-1)
 
 
 def valid_phases(phases) -> bool:
