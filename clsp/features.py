@@ -67,13 +67,17 @@ def _povey_window(device: str = "cpu") -> torch.Tensor:
 
 
 def _frames_of(wave: torch.Tensor) -> torch.Tensor:
-    """Kaldi framing with ``snip_edges=False``: mirrored edges, one frame per 10 ms."""
+    """Kaldi framing with ``snip_edges=False``: mirrored edges, one frame per 10 ms. A strided
+    view ``(frames, 400)`` of the clip with only its mirrored edges added."""
     n = wave.numel()
     m = num_frames(n)
-    rev = torch.flip(wave, [0])
     pad = FRAME_LENGTH // 2 - FRAME_SHIFT // 2
-    padded = torch.cat((rev[-pad:], wave, rev), dim=0)
     need = (m - 1) * FRAME_SHIFT + FRAME_LENGTH
+    parts = [wave[:pad].flip(0), wave]  # the first samples mirrored before the start
+    tail = need - min(pad, n) - n
+    if tail > 0:  # the last samples mirrored after the end
+        parts.append(wave[max(n - tail, 0) :].flip(0))
+    padded = torch.cat(parts)
     if padded.numel() < need:  # clips under 25 ms, which Kaldi itself cannot frame
         padded = torch.nn.functional.pad(padded, (0, need - padded.numel()))
     return padded.as_strided((m, FRAME_LENGTH), (FRAME_SHIFT, 1))
@@ -82,28 +86,37 @@ def _frames_of(wave: torch.Tensor) -> torch.Tensor:
 FBANK_CHUNK = 256  # frames per pass, so that a chunk's spectra stay in the CPU's cache
 
 
-def _frames_to_fbank(frames: torch.Tensor, num_bins: int) -> torch.Tensor:
-    """Kaldi fbank of framed samples ``(N, 400)`` -> ``(N, num_bins)``, ``FBANK_CHUNK`` frames at
-    a time: DC removal, pre-emphasis (first sample against itself), Povey window, 512-point
-    FFT, power re^2 + im^2, mel, log of at least float32 eps. Each chunk is pre-emphasised
-    straight into a zero-padded 512-sample buffer and squared as one contiguous pass (the same
-    numbers as padding inside the FFT and squaring the real and imaginary views)."""
-    device = str(frames.device)
-    window, banks = _povey_window(device), _mel_banks(num_bins, device)
-    out = torch.empty(frames.shape[0], num_bins, device=frames.device)
-    chunk = FBANK_CHUNK if frames.device.type == "cpu" else max(frames.shape[0], 1)
-    padded = torch.zeros(min(chunk, frames.shape[0]), PADDED_WINDOW, device=frames.device)
-    for start in range(0, frames.shape[0], chunk):
-        part = frames[start : start + chunk]
-        n = part.shape[0]
-        part = part - part.mean(dim=1, keepdim=True)
-        emph = padded[:n, :FRAME_LENGTH]  # columns FRAME_LENGTH.. stay zero
-        torch.mul(part[:, :-1], PREEMPHASIS, out=emph[:, 1:])
-        torch.sub(part[:, 1:], emph[:, 1:], out=emph[:, 1:])
-        emph[:, 0] = part[:, 0] - PREEMPHASIS * part[:, 0]
-        emph.mul_(window)
-        power = torch.view_as_real(torch.fft.rfft(padded[:n])).square_()
-        torch.matmul(torch.add(power[..., 0], power[..., 1]), banks, out=out[start : start + n])
+def _frames_to_fbank(clips: list[torch.Tensor], num_bins: int) -> torch.Tensor:
+    """Kaldi fbank of framed samples, one ``(N_i, 400)`` tensor or strided view per clip ->
+    ``(sum N_i, num_bins)``, the clips one after another: DC removal, pre-emphasis (first
+    sample against itself), Povey window, 512-point FFT, power re^2 + im^2, mel, log of at
+    least float32 eps. On the CPU ``FBANK_CHUNK`` frames of one clip at a time, read straight
+    from its view (elsewhere all frames in one pass); each chunk is pre-emphasised into a
+    zero-padded 512-sample buffer and squared as one contiguous pass (the same numbers as
+    padding inside the FFT and squaring the real and imaginary views)."""
+    device = clips[0].device if clips else torch.device("cpu")
+    window, banks = _povey_window(str(device)), _mel_banks(num_bins, str(device))
+    total = sum(c.shape[0] for c in clips)
+    out = torch.empty(total, num_bins, device=device)
+    if device.type != "cpu":
+        clips, chunk = [torch.cat(clips)] if clips else [], max(total, 1)
+    else:
+        chunk = FBANK_CHUNK
+    padded = torch.zeros(min(chunk, max((c.shape[0] for c in clips), default=0)), PADDED_WINDOW, device=device)
+    start = 0
+    for frames in clips:
+        for at in range(0, frames.shape[0], chunk):
+            part = frames[at : at + chunk]
+            n = part.shape[0]
+            part = part - part.mean(dim=1, keepdim=True)
+            emph = padded[:n, :FRAME_LENGTH]  # columns FRAME_LENGTH.. stay zero
+            torch.mul(part[:, :-1], PREEMPHASIS, out=emph[:, 1:])
+            torch.sub(part[:, 1:], emph[:, 1:], out=emph[:, 1:])
+            emph[:, 0] = part[:, 0] - PREEMPHASIS * part[:, 0]
+            emph.mul_(window)
+            power = torch.view_as_real(torch.fft.rfft(padded[:n])).square_()
+            torch.matmul(torch.add(power[..., 0], power[..., 1]), banks, out=out[start : start + n])
+            start += n
     return out.clamp_(min=torch.finfo(torch.float32).eps).log_()
 
 
@@ -112,7 +125,7 @@ def fbank(wave: torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
     wave = wave.to(torch.float32).reshape(-1)
     if num_frames(wave.numel()) == 0:
         return torch.zeros(0, num_mel_bins)
-    return _frames_to_fbank(_frames_of(wave), num_mel_bins)
+    return _frames_to_fbank([_frames_of(wave)], num_mel_bins)
 
 
 def fbank_batch(
@@ -150,7 +163,7 @@ def fbank_frames(waves: list[torch.Tensor], num_mel_bins: int = NUM_MEL_BINS) ->
     nonempty = [_frames_of(w.to(torch.float32).reshape(-1)) for w, n in zip(waves, counts) if n > 0]
     if not nonempty:
         return torch.zeros(0, num_mel_bins, device=waves[0].device if waves else "cpu"), counts
-    return _frames_to_fbank(torch.cat(nonempty, dim=0), num_mel_bins), counts
+    return _frames_to_fbank(nonempty, num_mel_bins), counts
 
 
 def pad_features(feats: list[torch.Tensor], pad_value: float = PAD_VALUE) -> tuple[torch.Tensor, torch.Tensor]:

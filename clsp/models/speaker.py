@@ -101,8 +101,21 @@ def partial_mels(wave: torch.Tensor, max_partials: int | None = None, band: str 
         starts = [starts[i] for i in keep]
     if padded >= wave.numel():
         wave = nn.functional.pad(wave, (0, padded - wave.numel()))
-    mel = mel_power(wave, band=band)
-    return torch.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
+    if 1 + wave.numel() // HOP <= len(starts) * PARTIAL_FRAMES:
+        mel = mel_power(wave, band=band)
+        return torch.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
+    # only the kept partials' frames, each from its own stretch of the centred (zero-padded)
+    # waveform: the same numbers as slicing the whole clip's mel_power
+    centred = nn.functional.pad(wave, (N_FFT // 2, N_FFT // 2))
+    span = (PARTIAL_FRAMES - 1) * HOP + N_FFT
+    return torch.stack([_mel_power_frames(centred[s * HOP : s * HOP + span], band) for s in starts])
+
+
+def _mel_power_frames(samples: torch.Tensor, band: str) -> torch.Tensor:
+    """``mel_power`` of already centred samples: frames = 1 + (S - 400) // 160."""
+    spec = torch.stft(samples, N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=samples.device), center=False,
+                      return_complex=True)
+    return (spec.abs().pow(2).t() @ _mel_filters(band).to(samples.device)).float()
 
 
 class GE2ESpeakerEncoder(nn.Module):

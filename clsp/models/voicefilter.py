@@ -73,14 +73,21 @@ def log_mel(wave: torch.Tensor, band: str = "full") -> torch.Tensor:
 
 
 def mel_windows(wave: torch.Tensor, max_windows: int | None = None, band: str = "full") -> torch.Tensor:
-    """The 0.8 s feature windows ``(W, 80, 40)`` of one clip ``(S,)``, mels over ``band``."""
-    feat = log_mel(wave, band)
-    if feat.shape[0] < WINDOW_FRAMES:
-        feat = nn.functional.pad(feat, (0, 0, 0, WINDOW_FRAMES - feat.shape[0]))
-    starts = list(range(0, feat.shape[0] - WINDOW_FRAMES + 1, WINDOW_STRIDE))
+    """The 0.8 s feature windows ``(W, 80, 40)`` of one clip ``(S,)``, mels over ``band``. When the
+    kept windows cover less than the whole clip, only their frames are computed (each from its
+    own stretch of samples: the same numbers as slicing the whole clip's ``log_mel``)."""
+    wave = wave.float().reshape(-1)
+    frames = 1 + (wave.numel() - N_FFT) // HOP if wave.numel() >= N_FFT else 0
+    starts = list(range(0, max(frames, WINDOW_FRAMES) - WINDOW_FRAMES + 1, WINDOW_STRIDE))
     if max_windows is not None and len(starts) > max_windows:
         keep = torch.linspace(0, len(starts) - 1, max_windows).round().long().tolist()
         starts = [starts[i] for i in keep]
+    if frames > len(starts) * WINDOW_FRAMES:
+        span = (WINDOW_FRAMES - 1) * HOP + N_FFT
+        return torch.stack([log_mel(wave[s * HOP : s * HOP + span], band) for s in starts])
+    feat = log_mel(wave, band)
+    if feat.shape[0] < WINDOW_FRAMES:
+        feat = nn.functional.pad(feat, (0, 0, 0, WINDOW_FRAMES - feat.shape[0]))
     return torch.stack([feat[s:s + WINDOW_FRAMES] for s in starts])
 
 

@@ -65,6 +65,19 @@ def test_windows_cover_the_clip_and_cap_evenly():
     assert mel_windows(torch.zeros(4000)).shape == (1, 80, 40)  # under one window: padded
 
 
+@pytest.mark.parametrize("band", ["full", "telephone"])
+def test_kept_windows_alone_equal_slices_of_the_whole_clip(band):
+    """Windows that leave part of the clip out are computed from their own samples only: the
+    very numbers of the whole clip's log-mel, sliced."""
+    wave = torch.from_numpy(vibrato_clip(9.0, 140, 0.2))
+    whole = log_mel(wave, band)
+    starts = list(range(0, whole.shape[0] - 80 + 1, 40))
+    for kept in (1, 2, 4):
+        picks = torch.linspace(0, len(starts) - 1, kept).round().long().tolist()
+        expected = torch.stack([whole[starts[i] : starts[i] + 80] for i in picks])
+        assert torch.equal(mel_windows(wave, kept, band), expected)
+
+
 def test_gate_reordering_of_the_converter():
     spec = importlib.util.spec_from_file_location(
         "convert_voicefilter", REPO / "examples" / "default_model" / "convert_voicefilter.py")
