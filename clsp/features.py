@@ -120,6 +120,13 @@ def _frames_to_fbank(clips: list[torch.Tensor], num_bins: int) -> torch.Tensor:
     return out.clamp_(min=torch.finfo(torch.float32).eps).log_()
 
 
+def power_spectrum(spec: torch.Tensor) -> torch.Tensor:
+    """Power ``re^2 + im^2`` of a complex spectrum (any shape), as one contiguous pass over its
+    real view: equal to ``spec.abs().pow(2)`` to float rounding, without its square root."""
+    parts = torch.view_as_real(spec).square()
+    return torch.add(parts[..., 0], parts[..., 1])
+
+
 def fbank(wave: torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
     """Log-mel fbank of one mono 16 kHz waveform ``(T,)`` -> ``(frames, num_mel_bins)``."""
     wave = wave.to(torch.float32).reshape(-1)

@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clsp.features import power_spectrum
+
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
@@ -76,7 +78,7 @@ def mel_power(wave: torch.Tensor, pad_mode: str = "constant", band: str = "full"
     ``band="telephone"``: from the spectrum's 100 Hz-3.4 kHz only."""
     spec = torch.stft(wave.float(), N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=wave.device), center=True,
                       pad_mode=pad_mode, return_complex=True)
-    return (spec.abs().pow(2).t() @ _mel_filters(band).to(wave.device)).float()
+    return (power_spectrum(spec).t() @ _mel_filters(band).to(wave.device)).float()
 
 
 def partial_starts(num_samples: int) -> tuple[list[int], int]:
@@ -115,7 +117,7 @@ def _mel_power_frames(samples: torch.Tensor, band: str) -> torch.Tensor:
     """``mel_power`` of already centred samples: frames = 1 + (S - 400) // 160."""
     spec = torch.stft(samples, N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=samples.device), center=False,
                       return_complex=True)
-    return (spec.abs().pow(2).t() @ _mel_filters(band).to(samples.device)).float()
+    return (power_spectrum(spec).t() @ _mel_filters(band).to(samples.device)).float()
 
 
 class GE2ESpeakerEncoder(nn.Module):

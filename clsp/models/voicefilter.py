@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clsp.features import power_spectrum
+
 SAMPLE_RATE = 16000
 N_FFT = 512
 WIN = 400
@@ -69,7 +71,7 @@ def log_mel(wave: torch.Tensor, band: str = "full") -> torch.Tensor:
         return torch.zeros(0, N_MELS)
     window = torch.hamming_window(WIN, periodic=True, device=wave.device)
     spec = torch.stft(wave, N_FFT, HOP, WIN, window, center=False, return_complex=True)
-    return torch.log10(spec.abs().pow(2).t() @ _mel_filters(band).to(wave.device) + 1e-10)
+    return torch.log10(power_spectrum(spec).t() @ _mel_filters(band).to(wave.device) + 1e-10)
 
 
 def mel_windows(wave: torch.Tensor, max_windows: int | None = None, band: str = "full") -> torch.Tensor:
