@@ -89,7 +89,9 @@ def audio_source(path: str, page_dir: Path, embed: bool = False) -> str:
         rel = os.path.relpath(path, page_dir)
     except ValueError:  # another drive
         return Path(path).as_uri()
-    return quote(Path(rel).as_posix())
+    # the file name's own bytes, percent-encoded: a name that is not UTF-8 (held as \udcXX
+    # escapes) links to its file as well
+    return quote(os.fsencode(Path(rel).as_posix()))
 
 
 def _fragment(clip: Clip) -> str:
@@ -154,7 +156,9 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], embed:
     from clsp.outfile import write_bytes_atomic
 
     page_dir = Path(os.path.realpath(path)).parent
-    return write_bytes_atomic(path, render_page(title, sections, page_dir, embed, intro).encode("utf-8"))
+    # names that are not UTF-8 show as \udcXX escapes in the page's text (their links use their bytes)
+    text = render_page(title, sections, page_dir, embed, intro)
+    return write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 _CSS = """

@@ -19,7 +19,8 @@ app = typer.Typer(
     help="Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style.\n\n"
     "Records are JSON Lines on stdin/stdout ('-'); logs and progress go to stderr. "
     "Exit codes: 0 done, 1 runtime error, 2 usage error, 3 finished with some records failed, "
-    "75 interrupted and resumable (run again with --resume).\n\n"
+    "75 training interrupted and resumable (run again with --resume); a command stopped by a signal exits "
+    "128 + its number (130 Ctrl-C, 143 SIGTERM; clsp embed -o FILE then continues with --resume).\n\n"
     "Files given with -o/--report/--npy/--plot/--html appear atomically (FILE.partial, then renamed), one writer "
     "at a time (FILE.lock); devices, FIFOs and /dev/stdout are written through; symlinks are followed.",
     no_args_is_help=True,

@@ -117,8 +117,17 @@ class OutputLock:
 
     def _acquire(self) -> int:
         while True:
+            created = True  # whether this open made the lock file (else it was there before)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                created = False
+                try:
+                    fd = os.open(self.path, os.O_RDWR)
+                except FileNotFoundError:  # removed by its holder in between: try again
+                    continue
+                except OSError as exc:
+                    raise OutputError(f"cannot write {self.target.shown}: {exc.strerror or exc} ({self.path})") from None
             except OSError as exc:
                 raise OutputError(f"cannot write {self.target.shown}: {exc.strerror or exc} ({self.path})") from None
             try:
@@ -134,21 +143,21 @@ class OutputLock:
             except FileNotFoundError:
                 same = False
             if same:
-                self._refuse_foreign(fd)
+                self._refuse_foreign(fd, created)
                 return fd
             os.close(fd)
 
-    def _refuse_foreign(self, fd: int) -> None:
-        """``ConfigError`` (the file left as it was) when ``FILE.lock`` holds something no clsp
-        run wrote (a user's ``poetry.lock``), or when ``FILE.partial`` exists with no clsp run
-        record beside it (a user's ``report.partial``, whatever it holds): clsp would remove or
-        replace either. Every ``FILE.partial`` a clsp run leaves has its run record in
-        ``FILE.lock``."""
+    def _refuse_foreign(self, fd: int, created: bool) -> None:
+        """``ConfigError`` (the file left as it was) when ``FILE.lock`` was there before this run
+        and holds no clsp run record (a user's ``poetry.lock``, an empty ``results.lock`` made
+        for ``flock``), or when ``FILE.partial`` exists with no clsp run record beside it (a
+        user's ``report.partial``, whatever it holds): clsp would remove or replace either. Every
+        ``FILE.partial`` and ``FILE.lock`` a clsp run leaves holds its run record."""
         try:
             data = os.pread(fd, 1 << 20, 0)
         except OSError:
             data = b""
-        if data.strip():
+        if data.strip() or not created:
             try:
                 value = json.loads(data)
             except ValueError:
@@ -161,7 +170,7 @@ class OutputLock:
         partial = self.target.partial
         if os.path.lexists(partial):
             try:
-                os.unlink(self.path)  # empty: made just now by this open, or by a run that died at once
+                os.unlink(self.path)  # made just now by this open
             except OSError:
                 pass
             os.close(fd)

@@ -124,6 +124,7 @@ def _build(o: Options) -> int:
     if o.lock_timeout < 0:
         raise ConfigError("--lock-timeout must be >= 0")
     source, npy = (o.ids, o.input) if o.input.endswith(".npy") and o.ids else (o.input, o.npy)
+    _check_index_output(o.index, [source, npy, o.ids])
     with MissingMatrix(source) as no_matrix, Throughput("read embeddings", "records") as progress:
         summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=o.metric,
                                    on_skip=skip_notice(o.on_error, progress, no_matrix), on_read=progress.update,
@@ -133,6 +134,23 @@ def _build(o: Options) -> int:
     sink.write(summary)
     sink.commit()
     return 3 if summary["failed"] else 0
+
+
+def _check_index_output(index: str, inputs: list[str | None]) -> None:
+    """A usage error (exit 2, before any work) when ``-o`` names something other than an index
+    folder to write: an existing file (an input above all) or a folder that is not a clsp index."""
+    import os
+    from pathlib import Path
+
+    from clsp.errors import ConfigError, OutputError
+    from clsp.index.store import check_replaceable
+
+    try:
+        check_replaceable(Path(index))
+    except OutputError as exc:
+        same = any(i not in (None, "-") and os.path.exists(i) and os.path.samefile(i, index) for i in inputs)
+        raise ConfigError(f"{exc}{' (it is an input of this command)' if same else ''}; -o names the index "
+                          "folder to write, e.g. -o clips.idx") from None
 
 
 def _query(o: Options) -> int:

@@ -178,6 +178,19 @@ def _as_cut(res: Result[dict]) -> Result[dict]:
         return Result(res.item, captioned_cut(res.item.record, res.value), seconds=res.seconds)
     except ClspError as exc:
         return Result(res.item, error=exc)
+    except Exception as exc:  # Lhotse failing on one file stays that record's error, the run goes on
+        path = str(res.item.record.get("_path", res.item.record.get("id")))
+        return Result(res.item, error=InputError(f"{path}: cannot be described as a Lhotse cut ({_lhotse_reason(path, exc)})"))
+
+
+def _lhotse_reason(path: str, exc: BaseException) -> str:
+    """Why Lhotse could not describe the file at ``path``, in a few words."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its file name is not valid UTF-8, and Lhotse keeps file names as text; rename it"
+    first = str(exc).splitlines()[0][:200] if str(exc) else "no message"
+    return f"{type(exc).__name__}: {first}"
 
 
 def caption_clips(items: Iterable[Item], backend: str = "acoustic", as_cuts: bool = False,

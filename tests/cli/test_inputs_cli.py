@@ -117,9 +117,46 @@ def test_file_names_that_are_not_utf8_embed_from_arguments_folders_and_lists_and
     (tmp_path / "emb.jsonl").write_text(json.dumps(rec) + "\n")
     res = _run(["search", "build", "emb.jsonl", "-o", "idx", "-q"], tmp_path)
     assert res.exit_code == 0, res.output
-    res = _run(["search", "query", "idx", "--audio", "plain.wav", "--model", "tiny-random", "-k", "1", "-q"], tmp_path)
+    res = _run(["search", "query", "idx", "--audio", "plain.wav", "--model", "tiny-random", "-k", "1", "-q",
+                "--html", "page.html"], tmp_path)
     assert res.exit_code == 0, res.output
     assert _records(res)[0]["hits"][0]["audio"] == str(tmp_path / name)
+    page = (tmp_path / "page.html").read_bytes().decode("utf-8")  # the page is valid UTF-8
+    assert 'src="caf%E9.wav"' in page and "caf\\udce9.wav" in page  # linked by its bytes, shown escaped
+    res = _run(["search", "build", "emb.jsonl", "-o", "emb.jsonl", "-q"], tmp_path)  # -o naming the input
+    assert res.exit_code == 2 and "it is an input" in res.output, res.output
+
+
+def test_caption_as_cuts_gives_a_file_lhotse_cannot_describe_an_error_record(tmp_path, monkeypatch):
+    import soundfile as sf
+    from lhotse import Recording
+
+    name = os.fsdecode(b"caf\xe9.flac")  # Lhotse opens names as text: some formats fail on this one
+    write_wav(tmp_path / "tmp.wav", 0.8)
+    data, rate = sf.read(str(tmp_path / "tmp.wav"))
+    sf.write(str(tmp_path / "tmp.flac"), data, rate)
+    try:
+        os.rename(os.fsencode(tmp_path / "tmp.flac"), os.fsencode(tmp_path / name))
+    except (OSError, UnicodeError):
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    write_wav(tmp_path / "plain.wav", 0.8, freq=300)
+    write_wav(tmp_path / "other.wav", 0.8, freq=200)
+    lines = [{"id": "x", "audio": name}, {"id": "p", "audio": "plain.wav"}, {"id": "o", "audio": "other.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    real = Recording.from_file
+
+    def flaky(path, *args, **kwargs):  # any failure of Lhotse's on one file
+        if str(path).endswith("other.wav"):
+            raise RuntimeError("Fetching info about audio failed")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Recording, "from_file", staticmethod(flaky))
+    res = _run(["caption", "m.jsonl", "--as-cuts", "-q"], tmp_path)
+    assert res.exit_code == 3, res.output
+    first, second, third = _records(res)  # one record per input, in order, the run not stopped
+    assert first["id"] == "x" and ("error" not in first or "not valid UTF-8" in first["error"]["message"])
+    assert second["id"] == "p" and second["supervisions"][0]["custom"]["global_captions"]
+    assert third["id"] == "o" and "cannot be described as a Lhotse cut (RuntimeError: Fetching" in third["error"]["message"]
 
 
 def test_names_too_long_for_the_filesystem_are_usage_errors_not_tracebacks(tmp_path):

@@ -360,11 +360,13 @@ def test_a_users_file_named_like_an_outputs_lock_or_partial_is_never_taken(tmp_p
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
     (tmp_path / "poetry.lock").write_text('[[package]]\nname = "numpy"\n')
     (tmp_path / "report.partial").write_text("my notes\n")
-    for out, kept in (("poetry", "poetry.lock"), ("report", "report.partial")):
+    (tmp_path / "results.lock").write_text("")  # an empty lock file of the user's own (made for flock)
+    for out, kept in (("poetry", "poetry.lock"), ("report", "report.partial"), ("results", "results.lock")):
         res = _invoke(["embed", "m.jsonl", "-o", out, "--model", "tiny-random", "-q"], tmp_path)
         assert res.exit_code == 2 and f"{kept}: exists" in res.output, res.output
         assert not (tmp_path / out).exists()
     assert (tmp_path / "poetry.lock").read_text().startswith("[[package]]")
+    assert (tmp_path / "results.lock").exists() and (tmp_path / "results.lock").read_text() == ""
     assert (tmp_path / "report.partial").read_text() == "my notes\n" and not (tmp_path / "report.lock").exists()
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--report", "poetry", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 2 and not (tmp_path / "e.jsonl").exists()

@@ -58,9 +58,11 @@ def test_bootstrap_reports_its_resamples(caplog, monkeypatch):
     assert "of 20 items" in msgs[0] and lo <= values.mean() <= hi
 
 
-def test_help_lists_exit_code_75():
+def test_help_lists_the_exit_codes_of_interrupted_runs():
     res = CliRunner().invoke(app, ["--help"])
-    assert res.exit_code == 0 and "75 interrupted and resumable" in " ".join(res.output.split())
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "75 training interrupted and resumable" in text
+    assert "130 Ctrl-C, 143 SIGTERM" in text
 
 
 def _pool(tmp_path):
