@@ -31,10 +31,10 @@ from typing import Iterator, Sequence
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, iter_items, resolve_path
-from clsp.streams import compression_of, is_stream_node, open_binary_input, peek_bytes, refuse_wide_text
+from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS: re-exported)
+    AUDIO_EXTENSIONS, compression_of, is_stream_node, open_binary_input, peek_bytes, refuse_wide_text,
+)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph",
-                    ".webm", ".wma")
 GLOB_CHARS = ("*", "?", "[")
 SNIFF_BYTES = 4096
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
-from clsp.streams import CUT_SOURCE_NAME
+from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -284,7 +284,10 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
     if undecodable is not None and (obj is not None or not os.path.lexists(resolve_path(text, base))):
         if obj is not None:
             raise undecodable  # JSON is UTF-8
-        raise InputError(f"{undecodable} (and no file of that name)")
+        if not text.lower().endswith(AUDIO_EXTENSIONS):  # text that names nothing, not a file name
+            raise InputError(f"{undecodable} (and no file of that name)")
+        # a file name in another encoding than UTF-8, of no file: a path like any other (reading
+        # it says the file is missing, under the name as given)
     if obj is None:
         obj = _bare_line(lineno, text, modality, base, not_json)
     elif is_cut(obj):

@@ -192,6 +192,8 @@ def wide_encoding(head: bytes) -> str | None:
     return None
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".sph",
+                    ".webm", ".wma")  # a file named so is one audio clip (clsp.inputs)
 CUT_SOURCE_NAME = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # how clsp names cut audio that is no file
 DECOMPRESS_COMMANDS = {"gzip": "gzip -dc", "zstd": "zstd -dc", "xz": "xz -dc", "bzip2": "bzip2 -dc"}
 

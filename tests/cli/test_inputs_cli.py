@@ -101,7 +101,7 @@ def test_file_names_that_are_not_utf8_embed_from_arguments_folders_and_lists_and
     except (OSError, UnicodeError):
         pytest.skip("this filesystem refuses file names that are not UTF-8")
     write_wav(tmp_path / "plain.wav", 0.6, freq=300)
-    (tmp_path / "list.txt").write_bytes(b"caf\xe9.wav\nplain.wav\nmissing-\xff.wav\n")
+    (tmp_path / "list.txt").write_bytes(b"caf\xe9.wav\nplain.wav\nmissing-\xff.wav\nno name \xff\n")
     direct = _run(["embed", name, "--model", "tiny-random", "-q"], tmp_path)
     assert direct.exit_code == 0, direct.output
     [rec] = _records(direct)
@@ -112,8 +112,10 @@ def test_file_names_that_are_not_utf8_embed_from_arguments_folders_and_lists_and
         key = os.path.join(".", name) if args == ["."] else name
         assert max(abs(a - b) for a, b in zip(recs[key]["embedding"], rec["embedding"])) < 1e-5, (args, list(recs))
     listed = _records(_run(["embed", "list.txt", "--model", "tiny-random", "-q"], tmp_path))
-    assert [r.get("id") for r in listed] == [name, "plain.wav", "line-3"]
-    assert "not valid UTF-8" in listed[2]["error"]["message"] and "no file of that name" in listed[2]["error"]["message"]
+    missing = os.fsdecode(b"missing-\xff.wav")  # a file name as any other: the file is missing
+    assert [r.get("id") for r in listed] == [name, "plain.wav", missing, "line-4"]
+    assert listed[2]["error"]["message"] == f"{tmp_path / missing}: no such file"
+    assert "not valid UTF-8" in listed[3]["error"]["message"] and "no file of that name" in listed[3]["error"]["message"]
     (tmp_path / "emb.jsonl").write_text(json.dumps(rec) + "\n")
     res = _run(["search", "build", "emb.jsonl", "-o", "idx", "-q"], tmp_path)
     assert res.exit_code == 0, res.output
