@@ -73,10 +73,11 @@ def normalize_volume(wave: torch.Tensor, target_dbfs: float = TARGET_DBFS) -> to
     return wave * (10.0 ** (change / 20.0)) if change > 0 else wave
 
 
-def mel_power(wave: torch.Tensor, pad_mode: str = "constant", band: str = "full") -> torch.Tensor:
-    """Power mel spectrogram ``(frames, 40)`` of a 16 kHz waveform ``(S,)``; frames = 1 + S // 160;
-    ``band="telephone"``: from the spectrum's 100 Hz-3.4 kHz only."""
-    spec = torch.stft(wave.float(), N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=wave.device), center=True,
+def mel_power(wave: torch.Tensor, pad_mode: str = "constant", band: str = "full", center: bool = True) -> torch.Tensor:
+    """Power mel spectrogram ``(frames, 40)`` of a 16 kHz waveform ``(S,)``; frames = 1 + S // 160
+    (``center=False``, samples already centred: 1 + (S - 400) // 160); ``band="telephone"``: from
+    the spectrum's 100 Hz-3.4 kHz only."""
+    spec = torch.stft(wave.float(), N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=wave.device), center=center,
                       pad_mode=pad_mode, return_complex=True)
     return (power_spectrum(spec).t() @ _mel_filters(band).to(wave.device)).float()
 
@@ -110,14 +111,7 @@ def partial_mels(wave: torch.Tensor, max_partials: int | None = None, band: str 
     # waveform: the same numbers as slicing the whole clip's mel_power
     centred = nn.functional.pad(wave, (N_FFT // 2, N_FFT // 2))
     span = (PARTIAL_FRAMES - 1) * HOP + N_FFT
-    return torch.stack([_mel_power_frames(centred[s * HOP : s * HOP + span], band) for s in starts])
-
-
-def _mel_power_frames(samples: torch.Tensor, band: str) -> torch.Tensor:
-    """``mel_power`` of already centred samples: frames = 1 + (S - 400) // 160."""
-    spec = torch.stft(samples, N_FFT, HOP, N_FFT, torch.hann_window(N_FFT, device=samples.device), center=False,
-                      return_complex=True)
-    return (power_spectrum(spec).t() @ _mel_filters(band).to(samples.device)).float()
+    return torch.stack([mel_power(centred[s * HOP : s * HOP + span], band=band, center=False) for s in starts])
 
 
 class GE2ESpeakerEncoder(nn.Module):
