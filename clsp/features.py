@@ -92,8 +92,8 @@ def _frames_to_fbank(clips: list[torch.Tensor], num_bins: int) -> torch.Tensor:
     sample against itself), Povey window, 512-point FFT, power re^2 + im^2, mel, log of at
     least float32 eps. On the CPU ``FBANK_CHUNK`` frames of one clip at a time, read straight
     from its view (elsewhere all frames in one pass); each chunk is pre-emphasised into a
-    zero-padded 512-sample buffer and squared as one contiguous pass (the same numbers as
-    padding inside the FFT and squaring the real and imaginary views)."""
+    zero-padded 512-sample buffer (the same numbers as padding inside the FFT), its power from
+    ``power_spectrum``."""
     device = clips[0].device if clips else torch.device("cpu")
     window, banks = _povey_window(str(device)), _mel_banks(num_bins, str(device))
     total = sum(c.shape[0] for c in clips)
@@ -114,8 +114,7 @@ def _frames_to_fbank(clips: list[torch.Tensor], num_bins: int) -> torch.Tensor:
             torch.sub(part[:, 1:], emph[:, 1:], out=emph[:, 1:])
             emph[:, 0] = part[:, 0] - PREEMPHASIS * part[:, 0]
             emph.mul_(window)
-            power = torch.view_as_real(torch.fft.rfft(padded[:n])).square_()
-            torch.matmul(torch.add(power[..., 0], power[..., 1]), banks, out=out[start : start + n])
+            torch.matmul(power_spectrum(torch.fft.rfft(padded[:n])), banks, out=out[start : start + n])
             start += n
     return out.clamp_(min=torch.finfo(torch.float32).eps).log_()
 
