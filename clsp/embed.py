@@ -31,7 +31,7 @@ from clsp.audio import MIN_SECONDS, SAMPLE_RATE
 from clsp.record_audio import load_record_audio, record_segment
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.features import fbank
-from clsp.records import Item
+from clsp.records import Item, not_utf8
 from clsp.results import Result
 
 LONG_AUDIO_POLICIES = ("truncate", "chunk-mean", "windows")
@@ -394,6 +394,8 @@ class TextEmbedder:
                     errors[i] = item.error
                 elif not item.record["text"].strip():
                     errors[i] = InputError(f"record {item.id!r}: empty text")
+                elif (problem := not_utf8(item.record["text"])) is not None:
+                    errors[i] = InputError(f"record {item.id!r}: its 'text' is not valid UTF-8 ({problem})")
                 else:
                     good.append(i)
             good.sort(key=lambda i: len(chunk[i].record["text"]))

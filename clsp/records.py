@@ -81,6 +81,19 @@ def iter_lines(stream: IO[bytes], name: str = "input") -> Iterator[tuple[int, by
             yield lineno, raw
 
 
+def not_utf8(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8, or None: a byte that was not UTF-8 where it was
+    read (Python holds it as a lone surrogate, ``\\udcXX``), or another lone surrogate."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"byte 0x{code - 0xDC00:02x} at character {exc.start + 1}"
+        return f"lone surrogate U+{code:04X} at character {exc.start + 1}"
+
+
 def _decode_line(lineno: int, raw: bytes) -> str:
     """The line as text without its line end (``\n`` or ``\r\n``); other spaces are kept."""
     if len(raw) > MAX_LINE_BYTES:

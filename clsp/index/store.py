@@ -249,10 +249,23 @@ def check_replaceable(target: Path) -> None:
 
     if target.exists() and not target.is_dir():
         raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
+    if target.is_dir() and (target / INFO_FILE).exists() and not _clsp_info(target / INFO_FILE):
+        raise OutputError(f"index {target}: exists and is not a clsp index (its {INFO_FILE} is not one clsp "
+                          "wrote); refusing to replace it")
     if target.is_dir() and not (target / INFO_FILE).exists():
         ours = (LOCK_FILE, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves, with data folders
         if any(not (p.name.startswith(ours) or (is_data_folder_name(p.name) and p.is_dir())) for p in target.iterdir()):
             raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
+
+
+def _clsp_info(info_path: Path) -> bool:
+    """Whether ``info_path`` holds an index description clsp wrote (``IndexInfo``)."""
+    try:
+        value = json.loads(info_path.read_text())
+        info = IndexInfo.from_dict(value)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return "count" in value and info.metric in METRICS  # every format's index.json has dim and count
 
 
 def _write_data_file(write, path: Path, target: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from clsp.errors import ConfigError, ModelError
+from clsp.records import not_utf8
 
 POOLINGS = ("pooler", "mean", "cls")
 
@@ -42,6 +43,7 @@ def resolve_text_source(source: str, base: Path | None = None) -> str:
     if p.exists():
         return str(p)
     return source  # a hub id: transformers resolves it from the local cache or the hub
+
 
 
 class TextTower(nn.Module):
@@ -111,6 +113,13 @@ class TextTower(nn.Module):
         return self._tokenizer
 
     def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Token ids of ``texts``; ``InputError`` naming the first text that is not valid UTF-8."""
+        for i, text in enumerate(texts):
+            problem = not_utf8(text)
+            if problem is not None:
+                from clsp.errors import InputError
+
+                raise InputError(f"text {i} ({text[:60]!r}): not valid UTF-8 ({problem})")
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 

@@ -253,3 +253,40 @@ def test_an_audio_file_given_as_search_queries_is_searched_with(tmp_path):
     assert res.exit_code == 0, res.output
     [rec] = _records(res)
     assert rec["id"] == "a.wav" and rec["hits"][0]["id"] == "a.wav" and rec["hits"][0]["score"] > 0.999
+
+
+def test_text_that_is_not_utf8_is_an_error_record_in_every_command(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.6)
+    bad = "caf\udce9 voice"  # a byte 0xe9 read from a file or an argument that is not UTF-8
+    (tmp_path / "t.jsonl").write_text(json.dumps({"id": "q1", "text": bad}) + "\n"
+                                      + json.dumps({"id": "q2", "text": "a calm voice"}) + "\n")
+    res = _run(["embed", "--modality", "text", "t.jsonl", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 3, res.output
+    first, second = _records(res)
+    assert "not valid UTF-8 (byte 0xe9 at character 4)" in first["error"]["message"] and second["embedding"]
+    res = _run(["similarity", "a.wav", bad, "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 3 and "not valid UTF-8" in _records(res)[0]["error"]["message"], res.output
+    _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "a.emb.jsonl"], tmp_path)
+    assert _run(["search", "build", "a.emb.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
+    res = _run(["search", "query", "idx", "t.jsonl", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 3 and [r["id"] for r in _records(res)] == ["q1", "q2"], res.output
+    assert "not valid UTF-8" in _records(res)[0]["error"]["message"] and _records(res)[1]["hits"]
+    from clsp.errors import InputError
+    from clsp.models import load_model
+
+    with pytest.raises(InputError, match=r"text 1 .*not valid UTF-8 \(byte 0xe9"):  # any other way in: one clear error
+        load_model("tiny-random").text_encoder.tokenize(["ok", bad])
+
+
+def test_search_build_never_replaces_a_folder_whose_index_json_clsp_did_not_write(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.6)
+    _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "a.emb.jsonl"], tmp_path)
+    for mine in ('{"name": "mine"}\n', "not json\n", "[1, 2]\n", '{"dim": 3}\n'):
+        (tmp_path / "notes").mkdir(exist_ok=True)
+        (tmp_path / "notes" / "index.json").write_text(mine)
+        res = _run(["search", "build", "a.emb.jsonl", "-o", "notes", "-q"], tmp_path)
+        assert res.exit_code == 2 and "is not a clsp index" in res.output, res.output
+        assert (tmp_path / "notes" / "index.json").read_text() == mine
+        assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["index.json"]
+    assert _run(["search", "build", "a.emb.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
+    assert _run(["search", "build", "a.emb.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0  # its own: replaced
