@@ -83,6 +83,9 @@ def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, A
                           + "; ".join(diff) + "); remove the .partial file to start over")
 
 
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}  # names that promise compression
+
+
 class RecordSink:
     """Writes output records in order; counts failures; handles ``--on-error``.
 
@@ -108,6 +111,11 @@ class RecordSink:
                 raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
             self.fh = sys.stdout
             return
+        suffix = output[output.rfind(".") :].lower()
+        if suffix in COMPRESSED_SUFFIXES:
+            raise ConfigError(f"{output}: clsp writes its records as plain JSON Lines, not compressed; write "
+                              f"-o {output[: -len(suffix)]} and compress that, or pipe: clsp ... | "
+                              f"{COMPRESSED_SUFFIXES[suffix]} > {output}")
         self.target = resolve_target(output)
         if self.target.through:
             if resume:

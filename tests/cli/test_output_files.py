@@ -440,3 +440,18 @@ def test_an_output_through_a_missing_folder_and_back_is_refused_before_any_work(
     assert res.exit_code == 2 and "this run reads that file" in res.output, res.output
     assert (tmp_path / "m.jsonl").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]  # nothing made, no .partial
+
+
+def test_an_output_named_as_compressed_is_refused_before_any_work(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    for args in (["embed", "a.wav", "-o", "e.jsonl.gz"], ["caption", "a.wav", "--as-cuts", "-o", "c.jsonl.xz"],
+                 ["embed", "a.wav", "-o", "e.jsonl"]):
+        model = [] if args[0] == "caption" else ["--model", "tiny-random"]
+        res = _invoke([*args, *model, "-q"], tmp_path)
+        if args[-1] == "e.jsonl":
+            assert res.exit_code == 0 and (tmp_path / "e.jsonl").exists(), res.output  # a plain name: written
+            continue
+        assert res.exit_code == 2 and "plain JSON Lines, not compressed" in res.output, res.output
+        assert not list(tmp_path.glob(args[args.index("-o") + 1] + "*"))
