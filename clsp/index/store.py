@@ -62,6 +62,9 @@ class IndexInfo:
     json_columns: list = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     data: str = ""
+    # ids holding a file name's non-UTF-8 bytes: their stored text (``stored_id``) -> the id as
+    # ASCII JSON, so that hits and ``VectorIndex.ids`` give back the id the records had
+    escaped_ids: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,10 +170,28 @@ def _ENCODE(value) -> str:  # noqa: N802 - stands where the encoder's bound meth
     return text if utf8_encodable(text) else _ENCODE_ASCII(value)
 
 
-def _id_text(rid) -> str:
-    """An id as stored: a file name's non-UTF-8 bytes (surrogate escapes) written as ``\\udcXX``."""
+def stored_id(rid) -> str:
+    """An id as the metadata table keeps it (ids are compared as this text): ``str(rid)``, with a
+    file name's non-UTF-8 bytes (surrogate escapes) written as ``\\udcXX``."""
     text = str(rid)
     return text if utf8_encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def escaped_ids(rows: list[dict]) -> dict[str, str]:
+    """``IndexInfo.escaped_ids`` entries for metadata rows whose id ``stored_id`` escapes:
+    stored text -> the id as ASCII JSON."""
+    out = {}
+    for row in rows:
+        text = str(row.get("id"))
+        if not utf8_encodable(text):
+            out[stored_id(text)] = _ENCODE_ASCII(text)
+    return out
+
+
+def original_id(text: str, info: IndexInfo) -> str:
+    """The id a stored id text stands for (``stored_id`` undone where it escaped bytes)."""
+    escaped = info.escaped_ids.get(text) if info.escaped_ids else None
+    return text if escaped is None else json.loads(escaped)
 
 
 def _encode_column(rows: list[dict], key: str) -> list[str | None]:
@@ -202,7 +223,7 @@ def metadata_frame(rows: list[dict]):
         rid = row.get("id")
         if rid is None or rid == "":
             raise InputError(f"metadata row {n}: missing 'id'")
-        ids.append(_id_text(rid))
+        ids.append(stored_id(rid))
         keys.update(dict.fromkeys(row))
     keys.pop("id", None)
     series = [pl.Series("id", ids, dtype=pl.String)]
@@ -225,7 +246,7 @@ def frame_rows(frame, info: IndexInfo) -> list[dict]:
                 del row[key]
         return rows
     decoded = {key: _decode_column(frame.get_column(key).to_list()) for key in frame.columns if key != "id"}
-    return [{k: (v if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
+    return [{k: (original_id(v, info) if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
             for n, row in enumerate(rows)]
 
 

@@ -21,8 +21,10 @@ from clsp.index.store import (
     IndexInfo,
     check_provenance,
     check_replaceable,
+    escaped_ids,
     frame_rows,
     metadata_frame,
+    original_id,
     publish_version,
     upgrade_frame,
 )
@@ -56,17 +58,19 @@ def prepare_vectors(vectors, metric: str, what: str = "vectors") -> np.ndarray:
     return arr
 
 
-def _check_ids(new_ids: list[str], existing: set[str] | None = None) -> None:
+def _check_ids(new_ids: list[str], existing: set[str] | None = None, stored: list[str] | None = None) -> None:
     """``InputError`` naming the first id given twice: by its places among the records added
-    (counted from 1, error records left out) or as one the index already holds."""
+    (counted from 1, error records left out) or as one the index already holds. ``stored``:
+    ``new_ids`` as the table keeps them (``stored_id``; default ``new_ids``), compared with the
+    ``existing`` ones, which are stored texts too."""
     first: dict[str, int] = {}
-    for n, rid in enumerate(new_ids, start=1):
-        if existing and rid in existing:
+    for n, (rid, key) in enumerate(zip(new_ids, stored if stored is not None else new_ids), start=1):
+        if existing and key in existing:
             where = f"record {n} added, and already in the index"
-        elif rid in first:
-            where = f"records {first[rid]} and {n} added"
+        elif key in first:
+            where = f"records {first[key]} and {n} added"
         else:
-            first[rid] = n
+            first[key] = n
             continue
         raise InputError(f"id {rid!r} appears more than once in the index ({where}; ids are compared as "
                          "text: 7 and \"7\" are one id); give each record its own id")
@@ -87,7 +91,8 @@ class VectorIndex:
 
     @property
     def ids(self) -> list[str]:
-        return self.meta.get_column("id").to_list()
+        """The records' ids, in index order, as the records had them (as text)."""
+        return [original_id(text, self.info) for text in self.meta.get_column("id").to_list()]
 
     # ---------------------------------------------------------------- adding
     def add(self, vectors, metadata: list[dict], provenance: dict | None = None) -> None:
@@ -127,7 +132,9 @@ class VectorIndex:
         import polars as pl
 
         new_meta = metadata_frame(metadata)
-        _check_ids(new_meta.get_column("id").to_list(), set(self.ids))
+        _check_ids([str(row.get("id")) for row in metadata], set(self.meta.get_column("id").to_list()),
+                   new_meta.get_column("id").to_list())
+        self.info.escaped_ids = {**self.info.escaped_ids, **escaped_ids(metadata)}
         self.meta = pl.concat([upgrade_frame(self.meta, self.info), new_meta], how="diagonal")
         self.info.format_version, self.info.json_columns = FORMAT_VERSION, []
         stored = []
@@ -197,7 +204,7 @@ class VectorIndex:
         bad = (rows >= 0) & ~np.isfinite(scores)
         if bad.any():
             q, j = (int(i) for i in np.argwhere(bad)[0])
-            rid = self.meta.get_column("id")[int(rows[q, j])]
+            rid = original_id(self.meta.get_column("id")[int(rows[q, j])], self.info)
             raise InputError(f"query {q}: its score against indexed id {rid!r} is {scores[q, j]} (not finite)")
 
     def search(

@@ -239,3 +239,22 @@ def test_a_repeated_id_is_named_by_its_places_and_an_empty_query_says_so():
             parse_query(record, None, 0, None)
     with pytest.raises(InputError, match="needs an 'embedding', a 'text' or an 'audio' field"):
         parse_query({"id": "q", "caption": "x"}, None, 0, None)
+
+
+def test_an_id_holding_a_file_names_non_utf8_bytes_comes_back_as_it_went_in(tmp_path):
+    # a file name's byte 0xe9 read as a surrogate escape; the table keeps ids as UTF-8 text, so it
+    # stores an escape, but hits, ids and messages give the id the records had
+    vecs, _ = corpus(4)
+    odd, literal = "caf\udce9.wav", "caf\\udce9.txt"  # the second holds a backslash of its own
+    meta = [{"id": odd, "audio": "/x/" + odd}, {"id": literal}, {"id": "b"}, {"id": 7}]
+    build_index(vecs[:3], meta[:3], provenance=PROV).save(tmp_path / "idx")
+    add_to_index(tmp_path / "idx", vecs[3:], meta[3:], provenance=PROV)
+    loaded = load_index(tmp_path / "idx")
+    assert loaded.ids == [odd, literal, "b", "7"]
+    hits = {h["id"] for h in loaded.search(vecs[0], k=4)[0]}
+    assert hits == {odd, literal, "b", "7"}
+    assert loaded.search(vecs[0], k=1)[0][0]["audio"] == "/x/" + odd
+    with pytest.raises(InputError, match=r"id 'caf\\udce9\.wav' appears more than once .*already in the index"):
+        loaded.add(vecs[:1], [{"id": odd}], provenance=PROV)
+    with pytest.raises(InputError, match=r"records 1 and 2 added"):
+        build_index(vecs[:2], [{"id": odd}, {"id": odd}])
