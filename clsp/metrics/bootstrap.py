@@ -123,6 +123,7 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
     vectorized: bool = False,
+    estimate: float | None = None,
 ) -> tuple[float, float]:
     """Return the (alpha/2, 1-alpha/2) percentile interval of ``metric`` over resamples.
 
@@ -131,7 +132,8 @@ def bootstrap_ci(
     the metric takes ``axis=-1`` and arrays of shape (batch, n), and resamples are
     evaluated 100 at a time. Resamples where the metric is undefined (nan) are left out;
     (nan, nan) when none is defined or there are fewer than 2 items. Deterministic for a
-    given seed.
+    given seed. With ``estimate`` (the metric on all items) an interval that does not contain
+    it, as a handful of resamples gives, is (nan, nan) too (rule: ``percentile_interval``).
 
     Raises ValueError when the arrays differ in length. Method: scipy.stats.bootstrap,
     ``method="percentile"``, ``paired=True`` (Efron & Tibshirani 1993, ch. 13).
@@ -141,4 +143,4 @@ def bootstrap_ci(
         raise ValueError("bootstrap arrays must share their first dimension")
     if len(arrays[0]) < 2 or n_boot <= 0:
         return (float("nan"), float("nan"))
-    return percentile_interval(bootstrap_distribution(metric, arrays, n_boot, seed, vectorized), alpha)
+    return percentile_interval(bootstrap_distribution(metric, arrays, n_boot, seed, vectorized), alpha, estimate)

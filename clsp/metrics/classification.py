@@ -99,8 +99,10 @@ def classification_report(
         "confusion": {"labels": order, "matrix": matrix.tolist()},
     }
     if n_boot > 0 and len(t):
-        # a single item has no interval: (nan, nan) from bootstrap_ci, written as null
-        report["wa_ci"] = [_defined(v) for v in bootstrap_ci(_wa_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed)]
-        report["ua_ci"] = [_defined(v) for v in bootstrap_ci(_ua_int, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed)]
+        # a single item, or an interval that misses the estimate (too few resamples), has no
+        # interval: (nan, nan) from bootstrap_ci, written as null
+        for key, metric in (("wa", _wa_int), ("ua", _ua_int)):
+            ci = bootstrap_ci(metric, [ti, pi], n_boot=n_boot, alpha=alpha, seed=seed, estimate=report[key])
+            report[f"{key}_ci"] = [_defined(v) for v in ci]
         report["ci_level"] = 1 - alpha
     return report

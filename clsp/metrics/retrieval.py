@@ -4,7 +4,9 @@ For each query, ``rank`` is the 0-based position of its best-ranked relevant can
 R@k = mean(rank < k); mAP@10 = mean(1 / (rank + 1) if rank < 10 else 0) (the reciprocal
 rank within the top ten, as in CLSP's evaluation). Ties count against the query: a relevant
 item ranks below every non-relevant candidate with an equal score, so a constant scorer
-earns no credit. All values are fractions in [0, 1]; a metric over no queries is None.
+earns no credit. Scores within ``TIE_TOLERANCE`` (relative to 1 or the score's size, whichever
+is larger) are equal: the same caption embedded in two batches gets vectors up to about 1e-7
+apart, and which side of a tie it landed on must not depend on that rounding. All values are fractions in [0, 1]; a metric over no queries is None.
 Similarities or embeddings holding NaN/inf are refused (``InputError`` naming the query or
 row): a NaN compares false with everything and would otherwise rank first.
 """
@@ -21,6 +23,11 @@ from clsp.metrics.bootstrap import bootstrap_ci
 DEFAULT_KS = (1, 5, 10)
 MAP_CUTOFF = 10
 NO_RELEVANT = np.iinfo(np.int64).max
+TIE_TOLERANCE = 1e-6
+
+
+def _tie_slack(score: float) -> float:
+    return TIE_TOLERANCE * max(1.0, abs(score))
 
 
 def _matrix(x) -> np.ndarray:
@@ -68,18 +75,26 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]], nonfinite: str 
             continue  # no finite similarity to a relevant candidate: a miss
         mask = np.ones(row.shape[0], dtype=bool)
         mask[cols] = False
-        ranks[q] = int(np.count_nonzero(row[mask] >= best))
+        ranks[q] = int(np.count_nonzero(row[mask] >= best - _tie_slack(best)))
     return ranks
 
 
-def ranks_from_hits(hit_ids: Sequence[Sequence[str]], relevant: Sequence[Iterable[str]]) -> np.ndarray:
-    """Ranks of the first relevant id in each ranked hit list (a miss when absent)."""
+def ranks_from_hits(hit_ids: Sequence[Sequence[str]], relevant: Sequence[Iterable[str]],
+                    scores: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """Ranks of the first relevant id in each ranked hit list (a miss when absent). With the
+    hits' ``scores`` (similarities or distances, in the lists' order), ties count against the
+    query as in ``first_relevant_ranks``: non-relevant hits listed after it whose score is
+    within ``TIE_TOLERANCE`` of its score rank above it too."""
     ranks = np.full(len(hit_ids), NO_RELEVANT, dtype=np.int64)
     for q, (hits, rel) in enumerate(zip(hit_ids, relevant)):
         rel = set(rel)
         for pos, hid in enumerate(hits):
             if hid in rel:
                 ranks[q] = pos
+                if scores is not None:
+                    row, at = scores[q], scores[q][pos]
+                    ranks[q] += sum(1 for j in range(pos + 1, len(hits))
+                                    if hits[j] not in rel and abs(row[j] - at) <= _tie_slack(at))
                 break
     return ranks
 
@@ -112,8 +127,10 @@ def metrics_from_ranks(
         key = f"{prefix}{name}"
         out[key] = float(values.mean()) if len(values) else None
         if n_boot > 0:
-            lo, hi = bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed) if len(values) else (None, None)
-            # one query has no interval: (nan, nan) from bootstrap_ci, written as null
+            lo, hi = (bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed, estimate=out[key]) if len(values)
+                      else (None, None))
+            # one query, or an interval that misses the estimate (too few resamples), has no
+            # interval: (nan, nan) from bootstrap_ci, written as null
             out[f"{key}_lo"], out[f"{key}_hi"] = (None if v is None or v != v else float(v) for v in (lo, hi))
     out[f"{prefix}count"] = float(len(np.asarray(ranks)))
     return out

@@ -47,6 +47,17 @@ def test_report_has_cis_that_bracket_the_point_estimate():
     assert rep == classification_report(gold, pred, n_boot=300, seed=3)  # deterministic
 
 
+def test_one_resample_gives_no_interval_rather_than_one_that_misses_the_estimate():
+    rng = np.random.default_rng(1)
+    gold = rng.choice(["x", "y", "z"], size=110).tolist()
+    pred = [g if rng.random() < 0.8 else "x" for g in gold]
+    for seed in range(5):
+        rep = classification_report(gold, pred, n_boot=1, seed=seed)
+        for key in ("wa", "ua"):
+            lo, hi = rep[f"{key}_ci"]
+            assert (lo is None and hi is None) or lo <= rep[key] <= hi
+
+
 def test_empty_and_mismatched_inputs():
     assert np.isnan(weighted_accuracy([], []))
     assert np.isnan(unweighted_accuracy([], []))

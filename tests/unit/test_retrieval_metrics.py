@@ -39,6 +39,25 @@ def test_ties_count_against_the_query():
     assert retrieval_metrics(sim, [[0], [1], [2]], n_boot=0)["R@1"] == 0.0
 
 
+def test_scores_a_rounding_apart_are_ties_and_count_against_the_query():
+    # the same caption embedded in two batches: scores ~1e-8 apart, on either side
+    sim = np.array([[0.5, 0.5 + 3e-8, 0.2], [0.5 + 3e-8, 0.5, 0.2], [0.5, 0.5 + 3e-3, 0.2]])
+    assert first_relevant_ranks(sim, [[0], [0], [0]]).tolist() == [1, 1, 1]
+    assert first_relevant_ranks(100 * sim, [[0], [0], [2]]).tolist() == [1, 1, 2]  # relative to the score's size
+    hits = [["a", "b", "c"], ["b", "a", "c"], ["a", "b"]]
+    scores = [[0.5 + 3e-8, 0.5, 0.2], [0.5 + 3e-8, 0.5, 0.2], [0.5, 0.49]]
+    assert ranks_from_hits(hits, [{"a"}, {"a"}, {"a"}], scores).tolist() == [1, 1, 0]
+    assert ranks_from_hits(hits, [{"a"}, {"a"}, {"a"}]).tolist() == [0, 1, 0]  # no scores: the list's order
+
+
+def test_a_bootstrap_of_too_few_resamples_gives_no_interval_rather_than_one_without_the_estimate():
+    ranks = np.arange(40) % 12
+    m = metrics_from_ranks(ranks, n_boot=1, seed=0)
+    for name in ("R@1", "R@5", "R@10", "mAP@10"):
+        lo, hi = m[f"{name}_lo"], m[f"{name}_hi"]
+        assert (lo is None and hi is None) or lo <= m[name] <= hi
+
+
 def test_no_relevant_is_a_miss():
     ranks = first_relevant_ranks(np.eye(2), [[0], []])
     assert ranks[1] == NO_RELEVANT
