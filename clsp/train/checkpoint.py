@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from clsp.distributed import barrier
-from clsp.errors import CheckpointError
+from clsp.errors import CheckpointError, ConfigError
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 TRAINER_STATE = "trainer_state.pt"
@@ -53,9 +53,45 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
         found = list_checkpoints(output_dir)
         return found[-1] if found else None
     path = Path(resume)
+    if not path.exists():
+        raise ConfigError(f"--resume {resume}: no such checkpoint (give a checkpoint folder, "
+                          "OUT/checkpoints/step-NNNNNNNN, or latest)")
     if not (path / COMPLETE).exists() or not (path / TRAINER_STATE).exists():
-        raise CheckpointError(f"{path}: not a complete training checkpoint (no {COMPLETE} / {TRAINER_STATE})")
+        raise ConfigError(f"--resume {resume}: not a complete training checkpoint (no {COMPLETE} / {TRAINER_STATE}); "
+                          "give a checkpoint folder, OUT/checkpoints/step-NNNNNNNN, or latest")
     return path
+
+
+def step_of(path: Path) -> int | None:
+    """The step a checkpoint folder's name gives (``step-00000030`` -> 30), or None."""
+    found = STEP_DIR.match(Path(path).name)
+    return int(found.group(1)) if found else None
+
+
+def resume_conflict(output_dir: str | Path, path: Path) -> str | None:
+    """Why resuming checkpoint ``path`` into ``output_dir`` would mix two histories, or None.
+
+    A checkpoint of another folder (another run, or a copy) into a folder that holds a run:
+    the two runs' checkpoints and metrics would mix. A checkpoint of this folder with newer
+    ones beside it: they would stay next to the new steps, ``keep_last`` would remove the new
+    branch's own base first, and ``--resume latest`` would go back to them."""
+    out = Path(output_dir)
+    found = list_checkpoints(out)
+    metrics = out / "metrics.jsonl"
+    if Path(path).resolve().parent != checkpoints_dir(out).resolve():
+        if found or (metrics.exists() and metrics.stat().st_size > 0):
+            held = f"checkpoints up to {found[-1].name}" if found else "the metrics.jsonl of a run"
+            return (f"{out} already holds a training run ({held}), and {path} is not one of its checkpoints: "
+                    "resuming it there would mix the two runs' checkpoints and metrics; resume it into a new "
+                    "--output-dir, or continue the run there with --resume latest")
+        return None
+    mine = step_of(path)
+    newer = [p.name for p in found if mine is not None and step_of(p) > mine]
+    if newer:
+        return (f"{out} holds checkpoints newer than {Path(path).name} ({', '.join(newer)}): resuming from it there "
+                "would leave them beside the new steps (and --resume latest would go back to them); resume it into "
+                "a new --output-dir to branch from it, or remove the newer checkpoints first")
+    return None
 
 
 def rng_state() -> dict[str, Any]:

@@ -255,7 +255,13 @@ class Trainer:
 
     def _refuse_other_run(self, resume: str | None) -> None:
         """Without ``--resume``, an output folder that already holds a run (checkpoints or
-        logged steps) is a ``ConfigError``: the two runs' checkpoints and metrics would mix."""
+        logged steps) is a ``ConfigError``: the two runs' checkpoints and metrics would mix.
+        With ``--resume CHECKPOINT``, so is a checkpoint of another folder into a folder that
+        holds a run, and one with newer checkpoints beside it (``checkpoint.resume_conflict``)."""
+        if resume and resume != "latest":
+            conflict = ckpt.resume_conflict(self.out, ckpt.resolve_resume(self.out, resume))
+            if conflict:
+                raise ConfigError(conflict)
         if resume:
             return
         found = ckpt.list_checkpoints(self.out)

@@ -94,6 +94,34 @@ def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_
             _train_here(common + ["device=cuda", f"output_dir={tmp_path / 'gpu'}"], None)
 
 
+def test_resuming_a_checkpoint_that_would_mix_two_histories_is_refused_and_a_branch_goes_elsewhere(tmp_path: Path) -> None:
+    from clsp.errors import ConfigError
+
+    manifest, out, common = _small_run(tmp_path)
+    common += ["keep_last=5"]
+    assert _train_here(common + ["max_steps=6"], None).step == 6
+    other = tmp_path / "other"
+    assert _train_here(common + ["max_steps=2", f"output_dir={other}"], None).step == 2
+    before = {p.name for p in (out / "checkpoints").iterdir()}, (out / "metrics.jsonl").read_text()
+    # another folder's checkpoint into a folder holding a run
+    with pytest.raises(ConfigError, match="already holds a training run .*not one of its checkpoints.*new --output-dir"):
+        _train_here(common + ["max_steps=4"], str(other / "checkpoints" / "step-00000002"))
+    # an older checkpoint of this run, with newer ones beside it
+    with pytest.raises(ConfigError, match=r"newer than step-00000002 \(step-00000004, step-00000006\)"):
+        _train_here(common + ["max_steps=3"], str(out / "checkpoints" / "step-00000002"))
+    assert ({p.name for p in (out / "checkpoints").iterdir()}, (out / "metrics.jsonl").read_text()) == before
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        _train_here(common + ["max_steps=8"], str(out / "checkpoints" / "step-00000099"))
+    with pytest.raises(ConfigError, match="not a complete training checkpoint"):
+        _train_here(common + ["max_steps=8"], str(out))
+    # the newest checkpoint by its path continues the run; an older one branches into a new folder
+    assert _train_here(common + ["max_steps=7"], str(out / "checkpoints" / "step-00000006")).step == 7
+    branch = tmp_path / "branch"
+    run = _train_here(common + ["max_steps=3", f"output_dir={branch}"], str(out / "checkpoints" / "step-00000002"))
+    assert run.step == 3 and [json.loads(line)["step"] for line in (branch / "metrics.jsonl").read_text().splitlines()
+                              if "loss" in json.loads(line)] == [3]
+
+
 def test_resume_refuses_a_manifest_whose_content_changed(tmp_path: Path) -> None:
     from clsp.errors import ConfigError
 
