@@ -9,7 +9,8 @@ the number of records. It refuses, naming the files and records concerned:
 - a set of files that is not exactly the N shards of one run (a shard missing, given
   twice, or from a run with another shard count): ``ConfigError``;
 - shards made by different models or settings (any provenance key other than the shard
-  keys differs): ``ProvenanceError``;
+  keys differs, or the embedding ``settings`` sharded runs record, ``--long-audio`` and
+  ``--max-seconds``): ``ProvenanceError``;
 - an input record missing or present twice, a record without shard provenance, a matrix
   row that is not there or not the one the record was written with (``row_sha256``), shards
   read from different inputs (their ``input_prev`` / ``input_chain`` digests do not join):
@@ -35,6 +36,9 @@ class ShardReader:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path}: is a folder, not a shard output file (give the JSONL files clsp embed "
+                              "--shard wrote)")
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: no such shard output file")
         from clsp.inputs import refuse_audio_file
@@ -56,6 +60,7 @@ class ShardReader:
                              "(was it written by clsp embed --shard?)")
         self.shard = Shard(named.index, named.count, str(self.path))
         self.provenance = model_provenance(prov) if prov is not None else None
+        self.settings = prov.get("settings") if prov is not None else None  # None: not recorded (older clsp)
         self.last = -1
         self.end: tuple[int, str] | None = None  # (input_total, input_final) from the shard's last record
 
@@ -212,6 +217,15 @@ class ShardSet:
                 detail = "; ".join(f"{k}: {ref.provenance.get(k)!r} vs {r.provenance.get(k)!r}" for k in diff)
                 raise ProvenanceError(f"shards {ref.shard.name} ({ref.path}) and {r.shard.name} ({r.path}) were made "
                                       f"by different models or settings ({detail})")
+        known = [r for r in self.readers if r.settings is not None]
+        for r in known[1:]:
+            if r.settings != known[0].settings:
+                diff = sorted(k for k in set(r.settings) | set(known[0].settings)
+                              if r.settings.get(k) != known[0].settings.get(k))
+                detail = "; ".join(f"{k}: {known[0].settings.get(k)!r} vs {r.settings.get(k)!r}" for k in diff)
+                raise ProvenanceError(f"shards {known[0].shard.name} ({known[0].path}) and {r.shard.name} ({r.path}) "
+                                      f"were embedded with different settings ({detail}); embed every shard with "
+                                      "the same options")
         self.provenance = None if ref is None else ref.provenance
 
     def records(self) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:

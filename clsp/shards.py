@@ -32,7 +32,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from clsp.errors import ConfigError
 
-SHARD_KEYS = ("shard", "input_index", "matrix", "input_prev", "input_chain", "input_total", "input_final")  # provenance keys that differ between shards
+# provenance keys of a sharded run's records that a merged output does not keep: those that
+# differ between shards, and the run's embedding settings (``clsp merge`` compares them)
+SHARD_KEYS = ("shard", "input_index", "matrix", "input_prev", "input_chain", "input_total", "input_final", "settings")
 _NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
@@ -158,14 +160,18 @@ def resolve_shard(spec: str | None, environ: Mapping[str, str] | None = None) ->
 
 
 def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None,
-                     chain: tuple[str, str] | None = None) -> dict[str, Any]:
+                     chain: tuple[str, str] | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The provenance a sharded run writes for input record ``input_index``; ``chain`` is the
-    item's ``input_chain`` (``chain_inputs``), written as ``input_prev`` and ``input_chain``."""
+    item's ``input_chain`` (``chain_inputs``), written as ``input_prev`` and ``input_chain``;
+    ``settings``: the run's options that change what is embedded (``--long-audio``,
+    ``--max-seconds``), which all shards of one run share."""
     out = {**provenance, "shard": shard.name, "input_index": input_index}
     if matrix is not None:
         out["matrix"] = matrix
     if chain is not None:
         out["input_prev"], out["input_chain"] = chain
+    if settings:
+        out["settings"] = settings
     return out
 
 

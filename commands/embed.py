@@ -103,7 +103,8 @@ def _run(o: Options) -> int:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
             results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
             made = {**prov, "modality": o.modality}  # what was embedded: a speech vector, or a caption's
-            _write(results, sink, matrix, _provenance(made, part, matrix), o.long_audio == "windows", progress,
+            settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds} if audio else {}
+            _write(results, sink, matrix, _provenance(made, part, matrix, settings), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge
             from clsp.shards import end_mark
@@ -144,14 +145,15 @@ def _config(o: Options):
     return cfg
 
 
-def _provenance(prov: dict, part, matrix):
-    """The provenance of an item's records: the model's, plus the shard's with --shard."""
+def _provenance(prov: dict, part, matrix, settings: dict):
+    """The provenance of an item's records: the model's, plus the shard's with --shard (with
+    the ``settings`` that change what is embedded, which ``clsp merge`` compares)."""
     if part is None:
         return lambda item: prov
     from clsp.shards import shard_provenance
 
     return lambda item: shard_provenance(prov, part, item.index, None if matrix is None else str(matrix.target.path),
-                                         getattr(item, "input_chain", None))
+                                         getattr(item, "input_chain", None), settings)
 
 
 def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,

@@ -155,6 +155,23 @@ def test_merge_refuses_missing_repeated_and_foreign_shards(four_shards, corpus, 
     assert not (corpus / "x.jsonl").exists()
 
 
+def test_merge_refuses_shards_embedded_with_other_settings_and_a_folder(four_shards, corpus):
+    s = [str(p) for p in four_shards]
+    for option, value, named in (("--max-seconds", "1", "max_seconds: 3.0 vs 1.0"),
+                                 ("--long-audio", "chunk-mean", "long_audio: 'windows' vs 'chunk-mean'")):
+        at = list(EMBED).index(option)
+        other = [*EMBED[:at + 1], value, *EMBED[at + 2:]]
+        clsp(*other, "--shard", "2/4", "-o", "odd.jsonl")
+        res = clsp("merge", s[0], s[1], str(corpus / "odd.jsonl"), s[3], "-o", "x.jsonl", code=1)
+        assert "different settings" in res.stderr and named in res.stderr, res.stderr
+        assert not (corpus / "x.jsonl").exists()
+    merged = read(Path(clsp("merge", *s, "-o", "ok.jsonl") and corpus / "ok.jsonl"))
+    assert not any("settings" in (r.get("provenance") or {}) for r in merged)  # as a single process writes them
+    (corpus / "a-folder").mkdir()
+    res = clsp("merge", s[0], str(corpus / "a-folder"), "-o", "y.jsonl", code=2)
+    assert "is a folder, not a shard output file" in res.stderr
+
+
 def test_merge_names_missing_and_repeated_records(four_shards, corpus):
     s = [str(p) for p in four_shards]
     lines = four_shards[1].read_text().splitlines(keepends=True)  # input records 1, 5, 9
