@@ -57,12 +57,17 @@ EXIT_PREEMPTED = 75
 
 def _refuse_audio_manifests(cfg: TrainConfig) -> None:
     """``ConfigError`` when ``data.train`` or ``data.valid`` is an audio file, not a manifest
-    (read as text it gave one skipped row per binary line)."""
+    (read as text it gave one skipped row per binary line), or names no file or a folder:
+    found before any step, not when the first validation comes (after ``valid_every`` steps)."""
     from clsp.inputs import refuse_audio_file
 
     for key, path in (("data.train", cfg.data.train), ("data.valid", cfg.data.valid)):
         if isinstance(path, str) and path not in ("", "-"):
             try:
+                if not os.path.exists(path):
+                    raise ConfigError(f"{path}: no such file")
+                if os.path.isdir(path):
+                    raise ConfigError(f"{path}: is a directory, expected a manifest file")
                 refuse_audio_file(path, "manifest")
             except ConfigError as exc:
                 raise ConfigError(f"{key}: {exc}") from None
@@ -500,11 +505,17 @@ class Trainer:
             return {}
         metrics: dict[str, float] = {}
         if self.info.is_main:
+            from clsp.errors import ClspError
             from clsp.train.validate import validate
 
-            metrics = validate(self.model, self.cfg.data.valid, self.cfg.data, self.device, self.autocast)
-            self.last_metrics = metrics
-            self._write_metrics({"step": self.step, "epoch": self.epoch, **metrics})
+            try:
+                metrics = validate(self.model, self.cfg.data.valid, self.cfg.data, self.device, self.autocast)
+            except ClspError as exc:  # the validation set went away or broke during the run: training goes on
+                log.error("validation at step %d failed (%s); training goes on, checkpoints are written",
+                          self.step, exc)
+            else:
+                self.last_metrics = metrics
+                self._write_metrics({"step": self.step, "epoch": self.epoch, **metrics})
         barrier()
         self._train_mode()
         return metrics

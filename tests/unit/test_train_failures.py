@@ -287,3 +287,19 @@ def test_resume_without_a_config_takes_the_checkpoints_settings_not_a_failed_run
     assert load_run_config(tmp_path / "exp", [], str(good)).optim.lr_heads == 0.002
     assert load_run_config(tmp_path / "exp", [], None).optim.lr_heads == 5.0  # no checkpoint named: config.json
     assert load_run_config(tmp_path / "exp", ["optim.lr_heads=0.001"], "latest").optim.lr_heads == 0.001
+
+
+def test_a_missing_validation_set_stops_the_set_up_and_one_lost_during_the_run_loses_no_checkpoint(tmp_path: Path,
+                                                                                                     caplog) -> None:
+    with pytest.raises(ConfigError, match="data.valid: .*no_such.jsonl: no such file"):
+        Trainer(load_config(None, _overrides(tmp_path, f"data.valid={tmp_path / 'no_such.jsonl'}")))
+    assert not (tmp_path / "exp").exists()  # refused before any work: no folder left
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text((tmp_path / "data" / "train.jsonl").read_text())
+    trainer = Trainer(load_config(None, _overrides(tmp_path, f"data.valid={valid}", "max_steps=3", "valid_every=2",
+                                                   "checkpoint_every=10")))
+    valid.unlink()  # gone while the run trains
+    with caplog.at_level(logging.ERROR, logger="clsp.train"):
+        trainer.run()
+    assert "validation at step 2 failed" in caplog.text and "training goes on" in caplog.text
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "exp")] == ["step-00000003"]
