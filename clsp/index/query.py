@@ -8,6 +8,7 @@ call. Every input item gives one result: its hits or the error that stopped it.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import chain
@@ -42,12 +43,17 @@ class SearchSettings:
 class QueryEncoder:
     """Embeds caption and audio queries with a model loaded on first use.
 
-    The model defaults to the one recorded in the index; a model whose provenance differs
-    from the index's is refused before any query is embedded.
+    The model (a name for ``clsp.models.load_model``, or a loaded model) defaults to the one
+    recorded in the index; a model whose provenance differs from the index's is refused
+    before any query is embedded.
     """
 
-    def __init__(self, index: VectorIndex, model: str | None = None, device: str = "auto", batch_size: int = 16):
-        self.index, self.name, self.device, self.batch_size = index, model, device, batch_size
+    def __init__(self, index: VectorIndex, model=None, device: str = "auto", batch_size: int = 16):
+        self.loaded = None if model is None or isinstance(model, (str, os.PathLike)) else model
+        if self.loaded is not None and not callable(getattr(self.loaded, "provenance", None)):
+            raise TypeError(f"model: a model name or directory, or a loaded clsp model; got {type(model).__name__}")
+        name = getattr(self.loaded, "name", None) or "the model given" if self.loaded is not None else model
+        self.index, self.name, self.device, self.batch_size = index, None if model is None else str(name), device, batch_size
         self._encoders = None
 
     def _load(self):
@@ -60,7 +66,7 @@ class QueryEncoder:
             if not name:
                 raise ConfigError("the index does not record its model: pass --model to embed text or audio queries")
             try:
-                net = load_model(name)
+                net = self.loaded if self.loaded is not None else load_model(name)
             except ModelError as exc:
                 if self.name:
                     raise
@@ -254,13 +260,14 @@ class SearchRun:
 
 def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts: Sequence[str] = (),
            audios: Sequence[str] = (), k: int = 10, settings: SearchSettings | None = None, npy: str | None = None,
-           model: str | None = None, device: str = "auto", batch_size: int = 256) -> SearchRun:
+           model=None, device: str = "auto", batch_size: int = 256) -> SearchRun:
     """Search an index (a directory from ``clsp search build``, or a loaded ``VectorIndex``)
     with caption ``texts``, audio files ``audios`` and/or the query records of ``queries``
     (see :func:`query_items`); ``settings`` overrides ``k``.
 
-    Captions and clips are embedded by ``model`` (default: the index's model, whose
-    provenance must match the index's). The index and query file are opened at once, so
+    Captions and clips are embedded by ``model``, a name or directory for
+    ``clsp.models.load_model`` or a loaded model (default: the index's model); its provenance
+    must match the index's (``ProvenanceError`` otherwise; ``TypeError`` for another object). The index and query file are opened at once, so
     ``ConfigError``/``InputError`` for them raise here; each query's own error is in its
     ``Result``.
     """

@@ -71,6 +71,15 @@ def test_api_results_match_the_commands(index_dir):
     assert isinstance(found[0].value, SearchHits) and len(found[0].value.hits) == 2
     cli = _cli("search", "query", str(index_dir), "--text", "a calm voice", "-k", "2", "-q")
     assert found[0].to_dict() == cli[0]
+    from clsp.errors import ProvenanceError
+    from clsp.models import load_model, tiny_model
+
+    loaded = list(clsp.search(index_dir, texts=["a calm voice"], k=2, model=load_model("tiny-random")))
+    assert loaded[0].to_dict() == cli[0]  # a loaded model, as classify and compare take one
+    with pytest.raises(ProvenanceError, match="the index"):
+        list(clsp.search(index_dir, texts=["a calm voice"], k=2, model=tiny_model(seed=3)))
+    with pytest.raises(TypeError, match="model: a model name or directory, or a loaded clsp model"):
+        clsp.search(index_dir, texts=["a calm voice"], model=3)
 
 
 def test_classify_with_own_labels_gives_a_distribution_over_them():
