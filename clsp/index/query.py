@@ -19,7 +19,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
 from clsp.index.records import check_usable, load_matrix, record_vector
-from clsp.index.store import check_provenance, use_model_fix
+from clsp.index.store import check_provenance, model_option, use_model_fix
 from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
 from clsp.results import Result, SearchHit, SearchHits
 
@@ -183,7 +183,7 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
                     raise InputError(f"query {item.id!r}: its vector is all zeros, which has no direction for "
                                      "cosine search")
                 check_provenance(index.info, prov, value.shape[0], f"query {item.id!r}",
-                                 f"embed the queries with the index's model: clsp embed --model {index.info.model or 'MODEL'}")
+                                 f"embed the queries with the index's model: clsp embed --model {model_option(index.info.model)}")
                 if index.info.model and not (prov or {}).get("model") and not unknown:
                     unknown.append(item.id)  # said once per run: a matrix of one's own queries is allowed
                     logging.getLogger("clsp.index").warning(

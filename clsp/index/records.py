@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
-from clsp.index.store import same_provenance, use_model_fix
+from clsp.index.store import model_option, same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "row_sha256", "provenance")
@@ -215,11 +215,11 @@ class EmbeddingReader:
         elif not named and known:
             raise ProvenanceError(f"record {item.id!r}: no 'provenance' says which model made its embedding, but "
                                   f"earlier records came from model {known!r}; it cannot be checked to be that "
-                                  f"model's: give records of one model (embed them all with clsp embed --model {known})")
+                                  f"model's: give records of one model (embed them all with clsp embed --model {model_option(known)})")
         if named and self.unknown is not None and not self.expected:
             raise ProvenanceError(f"record {item.id!r} came from model {named!r}, but record {self.unknown!r} before "
                                   "it has no 'provenance' saying which model made it: give records of one model "
-                                  f"(clsp embed --model {named} for them all)")
+                                  f"(clsp embed --model {model_option(named)} for them all)")
 
     def _check_modality(self, item: Item, theirs: dict | None) -> str | None:
         """What the record was embedded from (``provenance.modality``: "audio" or "text"; when
@@ -243,7 +243,7 @@ class EmbeddingReader:
         """What a record's provenance is compared with, and what to change when it differs."""
         if self.expected:  # the command's own model, chosen with --model
             return "--model gives", use_model_fix((theirs or {}).get("model"), "that made them")
-        model = (self.provenance or {}).get("model") or "MODEL"
+        model = model_option((self.provenance or {}).get("model"))
         return "the first record came from", f"give records of one model (clsp embed --model {model} for the others)"
 
     def read(self, source: str) -> Iterator[tuple[Item, np.ndarray | None]]:

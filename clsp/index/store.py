@@ -118,6 +118,19 @@ def check_provenance(info: IndexInfo, provenance: dict | None, dim: int, what: s
     same_provenance(info.provenance(), provenance, what, "the index was built with", fix)
 
 
+def model_option(model: str | None) -> str:
+    """What to give ``--model`` for the model named ``model`` in a record or index: the name
+    itself when it loads by name (a built-in name, or a hub id ``owner/name``), otherwise the
+    model's directory, which a trained or converted model is known by (``MODEL`` when unknown)."""
+    from clsp.models.checkpoint import BUILTIN_NAMES
+
+    if not model:
+        return "MODEL"
+    if model in BUILTIN_NAMES or (model.count("/") == 1 and not model.startswith((".", "/", "~"))):
+        return model
+    return f"DIR (the directory of model {model!r}, e.g. OUT/checkpoints/step-N/model)"
+
+
 def use_model_fix(model: str | None, role: str) -> str:
     """The fix for embeddings refused next to another model's: run the command again with
     ``--model`` naming the model ``model`` (``role``: "that made them"...)."""

@@ -24,6 +24,7 @@ from clsp.index.store import (
     escaped_ids,
     frame_rows,
     metadata_frame,
+    model_option,
     original_id,
     publish_version,
     upgrade_frame,
@@ -127,7 +128,7 @@ class VectorIndex:
                                   "(another -o, without --add)")
         check_provenance(self.info, provenance, arr.shape[1], "embeddings to add",
                          "build a separate index for them (another -o, without --add), or embed them with "
-                         f"the index's model (clsp embed --model {self.info.model or 'MODEL'})")
+                         f"the index's model (clsp embed --model {model_option(self.info.model)})")
         check_vectors(arr, self.info.metric, "embeddings to add")
         import polars as pl
 

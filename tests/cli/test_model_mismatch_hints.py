@@ -90,3 +90,14 @@ def test_a_clsp_models_weights_file_loads_its_model(tmp_path: Path) -> None:
     assert a.name == b.name == "mine" and a.provenance() == b.provenance()
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         assert (x == y).all()
+
+
+def test_hints_for_a_model_known_by_its_folder_ask_for_its_directory_not_its_name(setup: dict) -> None:
+    d = setup["dir"]
+    assert _invoke("search", "build", str(d / "other.jsonl"), "-o", str(d / "other.idx")).exit_code == 0
+    res = _invoke("search", "query", str(d / "other.idx"), str(d / "tiny.jsonl"), "-o", str(d / "hits.jsonl"))
+    assert res.exit_code == 3
+    message = _first_error(d / "hits.jsonl")
+    assert "clsp embed --model DIR (the directory of model 'other'" in message  # 'other' alone names no model
+    res = _invoke("search", "build", str(d / "tiny.jsonl"), "-o", str(d / "other.idx"), "--add")
+    assert res.exit_code != 0 and "clsp embed --model DIR (the directory of model 'other'" in res.output
