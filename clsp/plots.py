@@ -234,11 +234,16 @@ def pca_2d(vectors) -> tuple[np.ndarray, np.ndarray]:
     return coords, np.pad(var, (0, 2 - len(var)))
 
 
+MODALITY_MARKERS = {"audio": ("o", "speech"), "text": ("^", "captions"), None: ("s", "unknown")}
+
+
 def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, title: str = "",
-               max_classes: int = 20):
+               max_classes: int = 20, kinds: Sequence[str | None] | None = None):
     """Scatter of (N, 2) map coordinates coloured by ``labels`` (one colour per value).
 
     More than ``max_classes`` distinct values: the rarest are drawn grey as "other".
+    ``kinds`` (what each point was embedded from: "audio", "text" or None) draws each kind
+    with its own marker (``MODALITY_MARKERS``) and counts them apart in the legend.
     """
     from collections import Counter
 
@@ -250,11 +255,27 @@ def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, titl
     fig, ax = plt.subplots(figsize=(7, 5.5))
     cmap = plt.get_cmap("tab20" if len(keep) > 10 else "tab10")
     rest = ~np.isin(names, keep)
+    kind = np.asarray(list(kinds) if kinds is not None else [None] * len(names), dtype=object)
+    shown = [k for k in MODALITY_MARKERS if (kind == k).any()] if kinds is not None else [None]
+
+    def count(sel) -> str:
+        if kinds is None:
+            return str(int(sel.sum()))
+        return ", ".join(f"{int((sel & (kind == k)).sum())} {MODALITY_MARKERS[k][1]}" for k in shown
+                         if (sel & (kind == k)).any())
+
+    def draw(sel, label: str, **style) -> None:
+        for k in shown:
+            part = sel & (kind == k) if kinds is not None else sel
+            if part.any():
+                ax.scatter(xy[part, 0], xy[part, 1], marker=MODALITY_MARKERS[k][0], label=label, **style)
+                label = "_nolegend_"  # one legend entry per colour
+
     if rest.any():
-        ax.scatter(xy[rest, 0], xy[rest, 1], s=10, color="lightgray", label=f"other ({int(rest.sum())})")
+        draw(rest, f"other ({count(rest)})", s=10, color="lightgray")
     for n, name in enumerate(sorted(keep)):
         sel = names == name
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=16, alpha=0.8, color=cmap(n % cmap.N), label=f"{name} ({counts[name]})")
+        draw(sel, f"{name} ({count(sel)})", s=16, alpha=0.8, color=cmap(n % cmap.N))
     if variance is not None:
         ax.set_xlabel(f"PC1 ({100 * variance[0]:.1f}% of variance)")
         ax.set_ylabel(f"PC2 ({100 * variance[1]:.1f}% of variance)")

@@ -61,8 +61,10 @@ def embedding_map(
     check_outputs(output, None)
     from clsp_cli.inputs import MissingMatrix
 
+    from clsp.index.records import record_modality
+
     reader = EmbeddingReader(load_matrix(npy) if npy else None)
-    vectors, labels, skipped, fields = [], [], 0, []
+    vectors, labels, skipped, fields, kinds = [], [], 0, [], []
     with MissingMatrix(input) as no_matrix:  # a forgotten --npy: one warning, not one per record
         for item, vec in reader.read(input):
             if vec is None:
@@ -71,6 +73,7 @@ def embedding_map(
                     warn(f"skipped {item.id}: {item.error}")
                 continue
             vectors.append(vec)
+            kinds.append(record_modality(item.record or {}))
             labels.append(item.record.get(color_by) if color_by else "all")
             fields = fields or sorted(k for k in item.record if k not in ("embedding", "provenance")
                                       and not str(k).startswith("_"))
@@ -84,6 +87,12 @@ def embedding_map(
     coords, variance = pca_2d(vectors)
     model = (reader.provenance or {}).get("model", "unknown model")
     title = f"{len(vectors)} embeddings of {input} ({model}), PCA"
-    save_figure(map_figure(coords, labels, color_by or "records", variance, title), output)
+    mixed = len(set(kinds) - {None}) > 1
+    if mixed:
+        speech, captions = kinds.count("audio"), kinds.count("text")
+        warn(f"{speech} speech and {captions} caption embeddings on one map (the joint space): speech drawn as "
+             "circles, captions as triangles")
+    save_figure(map_figure(coords, labels, color_by or "records", variance, title, kinds=kinds if mixed else None),
+                output)
     log(f"plot: {len(vectors)} embeddings -> {output}" + (f"; {skipped} records skipped" if skipped else ""))
     return 3 if skipped else 0

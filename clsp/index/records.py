@@ -23,6 +23,18 @@ from clsp.index.store import model_option, same_provenance, use_model_fix
 from clsp.records import Item, iter_items, public_fields
 
 NOT_METADATA = ("embedding", "row", "row_sha256", "provenance")
+
+
+def record_modality(record: dict, provenance: dict | None = None) -> str | None:
+    """What an embedding record was embedded from: ``"audio"`` or ``"text"`` as its provenance
+    (``provenance``, default the record's own) says, else as ``clsp embed`` writes records (only
+    an ``audio`` or only a ``text`` field), else None."""
+    theirs = record.get("provenance") if provenance is None else provenance
+    made_as = theirs.get("modality") if isinstance(theirs, dict) else None
+    if made_as in ("audio", "text"):
+        return made_as
+    has_text, has_audio = isinstance(record.get("text"), str), isinstance(record.get("audio"), str)
+    return "text" if has_text and not has_audio else "audio" if has_audio and not has_text else None
 ROW_CHECK = "row_sha256"  # written beside "row": the first 16 hex digits of the row's float32 bytes' SHA-256
 
 
@@ -226,11 +238,7 @@ class EmbeddingReader:
         not said, a record with only an ``audio`` or only a ``text`` field, as clsp embed writes
         them; else None); with ``one_modality``, ``ProvenanceError`` when it is not this
         reader's (speech where captions belong, or a mix in one index)."""
-        made_as = (theirs or {}).get("modality")
-        if made_as not in ("audio", "text"):  # not said (records of older versions): as clsp embed writes them
-            rec = item.record or {}
-            has_text, has_audio = isinstance(rec.get("text"), str), isinstance(rec.get("audio"), str)
-            made_as = "text" if has_text and not has_audio else "audio" if has_audio and not has_text else None
+        made_as = record_modality(item.record or {}, theirs)
         if made_as is None:
             return None
         if self.one_modality and self.modality is not None and made_as != self.modality:

@@ -194,6 +194,24 @@ def test_plot_map_and_run(embedded):
     assert r.exit_code != 0 and "metrics.jsonl" in r.output
 
 
+def test_plot_map_of_speech_and_captions_draws_and_counts_them_apart(embedded):
+    speech = [json.loads(line) for line in (embedded / "emb.jsonl").read_text().splitlines()]
+    caps = "".join(json.dumps({"id": f"{r['id']}-cap", "text": f"voice of {r['speaker']}", "speaker": r["speaker"]})
+                   + "\n" for r in speech)
+    (embedded / "caps.jsonl").write_text(caps)
+    r = clsp("embed", "caps.jsonl", "--modality", "text", *TINY, "-o", "caps.emb.jsonl", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    both = (embedded / "emb.jsonl").read_text() + (embedded / "caps.emb.jsonl").read_text()
+    (embedded / "both.jsonl").write_text(both)
+    r = clsp("plot", "map", "both.jsonl", "-c", "speaker", "-o", "both.svg", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert "6 speech and 6 caption embeddings on one map" in r.output
+    svg = (embedded / "both.svg").read_text()
+    assert "s0 (3 speech, 3 captions)" in svg and "s1 (3 speech, 3 captions)" in svg
+    r = clsp("plot", "map", "emb.jsonl", "-c", "speaker", "-o", "one.svg", cwd=embedded)
+    assert "caption embeddings" not in r.output and "s0 (3)" in (embedded / "one.svg").read_text()
+
+
 def test_plot_map_of_row_records_without_their_matrix_warns_once(clips):
     r = clsp("embed", "clips.jsonl", *TINY, "--npy", "emb.npy", "-o", "rows.jsonl", "-q", cwd=clips)
     assert r.exit_code == 0, r.output
