@@ -212,6 +212,16 @@ class TrainConfig:
              "a contrastive batch needs at least 2 clips (raise it to >= 2 x data.max_duration or lower data.max_duration)"),
             (d.max_batch_size != 1, "data.max_batch_size: 1 clip per batch leaves no negatives for the contrastive loss (use 0 or >= 2)"),
         ]
+        if self.name is not None:
+            name = self.name
+            checks += [
+                (name.strip() == name and name != "", f"name: {name!r} is blank or has spaces around it; give the "
+                                                      "trained model a name to be known by"),
+                ("/" not in name and "\\" not in name, f"name: {name!r} holds a path separator, so it reads as a "
+                                                        "folder or a hub id (owner/name) where a model is named; give "
+                                                        "a plain name"),
+                (name.isprintable(), f"name: {name!r} holds control characters; give a plain name"),
+            ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

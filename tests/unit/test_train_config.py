@@ -108,6 +108,17 @@ def test_bad_override_names_key_and_reason(override: str, key: str, reason: str)
     assert message.startswith(f"{key}: ") and reason in message, message
 
 
+@pytest.mark.parametrize(("name", "reason"), [(" ", "blank or has spaces around it"), ("", "blank"),
+                                            ("yfyeung/CLSP", "path separator, so it reads as a folder or a hub id"),
+                                            ("a\\b", "path separator"), ("a\tb", "control characters")])
+def test_a_trained_models_name_is_a_plain_name(name: str, reason: str) -> None:
+    import json
+
+    with pytest.raises(ConfigError, match=f"^name: .*{reason}"):
+        load_config(EXAMPLES / "tiny.yaml", [f"name={json.dumps(name)}"]).validate()
+    assert load_config(EXAMPLES / "tiny.yaml", ['name="my voices v2"']).validate().name == "my voices v2"
+
+
 def test_file_keys_are_checked_like_overrides_and_all_reported(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("init_from: tiny-random\ndata: {train: t.jsonl, max_batchseconds: 10}\n"
                                      "optim: {betas: [0.9, x]}\nlog_every: 0\n")
