@@ -181,14 +181,18 @@ class SpeakerFusionEncoder(nn.Module):
     @torch.no_grad()
     def frozen_features(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The parameter-free part ``(B, frozen_dim)``: speaker d-vectors, the gender log-odds,
-        then raw statistics."""
-        waveforms, lengths = self._heard(waveforms, lengths)
-        parts = [enc(waveforms, lengths) for enc in self.speakers]
-        if self.gender_head is not None:
-            parts.append(self.gender_head(torch.cat(parts, dim=-1)))
-        if self.use_stats:
-            parts.append(waveform_stats(_clip_waves(waveforms, lengths), self.num_mel_bins, self.stats_band, self.stats_phases).to(waveforms.device))
-        return torch.cat(parts, dim=-1).float()
+        then raw statistics. Computed in their own formats (``clsp.models.lstm_precision``),
+        whatever autocast the caller runs under (``--dtype bfloat16``, training's bf16): the
+        same numbers as without it."""
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            waveforms, lengths = self._heard(waveforms.float(), lengths)
+            parts = [enc(waveforms, lengths) for enc in self.speakers]
+            if self.gender_head is not None:
+                parts.append(self.gender_head(torch.cat(parts, dim=-1)))
+            if self.use_stats:
+                parts.append(waveform_stats(_clip_waves(waveforms, lengths), self.num_mel_bins, self.stats_band,
+                                            self.stats_phases).to(waveforms.device))
+            return torch.cat(parts, dim=-1).float()
 
     def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:
         """The gender head's female log-odds ``(B, 1)`` from ``frozen_features`` output.

@@ -510,9 +510,10 @@ class Trainer:
 
             try:
                 metrics = validate(self.model, self.cfg.data.valid, self.cfg.data, self.device, self.autocast)
-            except ClspError as exc:  # the validation set went away or broke during the run: training goes on
+            except Exception as exc:  # noqa: BLE001 - a failed validation must not cost the steps trained
+                what = str(exc) if isinstance(exc, ClspError) else f"{type(exc).__name__}: {exc}"
                 log.error("validation at step %d failed (%s); training goes on, checkpoints are written",
-                          self.step, exc)
+                          self.step, what)
             else:
                 self.last_metrics = metrics
                 self._write_metrics({"step": self.step, "epoch": self.epoch, **metrics})
@@ -624,13 +625,20 @@ class Trainer:
                 if fresh_epoch and self.step == first_step:
                     raise_empty(cfg.data.train, self.skips)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        if self.nonfinite_streak:
-            raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
-                                        f"(up to step {self.step}): its weights give no finite loss. {self._restart_hint()}")
-        if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
-            self.run_validation()
-        if path is None or path.name != f"step-{self.step:08d}":
-            path = self.save()
+            if self.nonfinite_streak:
+                raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
+                                            f"(up to step {self.step}): its weights give no finite loss. "
+                                            f"{self._restart_hint()}")
+            # the last checkpoint first, still under the stop handler: a SIGTERM or a failure in the
+            # final validation (a large set, a time limit) costs no trained step
+            if path is None or path.name != f"step-{self.step:08d}":
+                path = self.save()
+            if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
+                if all_reduce_flag(stop.signal is not None, "any", self.device):
+                    log.warning("stop signal received: the final validation is skipped; the checkpoint of step %d "
+                                "is written", self.step)
+                else:
+                    self.run_validation()
         return self._finish("finished", path)
 
     def _save_when_finite(self) -> Path | None:

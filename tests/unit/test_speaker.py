@@ -165,6 +165,25 @@ def test_speaker_fusion_batch_independence_and_frozen_path():
     torch.testing.assert_close(cached, out, atol=0, rtol=0)
 
 
+def test_speaker_fusion_frozen_features_are_the_same_under_bfloat16_autocast():
+    # clsp embed --dtype bfloat16 and training's precision=bf16 run the model under autocast; the
+    # frozen part (speaker encoders, statistics) keeps its own formats (it raised a dtype error)
+    enc = build_speech_encoder({"type": "speaker_fusion", "speakers": ["ge2e"], "stats_dim": 8,
+                                "stats_band": "telephone"}).eval()
+    waves = [torch.from_numpy(vibrato_clip(s, f, 0.3)) for s, f in [(0.6, 110), (2.2, 190)]]
+    lens = torch.tensor([w.numel() for w in waves])
+    batch = torch.zeros(2, int(lens.max()))
+    for i, w in enumerate(waves):
+        batch[i, : w.numel()] = w
+    with torch.no_grad():
+        plain = enc.frozen_features(batch, lens)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under = enc.frozen_features(batch, lens)
+            out, _ = enc(batch, lens)
+    assert under.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(under, plain, atol=0, rtol=0)
+
+
 def test_speaker_fusion_rejects_unknown_parts():
     from clsp.errors import ConfigError
 

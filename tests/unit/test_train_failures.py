@@ -303,3 +303,20 @@ def test_a_missing_validation_set_stops_the_set_up_and_one_lost_during_the_run_l
         trainer.run()
     assert "validation at step 2 failed" in caplog.text and "training goes on" in caplog.text
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "exp")] == ["step-00000003"]
+
+
+def test_a_final_validation_that_fails_costs_no_step(tmp_path: Path, monkeypatch, caplog) -> None:
+    import clsp.train.validate as validate_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Index put requires the source and destination dtypes match")
+
+    valid = tmp_path / "valid.jsonl"
+    _overrides(tmp_path)  # writes the toy corpus
+    valid.write_text((tmp_path / "data" / "train.jsonl").read_text())
+    monkeypatch.setattr(validate_module, "validate", broken)
+    trainer = Trainer(load_config(None, _overrides(tmp_path, f"data.valid={valid}", "max_steps=3", "checkpoint_every=2")))
+    with caplog.at_level(logging.ERROR, logger="clsp.train"):
+        result = trainer.run()
+    assert result.step == 3 and "validation at step 3 failed (RuntimeError: Index put" in caplog.text
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "exp")] == ["step-00000002", "step-00000003"]
