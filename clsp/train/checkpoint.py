@@ -63,7 +63,14 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
 
 
 def step_of(path: Path) -> int | None:
-    """The step a checkpoint folder's name gives (``step-00000030`` -> 30), or None."""
+    """The step a checkpoint was written at: from its trainer state (a copy named ``best``
+    holds it too), else from its folder's name (``step-00000030`` -> 30), else None."""
+    try:
+        step = torch.load(Path(path) / TRAINER_STATE, map_location="cpu", weights_only=True).get("step")
+        if isinstance(step, int):
+            return step
+    except Exception:  # noqa: BLE001 - unreadable here: resuming it names the reason
+        pass
     found = STEP_DIR.match(Path(path).name)
     return int(found.group(1)) if found else None
 
@@ -86,7 +93,7 @@ def resume_conflict(output_dir: str | Path, path: Path) -> str | None:
                     "--output-dir, or continue the run there with --resume latest")
         return None
     mine = step_of(path)
-    newer = [p.name for p in found if mine is not None and step_of(p) > mine]
+    newer = [p.name for p in found if mine is not None and int(STEP_DIR.match(p.name).group(1)) > mine]
     if newer:
         return (f"{out} holds checkpoints newer than {Path(path).name} ({', '.join(newer)}): resuming from it there "
                 "would leave them beside the new steps (and --resume latest would go back to them); resume it into "

@@ -109,6 +109,12 @@ def test_resuming_a_checkpoint_that_would_mix_two_histories_is_refused_and_a_bra
     # an older checkpoint of this run, with newer ones beside it
     with pytest.raises(ConfigError, match=r"newer than step-00000002 \(step-00000004, step-00000006\)"):
         _train_here(common + ["max_steps=3"], str(out / "checkpoints" / "step-00000002"))
+    import shutil
+
+    shutil.copytree(out / "checkpoints" / "step-00000004", out / "checkpoints" / "best")  # its step is in its state
+    with pytest.raises(ConfigError, match=r"newer than best \(step-00000006\)"):
+        _train_here(common + ["max_steps=5"], str(out / "checkpoints" / "best"))
+    shutil.rmtree(out / "checkpoints" / "best")
     assert ({p.name for p in (out / "checkpoints").iterdir()}, (out / "metrics.jsonl").read_text()) == before
     with pytest.raises(ConfigError, match="no such checkpoint"):
         _train_here(common + ["max_steps=8"], str(out / "checkpoints" / "step-00000099"))
