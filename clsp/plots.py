@@ -36,11 +36,25 @@ def _pyplot():
     return plt
 
 
+def _escape_texts(fig) -> None:
+    """Every text of ``fig`` (titles, labels, legend entries) with a file name's non-UTF-8 bytes
+    (surrogate escapes, ``caf\\udce9.wav``) written as ``\\udcXX``: fonts cannot draw them."""
+    from matplotlib.text import Text
+
+    from clsp.records import utf8_encodable
+
+    for text in fig.findobj(Text):
+        value = text.get_text()
+        if isinstance(value, str) and not utf8_encodable(value):
+            text.set_text(value.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` as PNG or SVG (by extension), atomically, and close it."""
     from clsp.outfile import write_bytes_atomic
 
     fmt = check_plot_path(path)
+    _escape_texts(fig)
     buf = io.BytesIO()
     # fixed metadata: the same figure gives the same bytes
     meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
@@ -268,7 +282,8 @@ def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, titl
         for k in shown:
             part = sel & (kind == k) if kinds is not None else sel
             if part.any():
-                ax.scatter(xy[part, 0], xy[part, 1], marker=MODALITY_MARKERS[k][0], label=label, **style)
+                marker = MODALITY_MARKERS[k][0] if kinds is not None else "o"
+                ax.scatter(xy[part, 0], xy[part, 1], marker=marker, label=label, **style)
                 label = "_nolegend_"  # one legend entry per colour
 
     if rest.any():

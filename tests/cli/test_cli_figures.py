@@ -212,6 +212,25 @@ def test_plot_map_of_speech_and_captions_draws_and_counts_them_apart(embedded):
     assert "caption embeddings" not in r.output and "s0 (3)" in (embedded / "one.svg").read_text()
 
 
+def test_figures_show_a_file_names_non_utf8_bytes_escaped(embedded):
+    # ids and groups from files whose names hold a Latin-1 byte (read as surrogate escapes): fonts
+    # cannot draw them, and the figure crashed (similarity then lost its whole output)
+    recs = [json.loads(line) for line in (embedded / "emb.jsonl").read_text().splitlines()]
+    odd = "".join(json.dumps({**r, "id": f"caf\udce9-{n}"}) + "\n" for n, r in enumerate(recs))
+    (embedded / "odd.jsonl").write_text(odd)
+    r = clsp("plot", "map", "odd.jsonl", "-c", "id", "-o", "odd.svg", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert "caf\\udce9-0 (1)" in (embedded / "odd.svg").read_text()
+    pairs = "".join(json.dumps({"a": a["audio"], "b": b["audio"], "rating": n % 3, "kind": f"k\udce9{n % 2}"}) + "\n"
+                    for n, (a, b) in enumerate(zip(recs, recs[1:] + recs[:1])))
+    (embedded / "pairs.jsonl").write_text(pairs)
+    r = clsp("similarity", "pairs.jsonl", *TINY, "--human-key", "rating", "--group-key", "kind", "--plot", "sim.svg",
+             "-o", "sim.jsonl", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert len(records((embedded / "sim.jsonl").read_text())) == len(recs) + 1  # every pair and the summary
+    assert "k\\udce90" in (embedded / "sim.svg").read_text()
+
+
 def test_plot_map_of_row_records_without_their_matrix_warns_once(clips):
     r = clsp("embed", "clips.jsonl", *TINY, "--npy", "emb.npy", "-o", "rows.jsonl", "-q", cwd=clips)
     assert r.exit_code == 0, r.output
