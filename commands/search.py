@@ -185,8 +185,8 @@ def _query(o: Options) -> int:
         for res in write_results(sink, run, progress):
             if o.html:
                 page.append((res.item.record, [h.to_dict() | {"score": h.score} for h in res.value.hits]))
+    sink.commit()  # the hits first: a page that fails loses none of them
     search_page(o.html, page, run.base, o.html_embed)
-    sink.commit()
     return sink.exit_code
 
 
@@ -237,9 +237,9 @@ def _eval(o: Options) -> int:
         from clsp_cli.tables import retrieval_table
 
         retrieval_table(ev.summary)
-    recall_plot(o.plot, ev.curves, f"{ev.summary['task']}: R@k "
-                f"({ev.summary.get('queries', ev.summary.get('captions'))} queries)")
     sink = RecordSink(o.output)
     sink.write(ev.summary)
-    sink.commit()
+    sink.commit()  # the summary first: a figure that fails does not lose it
+    recall_plot(o.plot, ev.curves, f"{ev.summary['task']}: R@k "
+                f"({ev.summary.get('queries', ev.summary.get('captions'))} queries)")
     return 3 if ev.failed else 0

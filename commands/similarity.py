@@ -112,8 +112,9 @@ def _run(o: Options) -> int:
 
             correlation_table(summary)
         sink.write_summary(summary, o.report)
+    sink.commit()  # the records first: a figure that fails loses none of them
+    if tally is not None and progress.count:
         similarity_plot(o.plot, tally.ratings, summary)
-    sink.commit()
     return sink.exit_code
 
 

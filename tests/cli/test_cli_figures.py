@@ -231,6 +231,26 @@ def test_figures_show_a_file_names_non_utf8_bytes_escaped(embedded):
     assert "k\\udce90" in (embedded / "sim.svg").read_text()
 
 
+def test_a_figure_that_fails_loses_no_record(embedded, monkeypatch):
+    from clsp import plots
+
+    def broken(fig, path, dpi=110):
+        raise RuntimeError("the font cannot draw this")
+
+    monkeypatch.setattr(plots, "save_figure", broken)
+    recs = [json.loads(line) for line in (embedded / "emb.jsonl").read_text().splitlines()]
+    pairs = "".join(json.dumps({"a": a["audio"], "b": b["audio"], "rating": n % 3}) + "\n"
+                    for n, (a, b) in enumerate(zip(recs, recs[1:] + recs[:1])))
+    (embedded / "pairs.jsonl").write_text(pairs)
+    r = clsp("similarity", "pairs.jsonl", *TINY, "--human-key", "rating", "--plot", "sim.svg", "-o", "sim.jsonl",
+             cwd=embedded)
+    assert r.exit_code == 1 and "the font cannot draw this" in str(r.exception)
+    assert len(records((embedded / "sim.jsonl").read_text())) == len(recs) + 1 and not (embedded / "sim.svg").exists()
+    r = clsp("classify", "emb.jsonl", *TINY, "--pack", "gender", "--label-key", "speaker", "--plot", "c.svg",
+             "-o", "c.jsonl", cwd=embedded)
+    assert r.exit_code == 1 and len(records((embedded / "c.jsonl").read_text())) >= len(recs)
+
+
 def test_plot_map_of_row_records_without_their_matrix_warns_once(clips):
     r = clsp("embed", "clips.jsonl", *TINY, "--npy", "emb.npy", "-o", "rows.jsonl", "-q", cwd=clips)
     assert r.exit_code == 0, r.output
