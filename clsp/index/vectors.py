@@ -111,7 +111,7 @@ class VectorIndex:
                 f"embeddings to add: no provenance says which model made them (records without 'provenance', or a bare "
                 f".npy matrix), but the index "
                 f"holds embeddings of model {self.info.model!r}; add records written by clsp embed (they carry "
-                f"'provenance'), e.g. clsp embed ... --model {self.info.model} --npy x.npy -o x.jsonl, then "
+                f"'provenance'), e.g. clsp embed ... --model {model_option(self.info.model)} --npy x.npy -o x.jsonl, then "
                 "clsp search build x.jsonl --npy x.npy --add, or build a separate index")
         if not self.info.model and len(arr) and theirs and len(self):
             from clsp.errors import ProvenanceError

@@ -378,7 +378,8 @@ def _looks_like_records(text: str) -> bool:
 
 def _manifest_given(p: Path) -> str:
     return (f"{p}: a manifest of training records (JSON Lines), not a training config; give a config and the "
-            f"manifest as data.train, e.g. clsp train examples/configs/finetune.yaml data.train={p} -o exp/my-voices")
+            f"manifest as data.train, e.g. clsp train examples/configs/finetune.yaml data.train={p} -o exp/my-voices "
+            "(finetune.yaml: in examples/configs of the clsp source tree)")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
