@@ -390,19 +390,37 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
             stream.close()
 
 
+def check_sequence(values: Any, name: str, what: str) -> None:
+    """``TypeError`` naming the parameter ``name`` when ``values`` is one string, path or
+    record where a collection of ``what`` is expected (a string would be read one character
+    at a time)."""
+    if isinstance(values, (str, bytes, os.PathLike, dict)):
+        raise TypeError(f"{name}: a list of {what}, not one {type(values).__name__}; wrap it in a list: [{values!r}]")
+
+
 def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> Iterator[Item]:
     """Items from what a Python caller has: audio paths (``str`` / ``Path``), records (dicts
-    with ``audio``, ``text`` or a stored ``embedding``) or ready ``Item`` s, in order.
+    with ``audio``, ``text`` or a stored ``embedding``; an ``audio`` may be a ``Path``) or
+    ready ``Item`` s, in order.
 
     Relative audio paths resolve against ``base`` (default: the working directory). Ids
-    default to the path as given, else the position.
+    default to the path as given, else the position. ``TypeError`` for one string or path
+    given instead of a list, or an input that is none of these.
     """
-    root = Path(base) if base is not None else Path.cwd()
+    check_sequence(inputs, "inputs", "audio paths or records")
+    return _items_of(inputs, Path(base) if base is not None else Path.cwd())
+
+
+def _items_of(inputs: Iterable[Any], root: Path) -> Iterator[Item]:
     for n, value in enumerate(inputs):
         if isinstance(value, Item):
             yield value
             continue
-        rec = {"id": str(value), "audio": str(value)} if isinstance(value, (str, os.PathLike)) else dict(value)
+        if not isinstance(value, (str, os.PathLike, dict)):
+            raise TypeError(f"inputs[{n}]: an audio path or a record, got {type(value).__name__}")
+        rec = {"id": os.fspath(value), "audio": os.fspath(value)} if isinstance(value, (str, os.PathLike)) else dict(value)
+        if isinstance(rec.get("audio"), os.PathLike):
+            rec["audio"] = os.fspath(rec["audio"])
         if isinstance(rec.get("audio"), str) and rec["audio"]:
             rec.setdefault("id", rec["audio"])
             rec["audio"] = rec["_path"] = resolve_path(rec["audio"], root)

@@ -414,6 +414,11 @@ class ModelEncoders:
         return [r.error if r.error is not None else r.value for r in self.text.run(items)]
 
 
+def _plain(value: Any) -> Any:
+    """A ``Path`` given for an audio side, as the path text a pair record holds."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: str = "auto",
             base_dir: str | Path | None = None) -> Iterator[Result[PairScore]]:
     """Score pairs by speaking-style similarity: one :class:`~clsp.results.PairScore` (cosine of
@@ -424,9 +429,23 @@ def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: s
     path or a caption. Relative audio paths resolve against ``base_dir`` (default: the
     working directory).
     """
-    from clsp.models import load_model
+    from clsp.models.checkpoint import as_model
+    from clsp.records import Item, check_sequence
 
-    net = load_model(model) if isinstance(model, str) else model
-    records = ({"id": n, "a": p[0], "b": p[1]} if isinstance(p, tuple) else p for n, p in enumerate(pairs))
+    net = as_model(model)
+    check_sequence(pairs, "pairs", "(a, b) tuples or pair records")
+
+    def record(n: int, p: Any) -> Any:
+        if isinstance(p, (tuple, list)):
+            if len(p) != 2:
+                raise TypeError(f"pairs[{n}]: a pair is two sides (a, b), got {len(p)}")
+            return {"id": n, "a": _plain(p[0]), "b": _plain(p[1])}
+        if isinstance(p, Item):  # a pair record read from a file (clsp similarity)
+            return p
+        if not isinstance(p, dict):
+            raise TypeError(f"pairs[{n}]: an (a, b) tuple or a pair record, got {type(p).__name__}")
+        return {k: _plain(v) for k, v in p.items()}
+
+    records = (record(n, p) for n, p in enumerate(pairs))
     return pair_scores(records, ModelEncoders(net, batch_size, device), batch_size,
                        base_dir=Path.cwd() if base_dir is None else base_dir)

@@ -121,11 +121,11 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
     ``1 / temperature``. Raises ``ConfigError`` for a bad pack before the model is loaded.
     """
     from clsp.index.records import load_matrix
-    from clsp.models import load_model
+    from clsp.models.checkpoint import as_model
     from clsp.records import as_items
 
     prompt_set = prompt_set_of(pack, attribute, labels)
-    net = load_model(model) if isinstance(model, str) else model
+    net = as_model(model)
     clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
     return Classification(clf, as_items(inputs), net, net.provenance(), matrix=load_matrix(npy) if npy else None,
                           batch_size=batch_size, device=device, top_k=top_k)

@@ -145,6 +145,11 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     the queries ``row-N``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the
     folder relative audio paths resolve against. Without ``source`` and with given queries,
     stdin is not read."""
+    from clsp.records import check_sequence
+
+    check_sequence(texts, "texts", "captions")
+    check_sequence(audios, "audios", "audio paths")
+    audios = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in audios]
     given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
     given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
     if source is None and given:

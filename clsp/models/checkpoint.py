@@ -196,6 +196,17 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     raise ModelNotFoundError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
 
 
+def as_model(model: Any, device: str | torch.device = "cpu") -> CLSPModel:
+    """``model`` when it is a loaded model (it has ``provenance``), else ``load_model(model)``
+    for a name, directory or file (``str`` or ``os.PathLike``). ``TypeError`` naming the
+    parameter for anything else (None included)."""
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, device)
+    if callable(getattr(model, "provenance", None)):
+        return model
+    raise TypeError(f"model: a model name or directory, or a loaded clsp model; got {type(model).__name__}")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())

@@ -82,6 +82,28 @@ def test_api_results_match_the_commands(index_dir):
         clsp.search(index_dir, texts=["a calm voice"], model=3)
 
 
+def test_paths_are_taken_where_a_path_is_and_wrong_types_are_type_errors(index_dir, tmp_path):
+    from clsp.models import save_model, tiny_model
+
+    model_dir = save_model(tiny_model(), tmp_path / "m")
+    clip = DATA / "03a01Wa.flac"
+    by_path = list(clsp.classify(Path(model_dir), [clip, {"id": "rec", "audio": clip}], pack="gender"))
+    by_text = list(clsp.classify(str(model_dir), [str(clip)], pack="gender"))
+    assert [r.ok for r in by_path] == [True, True] and by_path[0].value.scores == by_text[0].value.scores
+    score = list(clsp.compare(Path(model_dir), [(clip, Path(DATA / "09a01Nb.flac"))]))[0]
+    assert score.ok and score.value.pair == "audio-audio"
+    found = list(clsp.search(index_dir, audios=[clip], k=1))
+    assert found[0].ok and found[0].id == str(clip)
+    for call, message in ((lambda: clsp.classify(None, [clip]), "model: a model name or directory"),
+                          (lambda: clsp.classify("tiny-random", str(clip)), "inputs: a list of audio paths or records, not one str"),
+                          (lambda: list(clsp.classify("tiny-random", [3])), r"inputs\[0\]: an audio path or a record"),
+                          (lambda: clsp.compare("tiny-random", str(clip)), "pairs: a list of"),
+                          (lambda: list(clsp.compare("tiny-random", [(clip,)])), r"pairs\[0\]: a pair is two sides"),
+                          (lambda: clsp.search(index_dir, texts="an angry man"), "texts: a list of captions, not one str")):
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
 def test_classify_with_own_labels_gives_a_distribution_over_them():
     labels = {"calm": "A calm voice.", "angry": ["An angry voice.", "Someone shouting."]}
     (res,) = clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=labels, top_k=2)
