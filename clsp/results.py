@@ -52,14 +52,16 @@ class SearchHit:
     """One index hit: the indexed ``id``, its ``score`` (cosine/ip: higher is closer; l2:
     squared distance, lower is closer) and the fields stored with it."""
 
-    id: str
+    id: str | int  # as the indexed records had it (an index of integer ids gives integers)
     score: float
     fields: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, hit: dict[str, Any]) -> "SearchHit":
         """From a ``VectorIndex.search`` hit ``{"id", "score", **fields}``."""
-        return cls(str(hit["id"]), float(hit["score"]), {k: v for k, v in hit.items() if k not in ("id", "score")})
+        rid = hit["id"]
+        rid = rid if isinstance(rid, int) and not isinstance(rid, bool) else str(rid)
+        return cls(rid, float(hit["score"]), {k: v for k, v in hit.items() if k not in ("id", "score")})
 
     def to_dict(self) -> dict[str, Any]:
         """``{"id", "score" (6 decimals), **fields}``."""

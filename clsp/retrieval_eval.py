@@ -75,7 +75,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
             if on_skip is not None:
                 on_skip(f"query {item.id}", exc)
             continue
-        rank = ranks_from_hits([[h["id"] for h in result]], [relevant], [[h["score"] for h in result]])[0]
+        rank = ranks_from_hits([[str(h["id"]) for h in result]], [relevant], [[h["score"] for h in result]])[0]
         for key in ["all"] + ([str(item.record.get(group_key))] if group_key else []):
             groups.setdefault(key, []).append(rank)
     overall = groups.pop("all", [])

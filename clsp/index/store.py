@@ -65,6 +65,8 @@ class IndexInfo:
     # ids holding a file name's non-UTF-8 bytes: their stored text (``stored_id``) -> the id as
     # ASCII JSON, so that hits and ``VectorIndex.ids`` give back the id the records had
     escaped_ids: dict = field(default_factory=dict)
+    # every record added had an integer id: hits give the ids back as integers
+    integer_ids: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -202,9 +204,27 @@ def escaped_ids(rows: list[dict]) -> dict[str, str]:
 
 
 def original_id(text: str, info: IndexInfo) -> str:
-    """The id a stored id text stands for (``stored_id`` undone where it escaped bytes)."""
+    """The id a stored id text stands for, as text (``stored_id`` undone where it escaped
+    bytes): what ids are compared as."""
     escaped = info.escaped_ids.get(text) if info.escaped_ids else None
     return text if escaped is None else json.loads(escaped)
+
+
+def hit_id(text: str, info: IndexInfo) -> str | int:
+    """The id a hit gives: ``original_id``, as an integer in an index whose records all had
+    integer ids (``IndexInfo.integer_ids``), so that hits join their records by id."""
+    rid = original_id(text, info)
+    if info.integer_ids:
+        try:
+            return int(rid)
+        except ValueError:
+            return rid
+    return rid
+
+
+def all_integer_ids(rows: list[dict]) -> bool:
+    """Whether every row's ``id`` is a JSON integer (not a boolean)."""
+    return all(isinstance(r.get("id"), int) and not isinstance(r.get("id"), bool) for r in rows)
 
 
 def _encode_column(rows: list[dict], key: str) -> list[str | None]:
@@ -259,7 +279,7 @@ def frame_rows(frame, info: IndexInfo) -> list[dict]:
                 del row[key]
         return rows
     decoded = {key: _decode_column(frame.get_column(key).to_list()) for key in frame.columns if key != "id"}
-    return [{k: (original_id(v, info) if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
+    return [{k: (hit_id(v, info) if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
             for n, row in enumerate(rows)]
 
 

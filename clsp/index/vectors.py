@@ -15,6 +15,7 @@ from clsp.index.factory import apply_search_knobs, is_lossy, resolve_threads
 from clsp.index.lock import DEFAULT_TIMEOUT, index_writer
 from clsp.index.store import (
     FORMAT_VERSION,
+    all_integer_ids,
     INDEX_FILE,
     META_FILE,
     VECTORS_FILE,
@@ -136,6 +137,9 @@ class VectorIndex:
         _check_ids([str(row.get("id")) for row in metadata], set(self.meta.get_column("id").to_list()),
                    new_meta.get_column("id").to_list())
         self.info.escaped_ids = {**self.info.escaped_ids, **escaped_ids(metadata)}
+        if metadata:
+            ints = all_integer_ids(metadata)
+            self.info.integer_ids = ints if len(self) == 0 else self.info.integer_ids and ints
         self.meta = pl.concat([upgrade_frame(self.meta, self.info), new_meta], how="diagonal")
         self.info.format_version, self.info.json_columns = FORMAT_VERSION, []
         stored = []

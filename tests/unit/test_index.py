@@ -258,3 +258,17 @@ def test_an_id_holding_a_file_names_non_utf8_bytes_comes_back_as_it_went_in(tmp_
         loaded.add(vecs[:1], [{"id": odd}], provenance=PROV)
     with pytest.raises(InputError, match=r"records 1 and 2 added"):
         build_index(vecs[:2], [{"id": odd}, {"id": odd}])
+
+
+def test_integer_ids_come_back_as_integers_while_every_record_had_one(tmp_path):
+    vecs, _ = corpus(6)
+    build_index(vecs[:3], [{"id": i} for i in range(3)], provenance=PROV).save(tmp_path / "ints")
+    add_to_index(tmp_path / "ints", vecs[3:5], [{"id": 3}, {"id": 4}], provenance=PROV)
+    loaded = load_index(tmp_path / "ints")
+    assert sorted(h["id"] for h in loaded.search(vecs[0], k=5)[0]) == [0, 1, 2, 3, 4]
+    assert loaded.ids == ["0", "1", "2", "3", "4"]  # compared as text
+    add_to_index(tmp_path / "ints", vecs[5:], [{"id": "five"}], provenance=PROV)  # now a mix: text, as compared
+    assert sorted(h["id"] for h in load_index(tmp_path / "ints").search(vecs[0], k=6)[0]) == \
+        ["0", "1", "2", "3", "4", "five"]
+    build_index(vecs[:2], [{"id": True}, {"id": 1}], provenance=PROV).save(tmp_path / "bools")
+    assert {h["id"] for h in load_index(tmp_path / "bools").search(vecs[0], k=2)[0]} == {"True", "1"}
