@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from clsp.errors import ClspError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.models.speech_input import SpeechInput
 from clsp.train.config import DataConfig
 
@@ -78,6 +78,32 @@ def _duration(record: dict[str, Any], start: Any, end: Any) -> float:
     from clsp.audio import audio_duration
 
     return audio_duration(record["_path"]) - first
+
+
+def check_group_key(manifest: str, key: str | None) -> None:
+    """``ConfigError`` when ``data.group_key`` names a field no record of ``manifest`` has
+    (a typo would turn the grouping off for the whole run, without a word), naming the fields
+    the records have. Reads until the first record that has it."""
+    import json
+    from pathlib import Path
+
+    from clsp.streams import raw_lines
+
+    if not key or not Path(manifest).is_file():
+        return
+    fields: set[str] = set()
+    with open(manifest, "rb") as fh:
+        for line in raw_lines(fh, manifest):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                if record.get(key) is not None:
+                    return
+                fields.update(str(k) for k in record)
+    raise ConfigError(f"data.group_key: no record of {manifest} has a {key!r} field, so no clips would be grouped "
+                      f"(fields there: {', '.join(sorted(fields)) or 'none'})")
 
 
 def manifest_digest(manifest: str) -> str | None:

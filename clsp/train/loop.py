@@ -33,7 +33,7 @@ from clsp.errors import CheckpointError, ConfigError, OutputError, TrainingDiver
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
-from clsp.train.data import BatchPlan, SkipCounter, clip_cache_key, make_loader, manifest_digest
+from clsp.train.data import BatchPlan, SkipCounter, check_group_key, clip_cache_key, make_loader, manifest_digest
 from clsp.train.finite import name_list, nonfinite_parameters
 from clsp.train.run_dir import RunDirGuard
 from clsp.train.schedule import lr_factor, set_learning_rates
@@ -109,6 +109,7 @@ class Trainer:
             self._refuse_other_run(resume)
             _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
             _refuse_audio_manifests(cfg)
+            check_group_key(cfg.data.train, cfg.data.group_key)
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True)
             torch.manual_seed(cfg.seed)  # same fresh weights on every rank

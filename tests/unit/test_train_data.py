@@ -123,6 +123,15 @@ def test_group_key_puts_a_speakers_clips_in_one_batch(tmp_path: Path) -> None:
     assert any(len({speaker[i] for i in b}) > 1 for b in plan([]))  # without a group key: mixed
     loner = {"id": "loner", "audio": "wav/a.wav", "duration": 0.5, "caption": "x"}  # no speaker field
     assert sorted(sum(plan([loner], group_key="speaker", group_size=4), [])) == sorted([*speaker, "loner"])
+    import pytest
+
+    from clsp.errors import ConfigError
+    from clsp.train.data import check_group_key
+
+    check_group_key(str(tmp_path / "m.jsonl"), "speaker")  # some records have it
+    with pytest.raises(ConfigError, match=r"data.group_key: no record .* has a 'speakr' field .*fields there: "
+                                          r"audio, caption, duration, id, speaker"):
+        check_group_key(str(tmp_path / "m.jsonl"), "speakr")
 
 
 def test_a_skipped_row_counts_once_however_many_epochs_meet_it():
