@@ -129,7 +129,7 @@ def test_group_key_puts_a_speakers_clips_in_one_batch(tmp_path: Path) -> None:
     from clsp.train.data import check_group_key
 
     check_group_key(str(tmp_path / "m.jsonl"), "speaker")  # some records have it
-    with pytest.raises(ConfigError, match=r"data.group_key: no record .* has a 'speakr' field .*fields there: "
+    with pytest.raises(ConfigError, match=r"data.group_key: no record .* has a 'speakr' field, .*fields there: "
                                           r"audio, caption, duration, id, speaker"):
         check_group_key(str(tmp_path / "m.jsonl"), "speakr")
 
