@@ -149,6 +149,8 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
 
     check_sequence(texts, "texts", "captions")
     check_sequence(audios, "audios", "audio paths")
+    source = os.fspath(source) if isinstance(source, os.PathLike) else source
+    npy = os.fspath(npy) if isinstance(npy, os.PathLike) else npy
     audios = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in audios]
     given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
     given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]

@@ -127,7 +127,8 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     the record's own field, and kept."""
     drop = NOT_METADATA if "embedding" not in record else tuple(k for k in NOT_METADATA if k not in ("row", ROW_CHECK))
     meta = {k: v for k, v in public_fields(record).items() if k not in drop}
-    meta["id"] = str(record["id"])
+    rid = record["id"]
+    meta["id"] = rid if isinstance(rid, int) and not isinstance(rid, bool) else str(rid)  # an integer stays one
     return meta
 
 

@@ -4,9 +4,10 @@ For each query, ``rank`` is the 0-based position of its best-ranked relevant can
 R@k = mean(rank < k); mAP@10 = mean(1 / (rank + 1) if rank < 10 else 0) (the reciprocal
 rank within the top ten, as in CLSP's evaluation). Ties count against the query: a relevant
 item ranks below every non-relevant candidate with an equal score, so a constant scorer
-earns no credit. Scores within ``TIE_TOLERANCE`` (relative to 1 or the score's size, whichever
-is larger) are equal: the same caption embedded in two batches gets vectors up to about 1e-7
-apart, and which side of a tie it landed on must not depend on that rounding. All values are fractions in [0, 1]; a metric over no queries is None.
+earns no credit. Scores within ``TIE_TOLERANCE`` times the query's largest absolute score
+are equal: the same caption embedded in two batches gets vectors up to about 1e-7 apart, and
+which side of a tie it landed on must not depend on that rounding (relative to the scores'
+own size, so that inner products or distances of small vectors are not all ties). All values are fractions in [0, 1]; a metric over no queries is None.
 Similarities or embeddings holding NaN/inf are refused (``InputError`` naming the query or
 row): a NaN compares false with everything and would otherwise rank first.
 """
@@ -26,8 +27,12 @@ NO_RELEVANT = np.iinfo(np.int64).max
 TIE_TOLERANCE = 1e-6
 
 
-def _tie_slack(score: float) -> float:
-    return TIE_TOLERANCE * max(1.0, abs(score))
+def _tie_slack(scores) -> float:
+    """How far apart two of a query's ``scores`` may be and still tie: ``TIE_TOLERANCE`` times
+    their largest absolute finite value."""
+    finite = np.abs(np.asarray(scores, dtype=np.float64))
+    finite = finite[np.isfinite(finite)]
+    return TIE_TOLERANCE * float(finite.max()) if finite.size else 0.0
 
 
 def _matrix(x) -> np.ndarray:
@@ -75,7 +80,7 @@ def first_relevant_ranks(sim, relevant: Sequence[Iterable[int]], nonfinite: str 
             continue  # no finite similarity to a relevant candidate: a miss
         mask = np.ones(row.shape[0], dtype=bool)
         mask[cols] = False
-        ranks[q] = int(np.count_nonzero(row[mask] >= best - _tie_slack(best)))
+        ranks[q] = int(np.count_nonzero(row[mask] >= best - _tie_slack(row)))
     return ranks
 
 
@@ -93,8 +98,9 @@ def ranks_from_hits(hit_ids: Sequence[Sequence[str]], relevant: Sequence[Iterabl
                 ranks[q] = pos
                 if scores is not None:
                     row, at = scores[q], scores[q][pos]
+                    slack = _tie_slack(row)
                     ranks[q] += sum(1 for j in range(pos + 1, len(hits))
-                                    if hits[j] not in rel and abs(row[j] - at) <= _tie_slack(at))
+                                    if hits[j] not in rel and abs(row[j] - at) <= slack)
                 break
     return ranks
 

@@ -217,9 +217,9 @@ class TrainConfig:
             checks += [
                 (name.strip() == name and name != "", f"name: {name!r} is blank or has spaces around it; give the "
                                                       "trained model a name to be known by"),
-                ("/" not in name and "\\" not in name, f"name: {name!r} holds a path separator, so it reads as a "
-                                                        "folder or a hub id (owner/name) where a model is named; give "
-                                                        "a plain name"),
+                ("/" not in name and "\\" not in name and name not in (".", ".."),
+                 f"name: {name!r} holds a path separator or is one, so it reads as a folder or a hub id (owner/name) "
+                 "where a model is named; give a plain name"),
                 (name.isprintable(), f"name: {name!r} holds control characters; give a plain name"),
             ]
         for ok, message in checks:

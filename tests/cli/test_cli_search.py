@@ -205,3 +205,14 @@ def test_a_query_record_with_both_text_and_audio_asks_which(clips):
     assert p.returncode == 3 and "no 'embedding' field" in p.stdout
     p = cli("search", "query", "clips.idx", "-", "--query-field", "caption", "-q", cwd=clips, stdin=q)
     assert p.returncode == 2 and "expected one of auto, embedding, text, audio" in p.stderr
+
+
+def test_search_build_and_query_give_integer_ids_back_as_integers(tmp_path):
+    rng = np.random.default_rng(0)
+    recs = [{"id": 10 + i, "embedding": rng.standard_normal(8).tolist(), "note": i} for i in range(4)]
+    (tmp_path / "int.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = invoke("search", "build", "int.jsonl", "-o", "int.idx", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = invoke("search", "query", "int.idx", "int.jsonl", "-k", "1", "-q", cwd=tmp_path, text=True)
+    assert p.returncode == 0, p.stderr
+    assert [(r["id"], r["hits"][0]["id"]) for r in jsonl(p.stdout)] == [(10, 10), (11, 11), (12, 12), (13, 13)]

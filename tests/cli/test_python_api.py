@@ -94,6 +94,9 @@ def test_paths_are_taken_where_a_path_is_and_wrong_types_are_type_errors(index_d
     assert score.ok and score.value.pair == "audio-audio"
     found = list(clsp.search(index_dir, audios=[clip], k=1))
     assert found[0].ok and found[0].id == str(clip)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": 5, "text": "a calm voice"}) + "\n")
+    assert list(clsp.search(Path(index_dir), queries, k=1))[0].ok  # the queries file as a Path
     for call, message in ((lambda: clsp.classify(None, [clip]), "model: a model name or directory"),
                           (lambda: clsp.classify("tiny-random", str(clip)), "inputs: a list of audio paths or records, not one str"),
                           (lambda: list(clsp.classify("tiny-random", [3])), r"inputs\[0\]: an audio path or a record"),

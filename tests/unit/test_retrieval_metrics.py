@@ -48,6 +48,10 @@ def test_scores_a_rounding_apart_are_ties_and_count_against_the_query():
     scores = [[0.5 + 3e-8, 0.5, 0.2], [0.5 + 3e-8, 0.5, 0.2], [0.5, 0.49]]
     assert ranks_from_hits(hits, [{"a"}, {"a"}, {"a"}], scores).tolist() == [1, 1, 0]
     assert ranks_from_hits(hits, [{"a"}, {"a"}, {"a"}]).tolist() == [0, 1, 0]  # no scores: the list's order
+    # ties are relative to the scores' own size: inner products of small vectors are not all ties
+    small = np.eye(4) * 1e-8
+    assert first_relevant_ranks(small, [[0], [1], [2], [3]]).tolist() == [0, 0, 0, 0]
+    assert ranks_from_hits([["a", "b"]], [{"a"}], [[1e-8, 0.0]]).tolist() == [0]
 
 
 def test_a_bootstrap_of_too_few_resamples_gives_no_interval_rather_than_one_without_the_estimate():

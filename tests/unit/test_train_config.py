@@ -109,8 +109,9 @@ def test_bad_override_names_key_and_reason(override: str, key: str, reason: str)
 
 
 @pytest.mark.parametrize(("name", "reason"), [(" ", "blank or has spaces around it"), ("", "blank"),
-                                            ("yfyeung/CLSP", "path separator, so it reads as a folder or a hub id"),
-                                            ("a\\b", "path separator"), ("a\tb", "control characters")])
+                                            ("yfyeung/CLSP", "path separator or is one, so it reads as a folder or a hub id"),
+                                            ("a\\b", "path separator"), ("..", "path separator or is one"),
+                                            (".", "path separator or is one"), ("a\tb", "control characters")])
 def test_a_trained_models_name_is_a_plain_name(name: str, reason: str) -> None:
     import json
 
