@@ -49,9 +49,11 @@ class QueryEncoder:
     """
 
     def __init__(self, index: VectorIndex, model=None, device: str = "auto", batch_size: int = 16):
-        self.loaded = None if model is None or isinstance(model, (str, os.PathLike)) else model
-        if self.loaded is not None and not callable(getattr(self.loaded, "provenance", None)):
-            raise TypeError(f"model: a model name or directory, or a loaded clsp model; got {type(model).__name__}")
+        self.loaded = None  # a name loads on first use (vector queries need no model, nor torch)
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            from clsp.models.checkpoint import as_model
+
+            self.loaded = as_model(model)  # a loaded model as it is; another object: TypeError
         name = getattr(self.loaded, "name", None) or "the model given" if self.loaded is not None else model
         self.index, self.name, self.device, self.batch_size = index, None if model is None else str(name), device, batch_size
         self._encoders = None
