@@ -166,6 +166,12 @@ class ShardReader:
         self.fh.close()
 
 
+def _differences(ref: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """``key: ref value vs their value`` for each key whose values differ, sorted by key."""
+    keys = sorted(k for k in set(ref) | set(theirs) if ref.get(k) != theirs.get(k))
+    return "; ".join(f"{k}: {ref.get(k)!r} vs {theirs.get(k)!r}" for k in keys)
+
+
 def _raise_open_files_limit(n: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < n + 64:
@@ -212,17 +218,13 @@ class ShardSet:
         ref = next((r for r in self.readers if r.provenance is not None), None)
         for r in self.readers:
             if r.provenance is not None and r.provenance != ref.provenance:
-                diff = sorted(k for k in set(r.provenance) | set(ref.provenance)
-                              if r.provenance.get(k) != ref.provenance.get(k))
-                detail = "; ".join(f"{k}: {ref.provenance.get(k)!r} vs {r.provenance.get(k)!r}" for k in diff)
+                detail = _differences(ref.provenance, r.provenance)
                 raise ProvenanceError(f"shards {ref.shard.name} ({ref.path}) and {r.shard.name} ({r.path}) were made "
                                       f"by different models or settings ({detail})")
         known = [r for r in self.readers if r.settings is not None]
         for r in known[1:]:
             if r.settings != known[0].settings:
-                diff = sorted(k for k in set(r.settings) | set(known[0].settings)
-                              if r.settings.get(k) != known[0].settings.get(k))
-                detail = "; ".join(f"{k}: {known[0].settings.get(k)!r} vs {r.settings.get(k)!r}" for k in diff)
+                detail = _differences(known[0].settings, r.settings)
                 raise ProvenanceError(f"shards {known[0].shard.name} ({known[0].path}) and {r.shard.name} ({r.path}) "
                                       f"were embedded with different settings ({detail}); embed every shard with "
                                       "the same options")
