@@ -43,12 +43,14 @@ class SkipCounter:
     counts: Counter = field(default_factory=Counter)
     shown_per_reason: int = 5
     seen: set = field(default_factory=set)
+    examples: dict = field(default_factory=dict)  # kind -> the first row's reason
 
     def skip(self, row_id: str, reason: str, kind: str) -> None:
         if (row_id, kind) in self.seen:
             return
         self.seen.add((row_id, kind))
         self.counts[kind] += 1
+        self.examples.setdefault(kind, reason)
         if self.counts[kind] <= self.shown_per_reason:
             log.warning("skipping manifest row %s: %s", row_id, reason)
 

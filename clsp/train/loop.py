@@ -109,6 +109,10 @@ class Trainer:
             self._refuse_other_run(resume)
             _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
             _refuse_audio_manifests(cfg)
+            if cfg.data.valid:
+                from clsp.train.validate import check_validation_set
+
+                check_validation_set(cfg.data.valid)
             check_group_key(cfg.data.train, cfg.data.group_key)
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True)

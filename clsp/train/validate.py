@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import numpy as np
 import torch
 
 from clsp.train.config import DataConfig
-from clsp.train.data import BatchPlan, SkipCounter, make_loader
+from clsp.errors import ConfigError
+from clsp.train.data import BatchPlan, SkipCounter, iter_clips, make_loader
 
 log = logging.getLogger("clsp.train")
 
@@ -26,6 +28,29 @@ def validation_batching(cfg: DataConfig) -> DataConfig:
     """``cfg`` for reading a validation set: every duration, in manifest order, no grouping."""
     return dataclasses.replace(cfg, min_duration=0.0, max_duration=float("inf"), num_buckets=1,
                                shuffle_buffer=0, max_batch_size=0, group_key=None)
+
+
+def check_validation_set(manifest: str) -> None:
+    """``ConfigError`` when the manifest ``data.valid`` names holds fewer than 2 clips validation
+    can use: rows that are not records, rows without captions (the training reader's rules,
+    ``clsp.train.data.iter_clips``) and rows whose audio file does not exist do not count. Reads
+    rows until 2 usable ones are found, so a run with a validation set that would measure nothing
+    stops at set-up, naming the reasons, not after ``valid_every`` steps. ``TruncatedInputError``
+    for a cut compressed manifest."""
+    skips = SkipCounter(shown_per_reason=0)
+    usable = 0
+    for clip in iter_clips(manifest, skips=skips):
+        path = clip["path"]
+        if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+            skips.skip(clip["id"], f"{clip['id']}: {path}: no such audio file", "missing audio")
+            continue
+        usable += 1
+        if usable >= 2:
+            return
+    reasons = "; ".join(f"{n} {kind} (first: {skips.examples[kind]})" for kind, n in skips.counts.items())
+    raise ConfigError(f"data.valid: {manifest}: {usable} usable clip(s)" + (f", {skips.total} row(s) skipped: {reasons}"
+                      if reasons else "") + "; validation needs at least 2 (give a manifest of captioned clips, "
+                      "or data.valid= for none)")
 
 
 @torch.no_grad()

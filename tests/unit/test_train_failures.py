@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -294,7 +295,7 @@ def test_a_missing_validation_set_stops_the_set_up_and_one_lost_during_the_run_l
     with pytest.raises(ConfigError, match="data.valid: .*no_such.jsonl: no such file"):
         Trainer(load_config(None, _overrides(tmp_path, f"data.valid={tmp_path / 'no_such.jsonl'}")))
     assert not (tmp_path / "exp").exists()  # refused before any work: no folder left
-    valid = tmp_path / "valid.jsonl"
+    valid = tmp_path / "data" / "valid.jsonl"  # beside the corpus: its audio paths are relative to it
     valid.write_text((tmp_path / "data" / "train.jsonl").read_text())
     trainer = Trainer(load_config(None, _overrides(tmp_path, f"data.valid={valid}", "max_steps=3", "valid_every=2",
                                                    "checkpoint_every=10")))
@@ -305,13 +306,39 @@ def test_a_missing_validation_set_stops_the_set_up_and_one_lost_during_the_run_l
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "exp")] == ["step-00000003"]
 
 
+def test_a_validation_set_that_would_measure_nothing_stops_the_set_up(tmp_path: Path) -> None:
+    _overrides(tmp_path)  # writes the toy corpus
+    data = tmp_path / "data"  # manifests beside the corpus: its audio paths are relative to it
+    rows = [json.loads(line) for line in open(data / "train.jsonl")][:4]
+
+    def manifest(name: str, lines: list[str]) -> Path:
+        (data / name).write_text("".join(line + "\n" for line in lines))
+        return data / name
+
+    cases = [
+        (manifest("uncaptioned.jsonl", [json.dumps({k: v for k, v in r.items() if "caption" not in k}) for r in rows]),
+         0, "4 row\\(s\\) skipped: 4 unusable row \\(first: .*no captions"),
+        (manifest("not_json.jsonl", ["{bad"] * 3), 0, "3 unreadable row"),
+        (manifest("gone.jsonl", [json.dumps({**r, "audio": f"nowhere/{i}.wav"}) for i, r in enumerate(rows)]),
+         0, "4 missing audio \\(first: .*nowhere/0.wav: no such audio file"),
+        (manifest("one.jsonl", [json.dumps(rows[0])]), 1, "validation needs at least 2"),
+    ]
+    for path, usable, reason in cases:
+        with pytest.raises(ConfigError, match=f"data.valid: {re.escape(str(path))}: {usable} usable clip") as err:
+            Trainer(load_config(None, _overrides(tmp_path, f"data.valid={path}")))
+        assert re.search(reason, str(err.value)), str(err.value)
+        assert not (tmp_path / "exp").exists()  # refused before any work
+    two = manifest("two.jsonl", [json.dumps(r) for r in rows[:2]])  # two usable clips are enough to start
+    assert Trainer(load_config(None, _overrides(tmp_path, f"data.valid={two}"))).cfg.data.valid == str(two)
+
+
 def test_a_final_validation_that_fails_costs_no_step(tmp_path: Path, monkeypatch, caplog) -> None:
     import clsp.train.validate as validate_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("Index put requires the source and destination dtypes match")
 
-    valid = tmp_path / "valid.jsonl"
+    valid = tmp_path / "data" / "valid.jsonl"  # beside the corpus: its audio paths are relative to it
     _overrides(tmp_path)  # writes the toy corpus
     valid.write_text((tmp_path / "data" / "train.jsonl").read_text())
     monkeypatch.setattr(validate_module, "validate", broken)
