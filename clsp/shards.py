@@ -103,6 +103,10 @@ def _array_task(env: Mapping[str, str]) -> tuple[int, int, str] | None:
                           f"SLURM_ARRAY_TASK_MAX={high} (step {step}) spans {span} tasks; use a contiguous "
                           "array such as --array=0-{count-1}")
     count = span if count is None else count
+    if count == 1:
+        raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_ID={task} is the only task of its array, so the number of "
+                          "shards cannot be told (a task resubmitted alone, sbatch --array=N, would embed the whole "
+                          "input as shard 0 of 1); give --shard I/N with the whole array's N, or run without --shard")
     if (task - low) % step:
         raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not on the array's step {step} from {low}")
     index = (task - low) // step
@@ -157,6 +161,34 @@ def resolve_shard(spec: str | None, environ: Mapping[str, str] | None = None) ->
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"--shard {spec!r}: need 0 <= I < N")
     return Shard(i, n, f"--shard {spec}")
+
+
+def check_shard_outputs(shard: Shard, output: str | None, npy: str | None) -> None:
+    """Refuse (``ConfigError``, before any work) the outputs of shard ``shard`` when they would
+    replace another shard's: ``{shard}`` in one of ``-o``/``--npy`` but not in the other file
+    (every shard would write that one file), or an existing ``output`` whose first record is of
+    another shard (its provenance's ``"shard"``). ``output``/``npy``: the paths as given, before
+    ``{shard}`` is filled in."""
+    files = {flag: path for flag, path in (("-o", output), ("--npy", npy)) if path not in (None, "", "-")}
+    named = [flag for flag, path in files.items() if "{shard}" in path]
+    if named and len(named) < len(files):
+        fixed = next(flag for flag in files if flag not in named)
+        raise ConfigError(f"{named[0]} names each shard's file with {{shard}} but {fixed} {files[fixed]} is one file for "
+                          "every shard: the shards would overwrite each other's; put {shard} in both")
+    path = shard.fill(output)
+    if path in (None, "", "-") or not os.path.isfile(path):
+        return
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "null")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # not a clsp output: replacing it is the user's call
+    held = first.get("provenance", {}).get("shard") if isinstance(first, dict) else None
+    if isinstance(held, str) and held != shard.name:
+        raise ConfigError(f"{path} holds the records of shard {held}; this run is shard {shard.name} and would replace "
+                          "them: give each shard its own output (e.g. -o part-{shard}.jsonl)")
 
 
 def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None,

@@ -76,11 +76,14 @@ def _run(o: Options) -> int:
         from clsp.records import split_captions
 
         all_items = split_captions(all_items)
+    named = (o.output, o.npy)  # as given, '{shard}' not filled in
     part = _shard(o)
     if part is not None:  # the outputs' real names, '{shard}' filled in, checked as the command checks them
+        from clsp.shards import check_shard_outputs
         from clsp_cli.output_files import check_run_files
 
         check_run_files({**vars(o)}, ("output", "npy"))
+        check_shard_outputs(part, *named)
     cfg = _config(o)
     sink = RecordSink(o.output, resume=o.resume, on_error=o.on_error)  # holds the output before the slow load
     net = load_model(o.model, with_text=not audio)

@@ -269,8 +269,56 @@ def test_slurm_example_is_valid_shell_and_valid_clsp_commands():
             assert cmd is not None, name
         ctx = cmd.make_context(cmd.name, list(args))  # unknown options and extra arguments raise here
         if cmd.name == "embed":
-            assert ctx.params["shard"] == "auto" and "{shard}" in ctx.params["output"] and "{shard}" in ctx.params["npy"]
+            shard = ctx.params["shard"]  # the script's "$SHARD" (a placeholder here): auto, or I/N with SHARDS=N
+            assert shard in ("auto", "4") and "{shard}" in ctx.params["output"] and "{shard}" in ctx.params["npy"]
             assert ctx.params["resume"] or args not in script
+
+
+def test_slurm_example_embeds_again_for_another_list_and_refuses_a_task_resubmitted_alone(corpus):
+    import os
+    import sys
+
+    script = REPO / "examples" / "slurm" / "embed.sbatch"
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", SLURM_CPUS_PER_TASK="1",
+               CLSP_THREADS="1")
+    (corpus / "a.txt").write_text("c0.wav\nc1.wav\nc2.wav\n")
+    (corpus / "b.txt").write_text("c3.wav\nc5.wav\nc6.wav\n")
+
+    def task(listing: str, task_id: int, tasks: int = 2, **extra: str) -> subprocess.CompletedProcess:
+        array = {"SLURM_ARRAY_TASK_ID": str(task_id), "SLURM_ARRAY_TASK_COUNT": str(tasks),
+                 "SLURM_ARRAY_TASK_MIN": str(task_id if tasks == 1 else 0),
+                 "SLURM_ARRAY_TASK_MAX": str(task_id if tasks == 1 else tasks - 1)}
+        return subprocess.run(["bash", str(script), listing, "out", "-m", "tiny-random", "-q"], cwd=corpus,
+                              env={**env, **array, **extra}, capture_output=True, text=True)
+
+    for listing in ("a.txt", "b.txt"):  # another list into the same folder: embedded again, not skipped
+        assert [task(listing, t).returncode for t in (0, 1)] == [0, 0]
+    clsp("merge", str(corpus / "out" / "part-0000-of-0002.jsonl"), str(corpus / "out" / "part-0001-of-0002.jsonl"),
+         "-o", str(corpus / "merged.jsonl"))
+    assert [r["id"] for r in read(corpus / "merged.jsonl")] == ["c3.wav", "c5.wav", "c6.wav"]
+    again = task("b.txt", 0)  # the same run again: skipped
+    assert again.returncode == 0 and "already done" in again.stderr
+    (corpus / "out" / "part-0001-of-0002.jsonl").unlink()
+    alone = task("b.txt", 1, tasks=1)  # sbatch --array=1: an array of one task cannot tell the shard count
+    assert alone.returncode == 2 and "only task of its array" in alone.stderr
+    assert not (corpus / "out" / "part-0000-of-0001.jsonl").exists()
+    assert task("b.txt", 1, tasks=1, SHARDS="2").returncode == 0  # given the array's size, it makes its shard
+    clsp("merge", str(corpus / "out" / "part-0000-of-0002.jsonl"), str(corpus / "out" / "part-0001-of-0002.jsonl"),
+         "-o", str(corpus / "merged2.jsonl"))
+    assert (corpus / "merged2.jsonl").read_text() == (corpus / "merged.jsonl").read_text()
+
+
+def test_shards_never_write_over_each_others_outputs(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    res = clsp(*EMBED, "--shard", "0/2", "-o", "p-{shard}.jsonl", "--npy", "one.npy", code=2)
+    assert "--npy one.npy is one file for every shard" in res.stderr and not (corpus / "one.npy").exists()
+    clsp(*EMBED, "-q", "--shard", "0/2", "-o", "same.jsonl")
+    before = (corpus / "same.jsonl").read_text()
+    res = clsp(*EMBED, "--shard", "1/2", "-o", "same.jsonl", code=2)
+    assert "same.jsonl holds the records of shard 0000-of-0002; this run is shard 0001-of-0002" in res.stderr
+    assert (corpus / "same.jsonl").read_text() == before
+    clsp(*EMBED, "-q", "--shard", "0/2", "-o", "same.jsonl")  # the same shard again replaces its own output
 
 
 def test_compressed_shards_merge_like_plain_ones(four_shards, corpus):

@@ -53,6 +53,9 @@ def test_shard_from_launcher_variables(env, index, count):
     ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "1",
       "SLURM_ARRAY_TASK_MAX": "9"}, ["SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_MAX=9"]),
     ({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"}, ["SLURM_ARRAY_TASK_ID=9"]),
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "3",
+      "SLURM_ARRAY_TASK_MAX": "3"}, ["SLURM_ARRAY_TASK_ID=3", "only task", "--shard I/N"]),  # resubmitted alone
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1", "RANK": "1", "WORLD_SIZE": "2"}, ["only task"]),
 ])
 def test_missing_or_inconsistent_launcher_variables_are_named(env, named):
     with pytest.raises(ConfigError) as err:
