@@ -564,13 +564,16 @@ class Trainer:
 
     def _log_step(self, stats: dict[str, Any], batches: list[dict], seconds: float) -> None:
         groups = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
-        clips = sum(len(b["clips"]) for b in batches)
-        audio_s = sum(c["duration"] for b in batches for c in b["clips"])
+        # the step's clips and seconds and the rows skipped so far, over every process (each reads its own rows)
+        local = [float(sum(len(b["clips"]) for b in batches)), float(sum(c["duration"] for b in batches for c in b["clips"])),
+                 float(self.skips.total)]
+        clips, audio_s, skipped_rows = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device)).tolist()
+        clips, skipped_rows = int(clips), int(skipped_rows)
         self._write_metrics({
             "step": self.step, "epoch": self.epoch, "loss": stats["loss"], "grad_norm": stats["grad_norm"],
             "logit_scale": float(self.model.logit_scale.detach().exp()), "lr_encoder": groups.get("encoder", groups.get("encoder_no_decay")),
             "lr_heads": groups.get("heads", groups.get("heads_no_decay")), "clips": clips, "audio_seconds": audio_s,
-            "step_seconds": seconds, "skipped_steps": self.skipped_steps, "skipped_rows": self.skips.total,
+            "step_seconds": seconds, "skipped_steps": self.skipped_steps, "skipped_rows": skipped_rows,
             **({"channel_gap": float(self.channel_gap)} if self.cfg.loss.channel_consistency > 0 else {}),
         })
 
@@ -628,7 +631,7 @@ class Trainer:
                 if self.step >= cfg.max_steps:
                     break
                 if fresh_epoch and self.step == first_step:
-                    raise_empty(cfg.data.train, self.skips)
+                    raise_empty(cfg.data.train, self.skips, self.info.rank, self.info.world_size)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if self.nonfinite_streak:
                 raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
@@ -683,7 +686,8 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         if self.skips.total:
-            log.warning("skipped %d manifest rows: %s", self.skips.total, dict(self.skips.counts))
+            whose = f" of this process's share (rank {self.info.rank} of {self.info.world_size})" if self.info.world_size > 1 else ""
+            log.warning("skipped %d manifest rows%s: %s", self.skips.total, whose, dict(self.skips.counts))
         return TrainResult(status, self.step, self.out, path, self.last_metrics)
 
 
@@ -696,9 +700,16 @@ def _writing_log(path: Path):
         raise OutputError(f"cannot write {path}: {ckpt.os_reason(exc)}") from None
 
 
-def raise_empty(manifest: str, skips: SkipCounter) -> None:
+def raise_empty(manifest: str, skips: SkipCounter, rank: int = 0, world: int = 1) -> None:
+    """``InputError``: an epoch gave no step. With several processes a step needs a batch on
+    each, and each reads its own share of the rows (index % world == rank)."""
     from clsp.errors import InputError
 
+    if world > 1:
+        raise InputError(f"{manifest}: no training batch on every one of the {world} processes: each reads the rows "
+                         f"whose index % {world} is its rank, and one share held no usable clip (rank {rank} skipped "
+                         f"{skips.total} of its rows: {dict(skips.counts)}); mend or remove the skipped rows, or "
+                         "train with fewer processes")
     detail = f" ({skips.total} rows skipped: {dict(skips.counts)})" if skips.total else ""
     raise InputError(f"{manifest}: no usable training batch{detail}")
 

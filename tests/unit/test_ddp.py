@@ -104,5 +104,38 @@ def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
                 assert diff < 1e-5, (stage, local, name, diff)
 
 
+def _torchrun_train(tmp_path: Path, rows: list[dict], name: str) -> subprocess.CompletedProcess:
+    manifest = tmp_path / "data" / f"{name}.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), CLSP_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "clsp_cli.app",
+           "train", f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
+           "data.min_duration=0.1", "data.max_duration=1", "data.max_batch_seconds=10", "data.num_buckets=1",
+           "valid_every=0", "checkpoint_every=0", "tensorboard=false", "log_every=1", "max_steps=3", "seed=0",
+           "-o", str(tmp_path / name)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_rank_training_logs_counts_over_both_ranks_and_names_a_rank_left_without_clips(tmp_path: Path) -> None:
+    from clsp.train.toy_corpus import write_toy_corpus
+
+    good = [json.loads(line) for line in open(write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3,
+                                                                max_seconds=0.5))]
+    bare = [{k: v for k, v in r.items() if "caption" not in k} for r in good]  # rows without captions: skipped
+    # rows 1, 3, 5: one caption-less row at each odd index up to 5, so only rank 1 skips any
+    mixed = [good[0], bare[0], good[1], bare[1], good[2], bare[2], *good[3:]]
+    proc = _torchrun_train(tmp_path, mixed, "mixed")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (tmp_path / "mixed" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["skipped_rows"] == 3  # all three, though rank 0 skipped none
+    assert metrics[0]["clips"] == len(good)  # one batch per rank holds its share's 6 and 2 clips: the global batch
+    # every odd row bad: rank 1's share holds no usable clip
+    odd = [r for pair in zip(good, bare) for r in pair]
+    proc = _torchrun_train(tmp_path, odd, "odd")
+    assert proc.returncode != 0
+    assert "no training batch on every one of the 2 processes" in proc.stderr and "rank 1 skipped" in proc.stderr
+
+
 if __name__ == "__main__":
     worker(sys.argv[1])
