@@ -51,6 +51,7 @@ def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None
                 yield Result(item, reader.vector(item)[None, :])
             except ClspError as exc:
                 yield Result(item, error=exc)
+    reader.check_positions()
 
 
 def prediction_fields(record: dict[str, Any]) -> dict[str, Any]:

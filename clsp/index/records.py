@@ -171,14 +171,19 @@ class EmbeddingReader:
         self.modality, self.one_modality = modality, one_modality or modality is not None
         self.unknown: str | None = None  # the first record read without provenance (its id)
         self.warned = False
+        self.read_count = 0  # records read (usable or not)
+        self.by_position: str | None = None  # the first record given the matrix row at its position (no 'row')
 
     def vector(self, item: Item) -> np.ndarray:
         """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
         and field (missing, malformed, wrong dimension, NaN/inf, zero) or ``ProvenanceError``
         (another model, or a dimension other than the given model's)."""
+        self.read_count = max(self.read_count, item.index + 1)
         if not item.ok:
             raise item.error
         rec = item.record
+        if self.matrix is not None and "embedding" not in rec and "row" not in rec and "error" not in rec:
+            self.by_position = self.by_position or str(item.id)
         if "error" in rec and "embedding" not in rec and "row" not in rec:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
@@ -210,6 +215,15 @@ class EmbeddingReader:
         if self.one_modality and made_as is not None:
             self.modality = self.modality or made_as
         return vec
+
+    def check_positions(self, source: str = "the records") -> None:
+        """After the last record: ``InputError`` when records without ``row`` took the matrix
+        row at their position and the record count is not the matrix's row count (a record
+        lost or added shifts every vector after it onto another record's id, silently)."""
+        if self.by_position is not None and self.matrix is not None and self.read_count != len(self.matrix):
+            raise InputError(f"{source}: {self.read_count} records for the {len(self.matrix)} rows of the --npy matrix; "
+                             f"records without 'row' (as {self.by_position!r}) take the row at their position, so "
+                             "there must be one record per row: give the records written with the matrix")
 
     def _check_known(self, item: Item, theirs: dict | None) -> None:
         """Refuse (``ProvenanceError``) a vector of unknown origin (no provenance naming a model)
@@ -278,6 +292,7 @@ class EmbeddingReader:
             except InputError as exc:
                 item.error = exc
                 yield item, None
+        self.check_positions(str(source))
 
 
 def read_vectors(reader: EmbeddingReader, source: str, on_skip: OnSkip | None = None,

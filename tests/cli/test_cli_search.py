@@ -101,6 +101,24 @@ def test_npy_with_ids_and_add(tmp_path, vecs):
     assert json.loads(p.stdout)["hits"][0]["id"] == "v35"
 
 
+def test_ids_in_row_order_must_be_one_per_row(tmp_path, vecs):
+    """Records without 'row' take the matrix row at their position: a lost line would shift
+    every later id onto another vector, so the counts must agree."""
+    np.save(tmp_path / "m.npy", vecs[:6])
+    ids = [json.dumps({"id": f"v{i}"}) for i in range(6)]
+    (tmp_path / "gap.jsonl").write_text("".join(line + "\n" for n, line in enumerate(ids) if n != 2))
+    p = cli("search", "build", "m.npy", "--ids", "gap.jsonl", "-o", "gap.idx", "-q", cwd=tmp_path)
+    assert p.returncode == 1 and "5 records for the 6 rows of the --npy matrix" in p.stderr, p.stderr
+    assert not (tmp_path / "gap.idx").exists()
+    p = cli("plot", "map", "gap.jsonl", "--npy", "m.npy", "-o", "gap.png", "-q", cwd=tmp_path)
+    assert p.returncode == 1 and "5 records for the 6 rows" in p.stderr and not (tmp_path / "gap.png").exists()
+    (tmp_path / "ids.jsonl").write_text("".join(line + "\n" for line in ids))
+    p = cli("search", "build", "m.npy", "--ids", "ids.jsonl", "-o", "v.idx", "-q", cwd=tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout)["count"] == 6
+    p = cli("search", "query", "v.idx", "-k", "1", "-q", cwd=tmp_path, stdin=json.dumps({"id": "q", "embedding": vecs[3].tolist()}))
+    assert json.loads(p.stdout)["hits"][0]["id"] == "v3"
+
+
 def test_errors_are_clear_never_tracebacks(tmp_path, vecs):
     p = invoke("search", "query", str(tmp_path / "missing.idx"), "--text", "x")
     assert p.returncode == 2 and p.stdout == b"" and b"no such directory" in p.stderr  # a usage error
