@@ -60,6 +60,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     index = load_index(index_dir)
     items, matrix, base = query_items(queries, npy=npy)
     groups: dict[str, list] = {}
+    worsts: dict[str, list] = {}  # per group, each query's count of non-relevant candidates
     failed = 0
     known = set(index.ids)
     for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
@@ -76,14 +77,20 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
                 on_skip(f"query {item.id}", exc)
             continue
         rank = ranks_from_hits([[str(h["id"]) for h in result]], [relevant], [[h["score"] for h in result]])[0]
+        worst = index.info.count - len(known.intersection(str(r) for r in relevant))  # non-relevant candidates
         for key in ["all"] + ([str(item.record.get(group_key))] if group_key else []):
             groups.setdefault(key, []).append(rank)
+            worsts.setdefault(key, []).append(worst)
     overall = groups.pop("all", [])
+
+    def metrics(key: str, ranks: list) -> dict:
+        return metrics_from_ranks(ranks, n_boot=n_boot, max_ranks=worsts.get(key, []))
+
     summary = {"task": "retrieval", "index": str(index_dir), "queries": len(overall), "failed": failed,
-               "model": index.info.model, "metrics": metrics_from_ranks(overall, n_boot=n_boot)}
+               "model": index.info.model, "metrics": metrics("all", overall)}
     if group_key:
         summary["group_key"] = group_key
-        summary["groups"] = {g: metrics_from_ranks(r, n_boot=n_boot) for g, r in sorted(groups.items())}
+        summary["groups"] = {g: metrics(g, r) for g, r in sorted(groups.items())}
     curves = {name: recall_curve(r, settings.k) for name, r in [("queries to index", overall), *sorted(groups.items())]}
     return Evaluation(summary, failed, curves)
 

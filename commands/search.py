@@ -136,6 +136,17 @@ def _build(o: Options) -> int:
     return 3 if summary["failed"] else 0
 
 
+def _warn_unmeasured(metrics: dict) -> None:
+    """One warning naming the metrics left null because the pool is too small to miss them."""
+    from clsp_cli.console import warn
+
+    nulls = [k for k, v in metrics.items() if v is None and not k.endswith(("_lo", "_hi"))
+             and metrics.get(k[: k.index("_") + 1] + "count" if k.startswith(("s2t_", "t2s_")) else "count")]
+    if nulls:
+        warn(f"{', '.join(nulls)}: null, because some query has fewer than k candidates besides its relevant ones "
+             "(so any ranking scores 1); evaluate on a larger pool to measure them")
+
+
 def _check_index_output(index: str, inputs: list[str | None]) -> None:
     """A usage error (exit 2, before any work) when ``-o`` names something other than an index
     folder to write: an existing file (an input above all) or a folder that is not a clsp index."""
@@ -237,6 +248,7 @@ def _eval(o: Options) -> int:
         from clsp_cli.tables import retrieval_table
 
         retrieval_table(ev.summary)
+    _warn_unmeasured(ev.summary["metrics"])
     sink = RecordSink(o.output)
     sink.write(ev.summary)
     sink.commit()  # the summary first: a figure that fails does not lose it

@@ -7,7 +7,8 @@ item ranks below every non-relevant candidate with an equal score, so a constant
 earns no credit. Scores within ``TIE_TOLERANCE`` times the query's largest absolute score
 are equal: the same caption embedded in two batches gets vectors up to about 1e-7 apart, and
 which side of a tie it landed on must not depend on that rounding (relative to the scores'
-own size, so that inner products or distances of small vectors are not all ties). All values are fractions in [0, 1]; a metric over no queries is None.
+own size, so that inner products or distances of small vectors are not all ties). All values are fractions in [0, 1]; a metric over no queries is None,
+and so is one that no ranking could miss (R@k where a query has fewer than k non-relevant candidates).
 Similarities or embeddings holding NaN/inf are refused (``InputError`` naming the query or
 row): a NaN compares false with everything and would otherwise rank first.
 """
@@ -122,16 +123,27 @@ def metrics_from_ranks(
     n_boot: int = 1000,
     seed: int = 0,
     prefix: str = "",
+    max_ranks=None,
 ) -> dict[str, float]:
     """R@k and mAP@10 (fractions) with bootstrap 95% intervals (``..._lo``/``..._hi``).
 
     ``n_boot=0`` skips the intervals (cheap enough for training-time validation). With no
     queries every metric (and interval bound) is None, so the result stays valid JSON.
+    ``max_ranks`` (per query: how many non-relevant candidates it has, so the worst rank its
+    first relevant one can take) makes a metric that no ranking could miss None: R@k when a
+    query has fewer than k non-relevant candidates (a pool of 4 gives R@5 = R@10 = 1 for any
+    scores), mAP@10 when no query has any.
     """
     out: dict[str, float | None] = {}
+    worst = np.asarray(max_ranks if max_ranks is not None else [], dtype=np.int64)
     for name, values in per_query_scores(ranks, ks).items():
         key = f"{prefix}{name}"
         out[key] = float(values.mean()) if len(values) else None
+        if worst.size and (worst.max() == 0 if name.startswith("mAP") else worst.min() < int(name[2:])):
+            out[key] = None  # every ranking scores it the same: it measures nothing
+            if n_boot > 0:
+                out[f"{key}_lo"] = out[f"{key}_hi"] = None
+            continue
         if n_boot > 0:
             lo, hi = (bootstrap_ci(np.mean, [values], n_boot=n_boot, seed=seed, estimate=out[key]) if len(values)
                       else (None, None))
@@ -151,8 +163,11 @@ def retrieval_metrics(
     prefix: str = "",
     nonfinite: str = "error",
 ) -> dict[str, float]:
-    """Metrics for a (queries, candidates) similarity matrix and per-query relevant columns."""
-    return metrics_from_ranks(first_relevant_ranks(sim, relevant, nonfinite), ks, n_boot, seed, prefix)
+    """Metrics for a (queries, candidates) similarity matrix and per-query relevant columns; a
+    metric no ranking of these candidates could miss is None (``metrics_from_ranks``)."""
+    ranks = first_relevant_ranks(sim, relevant, nonfinite)
+    candidates = np.shape(sim)[1]
+    return metrics_from_ranks(ranks, ks, n_boot, seed, prefix, [candidates - len(set(rel)) for rel in relevant])
 
 
 def speech_text_retrieval(
@@ -206,5 +221,5 @@ def pool_recall_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]
     out: dict[str, dict[int, float]] = {}
     for prefix, name in (("s2t_", "speech to text"), ("t2s_", "text to speech")):
         ks = sorted(int(k[len(prefix) + 2:]) for k in metrics if k.startswith(prefix + "R@"))
-        out[name] = {k: metrics[f"{prefix}R@{k}"] for k in ks}
+        out[name] = {k: metrics[f"{prefix}R@{k}"] for k in ks if metrics[f"{prefix}R@{k}"] is not None}
     return out

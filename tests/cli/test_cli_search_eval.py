@@ -358,3 +358,27 @@ def test_an_integer_query_id_stays_an_integer(pool):
     write(tmp / "q.jsonl", [{"id": 7, "embedding": [1.0] * 8}, {"id": "7b", "embedding": [1.0] * 8}])
     r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "-k", "1", "-q")
     assert [o["id"] for o in lines(r)] == [7, "7b"]
+
+
+def test_recall_a_small_pool_cannot_miss_is_null_and_said(pool):
+    """Captions pointing at the wrong clips: R@1 is 0, yet in a pool of 3 every clip is within
+    the top 5, so R@5/R@10 would read 1.0; they are null, with a warning, in both modes."""
+    tmp, _, _ = pool
+    write(tmp / "sp3.jsonl", [{"id": f"c{i}", "row": i, "provenance": PROV} for i in range(3)])
+    write(tmp / "cap3.jsonl", [{"id": f"t{i}", "row": 12 + i, "audio_id": f"c{(i + 1) % 3}", "provenance": PROV}
+                               for i in range(3)])
+    r = cli("search", "eval", "--speech", str(tmp / "sp3.jsonl"), "--captions", str(tmp / "cap3.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "20")
+    assert r.exit_code == 0, r.output
+    got = lines(r)[-1]["metrics"]
+    assert got["s2t_R@5"] is None and got["t2s_R@10"] is None and got["t2s_R@10_lo"] is None
+    assert got["t2s_R@1"] is not None and "t2s_R@5, t2s_R@10: null" in r.output
+    r = cli("search", "build", str(tmp / "sp3.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s3.idx"), "-q")
+    write(tmp / "q3.jsonl", [{"id": f"t{i}", "row": 12 + i, "relevant": f"c{(i + 1) % 3}", "provenance": PROV}
+                             for i in range(3)])
+    r = cli("search", "eval", str(tmp / "s3.idx"), "--queries", str(tmp / "q3.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--n-boot", "0")
+    assert r.exit_code == 0, r.output
+    got = lines(r)[-1]["metrics"]
+    assert got["R@5"] is None and got["R@10"] is None and got["R@1"] is not None
+    assert "R@5, R@10: null" in r.output

@@ -148,3 +148,23 @@ def test_one_query_has_a_metric_but_no_interval():
     out = metrics_from_ranks(np.array([0]), n_boot=50)  # ranks count from 0
     assert out["R@1"] == 1.0 and out["R@1_lo"] is None and out["R@1_hi"] is None
     json.dumps(out, allow_nan=False)
+
+
+def test_a_metric_no_ranking_could_miss_is_none():
+    """In a pool of 4 clips every caption's clip is within the top 4: R@5 and R@10 say nothing."""
+    rng = np.random.default_rng(0)
+    audio, text = rng.standard_normal((4, 8)), rng.standard_normal((4, 8))
+    wrong = speech_text_retrieval(audio, text, text_to_audio=[1, 2, 3, 0], n_boot=20)
+    for d in ("s2t", "t2s"):
+        assert wrong[f"{d}_R@5"] is None and wrong[f"{d}_R@10"] is None and wrong[f"{d}_R@5_lo"] is None
+        assert wrong[f"{d}_R@1"] is not None and wrong[f"{d}_mAP@10"] is not None
+    # one clip with two captions: nothing to rank in either direction, so nothing is measured
+    one = speech_text_retrieval(audio[:1], text[:2], text_to_audio=[0, 0], n_boot=0)
+    assert all(v is None for k, v in one.items() if not k.endswith("count"))
+    # 12 clips: R@10 is measured (a caption's clip can rank 11th or 12th)
+    big = speech_text_retrieval(rng.standard_normal((12, 8)), rng.standard_normal((12, 8)), n_boot=0)
+    assert all(big[f"{d}_R@10"] is not None for d in ("s2t", "t2s"))
+    # two captions per clip among 6 clips: a clip's 10 other captions can all outrank its own
+    six = speech_text_retrieval(rng.standard_normal((6, 8)), rng.standard_normal((12, 8)),
+                                text_to_audio=[i // 2 for i in range(12)], n_boot=0)
+    assert six["s2t_R@10"] is not None and six["t2s_R@5"] is not None and six["t2s_R@10"] is None
