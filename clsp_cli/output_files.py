@@ -334,6 +334,27 @@ def _example_file(path: str, flag: str, figure: bool) -> str:
     return os.path.join(path, "out" + (".png" if figure else _suffix_for(flag)))
 
 
+def _writes_stdout(path: Any) -> bool:
+    """Whether an output path is this process's standard output, where that is a file, a pipe
+    or a socket (a stream a reader parses; a terminal or /dev/null is not checked): ``-``,
+    ``/dev/stdout`` and its aliases, or the very file or pipe stdout is."""
+    try:
+        out = os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    if stat.S_ISCHR(out.st_mode):
+        return False
+    if path == "-":
+        return True
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino)
+
+
 def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
     """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
     (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
@@ -345,6 +366,11 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     figure = "run_dir" in params or "color_by" in params  # clsp plot: --output is a figure
     for name in outputs:
         _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
+    on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
+    if len(on_stdout) > 1:
+        shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)
+        raise ConfigError(f"{shown} all write to standard output, which cannot hold two outputs (the records would "
+                          "be mixed with the other one); give all but one of them a file")
     for name in outputs:
         path = params.get(name)
         key = _file_key(path) if isinstance(path, str) else None

@@ -250,6 +250,24 @@ def test_two_outputs_of_one_run_on_one_file_are_refused_before_any_work(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
 
 
+def test_two_outputs_on_standard_output_are_refused(tmp_path):
+    """Records on stdout (-o -) and the matrix on /dev/stdout, or on the very file stdout is
+    redirected to, would interleave JSON lines and binary rows in one stream."""
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    clsp = [sys.executable, "-m", "clsp_cli.app", "--threads", "1", "embed", "a.wav", "--model", "tiny-random", "-q"]
+    piped = subprocess.run([*clsp, "--npy", "/dev/stdout"], cwd=tmp_path, capture_output=True, timeout=300)
+    assert piped.returncode == 2 and b"--output - and --npy /dev/stdout all write to standard output" in piped.stderr
+    assert piped.stdout == b""
+    with open(tmp_path / "o.npy", "wb") as out:  # clsp embed ... --npy o.npy > o.npy
+        redirected = subprocess.run([*clsp, "--npy", "o.npy"], cwd=tmp_path, stdout=out, stderr=subprocess.PIPE,
+                                    timeout=300)
+    assert redirected.returncode == 2 and b"--npy o.npy all write to standard output" in redirected.stderr
+    ok = subprocess.run([*clsp, "-o", "r.jsonl", "--npy", "/dev/stdout"], cwd=tmp_path, capture_output=True, timeout=300)
+    assert ok.returncode == 0 and ok.stdout.startswith(b"\x93NUMPY")  # one output on stdout is fine
+
+
 def test_devices_and_separate_files_are_not_refused(tmp_path):
     from tests.conftest import write_wav
 
