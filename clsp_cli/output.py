@@ -297,6 +297,24 @@ def partial_rows(path: str, dim: int) -> int:
     return target.partial.stat().st_size // (4 * dim)
 
 
+def first_changed_row(path: str, dim: int, kept: list[dict[str, Any]]) -> int | None:
+    """The position in ``kept`` of the first record whose ``row`` in the partial file of the
+    ``--npy`` output ``path`` is not the vector it was written with (its ``row_sha256``), or
+    None when every kept row checks: a partial matrix changed after the run stopped."""
+    from clsp.index.records import ROW_CHECK, row_checksum
+
+    target = resolve_target(path)
+    rows = partial_rows(path, dim)
+    if not rows:
+        return None
+    matrix = np.memmap(target.partial, dtype="<f4", mode="r", shape=(rows, dim))
+    for n, rec in enumerate(kept):
+        row, want = rec.get("row"), rec.get(ROW_CHECK)
+        if isinstance(row, int) and isinstance(want, str) and 0 <= row < rows and row_checksum(matrix[row]) != want:
+            return n
+    return None
+
+
 class MatrixSink:
     """Rows of a float32 matrix appended to ``FILE.partial`` (raw ``<f4``), published as ``.npy``.
 

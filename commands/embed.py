@@ -195,13 +195,18 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
 def _resume(o: Options, sink, items, dim: int, chunk: int):
     """The items still to embed after the records kept from an interrupted run (checked)."""
     from clsp.embed_records import item_ends, verify_kept
-    from clsp_cli.console import log
-    from clsp_cli.output import partial_rows
+    from clsp_cli.console import log, warn
+    from clsp_cli.output import first_changed_row, partial_rows
 
     kept = sink.done
     if o.npy is not None:  # rows are flushed before their records, but a crash may still cut them
         have = partial_rows(o.npy, dim)
         kept = kept[:next((i for i, r in enumerate(kept) if r.get("row", -1) >= have), len(kept))]
+        changed = first_changed_row(o.npy, dim, kept)
+        if changed is not None:  # the partial matrix was altered after the stop: embed again from there
+            warn(f"resume: row {kept[changed]['row']} of {o.npy}.partial is not the vector record "
+                f"{kept[changed].get('id')!r} was written with (row_sha256 differs): embedding again from there")
+            kept = kept[:changed]
     ends = item_ends(kept)
     items, again = verify_kept(o.output, kept, items, len(ends), chunk)
     sink.check_run()

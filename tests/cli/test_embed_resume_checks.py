@@ -123,3 +123,35 @@ def test_audio_resume_with_npy_mid_chunk_is_exact(tmp_path, monkeypatch):
     import numpy as np
 
     np.testing.assert_array_equal(np.load(npy), np.load(tmp_path / "ref.npy"))
+
+
+def test_resume_embeds_again_from_a_row_changed_in_the_partial_matrix(tmp_path, monkeypatch):
+    """A partial matrix overwritten after the stop (same size, other values): the kept records'
+    row_sha256 find it, and the rows from there are embedded again, not published as they are."""
+    import clsp.embed
+    import numpy as np
+
+    monkeypatch.setattr(clsp.embed.EmbedConfig, "chunk_size", 2)
+    recs = []
+    for i in range(8):
+        write_wav(tmp_path / f"c{i}.wav", 0.4 + 0.1 * i, 150 + 20 * i, seed=i)
+        recs.append({"id": f"c{i}", "audio": f"c{i}.wav"})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    args = [str(tmp_path / "m.jsonl"), "-b", "2", "--workers", "0"]
+    assert embed(*args, "-o", str(tmp_path / "ref.jsonl"), "--npy", str(tmp_path / "ref.npy")).exit_code == 0
+    bad = tmp_path / "bad.jsonl"  # a missing clip at position 7 stops the run there
+    bad.write_text("".join(json.dumps(r if i != 6 else {**r, "audio": "gone.wav"}) + "\n" for i, r in enumerate(recs)))
+    out, npy = tmp_path / "out.jsonl", tmp_path / "out.npy"
+    assert embed(str(bad), *args[1:], "-o", str(out), "--npy", str(npy), "--on-error", "fail").exit_code == 1
+    lines = (tmp_path / "out.jsonl.partial").read_text().splitlines()
+    (tmp_path / "out.jsonl.partial").write_text("\n".join(lines[:6]) + "\n")  # drop the error record
+    raw = tmp_path / "out.npy.partial"
+    data = bytearray(raw.read_bytes())
+    width = len(data) // 6
+    data[3 * width : 4 * width] = bytes(width)  # row 3 zeroed, the file's size unchanged
+    raw.write_bytes(bytes(data))
+    res = CliRunner().invoke(app, ["embed", *args, "-o", str(out), "--npy", str(npy), "--resume", "--model", "tiny-random"])
+    assert res.exit_code == 0, res.output
+    assert "row 3 of" in res.output and "'c3' was written with" in res.output
+    np.testing.assert_array_equal(np.load(npy), np.load(tmp_path / "ref.npy"))
+    assert out.read_bytes() == (tmp_path / "ref.jsonl").read_bytes()

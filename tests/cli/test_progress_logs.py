@@ -66,10 +66,11 @@ def test_help_lists_the_exit_codes_of_interrupted_runs():
 
 
 def _pool(tmp_path):
-    prov = {"model": "vec-model", "checksum": "c1", "dim": 4, "normalized": True}
-    vecs = np.eye(4, dtype=np.float32)
-    speech = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "provenance": prov} for i in range(4)]
-    caps = [{"id": f"t{i}", "embedding": vecs[i].tolist(), "audio_id": f"v{i}", "provenance": prov} for i in range(4)]
+    # 12 clips: more than 10 candidates, so that every R@k is measured (and no warning says otherwise)
+    prov = {"model": "vec-model", "checksum": "c1", "dim": 12, "normalized": True}
+    vecs = np.eye(12, dtype=np.float32)
+    speech = [{"id": f"v{i}", "embedding": vecs[i].tolist(), "provenance": prov} for i in range(12)]
+    caps = [{"id": f"t{i}", "embedding": vecs[i].tolist(), "audio_id": f"v{i}", "provenance": prov} for i in range(12)]
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in speech))
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in caps))
     return ["search", "eval", "--speech", str(tmp_path / "s.jsonl"), "--captions", str(tmp_path / "c.jsonl"), "--n-boot", "0"]
