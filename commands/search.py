@@ -38,7 +38,7 @@ def build(
     npy: NpyOpt = None,
     ids: Annotated[Optional[str], typer.Option("--ids", help="With a .npy INPUT: JSONL of metadata records in row order.")] = None,
     factory: Annotated[Optional[str], typer.Option("--factory", help="FAISS index_factory string: Flat, IVF4096,Flat, IVF4096,PQ64, HNSW32... (default: by size and --max-memory).")] = None,
-    metric: Annotated[str, typer.Option("--metric", help="cosine (normalized inner product), ip or l2.")] = "cosine",
+    metric: Annotated[Optional[str], typer.Option("--metric", help="cosine (normalized inner product), ip or l2 (default: cosine; with --add, the index's).")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget for the index, e.g. 4G; picks compressed codes when full vectors do not fit.")] = None,
     add: Annotated[bool, typer.Option("--add", help="Append to the index at --output instead of replacing it.")] = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process writes the same index (then exit 1).")] = 600.0,
@@ -125,8 +125,9 @@ def _build(o: Options) -> int:
         raise ConfigError("--lock-timeout must be >= 0")
     source, npy = (o.ids, o.input) if o.input.endswith(".npy") and o.ids else (o.input, o.npy)
     _check_index_output(o.index, [source, npy, o.ids])
+    metric = _added_index_settings(o) or o.metric or "cosine"
     with MissingMatrix(source) as no_matrix, Throughput("read embeddings", "records") as progress:
-        summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=o.metric,
+        summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=metric,
                                    on_skip=skip_notice(o.on_error, progress, no_matrix), on_read=progress.update,
                                    factory=o.factory, max_memory=parse_memory(o.max_memory), threads=o.threads,
                                    lock_timeout=o.lock_timeout, on_wait=warn)
@@ -134,6 +135,25 @@ def _build(o: Options) -> int:
     sink.write(summary)
     sink.commit()
     return 3 if summary["failed"] else 0
+
+
+def _added_index_settings(o) -> str | None:
+    """With ``--add`` to an existing index: its metric, after refusing a ``--metric`` or
+    ``--factory`` that differs from the index's (an index keeps the ones it was built with)."""
+    from pathlib import Path
+
+    from clsp.errors import ConfigError
+    from clsp.index.folder import index_exists
+    from clsp.index.store import read_info
+
+    if not o.add or not index_exists(o.index):
+        return None
+    info = read_info(Path(o.index))
+    for flag, given, have in (("--metric", o.metric, info.metric), ("--factory", o.factory, info.factory)):
+        if given is not None and given != have:
+            raise ConfigError(f"{flag} {given}: index {o.index} was built with {flag} {have}, and --add appends to it "
+                              f"as it is; leave {flag} out, or build a new index with it")
+    return info.metric
 
 
 def _warn_unmeasured(metrics: dict) -> None:

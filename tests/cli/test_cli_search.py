@@ -119,6 +119,19 @@ def test_ids_in_row_order_must_be_one_per_row(tmp_path, vecs):
     assert json.loads(p.stdout)["hits"][0]["id"] == "v3"
 
 
+def test_add_keeps_the_index_metric_and_factory_and_refuses_others(tmp_path, vecs):
+    write_embeddings(tmp_path / "a.jsonl", vecs[:10], prov={**PROV, "dim": 8})
+    assert cli("search", "build", "a.jsonl", "-o", "v.idx", "--metric", "l2", "-q", cwd=tmp_path).returncode == 0
+    more = [dict(json.loads(line), id=f"w{n}") for n, line in enumerate((tmp_path / "a.jsonl").read_text().splitlines())]
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in more))
+    for flag, value, have in (("--metric", "cosine", "l2"), ("--factory", "HNSW32", "Flat")):
+        p = cli("search", "build", "b.jsonl", "-o", "v.idx", "--add", flag, value, "-q", cwd=tmp_path)
+        assert p.returncode == 2 and f"was built with {flag} {have}" in p.stderr, p.stderr
+        assert read_info(tmp_path / "v.idx").count == 10
+    p = cli("search", "build", "b.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)  # no flag: the index's own
+    assert p.returncode == 0 and json.loads(p.stdout)["metric"] == "l2" and read_info(tmp_path / "v.idx").count == 20
+
+
 def test_errors_are_clear_never_tracebacks(tmp_path, vecs):
     p = invoke("search", "query", str(tmp_path / "missing.idx"), "--text", "x")
     assert p.returncode == 2 and p.stdout == b"" and b"no such directory" in p.stderr  # a usage error
