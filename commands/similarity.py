@@ -57,6 +57,11 @@ def _run(o: Options) -> int:
     from clsp_cli.figures import check_outputs, similarity_plot
 
     check_outputs(o.plot, None, o.human_key, "--human-key")
+    if o.report and not o.human_key:
+        from clsp.errors import ConfigError
+
+        raise ConfigError("--report needs --human-key: the report is the evaluation against it (without it, no summary "
+                          "is made)")
     import math
 
     if any(v is not None and not math.isfinite(v) for v in (o.below, o.above)):

@@ -268,6 +268,21 @@ def test_two_outputs_on_standard_output_are_refused(tmp_path):
     assert ok.returncode == 0 and ok.stdout.startswith(b"\x93NUMPY")  # one output on stdout is fine
 
 
+@pytest.mark.parametrize("args, needs", [
+    (["classify", "m.jsonl", "--pack", "gender", "--report", "r.json"], "--label-key"),
+    (["similarity", "a.wav", "a.wav", "--report", "r.json"], "--human-key"),
+])
+def test_a_report_without_what_it_evaluates_against_is_a_usage_error(tmp_path, args, needs):
+    """Without gold labels or ratings there is no summary: a --report there was silently never written."""
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 2 and f"--report needs {needs}" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
+
+
 def test_devices_and_separate_files_are_not_refused(tmp_path):
     from tests.conftest import write_wav
 
