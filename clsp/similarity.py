@@ -114,6 +114,14 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
     if not looks_like_audio(value, base):
+        word = value.strip()
+        try:
+            folder = bool(word) and not any(ch.isspace() for ch in word) and os.path.isdir(_resolve(word, base))
+        except (OSError, ValueError):  # a name too long for the filesystem is no folder
+            folder = False
+        if folder:  # a one-word side naming a folder (a speaker's folder of clips), not a caption
+            raise InputError(f"{where}: {value!r} is a folder, not an audio file: name a clip in it to score it, or "
+                             f"{{\"text\": {json.dumps(value)}}} to score the word as a caption")
         named = file_with_extension(value, base)
         if named is not None:
             raise InputError(f"{where}: {value!r} names no file, but {named} exists: give the file name to score "

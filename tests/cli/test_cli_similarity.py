@@ -142,6 +142,19 @@ def test_a_clip_named_without_its_extension_is_not_scored_as_a_caption(tmp_path)
     assert out[1]["pair"] == out[2]["pair"] == "text-audio"
 
 
+def test_a_side_naming_a_folder_is_not_scored_as_a_caption(tmp_path):
+    """{"a": "spk1"} with a folder spk1/ here scored the word 'spk1' (the command line and
+    'spk1/' called it a folder)."""
+    tone(tmp_path / "v2.wav", 220)
+    (tmp_path / "spk1").mkdir()
+    pairs = [{"id": "folder", "a": "spk1", "b": "v2.wav"}, {"id": "forced", "a": {"text": "spk1"}, "b": "v2.wav"}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 3 and "'spk1' is a folder, not an audio file" in out[0]["error"]["message"]
+    assert out[1]["pair"] == "text-audio"
+
+
 def test_explicit_side_fields_take_objects(tmp_path):
     """a_audio given a segment object or a clsp embed record was 'empty audio path'; b_text
     given an object of audio says what it needs."""
