@@ -51,6 +51,7 @@ def _run(o: Options) -> int:
     from clsp.distributed import env_dist_info
     from clsp.errors import ConfigError
     from clsp.train import EXIT_PREEMPTED, load_config, load_run_config, train
+    from clsp.train.config import check_repeated_overrides
     from clsp_cli.console import log, set_quiet
 
     is_main = env_dist_info().is_main
@@ -68,6 +69,7 @@ def _run(o: Options) -> int:
         extra.append(f"max_steps={o.max_steps}")
     if o.device is not None:
         extra.append(f"device={o.device}")
+    check_repeated_overrides(extra)
     if config is None and o.resume is not None:
         if o.output_dir is None:
             raise ConfigError("--resume without a config file: give --output-dir, the folder of the run to resume")

@@ -408,6 +408,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def check_repeated_overrides(overrides: list[str]) -> None:
+    """``ConfigError`` when two ``key=value`` overrides set one key to different values (the
+    last one won unseen, and an invalid earlier value was never checked); the same value
+    twice is taken."""
+    seen: dict[str, str] = {}
+    for item in overrides:
+        if "=" not in item:
+            continue  # apply_overrides names it
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if key in seen and seen[key] != raw:
+            raise ConfigError(f"{key} is set twice ({key}={seen[key]} and {key}={raw}, from overrides or the option "
+                              "that sets it); give it once")
+        seen[key] = raw
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read, override and check a training config (``path=None`` starts from defaults)."""
     data = read_config_file(path) if path else {}

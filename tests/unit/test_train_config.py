@@ -154,6 +154,23 @@ def test_cli_reports_a_bad_override_as_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.parametrize("args, shown", [
+    (["max_steps=abc", "max_steps=1"], "max_steps=abc and max_steps=1"),  # the invalid first one was never checked
+    (["max_steps=2", "--max-steps", "3"], "max_steps=2 and max_steps=3"),  # an override and the option for it
+])
+def test_cli_refuses_a_key_set_twice_to_different_values(tmp_path: Path, args: list[str], shown: str) -> None:
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    result = CliRunner().invoke(app, ["train", str(EXAMPLES / "tiny.yaml"), "-o", str(tmp_path / "exp"), *args])
+    assert result.exit_code == 2 and f"max_steps is set twice ({shown}" in result.output, result.output
+    assert not (tmp_path / "exp").exists()
+    from clsp.train.config import check_repeated_overrides
+
+    check_repeated_overrides(["max_steps=3", " max_steps = 3"])  # the same value twice is taken
+
+
 def test_resume_policy_per_key() -> None:
     from clsp.train.config import resume_changes
 
