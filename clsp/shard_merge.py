@@ -9,8 +9,8 @@ the number of records. It refuses, naming the files and records concerned:
 - a set of files that is not exactly the N shards of one run (a shard missing, given
   twice, or from a run with another shard count): ``ConfigError``;
 - shards made by different models or settings (any provenance key other than the shard
-  keys differs, or the embedding ``settings`` sharded runs record, ``--long-audio`` and
-  ``--max-seconds``): ``ProvenanceError``;
+  keys differs, or the embedding ``settings`` sharded runs record, ``--long-audio``,
+  ``--max-seconds`` and the resolved ``--dtype``): ``ProvenanceError``;
 - an input record missing or present twice, a record without shard provenance, a matrix
   row that is not there or not the one the record was written with (``row_sha256``), shards
   read from different inputs (their ``input_prev`` / ``input_chain`` digests do not join):

@@ -196,7 +196,7 @@ def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int,
     """The provenance a sharded run writes for input record ``input_index``; ``chain`` is the
     item's ``input_chain`` (``chain_inputs``), written as ``input_prev`` and ``input_chain``;
     ``settings``: the run's options that change what is embedded (``--long-audio``,
-    ``--max-seconds``), which all shards of one run share."""
+    ``--max-seconds``, the resolved ``--dtype``), which all shards of one run share."""
     out = {**provenance, "shard": shard.name, "input_index": input_index}
     if matrix is not None:
         out["matrix"] = matrix

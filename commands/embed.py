@@ -106,7 +106,13 @@ def _run(o: Options) -> int:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
             results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
             made = {**prov, "modality": o.modality}  # what was embedded: a speech vector, or a caption's
-            settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds} if audio else {}
+            # what changes the vectors, which clsp merge compares across shards: the resolved precision
+            # (a bfloat16 shard is about 1e-3 from a float32 one), and for audio how long clips are read
+            from clsp.embed import resolve_device, resolve_dtype
+
+            dtype = str(resolve_dtype(cfg.dtype, resolve_device(cfg.device))).removeprefix("torch.")
+            settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds, "dtype": dtype} if audio else {
+                "dtype": dtype}
             _write(results, sink, matrix, _provenance(made, part, matrix, settings), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge

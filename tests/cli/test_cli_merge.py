@@ -165,6 +165,9 @@ def test_merge_refuses_shards_embedded_with_other_settings_and_a_folder(four_sha
         res = clsp("merge", s[0], s[1], str(corpus / "odd.jsonl"), s[3], "-o", "x.jsonl", code=1)
         assert "different settings" in res.stderr and named in res.stderr, res.stderr
         assert not (corpus / "x.jsonl").exists()
+    clsp(*EMBED, "--dtype", "bfloat16", "--shard", "2/4", "-o", "bf16.jsonl")  # a precision of its own
+    res = clsp("merge", s[0], s[1], str(corpus / "bf16.jsonl"), s[3], "-o", "x.jsonl", code=1)
+    assert "different settings" in res.stderr and "dtype: 'float32' vs 'bfloat16'" in res.stderr, res.stderr
     merged = read(Path(clsp("merge", *s, "-o", "ok.jsonl") and corpus / "ok.jsonl"))
     assert not any("settings" in (r.get("provenance") or {}) for r in merged)  # as a single process writes them
     (corpus / "a-folder").mkdir()
