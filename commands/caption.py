@@ -58,6 +58,7 @@ def _run(o: Options) -> int:
     from clsp_cli.output import RecordSink, write_results
 
     set_quiet(o.quiet)
+    _refuse_model_options(o)
     options = {k: v for k, v in vars(o).items() if k not in ("input", "backend", "output", "as_cuts", "audio_root",
                                                               "on_error", "quiet", "errors")}
     items = input_items(o.input, "audio", o.audio_root)
@@ -77,3 +78,23 @@ def _run(o: Options) -> int:
              "which Lhotse's CutSet.from_file does not read (clsp train skips them); write them apart with "
              "--errors FILE")
     return sink.exit_code
+
+
+MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size")  # sampling, batches
+
+
+def _refuse_model_options(o: Options) -> None:
+    """The acoustic backend samples nothing: a sampling or batch option set to anything but its
+    default there is a usage error (it was silently ignored)."""
+    import inspect
+
+    from clsp.errors import ConfigError
+
+    if o.backend != "acoustic":
+        return
+    defaults = inspect.signature(main).parameters
+    given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in MODEL_ONLY
+             if getattr(o, name) != defaults[name].default]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
+                          "to --backend model; the acoustic backend samples nothing and runs no batches")

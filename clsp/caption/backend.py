@@ -81,6 +81,15 @@ def _warn_unused(unused: dict) -> None:
                 + " in each record that gives it; such records list it under unused_metadata")
 
 
+def _warn_fewer(option: str, asked: int, got: int, rec_id: object) -> None:
+    """One warning per option when a clip gets fewer distinct phrasings than asked for."""
+    if got < asked and option not in _warned:
+        _warned.add(option)
+        logging.getLogger("clsp.caption").warning(
+            f"{option} {asked}: clip {rec_id!r} has only {got} distinct phrasings of its description, so it gets "
+            f"{got} (each caption is written once; other clips may get fewer than {asked} too)")
+
+
 def name_voice(
     m: Measurements, bins: Bins, metadata: dict, reference: LoudnessReference = LoudnessReference(),
 ) -> tuple[Voice, list[str]]:
@@ -182,9 +191,13 @@ class AcousticCaptioner:
         metadata = metadata or {}
         voice, inferred = name_voice(m, self.bins, metadata, self.loudness)
         rng = random.Random(record_seed(rec_id, self.seed))
+        global_caps = self._distinct(global_caption, voice, rng, self.num_global)
+        fine_caps = self._distinct(finegrained_caption, voice, rng, self.num_finegrained)
+        _warn_fewer("--num-global", self.num_global, len(global_caps), rec_id)
+        _warn_fewer("--num-finegrained", self.num_finegrained, len(fine_caps), rec_id)
         out = {
-            "global_captions": self._distinct(global_caption, voice, rng, self.num_global),
-            "finegrained_captions": self._distinct(finegrained_caption, voice, rng, self.num_finegrained),
+            "global_captions": global_caps,
+            "finegrained_captions": fine_caps,
             "attributes": voice_labels(voice),
             "measurements": m.to_dict(),
             "inferred": sorted(inferred),

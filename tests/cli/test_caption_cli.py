@@ -43,6 +43,28 @@ def test_caption_usage_errors(tmp_path):
         proc = invoke("caption", *args, "-", stdin="", text=True)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stdout == ""
+    # sampling and batch options of the model backend were silently ignored by the acoustic one
+    proc = invoke("caption", "--temperature", "0.2", "-b", "4", "-", stdin="", text=True)
+    assert proc.returncode == 2 and "--temperature 0.2, --batch-size 4: these options belong to --backend model" \
+        in proc.stderr, proc.stderr
+
+
+def test_fewer_distinct_phrasings_than_asked_for_are_said(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from clsp.caption import backend as captioner
+
+    cap = captioner.AcousticCaptioner.from_bins_file(None, num_global=50, num_finegrained=1, seed=0)
+    t = np.arange(32000) / 16000
+    wave = (0.1 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    captioner._warned.discard("--num-global")
+    with caplog.at_level(logging.WARNING, logger="clsp.caption"):
+        out = cap.caption_waveform(wave, rec_id="c1")
+    got = len(out["global_captions"])
+    assert got < 50 and len(set(out["global_captions"])) == got
+    assert f"--num-global 50: clip 'c1' has only {got} distinct phrasings" in caplog.text
 
 
 def test_caption_loudness_words_relative_to_the_corpus(tmp_path):
