@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from clsp.audio import MIN_SECONDS, SAMPLE_RATE
 from clsp.record_audio import load_record_audio, record_segment
-from clsp.errors import ClspError, ConfigError, InputError
+from clsp.errors import AudioError, ClspError, ConfigError, InputError
 from clsp.features import fbank
 from clsp.records import Item, not_utf8
 from clsp.results import Result
@@ -181,6 +181,19 @@ def _plan(item: Item, cfg: EmbedConfig) -> _Record:
     return _Record(item, offset, samples, window_bounds(samples, cfg.max_seconds, cfg.long_audio), {})
 
 
+SILENT_PEAK = 1.0 / 32768  # below one step of 16-bit audio: digital silence
+
+
+def check_not_silent(wave, rec: dict) -> None:
+    """``AudioError`` naming the clip when no sample of ``wave`` reaches one 16-bit step
+    (``SILENT_PEAK``): digital silence holds no voice, and its embedding would still answer
+    every question confidently. A long recording's windows are not checked one by one."""
+    peak = float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0
+    if peak < SILENT_PEAK:
+        raise AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (peak {peak:.3g}, below one 16-bit step): "
+                         "no voice to embed")
+
+
 def _decode_window(r: _Record, k: int, prepare=fbank):
     """Worker: decode window ``k`` of a record and compute its features; errors are returned.
 
@@ -192,6 +205,7 @@ def _decode_window(r: _Record, k: int, prepare=fbank):
         start, end = r.bounds[k]
         if len(r.bounds) == 1 and (start, end) == (0, r.samples):
             wave = load_record_audio(rec)
+            check_not_silent(wave, rec)
         else:
             wave = load_record_audio(rec, r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
         return prepare(wave)
