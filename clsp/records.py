@@ -278,6 +278,19 @@ def _error_reason(err: Any) -> Any:
     return err.get("message", err) if isinstance(err, dict) else err
 
 
+def _lhotse_hint(obj: dict[str, Any]) -> str:
+    """What to do with a Lhotse manifest that is not a CutSet (a Recording or a
+    SupervisionSegment per line), or '' for any other record."""
+    if isinstance(obj.get("sources"), list) and "sampling_rate" in obj:
+        kind = "a Lhotse Recording (a RecordingSet manifest)"
+    elif "recording_id" in obj and "start" in obj and "duration" in obj:
+        kind = "a Lhotse SupervisionSegment (a SupervisionSet manifest)"
+    else:
+        return ""
+    return (f": it is {kind}; clsp reads cuts: make them with `lhotse cut simple -r recordings.jsonl.gz "
+            "-s supervisions.jsonl.gz cuts.jsonl.gz` (CutSet.from_manifests) and give cuts.jsonl.gz")
+
+
 def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Path | None = None) -> dict[str, Any]:
     """Parse one non-blank input line into a record for ``modality``.
 
@@ -313,7 +326,7 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
         if "audio" not in obj and "error" in obj:  # an error record of an earlier command: its reason goes on
             raise InputError(f"line {lineno}: an upstream error record, no audio: {_error_reason(obj['error'])}")
         if "audio" not in obj:
-            raise InputError(f"line {lineno}: record has no 'audio' field")
+            raise InputError(f"line {lineno}: record has no 'audio' field{_lhotse_hint(obj)}")
         if not isinstance(obj["audio"], str) or not obj["audio"]:
             raise InputError(f"line {lineno}: 'audio' must be a non-empty path string")
     if isinstance(obj.get("audio"), str) and obj["audio"]:

@@ -290,3 +290,15 @@ def test_search_build_never_replaces_a_folder_whose_index_json_clsp_did_not_writ
         assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["index.json"]
     assert _run(["search", "build", "a.emb.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
     assert _run(["search", "build", "a.emb.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0  # its own: replaced
+
+
+def test_a_lhotse_recording_or_supervision_manifest_says_how_to_make_cuts(tmp_path):
+    rec = {"id": "rec1", "sources": [{"type": "file", "channels": [0], "source": "a.wav"}], "sampling_rate": 16000,
+           "num_samples": 16000, "duration": 1.0, "channel_ids": [0]}
+    sup = {"id": "sup1", "recording_id": "rec1", "start": 0.0, "duration": 1.0, "channel": 0, "speaker": "s"}
+    (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps(sup) + "\n")
+    res = CliRunner().invoke(app, ["embed", str(tmp_path / "m.jsonl"), "--model", "tiny-random", "-q"])
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 3 and [r["id"] for r in out] == ["rec1", "sup1"]
+    assert "a Lhotse Recording (a RecordingSet manifest)" in out[0]["error"]["message"]
+    assert "a Lhotse SupervisionSegment" in out[1]["error"]["message"] and "lhotse cut simple" in out[1]["error"]["message"]
