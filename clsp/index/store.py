@@ -18,6 +18,7 @@ the record has no such field), so each value comes back with the JSON type it we
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -327,8 +328,10 @@ def _write_data_file(write, path: Path, target: Path) -> None:
     ``OutputError`` naming the index, the file and the reason."""
     try:
         write(path)
-    except OSError:
-        raise
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno, exc.errno) if exc.errno else None
+        reason = f"{exc.strerror} ({code})" if exc.strerror else str(exc)
+        raise OutputError(f"index {target}: cannot write {path.name} ({reason})") from None
     except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError, polars its own types
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
         try:

@@ -295,7 +295,7 @@ class VectorIndex:
         self.meta = upgrade_frame(self.meta, self.info)
         self.info.format_version, self.info.json_columns = FORMAT_VERSION, []
         writers = {
-            INDEX_FILE: lambda p: faiss.write_index(self.index, str(p)),
+            INDEX_FILE: lambda p: write_faiss(self.index, p),
             META_FILE: lambda p: self.meta.write_parquet(p),
         }
         if self.info.stored_vectors and self.vectors is not None:
@@ -304,6 +304,29 @@ class VectorIndex:
             publish_version(path, writers, self.info)
         self.path = path
         return self.path
+
+
+def write_faiss(index, path: Path) -> None:
+    """``faiss.write_index`` through a Python file, so that a failed write (a full disk, a
+    quota, a file-size limit) is the ``OSError`` with the system's reason, not faiss's text."""
+    import faiss
+
+    failed: list[OSError] = []
+    with open(path, "wb") as fh:
+        def write(chunk: bytes) -> int:
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                failed.append(exc)
+                raise
+            return len(chunk)
+
+        try:
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        except RuntimeError:
+            if failed:
+                raise failed[0] from None
+            raise
 
 
 def make_hit(score: float, fields: dict) -> dict:

@@ -180,3 +180,27 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
         assert b"terminated (SIGTERM)" in proc.stderr.read()
         left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((out.name, "r.json")))
         assert left == ([out.name + ".lock", out.name + ".partial"] if keep else []), left
+
+
+def test_an_index_under_a_file_size_limit_names_the_os_reason(tmp_path):
+    """faiss's own writer said "'ret == (size * 4)' failed: write error in ..."; the index is
+    written through Python now, so the limit is named as the system names it."""
+    import json
+    import resource
+    import sys
+
+    import numpy as np
+
+    vecs = np.random.default_rng(0).standard_normal((200, 64)).astype(np.float32)
+    emb = tmp_path / "e.jsonl"
+    emb.write_text("".join(json.dumps({"id": f"v{i}", "embedding": v.tolist()}) + "\n" for i, v in enumerate(vecs)))
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+
+    proc = subprocess.run([sys.executable, "-m", "clsp_cli.app", "search", "build", str(emb), "-o", str(tmp_path / "x.idx"),
+                           "-q"], capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=limit)
+    assert proc.returncode == 1 and "cannot write index.faiss (File too large (EFBIG))" in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.idx").exists()
+    ok = run_clsp("search", "build", str(emb), "-o", str(tmp_path / "y.idx"), "-q", timeout=TIMEOUT)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["count"] == 200
