@@ -109,10 +109,12 @@ class Trainer:
             self._refuse_other_run(resume)
             _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
             _refuse_audio_manifests(cfg)
-            if cfg.data.valid:
+            if cfg.data.valid:  # said before the first step, not after valid_every steps
                 from clsp.train.validate import check_validation_set
 
-                check_validation_set(cfg.data.valid)
+                why = check_validation_set(cfg.data.valid)
+                if why is not None:
+                    log.warning(why)
             check_group_key(cfg.data.train, cfg.data.group_key)
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True)

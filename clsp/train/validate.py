@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from clsp.train.config import DataConfig
-from clsp.errors import ConfigError
 from clsp.train.data import BatchPlan, SkipCounter, iter_clips, make_loader
 
 log = logging.getLogger("clsp.train")
@@ -30,27 +29,28 @@ def validation_batching(cfg: DataConfig) -> DataConfig:
                                shuffle_buffer=0, max_batch_size=0, group_key=None)
 
 
-def check_validation_set(manifest: str) -> None:
-    """``ConfigError`` when the manifest ``data.valid`` names holds fewer than 2 clips validation
-    can use: rows that are not records, rows without captions (the training reader's rules,
-    ``clsp.train.data.iter_clips``) and rows whose audio file does not exist do not count. Reads
-    rows until 2 usable ones are found, so a run with a validation set that would measure nothing
-    stops at set-up, naming the reasons, not after ``valid_every`` steps. ``TruncatedInputError``
-    for a cut compressed manifest."""
+def check_validation_set(manifest: str) -> str | None:
+    """Why the manifest ``data.valid`` names will measure nothing, or None: fewer than 2
+    distinct clips validation can use (rows that are not records, rows without captions, by
+    the training reader's rules ``clsp.train.data.iter_clips``, and rows whose audio file does
+    not exist do not count; a clip listed twice counts once). Reads rows until 2 usable ones
+    are found, so the run says it at set-up, not after ``valid_every`` steps.
+    ``TruncatedInputError`` for a cut compressed manifest."""
     skips = SkipCounter(shown_per_reason=0)
-    usable = 0
+    usable: set[str] = set()
     for clip in iter_clips(manifest, skips=skips):
         path = clip["path"]
         if isinstance(path, str) and "://" not in path and not os.path.exists(path):
             skips.skip(clip["id"], f"{clip['id']}: {path}: no such audio file", "missing audio")
             continue
-        usable += 1
-        if usable >= 2:
-            return
+        usable.add(clip["id"])
+        if len(usable) >= 2:
+            return None
     reasons = "; ".join(f"{n} {kind} (first: {skips.examples[kind]})" for kind, n in skips.counts.items())
-    raise ConfigError(f"data.valid: {manifest}: {usable} usable clip(s)" + (f", {skips.total} row(s) skipped: {reasons}"
-                      if reasons else "") + "; validation needs at least 2 (give a manifest of captioned clips, "
-                      "or data.valid= for none)")
+    return (f"validation set {manifest} (data.valid): {len(usable)} usable clip(s)"
+            + (f", {skips.total} row(s) skipped: {reasons}" if reasons else "")
+            + "; retrieval needs at least 2, so validation will give no metrics (give a manifest of captioned "
+            "clips, or data.valid= for none)")
 
 
 @torch.no_grad()
