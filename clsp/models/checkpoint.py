@@ -21,7 +21,7 @@ import torch
 
 from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
-from clsp.models.weights import check_state_dict, file_checksum
+from clsp.models.weights import canonical_safetensors_header, check_state_dict, file_checksum
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -108,6 +108,8 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
             meta["init_from"] = model.init_from
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         save_file(_stored_keys(model), str(tmp / WEIGHTS), metadata={"format": "pt", "clsp_format": str(FORMAT_VERSION)})
+        canonical_safetensors_header(tmp / WEIGHTS)  # the same weights, the same bytes: one checksum
+        _readable_as_umask_allows(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
             out.rename(old)  # onto the empty folder just made: never a folder of the user's
@@ -119,6 +121,16 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _readable_as_umask_allows(folder: Path) -> None:
+    """Give ``folder`` (made by ``tempfile.mkdtemp``, mode 0700) and what is in it the modes
+    the user's umask gives new folders and files, so a model written for a group (a cluster's
+    shared folder) can be read by it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text: bool = True) -> CLSPModel:

@@ -25,6 +25,25 @@ def file_checksum(path: Path, limit: int = 1 << 30) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
+def canonical_safetensors_header(path: Path) -> None:
+    """Rewrite, in place, the JSON header of the safetensors file ``path`` with its keys
+    sorted: safetensors writes its ``__metadata__`` keys in an order that changes from one
+    process to the next, so the same weights gave files, and checksums (``file_checksum``),
+    that differed. Only key order changes (the header keeps its length and the tensors their
+    offsets); a header that would change length is left as it is."""
+    import json
+    import struct
+
+    with open(path, "r+b") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(size)
+        text = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+        canonical = text.encode("utf-8").ljust(size, b" ")
+        if len(canonical) == size and canonical != raw:
+            fh.seek(8)
+            fh.write(canonical)
+
+
 def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}

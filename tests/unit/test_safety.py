@@ -138,3 +138,28 @@ def test_convert_never_replaces_a_training_checkpoints_model(tmp_path):
         proc = invoke("convert", tmp_path / "m", dest)
         assert proc.returncode == 2 and "inside the training run checkpoint" in proc.stderr.decode(), proc.stderr.decode()
     assert (step / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_the_same_weights_give_the_same_file_and_modes_the_umask_allows(tmp_path):
+    """safetensors wrote its metadata keys in an order that changed between processes, so two
+    conversions of one model had different checksums (and refused each other's embeddings);
+    the folder came out 0700 whatever the umask."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from clsp.models.weights import file_checksum
+
+    sums = []
+    for seed in ("1", "2", "3", "4"):
+        out = tmp_path / f"m{seed}"
+        code = ("import os; os.umask(0o022); from clsp_cli.app import main; import sys; "
+                f"sys.argv=['clsp', 'convert', 'tiny-random', {str(out)!r}, '-q']; main()")
+        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        sums.append(file_checksum(out / "model.safetensors"))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) == 0o644
+    assert len(set(sums)) == 1, sums
