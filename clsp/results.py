@@ -130,3 +130,17 @@ class PairScore:
         if self.metadata:
             out["metadata"] = self.metadata
         return out
+
+
+class SinglePass:
+    """A run that streams its results: iterated once. A second loop raises ``RuntimeError``
+    saying so (it found nothing, silently, since the inputs were consumed)."""
+
+    _consumed = False
+
+    def _start(self, what: str) -> None:
+        if self._consumed:
+            raise RuntimeError(f"the results of this {what} were already iterated: it streams them once; keep them "
+                               f"with list(...) to read them again")
+        self._consumed = True
+

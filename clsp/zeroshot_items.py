@@ -16,7 +16,7 @@ from clsp.errors import ClspError
 from clsp.index.records import EmbeddingReader
 from clsp.prompts.schema import PromptSet
 from clsp.records import Item, public_fields
-from clsp.results import Prediction, Result
+from clsp.results import Prediction, Result, SinglePass
 from clsp.zeroshot import ZeroShotClassifier
 
 CHUNK = 256  # items read ahead so that the audio among them is embedded in batches
@@ -97,9 +97,10 @@ def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = Non
     return load_pack(pack).get(attribute)
 
 
-class Classification:
-    """Zero-shot predictions, iterated as one ``Result[Prediction]`` per input in order; the
-    ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at once."""
+class Classification(SinglePass):
+    """Zero-shot predictions, iterated (once) as one ``Result[Prediction]`` per input in order;
+    the ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at
+    once. A second loop raises ``RuntimeError``: keep the results with ``list(...)``."""
 
     def __init__(self, classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, provenance: dict,
                  **options: Any):
@@ -107,6 +108,7 @@ class Classification:
         self.options = options
 
     def __iter__(self) -> Iterator[Result[Prediction]]:
+        self._start("clsp.classify")
         return predict(self.classifier, self.items, self.model, **self.options)
 
 

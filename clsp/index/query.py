@@ -21,7 +21,7 @@ from clsp.index.vectors import VectorIndex
 from clsp.index.records import check_usable, load_matrix, record_vector
 from clsp.index.store import check_provenance, model_option, use_model_fix
 from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
-from clsp.results import Result, SearchHit, SearchHits
+from clsp.results import Result, SearchHit, SearchHits, SinglePass
 
 
 @dataclass
@@ -244,8 +244,9 @@ def search_items(
             yield item, results[n]
 
 
-class SearchRun:
-    """The queries of one search, iterated as one ``Result[SearchHits]`` each, in input order.
+class SearchRun(SinglePass):
+    """The queries of one search, iterated (once: a second loop raises ``RuntimeError``) as one
+    ``Result[SearchHits]`` each, in input order.
 
     ``base`` is the folder the queries' relative audio paths resolved against (None for
     given texts/clips and ``.npy`` queries).
@@ -257,6 +258,10 @@ class SearchRun:
         self.matrix, self.base, self.batch_size = matrix, base, batch_size
 
     def __iter__(self) -> Iterator[Result[SearchHits]]:
+        self._start("clsp.search")
+        return self._results()
+
+    def _results(self) -> Iterator[Result[SearchHits]]:
         for item, found in search_items(self.index, self.items, self.settings, self.encoder, self.matrix, self.base,
                                         self.batch_size):
             if isinstance(found, ClspError):

@@ -113,3 +113,11 @@ def test_classify_with_own_labels_gives_a_distribution_over_them():
     assert set(res.value.scores) == {"calm", "angry"} and res.value.label in labels
     assert sum(res.value.scores.values()) == pytest.approx(1.0, abs=1e-5)
     assert [t["label"] for t in res.value.top_k][0] == res.value.label
+
+
+def test_a_second_loop_over_streamed_results_says_so_rather_than_finding_nothing(index_dir):
+    clips = [str(DATA / "03a01Wa.flac")]
+    for run in (clsp.classify("tiny-random", clips, pack="gender"), clsp.search(index_dir, texts=["a calm voice"], k=2)):
+        assert len(list(run)) == 1
+        with pytest.raises(RuntimeError, match="already iterated: it streams them once; keep them with list"):
+            list(run)
