@@ -16,6 +16,8 @@ resumed step on.
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import difflib
 import json
@@ -404,23 +406,56 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = value
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            _merge_into(node[parts[-1]], value)  # optim={lr_heads: 1e-4} sets that key, not the whole section
+        else:
+            node[parts[-1]] = value
     return out
+
+
+def _merge_into(section: dict[str, Any], values: dict[str, Any]) -> None:
+    """Set ``values`` into ``section``, sub-sections merged key by key in turn."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            _merge_into(section[key], value)
+        else:
+            section[key] = value
 
 
 def check_repeated_overrides(overrides: list[str]) -> None:
     """``ConfigError`` when two ``key=value`` overrides set one key to different values (the
     last one won unseen, and an invalid earlier value was never checked); the same value
     twice is taken."""
-    seen: dict[str, str] = {}
+    import yaml
+
+    def leaves(key: str, value: Any):
+        """(dotted key, value) for each key an override sets (a section's keys one by one)."""
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                yield from leaves(f"{key}.{sub}", v)
+        else:
+            yield key, parsed(value) if isinstance(value, str) else value
+
+    def parsed(raw: str) -> Any:
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):  # YAML reads 1e-4 as text; the config reads it as the number
+            with contextlib.suppress(ValueError):
+                return float(value)
+        return value
+
+    seen: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             continue  # apply_overrides names it
         key, raw = (part.strip() for part in item.split("=", 1))
-        if key in seen and seen[key] != raw:
-            raise ConfigError(f"{key} is set twice ({key}={seen[key]} and {key}={raw}, from overrides or the option "
-                              "that sets it); give it once")
-        seen[key] = raw
+        for leaf, value in leaves(key, parsed(raw)):
+            if leaf in seen and seen[leaf] != value:
+                raise ConfigError(f"{leaf} is set twice ({leaf}={seen[leaf]} and {leaf}={value}, from overrides or the "
+                                  "option that sets it); give it once")
+            seen[leaf] = value
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -171,6 +171,19 @@ def test_cli_refuses_a_key_set_twice_to_different_values(tmp_path: Path, args: l
     check_repeated_overrides(["max_steps=3", " max_steps = 3"])  # the same value twice is taken
 
 
+def test_a_section_override_sets_its_keys_and_keeps_the_others() -> None:
+    """optim={lr_heads: 0.02} replaced the whole section: lr_encoder fell back to its default."""
+    from clsp.train.config import check_repeated_overrides
+
+    base = load_config(EXAMPLES / "tiny.yaml")
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["optim={lr_heads: 0.02}", "data={max_batch_seconds: 8}"])
+    assert cfg.optim.lr_heads == 0.02 and cfg.optim.lr_encoder == base.optim.lr_encoder == 3e-3
+    assert cfg.data.max_batch_seconds == 8 and cfg.data.train == base.data.train
+    with pytest.raises(ConfigError, match=r"optim.lr_heads is set twice \(optim.lr_heads=0.01 and optim.lr_heads=0.02"):
+        check_repeated_overrides(["optim.lr_heads=0.01", "optim={lr_heads: 0.02}"])
+    check_repeated_overrides(["optim.lr_heads=1e-4", "optim={lr_heads: 1.0e-4}"])  # one value, two spellings
+
+
 def test_resume_policy_per_key() -> None:
     from clsp.train.config import resume_changes
 
