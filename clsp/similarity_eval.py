@@ -28,15 +28,30 @@ class RatingTally:
     group_key: str | None = None
     ratings: list[tuple[float, float, Any]] = field(default_factory=list)
     unrated: int = 0
+    keyed: int = 0  # scored pairs whose record has the field at all
+    fields: set = field(default_factory=set)  # the fields the scored pairs' records have
 
     def add(self, pair: PairScore) -> bool:
         """Count one scored pair; False (and counted in ``unrated``) when it has no numeric rating."""
+        self.fields.update(pair.fields)
+        self.fields.update(pair.metadata or {})
+        self.keyed += pair.field(self.human_key) is not None
         rating = numeric_rating(pair.field(self.human_key))
         if rating is None:
             self.unrated += 1
             return False
         self.ratings.append((pair.score, rating, pair.field(self.group_key) if self.group_key else None))
         return True
+
+    def check_key(self) -> None:
+        """``ConfigError`` naming ``human_key`` (and the fields the pairs have) when pairs were
+        scored and none of them has that field: a mistyped key, not pairs left unrated."""
+        if self.unrated and not self.keyed:
+            from clsp.errors import ConfigError
+
+            shown = sorted(self.fields - {"a", "b"})
+            raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field (their fields: "
+                              f"{', '.join(shown[:12]) or 'a, b only'}{', ...' if len(shown) > 12 else ''})")
 
     def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group

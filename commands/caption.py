@@ -80,12 +80,13 @@ def _run(o: Options) -> int:
     return sink.exit_code
 
 
-MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size")  # sampling, batches
+MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size", "device", "dtype")
 
 
 def _refuse_model_options(o: Options) -> None:
-    """The acoustic backend samples nothing: a sampling or batch option set to anything but its
-    default there is a usage error (it was silently ignored)."""
+    """The acoustic backend samples nothing and runs on the CPU: a sampling, batch, device or
+    precision option set to anything but its default there is a usage error (it was silently
+    ignored)."""
     import inspect
 
     from clsp.errors import ConfigError
@@ -93,8 +94,9 @@ def _refuse_model_options(o: Options) -> None:
     if o.backend != "acoustic":
         return
     defaults = inspect.signature(main).parameters
+    harmless = {"device": ("auto", "cpu"), "dtype": ("auto", "float32", "fp32")}  # what the acoustic backend does
     given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in MODEL_ONLY
-             if getattr(o, name) != defaults[name].default]
+             if getattr(o, name) != defaults[name].default and getattr(o, name) not in harmless.get(name, ())]
     if given:
         raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
-                          "to --backend model; the acoustic backend samples nothing and runs no batches")
+                          "to --backend model; the acoustic backend samples nothing and measures on the CPU")

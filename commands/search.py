@@ -149,6 +149,9 @@ def _added_index_settings(o) -> str | None:
     if not o.add or not index_exists(o.index):
         return None
     info = read_info(Path(o.index))
+    if o.max_memory is not None:
+        raise ConfigError(f"--max-memory {o.max_memory}: it chooses the factory of a new index; --add appends to "
+                          f"{o.index} with the factory it was built with ({info.factory})")
     for flag, given, have in (("--metric", o.metric, info.metric), ("--factory", o.factory, info.factory)):
         if given is not None and given != have:
             raise ConfigError(f"{flag} {given}: index {o.index} was built with {flag} {have}, and --add appends to it "

@@ -58,8 +58,6 @@ def _run(o: Options) -> int:
 
     check_outputs(o.plot, None, o.human_key, "--human-key")
     if o.report and not o.human_key:
-        from clsp.errors import ConfigError
-
         raise ConfigError("--report needs --human-key: the report is the evaluation against it (without it, no summary "
                           "is made)")
     import math
@@ -108,6 +106,8 @@ def _run(o: Options) -> int:
                         "(cosine in [-1, 1]; higher = closer in speaking style)")
     if o.below is not None or o.above is not None:
         log(f"similarity: kept {kept} pairs, dropped {scored - kept} outside the score range")
+    if tally is not None:
+        tally.check_key()
     if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(net.provenance(), o.n_boot)
         if tally.unrated:

@@ -47,6 +47,9 @@ def test_caption_usage_errors(tmp_path):
     proc = invoke("caption", "--temperature", "0.2", "-b", "4", "-", stdin="", text=True)
     assert proc.returncode == 2 and "--temperature 0.2, --batch-size 4: these options belong to --backend model" \
         in proc.stderr, proc.stderr
+    proc = invoke("caption", "--device", "cuda:3", "-", stdin="", text=True)  # the acoustic backend runs on the CPU
+    assert proc.returncode == 2 and "--device cuda:3: this option belongs to --backend model" in proc.stderr
+    assert invoke("caption", "--device", "cpu", "--dtype", "float32", "-", stdin="", text=True).returncode == 0
 
 
 def test_fewer_distinct_phrasings_than_asked_for_are_said(tmp_path, caplog):

@@ -128,6 +128,8 @@ def test_add_keeps_the_index_metric_and_factory_and_refuses_others(tmp_path, vec
         p = cli("search", "build", "b.jsonl", "-o", "v.idx", "--add", flag, value, "-q", cwd=tmp_path)
         assert p.returncode == 2 and f"was built with {flag} {have}" in p.stderr, p.stderr
         assert read_info(tmp_path / "v.idx").count == 10
+    p = cli("search", "build", "b.jsonl", "-o", "v.idx", "--add", "--max-memory", "1G", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "--max-memory 1G: it chooses the factory of a new index" in p.stderr
     p = cli("search", "build", "b.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)  # no flag: the index's own
     assert p.returncode == 0 and json.loads(p.stdout)["metric"] == "l2" and read_info(tmp_path / "v.idx").count == 20
 

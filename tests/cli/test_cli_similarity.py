@@ -155,6 +155,17 @@ def test_a_side_naming_a_folder_is_not_scored_as_a_caption(tmp_path):
     assert out[1]["pair"] == "text-audio"
 
 
+def test_a_human_key_no_pair_has_is_a_usage_error(tmp_path):
+    """--human-key with a mistyped field wrote a summary of n=0 and exited 0 (classify refuses such a key)."""
+    tone(tmp_path / "v1.wav", 150)
+    pairs = [{"a": "v1.wav", "b": "a calm voice", "rating": 3}, {"a": "v1.wav", "b": "an angry voice", "rating": 1}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rate", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "--human-key 'rate': no pair record has this field (their fields: id, rating)" in p.stderr
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--n-boot", "0", "-q", cwd=tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["summary"]["overall"]["n"] == 2
+
+
 def test_explicit_side_fields_take_objects(tmp_path):
     """a_audio given a segment object or a clsp embed record was 'empty audio path'; b_text
     given an object of audio says what it needs."""
