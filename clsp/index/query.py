@@ -222,9 +222,15 @@ def search_items(
     base: Path | None = None,
     batch_size: int = 256,
 ) -> Iterator[tuple[Item, list[dict] | ClspError]]:
-    """``(item, hits)`` or ``(item, error)`` for each query item, in input order."""
+    """``(item, hits)`` or ``(item, error)`` for each query item, in input order. With a
+    ``matrix``, query records that hold no vector, text or audio take its row at their
+    position; after the last query, ``InputError`` when they do and the queries are not one
+    per row (a lost line shifts every later query onto another row), or when they are mixed
+    with records naming their ``row``."""
     unknown: list = []
-    for batch in batched(items, max(batch_size, 1)):
+    placed: list = []  # ids of queries given the matrix row at their position
+    seen, named_rows = 0, False
+    for batch in batched(_noting_positions(items, matrix, placed), max(batch_size, 1)):
         vectors = _vectors_for(batch, index, encoder, matrix, base, settings.query_field, unknown)
         good = [n for n, v in enumerate(vectors) if not isinstance(v, ClspError)]
         results: dict[int, Any] = {n: v for n, v in enumerate(vectors) if isinstance(v, ClspError)}
@@ -241,7 +247,25 @@ def search_items(
                     except InputError as exc:
                         results[n] = exc
         for n, item in enumerate(batch):
+            seen = max(seen, item.index + 1)
+            named_rows = named_rows or (item.ok and isinstance(item.record, dict) and "row" in item.record)
             yield item, results[n]
+    if placed and matrix is not None and (seen != len(matrix) or named_rows):
+        why = (f"{seen} queries for the {len(matrix)} rows of the --npy matrix" if seen != len(matrix)
+               else "queries that name their 'row' are mixed with queries")
+        raise InputError(f"{why}; queries without 'row', 'embedding', 'text' or 'audio' (as {placed[0]!r}) take the "
+                         "row at their position, so there must be one such query per row: give the records written "
+                         "with the matrix")
+
+
+def _noting_positions(items: Iterable[Item], matrix, placed: list) -> Iterator[Item]:
+    """The items, the ids of those that will take the matrix row at their position noted in ``placed``."""
+    for item in items:
+        rec = item.record if item.ok and isinstance(item.record, dict) else None
+        if matrix is not None and rec is not None and not any(k in rec for k in ("row", "embedding", "text", "audio",
+                                                                                   "error")):
+            placed.append(item.id)
+        yield item
 
 
 class SearchRun(SinglePass):

@@ -173,6 +173,7 @@ class EmbeddingReader:
         self.warned = False
         self.read_count = 0  # records read (usable or not)
         self.by_position: str | None = None  # the first record given the matrix row at its position (no 'row')
+        self.named_row = False  # whether a record named its 'row'
 
     def vector(self, item: Item) -> np.ndarray:
         """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
@@ -184,6 +185,7 @@ class EmbeddingReader:
         rec = item.record
         if self.matrix is not None and "embedding" not in rec and "row" not in rec and "error" not in rec:
             self.by_position = self.by_position or str(item.id)
+        self.named_row = self.named_row or "row" in rec
         if "error" in rec and "embedding" not in rec and "row" not in rec:
             err = rec["error"] if isinstance(rec["error"], dict) else {}
             raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
@@ -220,10 +222,14 @@ class EmbeddingReader:
         """After the last record: ``InputError`` when records without ``row`` took the matrix
         row at their position and the record count is not the matrix's row count (a record
         lost or added shifts every vector after it onto another record's id, silently)."""
-        if self.by_position is not None and self.matrix is not None and self.read_count != len(self.matrix):
-            raise InputError(f"{source}: {self.read_count} records for the {len(self.matrix)} rows of the --npy matrix; "
-                             f"records without 'row' (as {self.by_position!r}) take the row at their position, so "
-                             "there must be one record per row: give the records written with the matrix")
+        if self.by_position is None or self.matrix is None:
+            return
+        if self.read_count != len(self.matrix) or self.named_row:
+            why = (f"{self.read_count} records for the {len(self.matrix)} rows of the --npy matrix"
+                   if self.read_count != len(self.matrix) else "records that name their 'row' are mixed with records")
+            raise InputError(f"{source}: {why}; records without 'row' (as {self.by_position!r}) take the row at their "
+                             "position, so there must be one such record per row: give the records written with the "
+                             "matrix")
 
     def _check_known(self, item: Item, theirs: dict | None) -> None:
         """Refuse (``ProvenanceError``) a vector of unknown origin (no provenance naming a model)

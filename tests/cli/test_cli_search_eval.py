@@ -382,3 +382,21 @@ def test_recall_a_small_pool_cannot_miss_is_null_and_said(pool):
     got = lines(r)[-1]["metrics"]
     assert got["R@5"] is None and got["R@10"] is None and got["R@1"] is not None
     assert "R@5, R@10: null" in r.output
+
+
+def test_queries_placed_by_position_must_be_one_per_row(pool):
+    """Queries without 'row' take the --npy row at their position: a lost line shifted every
+    later query onto another row (R@1 0.0, exit 0); mixing them with 'row' records doubled rows."""
+    tmp, _, _ = pool
+    r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
+    assert r.exit_code == 0, r.output
+    write(tmp / "short.jsonl", [{"id": f"q{i}", "relevant": f"c{i}"} for i in range(1, 24)])  # 23 queries, 24 rows
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "short.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--n-boot", "0")
+    assert r.exit_code == 1 and "23 queries for the 24 rows of the --npy matrix" in r.output, r.output
+    r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "short.jsonl"), "--npy", str(tmp / "both.npy"), "-q")
+    assert r.exit_code == 1 and "23 queries for the 24 rows" in r.output
+    write(tmp / "mixed.jsonl", [{"id": "c0", "row": 5}, *({"id": f"c{i}"} for i in range(1, 24))])
+    r = cli("search", "build", str(tmp / "mixed.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "m.idx"), "-q")
+    assert r.exit_code == 1 and "records that name their 'row' are mixed with records" in r.output
+    assert not (tmp / "m.idx").exists()
