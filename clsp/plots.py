@@ -202,7 +202,8 @@ def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     steps, loss = _series(records, "loss")
-    axes[0].plot(steps, loss, linewidth=1)
+    dots = {"marker": "o", "markersize": 3}  # a series of one step is a point a bare line would not show
+    axes[0].plot(steps, loss, linewidth=1, **(dots if len(steps) < 2 else {}))
     axes[0].set_title("training loss")
     r1_keys = sorted({k for r in records for k in r if k.startswith("valid/") and k.endswith("_R@1")})
     for key in r1_keys:
@@ -212,7 +213,7 @@ def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
     for key in ("lr_encoder", "lr_heads"):
         s, v = _series(records, key)
         if s:
-            axes[2].plot(s, v, label=key.removeprefix("lr_"))
+            axes[2].plot(s, v, label=key.removeprefix("lr_"), **(dots if len(s) < 2 else {}))
     axes[2].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("step")

@@ -77,6 +77,9 @@ def embedding_map(
             labels.append(item.record.get(color_by) if color_by else "all")
             fields = fields or sorted(k for k in item.record if k not in ("embedding", "provenance")
                                       and not str(k).startswith("_"))
+    if not vectors and not skipped:  # an empty input: nothing to draw, as every command treats one
+        warn(f"{input}: no records; no figure written")
+        return 0
     if color_by and vectors and all(label is None for label in labels):
         from clsp.errors import ConfigError
 

@@ -192,6 +192,13 @@ def test_plot_map_and_run(embedded):
     assert "global/t2s_R@1" in (embedded / "curves.svg").read_text()
     r = clsp("plot", "run", "nowhere", "-o", "curves.svg", cwd=embedded)
     assert r.exit_code != 0 and "metrics.jsonl" in r.output
+    from clsp.plots import training_figure  # one logged step: drawn as a point, not as an invisible line
+
+    fig = training_figure([{"step": 3, "loss": 2.0, "lr_encoder": 1e-4, "lr_heads": 1e-4}])
+    assert fig.axes[0].lines[0].get_marker() == "o" and fig.axes[2].lines[0].get_marker() == "o"
+    (embedded / "empty.jsonl").write_text("")
+    r = clsp("plot", "map", "empty.jsonl", "-o", "empty.png", cwd=embedded)  # as every command: exit 0, a warning
+    assert r.exit_code == 0 and "no records; no figure written" in r.output and not (embedded / "empty.png").exists()
 
 
 def test_plot_map_of_speech_and_captions_draws_and_counts_them_apart(embedded):
