@@ -123,6 +123,12 @@ def _check_template(template: str, where: str) -> None:
     unknown = sorted({s for s in slots if s != SLOT})
     if unknown:
         raise _fail(where, f"template {template!r} uses unknown slot(s) {unknown}; only {{{SLOT}}} exists")
+    if len(slots) != 1:
+        raise _fail(where, f"template {template!r} has {len(slots)} {{{SLOT}}} slots; a template has exactly one")
+    specs = [(spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    if any(spec or conv for spec, conv in specs):
+        raise _fail(where, f"template {template!r} writes its slot with a format or conversion; write it as "
+                           f"{{{SLOT}}}")
 
 
 def _check_literal(prompt: str, where: str) -> None:

@@ -70,6 +70,9 @@ GOOD = {"attribute": "mood", "templates": ["A {label} voice."], "classes": {"cal
         ({"templates": ["A calm voice."]}, "has no {label} slot"),
         ({"templates": ["A {mood} voice."]}, "unknown slot"),
         ({"templates": ["A {label voice."]}, "malformed braces"),
+        ({"templates": ["A {label:s} voice."]}, "writes its slot with a format or conversion"),  # was taken literally
+        ({"templates": ["A {label!r} voice."]}, "writes its slot with a format or conversion"),
+        ({"templates": ["A {label}, {label} voice."]}, "has 2 {label} slots"),
         ({"classes": {"calm": "calm", "Calm": "relaxed"}}, "duplicate class 'calm'"),
         ({"classes": ["calm", "tense", "calm"]}, "duplicate class 'calm'"),
         ({"classes": {"calm": {"label": "calm", "aliases": ["tense"]}, "tense": "tense"}}, "duplicate class 'tense'"),
