@@ -32,7 +32,7 @@ def mounted_tmpfs(path: Path, options: str):
 def _corpus(folder: Path, n: int = 40) -> Path:
     for i in range(3):
         write_wav(folder / f"w{i}.wav", 0.5 + 0.3 * i, 150 + 40 * i, seed=i)
-    lines = [f'{{"id": "r{k}", "audio": "w{k % 3}.wav", "pad": "{"x" * 2000}"}}' for k in range(n)]
+    lines = [f'{{"id": "r{k}", "audio": "w{k % 3}.wav", "gender": "male", "pad": "{"x" * 2000}"}}' for k in range(n)]
     (folder / "m.jsonl").write_text("\n".join(lines) + "\n")
     return folder / "m.jsonl"
 
@@ -166,7 +166,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     import time
 
     manifest = _corpus(tmp_path, n=3000)
-    for cmd, keep in ((["classify", str(manifest), "--pack", "gender", "-o", "c.jsonl", "--report", "r.json"], False),
+    for cmd, keep in ((["classify", str(manifest), "--pack", "gender", "--label-key", "gender", "-o", "c.jsonl", "--report", "r.json"], False),
                       (["embed", str(manifest), "-o", "e.jsonl"], True)):
         out = tmp_path / cmd[cmd.index("-o") + 1]
         proc = subprocess.Popen([sys.executable, "-m", "clsp_cli.app", *cmd, "--model", "tiny-random", "-q"],

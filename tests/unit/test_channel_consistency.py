@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clsp.audio import narrowband_copy
+from clsp.audio import consistency_copy, narrowband_copy
 from clsp.errors import ConfigError
 from clsp.models import tiny_config
 from clsp.train import load_config
@@ -94,8 +94,6 @@ def test_consistency_needs_a_waveform_tower_and_a_rate_below_the_model_rate(tmp_
 
 
 def test_consistency_copies_are_fixed_per_clip_and_of_every_listed_kind():
-    from clsp.audio import consistency_copy
-
     wave = 0.3 * torch.sin(2 * torch.pi * 200 * torch.arange(8000) / 16000)
     kinds = ["narrowband", "padded", "offset", "gain", "noise"]
     seen = {}
@@ -137,8 +135,13 @@ def test_padded_and_offset_copies_train_and_are_cached_under_their_tags(tmp_path
     trainer.run()
     records = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["channel_gap"] == r["channel_gap"] for r in records if "channel_gap" in r)  # finite, logged
-    tags = {k[-1].split("-")[0] for k in trainer.speech_cache.items if isinstance(k[-1], str)}
-    assert {"padded", "offset"} <= tags and "narrowband" not in tags
+    copies = [k for k in trainer.speech_cache.items if isinstance(k[-1], str)]
+    tags = {k[-1].split("-")[0] for k in copies}
+    # each clip's kind follows from its cache key (which holds its path): the kinds these clips were due
+    due = {consistency_copy(torch.zeros(1600), ["padded", "offset"], repr(tuple(k[:-1])))[1].split("-")[0] for k in copies}
+    assert copies and tags == due and tags <= {"padded", "offset"}
+    for k in copies:  # a copy is cached under the tag its own clip's key chooses, with the settings drawn from it
+        assert k[-1] == consistency_copy(torch.zeros(1600), ["padded", "offset"], repr(tuple(k[:-1])))[1]
     with pytest.raises(ConfigError, match="channel_copies"):
         _config(tmp_path / "bad", corpus, tower, "loss.channel_copies=[]")
 
