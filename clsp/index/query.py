@@ -18,7 +18,7 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
-from clsp.index.records import check_usable, load_matrix, record_vector
+from clsp.index.records import check_row_positions, check_usable, load_matrix, record_vector
 from clsp.index.store import check_provenance, model_option, use_model_fix
 from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
 from clsp.results import Result, SearchHit, SearchHits, SinglePass
@@ -228,7 +228,7 @@ def search_items(
     per row (a lost line shifts every later query onto another row), or when they are mixed
     with records naming their ``row``."""
     unknown: list = []
-    placed: list = []  # ids of queries given the matrix row at their position
+    placed: list = []  # the id of the first query given the matrix row at its position
     seen, named_rows = 0, False
     for batch in batched(_noting_positions(items, matrix, placed), max(batch_size, 1)):
         vectors = _vectors_for(batch, index, encoder, matrix, base, settings.query_field, unknown)
@@ -250,20 +250,17 @@ def search_items(
             seen = max(seen, item.index + 1)
             named_rows = named_rows or (item.ok and isinstance(item.record, dict) and "row" in item.record)
             yield item, results[n]
-    if placed and matrix is not None and (seen != len(matrix) or named_rows):
-        why = (f"{seen} queries for the {len(matrix)} rows of the --npy matrix" if seen != len(matrix)
-               else "queries that name their 'row' are mixed with queries")
-        raise InputError(f"{why}; queries without 'row', 'embedding', 'text' or 'audio' (as {placed[0]!r}) take the "
-                         "row at their position, so there must be one such query per row: give the records written "
-                         "with the matrix")
+    if matrix is not None:
+        check_row_positions(placed[0] if placed else None, seen, len(matrix), named_rows, noun="queries", one="query",
+                            holds="'row', 'embedding', 'text' or 'audio'")
 
 
 def _noting_positions(items: Iterable[Item], matrix, placed: list) -> Iterator[Item]:
-    """The items, the ids of those that will take the matrix row at their position noted in ``placed``."""
+    """The items, the id of the first that will take the matrix row at its position noted in ``placed``."""
     for item in items:
         rec = item.record if item.ok and isinstance(item.record, dict) else None
-        if matrix is not None and rec is not None and not any(k in rec for k in ("row", "embedding", "text", "audio",
-                                                                                   "error")):
+        if not placed and matrix is not None and rec is not None and not any(
+                k in rec for k in ("row", "embedding", "text", "audio", "error")):
             placed.append(item.id)
         yield item
 

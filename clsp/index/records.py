@@ -137,6 +137,20 @@ def vector_source(record: dict[str, Any]) -> str:
     return "'embedding'" if "embedding" in record else f"row {record.get('row')!r} of the --npy matrix"
 
 
+def check_row_positions(placed: str | None, count: int, rows: int, named_row: bool, where: str = "",
+                        noun: str = "records", one: str = "record", holds: str = "'row'") -> None:
+    """``InputError`` when ``count`` records were read, the first of those placed in an
+    ``rows``-row matrix by their position being ``placed`` (None: none was), and they are not
+    one per row, or are mixed with records naming their row (``named_row``): a lost or extra
+    line would shift every later vector onto another record."""
+    if placed is None or (count == rows and not named_row):
+        return
+    why = (f"{count} {noun} for the {rows} rows of the --npy matrix" if count != rows
+           else f"{noun} that name their 'row' are mixed with {noun}")
+    raise InputError(f"{where}{why}; {noun} without {holds} (as {placed!r}) take the row at their position, so "
+                     f"there must be one such {one} per row: give the records written with the matrix")
+
+
 def check_usable(vec: np.ndarray, record: dict[str, Any], where: str, nonzero: bool = True) -> np.ndarray:
     """Refuse (``InputError`` naming ``where`` and the field) a vector holding NaN/inf or, with
     ``nonzero``, all zeros."""
@@ -222,14 +236,8 @@ class EmbeddingReader:
         """After the last record: ``InputError`` when records without ``row`` took the matrix
         row at their position and the record count is not the matrix's row count (a record
         lost or added shifts every vector after it onto another record's id, silently)."""
-        if self.by_position is None or self.matrix is None:
-            return
-        if self.read_count != len(self.matrix) or self.named_row:
-            why = (f"{self.read_count} records for the {len(self.matrix)} rows of the --npy matrix"
-                   if self.read_count != len(self.matrix) else "records that name their 'row' are mixed with records")
-            raise InputError(f"{source}: {why}; records without 'row' (as {self.by_position!r}) take the row at their "
-                             "position, so there must be one such record per row: give the records written with the "
-                             "matrix")
+        if self.matrix is not None:
+            check_row_positions(self.by_position, self.read_count, len(self.matrix), self.named_row, f"{source}: ")
 
     def _check_known(self, item: Item, theirs: dict | None) -> None:
         """Refuse (``ProvenanceError``) a vector of unknown origin (no provenance naming a model)
