@@ -89,7 +89,8 @@ def _run(o: Options) -> int:
     net = load_model(o.model, with_text=not audio)
     prov = net.provenance()
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
-    sink.set_run(run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None))
+    run = run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None)
+    sink.set_run(run)
     input_end: dict = {}  # filled when the whole input has been read (sharded runs)
     if part is not None:
         from clsp.shards import chain_inputs
@@ -108,11 +109,8 @@ def _run(o: Options) -> int:
             made = {**prov, "modality": o.modality}  # what was embedded: a speech vector, or a caption's
             # what changes the vectors, which clsp merge compares across shards: the resolved precision
             # (a bfloat16 shard is about 1e-3 from a float32 one), and for audio how long clips are read
-            from clsp.embed import resolve_device, resolve_dtype
-
-            dtype = str(resolve_dtype(cfg.dtype, resolve_device(cfg.device))).removeprefix("torch.")
-            settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds, "dtype": dtype} if audio else {
-                "dtype": dtype}
+            settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds} if audio else {}
+            settings["dtype"] = run["dtype"]
             _write(results, sink, matrix, _provenance(made, part, matrix, settings), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge
