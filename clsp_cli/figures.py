@@ -10,10 +10,12 @@ from typing import Any
 from clsp.errors import ConfigError
 
 
-def check_outputs(plot: str | None, html: str | None, needed: Any = True, needed_name: str = "") -> None:
-    """Refuse a bad --plot extension or a --plot/--html without the option they need, before any work."""
-    if (plot or html) and not needed:
-        which = " and ".join(n for n, v in (("--plot", plot), ("--html", html)) if v)
+def check_outputs(plot: str | None, html: str | None, needed: Any = True, needed_name: str = "",
+                  report: str | None = None) -> None:
+    """Refuse a bad --plot extension or a --plot/--html/--report without the option they need
+    (the evaluation they show: without it they would be silently never written), before any work."""
+    if (plot or html or report) and not needed:
+        which = " and ".join(n for n, v in (("--plot", plot), ("--html", html), ("--report", report)) if v)
         raise ConfigError(f"{which} needs {needed_name}")
     if plot:
         from clsp.plots import check_plot_path

@@ -58,12 +58,7 @@ def _run(o: Options) -> int:
         raise ConfigError("--top-k and --n-boot must be >= 0 and --batch-size >= 1")
     from clsp_cli.figures import check_outputs, classify_outputs
 
-    check_outputs(o.plot, o.html, o.label_key, "--label-key")
-    if o.report and not o.label_key:
-        from clsp.errors import ConfigError
-
-        raise ConfigError("--report needs --label-key: the report is the evaluation against it (without it, no summary "
-                          "is made)")
+    check_outputs(o.plot, o.html, o.label_key, "--label-key", o.report)
     prompt_set = load_pack(o.pack).get(o.attribute)  # refuse a bad pack before loading the model
     from clsp_cli.inputs import MissingMatrix, input_items
 

@@ -56,10 +56,7 @@ def _run(o: Options) -> int:
         raise ConfigError("--group-key needs --human-key")
     from clsp_cli.figures import check_outputs, similarity_plot
 
-    check_outputs(o.plot, None, o.human_key, "--human-key")
-    if o.report and not o.human_key:
-        raise ConfigError("--report needs --human-key: the report is the evaluation against it (without it, no summary "
-                          "is made)")
+    check_outputs(o.plot, None, o.human_key, "--human-key", o.report)
     import math
 
     if any(v is not None and not math.isfinite(v) for v in (o.below, o.above)):
