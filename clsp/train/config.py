@@ -16,11 +16,10 @@ resumed step on.
 
 from __future__ import annotations
 
-import contextlib
-
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,8 +383,39 @@ def _manifest_given(p: Path) -> str:
             "(finetune.yaml: in examples/configs of the clsp source tree)")
 
 
+def _text_key(parts: list[str]) -> tuple[bool, bool]:
+    """Whether the key at ``parts`` holds text (a path or a name; not a choice, number or
+    list), and whether it may be null."""
+    section = _section(tuple(parts[:-1]))
+    hint = _fields(section).get(parts[-1]) if section is not None else None
+    if hint is None:
+        return False, False
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds = [a for a in args if a is not type(None)]
+    while kinds and typing.get_origin(kinds[0]) is Annotated:
+        kinds[0] = typing.get_args(kinds[0])[0]
+    return kinds == [str], len(kinds) < len(args)
+
+
+def _as_written(parts: list[str], value: Any, raw: Any) -> Any:
+    """``value`` (parsed as YAML) with every text key's value as the user wrote it (``raw``,
+    parsed by YAML's base loader, which keeps scalars as strings): a path named ``010``,
+    ``8``, ``1.50``, ``12:30`` or ``yes`` is that name, not the number 8, 1.5, 750 or true."""
+    if isinstance(value, dict) and isinstance(raw, dict):
+        return {k: _as_written([*parts, str(k)], v, raw.get(k)) for k, v in value.items()}
+    is_text, nullable = _text_key(parts)
+    if not is_text or not isinstance(raw, str) or (value is None and nullable):
+        return value
+    return raw
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as a YAML scalar/list) to a nested dict."""
+    """Apply ``a.b.c=value`` overrides (value parsed as a YAML scalar/list) to a nested dict.
+
+    The value of a key that holds text (``data.train``, ``output_dir``...) is kept as written
+    (quotes removed); ``null`` clears one that may be null."""
     import yaml
 
     out = json.loads(json.dumps(data))
@@ -400,8 +430,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         quoted = raw.strip()[:1] in ("'", '"')  # a YAML string as written: '#' inside it is no comment
         if raw.strip() == "-" or (isinstance(value, str) and not quoted and " #" in raw and value != raw.strip()):
             value = raw.strip()  # '-' (stdin) and a path holding ' #' are strings, not a YAML list or comment
-        node = out
         parts = key.strip().split(".")
+        if isinstance(value, dict) and not _text_key(parts)[0]:
+            try:
+                value = _as_written(parts, value, yaml.load(raw, Loader=yaml.BaseLoader))
+            except yaml.YAMLError:
+                pass
+        elif raw.strip() and not quoted:
+            value = _as_written(parts, value, raw.strip())
+        node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -426,36 +463,30 @@ def check_repeated_overrides(overrides: list[str]) -> None:
     """``ConfigError`` when two ``key=value`` overrides set one key to different values (the
     last one won unseen, and an invalid earlier value was never checked); the same value
     twice is taken."""
-    import yaml
 
     def leaves(key: str, value: Any):
         """(dotted key, value) for each key an override sets (a section's keys one by one)."""
         if isinstance(value, dict):
             for sub, v in value.items():
                 yield from leaves(f"{key}.{sub}", v)
+        elif isinstance(value, str) and not _text_key(key.split("."))[0]:
+            try:  # YAML reads 1e-4 as text; the config reads it as the number
+                yield key, float(value)
+            except ValueError:
+                yield key, value
         else:
-            yield key, parsed(value) if isinstance(value, str) else value
-
-    def parsed(raw: str) -> Any:
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, str):  # YAML reads 1e-4 as text; the config reads it as the number
-            with contextlib.suppress(ValueError):
-                return float(value)
-        return value
+            yield key, value
 
     seen: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             continue  # apply_overrides names it
-        key, raw = (part.strip() for part in item.split("=", 1))
-        for leaf, value in leaves(key, parsed(raw)):
-            if leaf in seen and seen[leaf] != value:
-                raise ConfigError(f"{leaf} is set twice ({leaf}={seen[leaf]} and {leaf}={value}, from overrides or the "
-                                  "option that sets it); give it once")
-            seen[leaf] = value
+        for top, value in apply_overrides({}, [item]).items():
+            for leaf, v in leaves(top, value):
+                if leaf in seen and seen[leaf] != v:
+                    raise ConfigError(f"{leaf} is set twice ({leaf}={seen[leaf]} and {leaf}={v}, from overrides or "
+                                      "the option that sets it); give it once")
+                seen[leaf] = v
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -204,8 +204,22 @@ def test_resume_policy_per_key() -> None:
 def test_path_keys_keep_names_that_look_like_numbers() -> None:
     cfg = load_config(EXAMPLES / "tiny.yaml", ["output_dir=2024", "data.valid=7", "init_from=0.5"])
     assert (cfg.output_dir, cfg.data.valid, cfg.init_from) == ("2024", "7", "0.5")
-    with pytest.raises(ConfigError, match="^data.train: input should be a valid string"):
-        load_config(EXAMPLES / "tiny.yaml", ["data.train=true"])
+    # YAML reads 010 as 8, 1.50 as 1.5, 12:30 as 750 and yes as true: a path is the name as written
+    for written in ["010", "1.50", "12:30", "yes", "true", "a: b.jsonl", "0x1A"]:
+        assert load_config(EXAMPLES / "tiny.yaml", [f"data.train={written}"]).data.train == written
+    cfg = load_config(EXAMPLES / "tiny.yaml", ["data={train: 010, valid: 8, group_key: 1.50}", "name=no"])
+    assert (cfg.data.train, cfg.data.valid, cfg.data.group_key, cfg.name) == ("010", "8", "1.50", "no")
+    assert load_config(EXAMPLES / "tiny.yaml", ["data.valid=null"]).data.valid is None
+    assert load_config(EXAMPLES / "tiny.yaml", ["data={valid: ~}"]).data.valid is None
+    assert load_config(EXAMPLES / "tiny.yaml", ["max_steps=010"]).max_steps == 8  # numbers stay YAML's
+
+
+def test_two_path_overrides_that_read_as_one_number_are_two_values() -> None:
+    from clsp.train.config import check_repeated_overrides
+
+    with pytest.raises(ConfigError, match=r"data.train is set twice \(data.train=010 and data.train=8"):
+        check_repeated_overrides(["data.train=010", "data.train=8"])
+    check_repeated_overrides(["data.train=010", "data={train: 010}"])
 
 
 def test_model_settings_next_to_init_from_are_refused_not_ignored() -> None:
