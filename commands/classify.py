@@ -14,7 +14,7 @@ from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBoo
 @command
 def main(
     input: InputsArg = None,
-    pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file.")] = "emotion",
+    pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file (a file named like a built-in pack: give it as ./NAME).")] = "emotion",
     attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender).")] = None,
     model: ModelOpt = "default",
     temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Softmax temperature for 'scores'; default: the model's learned logit scale.")] = None,

@@ -117,10 +117,15 @@ _COMPRESSED_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")  # read through clsp.strea
 
 
 def load_pack(name_or_path: str | Path) -> PromptPack:
-    """Load a built-in pack by name (``emotion``, ``iemocap``...) or a JSON/YAML file by path."""
+    """Load a built-in pack by name (``emotion``, ``iemocap``...) or a JSON/YAML file by path.
+
+    A built-in name given as a plain string is the built-in pack even where the working
+    directory holds a file or folder of that name (``./gender`` reads the file); ``ConfigError``
+    for a file that is missing or not a valid pack, and for a name that is neither."""
     text_name = str(name_or_path)
     path = Path(text_name)
-    if path.suffix.lower() in (".json", *_YAML_SUFFIXES, *_COMPRESSED_SUFFIXES) or path.exists():
+    builtin = isinstance(name_or_path, str) and text_name in builtin_pack_names()
+    if not builtin and (path.suffix.lower() in (".json", *_YAML_SUFFIXES, *_COMPRESSED_SUFFIXES) or path.exists()):
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
         from clsp.errors import InputError

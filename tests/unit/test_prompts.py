@@ -129,3 +129,16 @@ def test_unknown_pack_and_missing_file():
         load_pack("missing/pack.json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse_pack_text("{", "x.json")
+
+
+def test_a_builtin_name_is_the_builtin_pack_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    """A folder named emotion in the working directory broke classify's default pack."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "emotion").mkdir()
+    (tmp_path / "gender").write_text("attribute: gender\n")
+    assert "angry" in load_pack("emotion").get().class_names
+    assert load_pack("gender").get().class_names == ["male", "female"]
+    (tmp_path / "mine").write_text(json.dumps(GOOD))
+    assert load_pack("mine").get().class_names == ["calm", "tense"]  # not a built-in name: the file
+    with pytest.raises(ConfigError, match="gender"):
+        load_pack("./gender")  # a path: the file, which is no valid pack
