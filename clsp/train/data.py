@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,6 +155,24 @@ def clip_from_record(record: dict[str, Any], group_key: str | None = None) -> di
             "cut": record.get("_cut"), "channel": record.get("channel"),
             "global_captions": global_caps, "finegrained_captions": fine_caps,
             "group": None if group_key is None or record.get(group_key) is None else str(record[group_key])}
+
+
+def check_manifest_complete(manifest: str) -> None:
+    """``TruncatedInputError`` (an ``InputError``) naming ``manifest`` when it is a compressed
+    file cut short or corrupt. The whole stream is decompressed (nothing parsed), so a run
+    refuses a cut manifest at set-up, not when an epoch first reaches the cut, which a short
+    run or a shuffle buffer smaller than the file may never do. Plain text passes unread."""
+    from clsp.streams import compression_of, decompressed_chunks, input_name, open_binary_input, peek_bytes
+
+    stream = open_binary_input(manifest)
+    try:
+        kind = compression_of(peek_bytes(stream, 10))
+        if kind is not None:
+            for _ in decompressed_chunks(stream, kind, input_name(manifest)):
+                pass
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def iter_clips(manifest: str, rank: int = 0, world: int = 1, skips: SkipCounter | None = None,

@@ -33,7 +33,8 @@ from clsp.errors import CheckpointError, ConfigError, OutputError, TrainingDiver
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
 from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
-from clsp.train.data import BatchPlan, SkipCounter, check_group_key, clip_cache_key, make_loader, manifest_digest
+from clsp.train.data import (BatchPlan, SkipCounter, check_group_key, check_manifest_complete, clip_cache_key, make_loader,
+                             manifest_digest)
 from clsp.train.finite import name_list, nonfinite_parameters
 from clsp.train.run_dir import RunDirGuard
 from clsp.train.schedule import lr_factor, set_learning_rates
@@ -109,6 +110,9 @@ class Trainer:
             self._refuse_other_run(resume)
             _warn_if_valid_is_train(cfg.data.train, cfg.data.valid)
             _refuse_audio_manifests(cfg)
+            for manifest in (cfg.data.train, cfg.data.valid):
+                if manifest and manifest != "-":
+                    check_manifest_complete(manifest)  # a cut .gz: refused now, not when an epoch reaches the cut
             if cfg.data.valid:  # said before the first step, not after valid_every steps
                 from clsp.train.validate import check_validation_set
 

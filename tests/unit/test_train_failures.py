@@ -354,3 +354,25 @@ def test_a_final_validation_that_fails_costs_no_step(tmp_path: Path, monkeypatch
         result = trainer.run()
     assert result.step == 3 and "validation at step 3 failed (RuntimeError: Index put" in caplog.text
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "exp")] == ["step-00000002", "step-00000003"]
+
+
+def test_a_compressed_manifest_cut_short_is_refused_at_set_up(tmp_path: Path) -> None:
+    """A cut train.jsonl.gz trained to exit 0 when the run ended before an epoch reached the
+    cut (a shuffle buffer smaller than the file, a short run); a cut data.valid failed only at
+    the first validation."""
+    import gzip
+
+    from clsp.streams import TruncatedInputError
+
+    _overrides(tmp_path)  # writes the toy corpus
+    data = tmp_path / "data"
+    whole = gzip.compress((data / "train.jsonl").read_bytes() * 20)
+    cut = data / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    (data / "whole.jsonl.gz").write_bytes(whole)
+    for key in ("data.train", "data.valid"):
+        with pytest.raises(TruncatedInputError, match="cut.jsonl.gz: gzip stream ends before its end marker"):
+            Trainer(load_config(None, _overrides(tmp_path, f"{key}={cut}", "data.shuffle_buffer=4", "max_steps=1")))
+        assert not list((tmp_path / "exp").glob("checkpoints/step-*"))
+    Trainer(load_config(None, _overrides(tmp_path, f"data.train={data / 'whole.jsonl.gz'}",
+                                         f"data.valid={data / 'whole.jsonl.gz'}", "data.shuffle_buffer=4")))
