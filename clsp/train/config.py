@@ -348,16 +348,48 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(_manifest_given(p))
     try:
         if p.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, p))
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_strict_yaml_loader(p))  # noqa: S506 - a SafeLoader subclass
+            if isinstance(data, dict):  # a path or name (data.train: 010) is the text as written
+                data = _as_written([], data, yaml.load(text, Loader=yaml.BaseLoader))
+    except ConfigError:
+        raise
     except Exception as exc:  # yaml and json raise their own error types
         raise ConfigError(f"{p}: cannot parse config ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config must be a mapping of keys to values")
     return data
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]], where: Path, lines: list[int] | None = None) -> dict[Any, Any]:
+    """A mapping of ``pairs``; ``ConfigError`` for a key given twice in one mapping (the
+    later one replaced the earlier unseen, a repeated section all of the earlier's keys)."""
+    out: dict[Any, Any] = {}
+    for i, (key, value) in enumerate(pairs):
+        if key in out:
+            at = f" (line {lines[i]})" if lines else ""
+            raise ConfigError(f"{where}: key {key!r} is given twice in one section{at}; give it once")
+        out[key] = value
+    return out
+
+
+def _strict_yaml_loader(where: Path) -> type:
+    """yaml's SafeLoader, refusing a key given twice in one mapping."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> dict:
+        given = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]  # <<: *base may be overridden
+        _unique_keys([(loader.construct_object(k), None) for k in given], where, [k.start_mark.line + 1 for k in given])
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
 
 
 RECORD_KEYS = {"audio", "recording", "supervisions", "global_captions", "finegrained_captions", "short_captions",

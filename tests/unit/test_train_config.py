@@ -265,3 +265,26 @@ def test_a_manifest_given_as_the_config_names_data_train(tmp_path: Path, name: s
     if name != "train.jsonl":  # a one-line JSON config is a config
         path.write_text('{"max_steps": 3, "data": {"train": "t.jsonl"}}\n')
         assert load_config(path).max_steps == 3
+
+
+def test_a_config_file_keeps_path_values_as_written_and_refuses_a_key_given_twice(tmp_path: Path) -> None:
+    """In a YAML config, name: 010 became the name 8 and output_dir: 2024_01 the folder 202401;
+    a key given twice kept the last unseen, and a section given twice lost the first's keys."""
+    base = (EXAMPLES / "tiny.yaml").read_text()
+    named = tmp_path / "named.yaml"
+    named.write_text(base.replace("output_dir: exp/tiny", "output_dir: 2024_01").replace("valid: toy/valid.jsonl",
+                                                                                     "valid: 0x10") + "name: 010\n")
+    cfg = load_config(named)
+    assert (cfg.name, cfg.output_dir, cfg.data.valid, cfg.max_steps) == ("010", "2024_01", "0x10", 80)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(base + "optim:\n  lr_heads: 5.0\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: key 'optim' is given twice in one section \(line \d+\)"):
+        load_config(twice)
+    (tmp_path / "twice.json").write_text('{"max_steps": 1, "max_steps": 2}')
+    with pytest.raises(ConfigError, match="key 'max_steps' is given twice"):
+        load_config(tmp_path / "twice.json")
+    merged = tmp_path / "merged.yaml"  # a YAML merge key's values may be overridden
+    merged.write_text("base: &b {lr_heads: 0.1, warmup_steps: 5}\noptim:\n  <<: *b\n  lr_heads: 0.2\n")
+    from clsp.train.config import read_config_file
+
+    assert read_config_file(merged)["optim"] == {"lr_heads": 0.2, "warmup_steps": 5}
