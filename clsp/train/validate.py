@@ -57,10 +57,13 @@ def check_validation_set(manifest: str) -> str | None:
 def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.device, autocast,
                          skips: SkipCounter | None = None) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """Audio embeddings (N, D) of up to ``valid_max_clips`` whole clips and their global /
-    fine texts; rows that cannot be used are counted in ``skips`` by reason."""
+    fine texts; rows that cannot be used are counted in ``skips`` by reason, and a clip
+    listed again (its id seen before) counts once: copies of one clip would be scored as
+    distinct queries, each with its copies as wrong answers."""
     skips = skips if skips is not None else SkipCounter(shown_per_reason=0)
     plan = BatchPlan(manifest, validation_batching(cfg), seed=0, epoch=0, shuffle=False, skips=skips)
     audio, global_texts, fine_texts = [], [], []
+    seen: set[str] = set()
     for batch in make_loader(plan, num_workers=0, speech=model.speech_input):
         for clip_id, reason in batch["skipped"]:
             skips.skip(clip_id, reason, "undecodable audio")
@@ -68,10 +71,16 @@ def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.de
             continue
         with autocast():
             emb = model.encode_fbank(batch["feats"].to(device), batch["feat_lens"].to(device))
-        audio.append(emb.float().cpu())
-        for clip in batch["clips"]:
+        first = []
+        for i, clip in enumerate(batch["clips"]):
+            if clip["id"] in seen:
+                skips.skip(clip["id"], f"{clip['id']}: listed again (counted once)", "repeated clip")
+                continue
+            seen.add(clip["id"])
+            first.append(i)
             global_texts.append(clip["global_captions"][0] if clip["global_captions"] else None)
             fine_texts.append(clip["finegrained_captions"][-1] if clip["finegrained_captions"] else None)
+        audio.append(emb.float().cpu()[first])
         if len(global_texts) >= cfg.valid_max_clips:
             break
     n = min(len(global_texts), cfg.valid_max_clips)

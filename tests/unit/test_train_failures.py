@@ -376,3 +376,20 @@ def test_a_compressed_manifest_cut_short_is_refused_at_set_up(tmp_path: Path) ->
         assert not list((tmp_path / "exp").glob("checkpoints/step-*"))
     Trainer(load_config(None, _overrides(tmp_path, f"data.train={data / 'whole.jsonl.gz'}",
                                          f"data.valid={data / 'whole.jsonl.gz'}", "data.shuffle_buffer=4")))
+
+
+def test_validation_counts_a_clip_listed_again_once(tmp_path: Path) -> None:
+    """One clip listed 8 times: set-up said no metrics, then R@1 and mAP@10 were logged over
+    8 copies of it (each copy a wrong answer to the others)."""
+    _overrides(tmp_path)  # writes the toy corpus
+    data = tmp_path / "data"
+    rows = (data / "train.jsonl").read_text().splitlines()
+    (data / "same.jsonl").write_text((rows[0] + "\n") * 8)
+    (data / "three.jsonl").write_text("".join(r + "\n" for r in [rows[0], rows[1], rows[0], rows[2], rows[1]]))
+    for name, clips, skipped in [("same.jsonl", 1, 1), ("three.jsonl", 3, 2)]:
+        Trainer(load_config(None, _overrides(tmp_path, f"data.valid={data / name}", "max_steps=1", "valid_every=1",
+                                             f"output_dir={tmp_path / name}"))).run()
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        valid = [m for m in map(json.loads, lines) if "valid/clips" in m][-1]
+        assert (valid["valid/clips"], valid["valid/skipped_clips"]) == (clips, skipped), valid
+        assert any(k.startswith("valid/global") for k in valid) == (clips > 1), valid
