@@ -48,11 +48,35 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """The config of ``d``; ``ConfigError`` naming ``model.KEY`` for an unknown key or a
+        value of the wrong type or out of range (``joint_dim: abc``, ``head_dropout: 2``)."""
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        _check_model_values(d)
         return cls(**d)
+
+
+def _check_model_values(d: dict[str, Any]) -> None:
+    from typing import Annotated
+
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    rules: dict[str, Any] = {
+        "speech_encoder": dict[str, Any], "text_encoder": dict[str, Any],
+        "joint_dim": Annotated[int, Field(ge=1)], "head_hidden": Annotated[int, Field(ge=1)],
+        "head_dropout": Annotated[float, Field(ge=0, lt=1)], "logit_scale_init": Annotated[float, Field(allow_inf_nan=False)],
+        "sample_rate": Annotated[int, Field(ge=1)], "num_mel_bins": Annotated[int, Field(ge=1)], "name": str,
+        "gender_anchor": Annotated[int, Field(ge=0)]}
+    for key, value in d.items():
+        try:
+            if isinstance(value, bool) and key != "name":
+                raise ConfigError(f"model.{key}: expected a number, got the boolean {str(value).lower()}")
+            TypeAdapter(rules[key]).validate_python(value, strict=isinstance(value, str) and key != "name")
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(f"model.{key}: {msg[0].lower()}{msg[1:]} (got {value!r})") from None
 
 
 class CLSPModel(nn.Module):

@@ -47,6 +47,11 @@ class CompactSpeechEncoder(nn.Module):
         pitch: bool = False,
     ):
         super().__init__()
+        sizes = {"num_mel_bins": num_mel_bins, "dim": dim, "layers": layers, "heads": heads, "ff_dim": ff_dim,
+                 "conv_channels": conv_channels}
+        bad = [f"{k}={v}" for k, v in sizes.items() if v < 1] + ([f"dropout={dropout}"] if not 0 <= dropout < 1 else [])
+        if bad:
+            raise ValueError(f"compact encoder: {', '.join(bad)} (sizes must be at least 1, dropout in [0, 1))")
         self.subsample = nn.Sequential(
             nn.Conv2d(1, conv_channels, 3, stride=2, padding=(0, 1)),
             nn.GELU(),

@@ -64,6 +64,36 @@ def check_config_keys(target: Callable, spec: dict[str, Any], where: str, reserv
     if unknown:
         keys = ", ".join(f"{where}.{k}" for k in unknown)
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {keys} (known: {', '.join(known)})")
+    _check_value_types(target, spec, where)
+
+
+def _check_value_types(target: Callable, spec: dict[str, Any], where: str) -> None:
+    """``ConfigError`` naming ``where.KEY`` for a value that does not fit the type ``target``
+    declares for that argument (``dim: abc`` where it takes an ``int``); arguments whose type
+    pydantic cannot check are left to ``target``."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: nothing to check
+        return
+    for key, value in spec.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            adapter = TypeAdapter(hint)
+        except Exception:  # noqa: BLE001 - a type pydantic has no schema for
+            continue
+        if isinstance(value, bool) and hint in (int, float):
+            raise ConfigError(f"{where}.{key}: expected a number, got the boolean {str(value).lower()}")
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(f"{where}.{key}: {msg[0].lower()}{msg[1:]} (got {value!r})") from None
 
 
 def build_speech_encoder(spec: dict[str, Any]):

@@ -63,7 +63,12 @@ def load_initial_model(cfg: TrainConfig):
     else:
         from clsp.models.base import build_model
 
-        model = build_model(cfg.model)
+        try:
+            model = build_model(cfg.model)
+        except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
+            # a value of the right type the modules cannot take (layers: -1; heads that do not divide dim)
+            raise ConfigError(f"model: cannot build the model from these settings ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else 'no message'})") from None
     model.name_as_trained(name, fine_tuned=bool(cfg.init_from))
     return model
 

@@ -288,3 +288,26 @@ def test_a_config_file_keeps_path_values_as_written_and_refuses_a_key_given_twic
     from clsp.train.config import read_config_file
 
     assert read_config_file(merged)["optim"] == {"lr_heads": 0.2, "warmup_steps": 5}
+
+
+@pytest.mark.parametrize("key, value, shown", [
+    ("joint_dim", "abc", r"model.joint_dim: input should be a valid integer \(got 'abc'\)"),
+    ("joint_dim", 0, r"model.joint_dim: input should be greater than or equal to 1"),
+    ("head_dropout", 2, r"model.head_dropout: input should be less than 1"),
+    ("num_mel_bins", True, r"model.num_mel_bins: expected a number, got the boolean true"),
+    ("speech_encoder.dim", "abc", r"model.speech_encoder.dim: input should be a valid integer"),
+    ("speech_encoder.layers", -1, r"model: cannot build the model .*compact encoder: layers=-1"),
+    ("speech_encoder.heads", 3, r"model: cannot build the model .*divisible"),
+    ("text_encoder.max_length", "abc", r"model.text_encoder.max_length: input should be a valid integer"),
+])
+def test_model_settings_of_a_new_model_are_checked_before_any_step(key: str, value, shown: str) -> None:
+    """model.joint_dim=abc ended in a torch traceback (exit 1), joint_dim=0 in a false divergence."""
+    from clsp.models.base import tiny_config
+    from clsp.train.setup import load_initial_model
+
+    model = tiny_config().to_dict()
+    section, _, leaf = key.rpartition(".")
+    (model[section] if section else model)[leaf] = value
+    cfg = TrainConfig.from_dict({"model": model, "data": {"train": "x.jsonl"}})
+    with pytest.raises(ConfigError, match=shown):
+        load_initial_model(cfg)
