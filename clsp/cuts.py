@@ -54,21 +54,53 @@ def _source_name(cut) -> str:
     return f"{source.type}:{source.source}"
 
 
-def _file_channels(cut) -> tuple[Any, list[str]]:
-    """``(channel, files)`` for output records: the channel(s) a plain cut reads within its
-    one multi-channel file (an index, or a list; None when the file has one channel), or,
-    when its channels lie in several files, None and those files (absolute paths)."""
-    recording = getattr(cut, "recording", None)
-    if getattr(cut, "tracks", None) or recording is None:
-        return None, []
+def _file_channel(cut, source) -> Any:
+    """The channel(s) a plain cut reads within its one multi-channel ``source`` (an index, or
+    a list), for output records; None when the source holds one channel."""
+    if len(source.channels) < 2:
+        return None
     channel = getattr(cut, "channel", 0)
-    wanted = channel if isinstance(channel, list) else [channel]
-    used = [s for s in recording.sources if set(wanted) & set(s.channels)]
-    files = [os.path.abspath(s.source) for s in used if s.type == "file"]
-    if len(used) != 1 or len(used[0].channels) < 2:
-        return None, files if len(files) > 1 else []
-    inside = [used[0].channels.index(c) for c in wanted]
-    return (inside[0] if len(inside) == 1 else inside), []
+    inside = [source.channels.index(c) for c in (channel if isinstance(channel, list) else [channel])
+              if c in source.channels]
+    return inside[0] if len(inside) == 1 else inside
+
+
+def _used_sources(cut) -> list[Any]:
+    """The sources of a plain cut's recording that hold the channel(s) it reads."""
+    channel = getattr(cut, "channel", 0)
+    wanted = set(channel if isinstance(channel, list) else [channel])
+    return [s for s in cut.recording.sources if wanted & set(s.channels)]
+
+
+def _is_mp3_source(source) -> bool:
+    return source.type == "file" and str(source.source).lower().endswith(".mp3")
+
+
+def mp3_cut_problem(path: str | os.PathLike) -> str | None:
+    """Why no Lhotse cut can be written for a segment of the audio file at ``path``, or ``None``:
+    an MP3, which clsp decodes gapless (encoder and decoder delay removed: ``clsp.mp3gapless``)
+    while Lhotse keeps that delay or not depending on its decoding backend and the file's tag
+    (up to 69 ms at 16 kHz), so the cut would hold other samples than those read, in Lhotse
+    and in clsp (which decodes a cut with Lhotse). Unreadable files: ``None`` (reading says why)."""
+    import soundfile as sf
+
+    try:
+        fmt = sf.info(os.fsencode(path)).format
+    except Exception:  # noqa: BLE001  reading the audio reports it
+        return None
+    if fmt != "MP3":
+        return None
+    return ("an MP3's samples start where its decoder puts them: clsp removes the encoder/decoder delay, "
+            "Lhotse may not, so a cut of it would not hold the audio that was read; convert it to FLAC or "
+            "WAV (e.g. sox in.mp3 out.flac) and caption that for --as-cuts")
+
+
+def _transforms(cut) -> list[Any]:
+    """The transforms Lhotse applies to a plain cut's recording as it reads it (``perturb_speed``,
+    ``perturb_volume``, ``resample``, ``reverb_rir``...), as in the cut's JSON; [] for none."""
+    recording = getattr(cut, "recording", None)
+    return [_jsonable(t.to_dict() if hasattr(t, "to_dict") else t)
+            for t in (getattr(recording, "transforms", None) or [])]
 
 
 def rooted_cut(data: Any, root: str | os.PathLike) -> Any:
@@ -89,10 +121,14 @@ def rooted_cut(data: Any, root: str | os.PathLike) -> Any:
 
 def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut,
-    plus ``channel`` (the channel(s) read inside a multi-channel ``audio`` file) or
-    ``audio_files`` (every file, when the cut's channels come from several). A MixedCut (a
-    mix, or a cut padded by Lhotse) is ``{"id", "audio": "mix:ID", "duration", "audio_files"}``
-    and a PaddingCut ``{"id", "audio": "padding", "duration"}``: no segment of one file.
+    plus ``channel`` (the channel(s) read inside a multi-channel ``audio`` file). A MixedCut (a
+    mix, or a cut padded by Lhotse), a cut whose channels come from several files (averaged)
+    and a cut whose recording Lhotse transforms as it reads it (``perturb_speed``,
+    ``perturb_volume``, ``resample``...; the record keeps them as ``transforms``) are
+    ``{"id", "audio": "mix:ID", "duration", "audio_files"}``, and a PaddingCut ``{"id",
+    "audio": "padding", "duration"}``: no segment of one file, and no record read back from
+    the output passes for one. A cut that starts outside its recording (a negative start, or
+    one at or past its end) raises ``InputError``.
 
     The speaker, gender, language, text (as ``transcript``) and custom fields (FCaps captions
     such as ``global_captions``) of the first supervision heard in the cut
@@ -114,12 +150,27 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
         if files:
             out["audio_files"] = files
         return _with_fields(out, data, audio_only)
+    bad = _outside_recording(cut)
+    if bad:  # Lhotse would read another span (a negative start decodes from 0) or fail later
+        raise InputError(f"{where}: cut {cut.id!r}: {bad}")
+    used, transforms = _used_sources(cut), _transforms(cut)
+    if len(used) > 1 or transforms or any(_is_mp3_source(s) for s in used):
+        # channels of several sources averaged, audio Lhotse changes as it reads it (speed, volume,
+        # rate, reverb...), or an MP3 that Lhotse decodes with the encoder/decoder delay clsp removes
+        # from a plain record's segment: no segment of one file as a record reads it, named as a mix
+        # is ("mix:ID"), with the files it is made from and the transforms, so that no record read
+        # back passes for it
+        out = {"id": cut.id, "audio": f"mix:{cut.id}", "duration": float(cut.duration)}
+        files = [os.path.abspath(s.source) for s in used if s.type == "file"]
+        if files:
+            out["audio_files"] = files
+        if transforms:
+            out["transforms"] = transforms
+        return _with_fields(out, data, audio_only)
     out = {"id": cut.id, "audio": _source_name(cut), "start": float(cut.start), "end": float(cut.start + cut.duration)}
-    channel, files = _file_channels(cut)
+    channel = _file_channel(cut, used[0]) if used else None
     if channel is not None:  # which channel of "audio" was heard: a record with it reads the same samples
         out["channel"] = channel
-    if files:  # channels spread over several files: all of them were heard
-        out["audio_files"] = files
     return _with_fields(out, data, audio_only)
 
 
@@ -198,6 +249,23 @@ def _note_files(cut) -> None:
         for source in getattr(recording, "sources", None) or []:
             if source.type == "file":
                 note_read(source.source)
+
+
+def _outside_recording(cut: Any) -> str | None:
+    """Why a cut of one recording does not start inside it (a negative start, or one at or
+    past the recording's end), or ``None``: Lhotse decodes such a cut from the recording's
+    start (or fails), so its records would name audio it does not hold."""
+    recording = getattr(cut, "recording", None)
+    if recording is None or getattr(cut, "tracks", None):
+        return None
+    start, total = float(cut.start), float(recording.duration)
+    if start < 0:
+        return (f"its start {start:.3f} s is negative (before recording {recording.id!r} begins): "
+                "fix the cut's start")
+    if start >= total:
+        return (f"its start {start:.3f} s is at or past the end of recording {recording.id!r}, which holds "
+                f"{total:.3f} s: fix the cut's start (or the recording's num_samples)")
+    return None
 
 
 def _past_recording_end(cut: Any) -> str | None:
@@ -289,6 +357,9 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
 
         from clsp.audio import record_span, select_channels
 
+        problem = mp3_cut_problem(record["_path"])
+        if problem:
+            raise InputError(f"{record['_path']}: no Lhotse cut for record {record.get('id')!r}: {problem}")
         recording = Recording.from_file(record["_path"], recording_id=str(record["id"]))
         picks = select_channels(record["_path"], record.get("channel"), recording.num_channels)
         if picks is None:  # every channel, averaged, as clsp read it

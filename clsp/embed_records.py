@@ -32,15 +32,18 @@ def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple
     not for a mix or a command source, which have no file); otherwise one, without extra fields."""
     if not windows or not isinstance(result, AudioResult):
         return [(result.value if result.value.ndim == 1 else result.value[0], {})]
-    item_id, spans = result.item.id, result.windows
-    audio = result.item.record.get("audio")
+    item_id, spans, record = result.item.id, result.windows, result.item.record
+    audio = record.get("audio")
     in_file = isinstance(audio, str) and CUT_SOURCE_NAME.match(audio) is None
+    # windows count from the record's segment: ``result.offset`` in a plain file, 0 in a cut,
+    # whose own start in its recording (its record's ``start``) places them in the file
+    offset = float(record.get("start") or 0.0) if record.get("_cut") is not None else result.offset
     rows = []
     for k, ((start, end), emb) in enumerate(zip(spans, result.value)):
         fields = {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
                   "window_start": round(start, 3), "window_end": round(end, 3)}
         if in_file:
-            fields.update(start=result.offset + start, end=result.offset + end)
+            fields.update(start=offset + start, end=offset + end)
         rows.append((emb, fields))
     return rows
 

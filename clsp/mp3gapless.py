@@ -10,7 +10,9 @@ recent libsndfile) already return only the signal; ``mp3_signal_range`` says whi
 of what libsndfile returned is the signal, whichever decoder behaviour is at hand.
 
 Without a tag (e.g. files written by ``sox`` through libmp3lame) the start is still exact
-for LAME streams (576 + 529 samples), but the padding is known only through LAME's rule
+for LAME streams (576 + 529 samples; LAME names itself in the first frame or, in untagged
+files, in the ancillary data of the last frames, so both the file's head and its last
+``TAIL_BYTES`` are searched), but the padding is known only through LAME's rule
 (``576 <= padding < 576 + frame``), so the end is estimated to within half a frame
 (18 ms for 16 kHz MPEG-2, 13 ms for 44.1 kHz MPEG-1).
 """
@@ -18,11 +20,14 @@ for LAME streams (576 + 529 samples), but the padding is known only through LAME
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 DECODER_DELAY = 529
 LAME_ENCODER_DELAY = 576
 HEAD_BYTES = 16384
+TAIL_BYTES = 8192  # libmp3lame without a tag (sox) names itself ("LAME3.100") in its last frames' ancillary data
+_LAME_MARK = re.compile(rb"LAME\d")  # the encoder's version string, as LAME writes it
 _KBPS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # MPEG-1 Layer III
          2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}     # MPEG-2 and 2.5
 _RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
@@ -108,6 +113,8 @@ def mp3_signal_range(path: str | os.PathLike, decoded_frames: int) -> tuple[int,
     head = parse_mp3_head(data)
     if head is None:
         return 0, decoded_frames
+    if not head.lame and head.encoder_delay is None:
+        head = replace(head, lame=_tail_names_lame(path))
     if head.encoder_delay is not None and head.padding is not None and head.tag_frames:
         signal = head.tag_frames * head.samples_per_frame - head.encoder_delay - head.padding
         if abs(decoded_frames - signal) <= 1 or signal <= 0:
@@ -119,6 +126,19 @@ def mp3_signal_range(path: str | os.PathLike, decoded_frames: int) -> tuple[int,
     mean_padding = (LAME_ENCODER_DELAY + LAME_ENCODER_DELAY + spf - 1) // 2  # padding in [576, 576 + spf)
     signal = decoded_frames - LAME_ENCODER_DELAY - mean_padding
     return _clip(LAME_ENCODER_DELAY + DECODER_DELAY, signal, decoded_frames)
+
+
+def _tail_names_lame(path) -> bool:
+    """Whether the file's last ``TAIL_BYTES`` (before an ID3v1/APE tag, read within them) name
+    the LAME encoder: libmp3lame writes its version into the ancillary data of the stream's
+    last frames, where an untagged file (as sox writes it) names its encoder only there."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - TAIL_BYTES))
+            return _LAME_MARK.search(fh.read(TAIL_BYTES)) is not None
+    except OSError:
+        return False
 
 
 def _read_at(path, offset: int, n: int) -> bytes:

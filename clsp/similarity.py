@@ -58,7 +58,8 @@ class Side:
             from clsp.index.records import row_checksum
 
             return ("vector", row_checksum(self.vector))
-        return (self.kind, self.value, self.start, self.end, self.channel)
+        # an end that a ``duration`` gave reads to the file's end where an explicit one past it fails
+        return (self.kind, self.value, self.start, self.end, type(self.end).__name__, self.channel)
 
 
 def _resolve(path: str, base: Path | None) -> str:
@@ -165,6 +166,10 @@ def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: 
         e = None if end is None else float(end)
     except (TypeError, ValueError):
         raise InputError(f"{where}: start/end must be numbers of seconds") from None
+    from clsp.audio import DurationEnd
+
+    if isinstance(end, DurationEnd):  # start + duration (``record_span``): reads up to the file's end, as in embed
+        e = DurationEnd(e)
     if isinstance(channel, list):  # hashable, for the side's key
         channel = tuple(channel)
     return Side("audio", _resolve(path, base), s, e, channel)

@@ -202,8 +202,26 @@ def caption_clips(items: Iterable[Item], backend: str = "acoustic", as_cuts: boo
     ``options`` go to the backend (see :func:`build_caption_backend`); the backend is built
     at once, so bad options raise ``ConfigError`` here.
     """
-    results = build_caption_backend(backend, **options).caption_items(_one_voice(items))
-    return (_as_cut(r) for r in results) if as_cuts else results
+    captioner = build_caption_backend(backend, **options)
+    if not as_cuts:
+        return captioner.caption_items(_one_voice(items))
+    return (_as_cut(r) for r in captioner.caption_items(_cut_writable(_one_voice(items))))
+
+
+def _cut_writable(items: Iterable[Item]) -> Iterator[Item]:
+    """The items, a plain record of a file no Lhotse cut can describe sample for sample (an MP3:
+    ``clsp.cuts.mp3_cut_problem``) turned into an ``InputError`` before it is captioned."""
+    from clsp.cuts import mp3_cut_problem
+
+    for item in items:
+        rec = item.record
+        problem = (mp3_cut_problem(rec["_path"]) if item.ok and rec and rec.get("_cut_json") is None
+                   and rec.get("_path") else None)
+        if problem is None:
+            yield item
+        else:
+            yield Item(item.index, item.id, rec,
+                       InputError(f"{rec['_path']}: no Lhotse cut for record {item.id!r}: {problem}"))
 
 
 def _one_voice(items: Iterable[Item]) -> Iterator[Item]:

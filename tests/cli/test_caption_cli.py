@@ -133,3 +133,59 @@ def test_as_cuts_with_errors_apart_is_a_cut_set_lhotse_reads(tmp_path):
     assert len((tmp_path / "mixed.jsonl").read_text().splitlines()) == 2
     res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.txt"), "-o", str(out), "--errors", str(tmp_path / "m.txt")])
     assert res.exit_code == 2 and "this run reads that file" in res.output
+
+
+@pytest.mark.parametrize("encoder", ["sox", "lame"])
+def test_as_cuts_refuses_an_mp3_whose_decoders_disagree_on_its_start(tmp_path, encoder):
+    """clsp reads an MP3 gapless (a burst at 1.000 s is at 1.000 s); Lhotse reading the cut
+    written for it kept the encoder/decoder delay (the burst at 1.069 s): the cut held other
+    audio than was captioned. An MP3 plain record gets an error record naming the record and
+    why, suggesting FLAC/WAV, before captioning; the WAV beside it is still a cut."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    if shutil.which(encoder) is None:
+        pytest.skip(f"{encoder} not installed")
+    t = np.arange(48000) / 16000
+    sf.write(tmp_path / "v.wav", (0.2 * np.sin(2 * np.pi * 140 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             16000)
+    mp3 = tmp_path / "v.mp3"
+    cmd = ["sox", "-V1", str(tmp_path / "v.wav"), str(mp3)] if encoder == "sox" else \
+        ["lame", "--quiet", str(tmp_path / "v.wav"), str(mp3)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0 or not mp3.exists():
+        pytest.skip(f"cannot encode mp3 with {encoder}")
+    recs = [{"id": "m", "audio": "v.mp3", "start": 0.9, "end": 2.2}, {"id": "w", "audio": "v.wav", "start": 0.9, "end": 2.2}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "cuts.jsonl"
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.jsonl"), "--as-cuts", "-q", "-o", str(out)])
+    assert res.exit_code == 3, res.output
+    err, cut = [json.loads(x) for x in out.read_text().splitlines()]
+    assert err["id"] == "m" and "no Lhotse cut for record 'm'" in err["error"]["message"]
+    assert "MP3" in err["error"]["message"] and "FLAC or WAV" in err["error"]["message"]
+    assert cut["id"] == "w" and cut["recording"]["sources"][0]["source"].endswith("v.wav")
+    # without --as-cuts the MP3 is captioned as usual
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.jsonl"), "-q", "-o", str(tmp_path / "flat.jsonl")])
+    assert res.exit_code == 0, res.output
+
+
+def test_caption_bins_that_are_compressed_or_audio(tmp_path):
+    """--bins of a gzip copy or an audio file gave a UnicodeDecodeError traceback (exit 1)."""
+    import gzip
+
+    import numpy as np
+    import soundfile as sf
+
+    from clsp.caption.bins import DEFAULT_BINS_PATH
+
+    sf.write(tmp_path / "clip.flac", np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "b.json.gz").write_bytes(gzip.compress(DEFAULT_BINS_PATH.read_bytes()))
+    proc = invoke("caption", "--bins", "clip.flac", "-", stdin="", text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "clip.flac: cannot read bins file (an audio file)" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    proc = invoke("caption", "--bins", "b.json.gz", "-", stdin="", text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

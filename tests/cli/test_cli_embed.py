@@ -236,6 +236,29 @@ def test_a_window_record_is_its_window_read_back(tmp_path):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() < 1e-4
 
 
+def test_window_records_of_a_cut_name_their_segment_in_the_file(tmp_path):
+    """A cut starting 0.5 s into its recording: its window records' start/end are seconds in
+    the file (they were relative to the cut: 0.0-1.667 for audio at 0.5-2.167 s), and read
+    back as plain records they are that window's audio."""
+    write_wav(tmp_path / "long.wav", 6.0)
+    n = sf.info(str(tmp_path / "long.wav")).frames
+    rec = {"id": "R", "sources": [{"type": "file", "channels": [0], "source": str(tmp_path / "long.wav")}],
+           "sampling_rate": 16000, "num_samples": n, "duration": n / 16000, "channel_ids": [0]}
+    cut = {"id": "cw", "start": 0.5, "duration": 5.0, "channel": 0, "supervisions": [], "recording": rec,
+           "type": "MonoCut"}
+    (tmp_path / "cw.jsonl").write_text(json.dumps(cut) + "\n")
+    win = jsonl(invoke("embed", "cw.jsonl", "--model", "tiny-random", "--max-seconds", "2", "--long-audio", "windows",
+                       "-q", cwd=tmp_path).stdout)
+    spans = [x for r in win for x in (r["start"], r["end"])]
+    assert spans == pytest.approx([0.5, 2.1667, 2.1667, 3.8333, 3.8333, 5.5], abs=1e-3)
+    assert [r["window_start"] for r in win] == [0.0, 1.667, 3.333]  # from the cut's start
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "embedding"}) + "\n"
+                                              for r in win))
+    again = jsonl(invoke("embed", "w.jsonl", "--model", "tiny-random", "--max-seconds", "2", "-q", cwd=tmp_path).stdout)
+    for a, b in zip(win, again):
+        assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() < 1e-4
+
+
 def test_caption_output_embeds_as_one_text_record_per_caption_sharded_or_not(tmp_path):
     """`clsp caption ... | clsp embed --modality text`: one record per caption (id ID-global0,
     audio_id, caption_type), so the pool mode of search eval reads it as it is; shards split

@@ -249,3 +249,16 @@ def test_search_build_and_query_give_integer_ids_back_as_integers(tmp_path):
     p = invoke("search", "query", "int.idx", "int.jsonl", "-k", "1", "-q", cwd=tmp_path, text=True)
     assert p.returncode == 0, p.stderr
     assert [(r["id"], r["hits"][0]["id"]) for r in jsonl(p.stdout)] == [(10, 10), (11, 11), (12, 12), (13, 13)]
+
+
+def test_an_audio_query_whose_duration_runs_past_the_file_reads_to_its_end(clips):
+    """A query record's start + duration past the file's end reads up to the end, as clsp embed
+    reads that record; it was an error ("end=... is past the end of the file")."""
+    p = cli("embed", "clips.jsonl", "-m", "tiny-random", "-q", cwd=clips)
+    p = cli("search", "build", "-", "-o", "clips.idx", "-q", cwd=clips, stdin=p.stdout)
+    assert p.returncode == 0, p.stderr
+    q = json.dumps({"id": "q", "audio": "c2.wav", "start": 0.0, "duration": 60.0}) + "\n"
+    p = cli("search", "query", "clips.idx", "-", "--query-field", "audio", "-k", "1", "-q", cwd=clips, stdin=q)
+    assert p.returncode == 0, p.stdout + p.stderr
+    hit = json.loads(p.stdout)["hits"][0]
+    assert hit["id"] == "c2" and hit["score"] > 0.999

@@ -181,3 +181,23 @@ def test_explicit_side_fields_take_objects(tmp_path):
     assert p.returncode == 3 and out[0]["score"] == out[1]["score"] and out[0]["pair"] == "audio-audio"
     assert "needs an 'audio' field" in out[2]["error"]["message"]
     assert "needs a 'text' field" in out[3]["error"]["message"]
+
+
+def test_a_duration_past_the_file_end_reads_to_the_end_as_in_embed(tmp_path):
+    """A side {"audio", "start", "duration"} running past the file's end reads up to the end, as
+    clsp embed reads the same record (a duration is often a source clip's, stale); the end that
+    start + duration gave was taken for an explicit 'end' past the file (an error record)."""
+    tone(tmp_path / "long.wav", 150, seconds=3.0)
+    tone(tmp_path / "v.wav", 220)
+    pairs = [{"id": "dur", "a": {"audio": "long.wav", "start": 1.0, "duration": 9.0}, "b": "v.wav"},
+             {"id": "open", "a": {"audio": "long.wav", "start": 1.0}, "b": "v.wav"},
+             {"id": "end", "a": {"audio": "long.wav", "start": 1.0, "end": 10.0}, "b": "v.wav"}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "p.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert "error" not in out[0], out[0]
+    assert out[0]["score"] == pytest.approx(out[1]["score"], abs=1e-6)
+    assert "past the end of the file" in out[2]["error"]["message"]  # an explicit end past it is still an error
+    (tmp_path / "d.jsonl").write_text(json.dumps(pairs[0]["a"]) + "\n")
+    e = cli("embed", "d.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert e.returncode == 0, e.stdout + e.stderr

@@ -301,3 +301,70 @@ def test_a_cut_past_its_recording_end_says_so_in_one_line(tmp_path, signals):
     msg = str(err.value)
     assert "spans 0.500-2.500 s of recording 'L', which holds 1.000 s" in msg
     assert "\n" not in msg and "extra info" not in msg
+
+
+def test_a_cut_starting_outside_its_recording_is_an_error_record_up_front(tmp_path, signals):
+    """A negative start (Lhotse decodes from 0 and the record said start -0.5, which no
+    reader accepts back) or a start past the recording's end: an error record naming the cut
+    and why, in every command, before any decoding."""
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    cuts = [mono_cut("neg", rec, start=-0.5, duration=1.0), mono_cut("late", rec, start=1.5, duration=0.5),
+            mono_cut("ok", rec, start=0.25, duration=0.5)]
+    items = read(tmp_path, cuts)
+    assert "cut 'neg': its start -0.500 s is negative" in str(items["neg"].error)
+    assert "cut 'late': its start 1.500 s is at or past the end of recording 'L'" in str(items["late"].error)
+    assert items["ok"].ok
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cuts))
+    for cmd in (["embed", "-m", "tiny-random"], ["classify", "-m", "tiny-random"], ["caption"]):
+        res = CliRunner().invoke(app, [cmd[0], str(tmp_path / "c.jsonl"), *cmd[1:], "-q", "-o", str(tmp_path / "o.jsonl")])
+        assert res.exit_code == 3, (cmd, res.output)
+        out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in out] == ["neg", "late", "ok"]
+        assert "negative" in out[0]["error"]["message"] and "past the end" in out[1]["error"]["message"]
+        assert "error" not in out[2] and out[2]["start"] == 0.25
+        (tmp_path / "o.jsonl").unlink()
+
+
+def test_cuts_that_are_no_segment_of_one_file_are_named_as_mixes(tmp_path, signals):
+    """A MultiCut of channels in separate files (averaged), and a cut Lhotse speed-, volume- or
+    rate-changes as it reads it, were written as {"audio": first file, "start", "end"}: read
+    back, that record decoded another audio (one channel's file, the untouched file). They are
+    named "mix:ID" as mixes are, with their files and transforms; read back they fail, naming why."""
+    from lhotse.serialization import deserialize_item
+
+    from clsp.records import public_fields
+
+    split = recording("lr", [{"type": "file", "channels": [0], "source": "L.wav"},
+                             {"type": "file", "channels": [1], "source": "R.wav"}], channels=(0, 1))
+    multi = {**mono_cut("both", split), "channel": [0, 1], "type": "MultiCut"}
+    rec = recording("L", [{"type": "file", "channels": [0], "source": "L.wav"}])
+    plain = deserialize_item(json.loads(json.dumps(mono_cut("plain", rec))))  # Lhotse pops keys of what it reads
+    fast = plain.perturb_speed(1.5).to_dict()
+    loud = {**plain.perturb_volume(0.5).to_dict(), "id": "loud"}
+    narrow = {**plain.resample(8000).to_dict(), "id": "narrow"}
+    # Lhotse decodes an MP3 cut with the encoder/decoder delay a plain record's segment has removed
+    on_mp3 = mono_cut("onmp3", recording("M", [{"type": "file", "channels": [0], "source": "M.mp3"}]))
+    items = read(tmp_path, [multi, fast, loud, narrow, mono_cut("plain", rec), on_mp3])
+    assert items["onmp3"].record["audio"] == "mix:onmp3" and items["onmp3"].record["audio_files"] == [str(tmp_path / "M.mp3")]
+    both = items["both"].record
+    assert (both["audio"], both["audio_files"]) == ("mix:both", [str(tmp_path / "L.wav"), str(tmp_path / "R.wav")])
+    assert "start" not in both and "end" not in both and both["duration"] == 1.0
+    for cid, name in ((fast["id"], "Speed"), ("loud", "Volume"), ("narrow", "Resample")):
+        r = items[cid].record
+        assert r["audio"] == f"mix:{cid}" and r["audio_files"] == [str(tmp_path / "L.wav")], r
+        assert [t["name"] for t in r["transforms"]] == [name] and "start" not in r
+    assert items[fast["id"]].record["transforms"][0]["kwargs"] == {"factor": 1.5}
+    assert items["plain"].ok, items["plain"].error
+    assert items["plain"].record["audio"] == str(tmp_path / "L.wav")  # untouched: a segment of its file
+    # clsp still reads the cut's own audio (Lhotse's): the speed-changed one is shorter
+    assert load_record_audio(items[fast["id"]].record).numel() == pytest.approx(SR / 1.5, abs=2)
+    # an output record read back is no file segment: refused, not decoded as L.wav
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(json.dumps(public_fields(items[c].record)) + "\n" for c in ("both", fast["id"], "loud")))
+    for item in iter_items(out, "audio"):
+        with pytest.raises(AudioError, match="no such file"):
+            load_record_audio(item.record)

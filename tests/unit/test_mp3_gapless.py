@@ -87,3 +87,36 @@ def test_torchaudio_is_imported_with_the_decoder_not_in_worker_threads():
     code = "import sys, clsp.audio; print('torchaudio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def _burst_wav(path, sr, seconds=4.0, onset=1.0):
+    """Faint noise (frames with no spare bits for the encoder's ancillary text) with a 440 Hz
+    burst starting at exactly ``onset`` seconds."""
+    x = (0.002 * np.random.default_rng(0).standard_normal(int(seconds * sr))).astype(np.float32)
+    t = np.arange(int(0.2 * sr)) / sr
+    x[int(onset * sr):int(onset * sr) + t.size] += 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(str(path), x, sr, subtype="PCM_16")
+    return path
+
+
+def _onset(wave, sr, at):
+    return at + int(np.argmax(np.abs(wave) > 0.05 * np.abs(wave).max())) / sr
+
+
+@pytest.mark.parametrize("sr", [44100, 16000])
+def test_sox_mp3_whose_lame_mark_is_past_the_head_starts_exactly(tmp_path, sr):
+    """sox (libmp3lame, no LAME tag) names the encoder only in the last frames' ancillary data:
+    in a file longer than the head read, the encoder delay must still be removed."""
+    if shutil.which("sox") is None:
+        pytest.skip("sox not installed")
+    seconds = 4.0 if sr == 44100 else 30.0
+    wav = _burst_wav(tmp_path / "burst.wav", sr, seconds)
+    out = _encode(["sox", "-V1", str(wav), str(tmp_path / "burst.mp3")], tmp_path / "burst.mp3")
+    data = out.read_bytes()
+    if b"LAME" in data[:16384] or b"LAME" not in data:
+        pytest.skip("this sox names LAME in the head (or not at all): nothing to find in the tail")
+    wave = load_audio(out, 0.9, 1.2, sample_rate=sr).numpy()
+    assert abs(_onset(wave, sr, 0.9) - 1.0) < 0.002  # 576 samples late (13 ms at 44.1 kHz) before the fix
+    head = parse_mp3_head(data[:16384])
+    assert head.encoder_delay is None and not head.lame  # untagged: only the tail names the encoder
+    assert mp3_signal_range(out, 100 * head.samples_per_frame)[0] == 576 + DECODER_DELAY
