@@ -545,6 +545,7 @@ class Trainer:
                 self.skips.skip(clip_id, reason, "undecodable audio")
             if batch["clips"]:
                 batches.append(batch)
+                self.filled_batches += 1
         complete = len(batches) == self.cfg.optim.accumulation
         return batches if all_reduce_flag(complete, "all", self.device) else None
 
@@ -615,6 +616,7 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < cfg.max_steps and not (cfg.max_epochs and self.epoch >= cfg.max_epochs):
                 fresh_epoch, first_step = self.batch_in_epoch == 0, self.step
+                self.filled_batches = 0  # batches holding a clip, read in this pass
                 it = self._epoch_loader()
                 while self.step < cfg.max_steps:
                     t0 = time.perf_counter()
@@ -637,7 +639,8 @@ class Trainer:
                 if self.step >= cfg.max_steps:
                     break
                 if fresh_epoch and self.step == first_step:
-                    raise_empty(cfg.data.train, self.skips, self.info.rank, self.info.world_size)
+                    raise_empty(cfg.data.train, self.skips, self.info.rank, self.info.world_size,
+                                batches=self.filled_batches, accumulation=cfg.optim.accumulation)
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if self.nonfinite_streak:
                 raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
@@ -706,10 +709,18 @@ def _writing_log(path: Path):
         raise OutputError(f"cannot write {path}: {ckpt.os_reason(exc)}") from None
 
 
-def raise_empty(manifest: str, skips: SkipCounter, rank: int = 0, world: int = 1) -> None:
+def raise_empty(manifest: str, skips: SkipCounter, rank: int = 0, world: int = 1, batches: int = 0,
+                accumulation: int = 1) -> None:
     """``InputError``: an epoch gave no step. With several processes a step needs a batch on
-    each, and each reads its own share of the rows (index % world == rank)."""
+    each, and each reads its own share of the rows (index % world == rank); a step takes
+    ``accumulation`` batches, so an epoch of fewer ``batches`` (this rank's) gives none."""
     from clsp.errors import InputError
+
+    if accumulation > 1 and 0 < batches < accumulation:
+        share = f" on rank {rank} of {world}" if world > 1 else ""
+        raise InputError(f"{manifest}: an epoch holds {batches} batch(es){share}, fewer than the {accumulation} one "
+                         f"optimizer step takes (optim.accumulation={accumulation}); lower optim.accumulation, or "
+                         "data.max_batch_seconds for more, smaller batches")
 
     if world > 1:
         raise InputError(f"{manifest}: no training batch on every one of the {world} processes: each reads the rows "

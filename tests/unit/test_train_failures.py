@@ -393,3 +393,14 @@ def test_validation_counts_a_clip_listed_again_once(tmp_path: Path) -> None:
         valid = [m for m in map(json.loads, lines) if "valid/clips" in m][-1]
         assert (valid["valid/clips"], valid["valid/skipped_clips"]) == (clips, skipped), valid
         assert any(k.startswith("valid/global") for k in valid) == (clips > 1), valid
+
+
+def test_an_epoch_of_fewer_batches_than_one_step_takes_names_optim_accumulation(tmp_path: Path) -> None:
+    """optim.accumulation larger than an epoch's batches said 'no usable training batch' of a
+    manifest whose every clip was usable."""
+    from clsp.errors import InputError
+
+    cfg = load_config(None, _overrides(tmp_path, "data.max_batch_seconds=1000", "optim.accumulation=4", "max_steps=2"))
+    with pytest.raises(InputError, match=r"an epoch holds [1-3] batch\(es\), fewer than the 4 one optimizer step takes "
+                                         r"\(optim.accumulation=4\)"):
+        Trainer(cfg).run()
