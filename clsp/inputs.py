@@ -27,16 +27,18 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.records import Item, iter_items, resolve_path
+from clsp.sniff import (  # noqa: F401  (re-exported: the tests of what a file holds)
+    NPY_MAGIC, RECORDS_EXPECTED, SNIFF_BYTES, audio_signature, looks_like_text, refuse_binary_stream,
+)
 from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS: re-exported)
     AUDIO_EXTENSIONS, compression_of, is_stream_node, open_binary_input, peek_bytes, refuse_wide_text,
 )
 
 GLOB_CHARS = ("*", "?", "[")
-SNIFF_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -46,49 +48,6 @@ class Source:
 
     kind: str
     path: str
-
-
-def audio_signature(head: bytes) -> bool:
-    """True when ``head`` (a file's first bytes) starts like a common audio container.
-
-    Signatures: RIFF/RIFX/RF64 + WAVE, fLaC, OggS, ID3 or an MPEG audio frame sync (MP3),
-    FORM + AIFF/AIFC, ``.snd`` (AU), NIST_1A (SPHERE), caff, wvpk, ``ftyp`` (MP4/M4A) and
-    the ASF/WMA GUID.
-    """
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
-        return True
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return True
-    if head.startswith((b"fLaC", b"OggS", b"ID3", b".snd", b"NIST_1A", b"caff", b"wvpk",
-                        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
-        return True
-    if head[4:8] == b"ftyp":
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
-
-
-_CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
-
-
-def _text_line(line: bytes) -> bool:
-    """UTF-8, or free of control bytes: a path list line naming a file whose name is in
-    another 8-bit encoding (Latin-1, CP1252) is text too."""
-    try:
-        line.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return not any(b in _CONTROL_BYTES for b in line)
-
-
-def _looks_like_text(head: bytes) -> bool:
-    """No NUL byte, and most lines of the sample are text (a bad line is one error record)."""
-    if b"\0" in head:
-        return False
-    lines = head.split(b"\n")
-    if len(lines) > 1 and len(head) >= SNIFF_BYTES:
-        lines.pop()  # may be cut in the middle of a character
-    good = sum(1 for line in lines if _text_line(line))
-    return good * 2 > len(lines)
 
 
 def _soundfile_opens(path: str) -> bool:
@@ -119,7 +78,10 @@ def sniff_file(path: str) -> str:
         raise ConfigError(f"{path}: a pipe holding audio data; give the audio file itself, or a list of paths")
     if audio_signature(head):
         return "audio"
-    if _looks_like_text(head):
+    if head.startswith(NPY_MAGIC):
+        raise ConfigError(f"{path}: a NumPy .npy matrix, not a list of records; give it where matrices are read "
+                          "(a .npy INPUT of clsp search / plot map, or --npy), named *.npy")
+    if looks_like_text(head):
         return "manifest"
     if not is_stream_node(path) and _soundfile_opens(path):
         return "audio"
@@ -174,10 +136,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     sources: list[Source] = []
     for arg in args or ["-"]:
         if arg == "-":
-            refuse_wide_text(peek_bytes(sys.stdin.buffer, 64), "stdin")
-            if audio_signature(peek_bytes(sys.stdin.buffer, 16)):
-                raise ConfigError("stdin holds audio data: give the audio file as an argument "
-                                  "(clsp embed clip.wav) or a list of paths on stdin")
+            refuse_binary_stream(sys.stdin.buffer, "stdin", modality)
             sources.append(Source("manifest", "-"))
             continue
         if is_shar(arg):
@@ -253,6 +212,8 @@ def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
         if modality == "queries":
             raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
                               "or 'audio' field and the relevant ids)")
+        if modality == "metrics":
+            raise ConfigError(f"{path} is an audio file; expected a training run folder or its metrics.jsonl")
         if modality == "shards":
             raise ConfigError(f"{path} is an audio file; expected the JSONL output of a sharded clsp embed run")
         raise ConfigError(f"{path} is an audio file; expected embedding records (what clsp embed writes) or a .npy "

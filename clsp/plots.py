@@ -166,23 +166,27 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = 
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a training run's ``metrics.jsonl`` (a run folder or the file itself)."""
-    import json
+    """The records of a training run's ``metrics.jsonl`` (a run folder or the file itself),
+    read as every JSONL input is (``clsp.records.read_jsonl``: compressed or not, a BOM
+    dropped, lines split at ``\n`` only). ``ConfigError`` for a missing file, an audio file
+    or UTF-16/32 text; ``InputError`` naming the file and line for a line that is not a JSON
+    object, and when no record has a ``step``."""
+    from clsp.inputs import refuse_audio_file
+    from clsp.records import TruncatedInputError, read_jsonl
 
     p = Path(path)
     if p.is_dir():
         p = p / "metrics.jsonl"
     if not p.is_file():
         raise ConfigError(f"{p}: no such file (a training run folder holds metrics.jsonl)")
-    out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                raise InputError(f"{p}: line {lineno} is not valid JSON") from None
-            if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
-                out.append(rec)
+    refuse_audio_file(p, "metrics")
+    try:
+        records = read_jsonl(p)
+    except TruncatedInputError:
+        raise  # names the file
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    out = [rec for rec in records if isinstance(rec.get("step"), (int, float))]
     if not out:
         raise InputError(f"{p}: no metric records with a 'step'")
     return out

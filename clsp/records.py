@@ -1,7 +1,9 @@
 """Reading input records (JSON Lines, bare lines, Lhotse cuts) one line at a time.
 
 Every non-blank input line becomes exactly one ``Item``: either a record (a dict) or the
-error that made the line unusable, so that callers can emit one output per input.
+error that made the line unusable (a NUL byte, not UTF-8 text, broken JSON...), so that
+callers can emit one output per input. A blank line holds only whitespace, Unicode spaces
+(NBSP, U+3000) included, and gives no item.
 
 A line is a JSON record only if it parses as a JSON object; any other line is a bare path
 (audio) or caption (text), kept exactly as written except for its line end (``\n`` or
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
-from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME
+from clsp.sniff import refuse_binary_stream
+from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME, is_stream_node
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -63,8 +66,6 @@ def base_dir_of(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
     """
     if audio_root is not None:
         return Path(os.path.abspath(home_path(audio_root)))
-    from clsp.streams import is_stream_node
-
     if str(path) == "-" or is_stream_node(path):  # stdin, or a pipe such as <(cmd): as stdin
         return Path.cwd()
     return Path(os.path.abspath(path)).parent
@@ -77,8 +78,19 @@ def iter_lines(stream: IO[bytes], name: str = "input") -> Iterator[tuple[int, by
     raises ``TruncatedInputError`` at a cut in compressed data.
     """
     for lineno, raw in enumerate(raw_lines(stream, name), start=1):
-        if raw.strip():
+        if not is_blank(raw):
             yield lineno, raw
+
+
+def is_blank(raw: bytes) -> bool:
+    """Whether a raw line holds only whitespace, ASCII or Unicode (NBSP, U+3000, ... as
+    ``str.strip`` removes them once the line is decoded): a line that gives no record."""
+    stripped = raw.strip()
+    if not stripped:
+        return True
+    if 0x20 < stripped[0] < 0x7F:  # printable ASCII first: not blank, without decoding the line
+        return False
+    return not stripped.decode("utf-8", "replace").strip()
 
 
 def not_utf8(text: str) -> str | None:
@@ -98,6 +110,9 @@ def _decode_line(lineno: int, raw: bytes) -> str:
     """The line as text without its line end (``\n`` or ``\r\n``); other spaces are kept."""
     if len(raw) > MAX_LINE_BYTES:
         raise InputError(f"line {lineno}: longer than {MAX_LINE_BYTES} bytes")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"line {lineno}: holds a NUL byte (at byte {nul + 1}); a line of text cannot hold one")
     if raw.endswith(b"\n"):
         raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
     try:
@@ -252,6 +267,16 @@ def _is_json(text: str) -> bool:
         return False
 
 
+def _opens_a_record(text: str) -> bool:
+    """Whether a line starts as a JSON object does (``{"``, ``{'``, ``{}``, ``{ "``, or ``{``
+    alone): a broken record, not a caption such as ``{laughs} a happy young woman``."""
+    rest = text.strip()
+    if not rest.startswith("{"):
+        return False
+    rest = rest[1:].lstrip()
+    return not rest or rest[0] in "\"'}"
+
+
 def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: InputError | None) -> dict[str, Any]:
     """A line that is not a JSON object: a caption (text) or a path kept as written; in a
     pairs file (two sides per record) an ``InputError`` naming the line."""
@@ -259,8 +284,8 @@ def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: Inpu
         raise not_json or InputError(f"line {lineno}: not a JSON record; a pairs file holds one JSON "
                                      "object per line, e.g. {\"a\": \"x.wav\", \"b\": \"y.wav\"}")
     if modality == "text":
-        if not_json is not None and (text.lstrip().startswith("{") or _is_json(text)):
-            raise not_json  # a broken or non-object record, not a caption such as "[laughs] ..."
+        if not_json is not None and (_opens_a_record(text) or _is_json(text)):
+            raise not_json  # a broken or non-object record, not a caption such as "[laughs] ..." or "{laughs} ..."
         return {"id": f"line-{lineno}", "text": text.strip()}
     if not_json is not None and not os.path.lexists(resolve_path(text, base)):
         raise InputError(f"{not_json} (and no file of that name)")
@@ -303,7 +328,7 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
     try:
         text, undecodable = _decode_line(lineno, raw), None
     except InputError as exc:  # a bare path may name a file whose name is not UTF-8 (POSIX names are bytes)
-        if modality == "text" or len(raw) > MAX_LINE_BYTES:
+        if modality == "text" or len(raw) > MAX_LINE_BYTES or b"\0" in raw:
             raise
         text, undecodable = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), exc
     obj, not_json = _json_or_none(lineno, text)
@@ -374,12 +399,20 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
 
     ``modality`` as in ``parse_line``; relative paths resolve against ``base_dir_of(path,
     audio_root)``; indexes count from ``start_index``. Raises ``InputError`` if the file
-    cannot be opened. A compressed input cut short yields a last item whose error is a
+    cannot be opened, ``ConfigError`` (at the first item) when stdin or a pipe holds audio, a
+    ``.npy`` matrix or other binary data (``clsp.sniff.refuse_binary_stream``). A compressed input cut short yields a last item whose error is a
     ``TruncatedInputError`` ("NAME: truncated after N records ...").
     """
     stream = open_binary_input(path)
     base = base_dir_of(path, audio_root)
     name = input_name(path)
+    if str(path) == "-" or is_stream_node(path):  # no file to look at first: audio or a matrix piped in is refused
+        try:
+            refuse_binary_stream(stream, name, modality)
+        except ConfigError:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+            raise
     index, lineno = start_index, 0
     try:
         try:

@@ -28,6 +28,7 @@ import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.records import check_row, load_matrix
+from clsp.records import is_blank
 from clsp.shards import Shard, model_provenance, parse_shard_name
 
 
@@ -67,7 +68,7 @@ class ShardReader:
     def _read(self) -> dict[str, Any] | None:
         for raw in self.lines:
             self.lineno += 1
-            if not raw.strip():
+            if is_blank(raw):
                 continue
             try:
                 rec = json.loads(raw)

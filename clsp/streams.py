@@ -183,7 +183,7 @@ def wide_encoding(head: bytes) -> str | None:
                 text = head[: len(head) // width * width].decode(codec)
             except UnicodeDecodeError:
                 return None
-            return enc if text and all(c.isprintable() or c in "\r\n\t" for c in text[:200]) else None
+            return enc if text and all(c.isprintable() or c.isspace() for c in text[:200]) else None
     sample = head[:64]
     if len(sample) >= 8 and len(sample) % 2 == 0:
         for name, data, pad in (("UTF-16LE", sample[0::2], sample[1::2]), ("UTF-16BE", sample[1::2], sample[0::2])):

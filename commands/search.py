@@ -123,7 +123,12 @@ def _build(o: Options) -> int:
     set_quiet(o.quiet)
     if o.lock_timeout < 0:
         raise ConfigError("--lock-timeout must be >= 0")
-    source, npy = (o.ids, o.input) if o.input.endswith(".npy") and o.ids else (o.input, o.npy)
+    from clsp.index.records import is_npy_name
+
+    if o.ids is not None and not is_npy_name(o.input):
+        raise ConfigError(f"--ids {o.ids}: names the records of a .npy INPUT's rows, but INPUT {o.input} is not a .npy "
+                          "matrix (records that carry 'row' take their matrix with --npy MATRIX instead)")
+    source, npy = (o.ids, o.input) if o.ids else (o.input, o.npy)
     _check_index_output(o.index, [source, npy, o.ids])
     metric = _added_index_settings(o) or o.metric or "cosine"
     with MissingMatrix(source) as no_matrix, Throughput("read embeddings", "records") as progress:

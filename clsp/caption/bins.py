@@ -110,15 +110,29 @@ def validate_bins(spec: dict, source: str) -> None:
 
 
 def load_bins(path: str | Path | None = None) -> Bins:
-    """Read and validate a bins file (the packaged defaults when ``path`` is None)."""
+    """Read and validate a bins file (the packaged defaults when ``path`` is None), as prompt
+    packs and configs are read (``clsp.streams.read_text_file``: gzip/zstd/xz/bzip2
+    decompressed, a BOM dropped). ``ConfigError`` naming the file for one that is missing, a
+    folder, audio or other binary data, UTF-16/32 text, not JSON, or unusable bins."""
+    from clsp.errors import InputError
+    from clsp.sniff import audio_signature
+    from clsp.streams import read_text_file
+
     path = Path(path) if path is not None else DEFAULT_BINS_PATH
+    if not path.is_file():
+        raise ConfigError(f"{path}: cannot read bins file ({'a folder' if path.is_dir() else 'no such file'})")
     try:
-        raw = path.read_bytes()
-        spec = json.loads(raw)
+        text = read_text_file(path)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read bins file ({exc.strerror or exc})") from exc
+        raise ConfigError(f"{path}: cannot read bins file ({exc.strerror or exc})") from None
+    except InputError as exc:
+        with open(path, "rb") as fh:
+            what = "an audio file" if audio_signature(fh.read(16)) else str(exc).removeprefix(f"{path}: ")
+        raise ConfigError(f"{path}: cannot read bins file ({what}); give a bins JSON file") from None
+    try:
+        spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: bins file is not valid JSON ({exc})") from exc
+        raise ConfigError(f"{path}: bins file is not valid JSON ({exc})") from None
     validate_bins(spec, str(path))
-    checksum = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+    checksum = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Bins(spec=spec, checksum=checksum, source=str(path))

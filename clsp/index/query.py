@@ -18,7 +18,7 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
-from clsp.index.records import check_row_positions, check_usable, load_matrix, record_vector
+from clsp.index.records import check_row_positions, check_usable, is_npy_name, load_matrix, record_vector
 from clsp.index.store import check_provenance, model_option, use_model_fix
 from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
 from clsp.results import Result, SearchHit, SearchHits, SinglePass
@@ -158,11 +158,11 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
     if source is None and given:
         return iter(given), None, None
-    if source not in (None, "-") and not str(source).endswith(".npy") and _is_audio_file(source):
+    if source not in (None, "-") and not is_npy_name(source) and _is_audio_file(source):
         given.append(Item(index=len(given), id=source, record={"id": source, "audio": source}))  # as --audio
         return iter(given), None, None
     source = source or "-"
-    if source.endswith(".npy"):
+    if is_npy_name(source):
         mat = load_matrix(source)
         rows = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n}) for n in range(len(mat)))
         return chain(given, rows), mat, None

@@ -65,6 +65,11 @@ def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where
 OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
 
 
+def is_npy_name(path: str | Path | None) -> bool:
+    """Whether an input is named as a NumPy matrix: ``*.npy`` (``E.NPY`` too)."""
+    return path is not None and str(path).lower().endswith(".npy")
+
+
 def load_matrix(path: str | Path) -> np.ndarray:
     """A float32 (n, d) matrix from ``.npy`` (memory-mapped), with clear errors."""
     from clsp.runfiles import note_read
@@ -290,7 +295,7 @@ class EmbeddingReader:
         ``source`` is a JSONL file (or ``-``); a ``.npy`` source without records yields one
         item per row, with ids ``row-N``.
         """
-        if str(source).endswith(".npy"):
+        if is_npy_name(source):
             self.matrix = load_matrix(source)
             items: Iterator[Item] = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n})
                                      for n in range(len(self.matrix)))

@@ -265,3 +265,30 @@ def test_plot_map_of_row_records_without_their_matrix_warns_once(clips):
     assert r.exit_code == 1 and r.output.count("give that matrix with --npy") == 1 and "skipped" not in r.output
     r = clsp("plot", "map", "rows.jsonl", "--npy", "emb.npy", "-o", "m.svg", "-q", cwd=clips)
     assert r.exit_code == 0 and (clips / "m.svg").exists()
+
+
+def test_plot_run_reads_metrics_as_every_jsonl_reader_does(tmp_path):
+    """metrics.jsonl was read with a plain reader: a BOM was 'not valid JSON', gzip, UTF-16, a
+    byte 0xff or an audio file a traceback, and a U+2028 in a string split the line."""
+    import gzip
+
+    from tests.conftest import write_wav
+
+    text = '{"step": 1, "loss": 2.0, "note": "a\u2028b"}\n{"step": 2, "loss": 1.5}\n'
+    variants = {"plain.jsonl": text.encode(), "bom.jsonl": b"\xef\xbb\xbf" + text.encode(),
+                "zipped.jsonl": gzip.compress(text.encode())}
+    for name, data in variants.items():
+        (tmp_path / name).write_bytes(data)
+        r = clsp("plot", "run", name, "-o", f"{name}.svg", "-q", cwd=tmp_path)
+        assert r.exit_code == 0, (name, r.output)
+        assert (tmp_path / f"{name}.svg").exists()
+    (tmp_path / "wide.jsonl").write_bytes(text.encode("utf-16"))
+    write_wav(tmp_path / "a.wav", 0.3)
+    (tmp_path / "ff.jsonl").write_bytes(b'{"step": 1, "loss": 2.0}\n\xff\n')
+    for name, code, said in (("wide.jsonl", 2, "UTF-16 text; clsp reads UTF-8"),
+                             ("a.wav", 2, "a.wav is an audio file; expected a training run folder"),
+                             ("ff.jsonl", 1, "ff.jsonl: line 2: not valid UTF-8")):
+        r = clsp("plot", "run", name, "-o", "bad.svg", cwd=tmp_path)
+        assert r.exit_code == code and said in r.output, (name, r.output)
+        assert not isinstance(r.exception, UnicodeDecodeError) and "Traceback" not in r.output
+    assert not (tmp_path / "bad.svg").exists()

@@ -302,3 +302,54 @@ def test_a_lhotse_recording_or_supervision_manifest_says_how_to_make_cuts(tmp_pa
     assert res.exit_code == 3 and [r["id"] for r in out] == ["rec1", "sup1"]
     assert "a Lhotse Recording (a RecordingSet manifest)" in out[0]["error"]["message"]
     assert "a Lhotse SupervisionSegment" in out[1]["error"]["message"] and "lhotse cut simple" in out[1]["error"]["message"]
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "build", "-", "-o", "x.idx"], ["search", "query", "e.idx", "-"],
+    ["search", "eval", "e.idx", "--queries", "-"], ["plot", "map", "-", "-o", "m.png"],
+])
+def test_audio_or_a_matrix_on_stdin_where_records_are_read_is_a_usage_error(tmp_path, args):
+    """Read as text lines: 161 'not valid UTF-8' warnings then 'no embeddings to index' (exit 1),
+    or one error record per binary line (exit 3); an .npy matrix likewise."""
+    write_wav(tmp_path / "a.wav", 1.0)
+    assert _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "e.jsonl", "--npy", "e.npy"],
+                tmp_path).exit_code == 0
+    assert _run(["search", "build", "e.npy", "-o", "e.idx", "-q"], tmp_path).exit_code == 0
+    for data, said in (((tmp_path / "a.wav").read_bytes(), "stdin holds audio data"),
+                       ((tmp_path / "e.npy").read_bytes(), "stdin holds a NumPy .npy matrix")):
+        res = _run([*args, "-q"], tmp_path, stdin=data)
+        assert res.exit_code == 2, res.output
+        assert said in res.output and "UTF-8" not in res.output and _records(res) == []
+    assert not (tmp_path / "x.idx").exists() and not (tmp_path / "m.png").exists()
+
+
+def test_search_build_takes_an_upper_case_npy_and_refuses_ids_without_one(tmp_path):
+    """E.NPY was refused as binary; --ids with a JSONL INPUT was silently ignored (exit 0)."""
+    write_wav(tmp_path / "a.wav", 1.0)
+    assert _run(["embed", "a.wav", "--model", "tiny-random", "-q", "-o", "e.jsonl", "--npy", "e.npy"],
+                tmp_path).exit_code == 0
+    (tmp_path / "e.npy").rename(tmp_path / "E.NPY")
+    res = _run(["search", "build", "E.NPY", "-o", "u.idx", "-q"], tmp_path)
+    assert res.exit_code == 0 and _records(res)[0]["added"] == 1, res.output
+    res = _run(["search", "build", "e.jsonl", "--ids", "nonexist.jsonl", "-o", "z.idx", "-q"], tmp_path)
+    assert res.exit_code == 2 and "--ids nonexist.jsonl" in res.output and "not a .npy matrix" in res.output
+    res = _run(["search", "build", "e.jsonl", "--ids", "e.jsonl", "-o", "z.idx", "-q"], tmp_path)
+    assert res.exit_code == 2 and "not a .npy matrix" in res.output
+    res = _run(["search", "build", "E.NPY", "--ids", "nonexist.jsonl", "-o", "z.idx", "-q"], tmp_path)
+    assert res.exit_code == 2 and "nonexist.jsonl: no such file" in res.output
+    assert not (tmp_path / "z.idx").exists()
+    res = _run(["search", "build", "E.NPY", "--ids", "e.jsonl", "-o", "z.idx", "-q"], tmp_path)
+    assert res.exit_code == 0 and _records(res)[0]["added"] == 1, res.output
+
+
+def test_nul_bytes_and_unicode_blank_lines_through_embed(tmp_path):
+    """A NUL refused the whole file (first 4 KiB) or was embedded (stdin); an NBSP line was an
+    "'id' is empty" error record."""
+    data = b"a calm voice\nan angry\x00 man\n\xc2\xa0\na sad woman\n"
+    (tmp_path / "cap_nul.txt").write_bytes(data)
+    for args, stdin in ((["cap_nul.txt"], None), (["-"], data)):
+        res = _run(["embed", *args, "--modality", "text", "--model", "tiny-random", "-q"], tmp_path, stdin=stdin)
+        assert res.exit_code == 3, res.output
+        recs = _records(res)
+        assert [r["id"] for r in recs] == ["line-1", "line-2", "line-4"]
+        assert "line 2: holds a NUL byte" in recs[1]["error"]["message"] and "embedding" in recs[2]

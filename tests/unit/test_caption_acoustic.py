@@ -297,3 +297,25 @@ def test_the_corpus_loudness_pass_reports_clips_as_they_are_measured(tmp_path):
     seen.clear()
     fixed = AcousticBackend.from_options(loudness_reference="-20", on_measured=seen.append)
     assert len(list(fixed.caption_items(iter(items)))) == 4 and seen == []  # streamed: records are the progress
+
+
+def test_a_bins_file_is_read_as_configs_are(tmp_path):
+    """A gzip copy or an audio file given as --bins gave a UnicodeDecodeError traceback."""
+    import gzip
+
+    from clsp.caption.bins import DEFAULT_BINS_PATH
+
+    (tmp_path / "bins.json.gz").write_bytes(gzip.compress(DEFAULT_BINS_PATH.read_bytes()))
+    bins = load_bins(tmp_path / "bins.json.gz")
+    assert bins.spec == load_bins().spec and bins.checksum == load_bins().checksum
+    sf.write(tmp_path / "clip.flac", np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.raises(ConfigError, match=r"clip.flac: cannot read bins file \(an audio file\)"):
+        load_bins(tmp_path / "clip.flac")
+    (tmp_path / "blob.json").write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match=r"blob.json: cannot read bins file \(not valid UTF-8"):
+        load_bins(tmp_path / "blob.json")
+    (tmp_path / "wide.json").write_bytes(DEFAULT_BINS_PATH.read_text().encode("utf-16"))
+    with pytest.raises(ConfigError, match="UTF-16 text"):
+        load_bins(tmp_path / "wide.json")
+    with pytest.raises(ConfigError, match="cannot read bins file"):
+        load_bins(tmp_path)

@@ -316,3 +316,59 @@ def test_an_upstream_error_record_read_for_audio_passes_its_reason_on(tmp_path):
     assert str(gone.error) == "line 1: an upstream error record, no audio: nothere.flac: no such file"
     assert str(odd.error) == "line 2: an upstream error record, no audio: plain reason"
     assert str(x.error) == "line 3: record has no 'audio' field"
+
+
+def test_audio_or_a_matrix_on_stdin_is_refused_by_every_record_reader(monkeypatch, tmp_path):
+    """Read as text, audio on stdin gave one 'not valid UTF-8' error per binary line and an
+    .npy matrix its rows as text lines; plan_sources (embed, classify) already refused audio."""
+    import numpy as np
+
+    from clsp.index.query import query_items
+    from clsp.index.records import EmbeddingReader
+
+    write_wav(tmp_path / "a.wav", 0.3)
+    buf = io.BytesIO()
+    np.save(buf, np.ones((3, 4), np.float32))
+    cases = {"audio data": (tmp_path / "a.wav").read_bytes(), "NumPy .npy matrix": buf.getvalue(),
+             "binary data": b"\x7fELF\x02\x01\x01\x00" + bytes(600)}
+    readers = {"iter_items": lambda: _items("-", "embeddings"),
+               "EmbeddingReader": lambda: list(EmbeddingReader().read("-")),
+               "query_items": lambda: list(query_items("-")[0]),
+               "plan_sources": lambda: plan_sources(["-"], "text")}
+    for what, data in cases.items():
+        for name, read in readers.items():
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+            with pytest.raises(ConfigError, match=f"^stdin.*{what}"):
+                read()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(gzip.compress(b"x.wav\n")))))
+    assert [it.id for it in _items("-")] == ["x.wav"]  # compressed text passes
+
+
+def test_npy_inputs_are_recognised_whatever_the_case_of_their_suffix(tmp_path):
+    """E.NPY was refused as binary ("give audio files, folders...") although it is a matrix."""
+    import numpy as np
+
+    from clsp.index.query import query_items
+    from clsp.index.records import EmbeddingReader, is_npy_name
+
+    np.save(tmp_path / "e.npy", np.eye(3, 4, dtype=np.float32))
+    (tmp_path / "e.npy").rename(tmp_path / "E.NPY")
+    assert is_npy_name("E.NPY") and is_npy_name("x.Npy") and not is_npy_name("x.npy.jsonl")
+    got = list(EmbeddingReader().read(str(tmp_path / "E.NPY")))
+    assert [item.id for item, _ in got] == ["row-0", "row-1", "row-2"] and all(v is not None for _, v in got)
+    items, matrix, _ = query_items(str(tmp_path / "E.NPY"))
+    assert [it.id for it in items] == ["row-0", "row-1", "row-2"] and matrix.shape == (3, 4)
+
+
+def test_audio_through_a_pipe_is_refused_where_records_are_read(tmp_path):
+    from clsp.index.records import EmbeddingReader
+
+    write_wav(tmp_path / "a.wav", 0.2)
+    r, w = os.pipe()
+    try:
+        os.write(w, (tmp_path / "a.wav").read_bytes())
+        os.close(w)
+        with pytest.raises(ConfigError, match=r"\(a pipe\) holds audio data; expected embedding records"):
+            list(EmbeddingReader().read(f"/dev/fd/{r}"))
+    finally:
+        os.close(r)

@@ -232,3 +232,60 @@ def test_an_upstream_error_record_read_as_text_keeps_its_reason(tmp_path):
     p.write_text(json.dumps({"id": "e1", "error": {"type": "AudioError", "message": "x.wav: no such file"}}) + "\n")
     (item,) = iter_items(p, "text")
     assert str(item.error) == "line 1: an upstream error record, no text: x.wav: no such file"
+
+
+def test_lines_of_unicode_whitespace_are_blank_and_give_no_item(tmp_path):
+    """A line of NBSP or U+3000 gave an "'id' is empty" or "empty text" error record, though
+    whitespace-only lines give none."""
+    p = tmp_path / "list.txt"
+    p.write_bytes("a.wav\n\u00a0\n\u3000 \t\nb.wav\n\u2028\n".encode())
+    assert [it.id for it in iter_items(p, "audio")] == ["a.wav", "b.wav"]
+    p.write_bytes("a calm voice\n\u00a0\n\u3000\nan angry man\n".encode())
+    items = list(iter_items(p, "text"))
+    assert [it.record["text"] for it in items] == ["a calm voice", "an angry man"]
+    assert [it.id for it in items] == ["line-1", "line-4"]  # named by their line in the file
+
+
+def test_a_nul_byte_is_an_error_for_its_line_wherever_it_sits(tmp_path):
+    """The whole file was refused as binary when the NUL sat in its first 4 KiB, embedded
+    (NUL and all) after it or on stdin."""
+    import numpy as np
+    import pytest
+
+    from clsp.errors import ConfigError
+    from clsp.inputs import sniff_file
+
+    early = tmp_path / "early.txt"
+    early.write_bytes(b"a calm voice\nan angry\x00 man\na sad woman\n")
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"".join(b"caption number %d is calm\n" % i for i in range(300)) + b"an angry\x00 man\n")
+    for path, at in ((early, 2), (late, 301)):
+        assert sniff_file(str(path)) == "manifest"
+        for modality in ("text", "audio", "embeddings"):
+            items = list(iter_items(path, modality))
+            bad = [it for it in items if not it.ok]
+            assert len(bad) == 1 and bad[0].id == f"line-{at}", modality
+            assert f"line {at}: holds a NUL byte" in str(bad[0].error)
+            assert len(items) == (3 if path is early else 301)
+    blob = tmp_path / "blob.bin"  # binary data is still refused as a whole
+    blob.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(64) + b"name\n" * 10)
+    npy = tmp_path / "m.dat"
+    np.save(open(npy, "wb"), np.ones((3, 4), np.float32))
+    with pytest.raises(ConfigError, match="neither an audio file nor a text list"):
+        sniff_file(str(blob))
+    with pytest.raises(ConfigError, match="a NumPy .npy matrix"):
+        sniff_file(str(npy))
+
+
+def test_caption_lines_in_braces_are_captions_and_broken_records_errors(tmp_path):
+    """"{laughs} a happy young woman" was an "invalid JSON" error, "[laughs] ..." a caption."""
+    p = tmp_path / "caps.txt"
+    p.write_text('{laughs} a happy young woman\n{whispering}\n[laughs] hi\n{"id": "a", "text": \n{}\n'
+                 "{ 'id': 1}\n{\"text\": \"ok\"}\n[1, 2]\n")
+    items = list(iter_items(p, "text"))
+    assert [it.record["text"] for it in items[:3]] == ["{laughs} a happy young woman", "{whispering}", "[laughs] hi"]
+    assert "invalid JSON" in str(items[3].error)
+    assert "no 'text' field" in str(items[4].error)
+    assert "invalid JSON" in str(items[5].error)
+    assert items[6].record["text"] == "ok"
+    assert "a JSON array" in str(items[7].error)
