@@ -90,6 +90,11 @@ def _run(o: Options) -> int:
     prov = net.provenance()
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
     run = run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None)
+    from clsp.models.lstm_precision import cpu_lstm_setting
+
+    lstm = cpu_lstm_setting(net, run["device"]) if audio else None
+    if lstm is not None:  # CLSP_CPU_LSTM changes the vectors: a resume or a merge must not mix two formats
+        run["cpu_lstm"] = lstm
     sink.set_run(run)
     input_end: dict = {}  # filled when the whole input has been read (sharded runs)
     if part is not None:
@@ -111,6 +116,8 @@ def _run(o: Options) -> int:
             # (a bfloat16 shard is about 1e-3 from a float32 one), and for audio how long clips are read
             settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds} if audio else {}
             settings["dtype"] = run["dtype"]
+            if "cpu_lstm" in run:
+                settings["cpu_lstm"] = run["cpu_lstm"]
             _write(results, sink, matrix, _provenance(made, part, matrix, settings), o.long_audio == "windows", progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge

@@ -62,6 +62,25 @@ def cpu_lstm_precision(native: str) -> str:
     return value
 
 
+def cpu_lstm_setting(model, device: str) -> str | None:
+    """What ``CLSP_CPU_LSTM`` resolves to for ``model`` on ``device`` (``"cpu"``, ``"cuda"``...):
+    ``"bfloat16"``, ``"int8"``, ``"float32"`` or ``"native"`` (each encoder's own format, what
+    ``auto`` runs without AMX), or None when it changes nothing (another device, or a model with
+    no speaker-encoder LSTM). The formats' embeddings differ by up to about 0.03 in a component,
+    so ``clsp embed`` records the value with its run (``--resume``) and shard settings (``clsp merge``).
+    ``ConfigError`` for a value of the variable that is not one of ``PRECISIONS``."""
+    from clsp.errors import ConfigError
+
+    if device != "cpu" or not any(getattr(m, "USES_CPU_LSTM_PRECISION", False) for m in model.modules()):
+        return None
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise ConfigError(f"{ENV}={os.environ.get(ENV)!r}: use one of {', '.join(PRECISIONS)}")
+    if value == "auto":
+        return "bfloat16" if amx_available() else "native"
+    return value
+
+
 def bf16_rows(run, rows):
     """``run(rows)`` for a bfloat16 LSTM over ``(N, T, F)`` ``rows``, with a lone row padded by a
     zero row (and its output dropped) so that it takes the kernel a batch takes."""

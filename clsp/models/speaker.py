@@ -121,6 +121,8 @@ class GE2ESpeakerEncoder(nn.Module):
     100 Hz-3.4 kHz only (``clsp.audio.band_mask``), the band a telephone channel keeps, so an
     8 kHz copy of a clip gets nearly the same d-vector. Weights load from safetensors (``ModelError`` when missing)."""
 
+    USES_CPU_LSTM_PRECISION = True  # its CPU LSTM runs in the format CLSP_CPU_LSTM says (clsp embed records it)
+
     output_dim = EMBEDDING_DIM
 
     def __init__(self, load_weights: bool = True, max_partials: int | None = None, band: str = "full"):

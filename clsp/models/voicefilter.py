@@ -119,6 +119,8 @@ class VoiceFilterSpeakerEncoder(nn.Module):
     unit vectors, each clip read from its own valid samples only (with ``band="telephone"``,
     mels from the spectrum's 100 Hz-3.4 kHz only: ``clsp.audio.band_mask``)."""
 
+    USES_CPU_LSTM_PRECISION = True  # its CPU LSTM runs in the format CLSP_CPU_LSTM says (clsp embed records it)
+
     output_dim = EMBEDDING_DIM
 
     def __init__(self, load_weights: bool = True, max_windows: int | None = 4, weights: str | Path = WEIGHTS,

@@ -155,3 +155,35 @@ def test_resume_embeds_again_from_a_row_changed_in_the_partial_matrix(tmp_path, 
     assert "row 3 of" in res.output and "'c3' was written with" in res.output
     np.testing.assert_array_equal(np.load(npy), np.load(tmp_path / "ref.npy"))
     assert out.read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+
+
+def test_the_speaker_encoders_lstm_format_is_part_of_a_run(tmp_path, monkeypatch):
+    """CLSP_CPU_LSTM changes the default model's vectors (up to about 0.03 a component): a
+    resume kept float32 rows and added int8 ones, and merge joined shards of both formats."""
+    from clsp.models import load_model
+    from clsp.models.lstm_precision import cpu_lstm_setting
+
+    for i in range(3):
+        write_wav(tmp_path / f"c{i}.wav", 0.8, 140 + 60 * i, seed=i)
+    recs = [{"id": f"c{i}", "audio": f"c{i}.wav"} for i in range(3)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r if i != 1 else {**r, "audio": "gone.wav"}) + "\n"
+                                                for i, r in enumerate(recs)))
+    run = CliRunner().invoke
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setenv("CLSP_CPU_LSTM", "float32")
+    stopped = run(app, ["embed", str(tmp_path / "bad.jsonl"), "-o", str(out), "--on-error", "fail", "-q"])
+    assert stopped.exit_code == 1 and (tmp_path / "out.jsonl.partial").exists()
+    monkeypatch.setenv("CLSP_CPU_LSTM", "int8")
+    res = run(app, ["embed", str(tmp_path / "m.jsonl"), "-o", str(out), "--resume", "-q"])
+    assert res.exit_code == 2 and "cpu_lstm" in res.stderr and not out.exists(), res.output
+    for i, fmt in enumerate(["float32", "int8"]):
+        monkeypatch.setenv("CLSP_CPU_LSTM", fmt)
+        res = run(app, ["embed", str(tmp_path / "m.jsonl"), "--shard", f"{i}/2", "-o", str(tmp_path / "s-{shard}.jsonl"),
+                        "-q"])
+        assert res.exit_code == 0, res.output
+    shards = sorted(str(p) for p in tmp_path.glob("s-*.jsonl"))
+    res = run(app, ["merge", *shards, "-o", str(tmp_path / "all.jsonl")])
+    assert res.exit_code != 0 and "cpu_lstm: 'float32' vs 'int8'" in res.output and not (tmp_path / "all.jsonl").exists()
+    assert cpu_lstm_setting(load_model("tiny-random"), "cpu") is None  # no speaker-encoder LSTM: nothing to record
+    assert cpu_lstm_setting(load_model("default", with_text=False), "cuda") is None
