@@ -19,7 +19,7 @@ import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
@@ -158,6 +158,16 @@ class _Record:
     bounds: list[tuple[int, int]] | None = None  # windows in samples from ``offset``
     rows: dict[int, np.ndarray] | None = None
     error: ClspError | None = None
+    silent: list[int] = field(default_factory=list)  # windows read in part whose samples are digital silence
+
+    def all_silent(self) -> ClspError | None:
+        """An ``AudioError`` when every window of a record read window by window is digital
+        silence (``check_not_silent``'s rule over the whole segment), else None."""
+        if not self.bounds or len(set(self.silent)) < len(self.bounds):
+            return None
+        rec = self.item.record
+        return AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (every window's peak below one 16-bit step): "
+                          "no voice to embed")
 
     @property
     def complete(self) -> bool:
@@ -187,7 +197,8 @@ SILENT_PEAK = 1.0 / 32768  # below one step of 16-bit audio: digital silence
 def check_not_silent(wave, rec: dict) -> None:
     """``AudioError`` naming the clip when no sample of ``wave`` reaches one 16-bit step
     (``SILENT_PEAK``): digital silence holds no voice, and its embedding would still answer
-    every question confidently. A long recording's windows are not checked one by one."""
+    every question confidently. A record read window by window (longer than ``max_seconds``)
+    is silent when every window is (``_Record.all_silent``): one silent window inside speech is not."""
     peak = float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0
     if peak < SILENT_PEAK:
         raise AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (peak {peak:.3g}, below one 16-bit step): "
@@ -208,6 +219,8 @@ def _decode_window(r: _Record, k: int, prepare=fbank):
             check_not_silent(wave, rec)
         else:
             wave = load_record_audio(rec, r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
+            if (float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0) < SILENT_PEAK:
+                r.silent.append(k)
         return prepare(wave)
     except (ClspError, ValueError, TypeError, KeyError) as exc:
         return _errors_of(rec)(exc)
@@ -219,7 +232,7 @@ def _decode(item: Item, cfg: EmbedConfig, prepare=fbank):
     if r.error is not None:
         return r.error
     feats = [_decode_window(r, k, prepare) for k in range(len(r.bounds))]
-    bad = next((f for f in feats if isinstance(f, BaseException)), None)
+    bad = next((f for f in feats if isinstance(f, BaseException)), None) or r.all_silent()
     return bad if bad is not None else (feats, r.bounds, r.samples / SAMPLE_RATE)
 
 
@@ -304,8 +317,8 @@ class AudioEmbedder:
         return out
 
     def _result(self, r: _Record) -> AudioResult:
-        if r.error is not None:
-            return AudioResult(item=r.item, error=r.error)
+        if r.error is not None or r.all_silent() is not None:
+            return AudioResult(item=r.item, error=r.error or r.all_silent())
         embs = np.stack([r.rows[k] for k in range(len(r.bounds))])
         if self.cfg.long_audio == "chunk-mean" and len(r.bounds) > 1:
             weights = np.array([e - s for s, e in r.bounds], dtype=np.float64)

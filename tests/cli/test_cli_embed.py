@@ -279,3 +279,19 @@ def test_caption_output_embeds_as_one_text_record_per_caption_sharded_or_not(tmp
     assert res.returncode == 0 and [r["id"] for r in merged] == [r["id"] for r in whole]
     for a, b in zip(whole, merged):
         assert np.allclose(a["embedding"], b["embedding"], atol=1e-6)
+
+
+@pytest.mark.parametrize("long_audio", ["chunk-mean", "truncate", "windows"])
+def test_a_silent_recording_longer_than_max_seconds_is_an_error_record(tmp_path, long_audio):
+    """Digital silence read window by window (a clip longer than --max-seconds) was embedded;
+    a silent window inside speech still is."""
+    sf.write(tmp_path / "silent.wav", np.zeros(16000 * 7, dtype=np.float32), 16000)
+    write_wav(tmp_path / "speech.wav", 3.0, 160, seed=1)
+    speech, _ = sf.read(tmp_path / "speech.wav", dtype="float32")
+    sf.write(tmp_path / "gap.wav", np.concatenate([speech, np.zeros(16000 * 4, dtype=np.float32)]), 16000)
+    res = invoke("embed", "silent.wav", "gap.wav", "--model", "tiny-random", "--max-seconds", "3",
+                 "--long-audio", long_audio, "-q", cwd=tmp_path)
+    out = jsonl(res.stdout)
+    assert res.returncode == 3, res.stderr
+    assert out[0]["id"] == "silent.wav" and "silent (every window's peak below one 16-bit step)" in out[0]["error"]["message"]
+    assert all("embedding" in r for r in out[1:]) and len(out) == (4 if long_audio == "windows" else 2), out
