@@ -96,8 +96,11 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
 
 
 def _unit_rows(mat: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit norm: cosine, as in the index (the reader refused zero rows)."""
-    return mat / np.linalg.norm(mat, axis=1, keepdims=True)
+    """Rows scaled to unit norm: cosine, as in the index (the reader refused zero rows; rows of
+    any finite size keep their direction, see :func:`clsp.index.vectors.unit_rows`)."""
+    from clsp.index.vectors import unit_rows
+
+    return unit_rows(mat)
 
 
 def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,

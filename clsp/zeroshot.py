@@ -30,11 +30,15 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row is refused (it has no direction)."""
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    if np.any(norm == 0) or not np.all(np.isfinite(norm)):
+    """Rows scaled to unit length (by :func:`clsp.index.vectors.unit_rows`, as the index and
+    search do: rows of any finite size keep their direction); an all-zero or non-finite row
+    is refused (it has no direction)."""
+    from clsp.index.vectors import unit_rows
+
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    if not np.isfinite(x).all() or not x.any(axis=-1).all():
         raise InputError("an embedding is all zeros or not finite")
-    return x / norm
+    return np.moveaxis(unit_rows(x), -1, axis)
 
 
 def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -> np.ndarray:
@@ -117,8 +121,10 @@ class ZeroShotClassifier:
         bad = ~np.isfinite(a).all(axis=1) | ~a.any(axis=1)
         if bad.any():
             raise InputError(f"audio embedding {int(np.argmax(bad))} is all zeros or holds NaN or infinite values")
+        from clsp.index.vectors import unit_rows
+
         with np.errstate(over="ignore", invalid="ignore"):
-            cos = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ self.class_embeddings.T
+            cos = unit_rows(a) @ self.class_embeddings.T
         bad = ~np.isfinite(cos).all(axis=1)
         if bad.any():
             raise InputError(f"audio embedding {int(np.argmax(bad))}: its cosines with the classes are not finite")

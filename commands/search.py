@@ -41,15 +41,18 @@ def build(
     metric: Annotated[Optional[str], typer.Option("--metric", help="cosine (normalized inner product), ip or l2 (default: cosine; with --add, the index's).")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget for the index, e.g. 4G; picks compressed codes when full vectors do not fit.")] = None,
     add: Annotated[bool, typer.Option("--add", help="Append to the index at --output instead of replacing it.")] = False,
-    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process writes the same index (then exit 1).")] = 600.0,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="With --add: seconds to wait while another process writes the same index (then exit 1); "
+                                                         "a build without --add stops at once.")] = 600.0,
     threads: ThreadsOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     quiet: QuietOpt = False,
 ):
     """Build (or --add to) an index from embeddings; prints one summary record.
 
-    One writer at a time: a run that finds another writing the index waits for it
-    (--lock-timeout), so parallel --add runs all land in the index.
+    One writer at a time: an --add run that finds another writing the index waits for it
+    (--lock-timeout), so parallel --add runs all land in the index; a build without --add
+    replaces the index and stops at once (exit 1, naming the PID) while another run writes it.
+    An input inside the index folder is refused (publishing removes the old data there).
     """
     return _build(Options.of(locals()))
 

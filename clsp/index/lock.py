@@ -1,8 +1,9 @@
 """One writer at a time per index folder: an advisory ``flock`` on ``INDEX/.lock``.
 
-Writers (``build`` over an existing index, ``add``) hold an exclusive lock for the whole
-load-add-publish, so two parallel ``--add`` runs are serialised instead of one silently
-dropping the other's rows. The lock file holds the PID of its holder, so a writer that has
+Writers (``build``, ``add``) hold an exclusive lock for the whole load-add-publish, so two
+parallel ``--add`` runs are serialised instead of one silently dropping the other's rows;
+``clsp search build`` without ``--add`` takes it from its start without waiting (timeout 0),
+so a second build onto one index stops at once instead of replacing the first's records. The lock file holds the PID of its holder, so a writer that has
 to wait can say whom it waits for. Readers never lock: they see the version that
 ``index.json`` pointed at when they opened the index (see :mod:`clsp.index.store`).
 
@@ -31,7 +32,12 @@ _held: dict[str, int] = {}
 
 
 class IndexBusyError(IndexFileError):
-    """Another process is writing the index and did not finish within the wait limit."""
+    """Another process is writing the index and did not finish within the wait limit;
+    ``pid`` is its process id as its lock file says (or "unknown")."""
+
+    def __init__(self, message: str, pid: str = "unknown"):
+        super().__init__(message)
+        self.pid = pid
 
 
 def _holder(fd: int) -> str:
@@ -76,8 +82,10 @@ def _open_locked(folder: Path, timeout: float, on_wait: Callable[[str], None] | 
                     on_wait(f"index {folder} is in use by PID {_holder(fd)}; waiting up to {timeout:g} s for it")
                 while not _try_lock(fd):
                     if time.monotonic() >= deadline:
-                        raise IndexBusyError(f"index {folder} is in use by PID {_holder(fd)} (another writer); "
-                                             f"gave up after {timeout:g} s")
+                        pid = _holder(fd)
+                        raise IndexBusyError(f"index {folder} is in use by PID {pid} (another writer); "
+                                             + (f"gave up after {timeout:g} s" if timeout > 0 else
+                                                "wait for it to finish or write elsewhere"), pid)
                     time.sleep(POLL_SECONDS)
         except BaseException:
             os.close(fd)

@@ -120,7 +120,7 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
             raise InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":
         vec = record_vector(record, matrix, position)
-        return "vector", check_usable(vec, record, where, nonzero=False)
+        return "vector", check_usable(vec, record, where, nonzero=False, position=position)
     if field == "text" and has_text:
         return "text", record["text"]
     if field == "audio" and has_audio:

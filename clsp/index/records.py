@@ -47,7 +47,7 @@ def row_checksum(row: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(row, dtype="<f4").tobytes()).hexdigest()[:16]
 
 
-def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where: str) -> None:
+def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where: str, row: int | None = None) -> None:
     """``InputError`` when ``record`` carries ``row_sha256`` and its row of ``matrix`` (``vec``,
     as float32) is not the vector it was written with. A matrix converted after writing to
     float64 or big-endian float32 holds the same values and is checked the same way; one
@@ -59,7 +59,7 @@ def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where
         raise InputError(f"{where}: the --npy matrix is {matrix.dtype} and the record's row_sha256 was written "
                          f"for the float32 row: give the float32 matrix clsp wrote (or drop row_sha256 from the "
                          "records to use this one unchecked)")
-    raise InputError(f"{where}: row {record.get('row')!r} of the --npy matrix is not the vector this record "
+    raise InputError(f"{where}: row {record.get('row', row)!r} of the --npy matrix is not the vector this record "
                      "was written with (row_sha256 differs): the matrix was overwritten by another run, "
                      "reordered, or belongs to other records; give the .npy written together with these records")
 OnSkip = Callable[[str, Any], None]  # (what was skipped, why)
@@ -122,7 +122,7 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
         raise InputError(f"record {record.get('id')!r}: row {row!r} is outside the --npy matrix ({len(matrix)} rows)")
     vec = np.asarray(matrix[row], dtype=np.float32)
-    check_row(record, vec, matrix, f"record {record.get('id')!r}")
+    check_row(record, vec, matrix, f"record {record.get('id')!r}", row)
     return vec
 
 
@@ -137,9 +137,10 @@ def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def vector_source(record: dict[str, Any]) -> str:
-    """Where a record's vector comes from, for messages: its field, or its matrix row."""
-    return "'embedding'" if "embedding" in record else f"row {record.get('row')!r} of the --npy matrix"
+def vector_source(record: dict[str, Any], position: int | None = None) -> str:
+    """Where a record's vector comes from, for messages: its field, or its matrix row (its
+    ``row``, else ``position``: the row a record without ``row`` takes, its place in the file)."""
+    return "'embedding'" if "embedding" in record else f"row {record.get('row', position)!r} of the --npy matrix"
 
 
 def check_row_positions(placed: str | None, count: int, rows: int, named_row: bool, where: str = "",
@@ -156,13 +157,21 @@ def check_row_positions(placed: str | None, count: int, rows: int, named_row: bo
                      f"there must be one such {one} per row: give the records written with the matrix")
 
 
-def check_usable(vec: np.ndarray, record: dict[str, Any], where: str, nonzero: bool = True) -> np.ndarray:
-    """Refuse (``InputError`` naming ``where`` and the field) a vector holding NaN/inf or, with
-    ``nonzero``, all zeros."""
+def check_usable(vec: np.ndarray, record: dict[str, Any], where: str, nonzero: bool = True,
+                 position: int | None = None, metric: str | None = None) -> np.ndarray:
+    """Refuse (``InputError`` naming ``where`` and the field, or the matrix row: the record's
+    ``row``, else ``position``) a vector holding NaN/inf or, with ``nonzero``, all zeros; for
+    an index of ``metric`` ``ip`` or ``l2``, one whose squared norm is beyond float32 (its
+    scores would be infinite; cosine scales every finite row safely)."""
     if not np.isfinite(vec).all():
-        raise InputError(f"{where}: {vector_source(record)} holds NaN or infinite values")
+        raise InputError(f"{where}: {vector_source(record, position)} holds NaN or infinite values")
     if nonzero and not vec.any():
-        raise InputError(f"{where}: {vector_source(record)} is all zeros")
+        raise InputError(f"{where}: {vector_source(record, position)} is all zeros")
+    if metric in ("ip", "l2"):
+        from clsp.index.vectors import NORM_TOO_LARGE, norm_fits
+
+        if not norm_fits(vec):
+            raise InputError(f"{where}: {vector_source(record, position)} {NORM_TOO_LARGE.format(metric=metric)}")
     return vec
 
 
@@ -172,7 +181,8 @@ class EmbeddingReader:
     ``matrix`` is the ``--npy`` matrix the records' ``row`` fields point into. ``provenance``
     is the model the vectors must come from (e.g. the classifier's); without it the first
     record's provenance is the reference. ``nonzero`` refuses all-zero vectors (they have
-    no direction for cosine). ``modality`` ("audio"/"text") is the kind of embedding every
+    no direction for cosine); ``metric`` "ip" or "l2" refuses vectors whose squared norm is
+    beyond float32 (their scores would be infinite). ``modality`` ("audio"/"text") is the kind of embedding every
     record must be; ``one_modality`` makes the first record's kind the rule; ``holds`` and
     ``fix`` word the refusal of another kind. After reading, ``provenance`` holds the reference and
     ``dim`` the vectors' dimension.
@@ -180,8 +190,8 @@ class EmbeddingReader:
 
     def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True,
                  modality: str | None = None, one_modality: bool = False, holds: str | None = None,
-                 fix: str | None = None):
-        self.matrix, self.nonzero = matrix, nonzero
+                 fix: str | None = None, metric: str | None = None):
+        self.matrix, self.nonzero, self.metric = matrix, nonzero, metric
         self.holds = holds  # how messages name what this reader reads ("--speech takes")
         self.fix = fix  # what to change when a record of the other modality comes
         self.provenance = dict(provenance) if provenance else None
@@ -219,15 +229,15 @@ class EmbeddingReader:
         if isinstance(made, int) and not isinstance(made, bool) and vec.shape[0] != made:
             fix = ("the --npy matrix is not the one written with these records (transposed, or another model's)"
                    if "embedding" not in rec else "the record was altered after it was written")
-            raise InputError(f"record {item.id!r}: {vector_source(rec)} has {vec.shape[0]} values, but its provenance "
+            raise InputError(f"record {item.id!r}: {vector_source(rec, item.index)} has {vec.shape[0]} values, but its provenance "
                              f"says model {(theirs or {}).get('model')!r} made {made}-dimensional embeddings: {fix}")
         if self.dim is not None and vec.shape[0] != self.dim:
             error = ProvenanceError if self.expected else InputError  # the wrong model, or a stray record
             model = (self.provenance or {}).get("model")
-            raise error(f"record {item.id!r}: {vector_source(rec)} has dimension {vec.shape[0]}, but "
+            raise error(f"record {item.id!r}: {vector_source(rec, item.index)} has dimension {vec.shape[0]}, but "
                         + (f"model {model!r} (--model) makes dimension {self.dim}; {self._against(theirs)[1]}"
                            if self.expected else f"earlier records have dimension {self.dim}"))
-        check_usable(vec, rec, f"record {item.id!r}", self.nonzero)
+        check_usable(vec, rec, f"record {item.id!r}", self.nonzero, item.index, self.metric)
         self._check_known(item, theirs)  # a usable vector, but of unknown origin among a model's?
         self.provenance = self.provenance or theirs
         self.dim = self.dim or int(vec.shape[0])
@@ -348,11 +358,38 @@ def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = No
     ``write_options`` go to :func:`clsp.index.write_index` (factory, max_memory, threads,
     lock_timeout, on_wait). Returns the summary record ``{"index", "added", "failed",
     "count", "dim", "factory", "metric", "model"}`` (the last five when the index was
-    written). Raises ``InputError`` when there is nothing to index.
+    written). Raises ``InputError`` when there is nothing to index, ``ConfigError`` for an
+    input file inside the index folder (publishing removes the old data there).
+
+    Without ``add`` the build replaces the whole index, so it takes the index's write lock
+    from its start without waiting: a second build while another writer (a build or an add)
+    holds it raises ``IndexBusyError`` naming that writer's PID at once, never replacing the
+    other's records after it. An ``add`` reads first and waits for the lock (``lock_timeout``)
+    only to load, add and publish, so parallel adds all land.
     """
+    from contextlib import ExitStack
+
+    from clsp.index.folder import writing
+    from clsp.index.lock import IndexBusyError
+    from clsp.index.store import check_inputs_outside
+
+    check_inputs_outside(index_dir, [source, npy])
+    with ExitStack() as held:
+        if not add:
+            try:
+                held.enter_context(writing(index_dir, lock_timeout=0))
+            except IndexBusyError as exc:
+                raise IndexBusyError(f"index {index_dir} is in use by PID {exc.pid} (another build or --add writing "
+                                     "it); a build without --add replaces the whole index, so it does not wait to "
+                                     "replace what that run writes: wait for it to finish, write elsewhere, or use "
+                                     "--add", exc.pid) from None
+        return _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options)
+
+
+def _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options) -> dict[str, Any]:
     from clsp.index.folder import index_exists, write_index
 
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", one_modality=True,
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", metric=metric, one_modality=True,
                              fix="an index holds one modality: build one index of the clips and another of the captions")
     vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
     if not vectors and not (add and index_exists(index_dir)):

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from clsp.errors import IndexFileError, InputError, MissingIndexError, OutputError, ProvenanceError
+from clsp.errors import ConfigError, IndexFileError, InputError, MissingIndexError, OutputError, ProvenanceError
 from clsp.index.lock import INFO_FILE  # the file that marks a published index (the lock knows it too)
 from clsp.records import utf8_encodable
 
@@ -311,6 +311,44 @@ def check_replaceable(target: Path) -> None:
         ours = (LOCK_FILE, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves, with data folders
         if any(not (p.name.startswith(ours) or (is_data_folder_name(p.name) and p.is_dir())) for p in target.iterdir()):
             raise OutputError(f"index {target}: exists and is not a clsp index; refusing to replace it")
+
+
+def check_inputs_outside(target: str | Path, inputs: list, what: str = "this build") -> None:
+    """``ConfigError`` (a usage error, before any work) naming an input file that lies inside
+    the index folder ``target``: publishing a version removes the older ``data-*`` folders
+    (and any format 1 files) there, and an input among them would be deleted with them.
+    ``inputs`` are paths (None and ``-`` skipped); stdin redirected from a file inside the
+    folder is refused too when ``-`` is among them."""
+    import stat
+
+    folder = Path(target)
+    if not folder.is_dir():
+        return
+    root = os.path.realpath(folder)
+    why = (f"it lies inside the index folder {folder} that {what} writes, and publishing the new version "
+           "removes the old data there (this file with it); move or copy it out of the index folder first")
+    for path in inputs:
+        if path is None or str(path) == "-":
+            continue
+        if os.path.realpath(path).startswith(root + os.sep):
+            raise ConfigError(f"{path}: {why}")
+    if "-" not in [str(p) for p in inputs if p is not None]:
+        return
+    try:
+        st = os.fstat(0)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    for base, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                other = os.stat(os.path.join(base, name))
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                shown = os.path.join(str(folder), os.path.relpath(os.path.join(base, name), root))
+                raise ConfigError(f"stdin ({shown}): {why}")
 
 
 def _clsp_info(info_path: Path) -> bool:

@@ -47,16 +47,53 @@ def check_vectors(arr: np.ndarray, metric: str, what: str = "vectors") -> None:
         zero = ~arr.any(axis=1)
         if zero.any():
             raise InputError(f"{what}: row {int(np.argmax(zero))} is a zero vector")
+    elif len(arr):
+        huge = ~norm_fits(arr)
+        if huge.any():
+            raise InputError(f"{what}: row {int(np.argmax(huge))} {NORM_TOO_LARGE.format(metric=metric)}")
+
+
+NORM_TOO_LARGE = ("is too large: its squared norm is beyond float32 (above 3.4e38), so its {metric} scores would be "
+                  "infinite; scale the vectors down, or index them with --metric cosine")
+
+
+def norm_fits(arr: np.ndarray) -> np.ndarray:
+    """Per row of ``arr`` (n, d) (or one vector): whether its squared L2 norm is a finite float32
+    (``ip`` and ``l2`` scores of larger rows overflow to infinity)."""
+    x = np.asarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return np.einsum("...d,...d->...", x, x) <= float(np.finfo(np.float32).max)
+
+
+def unit_rows(mat, *, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit L2 norm, for any finite non-zero row: each row is first divided by
+    its largest absolute value (so its sum of squares lies in [1, dim]: no overflow to an
+    infinite norm for rows of 1e20, no underflow to a zero norm for rows of 1e-30), then by
+    its norm. Keeps a float dtype (float32 stays float32), else gives float64; ``inplace``
+    scales a writable float array itself. Rows must be finite and not all zero (the callers
+    refuse others by name); such a row comes out NaN."""
+    arr = np.asarray(mat)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    elif not inplace:
+        arr = arr.copy()
+    if arr.size == 0:
+        return arr
+    with np.errstate(divide="ignore", invalid="ignore"):
+        arr /= np.abs(arr).max(axis=-1, keepdims=True)
+        arr /= np.linalg.norm(arr, axis=-1, keepdims=True)
+    return arr
 
 
 def prepare_vectors(vectors, metric: str, what: str = "vectors") -> np.ndarray:
-    """A checked C-contiguous float32 (n, d) copy, unit-normalized for cosine."""
+    """A checked C-contiguous float32 (n, d) copy, unit-normalized for cosine (by
+    :func:`unit_rows`: rows of any finite size keep their direction)."""
     arr = np.asarray(vectors, dtype=np.float32)
     arr = arr[None, :] if arr.ndim == 1 else arr
     check_vectors(arr, metric, what)
     arr = np.array(arr, dtype=np.float32, order="C", copy=True)
     if metric == "cosine" and len(arr):
-        arr /= np.linalg.norm(arr, axis=1, keepdims=True)
+        unit_rows(arr, inplace=True)
     return arr
 
 

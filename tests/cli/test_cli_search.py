@@ -262,3 +262,43 @@ def test_an_audio_query_whose_duration_runs_past_the_file_reads_to_its_end(clips
     assert p.returncode == 0, p.stdout + p.stderr
     hit = json.loads(p.stdout)["hits"][0]
     assert hit["id"] == "c2" and hit["score"] > 0.999
+
+
+def test_an_input_inside_the_index_folder_is_refused_never_deleted(tmp_path, vecs):
+    """Publishing removes the old data-* folder: an input there (records, --npy, --ids, stdin)
+    is a usage error naming it, for --add and a rebuild alike, and stays as it was."""
+    write_embeddings(tmp_path / "emb.jsonl", vecs[:8])
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    data = read_info(tmp_path / "v.idx").data
+    write_embeddings(tmp_path / "v.idx" / data / "new.jsonl", vecs[8:12], extra={i: {"id": f"w{i}"} for i in range(4)})
+    inside = f"v.idx/{data}/new.jsonl"
+    np.save(tmp_path / "v.idx" / data / "m.npy", vecs[:3])
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps({"id": f"n{i}"}) + "\n" for i in range(3)))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": f"n{i}", "row": i}) + "\n" for i in range(3)))
+    for args, named in (((inside, "--add"), inside), ((inside,), inside),
+                        ((f"v.idx/{data}/m.npy", "--ids", "ids.jsonl"), f"v.idx/{data}/m.npy"),
+                        (("rows.jsonl", "--npy", f"v.idx/{data}/m.npy", "--add"), f"v.idx/{data}/m.npy")):
+        p = cli("search", "build", *args, "-o", "v.idx", "-q", cwd=tmp_path)
+        assert p.returncode == 2 and f"{named}: it lies inside the index folder v.idx" in p.stderr, (args, p.stderr)
+    assert (tmp_path / inside).is_file() and (tmp_path / "v.idx" / data / "m.npy").is_file()
+    assert read_info(tmp_path / "v.idx").data == data and read_info(tmp_path / "v.idx").count == 8
+    (tmp_path / "out").mkdir()
+    (tmp_path / inside).rename(tmp_path / "out" / "new.jsonl")  # moved out, it is added
+    p = cli("search", "build", "out/new.jsonl", "-o", "v.idx", "--add", "-q", cwd=tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout)["count"] == 12 and (tmp_path / "out" / "new.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_stdin_redirected_from_a_file_inside_the_index_folder_is_refused(tmp_path, vecs):
+    from tests.helpers.cli import CLSP
+
+    write_embeddings(tmp_path / "emb.jsonl", vecs[:8])
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    data = read_info(tmp_path / "v.idx").data
+    write_embeddings(tmp_path / "v.idx" / data / "new.jsonl", vecs[8:12])
+    for add in (["--add"], []):
+        with open(tmp_path / "v.idx" / data / "new.jsonl", "rb") as fh:
+            p = subprocess.run([CLSP, "--threads", "1", "search", "build", "-", "-o", "v.idx", "-q", *add], stdin=fh,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and f"stdin (v.idx/{data}/new.jsonl): it lies inside the index folder" in p.stderr
+        assert (tmp_path / "v.idx" / data / "new.jsonl").is_file() and read_info(tmp_path / "v.idx").data == data

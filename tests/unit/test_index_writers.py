@@ -237,3 +237,47 @@ def test_a_failed_first_build_leaves_no_folder_and_a_waiting_writer_still_builds
     write_index(path, unit(3, 1), [{"id": i} for i in "xyz"], lock_timeout=60)  # waits, then locks the new folder
     assert proc.wait(timeout=60) == 0
     assert sorted(load_index(path).ids) == ["x", "y", "z"]
+
+
+@pytest.mark.slow
+def test_a_new_build_onto_an_index_in_use_stops_at_once_naming_the_writer(tmp_path):
+    """A build without add replaces the whole index: while another writer holds it, a second
+    build stops at once (never waiting to replace the other's records), as file outputs do."""
+    from clsp.index.records import index_embeddings
+
+    path = tmp_path / "same.idx"
+    emb = tmp_path / "b.jsonl"
+    emb.write_text("".join(json.dumps({"id": f"b{i}", "embedding": v.tolist()}) + "\n" for i, v in enumerate(unit(8, 2))))
+    build_index(unit(3, 0), [{"id": f"base{i}"} for i in range(3)]).save(path)
+    proc = holder(path, 3, add_ids=["a0", "a1"])
+    try:
+        start = time.monotonic()
+        with pytest.raises(IndexBusyError, match=f"index .*same.idx is in use by PID {proc.pid} .*without --add"):
+            index_embeddings(path, str(emb), lock_timeout=60)
+        assert time.monotonic() - start < 2  # did not wait for the holder
+    finally:
+        assert proc.wait(timeout=60) == 0
+    assert set(load_index(path).ids) == {"base0", "base1", "base2", "a0", "a1"}  # the other run's, not replaced
+    assert index_embeddings(path, str(emb))["count"] == 8  # free again: a build replaces the index
+
+
+@pytest.mark.slow
+def test_two_concurrent_cli_builds_onto_one_index_never_both_succeed(tmp_path):
+    from tests.helpers.cli import CLSP
+
+    for name, seed in (("a", 1), ("b", 2)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{i}", "embedding": v.tolist()}) + "\n"
+                                                        for i, v in enumerate(unit(8, seed))))
+    procs = [subprocess.Popen([CLSP, "--threads", "1", "search", "build", f"{name}.jsonl", "-o", "same.idx", "-q"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _, _ in done)
+    ids = set(load_index(tmp_path / "same.idx").ids)
+    if codes == [0, 1]:  # they overlapped: one stopped, naming the other's PID
+        loser = next(n for n, (code, _, _) in enumerate(done) if code == 1)
+        assert f"in use by PID {procs[1 - loser].pid}" in done[loser][2]
+        winner = "ab"[1 - loser]
+        assert ids == {f"{winner}{i}" for i in range(8)} and json.loads(done[1 - loser][1])["count"] == 8
+    else:  # one finished before the other started: the later build replaced the index
+        assert codes == [0, 0] and ids in ({f"a{i}" for i in range(8)}, {f"b{i}" for i in range(8)})

@@ -222,3 +222,81 @@ def test_similarity_human_key_named_score_correlates_the_rating_not_the_cosine(t
     assert summary["overall"]["n"] == 6
     assert summary["overall"]["pearson"] == pytest.approx(pearson(cosines, [p["score"] for p in pairs]), abs=1e-9)
     assert summary["overall"]["pearson"] != pytest.approx(1.0)
+
+
+def test_rows_of_any_finite_size_keep_their_direction_in_index_and_queries(tmp_path):
+    """Cosine normalises in a way that neither overflows (rows of 1e20: an inf norm made them
+    zero) nor underflows (rows of 1e-30: a zero norm made them inf), for indexed rows and
+    queries alike, as classify and similarity score them."""
+    from clsp.index.records import index_embeddings
+    from clsp.retrieval_eval import _unit_rows
+    from clsp.zeroshot import l2_normalize
+
+    row = unit(1, 16)[0].astype(np.float32)
+    big = np.stack([row, row * 1e20, row * 1e-30, -row]).astype(np.float32)
+    with np.errstate(all="raise"):  # no RuntimeWarning either
+        index = build_index(big, [{"id": f"b{i}"} for i in range(4)])
+        hits = index.search(row, k=4)[0]
+        np.testing.assert_allclose(index.search(big[2] * 1e30, k=1)[0][0]["score"], 1.0, atol=1e-5)
+    assert [h["id"] for h in hits][-1] == "b3"
+    np.testing.assert_allclose([h["score"] for h in hits], [1, 1, 1, -1], atol=1e-5)
+    for rows in (_unit_rows(big), l2_normalize(big.astype(np.float64)), l2_normalize(big.astype(np.float64) * 1e280)):
+        np.testing.assert_allclose(np.asarray(rows) @ row, [1, 1, 1, -1], atol=1e-5)
+    # JSONL records, and a query of embedding * 1e38, through the reader and the index folder
+    recs = [{"id": "h", "embedding": [float(x) * 1e38 for x in row]}, {"id": "o", "embedding": [float(x) for x in -row]}]
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert index_embeddings(tmp_path / "e.idx", str(tmp_path / "e.jsonl"))["count"] == 2
+    from clsp.index import load_index
+
+    hits = load_index(tmp_path / "e.idx").search(np.asarray(recs[0]["embedding"], dtype=np.float32), k=2)[0]
+    assert [(h["id"], round(h["score"], 5)) for h in hits] == [("h", 1.0), ("o", -1.0)]
+
+
+def test_rows_whose_l2_or_ip_scores_would_overflow_are_refused_by_name(tmp_path):
+    from clsp.index.records import index_embeddings
+
+    row = unit(1, 16)[0]
+    recs = [{"id": "ok", "embedding": row.tolist()}, {"id": "huge", "embedding": (row * 1e20).tolist()}]
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    for metric in ("l2", "ip"):
+        skipped = {}
+        out = index_embeddings(tmp_path / f"{metric}.idx", str(tmp_path / "e.jsonl"), metric=metric,
+                               on_skip=skipped.__setitem__)
+        assert out["added"] == 1 and out["failed"] == 1
+        assert f"record 'huge': 'embedding' is too large: its squared norm is beyond float32" in str(skipped["huge"])
+        assert f"its {metric} scores would be infinite" in str(skipped["huge"])
+        with pytest.raises(InputError, match="row 1 is too large"):
+            build_index(np.stack([row, row * 1e20]), [{"id": "a"}, {"id": "b"}], metric=metric)
+
+
+def test_a_bad_row_of_a_matrix_read_by_position_is_named_by_its_row(tmp_path):
+    """Records without 'row' (--ids of a bare .npy, query records, classify records) take the
+    row at their position: a message names that row, never 'row None'."""
+    from typer.testing import CliRunner
+
+    from clsp.index.query import parse_query
+    from clsp_cli.app import app
+
+    matrix = unit(5, 16).astype(np.float32)
+    matrix[1] = np.nan
+    matrix[3, 2] = np.inf
+    matrix[4] = 0
+    np.save(tmp_path / "nan.npy", matrix)
+    ids = "".join(json.dumps({"id": f"r{i}"}) + "\n" for i in range(5))
+    (tmp_path / "nan.ids.jsonl").write_text(ids)
+    r = CliRunner().invoke(app, ["--threads", "1", "search", "build", str(tmp_path / "nan.npy"), "--ids",
+                                 str(tmp_path / "nan.ids.jsonl"), "-o", str(tmp_path / "n.idx")])
+    assert r.exit_code == 3 and json.loads(r.stdout.splitlines()[-1])["added"] == 2, r.output
+    for n, why in ((1, "holds NaN or infinite values"), (3, "holds NaN or infinite values"), (4, "is all zeros")):
+        assert f"record 'r{n}': row {n} of the --npy matrix {why}" in r.stderr
+    assert "None" not in r.stderr
+    with pytest.raises(InputError, match="query 'q': row 3 of the --npy matrix holds NaN"):
+        parse_query({"id": "q"}, matrix, 3, None)
+    wide = unit(5, 32).astype(np.float32)  # the tiny model's dimension
+    wide[1] = np.nan
+    np.save(tmp_path / "wide.npy", wide)
+    r = CliRunner().invoke(app, ["classify", "--pack", "gender", "--npy", str(tmp_path / "wide.npy"), "-m",
+                                 "tiny-random", "-q"], input=ids)
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.exit_code == 3 and [o["id"] for o in out] == [f"r{i}" for i in range(5)], r.output
+    assert "record 'r1': row 1 of the --npy matrix holds NaN" in out[1]["error"]["message"]
