@@ -16,11 +16,37 @@ from clsp import __version__
 from clsp.embed import AudioResult, EmbedConfig, fbank_on_device, resolve_device, resolve_dtype
 from clsp.errors import ConfigError
 from clsp.records import Item, public_fields
-from clsp.results import Result
+from clsp.results import Result, under_metadata
 from clsp.streams import CUT_SOURCE_NAME
 
 
 WINDOW_SPAN = ("start", "end", "duration")  # a window record's own segment, not its source record's
+VECTOR_FIELDS = ("embedding", "row", "row_sha256", "provenance")  # what an embed record says of its vector
+EMBED_FIELDS = (*VECTOR_FIELDS, "error")  # "error" marks error records
+WINDOW_FIELDS = ("source_id", "window", "windows", "window_start", "window_end")
+
+
+def embedding_provenance(value: Any) -> bool:
+    """True for the provenance of an embedding clsp wrote (a dict naming its ``model`` and ``dim``)."""
+    return isinstance(value, dict) and isinstance(value.get("model"), str) and isinstance(value.get("dim"), int)
+
+
+def input_fields(record: dict[str, Any], windows: bool = False) -> dict[str, Any]:
+    """The input record's fields as ``clsp embed`` writes them before its own.
+
+    The record's own fields of the names embed writes (:data:`EMBED_FIELDS`, and with
+    ``windows`` :data:`WINDOW_FIELDS`) are kept under ``metadata`` (``results.under_metadata``),
+    never overwritten nor read as clsp's (a note in ``provenance``, a ``row`` of a spreadsheet,
+    an ``error`` note on a clip that embeds). A record an earlier ``clsp embed`` wrote (its
+    ``provenance`` is an embedding's) is embedded again: its ``embedding``, ``row``,
+    ``row_sha256`` and ``provenance`` are that run's vector, replaced by this run's, not kept."""
+    fields = public_fields(record)
+    if embedding_provenance(fields.get("provenance")):
+        fields = {k: v for k, v in fields.items() if k not in VECTOR_FIELDS}
+    fields, kept = under_metadata(fields, EMBED_FIELDS + (WINDOW_FIELDS if windows else ()))
+    if kept:
+        fields["metadata"] = kept
+    return fields
 
 
 def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple[np.ndarray, dict[str, Any]]]:
@@ -61,14 +87,15 @@ def run_record(modality: str, prov: dict, shard: str | None, cfg: EmbedConfig, c
     return run
 
 
-def item_ends(recs: list[dict]) -> list[int]:
+def item_ends(recs: list[dict], windows: bool = False) -> list[int]:
     """For each input record fully written by an earlier run, the output records up to its end.
 
-    A ``windows`` group cut short at the end does not count.
+    With ``windows`` (``--long-audio windows``), a ``windows`` group cut short at the end does
+    not count; otherwise each record is one input's (a ``source_id`` there is the input's own).
     """
     ends, i = [], 0
     while i < len(recs):
-        total = recs[i].get("windows") if "source_id" in recs[i] else None
+        total = recs[i].get("windows") if windows and "source_id" in recs[i] else None
         step = int(total) if isinstance(total, int) and total > 0 else 1
         if i + step > len(recs):
             break
@@ -78,7 +105,7 @@ def item_ends(recs: list[dict]) -> list[int]:
 
 
 def verify_kept(output: str, kept: list[dict], items: Iterable[Item], done_items: int,
-                chunk: int) -> tuple[Iterator[Item], int]:
+                chunk: int, windows: bool = False) -> tuple[Iterator[Item], int]:
     """Check that ``kept`` records are the start of what this run writes for ``items``.
 
     Returns the items to embed, from the start of the chunk that holds the resume point (so
@@ -93,8 +120,8 @@ def verify_kept(output: str, kept: list[dict], items: Iterable[Item], done_items
             raise ConfigError(f"cannot resume {output}: its partial output holds {done_items} input records, "
                               f"this input has only {n}; remove the .partial file to start over")
         rec = kept[pos]
-        step = rec.get("windows", 1) if "source_id" in rec else 1
-        problem = record_mismatch(item, rec)
+        step = rec.get("windows", 1) if windows and "source_id" in rec else 1
+        problem = record_mismatch(item, rec, windows)
         if problem:
             raise ConfigError(f"cannot resume {output}: output record {pos + 1} is for {problem}, "
                               f"input record {n + 1} of this run is {item.id!r}; remove the .partial file to start over")
@@ -104,14 +131,14 @@ def verify_kept(output: str, kept: list[dict], items: Iterable[Item], done_items
     return chain(list(seen)[len(seen) - again:] if again else [], items), again
 
 
-def record_mismatch(item: Item, rec: dict[str, Any]) -> str | None:
+def record_mismatch(item: Item, rec: dict[str, Any], windows: bool = False) -> str | None:
     """What ``rec`` (a kept output record) is, if it is not this run's record for ``item``.
 
     Ids and input fields must be equal; a valid record cannot stand for an input that is now
     invalid, nor an error record for a caption that is now valid. Audio files are not read
     again: a resume assumes they did not change.
     """
-    rec_id = rec.get("source_id", rec.get("id"))
+    rec_id = rec.get("source_id", rec.get("id")) if windows else rec.get("id")
     if str(rec_id) != item.id:
         return repr(rec_id)
     if not item.ok:
@@ -119,6 +146,7 @@ def record_mismatch(item: Item, rec: dict[str, Any]) -> str | None:
     if "error" in rec:
         text = item.record.get("text")
         return f"{rec_id!r} with an error, where this caption is valid" if isinstance(text, str) and text.strip() else None
-    span = WINDOW_SPAN if "source_id" in rec else ()  # a window record holds its own segment
-    other = sorted(k for k, v in public_fields(item.record).items() if k != "id" and k not in span and rec.get(k) != v)
+    span = WINDOW_SPAN if windows and "source_id" in rec else ()  # a window record holds its own segment
+    other = sorted(k for k, v in input_fields(item.record, windows).items()
+                   if k != "id" and k not in span and rec.get(k) != v)
     return f"{rec_id!r} with other {', '.join(other)}" if other else None

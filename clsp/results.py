@@ -10,7 +10,7 @@ the command-line output format (see README.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from clsp.errors import ClspError
 from clsp.records import error_record
@@ -79,6 +79,20 @@ class SearchHits:
         return {"id": self.id, "hits": [h.to_dict() for h in self.hits]}
 
 
+def under_metadata(record: dict[str, Any], reserved: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an input record for an output record that writes fields named ``reserved``
+    itself: ``(fields, kept)``, the record's other fields, and its own fields of those names,
+    which the output keeps under ``metadata`` (never overwritten, never read as clsp's: a MOS
+    stored as ``score``, a note in ``provenance``, an ``error`` field that would make a
+    successful record read as an error record). A record's own ``metadata`` moves too when it
+    is reserved, or when anything else moves, so its keys never clash with the moved ones."""
+    names = set(reserved)
+    kept = {k: v for k, v in record.items() if k in names}
+    if kept and "metadata" in record:
+        kept["metadata"] = record["metadata"]
+    return {k: v for k, v in record.items() if k not in kept}, kept
+
+
 PREDICTION_FIELDS = ("label", "scores", "top_k", "metadata", "error")  # "error" marks error records
 
 
@@ -96,24 +110,24 @@ class Prediction:
     top_k: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.fields.items() if k not in PREDICTION_FIELDS}
+        out, kept = under_metadata(self.fields, PREDICTION_FIELDS)
         out.update(label=self.label, scores=self.scores)
         if self.top_k is not None:
             out["top_k"] = self.top_k
-        kept = {k: v for k, v in self.fields.items() if k in PREDICTION_FIELDS}
         if kept:
             out["metadata"] = kept
         return out
 
 
-PAIR_RESULT_FIELDS = ("score", "pair", "metadata")
+PAIR_RESULT_FIELDS = ("score", "pair", "metadata", "error")  # "error" marks error records
 
 
 @dataclass
 class PairScore:
     """The similarity of one pair: the pair record's fields plus ``id``, ``score`` (cosine in
     [-1, 1], 6 decimals) and ``pair`` (``audio-audio``, ``audio-text``...); the record's own
-    fields named ``score``, ``pair`` or ``metadata`` are kept under ``metadata``."""
+    fields named ``score``, ``pair``, ``metadata`` or ``error`` are kept under ``metadata``
+    (:func:`under_metadata`)."""
 
     id: Any
     score: float

@@ -34,7 +34,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
 from clsp.records import Item, home_path, resolve_path
-from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result
+from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result, under_metadata
 
 
 
@@ -346,9 +346,9 @@ RESULT_FIELDS = PAIR_RESULT_FIELDS
 
 def pair_result(record: dict, rid: Any, score: float, pair: str) -> PairScore:
     """The pair record with clsp's ``id``, ``score`` and ``pair``; the record's own fields named
-    like :data:`RESULT_FIELDS` (e.g. a human rating called ``score``) move under ``metadata``."""
-    fields = {k: v for k, v in record.items() if k not in RESULT_FIELDS}
-    nested = {k: record[k] for k in RESULT_FIELDS if k in record}
+    like :data:`RESULT_FIELDS` (e.g. a human rating called ``score``, an ``error`` note) move
+    under ``metadata``."""
+    fields, nested = under_metadata(record, RESULT_FIELDS)
     return PairScore(rid, score, pair, fields, nested or None)
 
 

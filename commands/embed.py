@@ -118,7 +118,7 @@ def _run(o: Options) -> int:
             settings["dtype"] = run["dtype"]
             if "cpu_lstm" in run:
                 settings["cpu_lstm"] = run["cpu_lstm"]
-            _write(results, sink, matrix, _provenance(made, part, matrix, settings), o.long_audio == "windows", progress,
+            _write(results, sink, matrix, _provenance(made, part, matrix, settings), _windows(o), progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge
             from clsp.shards import end_mark
@@ -132,6 +132,11 @@ def _run(o: Options) -> int:
         matrix.commit()
     sink.commit()
     return sink.exit_code
+
+
+def _windows(o: Options) -> bool:
+    """True when each clip gives one record per window (``--long-audio windows``, audio)."""
+    return o.modality == "audio" and o.long_audio == "windows"
 
 
 def _shard(o: Options):
@@ -174,15 +179,16 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
            flush_every: int = 0) -> None:
     """One record per result (one per window with ``windows``), or its error record (with the
     shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
-    from clsp.embed_records import output_rows
+    from clsp.embed_records import input_fields, output_rows
     from clsp.index.records import row_checksum
-    from clsp.records import json_vector, public_fields
+    from clsp.records import json_vector
     from clsp_cli.output import write_results
 
     def records(res) -> list[dict]:
         out = []
+        given = input_fields(res.item.record, windows)  # the record's own fields named as embed's under metadata
         for emb, extra in output_rows(res, windows):
-            rec = {**public_fields(res.item.record), **extra}
+            rec = {**given, **extra}
             if "start" in extra:
                 rec.pop("duration", None)  # the window's span is start/end; the record's duration is not its
             rec.update({"row": matrix.append(emb), "row_sha256": row_checksum(emb)} if matrix is not None
@@ -218,8 +224,8 @@ def _resume(o: Options, sink, items, dim: int, chunk: int):
             warn(f"resume: row {kept[changed]['row']} of {o.npy}.partial is not the vector record "
                 f"{kept[changed].get('id')!r} was written with (row_sha256 differs): embedding again from there")
             kept = kept[:changed]
-    ends = item_ends(kept)
-    items, again = verify_kept(o.output, kept, items, len(ends), chunk)
+    ends = item_ends(kept, _windows(o))
+    items, again = verify_kept(o.output, kept, items, len(ends), chunk, _windows(o))
     sink.check_run()
     keep_items = len(ends) - again  # the chunk cut by the interruption is embedded again as a whole
     sink.start(ends[keep_items - 1] if keep_items else 0)

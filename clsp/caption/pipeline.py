@@ -2,7 +2,8 @@
 
 Output records keep the input fields and add ``global_captions`` and ``finegrained_captions``
 (the fields ``clsp train`` reads), ``inferred``, ``provenance``, ``rejected`` (captions dropped by a
-rule, with the reason) and, for the acoustic backend, ``measurements``.
+rule, with the reason) and, for the acoustic backend, ``measurements``; the input's own fields
+of those names are kept under ``metadata`` (:func:`input_fields`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from clsp.caption.backend import METADATA_FIELDS, AcousticCaptioner
 from clsp.caption.filters import filter_captions, rank_by_similarity
 from clsp.errors import AudioError, ClspError, InputError
+from clsp.results import under_metadata
 
 # Acoustic measurements hold per-frame arrays for the whole clip (about 5 MB per audio second).
 MAX_CAPTION_SECONDS = 300.0
@@ -38,6 +40,30 @@ def _metadata(record: dict) -> dict:
 def _public(record: dict) -> dict:
     """The record without the reader's private ``_``-prefixed fields (e.g. the resolved path)."""
     return {k: v for k, v in record.items() if not str(k).startswith("_")}
+
+
+# every field a caption record writes itself; "error" marks error records
+CAPTION_FIELDS = (*OUTPUT_FIELDS, "global_similarity", "finegrained_similarity", "rejected", "attributes",
+                  "measurements", "inferred", "unused_metadata", "provenance", "error")
+
+
+def caption_provenance(value: Any) -> bool:
+    """True for the provenance of a caption record clsp wrote (a dict naming its ``backend``)."""
+    return isinstance(value, dict) and isinstance(value.get("backend"), str) and "dim" not in value
+
+
+def input_fields(record: dict) -> dict:
+    """The input record's public fields as a caption record keeps them: its own fields named like
+    :data:`CAPTION_FIELDS` (captions of a corpus, a note in ``provenance``, an ``error`` note) under
+    ``metadata`` (``results.under_metadata``). A record an earlier ``clsp caption`` wrote (its
+    ``provenance`` a caption backend's) is captioned again: those fields are replaced, not kept."""
+    fields = _public(record)
+    if caption_provenance(fields.get("provenance")):
+        fields = {k: v for k, v in fields.items() if k not in CAPTION_FIELDS}
+    fields, kept = under_metadata(fields, CAPTION_FIELDS)
+    if kept:
+        fields["metadata"] = kept
+    return fields
 
 
 def clip_path(record: dict) -> str:
@@ -147,7 +173,7 @@ def caption_acoustic(record: dict, captioner: AcousticCaptioner, measurements=No
     fields = captioner.caption_measurements(m, _metadata(record), rec_id=record.get("id"))
     selected = select_captions(record, {"global": fields["global_captions"],
                                         "finegrained": fields["finegrained_captions"]})
-    out = _public(record)
+    out = input_fields(record)
     out.update(selected)
     out.update({"attributes": fields["attributes"], "measurements": fields["measurements"],
                 "inferred": fields["inferred"], "provenance": captioner.provenance()})
@@ -177,6 +203,6 @@ def caption_model_batch(records: list[dict], captioner, ranker=None, keep: dict 
                 results[i] = exc
                 continue
             given = set(_metadata(rec))
-            results[i] = {**_public(rec), **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
+            results[i] = {**input_fields(rec), **selected, "inferred": [k for k in MODEL_DESCRIBES if k not in given],
                           "provenance": captioner.provenance()}
     return results

@@ -189,3 +189,24 @@ def test_caption_bins_that_are_compressed_or_audio(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     proc = invoke("caption", "--bins", "b.json.gz", "-", stdin="", text=True, cwd=tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_input_fields_named_like_caption_output_are_kept_under_metadata(tmp_path):
+    """A corpus's own captions, a `provenance` note or an `error` note were overwritten by the
+    caption record's fields (or left at its top, reading as failed); a record `clsp caption`
+    wrote is captioned again, its old captions replaced, what it kept under metadata unchanged."""
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[2] / "examples" / "data" / "09a01Nb.flac"
+    note = {"type": "Flag", "message": "noisy"}
+    rec = {"id": "c1", "audio": str(clip), "provenance": "studio B", "global_captions": ["gold"], "error": note}
+    (tmp_path / "in.jsonl").write_text(json.dumps(rec) + "\n")
+    first = invoke("caption", "in.jsonl", "-q", "-o", "c.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (out,) = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert out["metadata"] == {"provenance": "studio B", "global_captions": ["gold"], "error": note}
+    assert "error" not in out and out["global_captions"] != ["gold"] and out["provenance"]["backend"] == "acoustic"
+    again = invoke("caption", "c.jsonl", "-q", cwd=tmp_path, text=True)
+    assert again.returncode == 0, again.stderr
+    (out2,) = [json.loads(x) for x in again.stdout.splitlines()]
+    assert out2 == out

@@ -295,3 +295,60 @@ def test_a_silent_recording_longer_than_max_seconds_is_an_error_record(tmp_path,
     assert res.returncode == 3, res.stderr
     assert out[0]["id"] == "silent.wav" and "silent (every window's peak below one 16-bit step)" in out[0]["error"]["message"]
     assert all("embedding" in r for r in out[1:]) and len(out) == (4 if long_audio == "windows" else 2), out
+
+
+def test_input_fields_named_like_embeds_own_are_kept_under_metadata(tmp_path):
+    """An input's own `provenance`, `row`, `embedding`, `error` (a note on a clip that embeds) and
+    window fields were overwritten by clsp's, or kept at the top where they read as clsp's (a
+    stale `row` beside an `embedding`; an `error` that made the record read as failed)."""
+    write_wav(tmp_path / "a.wav", 1.0)
+    write_wav(tmp_path / "long.wav", 5.0)
+    note = {"type": "Flag", "message": "noisy take"}
+    recs = [{"id": "p1", "audio": "a.wav", "provenance": "studio B, take 3", "row": 17},
+            {"id": "x", "audio": "a.wav", "error": note, "embedding": "mine", "metadata": {"spk": 3}},
+            {"id": "w", "audio": "long.wav", "source_id": "orig", "window": 9, "speaker": "s1"},
+            {"id": "e", "error": {"type": "AudioError", "message": "upstream"}}]  # an upstream error record
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    for extra in ([], ["--npy", "m.npy"]):
+        out = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "-q", *extra, cwd=tmp_path).stdout)
+        p1, x, w, e = out
+        assert p1["metadata"] == {"provenance": "studio B, take 3", "row": 17}
+        assert p1["provenance"]["model"] == "tiny-random" and p1["row" if extra else "embedding"] != 17
+        assert "error" not in x and x["metadata"] == {"error": note, "embedding": "mine", "metadata": {"spk": 3}}
+        assert ("row" in p1) == ("row" in x) == bool(extra) and ("embedding" in x) == (not extra)
+        assert w["source_id"] == "orig" and w["window"] == 9 and "metadata" not in w  # no windows: not embed's
+        assert set(e) == {"id", "error"}
+    win = jsonl(invoke("embed", "m.jsonl", "--model", "tiny-random", "-q", "--max-seconds", "2",
+                       "--long-audio", "windows", cwd=tmp_path).stdout)
+    w0 = next(r for r in win if r["id"] == "w@0")
+    assert w0["source_id"] == "w" and w0["window"] == 0 and w0["metadata"] == {"source_id": "orig", "window": 9}
+
+
+def test_a_clsp_embed_record_embedded_again_gets_this_runs_vector_and_provenance(tmp_path):
+    """A record an earlier `clsp embed` wrote (its provenance an embedding's) is embedded again:
+    its old embedding/row/provenance are replaced, in either form, never left beside the new one;
+    the fields kept under metadata stay as they were, and merge and search read the result."""
+    write_wav(tmp_path / "a.wav", 1.0)
+    write_wav(tmp_path / "b.wav", 1.5)
+    recs = [{"id": "a", "audio": "a.wav", "provenance": "studio B", "row": 3}, {"id": "b", "audio": "b.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    first = invoke("embed", "m.jsonl", "--model", "tiny-random", "-q", "-o", "e.jsonl", cwd=tmp_path)
+    assert first.returncode == 0
+    res = invoke("embed", "e.jsonl", "--model", "tiny-random", "-q", "--npy", "e2.npy", "-o", "e2.jsonl", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    again = jsonl((tmp_path / "e2.jsonl").read_bytes())
+    assert [sorted(r) for r in again] == [["audio", "id", "metadata", "provenance", "row", "row_sha256"],
+                                          ["audio", "id", "provenance", "row", "row_sha256"]]
+    assert again[0]["metadata"] == {"provenance": "studio B", "row": 3} and [r["row"] for r in again] == [0, 1]
+    back = jsonl(invoke("embed", "e2.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path).stdout)
+    assert back == jsonl((tmp_path / "e.jsonl").read_bytes())
+    for i in (0, 1):
+        assert invoke("embed", "e2.jsonl", "--model", "tiny-random", "-q", "--shard", f"{i}/2", "-o",
+                      "part-{shard}.jsonl", "--npy", "part-{shard}.npy", cwd=tmp_path).returncode == 0
+    merged = invoke("merge", "part-0000-of-0002.jsonl", "part-0001-of-0002.jsonl", "--npy", "all.npy", "-o",
+                    "all.jsonl", "-q", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert [r.get("metadata") for r in jsonl((tmp_path / "all.jsonl").read_bytes())] == [again[0]["metadata"], None]
+    np.testing.assert_allclose(np.load(tmp_path / "all.npy"), np.load(tmp_path / "e2.npy"), atol=1e-6)
+    built = invoke("search", "build", "all.jsonl", "--npy", "all.npy", "-o", "all.idx", "-q", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr

@@ -201,3 +201,18 @@ def test_a_duration_past_the_file_end_reads_to_the_end_as_in_embed(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps(pairs[0]["a"]) + "\n")
     e = cli("embed", "d.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert e.returncode == 0, e.stdout + e.stderr
+
+
+def test_a_pair_records_error_field_is_kept_under_metadata_of_its_score(tmp_path):
+    """A pair of `clsp embed` records with its own `error` note: the scored record carried it at
+    the top, beside its score, and read as a failed record."""
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    e = cli("embed", "-m", "tiny-random", "-q", cwd=tmp_path, stdin="a.wav\nb.wav\n")
+    a, b = (json.loads(line) for line in e.stdout.splitlines())
+    note = {"type": "Flag", "message": "noisy take"}
+    (tmp_path / "pairs.jsonl").write_text(json.dumps({"id": "p1", "a": a, "b": b, "error": note}) + "\n")
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (rec,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert "error" not in rec and -1 <= rec["score"] <= 1 and rec["metadata"] == {"error": note}

@@ -187,3 +187,20 @@ def test_the_speaker_encoders_lstm_format_is_part_of_a_run(tmp_path, monkeypatch
     assert res.exit_code != 0 and "cpu_lstm: 'float32' vs 'int8'" in res.output and not (tmp_path / "all.jsonl").exists()
     assert cpu_lstm_setting(load_model("tiny-random"), "cpu") is None  # no speaker-encoder LSTM: nothing to record
     assert cpu_lstm_setting(load_model("default", with_text=False), "cuda") is None
+
+
+def test_resume_keeps_records_whose_input_fields_are_named_like_embeds_own(tmp_path):
+    """Captions with their own `provenance`, `row`, `source_id`/`windows` fields: a resume compared
+    those with clsp's (and read `source_id` as a window group) and refused its own partial output."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"t{i}", "text": c, "provenance": "panel A", "row": i,
+                                       "source_id": "s", "windows": 3}) + "\n" for i, c in enumerate(CAPTIONS)))
+    ref = embed(*text_args(inp, tmp_path / "ref.jsonl"))
+    assert ref.exit_code == 3, ref.output
+    assert embed(*text_args(inp, tmp_path / "out.jsonl", "--on-error", "fail")).exit_code == 1
+    assert len((tmp_path / "out.jsonl.partial").read_text().splitlines()) == 4
+    res = embed(*text_args(inp, tmp_path / "out.jsonl", "--resume"))
+    assert res.exit_code == 3, res.output
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+    first = json.loads((tmp_path / "ref.jsonl").read_text().splitlines()[0])
+    assert first["metadata"] == {"provenance": "panel A", "row": 0} and first["source_id"] == "s"

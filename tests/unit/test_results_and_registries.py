@@ -9,7 +9,7 @@ import pytest
 from clsp.caption import backends
 from clsp.errors import AudioError, ConfigError
 from clsp.records import Item
-from clsp.results import PairScore, Prediction, Result, SearchHit, SearchHits
+from clsp.results import PairScore, Prediction, Result, SearchHit, SearchHits, under_metadata
 from clsp_cli.options import Options
 
 
@@ -82,6 +82,22 @@ def test_a_prediction_keeps_colliding_input_fields_under_metadata():
     assert out["label"] == "male" and out["scores"] == {"male": 0.9, "female": 0.1} and "error" not in out
     assert out["metadata"] == {"label": "female", "scores": 4.5, "error": "none"} and out["speaker"] == "s1"
     assert "metadata" not in Prediction({"id": "b"}, "male", {"male": 1.0}).to_dict()
+
+
+def test_under_metadata_moves_reserved_fields_and_the_records_own_metadata_with_them():
+    rec = {"id": "a", "error": {"type": "Flag"}, "row": 17, "metadata": {"row": 1}, "spk": "s1"}
+    fields, kept = under_metadata(rec, ("row", "error"))
+    assert fields == {"id": "a", "spk": "s1"} and kept == {"error": {"type": "Flag"}, "row": 17, "metadata": {"row": 1}}
+    assert under_metadata({"id": "b", "metadata": {"k": 1}}, ("row",)) == ({"id": "b", "metadata": {"k": 1}}, {})
+    assert under_metadata({"id": "b", "metadata": 3}, ("metadata",)) == ({"id": "b"}, {"metadata": 3})
+
+
+def test_a_pair_score_keeps_an_input_error_field_under_metadata():
+    from clsp.similarity import pair_result, record_field
+
+    out = pair_result({"id": "p", "a": "x", "b": "y", "error": {"type": "Flag"}}, "p", 0.5, "text-text").to_dict()
+    assert "error" not in out and out["score"] == 0.5 and out["metadata"] == {"error": {"type": "Flag"}}
+    assert record_field(out, "error") == {"type": "Flag"}
 
 
 def test_undefined_statistics_are_null_and_bad_numbers_are_usage_errors():

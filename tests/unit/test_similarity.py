@@ -120,6 +120,14 @@ def test_record_fields_named_like_result_fields_are_kept_apart():
     assert record_field(out, "score") == 4.5 and record_field(out, "other") == 1
 
 
+def test_an_error_field_of_a_scored_pair_is_kept_under_metadata():
+    """A pair record's own ``error`` (a note) at the top of a scored record made it read as failed."""
+    recs = [{"id": "p", "a": "a calm voice", "b": "a loud voice", "error": {"type": "Flag", "message": "noisy"}}]
+    out = list(score_pairs(recs, FakeEncoders()))[0]
+    assert "error" not in out and isinstance(out["score"], float)
+    assert out["metadata"] == {"error": {"type": "Flag", "message": "noisy"}}
+
+
 def test_embedding_record_sides_are_their_vectors_not_re_embedded():
     """A side that is a `clsp embed` record is scored with its own vector; another model's
     embedding, two embeddings from two models, and a `row` side (no matrix) are errors."""
