@@ -16,7 +16,8 @@ import typer
 
 from clsp.errors import ClspError, ConfigError, ModelNotFoundError
 from clsp_cli.console import error
-from clsp_cli.output_files import OUTPUT_PARAMS, check_run_files, release_reserved, release_unpublished, reserve_outputs
+from clsp_cli.output_files import (OUTPUT_PARAMS, RESERVED_PARAMS, check_run_files, release_reserved, release_unpublished,
+                                   reserve_outputs)
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 2, 3, 75
 
@@ -87,7 +88,8 @@ def check_numbers(params: dict[str, Any]) -> None:
 def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS,
             resumable: bool = False):
     """Wrap a command body: refuse outputs that would overwrite each other or the run's own
-    inputs (``check_run_files``; ``outputs``: the parameters that name output files), then
+    inputs (``check_run_files``; ``outputs``: the parameters that name output files), lock
+    every one of them (``reserve_outputs``: a second run onto one stops at once), then
     map exceptions to messages and exit codes. Used as ``@command`` or ``@command(outputs=...)``.
     A ``resumable`` command (``--resume``) keeps the partial outputs of a run that failed or was
     stopped; any other removes them with their lock files."""
@@ -103,7 +105,9 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         try:
             check_numbers(kwargs)
             check_run_files(kwargs, outputs)
-            reserve_outputs(kwargs)
+            # every output is locked from the start; a resumable command (embed) locks its own, whose
+            # names it fills in first ('{shard}')
+            reserve_outputs(kwargs, RESERVED_PARAMS if resumable else tuple(dict.fromkeys((*outputs, *RESERVED_PARAMS))))
             code = fn(*args, **kwargs)
         except BrokenPipeError:
             _stdout_closed()
@@ -130,8 +134,8 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-            release_reserved()
             release_unpublished(discard=not resumable)  # only a resumable command's partial output is kept
+            release_reserved()
             runfiles.end()
         try:
             sys.stdout.flush()

@@ -106,6 +106,7 @@ class RecordSink:
         self.run = run
         self.fh: io.TextIOBase | None = None
         self.errors_to: RecordSink | None = None  # where error records go instead (caption --errors)
+        self.reports: list[RecordSink] = []  # --report files, published with the records (``commit``)
         if output == "-":
             if resume:
                 raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
@@ -241,14 +242,15 @@ class RecordSink:
             raise FailFast(f"record {rec_id!r} failed: {rec['error']['message']}")
 
     def write_summary(self, summary: dict[str, Any], report: str | None = None) -> None:
-        """An evaluation summary: to ``report`` (a JSON file) or as a final ``__summary__`` record.
-        A value left undefined (NaN or infinite: a statistic of too few items) is written as
-        null, so a finished run never fails at its summary."""
+        """An evaluation summary: to ``report`` (a JSON file, published by ``commit`` with the
+        records, never before them) or as a final ``__summary__`` record. A value left undefined
+        (NaN or infinite: a statistic of too few items) is written as null, so a finished run
+        never fails at its summary."""
         summary = _defined_numbers(summary)
         if report:
             out = RecordSink(report)
             out.write(summary)
-            out.commit()
+            self.reports.append(out)
         else:
             self.write({"id": "__summary__", "summary": summary})
 
@@ -262,8 +264,15 @@ class RecordSink:
         except OSError as exc:
             raise _io_error(self.output, exc) from None
 
-    def commit(self) -> None:
-        """Publish the output file under its final name (stdout and write-through: flush only)."""
+    def commit(self, *more: "MatrixSink | None") -> None:
+        """Publish the records and the files written with them (``--errors``, ``--report``,
+        ``more``: an ``--npy`` matrix), all or nothing, the records first (``publish``)."""
+        publish(self, self.errors_to, *self.reports, *more)
+
+    def prepare(self) -> None:
+        """Publication, first step: everything written reaches the disk (a full disk or a
+        file-size limit shows here) and the output is checked against the run's inputs.
+        Nothing is replaced yet."""
         self.flush()
         if self.target is None:
             return
@@ -277,6 +286,11 @@ class RecordSink:
         except ConfigError:
             self.lock.release()  # nothing will resume into it: no lock file left beside the input
             raise
+
+    def publish(self) -> None:
+        """Publication, second step (after ``prepare``): rename the output into place."""
+        if self.lock is None or self.lock.fd < 0:
+            return
         try:
             os.replace(self.target.partial, self.target.path)
         except OSError as exc:
@@ -374,9 +388,13 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
 
     def commit(self) -> None:
+        publish(self)
+
+    def prepare(self) -> None:
+        """Publication, first step: the rows reach the disk and the ``.npy`` file is written
+        beside its final name (``FILE.tmp.npy``); nothing is replaced yet."""
         self.flush()
         if self.lock is None:
-            self._commit_through()
             return
         self.fh.close()
         final = self.target.path
@@ -387,14 +405,36 @@ class MatrixSink:
         except ConfigError:
             self.lock.release()  # nothing will resume into it: no lock file left beside the input
             raise
-        tmp = final.with_name(final.name + ".tmp.npy")
+        tmp = self._tmp
         try:
             data = np.memmap(self.raw, dtype="<f4", mode="r", shape=(self.rows, self.dim)) if self.rows else np.zeros((0, self.dim), "<f4")
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(self.rows, self.dim))
             out[:] = data
             out.flush()
             del out, data
-            os.replace(tmp, final)
+        except OSError as exc:
+            self.unprepare()
+            raise _io_error(self.target.shown, exc) from None
+
+    @property
+    def _tmp(self) -> Path:
+        return self.target.path.with_name(self.target.path.name + ".tmp.npy")
+
+    def unprepare(self) -> None:
+        """Remove what ``prepare`` wrote (publication stopped before this output)."""
+        if self.lock is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def publish(self) -> None:
+        """Publication, second step: the prepared file replaces the output (a written-through
+        one gets the matrix now)."""
+        if self.lock is None:
+            self._commit_through()
+            return
+        if self.lock.fd < 0:
+            return
+        try:
+            os.replace(self._tmp, self.target.path)
             os.remove(self.raw)
         except OSError as exc:
             raise _io_error(self.target.shown, exc) from None
@@ -416,6 +456,26 @@ class MatrixSink:
             raise _io_error(self.target.shown, exc) from None
         finally:
             self.fh.close()
+
+
+def publish(*outputs: "RecordSink | MatrixSink | None") -> None:
+    """Publish the outputs of a run all or nothing, in the order given (the records first):
+    every one is written out and checked (``prepare``: where a full disk, a quota or a
+    file-size limit shows) before any replaces its file, so a run that cannot publish its
+    records replaces none of its other outputs (``--errors``, ``--report``, ``--npy``) either;
+    their unpublished ``.partial`` files go as for any failed run. ``None`` entries are skipped."""
+    ready = [out for out in outputs if out is not None]
+    prepared = []
+    try:
+        for out in ready:
+            out.prepare()
+            prepared.append(out)
+    except BaseException:
+        for out in prepared:
+            getattr(out, "unprepare", lambda: None)()
+        raise
+    for out in ready:
+        out.publish()
 
 
 def _discard(fh, partial: Path | None, lock: OutputLock | None) -> None:

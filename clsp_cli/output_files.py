@@ -211,31 +211,66 @@ class OutputLock:
             _held.remove(self)
 
 
-_reserved: dict[str, OutputLock] = {}  # lock path -> the lock a command took for an output it writes at its end
-RESERVED_PARAMS = ("report", "plot", "html")  # outputs written only when a command ends
+_reserved: dict[str, OutputLock] = {}  # lock path -> the lock a command took for an output it writes later
+_made: list[Path] = []  # folders reserve_outputs made for outputs (removed again when left empty)
+RESERVED_PARAMS = ("report", "plot", "html")  # outputs written only when a command ends (every command)
 
 
 def reserve_outputs(params: dict[str, Any], names: tuple[str, ...] = RESERVED_PARAMS) -> None:
-    """Take the lock of every regular file named by ``names`` when a command starts, so a
-    second run writing the same report, figure or page stops at once (``OutputError``, naming
-    the PID) instead of both running and the later one replacing the other's file. The writer
-    that publishes the file carries the lock on; ``release_reserved`` drops the others."""
+    """Take the lock of every regular file named by ``names`` when a command starts (a missing
+    folder is made for it), so a second run writing the same output, report, figure or page
+    stops at once (``OutputError``, naming the PID) instead of both running and the later one
+    replacing the other's file. The writer that publishes the file carries the lock on;
+    ``release_reserved`` drops the others."""
     for name in names:
         path = params.get(name)
         if not isinstance(path, str) or path == "-":
             continue
         target = resolve_target(path)
-        if target.through or not target.path.parent.is_dir():
+        if target.through or str(target.lock) in _reserved:
             continue
+        _make_folder(target.path.parent, target.shown)
         lock = OutputLock(target)
         _reserved[str(lock.path)] = lock
 
 
+def _make_folder(folder: Path, shown: str) -> None:
+    """Make ``folder`` (and missing parents) for the output ``shown``; remembered so that
+    ``release_reserved`` removes those left empty. ``OutputError`` naming ``shown`` when refused."""
+    missing = []
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc} ({exc.filename or folder})") from None
+    _made.extend(missing)  # deepest first
+
+
+def lock_folder(path: str | os.PathLike) -> OutputLock:
+    """The one-writer lock of a folder output (``clsp convert DEST``, a new ``search build``
+    index): ``DEST.lock`` beside the folder (a symlink followed), so the folder itself holds
+    nothing of the lock and can be replaced whole. A second run onto ``DEST`` raises
+    ``OutputError`` naming the PID. The lock is held until ``release()`` (``remove=True`` once
+    the folder is published), or dropped with its file when the command ends."""
+    shown = str(path)
+    target = OutputTarget(shown, Path(os.path.realpath(shown)), through=False)
+    _make_folder(target.path.parent, shown)
+    return OutputLock(target)
+
+
 def release_reserved() -> None:
-    """Drop the locks ``reserve_outputs`` took that no writer carried on (their lock files go)."""
+    """Drop the locks ``reserve_outputs`` took that no writer carried on (their lock files go),
+    and remove the folders it made that stayed empty."""
     for lock in list(_reserved.values()):
         lock.release()
     _reserved.clear()
+    for folder in _made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only an empty one
+    _made.clear()
 
 
 def abandon_outputs() -> list[str]:

@@ -70,9 +70,7 @@ def _run(o: Options) -> int:
     with Throughput("caption", work_done="measured") as progress:
         for _ in write_results(sink, captions, progress):
             pass
-    if sink.errors_to is not None:
-        sink.errors_to.commit()
-    sink.commit()
+    sink.commit()  # the captions, then --errors: neither is published unless both can be
     if o.as_cuts and sink.failed and sink.errors_to is None:
         warn(f"{o.output if o.output != '-' else 'the output'} holds {sink.failed} error record(s) among the cuts, "
              "which Lhotse's CutSet.from_file does not read (clsp train skips them); write them apart with "

@@ -92,7 +92,7 @@ def _run(o: Options) -> int:
 
             classification_table(summary)
         sink.write_summary(summary, o.report)
-    sink.commit()  # the records first: a figure or page that fails loses none of them
+    sink.commit()  # the records, then --report (all or nothing); a figure or page that fails loses none of them
     if tally is not None and progress.count:
         classify_outputs(summary, misses, o.plot, o.html, o.html_embed)
     return sink.exit_code

@@ -25,11 +25,30 @@ def main(
 
     set_quiet(quiet)
     _check_destination(source, destination)
+    from clsp_cli.output_files import lock_folder
+
+    lock = lock_folder(destination)  # one writer: a second run onto the folder stops at once
     model = load_model(source)
-    out = save_model(model, destination)
+    out = _save(save_model, model, destination)
+    lock.release()
     n = sum(p.numel() for p in model.parameters())
     log(f"wrote {out} ({n:,} parameters, provenance {model.provenance()})")
     return 0
+
+
+def _save(save_model, model, destination: str):
+    """``save_model``, whose failures (a full disk, a file-size limit, a folder that refuses
+    writes) are one ``OutputError`` naming the destination and the system's reason, never the
+    hidden temporary folder it writes first (removed again) nor a traceback."""
+    from clsp.errors import ClspError, OutputError
+    from clsp.train.checkpoint import os_reason
+
+    try:
+        return save_model(model, destination)
+    except ClspError:
+        raise
+    except Exception as exc:  # OSError, safetensors' SafetensorError, the tokenizer's Exception
+        raise OutputError(f"cannot write {destination}: {os_reason(exc)}") from None
 
 
 def _check_destination(source: str, destination: str) -> None:

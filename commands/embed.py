@@ -128,9 +128,7 @@ def _run(o: Options) -> int:
         if matrix is not None:  # rows of records already written reach the disk, even on a failure
             with suppress(ClspError):
                 matrix.flush()
-    if matrix is not None:
-        matrix.commit()
-    sink.commit()
+    sink.commit(matrix)  # the records, then --npy, all or nothing: a failed -o replaces no earlier matrix
     return sink.exit_code
 
 

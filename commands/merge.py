@@ -36,7 +36,7 @@ def _run(o: Options) -> int:
     from clsp.records import json_vector
     from clsp.shard_merge import ShardSet
     from clsp_cli.console import Throughput, log, set_quiet
-    from clsp_cli.output import MatrixSink, RecordSink
+    from clsp_cli.output import MatrixSink, RecordSink, publish
 
     set_quiet(o.quiet)
     shard_set = ShardSet(o.shards)
@@ -66,9 +66,7 @@ def _run(o: Options) -> int:
         raise
     finally:
         shard_set.close()
-    if matrix is not None:
-        matrix.commit()
-    sink.commit()
+    publish(sink, matrix)  # the records first, all or nothing: a failed -o replaces no earlier --npy
     return 3 if failed else 0
 
 

@@ -16,6 +16,7 @@ strings and lists only and are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import errno
+import os
 import random
 import re
 import shutil
@@ -155,6 +156,9 @@ def _save_pt(obj: Any, path: Path) -> None:
         torch.save(obj, fh)
 
 
+_WRITE_REFUSALS = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def os_reason(exc: BaseException) -> str:
     """The operating system's reason behind ``exc`` ("No space left on device", "File too
     large" ...) found in its chain of causes, else its own message."""
@@ -162,6 +166,14 @@ def os_reason(exc: BaseException) -> str:
     while seen is not None:
         if isinstance(seen, OSError) and seen.strerror:
             return f"{seen.strerror} ({errno.errorcode.get(seen.errno, seen.errno)})"
+        code = re.search(r"\(os error (\d+)\)", str(seen))  # Rust's io::Error (safetensors, tokenizers)
+        if code is not None:
+            number = int(code.group(1))
+            return f"{os.strerror(number)} ({errno.errorcode.get(number, number)})"
+        text = str(seen).strip()
+        for number in _WRITE_REFUSALS:  # only the system's words, as a library passed them on ("File too large")
+            if text and (text == os.strerror(number) or text.endswith(": " + os.strerror(number))):
+                return f"{os.strerror(number)} ({errno.errorcode[number]})"
         seen = seen.__cause__ or seen.__context__
     return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
 

@@ -214,9 +214,13 @@ class Trainer:
             raise ConfigError(f"--output-dir {self.out}: exists and is not a folder; give a new or an existing folder")
         path = self.out / "train.lock"
         self._made_dir = not self.out.exists()
+        # a symlink is followed, as for every output: a dangling one gets the folder it points to
+        real = Path(os.path.realpath(self.out))
+        folder = Path(f"{self.out} (a symlink to {real})") if self.out.is_symlink() else self.out
         while True:
+            with _writing_log(folder):
+                real.mkdir(parents=True, exist_ok=True)
             with _writing_log(path):
-                self.out.mkdir(parents=True, exist_ok=True)
                 fh = open(path, "a+", encoding="utf-8")
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -249,7 +253,7 @@ class Trainer:
             self._run_lock = None
             if getattr(self, "_made_dir", False):
                 with contextlib.suppress(OSError):
-                    self.out.rmdir()  # only when empty
+                    Path(os.path.realpath(self.out)).rmdir()  # only when empty (a symlink's target: the link stays)
 
     def _refuse_foreign_config(self) -> None:
         """A fresh run writes its whole config to ``OUT/config.json``: a file there that no run

@@ -488,3 +488,173 @@ def test_an_output_named_as_compressed_is_refused_before_any_work(tmp_path):
             continue
         assert res.exit_code == 2 and "plain JSON Lines, not compressed" in res.output, res.output
         assert not list(tmp_path.glob(args[args.index("-o") + 1] + "*"))
+
+
+def _under_size_limit(limit: int, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """``clsp ARGS`` in a child process whose files may grow to ``limit`` bytes (EFBIG beyond)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "clsp_cli.app", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600, preexec_fn=cap)
+
+
+@pytest.mark.slow
+def test_a_run_whose_records_cannot_be_published_replaces_none_of_its_other_outputs(tmp_path):
+    """-o failed on a file-size limit after --errors (caption) or --report (classify) had
+    already replaced the earlier file (--errors left empty); now every output is written out
+    before any is published, the records first."""
+    clips = REPO / "examples" / "data" / "clips.jsonl"
+    old_errors, old_cuts = '{"id":"old","error":{"type":"X","message":"earlier"}}\n', '{"old":"cuts"}\n'
+    (tmp_path / "err.jsonl").write_text(old_errors)
+    (tmp_path / "cap.jsonl").write_text(old_cuts)
+    proc = _under_size_limit(2048, "caption", clips, "--as-cuts", "-o", "cap.jsonl", "--errors", "err.jsonl", "-q",
+                             cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot write cap.jsonl: File too large" in proc.stderr, proc.stderr
+    assert (tmp_path / "cap.jsonl").read_text() == old_cuts and (tmp_path / "err.jsonl").read_text() == old_errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap.jsonl", "err.jsonl"]
+
+    from tests.helpers.cli import invoke
+
+    assert invoke("embed", clips, "-m", "tiny-random", "-o", tmp_path / "e.jsonl", "-q").returncode == 0
+    (tmp_path / "o.jsonl").write_text('{"old":"records"}\n')
+    (tmp_path / "r.json").write_text('{"old":"report"}\n')
+    proc = _under_size_limit(1024, "classify", "e.jsonl", "-m", "tiny-random", "--pack", "gender", "--label-key",
+                             "gender", "-o", "o.jsonl", "--report", "r.json", "-q", cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot write o.jsonl: File too large" in proc.stderr, proc.stderr
+    assert (tmp_path / "o.jsonl").read_text() == '{"old":"records"}\n'
+    assert (tmp_path / "r.json").read_text() == '{"old":"report"}\n'
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith((".partial", ".lock"))]
+
+
+def test_publication_writes_every_output_out_before_replacing_any(tmp_path, monkeypatch):
+    """``publish`` (merge: -o and --npy; embed should call it too): records that cannot be
+    written out leave an earlier --npy as it was, with no temporary matrix left."""
+    from clsp_cli import output
+
+    npy = tmp_path / "m.npy"
+    np.save(npy, np.ones((1, 2), "<f4"))
+    before = npy.read_bytes()
+    sink = RecordSink(str(tmp_path / "r.jsonl"))
+    matrix = MatrixSink(str(npy), 2)
+    sink.write({"id": "a", "row": matrix.append(np.zeros(2))})
+
+    def too_large() -> None:
+        raise OutputError(f"cannot write {sink.output}: File too large")
+
+    monkeypatch.setattr(sink, "flush", too_large)
+    with pytest.raises(OutputError, match="File too large"):
+        output.publish(sink, matrix)
+    assert npy.read_bytes() == before and not (tmp_path / "r.jsonl").exists()
+    assert not (tmp_path / "m.npy.tmp.npy").exists()
+    sink.discard()
+    matrix.discard()
+
+
+def test_embed_whose_records_cannot_be_published_keeps_the_earlier_npy(tmp_path, monkeypatch):
+    """clsp embed published --npy before its records: a failed -o left a new matrix beside
+    the earlier records."""
+    from clsp_cli import output
+    from tests.helpers.cli import invoke
+
+    clips = REPO / "examples" / "data" / "clips.jsonl"
+    npy = tmp_path / "e.npy"
+    np.save(npy, np.ones((1, 2), "<f4"))
+    (tmp_path / "e.jsonl").write_text('{"old":"records"}\n')
+    before = npy.read_bytes()
+
+    def too_large(self) -> None:
+        raise OutputError(f"cannot write {self.output}: File too large")
+
+    monkeypatch.setattr(output.RecordSink, "prepare", too_large)
+    res = invoke("embed", clips, "-m", "tiny-random", "-o", tmp_path / "e.jsonl", "--npy", npy, "-q")
+    assert res.returncode == 1 and b"File too large" in res.stderr, res.stderr
+    assert npy.read_bytes() == before and (tmp_path / "e.jsonl").read_text() == '{"old":"records"}\n'
+    assert not (tmp_path / "e.npy.tmp.npy").exists()  # the partial outputs stay for --resume, as after any failure
+
+
+def _hold_lock(path: Path):
+    """Hold the one-writer lock of the output ``path`` as a clsp run would (``FILE.lock``
+    with this process's PID); flock conflicts between two open files of one process too."""
+    import fcntl
+
+    fh = open(f"{path}.lock", "w")
+    fh.write(json.dumps({"pid": os.getpid(), "run": None}))
+    fh.flush()
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+@pytest.mark.parametrize("args", [
+    ["plot", "map", "e.jsonl", "-c", "emotion", "-o", "OUT.png"],
+    ["plot", "run", "e.jsonl", "-o", "OUT.png"],
+    ["caption", "e.jsonl", "--errors", "OUT.jsonl"],
+    ["caption", "e.jsonl", "-o", "OUT.jsonl"],
+    ["similarity", "e.jsonl", "-o", "OUT.jsonl"],
+    ["search", "eval", "--speech", "e.jsonl", "--captions", "e.jsonl", "-o", "OUT.jsonl"],
+    ["merge", "e.jsonl", "-o", "OUT.jsonl"],
+    ["merge", "e.jsonl", "--npy", "OUT.npy"],
+    ["classify", "e.jsonl", "-o", "OUT.jsonl"],
+])
+def test_every_output_of_every_command_is_locked_from_the_start(tmp_path, args):
+    """`plot map -o` and `plot run -o` took no lock: two runs onto one figure both succeeded
+    and the later replaced the other's. Every output is locked when the command starts."""
+    from tests.helpers.cli import invoke
+
+    (tmp_path / "e.jsonl").write_text('{"id": "x"}\n')
+    out = tmp_path / next(a for a in args if a.startswith("OUT"))
+    with _hold_lock(out):
+        proc = invoke(*[str(tmp_path / a) if a.startswith(("OUT", "e.jsonl")) else a for a in args], "-q")
+    assert proc.returncode == 1 and f"is in use by PID {os.getpid()}" in proc.stderr.decode(), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["e.jsonl", out.name + ".lock"])
+
+
+def test_a_run_refused_at_its_start_removes_the_folder_made_for_its_output(tmp_path):
+    from tests.helpers.cli import invoke
+
+    (tmp_path / "e.jsonl").write_text('{"id": "x"}\n')
+    proc = invoke("plot", "map", tmp_path / "e.jsonl", "-o", tmp_path / "new" / "deeper" / "m.gif")
+    assert proc.returncode == 2 and not (tmp_path / "new").exists(), proc.stderr
+
+
+def test_convert_locks_its_destination_folder(tmp_path):
+    """Two `clsp convert` runs onto one folder both exited 0, the later replacing the other's."""
+    from tests.helpers.cli import invoke
+
+    with _hold_lock(tmp_path / "m"):
+        proc = invoke("convert", "tiny-random", tmp_path / "m")
+    assert proc.returncode == 1 and f"m is in use by PID {os.getpid()}" in proc.stderr.decode(), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lock"]
+    (tmp_path / "m.lock").unlink()
+    assert invoke("convert", "tiny-random", tmp_path / "m", "-q").returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.slow
+def test_convert_under_a_file_size_limit_is_one_line_naming_the_destination(tmp_path):
+    """It was a 43-line traceback ending in safetensors' SafetensorError (or the tokenizer's
+    "Exception: File too large")."""
+    proc = _under_size_limit(65536, "convert", "tiny-random", "dest", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == "error: cannot write dest: File too large (EFBIG)", proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_refused_by_the_system_names_the_destination_not_its_temporary_folder(tmp_path, monkeypatch):
+    """An immutable folder said "/.../ro/.m.krn6oh58: Operation not permitted"."""
+    import errno
+    import tempfile
+
+    from tests.helpers.cli import invoke
+
+    def refused(prefix="", dir=None, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted", os.path.join(dir, prefix + "krn6oh58"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    proc = invoke("convert", "tiny-random", tmp_path / "ro" / "m")
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == f"error: cannot write {tmp_path / 'ro' / 'm'}: Operation not permitted (EPERM)"
+    assert list(tmp_path.iterdir()) == []  # nor its lock, nor the folder made for it

@@ -404,3 +404,15 @@ def test_an_epoch_of_fewer_batches_than_one_step_takes_names_optim_accumulation(
     with pytest.raises(InputError, match=r"an epoch holds [1-3] batch\(es\), fewer than the 4 one optimizer step takes "
                                          r"\(optim.accumulation=4\)"):
         Trainer(cfg).run()
+
+
+def test_a_dangling_symlink_output_folder_is_followed(tmp_path: Path) -> None:
+    """--output-dir naming a dangling symlink trains into the folder it points to (made for
+    the run; the link stays a link), as every output follows a symlink; it said "cannot write
+    LINK/train.lock: File exists (EEXIST)"."""
+    link = tmp_path / "dang"
+    link.symlink_to(tmp_path / "runs" / "exp1")
+    overrides = _overrides(tmp_path, "max_steps=1", "checkpoint_every=1", f"output_dir={link}")
+    Trainer(load_config(None, overrides)).run()
+    assert link.is_symlink() and (tmp_path / "runs" / "exp1" / "config.json").is_file()
+    assert len(ckpt.list_checkpoints(link)) == 1 and not (link / "train.lock").exists()
