@@ -162,6 +162,7 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
             self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
             self.step, self.epoch, self.batch_in_epoch, self.skipped_steps = 0, 0, 0, 0
+            self.filled_batches = 0  # batches holding a clip in this pass over the manifest
             self.nonfinite_streak = 0  # consecutive skipped (non-finite) steps
             self.save_due = False  # a periodic checkpoint waits for a finite step
             self.probe: tuple[torch.Tensor, torch.Tensor] | None = None  # two clips of the last batch (save() checks them)
