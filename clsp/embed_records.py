@@ -16,19 +16,13 @@ from clsp import __version__
 from clsp.embed import AudioResult, EmbedConfig, fbank_on_device, resolve_device, resolve_dtype
 from clsp.errors import ConfigError
 from clsp.records import Item, public_fields
-from clsp.results import Result, under_metadata
+from clsp.results import VECTOR_FIELDS, Result, embedding_provenance, under_metadata
 from clsp.streams import CUT_SOURCE_NAME
 
 
 WINDOW_SPAN = ("start", "end", "duration")  # a window record's own segment, not its source record's
-VECTOR_FIELDS = ("embedding", "row", "row_sha256", "provenance")  # what an embed record says of its vector
 EMBED_FIELDS = (*VECTOR_FIELDS, "error")  # "error" marks error records
 WINDOW_FIELDS = ("source_id", "window", "windows", "window_start", "window_end")
-
-
-def embedding_provenance(value: Any) -> bool:
-    """True for the provenance of an embedding clsp wrote (a dict naming its ``model`` and ``dim``)."""
-    return isinstance(value, dict) and isinstance(value.get("model"), str) and isinstance(value.get("dim"), int)
 
 
 def input_fields(record: dict[str, Any], windows: bool = False) -> dict[str, Any]:

@@ -79,21 +79,38 @@ class SearchHits:
         return {"id": self.id, "hits": [h.to_dict() for h in self.hits]}
 
 
+# what an embedding record says of its vector: the vector (inline, or a row of the --npy matrix and
+# that row's checksum) and the provenance naming the model that made it; they travel together
+VECTOR_FIELDS = ("embedding", "row", "row_sha256", "provenance")
+
+
+def embedding_provenance(value: Any) -> bool:
+    """True for the provenance of an embedding clsp wrote (a dict naming its ``model`` and ``dim``)."""
+    return isinstance(value, dict) and isinstance(value.get("model"), str) and isinstance(value.get("dim"), int)
+
+
 def under_metadata(record: dict[str, Any], reserved: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split an input record for an output record that writes fields named ``reserved``
     itself: ``(fields, kept)``, the record's other fields, and its own fields of those names,
     which the output keeps under ``metadata`` (never overwritten, never read as clsp's: a MOS
     stored as ``score``, a note in ``provenance``, an ``error`` field that would make a
     successful record read as an error record). A record's own ``metadata`` moves too when it
-    is reserved, or when anything else moves, so its keys never clash with the moved ones."""
+    is reserved, or when anything else moves, so its keys never clash with the moved ones.
+    An embedding travels with its provenance: when one of :data:`VECTOR_FIELDS` moves, the
+    record's others move with it, so that no vector is left without the model that made it
+    (nor beside another's provenance)."""
     names = set(reserved)
+    if any(k in record for k in names.intersection(VECTOR_FIELDS)):
+        names.update(VECTOR_FIELDS)
     kept = {k: v for k, v in record.items() if k in names}
     if kept and "metadata" in record:
         kept["metadata"] = record["metadata"]
     return {k: v for k, v in record.items() if k not in kept}, kept
 
 
-PREDICTION_FIELDS = ("label", "scores", "top_k", "metadata", "error")  # "error" marks error records
+# "error" marks error records; a prediction holds no vector, so the record's own fields named like an
+# embedding record's (a note in ``provenance``, a spreadsheet ``row``) are never read as one downstream
+PREDICTION_FIELDS = ("label", "scores", "top_k", *VECTOR_FIELDS, "metadata", "error")
 
 
 @dataclass
@@ -102,7 +119,10 @@ class Prediction:
     (class -> probability, summing to 1) and, when asked for, ``top_k`` (best classes first);
     the record's own fields named ``label``, ``scores``, ``top_k``, ``metadata`` or ``error``
     (a gold label stored as ``label``; an ``error`` field would make the record read as an
-    error record) are kept under ``metadata``, as ``PairScore`` and index hits do."""
+    error record), and named like an embedding record's (:data:`VECTOR_FIELDS`: a note in
+    ``provenance``, a caption backend's provenance, a spreadsheet ``row``) are kept under
+    ``metadata``, as ``PairScore`` and index hits do. ``fields`` hold no vector that was
+    classified (:func:`clsp.zeroshot_items.prediction_fields` leaves it out)."""
 
     fields: dict[str, Any]
     label: str

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from clsp.errors import ClspError
-from clsp.index.records import EmbeddingReader
+from clsp.index.records import EmbeddingReader, holds_vector, record_metadata
 from clsp.prompts.schema import PromptSet
 from clsp.records import Item, public_fields
 from clsp.results import Prediction, Result, SinglePass
@@ -22,10 +22,11 @@ from clsp.zeroshot import ZeroShotClassifier
 CHUNK = 256  # items read ahead so that the audio among them is embedded in batches
 
 
-def _wants_audio(item: Item) -> bool:
-    """An item to embed from audio: no stored vector, and a path the reader resolved."""
-    rec = item.record
-    return item.ok and "embedding" not in rec and "row" not in rec and isinstance(rec.get("_path"), str)
+def _wants_audio(item: Item, matrix: np.ndarray | None) -> bool:
+    """An item to embed from audio: no stored vector (:func:`~clsp.index.records.holds_vector`:
+    a spreadsheet ``row`` or a ``provenance`` note beside ``audio`` is the record's own, as in
+    ``clsp embed``), and a path the reader resolved."""
+    return item.ok and not holds_vector(item.record, matrix is not None) and isinstance(item.record.get("_path"), str)
 
 
 def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None = None, batch_size: int = 32,
@@ -41,7 +42,7 @@ def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None
     embedder = AudioEmbedder(model, EmbedConfig(batch_size=batch_size, device=device))
     items = iter(items)
     while chunk := list(islice(items, CHUNK)):
-        embedded = {res.item.index: res for res in embedder.run([it for it in chunk if _wants_audio(it)])}
+        embedded = {res.item.index: res for res in embedder.run([it for it in chunk if _wants_audio(it, matrix)])}
         for item in chunk:
             if item.index in embedded:
                 res = embedded[item.index]
@@ -54,9 +55,17 @@ def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None
     reader.check_positions()
 
 
-def prediction_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The input fields a prediction keeps: public ones, without a stored vector."""
-    return {k: v for k, v in public_fields(record).items() if k not in ("embedding", "provenance")}
+def prediction_fields(record: dict[str, Any], from_audio: bool = False) -> dict[str, Any]:
+    """The input fields a prediction keeps: public ones, without the stored vector it classified
+    (``embedding`` or ``row`` and ``row_sha256``) and that vector's ``provenance``, which go
+    together (as in an index, ``record_metadata``). A record classified ``from_audio`` has no
+    such vector: its fields of those names are its own, and ``Prediction`` keeps them under
+    ``metadata``."""
+    if from_audio:
+        return public_fields(record)
+    fields = record_metadata({**record, "id": record.get("id")})
+    fields["id"] = record.get("id")  # as given: record_metadata names a record for an index
+    return {k: fields[k] for k in public_fields(record) if k in fields}
 
 
 def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, matrix: np.ndarray | None = None,
@@ -76,8 +85,8 @@ def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, m
         except ClspError as exc:
             yield Result(res.item, error=exc)
             continue
-        yield Result(res.item, Prediction(prediction_fields(res.item.record), out["label"], out["scores"],
-                                          out.get("top_k")))
+        fields = prediction_fields(res.item.record, _wants_audio(res.item, matrix))
+        yield Result(res.item, Prediction(fields, out["label"], out["scores"], out.get("top_k")))
 
 
 def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = None,

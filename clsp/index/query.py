@@ -18,9 +18,10 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
-from clsp.index.records import check_row_positions, check_usable, is_npy_name, load_matrix, record_vector
+from clsp.index.records import (check_row_positions, check_usable, holds_vector, is_npy_name, load_matrix,
+                                record_vector)
 from clsp.index.store import check_provenance, model_option, use_model_fix
-from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path
+from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path, upstream_error
 from clsp.results import Result, SearchHit, SearchHits, SinglePass
 
 
@@ -105,8 +106,8 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     has_text = isinstance(record.get("text"), str) and bool(record["text"].strip())
     has_audio = isinstance(record.get("audio"), str) and bool(record["audio"].strip())
     if field == "auto":
-        embedded = "row" in record and (matrix is not None or isinstance(record.get("provenance"), dict))
-        if "embedding" in record or embedded or (matrix is not None and "text" not in record and "audio" not in record):
+        if holds_vector(record, matrix is not None) or (matrix is not None and "text" not in record
+                                                           and "audio" not in record):
             field = "embedding"
         elif has_text and has_audio:
             raise InputError(f"{where}: has both 'text' and 'audio'; say which one to search with: "
@@ -117,7 +118,7 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
             empty = "text" if isinstance(record.get("text"), str) else "audio"
             raise InputError(f"{where}: its '{empty}' is empty; give a caption or an audio file to search with")
         else:
-            raise InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
+            raise upstream_error(record, where) or InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":
         vec = record_vector(record, matrix, position)
         return "vector", check_usable(vec, record, where, nonzero=False, position=position)

@@ -20,9 +20,21 @@ import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.store import model_option, same_provenance, use_model_fix
-from clsp.records import Item, iter_items, public_fields
+from clsp.records import Item, iter_items, public_fields, upstream_error
+from clsp.results import VECTOR_FIELDS, embedding_provenance
 
-NOT_METADATA = ("embedding", "row", "row_sha256", "provenance")
+NOT_METADATA = VECTOR_FIELDS
+
+
+def holds_vector(record: dict[str, Any], matrix_given: bool) -> bool:
+    """Whether a record carries a stored embedding to read rather than audio or text to embed:
+    an inline ``embedding``, or a ``row`` of the ``--npy`` matrix (when one is given, or when
+    the record's ``provenance`` is an embedding's, as ``clsp embed --npy`` writes it: a
+    forgotten ``--npy``). Any other ``row`` and ``provenance`` (a spreadsheet row, a note) are
+    the record's own fields: a record with ``audio`` is then a clip, as ``clsp embed`` reads it."""
+    if "embedding" in record:
+        return True
+    return "row" in record and (matrix_given or embedding_provenance(record.get("provenance")))
 
 
 def record_modality(record: dict, provenance: dict | None = None) -> str | None:
@@ -216,8 +228,7 @@ class EmbeddingReader:
             self.by_position = self.by_position or str(item.id)
         self.named_row = self.named_row or "row" in rec
         if "error" in rec and "embedding" not in rec and "row" not in rec:
-            err = rec["error"] if isinstance(rec["error"], dict) else {}
-            raise InputError(f"record {item.id!r} is an upstream error: {err.get('message', rec['error'])}")
+            raise upstream_error(rec, f"record {item.id!r}")
         if "provenance" in rec and not isinstance(rec["provenance"], dict):
             raise InputError(f"record {item.id!r}: 'provenance' must be an object (as clsp embed writes it), "
                              f"not {type(rec['provenance']).__name__}")

@@ -152,3 +152,43 @@ def test_an_empty_input_with_gold_labels_or_ratings_writes_nothing(tmp_path):
         assert p.returncode == 0, p.stderr
         assert "the input held no" in p.stderr and "n/a" not in p.stderr
         assert (tmp_path / "out.jsonl").read_text() == "" and not (tmp_path / "r.json").exists()
+
+
+def test_audio_records_with_embedding_record_field_names_are_clips_their_fields_kept(tmp_path):
+    """A clip with a `provenance` note or a spreadsheet `row` (which embed keeps under metadata)
+    was refused as a malformed embedding record ("'provenance' must be an object", "'row' 17
+    points into a matrix"), and a `provenance` note or a caption backend's was dropped."""
+    tone(tmp_path / "c.wav", 120)
+    cap = {"backend": "acoustic", "version": "2"}
+    recs = [{"id": "pr", "audio": "c.wav", "provenance": "studio B", "row": 17},
+            {"id": "r", "audio": "c.wav", "row": 17},
+            {"id": "p", "audio": "c.wav", "provenance": "studio B"},
+            {"id": "cap", "audio": "c.wav", "provenance": cap, "metadata": {"provenance": "studio B"}},
+            {"id": "plain", "audio": "c.wav"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = run("classify", "in.jsonl", "--pack", "gender", *TINY, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [o["scores"] for o in out] == [out[-1]["scores"]] * 5  # each one the clip itself
+    assert [o.get("metadata") for o in out] == [{"provenance": "studio B", "row": 17}, {"row": 17},
+                                                {"provenance": "studio B"},
+                                                {"provenance": cap, "metadata": {"provenance": "studio B"}}, None]
+    assert not any(k in o for o in out for k in ("provenance", "row", "embedding"))
+    e = run("embed", "in.jsonl", "-o", "emb.jsonl", *TINY, cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    embedded = [json.loads(line) for line in (tmp_path / "emb.jsonl").read_text().splitlines()]
+    assert embedded[0]["metadata"] == {"provenance": "studio B", "row": 17}  # as embed keeps them
+
+
+def test_classify_drops_a_classified_vector_with_its_provenance(tmp_path):
+    """classify of `clsp embed --npy` records dropped their provenance but left `row` and
+    `row_sha256` at the top: a row of a matrix with no word of the model that made it."""
+    tone(tmp_path / "c.wav", 120)
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "c", "audio": "c.wav", "provenance": "studio B"}) + "\n")
+    e = run("embed", "in.jsonl", "-o", "emb.jsonl", "--npy", "emb.npy", *TINY, cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    p = run("classify", "emb.jsonl", "--npy", "emb.npy", "--pack", "gender", *TINY, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (out,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert not any(k in out for k in ("provenance", "row", "row_sha256", "embedding"))
+    assert out["metadata"] == {"metadata": {"provenance": "studio B"}}  # embed kept the note; nothing lost

@@ -114,3 +114,24 @@ def test_undefined_statistics_are_null_and_bad_numbers_are_usage_errors():
         with pytest.raises(ConfigError, match="not a finite number"):
             check_numbers(bad)
     check_numbers({"lock_timeout": math.inf, "k": 3, "temperature": 1.0})  # inf: wait without a limit
+
+
+def test_an_embedding_moves_under_metadata_with_its_provenance():
+    """caption kept embed's provenance under metadata but left its `embedding` (or `row` and
+    `row_sha256`) at the top: a vector without the model that made it, read as the command's own."""
+    prov = {"model": "my-voices", "dim": 2}
+    fields, kept = under_metadata({"id": "a", "embedding": [1.0, 0.0], "provenance": prov}, ("provenance",))
+    assert fields == {"id": "a"} and kept == {"embedding": [1.0, 0.0], "provenance": prov}
+    fields, kept = under_metadata({"id": "a", "row": 3, "row_sha256": "ab", "provenance": prov, "metadata": {"k": 1}},
+                                  ("provenance",))
+    assert fields == {"id": "a"} and kept == {"row": 3, "row_sha256": "ab", "provenance": prov, "metadata": {"k": 1}}
+    assert under_metadata({"id": "a", "embedding": [1.0]}, ("score",)) == ({"id": "a", "embedding": [1.0]}, {})
+
+
+def test_a_prediction_keeps_input_fields_named_like_an_embedding_records_under_metadata():
+    """classify dropped a record's own `provenance` (a note, a caption backend's) and left a
+    spreadsheet `row` at the top, where a later reader takes it for a matrix row."""
+    cap = {"backend": "acoustic", "version": "2"}
+    out = Prediction({"id": "a", "audio": "a.wav", "provenance": cap, "row": 17}, "male", {"male": 1.0}).to_dict()
+    assert out == {"id": "a", "audio": "a.wav", "label": "male", "scores": {"male": 1.0},
+                   "metadata": {"provenance": cap, "row": 17}}
