@@ -177,13 +177,12 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
 def heard_supervisions(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     """``(position, supervision)`` for each supervision of a cut's JSON that overlaps the cut
     (its ``start`` is relative to the cut, as in Lhotse): one wholly before or after it,
-    as trimming and windowing leave, describes speech the cut does not hold."""
-    try:
-        length = float(data.get("duration"))
-    except (TypeError, ValueError):
-        length = float("inf")
+    as trimming and windowing leave, describes speech the cut does not hold. A MixedCut keeps
+    its supervisions in its tracks: they are Lhotse's ``MixedCut.supervisions`` (those of its
+    audible tracks, shifted by each track's offset), so a mix lends its fields as a MonoCut does."""
+    supervisions, length = _json_supervisions(data)
     heard = []
-    for pos, sup in enumerate(data.get("supervisions") or []):
+    for pos, sup in enumerate(supervisions):
         if not isinstance(sup, dict):
             continue
         try:
@@ -194,6 +193,23 @@ def heard_supervisions(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]
         if end > 0.0 and start < length:
             heard.append((pos, sup))
     return heard
+
+
+def _json_supervisions(data: dict[str, Any]) -> tuple[list[Any], float]:
+    """``(supervisions, duration)`` of a cut's JSON, supervision starts relative to the cut: its
+    own ``supervisions`` list, or for a MixedCut those Lhotse gives (``cut.supervisions``); an
+    unknown duration is infinite."""
+    if data.get("tracks"):
+        try:
+            cut = _cut(data, str(data.get("id")))
+            return [s.to_dict() for s in cut.supervisions], float(cut.duration)
+        except InputError:  # reading the cut's audio says why
+            return [], float("inf")
+    try:
+        length = float(data.get("duration"))
+    except (TypeError, ValueError):
+        length = float("inf")
+    return list(data.get("supervisions") or []), length
 
 
 def _with_fields(out: dict[str, Any], data: dict[str, Any], audio_only: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +351,7 @@ def several_voices(data: dict[str, Any]) -> str | None:
     return None
 
 
-def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str, Any]:
+def captioned_cut(record: dict[str, Any], captions: dict[str, Any], own: dict[str, Any] | None = None) -> dict[str, Any]:
     """A Lhotse cut dict carrying ``captions`` in the ``custom`` of its first supervision: the
     first one heard in the cut, moved to the front, or a new one covering the cut (the FCaps
     layout: ``global_captions``, ``finegrained_captions``, plus ``caption_provenance``).
@@ -382,9 +398,33 @@ def captioned_cut(record: dict[str, Any], captions: dict[str, Any]) -> dict[str,
     else:  # none, or none inside the cut: one covering it carries the captions
         carrier = {"id": cut["id"], "recording_id": cut["recording"]["id"], "start": 0.0, "duration": cut["duration"],
                    "channel": cut.get("channel", 0)}
+        if data is None:  # a plain record's own fields, as a flat caption record keeps them
+            carrier = _record_supervision(record if own is None else own, carrier)
     custom = dict(carrier.get("custom") or {})
     custom.update({key: captions[key] for key in ("global_captions", "finegrained_captions") if key in captions})
     custom["caption_provenance"] = captions.get("provenance")
     # first, where Lhotse and icefall recipes read a cut's captions (supervisions[0].custom)
     cut["supervisions"] = [{**carrier, "custom": custom}, *sups]
     return cut
+
+
+# a plain record's fields that say which audio it is (the cut says it), not what is in it
+_SEGMENT_FIELDS = ("id", "audio", "start", "end", "duration", "channel")
+
+
+def _record_supervision(record: dict[str, Any], carrier: dict[str, Any]) -> dict[str, Any]:
+    """``carrier`` (a supervision covering a plain record's cut) with the record's own fields,
+    as a flat caption record keeps them (``record``: ``clsp.caption.pipeline.input_fields`` of
+    it, given to ``captioned_cut`` as ``own``): its speaker, gender and language as the
+    supervision's fields, its ``transcript`` as its ``text``, its other fields in ``custom``, so
+    that reading the cut back (``cut_record``) gives them again."""
+    fields = {k: v for k, v in record.items() if k not in _SEGMENT_FIELDS and not k.startswith("_")}
+    out = dict(carrier)
+    for key in SUPERVISION_FIELDS:
+        if isinstance(fields.get(key), str) and fields[key]:
+            out[key] = fields.pop(key)
+    if isinstance(fields.get("transcript"), str) and fields["transcript"].strip():
+        out["text"] = fields.pop("transcript")
+    if fields:
+        out["custom"] = {**fields, **(carrier.get("custom") or {})}
+    return out

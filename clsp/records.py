@@ -303,6 +303,14 @@ def _error_reason(err: Any) -> Any:
     return err.get("message", err) if isinstance(err, dict) else err
 
 
+def upstream_error(record: dict[str, Any], where: str) -> InputError | None:
+    """``InputError`` "WHERE is an upstream error: REASON" for an error record of an earlier
+    command (an ``error`` field), passing its reason on, or ``None`` for any other record."""
+    if not isinstance(record, dict) or "error" not in record:
+        return None
+    return InputError(f"{where} is an upstream error: {_error_reason(record['error'])}")
+
+
 def _lhotse_hint(obj: dict[str, Any]) -> str:
     """What to do with a Lhotse manifest that is not a CutSet (a Recording or a
     SupervisionSegment per line), or '' for any other record."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
-from clsp.records import Item, home_path, resolve_path
+from clsp.records import Item, home_path, is_cut, resolve_path, upstream_error
 from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result, under_metadata
 
 
@@ -51,6 +51,7 @@ class Side:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     provenance: dict | None = field(default=None, compare=False, repr=False)
     guessed: bool = field(default=False, compare=False, repr=False)  # audio because a file of that name exists
+    cut: dict | None = field(default=None, compare=False, repr=False)  # a Lhotse cut's JSON: decoded by Lhotse
 
     @property
     def key(self) -> tuple:
@@ -58,6 +59,8 @@ class Side:
             from clsp.index.records import row_checksum
 
             return ("vector", row_checksum(self.vector))
+        if self.cut is not None:  # the same cut is the same audio, whatever its name
+            return ("cut", json.dumps(self.cut, sort_keys=True, default=str))
         # an end that a ``duration`` gave reads to the file's end where an explicit one past it fails
         return (self.kind, self.value, self.start, self.end, type(self.end).__name__, self.channel)
 
@@ -105,13 +108,19 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
     Relative audio paths resolve against ``base`` (the pairs file's folder) when given.
     """
     if isinstance(value, dict):
-        if "embedding" in value or "row" in value:
+        from clsp.index.records import holds_vector
+
+        if holds_vector(value, matrix_given=False):  # a 'row' of a spreadsheet beside 'audio' is the clip's own field
             return embedded_side(value, where)
+        if is_cut(value):  # a Lhotse cut: read as every command reads a cut line
+            from clsp.cuts import cut_record
+
+            return record_audio_side(cut_record(value, where), where, base)
         if "audio" in value:
             return record_audio_side(value, where, base)
         if "text" in value:
             return _text_side(value["text"], where)
-        raise InputError(f"{where}: an object side needs an 'audio' or 'text' field")
+        raise upstream_error(value, where) or InputError(f"{where}: an object side needs an 'audio' or 'text' field")
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a path or a text, got {type(value).__name__}")
     if not looks_like_audio(value, base):
@@ -178,8 +187,14 @@ def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: 
 def record_audio_side(record: dict, where: str, base: Path | None = None) -> Side:
     """The audio side of an object with an ``audio`` path: its segment read as input records
     are (``start``/``end``, or ``start + duration``: ``clsp.record_audio.record_span``) and
-    its ``channel``. Raises ``InputError`` naming ``where``."""
+    its ``channel``; a record read from a Lhotse cut (its ``_cut``) is that cut, decoded by
+    Lhotse as ``clsp embed`` decodes it (``clsp.record_audio.load_record_audio``). Raises
+    ``InputError`` naming ``where``."""
     from clsp.audio import record_span
+
+    if record.get("_cut") is not None:
+        name = record.get("audio") if isinstance(record.get("audio"), str) else f"cut:{record.get('id')}"
+        return Side("audio", name, cut=record["_cut"])
 
     try:
         start, end = record_span({k: v for k, v in record.items() if k != "_cut"})
@@ -199,6 +214,10 @@ def _text_side(text: Any, where: str) -> Side:
 def resolve_side(record: dict, side: str, base: Path | None = None) -> Side:
     """Side ``side`` ("a" or "b") of a pair record, honouring ``{side}_audio`` / ``{side}_text``."""
     given = [k for k in (f"{side}_audio", f"{side}_text", side) if k in record]
+    if not given and not any(k in record for k in ("a", "a_audio", "a_text", "b", "b_audio", "b_text")):
+        upstream = upstream_error(record, f"pair {record.get('id')!r}")  # an earlier command's error record
+        if upstream is not None:
+            raise upstream
     if not given:
         raise InputError(f"pair has no '{side}' (or '{side}_audio' / '{side}_text') field")
     if len(given) > 1:
@@ -207,7 +226,8 @@ def resolve_side(record: dict, side: str, base: Path | None = None) -> Side:
     value, where = record[key], f"field '{key}'"
     if isinstance(value, dict):  # an object: a segment {"audio", "start", "end"}, a caption, or an embed record
         want = "audio" if key.endswith("_audio") else "text" if key.endswith("_text") else None
-        if want is not None and "embedding" not in value and "row" not in value and want not in value:
+        if (want is not None and "embedding" not in value and "row" not in value and want not in value
+                and not (want == "audio" and is_cut(value))):
             raise InputError(f"{where}: an object side needs {'an' if want == 'audio' else 'a'} '{want}' field")
         side = side_from_value(value, where, base)
         if want is not None and side.kind not in (want, "embedding"):  # "embedding": a vector of unnamed origin
@@ -417,14 +437,21 @@ class ModelEncoders:
         self.text = TextEmbedder(model, batch_size=batch_size, device=device)
 
     def embed_audio(self, sides: Sequence[Side]) -> list[np.ndarray | ClspError]:
-        items = [Item(index=i, id=s.value, record={"audio": s.value, "_path": s.value, "start": s.start, "end": s.end,
-                                                      "channel": list(s.channel) if isinstance(s.channel, tuple) else s.channel})
-                 for i, s in enumerate(sides)]
+        items = [Item(index=i, id=s.value, record=_side_record(s)) for i, s in enumerate(sides)]
         return [r.error if r.error is not None else r.embeddings[0] for r in self.audio.run(items)]
 
     def embed_text(self, texts: Sequence[str]) -> list[np.ndarray | ClspError]:
         items = [Item(index=i, id=str(i), record={"text": t}) for i, t in enumerate(texts)]
         return [r.error if r.error is not None else r.value for r in self.text.run(items)]
+
+
+def _side_record(side: Side) -> dict:
+    """The input record ``clsp embed`` would read for an audio side: a segment of a file, or a
+    Lhotse cut (its ``_cut``, decoded by Lhotse)."""
+    if side.cut is not None:
+        return {"id": side.value, "audio": side.value, "_path": side.value, "_cut": side.cut}
+    return {"audio": side.value, "_path": side.value, "start": side.start, "end": side.end,
+            "channel": list(side.channel) if isinstance(side.channel, tuple) else side.channel}
 
 
 def _plain(value: Any) -> Any:

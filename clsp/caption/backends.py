@@ -170,12 +170,14 @@ class AudioLMBackend:
 
 def _as_cut(res: Result[dict]) -> Result[dict]:
     """The caption record as a Lhotse cut (``clsp.cuts.captioned_cut``), or the error."""
+    from clsp.caption.pipeline import input_fields
     from clsp.cuts import captioned_cut
 
     if not res.ok:
         return res
     try:
-        return Result(res.item, captioned_cut(res.item.record, res.value), seconds=res.seconds)
+        own = input_fields(res.item.record)  # the record's fields as a flat caption record keeps them
+        return Result(res.item, captioned_cut(res.item.record, res.value, own), seconds=res.seconds)
     except ClspError as exc:
         return Result(res.item, error=exc)
     except Exception as exc:  # Lhotse failing on one file stays that record's error, the run goes on

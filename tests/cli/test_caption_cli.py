@@ -210,3 +210,56 @@ def test_input_fields_named_like_caption_output_are_kept_under_metadata(tmp_path
     assert again.returncode == 0, again.stderr
     (out2,) = [json.loads(x) for x in again.stdout.splitlines()]
     assert out2 == out
+
+
+def test_as_cuts_keeps_a_plain_records_own_fields_in_the_supervision(tmp_path):
+    """A plain record's speaker, gender and language become its cut's supervision fields and its
+    other fields the supervision's custom, so reading the cut back gives them again."""
+    import numpy as np
+    import soundfile as sf
+
+    from clsp.records import iter_items
+
+    t = np.arange(32000) / 16000
+    sf.write(tmp_path / "v.wav", (0.2 * np.sin(2 * np.pi * 140 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             16000)
+    rec = {"id": "r1", "audio": "v.wav", "start": 0.3, "end": 1.3, "speaker": "spk1", "gender": "female",
+           "language": "German", "emotion": "anger", "age": 31, "transcript": "hallo"}
+    (tmp_path / "seg.jsonl").write_text(json.dumps(rec) + "\n")
+    p = invoke("caption", "seg.jsonl", "--as-cuts", "-o", "seg.cuts.jsonl", "-q", cwd=tmp_path, text=True)
+    assert p.returncode == 0, p.stderr
+    [cut] = [json.loads(x) for x in (tmp_path / "seg.cuts.jsonl").read_text().splitlines()]
+    sup = cut["supervisions"][0]
+    assert (sup["speaker"], sup["gender"], sup["language"], sup["text"]) == ("spk1", "female", "German", "hallo")
+    assert sup["custom"]["emotion"] == "anger" and sup["custom"]["age"] == 31 and sup["custom"]["global_captions"]
+    [item] = iter_items(tmp_path / "seg.cuts.jsonl", "audio")
+    back = item.record
+    assert {k: back[k] for k in ("speaker", "gender", "language", "emotion", "age", "transcript")} == {
+        k: rec[k] for k in ("speaker", "gender", "language", "emotion", "age", "transcript")}
+    assert (back["start"], back["end"]) == (0.3, 1.3)
+
+
+def test_caption_of_embed_output_keeps_each_embedding_with_its_provenance(tmp_path):
+    """caption kept embed's provenance under metadata but left `embedding` (or `row` and
+    `row_sha256`) at the top, so a vector said to be model 'my-voices''s was classified as
+    --model's with a warning, and indexed with model null."""
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[2] / "examples" / "data" / "09a01Nb.flac"
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "c1", "audio": str(clip), "provenance": "studio B"}) + "\n")
+    for args in ([], ["--npy", "emb.npy"]):
+        e = invoke("embed", "in.jsonl", "-m", "tiny-random", "-q", "-o", "emb.jsonl", *args, cwd=tmp_path)
+        assert e.returncode == 0, e.stderr
+        (emb,) = [json.loads(x) for x in (tmp_path / "emb.jsonl").read_text().splitlines()]
+        emb["provenance"] = {**emb["provenance"], "model": "my-voices", "checksum": "sha256:0000000000000000"}
+        (tmp_path / "fake.jsonl").write_text(json.dumps(emb) + "\n")
+        c = invoke("caption", "fake.jsonl", "-q", "-o", "cap.jsonl", cwd=tmp_path)
+        assert c.returncode == 0, c.stderr
+        (cap,) = [json.loads(x) for x in (tmp_path / "cap.jsonl").read_text().splitlines()]
+        vector = {k: emb[k] for k in ("embedding", "row", "row_sha256", "provenance") if k in emb}
+        assert cap["metadata"] == {**vector, "metadata": {"provenance": "studio B"}}  # together, nothing lost
+        assert not any(k in cap for k in ("embedding", "row", "row_sha256")) and cap["provenance"]["backend"] == "acoustic"
+        p = invoke("classify", "cap.jsonl", "--pack", "gender", "-m", "tiny-random", cwd=tmp_path, text=True)
+        assert p.returncode == 0 and "warning" not in p.stderr, p.stderr  # the clip, classified by --model
+        b = invoke("search", "build", "cap.jsonl", "-o", "idx", "-q", cwd=tmp_path, text=True)
+        assert b.returncode == 1 and "no embeddings to index" in b.stderr

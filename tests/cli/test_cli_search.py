@@ -302,3 +302,42 @@ def test_stdin_redirected_from_a_file_inside_the_index_folder_is_refused(tmp_pat
                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert p.returncode == 2 and f"stdin (v.idx/{data}/new.jsonl): it lies inside the index folder" in p.stderr
         assert (tmp_path / "v.idx" / data / "new.jsonl").is_file() and read_info(tmp_path / "v.idx").data == data
+
+
+def test_mixed_and_speed_perturbed_cuts_query_as_embed_reads_them(tmp_path):
+    """A cut record read back from a cuts file is decoded by Lhotse, as ``clsp embed`` decodes
+    it: a mix or a speed-perturbed cut finds itself, not "mix:ID: no such file"."""
+    import gzip
+
+    import soundfile as sf
+    from lhotse import Recording
+
+    t = np.arange(16000) / 16000
+    for name, freq in (("a.wav", 150), ("b.wav", 320)):
+        sf.write(tmp_path / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+    a, b = (Recording.from_file(tmp_path / n).to_cut() for n in ("a.wav", "b.wav"))
+    mix = a.mix(b, offset_other_by=0.2).with_id("mix1")
+    fast = b.perturb_speed(1.1).with_id("speed1")
+    with gzip.open(tmp_path / "cuts.jsonl.gz", "wt") as fh:
+        fh.writelines(json.dumps(c.to_dict()) + "\n" for c in (a, b, mix, fast))
+    p = cli("embed", "cuts.jsonl.gz", "-m", "tiny-random", "-o", "emb.jsonl", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = cli("search", "build", "emb.jsonl", "-o", "cuts.idx", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = cli("search", "query", "cuts.idx", "cuts.jsonl.gz", "-k", "1", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [r["id"] for r in out] == [a.id, b.id, "mix1", "speed1"]
+    for r in out:
+        assert r["hits"][0]["id"] == r["id"] and r["hits"][0]["score"] > 0.999
+
+
+def test_an_upstream_error_record_as_a_query_passes_its_reason_on(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    (tmp_path / "up.jsonl").write_text(json.dumps({"id": "u1", "error": {"type": "AudioError",
+                                                                       "message": "x.wav: no such file"}}) + "\n")
+    p = cli("search", "query", "v.idx", "up.jsonl", "-q", cwd=tmp_path)
+    assert p.returncode == 3
+    [rec] = [json.loads(x) for x in p.stdout.splitlines()]
+    assert rec["error"]["message"] == "query 'u1' is an upstream error: x.wav: no such file"

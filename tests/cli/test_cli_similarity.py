@@ -216,3 +216,34 @@ def test_a_pair_records_error_field_is_kept_under_metadata_of_its_score(tmp_path
     assert p.returncode == 0, p.stderr
     (rec,) = [json.loads(line) for line in p.stdout.splitlines()]
     assert "error" not in rec and -1 <= rec["score"] <= 1 and rec["metadata"] == {"error": note}
+
+
+def test_an_upstream_error_record_passes_its_reason_on(tmp_path):
+    (tmp_path / "up.jsonl").write_text(json.dumps({"id": "u1", "error": {"type": "AudioError",
+                                                                       "message": "x.wav: no such file"}}) + "\n")
+    p = cli("similarity", "up.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 3
+    [rec] = [json.loads(x) for x in p.stdout.splitlines()]
+    assert rec["id"] == "u1" and rec["error"]["message"] == "pair 'u1' is an upstream error: x.wav: no such file"
+
+
+def test_a_lhotse_cut_side_is_decoded_by_lhotse_as_embed_does(tmp_path):
+    """A side that is a Lhotse cut (a mix, a speed-perturbed cut) is the audio ``clsp embed``
+    reads for that cut."""
+    from lhotse import Recording
+
+    tone(tmp_path / "a.wav", 150)
+    tone(tmp_path / "b.wav", 300, noise=0.1)
+    a, b = (Recording.from_file(tmp_path / n).to_cut() for n in ("a.wav", "b.wav"))
+    mix, fast = a.mix(b, offset_other_by=0.2).with_id("mix1"), b.perturb_speed(1.1).with_id("speed1")
+    (tmp_path / "cuts.jsonl").write_text("".join(json.dumps(c.to_dict()) + "\n" for c in (mix, fast)))
+    e = cli("embed", "cuts.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    vm, vf = (np.array(json.loads(line)["embedding"]) for line in e.stdout.splitlines())
+    pair = {"id": "p", "a": mix.to_dict(), "b_audio": fast.to_dict()}
+    (tmp_path / "pairs.jsonl").write_text(json.dumps(pair) + "\n")
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    [rec] = [json.loads(x) for x in p.stdout.splitlines()]
+    assert rec["pair"] == "audio-audio"
+    assert abs(rec["score"] - vm @ vf / np.linalg.norm(vm) / np.linalg.norm(vf)) < 1e-5

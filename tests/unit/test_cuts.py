@@ -368,3 +368,25 @@ def test_cuts_that_are_no_segment_of_one_file_are_named_as_mixes(tmp_path, signa
     for item in iter_items(out, "audio"):
         with pytest.raises(AudioError, match="no such file"):
             load_record_audio(item.record)
+
+
+def test_a_mixed_cut_lends_the_fields_of_its_first_heard_supervision(tmp_path, signals):
+    """A MixedCut keeps its supervisions in its tracks (Lhotse's ``cut.supervisions``): the
+    first one heard gives the record its fields, as a MonoCut's does."""
+    from lhotse import Recording, SupervisionSegment
+
+    def voiced(name, speaker, emotion):
+        cut = Recording.from_file(name).to_cut()
+        cut.supervisions = [SupervisionSegment(f"{speaker}-s", cut.recording_id, 0.0, cut.duration, speaker=speaker,
+                                               gender="female", language="German", text="hallo",
+                                               custom={"emotion": emotion})]
+        return cut
+
+    mixed = voiced("L.wav", "spk1", "anger").mix(voiced("R.wav", "spk2", "fear"), offset_other_by=0.2)
+    late = voiced("L.wav", "spk3", "joy").pad(duration=0.3, direction="left")  # its voice starts 0.3 s in
+    items = read(tmp_path, [mixed.to_dict(), late.to_dict()])
+    rec = items[mixed.id].record
+    assert rec["audio"] == f"mix:{mixed.id}"
+    assert (rec["speaker"], rec["gender"], rec["language"], rec["transcript"], rec["emotion"]) == (
+        "spk1", "female", "German", "hallo", "anger")
+    assert (items[late.id].record["speaker"], items[late.id].record["emotion"]) == ("spk3", "joy")
