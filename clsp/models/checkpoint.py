@@ -21,7 +21,7 @@ import torch
 
 from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
-from clsp.models.weights import canonical_safetensors_header, check_state_dict, file_checksum
+from clsp.models.weights import canonical_safetensors_header, check_state_dict, file_checksum, same_safetensors
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -109,6 +109,9 @@ def save_model(model: CLSPModel, directory: str | os.PathLike) -> Path:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         save_file(_stored_keys(model), str(tmp / WEIGHTS), metadata={"format": "pt", "clsp_format": str(FORMAT_VERSION)})
         canonical_safetensors_header(tmp / WEIGHTS)  # the same weights, the same bytes: one checksum
+        source = getattr(model, "weights_file", None)
+        if source is not None and same_safetensors(Path(source), tmp / WEIGHTS):
+            shutil.copyfile(source, tmp / WEIGHTS)  # the file it was read from, byte for byte: its checksum kept
         _readable_as_umask_allows(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
@@ -156,6 +159,7 @@ def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text
     model.name = meta.get("name") or config.name
     model.init_from = meta.get("init_from") if isinstance(meta.get("init_from"), dict) else None
     model.checksum = file_checksum(weights)
+    model.weights_file = weights  # saved again unchanged (clsp convert), this file is copied: one checksum
     return model.to(device).eval()
 
 

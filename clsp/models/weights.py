@@ -44,6 +44,33 @@ def canonical_safetensors_header(path: Path) -> None:
             fh.write(canonical)
 
 
+def same_safetensors(a: Path, b: Path) -> bool:
+    """Whether two safetensors files hold the same tensors (names, dtypes, shapes, offsets and
+    bytes) and metadata, whatever the order of their header's keys (files written before
+    ``canonical_safetensors_header`` have their own order, so their checksums differ)."""
+    import json
+    import struct
+
+    try:
+        if a.stat().st_size != b.stat().st_size:
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            heads = []
+            for fh in (fa, fb):
+                (size,) = struct.unpack("<Q", fh.read(8))
+                heads.append(json.loads(fh.read(size)))
+            if heads[0] != heads[1]:
+                return False
+            while True:
+                x, y = fa.read(1 << 20), fb.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except (OSError, ValueError, struct.error):
+        return False
+
+
 def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}

@@ -163,3 +163,19 @@ def test_the_same_weights_give_the_same_file_and_modes_the_umask_allows(tmp_path
         assert stat.S_IMODE(out.stat().st_mode) == 0o755
         assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) == 0o644
     assert len(set(sums)) == 1, sums
+
+
+def test_a_converted_model_keeps_the_checksum_of_the_model_it_was_read_from(tmp_path):
+    """clsp convert default wrote the same tensors under a header in another key order, so the
+    copy got another checksum and its embeddings were refused beside the default model's."""
+    from clsp.models import load_model
+    from clsp_cli.app import app
+    from typer.testing import CliRunner
+
+    default = load_model("default", with_text=False).provenance()
+    res = CliRunner().invoke(app, ["convert", "default", str(tmp_path / "copy"), "-q"])
+    assert res.exit_code == 0, res.output
+    copy = load_model(str(tmp_path / "copy"), with_text=False).provenance()
+    assert (copy["model"], copy["checksum"]) == (default["model"], default["checksum"])
+    res = CliRunner().invoke(app, ["convert", str(tmp_path / "copy"), str(tmp_path / "again"), "-q"])
+    assert res.exit_code == 0 and load_model(str(tmp_path / "again"), with_text=False).provenance() == default
