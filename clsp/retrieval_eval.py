@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from clsp.errors import ClspError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.records import EmbeddingReader, OnSkip, load_matrix, read_vectors
 
 
@@ -82,6 +82,8 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
             groups.setdefault(key, []).append(rank)
             worsts.setdefault(key, []).append(worst)
     overall = groups.pop("all", [])
+    if group_key and overall and set(groups) == {"None"}:
+        raise _no_group_field(group_key, "query")
 
     def metrics(key: str, ranks: list) -> dict:
         return metrics_from_ranks(ranks, n_boot=n_boot, max_ranks=worsts.get(key, []))
@@ -191,9 +193,16 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
         ks = range(1, min(20, len(audio), len(text)) + 1)
         out.curves = pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0))
     if group_key:
+        if trecs and all(r.get(group_key) is None for r in trecs):
+            raise _no_group_field(group_key, "caption")
         labels = np.asarray([str(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
                              for g in sorted(set(labels.tolist()))}
     return out
 
+
+def _no_group_field(group_key: str, what: str) -> ConfigError:
+    """A ``--group-key`` that no record has: one group named None would pass for a grouping."""
+    return ConfigError(f"--group-key {group_key!r}: no {what} record has this field (metrics per group need it; "
+                       "give a field the records have, e.g. caption_type)")

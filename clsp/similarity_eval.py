@@ -45,13 +45,16 @@ class RatingTally:
 
     def check_key(self) -> None:
         """``ConfigError`` naming ``human_key`` (and the fields the pairs have) when pairs were
-        scored and none of them has that field: a mistyped key, not pairs left unrated."""
-        if self.unrated and not self.keyed:
-            from clsp.errors import ConfigError
+        scored and none of them has that field: a mistyped key, not pairs left unrated; the
+        same for a ``group_key`` that no rated pair has (one group named None)."""
+        from clsp.errors import ConfigError
 
-            shown = sorted(self.fields - {"a", "b"})
-            raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field (their fields: "
-                              f"{', '.join(shown[:12]) or 'a, b only'}{', ...' if len(shown) > 12 else ''})")
+        shown = sorted(self.fields - {"a", "b"})
+        fields = f"their fields: {', '.join(shown[:12]) or 'a, b only'}{', ...' if len(shown) > 12 else ''}"
+        if self.unrated and not self.keyed:
+            raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field ({fields})")
+        if self.group_key and self.ratings and all(group is None for _, _, group in self.ratings):
+            raise ConfigError(f"--group-key {self.group_key!r}: no rated pair record has this field ({fields})")
 
     def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group

@@ -95,6 +95,9 @@ def test_build_with_npy_rows_then_query_and_eval(pool):
     want = speech_text_retrieval(speech, caps, n_boot=0)
     assert lines(r)[0]["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
     assert "has no 'provenance'" not in r.output
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--group-key", "kind", "--n-boot", "0", "-q")  # a field no query has: was one group named "None"
+    assert r.exit_code == 2 and "--group-key 'kind': no query record has this field" in r.stderr, r.output
     # query vectors of unknown origin against a model's index: searched, and said once
     write(tmp / "q.jsonl", [{k: v for k, v in q.items() if k != "provenance"} for q in queries])
     r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"), "-q")
@@ -257,6 +260,10 @@ def test_the_readme_pool_mode_of_a_captioned_manifest(tmp_path):
     summary = lines(r)[0]
     assert r.exit_code == 0 and summary["speech"] == len(source) and summary["captions"] == len(rows)
     assert set(summary["groups"]) == {"global", "finegrained"}
+    # a --group-key no caption has gave one group named "None" and exit 0
+    r = cli("search", "eval", "--speech", str(tmp_path / "sp.jsonl"), "--captions", str(tmp_path / "cap.jsonl"),
+            "--group-key", "kind", "--n-boot", "0", "-q")
+    assert r.exit_code == 2 and "--group-key 'kind': no caption record has this field" in r.stderr, r.output
 
 
 def test_both_pool_sides_on_stdin_is_a_usage_error():

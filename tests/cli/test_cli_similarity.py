@@ -164,6 +164,10 @@ def test_a_human_key_no_pair_has_is_a_usage_error(tmp_path):
     assert p.returncode == 2 and "--human-key 'rate': no pair record has this field (their fields: id, rating)" in p.stderr
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--n-boot", "0", "-q", cwd=tmp_path)
     assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["summary"]["overall"]["n"] == 2
+    # a --group-key no rated pair has gave one group named None and exit 0
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--group-key", "kind", "-q",
+            cwd=tmp_path)
+    assert p.returncode == 2 and "--group-key 'kind': no rated pair record has this field" in p.stderr, p.stderr
 
 
 def test_explicit_side_fields_take_objects(tmp_path):
