@@ -21,7 +21,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")]
 NBootOpt = Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% confidence intervals (0: none).")]
 ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Write the evaluation summary to this JSON file instead of a final summary record.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, logs or summary tables on stderr (warnings and errors still show).")]
 
 
 def parse_shard(shard: str | None):

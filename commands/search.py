@@ -104,7 +104,7 @@ def evaluate(
     speech_npy: Annotated[Optional[str], typer.Option("--speech-npy", help="Pool mode: the matrix the --speech rows point into (default: --npy).")] = None,
     captions_npy: Annotated[Optional[str], typer.Option("--captions-npy", help="Pool mode: the matrix the --captions rows point into (default: --npy).")] = None,
     query_field: QueryFieldOpt = "auto",
-    model: ModelOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model that embeds text or audio queries (index mode; default: the index's model).")] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     output: OutputOpt = "-",

@@ -150,7 +150,7 @@ def metrics_from_ranks(
             # one query, or an interval that misses the estimate (too few resamples), has no
             # interval: (nan, nan) from bootstrap_ci, written as null
             out[f"{key}_lo"], out[f"{key}_hi"] = (None if v is None or v != v else float(v) for v in (lo, hi))
-    out[f"{prefix}count"] = float(len(np.asarray(ranks)))
+    out[f"{prefix}count"] = int(len(np.asarray(ranks)))  # a number of queries: an integer in JSON
     return out
 
 
