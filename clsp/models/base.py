@@ -19,7 +19,7 @@ from torch import nn
 from clsp.errors import ConfigError
 from clsp.features import fbank_batch
 from clsp.models.heads import Transform, projection
-from clsp.models.registry import build_speech_encoder, check_config_keys
+from clsp.models.registry import build_speech_encoder, check_config_keys, check_value
 from clsp.models.speech_input import SpeechInput
 from clsp.models.text import TextTower
 
@@ -61,7 +61,7 @@ class ModelConfig:
 def _check_model_values(d: dict[str, Any]) -> None:
     from typing import Annotated
 
-    from pydantic import Field, TypeAdapter, ValidationError
+    from pydantic import Field
 
     rules: dict[str, Any] = {
         "speech_encoder": dict[str, Any], "text_encoder": dict[str, Any],
@@ -70,13 +70,7 @@ def _check_model_values(d: dict[str, Any]) -> None:
         "sample_rate": Annotated[int, Field(ge=1)], "num_mel_bins": Annotated[int, Field(ge=1)], "name": str,
         "gender_anchor": Annotated[int, Field(ge=0)]}
     for key, value in d.items():
-        try:
-            if isinstance(value, bool) and key != "name":
-                raise ConfigError(f"model.{key}: expected a number, got the boolean {str(value).lower()}")
-            TypeAdapter(rules[key]).validate_python(value, strict=isinstance(value, str) and key != "name")
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise ConfigError(f"model.{key}: {msg[0].lower()}{msg[1:]} (got {value!r})") from None
+        check_value(f"model.{key}", rules[key], value, strict_text=True)
 
 
 class CLSPModel(nn.Module):

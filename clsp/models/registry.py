@@ -73,27 +73,38 @@ def _check_value_types(target: Callable, spec: dict[str, Any], where: str) -> No
     pydantic cannot check are left to ``target``."""
     import typing
 
-    from pydantic import TypeAdapter, ValidationError
-
     try:
         hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
     except Exception:  # noqa: BLE001 - annotations that do not resolve: nothing to check
         return
     for key, value in spec.items():
-        hint = hints.get(key)
-        if hint is None:
-            continue
-        try:
-            adapter = TypeAdapter(hint)
-        except Exception:  # noqa: BLE001 - a type pydantic has no schema for
-            continue
-        if isinstance(value, bool) and hint in (int, float):
-            raise ConfigError(f"{where}.{key}: expected a number, got the boolean {str(value).lower()}")
-        try:
-            adapter.validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise ConfigError(f"{where}.{key}: {msg[0].lower()}{msg[1:]} (got {value!r})") from None
+        if key in hints:
+            check_value(f"{where}.{key}", hints[key], value)
+
+
+def check_value(name: str, hint: Any, value: Any, strict_text: bool = False) -> None:
+    """``ConfigError`` ``"NAME: <the reason> (got VALUE)"`` when ``value`` does not fit the type
+    ``hint`` (pydantic, lax: ``3.0`` is an ``int``; with ``strict_text`` a string is no number);
+    a boolean where a number belongs is refused too. A type pydantic has no schema for is not
+    checked."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        adapter = TypeAdapter(hint)
+    except Exception:  # noqa: BLE001 - a type pydantic has no schema for
+        return
+    base = hint
+    while typing.get_origin(base) is typing.Annotated:
+        base = typing.get_args(base)[0]
+    if isinstance(value, bool) and base in (int, float):
+        raise ConfigError(f"{name}: expected a number, got the boolean {str(value).lower()}")
+    try:
+        adapter.validate_python(value, strict=strict_text and isinstance(value, str) and base is not str)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"]
+        raise ConfigError(f"{name}: {msg[0].lower()}{msg[1:]} (got {value!r})") from None
 
 
 def build_speech_encoder(spec: dict[str, Any]):
