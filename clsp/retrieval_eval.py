@@ -37,6 +37,37 @@ def relevant_ids(record: dict, key: str) -> list[str]:
     raise InputError(f"query {record.get('id')!r}: needs the relevant id(s) in field '{key}'")
 
 
+def group_name(value: Any) -> str:
+    """The ``--group-key`` group of a record's value: a string as it is, ``null`` for a missing
+    field or JSON null, any other value as its JSON text (``true``, ``3``, ``["a"]``)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _hits_rank(hit_ids: list[str], relevant: list[str], scores: list[float], metric: str) -> int:
+    """The rank of the first relevant hit (``NO_RELEVANT`` when none is listed), ties counting
+    against the query: non-relevant hits listed after it with a tied score rank above it too.
+    Two cosine scores tie within ``TIE_TOLERANCE`` times the query's largest absolute score (as
+    in ``clsp.metrics.retrieval``; cosines lie in [-1, 1]); two ``ip`` or ``l2`` scores, whose
+    size is the vectors', within ``TIE_TOLERANCE`` times the larger of the two, so that a far
+    hit cannot make near ones ties."""
+    from clsp.metrics.retrieval import NO_RELEVANT, TIE_TOLERANCE
+
+    rel = set(relevant)
+    pos = next((n for n, hid in enumerate(hit_ids) if hid in rel), None)
+    if pos is None:
+        return NO_RELEVANT
+    at = scores[pos]
+    top = max((abs(s) for s in scores if np.isfinite(s)), default=0.0)
+
+    def tied(other: float) -> bool:
+        scale = top if metric == "cosine" else max(abs(other), abs(at))
+        return abs(other - at) <= TIE_TOLERANCE * scale
+
+    return pos + sum(1 for j in range(pos + 1, len(hit_ids)) if hit_ids[j] not in rel and tied(scores[j]))
+
+
 def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "relevant", group_key: str | None = None,
                    n_boot: int = 1000, settings: Any = None, npy: str | None = None, model: str | None = None,
                    device: str = "auto", on_skip: OnSkip | None = None) -> Evaluation:
@@ -50,7 +81,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     """
     from clsp.index import load_index
     from clsp.index.query import QueryEncoder, SearchSettings, query_items, search_items
-    from clsp.metrics.retrieval import metrics_from_ranks, ranks_from_hits, recall_curve
+    from clsp.metrics.retrieval import metrics_from_ranks, recall_curve
 
     from clsp.inputs import refuse_audio_file
 
@@ -61,7 +92,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     items, matrix, base = query_items(queries, npy=npy)
     groups: dict[str, list] = {}
     worsts: dict[str, list] = {}  # per group, each query's count of non-relevant candidates
-    failed = 0
+    failed, grouped = 0, False
     known = set(index.ids)
     for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
         try:
@@ -76,13 +107,14 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
             if on_skip is not None:
                 on_skip(f"query {item.id}", exc)
             continue
-        rank = ranks_from_hits([[str(h["id"]) for h in result]], [relevant], [[h["score"] for h in result]])[0]
+        rank = _hits_rank([str(h["id"]) for h in result], relevant, [h["score"] for h in result], index.info.metric)
         worst = index.info.count - len(known.intersection(str(r) for r in relevant))  # non-relevant candidates
-        for key in ["all"] + ([str(item.record.get(group_key))] if group_key else []):
+        grouped = grouped or (group_key is not None and item.record.get(group_key) is not None)
+        for key in ["all"] + ([group_name(item.record.get(group_key))] if group_key else []):
             groups.setdefault(key, []).append(rank)
             worsts.setdefault(key, []).append(worst)
     overall = groups.pop("all", [])
-    if group_key and overall and set(groups) == {"None"}:
+    if group_key and overall and not grouped:
         raise _no_group_field(group_key, "query")
 
     def metrics(key: str, ranks: list) -> dict:
@@ -195,7 +227,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     if group_key:
         if trecs and all(r.get(group_key) is None for r in trecs):
             raise _no_group_field(group_key, "caption")
-        labels = np.asarray([str(r.get(group_key)) for r in trecs])
+        labels = np.asarray([group_name(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
                              for g in sorted(set(labels.tolist()))}

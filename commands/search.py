@@ -133,9 +133,9 @@ def _build(o: Options) -> int:
                           "matrix (records that carry 'row' take their matrix with --npy MATRIX instead)")
     source, npy = (o.ids, o.input) if o.ids else (o.input, o.npy)
     _check_index_output(o.index, [source, npy, o.ids])
-    metric = _added_index_settings(o) or o.metric or "cosine"
+    _added_index_settings(o)
     with MissingMatrix(source) as no_matrix, Throughput("read embeddings", "records") as progress:
-        summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=metric,
+        summary = index_embeddings(o.index, source, npy=npy, add=o.add, metric=o.metric, ids=bool(o.ids),
                                    on_skip=skip_notice(o.on_error, progress, no_matrix), on_read=progress.update,
                                    factory=o.factory, max_memory=parse_memory(o.max_memory), threads=o.threads,
                                    lock_timeout=o.lock_timeout, on_wait=warn)
@@ -145,26 +145,18 @@ def _build(o: Options) -> int:
     return 3 if summary["failed"] else 0
 
 
-def _added_index_settings(o) -> str | None:
-    """With ``--add`` to an existing index: its metric, after refusing a ``--metric`` or
-    ``--factory`` that differs from the index's (an index keeps the ones it was built with)."""
+def _added_index_settings(o) -> None:
+    """With ``--add`` to an existing index, before reading the input: refuse a ``--metric`` or
+    ``--factory`` that differs from the index's, or a ``--max-memory`` (an index keeps the ones it
+    was built with). The write checks again under the lock, against the index as it is then (a
+    parallel --add may build the index in between)."""
     from pathlib import Path
 
-    from clsp.errors import ConfigError
-    from clsp.index.folder import index_exists
+    from clsp.index.folder import check_add_settings, index_exists
     from clsp.index.store import read_info
 
-    if not o.add or not index_exists(o.index):
-        return None
-    info = read_info(Path(o.index))
-    if o.max_memory is not None:
-        raise ConfigError(f"--max-memory {o.max_memory}: it chooses the factory of a new index; --add appends to "
-                          f"{o.index} with the factory it was built with ({info.factory})")
-    for flag, given, have in (("--metric", o.metric, info.metric), ("--factory", o.factory, info.factory)):
-        if given is not None and given != have:
-            raise ConfigError(f"{flag} {given}: index {o.index} was built with {flag} {have}, and --add appends to it "
-                              f"as it is; leave {flag} out, or build a new index with it")
-    return info.metric
+    if o.add and index_exists(o.index):
+        check_add_settings(o.index, read_info(Path(o.index)), o.metric, o.factory, o.max_memory)
 
 
 def _warn_unmeasured(metrics: dict) -> None:
@@ -272,9 +264,10 @@ def _eval(o: Options) -> int:
             raise ConfigError("give an INDEX with --queries, or --speech and --captions")
         if o.speech_npy or o.captions_npy:
             raise ConfigError("--speech-npy and --captions-npy are for pool mode (--speech/--captions); use --npy")
-        ev = evaluate_index(o.index, o.queries or "-", o.relevant_key, o.group_key, o.n_boot,
-                            SearchSettings(10, None, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field)), o.npy,
-                            o.model, o.device, skip_notice())
+        with MissingMatrix(o.queries or "-") as no_matrix:
+            ev = evaluate_index(o.index, o.queries or "-", o.relevant_key, o.group_key, o.n_boot,
+                                SearchSettings(10, None, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field)),
+                                o.npy, o.model, o.device, skip_notice(no_matrix=no_matrix))
     if not o.quiet:
         from clsp_cli.tables import retrieval_table
 

@@ -29,7 +29,7 @@ from clsp.index.store import (
 )
 from clsp.index.vectors import VectorIndex, prepare_vectors
 
-__all__ = ["build_index", "load_index", "add_to_index", "write_index", "index_exists", "writing"]
+__all__ = ["build_index", "load_index", "add_to_index", "write_index", "index_exists", "writing", "check_add_settings"]
 
 LOAD_ATTEMPTS = 5
 
@@ -197,6 +197,13 @@ def _load_version(path: Path, info: IndexInfo, mmap: bool) -> VectorIndex:
 def _check_consistent(path: Path, info: IndexInfo, index, meta, vectors) -> None:
     if index.d != info.dim:
         raise IndexFileError(f"index {path}: {INDEX_FILE} has dimension {index.d}, {INFO_FILE} says {info.dim}")
+    if index.metric_type != _faiss_metric(info.metric):
+        import faiss
+
+        kind = {faiss.METRIC_L2: "l2", faiss.METRIC_INNER_PRODUCT: "inner-product (cosine or ip)"}
+        raise IndexFileError(f"index {path}: {INDEX_FILE} compares vectors by "
+                             f"{kind.get(index.metric_type, f'metric type {index.metric_type}')}, "
+                             f"{INFO_FILE} says metric {info.metric!r}")
     if index.ntotal != meta.height or "id" not in meta.columns:
         raise IndexFileError(
             f"index {path}: {index.ntotal} vectors but {meta.height} metadata rows in {META_FILE}"
@@ -245,20 +252,59 @@ def write_index(
     """Build the index folder ``path`` from ``vectors`` (replacing it), or with ``add`` append
     to it (building it when missing); returns the index written (None: nothing to add).
 
-    ``build_options`` go to :func:`build_index` (factory, metric, max_memory, threads...).
-    The decision to add or build is taken under the write lock, so parallel adds to a
-    missing index build it once and add to it after. Raises ``InputError`` when there is
-    nothing to build from, ``IndexBusyError`` when another writer keeps the lock too long.
+    ``build_options`` go to :func:`build_index` (factory, metric, max_memory, threads...; a
+    metric of None is cosine). The decision to add or build is taken under the write lock, so
+    parallel adds to a missing index build it once and add to it after; an add to an index
+    refuses (``ConfigError``, see :func:`check_add_settings`) a factory or metric other than the
+    index's as it is then, and a max_memory, and an add to a folder whose ``index.json`` is
+    missing while it holds an index's data refuses to replace that data (``ConfigError``).
+    Raises ``InputError`` when there is nothing to build from, ``IndexBusyError`` when another
+    writer keeps the lock too long.
     """
     arr = np.asarray(vectors, dtype=np.float32)
     lock = {"lock_timeout": lock_timeout, "on_wait": on_wait}
     with writing(path, **lock):
         if add and index_exists(path):
+            check_add_settings(path, read_info(Path(path)), build_options.get("metric"), build_options.get("factory"),
+                               build_options.get("max_memory"))
             if not len(metadata):
                 return None
             return add_to_index(path, arr, metadata, provenance, build_options.get("threads"), **lock)
+        if add:
+            _refuse_unpublished_data(Path(path))
         if not len(metadata):
             raise InputError("no embeddings to index")
+        if build_options.get("metric") is None:
+            build_options.pop("metric", None)
         built = build_index(arr, metadata, provenance=provenance, **build_options)
         built.save(path, **lock)
         return built
+
+
+def check_add_settings(path: str | Path, info: IndexInfo, metric: str | None = None, factory: str | None = None,
+                       max_memory: int | str | None = None) -> None:
+    """Refuse (``ConfigError``) settings given for an add to the index ``info`` at ``path`` that it
+    was not built with: a ``metric`` or ``factory`` other than its own (None: the index's), or a
+    ``max_memory`` (it picks a new index's factory). An index keeps the settings it was built with."""
+    if max_memory is not None:
+        raise ConfigError(f"--max-memory {max_memory}: it chooses the factory of a new index; --add appends to "
+                          f"{path} with the factory it was built with ({info.factory})")
+    for flag, given, have in (("--metric", metric, info.metric), ("--factory", factory, info.factory)):
+        if given is not None and given != have:
+            raise ConfigError(f"{flag} {given}: index {path} was built with {flag} {have}, and --add appends to it "
+                              f"as it is; leave {flag} out, or build a new index with it")
+
+
+def _refuse_unpublished_data(path: Path) -> None:
+    """``ConfigError`` for an add to the folder ``path`` that has no ``index.json`` but holds an
+    index's data (a ``data-*`` folder with files): building a new index there would delete it."""
+    from clsp.index.store import is_data_folder_name
+
+    if not path.is_dir():
+        return
+    for entry in sorted(path.iterdir()):
+        if is_data_folder_name(entry.name) and entry.is_dir() and any(entry.iterdir()):
+            raise ConfigError(f"index {path}: {INFO_FILE} is missing, but the folder holds an index's data "
+                              f"({entry.name}/); --add appends to an index and will not replace that data with a "
+                              f"new index: restore {INFO_FILE}, or -o another folder (a build without --add "
+                              "replaces the folder)")

@@ -18,8 +18,8 @@ import numpy as np
 
 from clsp.errors import ClspError, InputError
 from clsp.index.vectors import VectorIndex
-from clsp.index.records import (check_row_positions, check_usable, holds_vector, is_npy_name, load_matrix,
-                                record_vector)
+from clsp.index.records import (MatrixNotGivenError, check_row_positions, check_usable, holds_vector, is_npy_name,
+                                load_matrix, record_vector)
 from clsp.index.store import check_provenance, model_option, use_model_fix
 from clsp.records import Item, base_dir_of, batched, iter_items, resolve_path, upstream_error
 from clsp.results import Result, SearchHit, SearchHits, SinglePass
@@ -99,7 +99,9 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     as ``clsp embed`` writes them beside the ``audio`` or ``text`` they came from) is that
     vector; a ``row`` with the embedding provenance and no matrix is an error asking for
     ``--npy``; else its ``text`` or its ``audio``, and a record with both (a clip and its
-    caption) is an ``InputError`` asking which (``--query-field``). "embedding", "text" or
+    caption) is an ``InputError`` asking which (``--query-field``); a record with neither and a
+    ``row`` but no matrix is a :class:`~clsp.index.records.MatrixNotGivenError` asking for
+    ``--npy``. "embedding", "text" or
     "audio" use that one, an ``InputError`` naming the query when it is missing.
     """
     where = f"query {record.get('id')!r}"
@@ -117,6 +119,9 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
         elif isinstance(record.get("text"), str) or isinstance(record.get("audio"), str):
             empty = "text" if isinstance(record.get("text"), str) else "audio"
             raise InputError(f"{where}: its '{empty}' is empty; give a caption or an audio file to search with")
+        elif "row" in record and "error" not in record:
+            raise MatrixNotGivenError(f"{where}: 'row' {record['row']!r} points into a matrix (as clsp embed --npy "
+                                      "writes it), but none was given: give it with --npy")
         else:
             raise upstream_error(record, where) or InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":

@@ -20,7 +20,7 @@ import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.store import model_option, same_provenance, use_model_fix
-from clsp.records import Item, iter_items, public_fields, upstream_error
+from clsp.records import Item, iter_items, upstream_error
 from clsp.results import VECTOR_FIELDS, embedding_provenance
 
 NOT_METADATA = VECTOR_FIELDS
@@ -140,13 +140,22 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
 
 def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
     """The fields kept beside the index: everything but the vector, its row in the --npy
-    matrix and provenance. A ``row`` beside an inline ``embedding`` points nowhere: it is
-    the record's own field, and kept."""
+    matrix, provenance and what reading the record added. A ``row`` beside an inline
+    ``embedding`` points nowhere: it is the record's own field, and kept."""
     drop = NOT_METADATA if "embedding" not in record else tuple(k for k in NOT_METADATA if k not in ("row", ROW_CHECK))
-    meta = {k: v for k, v in public_fields(record).items() if k not in drop}
+    drop += _read_fields(record)
+    meta = {k: v for k, v in record.items() if k not in drop}
     rid = record["id"]
     meta["id"] = rid if isinstance(rid, int) and not isinstance(rid, bool) else str(rid)  # an integer stays one
     return meta
+
+
+def _read_fields(record: dict[str, Any]) -> tuple[str, ...]:
+    """The private fields reading a record added (``clsp.records``): ``_path`` beside a clip's
+    ``audio``, ``_cut`` and ``_cut_json`` of a Lhotse cut. A record's other fields, ``_``-prefixed
+    ones included (``__index_level_0__`` of a pandas export), are its own and kept."""
+    cut = ("_cut", "_cut_json") if "_cut" in record and "_cut_json" in record else ()
+    return cut + (("_path",) if "_path" in record and (cut or "audio" in record) else ())
 
 
 def vector_source(record: dict[str, Any], position: int | None = None) -> str:
@@ -196,14 +205,15 @@ class EmbeddingReader:
     no direction for cosine); ``metric`` "ip" or "l2" refuses vectors whose squared norm is
     beyond float32 (their scores would be infinite). ``modality`` ("audio"/"text") is the kind of embedding every
     record must be; ``one_modality`` makes the first record's kind the rule; ``holds`` and
-    ``fix`` word the refusal of another kind. After reading, ``provenance`` holds the reference and
-    ``dim`` the vectors' dimension.
+    ``fix`` word the refusal of another kind. ``positional``: the records are metadata of the
+    matrix rows in order (``--ids``), so a record carrying its own ``embedding`` or ``row`` is
+    refused. After reading, ``provenance`` holds the reference and ``dim`` the vectors' dimension.
     """
 
     def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True,
                  modality: str | None = None, one_modality: bool = False, holds: str | None = None,
-                 fix: str | None = None, metric: str | None = None):
-        self.matrix, self.nonzero, self.metric = matrix, nonzero, metric
+                 fix: str | None = None, metric: str | None = None, positional: bool = False):
+        self.matrix, self.nonzero, self.metric, self.positional = matrix, nonzero, metric, positional
         self.holds = holds  # how messages name what this reader reads ("--speech takes")
         self.fix = fix  # what to change when a record of the other modality comes
         self.provenance = dict(provenance) if provenance else None
@@ -219,11 +229,18 @@ class EmbeddingReader:
     def vector(self, item: Item) -> np.ndarray:
         """The checked float32 (D,) vector of an item; raises ``InputError`` naming the record
         and field (missing, malformed, wrong dimension, NaN/inf, zero) or ``ProvenanceError``
-        (another model, or a dimension other than the given model's)."""
+        (another model, or a dimension other than the given model's); with ``positional``, an
+        ``InputError`` for a record carrying its own ``embedding`` or ``row``."""
         self.read_count = max(self.read_count, item.index + 1)
         if not item.ok:
             raise item.error
         rec = item.record
+        if self.positional and ("embedding" in rec or "row" in rec):
+            field = "embedding" if "embedding" in rec else "row"
+            raise InputError(f"record {item.id!r}: carries its own {field!r}, but --ids records are the metadata of "
+                             f"the matrix rows in order (record N is row N); give records that carry 'embedding' or "
+                             f"'row' as INPUT instead (clsp search build RECORDS.jsonl --npy MATRIX.npy), or drop "
+                             f"the field")
         if self.matrix is not None and "embedding" not in rec and "row" not in rec and "error" not in rec:
             self.by_position = self.by_position or str(item.id)
         self.named_row = self.named_row or "row" in rec
@@ -361,10 +378,16 @@ def read_vectors(reader: EmbeddingReader, source: str, on_skip: OnSkip | None = 
 
 
 def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = None, add: bool = False,
-                     metric: str = "cosine", on_skip: OnSkip | None = None, on_read: Callable[[], None] | None = None,
-                     **write_options: Any) -> dict[str, Any]:
+                     metric: str | None = None, on_skip: OnSkip | None = None, on_read: Callable[[], None] | None = None,
+                     ids: bool = False, **write_options: Any) -> dict[str, Any]:
     """Build (or with ``add`` append to) the index folder ``index_dir`` from an embeddings file
     (``clsp embed`` JSONL, with ``row`` fields into ``npy``; or a ``.npy`` matrix).
+
+    ``metric`` is the new index's (default cosine); with ``add`` onto an index, None means the
+    index's, and one that differs from the index's, as the index is when the write lock is held,
+    is a ``ConfigError`` (so are a ``factory`` that differs and a ``max_memory``). ``ids``:
+    ``source`` holds the metadata records of the ``npy`` rows in order (``--ids``); a record of
+    it carrying its own ``embedding`` or ``row`` is skipped as an error (``on_skip``).
 
     ``write_options`` go to :func:`clsp.index.write_index` (factory, max_memory, threads,
     lock_timeout, on_wait). Returns the summary record ``{"index", "added", "failed",
@@ -394,13 +417,17 @@ def index_embeddings(index_dir: str | Path, source: str, *, npy: str | None = No
                                      "it); a build without --add replaces the whole index, so it does not wait to "
                                      "replace what that run writes: wait for it to finish, write elsewhere, or use "
                                      "--add", exc.pid) from None
-        return _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options)
+        return _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options, ids)
 
 
-def _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options) -> dict[str, Any]:
+def _index_embeddings(index_dir, source, npy, add, metric, on_skip, on_read, write_options, ids) -> dict[str, Any]:
     from clsp.index.folder import index_exists, write_index
+    from clsp.index.store import read_info
 
-    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=metric == "cosine", metric=metric, one_modality=True,
+    # the records are checked for the metric they will be indexed with (the write checks it again under the lock)
+    reading = metric or (read_info(Path(index_dir)).metric if add and index_exists(index_dir) else "cosine")
+    reader = EmbeddingReader(load_matrix(npy) if npy else None, nonzero=reading == "cosine", metric=reading,
+                             one_modality=True, positional=ids,
                              fix="an index holds one modality: build one index of the clips and another of the captions")
     vectors, metas, failed = read_vectors(reader, source, on_skip, on_read)
     if not vectors and not (add and index_exists(index_dir)):

@@ -13,7 +13,8 @@ and are read as they are; writing to one publishes format 2.
 
 Metadata (format 2): every field but ``id`` is stored as one JSON text per row (null when
 the record has no such field), so each value comes back with the JSON type it went in with
-(int, float, bool, null, string, list, object), whatever other records hold.
+(int, float, bool, null, string, list, object), whatever other records hold; each column is
+named by its field (:func:`column_name` escapes the names Parquet would not give back as they are).
 """
 
 from __future__ import annotations
@@ -165,9 +166,12 @@ def read_info(path: Path) -> IndexInfo:
 
 
 def check_files(path: Path, info: IndexInfo) -> Path:
-    """The data folder of ``info``, after checking that its FAISS and metadata files exist."""
+    """The data folder of ``info``, after checking that its FAISS and metadata files exist, and
+    its exact vectors where ``index.json`` says it stored them (``IndexFileError`` naming the
+    missing file: a compressed index without them would re-rank with its approximate codes)."""
     data = info.data_dir(path)
-    for name in (INDEX_FILE, META_FILE):
+    stored = (VECTORS_FILE,) if info.stored_vectors and info.count else ()  # declared in index.json
+    for name in (INDEX_FILE, META_FILE) + stored:
         if not (data / name).is_file():
             where = f"{info.data}/{name}" if info.data else name
             raise IndexFileError(f"index {path}: {where} is missing")
@@ -243,8 +247,32 @@ def _encode_column(rows: list[dict], key: str) -> list[str | None]:
         raise
 
 
+_NAME_ESCAPE = "\x00"  # starts the column of a field whose own name Parquet readers would change
+
+
+def column_name(key: str) -> str:
+    """The ``meta.parquet`` column of field ``key``: its name, or for a name that would not come
+    back as it is (empty, which readers call ``column_1``; not UTF-8; starting with NUL) NUL and
+    the name as ASCII JSON text, undone by :func:`field_name`."""
+    if key and utf8_encodable(key) and not key.startswith(_NAME_ESCAPE):
+        return key
+    return _NAME_ESCAPE + _ENCODE_ASCII(key)
+
+
+def field_name(column: str) -> str:
+    """The field name a ``meta.parquet`` column stands for (:func:`column_name` undone)."""
+    if column.startswith(_NAME_ESCAPE):
+        try:
+            name = json.loads(column[1:])
+        except ValueError:
+            return column
+        return name if isinstance(name, str) else column
+    return column
+
+
 def metadata_frame(rows: list[dict]):
-    """A polars DataFrame of metadata dicts: ``id`` (string) plus one JSON-text column per field.
+    """A polars DataFrame of metadata dicts: ``id`` (string) plus one JSON-text column per field
+    (named by :func:`column_name`, so that every name comes back as it was).
 
     A record without a field holds null in its column; a field whose value is JSON ``null``
     holds the text ``"null"``. Every row needs an ``id``; values must be JSON data with
@@ -261,7 +289,7 @@ def metadata_frame(rows: list[dict]):
         keys.update(dict.fromkeys(row))
     keys.pop("id", None)
     series = [pl.Series("id", ids, dtype=pl.String)]
-    series += [pl.Series(str(key), _encode_column(rows, key), dtype=pl.String) for key in keys]
+    series += [pl.Series(column_name(str(key)), _encode_column(rows, key), dtype=pl.String) for key in keys]
     return pl.DataFrame(series)
 
 
@@ -280,8 +308,9 @@ def frame_rows(frame, info: IndexInfo) -> list[dict]:
                 del row[key]
         return rows
     decoded = {key: _decode_column(frame.get_column(key).to_list()) for key in frame.columns if key != "id"}
-    return [{k: (hit_id(v, info) if k == "id" else decoded[k][n]) for k, v in row.items() if v is not None}
-            for n, row in enumerate(rows)]
+    names = {key: field_name(key) for key in decoded}
+    return [{("id" if k == "id" else names[k]): (hit_id(v, info) if k == "id" else decoded[k][n])
+             for k, v in row.items() if v is not None} for n, row in enumerate(rows)]
 
 
 def _decode_column(texts: list[str | None]) -> list:
