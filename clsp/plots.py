@@ -169,8 +169,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a training run's ``metrics.jsonl`` (a run folder or the file itself),
     read as every JSONL input is (``clsp.records.read_jsonl``: compressed or not, a BOM
     dropped, lines split at ``\n`` only). ``ConfigError`` for a missing file, an audio file
-    or UTF-16/32 text; ``InputError`` naming the file and line for a line that is not a JSON
-    object, and when no record has a ``step``."""
+    or UTF-16/32 text, and for pretty-printed JSON (a lone ``{`` or ``[`` on its first line);
+    ``InputError`` naming the file and line for a line that is not a JSON object, and when no
+    record has a ``step``."""
     from clsp.inputs import refuse_audio_file
     from clsp.records import TruncatedInputError, read_jsonl
 
@@ -185,11 +186,32 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     except TruncatedInputError:
         raise  # names the file
     except InputError as exc:
+        _refuse_pretty_printed(p)
         raise InputError(f"{p}: {exc}") from None
     out = [rec for rec in records if isinstance(rec.get("step"), (int, float))]
     if not out:
         raise InputError(f"{p}: no metric records with a 'step'")
     return out
+
+
+def _refuse_pretty_printed(path: Path) -> None:
+    """``ConfigError`` (a usage error, as every JSON Lines reader gives) when ``path`` starts with
+    a lone ``{`` or ``[``: pretty-printed JSON (a run's config.json given for its metrics)."""
+    from clsp.records import input_name, iter_lines, open_binary_input
+
+    stream = open_binary_input(path)
+    try:
+        for lineno, raw in iter_lines(stream, input_name(path)):
+            if raw.strip() in (b"[", b"{"):
+                raise ConfigError(f"{path}: pretty-printed JSON (a lone {raw.strip().decode()!r} on line {lineno}); "
+                                  "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "
+                                  "array, jq -c . for objects); a training run's metrics are its metrics.jsonl")
+            if raw.strip():
+                return
+    except InputError:
+        return
+    finally:
+        stream.close()
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -53,7 +53,9 @@ def _save(save_model, model, destination: str):
 
 def _check_destination(source: str, destination: str) -> None:
     """A usage error (before anything loads) for a destination that would replace the source or
-    a folder holding it, or that is not a model folder (``clsp.models.checkpoint.check_replaceable``)."""
+    a folder holding it, that lies inside a training checkpoint or a run's ``checkpoints/``
+    folder (train writes its own ``step-N`` folders there), or that is not a model folder
+    (``clsp.models.checkpoint.check_replaceable``)."""
     import os
     from pathlib import Path
 
@@ -65,11 +67,18 @@ def _check_destination(source: str, destination: str) -> None:
     if Path(source).exists() and (src == out or out in src.parents):
         raise ConfigError(f"{destination}: would replace the model being converted ({source}) or a folder holding it; "
                           "give another destination")
-    from clsp.train.checkpoint import COMPLETE, TRAINER_STATE
+    from clsp.train.checkpoint import COMPLETE, TRAINER_STATE, checkpoints_dir, list_checkpoints
+    from clsp.train.config import RUN_CONFIG
 
     for folder in (out, *out.parents):  # a training checkpoint's model pairs with its optimizer state
         if (folder / TRAINER_STATE).exists() or (folder / COMPLETE).exists():
             raise ConfigError(f"{destination}: inside the training run checkpoint {folder}; replacing its model would "
                               "make a --resume train other weights than the ones saved with its optimizer state; give "
                               "a destination outside the run")
+        run = folder.parent
+        if folder == checkpoints_dir(run) and (list_checkpoints(run) or (run / RUN_CONFIG).is_file()
+                                               or (run / "metrics.jsonl").is_file()):
+            raise ConfigError(f"{destination}: inside the checkpoints folder {folder} of the training run {run}, where "
+                              "training writes its own step-N checkpoints (a --resume would meet the model there); "
+                              "give a destination outside the run")
     check_replaceable(out)

@@ -46,6 +46,7 @@ def main(
 
 def _run(o: Options) -> int:
     import json
+    import logging
     from pathlib import Path
 
     from clsp.distributed import env_dist_info
@@ -81,7 +82,14 @@ def _run(o: Options) -> int:
         shown = {k: v for k, v in record.items() if k not in ("epoch",)}
         log(" ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
 
-    result = train(cfg, resume=o.resume, on_log=show)
+    # the console shows clsp's log lines: a root handler a library installs (Lhotse's logging.info
+    # calls logging.basicConfig) would print each one again, so they stop at the clsp logger
+    library_logs = logging.getLogger("clsp")
+    propagate, library_logs.propagate = library_logs.propagate, False
+    try:
+        result = train(cfg, resume=o.resume, on_log=show)
+    finally:
+        library_logs.propagate = propagate
     if result.status == "preempted":
         log(f"stopped at step {result.step}; checkpoint {result.checkpoint}; resume with --resume latest")
         return EXIT_PREEMPTED

@@ -102,6 +102,42 @@ def resume_conflict(output_dir: str | Path, path: Path) -> str | None:
     return None
 
 
+_CHECKPOINT_ENTRIES = re.compile(rf"^(model|{re.escape(TRAINER_STATE)}|{COMPLETE}|rank-\d{{5}}\.pt)$")
+
+
+def not_written_by_train(folder: Path) -> str | None:
+    """Why ``folder``, where a checkpoint is about to be written, must not be replaced, or
+    None (nothing there, or a folder train wrote). A ``step-N`` folder is a checkpoint when it
+    holds the ``COMPLETE`` marker train writes last; a ``.tmp-step-N`` folder (a write cut short)
+    holds only what train writes into a checkpoint. Anything else (a model ``clsp convert``
+    wrote there, a folder of yours) is never deleted."""
+    if not os.path.lexists(folder):
+        return None
+    if folder.is_symlink() or not folder.is_dir():
+        return f"{folder} exists and is not a checkpoint folder train wrote; move it out of {folder.parent}"
+    if STEP_DIR.match(folder.name):
+        if (folder / COMPLETE).is_file():
+            return None
+        return (f"{folder} exists and is not a checkpoint train wrote (no {COMPLETE} marker: a model converted "
+                f"there, or a folder of yours?); train never deletes it: move it out of {folder.parent}")
+    foreign = sorted(p.name for p in folder.iterdir() if not _CHECKPOINT_ENTRIES.match(p.name))
+    if foreign:
+        return (f"{folder} holds {', '.join(foreign[:3])}, which train does not write into a checkpoint; train never "
+                f"deletes it: move it out of {folder.parent}")
+    return None
+
+
+def foreign_step_folders(output_dir: str | Path, after: int) -> list[Path]:
+    """``step-N`` folders past step ``after`` in ``output_dir``'s checkpoints that train did not
+    write (``not_written_by_train``): the run could not write its checkpoint of that step there."""
+    root = checkpoints_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and int(STEP_DIR.match(p.name).group(1)) > after
+             and not_written_by_train(p)]
+    return sorted(found)
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -122,13 +158,19 @@ def save_checkpoint(output_dir: str | Path, step: int, model, trainer_state: dic
 
     Raises ``CheckpointError`` naming the checkpoint and the OS reason (no space left on
     device, file too large...) when a file cannot be written; the partial temporary folder
-    is removed and the checkpoints written before stay as they were."""
+    is removed and the checkpoints written before stay as they were. ``CheckpointError``
+    naming the folder, before anything is written, when a folder of the checkpoint's name is
+    there that train did not write (``not_written_by_train``): it is never deleted."""
     from clsp.models.checkpoint import save_model
 
     root = checkpoints_dir(output_dir)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     if rank == 0:
+        for folder in (final, tmp):  # replaced below: only a folder this trainer wrote
+            why = not_written_by_train(folder)
+            if why:
+                raise CheckpointError(f"cannot write checkpoint {final}: {why}")
         shutil.rmtree(tmp, ignore_errors=True)
         _writing(final, tmp, lambda: tmp.mkdir(parents=True))
     barrier()

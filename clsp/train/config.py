@@ -16,9 +16,11 @@ resumed step on.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -314,12 +316,55 @@ def _leaf_changes(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
     return [(key, old, new)]
 
 
+# keys that name a file or folder: a run saves them absolute (:func:`absolute_paths`) and
+# ``--resume`` compares them as the files they name, not as text
+PATH_KEYS = ("data.train", "data.valid", "init_from", "output_dir")
+
+
+def absolute_paths(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the config mapping ``data`` with each path of :data:`PATH_KEYS` made
+    absolute (and normal) against the current directory (``init_from`` only when it names an existing
+    file or folder there, not a built-in model or a hub id), so that a run resumed from another
+    directory reads the files it was started with."""
+    out = copy.deepcopy(data)
+    for key in PATH_KEYS:
+        *sections, last = key.split(".")
+        node = out
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(last) if isinstance(node, dict) else None
+        if not isinstance(value, str) or value in ("", "-") or "://" in value:
+            continue
+        if key == "init_from" and not os.path.exists(value):
+            continue
+        node[last] = os.path.abspath(os.path.expanduser(value))
+    return out
+
+
+def _same_path(old: Any, new: Any) -> bool:
+    """Whether two values of a path key name one file: the same path once made absolute (a
+    relative one against the current directory), or two names of one file (a symlink)."""
+    if old == new:
+        return True
+    if not (isinstance(old, str) and isinstance(new, str)) or not old or not new:
+        return False
+    a, b = (os.path.abspath(os.path.expanduser(v)) for v in (old, new))
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def resume_changes(saved: dict[str, Any], cfg: TrainConfig) -> ResumeChanges:
     """Compare ``cfg`` with a checkpoint's config ``saved`` (keys missing from an older
-    checkpoint's config are not compared). Raises ``ConfigError`` naming every changed key
-    that is :data:`FIXED_ON_RESUME`."""
+    checkpoint's config are not compared; a path key, :data:`PATH_KEYS`, is unchanged when
+    both name the same file, however written). Raises ``ConfigError`` naming every changed
+    key that is :data:`FIXED_ON_RESUME`."""
     old, new = _flatten(TrainConfig, saved), _flatten(TrainConfig, cfg.to_dict())
-    changed = {k: (old[k][0], v, policy) for k, (v, policy) in new.items() if k in old and old[k][0] != v}
+    changed = {k: (old[k][0], v, policy) for k, (v, policy) in new.items()
+               if k in old and old[k][0] != v and not (k in PATH_KEYS and _same_path(old[k][0], v))}
     fixed = [k for k, (_, _, policy) in changed.items() if policy is FIXED_ON_RESUME]
     if fixed:
         detail = ", ".join(f"{key} ({a!r} -> {b!r})" for k in fixed for key, a, b in _leaf_changes(k, *changed[k][:2]))

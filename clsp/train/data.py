@@ -45,6 +45,8 @@ class SkipCounter:
     shown_per_reason: int = 5
     seen: set = field(default_factory=set)
     examples: dict = field(default_factory=dict)  # kind -> the first row's reason
+    named: list = field(default_factory=list)  # "ROW: reason" of the first few rows skipped, any kind
+    named_max: int = 5
 
     def skip(self, row_id: str, reason: str, kind: str) -> None:
         if (row_id, kind) in self.seen:
@@ -52,6 +54,8 @@ class SkipCounter:
         self.seen.add((row_id, kind))
         self.counts[kind] += 1
         self.examples.setdefault(kind, reason)
+        if len(self.named) < self.named_max:
+            self.named.append(reason if reason.startswith(f"{row_id}:") else f"{row_id}: {reason}")
         if self.counts[kind] <= self.shown_per_reason:
             log.warning("skipping manifest row %s: %s", row_id, reason)
 
@@ -60,14 +64,29 @@ class SkipCounter:
         return sum(self.counts.values())
 
 
+def audio_skip_kind(reason: str) -> str:
+    """The kind of a clip whose audio could not be read, from the reader's reason: ``missing
+    audio`` (no such file), ``too short audio`` (decodes, but shorter than the model reads) or
+    ``undecodable audio``."""
+    if "no such file" in reason.lower():
+        return "missing audio"
+    if ": too short (" in reason:
+        return "too short audio"
+    return "undecodable audio"
+
+
 def _caption_list(record: dict[str, Any], keys: tuple[str, ...], row_id: str) -> list[str]:
+    """The captions of the first of ``keys`` that holds one: an empty list, blank strings or
+    null fall through to the next key, as ``clsp embed --modality text`` reads every caption field."""
     for key in keys:
         if key in record and record[key] is not None:
             value = record[key]
             values = [value] if isinstance(value, str) else value
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise InputError(f"{row_id}: '{key}' must be a string or a list of strings")
-            return [v.strip() for v in values if v.strip()]
+            kept = [v.strip() for v in values if v.strip()]
+            if kept:
+                return kept
     return []
 
 

@@ -32,9 +32,9 @@ from clsp.distributed import all_reduce_flag, all_reduce_sum, barrier, init_dist
 from clsp.errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from clsp.losses import caption_keys, clamp_logit_scale_, gathered_contrastive_loss
 from clsp.train import checkpoint as ckpt
-from clsp.train.config import RUN_CONFIG, TrainConfig, resume_changes
-from clsp.train.data import (BatchPlan, SkipCounter, check_group_key, check_manifest_complete, clip_cache_key, make_loader,
-                             manifest_digest)
+from clsp.train.config import RUN_CONFIG, TrainConfig, absolute_paths, resume_changes
+from clsp.train.data import (BatchPlan, SkipCounter, audio_skip_kind, check_group_key, check_manifest_complete,
+                             clip_cache_key, make_loader, manifest_digest)
 from clsp.train.finite import name_list, nonfinite_parameters
 from clsp.train.run_dir import RunDirGuard
 from clsp.train.schedule import lr_factor, set_learning_rates
@@ -172,6 +172,9 @@ class Trainer:
             self.channel_gap: float | torch.Tensor = float("nan")  # 1 - cosine to the narrow-band copies, last micro-batch
             self.data_digest = manifest_digest(cfg.data.train)  # kept in checkpoints, checked on --resume
             self.resumed_from = self._resume(resume)
+            blocked = ckpt.foreign_step_folders(self.out, self.step)
+            if blocked:  # found now, not when the run reaches that step and cannot write its checkpoint
+                raise ConfigError(ckpt.not_written_by_train(blocked[0]))
         except BaseException:
             self.release()
             raise
@@ -490,7 +493,7 @@ class Trainer:
             raise TrainingDivergedError(f"step {self.step}: the weights are finite but the model's embeddings are not "
                                         f"(they overflow); no checkpoint written. {self._restart_hint()}")
         trainer_state = {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps,
-                         "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(),
+                         "optimizer": self.optimizer.state_dict(), "config": absolute_paths(self.cfg.to_dict()),
                          "world_size": self.info.world_size, "data_digest": self.data_digest}
         rank_state = {"batch_in_epoch": self.batch_in_epoch, "skipped_rows": dict(self.skips.counts),
                       "skipped_seen": sorted([str(row), str(kind)] for row, kind in self.skips.seen)}
@@ -547,7 +550,7 @@ class Trainer:
                 break
             self.batch_in_epoch += 1
             for clip_id, reason in batch["skipped"]:
-                self.skips.skip(clip_id, reason, "undecodable audio")
+                self.skips.skip(clip_id, reason, audio_skip_kind(reason))
             if batch["clips"]:
                 batches.append(batch)
                 self.filled_batches += 1
@@ -614,7 +617,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
             with _writing_log(self.out / RUN_CONFIG):
-                (self.out / RUN_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+                (self.out / RUN_CONFIG).write_text(json.dumps(absolute_paths(cfg.to_dict()), indent=2))
         self.writer = self._open_writer()
         self._train_mode()
         path = None
@@ -645,7 +648,8 @@ class Trainer:
                     break
                 if fresh_epoch and self.step == first_step:
                     raise_empty(cfg.data.train, self.skips, self.info.rank, self.info.world_size,
-                                batches=self.filled_batches, accumulation=cfg.optim.accumulation)
+                                batches=self.filled_batches, accumulation=cfg.optim.accumulation,
+                                stopped=self._stopped_hint())
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if self.nonfinite_streak:
                 raise TrainingDivergedError(f"the run ends with {self.nonfinite_streak} non-finite step(s) in a row "
@@ -696,6 +700,19 @@ class Trainer:
         return ("Lower optim.lr_encoder / optim.lr_heads or raise optim.warmup_steps and start again into a new "
                 f"--output-dir (or remove {self.out}); no checkpoint was written.")
 
+    def _stopped_hint(self) -> str:
+        """For an error that ends a run after it trained steps: the step it stopped at and the
+        last checkpoint to resume from (or that there is none); empty before the first step."""
+        if self.step == 0:
+            return ""
+        found = ckpt.list_checkpoints(self.out)
+        if not found:
+            return (f"; training stopped at step {self.step} and no checkpoint was written, so its steps are lost; "
+                    "mend the data and start again")
+        last = found[-1]
+        return (f"; training stopped at step {self.step}, and steps after the last checkpoint, {last} (step "
+                f"{ckpt.step_of(last)}), are lost: mend the data and continue from it with --resume latest")
+
     def _finish(self, status: str, path: Path | None) -> TrainResult:
         if self.writer is not None:
             self.writer.close()
@@ -715,25 +732,27 @@ def _writing_log(path: Path):
 
 
 def raise_empty(manifest: str, skips: SkipCounter, rank: int = 0, world: int = 1, batches: int = 0,
-                accumulation: int = 1) -> None:
+                accumulation: int = 1, stopped: str = "") -> None:
     """``InputError``: an epoch gave no step. With several processes a step needs a batch on
     each, and each reads its own share of the rows (index % world == rank); a step takes
-    ``accumulation`` batches, so an epoch of fewer ``batches`` (this rank's) gives none."""
+    ``accumulation`` batches, so an epoch of fewer ``batches`` (this rank's) gives none.
+    ``stopped`` (``Trainer._stopped_hint``) ends the message: for a run that trained steps before
+    (its audio gone mid-run), the step it stopped at and the checkpoint to resume from."""
     from clsp.errors import InputError
 
     if accumulation > 1 and 0 < batches < accumulation:
         share = f" on rank {rank} of {world}" if world > 1 else ""
         raise InputError(f"{manifest}: an epoch holds {batches} batch(es){share}, fewer than the {accumulation} one "
                          f"optimizer step takes (optim.accumulation={accumulation}); lower optim.accumulation, or "
-                         "data.max_batch_seconds for more, smaller batches")
+                         f"data.max_batch_seconds for more, smaller batches{stopped}")
 
     if world > 1:
         raise InputError(f"{manifest}: no training batch on every one of the {world} processes: each reads the rows "
                          f"whose index % {world} is its rank, and one share held no usable clip (rank {rank} skipped "
                          f"{skips.total} of its rows: {dict(skips.counts)}); mend or remove the skipped rows, or "
-                         "train with fewer processes")
+                         f"train with fewer processes{stopped}")
     detail = f" ({skips.total} rows skipped: {dict(skips.counts)})" if skips.total else ""
-    raise InputError(f"{manifest}: no usable training batch{detail}")
+    raise InputError(f"{manifest}: no usable training batch{detail}{stopped}")
 
 
 def train(cfg: TrainConfig, resume: str | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:

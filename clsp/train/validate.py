@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from clsp.train.config import DataConfig
-from clsp.train.data import BatchPlan, SkipCounter, iter_clips, make_loader
+from clsp.train.data import BatchPlan, SkipCounter, audio_skip_kind, iter_clips, make_loader
 
 log = logging.getLogger("clsp.train")
 
@@ -66,7 +66,7 @@ def embed_validation_set(model, manifest: str, cfg: DataConfig, device: torch.de
     seen: set[str] = set()
     for batch in make_loader(plan, num_workers=0, speech=model.speech_input):
         for clip_id, reason in batch["skipped"]:
-            skips.skip(clip_id, reason, "undecodable audio")
+            skips.skip(clip_id, reason, audio_skip_kind(reason))
         if not batch["clips"]:
             continue
         with autocast():
@@ -117,8 +117,9 @@ def validate(model, manifest: str, cfg: DataConfig, device: torch.device, autoca
         audio, global_texts, fine_texts = embed_validation_set(model, manifest, cfg, device, autocast, skips)
         metrics: dict[str, float] = {"valid/clips": float(len(audio)), "valid/skipped_clips": float(skips.total)}
         if skips.total:
-            log.warning("validation set %s: %d clip(s) dropped (%s)", manifest, skips.total,
-                        ", ".join(f"{n} {reason}" for reason, n in skips.counts.items()))
+            more = f"; and {skips.total - len(skips.named)} more" if skips.total > len(skips.named) else ""
+            log.warning("validation set %s: %d clip(s) dropped (%s): %s%s", manifest, skips.total,
+                        ", ".join(f"{n} {reason}" for reason, n in skips.counts.items()), "; ".join(skips.named), more)
         bad = int((~np.isfinite(audio).all(axis=1)).sum()) if len(audio) else 0
         if bad:
             metrics["valid/nonfinite_clips"] = float(bad)

@@ -195,7 +195,7 @@ def test_validation_that_measures_nothing_says_why(tmp_path: Path, caplog) -> No
     with caplog.at_level(logging.WARNING, logger="clsp.train"):
         metrics = validate(trainer.model, missing, trainer.cfg.data, trainer.device, trainer.autocast)
     assert metrics == {"valid/clips": 0.0, "valid/skipped_clips": 3.0}
-    assert f"validation set {missing}: 3 clip(s) dropped (3 undecodable audio)" in caplog.text
+    assert f"validation set {missing}: 3 clip(s) dropped (3 missing audio)" in caplog.text
     assert f"validation set {missing}: 0 usable clip(s); retrieval needs at least 2" in caplog.text
 
     caplog.clear()
