@@ -10,7 +10,7 @@ the command-line output format (see README.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from clsp.errors import ClspError
 from clsp.records import error_record
@@ -108,9 +108,58 @@ def under_metadata(record: dict[str, Any], reserved: Iterable[str]) -> tuple[dic
     return {k: v for k, v in record.items() if k not in kept}, kept
 
 
+def as_given(record: dict[str, Any], made_by: Callable[[dict[str, Any]], bool],
+             written: Iterable[str]) -> dict[str, Any]:
+    """The input record that an output record of :func:`under_metadata` was made from, when
+    ``made_by`` says that the command wrote ``record`` (else ``record`` itself): without the
+    fields it wrote (``written``), and with the record's own fields that it kept under
+    ``metadata`` back under their own names (a MOS stored as ``score``, a gold label stored as
+    ``label``, the record's own ``metadata``); repeated for an output of that output. A command
+    that reads its own output again (:func:`prediction_record`, :func:`pair_score_record`) thus
+    reads what the user gave, never its earlier result, and writes one level of ``metadata``."""
+    names = set(written)
+    while made_by(record):
+        out = {k: v for k, v in record.items() if k not in names}
+        out.update(record.get("metadata") or {})
+        record = out
+    return record
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _written_metadata(record: dict[str, Any]) -> bool:
+    """``metadata`` absent, or an object (what :func:`under_metadata` writes)."""
+    return "metadata" not in record or isinstance(record["metadata"], dict)
+
+
+def prediction_record(record: dict[str, Any]) -> bool:
+    """True for a record an earlier ``clsp classify`` wrote (:class:`Prediction`): a string
+    ``label`` that is one of its ``scores`` (class -> probability), an optional ``top_k`` list
+    and ``metadata`` object."""
+    scores, label = record.get("scores"), record.get("label")
+    return (isinstance(label, str) and isinstance(scores, dict) and label in scores
+            and all(_number(v) and 0 <= v <= 1 for v in scores.values())
+            and isinstance(record.get("top_k", []), list) and _written_metadata(record))
+
+
+PAIR_KINDS = ("audio", "text", "embedding")  # what a side is (``clsp.similarity.Side.kind``)
+
+
+def pair_score_record(record: dict[str, Any]) -> bool:
+    """True for a record an earlier ``clsp similarity`` wrote (:class:`PairScore`): a ``pair``
+    naming two side kinds (``audio-text``...), a cosine ``score`` in [-1, 1] and an optional
+    ``metadata`` object."""
+    pair, score = record.get("pair"), record.get("score")
+    return (isinstance(pair, str) and pair.count("-") == 1 and all(k in PAIR_KINDS for k in pair.split("-"))
+            and _number(score) and -1 <= score <= 1 and _written_metadata(record))
+
+
 # "error" marks error records; a prediction holds no vector, so the record's own fields named like an
 # embedding record's (a note in ``provenance``, a spreadsheet ``row``) are never read as one downstream
 PREDICTION_FIELDS = ("label", "scores", "top_k", *VECTOR_FIELDS, "metadata", "error")
+PREDICTION_WRITTEN = ("label", "scores", "top_k", "metadata")  # what a prediction's record holds of them
 
 
 @dataclass
@@ -140,6 +189,7 @@ class Prediction:
 
 
 PAIR_RESULT_FIELDS = ("score", "pair", "metadata", "error")  # "error" marks error records
+PAIR_WRITTEN = ("score", "pair", "metadata")  # what a scored pair's record holds of them
 
 
 @dataclass
@@ -178,3 +228,11 @@ class SinglePass:
                                f"with list(...) to read them again")
         self._consumed = True
 
+
+def group_name(value: Any) -> str:
+    """The ``--group-key`` group of a record's value (``search eval``, ``similarity``): a string
+    as it is, ``null`` for a missing field or JSON null, any other value as its JSON text
+    (``true``, ``3``, ``["a"]``)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -34,7 +34,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
 from clsp.records import Item, home_path, is_cut, resolve_path, upstream_error
-from clsp.results import PAIR_RESULT_FIELDS, PairScore, Result, under_metadata
+from clsp.results import PAIR_RESULT_FIELDS, PAIR_WRITTEN, PairScore, Result, as_given, pair_score_record, under_metadata
 
 
 
@@ -283,7 +283,10 @@ def record_id(record: dict, index: int) -> Any:
 
 def _entry(index: int, rec: Any) -> tuple[Any, dict | None, ClspError | None]:
     """``(id, record, None)`` or ``(id, None, error)`` of one input: a pair record, an
-    ``Item`` from the record reader, or the ``ClspError`` of an unreadable line."""
+    ``Item`` from the record reader, or the ``ClspError`` of an unreadable line. A record an
+    earlier ``clsp similarity`` wrote (:func:`~clsp.results.pair_score_record`) is the pair it
+    was made from: its ``score`` and ``pair`` dropped, the record's own fields kept under
+    ``metadata`` (a rating called ``score``) back under their names (``results.as_given``)."""
     if isinstance(rec, Item):
         if not rec.ok:
             return rec.id, None, rec.error
@@ -292,6 +295,8 @@ def _entry(index: int, rec: Any) -> tuple[Any, dict | None, ClspError | None]:
             rec = {**rec, "id": index}
     if isinstance(rec, ClspError):
         return getattr(rec, "record_id", index), None, rec
+    if isinstance(rec, dict):
+        rec = as_given(rec, pair_score_record, PAIR_WRITTEN)
     return record_id(rec, index), rec, None
 
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from clsp.results import PairScore
+from clsp.results import PairScore, group_name
 
 
 def numeric_rating(value: Any) -> float | None:
@@ -58,17 +58,24 @@ class RatingTally:
 
     def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group
-        (``clsp.metrics.correlation.correlation_report``)."""
-        from clsp.metrics.correlation import correlation_report
+        (``clsp.metrics.correlation.correlation_report``). Every report has the same keys
+        whatever its size: a statistic or interval undefined for too few pairs is ``None``
+        (``[None, None]`` for an interval), as README says."""
+        from clsp.metrics.correlation import CORRELATIONS, correlation_report
 
         def report(rows):
-            return correlation_report([r[0] for r in rows], [r[1] for r in rows], n_boot=n_boot)
+            out = correlation_report([r[0] for r in rows], [r[1] for r in rows], n_boot=n_boot)
+            if n_boot > 0:
+                out.setdefault("ci_level", 0.95)
+                for name in CORRELATIONS:
+                    out.setdefault(f"{name}_ci", [None, None])
+            return out
 
         summary = {"task": "similarity", "human_key": self.human_key, "model": provenance,
                    "overall": report(self.ratings)}
         if self.group_key:
             summary["group_key"] = self.group_key
-            summary["groups"] = {g: report([r for r in self.ratings if str(r[2]) == g])
-                                 for g in sorted({str(r[2]) for r in self.ratings})}
+            summary["groups"] = {g: report([r for r in self.ratings if group_name(r[2]) == g])
+                                 for g in sorted({group_name(r[2]) for r in self.ratings})}
         summary["unrated"] = self.unrated
         return summary

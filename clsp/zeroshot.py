@@ -20,6 +20,7 @@ from clsp.errors import ConfigError, InputError
 from clsp.prompts import PromptSet
 
 TextEncoder = Callable[[list[str]], Any]
+SAME_CLASS_TOLERANCE = 1e-6  # two class embeddings this close (1 - cosine) are the same class
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -44,7 +45,10 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -> np.ndarray:
     """(C, D) class embeddings: mean of normalized prompt embeddings per class, renormalized.
 
-    Raises ``ConfigError`` naming the prompt whose text embedding holds NaN/inf or is zero.
+    Raises ``ConfigError`` naming the prompt whose text embedding holds NaN/inf or is zero, and
+    naming two classes whose embeddings are the same (cosine >= 1 - 1e-6: prompts that differ
+    only in what the text model does not tell apart, such as letter case), which would score
+    every clip alike and label it by the tie-break.
     """
     prompts = [p for c in prompt_set.classes for p in c.prompts]
     emb = to_numpy(encode_text(prompts))
@@ -59,7 +63,15 @@ def ensemble_class_embeddings(prompt_set: PromptSet, encode_text: TextEncoder) -
     for c in prompt_set.classes:
         out.append(emb[i : i + len(c.prompts)].mean(axis=0))
         i += len(c.prompts)
-    return l2_normalize(np.stack(out))
+    classes = l2_normalize(np.stack(out))
+    same = np.triu(classes @ classes.T >= 1 - SAME_CLASS_TOLERANCE, k=1)
+    if same.any():
+        a, b = (int(v) for v in np.argwhere(same)[0])
+        names = prompt_set.class_names
+        raise ConfigError(f"classes {names[a]!r} and {names[b]!r} of attribute {prompt_set.attribute!r} have the "
+                          "same text embedding: their prompts differ only in what the model does not tell apart "
+                          "(letter case, spacing...), so every clip would score alike; give them different prompts")
+    return classes
 
 
 def scale_for(logit_scale: float | None = None, temperature: float | None = None) -> float:

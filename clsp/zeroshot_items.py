@@ -6,7 +6,7 @@ gathers the gold labels for the WA/UA report (``clsp.metrics.classification``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -16,7 +16,7 @@ from clsp.errors import ClspError
 from clsp.index.records import EmbeddingReader, holds_vector, record_metadata
 from clsp.prompts.schema import PromptSet
 from clsp.records import Item, public_fields
-from clsp.results import Prediction, Result, SinglePass
+from clsp.results import PREDICTION_WRITTEN, Prediction, Result, SinglePass, as_given, prediction_record
 from clsp.zeroshot import ZeroShotClassifier
 
 CHUNK = 256  # items read ahead so that the audio among them is embedded in batches
@@ -68,14 +68,28 @@ def prediction_fields(record: dict[str, Any], from_audio: bool = False) -> dict[
     return {k: fields[k] for k in public_fields(record) if k in fields}
 
 
+def input_item(item: Item) -> Item:
+    """The item as the input it was made from when an earlier ``clsp classify`` wrote its record
+    (:func:`~clsp.results.prediction_record`): that run's ``label``, ``scores`` and ``top_k``
+    dropped, the record's own fields it kept under ``metadata`` (a gold ``label``) back under
+    their names (:func:`~clsp.results.as_given`); any other item as it is."""
+    if not item.ok or not isinstance(item.record, dict):
+        return item
+    record = as_given(item.record, prediction_record, PREDICTION_WRITTEN)
+    return item if record is item.record else replace(item, record=record)
+
+
 def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, matrix: np.ndarray | None = None,
             batch_size: int = 32, device: str = "auto", top_k: int = 0) -> Iterator[Result[Prediction]]:
     """One :class:`~clsp.results.Prediction` (or error) per item, in input order.
 
     ``model`` embeds the audio items (and its provenance must match stored embeddings);
     ``top_k`` > 0 adds the k best classes. Errors: the item's own (unreadable audio, a
-    stored vector from another model, NaN/inf...), as ``ClspError`` in the result.
+    stored vector from another model, NaN/inf...), as ``ClspError`` in the result. A record an
+    earlier ``clsp classify`` wrote is read as the input it was made from (:func:`input_item`);
+    the results carry that item.
     """
+    items = (input_item(item) for item in items)
     for res in item_embeddings(items, model, matrix, batch_size, device):
         if res.error is not None:
             yield res
@@ -106,6 +120,31 @@ def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = Non
     return load_pack(pack).get(attribute)
 
 
+def check_matrix_file(path: str) -> None:
+    """``ConfigError`` naming ``path`` and what it holds when it is a file but no NumPy ``.npy``
+    matrix (an audio file, a JSONL file of records, other binary data); a missing or unreadable
+    file is left to ``clsp.index.records.load_matrix``, which names it."""
+    import os
+
+    from clsp.prompts import binary_kind
+    from clsp.sniff import NPY_MAGIC
+
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
+    except OSError:
+        return
+    if head == NPY_MAGIC:
+        return
+    from clsp.errors import ConfigError
+
+    kind = binary_kind(path) or "text, such as records"
+    raise ConfigError(f"--npy {path}: not a NumPy .npy matrix ({kind}); give the matrix that clsp embed --npy "
+                      "wrote beside these records")
+
+
 class Classification(SinglePass):
     """Zero-shot predictions, iterated (once) as one ``Result[Prediction]`` per input in order;
     the ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at
@@ -130,13 +169,16 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
     records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix) or
     ``Item`` s (see ``clsp.records.as_items``). Classes: see :func:`prompt_set_of`.
     Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
-    ``1 / temperature``. Raises ``ConfigError`` for a bad pack before the model is loaded.
+    ``1 / temperature``. Raises ``ConfigError`` for a bad pack, and for an ``npy`` file that is
+    no ``.npy`` matrix (saying what it holds: audio, text...), before the model is loaded.
     """
     from clsp.index.records import load_matrix
     from clsp.models.checkpoint import as_model
     from clsp.records import as_items
 
     prompt_set = prompt_set_of(pack, attribute, labels)
+    if npy:
+        check_matrix_file(npy)
     net = as_model(model)
     clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
     return Classification(clf, as_items(inputs), net, net.provenance(), matrix=load_matrix(npy) if npy else None,
@@ -182,9 +224,15 @@ class GoldTally:
 
     def summary(self, pack: str, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """The evaluation summary: WA, UA, per-class recall, confusion and 95% bootstrap CIs
-        (``clsp.metrics.classification.classification_report``)."""
+        (``clsp.metrics.classification.classification_report``), with the same keys whatever
+        the number of gold labels: an undefined statistic or interval (none counted) is ``None``
+        (``[None, None]`` for an interval)."""
         from clsp.metrics.classification import classification_report
 
         metrics = classification_report(self.gold, self.pred, labels=self.prompt_set.output_classes, n_boot=n_boot)
+        if n_boot > 0:
+            metrics.setdefault("wa_ci", [None, None])
+            metrics.setdefault("ua_ci", [None, None])
+            metrics.setdefault("ci_level", 0.95)
         return {"task": "classify", "pack": pack, "attribute": self.prompt_set.attribute, "label_key": self.label_key,
                 "model": provenance, "skipped_gold": dict(self.unknown), **metrics}

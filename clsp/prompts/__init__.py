@@ -27,8 +27,10 @@ accepted by ``--label-key``, e.g. ``"hap"``).
 
 Refused with ``ConfigError`` naming the problem: unknown keys, no classes (or only one),
 a template without its ``{label}`` slot or with another slot, a label with no template,
-duplicate class names or aliases (also duplicate JSON/YAML keys), two classes with the
-same prompts, merges to unknown or merged classes. See ``docs/prompt-packs.md``.
+duplicate class names or aliases (compared in any case and Unicode normal form, NFC; also
+duplicate JSON/YAML keys), two classes with the same prompts, merges to unknown or merged
+classes; at classification two classes whose prompts the model embeds alike (letter case
+only, ``clsp.zeroshot.ensemble_class_embeddings``). See ``docs/prompt-packs.md``.
 """
 
 from __future__ import annotations
@@ -116,18 +118,44 @@ def pack_from_dict(raw: dict, name: str = "pack") -> PromptPack:
 _COMPRESSED_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")  # read through clsp.streams like any manifest
 
 
+def binary_kind(path: str | Path) -> str | None:
+    """What a file that is no text holds, from its first bytes (``clsp.sniff``): ``"an audio
+    file"``, ``"a NumPy .npy matrix"`` or ``"binary data"``; None for text, compressed data and
+    UTF-16/32 text (whose readers name it), or a file that cannot be opened."""
+    from clsp.sniff import NPY_MAGIC, SNIFF_BYTES, audio_signature, looks_like_text
+    from clsp.streams import compression_of, wide_encoding
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if compression_of(head) is not None or wide_encoding(head) is not None:
+        return None
+    if head.startswith(NPY_MAGIC):
+        return "a NumPy .npy matrix"
+    if audio_signature(head):
+        return "an audio file"
+    return None if looks_like_text(head) else "binary data"
+
+
 def load_pack(name_or_path: str | Path) -> PromptPack:
     """Load a built-in pack by name (``emotion``, ``iemocap``...) or a JSON/YAML file by path.
 
     A built-in name given as a plain string is the built-in pack even where the working
     directory holds a file or folder of that name (``./gender`` reads the file); ``ConfigError``
-    for a file that is missing or not a valid pack, and for a name that is neither."""
+    for a file that is missing or not a valid pack (saying what a binary file holds: audio, a
+    ``.npy`` matrix, other binary data), and for a name that is neither."""
     text_name = str(name_or_path)
     path = Path(text_name)
     builtin = isinstance(name_or_path, str) and text_name in builtin_pack_names()
     if not builtin and (path.suffix.lower() in (".json", *_YAML_SUFFIXES, *_COMPRESSED_SUFFIXES) or path.exists()):
         if not path.is_file():
             raise ConfigError(f"prompt pack file {text_name} does not exist")
+        kind = binary_kind(path)
+        if kind is not None:
+            raise ConfigError(f"cannot read prompt pack {text_name} ({kind}); give a JSON or YAML prompt pack file "
+                              f"or a built-in pack name ({', '.join(builtin_pack_names())})")
         from clsp.errors import InputError
         from clsp.streams import read_text_file
 

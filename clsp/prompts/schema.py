@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -12,6 +13,17 @@ SLOT = "label"
 _PACK_KEYS = {"name", "description", "attribute", "attributes", "templates", "classes", "merge"}
 _SET_KEYS = {"description", "templates", "classes", "merge"}
 _CLASS_KEYS = {"name", "label", "prompts", "templates", "aliases"}
+
+
+def label_key(text: Any) -> str:
+    """How class names, aliases and gold labels compare: NFC-normalized (``"ma\u0308nnlich"``
+    is ``"m\u00e4nnlich"``), stripped and case-folded."""
+    folded = unicodedata.normalize("NFC", str(text)).strip().casefold()
+    return unicodedata.normalize("NFC", folded)
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,11 @@ class PromptSet:
         return self.merge.get(name, name)
 
     def canonical_label(self, label: Any) -> str | None:
-        """Map a gold label (class name or alias, any case) to its output class, else None."""
-        key = str(label).strip().casefold()
+        """Map a gold label (class name or alias, any case or Unicode normal form) to its output
+        class, else None."""
+        key = label_key(label)
         for c in self.classes:
-            if key == c.name.casefold() or key in (a.casefold() for a in c.aliases):
+            if key == label_key(c.name) or key in (label_key(a) for a in c.aliases):
                 return self.output_class(c.name)
         return None
 
@@ -79,6 +92,7 @@ class PromptPack:
                 f"prompt pack {self.name!r} has several attributes "
                 f"({', '.join(self.attributes)}); choose one with --attribute"
             )
+        attribute = next((a for a in self.attributes if _nfc(a) == _nfc(attribute)), attribute)
         if attribute not in self.attributes:
             raise ConfigError(
                 f"prompt pack {self.name!r} has no attribute {attribute!r} "
@@ -187,12 +201,14 @@ def _build_class(name: str, spec: Any, templates: list[str], where: str) -> Prom
 
 
 def _check_unique(classes: list[PromptClass], where: str) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for c in classes:
-        for key in {k.strip().casefold() for k in (c.name, *c.aliases)}:
+        for key, raw in {label_key(k): k.strip().casefold() for k in (c.name, *c.aliases)}.items():
             if key in seen:
-                raise _fail(where, f"duplicate class {key!r} (classes {seen[key]!r} and {c.name!r})")
-            seen[key] = c.name
+                other, other_raw = seen[key]
+                form = f" ({ascii(other_raw)} and {ascii(raw)} are one name in Unicode NFC)" if raw != other_raw else ""
+                raise _fail(where, f"duplicate class {key!r} (classes {other!r} and {c.name!r}){form}")
+            seen[key] = (c.name, raw)
     by_prompts: dict[tuple[str, ...], str] = {}
     for c in classes:
         key = tuple(sorted(c.prompts))
@@ -204,13 +220,17 @@ def _check_unique(classes: list[PromptClass], where: str) -> None:
 def _check_merge(merge: Any, names: list[str], where: str) -> dict[str, str]:
     if not isinstance(merge, Mapping):
         raise _fail(where, "'merge' must map a class to the class it counts as")
+    by_nfc = {_nfc(n): n for n in names}  # a class named in another Unicode normal form is that class
+    merged = {_nfc(str(k)) for k in merge}
     out = {}
     for src, dst in merge.items():
-        if src not in names or not isinstance(dst, str) or dst not in names:
+        source = by_nfc.get(_nfc(str(src)))
+        target = by_nfc.get(_nfc(dst)) if isinstance(dst, str) else None
+        if source is None or target is None:
             raise _fail(where, f"merge {src!r} -> {dst!r} names a class that does not exist")
-        if src == dst or dst in merge:
+        if source == target or _nfc(target) in merged:
             raise _fail(where, f"merge {src!r} -> {dst!r} must point to a class that is not itself merged")
-        out[str(src)] = dst
+        out[source] = target
     return out
 
 
