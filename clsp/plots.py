@@ -130,7 +130,7 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
     g = np.asarray([str(v) for v in groups]) if groups is not None else np.full(len(x), "all")
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = plt.get_cmap("tab10")
-    for n, name in enumerate(sorted(set(g.tolist()))):
+    for n, name in enumerate(sorted(set(g.tolist()), key=_value_order)):
         sel = g == name
         c = colors(n % 10)
         ax.scatter(x[sel], y[sel], s=14, alpha=0.6, color=c, label=correlation_label(name, reports.get(name, {})))
@@ -188,10 +188,25 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     except InputError as exc:
         _refuse_pretty_printed(p)
         raise InputError(f"{p}: {exc}") from None
-    out = [rec for rec in records if isinstance(rec.get("step"), (int, float))]
+    out = [rec for rec in records if _is_step(rec.get("step"))]
     if not out:
         raise InputError(f"{p}: no metric records with a 'step'")
-    return out
+    return sorted(out, key=lambda rec: rec["step"])  # stable: lines run by step, whatever the file's order
+
+
+def _is_step(value: Any) -> bool:
+    """Whether ``value`` is a step number: a finite int or float (``true`` is no step)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _value_order(name: str) -> tuple:
+    """Sort key for class names drawn from field values: numbers by value (``101`` before
+    ``1000``), then every other name as text."""
+    try:
+        number = float(name)
+    except ValueError:
+        return (1, 0.0, name)
+    return (0, number, name) if np.isfinite(number) else (1, 0.0, name)
 
 
 def _refuse_pretty_printed(path: Path) -> None:
@@ -292,7 +307,7 @@ def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, titl
     xy = np.asarray(coords, dtype=np.float64)
     names = np.asarray(["<missing>" if v is None else str(v) for v in labels], dtype=object)
     counts = Counter(names.tolist())
-    keep = [n for n, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_classes]]
+    keep = [n for n, _ in sorted(counts.items(), key=lambda kv: (-kv[1], _value_order(kv[0])))[:max_classes]]
     fig, ax = plt.subplots(figsize=(7, 5.5))
     cmap = plt.get_cmap("tab20" if len(keep) > 10 else "tab10")
     rest = ~np.isin(names, keep)
@@ -315,7 +330,7 @@ def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, titl
 
     if rest.any():
         draw(rest, f"other ({count(rest)})", s=10, color="lightgray")
-    for n, name in enumerate(sorted(keep)):
+    for n, name in enumerate(sorted(keep, key=_value_order)):
         sel = names == name
         draw(sel, f"{name} ({count(sel)})", s=16, alpha=0.8, color=cmap(n % cmap.N))
     if variance is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.records import EmbeddingReader, OnSkip, load_matrix, read_vectors
+from clsp.results import group_name
 
 
 @dataclass
@@ -35,14 +36,6 @@ def relevant_ids(record: dict, key: str) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, (str, int)) for v in value):
         return [str(v) for v in value]
     raise InputError(f"query {record.get('id')!r}: needs the relevant id(s) in field '{key}'")
-
-
-def group_name(value: Any) -> str:
-    """The ``--group-key`` group of a record's value: a string as it is, ``null`` for a missing
-    field or JSON null, any other value as its JSON text (``true``, ``3``, ``["a"]``)."""
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _hits_rank(hit_ids: list[str], relevant: list[str], scores: list[float], metric: str) -> int:

@@ -158,3 +158,31 @@ def test_a_symlinked_target_is_written_through(tmp_path):
     save_figure(recall_curve_figure({"a": {1: 0.5, 2: 1.0}}), tmp_path / "link.svg")
     assert (tmp_path / "link.svg").is_symlink()
     assert "R@k" in real.read_text()
+
+
+def test_training_curves_run_by_step_and_a_boolean_is_no_step(tmp_path):
+    from clsp.plots import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 3, "loss": 1.0}, {"step": 1, "loss": 3.0}, {"step": True, "loss": 9.0},
+        {"step": 2, "loss": 2.0}]) + "\n")
+    records = read_metrics(path)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(not isinstance(r["step"], bool) for r in records)
+
+
+def test_map_and_scatter_order_numeric_values_by_value():
+    from clsp.plots import _value_order
+
+    assert sorted(["1000.0", "101.0", "20", "b", "a"], key=_value_order) == ["20", "101.0", "1000.0", "a", "b"]
+
+
+def test_similarity_groups_are_named_as_the_summary_names_them():
+    from clsp.results import group_name
+    from clsp.similarity_eval import RatingTally
+
+    tally = RatingTally(human_key="r", group_key="g")
+    tally.ratings = [(0.1, 1.0, None), (0.2, 2.0, None), (0.3, 3.0, ["a"]), (0.4, 4.0, ["a"])]
+    groups = tally.summary({}, n_boot=0)["groups"]
+    assert set(groups) == {"null", '["a"]'} == {group_name(None), group_name(["a"])}
