@@ -15,6 +15,8 @@ the number of records. It refuses, naming the files and records concerned:
   row that is not there or not the one the record was written with (``row_sha256``), shards
   read from different inputs (their ``input_prev`` / ``input_chain`` digests do not join):
   ``InputError``.
+
+``check_shards`` makes every one of these checks without writing, for a merge to a stream.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ class ShardReader:
         if self.path.is_dir():
             raise ConfigError(f"{self.path}: is a folder, not a shard output file (give the JSONL files clsp embed "
                               "--shard wrote)")
-        if not self.path.is_file():
-            raise ConfigError(f"{self.path}: no such shard output file")
         from clsp.inputs import refuse_audio_file
-        from clsp.streams import open_binary_input, raw_lines
+        from clsp.streams import is_stream_node, open_binary_input, raw_lines
+
+        if not self.path.is_file() and not is_stream_node(self.path):  # a pipe (<(...), a FIFO) is read once, whole
+            raise ConfigError(f"{self.path}: no such shard output file")
 
         refuse_audio_file(self.path, "shards")
 
@@ -312,3 +315,17 @@ class ShardSet:
     def close(self) -> None:
         for r in self.readers:
             r.close()
+
+
+def check_shards(paths: list[str | Path]) -> None:
+    """Read the shard outputs ``paths`` through once as a merge does, keeping nothing: raises
+    what ``ShardSet`` and ``ShardSet.records`` raise (the digest chain, the end marks, models,
+    settings and matrix rows included), so that a merge written to a stream (stdout, a pipe),
+    where a record written cannot be taken back, is refused before its first record. A pipe
+    given as a shard is read once and kept (``clsp.streams``), so the merge reads it again."""
+    shard_set = ShardSet(paths)
+    try:
+        for _ in shard_set.records():
+            pass
+    finally:
+        shard_set.close()

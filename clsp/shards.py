@@ -69,11 +69,15 @@ def parse_shard_name(text: str) -> Shard | None:
     return Shard(i, n, text) if 0 <= i < n else None
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _int(env: Mapping[str, str], key: str) -> int:
-    try:
-        return int(env[key])
-    except ValueError:
-        raise ConfigError(f"--shard auto: {key}={env[key]!r} is not an integer") from None
+    """The launcher variable ``key`` as a number: plain decimal digits only (``int()`` would also
+    take ``1_0``, ``+3``, `` 3`` and other scripts' digits)."""
+    if not _DIGITS.fullmatch(env[key]):
+        raise ConfigError(f"--shard auto: {key}={env[key]!r} is not a non-negative integer (plain digits 0-9)")
+    return int(env[key])
 
 
 def _checked(index: int, count: int, what: str) -> tuple[int, int]:
@@ -101,7 +105,7 @@ def _array_task(env: Mapping[str, str]) -> tuple[int, int, str] | None:
     if count is not None and span is not None and count != span:
         raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_COUNT={count} but SLURM_ARRAY_TASK_MIN={low}.."
                           f"SLURM_ARRAY_TASK_MAX={high} (step {step}) spans {span} tasks; use a contiguous "
-                          "array such as --array=0-{count-1}")
+                          f"array such as --array=0-{count - 1}")
     count = span if count is None else count
     if count == 1:
         raise ConfigError(f"--shard auto: SLURM_ARRAY_TASK_ID={task} is the only task of its array, so the number of "
@@ -149,15 +153,18 @@ def shard_from_env(environ: Mapping[str, str] | None = None) -> Shard:
 
 
 def resolve_shard(spec: str | None, environ: Mapping[str, str] | None = None) -> Shard | None:
-    """``--shard`` value -> ``Shard``: ``"I/N"``, ``"auto"`` (the launcher's), or None (no sharding)."""
-    if not spec:
+    """``--shard`` value -> ``Shard``: ``"I/N"`` (plain decimal digits), ``"auto"`` (the
+    launcher's), or None (no ``--shard``). Raises ``ConfigError`` for any other value, an empty
+    one included (an unset ``$SHARD`` in a job script would make every task embed everything)."""
+    if spec is None:
         return None
     if spec.strip().lower() == "auto":
         return shard_from_env(environ)
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {spec!r}: expected I/N (e.g. 0/4) or auto") from None
+    found = re.fullmatch(r"([0-9]+)/([0-9]+)", spec)
+    if found is None:
+        raise ConfigError(f"--shard {spec!r}: expected I/N in plain digits (e.g. 0/4) or auto"
+                          + (" (is the variable that should hold it unset?)" if not spec.strip() else ""))
+    i, n = int(found[1]), int(found[2])
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"--shard {spec!r}: need 0 <= I < N")
     return Shard(i, n, f"--shard {spec}")
@@ -176,19 +183,31 @@ def check_shard_outputs(shard: Shard, output: str | None, npy: str | None) -> No
         raise ConfigError(f"{named[0]} names each shard's file with {{shard}} but {fixed} {files[fixed]} is one file for "
                           "every shard: the shards would overwrite each other's; put {shard} in both")
     path = shard.fill(output)
-    if path in (None, "", "-") or not os.path.isfile(path):
+    if path in (None, "", "-"):
         return
+    # the published output, and the partial one a killed run left (what --resume continues)
+    for file, what in ((path, ""), (os.path.realpath(path) + ".partial", " (the partial output of an unfinished run, "
+                                                                           "which --resume would continue)")):
+        held = _first_shard(file)
+        if held is not None and held != shard.name:
+            raise ConfigError(f"{file} holds the records of shard {held}{what}; this run is shard {shard.name} and "
+                              "would replace them: give each shard its own output (e.g. -o part-{shard}.jsonl)")
+
+
+def _first_shard(path: str) -> str | None:
+    """The shard named in the provenance of the first record of the regular file ``path``, or
+    None (no such file, not a clsp output: replacing it is the user's call)."""
+    if not os.path.isfile(path):
+        return None
     import json
 
     try:
         with open(path, encoding="utf-8") as fh:
             first = json.loads(fh.readline() or "null")
     except (OSError, UnicodeDecodeError, ValueError):
-        return  # not a clsp output: replacing it is the user's call
+        return None
     held = first.get("provenance", {}).get("shard") if isinstance(first, dict) else None
-    if isinstance(held, str) and held != shard.name:
-        raise ConfigError(f"{path} holds the records of shard {held}; this run is shard {shard.name} and would replace "
-                          "them: give each shard its own output (e.g. -o part-{shard}.jsonl)")
+    return held if isinstance(held, str) else None
 
 
 def shard_provenance(provenance: dict[str, Any], shard: Shard, input_index: int, matrix: str | None = None,

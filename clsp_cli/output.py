@@ -86,6 +86,33 @@ def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, A
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}  # names that promise compression
 
 
+class GuardedLock(OutputLock):
+    """The one-writer lock of ``FILE`` (``FILE.lock``) that also holds the lock under the name of
+    the file the writer fills, ``FILE.partial`` (``FILE.partial.lock``), for as long as it holds
+    ``FILE.lock``: another run given ``FILE.partial`` as an output (``-o``, ``--npy``,
+    ``--report``, ``--errors``, of any command) locks that name and stops at once, naming the
+    PID, instead of replacing this run's output; and a run onto ``FILE`` stops while another
+    writes ``FILE.partial``. Raises ``OutputError`` (in use) or ``ConfigError`` as
+    ``OutputLock`` does, holding neither lock then."""
+
+    def __init__(self, target: OutputTarget):
+        super().__init__(target)
+        from clsp_cli import output_files
+
+        try:
+            self.guard: OutputLock | None = OutputLock(OutputTarget(target.shown + ".partial", target.partial, False))
+        except BaseException:
+            self.release(remove=self.previous_run is None and not os.path.lexists(target.partial))
+            raise
+        output_files._held.remove(self.guard)  # released with this lock, however the run ends
+
+    def release(self, remove: bool = True) -> None:
+        super().release(remove)
+        guard, self.guard = getattr(self, "guard", None), None
+        if guard is not None:  # its file goes, unless it holds the record of a run that wrote FILE.partial
+            guard.release(remove=guard.previous_run is None)
+
+
 class RecordSink:
     """Writes output records in order; counts failures; handles ``--on-error``.
 
@@ -131,7 +158,7 @@ class RecordSink:
             target.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _io_error(target.path.parent, exc) from None
-        self.lock = OutputLock(target)
+        self.lock = GuardedLock(target)
         self.lock.pending = self._flush_buffer
         try:
             if resume and target.partial.exists():
@@ -351,7 +378,7 @@ class MatrixSink:
         self.raw = self.target.partial
         try:
             self.target.path.parent.mkdir(parents=True, exist_ok=True)
-            self.lock = OutputLock(self.target)
+            self.lock = GuardedLock(self.target)
             self.lock.pending = self._flush_buffer
             have = self.raw.stat().st_size if resume_rows and self.raw.exists() else 0
             if resume_rows and have < resume_rows * dim * 4:

@@ -34,7 +34,7 @@ def _run(o: Options) -> int:
     from clsp.errors import InputError
     from clsp.index.records import row_checksum
     from clsp.records import json_vector
-    from clsp.shard_merge import ShardSet
+    from clsp.shard_merge import ShardSet, check_shards
     from clsp_cli.console import Throughput, log, set_quiet
     from clsp_cli.output import MatrixSink, RecordSink, publish
 
@@ -49,6 +49,9 @@ def _run(o: Options) -> int:
     matrix = MatrixSink(o.npy, int(dim)) if o.npy is not None and dim else None
     failed = 0
     try:
+        if sink.lock is None:  # stdout, a pipe: what is written there stays, so every refusal comes first
+            log("checking every shard before writing the first record")
+            check_shards(o.shards)
         with Throughput("merge", "records") as progress:
             for rec, vec in shard_set.records():
                 if vec is None:
@@ -59,6 +62,8 @@ def _run(o: Options) -> int:
                                        row_checksum(vec) if matrix is not None else None)
                 sink.write(rec)
                 progress.update(failed=int(vec is None))
+    except BrokenPipeError:  # stdout closed early: the command names the outputs left unwritten (exit 1)
+        raise
     except BaseException:  # a merge cannot resume: nothing of a refused one stays behind
         sink.discard()
         if matrix is not None:
