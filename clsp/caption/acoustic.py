@@ -24,12 +24,20 @@ class AcousticConfig:
 
     ``segments`` is the most time segments a clip is cut into; each holds at least
     ``min_segment_s`` seconds of the utterance, so a short sentence gets fewer (or one).
+
+    Speech is found relative to the recording's own level (frames within
+    ``active_below_peak_db`` dB of its loudest), so the same clip at any gain gives the same
+    speech frames; ``floor_db`` (dBFS) is only an absolute floor far under any recorded voice,
+    and a clip whose peak sample stays under ``silent_peak`` (a few 16-bit steps, about
+    -78 dBFS) is silent. A pause of at least ``long_pause_s`` seconds counts as long.
     """
 
     pitch: PitchConfig = field(default_factory=PitchConfig)
-    floor_db: float = -60.0
+    floor_db: float = -100.0
+    silent_peak: float = 4.0 / 32768.0
     active_below_peak_db: float = 35.0
     min_pause_s: float = 0.2
+    long_pause_s: float = 1.0
     min_speech_s: float = 0.05
     nucleus_prominence_db: float = 2.0
     nucleus_min_gap_s: float = 0.06
@@ -162,22 +170,27 @@ def _span_stats(x_levels, f0, active, nuclei, lo, hi, config) -> dict:
         "loudness_std_db": float(np.std(levels)) if speech_frames else 0.0,
         "pause_count": len(pauses), "pause_total_s": float(sum(pauses)),
         "pause_mean_s": float(np.mean(pauses)) if pauses else 0.0,
+        "pause_max_s": float(max(pauses)) if pauses else 0.0,
+        "pause_long_count": sum(p >= config.long_pause_s for p in pauses),
     }
     stats.update(_pitch_stats(f0[lo:hi], hop_s))
     return stats
 
 
 def segment_bounds(active: np.ndarray, first: int, last: int, count: int, hop_s: float) -> list[int]:
-    """Cut [first, last) into ``count`` spans, moving each cut into a nearby pause if any."""
-    span = last - first
+    """Cut frames [first, last) into ``count`` spans holding equal shares of the speech frames,
+    moving each cut into a nearby pause if any; a pause never makes a span of its own, so a
+    long silence cannot read as the pace slowing (rates are per second of speech)."""
+    speech_before = np.concatenate([[0], np.cumsum(active[first:last])])  # speech frames before each frame
+    total = int(speech_before[-1])
     pauses = [(s, e) for s, e in _runs(~active[first:last])]
     cuts = [first]
     for k in range(1, count):
-        target = first + span * k / count
-        near = [first + (s + e) // 2 for s, e in pauses
-                if abs(first + (s + e) / 2 - target) < 0.15 * span]
-        cut = min(near, key=lambda c: abs(c - target)) if near else int(round(target))
-        cuts.append(max(cut, cuts[-1] + 1))
+        target = total * k / count  # in speech frames
+        near = [first + (s + e) // 2 for s, e in pauses if abs(speech_before[s] - target) < 0.15 * total]
+        cut = (min(near, key=lambda c: abs(speech_before[c - first] - target)) if near
+               else first + int(np.searchsorted(speech_before, target)))
+        cuts.append(min(max(cut, cuts[-1] + 1), last - (count - k)))
     cuts.append(last)
     return cuts
 
@@ -214,11 +227,28 @@ def segment_count(first: int, last: int, config: AcousticConfig) -> int:
     return int(max(1, min(config.segments, span_s // config.min_segment_s)))
 
 
+def speech_region(x: np.ndarray, config: AcousticConfig = AcousticConfig(), active: np.ndarray | None = None) -> np.ndarray:
+    """The speech of a mono waveform ``(S,)`` sampled at ``config.sample_rate``: the samples
+    of its speech frames (``active``, else ``speech_mask`` of the waveform less its mean)
+    joined, so the silence around the voice and its pauses (``min_pause_s`` or longer) are
+    left out; ``(S',)`` float64, empty when no frame is speech."""
+    x = to_numpy(x)
+    if active is None:
+        active = speech_mask(frame_levels(x - np.mean(x), config), config)
+    hop = int(round(config.pitch.hop_s * config.sample_rate))
+    window = int(round(config.pitch.window_s * config.sample_rate))
+    parts = [x[s * hop : (e - 1) * hop + window] for s, e in _runs(active)]
+    return np.concatenate(parts) if parts else x[:0]
+
+
 def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | None = None) -> Measurements:
     """Measure one mono waveform sampled at ``config.sample_rate``.
 
     ``source_rate`` is the sample rate of the file before resampling (its bandwidth bounds
-    the formant analysis). Raises AudioError for an empty, non-finite or silent waveform.
+    the formant analysis). Speech is found relative to the clip's own level, and bandwidth,
+    voice quality and loudness read the speech only (``speech_region``), so neither the
+    gain nor the silence around or between the words changes them. Raises AudioError for an empty,
+    non-finite or silent waveform (peak under ``config.silent_peak``).
     """
     x = to_numpy(wave)
     if len(x) == 0 or not np.all(np.isfinite(x)):
@@ -227,7 +257,7 @@ def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | 
     sr = config.sample_rate
     levels = frame_levels(x, config)
     active = speech_mask(levels, config)
-    if active.sum() * config.pitch.hop_s < config.min_speech_s:
+    if np.max(np.abs(x)) < config.silent_peak or active.sum() * config.pitch.hop_s < config.min_speech_s:
         raise AudioError("no speech found: the clip is silent or too short")
     centres = frame_centres_s(len(levels), config)
     f0 = np.where(active, praat.pitch_track(x, sr, centres, config.pitch.hop_s), 0.0)
@@ -237,12 +267,13 @@ def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | 
     inside = np.flatnonzero(active)
     first, last = int(inside[0]), int(inside[-1]) + 1
     overall = _span_stats(levels, f0, active, nuclei, first, last, config)
-    band = praat.bandwidth_hz(x, sr, source_rate)
+    region = speech_region(x, config, active)
+    band = praat.bandwidth_hz(region, sr, source_rate)
     overall["bandwidth_hz"] = band
     overall.update(praat.formants(x, sr, centres[voiced], overall.get("f0_median_hz"), band))
     overall["alpha_ratio_db"] = alpha_ratio(x, voiced, config)
-    overall.update(praat.voice_quality(x, sr))
-    overall["loudness_lufs"] = integrated_loudness(x, sr)
+    overall.update(praat.voice_quality(region, sr))
+    overall["loudness_lufs"] = integrated_loudness(region, sr)
     cuts = segment_bounds(active, first, last, segment_count(first, last, config), config.pitch.hop_s)
     segments = [_span_stats(levels, f0, active, nuclei, lo, hi, config)
                 for lo, hi in zip(cuts[:-1], cuts[1:])]

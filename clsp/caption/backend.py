@@ -8,7 +8,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from clsp.caption.acoustic import AcousticConfig, Measurements, measure
+from clsp.caption.acoustic import AcousticConfig, Measurements, measure, speech_region
 from clsp.caption.bins import Bins, load_bins
 from clsp.caption.gender import infer_gender, pitch_word, speaker_female_logit, speaker_female_logits
 from clsp.caption.loudness import LoudnessReference
@@ -120,6 +120,7 @@ def name_voice(
         voicing=voicing,
         quality=bins.voice_quality(o) or ("breathy" if voicing == "breathy" else None),
         pause_count=int(o["pause_count"]),
+        long_pauses=int(o.get("pause_long_count", 0)),
         age=given.get("age"),
         emotion=given.get("emotion"),
         accent=given.get("accent"),
@@ -166,18 +167,29 @@ class AcousticCaptioner:
 
     def measure(self, wave, source_rate: int | None = None, speaker: bool = True) -> Measurements:
         """Acoustic measurements of one 16 kHz mono waveform (``source_rate``: the file's own rate),
-        with the speaker embedding's log-odds of a female voice (``speaker_female_logit``);
-        ``speaker=False`` leaves that to ``add_speaker_logits``."""
+        with the speaker embedding's log-odds of a female voice (``speaker_female_logit``) of
+        its ``voice`` (its speech at a fixed peak); ``speaker=False`` leaves that to
+        ``add_speaker_logits``."""
         m = measure(wave, self.config, source_rate=source_rate)
         if self.speaker_gender and speaker:
-            m.overall["speaker_female_logit"] = speaker_female_logit(wave, self.config.sample_rate)
+            m.overall["speaker_female_logit"] = speaker_female_logit(self.voice(wave), self.config.sample_rate)
         return m
+
+    def voice(self, wave):
+        """What the speaker encoders hear of a waveform ``(S,)``: its speech
+        (``acoustic.speech_region``: the speech frames, without the silence around or between
+        the words) scaled to a peak of 1 (EmoDB's level), a float64 numpy array ``(S',)``, so
+        that neither silence nor the recording gain changes the gender read from it."""
+        region = speech_region(wave, self.config)
+        peak = float(abs(region).max()) if len(region) else 0.0
+        return region / peak if peak > 0 else region
 
     def add_speaker_logits(self, measured: list[tuple[Measurements, object]]) -> None:
         """Set each ``(measurements, waveform)`` pair's speaker log-odds from one batched pass
-        over the speaker encoders (``speaker_female_logits``); nothing without speaker gender."""
+        over the speaker encoders (``speaker_female_logits``) of each clip's ``voice``;
+        nothing without speaker gender."""
         if self.speaker_gender and measured:
-            logits = speaker_female_logits([wave for _, wave in measured], self.config.sample_rate)
+            logits = speaker_female_logits([self.voice(wave) for _, wave in measured], self.config.sample_rate)
             for (m, _), logit in zip(measured, logits):
                 m.overall["speaker_female_logit"] = logit
 

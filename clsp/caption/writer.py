@@ -47,6 +47,7 @@ class Voice:
     voicing: str | None
     quality: str | None = None
     pause_count: int = 0
+    long_pauses: int = 0  # of pause_count, those of at least AcousticConfig.long_pause_s (1 s)
     age: object = None
     emotion: str | None = None
     accent: str | None = None
@@ -109,12 +110,20 @@ def _quality(voice: Voice) -> str:
 
 
 def _pauses(voice: Voice) -> str:
-    n = voice.pause_count
+    """The pauses by number and length: 'brief'/'short' under 1 s (``AcousticConfig.long_pause_s``), else 'long'."""
+    n, long = voice.pause_count, min(voice.long_pauses, voice.pause_count)
     if n == 0:
         return "in one continuous flow"
     if n == 1:
-        return "with one brief pause"
-    return f"with {NUMBER_WORDS.get(n, 'several')} short pauses" if n < 6 else "with frequent pauses"
+        return "with one long pause" if long else "with one brief pause"
+    if n >= 6:
+        return "with frequent pauses" + (", some of them long" if long else "")
+    count = NUMBER_WORDS.get(n, "several")
+    if long == 0:
+        return f"with {count} short pauses"
+    if long == n:
+        return f"with {count} long pauses"
+    return f"with {count} pauses, {NUMBER_WORDS.get(long, 'several')} of them long"
 
 
 def _emotion(voice: Voice) -> str | None:
