@@ -206,8 +206,8 @@ class EmbeddingReader:
     beyond float32 (their scores would be infinite). ``modality`` ("audio"/"text") is the kind of embedding every
     record must be; ``one_modality`` makes the first record's kind the rule; ``holds`` and
     ``fix`` word the refusal of another kind. ``positional``: the records are metadata of the
-    matrix rows in order (``--ids``), so a record carrying its own ``embedding`` or ``row`` is
-    refused. After reading, ``provenance`` holds the reference and ``dim`` the vectors' dimension.
+    matrix rows in order (``--ids``), so a record carrying its own ``embedding``, or a ``row``
+    other than its position (``clsp embed --npy`` writes each record's own), is refused. After reading, ``provenance`` holds the reference and ``dim`` the vectors' dimension.
     """
 
     def __init__(self, matrix: np.ndarray | None = None, provenance: dict | None = None, nonzero: bool = True,
@@ -235,12 +235,15 @@ class EmbeddingReader:
         if not item.ok:
             raise item.error
         rec = item.record
-        if self.positional and ("embedding" in rec or "row" in rec):
-            field = "embedding" if "embedding" in rec else "row"
-            raise InputError(f"record {item.id!r}: carries its own {field!r}, but --ids records are the metadata of "
-                             f"the matrix rows in order (record N is row N); give records that carry 'embedding' or "
-                             f"'row' as INPUT instead (clsp search build RECORDS.jsonl --npy MATRIX.npy), or drop "
-                             f"the field")
+        own_row = rec.get("row")
+        at_own_row = isinstance(own_row, int) and not isinstance(own_row, bool) and own_row == item.index
+        if self.positional and ("embedding" in rec or ("row" in rec and not at_own_row)):
+            # a 'row' naming the record's own position (clsp embed --npy's records of this matrix) is that row
+            what = "'embedding'" if "embedding" in rec else f"'row' {own_row!r} (it is record {item.index})"
+            raise InputError(f"record {item.id!r}: carries its own {what}, but --ids records are the metadata of the "
+                             f"matrix rows in order (record N is row N); give records that carry 'embedding' or "
+                             f"another 'row' as INPUT instead (clsp search build RECORDS.jsonl --npy MATRIX.npy), "
+                             f"or drop the field")
         if self.matrix is not None and "embedding" not in rec and "row" not in rec and "error" not in rec:
             self.by_position = self.by_position or str(item.id)
         self.named_row = self.named_row or "row" in rec
