@@ -50,10 +50,12 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         """The config of ``d``; ``ConfigError`` naming ``model.KEY`` for an unknown key or a
         value of the wrong type or out of range (``joint_dim: abc``, ``head_dropout: 2``)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"the model config must be a JSON object (a mapping), got {type(d).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(map(str, unknown)))}")
         _check_model_values(d)
         return cls(**d)
 
@@ -151,7 +153,14 @@ class CLSPModel(nn.Module):
         return self.speech_input.prepare(wave)
 
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Unit-norm audio embeddings from padded 16 kHz waveforms ``(B, S)`` and sample counts."""
+        """Unit-norm audio embeddings ``(B, D)`` from padded 16 kHz float waveforms ``(B, S)``
+        (samples in [-1, 1]) and their sample counts ``(B,)``.
+
+        Raises ``ConfigError`` for another shape (one clip ``(S,)`` is ``wave[None]``) or a
+        non-floating dtype (scale integer PCM to floats first: int16 / 32768), ``AudioError``
+        naming the clip index for a clip with non-finite samples (NaN, inf) or one shorter
+        than ``MIN_SECONDS`` (0.1 s)."""
+        _check_waveforms(waveforms, lengths, self.config.sample_rate)
         if self.input_kind == "waveform":
             return self.encode_fbank(waveforms.float(), lengths)
         waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
@@ -167,7 +176,12 @@ class CLSPModel(nn.Module):
         return self.text_transform(self.text_projection(pooled))
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        """Unit-norm text embeddings ``(B, D)`` for a list of captions."""
+        """Unit-norm text embeddings ``(B, D)`` for a list of captions; an empty list gives an
+        empty ``(0, D)`` tensor. ``ConfigError`` for one string (give ``[text]``)."""
+        if isinstance(texts, str):
+            raise ConfigError("encode_text takes a list of captions, not one string (give [text])")
+        if len(texts) == 0:
+            return torch.zeros(0, self.config.joint_dim, device=self.device)
         return self.encode_tokens(self.text_encoder.tokenize(texts, self.device))
 
     def encode_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -219,6 +233,32 @@ class CLSPModel(nn.Module):
         self.init_from = {k: v for k, v in parent.items() if v is not None} if fine_tuned else None
         self.name = self.config.name = name
         self.checksum = None
+
+
+def _check_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -> None:
+    """The checks of ``CLSPModel.encode_audio`` on its inputs (see there)."""
+    from clsp.audio import MIN_SECONDS
+    from clsp.errors import AudioError
+
+    if not isinstance(waveforms, torch.Tensor) or waveforms.dim() != 2:
+        shape = tuple(waveforms.shape) if isinstance(waveforms, torch.Tensor) else type(waveforms).__name__
+        raise ConfigError(f"encode_audio: waveforms must be a tensor of shape (B, S) (batch, samples), got {shape}; "
+                          "for one clip give wave[None]")
+    if not waveforms.is_floating_point():
+        raise ConfigError(f"encode_audio: waveforms must be floating point samples in [-1, 1], got {waveforms.dtype}; "
+                          "scale integer PCM first (e.g. int16 / 32768)")
+    lens = torch.as_tensor(lengths).reshape(-1).tolist()
+    if len(lens) != waveforms.shape[0]:
+        raise ConfigError(f"encode_audio: {len(lens)} lengths for {waveforms.shape[0]} clips")
+    need = math.ceil(MIN_SECONDS * sample_rate)
+    for i, n in enumerate(lens):
+        n = int(n)
+        if n < need or n > waveforms.shape[1]:
+            if n > waveforms.shape[1]:
+                raise ConfigError(f"encode_audio: clip {i}: length {n} is more than the {waveforms.shape[1]} samples given")
+            raise AudioError(f"clip {i}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
+        if not torch.isfinite(waveforms[i, :n]).all():
+            raise AudioError(f"clip {i}: non-finite samples (NaN or infinity)")
 
 
 def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True,

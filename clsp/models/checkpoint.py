@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
+from clsp.errors import CheckpointError, ConfigError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model, tiny_model
 from clsp.models.weights import canonical_safetensors_header, check_state_dict, file_checksum, same_safetensors
 
@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
 BUILTIN_NAMES = ("default", "clsp-default", "tiny-random")
+TINY_CHECKSUM = "seed:0"  # the checksum of ``tiny_model()``, the built-in tiny-random
 
 
 def packaged_prefixes(model: CLSPModel) -> tuple[str, ...]:
@@ -42,16 +43,18 @@ def _stored_keys(model: CLSPModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items() if not k.startswith(drop)}
 
 
-def apply_state_dict(model: CLSPModel, sd: dict[str, torch.Tensor], skip_text: bool) -> None:
+def apply_state_dict(model: CLSPModel, sd: dict[str, torch.Tensor], skip_text: bool,
+                     source: Path | None = None) -> None:
     """Copy a checkpoint's tensors into ``model`` after ``check_state_dict``: the text tower
     is skipped with ``skip_text``, and packaged parts (``packaged_prefixes``) keep their
     packaged weights when the checkpoint does not hold them (checkpoints written before they
-    were left out do, and load as they are). Raises ``CheckpointError`` on any mismatch."""
+    were left out do, and load as they are). Raises ``CheckpointError`` on any mismatch,
+    naming ``source`` (the weights file) when given."""
     ignore = ("text_encoder.",) if skip_text else ()
     packaged = packaged_prefixes(model)
     if packaged and not any(k.startswith(packaged) for k in sd):
         ignore += packaged
-    check_state_dict(model, sd, ignore_prefixes=ignore)
+    check_state_dict(model, sd, ignore_prefixes=ignore, source=source)
     model.load_state_dict(sd, strict=not ignore)
 
 
@@ -137,28 +140,48 @@ def _readable_as_umask_allows(folder: Path) -> None:
 
 
 def load_clsp_dir(directory: Path, device: str | torch.device = "cpu", with_text: bool = True) -> CLSPModel:
-    """Load one of our checkpoint directories."""
+    """Load one of our checkpoint directories. ``ConfigError`` naming ``DIR/config.json`` and
+    the key for a config that is not a valid clsp config (a ``clsp_format`` that is not an
+    integer, no ``model`` object, a model key of the wrong type); ``CheckpointError`` naming
+    the weights file when its tensors do not match the model."""
     from safetensors.torch import load_file
 
-    meta = json.loads((directory / "config.json").read_text())
-    if int(meta.get("clsp_format", 0)) > FORMAT_VERSION:
+    cfg_path = directory / "config.json"
+    meta = _read_json(cfg_path)
+    fmt = meta.get("clsp_format", 0)
+    if isinstance(fmt, bool) or not isinstance(fmt, int):
+        raise ConfigError(f"{cfg_path}: clsp_format must be an integer (this clsp writes {FORMAT_VERSION}), got {fmt!r}")
+    if fmt > FORMAT_VERSION:
         raise ModelError(f"{directory}: checkpoint format {meta['clsp_format']} is newer than this clsp")
-    config = ModelConfig.from_dict(meta["model"])
+    if "model" not in meta:
+        raise ConfigError(f"{cfg_path}: no 'model' key (the model's config)")
+    if not isinstance(meta["model"], dict):
+        raise ConfigError(f"{cfg_path}: 'model' must be a JSON object (the model's config), got "
+                          f"{type(meta['model']).__name__}")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
     external = bool(config.text_encoder.get("external"))
     weights = directory / WEIGHTS
     if not weights.exists():
         raise CheckpointError(f"{directory}: no {WEIGHTS}")
-    model = build_model(config, base_dir=directory, load_text_weights=external, with_text=with_text)
+    try:
+        model = build_model(config, base_dir=directory, load_text_weights=external, with_text=with_text)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
     try:
         sd = load_file(str(weights))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{weights}: cannot read safetensors ({exc})") from None
     if not with_text:
         sd = {k: v for k, v in sd.items() if not k.startswith("text_encoder.")}
-    apply_state_dict(model, sd, skip_text=external or not with_text)
+    apply_state_dict(model, sd, skip_text=external or not with_text, source=weights)
     model.name = meta.get("name") or config.name
     model.init_from = meta.get("init_from") if isinstance(meta.get("init_from"), dict) else None
     model.checksum = file_checksum(weights)
+    if model.name == "tiny-random" and _is_tiny_random(model):
+        model.checksum = TINY_CHECKSUM  # tiny-random converted or copied: that model, not a new one
     model.weights_file = weights  # saved again unchanged (clsp convert), this file is copied: one checksum
     return model.to(device).eval()
 
@@ -184,6 +207,8 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     ``with_text=False`` loads the speech side only (faster; ``encode_text`` then raises).
     """
     name = str(name_or_path)
+    if not name.strip():
+        raise ConfigError("the model name is empty; give a built-in name, a model directory or a checkpoint file")
     if name == "tiny-random":
         return tiny_model().to(device)
     if name in ("default", "clsp-default"):
@@ -199,7 +224,8 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
         cfg = path / "config.json"
         if cfg.exists() and "clsp_format" in _read_json(cfg):
             model = load_clsp_dir(path, device, with_text)
-            model.name = model.name if model.name not in ("clsp", "tiny-random") else path.name
+            if model.name == "clsp" or (model.name == "tiny-random" and model.checksum != TINY_CHECKSUM):
+                model.name = path.name  # a generic name: the folder tells models apart
             return model
         return _load_authors_format(path, device)
     if path.is_file():
@@ -233,10 +259,30 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _is_tiny_random(model: CLSPModel) -> bool:
+    """Whether ``model`` holds the weights of ``tiny_model()`` (the built-in ``tiny-random``;
+    its text tower is not compared when it was loaded without one)."""
+    ref_model = tiny_model()
+    ours, ref = model.config.to_dict(), ref_model.config.to_dict()
+    if {**ours, "text_encoder": None} != {**ref, "text_encoder": None}:
+        return False
+    sd = model.state_dict()
+    want = {k: v for k, v in ref_model.state_dict().items()
+            if model.text_encoder.model is not None or not k.startswith("text_encoder.")}
+    return set(want) == set(sd) and all(want[k].shape == sd[k].shape and torch.equal(want[k], sd[k].cpu()) for k in want)
+
+
 def _load_authors_format(path: Path, device) -> CLSPModel:
-    """The released Hugging Face directory or the authors' icefall ``.pt`` checkpoints."""
+    """The released Hugging Face directory or the authors' icefall ``.pt`` checkpoints.
+    A ``CheckpointError`` (tensors that do not match) says the path was read in that format
+    because no clsp ``config.json`` was found."""
     try:
         from clsp.models import icefall_format
     except ImportError:
         raise ModelError(f"{path}: not a clsp checkpoint directory (no 'clsp_format' in config.json)") from None
-    return icefall_format.load_authors_checkpoint(path, device)
+    try:
+        return icefall_format.load_authors_checkpoint(path, device)
+    except CheckpointError as exc:
+        where = "in it" if path.is_dir() else "beside it"
+        raise CheckpointError(f"{path}: read as the authors' (icefall / Hugging Face) format because no clsp "
+                              f"config.json was found {where}, and {exc}") from None

@@ -194,7 +194,7 @@ def load_authors_checkpoint(
         config = ModelConfig.from_dict(config)
     mapped = map_icefall_state_dict(sd)
     with torch.device("meta"):  # check names and shapes before allocating the real model
-        check_state_dict(build_model(config, load_text_weights=False), mapped)
+        check_state_dict(build_model(config, load_text_weights=False), mapped, source=weights_file)
     model = build_model(config, load_text_weights=False)
     model.load_state_dict(mapped)
     model.name = p.stem if p.is_file() else p.name

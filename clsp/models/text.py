@@ -31,15 +31,26 @@ def _minilm_path() -> str:
 NAMED_TEXT_ENCODERS = {"all-MiniLM-L6-v2": _minilm_path, "sentence-transformers/all-MiniLM-L6-v2": _minilm_path}
 
 
+LOCAL_NAMES = ("tokenizer",)  # what ``save_model`` writes inside a model folder: never a hub id
+
+
 def resolve_text_source(source: str, base: Path | None = None) -> str:
-    """A local directory for ``source``: a named built-in, a path, or a hub id (if cached)."""
+    """A local directory for ``source``: a named built-in, a path, or a hub id (if cached).
+
+    With ``base`` (the model's folder), a relative path resolves against it; the folder
+    ``save_model`` writes (``tokenizer``) or a path starting with ``./`` or ``../`` is always
+    a local one: ``ModelError`` ("DIR/tokenizer: no such folder") when missing, never a hub
+    lookup."""
     if source in NAMED_TEXT_ENCODERS:
         return NAMED_TEXT_ENCODERS[source]()
     from clsp.records import home_path
 
     p = home_path(source)
-    if not p.is_absolute() and base is not None and (base / p).exists():
-        p = base / p
+    if not p.is_absolute() and base is not None:
+        if (base / p).exists():
+            p = base / p
+        elif source in LOCAL_NAMES or source.startswith(("./", "../")):
+            raise ModelError(f"{base / p}: no such folder (the model's {source!r}, named in its config.json)")
     if p.exists():
         return str(p)
     return source  # a hub id: transformers resolves it from the local cache or the hub

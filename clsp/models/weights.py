@@ -71,8 +71,10 @@ def same_safetensors(a: Path, b: Path) -> bool:
         return False
 
 
-def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor."""
+def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = (),
+                     source: Path | None = None) -> None:
+    """Raise ``CheckpointError`` naming every missing, unexpected or mis-shaped tensor (and
+    ``source``, the weights file they were read from, when given)."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore_prefixes)}
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -84,4 +86,5 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], ignore
             shown = ", ".join(names[:10]) + (f" ... (+{len(names) - 10} more)" if len(names) > 10 else "")
             problems.append(f"{len(names)} {label}: {shown}")
     if problems:
-        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
+        raise CheckpointError((f"{source}: " if source is not None else "") + "checkpoint does not match the model: "
+                              + "; ".join(problems))
