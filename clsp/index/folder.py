@@ -98,6 +98,7 @@ def build_index(
         normalized=metric == "cosine" or bool(prov.get("normalized", False)),
         model=prov.get("model"),
         checksum=prov.get("checksum"),
+        config=prov.get("config") if isinstance(prov.get("config"), str) else None,
         sample_rate=prov.get("sample_rate"),
         modality=prov.get("modality") if prov.get("modality") in ("audio", "text") else None,
         knobs=default_knobs(factory),

@@ -57,6 +57,7 @@ class IndexInfo:
     count: int = 0
     model: str | None = None
     checksum: str | None = None
+    config: str | None = None  # the model config's digest (clsp.models.base.config_digest); None in older indexes
     sample_rate: int | None = None
     modality: str | None = None  # what was embedded: "audio" (speech) or "text" (captions); None: not said
     knobs: dict = field(default_factory=dict)
@@ -88,20 +89,22 @@ class IndexInfo:
 
     def provenance(self) -> dict:
         """The fields that must agree between an index and vectors added to or queried on it."""
-        return {"model": self.model, "checksum": self.checksum, "dim": self.dim}
+        return {"model": self.model, "checksum": self.checksum, "config": self.config, "dim": self.dim}
 
 
 def same_provenance(reference: dict | None, theirs: dict | None, where: str,
                     against: str = "the first record came from", fix: str | None = None) -> None:
-    """Refuse (``ProvenanceError``) embeddings whose model, checksum or declared dim differ from
-    ``reference``'s; fields missing on either side are not compared. The one provenance check
+    """Refuse (``ProvenanceError``) embeddings whose model, checksum, config digest or declared
+    dim differ from ``reference``'s; fields missing on either side are not compared. The one provenance check
     of records against records, a model, or an index. ``fix`` (what the user can change, e.g.
     which option) ends the message."""
     if not reference or not theirs:
         return
-    for key in ("model", "checksum", "dim"):
+    for key in ("model", "checksum", "config", "dim"):
         if reference.get(key) is not None and theirs.get(key) is not None and reference[key] != theirs[key]:
             def detail(prov: dict) -> str:
+                if key == "config":
+                    return f" (its config.json {prov[key]}: the same weights with other settings)"
                 return "" if key == "model" else f" ({key} {prov[key]})"
 
             raise ProvenanceError(

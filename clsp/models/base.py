@@ -211,12 +211,14 @@ class CLSPModel(nn.Module):
             self.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
 
     def provenance(self) -> dict[str, Any]:
-        """What outputs record about the model that made them: its ``name`` and weight
-        ``checksum`` (compared when embeddings meet), ``dim``, ``normalized``, ``sample_rate``
-        and, for a fine-tuned model, ``init_from`` (the name and checksum it was trained from)."""
+        """What outputs record about the model that made them: its ``name``, weight
+        ``checksum`` and ``config`` digest (``config_digest``; the three compared when
+        embeddings meet), ``dim``, ``normalized``, ``sample_rate`` and, for a fine-tuned model,
+        ``init_from`` (the name and checksum it was trained from)."""
         prov: dict[str, Any] = {
             "model": self.name,
             "checksum": self.checksum,
+            "config": config_digest(self.config),
             "dim": self.config.joint_dim,
             "normalized": True,
             "sample_rate": self.config.sample_rate,
@@ -233,6 +235,25 @@ class CLSPModel(nn.Module):
         self.init_from = {k: v for k, v in parent.items() if v is not None} if fine_tuned else None
         self.name = self.config.name = name
         self.checksum = None
+
+
+def config_digest(config: "ModelConfig") -> str:
+    """``sha256:`` and the first 16 hex digits of the SHA-256 of the canonical JSON (sorted
+    keys) of the model settings that change its outputs beside its weights: the speech tower's
+    and head settings, sample rate and fbank bins, the text tower's ``pooling`` and
+    ``max_length``. Two models with the same weights but such settings changed (a text
+    ``max_length``, a speech tower's ``stats_phases``) differ in it; a copy, a conversion or a
+    renamed model does not (the name, training-only settings and the text tower's packaging,
+    which saving rewrites, are left out)."""
+    import hashlib
+    import json
+
+    full = config.to_dict()
+    data = {k: v for k, v in full.items() if k not in ("name", "text_encoder", "head_dropout", "logit_scale_init")}
+    text = full.get("text_encoder") if isinstance(full.get("text_encoder"), dict) else {}
+    data["text_encoder"] = {k: text.get(k) for k in ("pooling", "max_length")}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -> None:

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,23 @@ def test_converted_or_copied_tiny_random_is_tiny_random(tiny_dir, tmp_path):
     assert load_model(tiny_dir, with_text=False).provenance() == ref
     other = load_model(save_model(tiny_model(seed=1), tmp_path / "other"))  # other weights: another model
     assert other.name == "other" and other.checksum != ref["checksum"]
+
+
+def test_the_same_weights_with_other_settings_are_another_model(tiny_dir, tmp_path):
+    from clsp.errors import ProvenanceError
+    from clsp.index.store import same_provenance
+
+    edited = _copy(tiny_dir, tmp_path / "edited")
+    cfg = json.loads((edited / "config.json").read_text())
+    cfg["model"]["text_encoder"]["max_length"] = 3
+    (edited / "config.json").write_text(json.dumps(cfg))
+    ref, other = load_model(tiny_dir), load_model(edited)
+    text = "a whispering young woman speaking very slowly and sadly"
+    with torch.no_grad():
+        assert not np.allclose(ref.encode_texts([text]), other.encode_texts([text]))
+    assert other.checksum == ref.checksum and other.provenance()["config"] != ref.provenance()["config"]
+    with pytest.raises(ProvenanceError, match="config.json"):
+        same_provenance(ref.provenance(), other.provenance(), "record 'x'")
+    same_provenance(ref.provenance(), load_model(_copy(tiny_dir, tmp_path / "copy")).provenance(), "record 'x'")
+    old = {k: v for k, v in other.provenance().items() if k != "config"}  # written before the digest existed
+    same_provenance(ref.provenance(), old, "record 'x'")
