@@ -25,18 +25,35 @@ MIN_RATE, MAX_RATE = 1000, 768000
 MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too large
 
 
+def _local_path(path: str | os.PathLike) -> Path:
+    """``Path(path)``; ``AudioError`` naming a URL exactly as given (a ``Path`` would fold its
+    ``//``): clsp reads local files only (``clsp.inputs.url_problem``)."""
+    if isinstance(path, str):
+        from clsp.inputs import url_problem
+
+        problem = url_problem(path)
+        if problem is not None:
+            raise AudioError(f"{path}: {problem}")
+    return Path(path)
+
+
 def _open_info(path: Path):
     import soundfile as sf
 
     if "\x00" in str(path):
         raise AudioError(f"{str(path)!r}: a file name cannot hold a NUL byte")
     try:
-        if not path.exists():
+        from clsp.inputs import node_problem
+
+        problem = node_problem(path)  # missing, a link loop, or a device / FIFO that reading would never end
+        if problem is not None and problem.startswith("cannot open"):  # a name too long, a permission denied...
+            raise AudioError(f"{str(path)[:200]}{'...' if len(str(path)) > 200 else ''}: {problem}")
+        if problem is not None:
             from clsp.streams import CUT_SOURCE_NAME
 
-            cut = CUT_SOURCE_NAME.match(str(path)) is not None
-            raise AudioError(f"{path}: no such file" + (" (how clsp names a Lhotse cut's audio that is no file: "
-                                                        "read the cut manifest it came from)" if cut else ""))
+            cut = problem == "no such file" and CUT_SOURCE_NAME.match(str(path)) is not None
+            raise AudioError(f"{path}: {problem}" + (" (how clsp names a Lhotse cut's audio that is no file: "
+                                                     "read the cut manifest it came from)" if cut else ""))
         if path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
         if path.stat().st_size == 0:
@@ -116,31 +133,39 @@ def _short(exc: BaseException) -> str:
     return msg[:200]
 
 
-def _signal_range(path: Path, info) -> tuple[int, int]:
-    """``(offset, frames)`` of the signal in the decoded samples: MP3 delay/padding removed."""
+def _signal_range(path: Path, info) -> tuple[int, int, int, bool]:
+    """``(offset, frames, decoded, promised)``: the signal in the decoded samples (MP3 delay and
+    padding removed), the samples the decoder gives, and whether the file promises that count
+    (False for an MP3 whose count the decoder only estimated from its size: re-estimated
+    without its ID3v2 tag, and a shorter read is no truncation; ``clsp.mp3gapless.mp3_signal``)."""
     if info.format != "MP3":
-        return 0, int(info.frames)
-    from clsp.mp3gapless import mp3_signal_range
+        return 0, int(info.frames), int(info.frames), True
+    from clsp.mp3gapless import mp3_signal
 
-    return mp3_signal_range(path, int(info.frames))
+    return mp3_signal(path, int(info.frames))
 
 
 def audio_duration(path: str | os.PathLike) -> float:
     """Duration in seconds from the file header (no decoding; gapless for MP3)."""
-    p = Path(path)
+    p = _local_path(path)
     info = _open_info(p)
     return float(_signal_range(p, info)[1]) / float(info.samplerate) if info.samplerate else 0.0
 
 
 def audio_sample_rate(path: str | os.PathLike) -> int:
     """The file's own sample rate in Hz, from its header (no decoding); AudioError if unreadable."""
-    return int(_open_info(Path(path)).samplerate)
+    return int(_open_info(_local_path(path)).samplerate)
+
+
+PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII decimal, as JSON writes
 
 
 def _seconds(path: Path, name: str, value) -> float:
-    """A finite, non-negative time in seconds from a record field, or ``AudioError``."""
+    """A finite, non-negative time in seconds from a record field, or ``AudioError``. A string
+    must be a plain ASCII decimal number (sign, digits, point, exponent): not ``1_0``, other
+    scripts' digits, spaces, ``0x1``, ``inf`` or ``nan``, which Python's ``float`` takes."""
     try:
-        sec = float(value)
+        sec = float(value) if not isinstance(value, str) or PLAIN_NUMBER.fullmatch(value) else math.nan
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the float range
         sec = math.nan
     if isinstance(value, bool) or not math.isfinite(sec) or sec < 0:
@@ -208,11 +233,12 @@ def load_audio(
     ``channel``: None averages all channels; an index (0 = first) keeps that channel alone;
     a list of indices averages those (a record's ``channel`` field, as in a Lhotse cut).
     Raises ``AudioError`` naming the file and the reason for anything unusable (missing,
-    empty, undecodable, no samples, NaN/Inf, a channel the file does not have).
+    a symbolic link loop, a URL, not a regular file (a device, a FIFO), empty, undecodable,
+    no samples, NaN/Inf, a channel the file does not have).
     """
-    p = Path(path)
-    sr, s, e, offset, channels = _segment(p, start, end, channel)
-    mono = _read_mono(p, s + offset, e + offset, channels)
+    p = _local_path(path)
+    sr, s, e, offset, channels, promised = _segment(p, start, end, channel)
+    mono = _read_mono(p, s + offset, e + offset, channels, promised)
     wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     wave = resample(wave, sr, sample_rate)
     if wave.numel() < MIN_SECONDS * sample_rate:
@@ -238,9 +264,10 @@ def select_channels(path: str | os.PathLike, channel, num_channels: int) -> list
 
 
 def _segment(p: Path, start: float | None, end: float | None,
-             channel=None) -> tuple[int, int, int, int, list[int] | None]:
-    """(file rate, first frame, end frame, frames before the signal, channels) of a segment, from
-    the header alone; frames count from the first signal sample (after any MP3 encoder delay)."""
+             channel=None) -> tuple[int, int, int, int, list[int] | None, bool]:
+    """(file rate, first frame, end frame, frames before the signal, channels, whether the file
+    promises its frame count) of a segment, from the header alone; frames count from the first
+    signal sample (after any MP3 encoder delay)."""
     info = _open_info(p)
     channels = select_channels(p, channel, int(info.channels))
     sr = int(info.samplerate)
@@ -248,11 +275,11 @@ def _segment(p: Path, start: float | None, end: float | None,
         raise AudioError(f"{p}: no audio samples{_unfinished_header_hint(p, info)}")
     if not MIN_RATE <= sr <= MAX_RATE:
         raise AudioError(f"{p}: unsupported sample rate {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
-    offset, frames = _signal_range(p, info)
+    offset, frames, decoded, promised = _signal_range(p, info)
     if frames <= 0:
         raise AudioError(f"{p}: no audio samples")
-    s, e = _frame_range(p, sr, frames, start, end, slack=int(info.frames) - frames)
-    return sr, s, e, offset, channels
+    s, e = _frame_range(p, sr, frames, start, end, slack=decoded - frames)
+    return sr, s, e, offset, channels, promised
 
 
 def segment_plan(
@@ -270,8 +297,8 @@ def segment_plan(
     Raises the ``AudioError`` ``load_audio`` would raise for an unusable header or segment;
     samples that turn out NaN/Inf or missing are only found when decoding.
     """
-    p = Path(path)
-    sr, s, e, _, _ = _segment(p, start, end, channel)
+    p = _local_path(path)
+    sr, s, e = _segment(p, start, end, channel)[:3]
     n = resampled_length(e - s, sr, sample_rate)
     if n < MIN_SECONDS * sample_rate:
         raise AudioError(f"{p}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
@@ -282,9 +309,11 @@ BLOCK_FRAMES = 1 << 20
 MP3_SHORTFALL_FRAMES = 2 * 1152  # an MP3's frame count is the decoder's estimate: two MPEG frames of leeway
 
 
-def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None) -> np.ndarray:
+def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None,
+               promised: bool = True) -> np.ndarray:
     """Frames ``[start, stop)`` downmixed to mono, read in blocks: the mean of ``channels``
-    (None: of all channels).
+    (None: of all channels). Fewer frames than asked are a truncated file only when the header
+    ``promised`` them (an MP3 without a Xing/Info frame count promises none: what it holds is read).
 
     Memory follows the samples actually in the file (a header that claims more frames than
     the file holds cannot trigger a huge allocation), and channels are averaged per block.
@@ -312,7 +341,7 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
         raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
     if not parts:
         raise AudioError(f"{p}: no audio samples")
-    if remaining > (0 if fmt != "MP3" else MP3_SHORTFALL_FRAMES):
+    if promised and remaining > (0 if fmt != "MP3" else MP3_SHORTFALL_FRAMES):
         raise AudioError(f"{p}: truncated: the header promises {stop - start} frames from frame {start}, "
                          f"the file holds {stop - start - remaining}")
     return np.concatenate(parts).astype(np.float32, copy=False)

@@ -9,8 +9,9 @@ seek), so the decoded audio held at once is bounded by seconds, not by record co
 length. Inside a chunk, windows are sorted by length and batched by total padded seconds,
 then results are put back in input order.
 Long clips follow a deterministic policy: ``truncate`` keeps the first ``max_seconds``,
-``chunk-mean`` averages equal windows of at most ``max_seconds``, ``windows`` returns one
-embedding per window. Nothing is cropped at random.
+``chunk-mean`` averages equal windows of at most ``max_seconds`` (digitally silent windows
+left out), ``windows`` returns one embedding per window (a digitally silent window: its
+error, as for a silent clip). Nothing is cropped at random.
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ class EmbedConfig:
 class AudioResult(Result[np.ndarray]):
     """Embedding(s) of one input item (``value``, also ``embeddings``: (n_windows or 1, D)
     float32, one row per window of ``windows`` in seconds), its audio ``seconds``, or
-    the ``error`` that stopped it."""
+    the ``error`` that stopped it. With ``--long-audio windows``, ``window_errors`` holds the
+    windows that are digital silence (their rows hold no voice: written as error records)."""
 
     windows: list[tuple[float, float]] | None = None
     offset: float = 0.0  # where the record's segment starts in its file, seconds (windows count from it)
+    window_errors: dict[int, ClspError] = field(default_factory=dict)  # window -> why it has no embedding
 
     @property
     def embeddings(self) -> np.ndarray | None:
@@ -158,12 +161,12 @@ class _Record:
     bounds: list[tuple[int, int]] | None = None  # windows in samples from ``offset``
     rows: dict[int, np.ndarray] | None = None
     error: ClspError | None = None
-    silent: list[int] = field(default_factory=list)  # windows read in part whose samples are digital silence
+    silent: dict[int, ClspError] = field(default_factory=dict)  # windows read in part that are digital silence
 
     def all_silent(self) -> ClspError | None:
         """An ``AudioError`` when every window of a record read window by window is digital
         silence (``check_not_silent``'s rule over the whole segment), else None."""
-        if not self.bounds or len(set(self.silent)) < len(self.bounds):
+        if not self.bounds or len(self.silent) < len(self.bounds):
             return None
         rec = self.item.record
         return AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (every window's peak below one 16-bit step): "
@@ -198,7 +201,8 @@ def check_not_silent(wave, rec: dict) -> None:
     """``AudioError`` naming the clip when no sample of ``wave`` reaches one 16-bit step
     (``SILENT_PEAK``): digital silence holds no voice, and its embedding would still answer
     every question confidently. A record read window by window (longer than ``max_seconds``)
-    is silent when every window is (``_Record.all_silent``): one silent window inside speech is not."""
+    is silent when every window is (``_Record.all_silent``): one silent window inside speech is
+    not, but it is left out of a ``chunk-mean`` and, with ``windows``, is that window's error."""
     peak = float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0
     if peak < SILENT_PEAK:
         raise AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (peak {peak:.3g}, below one 16-bit step): "
@@ -219,8 +223,10 @@ def _decode_window(r: _Record, k: int, prepare=fbank):
             check_not_silent(wave, rec)
         else:
             wave = load_record_audio(rec, r.offset + start / SAMPLE_RATE, r.offset + end / SAMPLE_RATE)[: end - start]
-            if (float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0) < SILENT_PEAK:
-                r.silent.append(k)
+            try:
+                check_not_silent(wave, rec)
+            except AudioError as exc:  # the window alone, read back, is this silent clip
+                r.silent[k] = exc
         return prepare(wave)
     except (ClspError, ValueError, TypeError, KeyError) as exc:
         return _errors_of(rec)(exc)
@@ -320,16 +326,17 @@ class AudioEmbedder:
         if r.error is not None or r.all_silent() is not None:
             return AudioResult(item=r.item, error=r.error or r.all_silent())
         embs = np.stack([r.rows[k] for k in range(len(r.bounds))])
-        if self.cfg.long_audio == "chunk-mean" and len(r.bounds) > 1:
-            weights = np.array([e - s for s, e in r.bounds], dtype=np.float64)
+        if self.cfg.long_audio == "chunk-mean" and len(r.bounds) > 1:  # silent windows hold no voice: left out
+            weights = np.array([0 if k in r.silent else e - s for k, (s, e) in enumerate(r.bounds)], dtype=np.float64)
             mean = (embs * weights[:, None]).sum(0) / weights.sum()
             embs = F.normalize(torch.from_numpy(mean[None]).float(), dim=-1).numpy()
         wins = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in r.bounds]
         if not np.isfinite(embs).all():
             return AudioResult(item=r.item, error=InputError(
                 f"record {r.item.id!r}: the model's embedding of its 'audio' holds NaN or infinite values"))
+        errors = dict(r.silent) if self.cfg.long_audio == "windows" else {}
         return AudioResult(item=r.item, value=embs.astype(np.float32), windows=wins,
-                           seconds=r.samples / SAMPLE_RATE, offset=r.offset)
+                           seconds=r.samples / SAMPLE_RATE, offset=r.offset, window_errors=errors)
 
     def _take(self, units: Iterator[tuple[_Record, int | None]], order: deque) -> list[tuple[_Record, int | None]]:
         """The next chunk of units: at most ``chunk_size`` records and about half of

@@ -10,6 +10,8 @@ across all arguments in order:
   extensions in ``AUDIO_EXTENSIONS``);
 - a pattern with ``*``, ``?`` or ``[`` that names no existing file: its matches, sorted
   (``**`` crosses folders);
+- a file a folder walk or a pattern finds that is not a regular file (a FIFO, a device, a
+  dangling symbolic link, a link loop): one error record naming it, the rest read;
 - a file whose name ends in an audio extension (``AUDIO_EXTENSIONS``): one audio clip,
   whatever it holds (one that does not decode becomes one error record naming it, never a
   list of paths);
@@ -22,15 +24,18 @@ Audio clips given directly get ``{"id": PATH AS GIVEN, "audio": ABSOLUTE PATH}``
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from clsp.errors import ClspError, ConfigError, InputError
-from clsp.records import Item, iter_items, resolve_path
+from clsp.records import Item, home_path, iter_items, resolve_path
 from clsp.sniff import (  # noqa: F401  (re-exported: the tests of what a file holds)
     NPY_MAGIC, RECORDS_EXPECTED, SNIFF_BYTES, audio_signature, looks_like_text, refuse_binary_stream,
 )
@@ -39,6 +44,46 @@ from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS: re-exported)
 )
 
 GLOB_CHARS = ("*", "?", "[")
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: http, https, s3, gs, file...
+_NODE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` (a path as given) cannot be read, when it is a URL: clsp reads local files
+    only (a ``file://`` URL is refused too, naming the local path to give instead); None for
+    any other text."""
+    if URL.match(text) is None:
+        return None
+    if text[:7].lower() == "file://":
+        from urllib.parse import unquote, urlsplit
+
+        return f"a file:// URL, not a path: give the local path ({unquote(urlsplit(text).path)})"
+    return "a URL; clsp reads local files only: download it and give its local path"
+
+
+def node_problem(path: str | os.PathLike, pipes: bool = False) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None for a regular file or a folder (and,
+    with ``pipes``, a FIFO or pipe, read once as a stream): "no such file" (a dangling symbolic
+    link named as such), a symbolic link loop, or "not a regular file" for a device, socket or
+    (without ``pipes``) FIFO, whose reading would block or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            return "a symbolic link loop (too many levels of symbolic links)"
+        if os.path.islink(path):
+            try:
+                return f"no such file (a dangling symbolic link to {os.readlink(path)})"
+            except OSError:
+                pass
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot open ({exc.strerror or type(exc).__name__})"
+        return "no such file"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or (pipes and stat.S_ISFIFO(mode)):
+        return None
+    kind = next((name for test, name in _NODE_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
 
 
 @dataclass(frozen=True)
@@ -129,9 +174,13 @@ def _expand(arg: str) -> list[str]:
 def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     """What each input argument is (see the module docstring), checked before any work.
 
-    Raises ``ConfigError`` (a usage error, exit 2) for an unusable argument: a missing file,
-    a binary non-audio file, an empty folder, a pattern without matches, audio given unless
-    ``modality`` is "audio" or "any", audio data on stdin.
+    Raises ``ConfigError`` (a usage error, exit 2) for an unusable argument: a missing file
+    (a dangling symbolic link, a link loop), a URL, a device or other file that is neither
+    regular nor a FIFO/pipe ("not a regular file": it would be read without end), a binary
+    non-audio file, an empty folder, a pattern without matches, audio given unless
+    ``modality`` is "audio" or "any", audio data on stdin. A file a folder walk or a pattern
+    found that cannot be read so (a dangling link, a loop, a FIFO, a device) is an audio
+    source whose reading gives one error record naming it (``clsp.audio``).
     """
     sources: list[Source] = []
     for arg in args or ["-"]:
@@ -142,9 +191,16 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
         if is_shar(arg):
             sources.append(Source("shar", arg))
             continue
+        if not os.path.lexists(arg) and url_problem(arg) is not None:
+            raise ConfigError(f"{arg}: {url_problem(arg)}")
         for path in _expand(arg):
-            if not os.path.exists(path):
-                raise ConfigError(f"{path}: no such file")
+            found = path != arg  # by a folder walk or a pattern (an argument that exists is itself)
+            problem = node_problem(path, pipes=not found)
+            if problem is not None and found:  # one error record naming it (clsp.audio), the rest read
+                sources.append(Source("audio", path))
+                continue
+            if problem is not None:
+                raise ConfigError(f"{path}: {problem}")
             kind = "audio" if _named_audio(path) else sniff_file(path)
             if kind == "audio" and modality == "text":
                 raise ConfigError(f"{path} is an audio file, but --modality text expects captions")
@@ -154,14 +210,37 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     return sources
 
 
+def check_audio_root(audio_root: str | os.PathLike | None) -> None:
+    """``ConfigError`` (a usage error, exit 2) for an ``--audio-root`` given empty, missing or
+    not a folder: every relative path would resolve against nothing (or, empty, silently
+    against the working directory). None (not given) passes."""
+    if audio_root is None:
+        return
+    text = os.fspath(audio_root)
+    if not str(text).strip():
+        raise ConfigError("--audio-root is empty: give the folder relative audio paths resolve against, "
+                          "or leave the option out")
+    folder = home_path(text)
+    if not os.path.isdir(folder):
+        problem = node_problem(folder)
+        reason = "not a folder" if problem is None else problem.replace("no such file", "no such folder", 1)
+        raise ConfigError(f"--audio-root {text}: {reason}")
+
+
 def iter_source_items(sources: Sequence[Source], modality: str = "audio",
                       audio_root: str | os.PathLike | None = None) -> Iterator[Item]:
     """One ``Item`` per audio clip or manifest line of ``sources``, indexed in order.
 
     Manifests are read with ``clsp.records.iter_items`` (relative paths against their own
     folder, the working directory for stdin, or ``audio_root``); direct audio files resolve
-    against the working directory.
+    against the working directory. Raises ``ConfigError`` at once (before the first item) for
+    an unusable ``audio_root`` (``check_audio_root``).
     """
+    check_audio_root(audio_root)
+    return _source_items(sources, modality, audio_root)
+
+
+def _source_items(sources: Sequence[Source], modality: str, audio_root: str | os.PathLike | None) -> Iterator[Item]:
     index = 0
     for src in sources:
         if src.kind == "shar":

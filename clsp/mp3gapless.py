@@ -42,6 +42,8 @@ class Mp3Head:
     encoder_delay: int | None = None
     padding: int | None = None
     lame: bool = False  # the stream names the LAME encoder (tag or ancillary data)
+    bitrate: int = 0  # of the first frame, bits per second
+    sample_rate: int = 0
 
 
 def _id3v2_size(data: bytes) -> int:
@@ -51,8 +53,9 @@ def _id3v2_size(data: bytes) -> int:
     return 10 + size + (10 if data[5] & 0x10 else 0)
 
 
-def _frame_header(data: bytes, pos: int) -> tuple[int, int, int, int] | None:
-    """(MPEG version id, samples per frame, side-info bytes incl. CRC, frame bytes) of a Layer III header."""
+def _frame_header(data: bytes, pos: int) -> tuple[int, int, int, int, int, int] | None:
+    """(MPEG version id, samples per frame, side-info bytes incl. CRC, frame bytes, kbps, sample
+    rate) of a Layer III header."""
     if pos + 4 > len(data) or data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
         return None
     version, layer = (data[pos + 1] >> 3) & 3, (data[pos + 1] >> 1) & 3
@@ -64,8 +67,8 @@ def _frame_header(data: bytes, pos: int) -> tuple[int, int, int, int] | None:
     kbps, rate = _KBPS[3 if version == 3 else 2][bitrate_index], _RATES[version][rate_index]
     pad = (data[pos + 2] >> 1) & 1
     if version == 3:
-        return version, 1152, (17 if mono else 32) + crc, 144000 * kbps // rate + pad
-    return version, 576, (9 if mono else 17) + crc, 72000 * kbps // rate + pad
+        return version, 1152, (17 if mono else 32) + crc, 144000 * kbps // rate + pad, kbps, rate
+    return version, 576, (9 if mono else 17) + crc, 72000 * kbps // rate + pad, kbps, rate
 
 
 def parse_mp3_head(data: bytes) -> Mp3Head | None:
@@ -78,11 +81,11 @@ def parse_mp3_head(data: bytes) -> Mp3Head | None:
         pos += 1
     else:
         return None
-    _, spf, side, _ = header
+    _, spf, side, _, kbps, rate = header
     lame = b"LAME" in data[pos:]
     xing = pos + 4 + side
     if data[xing:xing + 4] not in (b"Xing", b"Info") or len(data) < xing + 8:
-        return Mp3Head(spf, lame=lame)
+        return Mp3Head(spf, lame=lame, bitrate=kbps * 1000, sample_rate=rate)
     flags = int.from_bytes(data[xing + 4:xing + 8], "big")
     at, frames = xing + 8, None
     if flags & 1:
@@ -91,10 +94,11 @@ def parse_mp3_head(data: bytes) -> Mp3Head | None:
     at += (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
     ext = data[at:at + 24]
     if len(ext) < 24 or not ext[:4].isalpha():
-        return Mp3Head(spf, tag_frames=frames, lame=lame)
+        return Mp3Head(spf, tag_frames=frames, lame=lame, bitrate=kbps * 1000, sample_rate=rate)
     b = ext[21:24]
     return Mp3Head(spf, tag_frames=frames, encoder_delay=(b[0] << 4) | (b[1] >> 4),
-                   padding=((b[1] & 0x0F) << 8) | b[2], lame=lame or ext.startswith(b"LAME"))
+                   padding=((b[1] & 0x0F) << 8) | b[2], lame=lame or ext.startswith(b"LAME"),
+                   bitrate=kbps * 1000, sample_rate=rate)
 
 
 def mp3_signal_range(path: str | os.PathLike, decoded_frames: int) -> tuple[int, int]:
@@ -106,13 +110,54 @@ def mp3_signal_range(path: str | os.PathLike, decoded_frames: int) -> tuple[int,
     the module docstring); other streams lose only the decoder delay. Not an MP3 (or an
     unreadable file): ``(0, decoded_frames)``.
     """
+    return mp3_signal(path, decoded_frames)[:2]
+
+
+def mp3_signal(path: str | os.PathLike, decoded_frames: int) -> tuple[int, int, int, bool]:
+    """``(offset, frames, decoded, promised)``: ``mp3_signal_range``, the decoded samples it was
+    taken from, and whether the stream promises that count.
+
+    With a Xing/Info frame count the decoder's count is the stream's (``promised``). Without
+    one, libsndfile only estimates it from the file size, counting an ID3v2 tag's bytes (a
+    cover picture) as audio: that estimate is taken without the tag (``decoded``, at the first
+    frame's bitrate) and promises nothing, so a shorter decode is no truncation.
+    """
     try:
-        data = _read_at(path, _id3v2_size(_read_at(path, 0, 10)), HEAD_BYTES)
+        id3 = _id3v2_size(_read_at(path, 0, 10))
+        data = _read_at(path, id3, HEAD_BYTES)
     except OSError:
-        return 0, decoded_frames
+        return 0, decoded_frames, decoded_frames, True
     head = parse_mp3_head(data)
     if head is None:
-        return 0, decoded_frames
+        return 0, decoded_frames, decoded_frames, True
+    promised = bool(head.tag_frames)
+    if not promised and id3:
+        decoded_frames = _without_tag(path, head, id3, decoded_frames)
+    return (*_signal_range(path, head, decoded_frames), decoded_frames, promised)
+
+
+def _without_tag(path, head: Mp3Head, id3: int, decoded_frames: int) -> int:
+    """A size estimate of the decoded samples (``decoded_frames``: bytes after any ID3v1 tag
+    at the first frame's bitrate, as libsndfile makes it) without the ``id3`` bytes of the
+    ID3v2 tag; ``decoded_frames`` as it is when it is no such estimate."""
+    if not head.bitrate or not head.sample_rate:
+        return decoded_frames
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 128))
+            if fh.read(3) == b"TAG":  # an ID3v1 tag, which libsndfile leaves out
+                size -= 128
+    except OSError:
+        return decoded_frames
+    per_byte = 8 * head.sample_rate / head.bitrate  # decoded samples per byte of the stream
+    if abs(decoded_frames - size * per_byte) > head.samples_per_frame:
+        return decoded_frames  # not the size estimate (a decoder that skips the tag, a VBRI header...)
+    return max(0, int((size - id3) * per_byte))
+
+
+def _signal_range(path, head: Mp3Head, decoded_frames: int) -> tuple[int, int]:
+    """``mp3_signal_range`` once the head is read."""
     if not head.lame and head.encoder_delay is None:
         head = replace(head, lame=_tail_names_lame(path))
     if head.encoder_delay is not None and head.padding is not None and head.tag_frames:

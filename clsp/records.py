@@ -407,10 +407,17 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
 
     ``modality`` as in ``parse_line``; relative paths resolve against ``base_dir_of(path,
     audio_root)``; indexes count from ``start_index``. Raises ``InputError`` if the file
-    cannot be opened, ``ConfigError`` (at the first item) when stdin or a pipe holds audio, a
+    cannot be opened, ``ConfigError`` for a device or socket ("not a regular file": read, it
+    would never end), and (at the first item) when stdin or a pipe holds audio, a
     ``.npy`` matrix or other binary data (``clsp.sniff.refuse_binary_stream``). A compressed input cut short yields a last item whose error is a
     ``TruncatedInputError`` ("NAME: truncated after N records ...").
     """
+    if str(path) != "-":
+        from clsp.inputs import node_problem
+
+        problem = node_problem(path, pipes=True)
+        if problem is not None and problem.startswith("not a regular file"):  # a device: bytes without end
+            raise ConfigError(f"{path}: {problem}")
     stream = open_binary_input(path)
     base = base_dir_of(path, audio_root)
     name = input_name(path)

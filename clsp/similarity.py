@@ -170,12 +170,15 @@ def audio_side(path: Any, where: str, start: Any = None, end: Any = None, base: 
     checked against the file when it is decoded). Raises ``InputError`` naming ``where``."""
     if not isinstance(path, str) or not path.strip():
         raise InputError(f"{where}: empty audio path")
+    from clsp.audio import PLAIN_NUMBER, DurationEnd
+
     try:
+        if any(isinstance(v, str) and not PLAIN_NUMBER.fullmatch(v) for v in (start, end)):
+            raise ValueError("not a plain decimal number")  # 1_0, other scripts' digits: float() takes them
         s = None if start is None else float(start)
         e = None if end is None else float(end)
     except (TypeError, ValueError):
         raise InputError(f"{where}: start/end must be numbers of seconds") from None
-    from clsp.audio import DurationEnd
 
     if isinstance(end, DurationEnd):  # start + duration (``record_span``): reads up to the file's end, as in embed
         e = DurationEnd(e)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -69,8 +69,11 @@ def _run(o: Options) -> int:
     from clsp_cli.inputs import input_items
     from clsp_cli.output import MatrixSink, RecordSink
 
+    from clsp.inputs import check_audio_root
+
     set_quiet(o.quiet)
     audio = o.modality == "audio"
+    check_audio_root(o.audio_root)  # a usage error before any work, as the inputs'
     all_items = input_items(o.input, o.modality, o.audio_root)
     if not audio:  # clsp caption output: one text record per caption
         from clsp.records import split_captions
@@ -176,23 +179,30 @@ def _provenance(prov: dict, part, matrix, settings: dict):
 def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: bool = False,
            flush_every: int = 0) -> None:
     """One record per result (one per window with ``windows``), or its error record (with the
-    shard's provenance when ``sharded``); files flushed every ``flush_every`` results."""
-    from clsp.embed_records import input_fields, output_rows
+    shard's provenance when ``sharded``; with ``windows`` a digitally silent window is one error
+    record ``ID@K`` with its window fields, as the window read back alone is a silent clip);
+    files flushed every ``flush_every`` results."""
+    from clsp.embed_records import WINDOW_FIELDS, input_fields, output_rows
     from clsp.index.records import row_checksum
     from clsp.records import json_vector
     from clsp_cli.output import write_results
 
-    def records(res) -> list[dict]:
-        out = []
+    error_fields = (lambda res: {"provenance": provenance(res.item)}) if sharded else None
+
+    def records(res) -> Iterator[dict]:  # lazily: a silent window's error record is written in its place
         given = input_fields(res.item.record, windows)  # the record's own fields named as embed's under metadata
         for emb, extra in output_rows(res, windows):
+            problem = getattr(res, "window_errors", {}).get(extra.get("window"))
+            if problem is not None:
+                where = {"id": extra["id"], **{k: extra[k] for k in WINDOW_FIELDS}}  # a resume counts its windows
+                sink.write_error(extra["id"], problem, {**where, **(error_fields(res) if error_fields else {})})
+                continue
             rec = {**given, **extra}
             if "start" in extra:
                 rec.pop("duration", None)  # the window's span is start/end; the record's duration is not its
             rec.update({"row": matrix.append(emb), "row_sha256": row_checksum(emb)} if matrix is not None
                        else {"embedding": json_vector(emb)})
-            out.append({**rec, "provenance": provenance(res.item)})
-        return out
+            yield {**rec, "provenance": provenance(res.item)}
 
     def flushing(results):
         for n, res in enumerate(results):
@@ -202,7 +212,6 @@ def _write(results, sink, matrix, provenance, windows: bool, progress, sharded: 
                     matrix.flush()
                 sink.flush()
 
-    error_fields = (lambda res: {"provenance": provenance(res.item)}) if sharded else None
     for _ in write_results(sink, flushing(results), progress, records=records, error_fields=error_fields):
         pass
 
