@@ -211,3 +211,15 @@ def test_similarity_sides_take_only_plain_numbers_for_start_and_end():
     for bad in ("1_0", "\u0661\u0660", " 1"):
         with pytest.raises(InputError, match="start/end must be numbers"):
             audio_side("a.wav", "side a", bad, None)
+
+
+def test_search_query_names_why_an_audio_argument_cannot_be_read(tmp_path):
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(tmp_path / "loop1.wav")
+    for audio, why in (("/dev/zero", "not a regular file"), (str(tmp_path / "loop1.wav"), "symbolic link loop")):
+        res = CliRunner().invoke(app, ["search", "query", str(tmp_path / "none.idx"), "--audio", audio])
+        assert res.exit_code == 2 and why in res.output, res.output
