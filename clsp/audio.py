@@ -27,9 +27,9 @@ MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too la
 
 def _local_path(path: str | os.PathLike) -> Path:
     """``Path(path)``; ``AudioError`` naming a URL exactly as given (a ``Path`` would fold its
-    ``//``): clsp reads local files only (``clsp.inputs.url_problem``)."""
+    ``//``): clsp reads local files only (``clsp.sniff.url_problem``)."""
     if isinstance(path, str):
-        from clsp.inputs import url_problem
+        from clsp.sniff import url_problem
 
         problem = url_problem(path)
         if problem is not None:
@@ -43,7 +43,7 @@ def _open_info(path: Path):
     if "\x00" in str(path):
         raise AudioError(f"{str(path)!r}: a file name cannot hold a NUL byte")
     try:
-        from clsp.inputs import node_problem
+        from clsp.sniff import node_problem
 
         problem = node_problem(path)  # missing, a link loop, or a device / FIFO that reading would never end
         if problem is not None and problem.startswith("cannot open"):  # a name too long, a permission denied...

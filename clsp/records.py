@@ -413,7 +413,7 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     ``TruncatedInputError`` ("NAME: truncated after N records ...").
     """
     if str(path) != "-":
-        from clsp.inputs import node_problem
+        from clsp.sniff import node_problem
 
         problem = node_problem(path, pipes=True)
         if problem is not None and problem.startswith("not a regular file"):  # a device: bytes without end

@@ -4,6 +4,10 @@ binary stream where records are read)."""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import stat
 from typing import IO
 
 from clsp.errors import ConfigError
@@ -93,3 +97,45 @@ def refuse_binary_stream(stream: IO[bytes], name: str = "stdin", modality: str =
 RECORDS_EXPECTED = {"embeddings": "embedding records (what clsp embed writes)", "pairs": "a pairs JSONL file",
                     "queries": "query records (JSONL with an 'embedding', 'text' or 'audio' field)",
                     "text": "captions", "manifest": "a training manifest", "shards": "the JSONL output of clsp embed"}
+
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: http, https, s3, gs, file...
+_NODE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` (a path as given) cannot be read, when it is a URL: clsp reads local files
+    only (a ``file://`` URL is refused too, naming the local path to give instead); None for
+    any other text."""
+    if URL.match(text) is None:
+        return None
+    if text[:7].lower() == "file://":
+        from urllib.parse import unquote, urlsplit
+
+        return f"a file:// URL, not a path: give the local path ({unquote(urlsplit(text).path)})"
+    return "a URL; clsp reads local files only: download it and give its local path"
+
+
+def node_problem(path: str | os.PathLike, pipes: bool = False) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None for a regular file or a folder (and,
+    with ``pipes``, a FIFO or pipe, read once as a stream): "no such file" (a dangling symbolic
+    link named as such), a symbolic link loop, or "not a regular file" for a device, socket or
+    (without ``pipes``) FIFO, whose reading would block or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            return "a symbolic link loop (too many levels of symbolic links)"
+        if os.path.islink(path):
+            try:
+                return f"no such file (a dangling symbolic link to {os.readlink(path)})"
+            except OSError:
+                pass
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot open ({exc.strerror or type(exc).__name__})"
+        return "no such file"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or (pipes and stat.S_ISFIFO(mode)):
+        return None
+    kind = next((name for test, name in _NODE_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"

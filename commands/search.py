@@ -209,7 +209,7 @@ def _query(o: Options) -> int:
             raise ConfigError(f"--audio {audio}: is a folder; give an audio file (repeat --audio for several), "
                               "or embed the folder with clsp embed and query with the records")
         if not os.path.isfile(audio):
-            from clsp.inputs import node_problem
+            from clsp.sniff import node_problem
 
             raise ConfigError(f"--audio {str(audio)[:200]}: {node_problem(audio) or 'no such file'}")
     settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field))
