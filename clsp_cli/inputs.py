@@ -15,10 +15,11 @@ def input_items(args: Sequence[str] | None, modality: str = "audio", audio_root:
     corrupt compressed input is also reported on stderr, since its error record alone is
     easy to miss.
     """
-    from clsp.inputs import iter_source_items, plan_sources
+    from clsp.inputs import check_audio_root, iter_source_items, plan_sources
     from clsp.streams import TruncatedInputError
 
     sources = plan_sources(list(args or ["-"]), modality)
+    check_audio_root(audio_root)  # here, not at the first item: before a model is loaded
 
     def items() -> Iterator[Item]:
         for item in iter_source_items(sources, modality, audio_root):

@@ -360,6 +360,25 @@ def _refuse_folder(path: Any, flag: str, figure: bool = False) -> None:
                           f"e.g. {_example_file(path, flag, figure)}")
 
 
+WORKING_SUFFIXES = (".lock", ".tmp.npy")  # a run's lock beside its output; a matrix being written
+
+
+def _refuse_working_name(path: Any, flag: str) -> None:
+    """``ConfigError`` (exit 2) for an output file named as clsp names its own working files
+    (``FILE.lock``, ``FILE.tmp.npy``): written there, it would replace another run's lock or
+    half-written matrix. Devices and FIFOs of such names are written through, as any."""
+    if not isinstance(path, str) or not os.path.basename(path).endswith(WORKING_SUFFIXES):
+        return
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
+    except OSError:
+        pass
+    raise ConfigError(f"{flag} {path}: clsp keeps its own working files under such names (FILE.lock guards a run's "
+                      "output FILE, FILE.tmp.npy holds a matrix being written); writing there would replace one "
+                      "of another run; give the output another name")
+
+
 def _suffix_for(flag: str) -> str:
     return {"--npy": ".npy", "--plot": ".png", "--html": ".html", "--report": ".json"}.get(flag, ".jsonl")
 
@@ -401,6 +420,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     figure = "run_dir" in params or "color_by" in params  # clsp plot: --output is a figure
     for name in outputs:
         _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
+        _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)
