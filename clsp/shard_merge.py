@@ -102,7 +102,8 @@ class ShardReader:
             return None
         index, line = self.peek_index(), self.lineno
         group = [first]
-        total = first.get("windows") if "source_id" in first and "error" not in first else 1
+        # a window record, written or an error (a silent window), carries its clip's window count
+        total = first.get("windows") if "source_id" in first else 1
         total = total if isinstance(total, int) and total > 0 else 1
         self._next = self._read()
         while len(group) < total:

@@ -32,3 +32,31 @@ def test_an_output_named_as_a_runs_working_file_is_refused(tmp_path, flag, name)
     # a plain name still works
     ok = invoke("embed", "a.wav", "--model", "tiny-random", "-q", "-o", "fine.jsonl", cwd=tmp_path, text=True)
     assert ok.returncode == 0 and (tmp_path / "fine.jsonl").read_text().count("\n") == 1
+
+
+def test_sharded_windows_whose_first_window_is_silent_merge_to_the_unsharded_output(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from tests.conftest import jsonl, tone
+
+    sr = 16000
+    sf.write(str(tmp_path / "late.wav"), np.concatenate([np.zeros(3 * sr, np.float32), tone(5.0)]), sr)
+    write_wav(tmp_path / "b.wav", 1.0)
+    write_wav(tmp_path / "c.wav", 1.5)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"id": n, "audio": f"{n}.wav"}) + "\n"
+                                              for n in ("b", "late", "c")))
+    args = ["m.jsonl", "--model", "tiny-random", "-q", "--max-seconds", "3", "--long-audio", "windows"]
+    whole = invoke("embed", *args, cwd=tmp_path, text=True)
+    assert whole.returncode == 3, whole.stderr  # the silent first window is an error record
+    for k in range(2):
+        res = invoke("embed", *args, "--shard", f"{k}/2", "-o", f"part-{k}.jsonl", cwd=tmp_path, text=True)
+        assert res.returncode in (0, 3), res.stderr
+    merged = invoke("merge", "part-0.jsonl", "part-1.jsonl", cwd=tmp_path, text=True)
+    assert merged.returncode == 3, merged.stderr
+
+    def shown(recs):
+        return [(r["id"], "error" in r, r.get("window"), r.get("windows")) for r in recs]
+
+    assert shown(jsonl(merged.stdout)) == shown(jsonl(whole.stdout))
+    assert [r["id"] for r in jsonl(whole.stdout)] == ["b@0", "late@0", "late@1", "late@2", "c@0"]
