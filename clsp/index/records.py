@@ -83,7 +83,11 @@ def is_npy_name(path: str | Path | None) -> bool:
 
 
 def load_matrix(path: str | Path) -> np.ndarray:
-    """A float32 (n, d) matrix from ``.npy`` (memory-mapped), with clear errors."""
+    """The ``(n, d)`` float matrix of a ``.npy`` file, memory-mapped read-only, its dtype kept
+    as written (float16, float32, float64 ...; ``record_vector`` gives its rows as float32).
+
+    Raises ``ConfigError`` when ``path`` is not a file, ``InputError`` naming it for a file
+    that is not a readable ``.npy``, not 2-D or not of a float dtype."""
     from clsp.runfiles import note_read
 
     p = Path(path)

@@ -152,18 +152,24 @@ class CLSPModel(nn.Module):
         """Per-clip model input: fbank frames ``(F, bins)`` or the waveform ``(S, 1)``."""
         return self.speech_input.prepare(wave)
 
-    def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_audio(self, waveforms: torch.Tensor, lengths) -> torch.Tensor:
         """Unit-norm audio embeddings ``(B, D)`` from padded 16 kHz float waveforms ``(B, S)``
-        (samples in [-1, 1]) and their sample counts ``(B,)``.
+        (samples in [-1, 1]) and their sample counts ``(B,)``: a 1-D tensor, a list or a numpy
+        array of whole numbers (a float dtype holding whole numbers is accepted). ``B = 0``
+        gives an empty ``(0, D)`` tensor.
 
-        Raises ``ConfigError`` for another shape (one clip ``(S,)`` is ``wave[None]``) or a
-        non-floating dtype (scale integer PCM to floats first: int16 / 32768), ``AudioError``
-        naming the clip index for a clip with non-finite samples (NaN, inf) or one shorter
-        than ``MIN_SECONDS`` (0.1 s)."""
-        _check_waveforms(waveforms, lengths, self.config.sample_rate)
+        Raises ``ConfigError`` for waveforms of another shape (one clip ``(S,)`` is
+        ``wave[None]``) or a non-floating dtype (scale integer PCM to floats first: int16 /
+        32768), for lengths of another shape than ``(B,)`` or that are not numbers, and, naming
+        the clip index and the value, for a negative or fractional length or one above ``S``;
+        ``AudioError`` naming the clip index for a clip with non-finite samples (NaN, inf) or
+        one shorter than ``MIN_SECONDS`` (0.1 s)."""
+        lens = _check_waveforms(waveforms, lengths, self.config.sample_rate)
+        if waveforms.shape[0] == 0:
+            return torch.zeros(0, self.config.joint_dim, device=self.device)
         if self.input_kind == "waveform":
-            return self.encode_fbank(waveforms.float(), lengths)
-        waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
+            return self.encode_fbank(waveforms.float(), lens)
+        waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lens.tolist())]
         feats, feat_lens = fbank_batch(waves, self.config.num_mel_bins)
         return self.encode_fbank(feats, feat_lens)
 
@@ -177,12 +183,16 @@ class CLSPModel(nn.Module):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Unit-norm text embeddings ``(B, D)`` for a list of captions; an empty list gives an
-        empty ``(0, D)`` tensor. ``ConfigError`` for one string (give ``[text]``)."""
+        empty ``(0, D)`` tensor. ``ConfigError`` for one string (give ``[text]``);
+        ``InputError`` naming the index of the first caption that is not a string or is empty
+        (blank), as ``encode_texts`` raises; ``ModelError`` on a model loaded with
+        ``with_text=False``."""
         if isinstance(texts, str):
             raise ConfigError("encode_text takes a list of captions, not one string (give [text])")
+        _check_captions(texts)
         if len(texts) == 0:
             return torch.zeros(0, self.config.joint_dim, device=self.device)
-        return self.encode_tokens(self.text_encoder.tokenize(texts, self.device))
+        return self.encode_tokens(self.text_encoder.tokenize(list(texts), self.device))
 
     def encode_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit-norm text embeddings ``(B, D)`` from ``text_encoder.tokenize`` output (any device)."""
@@ -256,8 +266,21 @@ def config_digest(config: "ModelConfig") -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _check_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -> None:
-    """The checks of ``CLSPModel.encode_audio`` on its inputs (see there)."""
+def _check_captions(texts) -> None:
+    """The checks of ``CLSPModel.encode_text`` on its captions: ``InputError`` naming the first
+    one that is not a string or is empty (blank), with the words of ``encode_texts``."""
+    from clsp.errors import InputError
+
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"text {i}: a caption must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError(f"text {i}: empty text (nothing but spaces)")
+
+
+def _check_waveforms(waveforms: torch.Tensor, lengths, sample_rate: int) -> torch.Tensor:
+    """The checks of ``CLSPModel.encode_audio`` on its inputs (see there); the lengths as a
+    CPU int64 tensor ``(B,)``."""
     from clsp.audio import MIN_SECONDS
     from clsp.errors import AudioError
 
@@ -268,18 +291,50 @@ def _check_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, sample_rate
     if not waveforms.is_floating_point():
         raise ConfigError(f"encode_audio: waveforms must be floating point samples in [-1, 1], got {waveforms.dtype}; "
                           "scale integer PCM first (e.g. int16 / 32768)")
-    lens = torch.as_tensor(lengths).reshape(-1).tolist()
-    if len(lens) != waveforms.shape[0]:
-        raise ConfigError(f"encode_audio: {len(lens)} lengths for {waveforms.shape[0]} clips")
+    batch, samples = waveforms.shape
+    lens = _lengths_list(lengths, batch)
     need = math.ceil(MIN_SECONDS * sample_rate)
     for i, n in enumerate(lens):
-        n = int(n)
-        if n < need or n > waveforms.shape[1]:
-            if n > waveforms.shape[1]:
-                raise ConfigError(f"encode_audio: clip {i}: length {n} is more than the {waveforms.shape[1]} samples given")
+        if n > samples:
+            raise ConfigError(f"encode_audio: clip {i}: length {n} is more than the {samples} samples given")
+        if n < need:
             raise AudioError(f"clip {i}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
         if not torch.isfinite(waveforms[i, :n]).all():
             raise AudioError(f"clip {i}: non-finite samples (NaN or infinity)")
+    return torch.tensor(lens, dtype=torch.long)
+
+
+def _lengths_list(lengths, batch: int) -> list[int]:
+    """``encode_audio``'s ``lengths`` (a tensor, list or numpy array) as ``batch`` non-negative
+    Python ints; ``ConfigError`` for another shape than ``(B,)``, values that are not numbers
+    and, naming the clip, a negative or fractional (or non-finite) length."""
+    import numpy as np
+
+    expected = f"lengths must have shape (B,) = ({batch},), one sample count per clip"
+    try:
+        if isinstance(lengths, torch.Tensor):
+            t = lengths.detach().cpu()
+            arr = (t.double() if t.is_floating_point() else t).numpy()
+        else:
+            arr = np.asarray(lengths)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"encode_audio: {expected}; got {type(lengths).__name__} that is not an array of "
+                          f"numbers ({exc})") from None
+    if arr.ndim != 1:
+        raise ConfigError(f"encode_audio: {expected}; got shape {tuple(arr.shape)}")
+    if arr.dtype.kind not in "iuf":
+        raise ConfigError(f"encode_audio: lengths must be whole sample counts (integers), got dtype {arr.dtype}")
+    if len(arr) != batch:
+        raise ConfigError(f"encode_audio: {len(arr)} lengths for {batch} clips; {expected}")
+    out = []
+    for i, value in enumerate(arr.tolist()):
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise ConfigError(f"encode_audio: clip {i}: length {value!r} is not a whole number of samples")
+        n = int(value)
+        if n < 0:
+            raise ConfigError(f"encode_audio: clip {i}: length {n} is negative (a sample count is 0 or more)")
+        out.append(n)
+    return out
 
 
 def build_model(config: ModelConfig | dict[str, Any], base_dir: Path | None = None, load_text_weights: bool = True,

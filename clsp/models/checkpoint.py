@@ -205,7 +205,17 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     The ``model.safetensors`` file of a clsp model directory loads that directory.
 
     ``with_text=False`` loads the speech side only (faster; ``encode_text`` then raises).
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (a GPU when there is one), as
+    ``--device`` of the commands.
+
+    Raises ``TypeError`` when ``name_or_path`` is not a ``str`` or ``os.PathLike`` (None
+    included), ``ConfigError`` for an empty name or a device that is not one or is not
+    usable here (``cuda`` without a GPU), ``ModelNotFoundError`` for an unknown name.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"load_model: a model name, folder or checkpoint file is needed (str or os.PathLike), "
+                        f"got {type(name_or_path).__name__}")
+    device = _usable_device(device)
     name = str(name_or_path)
     if not name.strip():
         raise ConfigError("the model name is empty; give a built-in name, a model directory or a checkpoint file")
@@ -236,6 +246,20 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
         return load_model(_hub_snapshot(name), device, with_text)
     raise ModelNotFoundError(f"{name}: no such model (not a built-in name {BUILTIN_NAMES}, a directory or a checkpoint file)")
+
+
+def _usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as ``clsp.embed.resolve_device`` reads ``--device``; ``ConfigError`` naming it
+    and why it cannot be used (no CUDA here, no such GPU, not a device name)."""
+    from clsp.embed import resolve_device
+
+    try:
+        dev = resolve_device(str(device))
+    except ConfigError as exc:
+        raise ConfigError(f"load_model: device {str(device)!r}: {str(exc).split(': ', 1)[-1]}") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"load_model: device {str(device)!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
 
 
 def as_model(model: Any, device: str | torch.device = "cpu") -> CLSPModel:
