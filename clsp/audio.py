@@ -114,18 +114,93 @@ _DATA_SIZE_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTI
 STREAMING_DATA_SIZE = 0x7F000000  # a data size this large is a placeholder (written to a pipe), not a length
 
 
+W64_DATA_GUID = b"data\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+MAX_HEADER_CHUNKS = 64  # chunks looked at before the audio data's (AIFF, W64): a few bytes read each
+SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+                "FLOAT": 4, "DOUBLE": 8}  # fixed-width sample encodings: bytes per sample
+RAW_SAMPLE_FORMATS = ("AIFF", "AU", "AVR", "CAF", "HTK", "IRCAM", "MAT4", "MAT5", "NIST", "PAF", "PVF", "RAW", "RF64",
+                      "SD2", "SVX", "VOC", "W64", "WAV", "WAVEX", "WVE")  # containers of uncompressed samples
+
+
+def _announced_data(path: Path, fmt: str) -> tuple[int, int] | None:
+    """``(start, size)`` of the audio data an AIFF/AIFC ('SSND' chunk), W64 ('data' chunk),
+    AU/SND (its data size; 0xffffffff: unknown) or NIST SPHERE (sample_count x sample_n_bytes x
+    channel_count) header announces, from a few header bytes;
+    None when the header gives no length (or a placeholder length, as written to a pipe)."""
+    try:
+        with open(path, "rb") as fh:
+            if fmt == "AU":
+                head = fh.read(12)
+                order = "big" if head[:4] == b".snd" else "little"
+                if len(head) < 12 or head[:4] not in (b".snd", b"dns."):
+                    return None
+                start, size = int.from_bytes(head[4:8], order), int.from_bytes(head[8:12], order)
+                return None if size == 0xFFFFFFFF else (start, size)
+            if fmt == "NIST":  # a text header: its size on line 2, then "sample_count -i N" and the like
+                head = fh.read(1024).decode("latin-1")
+                fields = dict(re.findall(r"^(sample_count|sample_n_bytes|channel_count) -i (\d+)\s*$", head, re.M))
+                lines = head.split("\n")
+                if len(lines) < 2 or not lines[1].strip().isdigit() or "sample_count" not in fields:
+                    return None
+                size = int(fields["sample_count"]) * int(fields.get("sample_n_bytes", 2)) * int(fields.get("channel_count", 1))
+                return int(lines[1]), size
+            aiff = fmt == "AIFF"
+            pos, head_bytes = (12, 8) if aiff else (40, 24)
+            for _ in range(MAX_HEADER_CHUNKS):
+                fh.seek(pos)
+                chunk = fh.read(head_bytes)
+                if len(chunk) < head_bytes:
+                    return None
+                if aiff:
+                    size = int.from_bytes(chunk[4:8], "big")
+                    if chunk[:4] == b"SSND":  # 8 bytes of offset and block size, then the samples
+                        return (pos + 16, size - 8) if 8 <= size < STREAMING_DATA_SIZE else None
+                    pos += 8 + size + (size & 1)
+                else:
+                    size = int.from_bytes(chunk[16:24], "little")  # a W64 chunk's size counts its 24-byte header
+                    if chunk[:16] == W64_DATA_GUID:
+                        return (pos + 24, size - 24) if 24 <= size < 1 << 62 else None
+                    if size < 24:
+                        return None
+                    pos += size + (-size % 8)
+    except OSError:
+        return None
+    return None
+
+
 def _check_not_truncated(path: Path, info) -> None:
-    """``AudioError`` for a WAV whose data chunk is cut short: its header announces more
-    bytes than the file holds (libsndfile reads what is there and notes the mismatch in its
-    log). Placeholder sizes of WAVs written to a pipe are not a cut."""
-    if info.format not in ("WAV", "WAVEX", "RF64"):
+    """``AudioError`` for a file cut short: its header announces more audio than the file
+    holds, where libsndfile reads what is there without an error. WAV (libsndfile notes the
+    mismatch in its log), AIFF/AIFC, W64, AU and NIST SPHERE (their data chunk or data size, a
+    few header bytes read), and any container of fixed-width samples whose frame count the
+    file cannot hold.
+    Placeholder sizes of files written to a pipe are not a cut. An Ogg stream in which
+    libsndfile finds no samples and no end-of-stream page is a truncated or corrupt one."""
+    fmt = info.format
+    log = getattr(info, "extra_info", "") or ""
+    if fmt in ("WAV", "WAVEX", "RF64"):
+        m = _DATA_SIZE_LOG.search(log)
+        if m is not None:
+            said, holds = int(m.group(1)), int(m.group(2))
+            if holds < said < STREAMING_DATA_SIZE:
+                raise AudioError(f"{path}: truncated: its header announces {said} bytes of audio, the file holds {holds}")
         return
-    m = _DATA_SIZE_LOG.search(getattr(info, "extra_info", "") or "")
-    if m is None:
+    if fmt == "OGG" and info.frames <= 0 and ("ended unexpectedly" in log or "lacks an end-of-stream" in log):
+        raise AudioError(f"{path}: truncated or corrupt Ogg stream: it ends without its end-of-stream page, "
+                         "and libsndfile finds no sample count in it (a file cut short)")
+    try:
+        size = path.stat().st_size
+    except OSError:
         return
-    said, holds = int(m.group(1)), int(m.group(2))
-    if holds < said < STREAMING_DATA_SIZE:
-        raise AudioError(f"{path}: truncated: its header announces {said} bytes of audio, the file holds {holds}")
+    if fmt in ("AIFF", "W64", "AU", "NIST"):
+        data = _announced_data(path, fmt)
+        if data is not None and data[0] + data[1] > size:
+            raise AudioError(f"{path}: truncated: its header announces {data[1]} bytes of audio, the file holds "
+                             f"{max(0, size - data[0])}")
+    width = SAMPLE_BYTES.get(info.subtype) if fmt in RAW_SAMPLE_FORMATS else None
+    if width is not None and info.frames > 0 and info.frames * info.channels * width > size:
+        raise AudioError(f"{path}: truncated: its header announces {info.frames} frames "
+                         f"({info.frames * info.channels * width} bytes of audio), the file holds {size} bytes")
 
 
 def _short(exc: BaseException) -> str:
@@ -169,7 +244,8 @@ def _seconds(path: Path, name: str, value) -> float:
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond the float range
         sec = math.nan
     if isinstance(value, bool) or not math.isfinite(sec) or sec < 0:
-        raise AudioError(f"{path}: invalid {name} {value!r} (expected seconds >= 0)")
+        shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)  # as JSON spells it
+        raise AudioError(f"{path}: invalid {name} {shown} (expected seconds >= 0)")
     return sec
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clsp.audio import MIN_SECONDS, resample, resampled_length
+from clsp.audio import MIN_SECONDS, _seconds, resample, resampled_length
 from clsp.errors import AudioError, InputError
+from clsp.sniff import audio_file_problem
 
 SUPERVISION_FIELDS = ("speaker", "gender", "language")
 
@@ -119,6 +120,63 @@ def rooted_cut(data: Any, root: str | os.PathLike) -> Any:
     return out
 
 
+_TIME_FIELDS = ("start", "duration")
+
+
+def _time_value(value: Any, name: str, who: str) -> Any:
+    """A cut's ``start``/``duration`` (or a track's ``offset``) as Lhotse can use it: a JSON
+    number as it is (the cut's own checks follow), a string by the plain records' rules
+    (``clsp.audio._seconds``: a plain ASCII decimal number of seconds >= 0, e.g. "0.2") as its
+    float; anything else (``1_0``, ``inf``, a negative string, true, null, a list) is an
+    ``InputError`` naming ``who`` (the cut) and the field."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if value is None:
+        raise InputError(f"{who}: invalid {name} null (expected seconds >= 0)")
+    try:
+        return _seconds(who, name, value)  # type: ignore[arg-type]  # who: named in the message
+    except AudioError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _checked_times(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A copy of ``data`` (a cut's JSON) whose string ``start``/``duration`` values (its mix
+    tracks' cuts' and ``offset`` included) are read as plain records read them
+    (``_time_value``). Raises ``InputError`` naming ``where``, the cut and the field."""
+    def fixed(cut: Any, names: tuple[str, ...]) -> Any:
+        if not isinstance(cut, dict):
+            return cut
+        who = f"{where}: cut {cut.get('id')!r}"
+        out = {**cut, **{k: _time_value(cut[k], k, who) for k in names if k in cut}}
+        if isinstance(cut.get("tracks"), list):
+            out["tracks"] = [{**t, **({"offset": _time_value(t["offset"], "offset", f"{who}: track {i + 1}")}
+                                      if "offset" in t else {}), "cut": fixed(t.get("cut"), _TIME_FIELDS)}
+                             if isinstance(t, dict) and "cut" in t else t for i, t in enumerate(cut["tracks"])]
+        return out
+
+    return fixed(data, _TIME_FIELDS)
+
+
+def sources_problem(cut: Any) -> str | None:
+    """Why a cut's audio files cannot be read, as a plain record's file would be refused
+    (``clsp.sniff.audio_file_problem``): ``"REASON: SOURCE"`` for the first file source it
+    reads (of each track of a mix) that is missing, a dangling link, a link loop, a FIFO, a
+    device, a folder or empty, or ``None``. Checked before Lhotse opens them: opening a FIFO
+    blocks, a device reads without end, a missing file gives a long report of every backend
+    Lhotse tried. A relative source is checked where Lhotse reads it (the working directory)."""
+    cuts = [t.cut for t in cut.tracks] if getattr(cut, "tracks", None) else [cut]
+    for one in cuts:
+        if getattr(one, "recording", None) is None:
+            continue
+        for source in _used_sources(one):
+            if source.type != "file":
+                continue
+            problem = audio_file_problem(source.source)
+            if problem is not None:
+                return f"{problem}: {source.source}"
+    return None
+
+
 def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A flat record ``{"id", "audio", "start", "end", <supervision fields>, "_cut"}`` for a cut,
     plus ``channel`` (the channel(s) read inside a multi-channel ``audio`` file). A MixedCut (a
@@ -137,6 +195,7 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
     required keys is still used). Raises ``InputError`` naming ``where`` for a cut whose audio
     part Lhotse rejects.
     """
+    data = _checked_times(data, where)  # "1_0", "inf", true...: one error record naming the field
     audio_only = {**data, "supervisions": []} if data.get("supervisions") else data  # the audio needs none
     cut = _cut(audio_only, where)
     if getattr(cut, "tracks", None) or getattr(cut, "recording", None) is None:
@@ -305,6 +364,9 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
     MultiCut) are averaged. Raises ``AudioError`` naming the cut and Lhotse's reason.
     """
     cut = _cut(data, f"cut {data.get('id')!r}")
+    problem = sources_problem(cut)  # before Lhotse opens them: a FIFO would block, a device never end
+    if problem:
+        raise AudioError(f"cut {cut.id!r}: {problem}")
     _note_files(cut)
     try:
         if start is not None or end is not None:

@@ -15,7 +15,7 @@ across all arguments in order:
 - a file whose name ends in an audio extension (``AUDIO_EXTENSIONS``): one audio clip,
   whatever it holds (one that does not decode becomes one error record naming it, never a
   list of paths);
-- any other file: compressed or text content is a manifest (``clsp.records``); content with
+- any other file: compressed text or text content is a manifest (``clsp.records``); content with
   an audio signature (RIFF/WAVE, FLAC, Ogg, MP3, AIFF, ...) or that libsndfile can open is
   one audio clip; any other binary file is a ``ConfigError`` (a usage error).
 
@@ -41,7 +41,8 @@ from clsp.sniff import (  # noqa: F401  (re-exported: the tests of what a file h
     NPY_MAGIC, RECORDS_EXPECTED, SNIFF_BYTES, audio_signature, looks_like_text, refuse_binary_stream,
 )
 from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS: re-exported)
-    AUDIO_EXTENSIONS, compression_of, is_stream_node, open_binary_input, peek_bytes, refuse_wide_text,
+    AUDIO_EXTENSIONS, compression_of, decompressed_head, is_stream_node, open_binary_input, peek_bytes,
+    refuse_compressed_content, refuse_wide_text,
 )
 
 GLOB_CHARS = ("*", "?", "[")
@@ -67,15 +68,26 @@ def _soundfile_opens(path: str) -> bool:
 def sniff_file(path: str) -> str:
     """``"manifest"`` or ``"audio"`` for an existing file, by its content.
 
-    Raises ``ConfigError`` for a binary file that is neither audio nor compressed text,
-    and ``InputError`` for one that cannot be read.
+    Raises ``ConfigError`` for a binary file that is neither audio nor compressed text (compressed
+    data is decompressed to test its first bytes as an uncompressed file's: compressed audio, a
+    compressed ``.npy`` matrix or compressed binary data is refused), and ``InputError`` for one
+    that cannot be read.
     """
     stream = open_binary_input(path)
+    inner = b""
     try:
         head = stream.read(SNIFF_BYTES)
+        kind = compression_of(head)
+        if kind is not None:  # a regular file, or a pipe's kept bytes: read again from the start
+            stream.seek(0)
+            inner = decompressed_head(stream, kind)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     finally:
         stream.close()
-    if compression_of(head) is not None:
+    if kind is not None:  # the same tests on its first decompressed bytes
+        refuse_wide_text(inner[:64], path, kind)
+        refuse_compressed_content(inner, path, kind)
         return "manifest"
     refuse_wide_text(head, path)
     if audio_signature(head) and is_stream_node(path):

@@ -11,72 +11,25 @@ import stat
 from typing import IO
 
 from clsp.errors import ConfigError
-from clsp.streams import compression_of, peek_bytes, refuse_wide_text
-
-SNIFF_BYTES = 4096
-
-
-def audio_signature(head: bytes) -> bool:
-    """True when ``head`` (a file's first bytes) starts like a common audio container.
-
-    Signatures: RIFF/RIFX/RF64 + WAVE, fLaC, OggS, ID3 or an MPEG audio frame sync (MP3),
-    FORM + AIFF/AIFC, ``.snd`` (AU), NIST_1A (SPHERE), caff, wvpk, ``ftyp`` (MP4/M4A) and
-    the ASF/WMA GUID.
-    """
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
-        return True
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return True
-    if head.startswith((b"fLaC", b"OggS", b"ID3", b".snd", b"NIST_1A", b"caff", b"wvpk",
-                        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
-        return True
-    if head[4:8] == b"ftyp":
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
-
-
-_CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
-
-
-def _text_line(line: bytes) -> bool:
-    """UTF-8, or free of control bytes: a path list line naming a file whose name is in
-    another 8-bit encoding (Latin-1, CP1252) is text too."""
-    try:
-        line.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return not any(b in _CONTROL_BYTES for b in line)
-
-
-NPY_MAGIC = b"\x93NUMPY"  # a NumPy .npy matrix (any name; clsp.index.records.is_npy_name says one by its name)
-
-
-def _many_nuls(head: bytes) -> bool:
-    """NUL bytes as binary formats hold them (a run of four, or more than one byte in eight of
-    the sample), not a stray NUL in a line of text (which is one error record for its line)."""
-    nuls = head.count(b"\0")
-    return b"\0\0\0\0" in head or (nuls >= 2 and nuls * 8 > len(head))
-
-
-def looks_like_text(head: bytes) -> bool:
-    """Not NUL-padded binary data (``_many_nuls``), and most lines of the sample are text (a bad
-    line, a stray NUL byte included, is one error record)."""
-    if _many_nuls(head):
-        return False
-    lines = head.split(b"\n")
-    if len(lines) > 1 and len(head) >= SNIFF_BYTES:
-        lines.pop()  # may be cut in the middle of a character
-    good = sum(1 for line in lines if _text_line(line))
-    return good * 2 > len(lines)
-
+from clsp.streams import (  # noqa: F401  (re-exported: the tests of what bytes hold live beside decompression)
+    NPY_MAGIC, SNIFF_BYTES, SNIFF_COMPRESSED_BYTES, audio_signature, compression_of, decompressed_head, looks_like_text,
+    peek_bytes, refuse_compressed_content, refuse_wide_text,
+)
 
 def refuse_binary_stream(stream: IO[bytes], name: str = "stdin", modality: str = "audio") -> None:
     """``ConfigError`` (a usage error, exit 2) when ``stream`` (stdin, or a pipe such as
     ``<(cmd)``, named ``name``), where records are read, holds audio data, a NumPy ``.npy``
     matrix, UTF-16/32 text or other binary data (``sniff_file``'s tests), looked at without
-    consuming it; compressed data passes (its text is checked as it is read)."""
+    consuming it; compressed data gets them after decompressing its first bytes
+    (``refuse_compressed_content``; what stdin's buffer does not hold is checked as it is read)."""
     head = peek_bytes(stream, SNIFF_BYTES)
-    if compression_of(head) is not None:
+    kind = compression_of(head)
+    if kind is not None:  # its first decompressed bytes get the same tests (stdin: those its buffer holds)
+        import io
+
+        inner = decompressed_head(io.BytesIO(peek_bytes(stream, SNIFF_COMPRESSED_BYTES)), kind)
+        refuse_wide_text(inner[:64], name, kind)
+        refuse_compressed_content(inner, name, kind)
         return
     refuse_wide_text(head, name)
     where = "stdin" if name == "stdin" else f"{name} (a pipe)"
@@ -139,3 +92,22 @@ def node_problem(path: str | os.PathLike, pipes: bool = False) -> str | None:
         return None
     kind = next((name for test, name in _NODE_KINDS if test(mode)), "a special file")
     return f"not a regular file ({kind})"
+
+
+def audio_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened as an audio file, or None for a regular file with content:
+    ``node_problem``'s reasons (no such file, a dangling symbolic link, a link loop, a FIFO or
+    device that opening would block on or read without end, cannot open), "is a directory" or
+    "empty file". Checked before a decoder (or Lhotse, for a cut's sources) opens it."""
+    problem = node_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:  # gone since: as node_problem says it
+        return node_problem(path) or f"cannot open ({getattr(exc, 'strerror', None) or type(exc).__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if st.st_size == 0:
+        return "empty file"
+    return None

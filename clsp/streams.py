@@ -112,6 +112,63 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
+SNIFF_BYTES = 4096
+
+
+def audio_signature(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like a common audio container.
+
+    Signatures: RIFF/RIFX/RF64 + WAVE, fLaC, OggS, ID3 or an MPEG audio frame sync (MP3),
+    FORM + AIFF/AIFC, ``.snd`` (AU), NIST_1A (SPHERE), caff, wvpk, ``ftyp`` (MP4/M4A) and
+    the ASF/WMA GUID.
+    """
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return True
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return True
+    if head.startswith((b"fLaC", b"OggS", b"ID3", b".snd", b"NIST_1A", b"caff", b"wvpk",
+                        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
+        return True
+    if head[4:8] == b"ftyp":
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
+
+
+_CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
+
+
+def _text_line(line: bytes) -> bool:
+    """UTF-8, or free of control bytes: a path list line naming a file whose name is in
+    another 8-bit encoding (Latin-1, CP1252) is text too."""
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return not any(b in _CONTROL_BYTES for b in line)
+
+
+NPY_MAGIC = b"\x93NUMPY"  # a NumPy .npy matrix (any name; clsp.index.records.is_npy_name says one by its name)
+
+
+def _many_nuls(head: bytes) -> bool:
+    """NUL bytes as binary formats hold them (a run of four, or more than one byte in eight of
+    the sample), not a stray NUL in a line of text (which is one error record for its line)."""
+    nuls = head.count(b"\0")
+    return b"\0\0\0\0" in head or (nuls >= 2 and nuls * 8 > len(head))
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Not NUL-padded binary data (``_many_nuls``), and most lines of the sample are text (a bad
+    line, a stray NUL byte included, is one error record)."""
+    if _many_nuls(head):
+        return False
+    lines = head.split(b"\n")
+    if len(lines) > 1 and len(head) >= SNIFF_BYTES:
+        lines.pop()  # may be cut in the middle of a character
+    good = sum(1 for line in lines if _text_line(line))
+    return good * 2 > len(lines)
+
+
 def _decompressor(kind: str):
     if kind == "gzip":
         return zlib.decompressobj(wbits=31), zlib.error
@@ -213,22 +270,92 @@ def refuse_wide_text(head: bytes, name: str, compression: str | None = None) -> 
                           f"UTF-8 (convert it, e.g. {how}, or in PowerShell: Set-Content -Encoding utf8)")
 
 
-def _refusing_wide_text(chunks: Iterator[bytes], name: str, compression: str) -> Iterator[bytes]:
-    """The chunks, once ``refuse_wide_text`` has passed the first 64 bytes they hold (UTF-16/32
-    text inside a compressed file is refused as it is outside one, before any line is read)."""
+SNIFF_COMPRESSED_BYTES = 4 << 20  # compressed bytes read at most to see the first decompressed ones (a bzip2 block)
+
+
+class _Bounded:
+    """At most ``limit`` bytes of a binary stream (``read`` only)."""
+
+    def __init__(self, raw: IO[bytes], limit: int):
+        self.raw, self.left = raw, limit
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.raw.read(n) if n > 0 else b""
+        self.left -= len(data)
+        return data
+
+
+def decompressed_head(raw: IO[bytes], kind: str, n: int = SNIFF_BYTES, limit: int = SNIFF_COMPRESSED_BYTES) -> bytes:
+    """The first (up to ``n``) decompressed bytes of the ``kind``-compressed stream ``raw``, read
+    from at most ``limit`` of its bytes (consumed). Data cut short or corrupt gives what came
+    before the cut (b"" when nothing did): its reading reports it (``TruncatedInputError``)."""
+    out = b""
+    try:
+        for chunk in decompressed_chunks(_Bounded(raw, limit), kind):
+            out += chunk
+            if len(out) >= n:
+                break
+    except InputError:  # cut or corrupt, or zstandard missing: said when the records are read
+        pass
+    return out[:n]
+
+
+_AUDIO_EXTENSION_OF = ((b"fLaC", "flac"), (b"OggS", "ogg"), (b"RIFF", "wav"), (b"RF64", "wav"), (b"FORM", "aiff"),
+                       (b".snd", "au"), (b"ID3", "mp3"), (b"caff", "caf"), (b"wvpk", "wv"), (b"NIST_1A", "sph"))
+
+
+def refuse_compressed_content(head: bytes, name: str, compression: str) -> None:
+    """``ConfigError`` (a usage error) naming ``name`` when ``head``, the first decompressed
+    bytes of its ``compression`` data, is no text list of records: audio, a NumPy ``.npy``
+    matrix or other binary data (the tests an uncompressed input gets); text passes."""
+    src = "IN" if name == "stdin" else name
+    cmd = DECOMPRESS_COMMANDS[compression]
+    if audio_signature(head):
+        ext = next((e for magic, e in _AUDIO_EXTENSION_OF if head.startswith(magic)),
+                   "mp3" if head[:1] == b"\xff" else "audio")
+        raise ConfigError(f"{name}: {compression}-compressed audio, not a list of records; decompress it and give "
+                          f"the audio file as an argument ({cmd} {src} > clip.{ext}; clsp embed clip.{ext})")
+    if head.startswith(NPY_MAGIC):
+        raise ConfigError(f"{name}: a {compression}-compressed NumPy .npy matrix, not a list of records; decompress "
+                          f"it ({cmd} {src} > x.npy) and give it where matrices are read (a .npy INPUT of clsp "
+                          "search / plot map, or --npy)")
+    if not looks_like_text(head):
+        raise ConfigError(f"{name}: {compression}-compressed binary data, neither compressed audio nor a compressed "
+                          "text list of records; give audio files, folders, or a JSONL / path-list manifest "
+                          "(compressed or not)")
+
+
+def _refusing_non_text(chunks: Iterator[bytes], name: str, compression: str) -> Iterator[bytes]:
+    """The chunks, once their first ``SNIFF_BYTES`` passed ``refuse_wide_text`` (first 64 bytes)
+    and ``refuse_compressed_content``: UTF-16/32 text, audio, a matrix or binary data inside a
+    compressed file is refused as it is outside one, before any line is read. A cut in the
+    data within them is raised after them (the lines before a cut are kept)."""
     held: list[bytes] = []
     size = 0
-    for chunk in chunks:
-        if size >= 64:
-            yield chunk
-            continue
-        held.append(chunk)
-        size += len(chunk)
-        if size >= 64:
-            refuse_wide_text(b"".join(held)[:64], name, compression)
+
+    def check() -> None:
+        head = b"".join(held)[:SNIFF_BYTES]
+        refuse_wide_text(head[:64], name, compression)
+        refuse_compressed_content(head, name, compression)
+
+    try:
+        for chunk in chunks:
+            if size >= SNIFF_BYTES:
+                yield chunk
+                continue
+            held.append(chunk)
+            size += len(chunk)
+            if size >= SNIFF_BYTES:
+                check()
+                yield from held
+    except TruncatedInputError:
+        if size < SNIFF_BYTES:
+            check()
             yield from held
-    if size < 64:
-        refuse_wide_text(b"".join(held), name, compression)
+        raise
+    if size < SNIFF_BYTES:
+        check()
         yield from held
 
 
@@ -236,11 +363,12 @@ def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
     """Byte lines of ``stream``: decompressed when it starts with gzip/zstd/xz/bzip2 magic, BOM dropped.
 
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
-    compressed stream, ``ConfigError`` for UTF-16 / UTF-32 text (``refuse_wide_text``).
+    compressed stream, ``ConfigError`` for UTF-16 / UTF-32 text (``refuse_wide_text``) and
+    for compressed data that is no text (``refuse_compressed_content``).
     """
     refuse_wide_text(peek_bytes(stream, 64), name)
     kind = compression_of(peek_bytes(stream, 10))
-    lines = stream if kind is None else _split_lines(_refusing_wide_text(decompressed_chunks(stream, kind, name), name, kind))
+    lines = stream if kind is None else _split_lines(_refusing_non_text(decompressed_chunks(stream, kind, name), name, kind))
     first = True
     for raw in lines:
         if first and raw.startswith(UTF8_BOM):
