@@ -13,7 +13,7 @@ from clsp.caption.bins import Bins, load_bins
 from clsp.caption.gender import infer_gender, pitch_word, speaker_female_logit, speaker_female_logits
 from clsp.caption.loudness import LoudnessReference
 from clsp.caption.metadata import caption_metadata
-from clsp.caption.writer import Voice, finegrained_caption, global_caption
+from clsp.caption.writer import Voice, finegrained_caption, global_caption, is_child
 
 BACKEND_NAME = "acoustic"
 BACKEND_VERSION = "2"
@@ -111,7 +111,7 @@ def name_voice(
     voicing = bins.label("voicing", o["voiced_ratio"])
     voice = Voice(
         gender=gender,
-        pitch=pitch_word(bins, o.get("f0_median_hz"), gender),
+        pitch=pitch_word(bins, o.get("f0_median_hz"), gender, child=is_child(given.get("age"))),
         pitch_range=bins.label("pitch_range", o.get("f0_range_st")),
         slope=bins.label("pitch_slope", o.get("f0_slope_st_per_s")),
         rate=bins.label("rate", o["syllable_rate"]),

@@ -177,12 +177,34 @@ def _as_cut(res: Result[dict]) -> Result[dict]:
         return res
     try:
         own = input_fields(res.item.record)  # the record's fields as a flat caption record keeps them
-        return Result(res.item, captioned_cut(res.item.record, res.value, own), seconds=res.seconds)
+        record = _own_cut_fields(res.item.record)
+        return Result(res.item, captioned_cut(record, res.value, own), seconds=res.seconds)
     except ClspError as exc:
         return Result(res.item, error=exc)
     except Exception as exc:  # Lhotse failing on one file stays that record's error, the run goes on
         path = str(res.item.record.get("_path", res.item.record.get("id")))
         return Result(res.item, error=InputError(f"{path}: cannot be described as a Lhotse cut ({_lhotse_reason(path, exc)})"))
+
+
+def _own_cut_fields(record: dict) -> dict:
+    """The record of an input cut with the custom fields of the supervision that will carry the
+    captions (the first heard) as a captioned cut keeps them (``pipeline.cut_custom_fields``):
+    a corpus's own captions under ``metadata``, an earlier ``clsp caption``'s replaced."""
+    from clsp.caption.pipeline import cut_custom_fields
+    from clsp.cuts import heard_supervisions
+
+    data = record.get("_cut_json")
+    if not isinstance(data, dict) or not isinstance(data.get("supervisions"), list):
+        return record
+    heard = heard_supervisions(data)
+    if not heard:
+        return record
+    pos, sup = heard[0]
+    if pos >= len(data["supervisions"]) or data["supervisions"][pos] is not sup or not isinstance(sup.get("custom"), dict):
+        return record
+    sups = list(data["supervisions"])
+    sups[pos] = {**sup, "custom": cut_custom_fields(sup["custom"])}
+    return {**record, "_cut_json": {**data, "supervisions": sups}}
 
 
 def _lhotse_reason(path: str, exc: BaseException) -> str:

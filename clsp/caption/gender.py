@@ -107,10 +107,16 @@ def infer_gender(overall: dict, bins: Bins, speaker_logit: float | None = None) 
 _SOFTEN = {("female", "very low"): "low", ("male", "very high"): "high"}
 
 
-def pitch_word(bins: Bins, f0_median_hz: float | None, gender: str | None) -> str | None:
+def pitch_word(bins: Bins, f0_median_hz: float | None, gender: str | None, child: bool = False) -> str | None:
     """The pitch label relative to ``gender``'s norms (default_bins.json ``pitch``), never one
-    that contradicts the stated gender."""
+    that contradicts the stated gender.
+
+    The bins hold adult norms only, so a stated child's voice (``child``) is judged against
+    its gender's adult norms with "very low" softened to "low": a child (boy, girl) is never
+    called "very deep", and a voice low even for an adult is still not called high."""
     label = bins.label("pitch", f0_median_hz, gender or "unknown")
+    if child and label == "very low":
+        return "low"
     return _SOFTEN.get((gender, label), label)
 
 

@@ -8,7 +8,10 @@ is inferred for that clip.
 
 Emotion codes: CREMA-D (ANG, DIS, FEA, HAP, NEU, SAD), IEMOCAP (ang, hap, exc, sad, neu, fru,
 sur, fea, dis), EmoDB's German names (Wut, Freude, Trauer, Angst, Ekel, Langeweile) and
-labels (W, F, T, A, E, L, N are left out: single letters are ambiguous).
+labels (W, F, T, A, E, L, N are left out: single letters are ambiguous). An accent is used
+when it is named by known accent, language, nationality or region words (:data:`ACCENT_WORDS`);
+"other", "not given" or a word clsp does not know is reported, never pasted in ("an other
+accent") nor left to fail the clip's captions.
 """
 
 from __future__ import annotations
@@ -46,6 +49,31 @@ AGE_WORDS = {
     "old": "older", "older": "older", "elderly": "older", "senior": "older", "aged": "older",
 }
 ACCENT_TEXT = re.compile(r"^[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_]+)*$")
+# Accent, language, nationality and region words an accent may be named by ("Scottish
+# English", "South African", "General American"), each value holding at least one that is not
+# a qualifier: a value of other words ("other", "not given", "zzqx", "southern") is no accent
+# clsp can read.
+ACCENT_QUALIFIERS = frozenset("""
+    northern southern eastern western central midwestern northeastern northwestern southwestern
+    southeastern north south east west standard general received new hong puerto sri
+""".split())
+ACCENT_WORDS = ACCENT_QUALIFIERS | frozenset("""
+    african afghan albanian algerian american arab arabic argentinian argentine armenian asian
+    australian austrian azerbaijani bangladeshi basque belarusian belgian bengali bosnian brazilian
+    british bulgarian burmese cajun californian cambodian canadian cantonese caribbean castilian
+    catalan chilean chinese cockney colombian congolese croatian cuban czech danish dutch
+    ecuadorian egyptian english estonian ethiopian european filipino finnish flemish french
+    geordie georgian german ghanaian greek gujarati haitian hawaiian hebrew hindi hispanic
+    hungarian icelandic indian indonesian iranian iraqi irish israeli italian jamaican japanese
+    jordanian kannada kazakh kenyan korean kurdish latin latino lebanese lithuanian malay
+    malayalam malaysian maltese mandarin marathi mexican moroccan nepali nigerian norwegian
+    pakistani palestinian persian peruvian polish portuguese punjabi romanian russian scandinavian
+    scottish scouse serbian sicilian singaporean slovak slovenian somali spanish lankan swahili
+    swedish swiss syrian taiwanese tamil telugu texan thai tunisian turkish ugandan ukrainian urdu
+    uzbek venezuelan vietnamese welsh yiddish yoruba yorkshire zimbabwean zulu
+    zealand kong rican pronunciation
+""".split())
+ACCENT_SUFFIXES = ("accent", "accented")
 
 
 def _given(value: Any) -> bool:
@@ -89,11 +117,19 @@ def read_emotion(value: Any) -> str | None:
 
 
 def read_accent(value: Any) -> str | None:
-    """An accent name as given ("German", "Scottish English"), or None for codes and noise."""
+    """An accent name as given ("German", "Scottish English", "Irish accent") when each of its
+    words is one of :data:`ACCENT_WORDS` (an optional last word "accent"); None for codes,
+    noise, words clsp does not know and statements of absence ("other", "not given")."""
     if not isinstance(value, str):
         return None
     v = value.strip()
-    return v if len(v) >= 3 and ACCENT_TEXT.match(v) else None
+    if len(v) < 3 or not ACCENT_TEXT.match(v):
+        return None
+    words = re.split(r"[ .'-]+", v.lower())
+    if words[-1] in ACCENT_SUFFIXES:
+        words = words[:-1]
+    known = words and all(w in ACCENT_WORDS for w in words) and not set(words) <= ACCENT_QUALIFIERS
+    return v if known else None
 
 
 def caption_metadata(metadata: dict) -> tuple[dict, dict]:

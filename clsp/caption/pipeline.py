@@ -52,18 +52,37 @@ def caption_provenance(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("backend"), str) and "dim" not in value
 
 
+# the fields clsp writes into a captioned cut's supervision custom (``clsp.cuts.captioned_cut``)
+CUT_CAPTION_FIELDS = ("global_captions", "finegrained_captions", "caption_provenance")
+
+
 def input_fields(record: dict) -> dict:
     """The input record's public fields as a caption record keeps them: its own fields named like
     :data:`CAPTION_FIELDS` (captions of a corpus, a note in ``provenance``, an ``error`` note) under
     ``metadata`` (``results.under_metadata``). A record an earlier ``clsp caption`` wrote (its
-    ``provenance`` a caption backend's) is captioned again: those fields are replaced, not kept."""
+    ``provenance`` a caption backend's, or, read from a cut ``clsp caption --as-cuts`` wrote,
+    its ``caption_provenance``) is captioned again: those fields are replaced, not kept."""
     fields = _public(record)
-    if caption_provenance(fields.get("provenance")):
-        fields = {k: v for k, v in fields.items() if k not in CAPTION_FIELDS}
+    if caption_provenance(fields.get("provenance")) or caption_provenance(fields.get("caption_provenance")):
+        fields = {k: v for k, v in fields.items() if k not in (*CAPTION_FIELDS, *CUT_CAPTION_FIELDS)}
     fields, kept = under_metadata(fields, CAPTION_FIELDS)
     if kept:
         fields["metadata"] = kept
     return fields
+
+
+def cut_custom_fields(custom: dict) -> dict:
+    """A cut supervision's ``custom`` as its captioned cut keeps it, as :func:`input_fields`
+    keeps a flat record's fields: its own fields named like :data:`CUT_CAPTION_FIELDS` (a
+    corpus's ``global_captions``) under ``metadata``, not overwritten by the new captions; the
+    captions of a cut an earlier ``clsp caption --as-cuts`` wrote (its ``caption_provenance`` a
+    caption backend's) are replaced, not kept."""
+    if caption_provenance(custom.get("caption_provenance")):
+        custom = {k: v for k, v in custom.items() if k not in CUT_CAPTION_FIELDS}
+    custom, kept = under_metadata(custom, CUT_CAPTION_FIELDS)
+    if kept:
+        custom["metadata"] = kept
+    return custom
 
 
 def clip_path(record: dict) -> str:

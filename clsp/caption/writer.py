@@ -1,7 +1,11 @@
 """Caption phrasing: named bins and given metadata turned into global and time-following captions.
 
 Only present qualities of the voice are described: no speech content, no surroundings or
-recording, no statements of absence, no hedged guesses (see ``filters.py``).
+recording, no statements of absence, no hedged guesses (see ``filters.py``). Only what was
+measured is stated: a clip whose loudness could not be measured (too short for BS.1770) gets
+no volume phrase, and the pace is called "even" only when no segment-to-segment change of the
+syllable rate reaches the change the fine-grained caption states (``pace_changes``), so the
+global and the fine-grained caption of one clip agree.
 """
 
 from __future__ import annotations
@@ -58,13 +62,13 @@ class Voice:
         return self.voicing == "whispered"
 
 
-def _child(age) -> bool:
+def is_child(age) -> bool:
     """A child's voice: the age word ``child`` or under 13 years."""
     return age == "child" or (isinstance(age, (int, float)) and not isinstance(age, bool) and age < 13)
 
 
 def _noun(voice: Voice, rng: random.Random) -> str:
-    if _child(voice.age):
+    if is_child(voice.age):
         return {"male": "boy", "female": "girl"}.get(voice.gender, "child")
     options = {"male": ["man", "male speaker", "man"], "female": ["woman", "female speaker", "woman"]}
     return rng.choice(options.get(voice.gender, ["speaker", "person"]))
@@ -75,7 +79,7 @@ def _pronoun(voice: Voice) -> tuple[str, str]:
 
 
 def _age_word(age) -> str | None:
-    if _child(age):
+    if is_child(age):
         return None  # the noun says it: a boy, a girl, a child
     if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age):
         for limit, word in ((20, "teenage"), (36, "young adult"), (60, "middle-aged")):
@@ -133,17 +137,42 @@ def _emotion(voice: Voice) -> str | None:
     return f"in {_article(word)} tone"
 
 
+def _pace_change(seg: dict, prev: dict | None) -> float | None:
+    """The rate ratio of ``seg`` to the segment before (to the whole utterance for the first)
+    when it reaches the segment-change threshold, the change a fine-grained caption states; else None."""
+    rate_ratio = seg.get("rate_ratio", 1.0) / (prev.get("rate_ratio", 1.0) if prev else 1.0)
+    if abs(math.log(max(rate_ratio, 1e-3))) >= math.log(1 + seg["rate_threshold"]):
+        return rate_ratio
+    return None
+
+
+def pace_changes(voice: Voice) -> bool:
+    """True when the fine-grained caption states a change of pace (a segment after the first
+    whose rate differs from the one before by the threshold): the pace is then not "even"."""
+    segs = voice.segments
+    return any(_pace_change(seg, prev) is not None for prev, seg in zip(segs, segs[1:]))
+
+
+def _rate(label: str | None, voice: Voice) -> str | None:
+    """The pace phrase of a rate label, without its steadiness word when the pace changes."""
+    phrase = RATE.get(label)
+    if phrase is not None and pace_changes(voice):
+        phrase = phrase.replace(", even pace", " pace")
+    return phrase
+
+
 def global_caption(voice: Voice, rng: random.Random) -> str:
-    """A time-agnostic profile of the voice in one sentence."""
+    """A time-agnostic profile of the voice in one sentence (no volume phrase when the
+    loudness was not measured)."""
     who, tone = subject(voice, rng), _emotion(voice)
-    rate = RATE.get(voice.rate, "a moderate pace")
-    loud = LOUDNESS.get(voice.loudness, "a moderate volume")
+    rate = _rate(voice.rate, voice) or "a moderate pace"
+    loud = LOUDNESS.get(voice.loudness)
     verb = "whispers" if voice.whispered else ("talks" if "speaker" in who else "speaks")
     style = RANGE.get(voice.pitch_range) if not voice.whispered else None
     templates = [
-        f"{who} {verb} with {_quality(voice)} at {rate} and {loud}",
-        f"{who} with {_quality(voice)} {verb} at {rate}, using {loud}",
-        f"In {_quality(voice)}, {who[0].lower() + who[1:]} {verb} at {rate} and {loud}",
+        f"{who} {verb} with {_quality(voice)} at {rate}" + (f" and {loud}" if loud else ""),
+        f"{who} with {_quality(voice)} {verb} at {rate}" + (f", using {loud}" if loud else ""),
+        f"In {_quality(voice)}, {who[0].lower() + who[1:]} {verb} at {rate}" + (f" and {loud}" if loud else ""),
     ]
     text = rng.choice(templates)
     extras = [e for e in (tone, f"with {style}" if style else None) if e]
@@ -161,8 +190,8 @@ def _segment_phrase(seg: dict, prev: dict | None, voice: Voice) -> list[str]:
         pitch_delta -= prev["pitch_delta_st"]
     if pitch_delta is not None and abs(pitch_delta) >= seg["pitch_threshold"] and not voice.whispered:
         parts.append(f"{his} pitch {'rises' if pitch_delta > 0 else 'drops'}")
-    rate_ratio = seg.get("rate_ratio", 1.0) / (prev.get("rate_ratio", 1.0) if prev else 1.0)
-    if abs(math.log(max(rate_ratio, 1e-3))) >= math.log(1 + seg["rate_threshold"]):
+    rate_ratio = _pace_change(seg, prev)
+    if rate_ratio is not None:
         parts.append("the pace quickens" if rate_ratio > 1 else "the pace slows")
     loud_delta = seg.get("loudness_delta_db", 0.0) - (prev.get("loudness_delta_db", 0.0) if prev else 0.0)
     if abs(loud_delta) >= seg["loudness_threshold"]:
@@ -182,8 +211,8 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
     segs = voice.segments
     first = segs[0] if segs else {}
     opening = (f"{who} with {_quality(voice)} begins {verb} at "
-               f"{RATE.get(first.get('rate_label'), RATE.get(voice.rate, 'a moderate pace'))}")
-    if first.get("loudness_label"):
+               f"{_rate(first.get('rate_label'), voice) or _rate(voice.rate, voice) or 'a moderate pace'}")
+    if LOUDNESS.get(first.get("loudness_label")):
         opening += f" and {LOUDNESS[first['loudness_label']]}"
     sentences = [opening]
     for prev, seg in zip(segs[:-2], segs[1:-1]):
