@@ -8,7 +8,9 @@ library computes them (fractions in [0, 1]); figures show percentages where the 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,8 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     plt = _pyplot()
     # SVG text stays text (searchable, small); a fixed hash salt makes SVG ids repeatable
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "clsp"}):
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+        with np.errstate(over="ignore", invalid="ignore"):  # a symlog axis of values near 1e308 (_fit_scale)
+            fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return write_bytes_atomic(path, buf.getvalue())
 
@@ -129,12 +132,15 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(ratings, dtype=np.float64)
     g = np.asarray([str(v) for v in groups]) if groups is not None else np.full(len(x), "all")
     fig, ax = plt.subplots(figsize=(7, 5))
+    _fit_scale(ax, "x", x)
+    _fit_scale(ax, "y", y)
+    huge = ax.get_xscale() == "symlog" or ax.get_yscale() == "symlog"
     colors = plt.get_cmap("tab10")
     for n, name in enumerate(sorted(set(g.tolist()), key=_value_order)):
         sel = g == name
         c = colors(n % 10)
         ax.scatter(x[sel], y[sel], s=14, alpha=0.6, color=c, label=correlation_label(name, reports.get(name, {})))
-        line = _fit_line(x[sel], y[sel])
+        line = _fit_line(x[sel], y[sel]) if not huge else None  # a straight line is none on a log axis
         if line is not None:
             xs = np.linspace(x[sel].min(), x[sel].max(), 2)
             ax.plot(xs, line[0] * xs + line[1], color=c, linewidth=1.5)
@@ -165,13 +171,19 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = 
     return fig
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """The records of a training run's ``metrics.jsonl`` (a run folder or the file itself),
     read as every JSONL input is (``clsp.records.read_jsonl``: compressed or not, a BOM
     dropped, lines split at ``\n`` only). ``ConfigError`` for a missing file, an audio file
     or UTF-16/32 text, and for pretty-printed JSON (a lone ``{`` or ``[`` on its first line);
     ``InputError`` naming the file and line for a line that is not a JSON object, and when no
-    record has a ``step``."""
+    record has a ``step``.
+
+    A record whose ``step`` is not an integer (a string ``"1"``, ``true``, ``2.5``) is left
+    out, and a value of a plotted metric that is not a number (a string, a boolean) is not
+    drawn: each is said once (per metric) through ``on_warning`` (default: the ``clsp.plots``
+    logger), naming the first few lines and why. ``null`` is no value (the trainer writes a
+    NaN so) and is left out quietly, as is a record without ``step``."""
     from clsp.inputs import refuse_audio_file
     from clsp.records import TruncatedInputError, read_jsonl
 
@@ -188,15 +200,89 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     except InputError as exc:
         _refuse_pretty_printed(p)
         raise InputError(f"{p}: {exc}") from None
-    out = [rec for rec in records if _is_step(rec.get("step"))]
+    bad_steps = [n for n, rec in enumerate(records) if rec.get("step") is not None and _not_a_number(rec["step"], True)]
+    out = [n for n, rec in enumerate(records) if _is_step(rec.get("step"))]
+    bad_values: dict[str, list[int]] = {}
+    for n in out:
+        for key, value in records[n].items():
+            if value is not None and is_plotted(key) and _not_a_number(value):
+                bad_values.setdefault(key, []).append(n)
+    if bad_steps or bad_values:
+        _warn_left_out(p, records, bad_steps, bad_values, on_warning or logging.getLogger(__name__).warning)
     if not out:
         raise InputError(f"{p}: no metric records with a 'step'")
-    return sorted(out, key=lambda rec: rec["step"])  # stable: lines run by step, whatever the file's order
+    return sorted((records[n] for n in out), key=lambda rec: rec["step"])  # stable: lines run by step
+
+
+def is_plotted(key: Any) -> bool:
+    """Whether ``training_figure`` draws the metric ``key``: loss, the learning rates, the
+    validation R@1 of each kind and direction."""
+    return isinstance(key, str) and (key in ("loss", "lr_encoder", "lr_heads")
+                                     or key.startswith("valid/") and key.endswith("_R@1"))
+
+
+def _not_a_number(value: Any, step: bool = False) -> str | None:
+    """Why ``value`` cannot be drawn as a metric value (``step``: as a step), or None: a
+    boolean or string is no number (JSON ``true`` is not 1), a step must be an integer, and
+    a number must fit a float."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if not isinstance(value, (int, float)):
+        return "null" if value is None else "a list" if isinstance(value, list) else "an object"
+    try:
+        number = float(value)
+    except OverflowError:
+        return "too large for a float"
+    if not np.isfinite(number):
+        return "not finite"
+    if step and not number.is_integer():
+        return "not an integer"
+    return None
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _warn_left_out(path: Path, records: list[dict[str, Any]], bad_steps: list[int], bad_values: dict[str, list[int]],
+                   warn: Callable[[str], None]) -> None:
+    """One warning for the records left out for their ``step``, one per metric for its values
+    not drawn: the first few of their lines (1-based, as the file numbers them), each value
+    and why."""
+    from clsp.records import input_name, iter_lines, open_binary_input
+
+    stream = open_binary_input(path)  # only now: line numbers of the (few) records to name
+    try:
+        lines = [lineno for lineno, _ in iter_lines(stream, input_name(path))]
+    finally:
+        stream.close()
+
+    def where(rows: list[int], key: str) -> str:
+        shown = ", ".join(f"line {lines[n]} ({_shown(records[n][key])}: {_not_a_number(records[n][key], key == 'step')})"
+                          for n in rows[:FIRST_LINES])
+        return shown + (f" and {len(rows) - FIRST_LINES} more" if len(rows) > FIRST_LINES else "")
+
+    if bad_steps:
+        warn(f"{path}: {len(bad_steps)} record{'s' if len(bad_steps) > 1 else ''} left out, 'step' not an integer: "
+             f"{where(bad_steps, 'step')}")
+    for key, rows in bad_values.items():
+        warn(f"{path}: {key!r} not drawn on {len(rows)} line{'s' if len(rows) > 1 else ''}, values that are not "
+             f"numbers (booleans and strings are not metric values): {where(rows, key)}")
+
+
+FIRST_LINES = 5  # lines named in a warning about values left out
 
 
 def _is_step(value: Any) -> bool:
-    """Whether ``value`` is a step number: a finite int or float (``true`` is no step)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    """Whether ``value`` is a step number: an integer (``true``, ``"1"`` and ``2.5`` are no step;
+    ``3.0`` is step 3) that fits a float."""
+    return _not_a_number(value, True) is None
 
 
 def _value_order(name: str) -> tuple:
@@ -230,15 +316,55 @@ def _refuse_pretty_printed(path: Path) -> None:
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+    """(steps, values) of the records whose ``key`` is a number (not a boolean or string), as floats."""
+    pts = [(float(r["step"]), float(r[key])) for r in records
+           if r.get(key) is not None and _not_a_number(r[key]) is None and _not_a_number(r["step"], True) is None]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
+HUGE = 1e300  # beyond this a linear axis's limits, margins and ticks overflow float64 (1e308 - -1e308 is inf)
+
+
+def _fit_scale(ax, axis: str, values, name: str = "", note: Callable[[str], None] | None = None) -> None:
+    """Put ``ax``'s ``axis`` ("x" or "y") on a symmetric log scale, its limits set from
+    ``values``, when they reach beyond ±``HUGE``: matplotlib cannot draw a linear axis there
+    (its limits, margins and ticks overflow float64), nor autoscale a log one. ``note`` is
+    told so, naming ``name``. The limits are set, not autoscaled: call it before or after
+    drawing; a second call for the same axis widens them to both series."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if not v.size or np.abs(v).max() <= HUGE:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "symlog":  # a second series: span both
+        old = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        lo, hi = min(lo, old[0]), max(hi, old[1])
+    else:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("symlog")
+    top = float(np.finfo(np.float64).max)
+    scale = (ax.xaxis if axis == "x" else ax.yaxis).get_transform()
+    # a 5% margin past ±1.8e308 overflows (clipped here); so does matplotlib's autoscaling that set_*lim ends
+    with np.errstate(over="ignore", invalid="ignore"):
+        ends = scale.transform(np.array([lo, hi]))
+        pad = 0.05 * (ends[1] - ends[0]) or 0.5
+        limits = scale.inverted().transform(np.array([ends[0] - pad, ends[1] + pad]))
+        limits = np.clip(np.nan_to_num(limits, posinf=top, neginf=-top), -top, top)
+        if lo >= 0:
+            limits[0] = max(limits[0], 0.0)  # values that are all positive: no negative decades below them
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(float(limits[0]), float(limits[1]))
+    if note is not None:
+        note(f"{name}: values beyond ±{HUGE:g} (up to {np.abs(v).max():.3g}): drawn on a symmetric log axis")
+
+
+def training_figure(records: Sequence[Mapping[str, Any]], title: str = "",
+                    on_note: Callable[[str], None] | None = None):
     """Training curves from ``metrics.jsonl`` records: loss, validation R@1 and learning rates by step.
 
     Step records carry ``loss``, ``lr_encoder``, ``lr_heads``; validation records carry
-    ``valid/<kind>/{s2t,t2s}_R@1`` (``clsp.train.validate``). Empty panels say so.
+    ``valid/<kind>/{s2t,t2s}_R@1`` (``clsp.train.validate``). Empty panels say so. Only
+    numbers are drawn (booleans and strings are no values: ``read_metrics`` names them); a
+    panel whose values (or steps) reach beyond ±1e300 is drawn on a symmetric log axis, and
+    ``on_note`` is told so.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -246,16 +372,29 @@ def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
     dots = {"marker": "o", "markersize": 3}  # a series of one step is a point a bare line would not show
     axes[0].plot(steps, loss, linewidth=1, **(dots if len(steps) < 2 else {}))
     axes[0].set_title("training loss")
-    r1_keys = sorted({k for r in records for k in r if k.startswith("valid/") and k.endswith("_R@1")})
+    drawn: list[tuple[Any, str, list[float], list[float]]] = [(axes[0], "'loss'", steps, loss)]
+    r1_keys = sorted({k for r in records for k in r if is_plotted(k) and k.startswith("valid/")})
     for key in r1_keys:
         s, v = _series(records, key)
-        axes[1].plot(s, [100 * x for x in v], marker="o", markersize=3, label=key.removeprefix("valid/"))
+        with np.errstate(over="ignore"):
+            pct = (100 * np.asarray(v, dtype=np.float64)).tolist()
+        axes[1].plot(s, pct, marker="o", markersize=3, label=key.removeprefix("valid/"))
+        drawn.append((axes[1], repr(key), s, pct))
     axes[1].set_title("validation R@1 (%)")
     for key in ("lr_encoder", "lr_heads"):
         s, v = _series(records, key)
         if s:
             axes[2].plot(s, v, label=key.removeprefix("lr_"), **(dots if len(s) < 2 else {}))
+            drawn.append((axes[2], repr(key), s, v))
     axes[2].set_title("learning rate")
+    told: set[str] = set()
+    for ax in axes:  # a linear axis cannot span values near ±1e308
+        _fit_scale(ax, "x", [x for a, _, s, _ in drawn if a is ax for x in s], "'step'",
+                   lambda text: told.add(text) if not told else None)  # the steps: said once
+        for _, name, _, v in (d for d in drawn if d[0] is ax):
+            _fit_scale(ax, "y", v, name, on_note)
+    if told and on_note is not None:
+        on_note(told.pop())
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -264,7 +403,8 @@ def training_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
         elif not ax.lines:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="gray")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    with np.errstate(over="ignore", invalid="ignore"):  # matplotlib's arithmetic on symlog limits near 1e308
+        fig.tight_layout()
     return fig
 
 
@@ -309,6 +449,8 @@ def map_figure(coords, labels: Sequence[Any], color_by: str, variance=None, titl
     counts = Counter(names.tolist())
     keep = [n for n, _ in sorted(counts.items(), key=lambda kv: (-kv[1], _value_order(kv[0])))[:max_classes]]
     fig, ax = plt.subplots(figsize=(7, 5.5))
+    _fit_scale(ax, "x", xy[:, 0] if xy.size else xy)
+    _fit_scale(ax, "y", xy[:, 1] if xy.size else xy)
     cmap = plt.get_cmap("tab20" if len(keep) > 10 else "tab10")
     rest = ~np.isin(names, keep)
     kind = np.asarray(list(kinds) if kinds is not None else [None] * len(names), dtype=object)

@@ -53,8 +53,9 @@ def _save(save_model, model, destination: str):
 
 def _check_destination(source: str, destination: str) -> None:
     """A usage error (before anything loads) for a destination that would replace the source or
-    a folder holding it, that lies inside a training checkpoint or a run's ``checkpoints/``
-    folder (train writes its own ``step-N`` folders there), or that is not a model folder
+    a folder holding it, that lies inside the source (a folder written into the model's own
+    folder), inside a training checkpoint or a run's ``checkpoints/`` folder (train writes its
+    own ``step-N`` folders there), or that is not a model folder
     (``clsp.models.checkpoint.check_replaceable``)."""
     import os
     from pathlib import Path
@@ -67,6 +68,9 @@ def _check_destination(source: str, destination: str) -> None:
     if Path(source).exists() and (src == out or out in src.parents):
         raise ConfigError(f"{destination}: would replace the model being converted ({source}) or a folder holding it; "
                           "give another destination")
+    if Path(source).exists() and src in out.parents:  # written into the source's folder: no longer a model folder
+        raise ConfigError(f"{destination}: inside the model being converted ({source}); writing there would add a "
+                          "folder to that model's own folder; give a destination outside it")
     from clsp.train.checkpoint import COMPLETE, TRAINER_STATE, checkpoints_dir, list_checkpoints
     from clsp.train.config import RUN_CONFIG
 

@@ -28,13 +28,13 @@ def run(
 ):
     """Training curves of a run: loss, validation R@1 (both directions) and learning rates by step."""
     from clsp.plots import read_metrics, save_figure, training_figure
-    from clsp_cli.console import log, set_quiet
+    from clsp_cli.console import log, set_quiet, warn
     from clsp_cli.figures import check_outputs
 
     set_quiet(quiet)
     check_outputs(output, None)
-    records = read_metrics(run_dir)
-    save_figure(training_figure(records, title=f"training run {run_dir}"), output)
+    records = read_metrics(run_dir, on_warning=warn)  # values that are no numbers: named, left out
+    save_figure(training_figure(records, title=f"training run {run_dir}", on_note=warn), output)
     log(f"plot: {len(records)} metric records of {run_dir} -> {output}")
     return 0
 

@@ -92,7 +92,7 @@ QUERY_FIELDS = ("auto", "embedding", "text", "audio")
 
 
 def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int, base: Path | None,
-                field: str = "auto"):
+                field: str = "auto", metric: str | None = None):
     """``("vector", array)``, ``("text", str)`` or ``("audio", Side)`` for one query record.
 
     ``field`` "auto": a record holding its vector (``embedding``, or a ``row`` of ``matrix``,
@@ -102,7 +102,9 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     caption) is an ``InputError`` asking which (``--query-field``); a record with neither and a
     ``row`` but no matrix is a :class:`~clsp.index.records.MatrixNotGivenError` asking for
     ``--npy``. "embedding", "text" or
-    "audio" use that one, an ``InputError`` naming the query when it is missing.
+    "audio" use that one, an ``InputError`` naming the query when it is missing. ``metric`` is
+    the index's: a vector beyond float32 is searched by its direction for cosine and refused
+    for ``ip`` and ``l2`` (``clsp.index.records.record_vector``).
     """
     where = f"query {record.get('id')!r}"
     has_text = isinstance(record.get("text"), str) and bool(record["text"].strip())
@@ -125,7 +127,7 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
         else:
             raise upstream_error(record, where) or InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":
-        vec = record_vector(record, matrix, position)
+        vec = record_vector(record, matrix, position, metric)  # the index's metric: a vector beyond float32
         return "vector", check_usable(vec, record, where, nonzero=False, position=position)
     if field == "text" and has_text:
         return "text", record["text"]
@@ -188,7 +190,7 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
             out[n] = item.error
             continue
         try:
-            kind, value = parse_query(item.record, matrix, item.index, base, field)
+            kind, value = parse_query(item.record, matrix, item.index, base, field, index.info.metric)
             if kind == "vector":
                 prov = item.record.get("provenance")
                 if prov is not None and not isinstance(prov, dict):

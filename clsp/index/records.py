@@ -114,16 +114,31 @@ class MatrixNotGivenError(InputError):
         return "InputError"
 
 
-def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, position: int | None = None) -> np.ndarray:
-    """The embedding of a record: inline ``embedding``, or ``row`` (else its position) in ``matrix``."""
+def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, position: int | None = None,
+                  metric: str | None = None) -> np.ndarray:
+    """The embedding of a record as float32: inline ``embedding`` (a list of JSON numbers:
+    booleans and strings are refused naming the record), or ``row`` (else its position) in
+    ``matrix``. A finite vector with values beyond float32 (a row of 1e39s) comes back scaled
+    to unit length in float64 first, its direction kept (``metric`` ``ip`` or ``l2``, where its
+    size matters, refuses it as too large); NaN and infinite values stay, for
+    :func:`check_usable` to refuse."""
     if "embedding" in record:
+        values = record["embedding"]
+        if isinstance(values, list) and not _NUMBER_TYPES.issuperset(map(type, values)):
+            _refuse_non_numbers(record, values)  # one pass over the types; the slow check only when it fails
+        elif isinstance(values, np.ndarray) and values.dtype.kind not in "fiu":  # given in Python: bools, text
+            raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers "
+                             f"(an array of {values.dtype})")
         try:
-            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused by the checks
-                vec = np.asarray(record["embedding"], dtype=np.float32)
+            with np.errstate(over="ignore"):  # values beyond float32 become inf: scaled below, or refused
+                vec = np.asarray(values, dtype=np.float32)
+        except OverflowError:  # an integer beyond float64 (JSON has no limit on digits)
+            raise InputError(f"record {record.get('id')!r}: 'embedding' holds a number too large for a float") from None
         except (TypeError, ValueError):
             raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers") from None
         if vec.ndim != 1 or vec.size == 0:
             raise InputError(f"record {record.get('id')!r}: 'embedding' must be a flat non-empty list")
+        vec = _fit_float32(vec, values, record, position, metric)
         if "row" in record and isinstance(record.get(ROW_CHECK), str) and row_checksum(vec) != record[ROW_CHECK]:
             raise InputError(f"record {record.get('id')!r}: its 'embedding' is not the vector its row_sha256 names "
                              "(the record was edited after it was written, or joined from two records): keep one "
@@ -137,9 +152,63 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):
         raise InputError(f"record {record.get('id')!r}: row {row!r} is outside the --npy matrix ({len(matrix)} rows)")
-    vec = np.asarray(matrix[row], dtype=np.float32)
+    with np.errstate(over="ignore"):  # a float64 row beyond float32: scaled below
+        vec = np.asarray(matrix[row], dtype=np.float32)
+    vec = _fit_float32(vec, matrix[row], record, position, metric)
     check_row(record, vec, matrix, f"record {record.get('id')!r}", row)
     return vec
+
+
+_NUMBER_TYPES = frozenset((float, int))  # what JSON numbers parse to (bool, a subclass of int, is not one)
+
+
+def _refuse_non_numbers(record: dict[str, Any], values: list) -> None:
+    """``InputError`` naming the record, the first value that is no number and where it is:
+    a boolean, a string (``"1_0"``, ``"\u0661"``: numpy would read these as numbers), null, an
+    object. Numbers of other types (numpy's, from a caller in Python) pass; a nested list is
+    left to the flat-list check."""
+    import json
+
+    for n, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)):
+            kind = "a boolean"
+        elif isinstance(value, (int, float, np.integer, np.floating, list, tuple)):
+            continue
+        elif isinstance(value, str):
+            kind = "a string"
+        elif value is None:
+            kind = "null"
+        else:
+            kind = f"a {type(value).__name__}"
+        try:
+            shown = json.dumps(value, ensure_ascii=True)
+        except (TypeError, ValueError):
+            shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise InputError(f"record {record.get('id')!r}: 'embedding' must be a list of JSON numbers, but value "
+                         f"{n + 1} is {kind} ({shown}); booleans and strings are not embedding values")
+
+
+def _fit_float32(vec: np.ndarray, values: Any, record: dict[str, Any], position: int | None,
+                 metric: str | None) -> np.ndarray:
+    """``vec`` (``values`` cast to float32) itself, or, when the cast overflowed a finite vector
+    (values beyond 3.4e38), ``values`` scaled to unit length in float64 and then cast: cosine
+    uses a vector by its direction. For ``metric`` ``ip`` or ``l2`` such a vector is refused
+    (its scores would be infinite), as :func:`check_usable` refuses one whose norm overflows."""
+    if np.isfinite(vec).all():
+        return vec
+    try:
+        wide = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return vec
+    if not np.isfinite(wide).all():
+        return vec  # NaN or infinite as given: check_usable names it
+    from clsp.index.vectors import NORM_TOO_LARGE, unit_rows
+
+    if metric in ("ip", "l2"):
+        raise InputError(f"record {record.get('id')!r}: {vector_source(record, position)} "
+                         f"{NORM_TOO_LARGE.format(metric=metric)}")
+    return unit_rows(wide).astype(np.float32)
 
 
 def record_metadata(record: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +328,7 @@ class EmbeddingReader:
         theirs = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else None
         same_provenance(self.provenance, theirs, f"record {item.id!r}", *self._against(theirs))
         made_as = self._check_modality(item, theirs)
-        vec = record_vector(rec, self.matrix, item.index)
+        vec = record_vector(rec, self.matrix, item.index, self.metric)
         made = (theirs or {}).get("dim")
         if isinstance(made, int) and not isinstance(made, bool) and vec.shape[0] != made:
             fix = ("the --npy matrix is not the one written with these records (transposed, or another model's)"

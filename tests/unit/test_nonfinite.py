@@ -129,13 +129,13 @@ def test_faiss_never_ranks_a_nan_vector_first():
 def test_reader_names_record_and_field(tmp_path):
     matrix = unit(3).astype(np.float32)
     matrix[1, 0] = np.nan
-    recs = [{"id": "inline", "embedding": [1e39] + [0.0] * 7},  # overflows float32 to inf
+    recs = [{"id": "inline", "embedding": [1e39] + [0.0] * 7},  # beyond float32, finite: used by its direction
             {"id": "r1", "row": 1}, {"id": "r2", "row": 2}, {"id": "zero", "embedding": [0.0] * 8},
             {"id": "short", "embedding": [1.0, 2.0]}]
     path = tmp_path / "e.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     got = {item.id: (vec, item.error) for item, vec in EmbeddingReader(matrix).read(str(path))}
-    assert "record 'inline': 'embedding' holds NaN or infinite" in str(got["inline"][1])
+    assert got["inline"][1] is None and np.allclose(got["inline"][0], [1.0] + [0.0] * 7)
     assert "record 'r1': row 1 of the --npy matrix holds NaN" in str(got["r1"][1])
     np.testing.assert_array_equal(got["r2"][0], matrix[2])
     assert "all zeros" in str(got["zero"][1])
@@ -165,7 +165,7 @@ def test_classify_gives_an_error_record_for_a_non_finite_embedding(tmp_path):
     assert [o["id"] for o in out] == ["r0", "r1", "nan"]
     assert out[0]["label"] in ("male", "female") and abs(sum(out[0]["scores"].values()) - 1) < 1e-5
     assert "record 'r1': row 1 of the --npy matrix holds NaN or infinite" in out[1]["error"]["message"]
-    assert "record 'nan': 'embedding' holds NaN or infinite" in out[2]["error"]["message"]
+    assert out[2]["label"] in ("male", "female")  # a finite row beyond float32 is used by its direction
 
 
 def test_embedders_turn_a_non_finite_model_output_into_a_named_error(clips):
