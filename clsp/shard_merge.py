@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clsp.errors import ConfigError, InputError, ProvenanceError
-from clsp.index.records import check_row, load_matrix
+from clsp.index.records import NUMBER_TYPES, check_row, load_matrix, refuse_non_numbers
 from clsp.records import is_blank
 from clsp.shards import Shard, model_provenance, parse_shard_name
 
@@ -132,10 +132,39 @@ class ShardReader:
     def vector(self, rec: dict[str, Any]) -> np.ndarray:
         """The embedding of a record: inline, or its row of the shard's matrix."""
         if "embedding" in rec:
-            return np.asarray(rec["embedding"], dtype=np.float32)
+            return self._inline(rec)
         if self.matrix is None:
             self.matrix = self._open_matrix(rec)
         return self._row(self.matrix, rec)
+
+    def _inline(self, rec: dict[str, Any]) -> np.ndarray:
+        """An inline ``embedding`` as float32, exactly as written: a flat list of JSON numbers
+        (booleans and strings refused, as every vector reader does), finite in float32, as wide as
+        the shard's provenance ``dim``. ``InputError`` naming the shard file and record otherwise."""
+        where = f"{self.path}: record {rec.get('id')!r}"
+        values = rec["embedding"]
+        if not isinstance(values, list):
+            raise InputError(f"{where}: 'embedding' is not a list of numbers")
+        if not NUMBER_TYPES.issuperset(map(type, values)):
+            try:
+                refuse_non_numbers(rec, values)
+            except InputError as exc:
+                raise InputError(f"{self.path}: {exc}") from None
+        try:
+            with np.errstate(over="ignore"):
+                vec = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"{where}: 'embedding' is not a flat list of numbers") from None
+        if vec.ndim != 1:
+            raise InputError(f"{where}: 'embedding' is not a flat list of numbers")
+        if not np.isfinite(vec).all():
+            raise InputError(f"{where}: 'embedding' holds NaN, infinite or values beyond float32, which clsp embed "
+                             "never writes (the shard was edited or damaged)")
+        dim = (rec.get("provenance") or {}).get("dim")
+        if isinstance(dim, int) and not isinstance(dim, bool) and vec.size != dim:
+            raise InputError(f"{where}: 'embedding' has {vec.size} values, its provenance says the model "
+                             f"writes {dim}")
+        return vec
 
     def _row(self, matrix: np.ndarray, rec: dict[str, Any]) -> np.ndarray:
         row = rec.get("row")

@@ -124,8 +124,8 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     :func:`check_usable` to refuse."""
     if "embedding" in record:
         values = record["embedding"]
-        if isinstance(values, list) and not _NUMBER_TYPES.issuperset(map(type, values)):
-            _refuse_non_numbers(record, values)  # one pass over the types; the slow check only when it fails
+        if isinstance(values, list) and not NUMBER_TYPES.issuperset(map(type, values)):
+            refuse_non_numbers(record, values)  # one pass over the types; the slow check only when it fails
         elif isinstance(values, np.ndarray) and values.dtype.kind not in "fiu":  # given in Python: bools, text
             raise InputError(f"record {record.get('id')!r}: 'embedding' is not a list of numbers "
                              f"(an array of {values.dtype})")
@@ -159,10 +159,10 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     return vec
 
 
-_NUMBER_TYPES = frozenset((float, int))  # what JSON numbers parse to (bool, a subclass of int, is not one)
+NUMBER_TYPES = frozenset((float, int))  # what JSON numbers parse to (bool, a subclass of int, is not one)
 
 
-def _refuse_non_numbers(record: dict[str, Any], values: list) -> None:
+def refuse_non_numbers(record: dict[str, Any], values: list) -> None:
     """``InputError`` naming the record, the first value that is no number and where it is:
     a boolean, a string (``"1_0"``, ``"\u0661"``: numpy would read these as numbers), null, an
     object. Numbers of other types (numpy's, from a caller in Python) pass; a nested list is
