@@ -40,12 +40,38 @@ class IndexBusyError(IndexFileError):
         self.pid = pid
 
 
+HOLDER_READ_SECONDS = 1.0  # how long a waiter reads the lock file for a live holder's PID
+
+
 def _holder(fd: int) -> str:
+    """The PID in the lock file of ``fd``'s holder, or "unknown". A new holder writes its PID
+    just after taking the lock, and until then the file is empty or still holds an earlier
+    holder's PID (a process that has exited), so the file is read again for up to
+    ``HOLDER_READ_SECONDS`` until it names a running process."""
+    deadline = time.monotonic() + HOLDER_READ_SECONDS
+    while True:
+        try:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        except OSError:
+            return "unknown"
+        if text.isdigit() and _running(int(text)):
+            return text
+        if time.monotonic() >= deadline:
+            return "unknown"
+        time.sleep(POLL_SECONDS / 4)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user's counts: its signal is refused)."""
+    if pid <= 0:
+        return False
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return "unknown"
-    return text if text.isdigit() else "unknown"
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _try_lock(fd: int) -> bool:
