@@ -47,17 +47,17 @@ def _holder(fd: int) -> str:
     """The PID in the lock file of ``fd``'s holder, or "unknown". A new holder writes its PID
     just after taking the lock, and until then the file is empty or still holds an earlier
     holder's PID (a process that has exited), so the file is read again for up to
-    ``HOLDER_READ_SECONDS`` until it names a running process."""
+    ``HOLDER_READ_SECONDS`` until it names a running process; then the last PID read is given
+    as it is (a holder on another host of a shared file system is no process here)."""
     deadline = time.monotonic() + HOLDER_READ_SECONDS
     while True:
         try:
             text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         except OSError:
             return "unknown"
-        if text.isdigit() and _running(int(text)):
-            return text
-        if time.monotonic() >= deadline:
-            return "unknown"
+        pid = text if text.isascii() and text.isdigit() else "unknown"
+        if (pid != "unknown" and _running(int(pid))) or time.monotonic() >= deadline:
+            return pid
         time.sleep(POLL_SECONDS / 4)
 
 

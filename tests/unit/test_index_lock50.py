@@ -69,3 +69,19 @@ def test_a_holder_that_never_writes_its_pid_is_unknown_without_a_long_wait(tmp_p
     finally:
         os.close(fd)
     assert err.value.pid == "unknown"
+
+
+def test_a_pid_that_is_no_process_here_is_still_named(tmp_path):
+    """A holder on another host of a shared file system: its PID is no process here."""
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    dead = _dead_pid()
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, f"{dead}\n".encode(), 0)
+    try:
+        with pytest.raises(IndexBusyError) as err:
+            _open_locked(folder, 0, None)
+    finally:
+        os.close(fd)
+    assert err.value.pid == dead
