@@ -4,8 +4,9 @@ Only present qualities of the voice are described: no speech content, no surroun
 recording, no statements of absence, no hedged guesses (see ``filters.py``). Only what was
 measured is stated: a clip whose loudness could not be measured (too short for BS.1770) gets
 no volume phrase, and the pace is called "even" only when no segment-to-segment change of the
-syllable rate reaches the change the fine-grained caption states (``pace_changes``), so the
-global and the fine-grained caption of one clip agree.
+syllable rate reaches the change the fine-grained caption states (``stated_changes``), and
+likewise no "even, steady loudness" beside a stated loudness change and no "monotone" beside a
+stated pitch change, so the global and the fine-grained caption of one clip agree.
 """
 
 from __future__ import annotations
@@ -146,11 +147,57 @@ def _pace_change(seg: dict, prev: dict | None) -> float | None:
     return None
 
 
+def _pitch_change(seg: dict, prev: dict | None, voice: Voice) -> float | None:
+    """The pitch step in semitones of ``seg`` from the segment before (from the utterance for the
+    first, or when the one before has no pitch) when it reaches the segment-change threshold and
+    the voice is not whispered; else None."""
+    delta = seg.get("pitch_delta_st")
+    if delta is None or voice.whispered:
+        return None
+    if prev is not None and prev.get("pitch_delta_st") is not None:
+        delta -= prev["pitch_delta_st"]
+    return delta if abs(delta) >= seg["pitch_threshold"] else None
+
+
+def _loudness_change(seg: dict, prev: dict | None) -> float | None:
+    """The loudness step in dB of ``seg`` from the segment before (from the utterance for the
+    first) when it reaches the segment-change threshold; else None."""
+    delta = seg.get("loudness_delta_db", 0.0) - (prev.get("loudness_delta_db", 0.0) if prev else 0.0)
+    return delta if abs(delta) >= seg["loudness_threshold"] else None
+
+
+def stated_changes(voice: Voice) -> set[str]:
+    """What the fine-grained caption says changes in the clip (``"pitch"``, ``"pace"``,
+    ``"loudness"``: a segment after the first that differs from the one before by the
+    threshold). Neither caption of the clip then calls that quality even, steady or monotone."""
+    segs, changes = voice.segments, set()
+    for prev, seg in zip(segs, segs[1:]):
+        if _pitch_change(seg, prev, voice) is not None:
+            changes.add("pitch")
+        if _pace_change(seg, prev) is not None:
+            changes.add("pace")
+        if _loudness_change(seg, prev) is not None:
+            changes.add("loudness")
+    return changes
+
+
 def pace_changes(voice: Voice) -> bool:
-    """True when the fine-grained caption states a change of pace (a segment after the first
-    whose rate differs from the one before by the threshold): the pace is then not "even"."""
-    segs = voice.segments
-    return any(_pace_change(seg, prev) is not None for prev, seg in zip(segs, segs[1:]))
+    """True when the fine-grained caption states a change of pace: the pace is then not "even"."""
+    return "pace" in stated_changes(voice)
+
+
+def _range(voice: Voice) -> str | None:
+    """The intonation phrase, none for a whispered voice, and no "monotone" beside a stated pitch change."""
+    if voice.whispered or (voice.pitch_range == "monotone" and "pitch" in stated_changes(voice)):
+        return None
+    return RANGE.get(voice.pitch_range)
+
+
+def _dynamics(voice: Voice) -> str | None:
+    """The loudness-variation phrase, none for "steady" beside a stated loudness change."""
+    if voice.dynamics == "steady" and "loudness" in stated_changes(voice):
+        return None
+    return DYNAMICS.get(voice.dynamics)
 
 
 def _rate(label: str | None, voice: Voice) -> str | None:
@@ -168,7 +215,7 @@ def global_caption(voice: Voice, rng: random.Random) -> str:
     rate = _rate(voice.rate, voice) or "a moderate pace"
     loud = LOUDNESS.get(voice.loudness)
     verb = "whispers" if voice.whispered else ("talks" if "speaker" in who else "speaks")
-    style = RANGE.get(voice.pitch_range) if not voice.whispered else None
+    style = _range(voice)
     templates = [
         f"{who} {verb} with {_quality(voice)} at {rate}" + (f" and {loud}" if loud else ""),
         f"{who} with {_quality(voice)} {verb} at {rate}" + (f", using {loud}" if loud else ""),
@@ -185,16 +232,14 @@ def _segment_phrase(seg: dict, prev: dict | None, voice: Voice) -> list[str]:
     """What changes in a segment relative to the utterance (first) or to the segment before."""
     _, his = _pronoun(voice)
     parts = []
-    pitch_delta = seg.get("pitch_delta_st")
-    if prev is not None and pitch_delta is not None and prev.get("pitch_delta_st") is not None:
-        pitch_delta -= prev["pitch_delta_st"]
-    if pitch_delta is not None and abs(pitch_delta) >= seg["pitch_threshold"] and not voice.whispered:
+    pitch_delta = _pitch_change(seg, prev, voice)
+    if pitch_delta is not None:
         parts.append(f"{his} pitch {'rises' if pitch_delta > 0 else 'drops'}")
     rate_ratio = _pace_change(seg, prev)
     if rate_ratio is not None:
         parts.append("the pace quickens" if rate_ratio > 1 else "the pace slows")
-    loud_delta = seg.get("loudness_delta_db", 0.0) - (prev.get("loudness_delta_db", 0.0) if prev else 0.0)
-    if abs(loud_delta) >= seg["loudness_threshold"]:
+    loud_delta = _loudness_change(seg, prev)
+    if loud_delta is not None:
         parts.append(f"{his} voice grows {'louder' if loud_delta > 0 else 'softer'}")
     return parts
 
@@ -229,8 +274,7 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
             tail = f"towards the close {_join(change)}, " + tail
         sentences.append(tail)
     body = ", ".join(sentences) + "."
-    summary = [RANGE.get(voice.pitch_range) if not voice.whispered else None,
-               DYNAMICS.get(voice.dynamics)]
+    summary = [_range(voice), _dynamics(voice)]
     summary = [s for s in summary if s]
     closing = f" Overall {he} delivers the words {_pauses(voice)}"
     if summary:

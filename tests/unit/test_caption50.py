@@ -1,0 +1,54 @@
+"""A caption never calls a quality steady beside a change it states in the same clip: no "even,
+steady loudness" beside "grows louder / softer", no "flat, monotone intonation" beside "pitch
+rises / drops" (in the global caption of that clip either), as no "even pace" beside a stated
+change of pace."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from clsp.caption.writer import Voice, finegrained_caption, global_caption
+
+
+def _seg(pitch: float = 0.0, loud: float = 0.0) -> dict:
+    return {"pitch_delta_st": pitch, "rate_ratio": 1.0, "loudness_delta_db": loud, "rate_label": "moderate",
+            "loudness_label": "moderate", "slope_label": "level", "pitch_threshold": 1.5,
+            "rate_threshold": 0.2, "loudness_threshold": 3.0}
+
+
+def _captions(**kw) -> tuple[list[str], list[str]]:
+    base = dict(gender="male", pitch="medium", pitch_range="moderately varied", slope="level", rate="moderate",
+                loudness="moderate", dynamics="steady", voicing="voiced")
+    voice = Voice(**{**base, **kw})
+    rngs = [random.Random(i) for i in range(30)]
+    return [global_caption(voice, r) for r in rngs], [finegrained_caption(voice, r) for r in rngs]
+
+
+@pytest.mark.parametrize("segments", [[_seg(), _seg(loud=4.0), _seg()], [_seg(), _seg(loud=-5.0)],
+                                      [_seg(), _seg(), _seg(loud=3.5)]])
+def test_no_steady_loudness_beside_a_stated_loudness_change(segments):
+    glob, fine = _captions(segments=segments)
+    assert any("grows" in t for t in fine), fine[:2]
+    for text in glob + fine:
+        assert "steady loudness" not in text, text
+
+
+@pytest.mark.parametrize("segments", [[_seg(), _seg(pitch=2.0), _seg()], [_seg(), _seg(pitch=-3.0)]])
+def test_no_monotone_beside_a_stated_pitch_change(segments):
+    glob, fine = _captions(pitch_range="monotone", segments=segments)
+    assert any("pitch rises" in t or "pitch drops" in t for t in fine), fine[:2]
+    for text in glob + fine:
+        assert "monotone" not in text, text
+
+
+def test_steady_and_monotone_stay_where_nothing_changes():
+    glob, fine = _captions(pitch_range="monotone", segments=[_seg(), _seg(pitch=1.0, loud=2.0), _seg()])
+    assert all("steady loudness" in t and "monotone" in t for t in fine), fine[:2]
+    assert any("monotone" in t for t in glob)
+
+
+def test_a_whispered_clip_states_no_pitch_change_and_keeps_its_dynamics_word():
+    glob, fine = _captions(voicing="whispered", segments=[_seg(), _seg(pitch=4.0), _seg()])
+    assert all("steady loudness" in t for t in fine), fine[:2]
