@@ -24,17 +24,9 @@ from clsp.caption.metadata import caption_metadata
 from clsp.caption.pipeline import caption_acoustic
 from clsp.caption.writer import Voice, finegrained_caption, global_caption
 from tests.conftest import invoke
+from tests.unit.test_caption_edges48 import _syllables
 
 SR = 16000
-
-
-def _syllables(seconds: float, f0: float = 210.0, rate_hz: float = 4.0, amp: float = 0.5) -> np.ndarray:
-    """Harmonics with vibrato under syllable-like bursts."""
-    t = np.arange(int(seconds * SR)) / SR
-    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
-    ph = 2 * np.pi * np.cumsum(f) / SR
-    x = sum(np.sin(k * ph) / k for k in range(1, 20)) * (0.01 + np.sin(np.pi * rate_hz * t) ** 2)
-    return amp * x / np.abs(x).max()
 
 
 def _seg(rate_ratio: float, rate_label: str | None = "moderate") -> dict:
