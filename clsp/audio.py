@@ -168,6 +168,33 @@ def _announced_data(path: Path, fmt: str) -> tuple[int, int] | None:
     return None
 
 
+def _ogg_ends_in_a_page(path: Path) -> bool:
+    """Whether an Ogg file ends inside a page (the page header announces more bytes than are
+    left) after pages none of which carries the end-of-stream flag: a file cut short. Walks the
+    page headers (27 bytes and the lacing table each; RFC 3533, section 6); bytes after an
+    end-of-stream page, or that are no page, are not a cut."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            pos, ended = 0, False
+            while pos < size:
+                fh.seek(pos)
+                head = fh.read(27)
+                if len(head) < 27:
+                    return head == b"OggS"[: len(head)] and not ended
+                if head[:4] != b"OggS":
+                    return False
+                lacing = fh.read(head[26])
+                end = pos + 27 + head[26] + sum(lacing)
+                if len(lacing) < head[26] or end > size:
+                    return not ended  # a cut page's own end-of-stream flag does not count
+                ended = ended or bool(head[5] & 0x04)
+                pos = end
+    except OSError:
+        return False
+    return False
+
+
 def _check_not_truncated(path: Path, info) -> None:
     """``AudioError`` for a file cut short: its header announces more audio than the file
     holds, where libsndfile reads what is there without an error. WAV (libsndfile notes the
@@ -175,7 +202,9 @@ def _check_not_truncated(path: Path, info) -> None:
     few header bytes read), and any container of fixed-width samples whose frame count the
     file cannot hold.
     Placeholder sizes of files written to a pipe are not a cut. An Ogg stream in which
-    libsndfile finds no samples and no end-of-stream page is a truncated or corrupt one."""
+    libsndfile finds no samples and no end-of-stream page is a truncated or corrupt one, and so
+    is one that ends inside a page without an end-of-stream page (libsndfile logs both and
+    decodes the pages before the cut)."""
     fmt = info.format
     log = getattr(info, "extra_info", "") or ""
     if fmt in ("WAV", "WAVEX", "RF64"):
@@ -188,6 +217,9 @@ def _check_not_truncated(path: Path, info) -> None:
     if fmt == "OGG" and info.frames <= 0 and ("ended unexpectedly" in log or "lacks an end-of-stream" in log):
         raise AudioError(f"{path}: truncated or corrupt Ogg stream: it ends without its end-of-stream page, "
                          "and libsndfile finds no sample count in it (a file cut short)")
+    if fmt == "OGG" and "Junk after the last page" in log and _ogg_ends_in_a_page(path):
+        raise AudioError(f"{path}: truncated Ogg stream: it ends in the middle of a page, with no end-of-stream "
+                         f"page (a file cut short; only its first {info.frames} frames could be decoded)")
     try:
         size = path.stat().st_size
     except OSError:
