@@ -409,18 +409,60 @@ def _writes_stdout(path: Any) -> bool:
     return (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino)
 
 
+MODEL_PARAMS = ("model", "select_with", "source")  # options naming a model the run loads, a folder it reads whole
+DEFAULT_MODEL_NAMES = ("default", "clsp-default")
+
+
+def _model_folder(value: Any) -> str | None:
+    """The real path of the model folder a ``--model`` value loads: the folder itself, the
+    folder of a clsp model's ``model.safetensors`` (its config and tokenizer are read too), or
+    the packaged default model's folder; None for other names (built-in, hub ids, ``.pt`` files)."""
+    if not isinstance(value, str) or not value:
+        return None
+    if value in DEFAULT_MODEL_NAMES:
+        import clsp
+
+        return os.path.realpath(os.path.join(os.path.dirname(clsp.__file__), "default_model"))
+    path = os.path.expanduser(value)
+    if os.path.isdir(path):
+        return os.path.realpath(path)
+    if path.endswith(".safetensors") and os.path.isfile(os.path.join(os.path.dirname(path) or ".", "config.json")):
+        return os.path.realpath(os.path.dirname(path) or ".")
+    return None
+
+
+def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    """``ConfigError`` (exit 2) for an output inside the folder of a model the run loads:
+    publishing it could replace the model's weights, config or tokenizer, and the next load
+    would fail."""
+    folders = {name: _model_folder(params.get(name)) for name in MODEL_PARAMS}
+    for name in outputs:
+        path = params.get(name)
+        if not isinstance(path, str) or not path or path == "-" or _file_key(path) is None:
+            continue
+        real = os.path.realpath(path)
+        for option, folder in folders.items():
+            if folder is not None and real.startswith(folder + os.sep):
+                shown = params[option] if params[option] not in DEFAULT_MODEL_NAMES else f"{params[option]} ({folder})"
+                raise ConfigError(f"--{name.replace('_', '-')} {path}: lies inside the folder of the model this run "
+                                  f"loads (--{option.replace('_', '-')} {shown}); writing there could replace the "
+                                  "model's own files; give the output a path outside it")
+
+
 def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
     """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
     (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
     other), or when an output names a file the run reads (an input argument, a file given
     to any other option, or a file redirected to stdin), which publishing the output would
-    replace. Devices, FIFOs and ``-`` are written through and never replace anything."""
+    replace, or when an output lies inside the folder of a model the run loads. Devices, FIFOs
+    and ``-`` are written through and never replace anything."""
     seen: dict[tuple, str] = {}
     shown_as: dict[tuple, str] = {}
     figure = "run_dir" in params or "color_by" in params  # clsp plot: --output is a figure
     for name in outputs:
         _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
         _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
+    _refuse_inside_model(params, outputs)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)

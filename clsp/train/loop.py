@@ -97,6 +97,30 @@ class TrainResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _refuse_nested_output(out: Path) -> None:
+    """``ConfigError`` for an output folder inside another training run's folder (one holding
+    checkpoints or logged steps) or inside a model folder (a clsp ``config.json``): the runs'
+    checkpoints and metrics would mix, and a checkpoint's model could be overwritten. Checked
+    before the folder is made or locked."""
+    for parent in out.resolve().parents:
+        metrics = parent / "metrics.jsonl"
+        try:
+            logged = metrics.is_file() and metrics.stat().st_size > 0
+        except OSError:
+            logged = False
+        if ckpt.list_checkpoints(parent) or logged:
+            raise ConfigError(f"--output-dir {out}: lies inside the folder of another training run ({parent}); its "
+                              "checkpoints and metrics would mix with this run's: train into a folder outside it")
+        cfg = parent / "config.json"
+        try:
+            is_model = cfg.is_file() and "clsp_format" in json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            is_model = False
+        if is_model:
+            raise ConfigError(f"--output-dir {out}: lies inside the model folder {parent}: train into a folder "
+                              "outside it")
+
+
 class Trainer:
     """State and steps of one run; ``run()`` trains until ``max_steps`` or a stop signal."""
 
@@ -105,6 +129,7 @@ class Trainer:
         self.on_log = on_log
         self.info, self.device = init_distributed(cfg.device)
         self.out = Path(cfg.output_dir)
+        _refuse_nested_output(self.out)
         self._run_lock = self._lock_output_dir()
         try:  # whatever stops the set-up lets go of the folder's lock
             self._refuse_other_run(resume)
