@@ -539,7 +539,7 @@ def _merge_into(section: dict[str, Any], values: dict[str, Any]) -> None:
 def check_repeated_overrides(overrides: list[str]) -> None:
     """``ConfigError`` when two ``key=value`` overrides set one key to different values (the
     last one won unseen, and an invalid earlier value was never checked); the same value
-    twice is taken."""
+    twice is taken (``true`` and ``1`` are different values: a boolean is no number here)."""
 
     def leaves(key: str, value: Any):
         """(dotted key, value) for each key an override sets (a section's keys one by one)."""
@@ -560,7 +560,7 @@ def check_repeated_overrides(overrides: list[str]) -> None:
             continue  # apply_overrides names it
         for top, value in apply_overrides({}, [item]).items():
             for leaf, v in leaves(top, value):
-                if leaf in seen and seen[leaf] != v:
+                if leaf in seen and (seen[leaf] != v or isinstance(seen[leaf], bool) != isinstance(v, bool)):
                     raise ConfigError(f"{leaf} is set twice ({leaf}={seen[leaf]} and {leaf}={v}, from overrides or "
                                       "the option that sets it); give it once")
                 seen[leaf] = v
