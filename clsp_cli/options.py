@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 
 class OnError(str, Enum):
@@ -49,3 +50,30 @@ class Options(SimpleNamespace):
     @classmethod
     def of(cls, params: dict) -> "Options":
         return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in params.items()})
+
+
+class OptionOrderCommand(TyperCommand):
+    """A command that also keeps the order in which its options stood on the command line
+    (one name per occurrence) in ``ctx.meta[OPTION_ORDER]``: repeatable options of two kinds
+    (``--text`` / ``--audio``) are answered in the order given. Read with :func:`option_order`
+    from the command's ``typer.Context``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        ctx.meta[OPTION_ORDER] = []
+        if args:
+            try:
+                _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+                ctx.meta[OPTION_ORDER] = [p.name for p in order]
+            except Exception:  # noqa: BLE001 - the parse below says what is wrong
+                pass
+        return super().parse_args(ctx, args)
+
+
+OPTION_ORDER = "clsp.option_order"
+
+
+def option_order(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str] | None:
+    """The occurrences of the options ``names`` on ``ctx``'s command line, in order (None
+    without a context, or for a command that is no :class:`OptionOrderCommand`)."""
+    order = ctx.meta.get(OPTION_ORDER) if ctx is not None else None
+    return None if order is None else [n for n in order if n in names]

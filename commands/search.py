@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from clsp_cli.errors import command
-from clsp_cli.options import DeviceOpt, NBootOpt, OnError, OnErrorOpt, Options, OutputOpt, QuietOpt
+from clsp_cli.options import (DeviceOpt, NBootOpt, OnError, OnErrorOpt, OptionOrderCommand, Options, OutputOpt, QuietOpt,
+                              option_order)
 
 main = typer.Typer(
     name="search",
@@ -57,12 +58,13 @@ def build(
     return _build(Options.of(locals()))
 
 
-@main.command("query")
+@main.command("query", cls=OptionOrderCommand)
 @command
 def query(
+    ctx: typer.Context,
     index: IndexArg,
     input: Annotated[Optional[str], typer.Argument(help="Queries: JSONL with 'embedding' (or 'row' + --npy), 'text' or 'audio' fields, or a .npy matrix; '-' is stdin. Default: stdin unless --text/--audio are given.", show_default=False)] = None,
-    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A caption to search with (repeatable).")] = None,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A caption to search with (repeatable; --text and --audio queries are answered in command-line order).")] = None,
     audio: Annotated[Optional[list[str]], typer.Option("--audio", "-a", help="An audio file to search with (repeatable).")] = None,
     k: KOpt = 10,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep hits scoring at least this (cosine/ip) or at most this (l2).")] = None,
@@ -214,7 +216,7 @@ def _query(o: Options) -> int:
             raise ConfigError(f"--audio {str(audio)[:200]}: {node_problem(audio) or 'no such file'}")
     settings = SearchSettings(o.k, o.threshold, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field))
     run = search(o.index, o.input, texts=o.text or [], audios=o.audio or [], settings=settings, npy=o.npy,
-                 model=o.model, device=o.device, batch_size=o.batch_size)
+                 model=o.model, device=o.device, batch_size=o.batch_size, order=option_order(o.ctx, ("text", "audio")))
     sink = RecordSink(o.output, on_error=o.on_error)
     page: list = []
     with Throughput("search", "queries") as progress:

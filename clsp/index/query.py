@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from clsp.errors import ClspError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.vectors import VectorIndex
 from clsp.index.records import (MatrixNotGivenError, check_row_positions, check_usable, holds_vector, is_npy_name,
                                 load_matrix, record_vector)
@@ -61,7 +61,7 @@ class QueryEncoder:
 
     def _load(self):
         if self._encoders is None:
-            from clsp.errors import ConfigError, ModelError, ModelNotFoundError
+            from clsp.errors import ModelError, ModelNotFoundError
             from clsp.models import load_model
             from clsp.similarity import ModelEncoders
 
@@ -149,12 +149,16 @@ def _is_audio_file(path: str) -> bool:
 
 
 def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
-                npy: str | None = None) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
+                npy: str | None = None, order: Sequence[str] | None = None
+                ) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
     """``(items, matrix, base)`` of search queries: one item per ``texts`` / ``audios`` value,
     then the records of ``source`` (JSONL, ``-`` for stdin, or a ``.npy`` matrix whose rows are
-    the queries ``row-N``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the
-    folder relative audio paths resolve against. Without ``source`` and with given queries,
-    stdin is not read."""
+    the queries ``row-N``). The given queries come texts first, then audios, or interleaved as
+    ``order`` says: ``"text"`` or ``"audio"`` per given query (as ``--text`` and ``--audio``
+    stood on the command line; ``ConfigError`` when its counts are not those of ``texts`` and
+    ``audios``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the folder
+    relative audio paths resolve against. Without ``source`` and with given queries, stdin is
+    not read."""
     from clsp.records import check_sequence
 
     check_sequence(texts, "texts", "captions")
@@ -162,8 +166,15 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     source = os.fspath(source) if isinstance(source, os.PathLike) else source
     npy = os.fspath(npy) if isinstance(npy, os.PathLike) else npy
     audios = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in audios]
-    given = [Item(index=n, id=t, record={"id": t, "text": t}) for n, t in enumerate(texts)]
-    given += [Item(index=len(given) + n, id=a, record={"id": a, "audio": a}) for n, a in enumerate(audios)]
+    kinds = list(order) if order is not None else ["text"] * len(texts) + ["audio"] * len(audios)
+    if kinds.count("text") != len(texts) or kinds.count("audio") != len(audios) or len(kinds) != len(texts) + len(audios):
+        raise ConfigError(f"order: {len(kinds)} kinds for {len(texts)} texts and {len(audios)} audios; give "
+                          "'text' or 'audio' once per given query")
+    pending = {"text": iter(texts), "audio": iter(audios)}
+    given = []
+    for n, kind in enumerate(kinds):
+        value = next(pending[kind])
+        given.append(Item(index=n, id=value, record={"id": value, kind: value}))
     if source is None and given:
         return iter(given), None, None
     if source not in (None, "-") and not is_npy_name(source) and _is_audio_file(source):
@@ -303,10 +314,10 @@ class SearchRun(SinglePass):
 
 def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts: Sequence[str] = (),
            audios: Sequence[str] = (), k: int = 10, settings: SearchSettings | None = None, npy: str | None = None,
-           model=None, device: str = "auto", batch_size: int = 256) -> SearchRun:
+           model=None, device: str = "auto", batch_size: int = 256, order: Sequence[str] | None = None) -> SearchRun:
     """Search an index (a directory from ``clsp search build``, or a loaded ``VectorIndex``)
     with caption ``texts``, audio files ``audios`` and/or the query records of ``queries``
-    (see :func:`query_items`); ``settings`` overrides ``k``.
+    (see :func:`query_items`, also for ``order``); ``settings`` overrides ``k``.
 
     Captions and clips are embedded by ``model``, a name or directory for
     ``clsp.models.load_model`` or a loaded model (default: the index's model); its provenance
@@ -318,6 +329,6 @@ def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts
 
     if not isinstance(index, VectorIndex):
         index = load_index(index)
-    items, matrix, base = query_items(queries, texts, audios, npy)
+    items, matrix, base = query_items(queries, texts, audios, npy, order)
     return SearchRun(index, items, settings or SearchSettings(k), QueryEncoder(index, model, device), matrix, base,
                      batch_size)
