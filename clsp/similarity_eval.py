@@ -49,8 +49,10 @@ class RatingTally:
         same for a ``group_key`` that no rated pair has (one group named None)."""
         from clsp.errors import ConfigError
 
-        shown = sorted(self.fields - {"a", "b"})
-        fields = f"their fields: {', '.join(shown[:12]) or 'a, b only'}{', ...' if len(shown) > 12 else ''}"
+        sides = {f"{s}{k}" for s in ("a", "b") for k in ("", "_audio", "_text", "_embedding", "_row")}
+        shown = sorted(self.fields - sides)
+        fields = (f"their fields besides the two sides: {', '.join(shown[:12]) or 'none'}"
+                  f"{', ...' if len(shown) > 12 else ''}")
         if self.unrated and not self.keyed:
             raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field ({fields})")
         if self.group_key and self.ratings and all(group is None for _, _, group in self.ratings):

@@ -161,7 +161,7 @@ def test_a_human_key_no_pair_has_is_a_usage_error(tmp_path):
     pairs = [{"a": "v1.wav", "b": "a calm voice", "rating": 3}, {"a": "v1.wav", "b": "an angry voice", "rating": 1}]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rate", "-q", cwd=tmp_path)
-    assert p.returncode == 2 and "--human-key 'rate': no pair record has this field (their fields: id, rating)" in p.stderr
+    assert p.returncode == 2 and "--human-key 'rate': no pair record has this field (their fields besides the two sides: id, rating)" in p.stderr
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--n-boot", "0", "-q", cwd=tmp_path)
     assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["summary"]["overall"]["n"] == 2
     # a --group-key no rated pair has gave one group named None and exit 0
@@ -251,3 +251,16 @@ def test_a_lhotse_cut_side_is_decoded_by_lhotse_as_embed_does(tmp_path):
     [rec] = [json.loads(x) for x in p.stdout.splitlines()]
     assert rec["pair"] == "audio-audio"
     assert abs(rec["score"] - vm @ vf / np.linalg.norm(vm) / np.linalg.norm(vf)) < 1e-5
+
+
+def test_the_fields_named_for_a_mistyped_key_leave_out_every_side_field(tmp_path):
+    """Pairs given as a/b and as a_audio/b_text: the message lists the other fields only, and
+    says that it leaves the sides out."""
+    tone(tmp_path / "v1.wav", 150)
+    pairs = [{"id": "p1", "a": "v1.wav", "b": "a calm voice", "rating": 3},
+             {"id": "p2", "a_audio": "v1.wav", "b_text": "an angry voice", "rating": 1, "pair": "x"}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--group-key", "pairs",
+            "-q", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert "(their fields besides the two sides: id, pair, rating)" in p.stderr, p.stderr
