@@ -243,13 +243,52 @@ def _short(exc: BaseException) -> str:
 def _signal_range(path: Path, info) -> tuple[int, int, int, bool]:
     """``(offset, frames, decoded, promised)``: the signal in the decoded samples (MP3 delay and
     padding removed), the samples the decoder gives, and whether the file promises that count
-    (False for an MP3 whose count the decoder only estimated from its size: re-estimated
-    without its ID3v2 tag, and a shorter read is no truncation; ``clsp.mp3gapless.mp3_signal``)."""
+    (False for an MP3 whose count the decoder only estimated from its size: such a file is
+    decoded once to count its frames, and a shorter read is no truncation;
+    ``clsp.mp3gapless.mp3_signal``)."""
     if info.format != "MP3":
         return 0, int(info.frames), int(info.frames), True
     from clsp.mp3gapless import mp3_signal
 
-    return mp3_signal(path, int(info.frames))
+    offset, frames, decoded, promised = mp3_signal(path, int(info.frames))
+    if not promised:  # the size estimate can be off by a few frames per minute: count what decodes
+        counted = _decoded_frames(path, int(info.frames))
+        if counted is not None and 0 < counted != decoded:
+            offset, frames, decoded, _ = mp3_signal(path, counted, counted=True)
+    return offset, frames, decoded, promised
+
+
+_DECODED_FRAMES: dict[tuple, int] = {}  # (path, device, inode, size, mtime) -> frames decoded
+_DECODED_FRAMES_KEPT = 4096
+
+
+def _decoded_frames(path: Path, estimate: int) -> int | None:
+    """The frames libsndfile decodes from ``path`` (an MP3 whose header gives no frame count), up
+    to its size ``estimate`` (libsndfile reads no further), counted by decoding the file once per
+    version of it (cached by device, inode, size and modification time); None if it cannot be read."""
+    import soundfile as sf
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _DECODED_FRAMES:
+        return _DECODED_FRAMES[key]
+    count = 0
+    try:
+        with sf.SoundFile(os.fsencode(path)) as fh:
+            while count < estimate:
+                n = fh.read(min(BLOCK_FRAMES, estimate - count), dtype="float32", always_2d=True).shape[0]
+                if n == 0:
+                    break
+                count += n
+    except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError, MemoryError):
+        return None
+    if len(_DECODED_FRAMES) >= _DECODED_FRAMES_KEPT:
+        _DECODED_FRAMES.clear()
+    _DECODED_FRAMES[key] = count
+    return count
 
 
 def audio_duration(path: str | os.PathLike) -> float:

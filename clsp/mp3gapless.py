@@ -113,14 +113,15 @@ def mp3_signal_range(path: str | os.PathLike, decoded_frames: int) -> tuple[int,
     return mp3_signal(path, decoded_frames)[:2]
 
 
-def mp3_signal(path: str | os.PathLike, decoded_frames: int) -> tuple[int, int, int, bool]:
+def mp3_signal(path: str | os.PathLike, decoded_frames: int, counted: bool = False) -> tuple[int, int, int, bool]:
     """``(offset, frames, decoded, promised)``: ``mp3_signal_range``, the decoded samples it was
     taken from, and whether the stream promises that count.
 
     With a Xing/Info frame count the decoder's count is the stream's (``promised``). Without
     one, libsndfile only estimates it from the file size, counting an ID3v2 tag's bytes (a
     cover picture) as audio: that estimate is taken without the tag (``decoded``, at the first
-    frame's bitrate) and promises nothing, so a shorter decode is no truncation.
+    frame's bitrate) and promises nothing, so a shorter decode is no truncation. ``counted``:
+    ``decoded_frames`` is what the stream was found to decode (``clsp.audio``), taken as it is.
     """
     try:
         id3 = _id3v2_size(_read_at(path, 0, 10))
@@ -131,7 +132,7 @@ def mp3_signal(path: str | os.PathLike, decoded_frames: int) -> tuple[int, int, 
     if head is None:
         return 0, decoded_frames, decoded_frames, True
     promised = bool(head.tag_frames)
-    if not promised and id3:
+    if not promised and id3 and not counted:
         decoded_frames = _without_tag(path, head, id3, decoded_frames)
     return (*_signal_range(path, head, decoded_frames), decoded_frames, promised)
 
