@@ -355,9 +355,12 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
         bad = ea if isinstance(ea, ClspError) else eb if isinstance(eb, ClspError) else None
         if bad is not None:
             side = p[0] if bad is ea else p[1]
+            name = "a" if side is p[0] else "b"
             if side.guessed:  # a one-word caption that happens to name a file here
-                bad = type(bad)(f"{bad}; side {'a' if side is p[0] else 'b'} was read as audio because a file of "
+                bad = type(bad)(f"side {name}: {bad}; side {name} was read as audio because a file of "
                                 f"that name exists: for the caption, write it in a pairs file as {{\"text\": ...}} or a_text / b_text")
+            else:
+                bad = type(bad)(f"side {name}: {bad}")  # which side failed, as the sides' own field errors say
             out.append(Result(rid, error=bad))
             continue
         try:
