@@ -205,8 +205,11 @@ def check_not_silent(wave, rec: dict) -> None:
     not, but it is left out of a ``chunk-mean`` and, with ``windows``, is that window's error."""
     peak = float(torch.as_tensor(wave).abs().max()) if len(wave) else 0.0
     if peak < SILENT_PEAK:
-        raise AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (peak {peak:.3g}, below one 16-bit step): "
-                         "no voice to embed")
+        channel = rec.get("channel")
+        which = "" if channel is None else f" (channel{'s' if isinstance(channel, list) else ''} " \
+            f"{', '.join(map(str, channel)) if isinstance(channel, list) else channel})"
+        raise AudioError(f"{rec.get('audio', rec.get('_path'))}{which}: silent (peak {peak:.3g}, below one 16-bit "
+                         "step): no voice to embed")
 
 
 def _decode_window(r: _Record, k: int, prepare=fbank):
