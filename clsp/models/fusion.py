@@ -20,6 +20,10 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
                              # instead (one of those four; null: front_end), e.g. "trimmed": a clip's
                              # d-vectors and gender come from its speech only, so silence around it
                              # does not move them, while the statistics still hear front_end
+     "gender_front_end": null,  # the front end the gender head hears (one of those four; null:
+                             # speaker_front_end), e.g. "trimmed" with speaker_front_end "raw": the
+                             # gender log-odds come from the speech only, while the d-vectors that feed
+                             # the trainable layers hear the clip as it is (those encoders then run twice)
      "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
                              # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
                              # a clip's start moving by part of a frame; each grid costs one more fbank
@@ -88,14 +92,16 @@ class SpeakerFusionEncoder(nn.Module):
                  load_weights: bool = True,
                  proj_speakers: list[str] | tuple[str, ...] | None = None,
                  speaker_bands: dict[str, str] | None = None, front_end: str = "raw",
-                 speaker_front_end: str | None = None):
+                 speaker_front_end: str | None = None, gender_front_end: str | None = None):
         super().__init__()
-        for key, value in (("front_end", front_end), ("speaker_front_end", speaker_front_end)):
-            if value not in FRONT_ENDS and not (key == "speaker_front_end" and value is None):
+        for key, value in (("front_end", front_end), ("speaker_front_end", speaker_front_end),
+                           ("gender_front_end", gender_front_end)):
+            if value not in FRONT_ENDS and not (key != "front_end" and value is None):
                 raise ConfigError(f"speaker_fusion: {key} must be one of {', '.join(FRONT_ENDS)}"
-                                  f"{' or null' if key == 'speaker_front_end' else ''}, got {value!r}")
+                                  f"{' or null' if key != 'front_end' else ''}, got {value!r}")
         self.front_end = front_end
         self.speaker_front_end = front_end if speaker_front_end is None else speaker_front_end
+        self.gender_front_end = self.speaker_front_end if gender_front_end is None else gender_front_end
         unknown = [s for s in speakers if s not in SPEAKER_ENCODERS]
         if unknown or not (speakers or stats or compact):
             raise ConfigError(f"speaker_fusion: unknown speaker encoder(s) {unknown} (known: {sorted(SPEAKER_ENCODERS)})"
@@ -150,7 +156,7 @@ class SpeakerFusionEncoder(nn.Module):
 
             self.gender_head = gender_linear(self.speaker_names, load_weights,
                                              encoder_settings(self.speaker_names, max_partials, max_windows,
-                                                              self.speaker_bands, self.speaker_front_end))
+                                                              self.speaker_bands, self.gender_front_end))
             self.gender_proj = nn.Sequential(nn.Linear(1, gender_dim), nn.GELU())
         gender_in = 1 if gender_head else 0
         self.use_stats, self.num_mel_bins = bool(stats), num_mel_bins
@@ -196,19 +202,38 @@ class SpeakerFusionEncoder(nn.Module):
         whatever autocast the caller runs under (``--dtype bfloat16``, training's bf16): the
         same numbers as without it."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            raw = waveforms.float()
+            raw, raw_lengths = waveforms.float(), lengths
             waveforms, lengths = self._heard(raw, lengths)
             parts = []
             if self.speakers:
-                spoken = ((waveforms, lengths) if self.speaker_front_end == self.front_end
-                          else self._heard(raw, lengths, self.speaker_front_end))
-                parts = [enc(*spoken) for enc in self.speakers]
-            if self.gender_head is not None:
-                parts.append(self.gender_head(torch.cat(parts, dim=-1)))
+                parts = self._dvectors((raw, raw_lengths), (waveforms, lengths))
             if self.use_stats:
                 parts.append(waveform_stats(_clip_waves(waveforms, lengths), self.num_mel_bins, self.stats_band,
                                             self.stats_phases).to(waveforms.device))
             return torch.cat(parts, dim=-1).float()
+
+    def _dvectors(self, raw: tuple[torch.Tensor, torch.Tensor],
+                  heard: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """The d-vector columns of ``frozen_features``, then the gender log-odds where the tower
+        has a gender head: a list of ``(B, 256)`` per speaker encoder and ``(B, 1)``. ``raw``
+        is the batch as decoded, ``heard`` the same through ``front_end`` (waveforms and sample
+        counts each). The d-vectors that
+        feed the trainable layers are those of the clips through ``speaker_front_end``; the
+        gender head hears ``gender_front_end``, and an encoder that feeds only the gender head
+        fills its columns with what the head hears (so it runs once)."""
+        def through(front_end: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return heard if front_end == self.front_end else self._heard(*raw, front_end)
+
+        spoken = through(self.speaker_front_end)
+        if self.gender_head is None or self.gender_front_end == self.speaker_front_end:
+            parts = [enc(*spoken) for enc in self.speakers]
+            return parts + ([self.gender_head(torch.cat(parts, dim=-1))] if self.gender_head is not None else [])
+        gendered = through(self.gender_front_end)
+        trained = set(self.proj_speakers) if self.speaker_norm is not None else set()
+        for_gender = [enc(*gendered) for enc in self.speakers]
+        parts = [enc(*spoken) if name in trained else g
+                 for name, enc, g in zip(self.speaker_names, self.speakers, for_gender)]
+        return parts + [self.gender_head(torch.cat(for_gender, dim=-1))]
 
     def gender_logodds(self, frozen: torch.Tensor) -> torch.Tensor:
         """The gender head's female log-odds ``(B, 1)`` from ``frozen_features`` output.

@@ -16,6 +16,7 @@ Prints a table on stderr and writes all numbers as JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -37,14 +38,24 @@ def embed_clips(model, rows: list[dict], batch_size: int = 16) -> np.ndarray:
     """Unit-norm audio embeddings of the rows' audio files, in row order."""
     from clsp.audio import load_audio
 
-    out = []
+    waves = (load_audio(r["audio"], r.get("start"), r.get("end")) for r in rows)
+    return embed_waves(model, waves, batch_size)
+
+
+def embed_waves(model, waves, batch_size: int = 16) -> np.ndarray:
+    """Unit-norm audio embeddings ``(N, D)`` of 16 kHz waveforms ``(S_i,)`` (any iterable), in
+    order, ``batch_size`` at a time (a clip's embedding does not depend on its batch)."""
+    out, batch = [], []
     with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            waves = [load_audio(r["audio"], r.get("start"), r.get("end")) for r in rows[i:i + batch_size]]
-            lens = torch.tensor([len(w) for w in waves])
-            padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
-            out.append(model.encode_audio(padded, lens).numpy())
-    return np.concatenate(out)
+        for w in itertools.chain(waves, [None]):  # None: the end, flush the last batch
+            if w is not None:
+                batch.append(w)
+            if batch and (w is None or len(batch) == batch_size):
+                lens = torch.tensor([len(x) for x in batch])
+                padded = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
+                out.append(model.encode_audio(padded, lens).numpy())
+                batch = []
+    return np.concatenate(out) if out else np.zeros((0, model.config.joint_dim), dtype=np.float32)
 
 
 def embed_texts(model, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -10,7 +10,9 @@ Per model (the first is the baseline), on the same clips:
   through the GSM 06.10 telephone codec (8 kHz) and through mp3 at 16 kbit/s;
 * recording conditions, on every set: cosine of each clip to a copy with 0.6 s of digital
   silence before and after, 20 dB quieter, with a DC offset of 0.05, with white noise at
-  -50 dBFS (``RECORDING_COPIES``);
+  -50 dBFS, in a room-like noise floor (white noise at -60 dBFS under the speech and for 1 s
+  before and after it, as a recording that starts and stops around the speech has), and the
+  zero-shot gender WA of each kind of copy (``RECORDING_COPIES``);
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
   other emotion): mean and quantiles, over all clips and within each set;
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import GENDER_PROMPTS, embed_clips, embed_texts, prompts_from  # noqa: E402
+from evaluate import GENDER_PROMPTS, embed_clips, embed_texts, embed_waves, prompts_from  # noqa: E402
 from jsonl import read_jsonl  # noqa: E402
 from prepare_emodb import EMOTION_PHRASES  # noqa: E402
 
@@ -173,11 +175,12 @@ def zero_shot_calibrated(model, audio: np.ndarray, labels: list[str], classes: d
             "wrong_median_confidence": float(np.median(wrong)) if len(wrong) else None}
 
 
-def eight_khz_cosines(model, rows: list[dict]) -> dict:
+def eight_khz_cosines(model, rows: list[dict], orig: np.ndarray | None = None) -> dict:
     """Cosine of each clip's embedding to that of its copy resampled to 8 kHz and back."""
     import torchaudio.functional as AF
 
-    return copy_cosines(model, rows, lambda r, w: AF.resample(AF.resample(w, 16000, 8000), 8000, 16000)[: len(w)])
+    return copy_cosines(model, rows, lambda r, w: AF.resample(AF.resample(w, 16000, 8000), 8000, 16000)[: len(w)],
+                        orig)
 
 
 # channels a clip is sent through with sox (encode options, intermediate suffix): real codecs,
@@ -211,29 +214,35 @@ def _noise(w: torch.Tensor, dbfs: float = -50.0) -> torch.Tensor:
     return w + 10 ** (dbfs / 20) * torch.randn(len(w), generator=gen)
 
 
+def _room(w: torch.Tensor, dbfs: float = -60.0, seconds: float = 1.0) -> torch.Tensor:
+    """``w`` with ``seconds`` of silence before and after, then white noise at ``dbfs`` RMS over
+    all of it: a noise floor under the speech and around it."""
+    pad = int(16000 * seconds)
+    return _noise(torch.nn.functional.pad(w, (pad, pad)), dbfs)
+
+
 # how one recording differs from another of the same speech, as a copy of each clip
 RECORDING_COPIES = {
     "padded": ("0.6 s of digital silence before and after", lambda w: torch.nn.functional.pad(w, (9600, 9600))),
     "quieter": ("20 dB quieter", lambda w: w * 0.1),
     "dc": ("a DC offset of 0.05", lambda w: w + 0.05),
     "noise": ("white noise at -50 dBFS added", _noise),
+    "room": ("a -60 dBFS noise floor under it and for 1 s before and after", _room),
 }
 
 
-def copy_cosines(model, rows: list[dict], make_copy) -> dict:
-    """Cosine of each clip's embedding to that of ``make_copy(row, wave)`` (a 16 kHz copy of it)."""
+def copy_cosines(model, rows: list[dict], make_copy, orig: np.ndarray | None = None) -> dict:
+    """Cosine of each clip's embedding to that of ``make_copy(row, wave)`` (a 16 kHz copy of it),
+    and the zero-shot gender of the copies (``gender``, as ``zero_shot_calibrated``).
+    ``orig``: the clips' own embeddings where already computed."""
     from clsp.audio import load_audio
 
-    orig = embed_clips(model, rows)
-    copies = []
-    with torch.no_grad():
-        for r in rows:
-            w = make_copy(r, load_audio(r["audio"]))
-            copies.append(model.encode_audio(w[None], torch.tensor([len(w)])).numpy()[0])
-    cos = np.sum(orig * np.stack(copies), axis=1) / (
-        np.linalg.norm(orig, axis=1) * np.linalg.norm(np.stack(copies), axis=1))
+    orig = embed_clips(model, rows) if orig is None else orig
+    copies = embed_waves(model, (make_copy(r, load_audio(r["audio"])) for r in rows))
+    cos = np.sum(orig * copies, axis=1) / (np.linalg.norm(orig, axis=1) * np.linalg.norm(copies, axis=1))
     return {"n": len(rows), "mean": float(cos.mean()), "min": float(cos.min()),
-            "p10": float(np.quantile(cos, 0.1))}
+            "p10": float(np.quantile(cos, 0.1)),
+            "gender": zero_shot_calibrated(model, copies, [r["gender"] for r in rows], GENDER_PROMPTS)}
 
 
 def pair_distributions(audio: np.ndarray, rows: list[dict], max_pairs: int = 20000, seed: int = 0) -> dict:
@@ -293,18 +302,19 @@ def evaluate_model(model, sets: dict[str, list[dict]]) -> dict:
         r["caption_r1_among_10"] = r_at_1_among(audio[keep], captions) if len(keep) >= 10 else None
         if r["caption_r1_among_10"] is not None:
             r["caption_r1_among_10"]["baselines"] = label_baselines([caption_labels(rows[k]) for k in keep])
-        r["recording_copies"] = {kind: copy_cosines(model, rows, lambda row, w, f=fn: f(w))
+        r["recording_copies"] = {kind: copy_cosines(model, rows, lambda row, w, f=fn: f(w), audio)
                                  for kind, (_, fn) in RECORDING_COPIES.items()}
         r["pairs"] = pair_distributions(audio, rows)  # within one set: voices and styles of one corpus
         res[name] = r
     if "emodb" in sets:
-        res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"])
+        res["emodb"]["eight_khz_cosine"] = eight_khz_cosines(model, sets["emodb"], embedded["emodb"])
         import shutil
 
         if shutil.which("sox"):
             for channel in SOX_CHANNELS:
                 res["emodb"][f"{channel}_cosine"] = copy_cosines(model, sets["emodb"],
-                                                                 lambda r, w, c=channel: sox_copy(r["audio"], c))
+                                                                 lambda r, w, c=channel: sox_copy(r["audio"], c),
+                                                                 embedded["emodb"])
     all_rows = [r for rows in sets.values() for r in rows]
     all_audio = np.concatenate(list(embedded.values()))
     res["pairs"] = pair_distributions(all_audio, all_rows)
@@ -345,6 +355,8 @@ def markdown_table(results: list[dict]) -> str:
         for kind, (label, _) in RECORDING_COPIES.items():
             row(s, f"copy with {label}: cosine mean / p10 / min",
                 lambda r, k=kind: " / ".join(f"{r[s]['recording_copies'][k][q]:.3f}" for q in ("mean", "p10", "min")))
+            row(s, f"copy with {label}: zero-shot gender WA / UA %",
+                lambda r, k=kind: (lambda g: f"{100 * g['wa']:.1f} / {100 * g['ua']:.1f}")(r[s]["recording_copies"][k]["gender"]))
     for where, get in (("all", lambda r: r["pairs"]), ("emodb", lambda r: r["emodb"]["pairs"]),
                        ("tess_savee", lambda r: r["tess_savee"]["pairs"])):
         for kind in ("same_voice", "same_style", "unrelated"):

@@ -381,6 +381,24 @@ def test_real_speech_evaluation_runs_end_to_end(tmp_path, monkeypatch):
     assert 0.0 <= model["emodb"]["zeroshot_gender"]["ece"] <= 1.0
     assert set(model["packs"]) == set(evaluate_real.PACKS)
     assert all(abs(sum(p["shares"].values()) - 1.0) < 1e-9 for p in model["packs"].values())
+    copies = model["tess_savee"]["recording_copies"]
+    assert set(copies) == set(evaluate_real.RECORDING_COPIES) and copies["room"]["gender"]["n"] == 4
+    assert "copy with a -60 dBFS noise floor" in evaluate_real.markdown_table([model])
+
+
+def test_evaluation_embeds_waveforms_in_batches_as_one_by_one():
+    from evaluate import embed_waves
+
+    from clsp.models import load_model
+
+    model = load_model("tiny-random").eval()
+    gen = torch.Generator().manual_seed(0)
+    waves = [0.1 * torch.randn(n, generator=gen) for n in (8000, 16000, 3000, 12000, 5000)]
+    batched = embed_waves(model, iter(waves), batch_size=2)
+    alone = np.concatenate([embed_waves(model, [w], batch_size=1) for w in waves])
+    assert batched.shape == (5, model.config.joint_dim)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert embed_waves(model, [], batch_size=2).shape == (0, model.config.joint_dim)
 
 
 EMODB = ROOT.parent / "shared" / "data" / "emodb"

