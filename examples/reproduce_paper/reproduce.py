@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,16 +100,15 @@ class Embedder:
         return np.stack([r.value for r in self.text.run(items)])
 
 
-def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
-    """R@1/5/10 and mAP@10 (= MRR@10) in % for both directions; item i matches item i."""
-    sim = audio @ text.T
-    out = {}
-    for name, s in (("s2t", sim), ("t2s", sim.T)):
-        rank = (s > np.diag(s)[:, None]).sum(axis=1)  # 0-based rank of the true match
-        for k in (1, 5, 10):
-            out[f"{name}_R@{k}"] = 100.0 * float(np.mean(rank < k))
-        out[f"{name}_mAP@10"] = 100.0 * float(np.mean(np.where(rank < 10, 1.0 / (rank + 1), 0.0)))
-    return out
+def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float | None]:
+    """R@1/5/10 and mAP@10 (= MRR@10) in % for both directions; item i matches item i
+    (``clsp.metrics.retrieval.speech_text_retrieval``). An R@k that no ranking of the pool
+    could miss (a pool of at most k clips) is None, printed as "-"."""
+    from clsp.metrics.retrieval import speech_text_retrieval
+
+    out = speech_text_retrieval(audio, text, n_boot=0)
+    return {k: None if out[k] is None else 100.0 * float(out[k])
+            for k in (f"{d}_{m}" for d in ("s2t", "t2s") for m in ("R@1", "R@5", "R@10", "mAP@10"))}
 
 
 def run_retrieval(emb: Embedder, records: list[dict]) -> dict:
@@ -172,12 +172,12 @@ def print_tables(results: dict) -> None:
             print(f"{key:<22}{_cell(r[key]):>8}{_cell(PUBLISHED['retrieval'].get(key)):>8}")
     if "classification" in results:
         print("\nZero-shot classification, WA / UA % (ours with 95% CI; paper)")
-        print(f"{'task':<22}{'n':>6}  {'WA ours':<20}{'UA ours':<20}{'WA paper':>9}{'UA paper':>9}")
+        print(f"{'task':<22}{'n':>6}  {'WA ours':<22}{'UA ours':<22}{'WA paper':>9}{'UA paper':>9}")
         for row, rep in results["classification"].items():
             wa = f"{_cell(rep['wa'], 100)} {_ci(rep.get('wa_ci'), 100, 1)}"
             ua = f"{_cell(rep['ua'], 100)} {_ci(rep.get('ua_ci'), 100, 1)}"
             pw, pu = PUBLISHED["classification"][row]
-            print(f"{row:<22}{rep['n']:>6}  {wa:<20}{ua:<20}{_cell(pw):>9}{_cell(pu):>9}")
+            print(f"{row:<22}{rep['n']:>6}  {wa:<21} {ua:<21} {_cell(pw):>9}{_cell(pu):>9}")
     if "correlation" in results:
         print("\nHuman alignment, score vs rating: Pearson r / Spearman rho / Kendall tau (ours; paper)")
         for group, rep in results["correlation"].items():
@@ -240,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.write_manifests)
         out.mkdir(parents=True, exist_ok=True)
         for name, records in datasets.items():
-            (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            # absolute audio paths: clsp reads a manifest's relative paths against its own folder,
+            # not against the folder this script ran in
+            rows = [{**r, "audio": os.path.abspath(r["audio"])} for r in records]
+            (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
             print(f"{out / f'{name}.jsonl'}: {len(records)} clips", file=sys.stderr)
         return 0
     emb = Embedder(args.model, args.batch_size, args.device)
