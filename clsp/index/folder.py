@@ -70,6 +70,7 @@ def build_index(
     store_vectors: bool | None = None,
     seed: int = 0,
     threads: int | None = None,
+    modality: str | None = None,
 ) -> VectorIndex:
     """Build an index of ``vectors`` (n, d) with one metadata dict (with an ``id``) per row.
 
@@ -77,9 +78,14 @@ def build_index(
     the corpus size and ``max_memory`` (bytes). IVF/PQ structures are trained on a seeded
     random sample. ``store_vectors`` keeps exact vectors for re-ranking (default: only for
     compressed indexes). ``provenance`` is the embedding model's (model, checksum, dim...).
-    """
+    ``modality`` (``"audio"`` or ``"text"``; default: the provenance's ``modality``) is what the
+    vectors were embedded from: embeddings of the other modality are then refused by ``add``,
+    and so are any of a stated modality next to vectors of none. ``ConfigError`` for another
+    value."""
     import faiss
 
+    if modality not in (None, "audio", "text"):
+        raise ConfigError(f"build_index: modality must be 'audio', 'text' or None, got {modality!r}")
     arr = np.asarray(vectors, dtype=np.float32)
     if arr.ndim != 2:
         raise InputError(f"embeddings: expected a (count, dim) matrix, got shape {arr.shape}")
@@ -100,7 +106,7 @@ def build_index(
         checksum=prov.get("checksum"),
         config=prov.get("config") if isinstance(prov.get("config"), str) else None,
         sample_rate=prov.get("sample_rate"),
-        modality=prov.get("modality") if prov.get("modality") in ("audio", "text") else None,
+        modality=modality or (prov.get("modality") if prov.get("modality") in ("audio", "text") else None),
         knobs=default_knobs(factory),
         stored_vectors=is_lossy(factory) if store_vectors is None else bool(store_vectors),
     )

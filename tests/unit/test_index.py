@@ -272,3 +272,24 @@ def test_integer_ids_come_back_as_integers_while_every_record_had_one(tmp_path):
         ["0", "1", "2", "3", "4", "five"]
     build_index(vecs[:2], [{"id": True}, {"id": 1}], provenance=PROV).save(tmp_path / "bools")
     assert {h["id"] for h in load_index(tmp_path / "bools").search(vecs[0], k=2)[0]} == {"True", "1"}
+
+
+def test_a_library_built_index_keeps_one_modality_across_adds(tmp_path):
+    vecs, meta = corpus(20)
+    with pytest.raises(ConfigError, match="modality"):
+        build_index(vecs, meta, provenance=PROV, modality="speech")
+    build_index(vecs, meta, provenance=PROV, modality="audio").save(tmp_path / "audio")
+    assert read_info(tmp_path / "audio").modality == "audio"
+    with pytest.raises(ProvenanceError, match="holds one modality"):
+        add_to_index(tmp_path / "audio", vecs, [{"id": f"t{i}"} for i in range(20)], provenance={**PROV, "modality": "text"})
+    # built without saying what it holds: embeddings of a stated modality cannot be checked against it
+    build_index(vecs, meta, provenance=PROV).save(tmp_path / "unsaid")
+    with pytest.raises(ProvenanceError, match="does not say what its 20 embeddings were embedded from"):
+        add_to_index(tmp_path / "unsaid", vecs, [{"id": f"t{i}"} for i in range(20)], provenance={**PROV, "modality": "text"})
+    assert load_index(tmp_path / "unsaid").info.count == 20
+    # an empty index takes the modality of its first embeddings, then keeps it
+    build_index(np.zeros((0, 16), np.float32), [], provenance=PROV).save(tmp_path / "empty")
+    add_to_index(tmp_path / "empty", vecs, meta, provenance={**PROV, "modality": "text"})
+    assert read_info(tmp_path / "empty").modality == "text"
+    with pytest.raises(ProvenanceError, match="holds one modality"):
+        add_to_index(tmp_path / "empty", vecs, [{"id": f"a{i}"} for i in range(20)], provenance={**PROV, "modality": "audio"})
