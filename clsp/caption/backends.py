@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from clsp.errors import ClspError, ConfigError, InputError
-from clsp.records import Item, batched
+from clsp.records import Item, as_items, batched
 from clsp.results import Result
 
 Log = Callable[[str], None]
@@ -217,35 +217,56 @@ def _lhotse_reason(path: str, exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
-def caption_clips(items: Iterable[Item], backend: str = "acoustic", as_cuts: bool = False,
+def caption_clips(items: Iterable[Any], backend: str = "acoustic", as_cuts: bool = False,
                   **options: Any) -> Iterator[Result[dict]]:
     """Speaking-style captions for audio items: one ``Result`` per item, in order, whose value
     is the caption record (with ``as_cuts``: the input's cut, or a new MonoCut, with the
-    captions in its first supervision's custom fields).
+    captions in its first supervision's custom fields). The reader's private ``_``-fields
+    (the resolved path...) never reach a caption record, whatever the backend returns.
 
-    ``options`` go to the backend (see :func:`build_caption_backend`); the backend is built
-    at once, so bad options raise ``ConfigError`` here.
+    ``items``: audio paths, records or ``Item`` s, as ``clsp.records.as_items`` takes them
+    (``TypeError`` for one path given instead of a list). ``options`` go to the backend (see
+    :func:`build_caption_backend`); the backend is built at once, so bad options raise
+    ``ConfigError`` here. With ``as_cuts`` a record whose id repeats an earlier record's is an
+    ``InputError`` result: Lhotse keys cuts and recordings by id, and one would be lost.
     """
+    items = as_items(items)
     captioner = build_caption_backend(backend, **options)
     if not as_cuts:
-        return captioner.caption_items(_one_voice(items))
+        return (_public_result(r) for r in captioner.caption_items(_one_voice(items)))
     return (_as_cut(r) for r in captioner.caption_items(_cut_writable(_one_voice(items))))
+
+
+def _public_result(res: Result[dict]) -> Result[dict]:
+    """``res`` with its caption record's private ``_``-fields left out."""
+    if not res.ok or not isinstance(res.value, dict) or not any(str(k).startswith("_") for k in res.value):
+        return res
+    return Result(res.item, {k: v for k, v in res.value.items() if not str(k).startswith("_")}, seconds=res.seconds)
 
 
 def _cut_writable(items: Iterable[Item]) -> Iterator[Item]:
     """The items, a plain record of a file no Lhotse cut can describe sample for sample (an MP3:
-    ``clsp.cuts.mp3_cut_problem``) turned into an ``InputError`` before it is captioned."""
+    ``clsp.cuts.mp3_cut_problem``), and a record whose id repeats an earlier one's (two cuts or
+    recordings of one id: Lhotse keeps one), turned into an ``InputError`` before it is captioned."""
     from clsp.cuts import mp3_cut_problem
 
+    first: dict[str, int] = {}
     for item in items:
         rec = item.record
         problem = (mp3_cut_problem(rec["_path"]) if item.ok and rec and rec.get("_cut_json") is None
                    and rec.get("_path") else None)
-        if problem is None:
-            yield item
-        else:
+        if problem is not None:
             yield Item(item.index, item.id, rec,
                        InputError(f"{rec['_path']}: no Lhotse cut for record {item.id!r}: {problem}"))
+        elif item.ok and item.id in first:
+            yield Item(item.index, item.id, rec,
+                       InputError(f"record {item.index + 1}: id {item.id!r} repeats that of record "
+                                  f"{first[item.id] + 1}; Lhotse keys cuts and recordings by id and would keep only "
+                                  "one of them: give each record its own id"))
+        else:
+            if item.ok:
+                first[item.id] = item.index
+            yield item
 
 
 def _one_voice(items: Iterable[Item]) -> Iterator[Item]:

@@ -135,6 +135,51 @@ def test_as_cuts_with_errors_apart_is_a_cut_set_lhotse_reads(tmp_path):
     assert res.exit_code == 2 and "this run reads that file" in res.output
 
 
+def test_as_cuts_refuses_a_repeated_id_that_lhotse_would_drop_a_recording_for(tmp_path):
+    """Two records of one id would be two cuts and two recordings of that id: the second is an
+    error record, the first is captioned, and Lhotse reads every recording the cuts name."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+    from typer.testing import CliRunner
+
+    from clsp_cli.app import app
+
+    t = np.arange(32000) / 16000
+    for name, f0 in (("a.wav", 140), ("b.wav", 220)):
+        sf.write(tmp_path / name, (0.2 * np.sin(2 * np.pi * f0 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+                 16000)
+    rows = [{"id": "x", "audio": "a.wav"}, {"id": "x", "audio": "b.wav"}, {"id": "y", "audio": "b.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, errs = tmp_path / "cuts.jsonl", tmp_path / "errors.jsonl"
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.jsonl"), "--as-cuts", "-q", "-o", str(out), "--errors", str(errs)])
+    assert res.exit_code == 3, res.output
+    cuts = CutSet.from_file(out)
+    assert [c.id for c in cuts] == ["x", "y"] and cuts[0].recording.sources[0].source.endswith("a.wav")
+    [err] = [json.loads(x) for x in errs.read_text().splitlines()]
+    assert err["id"] == "x" and "repeats that of record 1" in err["error"]["message"]
+    # without --as-cuts the same records are captioned, one record each
+    res = CliRunner().invoke(app, ["caption", str(tmp_path / "m.jsonl"), "-q", "-o", str(tmp_path / "caps.jsonl")])
+    assert res.exit_code == 0 and len((tmp_path / "caps.jsonl").read_text().splitlines()) == 3
+
+
+def test_caption_clips_takes_paths_and_records_and_keeps_private_fields_out(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from clsp.caption.backends import caption_clips
+
+    t = np.arange(32000) / 16000
+    sf.write(tmp_path / "v.wav", (0.2 * np.sin(2 * np.pi * 140 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             16000)
+    path = str(tmp_path / "v.wav")
+    with pytest.raises(TypeError):
+        list(caption_clips(path, "acoustic"))
+    results = list(caption_clips([path, {"id": "r", "audio": path, "speaker": "s1"}], "acoustic"))
+    assert [r.ok for r in results] == [True, True] and results[1].value["id"] == "r"
+    assert all(r.value["global_captions"] and not any(k.startswith("_") for k in r.value) for r in results)
+
+
 @pytest.mark.parametrize("encoder", ["sox", "lame"])
 def test_as_cuts_refuses_an_mp3_whose_decoders_disagree_on_its_start(tmp_path, encoder):
     """clsp reads an MP3 gapless (a burst at 1.000 s is at 1.000 s); Lhotse reading the cut

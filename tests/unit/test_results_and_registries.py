@@ -56,12 +56,15 @@ def test_a_new_caption_backend_is_one_class_and_one_registration(monkeypatch):
                 if item.error is not None:
                     yield Result(item, error=item.error)
                 else:
-                    yield Result(item, {"id": item.id, "global_captions": [item.id + self.suffix]})
+                    yield Result(item, {**item.record, "global_captions": [item.id + self.suffix]})
 
     assert "echo" in backends.caption_backend_names() and "acoustic" in backends.caption_backend_names()
     items = [Item(0, "a", {"id": "a"}), Item(1, "b", error=AudioError("b.wav: unreadable"))]
     out = list(backends.caption_clips(items, "echo", suffix="?"))
     assert out[0].value["global_captions"] == ["a?"] and not out[1].ok
+    # a backend that copies its input record: the reader's private fields stay out of its captions
+    [res] = backends.caption_clips(["clip.wav"], "echo")
+    assert res.value == {"id": "clip.wav", "audio": res.item.record["audio"], "global_captions": ["clip.wav!"]}
     with pytest.raises(ConfigError, match="unknown caption backend 'nope'.*acoustic, echo, model"):
         backends.build_caption_backend("nope")
 
