@@ -253,9 +253,14 @@ def lock_folder(path: str | os.PathLike) -> OutputLock:
     """The one-writer lock of a folder output (``clsp convert DEST``, a new ``search build``
     index): ``DEST.lock`` beside the folder (a symlink followed), so the folder itself holds
     nothing of the lock and can be replaced whole. A second run onto ``DEST`` raises
-    ``OutputError`` naming the PID. The lock is held until ``release()`` (``remove=True`` once
+    ``OutputError`` naming the PID; a ``DEST`` named as clsp's working files (``x.lock``) is a
+    ``ConfigError``. The lock is held until ``release()`` (``remove=True`` once
     the folder is published), or dropped with its file when the command ends."""
     shown = str(path)
+    if os.path.basename(os.path.realpath(shown)).endswith(WORKING_SUFFIXES):
+        raise ConfigError(f"{shown}: clsp keeps its own working files under such names (DEST.lock guards the one "
+                          "writer of DEST); a folder written there would stand in another run's lock; give the "
+                          "folder another name")
     target = OutputTarget(shown, Path(os.path.realpath(shown)), through=False)
     _make_folder(target.path.parent, shown)
     return OutputLock(target)

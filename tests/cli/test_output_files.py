@@ -631,6 +631,10 @@ def test_convert_locks_its_destination_folder(tmp_path):
     (tmp_path / "m.lock").unlink()
     assert invoke("convert", "tiny-random", tmp_path / "m", "-q").returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # a destination named as the lock of another one's would stand in that run's lock
+    proc = invoke("convert", "tiny-random", tmp_path / "x.lock", "-q")
+    assert proc.returncode == 2 and "working files" in proc.stderr.decode(), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 @pytest.mark.slow
