@@ -34,6 +34,9 @@
 #               default: the installed default model)
 #   CALIBRATE=1  fit the logit scale on EmoDB's training speakers (calibrate.py) instead of
 #               keeping the trained one
+#   GENDER_FRONT_END  (speaker recipe) what the exported model's gender head hears: trimmed (default:
+#               each clip's speech only; the trained layers still hear the whole clip's d-vectors)
+#               or raw (the whole clip, as in training)
 #   EXP (run folder, default BUILD_DIR/exp), INSTALL=1 to copy the result into clsp/default_model.
 set -euo pipefail
 
@@ -156,6 +159,22 @@ else
   # trained scale is kept unless CALIBRATE=1.
   say "7/9 the trained logit scale is kept (CALIBRATE=1 fits it on EmoDB training speakers)"
   rm -rf "$EXP/model" && cp -r "$EXP/trained" "$EXP/model"
+fi
+if [ "$RECIPE" = speaker ] && [ "${GENDER_FRONT_END:-trimmed}" != raw ]; then
+  # Trained with the gender head hearing each whole clip; the exported model's head hears the
+  # clip's speech only (speech_encoder.gender_front_end), so silence or a noise floor around the
+  # speech does not move a clip's gender, while the trained layers hear the d-vectors as in
+  # training (docs/default-model.md, "Runs and seeds"). GENDER_FRONT_END=raw keeps the whole clip.
+  say "7/9 the exported model's gender head hears each clip's speech only (gender_front_end=${GENDER_FRONT_END:-trimmed})"
+  python - "$EXP/model/config.json" "${GENDER_FRONT_END:-trimmed}" <<'PY'
+import json, sys
+path, front_end = sys.argv[1], sys.argv[2]
+with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+config["model"]["speech_encoder"]["gender_front_end"] = front_end
+with open(path, "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2)
+PY
 fi
 
 say "8/9 evaluation on held-out synthetic voices and EmoDB speakers"
