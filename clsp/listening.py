@@ -38,6 +38,7 @@ class Clip:
     score: float | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     probabilities: dict[str, float] = field(default_factory=dict)
+    text: str | None = None  # a caption shown instead of a player (a text hit; ``path`` is then "")
 
 
 @dataclass
@@ -69,6 +70,18 @@ def clip_from_record(rec: Mapping[str, Any], base: Path, score: float | None = N
     except ClspError:
         start, end = rec.get("start"), rec.get("end")
     return Clip(str(path.resolve()), str(rec.get("id", audio)), _seconds(start), _seconds(end), score, fields)
+
+
+def hit_from_record(rec: Mapping[str, Any], base: Path, score: float | None = None) -> Clip | None:
+    """``clip_from_record`` for a record with ``audio``; for a caption (a ``text`` and no
+    ``audio``, a hit of a caption index) a ``Clip`` that shows its text; None for neither."""
+    clip = clip_from_record(rec, base, score)
+    text = rec.get("text")
+    if clip is not None or not isinstance(text, str) or not text:
+        return clip
+    fields = {k: v for k, v in rec.items()
+              if k not in HIDDEN and k not in ("text", "score") and not str(k).startswith("_")}
+    return Clip("", str(rec.get("id", text)), score=score, fields=fields, text=text)
 
 
 def _seconds(value) -> float | None:
@@ -129,6 +142,9 @@ def _clip_html(clip: Clip, page_dir: Path, embed: bool) -> str:
         probs = '<table class="probs">' + "".join(
             f'<tr><td>{html.escape(str(k))}</td><td class="bar"><span style="width:{100 * p:.1f}%"></span></td>'
             f'<td>{100 * p:.1f}%</td></tr>' for k, p in rows) + "</table>"
+    if clip.text is not None:  # a caption: its words instead of a player
+        return (f'<li class="clip"><div class="head">{head}</div><p class="caption"><q>{html.escape(clip.text)}</q></p>'
+                f'<div class="details">{probs}<dl>{meta}</dl></div></li>')
     return (f'<li class="clip"><div class="head">{head}</div>{_player(clip, page_dir, embed)}'
             f'<div class="path">{html.escape(clip.path)}</div><div class="details">{probs}<dl>{meta}</dl></div></li>')
 

@@ -97,20 +97,21 @@ def recall_plot(plot: str | None, curves: dict[str, dict[int, float]], title: st
 
 def search_page(html: str | None, results: Sequence[tuple[dict, list[dict]]], query_base: Path | None,
                 embed: bool) -> None:
-    """The listening page of ``clsp search query``: each query and its hits (hit audio resolves against cwd)."""
+    """The listening page of ``clsp search query``: each query and its hits (hit audio resolves against cwd;
+    a caption hit shows its text)."""
     if not html:
         return
-    from clsp.listening import Section, clip_from_record, write_page
+    from clsp.listening import Section, clip_from_record, hit_from_record, write_page
 
     sections = []
     for n, (query, hits) in enumerate(results, start=1):
-        clips = [c for c in (clip_from_record(h, Path.cwd(), h.get("score")) for h in hits) if c is not None]
+        clips = [c for c in (hit_from_record(h, Path.cwd(), h.get("score")) for h in hits) if c is not None]
         text = query.get("text") if isinstance(query.get("text"), str) else None
         qclip = None if text is not None else clip_from_record(query, query_base or Path.cwd())
         note = "" if text is not None or qclip is not None else "query by embedding"
         missing = len(hits) - len(clips)
         if missing:
-            note += f"{'; ' if note else ''}{missing} hits without an 'audio' field are not shown"
+            note += f"{'; ' if note else ''}{missing} hits without an 'audio' or 'text' field are not shown"
         heading = f"query {n}" + ("" if text is not None and str(query.get("id")) == text else f": {query.get('id')}")
         sections.append(Section(heading, clips, text, qclip, note))
     write_page(html, "clsp search: results", sections, embed, f"{len(results)} queries, scores are cosine similarities.")

@@ -168,6 +168,21 @@ def test_search_query_page_has_a_player_per_hit(embedded):
     assert len(players) == 2 and all(p["src"].startswith("data:audio/wav;base64,") for p in players)
 
 
+def test_search_page_of_a_caption_index_shows_each_hit_caption(tmp_path):
+    (tmp_path / "caps.txt").write_text("a calm <low> voice\nan angry shout\na whispering child\n")
+    r = clsp("embed", "caps.txt", "--modality", "text", *TINY, "-o", "caps.emb.jsonl", "-q", cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    assert clsp("search", "build", "caps.emb.jsonl", "-o", "t.idx", "-q", cwd=tmp_path).exit_code == 0
+    r = clsp("search", "query", "t.idx", "--text", "shouting", "-k", "3", "--html", "t.html", "-m", "tiny-random", "-q",
+             cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "t.html").read_text()
+    assert "a calm &lt;low&gt; voice" in html and "an angry shout" in html and "a whispering child" in html
+    assert "not shown" not in html and not Page(html).players
+    for hit in records(r.stdout)[0]["hits"]:
+        assert f"score {hit['score']:.4f}" in html
+
+
 def test_plot_map_and_run(embedded):
     r = clsp("plot", "map", "emb.jsonl", "--color-by", "speaker", "-o", "map.svg", "-q", cwd=embedded)
     assert r.exit_code == 0, r.output
