@@ -15,10 +15,11 @@ TEST_DATA = REPO / "tests" / "data"  # fixtures shipped with the tests
 
 
 def tone(seconds: float, freq: float = 220.0, sr: int = 16000, amp: float = 0.3, seed: int = 0) -> np.ndarray:
-    """A harmonic tone with a little noise: cheap, deterministic stand-in for a voice."""
+    """A harmonic tone with a little noise, swelling 4 times a second as syllables do (a steady
+    tone is no speech to a captioner): cheap, deterministic stand-in for a voice."""
     t = np.arange(int(seconds * sr)) / sr
     rng = np.random.default_rng(seed)
-    sig = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 5))
+    sig = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 5)) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))
     return (amp * sig / 2 + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 

@@ -47,7 +47,7 @@ def _good_files(d: Path) -> dict[str, dict]:
     sf.write(d / "double.wav", tone(1.0, 230, 16000).astype(np.float64), 16000, subtype="DOUBLE")
     sf.write(d / "silence.wav", np.zeros(16000, np.float32), 16000)
     sf.write(d / "clip.flac", tone(1.1, 260, 22050), 22050)
-    sf.write(d / "loud.wav", np.clip(tone(1.0, 190, 16000) * 50, -1, 1), 16000)
+    sf.write(d / "loud.wav", np.clip(tone(1.0, 190, 16000) * 4, -1, 1), 16000)  # clipped at its peaks
     sf.write(d / "segment.wav", tone(3.0, 170, 16000), 16000)
     (d / "sub").mkdir(exist_ok=True)
     sf.write(d / "sub" / "nested.wav", tone(1.0, 205, 16000), 16000)

@@ -68,7 +68,7 @@ def test_pitch_tracker_recovers_a_harmonic_tone():
 
 def test_noise_is_unvoiced_and_silence_is_an_error():
     rng = np.random.default_rng(0)
-    m = measure(rng.normal(0, 0.1, 16000))
+    m = measure(rng.normal(0, 0.1, 16000) * (1 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(16000) / 16000)))
     assert m.overall["voiced_ratio"] < 0.1
     with pytest.raises(AudioError, match="no speech"):
         measure(np.zeros(16000))
@@ -103,7 +103,7 @@ def test_short_sentences_get_fewer_segments():
 
 
 def test_given_metadata_wins_and_is_not_marked_inferred(tmp_path):
-    wave = np.sin(2 * np.pi * 120 * np.arange(16000) / 16000) * 0.2
+    wave = _voiced(1.0, f0=120.0, gain=0.2)
     cap = AcousticCaptioner.from_bins_file()
     given = cap.caption_waveform(wave, {"gender": "F", "emotion": "sadness", "accent": "Scottish"}, rec_id="x")
     assert given["attributes"]["gender"] == "female"
@@ -127,7 +127,7 @@ def test_given_metadata_wins_and_is_not_marked_inferred(tmp_path):
 def test_given_codes_become_caption_words_and_unreadable_ones_are_left_out(given, words, unused):
     """Corpus codes (w, ANG, hap, Wut, 30s) read as words; a value that is no word clsp knows
     is never pasted into a caption ('in a wut tone', 'a child man') but reported."""
-    wave = np.sin(2 * np.pi * 120 * np.arange(16000) / 16000) * 0.2
+    wave = _voiced(1.0, f0=120.0, gain=0.2)
     out = AcousticCaptioner.from_bins_file().caption_waveform(wave, given, rec_id="x")
     text = out["global_captions"][0]
     assert not words or any(w in text for w in words), text
@@ -140,7 +140,7 @@ def test_given_codes_become_caption_words_and_unreadable_ones_are_left_out(given
 
 
 def test_captions_are_deterministic_and_seeded():
-    wave = np.sin(2 * np.pi * 200 * np.arange(24000) / 16000) * 0.2
+    wave = _voiced(1.5, f0=200.0, gain=0.2)
     a = AcousticCaptioner.from_bins_file(num_global=3, num_finegrained=2, seed=1)
     b = AcousticCaptioner.from_bins_file(num_global=3, num_finegrained=2, seed=1)
     out_a, out_b = a.caption_waveform(wave, rec_id="r"), b.caption_waveform(wave, rec_id="r")
@@ -153,7 +153,7 @@ def test_edited_bins_file_changes_labels(tmp_path):
     spec["loudness"]["edges"] = [-90.0, -80.0, -70.0, -60.0]
     path = tmp_path / "bins.json"
     path.write_text(json.dumps(spec))
-    wave = np.sin(2 * np.pi * 120 * np.arange(16000) / 16000) * 0.2
+    wave = _voiced(1.0, f0=120.0, gain=0.2)
     out = AcousticCaptioner.from_bins_file(path, loudness=LoudnessReference("absolute")).caption_waveform(wave)
     assert out["attributes"]["loudness"] == "very loud"
     spec["rate"]["edges"] = [3.0, 2.0, 4.0, 5.0]
@@ -285,7 +285,7 @@ def test_the_corpus_loudness_pass_reports_clips_as_they_are_measured(tmp_path):
     t = np.arange(16000) / 16000
     items = []
     for i, f0 in enumerate((120.0, 210.0, 160.0)):
-        sf.write(tmp_path / f"v{i}.wav", (0.2 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype("float32"), 16000)
+        sf.write(tmp_path / f"v{i}.wav", _voiced(1.0, f0=f0, gain=0.2).astype("float32"), 16000)
         items.append(Item(i, f"v{i}", {"id": f"v{i}", "audio": str(tmp_path / f"v{i}.wav")}))
     items.append(Item(3, "gone", {"id": "gone", "audio": str(tmp_path / "gone.wav")}))
     seen: list[int] = []
@@ -319,3 +319,20 @@ def test_a_bins_file_is_read_as_configs_are(tmp_path):
         load_bins(tmp_path / "wide.json")
     with pytest.raises(ConfigError, match="cannot read bins file"):
         load_bins(tmp_path)
+
+
+def test_a_steady_tone_or_noise_is_no_speech_while_a_swelling_one_is_captioned():
+    """White noise was captioned as "a speaker whispers", a 200 Hz sine as "a man speaks"."""
+    from clsp.caption.acoustic import measure
+    from clsp.errors import AudioError
+
+    t = np.arange(48000) / 16000
+    noise = 0.3 * np.random.default_rng(0).standard_normal(len(t))
+    for steady in (0.5 * np.sin(2 * np.pi * 200 * t), noise):
+        with pytest.raises(AudioError, match="steady tone or noise"):
+            measure(steady)
+    swell = 1 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    assert measure(0.3 * np.sin(2 * np.pi * 200 * t) * swell).duration_s == pytest.approx(3.0)
+    assert measure(noise * swell).duration_s == pytest.approx(3.0)  # noise moving as whispered syllables do
+    # a clip shorter than steady_min_s of speech is not judged by its steadiness
+    assert measure(0.5 * np.sin(2 * np.pi * 200 * t[:6400])).duration_s == pytest.approx(0.4)

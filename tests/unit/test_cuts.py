@@ -22,7 +22,7 @@ SR = 16000
 
 def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
     t = np.arange(int(SR * seconds)) / SR
-    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)  # swelling as syllables
 
 
 def recording(rid: str, sources: list[dict], n: int = SR, channels=(0,)) -> dict:
