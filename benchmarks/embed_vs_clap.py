@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="passes per row; the fastest is reported")
     ap.add_argument("--cpu-lstm", nargs="+", default=["auto", "int8"],
                     help="CLSP_CPU_LSTM values to run the default model under, one row each")
+    ap.add_argument("--also", nargs="+", default=[], metavar="MODEL",
+                    help="more models (names or folders) to run beside the default model, one row each, "
+                         "CLSP_CPU_LSTM=auto (e.g. a copy of the default model with another config)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +103,7 @@ def main() -> None:
         both = fusion_model(("ge2e", "voicefilter"), True, "speaker-fusion-ge2e-voicefilter-gender")
         default = load_model("default", with_text=False)
         runs = [(fusion_model(), "auto"), (both, "auto")] + [(default, p) for p in args.cpu_lstm]
+        runs += [(load_model(name, with_text=False), "auto") for name in args.also]
         clap_sizes = list(dict.fromkeys([args.batch_size, clsp_batch]))
         clap = dict.fromkeys(clap_sizes, (math.inf, 0))
         best = [(math.inf, 0)] * len(runs)
@@ -118,8 +122,9 @@ def main() -> None:
     clap_wall, n = clap[clap_batch]
     rows = [(f"CLAP HTSAT audio tower (transformers ClapModel, default config, random weights), batch {clap_batch}",
              n, clap_wall)]
-    for (model, precision), (wall, n) in zip(runs, best):
-        rows.append((f"clsp embed, {model.name} ({sum(p.numel() for p in model.parameters()):,} params), "
+    for j, ((model, precision), (wall, n)) in enumerate(zip(runs, best)):
+        also = f" [{args.also[j - len(runs) + len(args.also)]}]" if j >= len(runs) - len(args.also) else ""
+        rows.append((f"clsp embed, {model.name}{also} ({sum(p.numel() for p in model.parameters()):,} params), "
                      f"{ENV}={precision}, batch {clsp_batch}", n, wall))
     print("| model | clips | wall s | clips/s | x CLAP |\n|---|---|---|---|---|")
     for label, n, wall in rows:
