@@ -164,15 +164,15 @@ class VectorIndex:
             raise ProvenanceError(f"embeddings to add: embedded from {made_as}, but the index holds {self.info.modality} "
                                   "embeddings: an index holds one modality; build a separate index for them "
                                   "(another -o, without --add)")
-        if not self.info.modality and len(arr) and made_as in ("audio", "text") and len(self):
-            from clsp.errors import ProvenanceError
-
-            raise ProvenanceError(f"embeddings to add: embedded from {made_as}, but the index does not say what its "
-                                  f"{len(self)} embeddings were embedded from (built without a modality, e.g. by "
-                                  "build_index without modality=); they cannot be checked to be "
-                                  f"{made_as} embeddings: build a separate index for them (another -o, without "
-                                  "--add), or rebuild this one with its modality")
         if not self.info.modality and len(arr) and made_as in ("audio", "text"):
+            if len(self):
+                from clsp.errors import ProvenanceError
+
+                raise ProvenanceError(f"embeddings to add: embedded from {made_as}, but the index does not say what "
+                                      f"its {len(self)} embeddings were embedded from (built without a modality, e.g. "
+                                      "by build_index without modality=); they cannot be checked to be "
+                                      f"{made_as} embeddings: build a separate index for them (another -o, without "
+                                      "--add), or rebuild this one with its modality")
             self.info.modality = made_as  # an empty index takes the modality of its first embeddings
         check_provenance(self.info, provenance, arr.shape[1], "embeddings to add",
                          "build a separate index for them (another -o, without --add), or embed them with "
