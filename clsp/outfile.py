@@ -1,7 +1,10 @@
 """Write one output file atomically: a temporary sibling renamed into place.
 
 A target that is not a regular file (``/dev/null``, a FIFO) is written through, and a
-symlink is followed to its target, so an output never replaces another file.
+symlink is followed to its target, so an output never replaces another file. No output
+replaces an audio file (``refuse_audio_target``): clsp writes records, matrices, pages and
+figures, never audio, so an output path that holds audio is a mistyped path, and the audio
+may be a clip a manifest or index names.
 """
 
 from __future__ import annotations
@@ -13,12 +16,34 @@ from pathlib import Path
 from clsp.errors import OutputError
 
 
+def refuse_audio_target(path: str | Path, shown: str | None = None) -> None:
+    """``ConfigError`` (a usage error) when ``path`` is an existing regular file (a symlink
+    followed) whose first bytes are those of an audio container (``clsp.streams.audio_signature``:
+    WAV, FLAC, Ogg, MP3, AIFF, ...), whatever its name; ``shown`` names it in the message."""
+    import stat
+
+    from clsp.errors import ConfigError
+    from clsp.streams import audio_signature
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except (OSError, ValueError):  # missing or unreadable: nothing of it to keep
+        return
+    if audio_signature(head):
+        raise ConfigError(f"{shown or path}: an audio file; clsp writes no audio, so it does not write its output "
+                          "over it; give the output another path")
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` (temp file + rename for regular files); returns the path.
 
     A missing folder is created, as for ``-o``. Raises ``OutputError`` when the folder cannot
-    be made or written to.
+    be made or written to; ``ConfigError`` when ``path`` holds audio (``refuse_audio_target``).
     """
+    refuse_audio_target(path, str(path))
     target = Path(os.path.realpath(path))
     try:
         if target.exists() and not target.is_file():

@@ -3,7 +3,8 @@
 Rules (shared by every ``-o``, ``--report`` and ``--npy``):
 
 - A regular file, or a path that does not exist yet, is published atomically: records go
-  to ``FILE.partial`` and are renamed to ``FILE`` at the end.
+  to ``FILE.partial`` and are renamed to ``FILE`` at the end. An existing file that holds
+  audio is refused before any work (``clsp.outfile.refuse_audio_target``): clsp writes no audio.
 - A symlink is followed: the output is published at the path it points to (also when that
   path does not exist yet), and the link itself stays a link.
 - Anything else that exists (a character or block device such as ``/dev/null``, a FIFO,
@@ -56,7 +57,8 @@ class OutputTarget:
 def resolve_target(path: str | os.PathLike) -> OutputTarget:
     """Decide how ``path`` is written (see the module rules).
 
-    Raises ``OutputError`` when ``path`` is a directory.
+    Raises ``OutputError`` when ``path`` is a directory, ``ConfigError`` when it is an audio
+    file (``clsp.outfile.refuse_audio_target``).
     """
     shown = str(path)
     absolute = os.path.abspath(shown)
@@ -72,6 +74,10 @@ def resolve_target(path: str | os.PathLike) -> OutputTarget:
         raise OutputError(f"cannot write {shown}: it is a directory")
     if mode is not None and not stat.S_ISREG(mode):
         return OutputTarget(shown, Path(shown), through=True)
+    if mode is not None:
+        from clsp.outfile import refuse_audio_target
+
+        refuse_audio_target(shown)
     return OutputTarget(shown, Path(os.path.realpath(shown)), through=False)
 
 

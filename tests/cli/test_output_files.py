@@ -298,36 +298,59 @@ def test_an_output_over_a_file_read_along_the_way_is_not_published(tmp_path):
     from tests.conftest import write_wav
 
     write_wav(tmp_path / "a.wav", 0.5)
-    (tmp_path / "d").mkdir()
-    write_wav(tmp_path / "d" / "b.wav", 0.5, freq=300)
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
-    audio = {p: p.read_bytes() for p in (tmp_path / "a.wav", tmp_path / "d" / "b.wav")}
-    for args in (["embed", "m.jsonl", "-o", "a.wav"],  # audio a manifest names
-                 ["embed", "d", "-o", "d/b.wav"]):  # audio found in a folder
-        res = _invoke([*args, "--model", "tiny-random", "-q"], tmp_path)
-        assert res.exit_code == 2 and "this run read that file" in res.output, res.output
-    assert all(p.read_bytes() == data for p, data in audio.items())
-    kept = (tmp_path / "a.wav.partial").read_bytes()  # the output is kept where it was written
-    assert b'"embedding"' in kept
-    assert not (tmp_path / "a.wav.lock").exists()  # no lock left beside the input
-    # a later run writing the same file leaves that kept output alone
-    for args in (["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav", "--model", "tiny-random"],
-                 ["caption", "m.jsonl", "-o", "a.wav"]):
-        res = _invoke([*args, "-q"], tmp_path)
-        assert res.exit_code == 2 and "a.wav.partial: exists, with no clsp run record" in res.output, res.output
-        assert (tmp_path / "a.wav.partial").read_bytes() == kept
-    (tmp_path / "a.wav.partial").unlink()
-    res = _invoke(["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "a.wav", "--model", "tiny-random", "-q"], tmp_path)
-    assert res.exit_code == 2 and "this run read that file" in res.output, res.output
-    assert all(p.read_bytes() == data for p, data in audio.items())
     res = _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
     assert res.exit_code == 0
     assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
     info = (tmp_path / "idx" / "index.json").read_bytes()
-    res = _invoke(["search", "query", "idx", "--text", "a calm voice", "-o", "idx/index.json",
-                   "--model", "tiny-random", "-q"], tmp_path)
-    assert res.exit_code == 2 and "as idx" in res.output, res.output
+    query = ["search", "query", "idx", "--text", "a calm voice", "--model", "tiny-random", "-q"]
+    res = _invoke([*query, "-o", "idx/index.json"], tmp_path)
+    assert res.exit_code == 2 and "this run read that file (as idx)" in res.output, res.output
     assert (tmp_path / "idx" / "index.json").read_bytes() == info
+    kept = (tmp_path / "idx" / "index.json.partial").read_bytes()  # the output is kept where it was written
+    assert b'"hits"' in kept
+    assert not (tmp_path / "idx" / "index.json.lock").exists()  # no lock left beside the input
+    # a later run writing the same file leaves that kept output alone
+    res = _invoke([*query, "-o", "idx/index.json"], tmp_path)
+    assert res.exit_code == 2 and "index.json.partial: exists, with no clsp run record" in res.output, res.output
+    assert (tmp_path / "idx" / "index.json.partial").read_bytes() == kept
+    assert (tmp_path / "idx" / "index.json").read_bytes() == info
+
+
+def test_no_output_replaces_an_audio_file_read_or_not(tmp_path):
+    """clsp writes no audio: an output path that holds audio (read by the run or not, whatever
+    its name) is refused before any work, and nothing is left beside it."""
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "d").mkdir()
+    write_wav(tmp_path / "d" / "b.wav", 0.5, freq=300)
+    write_wav(tmp_path / "c.wav", 0.5, freq=400)  # indexed, not read by a query
+    (tmp_path / "page.html").write_bytes((tmp_path / "c.wav").read_bytes())  # audio under another name
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n"
+                                      + json.dumps({"id": "c", "audio": "c.wav"}) + "\n")
+    assert _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path).exit_code == 0
+    assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
+    audio = {p: p.read_bytes() for p in (tmp_path / "a.wav", tmp_path / "d" / "b.wav", tmp_path / "c.wav",
+                                         tmp_path / "page.html")}
+    query = ["search", "query", "idx", "--text", "a calm voice", "--model", "tiny-random"]
+    for args, shown in ((["embed", "m.jsonl", "-o", "a.wav", "--model", "tiny-random"], "a.wav"),  # read by the run
+                        (["embed", "d", "-o", "d/b.wav", "--model", "tiny-random"], "d/b.wav"),  # found in a folder
+                        (["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "c.wav", "--model", "tiny-random"], "c.wav"),
+                        ([*query, "-o", "c.wav"], "c.wav"),  # a clip the index names, not read by the query
+                        ([*query, "-o", "q.jsonl", "--html", "page.html"], "page.html"),
+                        (["caption", "m.jsonl", "-o", "c.wav"], "c.wav")):
+        res = _invoke([*args, "-q"], tmp_path)
+        assert res.exit_code == 2 and f"{shown}: an audio file" in res.output, (args, res.output)
+    assert all(p.read_bytes() == data for p, data in audio.items())
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.name.endswith((".partial", ".lock")) and p.name != ".lock"
+                  or p.name in ("x.jsonl", "q.jsonl"))  # (an index's own lock is idx/.lock)
+    assert left == [], left
+    from clsp.outfile import write_bytes_atomic
+
+    with pytest.raises(ConfigError, match="an audio file"):  # the library's own writer too
+        write_bytes_atomic(tmp_path / "c.wav", b"<html></html>")
+    assert (tmp_path / "c.wav").read_bytes() == audio[tmp_path / "c.wav"]
 
 
 @pytest.mark.parametrize("args", [
