@@ -155,6 +155,20 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
     return owner, keep
 
 
+def caption_keys(captions: list[dict]) -> list:
+    """What makes two caption records one caption in pool mode: their ``text`` (the same
+    string), or for a record without one its position (a caption of its own)."""
+    return [("text", r["text"]) if isinstance(r.get("text"), str) else ("record", n) for n, r in enumerate(captions)]
+
+
+def shared_captions(keys: list, owner: list[int]) -> int:
+    """How many captions have the text of a caption of another clip (``caption_keys``)."""
+    clips: dict = {}
+    for key, a in zip(keys, owner):
+        clips.setdefault(key, set()).add(a)
+    return sum(1 for key in keys if len(clips[key]) > 1)
+
+
 def _refuse_shared_rows(speech_rows: dict, caption_rows: dict, npy: str | None) -> None:
     """A caption read from the row of a clip is that clip's speech vector (a perfect, false score):
     rows of one --npy used by both sides mean each side's rows point into its own matrix.
@@ -179,7 +193,9 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
                   captions_npy: str | None = None, on_caption_skip: OnSkip | None = None) -> Evaluation:
     """Speech-to-text and text-to-speech retrieval within a pool of speech and caption
     embeddings (both from one model), each caption relevant to the clip named in
-    ``match_key`` (``clsp.metrics.retrieval.speech_text_retrieval``).
+    ``match_key`` (``clsp.metrics.retrieval.speech_text_retrieval``); captions with the same
+    ``text`` are one caption of all their clips (``caption_keys``; the summary's
+    ``shared_captions`` counts those that another clip's caption repeats).
 
     ``speech_npy`` / ``captions_npy`` are the matrices each side's ``row`` fields point into
     (default: ``npy`` for both). Skipped captions go to ``on_caption_skip`` (default:
@@ -210,19 +226,23 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     failed = afail + tfail + len(trecs) - len(keep)
     owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
     trecs = [trecs[n] for n in keep]
+    keys = caption_keys(trecs)
     summary = {"task": "speech-text retrieval", "speech": len(audio), "captions": len(trecs),
-               "failed": failed, "model": (reader.provenance or {}).get("model"),
-               "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot)}
+               "shared_captions": shared_captions(keys, owner), "failed": failed,
+               "model": (reader.provenance or {}).get("model"),
+               "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot, caption_keys=keys)}
     out = Evaluation(summary, failed)
     if curves:
         ks = range(1, min(20, len(audio), len(text)) + 1)
-        out.curves = pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0))
+        out.curves = pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0,
+                                                              caption_keys=keys))
     if group_key:
         if trecs and all(r.get(group_key) is None for r in trecs):
             raise _no_group_field(group_key, "caption")
         labels = np.asarray([group_name(r.get(group_key)) for r in trecs])
         summary["group_key"] = group_key
-        summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot)
+        summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot,
+                                                      caption_keys=[k for k, lab in zip(keys, labels) if lab == g])
                              for g in sorted(set(labels.tolist()))}
     return out
 

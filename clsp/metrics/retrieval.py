@@ -179,6 +179,7 @@ def speech_text_retrieval(
     seed: int = 0,
     prefix: str = "",
     nonfinite: str = "error",
+    caption_keys: Sequence | None = None,
 ) -> dict[str, float]:
     """Both directions over a speech-text pool: keys ``s2t_R@1`` ... ``t2s_mAP@10``.
 
@@ -186,6 +187,12 @@ def speech_text_retrieval(
     describes clip ``j``). A clip with several captions counts any of them as relevant for
     speech-to-text (clips without captions are not queried); each caption has its own clip
     as the one relevant item for text-to-speech, among all clips. Similarity is the dot product (cosine for unit-norm embeddings).
+    ``caption_keys[j]`` (e.g. caption ``j``'s text; default: every caption its own) makes
+    captions with equal keys one caption described by all their clips: for speech-to-text each
+    of them is relevant to every clip that has one, for text-to-speech every such clip is
+    relevant to each. Templated captions repeat ("A happy man." for many clips), and as
+    distinct captions an identical text of another clip, tied with the clip's own, would rank
+    above it (ties count against the query), so even a perfect model would score R@1 = 0.
     NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
@@ -199,14 +206,23 @@ def speech_text_retrieval(
         raise ValueError(f"{len(owner)} caption owners for {len(text)} captions")
     if len(owner) and (owner.min() < 0 or owner.max() >= len(audio)):
         raise ValueError(f"caption owner out of range 0..{len(audio) - 1}")
+    if caption_keys is not None and len(caption_keys) != len(text):
+        raise ValueError(f"{len(caption_keys)} caption keys for {len(text)} captions")
     sim = audio @ text.T
-    captions_of: list[list[int]] = [[] for _ in range(len(audio))]
-    for j, a in enumerate(owner):
-        captions_of[a].append(j)
+    keys = list(range(len(text))) if caption_keys is None else list(caption_keys)
+    same: dict = {}  # key -> its captions
+    clips_of: dict = {}  # key -> the clips that have a caption of that key
+    for j, (a, key) in enumerate(zip(owner.tolist(), keys)):
+        same.setdefault(key, []).append(j)
+        clips_of.setdefault(key, set()).add(a)
+    captions_of: list[set[int]] = [set() for _ in range(len(audio))]
+    for j, a in enumerate(owner.tolist()):
+        captions_of[a].update(same[keys[j]])
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
-    s2t = retrieval_metrics(sim[captioned], [captions_of[i] for i in captioned], ks, n_boot, seed, f"{prefix}s2t_",
+    s2t = retrieval_metrics(sim[captioned], [sorted(captions_of[i]) for i in captioned], ks, n_boot, seed,
+                            f"{prefix}s2t_", nonfinite)
+    t2s = retrieval_metrics(sim.T, [sorted(clips_of[key]) for key in keys], ks, n_boot, seed, f"{prefix}t2s_",
                             nonfinite)
-    t2s = retrieval_metrics(sim.T, [[a] for a in owner], ks, n_boot, seed, f"{prefix}t2s_", nonfinite)
     return {**s2t, **t2s}
 
 

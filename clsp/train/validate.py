@@ -97,11 +97,14 @@ def _encode_texts(model, texts: list[str], autocast, batch_size: int = 64) -> np
     return torch.cat(out).numpy()
 
 
-def retrieval_metrics(audio: np.ndarray, text: np.ndarray) -> dict[str, float]:
-    """``{"s2t_R@1": ..., "t2s_mAP@10": ...}`` (fractions) for paired rows of the two matrices."""
+def retrieval_metrics(audio: np.ndarray, text: np.ndarray, texts: list[str] | None = None) -> dict[str, float]:
+    """``{"s2t_R@1": ..., "t2s_mAP@10": ...}`` (fractions) for paired rows of the two matrices;
+    rows whose caption ``texts`` are the same string share their captions (``caption_keys`` of
+    ``clsp.metrics.retrieval.speech_text_retrieval``: templated captions repeat)."""
     from clsp.metrics.retrieval import speech_text_retrieval
 
-    return {k: float(v) for k, v in speech_text_retrieval(audio, text, n_boot=0, nonfinite="miss").items()
+    return {k: float(v) for k, v in speech_text_retrieval(audio, text, n_boot=0, nonfinite="miss",
+                                                          caption_keys=texts).items()
             if v is not None}  # R@k of a set of at most k clips: any model scores 1, so it is left out
 
 
@@ -133,7 +136,7 @@ def validate(model, manifest: str, cfg: DataConfig, device: torch.device, autoca
             if len(rows) < 2:
                 continue
             text = _encode_texts(model, [texts[i] for i in rows], autocast)
-            for name, value in retrieval_metrics(audio[rows], text).items():
+            for name, value in retrieval_metrics(audio[rows], text, [texts[i] for i in rows]).items():
                 metrics[f"valid/{kind}/{name}"] = value
         return metrics
     finally:

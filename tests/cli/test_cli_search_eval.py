@@ -407,3 +407,30 @@ def test_queries_placed_by_position_must_be_one_per_row(pool):
     r = cli("search", "build", str(tmp / "mixed.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "m.idx"), "-q")
     assert r.exit_code == 1 and "records that name their 'row' are mixed with records" in r.output
     assert not (tmp / "m.idx").exists()
+
+
+def test_pool_eval_counts_a_repeated_caption_text_as_each_clips_own(tmp_path):
+    """Captions written from labels repeat: a model that hears each clip's label perfectly
+    scores R@1 = 1, and the summary says how many captions another clip's caption repeats."""
+    labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
+    words = ["A happy man.", "A sad woman.", "An angry man."]
+    rng = np.random.default_rng(1)
+    speech = np.eye(8)[labels] + 0.05 * rng.standard_normal((12, 8))
+    speech[0, 7] += 0.5  # clip c0 also whispers
+    caps = np.eye(8)[labels]  # one embedding per text, as the same caption string always embeds
+    write(tmp_path / "sp.jsonl", [{"id": f"c{i}", "embedding": speech[i].tolist(), "provenance": PROV}
+                                  for i in range(12)])
+    recs = [{"id": f"t{i}", "text": words[lab], "audio_id": f"c{i}", "embedding": caps[i].tolist(), "provenance": PROV}
+            for i, lab in enumerate(labels)]
+    recs.append({"id": "t12", "text": "A whisper.", "audio_id": "c0", "embedding": np.eye(8)[7].tolist(),
+                 "provenance": PROV})  # a caption no other clip has
+    write(tmp_path / "cap.jsonl", recs)
+    r = cli("search", "eval", "--speech", str(tmp_path / "sp.jsonl"), "--captions", str(tmp_path / "cap.jsonl"),
+            "--n-boot", "0", "-q")
+    assert r.exit_code == 0, r.output
+    got = lines(r)[0]
+    assert got["captions"] == 13 and got["shared_captions"] == 12
+    assert got["metrics"]["s2t_R@1"] == 1.0 and got["metrics"]["t2s_R@1"] == 1.0
+    unit = speech / np.linalg.norm(speech, axis=1, keepdims=True)
+    apart = speech_text_retrieval(unit, np.vstack([caps, np.eye(8)[7]]), list(range(12)) + [0], n_boot=0)
+    assert apart["s2t_R@1"] < 0.2  # the same pool with every caption its own: ties sink the clips

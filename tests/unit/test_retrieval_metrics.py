@@ -168,3 +168,27 @@ def test_a_metric_no_ranking_could_miss_is_none():
     six = speech_text_retrieval(rng.standard_normal((6, 8)), rng.standard_normal((12, 8)),
                                 text_to_audio=[i // 2 for i in range(12)], n_boot=0)
     assert six["s2t_R@10"] is not None and six["t2s_R@5"] is not None and six["t2s_R@10"] is None
+
+
+def test_repeated_caption_texts_are_one_caption_of_all_their_clips():
+    """Templated captions repeat: a model that ranks the right text first scores R@1 = 1 when
+    captions with one text are one caption, and 0 when an identical text of another clip,
+    tied with the clip's own, counts against it."""
+    labels = [0, 1, 2, 0, 1, 2, 0, 1]  # 8 clips, 3 caption texts
+    audio = np.eye(3)[labels] + 1e-3 * np.arange(8)[:, None]  # each clip near its label's text
+    text = np.eye(3)[labels]  # caption j, of clip j, embeds its text exactly
+    texts = [f"text {lab}" for lab in labels]
+    apart = speech_text_retrieval(audio, text, n_boot=0)
+    assert apart["s2t_R@1"] == 0.0  # the tied identical captions sink every clip
+    assert apart["t2s_R@1"] == pytest.approx(3 / 8)  # only the clip each text scores highest is "its" clip
+    one = speech_text_retrieval(audio, text, n_boot=0, caption_keys=texts)
+    assert one["s2t_R@1"] == 1.0 and one["t2s_R@1"] == 1.0 and one["s2t_mAP@10"] == 1.0
+    assert one["s2t_count"] == 8 and one["t2s_count"] == 8
+    # a model that confuses two texts still misses: text 1's clips hear text 2 best
+    confused = np.eye(3)[[0, 2, 2, 0, 2, 2, 0, 2]] + 1e-3 * np.arange(8)[:, None]
+    bad = speech_text_retrieval(confused, text, n_boot=0, caption_keys=texts)
+    assert bad["s2t_R@1"] == pytest.approx(5 / 8) and bad["t2s_R@1"] < 1.0
+    # distinct keys give the metrics without keys
+    assert speech_text_retrieval(audio, text, n_boot=0, caption_keys=list(range(8))) == apart
+    with pytest.raises(ValueError, match="caption keys"):
+        speech_text_retrieval(audio, text, n_boot=0, caption_keys=texts[:3])

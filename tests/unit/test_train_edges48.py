@@ -176,3 +176,29 @@ def test_validation_drops_name_each_clip_and_its_reason(tmp_path: Path, caplog) 
     assert "1 too short audio" in text and "1 missing audio" in text and "1 undecodable audio" in text
     assert f"short-clip: {tmp_path / 'd' / 'short.wav'}: too short ({MIN_SECONDS / 2:.3f} s; at least {MIN_SECONDS} s" in text
     assert "gone-clip: " in text and "nowhere.wav: no such file" in text and "bad-clip: " in text
+
+
+def test_validation_counts_a_repeated_caption_text_as_the_clips_own(tmp_path: Path) -> None:
+    """Six clips, two caption texts: each clip's text is relevant in three of its six captions,
+    so no ranking can miss R@5 (left out, as a metric that measures nothing), and R@1 is the
+    share of clips whose own text scores first, as speech_text_retrieval gives it with the texts
+    as caption keys; not the 0 that identical captions of other clips, tied with its own, forced."""
+    from clsp.metrics.retrieval import speech_text_retrieval
+    from clsp.train.validate import _encode_texts, embed_validation_set, validate
+    from clsp.train.data import SkipCounter
+
+    manifest = _corpus(tmp_path / "d")
+    trainer = Trainer(load_config(None, [*TINY, f"data.train={manifest}", f"output_dir={tmp_path / 'exp'}"]))
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][:6]
+    texts = ["A calm voice." if i % 2 else "An angry shout." for i in range(6)]
+    valid = tmp_path / "d" / "valid.jsonl"
+    valid.write_text("".join(json.dumps({**r, "global_captions": [t]}) + "\n" for r, t in zip(rows, texts)))
+    metrics = validate(trainer.model, str(valid), trainer.cfg.data, trainer.device, trainer.autocast)
+    assert metrics["valid/clips"] == 6
+    assert "valid/global/s2t_R@1" in metrics and "valid/global/s2t_R@5" not in metrics
+    audio, got_texts, _ = embed_validation_set(trainer.model, str(valid), trainer.cfg.data, trainer.device,
+                                               trainer.autocast, SkipCounter(shown_per_reason=0))
+    want = speech_text_retrieval(audio, _encode_texts(trainer.model, got_texts, trainer.autocast), n_boot=0,
+                                 caption_keys=got_texts)
+    assert metrics["valid/global/s2t_R@1"] == pytest.approx(want["s2t_R@1"])
+    assert metrics["valid/global/t2s_R@1"] == pytest.approx(want["t2s_R@1"])
