@@ -154,10 +154,9 @@ class RecordSink:
 
     def _open_locked(self, resume: bool) -> None:
         target = self.target
-        try:
-            target.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _io_error(target.path.parent, exc) from None
+        from clsp_cli.output_files import _make_folder
+
+        _make_folder(target.path.parent, target.shown)  # removed again at the command's end if left empty
         self.lock = GuardedLock(target)
         self.lock.pending = self._flush_buffer
         try:
@@ -376,8 +375,10 @@ class MatrixSink:
             self.rows = 0
             return
         self.raw = self.target.partial
+        from clsp_cli.output_files import _make_folder
+
+        _make_folder(self.target.path.parent, self.target.shown)  # removed again at the command's end if left empty
         try:
-            self.target.path.parent.mkdir(parents=True, exist_ok=True)
             self.lock = GuardedLock(self.target)
             self.lock.pending = self._flush_buffer
             have = self.raw.stat().st_size if resume_rows and self.raw.exists() else 0

@@ -242,7 +242,8 @@ def reserve_outputs(params: dict[str, Any], names: tuple[str, ...] = RESERVED_PA
 
 def _make_folder(folder: Path, shown: str) -> None:
     """Make ``folder`` (and missing parents) for the output ``shown``; remembered so that
-    ``release_reserved`` removes those left empty. ``OutputError`` naming ``shown`` when refused."""
+    ``release_reserved`` (at the end of every command) removes those left empty. ``OutputError``
+    naming ``shown`` when refused."""
     missing = []
     probe = folder
     while not os.path.lexists(probe) and probe != probe.parent:

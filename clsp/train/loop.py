@@ -6,7 +6,7 @@ the mean of those batches' gradients. A step whose loss or gradient is not finit
 skipped (the optimizer does not move) and logged; the run stops with
 ``TrainingDivergedError`` when its weights are no longer finite, after
 ``max_nonfinite_steps`` such steps in a row or when it ends on one, and no checkpoint is
-written from such weights, nor from finite weights whose embeddings overflow. SIGTERM / SIGUSR1 make every rank finish its step, write a
+written from such weights, nor from finite weights whose embeddings overflow. SIGTERM / SIGUSR1 / a first Ctrl-C make every rank finish its step, write a
 checkpoint and return ``status="preempted"`` (the command exits with 75 so that a SLURM
 requeue resumes with ``--resume latest``).
 """
@@ -242,9 +242,13 @@ class Trainer:
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--output-dir {self.out}: exists and is not a folder; give a new or an existing folder")
         path = self.out / "train.lock"
-        self._made_dir = not self.out.exists()
         # a symlink is followed, as for every output: a dangling one gets the folder it points to
         real = Path(os.path.realpath(self.out))
+        self._made_dirs = []  # the folders this run makes, deepest first (removed again if left empty)
+        probe = real
+        while not os.path.lexists(probe) and probe != probe.parent:
+            self._made_dirs.append(probe)
+            probe = probe.parent
         folder = Path(f"{self.out} (a symlink to {real})") if self.out.is_symlink() else self.out
         while True:
             with _writing_log(folder):
@@ -273,16 +277,19 @@ class Trainer:
         return fh
 
     def release(self) -> None:
-        """Let go of the output folder's lock (the run is over) and remove its file. A folder
-        this run made and left empty (a run that failed at its start) is removed again."""
+        """Let go of the output folder's lock (the run is over) and remove its file. The folders
+        this run made and left empty (a run that failed at its start: the output folder and the
+        missing folders above it) are removed again."""
         if getattr(self, "_run_lock", None) is not None:
             with contextlib.suppress(OSError):
                 (self.out / "train.lock").unlink()
             self._run_lock.close()
             self._run_lock = None
-            if getattr(self, "_made_dir", False):
-                with contextlib.suppress(OSError):
-                    Path(os.path.realpath(self.out)).rmdir()  # only when empty (a symlink's target: the link stays)
+            for folder in getattr(self, "_made_dirs", []):  # deepest first; a symlink's target: the link stays
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    break
 
     def _refuse_foreign_config(self) -> None:
         """A fresh run writes its whole config to ``OUT/config.json``: a file there that no run

@@ -643,6 +643,25 @@ def test_a_run_refused_at_its_start_removes_the_folder_made_for_its_output(tmp_p
     assert proc.returncode == 2 and not (tmp_path / "new").exists(), proc.stderr
 
 
+def test_embed_and_train_refused_at_their_start_remove_the_folders_made_for_their_outputs(tmp_path):
+    """embed made the folders of -o and --npy itself, outside the command's record of made
+    folders, and train removed only the output folder, not the missing folders above it."""
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    for args in (["embed", "m.jsonl", "-o", "new1/deeper/e.jsonl", "--model", "nosuchmodel"],
+                 ["embed", "m.jsonl", "-o", "new2/e.jsonl", "--npy", "new3/deeper/e.npy", "--model", "nosuchmodel"],
+                 ["embed", "m.jsonl", "-o", "new4/e.jsonl", "--dtype", "float16"],
+                 ["train", "init_from=tiny-random", "data.train=nowhere.jsonl", "--output-dir", "new5/deeper/exp"]):
+        res = _invoke([*args, "-q"], tmp_path)
+        assert res.exit_code == 2, (args, res.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
+    # a run that writes keeps its folders, and a resumable one keeps its partial output's
+    res = _invoke(["embed", "m.jsonl", "-o", "new6/deeper/e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
+    assert res.exit_code == 0 and (tmp_path / "new6" / "deeper" / "e.jsonl").exists()
+
+
 def test_convert_locks_its_destination_folder(tmp_path):
     """Two `clsp convert` runs onto one folder both exited 0, the later replacing the other's."""
     from tests.helpers.cli import invoke
