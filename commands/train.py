@@ -27,8 +27,9 @@ def main(
     Manifests are JSONL or Lhotse cuts (.jsonl / .jsonl.gz) with an audio path and
     global_captions / finegrained_captions (or short_captions / long_captions). Metrics go
     to OUTPUT_DIR/metrics.jsonl, checkpoints to OUTPUT_DIR/checkpoints/step-N/model (a model
-    directory usable with --model). Multi-GPU: launch with torchrun or srun. SIGTERM or
-    SIGUSR1 writes a checkpoint and exits with 75; run again with --resume latest.
+    directory usable with --model). Multi-GPU: launch with torchrun or srun. SIGTERM,
+    SIGUSR1 or a first Ctrl-C writes a checkpoint and exits with 75 (a second Ctrl-C stops at
+    once, exit 130); run again with --resume latest.
 
     The trained model is named after OUTPUT_DIR (or --name); a model trained from init_from
     records that model as its parent. --resume latest -o OUTPUT_DIR alone continues a run with

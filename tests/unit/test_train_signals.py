@@ -1,5 +1,6 @@
-"""SIGTERM or SIGUSR1 mid-training: a checkpoint at the current step, then a resumed run
-ends with parameters bit-identical to an uninterrupted one (CPU, fp32, deterministic)."""
+"""SIGTERM, SIGUSR1 or a first Ctrl-C (SIGINT) mid-training: a checkpoint at the current step,
+then a resumed run ends with parameters bit-identical to an uninterrupted one (CPU, fp32,
+deterministic); a second Ctrl-C stops at once."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _run(overrides, resume=None, signal_at=-1, sig=signal.SIGTERM):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_signal_checkpoints_and_resume_is_exact(tmp_path: Path, sig) -> None:
     manifest = write_toy_corpus(tmp_path / "data", clips_per_style=2, min_seconds=0.3, max_seconds=0.6)
     common = [f"data.train={manifest}", "init_from=tiny-random", "seed=5", "deterministic=true", "device=cpu",
@@ -47,3 +48,25 @@ def test_signal_checkpoints_and_resume_is_exact(tmp_path: Path, sig) -> None:
     assert want.keys() == got.keys()
     for key in want:
         assert torch.equal(want[key], got[key]), key
+
+
+def test_a_second_ctrl_c_stops_at_once_and_other_signals_do_not():
+    """Ctrl-C once asks for a checkpoint (a long step or validation may follow); a second is
+    the user's "now": ``KeyboardInterrupt``. A SIGTERM after a Ctrl-C leaves it a request."""
+    import os
+
+    from clsp.train.stop import StopRequest
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == signal.SIGINT
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == signal.SIGTERM
