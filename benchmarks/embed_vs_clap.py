@@ -14,7 +14,7 @@ Makes clips of 2-10 s (harmonic tones with noise, as benchmarks/embed.py), then 
 
 The default model runs once per ``--cpu-lstm`` format of its speaker encoders' LSTMs
 (``CLSP_CPU_LSTM``, ``clsp.models.lstm_precision``): ``auto`` is what this CPU gets by
-default (bfloat16 with AMX), ``int8`` what a CPU without AMX gets.
+default (bfloat16 with AMX or AVX512-BF16), ``int8`` what a CPU without native bfloat16 gets.
 
 clsp runs at ``clsp embed``'s own batch settings (64 clips, at most 240 s; ``--clsp-batch-size``
 to change), CLAP at ``--batch-size`` and at clsp's size, the faster of the two reported.
@@ -95,9 +95,9 @@ def main() -> None:
 
     clsp_batch = args.clsp_batch_size or EmbedConfig().batch_size
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
-    from clsp.models.lstm_precision import ENV, amx_available
+    from clsp.models.lstm_precision import ENV, amx_available, native_bf16_available
 
-    print(f"AMX: {amx_available()}")
+    print(f"AMX: {amx_available()}; native bfloat16 (AMX or AVX512-BF16): {native_bf16_available()}")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = make_clips(Path(tmp), args.clips)
         both = fusion_model(("ge2e", "voicefilter"), True, "speaker-fusion-ge2e-voicefilter-gender")

