@@ -267,6 +267,23 @@ def _is_json(text: str) -> bool:
         return False
 
 
+def _json_scalar(text: str) -> str | None:
+    """What JSON value other than an object or array the whole line is ("a string", "a
+    number", "true"...), or None (plain text; NaN and Infinity are not JSON)."""
+    def refuse(_name: str) -> None:
+        raise ValueError("not JSON")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number" if isinstance(value, (int, float)) else None
+
+
 def _opens_a_record(text: str) -> bool:
     """Whether a line starts as a JSON object does (``{"``, ``{'``, ``{}``, ``{ "``, or ``{``
     alone): a broken record, not a caption such as ``{laughs} a happy young woman``."""
@@ -286,6 +303,10 @@ def _bare_line(lineno: int, text: str, modality: str, base: Path, not_json: Inpu
     if modality == "text":
         if not_json is not None and (_opens_a_record(text) or _is_json(text)):
             raise not_json  # a broken or non-object record, not a caption such as "[laughs] ..." or "{laughs} ..."
+        kind = _json_scalar(text)
+        if kind is not None:  # "a quoted caption" (jq without -r), 42, true, null: JSON, not a caption line
+            raise InputError(f"line {lineno}: JSON that is not an object ({kind}); a caption list holds plain lines: "
+                             "write captions without quotes (jq -r) or as records, {\"text\": \"...\"}")
         return {"id": f"line-{lineno}", "text": text.strip()}
     if not_json is not None and not os.path.lexists(resolve_path(text, base)):
         raise InputError(f"{not_json} (and no file of that name)")
@@ -401,6 +422,23 @@ def _fallback_id(lineno: int, raw: bytes) -> str:
     return f"line-{lineno}"
 
 
+SUMMARY_ID = "__summary__"  # the id of the summary record that ends an evaluation's output (clsp_cli.output)
+
+
+def is_summary_line(raw: bytes) -> bool:
+    """Whether ``raw`` is the closing ``{"id": "__summary__", "summary": {...}}`` line that
+    ``classify``, ``similarity`` and ``search eval`` write after their records (and nothing else):
+    output fed back in skips it rather than making it an error record."""
+    if b'"__summary__"' not in raw or not raw.lstrip().startswith(b"{"):
+        return False
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and set(obj) == {"id", "summary"} and obj["id"] == SUMMARY_ID \
+        and isinstance(obj["summary"], dict)
+
+
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
                start_index: int = 0) -> Iterator[Item]:
     """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin).
@@ -410,7 +448,8 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     cannot be opened, ``ConfigError`` for a device or socket ("not a regular file": read, it
     would never end), and (at the first item) when stdin or a pipe holds audio, a
     ``.npy`` matrix or other binary data (``clsp.sniff.refuse_binary_stream``). A compressed input cut short yields a last item whose error is a
-    ``TruncatedInputError`` ("NAME: truncated after N records ...").
+    ``TruncatedInputError`` ("NAME: truncated after N records ..."). The summary line an
+    earlier command closed its output with (``is_summary_line``) is skipped.
     """
     if str(path) != "-":
         from clsp.sniff import node_problem
@@ -436,6 +475,8 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
                     raise ConfigError(f"{name}: pretty-printed JSON (a lone {raw.strip().decode()!r} on line {lineno}); "
                                       "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "
                                       "array, jq -c . for objects)")
+                if is_summary_line(raw):  # an earlier command's closing summary: not a record
+                    continue
                 try:
                     rec = parse_line(lineno, raw, modality, base, base if audio_root is not None else None)
                     yield Item(index=index, id=str(rec["id"]), record=rec)

@@ -278,7 +278,9 @@ class RecordSink:
             out.write(summary)
             self.reports.append(out)
         else:
-            self.write({"id": "__summary__", "summary": summary})
+            from clsp.records import SUMMARY_ID
+
+            self.write({"id": SUMMARY_ID, "summary": summary})
 
     def flush(self) -> None:
         try:

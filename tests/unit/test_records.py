@@ -277,6 +277,36 @@ def test_a_nul_byte_is_an_error_for_its_line_wherever_it_sits(tmp_path):
         sniff_file(str(npy))
 
 
+def test_caption_lines_that_are_json_strings_numbers_or_literals_are_errors(tmp_path):
+    """`jq '.text'` without -r writes "quoted" captions: they were embedded with their quotes,
+    '""' as a two-character caption and 42 as the caption "42"; JSON that is not an object is
+    an error record naming it, as the README says; text that only looks like JSON stays a caption."""
+    p = tmp_path / "caps.txt"
+    p.write_text('"a quoted caption"\n""\n42\n-1.5e3\ntrue\nnull\n"Hello," she said.\nNaN\n42 angry men\n')
+    items = list(iter_items(p, "text"))
+    kinds = ["a string", "a string", "a number", "a number", "true", "null"]
+    for item, kind in zip(items[:6], kinds):
+        assert item.error is not None and f"JSON that is not an object ({kind})" in str(item.error), item
+        assert "jq -r" in str(item.error)
+    assert [it.record["text"] for it in items[6:]] == ['"Hello," she said.', "NaN", "42 angry men"]
+    audio = list(iter_items(p, "audio"))  # a path list keeps every line as a path, as written
+    assert [it.record["audio"] for it in audio][2] == str(tmp_path / "42")
+
+
+def test_an_earlier_commands_summary_line_is_not_a_record(tmp_path):
+    """classify / similarity / search eval end their output with a __summary__ line; fed back in
+    (classify output to classify, caption, embed), it became an error record and exit 3."""
+    summary = {"id": "__summary__", "summary": {"task": "classify", "n": 2}}
+    p = tmp_path / "out.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, summary,
+                                                        {"id": "__summary__", "text": "a caption with that id"}]))
+    for modality in ("text", "any", "embeddings"):
+        items = list(iter_items(p, modality))
+        assert [it.id for it in items] == ["a", "b", "__summary__"], modality
+        assert [it.index for it in items] == [0, 1, 2]
+        assert items[2].record["text"] == "a caption with that id"
+
+
 def test_caption_lines_in_braces_are_captions_and_broken_records_errors(tmp_path):
     """"{laughs} a happy young woman" was an "invalid JSON" error, "[laughs] ..." a caption."""
     p = tmp_path / "caps.txt"
