@@ -15,7 +15,7 @@ from clsp_cli.options import (AudioRootOpt, DeviceOpt, InputsArg, ModelOpt, NBoo
 def main(
     input: InputsArg = None,
     pack: Annotated[str, typer.Option("--pack", "-p", help="Built-in prompt pack name (see --list-packs) or a JSON/YAML pack file (a file named like a built-in pack: give it as ./NAME).")] = "emotion",
-    attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender).")] = None,
+    attribute: Annotated[Optional[str], typer.Option("--attribute", "-a", help="Attribute of a multi-attribute pack (e.g. ravdess: emotion, gender); default: the one --label-key names.")] = None,
     model: ModelOpt = "default",
     temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Softmax temperature for 'scores'; default: the model's learned logit scale.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Also write the k best classes as 'top_k'.")] = 0,
@@ -59,7 +59,11 @@ def _run(o: Options) -> int:
     from clsp_cli.figures import check_outputs, classify_outputs
 
     check_outputs(o.plot, o.html, o.label_key, "--label-key", o.report)
-    prompt_set = load_pack(o.pack).get(o.attribute)  # refuse a bad pack before loading the model
+    pack = load_pack(o.pack)  # refuse a bad pack before loading the model
+    attribute = o.attribute
+    if attribute is None and len(pack.attributes) > 1 and o.label_key in pack.attributes:
+        attribute = o.label_key  # --label-key emotion on the cremad pack scores its emotion attribute
+    prompt_set = pack.get(attribute)
     from clsp_cli.inputs import MissingMatrix, input_items
 
     items = input_items(o.input, "any", o.audio_root)  # refuse bad inputs before loading the model

@@ -192,3 +192,29 @@ def test_classify_drops_a_classified_vector_with_its_provenance(tmp_path):
     (out,) = [json.loads(line) for line in p.stdout.splitlines()]
     assert not any(k in out for k in ("provenance", "row", "row_sha256", "embedding"))
     assert out["metadata"] == {"metadata": {"provenance": "studio B"}}  # embed kept the note; nothing lost
+
+
+def test_a_multi_attribute_pack_takes_the_attribute_the_label_key_names(tmp_path):
+    """`--pack cremad --label-key emotion` was a usage error asking for --attribute emotion;
+    the gold labels' field names it. Without a label key, or one the pack has no attribute
+    of, --attribute is still needed; and the output fed back in is read again (its summary
+    line skipped), giving the same records."""
+    recs = []
+    for i, (freq, gold) in enumerate([(120, "angry"), (220, "sad"), (300, "happy")]):
+        tone(tmp_path / f"c{i}.wav", freq)
+        recs.append({"id": f"c{i}", "audio": f"c{i}.wav", "emotion": gold, "mood": gold})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = run("classify", "in.jsonl", "--pack", "cremad", "--label-key", "emotion", "--n-boot", "0", "-o", "out.jsonl",
+            *TINY, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert out[-1]["summary"]["attribute"] == "emotion" and out[-1]["summary"]["n"] == 3
+    for args in (["--label-key", "mood"], []):
+        p = run("classify", "in.jsonl", "--pack", "cremad", *args, *TINY, cwd=tmp_path)
+        assert p.returncode == 2 and "choose one with --attribute" in p.stderr, p.stderr
+    again = run("classify", "out.jsonl", "--pack", "cremad", "--label-key", "emotion", "--n-boot", "0", *TINY,
+                cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    redo = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [r["id"] for r in redo] == [r["id"] for r in out]
+    assert [r["label"] for r in redo[:-1]] == [r["label"] for r in out[:-1]]
