@@ -115,6 +115,8 @@ def _run(o: Options) -> int:
         with Throughput("embed", "clips" if audio else "captions", "windows" if audio else "captions") as progress:
             results = embed_items(net, items, o.modality, cfg, chunk, progress.work)
             made = {**prov, "modality": o.modality}  # what was embedded: a speech vector, or a caption's
+            if "cpu_lstm" in run:  # and in which format the speaker encoders' LSTMs ran: an index warns of two
+                made["cpu_lstm"] = run["cpu_lstm"]
             # what changes the vectors, which clsp merge compares across shards: the resolved precision
             # (a bfloat16 shard is about 1e-3 from a float32 one), and for audio how long clips are read
             settings = {"long_audio": cfg.long_audio, "max_seconds": cfg.max_seconds} if audio else {}

@@ -107,6 +107,7 @@ def build_index(
         config=prov.get("config") if isinstance(prov.get("config"), str) else None,
         sample_rate=prov.get("sample_rate"),
         modality=modality or (prov.get("modality") if prov.get("modality") in ("audio", "text") else None),
+        cpu_lstm=prov.get("cpu_lstm") if isinstance(prov.get("cpu_lstm"), str) else None,
         knobs=default_knobs(factory),
         stored_vectors=is_lossy(factory) if store_vectors is None else bool(store_vectors),
     )

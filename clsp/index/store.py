@@ -60,6 +60,9 @@ class IndexInfo:
     config: str | None = None  # the model config's digest (clsp.models.base.config_digest); None in older indexes
     sample_rate: int | None = None
     modality: str | None = None  # what was embedded: "audio" (speech) or "text" (captions); None: not said
+    # the format the speaker encoders' CPU LSTMs ran in (clsp.models.lstm_precision), as clsp embed
+    # records it; None: not said (a text index, another device, an older index)
+    cpu_lstm: str | None = None
     knobs: dict = field(default_factory=dict)
     stored_vectors: bool = False
     json_columns: list = field(default_factory=list)
@@ -88,18 +91,43 @@ class IndexInfo:
         return Path(path) / self.data if self.data else Path(path)
 
     def provenance(self) -> dict:
-        """The fields that must agree between an index and vectors added to or queried on it."""
-        return {"model": self.model, "checksum": self.checksum, "config": self.config, "dim": self.dim}
+        """The fields that must agree between an index and vectors added to or queried on it
+        (``cpu_lstm``: only warned about, ``same_provenance``)."""
+        return {"model": self.model, "checksum": self.checksum, "config": self.config, "dim": self.dim,
+                "cpu_lstm": self.cpu_lstm}
+
+
+_lstm_pairs_warned: set = set()
+
+
+def _warn_lstm_formats(reference: dict, theirs: dict, where: str, against: str) -> None:
+    """A warning (once per pair of formats in a process) when vectors of one model were made
+    with its speaker encoders' CPU LSTMs in two formats (``cpu_lstm``, ``CLSP_CPU_LSTM``): used
+    together, not refused, as a clip embedded both ways sits at cosine 0.998-1.000 to itself."""
+    ours, other = reference.get("cpu_lstm"), theirs.get("cpu_lstm")
+    if not ours or not other or ours == other or (ours, other) in _lstm_pairs_warned:
+        return
+    if reference.get("model") != theirs.get("model") or reference.get("checksum") != theirs.get("checksum"):
+        return  # another model: refused by same_provenance
+    _lstm_pairs_warned.add((ours, other))
+    import logging
+
+    logging.getLogger("clsp.index").warning(
+        "%s: made with the speaker encoders' CPU LSTMs in %s, the vectors it meets (%s) in %s (CLSP_CPU_LSTM): "
+        "the same model, vectors about 1e-3 apart (a clip embedded both ways scores 0.998-1.000 against itself); "
+        "used together. Embed with CLSP_CPU_LSTM=%s to match", where, other, against, ours, ours)
 
 
 def same_provenance(reference: dict | None, theirs: dict | None, where: str,
                     against: str = "the first record came from", fix: str | None = None) -> None:
     """Refuse (``ProvenanceError``) embeddings whose model, checksum, config digest or declared
-    dim differ from ``reference``'s; fields missing on either side are not compared. The one provenance check
+    dim differ from ``reference``'s, and warn when only their ``cpu_lstm`` format does
+    (``_warn_lstm_formats``); fields missing on either side are not compared. The one provenance check
     of records against records, a model, or an index. ``fix`` (what the user can change, e.g.
     which option) ends the message."""
     if not reference or not theirs:
         return
+    _warn_lstm_formats(reference, theirs, where, against)
     for key in ("model", "checksum", "config", "dim"):
         if reference.get(key) is not None and theirs.get(key) is not None and reference[key] != theirs[key]:
             def detail(prov: dict) -> str:

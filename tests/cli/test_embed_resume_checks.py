@@ -183,6 +183,8 @@ def test_the_speaker_encoders_lstm_format_is_part_of_a_run(tmp_path, monkeypatch
                         "-q"])
         assert res.exit_code == 0, res.output
     shards = sorted(str(p) for p in tmp_path.glob("s-*.jsonl"))
+    made = {json.loads(line)["provenance"]["cpu_lstm"] for p in shards for line in Path(p).read_text().splitlines()}
+    assert made == {"float32", "int8"}  # an index the vectors go into records it (and warns of two formats)
     res = run(app, ["merge", *shards, "-o", str(tmp_path / "all.jsonl")])
     assert res.exit_code != 0 and "cpu_lstm: 'float32' vs 'int8'" in res.output and not (tmp_path / "all.jsonl").exists()
     assert cpu_lstm_setting(load_model("tiny-random"), "cpu") is None  # no speaker-encoder LSTM: nothing to record

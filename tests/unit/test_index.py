@@ -293,3 +293,30 @@ def test_a_library_built_index_keeps_one_modality_across_adds(tmp_path):
     assert read_info(tmp_path / "empty").modality == "text"
     with pytest.raises(ProvenanceError, match="holds one modality"):
         add_to_index(tmp_path / "empty", vecs, [{"id": f"a{i}"} for i in range(20)], provenance={**PROV, "modality": "audio"})
+
+
+def test_vectors_of_two_cpu_lstm_formats_are_added_with_one_warning(tmp_path, caplog):
+    """An index of int8 vectors took bfloat16 vectors of the same model (another node, or
+    CLSP_CPU_LSTM=auto on another CPU) without a word; `clsp merge` refuses that mix. The index
+    records the format, and adding or building from two formats warns once (used together:
+    they are about 1e-3 apart); one format, or records that do not say, give no warning."""
+    import logging
+
+    from clsp.index import store
+
+    store._lstm_pairs_warned.clear()
+    vecs, meta = corpus(20)
+    int8 = {**PROV, "modality": "audio", "cpu_lstm": "int8"}
+    build_index(vecs[:10], meta[:10], provenance=int8).save(tmp_path / "idx")
+    assert read_info(tmp_path / "idx").cpu_lstm == "int8"
+    with caplog.at_level(logging.WARNING, logger="clsp.index"):
+        add_to_index(tmp_path / "idx", vecs[10:15], meta[10:15], provenance=int8)
+        add_to_index(tmp_path / "idx", vecs[15:18], meta[15:18], provenance={**PROV, "modality": "audio"})
+        assert not caplog.records
+        add_to_index(tmp_path / "idx", vecs[18:], meta[18:], provenance={**int8, "cpu_lstm": "bfloat16"})
+    assert load_index(tmp_path / "idx").info.count == 20
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "in bfloat16" in warned[0] and "in int8" in warned[0]
+    assert "CLSP_CPU_LSTM=int8" in warned[0]
+    with pytest.raises(ProvenanceError):  # another model is still refused, whatever its format
+        add_to_index(tmp_path / "idx", vecs[:1], [{"id": "x"}], provenance={**int8, "checksum": "other"})
