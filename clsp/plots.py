@@ -153,10 +153,17 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
 
 
 def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = ""):
-    """R@k (fraction) against k, one line per direction or group: ``{name: {k: recall}}``."""
+    """R@k (fraction) against k, one line per direction or group: ``{name: {k: recall}}``; a
+    curve with no R@k measured (a pool too small for any ranking to miss) is left out, and a
+    figure with none says so."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    if not any(curves.values()):
+        ax.text(0.5, 0.5, "no R@k measured: every query has fewer than k candidates\nbesides its relevant ones",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
     for name, curve in curves.items():
+        if not curve:
+            continue
         ks = sorted(curve)
         ax.plot(ks, [100 * curve[k] for k in ks], marker="o", markersize=3, label=f"{name} (R@1 {100 * curve[ks[0]]:.1f}%)")
     from matplotlib.ticker import MaxNLocator
@@ -167,7 +174,8 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = 
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if any(curves.values()):
+        ax.legend(fontsize=8)
     return fig
 
 

@@ -120,7 +120,7 @@ def test_similarity_scatter_per_group(clips):
 
 
 def test_search_eval_recall_curves(embedded):
-    caps = [{"id": f"t{i}", "text": "", "audio_id": r["id"], "embedding": r["embedding"],
+    caps = [{"id": f"t{i}", "text": f"caption {i}", "audio_id": r["id"], "embedding": r["embedding"],
              "provenance": {**r["provenance"], "modality": "text"}}  # stand-ins for caption embeddings
             for i, r in enumerate(records((embedded / "emb.jsonl").read_text()))]
     (embedded / "caps.jsonl").write_text("".join(json.dumps(c) + "\n" for c in caps))
@@ -137,6 +137,14 @@ def test_search_eval_recall_curves(embedded):
     r = clsp("search", "eval", "c.idx", "--queries", "q.jsonl", "--n-boot", "0", "--plot", "ri.png", "-q", cwd=embedded)
     assert r.exit_code == 0, r.output
     assert (embedded / "ri.png").read_bytes().startswith(PNG_MAGIC)
+    # one caption text for every clip: each is relevant to all, nothing can be missed, no curve to
+    # draw; the plot said nothing measured instead of an IndexError traceback
+    (embedded / "same.jsonl").write_text("".join(json.dumps({**c, "text": "a voice"}) + "\n" for c in caps))
+    r = clsp("search", "eval", "--speech", "emb.jsonl", "--captions", "same.jsonl", "--n-boot", "0",
+             "--plot", "n.svg", "-q", cwd=embedded)
+    assert r.exit_code == 0, r.output
+    assert records(r.stdout)[0]["metrics"]["s2t_R@1"] is None
+    assert "no R@k measured" in (embedded / "n.svg").read_text()
 
 
 def test_search_query_page_has_a_player_per_hit(embedded):
