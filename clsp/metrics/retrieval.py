@@ -188,9 +188,9 @@ def speech_text_retrieval(
     speech-to-text (clips without captions are not queried); each caption has its own clip
     as the one relevant item for text-to-speech, among all clips. Similarity is the dot product (cosine for unit-norm embeddings).
     ``caption_keys[j]`` (e.g. caption ``j``'s text; default: every caption its own) makes
-    captions with equal keys one caption described by all their clips: for speech-to-text each
-    of them is relevant to every clip that has one, for text-to-speech every such clip is
-    relevant to each. Templated captions repeat ("A happy man." for many clips), and as
+    captions with equal keys one caption described by all their clips: speech-to-text ranks the
+    distinct captions (each key once), that caption relevant to every clip that has it; for
+    text-to-speech every such clip is relevant to each of its copies. Templated captions repeat ("A happy man." for many clips), and as
     distinct captions an identical text of another clip, tied with the clip's own, would rank
     above it (ties count against the query), so even a perfect model would score R@1 = 0.
     NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
@@ -210,16 +210,23 @@ def speech_text_retrieval(
         raise ValueError(f"{len(caption_keys)} caption keys for {len(text)} captions")
     sim = audio @ text.T
     keys = list(range(len(text))) if caption_keys is None else list(caption_keys)
-    same: dict = {}  # key -> its captions
+    column: dict = {}  # key -> its column among the distinct captions
     clips_of: dict = {}  # key -> the clips that have a caption of that key
-    for j, (a, key) in enumerate(zip(owner.tolist(), keys)):
-        same.setdefault(key, []).append(j)
+    for a, key in zip(owner.tolist(), keys):
+        column.setdefault(key, len(column))
         clips_of.setdefault(key, set()).add(a)
+    if len(column) < len(keys):  # speech to text ranks the distinct captions: the best of each key's copies
+        cols = np.asarray([column[k] for k in keys])
+        s2t_sim = np.full((len(audio), len(column)), -np.inf)
+        for c in range(len(column)):
+            s2t_sim[:, c] = sim[:, cols == c].max(axis=1)  # NaN where a copy's score is (a miss, or refused)
+    else:
+        s2t_sim = sim
     captions_of: list[set[int]] = [set() for _ in range(len(audio))]
-    for j, a in enumerate(owner.tolist()):
-        captions_of[a].update(same[keys[j]])
+    for a, key in zip(owner.tolist(), keys):
+        captions_of[a].add(column[key])
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
-    s2t = retrieval_metrics(sim[captioned], [sorted(captions_of[i]) for i in captioned], ks, n_boot, seed,
+    s2t = retrieval_metrics(s2t_sim[captioned], [sorted(captions_of[i]) for i in captioned], ks, n_boot, seed,
                             f"{prefix}s2t_", nonfinite)
     t2s = retrieval_metrics(sim.T, [sorted(clips_of[key]) for key in keys], ks, n_boot, seed, f"{prefix}t2s_",
                             nonfinite)

@@ -192,3 +192,21 @@ def test_repeated_caption_texts_are_one_caption_of_all_their_clips():
     assert speech_text_retrieval(audio, text, n_boot=0, caption_keys=list(range(8))) == apart
     with pytest.raises(ValueError, match="caption keys"):
         speech_text_retrieval(audio, text, n_boot=0, caption_keys=texts[:3])
+
+
+def test_speech_to_text_ranks_each_repeated_caption_once():
+    """12 clips, 3 texts of 4 copies each; the sad clips hear "happy" best, then "angry", then
+    their own: their own text ranks 3rd of the 3 distinct texts (reciprocal rank 1/3), not 9th
+    behind 8 copies of the others (1/9); with 3 distinct texts no ranking can miss R@5 (None)."""
+    labels = [0, 1, 2] * 4  # happy, angry, sad
+    text = np.eye(3)[labels]
+    audio = np.eye(3)[labels].copy()
+    for i, lab in enumerate(labels):
+        if lab == 2:
+            audio[i] = [0.9, 0.5, 0.1]
+    keys = [f"A {['happy', 'angry', 'sad'][lab]} voice." for lab in labels]
+    m = speech_text_retrieval(audio, text, n_boot=0, caption_keys=keys)
+    assert m["s2t_R@1"] == pytest.approx(8 / 12)
+    assert m["s2t_mAP@10"] == pytest.approx((8 + 4 / 3) / 12)
+    assert m["s2t_R@5"] is None and m["s2t_R@10"] is None
+    assert m["t2s_count"] == 12  # every caption still asks for its clips
