@@ -18,8 +18,10 @@ from clsp.errors import OutputError
 
 def refuse_audio_target(path: str | Path, shown: str | None = None) -> None:
     """``ConfigError`` (a usage error) when ``path`` is an existing regular file (a symlink
-    followed) whose first bytes are those of an audio container (``clsp.streams.audio_signature``:
-    WAV, FLAC, Ogg, MP3, AIFF, ...), whatever its name; ``shown`` names it in the message."""
+    followed) that holds audio, whatever its name: its first bytes are those of an audio
+    container (``clsp.streams.audio_signature``: WAV, FLAC, Ogg, MP3, AIFF, ...), or libsndfile
+    reads it as audio (W64, VOC, PAF, IRCAM, HTK, AVR, ... : every format clsp decodes by its
+    header); ``shown`` names it in the message."""
     import stat
 
     from clsp.errors import ConfigError
@@ -32,9 +34,22 @@ def refuse_audio_target(path: str | Path, shown: str | None = None) -> None:
             head = fh.read(64)
     except (OSError, ValueError):  # missing or unreadable: nothing of it to keep
         return
-    if audio_signature(head):
+    if audio_signature(head) or _libsndfile_reads(path):
         raise ConfigError(f"{shown or path}: an audio file; clsp writes no audio, so it does not write its output "
                           "over it; give the output another path")
+
+
+def _libsndfile_reads(path: str | Path) -> bool:
+    """Whether libsndfile (soundfile) recognises ``path`` as audio by its header."""
+    try:
+        import soundfile
+    except ImportError:  # soundfile is a dependency; without it the header signatures above decide
+        return False
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - any refusal (LibsndfileError, RuntimeError): not audio it knows
+        return False
+    return info.frames > 0 or info.channels > 0
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -427,7 +427,7 @@ SUMMARY_ID = "__summary__"  # the id of the summary record that ends an evaluati
 
 def is_summary_line(raw: bytes) -> bool:
     """Whether ``raw`` is the closing ``{"id": "__summary__", "summary": {...}}`` line that
-    ``classify``, ``similarity`` and ``search eval`` write after their records (and nothing else):
+    ``classify --label-key`` and ``similarity --human-key`` write after their records (and nothing else):
     output fed back in skips it rather than making it an error record."""
     if b'"__summary__"' not in raw or not raw.lstrip().startswith(b"{"):
         return False

@@ -327,19 +327,25 @@ def test_no_output_replaces_an_audio_file_read_or_not(tmp_path):
     write_wav(tmp_path / "d" / "b.wav", 0.5, freq=300)
     write_wav(tmp_path / "c.wav", 0.5, freq=400)  # indexed, not read by a query
     (tmp_path / "page.html").write_bytes((tmp_path / "c.wav").read_bytes())  # audio under another name
+    import soundfile as sf
+
+    sf.write(tmp_path / "d.w64", np.zeros(800, np.float32), 16000, format="W64")  # no RIFF/fLaC/... signature
+    sf.write(tmp_path / "voc.jsonl", np.zeros(800, np.float32), 16000, format="VOC")
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n"
                                       + json.dumps({"id": "c", "audio": "c.wav"}) + "\n")
     assert _invoke(["embed", "m.jsonl", "-o", "e.jsonl", "--model", "tiny-random", "-q"], tmp_path).exit_code == 0
     assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
     audio = {p: p.read_bytes() for p in (tmp_path / "a.wav", tmp_path / "d" / "b.wav", tmp_path / "c.wav",
-                                         tmp_path / "page.html")}
+                                         tmp_path / "page.html", tmp_path / "d.w64", tmp_path / "voc.jsonl")}
     query = ["search", "query", "idx", "--text", "a calm voice", "--model", "tiny-random"]
     for args, shown in ((["embed", "m.jsonl", "-o", "a.wav", "--model", "tiny-random"], "a.wav"),  # read by the run
                         (["embed", "d", "-o", "d/b.wav", "--model", "tiny-random"], "d/b.wav"),  # found in a folder
                         (["embed", "m.jsonl", "-o", "x.jsonl", "--npy", "c.wav", "--model", "tiny-random"], "c.wav"),
                         ([*query, "-o", "c.wav"], "c.wav"),  # a clip the index names, not read by the query
                         ([*query, "-o", "q.jsonl", "--html", "page.html"], "page.html"),
-                        (["caption", "m.jsonl", "-o", "c.wav"], "c.wav")):
+                        (["caption", "m.jsonl", "-o", "c.wav"], "c.wav"),
+                        (["embed", "m.jsonl", "-o", "d.w64", "--model", "tiny-random"], "d.w64"),
+                        ([*query, "-o", "voc.jsonl"], "voc.jsonl")):
         res = _invoke([*args, "-q"], tmp_path)
         assert res.exit_code == 2 and f"{shown}: an audio file" in res.output, (args, res.output)
     assert all(p.read_bytes() == data for p, data in audio.items())
