@@ -130,8 +130,9 @@ def index_writer(
     Waits up to ``timeout`` seconds (0: do not wait) for another writer, calling ``on_wait``
     once with a message naming its PID. Raises :class:`IndexBusyError` ("index X is in use by
     PID N") when the wait runs out, and ``IndexFileError`` when the folder cannot be made.
-    A folder this call made is removed again when what ran under the lock failed before
-    an index was published in it (no folder holding only ``.lock`` is left behind).
+    A folder this call made (and the missing folders above it) is removed again when what ran
+    under the lock failed before an index was published in it (no folder holding only ``.lock``
+    is left behind).
     """
     folder = Path(path)
     key = os.path.realpath(folder)
@@ -143,6 +144,11 @@ def index_writer(
             _held[key] -= 1
         return
     made = not os.path.lexists(folder)
+    parents = []  # the missing folders above it, deepest first: removed with it
+    probe = Path(os.path.abspath(folder)).parent
+    while made and not os.path.lexists(probe) and probe != probe.parent:
+        parents.append(probe)
+        probe = probe.parent
     fd = _open_locked(folder, timeout, on_wait)
     try:
         try:
@@ -150,14 +156,14 @@ def index_writer(
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as exc:  # a full disk or quota: said in one line, and the folder made goes again
             if made:
-                _remove_made(folder)
+                _remove_made(folder, parents)
             raise IndexFileError(f"index {folder}: cannot write its lock file ({exc.strerror or exc})") from None
         _held[key] = 1
         try:
             yield
         except BaseException:
             if made and not (folder / INFO_FILE).exists():
-                _remove_made(folder)
+                _remove_made(folder, parents)
             raise
         finally:
             del _held[key]
@@ -167,11 +173,14 @@ def index_writer(
         os.close(fd)
 
 
-def _remove_made(folder: Path) -> None:
-    """Remove the lock file and the folder a failed first build made (only when nothing
-    else is in it: data a half-written build left is swept by the next build)."""
+def _remove_made(folder: Path, parents: list[Path] = ()) -> None:
+    """Remove the lock file and the folder a failed first build made, then the missing folders
+    above it that were made for it (``parents``, deepest first); each only when nothing else is
+    in it: data a half-written build left is swept by the next build."""
     try:
         os.unlink(folder / LOCK_FILE)
         folder.rmdir()
+        for parent in parents:
+            parent.rmdir()
     except OSError:
         pass

@@ -659,9 +659,10 @@ def test_embed_and_train_refused_at_their_start_remove_the_folders_made_for_thei
     for args in (["embed", "m.jsonl", "-o", "new1/deeper/e.jsonl", "--model", "nosuchmodel"],
                  ["embed", "m.jsonl", "-o", "new2/e.jsonl", "--npy", "new3/deeper/e.npy", "--model", "nosuchmodel"],
                  ["embed", "m.jsonl", "-o", "new4/e.jsonl", "--dtype", "float16"],
-                 ["train", "init_from=tiny-random", "data.train=nowhere.jsonl", "--output-dir", "new5/deeper/exp"]):
+                 ["train", "init_from=tiny-random", "data.train=nowhere.jsonl", "--output-dir", "new5/deeper/exp"],
+                 ["search", "build", "m.jsonl", "-o", "new7/deeper/i.idx", "--factory", "Bogus"]):  # no embeddings: 1
         res = _invoke([*args, "-q"], tmp_path)
-        assert res.exit_code == 2, (args, res.output)
+        assert res.exit_code == (1 if args[0] == "search" else 2), (args, res.output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
     # a run that writes keeps its folders, and a resumable one keeps its partial output's
     res = _invoke(["embed", "m.jsonl", "-o", "new6/deeper/e.jsonl", "--model", "tiny-random", "-q"], tmp_path)
