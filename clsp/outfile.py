@@ -16,6 +16,16 @@ from pathlib import Path
 from clsp.errors import OutputError
 
 
+def missing_folders(folder: str | Path) -> list[Path]:
+    """``folder`` and the folders above it that do not exist yet, deepest first: what making
+    ``folder`` creates (and what to remove again, each only when left empty)."""
+    missing, probe = [], Path(folder)
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    return missing
+
+
 def refuse_audio_target(path: str | Path, shown: str | None = None) -> None:
     """``ConfigError`` (a usage error) when ``path`` is an existing regular file (a symlink
     followed) that holds audio, whatever its name: its first bytes are those of an audio

@@ -244,11 +244,9 @@ def _make_folder(folder: Path, shown: str) -> None:
     """Make ``folder`` (and missing parents) for the output ``shown``; remembered so that
     ``release_reserved`` (at the end of every command) removes those left empty. ``OutputError``
     naming ``shown`` when refused."""
-    missing = []
-    probe = folder
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
+    from clsp.outfile import missing_folders
+
+    missing = missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -144,11 +144,10 @@ def index_writer(
             _held[key] -= 1
         return
     made = not os.path.lexists(folder)
-    parents = []  # the missing folders above it, deepest first: removed with it
-    probe = Path(os.path.abspath(folder)).parent
-    while made and not os.path.lexists(probe) and probe != probe.parent:
-        parents.append(probe)
-        probe = probe.parent
+    from clsp.outfile import missing_folders
+
+    # the missing folders above it, deepest first: removed with it
+    parents = missing_folders(Path(os.path.abspath(folder)).parent) if made else []
     fd = _open_locked(folder, timeout, on_wait)
     try:
         try:

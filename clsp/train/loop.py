@@ -244,11 +244,9 @@ class Trainer:
         path = self.out / "train.lock"
         # a symlink is followed, as for every output: a dangling one gets the folder it points to
         real = Path(os.path.realpath(self.out))
-        self._made_dirs = []  # the folders this run makes, deepest first (removed again if left empty)
-        probe = real
-        while not os.path.lexists(probe) and probe != probe.parent:
-            self._made_dirs.append(probe)
-            probe = probe.parent
+        from clsp.outfile import missing_folders
+
+        self._made_dirs = missing_folders(real)  # the folders this run makes (removed again if left empty)
         folder = Path(f"{self.out} (a symlink to {real})") if self.out.is_symlink() else self.out
         while True:
             with _writing_log(folder):
