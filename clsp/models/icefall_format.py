@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from clsp.errors import CheckpointError, ModelError
+from clsp.errors import CheckpointError, ModelError, ModelNotFoundError
 from clsp.models.base import CLSPModel, ModelConfig, build_model
 from clsp.models.weights import check_state_dict, file_checksum
 from clsp.models.zipformer import ZipformerConfig
@@ -85,7 +85,11 @@ def map_icefall_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def detect_format(path: str | Path) -> str:
-    """``"clsp"`` (our directory), ``"hf"`` (released directory), ``"icefall"`` (.pt) or ``"safetensors"``."""
+    """``"clsp"`` (our directory), ``"hf"`` (released directory), ``"icefall"`` (.pt) or ``"safetensors"``.
+
+    Raises ``ModelNotFoundError`` (a usage error) for a path that holds no model: missing, a
+    training checkpoint or output folder (naming the model folder to give), any other folder.
+    """
     p = Path(path)
     if p.is_dir():
         cfg = p / "config.json"
@@ -94,15 +98,15 @@ def detect_format(path: str | Path) -> str:
         if (p / "model.safetensors").exists() or (p / "model.safetensors.index.json").exists():
             return "hf"
         if (p / "model" / "config.json").is_file():  # a training checkpoint (OUT/checkpoints/step-N)
-            raise ModelError(f"{p}: a training checkpoint folder; its model is {p / 'model'} (give that), "
+            raise ModelNotFoundError(f"{p}: a training checkpoint folder; its model is {p / 'model'} (give that), "
                              "or continue the run with clsp train --resume")
         if (p / "checkpoints").is_dir():  # a training output folder
-            raise ModelError(f"{p}: a training output folder; give one of its models, e.g. "
+            raise ModelNotFoundError(f"{p}: a training output folder; give one of its models, e.g. "
                              f"{p / 'checkpoints'}/step-N/model")
-        raise ModelError(f"{p}: neither a clsp checkpoint nor a CLSP Hugging Face directory (no model.safetensors)")
+        raise ModelNotFoundError(f"{p}: neither a clsp checkpoint nor a CLSP Hugging Face directory (no model.safetensors)")
     if p.is_file():
         return "safetensors" if p.suffix == ".safetensors" else "icefall"
-    raise ModelError(f"{p}: no such file or directory")
+    raise ModelNotFoundError(f"{p}: no such file or directory")
 
 
 def read_authors_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:

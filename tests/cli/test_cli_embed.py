@@ -152,6 +152,23 @@ def test_unknown_model_is_a_clear_error(clips):
     assert res.returncode == 2 and b"no such model" in res.stderr and b"Traceback" not in res.stderr
 
 
+def test_a_folder_that_holds_no_model_is_a_usage_error(clips):
+    """A training checkpoint folder, a run's output folder or any other folder given as a model
+    is an argument that names no model: exit 2 with the folder to give instead, for every
+    command that takes a model (embed, convert)."""
+    step = clips / "run" / "checkpoints" / "step-00000004"
+    (step / "model").mkdir(parents=True)
+    (step / "model" / "config.json").write_text("{}")
+    other = clips / "just-a-folder"
+    other.mkdir()
+    for folder, says in ((step, b"training checkpoint folder"), (clips / "run", b"training output folder"),
+                         (other, b"neither a clsp checkpoint")):
+        for args in (("embed", "clips.jsonl", "--model", str(folder)), ("convert", str(folder), str(clips / "conv"))):
+            res = invoke(*args, cwd=clips)
+            assert res.returncode == 2 and says in res.stderr and b"Traceback" not in res.stderr, (args, res.stderr)
+            assert not (clips / "conv").exists()
+
+
 def test_waveform_encoder_model_embeds_through_the_cli(clips):
     """A transformers speech encoder (waveform input) works end to end, batch-independently."""
     from clsp.models import ModelConfig, build_model, save_model, tiny_config
