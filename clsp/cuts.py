@@ -22,6 +22,7 @@ import torch
 
 from clsp.audio import MIN_SECONDS, _seconds, resample, resampled_length
 from clsp.errors import AudioError, InputError
+from clsp.records import absolute_path
 from clsp.sniff import audio_file_problem
 
 SUPERVISION_FIELDS = ("speaker", "gender", "language")
@@ -49,7 +50,7 @@ def _source_name(cut) -> str:
     wanted = set(channel if isinstance(channel, list) else [channel])
     source = next((s for s in recording.sources if wanted & set(s.channels)), recording.sources[0])
     if source.type == "file":
-        return os.path.abspath(source.source)
+        return absolute_path(source.source)
     if source.type in ("memory", "shar"):
         return f"{source.type}:{recording.id}"  # audio held by Lhotse (e.g. read from a Shar tar)
     return f"{source.type}:{source.source}"
@@ -74,7 +75,20 @@ def _used_sources(cut) -> list[Any]:
 
 
 def _is_mp3_source(source) -> bool:
-    return source.type == "file" and str(source.source).lower().endswith(".mp3")
+    """Whether a Lhotse source is a file of MP3 data: by its name (``.mp3``) or, whatever it is
+    named (``x.wav``, ``x.mpga``), by its content (libsndfile's reading of its header)."""
+    if source.type != "file":
+        return False
+    if str(source.source).lower().endswith(".mp3"):
+        return True
+    if not os.path.isfile(source.source):  # a FIFO or device would block the read: reading it says why
+        return False
+    import soundfile as sf
+
+    try:
+        return sf.info(os.fsencode(source.source)).format == "MP3"
+    except Exception:  # noqa: BLE001  reading the audio reports it
+        return False
 
 
 def mp3_cut_problem(path: str | os.PathLike) -> str | None:
@@ -116,7 +130,7 @@ def rooted_cut(data: Any, root: str | os.PathLike) -> Any:
     if out.get("type") == "file" and isinstance(out.get("source"), str) and "channels" in out:
         source = os.path.expanduser(out["source"])
         if not os.path.isabs(source):
-            out["source"] = os.path.abspath(os.path.join(root, source))
+            out["source"] = absolute_path(os.path.join(root, source))
     return out
 
 
@@ -203,7 +217,7 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
         # the output takes it for one ("mix:ID" or "padding" is no file), with the files mixed
         out: dict[str, Any] = {"id": cut.id, "audio": "padding" if not getattr(cut, "tracks", None) else f"mix:{cut.id}",
                                "duration": float(cut.duration)}
-        files = sorted({os.path.abspath(s.source) for t in getattr(cut, "tracks", None) or []
+        files = sorted({absolute_path(s.source) for t in getattr(cut, "tracks", None) or []
                         if getattr(t.cut, "recording", None) is not None
                         for s in t.cut.recording.sources if s.type == "file"})
         if files:
@@ -220,7 +234,7 @@ def cut_record(data: dict[str, Any], where: str) -> dict[str, Any]:
         # is ("mix:ID"), with the files it is made from and the transforms, so that no record read
         # back passes for it
         out = {"id": cut.id, "audio": f"mix:{cut.id}", "duration": float(cut.duration)}
-        files = [os.path.abspath(s.source) for s in used if s.type == "file"]
+        files = [absolute_path(s.source) for s in used if s.type == "file"]
         if files:
             out["audio_files"] = files
         if transforms:

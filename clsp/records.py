@@ -65,10 +65,10 @@ def base_dir_of(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
     for stdin (``-``) and pipes (``<(cmd)``, a FIFO).
     """
     if audio_root is not None:
-        return Path(os.path.abspath(home_path(audio_root)))
+        return Path(absolute_path(home_path(audio_root)))
     if str(path) == "-" or is_stream_node(path):  # stdin, or a pipe such as <(cmd): as stdin
         return Path.cwd()
-    return Path(os.path.abspath(path)).parent
+    return Path(absolute_path(path)).parent
 
 
 def iter_lines(stream: IO[bytes], name: str = "input") -> Iterator[tuple[int, bytes]]:
@@ -237,16 +237,36 @@ def home_path(text: str | os.PathLike) -> Path:
         return Path(text)
 
 
+def absolute_path(path: str | os.PathLike) -> str:
+    """``path`` made absolute (against the working directory) as the system resolves it.
+
+    A ``..`` after a symlinked folder leads to the parent of the folder the link points to, as
+    ``open()`` and ``ls`` go (``data/../wavs`` with ``data -> ../store/lists`` is
+    ``store/wavs``): the part up to the last ``..`` is resolved on disk (``os.path.realpath``).
+    The rest, and a path without ``..``, is only tidied (``.`` and repeated ``/`` dropped),
+    keeping symlinks as written.
+    """
+    joined = os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays itself
+    parts = joined.split(os.sep)
+    if os.pardir not in parts:
+        return os.path.normpath(joined)
+    last = len(parts) - 1 - parts[::-1].index(os.pardir)
+    head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
+    rest = os.sep.join(parts[last + 1:])
+    return os.path.normpath(os.path.join(head, rest)) if rest.strip(os.sep) else head
+
+
 def resolve_path(value: Any, base: Path) -> str:
     """``value`` as an absolute path: relative ones join ``base``; ``~`` expands; URLs stay.
 
-    The result is normalised lexically (``a/../b`` -> ``b``), symlinks are not followed.
+    ``..`` is resolved as the system does (``absolute_path``: after a symlinked folder, to the
+    parent of its target); other symlinks are kept as written.
     """
     text = str(value)
     if "://" in text:
         return text
     p = home_path(text)
-    return os.path.abspath(p if p.is_absolute() else base / p)
+    return absolute_path(p if p.is_absolute() else base / p)
 
 
 def _json_or_none(lineno: int, text: str) -> tuple[dict[str, Any] | None, InputError | None]:

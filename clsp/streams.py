@@ -360,7 +360,8 @@ def _refusing_non_text(chunks: Iterator[bytes], name: str, compression: str) -> 
 
 
 def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
-    """Byte lines of ``stream``: decompressed when it starts with gzip/zstd/xz/bzip2 magic, BOM dropped.
+    """Byte lines of ``stream``: decompressed when it starts with gzip/zstd/xz/bzip2 magic, a UTF-8
+    BOM dropped at the start of any line (files that each start with one, joined by ``cat``).
 
     Raises ``TruncatedInputError`` (after the lines before the cut) for a cut or corrupt
     compressed stream, ``ConfigError`` for UTF-16 / UTF-32 text (``refuse_wide_text``) and
@@ -369,11 +370,9 @@ def raw_lines(stream: IO[bytes], name: str = "input") -> Iterator[bytes]:
     refuse_wide_text(peek_bytes(stream, 64), name)
     kind = compression_of(peek_bytes(stream, 10))
     lines = stream if kind is None else _split_lines(_refusing_non_text(decompressed_chunks(stream, kind, name), name, kind))
-    first = True
     for raw in lines:
-        if first and raw.startswith(UTF8_BOM):
+        if raw.startswith(UTF8_BOM):  # the file's, or one of files joined by cat
             raw = raw[len(UTF8_BOM):]
-        first = False
         yield raw
 
 

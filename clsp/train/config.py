@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clsp.errors import ConfigError
+from clsp.records import absolute_path
 
 _STRICT_KEYS = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -337,7 +338,7 @@ def absolute_paths(data: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "init_from" and not os.path.exists(value):
             continue
-        node[last] = os.path.abspath(os.path.expanduser(value))
+        node[last] = absolute_path(os.path.expanduser(value))
     return out
 
 
@@ -348,7 +349,7 @@ def _same_path(old: Any, new: Any) -> bool:
         return True
     if not (isinstance(old, str) and isinstance(new, str)) or not old or not new:
         return False
-    a, b = (os.path.abspath(os.path.expanduser(v)) for v in (old, new))
+    a, b = (absolute_path(os.path.expanduser(v)) for v in (old, new))
     if a == b:
         return True
     try:
