@@ -22,6 +22,22 @@ from clsp.errors import AudioError
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1
 MIN_RATE, MAX_RATE = 1000, 768000
+# Float samples are full scale at 1.0; a float file may go somewhat over it (processing that
+# did not limit its peaks), but samples past this are not audio at full scale 1.0: most often
+# integer PCM values written as floats (int16 x 32768). Refused, as NaN / infinity are.
+PEAK_LIMIT = 2.0
+
+
+def peak_problem(peak: float) -> str | None:
+    """Why samples whose largest magnitude is ``peak`` cannot be heard as audio, or ``None``:
+    NaN / infinite samples, or a peak over ``PEAK_LIMIT`` (2.0, twice full scale)."""
+    if not math.isfinite(peak):
+        return "non-finite samples (NaN or infinity)"
+    if peak > PEAK_LIMIT:
+        hint = " (integer PCM values stored as floats? divide by 32768)" if peak >= 256 else ""
+        return (f"samples reach {peak:.6g}, over {PEAK_LIMIT:g} (full scale is 1.0){hint}; "
+                f"scale the audio to [-1, 1] or store it as integer PCM")
+    return None
 MAX_KERNEL = 4_000_000  # (orig/g) * (new/g) above this: sinc kernels get too large
 
 
@@ -381,7 +397,8 @@ def load_audio(
     a list of indices averages those (a record's ``channel`` field, as in a Lhotse cut).
     Raises ``AudioError`` naming the file and the reason for anything unusable (missing,
     a symbolic link loop, a URL, not a regular file (a device, a FIFO), empty, undecodable,
-    no samples, NaN/Inf, a channel the file does not have).
+    no samples, NaN/Inf, float samples past ``PEAK_LIMIT`` (2.0, twice full scale), a channel
+    the file does not have).
     """
     p = _local_path(path)
     sr, s, e, offset, channels, promised = _segment(p, start, end, channel)
@@ -480,8 +497,9 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
                     break
                 if channels is not None:
                     block = block[:, channels]
-                if not np.isfinite(block).all():
-                    raise AudioError(f"{p}: contains NaN or infinite samples")
+                problem = peak_problem(float(np.abs(block).max())) if block.size else None
+                if problem:
+                    raise AudioError(f"{p}: {problem}")
                 parts.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0].copy())
                 remaining -= block.shape[0]
     except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError, MemoryError) as exc:

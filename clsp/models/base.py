@@ -163,7 +163,8 @@ class CLSPModel(nn.Module):
         32768), for lengths of another shape than ``(B,)`` or that are not numbers, and, naming
         the clip index and the value, for a negative or fractional length or one above ``S``;
         ``AudioError`` naming the clip index for a clip with non-finite samples (NaN, inf) or
-        one shorter than ``MIN_SECONDS`` (0.1 s)."""
+        samples past ``clsp.audio.PEAK_LIMIT`` (2.0, twice full scale: integer PCM values
+        stored as floats), or one shorter than ``MIN_SECONDS`` (0.1 s)."""
         lens = _check_waveforms(waveforms, lengths, self.config.sample_rate)
         if waveforms.shape[0] == 0:
             return torch.zeros(0, self.config.joint_dim, device=self.device)
@@ -281,7 +282,7 @@ def _check_captions(texts) -> None:
 def _check_waveforms(waveforms: torch.Tensor, lengths, sample_rate: int) -> torch.Tensor:
     """The checks of ``CLSPModel.encode_audio`` on its inputs (see there); the lengths as a
     CPU int64 tensor ``(B,)``."""
-    from clsp.audio import MIN_SECONDS
+    from clsp.audio import MIN_SECONDS, peak_problem
     from clsp.errors import AudioError
 
     if not isinstance(waveforms, torch.Tensor) or waveforms.dim() != 2:
@@ -299,8 +300,9 @@ def _check_waveforms(waveforms: torch.Tensor, lengths, sample_rate: int) -> torc
             raise ConfigError(f"encode_audio: clip {i}: length {n} is more than the {samples} samples given")
         if n < need:
             raise AudioError(f"clip {i}: too short ({n / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")
-        if not torch.isfinite(waveforms[i, :n]).all():
-            raise AudioError(f"clip {i}: non-finite samples (NaN or infinity)")
+        problem = peak_problem(float(waveforms[i, :n].abs().max())) if n else None
+        if problem:
+            raise AudioError(f"clip {i}: {problem}")
     return torch.tensor(lens, dtype=torch.long)
 
 
