@@ -154,10 +154,11 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
 
 def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = ""):
     """R@k (fraction) against k, one line per direction or group: ``{name: {k: recall}}``; a
-    curve with no R@k measured (a pool too small for any ranking to miss) is left out, and a
-    figure with none says so."""
+    ``None`` R@k (not measured) is not drawn, a curve with none measured (a pool too small for
+    any ranking to miss, no query scored) is left out, and a figure with none says so."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    curves = {name: {k: v for k, v in curve.items() if v is not None} for name, curve in curves.items()}
     if not any(curves.values()):
         ax.text(0.5, 0.5, "no R@k measured: every query has fewer than k candidates\nbesides its relevant ones",
                 ha="center", va="center", transform=ax.transAxes, fontsize=9)

@@ -20,11 +20,17 @@ from clsp.results import group_name
 @dataclass
 class Evaluation:
     """A retrieval summary (JSON-able), the number of records left out, and R@k curves
-    (name -> {k: R@k}) when asked for."""
+    (name -> {k: R@k}) when asked for. ``empty``: the input held no records at all (no query;
+    in pool mode neither side held one), so nothing was evaluated."""
 
     summary: dict[str, Any]
     failed: int = 0
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        s = self.summary
+        return not self.failed and not s.get("queries") and not s.get("speech") and not s.get("captions")
 
 
 def relevant_ids(record: dict, key: str) -> list[str]:
@@ -219,6 +225,8 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     tvecs, trecs, tfail = read_vectors(reader, captions, on_caption_skip, on_read, rows=caption_rows)
     if not speech_npy and not captions_npy:
         _refuse_shared_rows(speech_rows, caption_rows, npy)
+    if not (avecs or tvecs or afail or tfail):  # two empty inputs: nothing to evaluate, as any empty input
+        return Evaluation({"task": "speech-text retrieval", "speech": 0, "captions": 0, "failed": 0, "metrics": {}})
     if not avecs or not tvecs:
         raise InputError("pool mode needs at least one speech and one caption embedding")
     audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
@@ -233,7 +241,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
                "metrics": speech_text_retrieval(audio, text, owner_arr, n_boot=n_boot, caption_keys=keys)}
     out = Evaluation(summary, failed)
     if curves:
-        ks = range(1, min(20, len(audio), len(text)) + 1)
+        ks = range(1, min(20, max(len(audio), len(set(keys)))) + 1)  # each direction up to its own candidates
         out.curves = pool_recall_curves(speech_text_retrieval(audio, text, owner_arr, ks=ks, n_boot=0,
                                                               caption_keys=keys))
     if group_key:

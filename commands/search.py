@@ -272,6 +272,12 @@ def _eval(o: Options) -> int:
             ev = evaluate_index(o.index, o.queries or "-", o.relevant_key, o.group_key, o.n_boot,
                                 SearchSettings(10, None, o.nprobe, o.ef, o.rerank, o.threads, _query_field(o.query_field)),
                                 o.npy, o.model, o.device, skip_notice(no_matrix=no_matrix))
+    if ev.empty:  # as every command treats an input with no records: nothing written
+        from clsp_cli.console import warn
+
+        warn(f"{o.queries or '-' if o.index else o.speech + ' and ' + o.captions}: no records; nothing evaluated, "
+             "nothing written")
+        return 0
     if not o.quiet:
         from clsp_cli.tables import retrieval_table
 
@@ -280,6 +286,7 @@ def _eval(o: Options) -> int:
     sink = RecordSink(o.output)
     sink.write(ev.summary)
     sink.commit()  # the summary first: a figure that fails does not lose it
-    recall_plot(o.plot, ev.curves, f"{ev.summary['task']}: R@k "
-                f"({ev.summary.get('queries', ev.summary.get('captions'))} queries)")
+    asked = (f"{ev.summary['queries']} queries" if "queries" in ev.summary
+             else f"{ev.summary['speech']} speech and {ev.summary['captions']} caption queries")
+    recall_plot(o.plot, ev.curves, f"{ev.summary['task']}: R@k ({asked})")
     return 3 if ev.failed else 0

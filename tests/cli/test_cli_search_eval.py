@@ -434,3 +434,38 @@ def test_pool_eval_counts_a_repeated_caption_text_as_each_clips_own(tmp_path):
     unit = speech / np.linalg.norm(speech, axis=1, keepdims=True)
     apart = speech_text_retrieval(unit, np.vstack([caps, np.eye(8)[7]]), list(range(12)) + [0], n_boot=0)
     assert apart["s2t_R@1"] < 0.2  # the same pool with every caption its own: ties sink the clips
+
+
+def test_eval_of_no_records_writes_nothing_and_no_scored_query_still_draws(pool):
+    """An empty query file (or two empty pool sides) writes no summary and no figure, exit 0 with
+    a warning, as every command treats an input with no records; queries none of which could be
+    scored keep their summary of nulls (exit 3) and a figure that says nothing was measured."""
+    tmp, _, _ = pool
+    assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
+               "-q").exit_code == 0
+    (tmp / "empty.jsonl").write_text("")
+    for args in (("s.idx", "--queries", "empty.jsonl"), ("--speech", "empty.jsonl", "--captions", "empty.jsonl")):
+        r = cli("search", "eval", *[str(tmp / a) if a.endswith((".idx", ".jsonl")) else a for a in args],
+                "-o", str(tmp / "ev.json"), "--plot", str(tmp / "ev.png"))
+        assert r.exit_code == 0 and "no records" in r.stderr, (args, r.output)
+        assert not (tmp / "ev.json").exists() and not (tmp / "ev.png").exists()
+    write(tmp / "q.jsonl", [{"id": "q1", "embedding": [1.0] * 8, "relevant": ["nope"], "provenance": PROV}])
+    r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--plot", str(tmp / "q.png"),
+            "-o", str(tmp / "q.json"))
+    assert r.exit_code == 3, r.output
+    assert json.loads((tmp / "q.json").read_text())["metrics"]["R@1"] is None and (tmp / "q.png").stat().st_size > 0
+
+
+def test_pool_recall_curves_reach_each_directions_own_candidates(pool):
+    """Speech-to-text ranks the distinct caption texts, text-to-speech the clips: with 4 clips of
+    3 captions each, the speech-to-text curve goes past k = 4."""
+    from clsp.retrieval_eval import evaluate_pool
+
+    tmp, speech, _ = pool
+    rng = np.random.default_rng(1)
+    write(tmp / "sp4.jsonl", [{"id": f"c{i}", "embedding": speech[i].tolist(), "provenance": PROV} for i in range(4)])
+    caps = [{"id": f"t{i}-{j}", "embedding": (speech[i] + 0.5 * rng.standard_normal(8)).tolist(), "audio_id": f"c{i}",
+             "provenance": PROV | {"modality": "text"}} for i in range(4) for j in range(3)]
+    write(tmp / "cap4.jsonl", caps)
+    ev = evaluate_pool(str(tmp / "sp4.jsonl"), str(tmp / "cap4.jsonl"), curves=True)
+    assert max(ev.curves["speech to text"]) > 4 and max(ev.curves["text to speech"]) <= 4
