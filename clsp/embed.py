@@ -73,6 +73,9 @@ class EmbedConfig:
         if self.batch_size < 1 or not all(math.isfinite(s) and s > 0 for s in seconds):
             raise ConfigError("batch size, --max-seconds, --max-batch-seconds and --max-inflight-seconds must be "
                               "positive finite numbers")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"--workers must be a whole number >= 0 (0: decode in the embedding thread), "
+                              f"got {self.workers!r}")
         if self.max_seconds < MIN_SECONDS:
             raise ConfigError(f"--max-seconds must be at least {MIN_SECONDS} s (shorter windows are too short to "
                               f"embed), got {self.max_seconds}")

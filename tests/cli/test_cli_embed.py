@@ -141,6 +141,12 @@ def test_long_audio_policies(tmp_path):
     assert np.allclose(np.array(mean[0]["embedding"]), avg / np.linalg.norm(avg), atol=1e-5)
 
 
+def test_a_negative_worker_count_is_a_usage_error(clips):
+    res = invoke("embed", "clips.jsonl", "--model", "tiny-random", "--workers", "-100", cwd=clips)
+    assert res.returncode == 2 and b"--workers must be a whole number >= 0" in res.stderr and not res.stdout
+    assert invoke("embed", "clips.jsonl", "--model", "tiny-random", "--workers", "0", "-q", cwd=clips).returncode == 0
+
+
 def test_shards_partition_the_input(clips):
     outs = [jsonl(invoke("embed", "clips.jsonl", "--model", "tiny-random", "--shard", f"{i}/2", "-q", cwd=clips).stdout) for i in range(2)]
     assert [r["id"] for r in outs[0]] == ["c0", "c2", "c4"] and [r["id"] for r in outs[1]] == ["c1", "c3", "c5"]
