@@ -18,6 +18,7 @@ Backend = Enum("Backend", {name: name for name in caption_backend_names()}, type
 
 @command(outputs=("output", "errors"))
 def main(
+    ctx: typer.Context,
     input: InputsArg = None,
     backend: Annotated[Backend, typer.Option("--backend", help="acoustic: offline measurements and bins (CPU); model: an audio language model.")] = Backend("acoustic"),
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Audio language model directory or hub id (model backend), e.g. Qwen/Qwen2-Audio-7B-Instruct.")] = None,
@@ -59,8 +60,8 @@ def _run(o: Options) -> int:
 
     set_quiet(o.quiet)
     _refuse_model_options(o)
-    options = {k: v for k, v in vars(o).items() if k not in ("input", "backend", "output", "as_cuts", "audio_root",
-                                                              "on_error", "quiet", "errors")}
+    options = {k: v for k, v in vars(o).items() if k not in ("ctx", "input", "backend", "output", "as_cuts",
+                                                              "audio_root", "on_error", "quiet", "errors")}
     items = input_items(o.input, "audio", o.audio_root)
     captions = caption_clips(items, o.backend, as_cuts=o.as_cuts, log=log, **options,
                              on_measured=lambda n: progress.work(n))  # progress: bound below, called inside it
@@ -82,9 +83,9 @@ MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", 
 
 
 def _refuse_model_options(o: Options) -> None:
-    """The acoustic backend samples nothing and runs on the CPU: a sampling, batch, device or
-    precision option set to anything but its default there is a usage error (it was silently
-    ignored)."""
+    """The acoustic backend samples nothing and runs on the CPU: a sampling or batch option given
+    there (on the command line, even at its default value), or a device or precision other than
+    the CPU's float32, is a usage error (it would be silently ignored)."""
     import inspect
 
     from clsp.errors import ConfigError
@@ -92,9 +93,17 @@ def _refuse_model_options(o: Options) -> None:
     if o.backend != "acoustic":
         return
     defaults = inspect.signature(main).parameters
+    ctx = getattr(o, "ctx", None)
+
+    def set_by_user(name: str) -> bool:
+        source = ctx.get_parameter_source(name) if ctx is not None else None
+        if source is None:  # called outside a command line: what differs from the default was set
+            return getattr(o, name) != defaults[name].default
+        return getattr(source, "name", "") not in ("DEFAULT", "DEFAULT_MAP")  # typer's own click: compared by name
+
     harmless = {"device": ("auto", "cpu"), "dtype": ("auto", "float32", "fp32")}  # what the acoustic backend does
     given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in MODEL_ONLY
-             if getattr(o, name) != defaults[name].default and getattr(o, name) not in harmless.get(name, ())]
+             if set_by_user(name) and getattr(o, name) not in harmless.get(name, ())]
     if given:
         raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
                           "to --backend model; the acoustic backend samples nothing and measures on the CPU")

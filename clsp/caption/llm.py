@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from clsp.caption.prompt import KINDS, build_prompt
-from clsp.errors import ConfigError, ModelError
+from clsp.errors import ConfigError, ModelError, ModelNotFoundError
 
 SUPPORTED_MODEL_TYPES = ("qwen2_audio",)
 BACKEND_NAME = "model"
@@ -95,6 +95,12 @@ def _model_class(model_type: str):
     raise ModelError(f"model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
 
 
+def _hub_id(name: str) -> bool:
+    """Whether ``name`` can be a hub repository id (``owner/name``: one ``/``, not a path that
+    starts with ``.``, ``/`` or ``~``), as ``clsp.load_model`` reads a name."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and all(name.split("/"))
+
+
 class AudioLMCaptioner:
     """Generates voice captions with an audio language model."""
 
@@ -103,7 +109,13 @@ class AudioLMCaptioner:
 
         self.config = config
         self.device = pick_device(config.device)
-        local = Path(config.model).is_dir()
+        local = Path(config.model).expanduser().is_dir()
+        if not local and not _hub_id(str(config.model)):  # names no folder here and no hub repository
+            raise ModelNotFoundError(f"{config.model}: no such model (not a local model folder, nor a hub id "
+                                     "such as Qwen/Qwen2-Audio-7B-Instruct)")
+        if local and not (Path(config.model).expanduser() / "config.json").is_file():
+            raise ModelNotFoundError(f"{config.model}: a folder without config.json, no model folder (give the "
+                                     "folder a Hugging Face model was saved or downloaded to)")
         try:
             model_config = AutoConfig.from_pretrained(config.model, local_files_only=local)
             self.processor = AutoProcessor.from_pretrained(config.model, local_files_only=local)

@@ -127,3 +127,24 @@ def test_select_captions_keeps_passing_candidates_best_first():
     assert out["global_captions"] == [good[1]]
     assert out["finegrained_captions"] == [long.strip()]
     assert [r["reason"].split(" (")[0] for r in out["rejected"]] == ["states an absence or negation"]
+
+
+def test_a_model_argument_that_names_no_model_is_a_usage_error(tmp_path):
+    """--model naming no folder here and no hub id (a missing path, a bare word), or a folder
+    without config.json: exit 2, as every command treats an argument that names no model."""
+    sf.write(tmp_path / "a.wav", _waves()[1], 16000)
+    (tmp_path / "empty").mkdir()
+    for model, says in ((str(tmp_path / "missing"), "no such model"), ("nosuch", "no such model"),
+                        (str(tmp_path / "empty"), "a folder without config.json")):
+        proc = invoke("caption", str(tmp_path / "a.wav"), "--backend", "model", "--model", model, "--device", "cpu",
+                      text=True, env={"HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 2 and says in proc.stderr and not proc.stdout, (model, proc.stderr)
+
+
+def test_sampling_options_given_to_the_acoustic_backend_are_refused_even_at_their_defaults(tmp_path):
+    sf.write(tmp_path / "a.wav", _waves()[1], 16000)
+    for option in (("--temperature", "0.6"), ("--top-k", "20"), ("--batch-size", "8"), ("--top-p", "0.95")):
+        proc = invoke("caption", str(tmp_path / "a.wav"), *option, text=True)
+        assert proc.returncode == 2 and f"{option[0]} {option[1]}: this option belongs to --backend model" in proc.stderr
+    proc = invoke("caption", str(tmp_path / "a.wav"), "--device", "cpu", "-q", text=True)  # what it does anyway
+    assert proc.returncode in (0, 3) and len(proc.stdout.splitlines()) == 1  # a caption or the clip's error record
