@@ -303,10 +303,18 @@ class ShardSet:
 
     def _check_end(self, count: int, chain: str | None) -> None:
         """The merged records end where the shards' inputs ended (the ``input_total`` /
-        ``input_final`` mark on each shard's last record); shards without marks (older
-        outputs) are taken as they are when none has one."""
+        ``input_final`` mark on each shard's last record). A shard with records but no mark was
+        cut short (a stopped run's ``.partial`` output, lines lost): refused, also when every
+        shard is so."""
         marked = [r for r in self.readers if r.end is not None]
         if not marked:
+            cut = [r for r in self.readers if r.last >= 0]
+            if cut:
+                names = ", ".join(f"{r.shard.name} ({r.path})" for r in cut[:4]) + (" ..." if len(cut) > 4 else "")
+                raise InputError(f"no shard carries the end-of-input mark that a shard's last record has ({names}): "
+                                 "their last records were cut off (the .partial output of a stopped run?), so "
+                                 "records at the end of the input would be lost; finish each shard with clsp embed "
+                                 "--resume (the same command) and merge the finished outputs")
             return
         for r in self.readers:
             if r.end is None and r.last >= 0:

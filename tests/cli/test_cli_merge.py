@@ -411,6 +411,19 @@ def test_merge_sees_records_missing_at_the_end_of_the_input(corpus, monkeypatch)
     assert "lacks the end-of-input mark" in res.stderr or "missing" in res.stderr
 
 
+def test_merge_refuses_shards_that_were_all_cut_short(four_shards, corpus):
+    """Every shard without its last records (tasks stopped by a time limit leave .partial
+    outputs): no shard carries the end-of-input mark, so the records after the cuts would be
+    lost without a word; refused, nothing written."""
+    for p in four_shards:
+        lines = p.read_text().splitlines(keepends=True)
+        p.with_suffix(".cut").write_text("".join(lines[:1]))
+    res = clsp("merge", *[str(p.with_suffix(".cut")) for p in four_shards], "-o", "all.jsonl", code=1)
+    assert "no shard carries the end-of-input mark" in res.stderr and "--resume" in res.stderr
+    assert not (corpus / "all.jsonl").exists()
+    clsp("merge", *[str(p) for p in four_shards], "-o", "all.jsonl", code=3)  # the finished shards merge
+
+
 def test_a_record_whose_embedding_and_row_disagree_is_refused(corpus, monkeypatch):
     monkeypatch.chdir(corpus)
     clsp(*EMBED, "-o", "r.jsonl", "--npy", "r.npy")
