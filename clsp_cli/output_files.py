@@ -459,12 +459,47 @@ def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> No
                                   "model's own files; give the output a path outside it")
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "train.lock")  # what clsp train keeps beside its checkpoints/
+
+
+def training_run_part(path: str) -> str | None:
+    """Why writing ``path`` would replace part of a ``clsp train`` output folder, or None: a file inside a
+    checkpoint folder (``step-N/``, which holds ``trainer_state.pt``) or under a run's
+    ``checkpoints/`` folder, or one of the files the run keeps beside them (``RUN_FILES``)."""
+    real = os.path.realpath(path)
+    folder = os.path.dirname(real)
+    if os.path.basename(real) in RUN_FILES and os.path.isdir(os.path.join(folder, "checkpoints")):
+        return f"is the {os.path.basename(real)} of the training run {folder}"
+    while folder != os.path.dirname(folder):
+        if os.path.isfile(os.path.join(folder, "trainer_state.pt")):
+            return f"lies inside the training checkpoint {folder}, which --resume reads whole"
+        if os.path.basename(folder) == "checkpoints" and os.path.isfile(os.path.join(os.path.dirname(folder),
+                                                                                     "config.json")):
+            return f"lies inside the checkpoints folder of the training run {os.path.dirname(folder)}"
+        folder = os.path.dirname(folder)
+    return None
+
+
+def _refuse_training_run_files(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    """``ConfigError`` (exit 2) for an output that would replace a file of a training run:
+    a checkpoint's optimizer state or config, the run's metrics (``training_run_part``)."""
+    for name in outputs:
+        path = params.get(name)
+        if not isinstance(path, str) or not path or path == "-" or _file_key(path) is None:
+            continue
+        part = training_run_part(path)
+        if part is not None:
+            raise ConfigError(f"--{name.replace('_', '-')} {path}: {part}; writing there could break --resume of that "
+                              "run; give the output a path outside it")
+
+
 def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
     """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
     (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
     other), or when an output names a file the run reads (an input argument, a file given
     to any other option, or a file redirected to stdin), which publishing the output would
-    replace, or when an output lies inside the folder of a model the run loads. Devices, FIFOs
+    replace, or when an output lies inside the folder of a model the run loads or would replace
+    a file of a training run (``training_run_part``). Devices, FIFOs
     and ``-`` are written through and never replace anything."""
     seen: dict[tuple, str] = {}
     shown_as: dict[tuple, str] = {}
@@ -473,6 +508,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
         _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
         _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
     _refuse_inside_model(params, outputs)
+    _refuse_training_run_files(params, outputs)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)
