@@ -368,7 +368,24 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
         except InputError as exc:
             out.append(Result(rid, error=InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
             continue
-        out.append(Result(rid, pair_result(rec, rid, round(score, 6), pair_kind(*p))))
+        out.append(Result(rid, pair_result(_absolute_audio(rec, p), rid, round(score, 6), pair_kind(*p))))
+    return out
+
+
+def _absolute_audio(record: dict, sides: tuple[Side, Side]) -> dict:
+    """The pair record with each audio side's path as it was read (absolute), so that the output
+    scores again from any folder, as every command's output records carry ``audio``: a path side
+    (``a``, ``a_audio``) becomes the path, an object side keeps its fields with ``audio`` replaced."""
+    out = dict(record)
+    for name, side in zip("ab", sides):
+        if side.kind != "audio" or side.cut is not None or side.vector is not None:
+            continue
+        key = next(k for k in (f"{name}_audio", f"{name}_text", name) if k in record)
+        value = record[key]
+        if isinstance(value, str):
+            out[key] = side.value
+        elif isinstance(value, dict) and isinstance(value.get("audio"), str):
+            out[key] = {**value, "audio": side.value}
     return out
 
 

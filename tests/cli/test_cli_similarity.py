@@ -264,3 +264,21 @@ def test_the_fields_named_for_a_mistyped_key_leave_out_every_side_field(tmp_path
             "-q", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert "(their fields besides the two sides: id, pair, rating)" in p.stderr, p.stderr
+
+
+def test_output_carries_absolute_audio_paths_and_scores_again_from_another_folder(tmp_path):
+    (tmp_path / "w").mkdir()
+    (tmp_path / "out").mkdir()
+    tone(tmp_path / "w" / "a.wav", 180, noise=0.05)
+    pairs = [{"id": 1, "a": "w/a.wav", "b": "a calm voice", "rating": 3},
+             {"id": 2, "a_audio": "w/a.wav", "b": {"audio": "w/a.wav", "start": 0.1}}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    first = cli("similarity", "pairs.jsonl", "--model", "tiny-random", "-q", "-o", "out/sim.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = [json.loads(line) for line in (tmp_path / "out" / "sim.jsonl").read_text().splitlines()]
+    wav = str(tmp_path / "w" / "a.wav")
+    assert out[0]["a"] == wav and out[0]["b"] == "a calm voice" and out[0]["rating"] == 3
+    assert out[1]["a_audio"] == wav and out[1]["b"] == {"audio": wav, "start": 0.1}
+    again = cli("similarity", "sim.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path / "out")
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(line)["score"] for line in again.stdout.splitlines()] == [r["score"] for r in out]
