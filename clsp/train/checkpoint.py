@@ -256,10 +256,15 @@ def saved_config(path: Path) -> dict[str, Any] | None:
 
 
 def earlier_hint(path: Path) -> str:
-    """``; resume from an earlier checkpoint: --resume DIR`` naming the newest complete
-    checkpoint before ``path`` in its run folder (empty when there is none)."""
-    earlier = [p for p in list_checkpoints(path.parent.parent) if p.name < path.name]
-    return f"; resume from the one before it with --resume {earlier[-1]}" if earlier else ""
+    """How to go on from the newest complete checkpoint before the unreadable ``path`` in its
+    run folder (empty when there is none): set ``path`` aside under a name that is no
+    checkpoint's, then ``--resume latest`` into the run folder takes the one before it."""
+    run = path.parent.parent
+    earlier = [p for p in list_checkpoints(run) if p.name < path.name]
+    if not earlier:
+        return ""
+    return (f"; to resume from the one before it ({earlier[-1].name}), set this one aside: "
+            f"mv {path} {path}.unreadable && clsp train --resume latest -o {run}")
 
 
 def load_model_weights(model, path: Path) -> None:

@@ -87,8 +87,13 @@ def test_a_folder_with_another_run_is_refused_and_a_broken_checkpoint_named(tmp_
     assert (out / "metrics.jsonl").read_text() == before
     weights = out / "checkpoints" / "step-00000004" / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a checkpoint cut short by a full disk
-    with pytest.raises(CheckpointError, match="cannot read the weights.*--resume .*step-00000002"):
+    with pytest.raises(CheckpointError, match=r"cannot read the weights.*the one before it \(step-00000002\).*"
+                                              r"mv \S+step-00000004 \S+step-00000004\.unreadable && "
+                                              r"clsp train --resume latest -o \S+run$"):
         _train_here(common + ["max_steps=6"], "latest")
+    step4 = out / "checkpoints" / "step-00000004"
+    step4.rename(step4.with_name(step4.name + ".unreadable"))  # what the message says to do: it then goes on
+    assert _train_here(common + ["max_steps=6"], "latest").step == 6
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device=cuda"):
             _train_here(common + ["device=cuda", f"output_dir={tmp_path / 'gpu'}"], None)
