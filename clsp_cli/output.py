@@ -83,7 +83,7 @@ def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, A
                           + "; ".join(diff) + "); remove the .partial file to start over")
 
 
-COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}  # names that promise compression
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}  # names that promise compression
 
 
 class GuardedLock(OutputLock):

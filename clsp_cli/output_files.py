@@ -459,6 +459,20 @@ def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> No
                                   "model's own files; give the output a path outside it")
 
 
+def _refuse_compressed_matrix_name(path: Any) -> None:
+    """``ConfigError`` (exit 2) for ``--npy`` named as compressed (``x.npy.gz``): clsp writes a
+    plain ``.npy`` matrix, which would then sit under a name that promises gzip, as ``-o`` refuses."""
+    from clsp_cli.output import COMPRESSED_SUFFIXES
+
+    if not isinstance(path, str) or "." not in os.path.basename(path):
+        return
+    suffix = path[path.rfind("."):].lower()
+    if suffix in COMPRESSED_SUFFIXES:
+        raise ConfigError(f"--npy {path}: clsp writes a plain .npy matrix, not compressed; write --npy "
+                          f"{path[: -len(suffix)]} and compress that ({COMPRESSED_SUFFIXES[suffix]} "
+                          f"{path[: -len(suffix)]})")
+
+
 RUN_FILES = ("config.json", "metrics.jsonl", "train.lock")  # what clsp train keeps beside its checkpoints/
 
 
@@ -509,6 +523,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
         _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
     _refuse_inside_model(params, outputs)
     _refuse_training_run_files(params, outputs)
+    _refuse_compressed_matrix_name(params.get("npy") if "npy" in outputs else None)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)

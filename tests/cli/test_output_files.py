@@ -519,6 +519,18 @@ def test_an_output_named_as_compressed_is_refused_before_any_work(tmp_path):
         assert not list(tmp_path.glob(args[args.index("-o") + 1] + "*"))
 
 
+def test_a_matrix_or_zstd_output_named_as_compressed_is_refused_before_any_work(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    for args, says in ((["-o", "e.jsonl", "--npy", "m.npy.gz"], "plain .npy matrix, not compressed"),
+                       (["-o", "e.jsonl", "--npy", "m.npy.ZST"], "plain .npy matrix, not compressed"),
+                       (["-o", "e.jsonl.zstd"], "plain JSON Lines, not compressed")):
+        res = _invoke(["embed", "a.wav", *args, "--model", "tiny-random", "-q"], tmp_path)
+        assert res.exit_code == 2 and says in res.output, (args, res.output)
+        assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("e.*"))
+
+
 def _under_size_limit(limit: int, *args, cwd: Path) -> subprocess.CompletedProcess:
     """``clsp ARGS`` in a child process whose files may grow to ``limit`` bytes (EFBIG beyond)."""
     import resource
