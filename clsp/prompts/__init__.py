@@ -151,7 +151,12 @@ def load_pack(name_or_path: str | Path) -> PromptPack:
     builtin = isinstance(name_or_path, str) and text_name in builtin_pack_names()
     if not builtin and (path.suffix.lower() in (".json", *_YAML_SUFFIXES, *_COMPRESSED_SUFFIXES) or path.exists()):
         if not path.is_file():
-            raise ConfigError(f"prompt pack file {text_name} does not exist")
+            from clsp.sniff import node_problem
+
+            why = "is a folder" if path.is_dir() else node_problem(path) or "does not exist"
+            why = "does not exist" if why == "no such file" else why
+            raise ConfigError(f"prompt pack file {text_name}: {why}; give a JSON or YAML prompt pack file "
+                              f"or a built-in pack name ({', '.join(builtin_pack_names())})")
         kind = binary_kind(path)
         if kind is not None:
             raise ConfigError(f"cannot read prompt pack {text_name} ({kind}); give a JSON or YAML prompt pack file "

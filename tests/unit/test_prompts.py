@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -142,3 +143,14 @@ def test_a_builtin_name_is_the_builtin_pack_whatever_the_working_directory_holds
     assert load_pack("mine").get().class_names == ["calm", "tense"]  # not a built-in name: the file
     with pytest.raises(ConfigError, match="gender"):
         load_pack("./gender")  # a path: the file, which is no valid pack
+
+
+def test_a_pack_path_that_is_no_file_says_what_it_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gender").mkdir()
+    (tmp_path / "gone.json").symlink_to(tmp_path / "nowhere.json")
+    for name, says in (("./gender", "./gender: is a folder"), ("gone.json", "gone.json: no such file (a dangling"),
+                       ("missing.yaml", "missing.yaml: does not exist")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_pack(name)
+    assert load_pack("gender").get("gender") is not None  # the built-in name: the built-in pack
