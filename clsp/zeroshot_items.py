@@ -6,13 +6,14 @@ gathers the gold labels for the WA/UA report (``clsp.metrics.classification``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from clsp.errors import ClspError
+from clsp.errors import ClspError, InputError
 from clsp.index.records import EmbeddingReader, holds_vector, record_metadata
 from clsp.prompts.schema import PromptSet
 from clsp.records import Item, public_fields
@@ -47,6 +48,12 @@ def item_embeddings(items: Iterable[Item], model: Any, matrix: np.ndarray | None
             if item.index in embedded:
                 res = embedded[item.index]
                 yield Result(item, None if res.error else res.embeddings[:1], res.error)
+                continue
+            audio = item.record.get("audio") if item.ok else None
+            if (item.ok and "audio" in item.record and not (isinstance(audio, str) and audio)
+                    and not holds_vector(item.record, matrix is not None)):  # a clip whose path is no path
+                yield Result(item, error=InputError(f"record {item.record.get('id')!r}: 'audio' must be a non-empty "
+                                                    f"path string, got {json.dumps(audio)[:80]}"))
                 continue
             try:
                 yield Result(item, reader.vector(item)[None, :])

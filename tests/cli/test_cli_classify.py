@@ -218,3 +218,16 @@ def test_a_multi_attribute_pack_takes_the_attribute_the_label_key_names(tmp_path
     redo = [json.loads(line) for line in again.stdout.splitlines()]
     assert [r["id"] for r in redo] == [r["id"] for r in out]
     assert [r["label"] for r in redo[:-1]] == [r["label"] for r in out[:-1]]
+
+
+def test_a_record_whose_audio_is_no_path_says_so(tmp_path):
+    """As clsp embed says it: an empty, numeric, null or list 'audio' is named, not taken for a
+    record that lacks its stored embedding."""
+    from tests.helpers.cli import invoke, jsonl
+
+    recs = [{"id": "e", "audio": ""}, {"id": "n", "audio": 5}, {"id": "z", "audio": None}, {"id": "l", "audio": ["a"]}]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    res = invoke("classify", "bad.jsonl", "--model", "tiny-random", "--pack", "gender", "-q", cwd=tmp_path)
+    out = jsonl(res.stdout)
+    assert res.returncode == 3 and [r["id"] for r in out] == ["e", "n", "z", "l"]
+    assert all("'audio' must be a non-empty path string" in r["error"]["message"] for r in out), out
