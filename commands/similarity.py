@@ -80,6 +80,10 @@ def _run(o: Options) -> int:
                 bad.append(f"{side!r}: empty: give an audio file or a caption")
             elif os.path.isdir(path):  # os.path: a name too long for the filesystem is no file, not a crash
                 bad.append(f"{side}: a folder, not an audio file")
+            elif os.path.exists(path) and not os.path.isfile(path):  # a device, FIFO or socket: never read
+                from clsp.sniff import node_problem
+
+                bad.append(f"{side}: {node_problem(path) or 'not a regular file'}")
             elif not os.path.exists(path) and (side.lower().endswith(AUDIO_EXTENSIONS) or looks_like_audio(side)):
                 bad.append(f"{str(side)[:200]}: no such file")
             elif not os.path.exists(path) and (named := file_with_extension(side, Path.cwd())) is not None:

@@ -282,3 +282,14 @@ def test_output_carries_absolute_audio_paths_and_scores_again_from_another_folde
     again = cli("similarity", "sim.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path / "out")
     assert again.returncode == 0, again.stderr
     assert [json.loads(line)["score"] for line in again.stdout.splitlines()] == [r["score"] for r in out]
+
+
+def test_a_device_or_fifo_side_on_the_command_line_is_a_usage_error(tmp_path):
+    import os
+
+    tone(tmp_path / "v.wav", 220)
+    os.mkfifo(tmp_path / "pipe.wav")
+    for a, b, says in (("v.wav", "/dev/null", "/dev/null: not a regular file (a character device)"),
+                       ("pipe.wav", "a calm voice", "pipe.wav: not a regular file (a FIFO)")):
+        p = cli("similarity", a, b, "-m", "tiny-random", cwd=tmp_path)
+        assert p.returncode == 2 and says in p.stderr and not p.stdout, p.stderr
