@@ -126,7 +126,8 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
 
     ``reports`` maps each group name (or ``"all"`` without groups) to its correlation report
     (``clsp.metrics.correlation.correlation_report``: Pearson r, Spearman rho, Kendall tau-b),
-    shown in the legend. Lines are least-squares fits (``numpy.polyfit``, degree 1).
+    shown in the legend. Lines are least-squares fits (``numpy.polyfit``, degree 1). With no
+    point (every pair failed or none was rated) the figure says so.
     """
     plt = _pyplot()
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(ratings, dtype=np.float64)
@@ -147,7 +148,10 @@ def scatter_figure(scores: Sequence[float], ratings: Sequence[float], groups: Se
     ax.set_xlabel("clsp similarity (cosine)")
     ax.set_ylabel(rating_name)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    if len(x):
+        ax.legend(fontsize=8, loc="best")
+    else:  # every pair failed or none was rated: an empty figure that says so
+        ax.text(0.5, 0.5, "no rated pair was scored", ha="center", va="center", transform=ax.transAxes, fontsize=9)
     ax.grid(alpha=0.3)
     return fig
 

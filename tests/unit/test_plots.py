@@ -186,3 +186,12 @@ def test_similarity_groups_are_named_as_the_summary_names_them():
     tally.ratings = [(0.1, 1.0, None), (0.2, 2.0, None), (0.3, 3.0, ["a"]), (0.4, 4.0, ["a"])]
     groups = tally.summary({}, n_boot=0)["groups"]
     assert set(groups) == {"null", '["a"]'} == {group_name(None), group_name(["a"])}
+
+
+def test_a_scatter_of_no_points_says_so_without_a_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "No artists with labels found" would raise here
+        save_figure(scatter_figure([], [], None, {}, "rating"), tmp_path / "empty.svg")
+    assert "no rated pair was scored" in (tmp_path / "empty.svg").read_text()
