@@ -85,3 +85,15 @@ def test_a_cut_of_mp3_data_is_a_mix_whatever_the_file_is_named(tmp_path: Path, n
     [out] = jsonl(res.stdout)
     assert res.returncode == 0 and out["audio"] == "mix:" + out["id"] and "start" not in out, out
     assert [Path(f).name for f in out["audio_files"]] == [name]
+
+
+def test_a_yaml_manifest_is_a_usage_error_with_the_conversion(tmp_path: Path) -> None:
+    """Lhotse writes YAML cut manifests too; read line by line, one cut became 18 error records."""
+    lhotse = pytest.importorskip("lhotse")
+    write_wav(tmp_path / "v.wav", 0.5)
+    rec = lhotse.Recording.from_file(tmp_path / "v.wav", recording_id="v")
+    lhotse.CutSet.from_cuts([rec.to_cut()]).to_file(tmp_path / "cuts.yaml")
+    for args in (("embed", "cuts.yaml", "--model", "tiny-random"), ("caption", "cuts.yaml")):
+        res = invoke(*args, cwd=tmp_path)
+        assert res.returncode == 2 and b"cuts.yaml: a YAML manifest" in res.stderr and not res.stdout, res.stderr
+        assert b"to_file('cuts.jsonl.gz')" in res.stderr
