@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from itertools import chain
 from typing import Any, Iterable, Iterator, Sequence
@@ -149,7 +150,7 @@ def _is_audio_file(path: str) -> bool:
 
 
 def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
-                npy: str | None = None, order: Sequence[str] | None = None
+                npy: str | None = None, order: Sequence[str] | None = None, field: str = "auto"
                 ) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
     """``(items, matrix, base)`` of search queries: one item per ``texts`` / ``audios`` value,
     then the records of ``source`` (JSONL, ``-`` for stdin, or a ``.npy`` matrix whose rows are
@@ -158,7 +159,8 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     stood on the command line; ``ConfigError`` when its counts are not those of ``texts`` and
     ``audios``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the folder
     relative audio paths resolve against. Without ``source`` and with given queries, stdin is
-    not read."""
+    not read. ``field`` (``SearchSettings.query_field``) ``text``: a plain line of ``source`` is
+    a caption (as ``clsp embed --modality text`` reads it), not an audio path."""
     from clsp.records import check_sequence
 
     check_sequence(texts, "texts", "captions")
@@ -186,7 +188,18 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
         rows = (Item(index=n, id=f"row-{n}", record={"id": f"row-{n}", "row": n}) for n in range(len(mat)))
         return chain(given, rows), mat, None
     matrix = load_matrix(npy) if npy else None
+    if field == "text":  # plain lines are captions, named by their text as --text queries are
+        return chain(given, map(_named_by_text, iter_items(source, modality="text"))), matrix, base_dir_of(source)
     return chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
+
+
+def _named_by_text(item: Item) -> Item:
+    """A caption query read from a plain line (or a record of only a ``text``) named by its text,
+    as a ``--text`` query is, rather than by its line number."""
+    rec = item.record
+    if item.ok and set(rec) == {"id", "text"} and re.fullmatch(r"line-\d+", str(rec["id"])):
+        return replace(item, id=rec["text"], record={"id": rec["text"], "text": rec["text"]})
+    return item
 
 
 def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, matrix, base,
@@ -329,6 +342,6 @@ def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts
 
     if not isinstance(index, VectorIndex):
         index = load_index(index)
-    items, matrix, base = query_items(queries, texts, audios, npy, order)
+    items, matrix, base = query_items(queries, texts, audios, npy, order, (settings or SearchSettings(k)).query_field)
     return SearchRun(index, items, settings or SearchSettings(k), QueryEncoder(index, model, device), matrix, base,
                      batch_size)

@@ -240,6 +240,22 @@ def test_a_query_record_with_both_text_and_audio_asks_which(clips):
     assert p.returncode == 2 and "expected one of auto, embedding, text, audio" in p.stderr
 
 
+def test_a_plain_list_of_captions_with_query_field_text(clips):
+    """--query-field text reads plain lines as captions (without it, they are audio paths), each
+    answered as the same caption given with --text, named by its text."""
+    p = cli("embed", "clips.jsonl", "-m", "tiny-random", "-q", cwd=clips)
+    p = cli("search", "build", "-", "-o", "clips.idx", "-q", cwd=clips, stdin=p.stdout)
+    assert p.returncode == 0, p.stderr
+    (clips / "q.txt").write_text("a calm, low male voice\nan angry woman\n")
+    p = cli("search", "query", "clips.idx", "q.txt", "--query-field", "text", "-k", "2", "-q", cwd=clips)
+    got = [json.loads(line) for line in p.stdout.splitlines()]
+    t = cli("search", "query", "clips.idx", "--text", "a calm, low male voice", "--text", "an angry woman", "-k", "2",
+            "-q", cwd=clips)
+    assert p.returncode == 0 and got == [json.loads(line) for line in t.stdout.splitlines()], p.stderr
+    p = cli("search", "query", "clips.idx", "q.txt", "-k", "2", "-q", cwd=clips)  # as paths: no such file
+    assert p.returncode == 3 and "no such file" in p.stdout
+
+
 def test_search_build_and_query_give_integer_ids_back_as_integers(tmp_path):
     rng = np.random.default_rng(0)
     recs = [{"id": 10 + i, "embedding": rng.standard_normal(8).tolist(), "note": i} for i in range(4)]
