@@ -22,7 +22,7 @@ import torch
 
 from clsp.audio import MIN_SECONDS, _seconds, resample, resampled_length
 from clsp.errors import AudioError, InputError
-from clsp.records import absolute_path
+from clsp.streams import absolute_path
 from clsp.sniff import audio_file_problem
 
 SUPERVISION_FIELDS = ("speaker", "gender", "language")

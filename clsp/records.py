@@ -27,7 +27,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.sniff import refuse_binary_stream
-from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME, is_stream_node
+from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME, absolute_path, is_stream_node
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -235,25 +235,6 @@ def home_path(text: str | os.PathLike) -> Path:
         return Path(text).expanduser()
     except (RuntimeError, ValueError):
         return Path(text)
-
-
-def absolute_path(path: str | os.PathLike) -> str:
-    """``path`` made absolute (against the working directory) as the system resolves it.
-
-    A ``..`` after a symlinked folder leads to the parent of the folder the link points to, as
-    ``open()`` and ``ls`` go (``data/../wavs`` with ``data -> ../store/lists`` is
-    ``store/wavs``): the part up to the last ``..`` is resolved on disk (``os.path.realpath``).
-    The rest, and a path without ``..``, is only tidied (``.`` and repeated ``/`` dropped),
-    keeping symlinks as written.
-    """
-    joined = os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays itself
-    parts = joined.split(os.sep)
-    if os.pardir not in parts:
-        return os.path.normpath(joined)
-    last = len(parts) - 1 - parts[::-1].index(os.pardir)
-    head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
-    rest = os.sep.join(parts[last + 1:])
-    return os.path.normpath(os.path.join(head, rest)) if rest.strip(os.sep) else head
 
 
 def resolve_path(value: Any, base: Path) -> str:

@@ -391,3 +391,22 @@ def read_text_file(path: str | os.PathLike) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{input_name(path)}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def absolute_path(path: str | os.PathLike) -> str:
+    """``path`` made absolute (against the working directory) as the system resolves it.
+
+    A ``..`` after a symlinked folder leads to the parent of the folder the link points to, as
+    ``open()`` and ``ls`` go (``data/../wavs`` with ``data -> ../store/lists`` is
+    ``store/wavs``): the part up to the last ``..`` is resolved on disk (``os.path.realpath``).
+    The rest, and a path without ``..``, is only tidied (``.`` and repeated ``/`` dropped),
+    keeping symlinks as written.
+    """
+    joined = os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays itself
+    parts = joined.split(os.sep)
+    if os.pardir not in parts:
+        return os.path.normpath(joined)
+    last = len(parts) - 1 - parts[::-1].index(os.pardir)
+    head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
+    rest = os.sep.join(parts[last + 1:])
+    return os.path.normpath(os.path.join(head, rest)) if rest.strip(os.sep) else head

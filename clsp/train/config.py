@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clsp.errors import ConfigError
-from clsp.records import absolute_path
+from clsp.streams import absolute_path
 
 _STRICT_KEYS = ConfigDict(extra="forbid", allow_inf_nan=False)
 
