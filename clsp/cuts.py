@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clsp.audio import MIN_SECONDS, _seconds, resample, resampled_length
+from clsp.audio import MIN_SECONDS, _seconds, peak_problem, resample, resampled_length
 from clsp.errors import AudioError, InputError
 from clsp.streams import absolute_path
 from clsp.sniff import audio_file_problem
@@ -395,9 +395,10 @@ def load_cut_audio(data: dict[str, Any], start: float | None = None, end: float 
         # Lhotse appends "[extra info] When calling: ..." lines (whole reprs): the first line says why
         reason = str(exc).split("\n[extra info]")[0].strip()
         raise AudioError(f"cut {cut.id!r}: Lhotse cannot load its audio ({type(exc).__name__}: {reason})") from None
+    problem = peak_problem(float(np.abs(samples).max())) if samples.size else None
+    if problem:  # NaN / infinity, or float samples past twice full scale: as a plain record's file
+        raise AudioError(f"cut {cut.id!r}: {problem}")
     mono = samples.reshape(-1, samples.shape[-1]).mean(axis=0) if samples.ndim > 1 else samples
-    if not np.isfinite(mono).all():
-        raise AudioError(f"cut {cut.id!r}: audio holds NaN or infinite samples")
     wave = resample(torch.from_numpy(np.ascontiguousarray(mono)), int(cut.sampling_rate), sample_rate)
     if wave.numel() < MIN_SECONDS * sample_rate:
         raise AudioError(f"cut {cut.id!r}: too short ({wave.numel() / sample_rate:.3f} s; at least {MIN_SECONDS} s needed)")

@@ -51,3 +51,14 @@ def test_encode_audio_refuses_samples_past_the_peak_limit(tiny_model) -> None:
     with pytest.raises(AudioError, match="clip 1: samples reach"):
         tiny_model.encode_audio(waves, [8000, 16000])
     assert tiny_model.encode_audio(waves[:1] * 4, [8000]).shape[0] == 1  # peak 1.2: heard
+
+
+def test_a_lhotse_cut_of_an_int16_scaled_float_wav_is_refused_as_its_file_is(tmp_path: Path) -> None:
+    lhotse = pytest.importorskip("lhotse")
+    _float_wav(tmp_path / "hot.wav", 32768.0)
+    rec = lhotse.Recording.from_file(tmp_path / "hot.wav", recording_id="hot")
+    lhotse.CutSet.from_cuts([rec.to_cut()]).to_file(tmp_path / "cuts.jsonl")
+    for args in (("embed", "--model", "tiny-random"), ("caption",)):
+        res = invoke(args[0], "cuts.jsonl", *args[1:], "-q", cwd=tmp_path)
+        [out] = jsonl(res.stdout)
+        assert res.returncode == 3 and "samples reach" in out["error"]["message"], (args, out)
