@@ -476,14 +476,26 @@ def _refuse_compressed_matrix_name(path: Any) -> None:
 RUN_FILES = ("config.json", "metrics.jsonl", "train.lock")  # what clsp train keeps beside its checkpoints/
 
 
+def _is_training_run(folder: str) -> bool:
+    """Whether ``folder`` is a ``clsp train`` output folder: it holds ``checkpoints/``, or a run
+    is training there (``train.lock``), or it holds a run's ``config.json`` and ``metrics.jsonl``
+    (a run that wrote no checkpoint yet)."""
+    def has(name: str) -> bool:
+        return os.path.lexists(os.path.join(folder, name))
+
+    return os.path.isdir(os.path.join(folder, "checkpoints")) or has("train.lock") or (
+        has("config.json") and has("metrics.jsonl"))
+
+
 def training_run_part(path: str) -> str | None:
     """Why writing ``path`` would replace part of a ``clsp train`` output folder, or None: a file inside a
     checkpoint folder (``step-N/``, which holds ``trainer_state.pt``) or under a run's
     ``checkpoints/`` folder, or one of the files the run keeps beside them (``RUN_FILES``)."""
     real = os.path.realpath(path)
     folder = os.path.dirname(real)
-    if os.path.basename(real) in RUN_FILES and os.path.isdir(os.path.join(folder, "checkpoints")):
+    if os.path.basename(real) in RUN_FILES and _is_training_run(folder):
         return f"is the {os.path.basename(real)} of the training run {folder}"
+    folder = real  # the path itself too: a folder output (an index) named as a checkpoint
     while folder != os.path.dirname(folder):
         if os.path.isfile(os.path.join(folder, "trainer_state.pt")):
             return f"lies inside the training checkpoint {folder}, which --resume reads whole"

@@ -174,13 +174,19 @@ def _warn_unmeasured(metrics: dict) -> None:
 
 def _check_index_output(index: str, inputs: list[str | None]) -> None:
     """A usage error (exit 2, before any work) when ``-o`` names something other than an index
-    folder to write: an existing file (an input above all) or a folder that is not a clsp index."""
+    folder to write: an existing file (an input above all), a folder that is not a clsp index,
+    or a place inside a training run (``training_run_part``)."""
     import os
     from pathlib import Path
 
     from clsp.errors import ConfigError, OutputError
     from clsp.index.store import check_replaceable
+    from clsp_cli.output_files import training_run_part
 
+    part = training_run_part(index)
+    if part is not None:
+        raise ConfigError(f"-o {index}: {part}; writing an index there could break --resume of that run; "
+                          "give the index a path outside it")
     try:
         check_replaceable(Path(index))
     except OutputError as exc:

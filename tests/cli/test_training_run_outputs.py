@@ -37,3 +37,29 @@ def test_outputs_onto_a_training_runs_files_are_refused(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in kept} == kept and not (step / "new.jsonl").exists()
     res = invoke("embed", "a.wav", "--model", "tiny-random", "-q", "-o", str(run / "a.emb.jsonl"), cwd=tmp_path)
     assert res.returncode == 0 and json.loads((run / "a.emb.jsonl").read_text())["id"] == "a.wav"  # beside: fine
+
+
+def test_a_running_run_without_checkpoints_and_an_index_inside_a_run_are_protected(tmp_path: Path) -> None:
+    """A run training now (train.lock) or one that logged before its first checkpoint keeps its
+    config.json and metrics.jsonl; search build's index folder is refused inside a run too."""
+    write_wav(tmp_path / "a.wav", 0.5)
+    young = tmp_path / "young"
+    young.mkdir()
+    (young / "config.json").write_text("{}\n")
+    (young / "metrics.jsonl").write_text('{"step": 1}\n')
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "config.json").write_text("{}\n")
+    (running / "train.lock").write_text("123\n")
+    for target in (young / "config.json", young / "metrics.jsonl", running / "config.json"):
+        res = invoke("embed", "a.wav", "--model", "tiny-random", "-o", str(target), cwd=tmp_path)
+        assert res.returncode == 2 and b"of the training run" in res.stderr, (target, res.stderr)
+        assert target.read_text() == "{}\n" or target.name == "metrics.jsonl"
+    res = invoke("embed", "a.wav", "--model", "tiny-random", "-q", "-o", "a.emb.jsonl", cwd=tmp_path)
+    assert res.returncode == 0
+    run = _run_folder(tmp_path)
+    for index in (run / "checkpoints" / "step-00000004", run / "checkpoints" / "i.idx", run / "train.lock"):
+        res = invoke("search", "build", "a.emb.jsonl", "-o", str(index), cwd=tmp_path)
+        assert res.returncode == 2 and b"training" in res.stderr, (index, res.stderr)
+    assert not (run / "train.lock").exists() and not (run / "checkpoints" / "i.idx").exists()
+    assert (run / "checkpoints" / "step-00000004" / "trainer_state.pt").read_bytes() == b"state"
