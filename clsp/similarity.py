@@ -372,17 +372,40 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
     return out
 
 
+def cut_sides_rooted(items: Iterable[Any], root: str | os.PathLike) -> Iterator[Any]:
+    """The pair items with each side that is a Lhotse cut rooted at ``root`` (``--audio-root``:
+    its relative file sources joined to it, ``clsp.cuts.rooted_cut``), as ``clsp embed`` reads
+    cut lines with ``--audio-root``."""
+    from clsp.cuts import rooted_cut
+
+    for item in items:
+        rec = getattr(item, "record", None)
+        if isinstance(rec, dict) and any(isinstance(rec.get(k), dict) and is_cut(rec[k]) for k in _SIDE_KEYS):
+            item.record = {k: rooted_cut(v, root) if k in _SIDE_KEYS and isinstance(v, dict) and is_cut(v) else v
+                           for k, v in rec.items()}
+        yield item
+
+
+_SIDE_KEYS = ("a", "b", "a_audio", "b_audio")
+
+
 def _absolute_audio(record: dict, sides: tuple[Side, Side]) -> dict:
     """The pair record with each audio side's path as it was read (absolute), so that the output
     scores again from any folder, as every command's output records carry ``audio``: a path side
-    (``a``, ``a_audio``) becomes the path, an object side keeps its fields with ``audio`` replaced."""
+    (``a``, ``a_audio``) becomes the path, an object side keeps its fields with ``audio`` replaced,
+    a Lhotse cut gets its relative file sources joined to the working directory, where Lhotse read them."""
     out = dict(record)
     for name, side in zip("ab", sides):
-        if side.kind != "audio" or side.cut is not None or side.vector is not None:
+        if side.kind != "audio" or side.vector is not None:
             continue
         key = next(k for k in (f"{name}_audio", f"{name}_text", name) if k in record)
         value = record[key]
-        if isinstance(value, str):
+        if side.cut is not None:  # a Lhotse cut: its relative sources are read from the working directory
+            if isinstance(value, dict) and is_cut(value):
+                from clsp.cuts import rooted_cut
+
+                out[key] = rooted_cut(value, os.getcwd())
+        elif isinstance(value, str):
             out[key] = side.value
         elif isinstance(value, dict) and isinstance(value.get("audio"), str):
             out[key] = {**value, "audio": side.value}

@@ -143,4 +143,9 @@ def _pairs(o: Options):
         from clsp.inputs import refuse_audio_file
 
         refuse_audio_file(source, "pairs")
-    return input_items([source], "pairs", o.audio_root), base_dir_of(source, o.audio_root)
+    items = input_items([source], "pairs", o.audio_root)
+    if o.audio_root is not None:  # a side that is a Lhotse cut reads its relative sources there, as embed does
+        from clsp.similarity import cut_sides_rooted
+
+        items = cut_sides_rooted(items, base_dir_of(source, o.audio_root))
+    return items, base_dir_of(source, o.audio_root)

@@ -293,3 +293,20 @@ def test_a_device_or_fifo_side_on_the_command_line_is_a_usage_error(tmp_path):
                        ("pipe.wav", "a calm voice", "pipe.wav: not a regular file (a FIFO)")):
         p = cli("similarity", a, b, "-m", "tiny-random", cwd=tmp_path)
         assert p.returncode == 2 and says in p.stderr and not p.stdout, p.stderr
+
+
+def test_cut_sides_are_written_absolute_and_read_under_audio_root(tmp_path):
+    lhotse = pytest.importorskip("lhotse")
+    (tmp_path / "sub").mkdir()
+    tone(tmp_path / "sub" / "a.wav", 180, noise=0.05)
+    cut = lhotse.Recording.from_file(tmp_path / "sub" / "a.wav", recording_id="a").to_cut().to_dict()
+    cut["recording"]["sources"][0]["source"] = "a.wav"  # relative, as a manifest made in sub/ holds it
+    (tmp_path / "sub" / "pairs.jsonl").write_text(json.dumps({"id": "p", "a": cut, "b": "a calm voice"}) + "\n")
+    first = cli("similarity", "pairs.jsonl", "--model", "tiny-random", "-q", "-o", "../out.jsonl", cwd=tmp_path / "sub")
+    assert first.returncode == 0, first.stderr
+    out = json.loads((tmp_path / "out.jsonl").read_text())
+    assert out["a"]["recording"]["sources"][0]["source"] == str(tmp_path / "sub" / "a.wav")
+    again = cli("similarity", "out.jsonl", "--model", "tiny-random", "-q", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["score"] == out["score"], again.stderr
+    rooted = cli("similarity", "sub/pairs.jsonl", "--audio-root", "sub", "--model", "tiny-random", "-q", cwd=tmp_path)
+    assert rooted.returncode == 0 and json.loads(rooted.stdout)["score"] == out["score"], rooted.stdout
