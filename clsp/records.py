@@ -440,12 +440,17 @@ def is_summary_line(raw: bytes) -> bool:
         and isinstance(obj["summary"], dict)
 
 
-def _yaml_name(name: str) -> bool:
-    """Whether an input is named as YAML (``cuts.yaml``, ``cuts.yml.gz``), which no line reader reads."""
-    low = name.lower()
+def refuse_yaml_manifest(name: str) -> None:
+    """``ConfigError`` for an input named as YAML (``cuts.yaml``, ``cuts.yml.gz``): no line
+    reader reads it (each line would become an error record); the message gives the Lhotse
+    line that converts a YAML cut manifest to JSON Lines."""
+    low = str(name).lower()
     for suffix in (".gz", ".zst", ".xz", ".bz2"):
         low = low.removesuffix(suffix)
-    return low.endswith((".yaml", ".yml"))
+    if low.endswith((".yaml", ".yml")):
+        raise ConfigError(f"{name}: a YAML manifest; clsp reads JSON Lines, one record per line (for "
+                          "Lhotse cuts: python -c \"from lhotse import CutSet; "
+                          f"CutSet.from_file('{name}').to_file('cuts.jsonl.gz')\", then give cuts.jsonl.gz)")
 
 
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
@@ -480,10 +485,8 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     try:
         try:
             for lineno, raw in iter_lines(stream, name):
-                if index == start_index and _yaml_name(name):
-                    raise ConfigError(f"{name}: a YAML manifest; clsp reads JSON Lines, one record per line (for "
-                                      "Lhotse cuts: python -c \"from lhotse import CutSet; "
-                                      f"CutSet.from_file('{name}').to_file('cuts.jsonl.gz')\", then give cuts.jsonl.gz)")
+                if index == start_index:
+                    refuse_yaml_manifest(name)
                 if index == start_index and raw.strip() in (b"[", b"{"):
                     raise ConfigError(f"{name}: pretty-printed JSON (a lone {raw.strip().decode()!r} on line {lineno}); "
                                       "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "

@@ -49,6 +49,9 @@ class ShardReader:
             raise ConfigError(f"{self.path}: no such shard output file")
 
         refuse_audio_file(self.path, "shards")
+        from clsp.records import refuse_yaml_manifest
+
+        refuse_yaml_manifest(str(self.path))
 
         self.fh = open_binary_input(self.path)
         self.lines = raw_lines(self.fh, str(self.path))  # gzip / zstd and a BOM, as every reader

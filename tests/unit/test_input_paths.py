@@ -97,3 +97,6 @@ def test_a_yaml_manifest_is_a_usage_error_with_the_conversion(tmp_path: Path) ->
         res = invoke(*args, cwd=tmp_path)
         assert res.returncode == 2 and b"cuts.yaml: a YAML manifest" in res.stderr and not res.stdout, res.stderr
         assert b"to_file('cuts.jsonl.gz')" in res.stderr
+    (tmp_path / "part-0000-of-0001.yml").write_text("- id: a\n  duration: 1.0\n")
+    res = invoke("merge", "part-0000-of-0001.yml", "-o", "m.jsonl", cwd=tmp_path)  # merge's own reader too
+    assert res.returncode == 2 and b"a YAML manifest" in res.stderr and not (tmp_path / "m.jsonl").exists()
