@@ -164,7 +164,8 @@ def recall_curve_figure(curves: Mapping[str, Mapping[int, float]], title: str = 
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = {name: {k: v for k, v in curve.items() if v is not None} for name, curve in curves.items()}
     if not any(curves.values()):
-        ax.text(0.5, 0.5, "no R@k measured: every query has fewer than k candidates\nbesides its relevant ones",
+        ax.text(0.5, 0.5, "no R@k measured: no query was scored, or every query has\nfewer than k candidates "
+                "besides its relevant ones",
                 ha="center", va="center", transform=ax.transAxes, fontsize=9)
     for name, curve in curves.items():
         if not curve:

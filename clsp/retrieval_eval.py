@@ -228,7 +228,10 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     if not (avecs or tvecs or afail or tfail):  # two empty inputs: nothing to evaluate, as any empty input
         return Evaluation({"task": "speech-text retrieval", "speech": 0, "captions": 0, "failed": 0, "metrics": {}})
     if not avecs or not tvecs:
-        raise InputError("pool mode needs at least one speech and one caption embedding")
+        empty = [f"{flag} {name} holds {'no record' if not (vecs or fail) else 'none that could be used'}"
+                 for flag, name, vecs, fail in (("--speech", speech, avecs, afail), ("--captions", captions, tvecs, tfail))
+                 if not vecs]
+        raise InputError(f"pool mode needs at least one speech and one caption embedding: {'; '.join(empty)}")
     audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
     owner, keep = _caption_owners(arecs, trecs, match_key, on_caption_skip)
     failed = afail + tfail + len(trecs) - len(keep)

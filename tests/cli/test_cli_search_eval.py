@@ -469,3 +469,11 @@ def test_pool_recall_curves_reach_each_directions_own_candidates(pool):
     write(tmp / "cap4.jsonl", caps)
     ev = evaluate_pool(str(tmp / "sp4.jsonl"), str(tmp / "cap4.jsonl"), curves=True)
     assert max(ev.curves["speech to text"]) > 4 and max(ev.curves["text to speech"]) <= 4
+
+
+def test_pool_mode_with_one_side_empty_names_it(pool):
+    tmp, _, _ = pool
+    (tmp / "none.jsonl").write_text("")
+    r = cli("search", "eval", "--speech", str(tmp / "none.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"))
+    assert r.exit_code == 1 and f"--speech {tmp / 'none.jsonl'} holds no record" in r.stderr, r.output
