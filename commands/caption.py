@@ -79,19 +79,20 @@ def _run(o: Options) -> int:
     return sink.exit_code
 
 
+ACOUSTIC_ONLY = ("bins", "loudness_reference")
 MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size", "device", "dtype")
 
 
 def _refuse_model_options(o: Options) -> None:
-    """The acoustic backend samples nothing and runs on the CPU: a sampling or batch option given
+    """Options of the other backend are a usage error (they would be silently ignored): the
+    acoustic backend samples nothing and runs on the CPU, so a sampling or batch option given
     there (on the command line, even at its default value), or a device or precision other than
-    the CPU's float32, is a usage error (it would be silently ignored)."""
+    the CPU's float32; the model backend measures nothing, so ``--bins`` or
+    ``--loudness-reference`` given there."""
     import inspect
 
     from clsp.errors import ConfigError
 
-    if o.backend != "acoustic":
-        return
     defaults = inspect.signature(main).parameters
     ctx = getattr(o, "ctx", None)
 
@@ -101,6 +102,13 @@ def _refuse_model_options(o: Options) -> None:
             return getattr(o, name) != defaults[name].default
         return getattr(source, "name", "") not in ("DEFAULT", "DEFAULT_MAP")  # typer's own click: compared by name
 
+    if o.backend != "acoustic":
+        given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in ACOUSTIC_ONLY if set_by_user(name)]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
+                              f"to the acoustic backend; --backend {o.backend} writes captions from its model, "
+                              "measuring nothing")
+        return
     harmless = {"device": ("auto", "cpu"), "dtype": ("auto", "float32", "fp32")}  # what the acoustic backend does
     given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in MODEL_ONLY
              if set_by_user(name) and getattr(o, name) not in harmless.get(name, ())]

@@ -148,3 +148,11 @@ def test_sampling_options_given_to_the_acoustic_backend_are_refused_even_at_thei
         assert proc.returncode == 2 and f"{option[0]} {option[1]}: this option belongs to --backend model" in proc.stderr
     proc = invoke("caption", str(tmp_path / "a.wav"), "--device", "cpu", "-q", text=True)  # what it does anyway
     assert proc.returncode in (0, 3) and len(proc.stdout.splitlines()) == 1  # a caption or the clip's error record
+
+
+def test_acoustic_options_given_to_the_model_backend_are_refused(tmp_path):
+    sf.write(tmp_path / "a.wav", _waves()[1], 16000)
+    for option in (("--bins", str(tmp_path / "none.json")), ("--loudness-reference", "recording")):
+        proc = invoke("caption", str(tmp_path / "a.wav"), "--backend", "model", "--model", str(tmp_path), *option,
+                      text=True)
+        assert proc.returncode == 2 and "belongs to the acoustic backend" in proc.stderr, (option, proc.stderr)
