@@ -97,7 +97,7 @@ def _open_locked(folder: Path, timeout: float, on_wait: Callable[[str], None] | 
     told = False
     while True:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            Path(os.path.realpath(folder)).mkdir(parents=True, exist_ok=True)  # a dangling link: its target
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise IndexFileError(f"index {folder}: cannot create its lock file ({exc.strerror or exc})") from None
@@ -143,11 +143,12 @@ def index_writer(
         finally:
             _held[key] -= 1
         return
-    made = not os.path.lexists(folder)
+    real = Path(key)  # a symlink (dangling too) names the folder it points to
+    made = not real.exists()
     from clsp.outfile import missing_folders
 
     # the missing folders above it, deepest first: removed with it
-    parents = missing_folders(Path(os.path.abspath(folder)).parent) if made else []
+    parents = missing_folders(real.parent) if made else []
     fd = _open_locked(folder, timeout, on_wait)
     try:
         try:
@@ -155,14 +156,14 @@ def index_writer(
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as exc:  # a full disk or quota: said in one line, and the folder made goes again
             if made:
-                _remove_made(folder, parents)
+                _remove_made(real, parents)
             raise IndexFileError(f"index {folder}: cannot write its lock file ({exc.strerror or exc})") from None
         _held[key] = 1
         try:
             yield
         except BaseException:
             if made and not (folder / INFO_FILE).exists():
-                _remove_made(folder, parents)
+                _remove_made(real, parents)
             raise
         finally:
             del _held[key]

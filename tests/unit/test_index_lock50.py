@@ -85,3 +85,18 @@ def test_a_pid_that_is_no_process_here_is_still_named(tmp_path):
     finally:
         os.close(fd)
     assert err.value.pid == dead
+
+
+def test_a_build_through_a_dangling_link_makes_the_folder_it_points_to(tmp_path):
+    """As every output gets the file a dangling link points to: -o link.idx -> newidx builds newidx."""
+    import json
+
+    from tests.helpers.cli import invoke, jsonl
+
+    rec = {"id": "a", "embedding": [1.0, 0.0, 0.0], "provenance": {"model": "m", "checksum": "c", "dim": 3,
+                                                                   "normalized": True, "modality": "audio"}}
+    (tmp_path / "e.jsonl").write_text(json.dumps(rec) + "\n")
+    (tmp_path / "link.idx").symlink_to("newidx")
+    res = invoke("search", "build", "e.jsonl", "-o", "link.idx", cwd=tmp_path)
+    assert res.returncode == 0 and jsonl(res.stdout)[0]["count"] == 1, res.stderr
+    assert (tmp_path / "link.idx").is_symlink() and (tmp_path / "newidx" / "index.json").is_file()
