@@ -60,8 +60,10 @@ def _run(o: Options) -> int:
 
     set_quiet(o.quiet)
     _refuse_model_options(o)
-    options = {k: v for k, v in vars(o).items() if k not in ("ctx", "input", "backend", "output", "as_cuts",
-                                                              "audio_root", "on_error", "quiet", "errors")}
+    from clsp.caption.backends import backend_options
+
+    taken = backend_options(o.backend)  # the other backend's options were refused above when given
+    options = {k: v for k, v in vars(o).items() if k in taken}
     items = input_items(o.input, "audio", o.audio_root)
     captions = caption_clips(items, o.backend, as_cuts=o.as_cuts, log=log, **options,
                              on_measured=lambda n: progress.work(n))  # progress: bound below, called inside it
@@ -80,7 +82,7 @@ def _run(o: Options) -> int:
 
 
 ACOUSTIC_ONLY = ("bins", "loudness_reference")
-MODEL_ONLY = ("temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size", "device", "dtype")
+MODEL_ONLY = ("model", "select_with", "temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size", "device", "dtype")
 
 
 def _refuse_model_options(o: Options) -> None:

@@ -43,11 +43,31 @@ def caption_backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def build_caption_backend(name: str, **options: Any) -> CaptionBackend:
-    """The backend ``name`` built from ``options``; ``ConfigError`` for an unknown name or an
-    option it does not take."""
+PROGRESS_HOOKS = ("log", "on_measured")  # callbacks any backend may take or leave
+
+
+def backend_options(name: str) -> set[str]:
+    """The option names backend ``name`` takes: its ``from_options`` parameters, and the progress
+    callbacks (``PROGRESS_HOOKS``); ``ConfigError`` for an unknown name."""
+    import inspect
+
     if name not in _BACKENDS:
         raise ConfigError(f"unknown caption backend {name!r}; known: {', '.join(caption_backend_names())}")
+    params = inspect.signature(_BACKENDS[name].from_options).parameters.values()
+    return {p.name for p in params if p.kind is not p.VAR_KEYWORD} | set(PROGRESS_HOOKS)
+
+
+def build_caption_backend(name: str, **options: Any) -> CaptionBackend:
+    """The backend ``name`` built from ``options``; ``ConfigError`` for an unknown name or an
+    option it does not take (another backend's, such as ``temperature`` for ``acoustic`` or
+    ``bins`` for ``model``, or no backend's), naming them."""
+    extra = sorted(set(options) - backend_options(name))
+    if extra:
+        owners = sorted({other for other in _BACKENDS if other != name for key in extra
+                         if key in backend_options(other)})
+        whose = f"; options that belong to {' or '.join(f'--backend {b}' for b in owners)}" if owners else ""
+        raise ConfigError(f"caption backend {name!r} takes no option {', '.join(extra)}{whose} "
+                          f"(it takes: {', '.join(sorted(backend_options(name) - set(PROGRESS_HOOKS)))})")
     return _BACKENDS[name].from_options(**options)
 
 

@@ -156,3 +156,15 @@ def test_acoustic_options_given_to_the_model_backend_are_refused(tmp_path):
         proc = invoke("caption", str(tmp_path / "a.wav"), "--backend", "model", "--model", str(tmp_path), *option,
                       text=True)
         assert proc.returncode == 2 and "belongs to the acoustic backend" in proc.stderr, (option, proc.stderr)
+
+
+def test_the_library_refuses_options_a_backend_does_not_take():
+    from clsp.caption.backends import build_caption_backend
+
+    for name, options, named in (("model", {"model": "x", "bins": "b.json"}, "bins"),
+                                 ("model", {"model": "x", "loudness_reference": "recording"}, "loudness_reference"),
+                                 ("model", {"model": "x", "foo": 1}, "foo"),
+                                 ("acoustic", {"temperature": 0.1}, "temperature")):
+        with pytest.raises(ConfigError, match=f"caption backend '{name}' takes no option {named}"):
+            build_caption_backend(name, **options)
+    assert build_caption_backend("acoustic", seed=3, log=print) is not None  # its own options and a progress hook
