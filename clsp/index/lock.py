@@ -100,7 +100,11 @@ def _open_locked(folder: Path, timeout: float, on_wait: Callable[[str], None] | 
             Path(os.path.realpath(folder)).mkdir(parents=True, exist_ok=True)  # a dangling link: its target
             fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise IndexFileError(f"index {folder}: cannot create its lock file ({exc.strerror or exc})") from None
+            from clsp.sniff import node_problem
+
+            loop = node_problem(folder)  # a symbolic link loop says so, not "File exists"
+            why = loop if loop and "loop" in loop else exc.strerror or exc
+            raise IndexFileError(f"index {folder}: cannot create its lock file ({why})") from None
         try:
             if not _try_lock(fd):
                 if on_wait is not None and timeout > 0 and not told:

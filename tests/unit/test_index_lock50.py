@@ -100,3 +100,16 @@ def test_a_build_through_a_dangling_link_makes_the_folder_it_points_to(tmp_path)
     res = invoke("search", "build", "e.jsonl", "-o", "link.idx", cwd=tmp_path)
     assert res.returncode == 0 and jsonl(res.stdout)[0]["count"] == 1, res.stderr
     assert (tmp_path / "link.idx").is_symlink() and (tmp_path / "newidx" / "index.json").is_file()
+
+
+def test_a_build_onto_a_symlink_loop_says_so(tmp_path):
+    import json
+
+    from tests.helpers.cli import invoke
+
+    rec = {"id": "a", "embedding": [1.0, 0.0, 0.0], "provenance": {"model": "m", "checksum": "c", "dim": 3,
+                                                                   "normalized": True, "modality": "audio"}}
+    (tmp_path / "e.jsonl").write_text(json.dumps(rec) + "\n")
+    (tmp_path / "loop.idx").symlink_to("loop.idx")
+    res = invoke("search", "build", "e.jsonl", "-o", "loop.idx", cwd=tmp_path)
+    assert res.returncode == 1 and b"a symbolic link loop" in res.stderr and b"Traceback" not in res.stderr, res.stderr
