@@ -86,6 +86,14 @@ def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, A
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}  # names that promise compression
 
 
+def compressed_suffix(name: str) -> str | None:
+    """The suffix of ``name`` that promises compression (``.gz``, any case), or None: clsp
+    writes plain outputs, which must not sit under such a name."""
+    base = os.path.basename(name)
+    suffix = base[base.rfind("."):].lower() if "." in base else ""
+    return suffix if suffix in COMPRESSED_SUFFIXES else None
+
+
 class GuardedLock(OutputLock):
     """The one-writer lock of ``FILE`` (``FILE.lock``) that also holds the lock under the name of
     the file the writer fills, ``FILE.partial`` (``FILE.partial.lock``), for as long as it holds
@@ -139,8 +147,8 @@ class RecordSink:
                 raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
             self.fh = sys.stdout
             return
-        suffix = output[output.rfind(".") :].lower()
-        if suffix in COMPRESSED_SUFFIXES:
+        suffix = compressed_suffix(output)
+        if suffix is not None:
             raise ConfigError(f"{output}: clsp writes its records as plain JSON Lines, not compressed; write "
                               f"-o {output[: -len(suffix)]} and compress that, or pipe: clsp ... | "
                               f"{COMPRESSED_SUFFIXES[suffix]} > {output}")

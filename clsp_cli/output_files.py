@@ -462,12 +462,10 @@ def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> No
 def _refuse_compressed_matrix_name(path: Any) -> None:
     """``ConfigError`` (exit 2) for ``--npy`` named as compressed (``x.npy.gz``): clsp writes a
     plain ``.npy`` matrix, which would then sit under a name that promises gzip, as ``-o`` refuses."""
-    from clsp_cli.output import COMPRESSED_SUFFIXES
+    from clsp_cli.output import COMPRESSED_SUFFIXES, compressed_suffix
 
-    if not isinstance(path, str) or "." not in os.path.basename(path):
-        return
-    suffix = path[path.rfind("."):].lower()
-    if suffix in COMPRESSED_SUFFIXES:
+    suffix = compressed_suffix(path) if isinstance(path, str) else None
+    if suffix is not None:
         raise ConfigError(f"--npy {path}: clsp writes a plain .npy matrix, not compressed; write --npy "
                           f"{path[: -len(suffix)]} and compress that ({COMPRESSED_SUFFIXES[suffix]} "
                           f"{path[: -len(suffix)]})")

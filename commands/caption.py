@@ -81,10 +81,6 @@ def _run(o: Options) -> int:
     return sink.exit_code
 
 
-ACOUSTIC_ONLY = ("bins", "loudness_reference")
-MODEL_ONLY = ("model", "select_with", "temperature", "top_p", "top_k", "num_samples", "max_new_tokens", "batch_size", "device", "dtype")
-
-
 def _refuse_model_options(o: Options) -> None:
     """Options of the other backend are a usage error (they would be silently ignored): the
     acoustic backend samples nothing and runs on the CPU, so a sampling or batch option given
@@ -93,10 +89,14 @@ def _refuse_model_options(o: Options) -> None:
     ``--loudness-reference`` given there."""
     import inspect
 
+    from clsp.caption.backends import backend_options, caption_backend_names
     from clsp.errors import ConfigError
 
     defaults = inspect.signature(main).parameters
     ctx = getattr(o, "ctx", None)
+    mine = backend_options(o.backend)
+    others = set().union(*(backend_options(b) for b in caption_backend_names() if b != o.backend)) - mine
+    theirs = [name for name in defaults if name in others]  # another backend's options, in the command's order
 
     def set_by_user(name: str) -> bool:
         source = ctx.get_parameter_source(name) if ctx is not None else None
@@ -105,14 +105,14 @@ def _refuse_model_options(o: Options) -> None:
         return getattr(source, "name", "") not in ("DEFAULT", "DEFAULT_MAP")  # typer's own click: compared by name
 
     if o.backend != "acoustic":
-        given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in ACOUSTIC_ONLY if set_by_user(name)]
+        given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in theirs if set_by_user(name)]
         if given:
             raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
                               f"to the acoustic backend; --backend {o.backend} writes captions from its model, "
                               "measuring nothing")
         return
     harmless = {"device": ("auto", "cpu"), "dtype": ("auto", "float32", "fp32")}  # what the acoustic backend does
-    given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in MODEL_ONLY
+    given = [f"--{name.replace('_', '-')} {getattr(o, name)}" for name in theirs
              if set_by_user(name) and getattr(o, name) not in harmless.get(name, ())]
     if given:
         raise ConfigError(f"{', '.join(given)}: {'these options belong' if len(given) > 1 else 'this option belongs'} "
