@@ -87,22 +87,8 @@ def test_a_pid_that_is_no_process_here_is_still_named(tmp_path):
     assert err.value.pid == dead
 
 
-def test_a_build_through_a_dangling_link_makes_the_folder_it_points_to(tmp_path):
-    """As every output gets the file a dangling link points to: -o link.idx -> newidx builds newidx."""
-    import json
-
-    from tests.helpers.cli import invoke, jsonl
-
-    rec = {"id": "a", "embedding": [1.0, 0.0, 0.0], "provenance": {"model": "m", "checksum": "c", "dim": 3,
-                                                                   "normalized": True, "modality": "audio"}}
-    (tmp_path / "e.jsonl").write_text(json.dumps(rec) + "\n")
-    (tmp_path / "link.idx").symlink_to("newidx")
-    res = invoke("search", "build", "e.jsonl", "-o", "link.idx", cwd=tmp_path)
-    assert res.returncode == 0 and jsonl(res.stdout)[0]["count"] == 1, res.stderr
-    assert (tmp_path / "link.idx").is_symlink() and (tmp_path / "newidx" / "index.json").is_file()
-
-
-def test_a_build_onto_a_symlink_loop_says_so(tmp_path):
+def _build_onto_link(tmp_path, link: str, target: str):
+    """``clsp search build`` of one embedding record with ``-o`` a symlink ``link`` -> ``target``."""
     import json
 
     from tests.helpers.cli import invoke
@@ -110,6 +96,19 @@ def test_a_build_onto_a_symlink_loop_says_so(tmp_path):
     rec = {"id": "a", "embedding": [1.0, 0.0, 0.0], "provenance": {"model": "m", "checksum": "c", "dim": 3,
                                                                    "normalized": True, "modality": "audio"}}
     (tmp_path / "e.jsonl").write_text(json.dumps(rec) + "\n")
-    (tmp_path / "loop.idx").symlink_to("loop.idx")
-    res = invoke("search", "build", "e.jsonl", "-o", "loop.idx", cwd=tmp_path)
+    (tmp_path / link).symlink_to(target)
+    return invoke("search", "build", "e.jsonl", "-o", link, cwd=tmp_path)
+
+
+def test_a_build_through_a_dangling_link_makes_the_folder_it_points_to(tmp_path):
+    """As every output gets the file a dangling link points to: -o link.idx -> newidx builds newidx."""
+    from tests.helpers.cli import jsonl
+
+    res = _build_onto_link(tmp_path, "link.idx", "newidx")
+    assert res.returncode == 0 and jsonl(res.stdout)[0]["count"] == 1, res.stderr
+    assert (tmp_path / "link.idx").is_symlink() and (tmp_path / "newidx" / "index.json").is_file()
+
+
+def test_a_build_onto_a_symlink_loop_says_so(tmp_path):
+    res = _build_onto_link(tmp_path, "loop.idx", "loop.idx")
     assert res.returncode == 1 and b"a symbolic link loop" in res.stderr and b"Traceback" not in res.stderr, res.stderr
