@@ -90,15 +90,14 @@ class AcousticBackend:
     @classmethod
     def from_options(cls, bins: str | None = None, loudness_reference: str = "corpus", num_global: int = 1,
                      num_finegrained: int = 1, seed: int = 0, log: Log | None = None,
-                     on_measured: Callable[[int], None] | None = None, **others: Any) -> "AcousticBackend":
+                     on_measured: Callable[[int], None] | None = None) -> "AcousticBackend":
         """``on_measured(n)``: called as each ``n`` clips are measured in the pass that finds the
-        corpus loudness, before any caption is written (progress for long inputs)."""
+        corpus loudness, before any caption is written (progress for long inputs). Options of
+        another backend are refused before this (``build_caption_backend``)."""
         from clsp.caption.backend import AcousticCaptioner
         from clsp.caption.loudness import LoudnessReference
 
         _kinds_check(num_global, num_finegrained)
-        if others.get("model") or others.get("select_with"):
-            raise ConfigError("--model and --select-with belong to --backend model")
         reference = LoudnessReference.parse(loudness_reference)
         return cls(AcousticCaptioner.from_bins_file(bins, num_global=num_global, num_finegrained=num_finegrained,
                                                     seed=seed, loudness=reference), log, on_measured)
