@@ -83,11 +83,13 @@ def check_same_run(shown: str, previous: dict[str, Any] | None, run: dict[str, A
                           + "; ".join(diff) + "); remove the .partial file to start over")
 
 
-COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}  # names that promise compression
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".tgz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd",
+                       ".zstd": "zstd", ".lz4": "lz4", ".zip": "zip"}  # names that promise compression, and a tool
+# that compresses a pipe into each
 
 
 def compressed_suffix(name: str) -> str | None:
-    """The suffix of ``name`` that promises compression (``.gz``, any case), or None: clsp
+    """The suffix of ``name`` that promises compression (``.gz``, ``.zip``, ..., any case), or None: clsp
     writes plain outputs, which must not sit under such a name."""
     base = os.path.basename(name)
     suffix = base[base.rfind("."):].lower() if "." in base else ""

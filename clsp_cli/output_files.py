@@ -459,16 +459,24 @@ def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> No
                                   "model's own files; give the output a path outside it")
 
 
-def _refuse_compressed_matrix_name(path: Any) -> None:
-    """``ConfigError`` (exit 2) for ``--npy`` named as compressed (``x.npy.gz``): clsp writes a
-    plain ``.npy`` matrix, which would then sit under a name that promises gzip, as ``-o`` refuses."""
+PLAIN_RECORD_FILES = ("report", "errors")  # outputs besides -o written as plain JSON / JSON Lines
+
+
+def _refuse_compressed_names(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    """``ConfigError`` (exit 2), before any work, for ``--npy``, ``--report`` or ``--errors``
+    named as compressed (``x.npy.gz``, ``r.json.gz``): clsp writes them plain, and they would then
+    sit under a name that promises compression, as ``-o`` refuses."""
     from clsp_cli.output import COMPRESSED_SUFFIXES, compressed_suffix
 
-    suffix = compressed_suffix(path) if isinstance(path, str) else None
-    if suffix is not None:
-        raise ConfigError(f"--npy {path}: clsp writes a plain .npy matrix, not compressed; write --npy "
-                          f"{path[: -len(suffix)]} and compress that ({COMPRESSED_SUFFIXES[suffix]} "
-                          f"{path[: -len(suffix)]})")
+    for name in ("npy", *PLAIN_RECORD_FILES):
+        path = params.get(name) if name in outputs else None
+        suffix = compressed_suffix(path) if isinstance(path, str) else None
+        if suffix is None:
+            continue
+        flag, plain, tool = "--" + name, path[: -len(suffix)], COMPRESSED_SUFFIXES[suffix]
+        what = "a plain .npy matrix" if name == "npy" else "plain JSON"
+        raise ConfigError(f"{flag} {path}: clsp writes {what}, not compressed; write {flag} {plain} and "
+                          f"compress that ({tool} {plain})")
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "train.lock")  # what clsp train keeps beside its checkpoints/
@@ -533,7 +541,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
         _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
     _refuse_inside_model(params, outputs)
     _refuse_training_run_files(params, outputs)
-    _refuse_compressed_matrix_name(params.get("npy") if "npy" in outputs else None)
+    _refuse_compressed_names(params, outputs)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)

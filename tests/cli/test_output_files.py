@@ -525,10 +525,26 @@ def test_a_matrix_or_zstd_output_named_as_compressed_is_refused_before_any_work(
     write_wav(tmp_path / "a.wav", 0.5)
     for args, says in ((["-o", "e.jsonl", "--npy", "m.npy.gz"], "plain .npy matrix, not compressed"),
                        (["-o", "e.jsonl", "--npy", "m.npy.ZST"], "plain .npy matrix, not compressed"),
-                       (["-o", "e.jsonl.zstd"], "plain JSON Lines, not compressed")):
+                       (["-o", "e.jsonl.zstd"], "plain JSON Lines, not compressed"),
+                       (["-o", "e.jsonl.lz4"], "plain JSON Lines, not compressed"),
+                       (["-o", "e.jsonl", "--npy", "m.npy.zip"], "plain .npy matrix, not compressed")):
         res = _invoke(["embed", "a.wav", *args, "--model", "tiny-random", "-q"], tmp_path)
         assert res.exit_code == 2 and says in res.output, (args, res.output)
         assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("e.*"))
+
+
+def test_a_report_or_errors_file_named_as_compressed_is_refused_before_any_work(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav", "gender": "male"}) + "\n")
+    for args, flag in ((["classify", "m.jsonl", "--pack", "gender", "--label-key", "gender", "--model", "tiny-random",
+                         "--report", "r.json.zip"], "--report r.json.zip"),
+                       (["caption", "m.jsonl", "-o", "c.jsonl", "--errors", "e.jsonl.BZ2"], "--errors e.jsonl.BZ2")):
+        res = _invoke([*args, "-q"], tmp_path)
+        assert res.exit_code == 2 and f"{flag}: clsp writes" in res.output, (args, res.output)
+        assert "-o r.json" not in res.output and "-o e.jsonl" not in res.output, res.output  # names its own option
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"], res.output  # no work, no output
 
 
 def _under_size_limit(limit: int, *args, cwd: Path) -> subprocess.CompletedProcess:
