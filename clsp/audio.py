@@ -395,11 +395,12 @@ def load_audio(
     signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``).
     ``channel``: None averages all channels; an index (0 = first) keeps that channel alone;
     a list of indices averages those (a record's ``channel`` field, as in a Lhotse cut).
-    Raises ``AudioError`` naming the file and the reason for anything unusable (missing,
+    Raises ``ConfigError`` for a ``sample_rate`` that is not a positive whole number, ``AudioError`` naming the file and the reason for anything unusable (missing,
     a symbolic link loop, a URL, not a regular file (a device, a FIFO), empty, undecodable,
     no samples, NaN/Inf, float samples past ``PEAK_LIMIT`` (2.0, twice full scale), a channel
     the file does not have).
     """
+    check_sample_rate(sample_rate, "load_audio")
     p = _local_path(path)
     sr, s, e, offset, channels, promised = _segment(p, start, end, channel)
     mono = _read_mono(p, s + offset, e + offset, channels, promised)
@@ -534,6 +535,16 @@ def resampled_length(num_samples: int, orig_sr: int, new_sr: int = SAMPLE_RATE) 
             return num_samples
     g = math.gcd(orig_sr, new_sr)
     return int(torch.ceil(torch.as_tensor((new_sr // g) * num_samples / (orig_sr // g))).long())
+
+
+def check_sample_rate(rate: object, caller: str) -> int:
+    """``rate`` when it is a positive whole number of Hz (an int, not a bool); ``ConfigError``
+    naming ``caller`` otherwise."""
+    from clsp.errors import ConfigError
+
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ConfigError(f"{caller}: sample_rate must be a positive whole number of Hz, got {rate!r}")
+    return int(rate)
 
 
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:

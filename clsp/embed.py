@@ -98,7 +98,8 @@ class AudioResult(Result[np.ndarray]):
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto``/``cpu``/``cuda``/``cuda:N`` -> a device; raises ``ConfigError`` for an unusable one.
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> a device; raises ``ConfigError`` for an unusable one
+    (no CUDA, a GPU number this machine lacks, or a device type other than CPU and CUDA).
 
     ``auto`` and a bare ``cuda`` take the GPU of this process's local rank (torchrun's
     LOCAL_RANK, srun's SLURM_LOCALID; modulo the visible GPUs), so that the processes of
@@ -113,9 +114,15 @@ def resolve_device(device: str) -> torch.device:
 
         return torch.device("cuda", env_dist_info().local_rank % max(1, torch.cuda.device_count()))
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
         raise ConfigError(f"--device {device!r}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):  # devices torch names that clsp does not run on (mps, xla, meta...)
+        raise ConfigError(f"--device {device}: clsp runs on the CPU or a CUDA GPU; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                          f"numbered from cuda:0")
+    return dev
 
 
 def fbank_on_device(cfg: "EmbedConfig", device: torch.device) -> bool:

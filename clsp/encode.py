@@ -10,7 +10,7 @@ error record and goes on, the first file or caption that cannot be embedded rais
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -51,8 +51,9 @@ def encode_audio_files(model, paths: Sequence[str | os.PathLike], batch_size: in
     return _matrix(rows, model)
 
 
-def encode_texts(model, texts: Sequence[str], batch_size: int = 64, *, dtype: str = "auto") -> np.ndarray:
-    """Embed captions: ``(N, D)`` float32, each row L2-normalised, row ``i`` for ``texts[i]``.
+def encode_texts(model, texts: Iterable[str], batch_size: int = 64, *, dtype: str = "auto") -> np.ndarray:
+    """Embed captions (a list or any iterable): ``(N, D)`` float32, each row L2-normalised, row
+    ``i`` for the ``i``-th caption.
 
     Runs on the model's device in eval mode. Raises ``InputError`` naming the first empty
     caption (or one whose embedding is not finite); a model loaded with ``with_text=False``
@@ -63,6 +64,9 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 64, *, dtype: st
 
     if isinstance(texts, str):
         raise ConfigError("encode_texts takes a list of captions, not one string")
+    from clsp.models.base import _caption_list
+
+    texts = _caption_list(texts, "encode_texts")  # a generator is read once, here
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(f"text {bad}: a caption must be a string, got {type(texts[bad]).__name__}")

@@ -591,11 +591,15 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a whole (small) JSONL file strictly (compressed and BOM allowed); errors name the line."""
+    """Read a whole (small) JSONL file strictly (compressed and BOM allowed); errors name the line.
+    The closing ``__summary__`` line of an evaluation's output (``is_summary_line``) is not a
+    record and is skipped, as the commands skip it."""
     out = []
     stream = open_binary_input(path)
     try:
         for lineno, raw in iter_lines(stream, input_name(path)):
+            if is_summary_line(raw):
+                continue
             out.append(_parse_json(lineno, _decode_line(lineno, raw).strip()))
     finally:
         if stream is not sys.stdin.buffer:

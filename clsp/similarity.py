@@ -34,7 +34,7 @@ import numpy as np
 from clsp.errors import ClspError, InputError
 from clsp.inputs import AUDIO_EXTENSIONS  # noqa: F401  (one list of audio extensions)
 from clsp.records import Item, home_path, is_cut, resolve_path, upstream_error
-from clsp.results import PAIR_RESULT_FIELDS, PAIR_WRITTEN, PairScore, Result, as_given, pair_score_record, under_metadata
+from clsp.results import PAIR_RESULT_FIELDS, PAIR_WRITTEN, PairScore, Result, SinglePass, as_given, pair_score_record, under_metadata
 
 
 
@@ -510,10 +510,23 @@ def _plain(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
+class Comparison(SinglePass):
+    """Pair scores, iterated (once) as one ``Result[PairScore]`` per pair in order. A second
+    loop raises ``RuntimeError``: keep the results with ``list(...)``."""
+
+    def __init__(self, results: Iterator[Result[PairScore]]):
+        self.results = results
+
+    def __iter__(self) -> Iterator[Result[PairScore]]:
+        self._start("clsp.compare")
+        return self.results
+
+
 def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: str = "auto",
-            base_dir: str | Path | None = None) -> Iterator[Result[PairScore]]:
+            base_dir: str | Path | None = None) -> Comparison:
     """Score pairs by speaking-style similarity: one :class:`~clsp.results.PairScore` (cosine of
-    the two CLSP embeddings, in [-1, 1]) or error per pair, in order.
+    the two CLSP embeddings, in [-1, 1]) or error per pair, in order. The results stream: loop
+    over them once (a second loop raises ``RuntimeError``).
 
     ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``pairs``: ``(a, b)``
     tuples or pair records (``{"a", "b"}``, see :func:`resolve_side`); a side is an audio
@@ -538,5 +551,5 @@ def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: s
         return {k: _plain(v) for k, v in p.items()}
 
     records = (record(n, p) for n, p in enumerate(pairs))
-    return pair_scores(records, ModelEncoders(net, batch_size, device), batch_size,
-                       base_dir=Path.cwd() if base_dir is None else base_dir)
+    return Comparison(pair_scores(records, ModelEncoders(net, batch_size, device), batch_size,
+                                  base_dir=Path.cwd() if base_dir is None else base_dir))

@@ -111,15 +111,17 @@ def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, m
 
 
 def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = None,
-                  labels: Mapping[str, str | Sequence[str]] | None = None) -> PromptSet:
-    """The classes to choose from: ``labels`` (class -> its prompt sentence(s)), else a
-    ``PromptSet``, else a built-in pack name or pack file (``clsp.prompts.load_pack``) and
-    its ``attribute``. Raises ``ConfigError`` for an unknown or invalid pack."""
+                  labels: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None) -> PromptSet:
+    """The classes to choose from: ``labels``, else a ``PromptSet``, else a built-in pack name
+    or pack file (``clsp.prompts.load_pack``) and its ``attribute``. ``labels`` maps each class
+    to its prompt sentence or list of sentences; a plain list of sentences makes each sentence a
+    class of its own (as CLAP-style zero-shot lists of prompts do). Raises ``ConfigError`` for an
+    unknown or invalid pack, and for ``labels`` of another kind or with a prompt that is not a
+    string, naming the class."""
     if labels is not None:
         from clsp.prompts.schema import build_prompt_set
 
-        classes = {name: {"prompts": [p] if isinstance(p, str) else list(p)} for name, p in labels.items()}
-        return build_prompt_set(attribute or "label", {"classes": classes}, "labels")
+        return build_prompt_set(attribute or "label", {"classes": _label_classes(labels)}, "labels")
     if isinstance(pack, PromptSet):
         return pack
     from clsp.prompts import load_pack
@@ -152,6 +154,35 @@ def check_matrix_file(path: str) -> None:
                       "wrote beside these records")
 
 
+def _label_classes(labels: Any) -> dict[str, dict[str, list]]:
+    """``labels`` (see ``prompt_set_of``) as a pack's ``classes``; ``ConfigError`` naming what is wrong."""
+    from clsp.errors import ConfigError
+
+    if isinstance(labels, str):
+        raise ConfigError("labels: give the classes as a mapping (class -> prompt sentence or sentences) or a "
+                          f"list of prompt sentences, not one string ({labels!r})")
+    if not isinstance(labels, Mapping):
+        try:
+            listed = list(labels)
+        except TypeError:
+            raise ConfigError("labels: give the classes as a mapping (class -> prompt sentence or sentences) or a "
+                              f"list of prompt sentences, got {type(labels).__name__}") from None
+        bad = next((i for i, p in enumerate(listed) if not isinstance(p, str)), None)
+        if bad is not None:
+            raise ConfigError(f"labels[{bad}]: a prompt sentence must be a string, got {type(listed[bad]).__name__}")
+        labels = {p: p for p in listed}
+    classes = {}
+    for name, prompts in labels.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"labels: class {name!r}: a class name must be a string, got {type(name).__name__}")
+        many = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(many, (list, tuple)) or not all(isinstance(p, str) for p in many):
+            raise ConfigError(f"labels: class {name!r}: give its prompt as a string or a list of strings, "
+                              f"got {prompts!r}")
+        classes[name] = {"prompts": list(many)}
+    return classes
+
+
 class Classification(SinglePass):
     """Zero-shot predictions, iterated (once) as one ``Result[Prediction]`` per input in order;
     the ``classifier`` (classes, softmax scale) and the model's ``provenance`` are known at
@@ -168,7 +199,7 @@ class Classification(SinglePass):
 
 
 def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emotion", attribute: str | None = None,
-             labels: Mapping[str, str | Sequence[str]] | None = None, temperature: float | None = None,
+             labels: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None, temperature: float | None = None,
              top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto") -> Classification:
     """Classify speech zero-shot: one :class:`~clsp.results.Prediction` (or error) per input.
 

@@ -60,7 +60,8 @@ class QueryEncoder:
         self.index, self.name, self.device, self.batch_size = index, None if model is None else str(name), device, batch_size
         self._encoders = None
 
-    def _load(self):
+    def load(self):
+        """The encoders, the model loaded and checked against the index on the first call."""
         if self._encoders is None:
             from clsp.errors import ModelError, ModelNotFoundError
             from clsp.models import load_model
@@ -85,7 +86,7 @@ class QueryEncoder:
     def embed(self, kind: str, values: list) -> list[np.ndarray | ClspError]:
         if not values:
             return []
-        enc = self._load()
+        enc = self.load()
         return enc.embed_text(values) if kind == "text" else enc.embed_audio(values)
 
 
@@ -124,7 +125,7 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
             raise InputError(f"{where}: its '{empty}' is empty; give a caption or an audio file to search with")
         elif "row" in record and "error" not in record:
             raise MatrixNotGivenError(f"{where}: 'row' {record['row']!r} points into a matrix (as clsp embed --npy "
-                                      "writes it), but none was given: give it with --npy")
+                                      "writes it), but none was given: give it with --npy (npy= in Python)")
         else:
             raise upstream_error(record, where) or InputError(f"{where}: needs an 'embedding', a 'text' or an 'audio' field")
     if field == "embedding":
@@ -149,12 +150,13 @@ def _is_audio_file(path: str) -> bool:
     return os.path.isfile(path) and not is_stream_node(path) and sniff_file(path) == "audio"
 
 
-def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
+def query_items(source: str | Iterable[Any] | None = None, texts: Sequence[str] = (), audios: Sequence[str] = (),
                 npy: str | None = None, order: Sequence[str] | None = None, field: str = "auto"
                 ) -> tuple[Iterator[Item], np.ndarray | None, Path | None]:
     """``(items, matrix, base)`` of search queries: one item per ``texts`` / ``audios`` value,
     then the records of ``source`` (JSONL, ``-`` for stdin, or a ``.npy`` matrix whose rows are
-    the queries ``row-N``). The given queries come texts first, then audios, or interleaved as
+    the queries ``row-N``, or a list of query records: dicts or ``Item`` s, their relative audio
+    paths against the working directory). The given queries come texts first, then audios, or interleaved as
     ``order`` says: ``"text"`` or ``"audio"`` per given query (as ``--text`` and ``--audio``
     stood on the command line; ``ConfigError`` when its counts are not those of ``texts`` and
     ``audios``). ``matrix`` is what ``row`` fields point into (``npy``), ``base`` the folder
@@ -166,6 +168,8 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     check_sequence(texts, "texts", "captions")
     check_sequence(audios, "audios", "audio paths")
     source = os.fspath(source) if isinstance(source, os.PathLike) else source
+    if source is not None and not isinstance(source, str):
+        records = _query_records(source)
     npy = os.fspath(npy) if isinstance(npy, os.PathLike) else npy
     audios = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in audios]
     kinds = list(order) if order is not None else ["text"] * len(texts) + ["audio"] * len(audios)
@@ -179,6 +183,12 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
         given.append(Item(index=n, id=value, record={"id": value, kind: value}))
     if source is None and given:
         return iter(given), None, None
+    if source is not None and not isinstance(source, str):
+        from clsp.records import as_items
+
+        matrix = load_matrix(npy) if npy else None
+        start = len(given)
+        return chain(given, (replace(item, index=start + item.index) for item in as_items(records))), matrix, Path.cwd()
     if source not in (None, "-") and not is_npy_name(source) and _is_audio_file(source):
         given.append(Item(index=len(given), id=source, record={"id": source, "audio": source}))  # as --audio
         return iter(given), None, None
@@ -191,6 +201,25 @@ def query_items(source: str | None = None, texts: Sequence[str] = (), audios: Se
     if field == "text":  # plain lines are captions, named by their text as --text queries are
         return chain(given, map(_named_by_text, iter_items(source, modality="text"))), matrix, base_dir_of(source)
     return chain(given, iter_items(source, modality="embeddings")), matrix, base_dir_of(source)
+
+
+def _query_records(source: Any) -> list:
+    """The query records of a Python caller (dicts with ``text``, ``audio``, ``embedding`` or
+    ``row``, or ``Item`` s) as a list; ``TypeError`` for anything else, pointing at ``texts``
+    and ``audios`` for plain strings."""
+    try:
+        records = list(source)
+    except TypeError:
+        raise TypeError(f"queries: a query file (path, '-' or a .npy matrix) or a list of query records, "
+                        f"got {type(source).__name__}") from None
+    for n, rec in enumerate(records):
+        if isinstance(rec, (str, os.PathLike)):
+            raise TypeError(f"queries[{n}]: a query record (a dict with 'text', 'audio', 'embedding' or 'row'); give "
+                            "captions as texts=[...] and audio paths as audios=[...]")
+        if not isinstance(rec, (dict, Item)):
+            raise TypeError(f"queries[{n}]: a query record (a dict with 'text', 'audio', 'embedding' or 'row'), got "
+                            f"{type(rec).__name__}")
+    return records
 
 
 def _named_by_text(item: Item) -> Item:
@@ -325,7 +354,7 @@ class SearchRun(SinglePass):
                 yield Result(item, SearchHits(qid, [SearchHit.from_dict(h) for h in found]))
 
 
-def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts: Sequence[str] = (),
+def search(index: str | Path | VectorIndex, queries: str | Iterable[Any] | None = None, *, texts: Sequence[str] = (),
            audios: Sequence[str] = (), k: int = 10, settings: SearchSettings | None = None, npy: str | None = None,
            model=None, device: str = "auto", batch_size: int = 256, order: Sequence[str] | None = None) -> SearchRun:
     """Search an index (a directory from ``clsp search build``, or a loaded ``VectorIndex``)
@@ -334,14 +363,18 @@ def search(index: str | Path | VectorIndex, queries: str | None = None, *, texts
 
     Captions and clips are embedded by ``model``, a name or directory for
     ``clsp.models.load_model`` or a loaded model (default: the index's model); its provenance
-    must match the index's (``ProvenanceError`` otherwise; ``TypeError`` for another object). The index and query file are opened at once, so
-    ``ConfigError``/``InputError`` for them raise here; each query's own error is in its
-    ``Result``.
+    must match the index's (``ProvenanceError`` otherwise; ``TypeError`` for another object).
+    The index and query file are opened at once, so ``ConfigError``/``InputError`` for them
+    raise here; so do the model's errors (``ModelNotFoundError``, ``ProvenanceError``) when a
+    ``model`` is given or there are ``texts`` or ``audios`` to embed (otherwise the index's
+    model loads at the first query that needs it). Each query's own error is in its ``Result``.
     """
     from clsp.index.folder import load_index
 
     if not isinstance(index, VectorIndex):
         index = load_index(index)
     items, matrix, base = query_items(queries, texts, audios, npy, order, (settings or SearchSettings(k)).query_field)
-    return SearchRun(index, items, settings or SearchSettings(k), QueryEncoder(index, model, device), matrix, base,
-                     batch_size)
+    encoder = QueryEncoder(index, model, device)
+    if model is not None or texts or audios:
+        encoder.load()
+    return SearchRun(index, items, settings or SearchSettings(k), encoder, matrix, base, batch_size)

@@ -147,7 +147,7 @@ def record_vector(record: dict[str, Any], matrix: np.ndarray | None = None, posi
     if matrix is None:
         if "row" in record:
             raise MatrixNotGivenError(f"record {record.get('id')!r}: 'row' {record['row']!r} points into a matrix; "
-                                      "give it with --npy")
+                                      "give it with --npy (npy= in Python)")
         raise InputError(f"record {record.get('id')!r}: no 'embedding' field (or give the .npy matrix)")
     row = record.get("row", position)
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < len(matrix):

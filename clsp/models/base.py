@@ -152,11 +152,13 @@ class CLSPModel(nn.Module):
         """Per-clip model input: fbank frames ``(F, bins)`` or the waveform ``(S, 1)``."""
         return self.speech_input.prepare(wave)
 
-    def encode_audio(self, waveforms: torch.Tensor, lengths) -> torch.Tensor:
-        """Unit-norm audio embeddings ``(B, D)`` from padded 16 kHz float waveforms ``(B, S)``
-        (samples in [-1, 1]) and their sample counts ``(B,)``: a 1-D tensor, a list or a numpy
-        array of whole numbers (a float dtype holding whole numbers is accepted). ``B = 0``
-        gives an empty ``(0, D)`` tensor.
+    def encode_audio(self, waveforms: torch.Tensor, lengths, sample_rate: int | None = None) -> torch.Tensor:
+        """Unit-norm audio embeddings ``(B, D)`` from padded float waveforms ``(B, S)`` (samples
+        in [-1, 1]) and their sample counts ``(B,)``: a 1-D tensor, a list or a numpy array of
+        whole numbers (a float dtype holding whole numbers is accepted). ``B = 0`` gives an
+        empty ``(0, D)`` tensor. ``sample_rate`` (Hz) is the waveforms' rate; None means the
+        model's own (``config.sample_rate``, 16 kHz); any other rate is resampled to it first,
+        each clip from its own samples, as ``clsp.audio.load_audio`` resamples a file.
 
         Raises ``ConfigError`` for waveforms of another shape (one clip ``(S,)`` is
         ``wave[None]``) or a non-floating dtype (scale integer PCM to floats first: int16 /
@@ -164,10 +166,16 @@ class CLSPModel(nn.Module):
         the clip index and the value, for a negative or fractional length or one above ``S``;
         ``AudioError`` naming the clip index for a clip with non-finite samples (NaN, inf) or
         samples past ``clsp.audio.PEAK_LIMIT`` (2.0, twice full scale: integer PCM values
-        stored as floats), or one shorter than ``MIN_SECONDS`` (0.1 s)."""
-        lens = _check_waveforms(waveforms, lengths, self.config.sample_rate)
+        stored as floats), or one shorter than ``MIN_SECONDS`` (0.1 s); ``ConfigError`` for a
+        ``sample_rate`` that is not a positive whole number."""
+        from clsp.audio import check_sample_rate
+
+        rate = self.config.sample_rate if sample_rate is None else check_sample_rate(sample_rate, "encode_audio")
+        lens = _check_waveforms(waveforms, lengths, rate)
         if waveforms.shape[0] == 0:
             return torch.zeros(0, self.config.joint_dim, device=self.device)
+        if rate != self.config.sample_rate:
+            waveforms, lens = _resampled(waveforms, lens, rate, self.config.sample_rate)
         if self.input_kind == "waveform":
             return self.encode_fbank(waveforms.float(), lens)
         waves = [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lens.tolist())]
@@ -190,6 +198,7 @@ class CLSPModel(nn.Module):
         ``with_text=False``."""
         if isinstance(texts, str):
             raise ConfigError("encode_text takes a list of captions, not one string (give [text])")
+        texts = _caption_list(texts, "encode_text")
         _check_captions(texts)
         if len(texts) == 0:
             return torch.zeros(0, self.config.joint_dim, device=self.device)
@@ -267,6 +276,15 @@ def config_digest(config: "ModelConfig") -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _caption_list(texts, caller: str) -> list:
+    """``texts`` (a list, tuple, generator or any other iterable of captions) as a list, read
+    once; ``ConfigError`` naming ``caller`` for something that is not iterable."""
+    try:
+        return list(texts)
+    except TypeError:
+        raise ConfigError(f"{caller} takes a list of captions, got {type(texts).__name__}") from None
+
+
 def _check_captions(texts) -> None:
     """The checks of ``CLSPModel.encode_text`` on its captions: ``InputError`` naming the first
     one that is not a string or is empty (blank), with the words of ``encode_texts``."""
@@ -304,6 +322,16 @@ def _check_waveforms(waveforms: torch.Tensor, lengths, sample_rate: int) -> torc
         if problem:
             raise AudioError(f"clip {i}: {problem}")
     return torch.tensor(lens, dtype=torch.long)
+
+
+def _resampled(waveforms: torch.Tensor, lens: torch.Tensor, rate: int, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip's valid samples resampled from ``rate`` to ``target`` Hz (``clsp.audio.resample``),
+    zero-padded again into ``(B, S')``, with the new lengths ``(B,)``."""
+    from clsp.audio import resample
+
+    waves = [resample(waveforms[i, : int(n)].float(), rate, target) for i, n in enumerate(lens.tolist())]
+    new_lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), new_lens
 
 
 def _lengths_list(lengths, batch: int) -> list[int]:

@@ -90,7 +90,7 @@ class PromptPack:
                 return next(iter(self.attributes.values()))
             raise ConfigError(
                 f"prompt pack {self.name!r} has several attributes "
-                f"({', '.join(self.attributes)}); choose one with --attribute"
+                f"({', '.join(self.attributes)}); choose one with --attribute (attribute= in Python)"
             )
         attribute = next((a for a in self.attributes if _nfc(a) == _nfc(attribute)), attribute)
         if attribute not in self.attributes:

@@ -117,7 +117,54 @@ def test_classify_with_own_labels_gives_a_distribution_over_them():
 
 def test_a_second_loop_over_streamed_results_says_so_rather_than_finding_nothing(index_dir):
     clips = [str(DATA / "03a01Wa.flac")]
-    for run in (clsp.classify("tiny-random", clips, pack="gender"), clsp.search(index_dir, texts=["a calm voice"], k=2)):
+    for run in (clsp.classify("tiny-random", clips, pack="gender"), clsp.search(index_dir, texts=["a calm voice"], k=2),
+                clsp.compare("tiny-random", [(clips[0], "a calm voice")])):
         assert len(list(run)) == 1
         with pytest.raises(RuntimeError, match="already iterated: it streams them once; keep them with list"):
             list(run)
+
+
+def test_own_labels_as_a_list_of_prompts_and_bad_labels_named():
+    from clsp.errors import ConfigError
+
+    prompts = ["a man speaking", "a woman speaking"]
+    (res,) = clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=prompts)
+    assert set(res.value.scores) == set(prompts) and res.value.label in prompts
+    for labels, says in (({"a": 1, "b": "a woman"}, r"class 'a': give its prompt as a string or a list of strings"),
+                         (["a man", 3], r"labels\[1\]: a prompt sentence must be a string, got int"),
+                         ("a man speaking", "not one string"), (7, "got int")):
+        with pytest.raises(ConfigError, match=says):
+            clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=labels)
+
+
+def test_search_takes_a_list_of_query_records_and_names_strings_given_there(index_dir):
+    by_text = list(clsp.search(index_dir, texts=["a calm voice"], k=2))
+    by_record = list(clsp.search(index_dir, [{"id": "q", "text": "a calm voice"}], k=2))
+    assert by_record[0].id == "q" and by_record[0].ok
+    assert [h.id for h in by_record[0].value.hits] == [h.id for h in by_text[0].value.hits]
+    clip = str(DATA / "03a01Wa.flac")
+    both = list(clsp.search(index_dir, [{"audio": clip}], texts=["a calm voice"], k=1))
+    assert [r.ok for r in both] == [True, True] and both[1].value.hits
+    with pytest.raises(TypeError, match=r"queries\[0\]: a query record .*texts=\[...\]"):
+        clsp.search(index_dir, ["a calm voice"], k=1)
+
+
+def test_search_with_a_model_that_does_not_load_raises_at_the_call(index_dir, tmp_path):
+    from clsp.errors import ClspError
+
+    with pytest.raises(ClspError, match="nonexistent"):
+        clsp.search(index_dir, texts=["a calm voice"], model=tmp_path / "nonexistent", k=1)
+
+
+def test_a_classify_output_read_back_in_python_skips_its_summary_line(tmp_path):
+    from clsp.records import read_jsonl
+
+    out = tmp_path / "g.jsonl"
+    rec = {"id": "a", "audio": str(DATA / "03a01Wa.flac"), "gender": "male"}
+    (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
+    _cli("classify", str(tmp_path / "m.jsonl"), "-m", "tiny-random", "--pack", "gender", "--label-key", "gender",
+         "-o", str(out), "-q")
+    assert '"__summary__"' in out.read_text()
+    back = read_jsonl(out)
+    assert [r["id"] for r in back] == ["a"]
+    assert [r.ok for r in clsp.classify("tiny-random", back, pack="gender")] == [True]

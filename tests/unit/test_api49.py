@@ -147,6 +147,42 @@ def test_load_model_names_an_unusable_device_and_needs_a_name():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"device 'cuda'"):
             clsp.load_model("tiny-random", device="cuda")
+    for device in ("mps", "meta"):
+        with pytest.raises(ConfigError, match=f"device '{device}': clsp runs on the CPU or a CUDA GPU"):
+            clsp.load_model("tiny-random", device=device)
     with pytest.raises(TypeError, match="model name, folder or checkpoint file is needed"):
         clsp.load_model(None)
     assert clsp.load_model("tiny-random", device="cpu").provenance()["model"] == "tiny-random"
+
+
+def test_encode_texts_and_encode_text_take_a_generator_of_captions(tiny):
+    captions = ["an angry man", "a calm woman"]
+    listed = tiny.encode_texts(captions)
+    assert tiny.encode_texts(c for c in captions).shape == listed.shape == (2, tiny.config.joint_dim)
+    assert np.allclose(tiny.encode_texts(iter(captions)), listed, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(tiny.encode_text(c for c in captions), tiny.encode_text(captions), atol=1e-6)
+    with pytest.raises(InputError, match="text 1: a caption must be a string, got int"):
+        tiny.encode_texts(c for c in ["a man", 3])
+
+
+def test_encode_audio_resamples_waveforms_of_another_rate(tiny):
+    import clsp
+    from clsp.audio import load_audio
+
+    clip = Path(__file__).resolve().parents[2] / "examples" / "data" / "09a01Nb.flac"
+    at16 = load_audio(clip)
+    at44 = load_audio(clip, sample_rate=44100)
+    with torch.no_grad():
+        ref = tiny.encode_audio(at16[None], [at16.numel()])
+        told = tiny.encode_audio(at44[None], [at44.numel()], sample_rate=44100)
+        padded = torch.nn.functional.pad(at44, (0, 4410))[None]
+        told_padded = tiny.encode_audio(padded, [at44.numel()], sample_rate=44100)
+        untold = tiny.encode_audio(at44[None], [at44.numel()])
+    assert float(ref @ told.T) > 0.995 and float(told @ told_padded.T) > 0.9999
+    assert float(ref @ untold.T) < float(ref @ told.T)  # read as 16 kHz, it is another sound
+    for bad in (0, -16000, 16000.5, True):
+        with pytest.raises(ConfigError, match="sample_rate must be a positive whole number"):
+            tiny.encode_audio(at16[None], [at16.numel()], sample_rate=bad)
+    with pytest.raises(ConfigError, match="load_audio: sample_rate must be a positive whole number"):
+        clsp.load_audio(clip, sample_rate=0)
