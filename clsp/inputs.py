@@ -219,8 +219,8 @@ def _source_items(sources: Sequence[Source], modality: str, audio_root: str | os
                 yield item
                 index = item.index + 1
             continue
-        if src.kind == "audio":
-            path = resolve_path(src.path, Path.cwd())
+        if src.kind == "audio":  # named on the command line or found below one: a '~' in it is a name
+            path = resolve_path(src.path, Path.cwd(), expand_home=False)
             yield Item(index=index, id=src.path, record={"id": src.path, "audio": path, "_path": path})
             index += 1
             continue

@@ -46,10 +46,20 @@ class Item:
     id: str
     record: dict[str, Any] | None = None
     error: ClspError | None = None
+    number_id: int | None = None  # an unreadable line's integer 'id' (``given_id``)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def given_id(self) -> str | int:
+        """The id as the input wrote it, for output records: an integer id stays an integer
+        (``id`` is its text), in error records as in the records written for a success."""
+        rid = self.record.get("id") if isinstance(self.record, dict) else self.number_id
+        if isinstance(rid, int) and not isinstance(rid, bool) and str(rid) == self.id:
+            return rid
+        return self.id
 
 
 def error_record(rec_id: Any, exc: BaseException) -> dict[str, Any]:
@@ -229,16 +239,23 @@ def is_cut(obj: dict[str, Any]) -> bool:
 
 
 def home_path(text: str | os.PathLike) -> Path:
-    """``Path(text)`` with a leading ``~`` / ``~user`` expanded; a name a shell would keep as
-    written (``~`` of no such user, a NUL byte, no home directory) stays as written."""
+    """``Path(text)`` with a leading ``~`` / ``~user`` expanded, as a shell expands it: only a
+    string that starts with ``~`` as written (``./~/a.wav`` names the folder ``~`` here, though
+    ``Path`` drops its ``./``); a name a shell would keep as written (``~`` of no such user, a
+    NUL byte, no home directory) stays as written."""
+    written = os.fspath(text) if isinstance(text, os.PathLike) else text
+    if not isinstance(written, str) or not written.startswith("~"):
+        return Path(text)
     try:
         return Path(text).expanduser()
     except (RuntimeError, ValueError):
         return Path(text)
 
 
-def resolve_path(value: Any, base: Path) -> str:
-    """``value`` as an absolute path: relative ones join ``base``; ``~`` expands; URLs stay.
+def resolve_path(value: Any, base: Path, expand_home: bool = True) -> str:
+    """``value`` as an absolute path: relative ones join ``base``; a leading ``~`` expands
+    (``home_path``) unless ``expand_home`` is false (a command-line argument, which the shell
+    expanded already: a ``~`` left in it is a name); URLs stay.
 
     ``..`` is resolved as the system does (``absolute_path``: after a symlinked folder, to the
     parent of its target); other symlinks are kept as written.
@@ -246,7 +263,7 @@ def resolve_path(value: Any, base: Path) -> str:
     text = str(value)
     if "://" in text:
         return text
-    p = home_path(text)
+    p = home_path(text) if expand_home else Path(text)
     return absolute_path(p if p.is_absolute() else base / p)
 
 
@@ -411,13 +428,14 @@ def parse_line(lineno: int, raw: bytes, modality: str, base: Path, cut_root: Pat
     return obj
 
 
-def _fallback_id(lineno: int, raw: bytes) -> str:
-    """Best-effort id for a line that could not be parsed: its 'id' field if readable."""
+def _fallback_id(lineno: int, raw: bytes) -> str | int:
+    """Best-effort id for a line that could not be parsed: its 'id' field if readable (an
+    integer as an integer)."""
     try:
         obj = json.loads(raw.decode("utf-8", errors="replace"))
         rid = obj.get("id") if isinstance(obj, dict) else None
         if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid).strip():
-            return str(rid)
+            return rid
     except (json.JSONDecodeError, ValueError, RecursionError):
         pass
     return f"line-{lineno}"
@@ -497,7 +515,9 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
                     rec = parse_line(lineno, raw, modality, base, base if audio_root is not None else None)
                     yield Item(index=index, id=str(rec["id"]), record=rec)
                 except ClspError as exc:
-                    yield Item(index=index, id=_fallback_id(lineno, raw), error=exc)
+                    given = _fallback_id(lineno, raw)
+                    yield Item(index=index, id=str(given), error=exc,
+                               number_id=given if isinstance(given, int) else None)
                 index += 1
         except TruncatedInputError as exc:
             reason = str(exc).removeprefix(f"{name}: ")

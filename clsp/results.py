@@ -40,10 +40,16 @@ class Result(Generic[T]):
         """The input's id: ``item.id`` for an ``Item``, else ``item`` itself."""
         return getattr(self.item, "id", self.item)
 
+    @property
+    def given_id(self) -> Any:
+        """The id as the input wrote it (``Item.given_id``: an integer stays an integer), for
+        output records."""
+        return getattr(self.item, "given_id", self.id)
+
     def to_dict(self) -> dict[str, Any]:
         """The output record: ``value.to_dict()`` (or the value itself), or an error record."""
         if self.error is not None:
-            return error_record(self.id, self.error)
+            return error_record(self.given_id, self.error)
         return self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
 
 

@@ -547,7 +547,7 @@ def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = N
     """
     for res in results:
         if res.error is not None:
-            sink.write_error(res.id, res.error, error_fields(res) if error_fields is not None else None)
+            sink.write_error(res.given_id, res.error, error_fields(res) if error_fields is not None else None)
             if progress is not None:
                 progress.update(failed=1)
             continue

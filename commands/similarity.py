@@ -72,12 +72,15 @@ def _run(o: Options) -> int:
     net = load_model(o.model, with_text=not (isinstance(pairs, list) and audio_only(pairs, base)))
     if o.b is not None:  # two sides on the command line: an audio path that names no file is a usage error
         from clsp.records import home_path
+        from clsp.sniff import url_problem
 
         bad = []
         for side in (o.a, o.b):
             path = home_path(side)
             if not side.strip():
                 bad.append(f"{side!r}: empty: give an audio file or a caption")
+            elif not os.path.lexists(path) and (url := url_problem(side)) is not None:
+                bad.append(f"{side}: {url}")
             elif os.path.isdir(path):  # os.path: a name too long for the filesystem is no file, not a crash
                 bad.append(f"{side}: a folder, not an audio file")
             elif os.path.exists(path) and not os.path.isfile(path):  # a device, FIFO or socket: never read

@@ -52,7 +52,9 @@ def test_one_off_audio_caption(tmp_path):
     # a folder, or a path without an audio extension that names nothing, is not scored as a caption
     (tmp_path / "clips").mkdir()
     for side, why in (("clips", "clips: a folder"), ("sub/missing", "sub/missing: no such file"),
-                      ("", "'': empty"), ("  ", "'  ': empty")):
+                      ("", "'': empty"), ("  ", "'  ': empty"),
+                      ("http://x/a.wav", "http://x/a.wav: a URL; clsp reads local files only"),
+                      ("s3://bucket/a.flac", "s3://bucket/a.flac: a URL")):
         p = cli("similarity", side, "a.wav", "-m", "tiny-random", "-q", cwd=tmp_path)
         assert p.returncode == 2 and why in p.stderr and p.stdout == "", (side, p.stderr)
 

@@ -353,3 +353,33 @@ def test_nul_bytes_and_unicode_blank_lines_through_embed(tmp_path):
         recs = _records(res)
         assert [r["id"] for r in recs] == ["line-1", "line-2", "line-4"]
         assert "line 2: holds a NUL byte" in recs[1]["error"]["message"] and "embedding" in recs[2]
+
+
+def test_a_folder_named_tilde_here_is_read_here_not_from_home(tmp_path, monkeypatch):
+    home, proj = tmp_path / "home", tmp_path / "proj"
+    (proj / "~").mkdir(parents=True)
+    home.mkdir()
+    write_wav(home / "h.wav", 0.5, freq=220)
+    write_wav(proj / "~" / "h.wav", 0.5, freq=880)
+    monkeypatch.setenv("HOME", str(home))
+    (proj / "m.jsonl").write_text(json.dumps({"id": "x", "audio": "./~/h.wav"}) + "\n"
+                                  + json.dumps({"id": "y", "audio": "~/h.wav"}) + "\n")
+    here, in_home = str(proj / "~" / "h.wav"), str(home / "h.wav")
+    for args, audios in ((["./~/h.wav"], [here]), (["."], [here]), (["~"], [here]), (["m.jsonl"], [here, in_home])):
+        res = _run(["embed", *args, "--model", "tiny-random", "-q"], proj)
+        assert res.exit_code == 0, (args, res.output)
+        assert [r["audio"] for r in _records(res)] == audios, args  # a leading ~ as written in a manifest expands
+
+
+def test_integer_ids_stay_integers_in_error_records(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        {"id": 7, "audio": "a.wav"}, {"id": 8, "audio": "missing.wav"}, {"id": 9, "audio": "a.wav", "start": 99},
+        {"id": 10, "audio": 5}, {"id": "11", "audio": "missing.wav"})) + "\n")
+    for command in (["embed", "--model", "tiny-random"], ["classify", "--pack", "gender", "--model", "tiny-random"],
+                    ["caption"]):
+        res = _run([command[0], "m.jsonl", *command[1:], "-q"], tmp_path)
+        assert res.exit_code == 3, (command, res.output)
+        recs = _records(res)
+        assert [r["id"] for r in recs] == [7, 8, 9, 10, "11"], command
+        assert ["error" in r for r in recs] == [False, True, True, True, True], command
