@@ -83,7 +83,7 @@ def _open_info(path: Path):
     try:
         info = sf.info(os.fsencode(path))  # bytes: a file name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_short(exc)}){_header_hint(path)}") from None
+        raise AudioError(f"{path}: cannot decode audio ({_short(exc)}){_header_hint(path, exc)}") from None
     _check_not_truncated(path, info)
     return info
 
@@ -91,8 +91,16 @@ def _open_info(path: Path):
 WAV_HEADER_BYTES = 44  # RIFF + fmt + data chunk headers of a plain PCM WAV
 
 
-def _header_hint(path: Path) -> str:
-    """What a RIFF file too short for its headers is, for the decoding error ('' otherwise)."""
+STREAM_MAGIC = {b"OggS": "Ogg", b"fLaC": "FLAC"}  # containers libsndfile reports damage in with its own words
+
+
+DAMAGE_WORDS = ("malformed", "lost sync", "unknown error", "ended unexpectedly")  # libsndfile on a damaged stream
+
+
+def _header_hint(path: Path, exc: BaseException | None = None) -> str:
+    """What a file libsndfile could not decode is, for the decoding error ('' when unknown): a
+    RIFF file too short for its headers, or an Ogg or FLAC stream cut short or damaged (when
+    libsndfile's error ``exc`` says damage, not an unsupported codec)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(WAV_HEADER_BYTES)
@@ -100,6 +108,8 @@ def _header_hint(path: Path) -> str:
         return ""
     if head[:4] in (b"RIFF", b"RIFX", b"RF64") and len(head) < WAV_HEADER_BYTES:
         return f"; the file is {len(head)} bytes, shorter than a WAV header ({WAV_HEADER_BYTES} bytes): it holds no audio"
+    if head[:4] in STREAM_MAGIC and any(word in str(exc).lower() for word in DAMAGE_WORDS):
+        return f"; a truncated or corrupt {STREAM_MAGIC[head[:4]]} stream: cut short or damaged"
     return ""
 
 
@@ -504,7 +514,7 @@ def _read_mono(p: Path, start: int, stop: int, channels: list[int] | None = None
                 parts.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0].copy())
                 remaining -= block.shape[0]
     except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError, MemoryError) as exc:
-        raise AudioError(f"{p}: cannot decode audio ({_short(exc)})") from None
+        raise AudioError(f"{p}: cannot decode audio ({_short(exc)}){_header_hint(p, exc)}") from None
     if not parts:
         raise AudioError(f"{p}: no audio samples")
     if promised and remaining > (0 if fmt != "MP3" else MP3_SHORTFALL_FRAMES):

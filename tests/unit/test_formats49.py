@@ -117,3 +117,14 @@ def test_a_cut_short_ogg_without_samples_is_named_truncated_not_empty(tmp_path):
     with pytest.raises(AudioError, match=r"cut\.ogg: truncated or corrupt Ogg stream") as exc:
         load_audio(cut)
     assert "no audio samples" not in str(exc.value)
+
+
+@pytest.mark.parametrize("fmt,subtype,name,keep", [("OGG", "VORBIS", "Ogg", 1000), ("OGG", "OPUS", "Ogg", 300),
+                                                    ("FLAC", "PCM_16", "FLAC", 100), ("FLAC", "PCM_16", "FLAC", 0.5)])
+def test_an_ogg_or_flac_stream_cut_short_in_its_headers_or_frames_is_named_so(tmp_path, fmt, subtype, name, keep):
+    data = _audio_bytes(fmt, subtype, seconds=2.0)
+    cut = tmp_path / f"cut.{fmt.lower()}"
+    cut.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
+    with pytest.raises(AudioError, match=rf"cut\.{fmt.lower()}: cannot decode audio \(.*\); a truncated or corrupt "
+                                         rf"{name} stream: cut short or damaged"):
+        load_audio(cut)
