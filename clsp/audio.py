@@ -356,6 +356,8 @@ def _frame_range(path: Path, sr: int, frames: int, start: float | None, end: flo
     count) is an ``AudioError``, as a Lhotse cut past its recording is."""
     # positions past the file's end are clamped to it first: seconds * rate may overflow (1e308)
     s = 0 if start is None else int(round(min(_seconds(path, "start", start) * sr, frames)))
+    if start is not None and s >= frames:
+        raise AudioError(f"{path}: start={start} is at or past the end of the file ({frames / sr:.3f} s)")
     explicit = end is not None and not isinstance(end, DurationEnd)  # a duration field is often the clip's, stale
     if explicit and _seconds(path, "end", end) > (frames + slack) / sr + END_TOLERANCE:
         raise AudioError(f"{path}: end={end} is past the end of the file ({frames / sr:.3f} s)")

@@ -179,6 +179,12 @@ class _Record:
         if not self.bounds or len(self.silent) < len(self.bounds):
             return None
         rec = self.item.record
+        read = self.bounds[-1][1]
+        if read < self.samples:  # --long-audio truncate: the rest of the clip was never read
+            return AudioError(f"{rec.get('audio', rec.get('_path'))}: its first {read / SAMPLE_RATE:.1f} s (of "
+                              f"{self.samples / SAMPLE_RATE:.1f} s), all that --long-audio truncate reads, are silent "
+                              "(peak below one 16-bit step): no voice to embed; --long-audio chunk-mean or windows "
+                              "reads the rest")
         return AudioError(f"{rec.get('audio', rec.get('_path'))}: silent (every window's peak below one 16-bit step): "
                           "no voice to embed")
 

@@ -49,7 +49,9 @@ def test_numbers_beyond_the_float_range_are_record_errors(tmp_path):
     assert "beyond the float range" in str(items[0].error) and "line 2" in str(items[1].error)
 
 
-def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
+def test_a_start_past_the_end_is_named_and_an_empty_segment_not_a_crash(tmp_path):
+    import re
+
     import numpy as np
     import pytest
     import soundfile as sf
@@ -58,8 +60,11 @@ def test_a_start_far_past_the_end_is_an_empty_segment_not_a_crash(tmp_path):
     from clsp.errors import AudioError
 
     sf.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
-    with pytest.raises(AudioError, match="empty segment"):
-        load_audio(tmp_path / "a.wav", start=1e308)
+    for start, end in ((1e308, None), (0.5, None), (2.0, 3.0), (0.6, 0.9)):  # the start is what is past the end
+        with pytest.raises(AudioError, match=re.escape(f"start={start} is at or past the end of the file (0.500 s)")):
+            load_audio(tmp_path / "a.wav", start=start, end=end)
+    with pytest.raises(AudioError, match=r"empty segment \(start=0\.3, end=0\.2"):
+        load_audio(tmp_path / "a.wav", start=0.3, end=0.2)
     with pytest.raises(AudioError, match="past the end of the file"):  # as a Lhotse cut past its recording
         load_audio(tmp_path / "a.wav", end=1e308)
     assert load_audio(tmp_path / "a.wav", end=0.52).numel() == 8000  # within 25 ms of the end: the whole file
