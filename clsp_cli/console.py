@@ -153,5 +153,9 @@ class Throughput:
         if self._progress is not None:
             self._progress.stop()
         log(f"{self.label}: {self.summary()} in {time.perf_counter() - self.start:.1f} s")
+        if exc[0] is None:
+            from clsp_cli.output import note_input_count
+
+            note_input_count(self.count)  # no records: nothing is published (clsp_cli.output.publish)
         if self.count == 0 and exc[0] is None:  # an empty list or manifest: say so even with --quiet
             warn(f"{self.label}: the input held no {self.unit} (nothing to do)")

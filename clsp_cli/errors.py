@@ -101,6 +101,9 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         from clsp import runfiles
 
         runfiles.begin()
+        from clsp_cli.output import note_input_count
+
+        note_input_count(None)  # a new run: no input counted yet
         previous = _catch_sigterm()
         try:
             check_numbers(kwargs)

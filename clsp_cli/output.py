@@ -498,13 +498,41 @@ class MatrixSink:
             self.fh.close()
 
 
+_EMPTY_INPUT = {"run": False}  # whether this command's input held no records (``note_input_count``)
+
+
+def note_input_count(count: int | None) -> None:
+    """What a run's progress counted on its input (``clsp_cli.console.Throughput``); None at a
+    command's start. An input of no records publishes nothing (``publish``)."""
+    _EMPTY_INPUT["run"] = count == 0
+
+
+def _holds_nothing(out: "RecordSink | MatrixSink") -> bool:
+    if isinstance(out, MatrixSink):
+        return out.rows == 0
+    return out.written == 0 and not out.failed and not out.failed_before and not getattr(out, "done", None)
+
+
 def publish(*outputs: "RecordSink | MatrixSink | None") -> None:
     """Publish the outputs of a run all or nothing, in the order given (the records first):
     every one is written out and checked (``prepare``: where a full disk, a quota or a
     file-size limit shows) before any replaces its file, so a run that cannot publish its
     records replaces none of its other outputs (``--errors``, ``--report``, ``--npy``) either;
-    their unpublished ``.partial`` files go as for any failed run. ``None`` entries are skipped."""
+    their unpublished ``.partial`` files go as for any failed run. ``None`` entries are skipped.
+
+    A run whose input held no records (an empty list, or an upstream command that failed
+    before writing any) publishes nothing: each output file is left as it was (an earlier
+    run's file is not replaced by an empty one), none is made, and a warning names them."""
     ready = [out for out in outputs if out is not None]
+    if _EMPTY_INPUT["run"] and ready and all(_holds_nothing(out) for out in ready):
+        files = [str(out.target.shown) for out in ready if out.target is not None and not out.target.through]
+        for out in ready:
+            out.discard()
+        if files:
+            from clsp_cli.console import warn
+
+            warn(f"no records: {', '.join(files)} not written (a file already there stays as it was)")
+        return
     prepared = []
     try:
         for out in ready:

@@ -230,7 +230,8 @@ def _query(o: Options) -> int:
             if o.html:
                 page.append((res.item.record, [h.to_dict() | {"score": h.score} for h in res.value.hits]))
     sink.commit()  # the hits first: a page that fails loses none of them
-    search_page(o.html, page, run.base, o.html_embed)
+    if progress.count:  # no query: no page either, as no records (an earlier page stays as it was)
+        search_page(o.html, page, run.base, o.html_embed)
     return sink.exit_code
 
 

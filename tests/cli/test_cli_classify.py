@@ -144,14 +144,26 @@ def test_forgotten_npy_is_one_warning_and_an_error_record_each(tmp_path):
 
 
 def test_an_empty_input_with_gold_labels_or_ratings_writes_nothing(tmp_path):
-    """No summary of nothing: no record, no report, a warning, exit 0 (classify and similarity)."""
+    """No summary of nothing: no record, no report, a warning, exit 0 (classify and similarity);
+    and an earlier run's outputs are not replaced by empty ones (an upstream command that failed
+    before writing a record left yesterday's -o and --npy empty, beside its old --report)."""
     (tmp_path / "empty.jsonl").write_text("")
     for args in (["classify", "empty.jsonl", "--pack", "gender", "--label-key", "gender", "--report", "r.json"],
-                 ["similarity", "empty.jsonl", "--human-key", "rating", "--report", "r.json"]):
-        p = run(*args, "-m", "tiny-random", "-o", "out.jsonl", cwd=tmp_path)
+                 ["similarity", "empty.jsonl", "--human-key", "rating", "--report", "r.json"],
+                 ["embed", "empty.jsonl", "--npy", "r.json"], ["caption", "empty.jsonl", "--errors", "r.json"]):
+        model = [] if args[0] == "caption" else ["-m", "tiny-random"]
+        p = run(*args, *model, "-o", "out.jsonl", cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         assert "the input held no" in p.stderr and "n/a" not in p.stderr
-        assert (tmp_path / "out.jsonl").read_text() == "" and not (tmp_path / "r.json").exists()
+        assert "no records: out.jsonl" in p.stderr, p.stderr
+        assert sorted(f.name for f in tmp_path.iterdir()) == ["empty.jsonl"], args  # nothing made, no .partial
+        (tmp_path / "out.jsonl").write_text("OLD\n")
+        (tmp_path / "r.json").write_text("OLDREPORT\n")
+        p = run(*args, *model, "-o", "out.jsonl", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert (tmp_path / "out.jsonl").read_text() == "OLD\n" and (tmp_path / "r.json").read_text() == "OLDREPORT\n"
+        (tmp_path / "out.jsonl").unlink()
+        (tmp_path / "r.json").unlink()
 
 
 def test_audio_records_with_embedding_record_field_names_are_clips_their_fields_kept(tmp_path):

@@ -381,3 +381,17 @@ def test_a_clsp_embed_record_embedded_again_gets_this_runs_vector_and_provenance
     np.testing.assert_allclose(np.load(tmp_path / "all.npy"), np.load(tmp_path / "e2.npy"), atol=1e-6)
     built = invoke("search", "build", "all.jsonl", "--npy", "all.npy", "-o", "all.idx", "-q", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
+
+
+def test_a_shard_with_no_share_of_the_input_is_still_published_for_merge(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.5, 160)
+    write_wav(tmp_path / "b.wav", 0.5, 220)
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps({"id": n, "audio": f"{n}.wav"}) + "\n" for n in "ab"))
+    for i in range(3):
+        res = invoke("embed", "two.jsonl", "--shard", f"{i}/3", "-o", "p-{shard}.jsonl", "--model", "tiny-random",
+                     "-q", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    assert (tmp_path / "p-0002-of-0003.jsonl").exists()  # an empty share: an empty shard, not none
+    res = invoke("merge", "p-0000-of-0003.jsonl", "p-0001-of-0003.jsonl", "p-0002-of-0003.jsonl", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert [r["id"] for r in jsonl(res.stdout)] == ["a", "b"]

@@ -357,3 +357,14 @@ def test_an_upstream_error_record_as_a_query_passes_its_reason_on(tmp_path, vecs
     assert p.returncode == 3
     [rec] = [json.loads(x) for x in p.stdout.splitlines()]
     assert rec["error"]["message"] == "query 'u1' is an upstream error: x.wav: no such file"
+
+
+def test_a_query_input_with_no_records_replaces_no_earlier_output_or_page(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    (tmp_path / "hits.jsonl").write_text("OLD\n")
+    (tmp_path / "page.html").write_text("OLDPAGE\n")
+    p = cli("search", "query", "v.idx", "-", "-o", "hits.jsonl", "--html", "page.html", cwd=tmp_path, stdin="")
+    assert p.returncode == 0 and "the input held no queries" in p.stderr, p.stderr
+    assert (tmp_path / "hits.jsonl").read_text() == "OLD\n" and (tmp_path / "page.html").read_text() == "OLDPAGE\n"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["emb.jsonl", "hits.jsonl", "page.html", "v.idx"]
