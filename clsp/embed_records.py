@@ -49,8 +49,9 @@ def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple
     ``source_id``, ``window``, ``windows``, ``window_start`` and ``window_end`` (seconds from
     the record's segment start), and ``start``/``end`` (seconds in the file: the window's own
     segment, so that a window record read back, captioned or played is that window's audio;
-    not for a mix or a command source, which have no file); otherwise one, without extra fields."""
-    if not windows or not isinstance(result, AudioResult):
+    not for a mix or a command source, which have no file); otherwise one, without extra fields,
+    as for a clip no longer than ``--max-seconds`` (one window, the whole clip), which keeps its id."""
+    if not windows or not isinstance(result, AudioResult) or len(result.windows) == 1:
         return [(result.value if result.value.ndim == 1 else result.value[0], {})]
     item_id, spans, record = result.item.id, result.windows, result.item.record
     audio = record.get("audio")

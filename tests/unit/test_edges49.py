@@ -59,4 +59,6 @@ def test_sharded_windows_whose_first_window_is_silent_merge_to_the_unsharded_out
         return [(r["id"], "error" in r, r.get("window"), r.get("windows")) for r in recs]
 
     assert shown(jsonl(merged.stdout)) == shown(jsonl(whole.stdout))
-    assert [r["id"] for r in jsonl(whole.stdout)] == ["b@0", "late@0", "late@1", "late@2", "c@0"]
+    out = jsonl(whole.stdout)  # a clip no longer than --max-seconds keeps its id and has no window fields
+    assert [r["id"] for r in out] == ["b", "late@0", "late@1", "late@2", "c"]
+    assert [r.get("source_id") for r in out] == [None, "late", "late", "late", None]
