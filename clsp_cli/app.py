@@ -110,7 +110,28 @@ def register(target: typer.Typer, commands: dict[str, tuple[str, str]]) -> None:
 register(app, COMMANDS)
 
 
+def open_closed_standard_streams() -> None:
+    """Give a closed stdin, stdout or stderr (a cron job, a daemon, ``clsp ... <&- >&- 2>&-``)
+    the null device, as the system would: a run that reads and writes only files then needs
+    none of them (Python leaves ``sys.stdin`` etc. None, and the file clsp opens next would take
+    the free descriptor, where a decoder subprocess writing to its stdout would land)."""
+    import os
+    import sys
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))
+
+
 def main() -> None:
+    open_closed_standard_streams()
     app()
 
 

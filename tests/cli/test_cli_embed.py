@@ -395,3 +395,19 @@ def test_a_shard_with_no_share_of_the_input_is_still_published_for_merge(tmp_pat
     res = invoke("merge", "p-0000-of-0003.jsonl", "p-0001-of-0003.jsonl", "p-0002-of-0003.jsonl", "-q", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert [r["id"] for r in jsonl(res.stdout)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])
+def test_a_run_on_files_needs_no_standard_stream(tmp_path, closed):
+    """With stdin, stdout or stderr closed (cron, daemons) a run that reads and writes files gave
+    a traceback and exit 1, or exit 1 silently, or (a missing input) 1 for the usage error's 2."""
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    run = f"{CLSP} --threads 1 embed m.jsonl -o out.jsonl -q --model tiny-random {closed}; echo rc=$? >&3"
+    p = subprocess.run(["bash", "-c", f"exec 3>rc.txt; {run}"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert (tmp_path / "rc.txt").read_text().strip() == "rc=0", p.stderr
+    assert "Traceback" not in p.stderr and len(jsonl((tmp_path / "out.jsonl").read_text())) == 1
+    missing = f"{CLSP} --threads 1 embed nosuch.wav -o x.jsonl -q --model tiny-random {closed}; echo rc=$? >&3"
+    subprocess.run(["bash", "-c", f"exec 3>rc.txt; {missing}"], cwd=tmp_path, capture_output=True, timeout=300)
+    assert (tmp_path / "rc.txt").read_text().strip() == "rc=2"
