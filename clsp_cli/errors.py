@@ -55,16 +55,19 @@ def _quiet_broken_pipe(code: int = EXIT_OK) -> None:
     os._exit(code)
 
 
-def _stdout_closed() -> None:
-    """The reader of stdout closed it before the end: quietly exit 0 (``| head`` took what it
-    wanted), unless output files of the run (``--npy``, ``--report``, ``--plot``) were left
-    unwritten: then they are removed with their locks and the run says so, exit 1."""
+def _stdout_closed(output: str = "stdout") -> None:
+    """The reader of stdout (or of the FIFO ``output`` the records go to) closed it before the
+    end: quietly exit 0 (``| head`` took what it wanted), unless output files of the run
+    (``--npy``, ``--report``, ``--plot``) were left unwritten: then they are removed with their
+    locks and the run says so, exit 1."""
     from clsp_cli.output_files import abandon_outputs
 
     left = abandon_outputs()
     if left:
-        error(f"stdout was closed before the run ended, so {', '.join(left)} "
-              f"{'was' if len(left) == 1 else 'were'} not written; write the records to a file (-o) "
+        where = "stdout was closed" if output == "stdout" else f"{output}: its reader closed that pipe"
+        fix = "a file (-o)" if output == "stdout" else "a regular file"
+        error(f"{where} before the run ended, so {', '.join(left)} "
+              f"{'was' if len(left) == 1 else 'were'} not written; write the records to {fix} "
               "to keep every output")
         _quiet_broken_pipe(EXIT_RUNTIME)
     _quiet_broken_pipe()
@@ -112,8 +115,8 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
             # names it fills in first ('{shard}')
             reserve_outputs(kwargs, RESERVED_PARAMS if resumable else tuple(dict.fromkeys((*outputs, *RESERVED_PARAMS))))
             code = fn(*args, **kwargs)
-        except BrokenPipeError:
-            _stdout_closed()
+        except BrokenPipeError as exc:
+            _stdout_closed(getattr(exc, "output", "stdout"))
         except FailFast as exc:
             error(str(exc))
             raise typer.Exit(EXIT_RUNTIME) from None

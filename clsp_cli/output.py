@@ -261,10 +261,17 @@ class RecordSink:
         try:
             self.fh.write(dumps(record) + "\n")
         except BrokenPipeError:
-            raise
+            raise self._pipe_closed() from None
         except OSError as exc:
             raise _io_error(self.output, exc) from None
         self.written += 1
+
+    def _pipe_closed(self) -> BrokenPipeError:
+        """The reader of the records' pipe is gone (stdout's, ``| head``, or that of a FIFO named
+        by ``-o``): a ``BrokenPipeError`` naming the output, as the command wrapper reports it."""
+        exc = BrokenPipeError()
+        exc.output = "stdout" if self.fh is sys.stdout or self.output == "-" else self.output
+        return exc
 
     def write_error(self, rec_id: Any, exc: BaseException, extra: dict[str, Any] | None = None) -> None:
         """Write an error record; with ``--on-error fail`` stop the command."""
@@ -298,7 +305,7 @@ class RecordSink:
             if self.lock is not None:
                 os.fsync(self.fh.fileno())
         except BrokenPipeError:
-            raise
+            raise self._pipe_closed() from None
         except OSError as exc:
             raise _io_error(self.output, exc) from None
 

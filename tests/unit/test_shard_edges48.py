@@ -69,6 +69,21 @@ def test_merge_to_a_closed_stdout_says_its_npy_was_not_written(corpus):
     assert not [p.name for p in corpus.glob("m.npy*")]
 
 
+def test_merge_to_a_fifo_whose_reader_closed_names_that_fifo(corpus):
+    fifo = corpus / "ff"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'rb').close()"])  # gone before a record
+    try:
+        res = subprocess.run([sys.executable, "-m", "clsp_cli.app", "--threads", "1", "merge", "p-0000-of-0002.jsonl",
+                              "p-0001-of-0002.jsonl", "-o", "ff", "--npy", "m.npy"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=corpus, timeout=120)
+    finally:
+        reader.wait(timeout=60)
+    assert res.returncode == 1, res.stderr
+    assert "ff: its reader closed that pipe before the run ended, so m.npy was not written" in res.stderr, res.stderr
+    assert "stdout" not in res.stderr and not [p.name for p in corpus.glob("m.npy*")]
+
+
 HOLD = """import sys
 from clsp_cli.output import MatrixSink, RecordSink
 sink = RecordSink(sys.argv[1]) if sys.argv[2] == "records" else MatrixSink(sys.argv[1], 4)
