@@ -131,7 +131,10 @@ def open_closed_standard_streams() -> None:
 
 
 def main() -> None:
+    from clsp_cli.errors import RUN_STATE
+
     open_closed_standard_streams()
+    RUN_STATE["process"] = True  # the clsp process itself (not a caller's, in-process)
     app()
 
 

@@ -31,7 +31,12 @@ class Terminated(BaseException):
     like Ctrl-C, so its outputs are cleaned up as for any stop (exit 143)."""
 
 
+RUN_STATE = {"published": False, "process": False}  # records published (``publish``); the clsp process itself
+
+
 def _raise_terminated(signum, frame) -> None:
+    if RUN_STATE["published"]:  # the run's records are out: it ends in moments, complete (exit 0 or 3)
+        return
     raise Terminated()
 
 
@@ -107,6 +112,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         from clsp_cli.output import note_input_count
 
         note_input_count(None)  # a new run: no input counted yet
+        RUN_STATE["published"] = False
         previous = _catch_sigterm()
         try:
             check_numbers(kwargs)
@@ -138,7 +144,9 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
             error(f"{where}{exc.strerror or exc}")
             raise typer.Exit(EXIT_RUNTIME) from None
         finally:
-            if previous is not None:
+            # a published run keeps ignoring SIGTERM to its exit in the clsp process (the default action
+            # would end a complete run with 143); called in-process, the caller's handler comes back
+            if previous is not None and not (RUN_STATE["published"] and RUN_STATE["process"]):
                 signal.signal(signal.SIGTERM, previous)
             release_unpublished(discard=not resumable)  # only a resumable command's partial output is kept
             release_reserved()

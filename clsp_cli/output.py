@@ -11,6 +11,7 @@ nothing is changed until the command has checked them (``check_run``) and calls
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -549,8 +550,28 @@ def publish(*outputs: "RecordSink | MatrixSink | None") -> None:
         for out in prepared:
             getattr(out, "unprepare", lambda: None)()
         raise
-    for out in ready:
-        out.publish()
+    with _sigterm_held():  # a stop signal lands before or after the outputs are all in place, never between
+        for out in ready:
+            out.publish()
+        from clsp_cli.errors import RUN_STATE
+
+        RUN_STATE["published"] = True  # SIGTERM from now on finds a complete run: it is left to end
+
+
+@contextlib.contextmanager
+def _sigterm_held():
+    """SIGTERM blocked (delivered when the block ends) in the main thread; elsewhere nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _discard(fh, partial: Path | None, lock: OutputLock | None) -> None:

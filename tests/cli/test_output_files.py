@@ -739,3 +739,31 @@ def test_convert_refused_by_the_system_names_the_destination_not_its_temporary_f
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == f"error: cannot write {tmp_path / 'ro' / 'm'}: Operation not permitted (EPERM)"
     assert list(tmp_path.iterdir()) == []  # nor its lock, nor the folder made for it
+
+
+STOP_AFTER_PUBLISH = """import os, signal, sys
+from clsp_cli.errors import Terminated, _catch_sigterm
+from clsp_cli.output import RecordSink
+_catch_sigterm()
+sink = RecordSink(sys.argv[1])
+sink.write({"id": "a"})
+if sys.argv[2] == "before":
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    except Terminated:
+        print("stopped")
+        sys.exit(0)
+sink.commit()
+os.kill(os.getpid(), signal.SIGTERM)  # as SLURM's time limit, a moment after the run published its records
+print("finished")
+"""
+
+
+def test_a_stop_signal_after_the_records_are_published_lets_the_run_finish(tmp_path):
+    """A SIGTERM just after a run published its outputs ended it with 143, so a batch script
+    took a complete output for an unfinished one and computed it again."""
+    for when, says in (("before", "stopped"), ("after", "finished")):
+        p = subprocess.run([sys.executable, "-c", STOP_AFTER_PUBLISH, str(tmp_path / f"{when}.jsonl"), when],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert p.returncode == 0 and p.stdout.strip() == says, (when, p.returncode, p.stdout, p.stderr)
+    assert (tmp_path / "after.jsonl").read_text() == '{"id":"a"}\n' and not (tmp_path / "before.jsonl").exists()
