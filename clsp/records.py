@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -458,17 +459,29 @@ def is_summary_line(raw: bytes) -> bool:
         and isinstance(obj["summary"], dict)
 
 
-def refuse_yaml_manifest(name: str) -> None:
-    """``ConfigError`` for an input named as YAML (``cuts.yaml``, ``cuts.yml.gz``): no line
-    reader reads it (each line would become an error record); the message gives the Lhotse
-    line that converts a YAML cut manifest to JSON Lines."""
+# how a YAML manifest begins (Lhotse's: "- channel: 0", keys sorted): a document mark, or a list of
+# mappings; no JSON record does, and no path a list would hold
+YAML_START = re.compile(rb"^(---(\s|$)|%YAML|- [A-Za-z_]\w*:(\s|$)|id:\s)")
+
+
+def refuse_yaml_manifest(name: str, first_line: bytes | None = None) -> None:
+    """``ConfigError`` for an input named as YAML (``cuts.yaml``, ``cuts.yml.gz``), or whose
+    ``first_line`` begins as a YAML manifest does (``---``, ``- channel: 0``: one piped on stdin, or
+    under another name): no line reader reads it (each line would become an error record); the
+    message gives the Lhotse line that converts a YAML cut manifest to JSON Lines."""
     low = str(name).lower()
     for suffix in (".gz", ".zst", ".xz", ".bz2"):
         low = low.removesuffix(suffix)
-    if low.endswith((".yaml", ".yml")):
-        raise ConfigError(f"{name}: a YAML manifest; clsp reads JSON Lines, one record per line (for "
+    line = (first_line or b"").strip()
+    by_content = YAML_START.match(line) is not None
+    if low.endswith((".yaml", ".yml")) or by_content:
+        piped = str(name) in ("-", "stdin") or is_stream_node(name)
+        how = "a YAML manifest" if not by_content else f"a YAML manifest (its first line: {line[:60].decode(errors='replace')!r})"
+        source = "cuts.yaml" if piped else name
+        save = "save it as cuts.yaml, then for " if piped else "for "
+        raise ConfigError(f"{name}: {how}; clsp reads JSON Lines, one record per line ({save}"
                           "Lhotse cuts: python -c \"from lhotse import CutSet; "
-                          f"CutSet.from_file('{name}').to_file('cuts.jsonl.gz')\", then give cuts.jsonl.gz)")
+                          f"CutSet.from_file('{source}').to_file('cuts.jsonl.gz')\", then give cuts.jsonl.gz)")
 
 
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
@@ -504,7 +517,7 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
         try:
             for lineno, raw in iter_lines(stream, name):
                 if index == start_index:
-                    refuse_yaml_manifest(name)
+                    refuse_yaml_manifest(name, raw)
                 if index == start_index and raw.strip() in (b"[", b"{"):
                     raise ConfigError(f"{name}: pretty-printed JSON (a lone {raw.strip().decode()!r} on line {lineno}); "
                                       "clsp reads JSON Lines, one record per line (convert with: jq -c '.[]' for an "

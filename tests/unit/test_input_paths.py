@@ -97,6 +97,12 @@ def test_a_yaml_manifest_is_a_usage_error_with_the_conversion(tmp_path: Path) ->
         res = invoke(*args, cwd=tmp_path)
         assert res.returncode == 2 and b"cuts.yaml: a YAML manifest" in res.stderr and not res.stdout, res.stderr
         assert b"to_file('cuts.jsonl.gz')" in res.stderr
+    yaml = (tmp_path / "cuts.yaml").read_bytes()
+    (tmp_path / "cuts.txt").write_bytes(yaml)
+    for args, stdin in ((("embed", "-", "--model", "tiny-random"), yaml), (("caption", "cuts.txt"), None)):
+        res = invoke(*args, cwd=tmp_path, stdin=stdin)  # piped, or under another name: known by its first line
+        assert res.returncode == 2 and b": a YAML manifest (its first line: '" in res.stderr and not res.stdout, res.stderr
+    assert invoke("embed", "-", "--model", "tiny-random", "-q", cwd=tmp_path, stdin=b"v.wav\n").returncode == 0
     (tmp_path / "part-0000-of-0001.yml").write_text("- id: a\n  duration: 1.0\n")
     res = invoke("merge", "part-0000-of-0001.yml", "-o", "m.jsonl", cwd=tmp_path)  # merge's own reader too
     assert res.returncode == 2 and b"a YAML manifest" in res.stderr and not (tmp_path / "m.jsonl").exists()
