@@ -459,6 +459,28 @@ def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> No
                                   "model's own files; give the output a path outside it")
 
 
+def _refuse_inside_index(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    """``ConfigError`` (exit 2), before any work, for an output inside an index folder the run
+    reads (``search query IDX -o IDX/index.json``): publishing it could replace the index's own
+    files, and would otherwise be refused only when the run ends."""
+    folders = {}
+    for name, value in params.items():
+        if name in outputs or not isinstance(value, str) or not value or "\n" in value:
+            continue
+        if os.path.isdir(value) and os.path.isfile(os.path.join(value, "index.json")):
+            folders[os.path.realpath(value)] = value
+    for name in outputs:
+        path = params.get(name)
+        if not folders or not isinstance(path, str) or not path or path == "-":
+            continue
+        real = os.path.realpath(path)
+        for folder, shown in folders.items():
+            if real.startswith(folder + os.sep):
+                raise ConfigError(f"--{name.replace('_', '-')} {path}: lies inside the index folder this run reads "
+                                  f"({shown}); writing there could replace the index's own files; give the output "
+                                  "a path outside it")
+
+
 PLAIN_RECORD_FILES = ("report", "errors")  # outputs besides -o written as plain JSON / JSON Lines
 
 
@@ -540,6 +562,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
         _refuse_folder(params.get(name), "--" + name.replace("_", "-"), figure and name == "output")
         _refuse_working_name(params.get(name), "--" + name.replace("_", "-"))
     _refuse_inside_model(params, outputs)
+    _refuse_inside_index(params, outputs)
     _refuse_training_run_files(params, outputs)
     _refuse_compressed_names(params, outputs)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]

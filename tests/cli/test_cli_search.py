@@ -368,3 +368,15 @@ def test_a_query_input_with_no_records_replaces_no_earlier_output_or_page(tmp_pa
     assert p.returncode == 0 and "the input held no queries" in p.stderr, p.stderr
     assert (tmp_path / "hits.jsonl").read_text() == "OLD\n" and (tmp_path / "page.html").read_text() == "OLDPAGE\n"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["emb.jsonl", "hits.jsonl", "page.html", "v.idx"]
+
+
+def test_an_output_inside_the_index_folder_read_is_refused_before_any_work(tmp_path, vecs):
+    write_embeddings(tmp_path / "emb.jsonl", vecs)
+    assert cli("search", "build", "emb.jsonl", "-o", "v.idx", "-q", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "v.idx").rglob("*") if p.is_file()}
+    for out in ("v.idx/index.json", "v.idx/hits.jsonl"):
+        p = cli("search", "query", "v.idx", "emb.jsonl", "-o", out, "-q", cwd=tmp_path)
+        assert p.returncode == 2 and "lies inside the index folder this run reads (v.idx)" in p.stderr, p.stderr
+    p = cli("search", "eval", "v.idx", "--queries", "emb.jsonl", "-o", "v.idx/r.json", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "lies inside the index folder" in p.stderr, p.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "v.idx").rglob("*") if p.is_file()} == before  # no .partial
