@@ -78,8 +78,11 @@ def _run(o: Options) -> int:
     tally = GoldTally(prompt_set, o.label_key) if o.label_key is not None else None
     misses: list[dict] = []
     no_matrix = MissingMatrix(" ".join(o.input or ["-"]))
+    results = no_matrix.watch(run, o.npy)
+    if tally is not None:
+        results = _until_key_seen(results, tally)
     with Throughput("classify", "clips") as progress:
-        for res in write_results(sink, no_matrix.watch(run, o.npy), progress):
+        for res in write_results(sink, results, progress):
             gold = tally.add(res.item.record, res.value.label) if tally is not None else None
             if o.html and gold is not None and gold != res.value.label:
                 misses.append({**res.value.fields, "gold": gold, **res.value.to_dict()})
@@ -100,6 +103,30 @@ def _run(o: Options) -> int:
     if tally is not None and progress.count:
         classify_outputs(summary, misses, o.plot, o.html, o.html_embed)
     return sink.exit_code
+
+
+def _until_key_seen(results, tally):
+    """The results, held back until one input record carries ``--label-key`` (then streamed):
+    a key that no record has (a typo) is a usage error before any record is written, also to
+    stdout, rather than after every record went out."""
+    from clsp.records import public_fields
+
+    held = []
+    for res in results:
+        if held is None:
+            yield res
+            continue
+        held.append(res)
+        rec = getattr(res.item, "record", None)
+        if isinstance(rec, dict) and tally.label_key in rec:
+            yield from held
+            held = None
+    if held:
+        for res in held:
+            if res.ok and isinstance(getattr(res.item, "record", None), dict):
+                tally.fields.update(public_fields(res.item.record))
+        tally.check_key()  # a record counted, none with the key: ConfigError, nothing written
+        yield from held
 
 
 def _print_packs(names, load_pack) -> int:

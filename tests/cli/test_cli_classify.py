@@ -243,3 +243,22 @@ def test_a_record_whose_audio_is_no_path_says_so(tmp_path):
     out = jsonl(res.stdout)
     assert res.returncode == 3 and [r["id"] for r in out] == ["e", "n", "z", "l"]
     assert all("'audio' must be a non-empty path string" in r["error"]["message"] for r in out), out
+
+
+def test_a_label_key_no_record_has_writes_no_record_even_to_stdout(tmp_path):
+    """The records went out to stdout, then exit 2 for the mistyped key: a reader took them."""
+    from tests.conftest import write_wav
+
+    for n in "ab":
+        write_wav(tmp_path / f"{n}.wav", 0.5)
+    recs = [{"id": "a", "audio": "a.wav", "gender": "male"}, {"id": "b", "audio": "b.wav"},
+            {"id": "c", "audio": "missing.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = run("classify", "m.jsonl", "--pack", "gender", "--label-key", "gendre", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "--label-key 'gendre': no record has this field" in p.stderr and p.stdout == "", p
+    p = run("classify", "m.jsonl", "--pack", "gender", "--label-key", "gender", "-m", "tiny-random", "-q", cwd=tmp_path)
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    assert p.returncode == 3 and [r["id"] for r in out] == ["a", "b", "c", "__summary__"], p.stderr
+    (tmp_path / "late.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(recs)))  # the key comes last
+    p = run("classify", "late.jsonl", "--pack", "gender", "--label-key", "gender", "-m", "tiny-random", "-q", cwd=tmp_path)
+    assert p.returncode == 3 and [json.loads(x)["id"] for x in p.stdout.splitlines()] == ["c", "b", "a", "__summary__"]
