@@ -28,14 +28,14 @@ class RatingTally:
     group_key: str | None = None
     ratings: list[tuple[float, float, Any]] = field(default_factory=list)
     unrated: int = 0
-    keyed: int = 0  # scored pairs whose record has the field at all
+    keyed: int = 0  # scored pairs whose record has the field at all (null too)
     fields: set = field(default_factory=set)  # the fields the scored pairs' records have
 
     def add(self, pair: PairScore) -> bool:
         """Count one scored pair; False (and counted in ``unrated``) when it has no numeric rating."""
         self.fields.update(pair.fields)
         self.fields.update(pair.metadata or {})
-        self.keyed += pair.field(self.human_key) is not None
+        self.keyed += self.human_key in pair.fields or self.human_key in (pair.metadata or {})
         rating = numeric_rating(pair.field(self.human_key))
         if rating is None:
             self.unrated += 1
@@ -55,6 +55,10 @@ class RatingTally:
                   f"{', ...' if len(shown) > 12 else ''}")
         if self.unrated and not self.keyed:
             raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field ({fields})")
+        if self.unrated and not self.ratings:
+            raise ConfigError(f"--human-key {self.human_key!r}: no pair has a numeric rating there ({self.keyed} "
+                              f"of {self.unrated} scored pairs have the field, null or not a number); rate some "
+                              "pairs, or leave --human-key out to score them only")
         if self.group_key and self.ratings and all(group is None for _, _, group in self.ratings):
             raise ConfigError(f"--group-key {self.group_key!r}: no rated pair record has this field ({fields})")
 

@@ -589,6 +589,25 @@ def _discard(fh, partial: Path | None, lock: OutputLock | None) -> None:
             lock.release()
 
 
+def held_until(results: Iterable[Result], seen: Callable[[Result], bool],
+               at_end: Callable[[list[Result]], None]) -> Iterator[Result]:
+    """The results, held back until ``seen`` says one of them carries what an evaluation needs
+    (a gold label, a rating), then streamed; when none did, ``at_end(held)`` runs first (it
+    raises the usage error of a mistyped key, so that no record has gone out, to stdout either)."""
+    held: list[Result] | None = []
+    for res in results:
+        if held is None:
+            yield res
+            continue
+        held.append(res)
+        if seen(res):
+            yield from held
+            held = None
+    if held:
+        at_end(held)
+        yield from held
+
+
 def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = None,
                   keep: Callable[[Any], bool] | None = None,
                   records: Callable[[Result], list[dict[str, Any]]] | None = None,

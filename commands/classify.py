@@ -94,6 +94,7 @@ def _run(o: Options) -> int:
              + ", ".join(f"{k!r} x{v}" for k, v in sorted(tally.unknown.items())))
     if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(o.pack, run.provenance, o.n_boot)
+        summary["failed"] = progress.failed  # records that failed (error records): in no count above
         if not o.quiet:
             from clsp_cli.tables import classification_table
 
@@ -106,27 +107,22 @@ def _run(o: Options) -> int:
 
 
 def _until_key_seen(results, tally):
-    """The results, held back until one input record carries ``--label-key`` (then streamed):
-    a key that no record has (a typo) is a usage error before any record is written, also to
-    stdout, rather than after every record went out."""
+    """The results, held back until one input record carries ``--label-key``: a key that no
+    record has (a typo) is a usage error before any record is written, also to stdout."""
     from clsp.records import public_fields
+    from clsp_cli.output import held_until
 
-    held = []
-    for res in results:
-        if held is None:
-            yield res
-            continue
-        held.append(res)
+    def record(res):
         rec = getattr(res.item, "record", None)
-        if isinstance(rec, dict) and tally.label_key in rec:
-            yield from held
-            held = None
-    if held:
+        return rec if isinstance(rec, dict) else None
+
+    def none_seen(held):
         for res in held:
-            if res.ok and isinstance(getattr(res.item, "record", None), dict):
-                tally.fields.update(public_fields(res.item.record))
+            if res.ok and record(res) is not None:
+                tally.fields.update(public_fields(record(res)))
         tally.check_key()  # a record counted, none with the key: ConfigError, nothing written
-        yield from held
+
+    return held_until(results, lambda res: tally.label_key in (record(res) or {}), none_seen)
 
 
 def _print_packs(names, load_pack) -> int:

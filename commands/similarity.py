@@ -98,6 +98,19 @@ def _run(o: Options) -> int:
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0
     results = compare(net, pairs, batch_size=o.batch_size, device=o.device, base_dir=base)
+    if tally is not None:  # held back until a pair is rated: a key no pair rates writes no record
+        from clsp.similarity_eval import numeric_rating
+        from clsp_cli.output import held_until
+
+        def none_rated(held):
+            first = RatingTally(o.human_key, o.group_key)
+            for res in held:
+                if res.ok:
+                    first.add(res.value)
+            first.check_key()
+
+        results = held_until(results, lambda res: res.ok and numeric_rating(res.value.field(o.human_key)) is not None,
+                             none_rated)
     with Throughput("similarity", "pairs") as progress:
         for res in write_results(sink, results, progress, keep=lambda p: keep_score(p.score, o.below, o.above)):
             scored += 1
@@ -114,6 +127,7 @@ def _run(o: Options) -> int:
         tally.check_key()
     if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(net.provenance(), o.n_boot)
+        summary["failed"] = progress.failed  # pairs that failed (error records): neither rated nor unrated
         if tally.unrated:
             log(f"similarity: {tally.unrated} scored pairs have no numeric '{o.human_key}' and are not in the correlations")
         if not o.quiet:

@@ -259,6 +259,8 @@ def test_a_label_key_no_record_has_writes_no_record_even_to_stdout(tmp_path):
     p = run("classify", "m.jsonl", "--pack", "gender", "--label-key", "gender", "-m", "tiny-random", "-q", cwd=tmp_path)
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert p.returncode == 3 and [r["id"] for r in out] == ["a", "b", "c", "__summary__"], p.stderr
+    summary = out[-1]["summary"]  # what was counted: one gold label, one record without, one failed
+    assert (summary["n"], summary["skipped_gold"], summary["failed"]) == (1, {"<missing>": 1}, 1), summary
     (tmp_path / "late.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(recs)))  # the key comes last
     p = run("classify", "late.jsonl", "--pack", "gender", "--label-key", "gender", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert p.returncode == 3 and [json.loads(x)["id"] for x in p.stdout.splitlines()] == ["c", "b", "a", "__summary__"]

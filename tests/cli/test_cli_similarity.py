@@ -164,8 +164,21 @@ def test_a_human_key_no_pair_has_is_a_usage_error(tmp_path):
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rate", "-q", cwd=tmp_path)
     assert p.returncode == 2 and "--human-key 'rate': no pair record has this field (their fields besides the two sides: id, rating)" in p.stderr
+    assert p.stdout == ""  # held back: no record went out before the usage error
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--n-boot", "0", "-q", cwd=tmp_path)
     assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["summary"]["overall"]["n"] == 2
+    # every rating null: the field is there, nothing is rated (the message said no pair had the field)
+    nulls = [{**x, "rating": None} for x in pairs]
+    (tmp_path / "nulls.jsonl").write_text("".join(json.dumps(x) + "\n" for x in nulls))
+    p = cli("similarity", "nulls.jsonl", "-m", "tiny-random", "--human-key", "rating", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and "no pair has a numeric rating there (2 of 2 scored pairs have the field" in p.stderr
+    assert p.stdout == "", p.stdout
+    # a pair that fails is counted in the summary, as neither rated nor unrated
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
+        *nulls, *pairs, {"a": "missing.wav", "b": "a calm voice", "rating": 2}]))
+    p = cli("similarity", "more.jsonl", "-m", "tiny-random", "--human-key", "rating", "--n-boot", "0", "-q", cwd=tmp_path)
+    summary = json.loads(p.stdout.splitlines()[-1])["summary"]
+    assert p.returncode == 3 and (summary["overall"]["n"], summary["unrated"], summary["failed"]) == (2, 2, 1), summary
     # a --group-key no rated pair has gave one group named None and exit 0
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--group-key", "kind", "-q",
             cwd=tmp_path)
