@@ -137,9 +137,10 @@ def _unit_rows(mat: np.ndarray) -> np.ndarray:
 
 
 def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
-                    on_skip: OnSkip | None) -> tuple[list[int], list[int]]:
+                    on_skip: OnSkip | None, left_out: dict[str, str] | None = None) -> tuple[list[int], list[int]]:
     """For each caption that names a speech record in ``match_key`` (else its own id): the
-    speech row it describes, and the caption's row; the others are skipped."""
+    speech row it describes, and the caption's row; the others are skipped (the reason names a
+    speech record that was itself left out, ``left_out``: id -> why, as such)."""
     row_of: dict[str, int] = {}
     for n, r in enumerate(speech):
         if str(r["id"]) in row_of:
@@ -151,7 +152,9 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
     for n, rec in enumerate(captions):
         target = str(rec.get(match_key, rec["id"]))
         if target not in row_of:
-            if on_skip is not None:
+            if on_skip is not None and target in (left_out or {}):
+                on_skip(f"caption {rec['id']}", f"its speech record {target!r} was left out ({left_out[target]})")
+            elif on_skip is not None:
                 why = (f"no speech record with id {target!r} (field '{match_key}')" if match_key in rec else
                        f"no field '{match_key}' (--match-key), and its own id {target!r} names no speech record")
                 on_skip(f"caption {rec['id']}", why)
@@ -216,7 +219,14 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     reader = EmbeddingReader(load_matrix(speech_npy) if speech_npy else shared, modality="audio",
                              holds="--speech takes", fix=_SIDES_FIX)
     speech_rows: dict = {}
-    avecs, arecs, afail = read_vectors(reader, speech, on_skip, on_read, rows=speech_rows)
+    left_out: dict[str, str] = {}  # speech records skipped, id -> why: their captions say so
+
+    def speech_skipped(rec_id, why) -> None:
+        left_out.setdefault(str(rec_id), str(why))
+        if on_skip is not None:
+            on_skip(rec_id, why)
+
+    avecs, arecs, afail = read_vectors(reader, speech, speech_skipped, on_read, rows=speech_rows)
     # the same reader, so that captions must come from the speech side's model
     reader.matrix = load_matrix(captions_npy) if captions_npy else shared
     reader.modality, reader.holds = "text", "--captions takes"
@@ -233,7 +243,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
                  if not vecs]
         raise InputError(f"pool mode needs at least one speech and one caption embedding: {'; '.join(empty)}")
     audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
-    owner, keep = _caption_owners(arecs, trecs, match_key, on_caption_skip)
+    owner, keep = _caption_owners(arecs, trecs, match_key, on_caption_skip, left_out)
     failed = afail + tfail + len(trecs) - len(keep)
     owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
     trecs = [trecs[n] for n in keep]

@@ -82,6 +82,18 @@ def test_pool_eval_names_a_non_finite_row_and_stays_valid_json(pool):
     assert got["metrics"]["t2s_R@1"] == pytest.approx(want["t2s_R@1"])
 
 
+def test_pool_eval_names_a_left_out_speech_record_as_the_reason_its_captions_go(pool):
+    tmp, _, _ = pool
+    both = np.load(tmp / "both.npy")
+    both[3, 0] = np.inf  # speech record c3 cannot be used
+    np.save(tmp / "both.npy", both)
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0")
+    assert r.exit_code == 3 and lines(r)[0]["failed"] == 2, r.output
+    assert "caption t3: its speech record 'c3' was left out (" in r.stderr, r.stderr
+    assert "no speech record with id 'c3'" not in r.stderr
+
+
 def test_build_with_npy_rows_then_query_and_eval(pool):
     tmp, speech, caps = pool
     r = cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"), "-q")
