@@ -64,9 +64,7 @@ def encode_texts(model, texts: Iterable[str], batch_size: int = 64, *, dtype: st
 
     if isinstance(texts, str):
         raise ConfigError("encode_texts takes a list of captions, not one string")
-    from clsp.models.base import _caption_list
-
-    texts = _caption_list(texts, "encode_texts")  # a generator is read once, here
+    texts = caption_list(texts, "encode_texts")  # a generator is read once, here
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(f"text {bad}: a caption must be a string, got {type(texts[bad]).__name__}")
@@ -78,6 +76,15 @@ def encode_texts(model, texts: Iterable[str], batch_size: int = 64, *, dtype: st
             raise result.error
         rows.append(result.value)
     return _matrix(rows, model)
+
+
+def caption_list(texts, caller: str) -> list:
+    """``texts`` (a list, tuple, generator or any other iterable of captions) as a list, read
+    once; ``ConfigError`` naming ``caller`` for something that is not iterable."""
+    try:
+        return list(texts)
+    except TypeError:
+        raise ConfigError(f"{caller} takes a list of captions, got {type(texts).__name__}") from None
 
 
 def _matrix(rows: list[np.ndarray], model) -> np.ndarray:

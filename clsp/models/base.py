@@ -198,7 +198,9 @@ class CLSPModel(nn.Module):
         ``with_text=False``."""
         if isinstance(texts, str):
             raise ConfigError("encode_text takes a list of captions, not one string (give [text])")
-        texts = _caption_list(texts, "encode_text")
+        from clsp.encode import caption_list
+
+        texts = caption_list(texts, "encode_text")
         _check_captions(texts)
         if len(texts) == 0:
             return torch.zeros(0, self.config.joint_dim, device=self.device)
@@ -274,15 +276,6 @@ def config_digest(config: "ModelConfig") -> str:
     data["text_encoder"] = {k: text.get(k) for k in ("pooling", "max_length")}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _caption_list(texts, caller: str) -> list:
-    """``texts`` (a list, tuple, generator or any other iterable of captions) as a list, read
-    once; ``ConfigError`` naming ``caller`` for something that is not iterable."""
-    try:
-        return list(texts)
-    except TypeError:
-        raise ConfigError(f"{caller} takes a list of captions, got {type(texts).__name__}") from None
 
 
 def _check_captions(texts) -> None:
