@@ -238,7 +238,30 @@ class SinglePass:
 def group_name(value: Any) -> str:
     """The ``--group-key`` group of a record's value (``search eval``, ``similarity``): a string
     as it is, ``null`` for a missing field or JSON null, any other value as its JSON text
-    (``true``, ``3``, ``["a"]``)."""
+    (``true``, ``3``, ``["a"]``). ``group_names`` keeps values apart whose names meet."""
     import json
 
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, (list, tuple)) else "object"
+
+
+def group_names(values: list[Any]) -> list[str]:
+    """``group_name`` of each value, except that a value that is not a string, whose JSON text
+    is also a string value among ``values`` (the number ``1`` beside the string ``"1"``, a
+    missing field beside ``"null"``), is named with its JSON kind (``1 (number)``,
+    ``null (null)``), so that the two stay two groups."""
+    strings = {v for v in values if isinstance(v, str)}
+    names = []
+    for value in values:
+        name = group_name(value)
+        names.append(f"{name} ({_json_kind(value)})" if not isinstance(value, str) and name in strings else name)
+    return names

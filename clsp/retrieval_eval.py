@@ -14,7 +14,7 @@ import numpy as np
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.records import EmbeddingReader, OnSkip, load_matrix, read_vectors
-from clsp.results import group_name
+from clsp.results import group_names
 
 
 @dataclass
@@ -92,6 +92,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     groups: dict[str, list] = {}
     worsts: dict[str, list] = {}  # per group, each query's count of non-relevant candidates
     failed, grouped = 0, False
+    scored: list[tuple[Any, int, int]] = []  # per scored query: its group value, rank and non-relevant count
     known = set(index.ids)
     for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
         try:
@@ -109,7 +110,10 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
         rank = _hits_rank([str(h["id"]) for h in result], relevant, [h["score"] for h in result], index.info.metric)
         worst = index.info.count - len(known.intersection(str(r) for r in relevant))  # non-relevant candidates
         grouped = grouped or (group_key is not None and item.record.get(group_key) is not None)
-        for key in ["all"] + ([group_name(item.record.get(group_key))] if group_key else []):
+        scored.append((item.record.get(group_key) if group_key else None, rank, worst))
+    names = group_names([value for value, _, _ in scored]) if group_key else []
+    for n, (_, rank, worst) in enumerate(scored):
+        for key in ["all"] + ([names[n]] if group_key else []):
             groups.setdefault(key, []).append(rank)
             worsts.setdefault(key, []).append(worst)
     overall = groups.pop("all", [])
@@ -260,7 +264,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     if group_key:
         if trecs and all(r.get(group_key) is None for r in trecs):
             raise _no_group_field(group_key, "caption")
-        labels = np.asarray([group_name(r.get(group_key)) for r in trecs])
+        labels = np.asarray(group_names([r.get(group_key) for r in trecs]))
         summary["group_key"] = group_key
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot,
                                                       caption_keys=[k for k, lab in zip(keys, labels) if lab == g])

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from clsp.results import PairScore, group_name
+from clsp.results import PairScore, group_names
 
 
 def numeric_rating(value: Any) -> float | None:
@@ -81,7 +81,8 @@ class RatingTally:
                    "overall": report(self.ratings)}
         if self.group_key:
             summary["group_key"] = self.group_key
-            summary["groups"] = {g: report([r for r in self.ratings if group_name(r[2]) == g])
-                                 for g in sorted({group_name(r[2]) for r in self.ratings})}
+            names = group_names([r[2] for r in self.ratings])
+            summary["groups"] = {g: report([r for r, name in zip(self.ratings, names) if name == g])
+                                 for g in sorted(set(names))}
         summary["unrated"] = self.unrated
         return summary

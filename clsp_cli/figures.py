@@ -71,11 +71,11 @@ def similarity_plot(plot: str | None, ratings: Sequence[tuple[float, float, Any]
     if not plot:
         return
     from clsp.plots import save_figure, scatter_figure
-    from clsp.results import group_name
+    from clsp.results import group_names
 
     grouped = "groups" in summary
     reports = summary["groups"] if grouped else {"all": summary["overall"]}
-    groups = [group_name(r[2]) for r in ratings] if grouped else None
+    groups = group_names([r[2] for r in ratings]) if grouped else None
     from clsp.plots import correlation_label
 
     title = f"clsp similarity vs '{summary['human_key']}'" + (f" by '{summary['group_key']}'" if grouped else "")

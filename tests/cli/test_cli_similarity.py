@@ -325,3 +325,18 @@ def test_cut_sides_are_written_absolute_and_read_under_audio_root(tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["score"] == out["score"], again.stderr
     rooted = cli("similarity", "sub/pairs.jsonl", "--audio-root", "sub", "--model", "tiny-random", "-q", cwd=tmp_path)
     assert rooted.returncode == 0 and json.loads(rooted.stdout)["score"] == out["score"], rooted.stdout
+
+
+def test_group_values_of_two_json_kinds_with_one_text_stay_two_groups(tmp_path):
+    """The number 1 and the string "1" (a missing field and "null") were merged into one group."""
+    from clsp.results import group_names
+
+    assert group_names([1, "1", None, "null", True, "x", 2]) == ["1 (number)", "1", "null (null)", "null",
+                                                                  "true", "x", "2"]
+    tone(tmp_path / "v1.wav", 150)
+    pairs = [{"a": "v1.wav", "b": f"voice {n}", "rating": n, "g": g} for n, g in enumerate([1, 1, 1, "1", "1", "1"])]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--group-key", "g",
+            "--n-boot", "0", "-q", cwd=tmp_path)
+    groups = json.loads(p.stdout.splitlines()[-1])["summary"]["groups"]
+    assert p.returncode == 0 and {g: r["n"] for g, r in groups.items()} == {"1": 3, "1 (number)": 3}, groups
