@@ -230,16 +230,29 @@ def _writing(final: Path, tmp: Path, write) -> None:
 
 
 def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(trainer state, this rank's state) of a checkpoint."""
+    """(trainer state, this rank's state) of a checkpoint. A rank the checkpoint has no state
+    for (a run resumed with more processes than wrote it) starts from rank 0's position in the
+    epoch, with no skipped rows of its own (rank 0 reports those) and ``borrowed`` set, so that
+    the caller seeds its random streams apart. ``CheckpointError`` naming the file that cannot
+    be read, or when not even rank 0's state is there."""
     rank_file = path / f"rank-{rank:05d}.pt"
+    borrowed = False
     if not rank_file.exists():
-        raise CheckpointError(f"{path}: no state for rank {rank} (was it written with fewer ranks?)")
-    try:
-        trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
-        mine = torch.load(rank_file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        reason = str(exc).strip() or type(exc).__name__
-        raise CheckpointError(f"{path}: cannot read trainer state ({reason[:200]}){earlier_hint(path)}") from None
+        if rank == 0 or not (path / "rank-00000.pt").exists():
+            raise CheckpointError(f"{path}: no state for rank {rank} (was it written with fewer ranks?)")
+        rank_file, borrowed = path / "rank-00000.pt", True
+    for name, load in ((TRAINER_STATE, path / TRAINER_STATE), (rank_file.name, rank_file)):
+        try:
+            state = torch.load(load, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for corrupt files
+            reason = str(exc).strip() or type(exc).__name__
+            raise CheckpointError(f"{path}: cannot read {name} ({reason[:200]}){earlier_hint(path)}") from None
+        if name == TRAINER_STATE:
+            trainer = state
+        else:
+            mine = state
+    if borrowed:
+        mine = {**mine, "skipped_rows": {}, "skipped_seen": [], "borrowed": True}
     return trainer, mine
 
 

@@ -518,7 +518,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = _as_written(parts, value, raw.strip())
         node = out
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # a section left null (a saved run's model, built from init_from)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):

@@ -294,9 +294,23 @@ class BatchPlan:
                 buckets[b], seconds[b] = [], 0.0
             buckets[b].append(clip)
             seconds[b] += clip["duration"]
-        for bucket in buckets:
-            if bucket:
-                yield bucket
+        yield from self._leftovers([(bucket, secs) for bucket, secs in zip(buckets, seconds) if bucket])
+
+    def _leftovers(self, parts: list[tuple[list[dict], float]]) -> Iterator[list[dict]]:
+        """The buckets' last, unfilled batches, packed together (shorter ones first) while they
+        fit ``max_batch_seconds`` and ``max_batch_size``: left one per bucket, a long clip that
+        fills no bucket of its own became a batch of one, every epoch (no negatives)."""
+        limit, max_size = self.cfg.max_batch_seconds, self.cfg.max_batch_size
+        batch: list[dict] = []
+        total = 0.0
+        for bucket, secs in parts:
+            if batch and (total + secs > limit or (max_size and len(batch) + len(bucket) > max_size)):
+                yield batch
+                batch, total = [], 0.0
+            batch = batch + bucket
+            total += secs
+        if batch:
+            yield batch
 
     def __iter__(self) -> Iterator[list[dict]]:
         for index, batch in enumerate(self._batches()):

@@ -372,9 +372,15 @@ class Trainer:
                         "batches after it differ from an uninterrupted run", self.info.world_size, saved_world, path.name)
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
+        if saved_world is not None and saved_world != self.info.world_size:  # the same point of the epoch's data:
+            # each old process had taken batch_in_epoch of its 1/saved_world share
+            self.batch_in_epoch = round(mine["batch_in_epoch"] * saved_world / self.info.world_size)
         self.skips.counts.update(mine.get("skipped_rows", {}))
         self.skips.seen.update((str(row), str(kind)) for row, kind in mine.get("skipped_seen", []))  # not counted twice
         ckpt.set_rng_state(mine["rng"])
+        if mine.get("borrowed"):  # rank 0's state, for a process the checkpoint did not have: its own streams
+            random.seed(f"resume-{self.cfg.seed}-{self.step}-{self.info.rank}")
+            torch.manual_seed(hash((self.cfg.seed, self.step, self.info.rank)) % (2**63))
         log.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch, self.batch_in_epoch)
         self._keep_metrics_until(self.step)
         return path
@@ -573,19 +579,35 @@ class Trainer:
     # ---- the loop ----
     def _next_batches(self, it) -> list[dict] | None:
         """``accumulation`` non-empty batches, or None when any rank's epoch is over."""
-        batches = []
+        batches, taken = [], 0
         while len(batches) < self.cfg.optim.accumulation:
             batch = next(it, None)
             if batch is None:
                 break
             self.batch_in_epoch += 1
+            taken += 1
             for clip_id, reason in batch["skipped"]:
                 self.skips.skip(clip_id, reason, audio_skip_kind(reason))
             if batch["clips"]:
                 batches.append(batch)
                 self.filled_batches += 1
         complete = len(batches) == self.cfg.optim.accumulation
-        return batches if all_reduce_flag(complete, "all", self.device) else None
+        if all_reduce_flag(complete, "all", self.device):
+            return batches
+        if complete or batches:  # another process ran out first: this one's rest of the epoch is not trained on
+            self._count_left_at_epoch_end(taken)
+        return None
+
+    def _count_left_at_epoch_end(self, fetched: int) -> None:
+        """Count the clips this process still had when another one's epoch ended (processes get
+        unequal numbers of batches: every process must take the same number of steps), as
+        skipped rows of their own kind, from the plan's metadata (no audio is decoded)."""
+        plan = BatchPlan(self.cfg.data.train, self.cfg.data, self.cfg.seed, self.epoch, self.info.rank,
+                         self.info.world_size, skip_batches=self.batch_in_epoch - fetched, skips=SkipCounter())
+        for batch in plan:
+            for clip in batch:
+                self.skips.skip(clip["id"], "left at the end of the epoch: another process had no batch left "
+                                "(the processes got unequal numbers of batches)", "left at an uneven epoch end")
 
     def _check_batch_sizes(self, batches: list[dict], shown: int = 3) -> None:
         """Warn about global batches of fewer than 2 clips: a contrastive loss over one
@@ -670,7 +692,8 @@ class Trainer:
                     if cfg.valid_every and self.step % cfg.valid_every == 0:
                         self.run_validation()
                     if all_reduce_flag(stop.signal is not None, "any", self.device):
-                        log.warning("stop signal received: writing a checkpoint at step %d", self.step)
+                        if self.info.is_main:  # once, not once per process
+                            log.warning("stop signal received: writing a checkpoint at step %d", self.step)
                         return self._finish("preempted", self.save())
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 or self.save_due:
                         path = self._save_when_finite() or path
@@ -691,8 +714,9 @@ class Trainer:
                 path = self.save()
             if cfg.data.valid and not (cfg.valid_every and self.step % cfg.valid_every == 0):
                 if all_reduce_flag(stop.signal is not None, "any", self.device):
-                    log.warning("stop signal received: the final validation is skipped; the checkpoint of step %d "
-                                "is written", self.step)
+                    if self.info.is_main:
+                        log.warning("stop signal received: the final validation is skipped; the checkpoint of step %d "
+                                    "is written", self.step)
                 else:
                     self.run_validation()
         return self._finish("finished", path)

@@ -104,16 +104,53 @@ def test_two_rank_gloo_equals_one_process(tmp_path: Path) -> None:
                 assert diff < 1e-5, (stage, local, name, diff)
 
 
-def _torchrun_train(tmp_path: Path, rows: list[dict], name: str) -> subprocess.CompletedProcess:
+def _torchrun_train(tmp_path: Path, rows: list[dict], name: str, *extra: str, procs: int = 2,
+                    ) -> subprocess.CompletedProcess:
     manifest = tmp_path / "data" / f"{name}.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), CLSP_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "clsp_cli.app",
-           "train", f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
-           "data.min_duration=0.1", "data.max_duration=1", "data.max_batch_seconds=10", "data.num_buckets=1",
-           "valid_every=0", "checkpoint_every=0", "tensorboard=false", "log_every=1", "max_steps=3", "seed=0",
-           "-o", str(tmp_path / name)]
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
+    settings = [f"data.train={manifest}", "init_from=tiny-random", "device=cpu", "data.num_workers=0",
+                "data.min_duration=0.1", "data.max_duration=1", "data.max_batch_seconds=10", "data.num_buckets=1",
+                "valid_every=0", "checkpoint_every=0", "tensorboard=false", "log_every=1", "max_steps=3", "seed=0"]
+    given = {e.split("=", 1)[0] for e in extra if "=" in e}
+    if "--resume" in extra:  # the run's own config; only what is given changes
+        settings = []
+    cmd = [sys.executable, *launch, "-m", "clsp_cli.app", "train",
+           *[x for x in settings if x.split("=", 1)[0] not in given], *extra, "-o", str(tmp_path / name)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_clips_left_when_another_process_ends_its_epoch_are_counted(tmp_path: Path) -> None:
+    """With unequal batch counts per process the epoch ends for all at the first to run out: the
+    other's last clips were never trained on, every epoch, and nothing counted them."""
+    from clsp.train.toy_corpus import write_toy_corpus
+
+    rows = [json.loads(line) for line in open(write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.4,
+                                                                max_seconds=0.4))][:5]
+    # rank 0 reads rows 0, 2, 4 (batches of 2 and 1 clips under 0.85 s), rank 1 rows 1, 3 (one batch)
+    proc = _torchrun_train(tmp_path, rows, "uneven", "data.max_batch_seconds=0.85", "data.max_duration=0.42")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (tmp_path / "uneven" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["clips"] for m in metrics] == [4, 4, 4] and metrics[-1]["skipped_rows"] == 1, metrics
+    assert "left at an uneven epoch end" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_one_process_run_resumes_with_two(tmp_path: Path) -> None:
+    """Rank 1 found no state of its own and stopped; rank 0 went on and died in gloo."""
+    from clsp.train.toy_corpus import write_toy_corpus
+
+    rows = [json.loads(line) for line in open(write_toy_corpus(tmp_path / "data", clips_per_style=1, min_seconds=0.3,
+                                                                max_seconds=0.5))]
+    first = _torchrun_train(tmp_path, rows, "up", "checkpoint_every=2", "max_steps=2", procs=1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = _torchrun_train(tmp_path, rows, "up", "--resume", "latest", "max_steps=4")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "2 processes now, 1 when step-00000002 was written" in more.stderr and "Traceback" not in more.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "up" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4], metrics
 
 
 @pytest.mark.slow
