@@ -550,8 +550,11 @@ def publish(*outputs: "RecordSink | MatrixSink | None") -> None:
         for out in prepared:
             getattr(out, "unprepare", lambda: None)()
         raise
+    # a matrix written through (a FIFO, a device) is written now, so it goes first: a reader that closes
+    # early then leaves every file output unpublished, rather than records pointing into a broken matrix
+    through = [out for out in ready if isinstance(out, MatrixSink) and out.lock is None]
     with _sigterm_held():  # a stop signal lands before or after the outputs are all in place, never between
-        for out in ready:
+        for out in through + [out for out in ready if out not in through]:
             out.publish()
         from clsp_cli.errors import RUN_STATE
 

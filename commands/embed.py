@@ -125,8 +125,8 @@ def _run(o: Options) -> int:
                 settings["cpu_lstm"] = run["cpu_lstm"]
             _write(results, sink, matrix, _provenance(made, part, matrix, settings), _windows(o), progress,
                    sharded=part is not None, flush_every=64 if audio else 0)
-        if part is not None:  # every shard is published, one with no share of the input too: merge needs it
-            from clsp_cli.output import note_input_count
+        if part is not None and input_end.get("input_total"):  # a shard with no share of an input that has
+            from clsp_cli.output import note_input_count  # records is published too: merge needs every shard
 
             note_input_count(None)
         if input_end:  # the shard's last record marks where the input ended, for clsp merge

@@ -395,6 +395,11 @@ def test_a_shard_with_no_share_of_the_input_is_still_published_for_merge(tmp_pat
     res = invoke("merge", "p-0000-of-0003.jsonl", "p-0001-of-0003.jsonl", "p-0002-of-0003.jsonl", "-q", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert [r["id"] for r in jsonl(res.stdout)] == ["a", "b"]
+    # an input with no records at all (an upstream step failed) replaces no earlier shard
+    before = (tmp_path / "p-0000-of-0003.jsonl").read_bytes()
+    res = invoke("embed", "-", "--shard", "0/3", "-o", "p-{shard}.jsonl", "--model", "tiny-random", "-q",
+                 cwd=tmp_path, stdin=b"")
+    assert res.returncode == 0 and (tmp_path / "p-0000-of-0003.jsonl").read_bytes() == before, res.stderr
 
 
 @pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])

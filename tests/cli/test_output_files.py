@@ -767,3 +767,31 @@ def test_a_stop_signal_after_the_records_are_published_lets_the_run_finish(tmp_p
                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert p.returncode == 0 and p.stdout.strip() == says, (when, p.returncode, p.stdout, p.stderr)
     assert (tmp_path / "after.jsonl").read_text() == '{"id":"a"}\n' and not (tmp_path / "before.jsonl").exists()
+
+
+BROKEN_MATRIX_PIPE = """import sys
+import numpy as np
+from clsp.errors import ClspError
+from clsp_cli.output import MatrixSink, RecordSink
+records, matrix = RecordSink(sys.argv[1]), MatrixSink(sys.argv[2], 64)
+for i in range(2000):  # 512 kB: more than a pipe holds
+    records.write({"id": i, "row": matrix.append(np.ones(64, np.float32))})
+try:
+    records.commit(matrix)
+except (ClspError, BrokenPipeError) as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_matrix_fifo_whose_reader_closed_leaves_the_records_unpublished(tmp_path):
+    """Records pointing into a matrix that never reached its reader were published."""
+    fifo = tmp_path / "m.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'rb').read(100)"])
+    try:
+        p = subprocess.run([sys.executable, "-c", BROKEN_MATRIX_PIPE, str(tmp_path / "e.jsonl"), str(fifo)],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        reader.wait(timeout=60)
+    assert p.stdout.startswith("refused:") and "m.fifo" in p.stdout, (p.stdout, p.stderr)
+    assert not (tmp_path / "e.jsonl").exists()
