@@ -61,7 +61,7 @@ def output_rows(result: Result[np.ndarray], windows: bool = False) -> list[tuple
     offset = float(record.get("start") or 0.0) if record.get("_cut") is not None else result.offset
     rows = []
     for k, ((start, end), emb) in enumerate(zip(spans, result.value)):
-        fields = {"id": f"{item_id}@{k}", "source_id": item_id, "window": k, "windows": len(spans),
+        fields = {"id": f"{item_id}@{k}", "source_id": result.item.given_id, "window": k, "windows": len(spans),
                   "window_start": round(start, 3), "window_end": round(end, 3)}
         if in_file:
             fields.update(start=offset + start, end=offset + end)

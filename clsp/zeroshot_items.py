@@ -170,6 +170,10 @@ def _label_classes(labels: Any) -> dict[str, dict[str, list]]:
         bad = next((i for i, p in enumerate(listed) if not isinstance(p, str)), None)
         if bad is not None:
             raise ConfigError(f"labels[{bad}]: a prompt sentence must be a string, got {type(listed[bad]).__name__}")
+        again = next((i for i, p in enumerate(listed) if p in listed[:i]), None)
+        if again is not None:
+            raise ConfigError(f"labels[{again}]: {listed[again]!r} is given twice; each prompt of a list is a class of "
+                              "its own, so give each once (or a mapping: class -> its prompts)")
         labels = {p: p for p in listed}
     classes = {}
     for name, prompts in labels.items():

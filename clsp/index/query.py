@@ -167,6 +167,7 @@ def query_items(source: str | Iterable[Any] | None = None, texts: Sequence[str] 
 
     check_sequence(texts, "texts", "captions")
     check_sequence(audios, "audios", "audio paths")
+    texts = list(texts)  # a generator is read once, here
     source = os.fspath(source) if isinstance(source, os.PathLike) else source
     if source is not None and not isinstance(source, str):
         records = _query_records(source)

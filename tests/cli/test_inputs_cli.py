@@ -383,3 +383,8 @@ def test_integer_ids_stay_integers_in_error_records(tmp_path):
         recs = _records(res)
         assert [r["id"] for r in recs] == [7, 8, 9, 10, "11"], command
         assert ["error" in r for r in recs] == [False, True, True, True, True], command
+    write_wav(tmp_path / "long.wav", 2.5)
+    (tmp_path / "w.jsonl").write_text(json.dumps({"id": 7, "audio": "long.wav"}) + "\n")
+    res = _run(["embed", "w.jsonl", "--long-audio", "windows", "--max-seconds", "1", "--model", "tiny-random", "-q"],
+               tmp_path)
+    assert res.exit_code == 0 and {r["source_id"] for r in _records(res)} == {7}, res.output

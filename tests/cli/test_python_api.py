@@ -132,7 +132,8 @@ def test_own_labels_as_a_list_of_prompts_and_bad_labels_named():
     assert set(res.value.scores) == set(prompts) and res.value.label in prompts
     for labels, says in (({"a": 1, "b": "a woman"}, r"class 'a': give its prompt as a string or a list of strings"),
                          (["a man", 3], r"labels\[1\]: a prompt sentence must be a string, got int"),
-                         ("a man speaking", "not one string"), (7, "got int")):
+                         ("a man speaking", "not one string"), (7, "got int"),
+                         (["a man", "a woman", "a man"], r"labels\[2\]: 'a man' is given twice")):
         with pytest.raises(ConfigError, match=says):
             clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=labels)
 
@@ -140,6 +141,8 @@ def test_own_labels_as_a_list_of_prompts_and_bad_labels_named():
 def test_search_takes_a_list_of_query_records_and_names_strings_given_there(index_dir):
     by_text = list(clsp.search(index_dir, texts=["a calm voice"], k=2))
     by_record = list(clsp.search(index_dir, [{"id": "q", "text": "a calm voice"}], k=2))
+    by_generator = list(clsp.search(index_dir, texts=(t for t in ["a calm voice"]), k=2))
+    assert [h.id for h in by_generator[0].value.hits] == [h.id for h in by_text[0].value.hits]
     assert by_record[0].id == "q" and by_record[0].ok
     assert [h.id for h in by_record[0].value.hits] == [h.id for h in by_text[0].value.hits]
     clip = str(DATA / "03a01Wa.flac")
