@@ -94,15 +94,16 @@ def check_numbers(params: dict[str, Any]) -> None:
 
 
 def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS,
-            resumable: bool = False):
+            resumable: bool = False, records: bool = True):
     """Wrap a command body: refuse outputs that would overwrite each other or the run's own
     inputs (``check_run_files``; ``outputs``: the parameters that name output files), lock
     every one of them (``reserve_outputs``: a second run onto one stops at once), then
     map exceptions to messages and exit codes. Used as ``@command`` or ``@command(outputs=...)``.
     A ``resumable`` command (``--resume``) keeps the partial outputs of a run that failed or was
-    stopped; any other removes them with their lock files."""
+    stopped; any other removes them with their lock files. ``records``: ``--output`` gets JSON
+    Lines (a folder or a figure otherwise), so a compressed name for it is refused at once."""
     if fn is None:
-        return functools.partial(command, outputs=outputs, resumable=resumable)
+        return functools.partial(command, outputs=outputs, resumable=resumable, records=records)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -116,7 +117,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         previous = _catch_sigterm()
         try:
             check_numbers(kwargs)
-            check_run_files(kwargs, outputs)
+            check_run_files(kwargs, outputs, records)
             # every output is locked from the start; a resumable command (embed) locks its own, whose
             # names it fills in first ('{shard}')
             reserve_outputs(kwargs, RESERVED_PARAMS if resumable else tuple(dict.fromkeys((*outputs, *RESERVED_PARAMS))))

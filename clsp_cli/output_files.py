@@ -484,18 +484,22 @@ def _refuse_inside_index(params: dict[str, Any], outputs: tuple[str, ...]) -> No
 PLAIN_RECORD_FILES = ("report", "errors")  # outputs besides -o written as plain JSON / JSON Lines
 
 
-def _refuse_compressed_names(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
-    """``ConfigError`` (exit 2), before any work, for ``--npy``, ``--report`` or ``--errors``
-    named as compressed (``x.npy.gz``, ``r.json.gz``): clsp writes them plain, and they would then
-    sit under a name that promises compression, as ``-o`` refuses."""
+def _refuse_compressed_names(params: dict[str, Any], outputs: tuple[str, ...], records: bool = True) -> None:
+    """``ConfigError`` (exit 2), before any work, for ``--npy``, ``--report``, ``--errors`` or
+    (``records``: a command whose ``-o`` gets JSON Lines) ``-o`` named as compressed
+    (``x.npy.gz``, ``r.json.gz``): clsp writes them plain, and they would then sit under a name
+    that promises compression."""
     from clsp_cli.output import COMPRESSED_SUFFIXES, compressed_suffix
 
-    for name in ("npy", *PLAIN_RECORD_FILES):
+    for name in ("output",) * records + ("npy", *PLAIN_RECORD_FILES):
         path = params.get(name) if name in outputs else None
         suffix = compressed_suffix(path) if isinstance(path, str) else None
         if suffix is None:
             continue
-        flag, plain, tool = "--" + name, path[: -len(suffix)], COMPRESSED_SUFFIXES[suffix]
+        flag, plain, tool = "-o" if name == "output" else "--" + name, path[: -len(suffix)], COMPRESSED_SUFFIXES[suffix]
+        if name == "output":
+            raise ConfigError(f"{path}: clsp writes its records as plain JSON Lines, not compressed; write -o "
+                              f"{plain or 'NAME'} and compress that, or pipe: clsp ... | {tool} > {path}")
         what = "a plain .npy matrix" if name == "npy" else "plain JSON"
         raise ConfigError(f"{flag} {path}: clsp writes {what}, not compressed; write {flag} {plain} and "
                           f"compress that ({tool} {plain})")
@@ -547,7 +551,7 @@ def _refuse_training_run_files(params: dict[str, Any], outputs: tuple[str, ...])
                               "run; give the output a path outside it")
 
 
-def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS) -> None:
+def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PARAMS, records: bool = True) -> None:
     """Refuse a run whose outputs would damage its own files, before any work: ``ConfigError``
     (exit 2) when two of the ``outputs`` parameters name one file (one would overwrite the
     other), or when an output names a file the run reads (an input argument, a file given
@@ -564,7 +568,7 @@ def check_run_files(params: dict[str, Any], outputs: tuple[str, ...] = OUTPUT_PA
     _refuse_inside_model(params, outputs)
     _refuse_inside_index(params, outputs)
     _refuse_training_run_files(params, outputs)
-    _refuse_compressed_names(params, outputs)
+    _refuse_compressed_names(params, outputs, records)
     on_stdout = [name for name in outputs if params.get(name) is not None and _writes_stdout(params[name])]
     if len(on_stdout) > 1:
         shown = " and ".join(f"--{n.replace('_', '-')} {params[n]}" for n in on_stdout)

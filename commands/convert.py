@@ -10,7 +10,7 @@ from clsp_cli.errors import command
 from clsp_cli.options import QuietOpt
 
 
-@command
+@command(records=False)
 def main(
     source: Annotated[str, typer.Argument(help="Model to read: clsp directory, released Hugging Face directory, authors' .pt file, hub id, or built-in name.")],
     destination: Annotated[str, typer.Argument(help="Directory to write (config.json + model.safetensors, and tokenizer/ for a text tower stored with the model; a packaged text tower such as the default model's is named, not copied), replaced atomically.")],

@@ -20,7 +20,7 @@ FigureOpt = Annotated[str, typer.Option("--output", "-o", help="Figure file: .pn
 
 
 @main.command("run")
-@command
+@command(records=False)
 def run(
     run_dir: Annotated[str, typer.Argument(help="Training run folder (with metrics.jsonl) or a metrics.jsonl file.")],
     output: FigureOpt = "curves.png",
@@ -40,7 +40,7 @@ def run(
 
 
 @main.command("map")
-@command
+@command(records=False)
 def embedding_map(
     input: Annotated[str, typer.Argument(help="Embedding records from 'clsp embed' (or a .npy matrix); '-' is stdin.")] = "-",
     color_by: Annotated[Optional[str], typer.Option("--color-by", "-c", help="Record field that colours the points (e.g. emotion, speaker).")] = None,

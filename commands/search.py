@@ -32,7 +32,7 @@ RerankOpt = Annotated[Optional[int], typer.Option("--rerank", help="Fetch k*N ca
 
 
 @main.command("build")
-@command
+@command(records=False)
 def build(
     input: Annotated[str, typer.Argument(help="'clsp embed' JSONL (with 'embedding', or 'row' + --npy), or a .npy matrix; '-' is stdin.")] = "-",
     index: Annotated[str, typer.Option("--output", "-o", help="Index directory to write (replaced atomically).")] = "clsp.idx",

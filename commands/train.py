@@ -10,7 +10,7 @@ from clsp_cli.errors import command
 from clsp_cli.options import Options, QuietOpt
 
 
-@command(resumable=True)
+@command(resumable=True, records=False)
 def main(
     config: Annotated[Optional[str], typer.Argument(help="YAML or JSON training config (examples/configs/*.yaml); with --resume, default: the run's saved OUTPUT_DIR/config.json.", show_default=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Config overrides as key=value, e.g. optim.lr_heads=5e-4 data.train=train.jsonl.", show_default=False)] = None,

@@ -533,6 +533,24 @@ def test_a_matrix_or_zstd_output_named_as_compressed_is_refused_before_any_work(
         assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob("e.*"))
 
 
+def test_every_record_writing_command_refuses_a_compressed_output_before_loading_anything(tmp_path):
+    from tests.conftest import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    for args in (["classify", "m.jsonl", "--pack", "gender", "--model", "tiny-random", "-o", "c.jsonl.gz"],
+                 ["similarity", "a.wav", "a calm voice", "--model", "tiny-random", "-o", "s.jsonl.zip"],
+                 ["merge", "m.jsonl", "-o", "x.jsonl.XZ"], ["search", "eval", "--speech", "m.jsonl", "--captions",
+                                                            "m.jsonl", "-o", "r.json.bz2"],
+                 ["embed", "a.wav", "--model", "tiny-random", "-o", ".gz"]):
+        res = _invoke(args, tmp_path)  # not quiet: a log line of work done before the refusal would show
+        assert res.exit_code == 2 and "plain JSON Lines, not compressed" in res.output, (args, res.output)
+        assert "softmax scale" not in res.output and "merging" not in res.output and "-o  and" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl"]
+    ok = _invoke(["search", "build", "m.jsonl", "-o", "idx.gz"], tmp_path)  # a folder, not records: not this rule
+    assert "not compressed" not in ok.output
+
+
 def test_a_report_or_errors_file_named_as_compressed_is_refused_before_any_work(tmp_path):
     from tests.conftest import write_wav
 
