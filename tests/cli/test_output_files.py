@@ -304,17 +304,25 @@ def test_an_output_over_a_file_read_along_the_way_is_not_published(tmp_path):
     assert _invoke(["search", "build", "e.jsonl", "-o", "idx", "-q"], tmp_path).exit_code == 0
     info = (tmp_path / "idx" / "index.json").read_bytes()
     query = ["search", "query", "idx", "--text", "a calm voice", "--model", "tiny-random", "-q"]
-    res = _invoke([*query, "-o", "idx/index.json"], tmp_path)
-    assert res.exit_code == 2 and "this run read that file (as idx)" in res.output, res.output
+    res = _invoke([*query, "-o", "idx/index.json"], tmp_path)  # the index folder is known at once: refused then
+    assert res.exit_code == 2 and "lies inside the index folder this run reads (idx)" in res.output, res.output
     assert (tmp_path / "idx" / "index.json").read_bytes() == info
-    kept = (tmp_path / "idx" / "index.json.partial").read_bytes()  # the output is kept where it was written
-    assert b'"hits"' in kept
-    assert not (tmp_path / "idx" / "index.json.lock").exists()  # no lock left beside the input
-    # a later run writing the same file leaves that kept output alone
-    res = _invoke([*query, "-o", "idx/index.json"], tmp_path)
-    assert res.exit_code == 2 and "index.json.partial: exists, with no clsp run record" in res.output, res.output
-    assert (tmp_path / "idx" / "index.json.partial").read_bytes() == kept
-    assert (tmp_path / "idx" / "index.json").read_bytes() == info
+    assert not list((tmp_path / "idx").glob("index.json.*"))  # nothing written beside it
+    # what a run meets only on its way is checked when the output is published: kept aside, not over it
+    from clsp import runfiles
+    from clsp.errors import ConfigError
+
+    runfiles.begin()
+    try:
+        runfiles.note_folder(tmp_path / "idx")
+        runfiles.note_read(tmp_path / "e.jsonl")
+        for path, shown in ((tmp_path / "idx" / "index.json", "as "), (tmp_path / "e.jsonl", "this run read")):
+            with pytest.raises(ConfigError, match=f"{shown}.*stays in KEPT; give the output another path"):
+                runfiles.check_publish(path, str(path), "KEPT")
+        runfiles.check_publish(tmp_path / "other.jsonl", "other.jsonl")  # not read: passes
+    finally:
+        runfiles.end()
+    runfiles.check_publish(tmp_path / "e.jsonl", "e.jsonl")  # outside a run nothing is checked
 
 
 def test_no_output_replaces_an_audio_file_read_or_not(tmp_path):
