@@ -258,10 +258,17 @@ def group_names(values: list[Any]) -> list[str]:
     """``group_name`` of each value, except that a value that is not a string, whose JSON text
     is also a string value among ``values`` (the number ``1`` beside the string ``"1"``, a
     missing field beside ``"null"``), is named with its JSON kind (``1 (number)``,
-    ``null (null)``), so that the two stay two groups."""
+    ``null (null)``; ``1 (number 2)`` where a string is spelled ``1 (number)`` too), so that the
+    values stay apart."""
     strings = {v for v in values if isinstance(v, str)}
     names = []
     for value in values:
         name = group_name(value)
-        names.append(f"{name} ({_json_kind(value)})" if not isinstance(value, str) and name in strings else name)
+        if not isinstance(value, str) and name in strings:
+            kind, n = _json_kind(value), 1
+            name = f"{group_name(value)} ({kind})"
+            while name in strings:  # a string value spelled so too ("1 (number)"): a name no value has
+                n += 1
+                name = f"{group_name(value)} ({kind} {n})"
+        names.append(name)
     return names

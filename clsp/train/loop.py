@@ -372,9 +372,10 @@ class Trainer:
                         "batches after it differ from an uninterrupted run", self.info.world_size, saved_world, path.name)
         self.step, self.epoch, self.skipped_steps = trainer["step"], trainer["epoch"], trainer["skipped_steps"]
         self.batch_in_epoch = mine["batch_in_epoch"]
-        if saved_world is not None and saved_world != self.info.world_size:  # the same point of the epoch's data:
-            # each old process had taken batch_in_epoch of its 1/saved_world share
-            self.batch_in_epoch = round(mine["batch_in_epoch"] * saved_world / self.info.world_size)
+        if saved_world is not None and saved_world != self.info.world_size:  # about the same point of the epoch:
+            # each old process had taken batch_in_epoch of its 1/saved_world share; rounded down (whole batches),
+            # so that no clip not yet trained on is passed over (some may come twice)
+            self.batch_in_epoch = mine["batch_in_epoch"] * saved_world // self.info.world_size
         self.skips.counts.update(mine.get("skipped_rows", {}))
         self.skips.seen.update((str(row), str(kind)) for row, kind in mine.get("skipped_seen", []))  # not counted twice
         ckpt.set_rng_state(mine["rng"])

@@ -333,6 +333,7 @@ def test_group_values_of_two_json_kinds_with_one_text_stay_two_groups(tmp_path):
 
     assert group_names([1, "1", None, "null", True, "x", 2]) == ["1 (number)", "1", "null (null)", "null",
                                                                   "true", "x", "2"]
+    assert group_names([1, "1", "1 (number)"]) == ["1 (number 2)", "1", "1 (number)"]  # a name no value has
     tone(tmp_path / "v1.wav", 150)
     pairs = [{"a": "v1.wav", "b": f"voice {n}", "rating": n, "g": g} for n, g in enumerate([1, 1, 1, "1", "1", "1"])]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
