@@ -625,9 +625,9 @@ def write_results(sink: RecordSink, results: Iterable[Result], progress: Any = N
     """
     for res in results:
         if res.error is not None:
-            sink.write_error(res.given_id, res.error, error_fields(res) if error_fields is not None else None)
-            if progress is not None:
+            if progress is not None:  # counted first: --on-error fail stops inside write_error
                 progress.update(failed=1)
+            sink.write_error(res.given_id, res.error, error_fields(res) if error_fields is not None else None)
             continue
         if keep is None or keep(res.value):
             for rec in records(res) if records is not None else [res.to_dict()]:

@@ -95,6 +95,8 @@ def test_on_error_fail_stops(tmp_path):
     assert res.returncode == 1
     recs = jsonl(res.stdout)
     assert recs[-1]["id"] == "missing" and "error" in recs[-1]
+    res = invoke("embed", "bad.jsonl", "--model", "tiny-random", "--on-error", "fail", cwd=tmp_path)
+    assert f"({sum('error' in r for r in recs)} failed)" in res.stderr.decode(), res.stderr  # the one it stopped on counts
 
 
 def test_batch_size_and_order_do_not_change_embeddings(clips):
