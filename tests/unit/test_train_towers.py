@@ -44,8 +44,8 @@ def test_two_steps_then_embed(tmp_path: Path, corpus: str, kind: str) -> None:
     model = {**tiny_config().to_dict(), "speech_encoder": TOWERS[kind]}
     (tmp_path / "train.json").write_text(json.dumps({"model": model}))
     cfg = load_config(tmp_path / "train.json", [
-        f"data.train={corpus}", "device=cpu", "data.num_workers=0", "data.min_duration=0.1", "data.max_duration=2",
-        "data.max_batch_seconds=6", "max_steps=2", "log_every=1", "checkpoint_every=0", "seed=0",
+        f"data.train={corpus}", "device=cpu", "data.num_workers=0", "data.min_duration=0.1", "data.max_duration=1",
+        "data.max_batch_seconds=2", "max_steps=2", "log_every=1", "checkpoint_every=0", "seed=0",
         f"output_dir={tmp_path / 'exp'}"])
     trainer = Trainer(cfg)
     result = trainer.run()
