@@ -97,6 +97,16 @@ def compressed_suffix(name: str) -> str | None:
     return suffix if suffix in COMPRESSED_SUFFIXES else None
 
 
+def refuse_compressed_records_name(output: str) -> None:
+    """``ConfigError`` for an ``-o`` named as compressed (``x.jsonl.gz``): records are written as
+    plain JSON Lines, which must not sit under such a name; the message gives the pipe to use."""
+    suffix = compressed_suffix(output)
+    if suffix is not None:
+        plain = output[: -len(suffix)] or "NAME"
+        raise ConfigError(f"{output}: clsp writes its records as plain JSON Lines, not compressed; write -o {plain} "
+                          f"and compress that, or pipe: clsp ... | {COMPRESSED_SUFFIXES[suffix]} > {output}")
+
+
 class GuardedLock(OutputLock):
     """The one-writer lock of ``FILE`` (``FILE.lock``) that also holds the lock under the name of
     the file the writer fills, ``FILE.partial`` (``FILE.partial.lock``), for as long as it holds
@@ -150,11 +160,7 @@ class RecordSink:
                 raise ConfigError("--resume needs --output FILE (stdout cannot be resumed)")
             self.fh = sys.stdout
             return
-        suffix = compressed_suffix(output)
-        if suffix is not None:
-            raise ConfigError(f"{output}: clsp writes its records as plain JSON Lines, not compressed; write "
-                              f"-o {output[: -len(suffix)]} and compress that, or pipe: clsp ... | "
-                              f"{COMPRESSED_SUFFIXES[suffix]} > {output}")
+        refuse_compressed_records_name(output)
         self.target = resolve_target(output)
         if self.target.through:
             if resume:

@@ -489,17 +489,16 @@ def _refuse_compressed_names(params: dict[str, Any], outputs: tuple[str, ...], r
     (``records``: a command whose ``-o`` gets JSON Lines) ``-o`` named as compressed
     (``x.npy.gz``, ``r.json.gz``): clsp writes them plain, and they would then sit under a name
     that promises compression."""
-    from clsp_cli.output import COMPRESSED_SUFFIXES, compressed_suffix
+    from clsp_cli.output import COMPRESSED_SUFFIXES, compressed_suffix, refuse_compressed_records_name
 
-    for name in ("output",) * records + ("npy", *PLAIN_RECORD_FILES):
+    if records and "output" in outputs and isinstance(params.get("output"), str):
+        refuse_compressed_records_name(params["output"])
+    for name in ("npy", *PLAIN_RECORD_FILES):
         path = params.get(name) if name in outputs else None
         suffix = compressed_suffix(path) if isinstance(path, str) else None
         if suffix is None:
             continue
-        flag, plain, tool = "-o" if name == "output" else "--" + name, path[: -len(suffix)], COMPRESSED_SUFFIXES[suffix]
-        if name == "output":
-            raise ConfigError(f"{path}: clsp writes its records as plain JSON Lines, not compressed; write -o "
-                              f"{plain or 'NAME'} and compress that, or pipe: clsp ... | {tool} > {path}")
+        flag, plain, tool = "--" + name, path[: -len(suffix)], COMPRESSED_SUFFIXES[suffix]
         what = "a plain .npy matrix" if name == "npy" else "plain JSON"
         raise ConfigError(f"{flag} {path}: clsp writes {what}, not compressed; write {flag} {plain} and "
                           f"compress that ({tool} {plain})")
