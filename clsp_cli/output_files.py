@@ -25,7 +25,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from clsp.errors import ConfigError, OutputError
 
@@ -441,16 +441,22 @@ def _model_folder(value: Any) -> str | None:
     return None
 
 
+def _named_outputs(params: dict[str, Any], outputs: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
+    """``(parameter, path, real path)`` of each output given as a path (not ``-``)."""
+    for name in outputs:
+        path = params.get(name)
+        if isinstance(path, str) and path and path != "-":
+            yield name, path, os.path.realpath(path)
+
+
 def _refuse_inside_model(params: dict[str, Any], outputs: tuple[str, ...]) -> None:
     """``ConfigError`` (exit 2) for an output inside the folder of a model the run loads:
     publishing it could replace the model's weights, config or tokenizer, and the next load
     would fail."""
     folders = {name: _model_folder(params.get(name)) for name in MODEL_PARAMS}
-    for name in outputs:
-        path = params.get(name)
-        if not isinstance(path, str) or not path or path == "-" or _file_key(path) is None:
+    for name, path, real in _named_outputs(params, outputs):
+        if _file_key(path) is None:
             continue
-        real = os.path.realpath(path)
         for option, folder in folders.items():
             if folder is not None and real.startswith(folder + os.sep):
                 shown = params[option] if params[option] not in DEFAULT_MODEL_NAMES else f"{params[option]} ({folder})"
@@ -469,11 +475,7 @@ def _refuse_inside_index(params: dict[str, Any], outputs: tuple[str, ...]) -> No
             continue
         if os.path.isdir(value) and os.path.isfile(os.path.join(value, "index.json")):
             folders[os.path.realpath(value)] = value
-    for name in outputs:
-        path = params.get(name)
-        if not folders or not isinstance(path, str) or not path or path == "-":
-            continue
-        real = os.path.realpath(path)
+    for name, path, real in _named_outputs(params, outputs) if folders else ():
         for folder, shown in folders.items():
             if real.startswith(folder + os.sep):
                 raise ConfigError(f"--{name.replace('_', '-')} {path}: lies inside the index folder this run reads "

@@ -241,16 +241,15 @@ def load_trainer_state(path: Path, rank: int) -> tuple[dict[str, Any], dict[str,
         if rank == 0 or not (path / "rank-00000.pt").exists():
             raise CheckpointError(f"{path}: no state for rank {rank} (was it written with fewer ranks?)")
         rank_file, borrowed = path / "rank-00000.pt", True
-    for name, load in ((TRAINER_STATE, path / TRAINER_STATE), (rank_file.name, rank_file)):
+
+    def read(file: Path) -> dict[str, Any]:
         try:
-            state = torch.load(load, map_location="cpu", weights_only=True)
+            return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt files
             reason = str(exc).strip() or type(exc).__name__
-            raise CheckpointError(f"{path}: cannot read {name} ({reason[:200]}){earlier_hint(path)}") from None
-        if name == TRAINER_STATE:
-            trainer = state
-        else:
-            mine = state
+            raise CheckpointError(f"{path}: cannot read {file.name} ({reason[:200]}){earlier_hint(path)}") from None
+
+    trainer, mine = read(path / TRAINER_STATE), read(rank_file)
     if borrowed:
         mine = {**mine, "skipped_rows": {}, "skipped_seen": [], "borrowed": True}
     return trainer, mine
