@@ -22,6 +22,7 @@ from clsp.errors import ConfigError, InputError, ProvenanceError
 from clsp.index.store import model_option, same_provenance, use_model_fix
 from clsp.records import Item, iter_items, upstream_error
 from clsp.results import VECTOR_FIELDS, embedding_provenance
+from clsp.sniff import node_problem
 
 NOT_METADATA = VECTOR_FIELDS
 
@@ -86,13 +87,15 @@ def load_matrix(path: str | Path) -> np.ndarray:
     """The ``(n, d)`` float matrix of a ``.npy`` file, memory-mapped read-only, its dtype kept
     as written (float16, float32, float64 ...; ``record_vector`` gives its rows as float32).
 
-    Raises ``ConfigError`` when ``path`` is not a file, ``InputError`` naming it for a file
-    that is not a readable ``.npy``, not 2-D or not of a float dtype."""
+    Raises ``ConfigError`` when ``path`` is not a regular file (naming why: no such file, a
+    folder, a device or pipe, which cannot be memory-mapped), ``InputError`` naming it for a
+    file that is not a readable ``.npy``, not 2-D or not of a float dtype."""
     from clsp.runfiles import note_read
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such file")
+        problem = node_problem(p) or "a folder, not a .npy file"
+        raise ConfigError(f"{p}: {problem}")
     note_read(p)  # an output of this run may not replace it
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)

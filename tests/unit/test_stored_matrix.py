@@ -1,0 +1,24 @@
+"""A ``--npy`` matrix named by a path that is not a regular file: the message says what the
+path is (a folder, a device), not "no such file"."""
+
+from __future__ import annotations
+
+import pytest
+
+from clsp.errors import ConfigError
+from clsp.index.records import load_matrix
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="a folder, not a .npy file"):
+        load_matrix(tmp_path)
+
+
+def test_a_device_is_named_as_a_device():
+    with pytest.raises(ConfigError, match=r"/dev/null: not a regular file \(a character device\)"):
+        load_matrix("/dev/null")
+
+
+def test_a_missing_path_is_named_missing(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_matrix(tmp_path / "gone.npy")
