@@ -265,9 +265,13 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
         if trecs and all(r.get(group_key) is None for r in trecs):
             raise _no_group_field(group_key, "caption")
         labels = np.asarray(group_names([r.get(group_key) for r in trecs]))
+        key_clips: dict = {}  # a caption text repeated in another group is relevant to that group's clip too
+        for key, a in zip(keys, owner):
+            key_clips.setdefault(key, set()).add(a)
         summary["group_key"] = group_key
         summary["groups"] = {g: speech_text_retrieval(audio, text[labels == g], owner_arr[labels == g], n_boot=n_boot,
-                                                      caption_keys=[k for k, lab in zip(keys, labels) if lab == g])
+                                                      caption_keys=[k for k, lab in zip(keys, labels) if lab == g],
+                                                      key_clips=key_clips)
                              for g in sorted(set(labels.tolist()))}
     return out
 

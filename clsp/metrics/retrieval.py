@@ -15,7 +15,7 @@ row): a NaN compares false with everything and would otherwise rank first.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -180,6 +180,7 @@ def speech_text_retrieval(
     prefix: str = "",
     nonfinite: str = "error",
     caption_keys: Sequence | None = None,
+    key_clips: Mapping[Any, Iterable[int]] | None = None,
 ) -> dict[str, float]:
     """Both directions over a speech-text pool: keys ``s2t_R@1`` ... ``t2s_mAP@10``.
 
@@ -193,6 +194,10 @@ def speech_text_retrieval(
     text-to-speech every such clip is relevant to each of its copies. Templated captions repeat ("A happy man." for many clips), and as
     distinct captions an identical text of another clip, tied with the clip's own, would rank
     above it (ties count against the query), so even a perfect model would score R@1 = 0.
+    ``key_clips`` (key -> clip rows; default: the clips the given captions name) widens the
+    clips relevant to each key for text-to-speech: metrics over a subset of a pool's captions
+    (a group) pass the whole pool's, so that a clip of another subset whose caption has the
+    same text is not counted as a miss.
     NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
@@ -228,6 +233,8 @@ def speech_text_retrieval(
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
     s2t = retrieval_metrics(s2t_sim[captioned], [sorted(captions_of[i]) for i in captioned], ks, n_boot, seed,
                             f"{prefix}s2t_", nonfinite)
+    if key_clips is not None:
+        clips_of = {key: clips_of[key] | set(key_clips.get(key, ())) for key in clips_of}
     t2s = retrieval_metrics(sim.T, [sorted(clips_of[key]) for key in keys], ks, n_boot, seed, f"{prefix}t2s_",
                             nonfinite)
     return {**s2t, **t2s}

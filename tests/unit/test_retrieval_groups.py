@@ -1,0 +1,44 @@
+"""Pool-mode retrieval per ``--group-key``: a caption text that two groups share is relevant to
+the clips of both, as it is over the whole pool, so a perfect model scores 1.0 in every group."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from clsp.retrieval_eval import evaluate_pool
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_perfect_model_scores_one_in_every_group(tmp_path):
+    rng = np.random.default_rng(0)
+    texts = {t: rng.standard_normal(16) for t in ("A calm man.", "An angry woman.", "A sad man.")}
+    speech, captions = [], []
+    for t, v in texts.items():
+        for site in ("A", "B"):
+            cid = f"c{len(speech)}"
+            speech.append({"id": cid, "embedding": (v + 0.05 * rng.standard_normal(16)).tolist()})
+            captions.append({"id": cid + "-cap", "text": t, "audio_id": cid, "site": site, "embedding": v.tolist()})
+    summary = evaluate_pool(_write(tmp_path / "s.jsonl", speech), _write(tmp_path / "c.jsonl", captions),
+                            group_key="site", n_boot=0).summary
+    assert summary["metrics"]["t2s_R@1"] == 1.0
+    for name, group in summary["groups"].items():
+        assert group["t2s_R@1"] == 1.0, (name, group)
+        assert group["s2t_R@1"] == 1.0, (name, group)
+
+
+def test_a_caption_of_one_group_alone_still_ranks_other_clips_above_it(tmp_path):
+    """Widening the relevant clips to the same text's clips does not make other captions' clips relevant."""
+    e = np.eye(4)
+    speech = [{"id": f"a{i}", "embedding": e[i].tolist()} for i in range(3)]
+    captions = [{"id": "t0", "text": "x", "audio_id": "a0", "g": "A", "embedding": e[1].tolist()},
+                {"id": "t1", "text": "y", "audio_id": "a1", "g": "B", "embedding": e[1].tolist()},
+                {"id": "t2", "text": "z", "audio_id": "a2", "g": "B", "embedding": e[2].tolist()}]
+    summary = evaluate_pool(_write(tmp_path / "s.jsonl", speech), _write(tmp_path / "c.jsonl", captions),
+                            group_key="g", n_boot=0).summary
+    assert summary["groups"]["A"]["t2s_R@1"] == 0.0 and summary["groups"]["B"]["t2s_R@1"] == 1.0
