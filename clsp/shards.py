@@ -174,8 +174,8 @@ def check_shard_outputs(shard: Shard, output: str | None, npy: str | None) -> No
     """Refuse (``ConfigError``, before any work) the outputs of shard ``shard`` when they would
     replace another shard's: ``{shard}`` in one of ``-o``/``--npy`` but not in the other file
     (every shard would write that one file), or an existing ``output`` whose first record is of
-    another shard (its provenance's ``"shard"``). ``output``/``npy``: the paths as given, before
-    ``{shard}`` is filled in."""
+    another shard (its provenance's ``"shard"``), or an existing ``npy`` that another shard's
+    records point into. ``output``/``npy``: the paths as given, before ``{shard}`` is filled in."""
     files = {flag: path for flag, path in (("-o", output), ("--npy", npy)) if path not in (None, "", "-")}
     named = [flag for flag, path in files.items() if "{shard}" in path]
     if named and len(named) < len(files):
@@ -183,29 +183,62 @@ def check_shard_outputs(shard: Shard, output: str | None, npy: str | None) -> No
         raise ConfigError(f"{named[0]} names each shard's file with {{shard}} but {fixed} {files[fixed]} is one file for "
                           "every shard: the shards would overwrite each other's; put {shard} in both")
     path = shard.fill(output)
-    if path in (None, "", "-"):
-        return
     # the published output, and the partial one a killed run left (what --resume continues)
-    for file, what in ((path, ""), (os.path.realpath(path) + ".partial", " (the partial output of an unfinished run, "
-                                                                           "which --resume would continue)")):
+    for file, what in () if path in (None, "", "-") else (
+            (path, ""), (os.path.realpath(path) + ".partial", " (the partial output of an unfinished run, "
+                                                                "which --resume would continue)")):
         held = _first_shard(file)
         if held is not None and held != shard.name:
             raise ConfigError(f"{file} holds the records of shard {held}{what}; this run is shard {shard.name} and "
                               "would replace them: give each shard its own output (e.g. -o part-{shard}.jsonl)")
+    _refuse_matrix_of_other_shard(shard, path, None if npy in (None, "", "-") else shard.fill(npy))
 
 
-def _first_shard(path: str) -> str | None:
-    """The shard named in the provenance of the first record of the regular file ``path``, or
-    None (no such file, not a clsp output: replacing it is the user's call)."""
+def _refuse_matrix_of_other_shard(shard: Shard, output: str | None, npy: str | None) -> None:
+    """``ConfigError`` when the existing matrix ``npy`` is the one another shard's records point
+    into (their provenance's ``"matrix"``): replacing it would leave that shard's finished
+    records pointing at this shard's rows. The records looked at are the JSONL outputs (and
+    ``.partial`` ones) beside ``output`` and beside ``npy``: where a run's shards are kept."""
+    if npy is None or not os.path.isfile(npy):
+        return
+    target = os.path.realpath(npy)
+    folders = {os.path.dirname(os.path.realpath(p)) for p in (npy, output) if p not in (None, "", "-")}
+    for folder in sorted(folders):
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith((".jsonl", ".jsonl.partial")):
+                continue
+            first = _first_record(os.path.join(folder, name))
+            prov = first.get("provenance") if isinstance(first, dict) else None
+            if not isinstance(prov, dict) or not isinstance(prov.get("matrix"), str):
+                continue
+            held = prov.get("shard")
+            if isinstance(held, str) and held != shard.name and os.path.realpath(prov["matrix"]) == target:
+                raise ConfigError(f"--npy {npy} is the matrix of shard {held} (its records in "
+                                  f"{os.path.join(folder, name)} point into it); this run is shard {shard.name} and "
+                                  "would replace it: give each shard its own matrix (e.g. --npy part-{shard}.npy)")
+
+
+def _first_record(path: str) -> Any:
+    """The first line of the regular file ``path`` as JSON, or None (no such file, not JSON)."""
     if not os.path.isfile(path):
         return None
     import json
 
     try:
         with open(path, encoding="utf-8") as fh:
-            first = json.loads(fh.readline() or "null")
+            return json.loads(fh.readline() or "null")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+def _first_shard(path: str) -> str | None:
+    """The shard named in the provenance of the first record of the regular file ``path``, or
+    None (no such file, not a clsp output: replacing it is the user's call)."""
+    first = _first_record(path)
     held = first.get("provenance", {}).get("shard") if isinstance(first, dict) else None
     return held if isinstance(held, str) else None
 

@@ -1,0 +1,50 @@
+"""Two shard runs given one ``--npy`` file: the second is refused before any work, naming the
+shard whose records point into that matrix (it would have left them pointing at its rows)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clsp_cli.app import app
+from tests.conftest import write_wav
+
+EMBED = ("-m", "tiny-random", "--max-seconds", "3", "-q")
+
+
+@pytest.fixture(autouse=True)
+def _no_launcher(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_PROCID",
+                "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def _clsp(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_second_shard_may_not_replace_the_first_shards_matrix(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    lines = []
+    for i in range(4):
+        write_wav(tmp_path / f"c{i}.wav", 0.5 + 0.2 * i, 120 + 31 * i, seed=i)
+        lines.append(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav"}))
+    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n")
+    first = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/2", "-o", "out/a0.jsonl", "--npy", "out/m.npy")
+    assert first.exit_code == 0, first.output
+    before = np.load(tmp_path / "out" / "m.npy").copy()
+    second = _clsp("embed", "list.jsonl", *EMBED, "--shard", "1/2", "-o", "out/a1.jsonl", "--npy", "out/m.npy")
+    assert second.exit_code == 2, second.output
+    assert "is the matrix of shard 0000-of-0002" in second.output and "a0.jsonl" in second.output
+    assert np.array_equal(np.load(tmp_path / "out" / "m.npy"), before) and not (tmp_path / "out" / "a1.jsonl").exists()
+    # the same shard run again (a rerun after a failure) still replaces its own matrix
+    again = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/2", "-o", "out/a0.jsonl", "--npy", "out/m.npy")
+    assert again.exit_code == 0, again.output
+    # to stdout, the matrix is checked too
+    to_stdout = _clsp("embed", "list.jsonl", *EMBED, "--shard", "1/2", "--npy", "out/m.npy")
+    assert to_stdout.exit_code == 2 and "is the matrix of shard 0000-of-0002" in to_stdout.output
