@@ -6,7 +6,9 @@ measured is stated: a clip whose loudness could not be measured (too short for B
 no volume phrase, and the pace is called "even" only when no segment-to-segment change of the
 syllable rate reaches the change the fine-grained caption states (``stated_changes``), and
 likewise no "even, steady loudness" beside a stated loudness change and no "monotone" beside a
-stated pitch change, so the global and the fine-grained caption of one clip agree.
+stated pitch change, so the global and the fine-grained caption of one clip agree. The
+fine-grained caption opens with the first part's pace and volume only when it goes on to state
+a change of that quality; otherwise with the clip's, as the global caption states them.
 """
 
 from __future__ import annotations
@@ -255,10 +257,16 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
     verb = "whispering" if voice.whispered else "speaking"
     segs = voice.segments
     first = segs[0] if segs else {}
+    changes = stated_changes(voice)
+    # the first part's own bin only where this caption goes on to state a change of that quality;
+    # else the clip's, which the global caption states (a part just across a bin edge, with no
+    # change stated after it, would contradict it)
+    rate_label = first.get("rate_label") if "pace" in changes else voice.rate
+    loud_label = first.get("loudness_label") if "loudness" in changes else voice.loudness
     opening = (f"{who} with {_quality(voice)} begins {verb} at "
-               f"{_rate(first.get('rate_label'), voice) or _rate(voice.rate, voice) or 'a moderate pace'}")
-    if LOUDNESS.get(first.get("loudness_label")):
-        opening += f" and {LOUDNESS[first['loudness_label']]}"
+               f"{_rate(rate_label, voice) or _rate(voice.rate, voice) or 'a moderate pace'}")
+    if LOUDNESS.get(loud_label):
+        opening += f" and {LOUDNESS[loud_label]}"
     sentences = [opening]
     for prev, seg in zip(segs[:-2], segs[1:-1]):
         change = _segment_phrase(seg, prev, voice)

@@ -52,3 +52,22 @@ def test_steady_and_monotone_stay_where_nothing_changes():
 def test_a_whispered_clip_states_no_pitch_change_and_keeps_its_dynamics_word():
     glob, fine = _captions(voicing="whispered", segments=[_seg(), _seg(pitch=4.0), _seg()])
     assert all("steady loudness" in t for t in fine), fine[:2]
+
+
+def _seg_labels(rate: str, loud: str, rate_ratio: float = 1.0) -> dict:
+    return {**_seg(), "rate_label": rate, "loudness_label": loud, "rate_ratio": rate_ratio}
+
+
+def test_a_first_part_across_a_bin_edge_without_a_stated_change_opens_with_the_clips_pace_and_volume():
+    """The parts' rates differ by less than a stated change (1.1 vs 1.0), but the first part's rate
+    and loudness fall in the bins above the clip's: both captions say the clip's."""
+    glob, fine = _captions(segments=[_seg_labels("fast", "loud", 1.1), _seg_labels("moderate", "moderate"),
+                                     _seg_labels("moderate", "moderate")])
+    for text in glob + fine:
+        assert "brisk" not in text and "projected" not in text, text
+    assert all("moderate, even pace" in t and "moderate volume" in t for t in fine), fine[:2]
+
+
+def test_a_first_part_opens_with_its_own_pace_when_a_change_of_pace_follows():
+    _, fine = _captions(segments=[_seg_labels("fast", "moderate", 1.3), _seg_labels("moderate", "moderate", 0.9)])
+    assert all("begins speaking at a fast" in t and "pace slows" in t for t in fine), fine[:2]
