@@ -27,7 +27,8 @@ NprobeOpt = Annotated[Optional[int], typer.Option("--nprobe", help="IVF lists vi
 EfOpt = Annotated[Optional[int], typer.Option("--ef", help="HNSW search breadth (more: slower, better recall).")]
 QueryFieldOpt = Annotated[str, typer.Option("--query-field", help="What a query record is searched with: auto (its "
                                              "embedding, else its text or audio; a record with both text and audio "
-                                             "is an error asking), embedding, text or audio.")]
+                                             "is an error asking), embedding, text or audio. "
+                                             "--text and --audio queries are searched as given.")]
 RerankOpt = Annotated[Optional[int], typer.Option("--rerank", help="Fetch k*N candidates and re-score them exactly (0: off; default: on for compressed indexes).")]
 
 

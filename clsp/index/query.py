@@ -140,6 +140,13 @@ def parse_query(record: dict[str, Any], matrix: np.ndarray | None, position: int
     raise InputError(f"{where}: no non-empty '{field}' field (--query-field {field})")
 
 
+@dataclass
+class GivenQuery(Item):
+    """A query given as a caption (``--text``, ``texts=``) or a clip (``--audio``, ``audios=``,
+    an audio file as the query source): searched with that, whatever ``--query-field`` says
+    of the query records."""
+
+
 def _is_audio_file(path: str) -> bool:
     """Whether a query source is an audio file (searched with as a clip, as ``--audio``)."""
     import os
@@ -181,7 +188,7 @@ def query_items(source: str | Iterable[Any] | None = None, texts: Sequence[str] 
     given = []
     for n, kind in enumerate(kinds):
         value = next(pending[kind])
-        given.append(Item(index=n, id=value, record={"id": value, kind: value}))
+        given.append(GivenQuery(index=n, id=value, record={"id": value, kind: value}))
     if source is None and given:
         return iter(given), None, None
     if source is not None and not isinstance(source, str):
@@ -191,7 +198,7 @@ def query_items(source: str | Iterable[Any] | None = None, texts: Sequence[str] 
         start = len(given)
         return chain(given, (replace(item, index=start + item.index) for item in as_items(records))), matrix, Path.cwd()
     if source not in (None, "-") and not is_npy_name(source) and _is_audio_file(source):
-        given.append(Item(index=len(given), id=source, record={"id": source, "audio": source}))  # as --audio
+        given.append(GivenQuery(index=len(given), id=source, record={"id": source, "audio": source}))  # as --audio
         return iter(given), None, None
     source = source or "-"
     if is_npy_name(source):
@@ -244,7 +251,8 @@ def _vectors_for(batch: list[Item], index: VectorIndex, encoder: QueryEncoder, m
             out[n] = item.error
             continue
         try:
-            kind, value = parse_query(item.record, matrix, item.index, base, field, index.info.metric)
+            own = "auto" if isinstance(item, GivenQuery) else field  # a given caption or clip is what it is
+            kind, value = parse_query(item.record, matrix, item.index, base, own, index.info.metric)
             if kind == "vector":
                 prov = item.record.get("provenance")
                 if prov is not None and not isinstance(prov, dict):

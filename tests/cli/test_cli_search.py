@@ -380,3 +380,20 @@ def test_an_output_inside_the_index_folder_read_is_refused_before_any_work(tmp_p
     p = cli("search", "eval", "v.idx", "--queries", "emb.jsonl", "-o", "v.idx/r.json", "-q", cwd=tmp_path)
     assert p.returncode == 2 and "lies inside the index folder" in p.stderr, p.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "v.idx").rglob("*") if p.is_file()} == before  # no .partial
+
+
+def test_query_field_applies_to_query_records_not_to_given_captions_and_clips(clips):
+    """--audio next to a plain list of captions read with --query-field text is still a clip,
+    and --text next to --query-field audio still a caption."""
+    p = cli("embed", "clips.jsonl", "-m", "tiny-random", "-q", cwd=clips)
+    p = cli("search", "build", "-", "-o", "clips.idx", "-q", cwd=clips, stdin=p.stdout)
+    assert p.returncode == 0, p.stderr
+    (clips / "q.txt").write_text("a calm, low male voice\n")
+    p = cli("search", "query", "clips.idx", "--audio", "c2.wav", "q.txt", "--query-field", "text", "-k", "1", "-q",
+            cwd=clips)
+    got = [json.loads(line) for line in p.stdout.splitlines()]
+    assert p.returncode == 0 and len(got) == 2, (p.stdout, p.stderr)
+    assert got[0]["hits"][0]["id"] == "c2" and got[0]["hits"][0]["score"] > 0.999
+    p = cli("search", "query", "clips.idx", "--text", "an angry woman", "--query-field", "audio", "-k", "1", "-q",
+            cwd=clips)
+    assert p.returncode == 0 and json.loads(p.stdout)["hits"], (p.stdout, p.stderr)
