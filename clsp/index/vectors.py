@@ -6,6 +6,7 @@ in :mod:`clsp.index.folder`. Hits are ``{"id", "score", **fields}`` (see :func:`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +112,13 @@ def _check_ids(new_ids: list[str], existing: set[str] | None = None, stored: lis
         else:
             first[key] = n
             continue
+        made_up = re.fullmatch(r"(row|line)-[0-9]+", str(rid))
+        hint = ("" if made_up is None else
+                f": an id of the form {made_up[1]}-N is the one clsp gives a record that has none (the rows of a "
+                ".npy input are row-0, row-1 ... in every run, the lines of a file line-1, line-2 ...), so two "
+                "inputs without ids collide; give ids with --ids (a JSONL of records in row order) or an 'id' field")
         raise InputError(f"id {rid!r} appears more than once in the index ({where}; ids are compared as "
-                         "text: 7 and \"7\" are one id); give each record its own id")
+                         "text: 7 and \"7\" are one id); give each record its own id" + hint)
 
 
 class VectorIndex:

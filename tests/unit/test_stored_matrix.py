@@ -22,3 +22,17 @@ def test_a_device_is_named_as_a_device():
 def test_a_missing_path_is_named_missing(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_matrix(tmp_path / "gone.npy")
+
+
+def test_two_bare_matrices_in_one_index_name_the_made_up_row_ids(tmp_path):
+    import numpy as np
+
+    from clsp.errors import InputError
+    from clsp.index.records import index_embeddings
+
+    rng = np.random.default_rng(0)
+    for name in ("a.npy", "b.npy"):
+        np.save(tmp_path / name, rng.standard_normal((3, 8)).astype(np.float32))
+    index_embeddings(tmp_path / "x.idx", str(tmp_path / "a.npy"))
+    with pytest.raises(InputError, match=r"'row-0' appears more than once.*row-0, row-1 \.\.\. in every run.*--ids"):
+        index_embeddings(tmp_path / "x.idx", str(tmp_path / "b.npy"), add=True)
