@@ -68,7 +68,7 @@ def query(
     text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A caption to search with (repeatable; --text and --audio queries are answered in command-line order).")] = None,
     audio: Annotated[Optional[list[str]], typer.Option("--audio", "-a", help="An audio file to search with (repeatable).")] = None,
     k: KOpt = 10,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep hits scoring at least this (cosine/ip) or at most this (l2).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep hits scoring at least this (cosine/ip) or at most this (l2), as written (6 decimals).")] = None,
     nprobe: NprobeOpt = None,
     ef: EfOpt = None,
     rerank: RerankOpt = None,

@@ -271,15 +271,21 @@ class VectorIndex:
         """Top-k hits per query as ``{"id", "score", **fields}`` dicts, best first.
 
         ``score`` is the similarity (distance for L2); the record's own fields named like
-        :data:`HIT_FIELDS` are under ``"metadata"``. ``threshold`` keeps hits scoring at
-        least that similarity (at most that distance for L2). Asking for more hits than the
-        index holds gives every vector.
+        :data:`HIT_FIELDS` are under ``"metadata"``. A cosine score is clipped to [-1, 1]
+        (float32 rounding puts a vector's score against itself at 1.0000001 or 0.99999994).
+        ``threshold`` keeps hits scoring at least that similarity (at most that distance for
+        L2), compared at the 6 decimals scores are written with, so that a hit written with
+        score 1.0 passes ``threshold=1.0``. Asking for more hits than the index holds gives
+        every vector.
         """
         scores, rows = self.search_arrays(queries, k, **kwargs)
+        if self.info.metric == "cosine":
+            scores = np.clip(scores, -1.0, 1.0)
         keep = rows >= 0
         if threshold is not None:
+            written = np.round(scores.astype(np.float64), 6)
             with np.errstate(invalid="ignore"):
-                keep &= (scores <= threshold) if self.info.metric == "l2" else (scores >= threshold)
+                keep &= (written <= threshold) if self.info.metric == "l2" else (written >= threshold)
         flat = rows[keep]
         meta = frame_rows(self.meta[flat.tolist()], self.info) if flat.size else []
         out, pos = [], 0

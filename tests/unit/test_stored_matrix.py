@@ -36,3 +36,22 @@ def test_two_bare_matrices_in_one_index_name_the_made_up_row_ids(tmp_path):
     index_embeddings(tmp_path / "x.idx", str(tmp_path / "a.npy"))
     with pytest.raises(InputError, match=r"'row-0' appears more than once.*row-0, row-1 \.\.\. in every run.*--ids"):
         index_embeddings(tmp_path / "x.idx", str(tmp_path / "b.npy"), add=True)
+
+
+def test_a_self_hit_scores_at_most_one_and_passes_threshold_one(tmp_path):
+    import json
+
+    import numpy as np
+
+    from clsp.index import load_index
+    from clsp.index.records import index_embeddings
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((64, 32)).astype(np.float32)
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "embedding": v.tolist()}) + "\n"
+                                              for i, v in enumerate(vecs)))
+    index_embeddings(tmp_path / "x.idx", str(tmp_path / "e.jsonl"))
+    index = load_index(tmp_path / "x.idx")
+    hits = index.search(vecs, 1, threshold=1.0)
+    assert all(len(h) == 1 and h[0]["id"] == f"v{i}" for i, h in enumerate(hits)), hits[:3]
+    assert max(h[0]["score"] for h in hits) <= 1.0
