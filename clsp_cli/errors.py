@@ -93,6 +93,45 @@ def check_numbers(params: dict[str, Any]) -> None:
             raise ConfigError(f"--{name.replace('_', '-')}: {value} is not a finite number")
 
 
+# the parameters that name a file or folder: given as an empty string, each would be read as the
+# working directory (pathlib), skipped as not given, or fail at the end with the OS's words
+PATH_PARAMS = ("input", "inputs", "source", "destination", "index", "run_dir", "output", "output_dir", "npy", "report",
+               "plot", "html", "errors", "ids", "queries", "speech", "captions", "speech_npy", "captions_npy",
+               "config", "bins", "shards")
+
+
+def _flag_of(fn: Callable[..., Any], name: str) -> str:
+    """How the command line writes parameter ``name`` of command ``fn``: its longest option
+    name (``--output``), or its metavar (``INPUT``) for an argument."""
+    import typing
+
+    try:
+        annotation = typing.get_type_hints(fn, include_extras=True)[name]
+        meta = typing.get_args(annotation)[1:] if typing.get_origin(annotation) is typing.Annotated else ()
+    except Exception:  # noqa: BLE001 (a name the hints cannot resolve: the plain name below)
+        meta = ()
+    for info in meta:
+        # in Annotated form typer.Option("--output", "-o") holds its first name as the default
+        names = (getattr(info, "default", None), *(getattr(info, "param_decls", None) or ()))
+        decls = [d for d in names if isinstance(d, str) and d.startswith("--")]
+        if decls:
+            return max(decls, key=len)
+        if getattr(info, "metavar", None):
+            return str(info.metavar)
+    return name.upper()
+
+
+def check_paths_given(fn: Callable[..., Any], params: dict[str, Any]) -> None:
+    """``ConfigError`` (exit 2), before any work, for a file or folder parameter
+    (``PATH_PARAMS``) given as an empty (or blank) string: ``-o ''``, an unset shell variable."""
+    for name in PATH_PARAMS:
+        value = params.get(name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise ConfigError(f"{_flag_of(fn, name)} is empty: give a file or folder name (is the variable that "
+                              "should hold it unset?)")
+
+
 def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS,
             resumable: bool = False, records: bool = True):
     """Wrap a command body: refuse outputs that would overwrite each other or the run's own
@@ -117,6 +156,7 @@ def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = 
         previous = _catch_sigterm()
         try:
             check_numbers(kwargs)
+            check_paths_given(fn, kwargs)
             check_run_files(kwargs, outputs, records)
             # every output is locked from the start; a resumable command (embed) locks its own, whose
             # names it fills in first ('{shard}')

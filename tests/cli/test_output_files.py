@@ -19,6 +19,7 @@ from clsp.errors import ConfigError, OutputError
 from clsp_cli.output import MatrixSink, RecordSink, check_same_run
 from clsp_cli.output_files import resolve_target
 from tests.helpers.assets import REPO
+from tests.helpers.cli import invoke
 
 RECS = [{"id": "a", "x": 1}, {"id": "b", "x": 2}]
 
@@ -821,3 +822,25 @@ def test_a_matrix_fifo_whose_reader_closed_leaves_the_records_unpublished(tmp_pa
         reader.wait(timeout=60)
     assert p.stdout.startswith("refused:") and "m.fifo" in p.stdout, (p.stdout, p.stderr)
     assert not (tmp_path / "e.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["embed", "e.jsonl", "-m", "tiny-random", "-o", ""], "--output"),
+    (["embed", "e.jsonl", "-m", "tiny-random", "--npy", " "], "--npy"),
+    (["classify", "e.jsonl", "--report", ""], "--report"),
+    (["classify", "e.jsonl", "--html", ""], "--html"),
+    (["search", "build", "e.jsonl", "-o", ""], "--output"),
+    (["search", "query", "", "--text", "a calm voice"], "INDEX"),
+    (["search", "eval", "--speech", "", "--captions", "e.jsonl"], "--speech"),
+    (["embed", ""], "INPUT"),
+    (["merge", ""], "SHARDS"),
+    (["convert", "tiny-random", ""], "DESTINATION"),
+])
+def test_an_empty_file_name_is_a_usage_error_naming_its_option(tmp_path, argv, flag):
+    """An empty -o/--npy/--report/--html/INDEX... (an unset shell variable) was taken as the
+    working directory, skipped silently, or failed after the work with the OS's words."""
+    (tmp_path / "e.jsonl").write_text(json.dumps({"id": "x", "embedding": [1.0, 0.0]}) + "\n")
+    p = invoke(*argv, "-q", cwd=tmp_path, text=True)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{flag} is empty" in p.stderr, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["e.jsonl"]
