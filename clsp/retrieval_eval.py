@@ -144,7 +144,8 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
                     on_skip: OnSkip | None, left_out: dict[str, str] | None = None) -> tuple[list[int], list[int]]:
     """For each caption that names a speech record in ``match_key`` (else its own id): the
     speech row it describes, and the caption's row; the others are skipped (the reason names a
-    speech record that was itself left out, ``left_out``: id -> why, as such)."""
+    speech record that was itself left out, ``left_out``: id -> why, as such). ``ConfigError``
+    when no caption has ``match_key`` nor an id naming a speech record (a mistyped key)."""
     row_of: dict[str, int] = {}
     for n, r in enumerate(speech):
         if str(r["id"]) in row_of:
@@ -152,6 +153,10 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
                              f"{row_of[str(r['id'])] + 1} and {n + 1}): each clip is one retrieval target; "
                              "remove the repeated records")
         row_of[str(r["id"])] = n
+    if captions and not any(match_key in rec or str(rec["id"]) in row_of for rec in captions):
+        raise ConfigError(f"--match-key {match_key!r}: no caption record has this field, and no caption's own id "
+                          "names a speech record, so no caption can be matched to its clip (clsp embed --modality "
+                          "text writes 'audio_id')")
     owner, keep = [], []
     for n, rec in enumerate(captions):
         target = str(rec.get(match_key, rec["id"]))

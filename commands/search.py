@@ -93,7 +93,7 @@ def query(
 @command
 def evaluate(
     index: Annotated[Optional[str], typer.Argument(help="Index directory; queries come from --queries.", show_default=False)] = None,
-    queries: Annotated[Optional[str], typer.Option("--queries", help="Query JSONL (vectors, text or audio) with the relevant ids in --relevant-key.")] = None,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Query JSONL (vectors, text or audio) with the relevant ids in --relevant-key; default: stdin (-).")] = None,
     relevant_key: Annotated[str, typer.Option("--relevant-key", help="Query field holding the relevant id (or a list of them).")] = "relevant",
     speech: Annotated[Optional[str], typer.Option("--speech", help="Pool mode: speech embeddings JSONL (both directions, no index).")] = None,
     captions: Annotated[Optional[str], typer.Option("--captions", help="Pool mode: caption embeddings JSONL; each names its clip in --match-key.")] = None,

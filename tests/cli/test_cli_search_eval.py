@@ -63,7 +63,7 @@ def test_pool_eval_refuses_a_speech_id_given_twice(pool):
     assert r.exit_code == 1 and "'c0' appears more than once" in r.stderr and "records 1 and 13" in r.stderr
     r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap.jsonl"),
             "--npy", str(tmp / "both.npy"), "--n-boot", "0", "--match-key", "clip")
-    assert "no field 'clip' (--match-key)" in r.stderr
+    assert r.exit_code == 2 and "--match-key 'clip': no caption record has this field" in r.stderr
 
 
 def test_pool_eval_names_a_non_finite_row_and_stays_valid_json(pool):

@@ -42,3 +42,23 @@ def test_a_caption_of_one_group_alone_still_ranks_other_clips_above_it(tmp_path)
     summary = evaluate_pool(_write(tmp_path / "s.jsonl", speech), _write(tmp_path / "c.jsonl", captions),
                             group_key="g", n_boot=0).summary
     assert summary["groups"]["A"]["t2s_R@1"] == 0.0 and summary["groups"]["B"]["t2s_R@1"] == 1.0
+
+
+def test_a_match_key_no_caption_has_is_a_usage_error(tmp_path):
+    import pytest
+
+    from clsp.errors import ConfigError
+
+    e = np.eye(3)
+    speech = [{"id": f"a{i}", "embedding": e[i].tolist()} for i in range(3)]
+    captions = [{"id": f"t{i}", "text": f"x{i}", "audio_id": f"a{i}", "embedding": e[i].tolist()} for i in range(3)]
+    s, c = _write(tmp_path / "s.jsonl", speech), _write(tmp_path / "c.jsonl", captions)
+    skipped = []
+    with pytest.raises(ConfigError, match="--match-key 'clip': no caption record has this field"):
+        evaluate_pool(s, c, match_key="clip", n_boot=0, on_skip=lambda *a: skipped.append(a))
+    assert skipped == []
+    # a key some captions lack still evaluates the others, skipping those
+    captions[0].pop("audio_id")
+    summary = evaluate_pool(s, _write(tmp_path / "c2.jsonl", captions), n_boot=0,
+                            on_skip=lambda *a: skipped.append(a)).summary
+    assert summary["captions"] == 2 and len(skipped) == 1
