@@ -187,6 +187,10 @@ class ShardReader:
             raise InputError(f"{self.path}: record {rec.get('id')!r} has a 'row' but its provenance names no matrix")
         beside = self.path.parent / Path(named).name
         candidates = [p for p in dict.fromkeys([beside, Path(named)]) if p.exists()]
+        if not candidates and self.path.name.endswith(".partial"):
+            raise ConfigError(f"{self.path}: the .partial output of a stopped run, whose matrix {named} is written only "
+                              "when the run ends: finish the shard with clsp embed --resume (the same command) and "
+                              "merge the finished output")
         if not candidates:
             raise ConfigError(f"{self.path}: its matrix {named} is gone (and no {beside.name} beside it)")
         error = None
@@ -281,7 +285,8 @@ class ShardSet:
                 break
             if nxt > index:
                 raise InputError(f"input record {index} is missing from shard {reader.shard.name} ({reader.path}), "
-                                 f"whose next record is input record {nxt}")
+                                 f"whose next record is input record {nxt} (clsp embed writes a shard's records "
+                                 "in input order: were lines of it lost, or reordered?)")
             group = reader.next_group()
             prov = group[0].get("provenance") or {}
             if isinstance(prov.get("input_prev"), str) and chain is not None and prov["input_prev"] != chain:

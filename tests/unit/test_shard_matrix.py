@@ -48,3 +48,16 @@ def test_a_second_shard_may_not_replace_the_first_shards_matrix(tmp_path: Path, 
     # to stdout, the matrix is checked too
     to_stdout = _clsp("embed", "list.jsonl", *EMBED, "--shard", "1/2", "--npy", "out/m.npy")
     assert to_stdout.exit_code == 2 and "is the matrix of shard 0000-of-0002" in to_stdout.output
+
+
+def test_merge_of_a_partial_output_whose_matrix_was_never_written_says_to_resume(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_wav(tmp_path / "c0.wav", 0.6, 140, seed=0)
+    (tmp_path / "list.jsonl").write_text(json.dumps({"id": "c0", "audio": "c0.wav"}) + "\n")
+    done = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/1", "-o", "p.jsonl", "--npy", "p.npy")
+    assert done.exit_code == 0, done.output
+    (tmp_path / "p.jsonl").rename(tmp_path / "p.jsonl.partial")  # as a stopped run leaves it: no matrix yet
+    (tmp_path / "p.npy").unlink()
+    merged = _clsp("merge", "p.jsonl.partial", "-o", "m.jsonl", "-q")
+    assert merged.exit_code == 2, merged.output
+    assert "the .partial output of a stopped run" in merged.output and "--resume" in merged.output
