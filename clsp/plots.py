@@ -190,8 +190,9 @@ def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = No
     read as every JSONL input is (``clsp.records.read_jsonl``: compressed or not, a BOM
     dropped, lines split at ``\n`` only). ``ConfigError`` for a missing file, an audio file
     or UTF-16/32 text, and for pretty-printed JSON (a lone ``{`` or ``[`` on its first line);
-    ``InputError`` naming the file and line for a line that is not a JSON object, and when no
-    record has a ``step``.
+    ``InputError`` naming the file and line for a line that is not a JSON object, and when
+    records but none with a ``step`` are there; a file with no records gives ``[]``. A last
+    line cut short without its newline (the trainer is writing it) is left out with a warning.
 
     A record whose ``step`` is not an integer (a string ``"1"``, ``true``, ``2.5``) is left
     out, and a value of a plotted metric that is not a number (a string, a boolean) is not
@@ -207,8 +208,13 @@ def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = No
     if not p.is_file():
         raise ConfigError(f"{p}: no such file (a training run folder holds metrics.jsonl)")
     refuse_audio_file(p, "metrics")
+    warn = on_warning or logging.getLogger(__name__).warning
+
+    def cut_tail(lineno: int) -> None:
+        warn(f"{p}: line {lineno} is not complete (a run still writing it?): left out")
+
     try:
-        records = read_jsonl(p)
+        records = read_jsonl(p, on_cut_tail=cut_tail)
     except TruncatedInputError:
         raise  # names the file
     except InputError as exc:
@@ -222,7 +228,9 @@ def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = No
             if value is not None and is_plotted(key) and _not_a_number(value):
                 bad_values.setdefault(key, []).append(n)
     if bad_steps or bad_values:
-        _warn_left_out(p, records, bad_steps, bad_values, on_warning or logging.getLogger(__name__).warning)
+        _warn_left_out(p, records, bad_steps, bad_values, warn)
+    if not records:  # a run that has written no metrics yet: nothing to draw, as any input with no records
+        return []
     if not out:
         raise InputError(f"{p}: no metric records with a 'step'")
     return sorted((records[n] for n in out), key=lambda rec: rec["step"])  # stable: lines run by step

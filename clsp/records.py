@@ -24,7 +24,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.sniff import refuse_binary_stream
@@ -623,17 +623,24 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike, on_cut_tail: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Read a whole (small) JSONL file strictly (compressed and BOM allowed); errors name the line.
     The closing ``__summary__`` line of an evaluation's output (``is_summary_line``) is not a
-    record and is skipped, as the commands skip it."""
+    record and is skipped, as the commands skip it. With ``on_cut_tail``, a last line that
+    has no newline and is not a JSON object (a file another process is still writing) is left
+    out and its line number passed to it, not raised."""
     out = []
     stream = open_binary_input(path)
     try:
         for lineno, raw in iter_lines(stream, input_name(path)):
             if is_summary_line(raw):
                 continue
-            out.append(_parse_json(lineno, _decode_line(lineno, raw).strip()))
+            try:
+                out.append(_parse_json(lineno, _decode_line(lineno, raw).strip()))
+            except InputError:
+                if on_cut_tail is None or raw.endswith(b"\n"):
+                    raise
+                on_cut_tail(lineno)  # only the last line lacks its newline
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -34,6 +34,9 @@ def run(
     set_quiet(quiet)
     check_outputs(output, None)
     records = read_metrics(run_dir, on_warning=warn)  # values that are no numbers: named, left out
+    if not records:
+        warn(f"{run_dir}: no metric records yet; no figure written")
+        return 0
     save_figure(training_figure(records, title=f"training run {run_dir}", on_note=warn), output)
     log(f"plot: {len(records)} metric records of {run_dir} -> {output}")
     return 0

@@ -195,3 +195,21 @@ def test_a_scatter_of_no_points_says_so_without_a_warning(tmp_path):
         warnings.simplefilter("error")  # matplotlib's "No artists with labels found" would raise here
         save_figure(scatter_figure([], [], None, {}, "rating"), tmp_path / "empty.svg")
     assert "no rated pair was scored" in (tmp_path / "empty.svg").read_text()
+
+
+def test_metrics_of_a_running_trainer_leave_out_a_half_written_last_line(tmp_path):
+    from clsp.plots import read_metrics
+
+    lines = [json.dumps({"step": s, "loss": 2.0 - 0.1 * s}) for s in range(1, 4)]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(lines) + '\n{"step": 4, "loss": 1.2')
+    notes: list[str] = []
+    records = read_metrics(tmp_path, on_warning=notes.append)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert len(notes) == 1 and "line 4 is not complete" in notes[0]
+    # a broken line that is not the last (it has its newline) is still an error naming it
+    path.write_text(lines[0] + '\n{"step": 2, "loss"\n' + lines[2] + "\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_metrics(tmp_path)
+    path.write_text("")
+    assert read_metrics(tmp_path) == []
