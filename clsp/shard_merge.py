@@ -231,8 +231,8 @@ class ShardSet:
         try:
             for p in paths:
                 self.readers.append(ShardReader(p))
+            self._check_models()  # first: shards of two runs of other models are named so, not as one given twice
             self._check_set()
-            self._check_models()
         except BaseException:
             self.close()
             raise

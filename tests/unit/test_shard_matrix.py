@@ -61,3 +61,14 @@ def test_merge_of_a_partial_output_whose_matrix_was_never_written_says_to_resume
     merged = _clsp("merge", "p.jsonl.partial", "-o", "m.jsonl", "-q")
     assert merged.exit_code == 2, merged.output
     assert "the .partial output of a stopped run" in merged.output and "--resume" in merged.output
+
+
+def test_merge_of_two_runs_of_other_models_names_the_models_not_a_shard_given_twice(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_wav(tmp_path / "c0.wav", 0.6, 140, seed=0)
+    (tmp_path / "list.jsonl").write_text(json.dumps({"id": "c0", "audio": "c0.wav"}) + "\n")
+    for name, model in (("a", "tiny-random"), ("b", "default")):
+        done = _clsp("embed", "list.jsonl", "-m", model, "-q", "--shard", "0/1", "-o", f"{name}.jsonl")
+        assert done.exit_code == 0, done.output
+    merged = _clsp("merge", "a.jsonl", "b.jsonl", "-o", "m.jsonl", "-q")
+    assert merged.exit_code == 1 and "different models" in merged.output and "given twice" not in merged.output
