@@ -75,17 +75,29 @@ class MissingMatrix:
                  "'clsp embed --npy' wrote beside them: give that matrix with --npy")
 
 
+SKIPS_LISTED = 10  # skipped records warned about one by one, per run
+
+
 def skip_notice(on_error: str = "skip", progress=None, no_matrix: MissingMatrix | None = None):
     """An ``on_skip(what, reason)`` callback for the library: a warning on stderr, counted as
     a failure in ``progress`` (a ``Throughput``), or with ``--on-error fail`` a stop (``FailFast``).
     With ``no_matrix``, records that failed for want of ``--npy`` are counted there instead of
-    warned one by one (``no_matrix.warn()`` says it once)."""
+    warned one by one (``no_matrix.warn()`` says it once). The first ``SKIPS_LISTED`` skipped
+    records are warned about one by one, then one line says the rest are only counted (a wrong
+    ``--npy`` fails every record the same way: thousands of lines would bury the first)."""
     from clsp_cli.console import warn
     from clsp_cli.errors import FailFast
 
+    listed = [0]
+
     def on_skip(what, reason) -> None:
         if no_matrix is None or not no_matrix.note(what, reason):
-            warn(f"skipped {what}: {reason}")
+            listed[0] += 1
+            if listed[0] <= SKIPS_LISTED:
+                warn(f"skipped {what}: {reason}")
+            elif listed[0] == SKIPS_LISTED + 1:
+                warn(f"skipped {what} too, and perhaps more: records skipped after the first {SKIPS_LISTED} are "
+                     "not listed, only counted in the summary")
         if on_error == "fail":
             raise FailFast(f"record {what!r} failed: {reason}")
         if progress is not None:

@@ -62,18 +62,18 @@ def embedding_map(
 
     set_quiet(quiet)
     check_outputs(output, None)
-    from clsp_cli.inputs import MissingMatrix
+    from clsp_cli.inputs import MissingMatrix, skip_notice
 
     from clsp.index.records import record_modality
 
     reader = EmbeddingReader(load_matrix(npy) if npy else None)
     vectors, labels, skipped, fields, kinds = [], [], 0, [], []
     with MissingMatrix(input) as no_matrix:  # a forgotten --npy: one warning, not one per record
+        on_skip = skip_notice(no_matrix=no_matrix)
         for item, vec in reader.read(input):
             if vec is None:
                 skipped += 1
-                if not no_matrix.note(item.id, item.error):
-                    warn(f"skipped {item.id}: {item.error}")
+                on_skip(item.id, item.error)
                 continue
             vectors.append(vec)
             kinds.append(record_modality(item.record or {}))

@@ -844,3 +844,16 @@ def test_an_empty_file_name_is_a_usage_error_naming_its_option(tmp_path, argv, f
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert f"{flag} is empty" in p.stderr, p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["e.jsonl"]
+
+
+def test_skipped_records_are_listed_up_to_ten_then_counted(tmp_path):
+    """A fault every record shares (a wrong --npy, a field of the wrong type) gave one warning
+    line per record: the first ten are listed, one line says the rest are counted."""
+    rows = [{"id": "ok0", "embedding": [1.0, 0.0, 0.0]}, {"id": "ok1", "embedding": [0.0, 1.0, 0.0]}]
+    rows += [{"id": f"b{i}", "embedding": "x"} for i in range(15)]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = invoke("search", "build", "bad.jsonl", "-o", "bad.idx", cwd=tmp_path, text=True)
+    assert p.returncode == 3, (p.returncode, p.stderr)
+    lines = [line for line in p.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(lines) == 11 and "b10 too" in lines[-1] and "only counted in the summary" in lines[-1]
+    assert "15 failed" in p.stderr
