@@ -154,3 +154,20 @@ def test_a_pack_path_that_is_no_file_says_what_it_is(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match=re.escape(says)):
             load_pack(name)
     assert load_pack("gender").get("gender") is not None  # the built-in name: the built-in pack
+
+
+@pytest.mark.parametrize("pack, gold, want", [
+    ("cremad", "ANG", "angry"), ("cremad", "DIS", "disgust"), ("cremad", "FEA", "fear"), ("cremad", "HAP", "happy"),
+    ("cremad", "NEU", "neutral"), ("cremad", "SAD", "sad"), ("cremad", "A", "angry"),
+    ("ravdess", "anger", "angry"), ("ravdess", "sadness", "sad"), ("ravdess", "happiness", "happy"),
+    ("ravdess", "surprise", "surprised"), ("ravdess", "disgusted", "disgust"), ("iemocap", "exc", "happy"),
+])
+def test_paper_packs_read_the_datasets_label_spellings(pack, gold, want):
+    """CREMA-D's file-name codes (ANG, DIS ...) and the common noun spellings are gold labels
+    of the paper packs, as their doc says; the prompts stay as published."""
+    assert load_pack(pack).attributes["emotion"].canonical_label(gold) == want
+
+
+def test_paper_pack_prompts_are_as_published():
+    prompts = [p for c in load_pack("cremad").attributes["emotion"].classes for p in c.prompts]
+    assert "A speaker in a angry tone." in prompts and "A speaker in a fear tone." in prompts
