@@ -216,6 +216,9 @@ def _check_consistent(path: Path, info: IndexInfo, index, meta, vectors) -> None
         raise IndexFileError(
             f"index {path}: {index.ntotal} vectors but {meta.height} metadata rows in {META_FILE}"
         )
+    if info.count != index.ntotal:  # an index.json edited or copied from another version of the index
+        raise IndexFileError(f"index {path}: {INFO_FILE} says count {info.count}, but {INDEX_FILE} holds "
+                             f"{index.ntotal} vectors")
     if vectors is not None and vectors.shape != (index.ntotal, info.dim):
         raise IndexFileError(f"index {path}: {VECTORS_FILE} has shape {vectors.shape}")
 

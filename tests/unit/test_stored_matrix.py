@@ -55,3 +55,24 @@ def test_a_self_hit_scores_at_most_one_and_passes_threshold_one(tmp_path):
     hits = index.search(vecs, 1, threshold=1.0)
     assert all(len(h) == 1 and h[0]["id"] == f"v{i}" for i, h in enumerate(hits)), hits[:3]
     assert max(h[0]["score"] for h in hits) <= 1.0
+
+
+def test_an_index_whose_info_miscounts_its_vectors_is_refused_at_load(tmp_path):
+    import json
+
+    import numpy as np
+
+    from clsp.errors import IndexFileError
+    from clsp.index import load_index
+    from clsp.index.records import index_embeddings
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "embedding": rng.standard_normal(8).tolist()})
+                                              + "\n" for i in range(6)))
+    index_embeddings(tmp_path / "x.idx", str(tmp_path / "e.jsonl"))
+    info_file = tmp_path / "x.idx" / "index.json"
+    info = json.loads(info_file.read_text())
+    assert info["count"] == 6 and len(load_index(tmp_path / "x.idx").search(np.ones(8, np.float32), 10)[0]) == 6
+    info_file.write_text(json.dumps({**info, "count": 7}))
+    with pytest.raises(IndexFileError, match="says count 7, but index.faiss holds 6 vectors"):
+        load_index(tmp_path / "x.idx")
