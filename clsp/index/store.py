@@ -365,8 +365,12 @@ def check_replaceable(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise OutputError(f"index {target}: exists and is not a folder; refusing to replace it")
     if target.is_dir() and (target / INFO_FILE).exists() and not _clsp_info(target / INFO_FILE):
+        ours = [p.name for p in target.iterdir() if is_data_folder_name(p.name) and p.is_dir()]
+        hint = ("" if not ours else
+                f"; it holds clsp's data folders ({ours[0]}), so it is likely a clsp index whose {INFO_FILE} was "
+                f"damaged: remove the folder (rm -r {target}) to build it again")
         raise OutputError(f"index {target}: exists and is not a clsp index (its {INFO_FILE} is not one clsp "
-                          "wrote); refusing to replace it")
+                          f"wrote); refusing to replace it{hint}")
     if target.is_dir() and not (target / INFO_FILE).exists():
         ours = (LOCK_FILE, f".{INFO_FILE}.")  # what a first build that stopped half-way leaves, with data folders
         if any(not (p.name.startswith(ours) or (is_data_folder_name(p.name) and p.is_dir())) for p in target.iterdir()):

@@ -76,3 +76,20 @@ def test_an_index_whose_info_miscounts_its_vectors_is_refused_at_load(tmp_path):
     info_file.write_text(json.dumps({**info, "count": 7}))
     with pytest.raises(IndexFileError, match="says count 7, but index.faiss holds 6 vectors"):
         load_index(tmp_path / "x.idx")
+
+
+def test_a_damaged_index_json_beside_clsp_data_says_how_to_rebuild(tmp_path):
+    import json
+
+    import numpy as np
+
+    from clsp.errors import OutputError
+    from clsp.index.records import index_embeddings
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "embedding": rng.standard_normal(4).tolist()})
+                                              + "\n" for i in range(3)))
+    index_embeddings(tmp_path / "x.idx", str(tmp_path / "e.jsonl"))
+    (tmp_path / "x.idx" / "index.json").write_text("{garbage")
+    with pytest.raises(OutputError, match=r"index.json was damaged: remove the folder \(rm -r "):
+        index_embeddings(tmp_path / "x.idx", str(tmp_path / "e.jsonl"))
