@@ -97,7 +97,7 @@ def check_numbers(params: dict[str, Any]) -> None:
 # working directory (pathlib), skipped as not given, or fail at the end with the OS's words
 PATH_PARAMS = ("input", "inputs", "source", "destination", "index", "run_dir", "output", "output_dir", "npy", "report",
                "plot", "html", "errors", "ids", "queries", "speech", "captions", "speech_npy", "captions_npy",
-               "config", "bins", "shards")
+               "config", "bins", "shards", "audio_root", "audio")
 
 
 def _flag_of(fn: Callable[..., Any], name: str) -> str:
@@ -122,14 +122,16 @@ def _flag_of(fn: Callable[..., Any], name: str) -> str:
 
 
 def check_paths_given(fn: Callable[..., Any], params: dict[str, Any]) -> None:
-    """``ConfigError`` (exit 2), before any work, for a file or folder parameter
-    (``PATH_PARAMS``) given as an empty (or blank) string: ``-o ''``, an unset shell variable."""
-    for name in PATH_PARAMS:
-        value = params.get(name)
+    """``ConfigError`` (exit 2), before any work, for a text parameter given as an empty (or
+    blank) string: ``-o ''``, ``--model "$MODEL"`` with the variable unset. Left as it is, a file
+    or folder (``PATH_PARAMS``) would be read as the working directory and any other value
+    (a model, a key, ``--resume``) taken as not given, so the run would quietly do something else."""
+    for name, value in params.items():
         values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, str) and not v.strip() for v in values):
-            raise ConfigError(f"{_flag_of(fn, name)} is empty: give a file or folder name (is the variable that "
-                              "should hold it unset?)")
+        if not any(isinstance(v, str) and not v.strip() for v in values):
+            continue
+        what = "a file or folder name" if name in PATH_PARAMS else "a value"
+        raise ConfigError(f"{_flag_of(fn, name)} is empty: give {what} (is the variable that should hold it unset?)")
 
 
 def command(fn: Callable[..., Any] | None = None, *, outputs: tuple[str, ...] = OUTPUT_PARAMS,

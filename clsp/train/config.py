@@ -207,6 +207,11 @@ class TrainConfig:
         d = self.data
         checks = [
             (self.init_from is not None or self.model is not None, "init_from / model: set init_from (a model) or model (a model config)"),
+            (self.init_from is None or bool(self.init_from.strip()),
+             "init_from: empty; name the model to start from (a model folder or a built-in name), or null to "
+             "build a new model from `model`"),
+            (bool(self.output_dir.strip()), "output_dir: empty; give the folder the run writes its checkpoints and "
+                                            "logs to (an empty name would make the working directory the run's folder)"),
             (bool(d.train), "data.train: a training manifest is required"),
             (d.train != "-", "data.train: '-' (stdin) can be read only once, and training reads its manifest once "
                              "per epoch; save it to a file and give that"),

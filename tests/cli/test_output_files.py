@@ -846,6 +846,25 @@ def test_an_empty_file_name_is_a_usage_error_naming_its_option(tmp_path, argv, f
     assert sorted(x.name for x in tmp_path.iterdir()) == ["e.jsonl"]
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "c.yaml", "--resume", ""], "--resume"),
+    (["search", "query", "x.idx", "e.jsonl", "-m", ""], "--model"),
+    (["search", "eval", "--speech", "e.jsonl", "--captions", "e.jsonl", "--group-key", " "], "--group-key"),
+    (["classify", "e.jsonl", "-p", ""], "--pack"),
+    (["plot", "map", "e.jsonl", "-c", ""], "--color-by"),
+    (["similarity", "e.jsonl", "--audio-root", ""], "--audio-root"),
+    (["search", "query", "x.idx", "--text", ""], "--text"),
+])
+def test_an_empty_value_is_a_usage_error_not_taken_as_not_given(tmp_path, argv, flag):
+    """``-m "$MODEL"``, ``--resume "$CKPT"`` with the variable unset ran on the default model,
+    started training afresh, or grouped nothing, without a word."""
+    (tmp_path / "e.jsonl").write_text(json.dumps({"id": "x", "embedding": [1.0, 0.0]}) + "\n")
+    p = invoke(*argv, "-q", cwd=tmp_path, text=True)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{flag} is empty: give " in p.stderr, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["e.jsonl"]
+
+
 def test_skipped_records_are_listed_up_to_ten_then_counted(tmp_path):
     """A fault every record shares (a wrong --npy, a field of the wrong type) gave one warning
     line per record: the first ten are listed, one line says the rest are counted."""
