@@ -76,7 +76,8 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     ``settings`` is a ``clsp.index.query.SearchSettings`` (k=10 by default). A query none of
     whose relevant ids is in the index cannot be scored: it is skipped and counted as failed
     (``on_skip`` is told), as a caption naming no speech record is in pool mode. Raises
-    ``ConfigError``/``InputError`` for an unreadable index or query file.
+    ``ConfigError``/``InputError`` for an unreadable index or query file, and ``ConfigError``
+    when no query has ``relevant_key`` (a mistyped key).
     """
     from clsp.index import load_index
     from clsp.index.query import QueryEncoder, SearchSettings, query_items, search_items
@@ -94,10 +95,23 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     failed, grouped = 0, False
     scored: list[tuple[Any, int, int]] = []  # per scored query: its group value, rank and non-relevant count
     known = set(index.ids)
+    # the queries skipped for lacking relevant_key, reported once some query has it: when none
+    # has, the key is mistyped (a usage error), not every query bad
+    keyless: list[tuple[str, ClspError]] | None = []
     for item, result in search_items(index, items, settings, QueryEncoder(index, model, device), matrix, base):
         try:
             if isinstance(result, ClspError):
                 raise result
+            if keyless is not None and relevant_key in item.record:
+                for where, exc in keyless:
+                    if on_skip is not None:
+                        on_skip(where, exc)
+                keyless = None
+            if keyless is not None and relevant_key not in item.record:
+                failed += 1
+                keyless.append((f"query {item.id}", InputError(f"query {item.id!r}: needs the relevant id(s) in "
+                                                               f"field '{relevant_key}'")))
+                continue
             relevant = relevant_ids(item.record, relevant_key)
             if not known.intersection(str(r) for r in relevant):
                 raise InputError(f"query {item.id!r}: none of its relevant ids ({', '.join(map(repr, relevant[:5]))}"
@@ -111,6 +125,9 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
         worst = index.info.count - len(known.intersection(str(r) for r in relevant))  # non-relevant candidates
         grouped = grouped or (group_key is not None and item.record.get(group_key) is not None)
         scored.append((item.record.get(group_key) if group_key else None, rank, worst))
+    if keyless:
+        raise ConfigError(f"--relevant-key {relevant_key!r}: no query record has this field, so no query can be "
+                          "scored; name the field that holds each query's relevant id(s)")
     names = group_names([value for value, _, _ in scored]) if group_key else []
     for n, (_, rank, worst) in enumerate(scored):
         for key in ["all"] + ([names[n]] if group_key else []):

@@ -152,6 +152,25 @@ def test_index_eval_skips_and_names_queries_whose_relevant_ids_are_not_in_the_in
     assert got["metrics"]["R@1"] == pytest.approx(want["t2s_R@1"])
 
 
+def test_index_eval_with_a_relevant_key_no_query_has_is_a_usage_error(pool):
+    """A mistyped --relevant-key failed every query one by one (exit 3), as if the queries were bad."""
+    tmp, _, _ = pool
+    assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
+               "-q").exit_code == 0
+    queries = [{"id": f"t{i}", "row": 12 + i, "relevant": f"c{i}", "provenance": PROV} for i in range(12)]
+    write(tmp / "q.jsonl", queries)
+    args = ["search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"),
+            "--n-boot", "0"]
+    r = cli(*args, "--relevant-key", "relevent")
+    assert r.exit_code == 2, r.output
+    assert "--relevant-key 'relevent': no query record has this field" in r.stderr and "skipped" not in r.stderr
+    del queries[0]["relevant"], queries[1]["relevant"]  # some queries lacking it: those two fail, named
+    write(tmp / "q.jsonl", queries)
+    r = cli(*args)
+    assert r.exit_code == 3, r.output
+    assert "'t0'" in r.stderr and "'t1'" in r.stderr and lines(r)[0]["failed"] == 2 and lines(r)[0]["queries"] == 10
+
+
 def test_eval_with_no_usable_query_gives_nulls_not_nan(pool):
     tmp, _, _ = pool
     assert cli("search", "build", str(tmp / "sp.jsonl"), "--npy", str(tmp / "both.npy"), "-o", str(tmp / "s.idx"),
