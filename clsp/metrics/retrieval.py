@@ -194,10 +194,11 @@ def speech_text_retrieval(
     text-to-speech every such clip is relevant to each of its copies. Templated captions repeat ("A happy man." for many clips), and as
     distinct captions an identical text of another clip, tied with the clip's own, would rank
     above it (ties count against the query), so even a perfect model would score R@1 = 0.
-    ``key_clips`` (key -> clip rows; default: the clips the given captions name) widens the
-    clips relevant to each key for text-to-speech: metrics over a subset of a pool's captions
-    (a group) pass the whole pool's, so that a clip of another subset whose caption has the
-    same text is not counted as a miss.
+    ``key_clips`` (key -> clip rows; default: the clips the given captions name) widens
+    relevance in both directions: metrics over a subset of a pool's captions (a group) pass the
+    whole pool's, so that for text-to-speech a clip of another subset whose caption has the same
+    text is not counted as a miss, and for speech-to-text a caption of the subset whose text the
+    clip has in another subset is relevant to it (only clips captioned in the subset are queried).
     NaN/inf embeddings raise ``InputError`` unless ``nonfinite="miss"`` (see ``first_relevant_ranks``).
     """
     audio, text = _matrix(audio_emb), _matrix(text_emb)
@@ -231,6 +232,11 @@ def speech_text_retrieval(
     for a, key in zip(owner.tolist(), keys):
         captions_of[a].add(column[key])
     captioned = [i for i, caps in enumerate(captions_of) if caps]  # clips without a caption ask nothing
+    for key, clips in (key_clips or {}).items():  # a text the clip has elsewhere in the pool describes it here too
+        if key in column:
+            for a in clips:
+                if captions_of[a]:
+                    captions_of[a].add(column[key])
     s2t = retrieval_metrics(s2t_sim[captioned], [sorted(captions_of[i]) for i in captioned], ks, n_boot, seed,
                             f"{prefix}s2t_", nonfinite)
     if key_clips is not None:

@@ -44,6 +44,29 @@ def test_a_caption_of_one_group_alone_still_ranks_other_clips_above_it(tmp_path)
     assert summary["groups"]["A"]["t2s_R@1"] == 0.0 and summary["groups"]["B"]["t2s_R@1"] == 1.0
 
 
+def test_speech_to_text_in_a_group_counts_a_text_the_clip_has_in_another_group(tmp_path):
+    """Clip a0 is described "y" in group B; in group A, another clip's "y" ranked first for a0 was
+    a miss, though over the whole pool that text is a0's own."""
+    e = np.eye(6)
+    speech = [{"id": f"a{i}", "embedding": e[i if i < 2 else i + 1].tolist()} for i in range(5)]
+    captions = [{"id": "t0", "text": "x", "audio_id": "a0", "g": "A", "embedding": (0.5 * e[0] + 0.866 * e[2]).tolist()},
+                {"id": "t1", "text": "y", "audio_id": "a0", "g": "B", "embedding": e[0].tolist()},
+                {"id": "t2", "text": "y", "audio_id": "a1", "g": "A", "embedding": (0.8 * e[0] + 0.6 * e[1]).tolist()}]
+    captions += [{"id": f"{t}{g}", "text": t, "audio_id": f"a{i + 2}", "g": g, "embedding": e[i + 3].tolist()}
+                 for i, t in enumerate("pqr") for g in "AB"]
+
+    def groups(rows, name):
+        return evaluate_pool(_write(tmp_path / "s.jsonl", speech), _write(tmp_path / name, rows),
+                             group_key="g", n_boot=0).summary
+
+    summary = groups(captions, "c.jsonl")
+    assert summary["metrics"]["s2t_R@1"] == 1.0
+    assert summary["groups"]["A"]["s2t_R@1"] == 1.0 and summary["groups"]["B"]["s2t_R@1"] == 1.0
+    captions[1]["text"] = "z"  # a text a0 has nowhere ("y" of a1 alone) ranked first for it stays a miss
+    summary = groups(captions, "c2.jsonl")
+    assert summary["groups"]["A"]["s2t_R@1"] == 0.8 and summary["groups"]["B"]["s2t_R@1"] == 1.0
+
+
 def test_a_match_key_no_caption_has_is_a_usage_error(tmp_path):
     import pytest
 
