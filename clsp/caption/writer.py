@@ -8,7 +8,8 @@ syllable rate reaches the change the fine-grained caption states (``stated_chang
 likewise no "even, steady loudness" beside a stated loudness change and no "monotone" beside a
 stated pitch change, so the global and the fine-grained caption of one clip agree. The
 fine-grained caption opens with the first part's pace and volume only when it goes on to state
-a change of that quality; otherwise with the clip's, as the global caption states them.
+a change of that quality and the part differs from the whole clip by such a change; otherwise
+with the clip's, as the global caption states them.
 """
 
 from __future__ import annotations
@@ -258,11 +259,13 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
     segs = voice.segments
     first = segs[0] if segs else {}
     changes = stated_changes(voice)
-    # the first part's own bin only where this caption goes on to state a change of that quality;
-    # else the clip's, which the global caption states (a part just across a bin edge, with no
-    # change stated after it, would contradict it)
-    rate_label = first.get("rate_label") if "pace" in changes else voice.rate
-    loud_label = first.get("loudness_label") if "loudness" in changes else voice.loudness
+    # the first part's own bin only where this caption goes on to state a change of that quality
+    # and the part itself differs from the whole clip by a stated change; else the clip's, which
+    # the global caption states (a part just across a bin edge would contradict it)
+    own_pace = "pace" in changes and first and _pace_change(first, None) is not None
+    own_loudness = "loudness" in changes and first and _loudness_change(first, None) is not None
+    rate_label = first.get("rate_label") if own_pace else voice.rate
+    loud_label = first.get("loudness_label") if own_loudness else voice.loudness
     opening = (f"{who} with {_quality(voice)} begins {verb} at "
                f"{_rate(rate_label, voice) or _rate(voice.rate, voice) or 'a moderate pace'}")
     if LOUDNESS.get(loud_label):

@@ -71,3 +71,16 @@ def test_a_first_part_across_a_bin_edge_without_a_stated_change_opens_with_the_c
 def test_a_first_part_opens_with_its_own_pace_when_a_change_of_pace_follows():
     _, fine = _captions(segments=[_seg_labels("fast", "moderate", 1.3), _seg_labels("moderate", "moderate", 0.9)])
     assert all("begins speaking at a fast" in t and "pace slows" in t for t in fine), fine[:2]
+
+
+def test_a_first_part_no_louder_or_faster_than_the_clip_opens_with_the_clips_words_before_a_change():
+    """A loud clip whose first part is 1 dB below it (a bin edge away: "moderate") and then grows
+    louder opened "at a moderate volume" beside the global "loud"; so for pace."""
+    first = {**_seg_labels("fast", "moderate", 1.1), "loudness_delta_db": -1.0}
+    glob, fine = _captions(loudness="loud", segments=[first, {**_seg_labels("slow", "loud", 0.85), "loudness_delta_db": 3.0}])
+    assert all("grows louder" in t and "pace slows" in t for t in fine), fine[:2]
+    assert all("begins speaking at a moderate pace and a loud, projected volume" in t for t in fine), fine[:2]
+    assert all("projected" in t for t in glob), glob[:2]
+    first["loudness_delta_db"] = -4.0  # a first part a stated change below the clip opens with its own words
+    _, fine = _captions(loudness="loud", segments=[first, {**_seg_labels("slow", "loud", 0.85), "loudness_delta_db": 3.0}])
+    assert all("and a moderate volume" in t for t in fine), fine[:2]
