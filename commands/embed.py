@@ -91,6 +91,7 @@ def _run(o: Options) -> int:
     sink = RecordSink(o.output, resume=o.resume, on_error=o.on_error)  # holds the output before the slow load
     net = load_model(o.model, with_text=not audio)
     prov = net.provenance()
+    prov.pop("cpu_lstm", None)  # the run's own, below: the device it runs on decides
     chunk = cfg.chunk_size if audio else TextEmbedder.chunk_size_default
     run = run_record(o.modality, prov, None if part is None else part.name, cfg, chunk, o.npy is not None)
     from clsp.models.lstm_precision import cpu_lstm_setting

@@ -236,7 +236,10 @@ class CLSPModel(nn.Module):
         """What outputs record about the model that made them: its ``name``, weight
         ``checksum`` and ``config`` digest (``config_digest``; the three compared when
         embeddings meet), ``dim``, ``normalized``, ``sample_rate`` and, for a fine-tuned model,
-        ``init_from`` (the name and checksum it was trained from)."""
+        ``init_from`` (the name and checksum it was trained from); on the CPU, for a model with
+        speaker-encoder LSTMs, ``cpu_lstm``: the format they run in there (``CLSP_CPU_LSTM``,
+        :func:`clsp.models.lstm_precision.cpu_lstm_setting`), so that an index built from this
+        provenance warns when vectors of the other format meet it."""
         prov: dict[str, Any] = {
             "model": self.name,
             "checksum": self.checksum,
@@ -247,6 +250,12 @@ class CLSPModel(nn.Module):
         }
         if self.init_from:
             prov["init_from"] = dict(self.init_from)
+        from clsp.models.lstm_precision import cpu_lstm_setting
+
+        param = next(self.parameters(), None)
+        lstm = cpu_lstm_setting(self, param.device.type if param is not None else "cpu")
+        if lstm is not None:
+            prov["cpu_lstm"] = lstm
         return prov
 
     def name_as_trained(self, name: str, fine_tuned: bool = True) -> None:

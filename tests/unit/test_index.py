@@ -320,3 +320,25 @@ def test_vectors_of_two_cpu_lstm_formats_are_added_with_one_warning(tmp_path, ca
     assert "CLSP_CPU_LSTM=int8" in warned[0]
     with pytest.raises(ProvenanceError):  # another model is still refused, whatever its format
         add_to_index(tmp_path / "idx", vecs[:1], [{"id": "x"}], provenance={**int8, "checksum": "other"})
+
+
+def test_a_python_built_index_records_the_cpu_lstm_format_of_the_model_it_names(tmp_path, monkeypatch, caplog):
+    """``build_index(..., provenance=model.provenance())`` named no LSTM format, so vectors of
+    another format (a CLI run elsewhere) were added to it without the warning a CLI-built index gives."""
+    import logging
+
+    from clsp.index import store
+    from clsp.models import load_model
+
+    store._lstm_pairs_warned.clear()
+    monkeypatch.setenv("CLSP_CPU_LSTM", "float32")
+    model = load_model("default", with_text=False, device="cpu")
+    prov = model.provenance()
+    assert prov["cpu_lstm"] == "float32"
+    assert "cpu_lstm" not in load_model("tiny-random", device="cpu").provenance()  # no speaker-encoder LSTM
+    vecs = np.random.default_rng(0).standard_normal((6, prov["dim"])).astype(np.float32)
+    build_index(vecs[:3], [{"id": f"a{i}"} for i in range(3)], provenance=prov).save(tmp_path / "idx")
+    with caplog.at_level(logging.WARNING, logger="clsp.index"):
+        add_to_index(tmp_path / "idx", vecs[3:], [{"id": f"b{i}"} for i in range(3)],
+                     provenance={**prov, "cpu_lstm": "bfloat16"})
+    assert any("in bfloat16" in r.getMessage() and "in float32" in r.getMessage() for r in caplog.records)
