@@ -569,6 +569,9 @@ def _items_of(inputs: Iterable[Any], root: Path) -> Iterator[Item]:
             continue
         if not isinstance(value, (str, os.PathLike, dict)):
             raise TypeError(f"inputs[{n}]: an audio path or a record, got {type(value).__name__}")
+        if isinstance(value, (str, os.PathLike)) and {".jsonl", ".ndjson"} & set(Path(value).suffixes):
+            raise TypeError(f"inputs[{n}]: {os.fspath(value)!r} names a JSON Lines manifest, not an audio file; give "
+                            "the manifest's path itself as inputs (not in a list), or its records")
         rec = {"id": os.fspath(value), "audio": os.fspath(value)} if isinstance(value, (str, os.PathLike)) else dict(value)
         if isinstance(rec.get("audio"), os.PathLike):
             rec["audio"] = os.fspath(rec["audio"])

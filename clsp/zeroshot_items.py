@@ -7,6 +7,7 @@ gathers the gold labels for the WA/UA report (``clsp.metrics.classification``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -204,12 +205,15 @@ class Classification(SinglePass):
 
 def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emotion", attribute: str | None = None,
              labels: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None, temperature: float | None = None,
-             top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto") -> Classification:
+             top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto",
+             base_dir: str | os.PathLike | None = None) -> Classification:
     """Classify speech zero-shot: one :class:`~clsp.results.Prediction` (or error) per input.
 
-    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``inputs``: audio paths,
-    records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix) or
-    ``Item`` s (see ``clsp.records.as_items``). Classes: see :func:`prompt_set_of`.
+    ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``inputs``: a list of
+    audio paths, records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix)
+    or ``Item`` s (see ``clsp.records.as_items``), or the path of one manifest (JSONL or a list
+    of paths, as ``clsp classify`` reads it). Relative audio paths resolve against ``base_dir``
+    (default: a manifest's own folder, else the working directory). Classes: see :func:`prompt_set_of`.
     Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
     ``1 / temperature``. Raises ``ConfigError`` for a bad pack, and for an ``npy`` file that is
     no ``.npy`` matrix (saying what it holds: audio, text...), before the model is loaded.
@@ -221,10 +225,27 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
     prompt_set = prompt_set_of(pack, attribute, labels)
     if npy:
         check_matrix_file(npy)
+    if _names_a_manifest(inputs):
+        from clsp.records import iter_items
+
+        items = iter_items(os.fspath(inputs), "audio", audio_root=base_dir)
+    else:
+        items = as_items(inputs, base_dir)
     net = as_model(model)
     clf = ZeroShotClassifier.from_model(net, prompt_set, temperature)
-    return Classification(clf, as_items(inputs), net, net.provenance(), matrix=load_matrix(npy) if npy else None,
+    return Classification(clf, items, net, net.provenance(), matrix=load_matrix(npy) if npy else None,
                           batch_size=batch_size, device=device, top_k=top_k)
+
+
+def _names_a_manifest(inputs: Any) -> bool:
+    """Whether ``inputs`` is the path of one existing manifest file (by its content: JSONL or a
+    text list of paths), not audio nor a list."""
+    if not isinstance(inputs, (str, os.PathLike)):
+        return False
+    from clsp.inputs import sniff_file
+
+    path = os.fspath(inputs)
+    return path != "-" and os.path.isfile(path) and sniff_file(path) == "manifest"
 
 
 @dataclass

@@ -171,3 +171,20 @@ def test_a_classify_output_read_back_in_python_skips_its_summary_line(tmp_path):
     back = read_jsonl(out)
     assert [r["id"] for r in back] == ["a"]
     assert [r.ok for r in clsp.classify("tiny-random", back, pack="gender")] == [True]
+
+
+def test_classify_reads_a_manifest_path_and_resolves_relative_audio_against_base_dir(tmp_path, monkeypatch):
+    """clsp.classify had no base_dir (clsp.compare has), and a manifest's path in a list was
+    read as an audio file (failing each time as undecodable audio)."""
+    monkeypatch.chdir(tmp_path)
+    manifest = DATA / "clips.jsonl"
+    from_file = list(clsp.classify("tiny-random", manifest, pack="gender"))
+    recs = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    assert len(from_file) == len(recs) and all(r.ok for r in from_file), [r.error for r in from_file if not r.ok]
+    assert [r.id for r in from_file] == [str(rec["id"]) for rec in recs]
+    relative = [{"id": rec["id"], "audio": rec["audio"]} for rec in recs]
+    assert not list(clsp.classify("tiny-random", relative[:1], pack="gender"))[0].ok  # not found from tmp_path
+    based = list(clsp.classify("tiny-random", relative, pack="gender", base_dir=DATA))
+    assert [r.value.scores for r in based] == [r.value.scores for r in from_file]
+    with pytest.raises(TypeError, match=r"inputs\[0\]: .*clips.jsonl' names a JSON Lines manifest, not an audio file"):
+        list(clsp.classify("tiny-random", [str(manifest)], pack="gender"))
