@@ -65,10 +65,11 @@ def _soundfile_opens(path: str) -> bool:
         return False
 
 
-def sniff_file(path: str) -> str:
+def sniff_file(path: str, expected: str = "audio files, folders, or a JSONL / path-list manifest") -> str:
     """``"manifest"`` or ``"audio"`` for an existing file, by its content.
 
-    Raises ``ConfigError`` for a binary file that is neither audio nor compressed text (compressed
+    Raises ``ConfigError`` for a binary file that is neither audio nor compressed text, saying
+    to give ``expected`` (what the caller reads there) instead (compressed
     data is decompressed to test its first bytes as an uncompressed file's: compressed audio, a
     compressed ``.npy`` matrix or compressed binary data is refused), and ``InputError`` for one
     that cannot be read.
@@ -101,8 +102,7 @@ def sniff_file(path: str) -> str:
         return "manifest"
     if not is_stream_node(path) and _soundfile_opens(path):
         return "audio"
-    raise ConfigError(f"{path}: neither an audio file nor a text list of records (binary data); "
-                      "give audio files, folders, or a JSONL / path-list manifest")
+    raise ConfigError(f"{path}: neither an audio file nor a text list of records (binary data); give {expected}")
 
 
 def _named_audio(path: str) -> bool:
@@ -246,25 +246,33 @@ def shar_items(folder: str, start_index: int = 0) -> Iterator[Item]:
             yield Item(index=start_index + offset, id=getattr(cut, "id", where), error=exc)
 
 
+# what each kind of record input expects, in refusals of audio or binary data given there
+EXPECTED_RECORDS = {
+    "pairs": "a pairs JSONL file",
+    "manifest": "a training manifest (JSONL of clips with captions, or Lhotse cuts)",
+    "queries": "query records (JSONL with an 'embedding', 'text' or 'audio' field and the relevant ids)",
+    "metrics": "a training run folder or its metrics.jsonl",
+    "shards": "the JSONL output of a sharded clsp embed run",
+}
+EXPECTED_EMBEDDINGS = "embedding records (what clsp embed writes) or a .npy matrix"
+
+
 def refuse_audio_file(path: str | os.PathLike, modality: str) -> None:
-    """``ConfigError`` (exit 2) when ``path``, where records of embeddings or pairs are read,
-    is an audio file (read as text it gave one error per binary "line")."""
+    """``ConfigError`` (exit 2) when ``path``, where records of embeddings, pairs, queries,
+    metrics... (``modality``) are read, is an audio file (read as text it gave one error per
+    binary "line") or other binary data, naming what is expected there."""
     if not os.path.isfile(path) or is_stream_node(path):
         return
-    if sniff_file(str(path)) == "audio":
-        if modality == "pairs":
-            raise ConfigError(f"{path} is an audio file; expected a pairs JSONL file (or give two sides: "
-                              f"clsp similarity {path} OTHER)")
-        if modality == "manifest":
-            raise ConfigError(f"{path} is an audio file; expected a training manifest (JSONL of clips with captions, "
-                              f"or Lhotse cuts): caption it first, e.g. clsp caption {path} --as-cuts -o "
-                              f"{Path(path).stem}.cuts.jsonl")
-        if modality == "queries":
-            raise ConfigError(f"{path} is an audio file; expected query records (JSONL with an 'embedding', 'text' "
-                              "or 'audio' field and the relevant ids)")
-        if modality == "metrics":
-            raise ConfigError(f"{path} is an audio file; expected a training run folder or its metrics.jsonl")
-        if modality == "shards":
-            raise ConfigError(f"{path} is an audio file; expected the JSONL output of a sharded clsp embed run")
-        raise ConfigError(f"{path} is an audio file; expected embedding records (what clsp embed writes) or a .npy "
-                          f"matrix: embed it first, e.g. clsp embed {path} -o {Path(path).stem}.emb.jsonl")
+    expected = EXPECTED_RECORDS.get(modality, EXPECTED_EMBEDDINGS)
+    if sniff_file(str(path), expected) != "audio":
+        return
+    if modality == "pairs":
+        raise ConfigError(f"{path} is an audio file; expected {expected} (or give two sides: "
+                          f"clsp similarity {path} OTHER)")
+    if modality == "manifest":
+        raise ConfigError(f"{path} is an audio file; expected {expected}: caption it first, e.g. clsp caption {path} "
+                          f"--as-cuts -o {Path(path).stem}.cuts.jsonl")
+    if modality in EXPECTED_RECORDS:
+        raise ConfigError(f"{path} is an audio file; expected {expected}")
+    raise ConfigError(f"{path} is an audio file; expected {expected}: embed it first, e.g. clsp embed {path} -o "
+                      f"{Path(path).stem}.emb.jsonl")

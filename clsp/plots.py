@@ -191,7 +191,8 @@ def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = No
     dropped, lines split at ``\n`` only). ``ConfigError`` for a missing file, an audio file
     or UTF-16/32 text, and for pretty-printed JSON (a lone ``{`` or ``[`` on its first line);
     ``InputError`` naming the file and line for a line that is not a JSON object, and when
-    records but none with a ``step`` are there; a file with no records gives ``[]``. A last
+    records but none with a ``step`` are there; a file with no records gives ``[]``, as does a
+    run folder (its ``config.json`` there) that has no ``metrics.jsonl`` yet. A last
     line cut short without its newline (the trainer is writing it) is left out with a warning.
 
     A record whose ``step`` is not an integer (a string ``"1"``, ``true``, ``2.5``) is left
@@ -204,6 +205,8 @@ def read_metrics(path: str | Path, on_warning: Callable[[str], None] | None = No
 
     p = Path(path)
     if p.is_dir():
+        if not (p / "metrics.jsonl").exists() and (p / "config.json").is_file():
+            return []  # a run that has started but logged no step yet: nothing to draw, as an empty file
         p = p / "metrics.jsonl"
     if not p.is_file():
         raise ConfigError(f"{p}: no such file (a training run folder holds metrics.jsonl)")

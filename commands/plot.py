@@ -38,7 +38,7 @@ def run(
         warn(f"{run_dir}: no metric records yet; no figure written")
         return 0
     save_figure(training_figure(records, title=f"training run {run_dir}", on_note=warn), output)
-    log(f"plot: {len(records)} metric records of {run_dir} -> {output}")
+    log(f"plot: {len(records)} metric record{'s' if len(records) != 1 else ''} of {run_dir} -> {output}")
     return 0
 
 

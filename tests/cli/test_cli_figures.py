@@ -315,3 +315,25 @@ def test_plot_run_reads_metrics_as_every_jsonl_reader_does(tmp_path):
         assert r.exit_code == code and said in r.output, (name, r.output)
         assert not isinstance(r.exception, UnicodeDecodeError) and "Traceback" not in r.output
     assert not (tmp_path / "bad.svg").exists()
+
+
+def test_plot_run_of_a_run_not_yet_logging_is_a_warning_and_binary_metrics_name_what_is_expected(tmp_path):
+    """A run folder whose metrics.jsonl the trainer has not written yet was a usage error (exit 2)
+    while an empty metrics.jsonl was a warning; binary data was told to give audio or a manifest."""
+    run = tmp_path / "exp"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    r = clsp("plot", "run", "exp", "-o", "c.svg", cwd=tmp_path)
+    assert r.exit_code == 0 and "no metric records yet" in r.output, r.output
+    assert not (tmp_path / "c.svg").exists()
+    (tmp_path / "other").mkdir()  # no run here at all: still refused
+    r = clsp("plot", "run", "other", "-o", "c.svg", cwd=tmp_path)
+    assert r.exit_code == 2 and "no such file (a training run folder holds metrics.jsonl)" in r.output
+    (tmp_path / "nul.jsonl").write_bytes(b'{"step": 1, "loss": 2.0}\n' + b"\0" * 16 + b"\n")
+    r = clsp("plot", "run", "nul.jsonl", "-o", "c.svg", cwd=tmp_path)
+    assert r.exit_code == 2 and "binary data); give a training run folder or its metrics.jsonl" in r.output, r.output
+    r = clsp("search", "build", "nul.jsonl", "-o", "x.idx", cwd=tmp_path)
+    assert r.exit_code == 2 and "give embedding records (what clsp embed writes) or a .npy matrix" in r.output
+    (run / "metrics.jsonl").write_text('{"step": 10, "loss": 2.0}\n')
+    r = clsp("plot", "run", "exp", "-o", "c.svg", cwd=tmp_path)
+    assert r.exit_code == 0 and "1 metric record of exp" in r.output, r.output
