@@ -234,7 +234,8 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
 
     ``speech_npy`` / ``captions_npy`` are the matrices each side's ``row`` fields point into
     (default: ``npy`` for both). Skipped captions go to ``on_caption_skip`` (default:
-    ``on_skip``), skipped speech records to ``on_skip``. Raises ``InputError`` when either side has no usable
+    ``on_skip``; its ``counted`` attribute, when it has one, takes the captions read, and so
+    passed to ``on_read``, that then match no clip), skipped speech records to ``on_skip``. Raises ``InputError`` when either side has no usable
     embedding or a speech id appears twice, ``ProvenanceError`` when the two come from different models or
     a side holds the other modality's embeddings (``provenance.modality``, as ``clsp embed`` writes it), ``ConfigError``
     when records of both sides claim the same rows of a single ``npy``.
@@ -269,7 +270,8 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
                  if not vecs]
         raise InputError(f"pool mode needs at least one speech and one caption embedding: {'; '.join(empty)}")
     audio, text = _unit_rows(np.stack(avecs)), _unit_rows(np.stack(tvecs))
-    owner, keep = _caption_owners(arecs, trecs, match_key, on_caption_skip, left_out)
+    # a caption matched to no clip was read (and counted so): its skip says it is counted already
+    owner, keep = _caption_owners(arecs, trecs, match_key, getattr(on_caption_skip, "counted", on_caption_skip), left_out)
     failed = afail + tfail + len(trecs) - len(keep)
     owner_arr, text = np.asarray(owner, dtype=np.int64), text[keep]
     trecs = [trecs[n] for n in keep]

@@ -84,13 +84,15 @@ def skip_notice(on_error: str = "skip", progress=None, no_matrix: MissingMatrix 
     With ``no_matrix``, records that failed for want of ``--npy`` are counted there instead of
     warned one by one (``no_matrix.warn()`` says it once). The first ``SKIPS_LISTED`` skipped
     records are warned about one by one, then one line says the rest are only counted (a wrong
-    ``--npy`` fails every record the same way: thousands of lines would bury the first)."""
+    ``--npy`` fails every record the same way: thousands of lines would bury the first).
+    Its ``counted`` attribute is the same callback for a record ``progress`` already counted as
+    read, skipped afterwards: counted as failed, not read twice."""
     from clsp_cli.console import warn
     from clsp_cli.errors import FailFast
 
     listed = [0]
 
-    def on_skip(what, reason) -> None:
+    def on_skip(what, reason, counted: bool = False) -> None:
         if no_matrix is None or not no_matrix.note(what, reason):
             listed[0] += 1
             if listed[0] <= SKIPS_LISTED:
@@ -101,6 +103,8 @@ def skip_notice(on_error: str = "skip", progress=None, no_matrix: MissingMatrix 
         if on_error == "fail":
             raise FailFast(f"record {what!r} failed: {reason}")
         if progress is not None:
-            progress.update(failed=1)
+            progress.update(0 if counted else 1, failed=1)
 
+    # for a record already counted as read, skipped later (a caption that matches no clip)
+    on_skip.counted = lambda what, reason: on_skip(what, reason, counted=True)
     return on_skip

@@ -508,3 +508,18 @@ def test_pool_mode_with_one_side_empty_names_it(pool):
     r = cli("search", "eval", "--speech", str(tmp / "none.jsonl"), "--captions", str(tmp / "cap.jsonl"),
             "--npy", str(tmp / "both.npy"))
     assert r.exit_code == 1 and f"--speech {tmp / 'none.jsonl'} holds no record" in r.stderr, r.output
+
+
+def test_pool_eval_counts_a_caption_that_matches_no_clip_once(pool):
+    """A caption read and then matched to no clip was counted twice in 'read embeddings: N records'."""
+    tmp, _, _ = pool
+    caps = [json.loads(line) for line in (tmp / "cap.jsonl").read_text().splitlines()]
+    caps[0]["audio_id"] = "nope"
+    caps[1]["embedding"], caps[1]["provenance"] = "bad", PROV
+    del caps[1]["row"]
+    write(tmp / "cap2.jsonl", caps)
+    r = cli("search", "eval", "--speech", str(tmp / "sp.jsonl"), "--captions", str(tmp / "cap2.jsonl"),
+            "--npy", str(tmp / "both.npy"), "--n-boot", "0")
+    assert r.exit_code == 3, r.output
+    assert "read embeddings: 24 records (2 failed)" in r.stderr, r.stderr
+    assert lines(r)[0]["failed"] == 2 and lines(r)[0]["captions"] == 10
