@@ -22,6 +22,7 @@ the number of records. It refuses, naming the files and records concerned:
 from __future__ import annotations
 
 import json
+import os
 import resource
 from pathlib import Path
 from typing import Any, Iterator
@@ -69,6 +70,7 @@ class ShardReader:
         self.provenance = model_provenance(prov) if prov is not None else None
         self.settings = prov.get("settings") if prov is not None else None  # None: not recorded (older clsp)
         self.last = -1
+        self._seen = bytearray()  # a bit per input index read: a repeat told from a record out of order
         self.end: tuple[int, str] | None = None  # (input_total, input_final) from the shard's last record
 
     def _read(self) -> dict[str, Any] | None:
@@ -127,10 +129,18 @@ class ShardReader:
         where = f"{self.path} line {line}"
         if index <= self.last:
             raise InputError(f"{where}: input record {index} ({rec.get('id')!r}) appears twice in shard "
-                             f"{self.shard.name}" if index == self.last else
+                             f"{self.shard.name}" if self._was_read(index) else
                              f"{where}: input record {index} comes after {self.last} (records out of order)")
         if not self.shard.owns(index):
             raise InputError(f"{where}: input record {index} does not belong to shard {self.shard.name}")
+        byte = index >> 3
+        if byte >= len(self._seen):
+            self._seen.extend(bytes(max(byte + 1 - len(self._seen), len(self._seen))))
+        self._seen[byte] |= 1 << (index & 7)
+
+    def _was_read(self, index: int) -> bool:
+        byte = index >> 3
+        return byte < len(self._seen) and bool(self._seen[byte] & (1 << (index & 7)))
 
     def vector(self, rec: dict[str, Any]) -> np.ndarray:
         """The embedding of a record: inline, or its row of the shard's matrix."""
@@ -253,7 +263,22 @@ class ShardSet:
         missing = [Shard(i, count).name for i in range(count) if i not in seen]
         if missing:
             more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-            raise ConfigError(f"missing shard output(s) {', '.join(missing[:20])}{more} of {count}")
+            stopped = self._stopped_outputs(missing)
+            hint = (f"; beside the others lie {', '.join(stopped[:5])}{' ...' if len(stopped) > 5 else ''}: the "
+                    "output of a run that stopped; run that shard again with --resume, then merge") if stopped else ""
+            raise ConfigError(f"missing shard output(s) {', '.join(missing[:20])}{more} of {count}{hint}")
+
+    def _stopped_outputs(self, missing: list[str]) -> list[str]:
+        """The ``.partial`` files, in the folders of the given shard outputs, of the ``missing`` shards."""
+        folders = sorted({r.path.parent for r in self.readers if r.path.name != "-"})
+        found = []
+        for folder in folders:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError:
+                continue
+            found += [str(folder / n) for n in names if n.endswith(".partial") and any(m in n for m in missing)]
+        return found
 
     def _check_models(self) -> None:
         ref = next((r for r in self.readers if r.provenance is not None), None)

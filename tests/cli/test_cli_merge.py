@@ -456,3 +456,27 @@ def test_merge_never_publishes_its_matrix_over_a_shard_matrix_it_reads(corpus, m
     res = clsp("merge", "p-0000-of-0002.jsonl", "p-0001-of-0002.jsonl", "-o", "m.jsonl", "--npy", str(shard_npy), code=2)
     assert "this run read that file" in res.output
     assert shard_npy.read_bytes() == before
+
+
+def test_merge_tells_a_repeated_record_from_one_out_of_order_and_points_at_a_stopped_shard(corpus, monkeypatch):
+    """A record repeated after others was called "out of order"; a missing shard whose stopped
+    run's .partial output lies beside the others was only "missing"."""
+    monkeypatch.chdir(corpus)
+    for i in range(3):
+        clsp("embed", "list.jsonl", *EMBED[2:], "--shard", f"{i}/3", "-o", "p-{shard}.jsonl")
+    shards = [f"p-{i:04d}-of-0003.jsonl" for i in range(3)]
+    good = (corpus / shards[0]).read_text().splitlines(keepends=True)
+    (corpus / shards[0]).write_text("".join(good[:3] + good[1:2] + good[3:]))  # its 2nd record again after the 3rd
+    res = clsp("merge", *shards, "-o", "x.jsonl", code=1)
+    assert "appears twice in shard 0000-of-0003" in res.stderr and "out of order" not in res.stderr, res.stderr
+    (corpus / shards[0]).write_text("".join(good[:1] + good[2:3] + good[1:2] + good[3:]))  # swapped: out of order
+    res = clsp("merge", *shards, "-o", "x.jsonl", code=1)
+    assert "reordered?" in res.stderr and "appears twice" not in res.stderr, res.stderr
+    (corpus / shards[0]).write_text("".join(good))
+    (corpus / shards[1]).rename(corpus / (shards[1] + ".partial"))
+    res = clsp("merge", shards[0], shards[2], "-o", "x.jsonl", code=2)
+    assert "missing shard output(s) 0001-of-0003 of 3; beside the others lie" in res.stderr, res.stderr
+    assert "p-0001-of-0003.jsonl.partial" in res.stderr and "--resume" in res.stderr
+    (corpus / (shards[1] + ".partial")).unlink()
+    res = clsp("merge", shards[0], shards[2], "-o", "x.jsonl", code=2)
+    assert "missing shard output(s) 0001-of-0003 of 3" in res.stderr and "beside" not in res.stderr
