@@ -484,9 +484,40 @@ def refuse_yaml_manifest(name: str, first_line: bytes | None = None) -> None:
                           f"CutSet.from_file('{source}').to_file('cuts.jsonl.gz')\", then give cuts.jsonl.gz)")
 
 
+SCP_SUFFIXES = (".scp", ".scp.gz", ".scp.bz2", ".scp.xz", ".scp.zst")
+
+
+def is_scp_name(path: str) -> bool:
+    """Whether ``path`` names a Kaldi ``.scp`` list (``wav.scp``; compressed too)."""
+    return path.lower().endswith(SCP_SUFFIXES)
+
+
+def kaldi_scp_line(lineno: int, raw: bytes) -> bytes:
+    """One line of a Kaldi ``wav.scp`` (``UTTERANCE_ID PATH``, the path may hold spaces; a
+    relative one is read from the working directory, as Kaldi does) as a JSON record line
+    ``{"id", "audio"}`` for :func:`parse_line`. ``InputError`` naming the line
+    for a line without a path, an extended filename (a command ending in ``|``: clsp runs no
+    command from a manifest) and an archive offset (``file.ark:123``), which clsp does not read
+    (``lhotse kaldi import`` turns a Kaldi data folder into cuts clsp reads).
+    Format: https://kaldi-asr.org/doc/data_prep.html ("wav.scp")."""
+    text = _decode_line(lineno, raw).strip()
+    utt, where = (re.split(r"[ \t]+", text, maxsplit=1) + [""])[:2]
+    if not where:
+        raise InputError(f"line {lineno}: a Kaldi .scp line is 'UTTERANCE_ID PATH'; this one has no path")
+    if where.endswith("|"):
+        raise InputError(f"line {lineno}: utterance {utt!r} is a command ('{where[:60]}'); clsp runs no command "
+                         "from a manifest: write its audio to a file and list that, or convert the data folder "
+                         "with lhotse kaldi import")
+    if re.search(r"\.ark:\d+$", where):
+        raise InputError(f"line {lineno}: utterance {utt!r} is an offset in a Kaldi archive ({where}), which clsp "
+                         "does not read; convert the data folder with lhotse kaldi import")
+    return json.dumps({"id": utt, "audio": where}, ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
 def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str | os.PathLike | None = None,
                start_index: int = 0) -> Iterator[Item]:
-    """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest (``-`` = stdin).
+    """Stream ``Item``s from a JSONL / bare-line / Lhotse manifest or a Kaldi ``wav.scp``
+    (a file named ``*.scp``: :func:`kaldi_scp_line`) (``-`` = stdin).
 
     ``modality`` as in ``parse_line``; relative paths resolve against ``base_dir_of(path,
     audio_root)``; indexes count from ``start_index``. Raises ``InputError`` if the file
@@ -505,6 +536,9 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
     stream = open_binary_input(path)
     base = base_dir_of(path, audio_root)
     name = input_name(path)
+    scp = modality in ("audio", "any") and is_scp_name(str(path))
+    if scp and audio_root is None:
+        base = Path.cwd()  # as in Kaldi (and Lhotse's import of it): relative to where the recipe runs
     if str(path) == "-" or is_stream_node(path):  # no file to look at first: audio or a matrix piped in is refused
         try:
             refuse_binary_stream(stream, name, modality)
@@ -525,10 +559,13 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
                 if is_summary_line(raw):  # an earlier command's closing summary: not a record
                     continue
                 try:
+                    if scp and not is_blank(raw):
+                        raw = kaldi_scp_line(lineno, raw)
                     rec = parse_line(lineno, raw, modality, base, base if audio_root is not None else None)
                     yield Item(index=index, id=str(rec["id"]), record=rec)
                 except ClspError as exc:
-                    given = _fallback_id(lineno, raw)
+                    given = raw.split(None, 1)[0].decode("utf-8", "replace") if scp and raw.strip() else \
+                        _fallback_id(lineno, raw)
                     yield Item(index=index, id=str(given), error=exc,
                                number_id=given if isinstance(given, int) else None)
                 index += 1

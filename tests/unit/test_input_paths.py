@@ -106,3 +106,27 @@ def test_a_yaml_manifest_is_a_usage_error_with_the_conversion(tmp_path: Path) ->
     (tmp_path / "part-0000-of-0001.yml").write_text("- id: a\n  duration: 1.0\n")
     res = invoke("merge", "part-0000-of-0001.yml", "-o", "m.jsonl", cwd=tmp_path)  # merge's own reader too
     assert res.returncode == 2 and b"a YAML manifest" in res.stderr and not (tmp_path / "m.jsonl").exists()
+
+
+def test_a_kaldi_wav_scp_is_read_as_utterance_ids_and_paths(tmp_path: Path, monkeypatch) -> None:
+    """`clsp embed data/train/wav.scp` read each 'UTT PATH' line as one file name, so every
+    utterance was "no such file" under an id made of both."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wavs").mkdir()
+    write_wav(tmp_path / "wavs" / "a.wav", 0.5)
+    write_wav(tmp_path / "wavs" / "b c.wav", 0.6, 220)
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    lines = ["spk1-utt1 wavs/a.wav", f"spk1-utt2\t{tmp_path}/wavs/b c.wav", "spk1-utt3 sox wavs/a.wav -t wav - |",
+             "spk1-utt4 raw.ark:1234", "spk1-utt5", "spk1-utt6 wavs/missing.wav"]
+    (tmp_path / "data" / "train" / "wav.scp").write_text("\n".join(lines) + "\n")
+    p = invoke("embed", "data/train/wav.scp", "-m", "tiny-random", cwd=tmp_path, text=True)
+    recs = jsonl(p.stdout)
+    assert p.returncode == 3 and [r["id"] for r in recs] == [f"spk1-utt{i}" for i in range(1, 7)], p.stderr
+    assert recs[0]["audio"] == str(tmp_path / "wavs" / "a.wav") and "embedding" in recs[0]  # from the working dir
+    assert recs[1]["audio"] == str(tmp_path / "wavs" / "b c.wav") and "embedding" in recs[1]
+    assert "clsp runs no command from a manifest" in recs[2]["error"]["message"]
+    assert "offset in a Kaldi archive" in recs[3]["error"]["message"]
+    assert "has no path" in recs[4]["error"]["message"]
+    assert "missing.wav" in recs[5]["error"]["message"] and "no such file" in recs[5]["error"]["message"]
+    (tmp_path / "list.txt").write_text("wavs/a.wav\n")  # any other list keeps a line as one path
+    assert "embedding" in jsonl(invoke("embed", "list.txt", "-m", "tiny-random", cwd=tmp_path, text=True).stdout)[0]
