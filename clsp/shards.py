@@ -191,14 +191,19 @@ def check_shard_outputs(shard: Shard, output: str | None, npy: str | None) -> No
         if held is not None and held != shard.name:
             raise ConfigError(f"{file} holds the records of shard {held}{what}; this run is shard {shard.name} and "
                               "would replace them: give each shard its own output (e.g. -o part-{shard}.jsonl)")
-    _refuse_matrix_of_other_shard(shard, path, None if npy in (None, "", "-") else shard.fill(npy))
+    _refuse_matrix_of_other_shard(shard, path, None if npy in (None, "", "-") else shard.fill(npy),
+                                  named_per_shard=npy is not None and "{shard}" in npy)
 
 
-def _refuse_matrix_of_other_shard(shard: Shard, output: str | None, npy: str | None) -> None:
+def _refuse_matrix_of_other_shard(shard: Shard, output: str | None, npy: str | None,
+                                  named_per_shard: bool = False) -> None:
     """``ConfigError`` when the existing matrix ``npy`` is the one another shard's records point
     into (their provenance's ``"matrix"``): replacing it would leave that shard's finished
     records pointing at this shard's rows. The records looked at are the JSONL outputs (and
-    ``.partial`` ones) beside ``output`` and beside ``npy``: where a run's shards are kept."""
+    ``.partial`` ones) beside ``output`` and beside ``npy``: where a run's shards are kept. As
+    another shard's records may lie anywhere, a run of several shards also refuses an existing
+    ``npy`` that its own ``output`` (or that output's ``.partial``) does not point into, unless
+    the matrix is ``named_per_shard`` (``{shard}`` in its name: no other shard's)."""
     if npy is None or not os.path.isfile(npy):
         return
     target = os.path.realpath(npy)
@@ -220,6 +225,28 @@ def _refuse_matrix_of_other_shard(shard: Shard, output: str | None, npy: str | N
                 raise ConfigError(f"--npy {npy} is the matrix of shard {held} (its records in "
                                   f"{os.path.join(folder, name)} point into it); this run is shard {shard.name} and "
                                   "would replace it: give each shard its own matrix (e.g. --npy part-{shard}.npy)")
+    if shard.count < 2 or named_per_shard or _points_into(output, target, shard.name):
+        return
+    # records of another shard may lie anywhere (another folder, a file named otherwise, stdout
+    # redirected): a matrix this shard's own output does not point into is not replaced unasked
+    raise ConfigError(f"--npy {npy} exists, and this shard's output ({output or 'stdout'}) does not point into "
+                      f"it: it may be the matrix of another shard of this run, whose records would then point at "
+                      f"shard {shard.name}'s rows; give each shard its own matrix (e.g. --npy part-{{shard}}.npy), "
+                      f"or remove {npy} first if it is not in use")
+
+
+def _points_into(output: str | None, target: str, name: str) -> bool:
+    """Whether the output ``output`` of shard ``name`` (or its ``.partial``) has records that
+    point into the matrix at the real path ``target``."""
+    if output in (None, "", "-"):
+        return False
+    for file in (output, os.path.realpath(output) + ".partial"):
+        first = _first_record(file)
+        prov = first.get("provenance") if isinstance(first, dict) else None
+        if (isinstance(prov, dict) and prov.get("shard") == name and isinstance(prov.get("matrix"), str)
+                and os.path.realpath(prov["matrix"]) == target):
+            return True
+    return False
 
 
 def _first_record(path: str) -> Any:

@@ -27,14 +27,19 @@ def _clsp(*args):
     return CliRunner().invoke(app, list(args))
 
 
+def _four_clips(folder: Path) -> None:
+    """c0-c3.wav of 0.5-1.1 s and list.jsonl naming them, in ``folder``."""
+    lines = []
+    for i in range(4):
+        write_wav(folder / f"c{i}.wav", 0.5 + 0.2 * i, 120 + 31 * i, seed=i)
+        lines.append(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav"}))
+    (folder / "list.jsonl").write_text("\n".join(lines) + "\n")
+
+
 def test_a_second_shard_may_not_replace_the_first_shards_matrix(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()
-    lines = []
-    for i in range(4):
-        write_wav(tmp_path / f"c{i}.wav", 0.5 + 0.2 * i, 120 + 31 * i, seed=i)
-        lines.append(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav"}))
-    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n")
+    _four_clips(tmp_path)
     first = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/2", "-o", "out/a0.jsonl", "--npy", "out/m.npy")
     assert first.exit_code == 0, first.output
     before = np.load(tmp_path / "out" / "m.npy").copy()
@@ -48,6 +53,27 @@ def test_a_second_shard_may_not_replace_the_first_shards_matrix(tmp_path: Path, 
     # to stdout, the matrix is checked too
     to_stdout = _clsp("embed", "list.jsonl", *EMBED, "--shard", "1/2", "--npy", "out/m.npy")
     assert to_stdout.exit_code == 2 and "is the matrix of shard 0000-of-0002" in to_stdout.output
+
+
+def test_a_shared_matrix_is_refused_wherever_the_first_shards_records_lie(tmp_path: Path, monkeypatch):
+    """The first shard's records in another folder (or on stdout redirected elsewhere) were not
+    found, so the second shard replaced the matrix they point into."""
+    monkeypatch.chdir(tmp_path)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    _four_clips(tmp_path)
+    first = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/2", "-o", "a/p0.jsonl", "--npy", "m.npy")
+    assert first.exit_code == 0, first.output
+    before = np.load(tmp_path / "m.npy").copy()
+    for out in (("-o", "b/p1.jsonl"), ()):
+        second = _clsp("embed", "list.jsonl", *EMBED, "--shard", "1/2", *out, "--npy", "m.npy")
+        assert second.exit_code == 2, second.output
+        assert "--npy m.npy exists, and this shard's output" in second.output and "remove m.npy first" in second.output
+        assert np.array_equal(np.load(tmp_path / "m.npy"), before) and not (tmp_path / "b" / "p1.jsonl").exists()
+    again = _clsp("embed", "list.jsonl", *EMBED, "--shard", "0/2", "-o", "a/p0.jsonl", "--npy", "m.npy")
+    assert again.exit_code == 0, again.output  # its own matrix: replaced on a rerun
+    alone = _clsp("embed", "list.jsonl", *EMBED, "-o", "b/all.jsonl", "--npy", "m.npy")
+    assert alone.exit_code == 0, alone.output  # a run that is no shard replaces a file as any output does
 
 
 def test_merge_of_a_partial_output_whose_matrix_was_never_written_says_to_resume(tmp_path: Path, monkeypatch):
