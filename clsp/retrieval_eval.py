@@ -7,6 +7,7 @@ are left out and reported through ``on_skip(what, reason)``; their count is ``fa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -176,7 +177,13 @@ def _caption_owners(speech: list[dict], captions: list[dict], match_key: str,
                           "text writes 'audio_id')")
     owner, keep = [], []
     for n, rec in enumerate(captions):
-        target = str(rec.get(match_key, rec["id"]))
+        value = rec.get(match_key, rec["id"])
+        if isinstance(value, bool) or not isinstance(value, (str, int)):  # null, true, a list: names no clip
+            if on_skip is not None:
+                on_skip(f"caption {rec['id']}", f"field '{match_key}' is {json.dumps(value)[:40]}, not the id of a "
+                                                "speech record (a string or an integer)")
+            continue
+        target = str(value)
         if target not in row_of:
             if on_skip is not None and target in (left_out or {}):
                 on_skip(f"caption {rec['id']}", f"its speech record {target!r} was left out ({left_out[target]})")

@@ -85,3 +85,18 @@ def test_a_match_key_no_caption_has_is_a_usage_error(tmp_path):
     summary = evaluate_pool(s, _write(tmp_path / "c2.jsonl", captions), n_boot=0,
                             on_skip=lambda *a: skipped.append(a)).summary
     assert summary["captions"] == 2 and len(skipped) == 1
+
+
+def test_a_null_or_boolean_match_key_names_no_clip(tmp_path):
+    """A caption whose audio_id was null was matched to a clip with the id "None" (true to "True")."""
+    e = np.eye(4)
+    speech = [{"id": name, "embedding": e[i].tolist()} for i, name in enumerate(["None", "True", "s2", "s3"])]
+    captions = [{"id": "c0", "text": "x", "audio_id": None, "embedding": e[0].tolist()},
+                {"id": "c1", "text": "y", "audio_id": True, "embedding": e[1].tolist()},
+                {"id": "c2", "text": "z", "audio_id": "s2", "embedding": e[2].tolist()},
+                {"id": "c3", "text": "w", "audio_id": "s3", "embedding": e[3].tolist()}]
+    skipped = []
+    summary = evaluate_pool(_write(tmp_path / "s.jsonl", speech), _write(tmp_path / "c.jsonl", captions), n_boot=0,
+                            on_skip=lambda *a: skipped.append(a)).summary
+    assert summary["captions"] == 2 and summary["failed"] == 2
+    assert [a[0] for a in skipped] == ["caption c0", "caption c1"] and "is null, not the id" in str(skipped[0][1])
