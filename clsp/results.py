@@ -24,12 +24,15 @@ class Result(Generic[T]):
 
     Exactly one of ``value`` and ``error`` is set; ``error`` is a ``ClspError`` naming
     the item and the reason. ``seconds`` is the audio the item held (for throughput).
+    ``fields``: the field names of a failed input record where the item is only its id (a
+    pair's), so that an evaluation tells a key some failed record had from a mistyped one.
     """
 
     item: Any
     value: T | None = None
     error: ClspError | None = None
     seconds: float = 0.0
+    fields: frozenset = frozenset()
 
     @property
     def ok(self) -> bool:

@@ -308,6 +308,8 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
 
 
 def _no_group_field(group_key: str, what: str) -> ConfigError:
-    """A ``--group-key`` that no record has: one group named None would pass for a grouping."""
-    return ConfigError(f"--group-key {group_key!r}: no {what} record has this field (metrics per group need it; "
-                       "give a field the records have, e.g. caption_type)")
+    """A ``--group-key`` that no record has: one group named None would pass for a grouping.
+    Only the records evaluated count (a skipped one's field groups nothing), so the message
+    says so."""
+    return ConfigError(f"--group-key {group_key!r}: no {what} record has this field among those evaluated (metrics "
+                       "per group need it; give a field the records have, e.g. caption_type)")

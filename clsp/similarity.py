@@ -348,8 +348,9 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
     _embed_missing([s for _, _, p in prepared if isinstance(p, tuple) for s in p], encoders, cache)
     out: list[Result[PairScore]] = []
     for rid, rec, p in prepared:
+        fields = frozenset(str(k) for k in rec) if isinstance(rec, dict) else frozenset()
         if isinstance(p, ClspError):
-            out.append(Result(rid, error=p))
+            out.append(Result(rid, error=p, fields=fields))
             continue
         ea, eb = cache[p[0].key], cache[p[1].key]
         bad = ea if isinstance(ea, ClspError) else eb if isinstance(eb, ClspError) else None
@@ -361,12 +362,12 @@ def _score_batch(batch: list[tuple[int, Any]], encoders: Encoders, cache: dict,
                                 f"that name exists: for the caption, write it in a pairs file as {{\"text\": ...}} or a_text / b_text")
             else:
                 bad = type(bad)(f"side {name}: {bad}")  # which side failed, as the sides' own field errors say
-            out.append(Result(rid, error=bad))
+            out.append(Result(rid, error=bad, fields=fields))
             continue
         try:
             score = cosine(ea, eb)
         except InputError as exc:
-            out.append(Result(rid, error=InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}")))
+            out.append(Result(rid, error=InputError(f"pair {rid!r} ({pair_kind(*p)}): {exc}"), fields=fields))
             continue
         out.append(Result(rid, pair_result(_absolute_audio(rec, p), rid, round(score, 6), pair_kind(*p))))
     return out

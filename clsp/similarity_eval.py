@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from clsp.results import PairScore, group_names
 
@@ -30,6 +30,13 @@ class RatingTally:
     unrated: int = 0
     keyed: int = 0  # scored pairs whose record has the field at all (null too)
     fields: set = field(default_factory=set)  # the fields the scored pairs' records have
+    rated_fields: set = field(default_factory=set)  # the fields the rated pairs' records have
+    failed_keyed: int = 0  # pairs that failed (not scored) whose record has the field
+
+    def note_failed(self, fields: Iterable[str]) -> None:
+        """Note a pair that failed, by its record's field names: a ``human_key`` some failed
+        pair has is no typo, so :meth:`check_key` does not call it one."""
+        self.failed_keyed += self.human_key in set(fields)
 
     def add(self, pair: PairScore) -> bool:
         """Count one scored pair; False (and counted in ``unrated``) when it has no numeric rating."""
@@ -41,6 +48,8 @@ class RatingTally:
             self.unrated += 1
             return False
         self.ratings.append((pair.score, rating, pair.field(self.group_key) if self.group_key else None))
+        self.rated_fields.update(pair.fields)
+        self.rated_fields.update(pair.metadata or {})
         return True
 
     def check_key(self) -> None:
@@ -50,17 +59,24 @@ class RatingTally:
         from clsp.errors import ConfigError
 
         sides = {f"{s}{k}" for s in ("a", "b") for k in ("", "_audio", "_text", "_embedding", "_row")}
-        shown = sorted(self.fields - sides)
-        fields = (f"their fields besides the two sides: {', '.join(shown[:12]) or 'none'}"
-                  f"{', ...' if len(shown) > 12 else ''}")
-        if self.unrated and not self.keyed:
-            raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field ({fields})")
-        if self.unrated and not self.ratings:
+
+        RATED = "the rated pairs'"  # noqa: N806
+
+        def listed(names: set, whose: str) -> str:
+            shown = sorted(names - sides)
+            return (f"{whose} fields besides the two sides: {', '.join(shown[:12]) or 'none'}"
+                    f"{', ...' if len(shown) > 12 else ''}")
+
+        if self.unrated and not self.keyed and not self.failed_keyed:
+            raise ConfigError(f"--human-key {self.human_key!r}: no pair record has this field "
+                              f"({listed(self.fields, 'their')})")
+        if self.unrated and not self.ratings and not self.failed_keyed:
             raise ConfigError(f"--human-key {self.human_key!r}: no pair has a numeric rating there ({self.keyed} "
                               f"of {self.unrated} scored pairs have the field, null or not a number); rate some "
                               "pairs, or leave --human-key out to score them only")
         if self.group_key and self.ratings and all(group is None for _, _, group in self.ratings):
-            raise ConfigError(f"--group-key {self.group_key!r}: no rated pair record has this field ({fields})")
+            raise ConfigError(f"--group-key {self.group_key!r}: no rated pair record has this field "
+                              f"({listed(self.rated_fields, RATED)})")
 
     def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group

@@ -261,6 +261,7 @@ class GoldTally:
     pred: list[str] = field(default_factory=list)
     unknown: dict[str, int] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)  # of the counted records, to tell a key that none has
+    key_seen: bool = False  # some input record, counted or failed, has label_key: no typo
 
     def add(self, record: dict[str, Any], label: str) -> str | None:
         """Count one prediction; returns the canonical gold label, or None when unknown."""
@@ -279,7 +280,7 @@ class GoldTally:
         """Raise ``ConfigError`` naming ``label_key`` (and the fields the records have) when
         records were counted and none of them has that field: a mistyped key, not a gap."""
         fields = self.fields
-        if fields and self.label_key not in fields:
+        if fields and self.label_key not in fields and not self.key_seen:
             from clsp.errors import ConfigError
 
             raise ConfigError(f"--label-key {self.label_key!r}: no record has this field (their fields: "

@@ -100,6 +100,11 @@ PATH_PARAMS = ("input", "inputs", "source", "destination", "index", "run_dir", "
                "config", "bins", "shards", "audio_root", "audio")
 
 
+# parameters whose command names an empty value with what it could have been (similarity's
+# sides: an audio file or a caption)
+OWN_EMPTY_CHECK = ("a", "b")
+
+
 def _flag_of(fn: Callable[..., Any], name: str) -> str:
     """How the command line writes parameter ``name`` of command ``fn``: its longest option
     name (``--output``), or its metavar (``INPUT``) for an argument."""
@@ -127,6 +132,8 @@ def check_paths_given(fn: Callable[..., Any], params: dict[str, Any]) -> None:
     or folder (``PATH_PARAMS``) would be read as the working directory and any other value
     (a model, a key, ``--resume``) taken as not given, so the run would quietly do something else."""
     for name, value in params.items():
+        if name in OWN_EMPTY_CHECK:
+            continue
         values = value if isinstance(value, (list, tuple)) else [value]
         if not any(isinstance(v, str) and not v.strip() for v in values):
             continue

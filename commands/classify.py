@@ -122,7 +122,11 @@ def _until_key_seen(results, tally):
                 tally.fields.update(public_fields(record(res)))
         tally.check_key()  # a record counted, none with the key: ConfigError, nothing written
 
-    return held_until(results, lambda res: tally.label_key in (record(res) or {}), none_seen)
+    def seen(res) -> bool:  # a record that failed but has the key shows it is no typo
+        tally.key_seen = tally.key_seen or tally.label_key in (record(res) or {})
+        return tally.key_seen
+
+    return held_until(results, seen, none_seen)
 
 
 def _print_packs(names, load_pack) -> int:

@@ -98,19 +98,28 @@ def _run(o: Options) -> int:
     sink = RecordSink(o.output, on_error=o.on_error)
     kept = scored = 0
     results = compare(net, pairs, batch_size=o.batch_size, device=o.device, base_dir=base)
-    if tally is not None:  # held back until a pair is rated: a key no pair rates writes no record
+    if tally is not None:  # held back until a pair is rated (and grouped): a mistyped key writes no record
         from clsp.similarity_eval import numeric_rating
         from clsp_cli.output import held_until
 
+        def noted(results):  # a pair that failed still shows which keys the pairs have
+            for res in results:
+                if not res.ok:
+                    tally.note_failed(res.fields)
+                yield res
+
         def none_rated(held):
-            first = RatingTally(o.human_key, o.group_key)
+            first = RatingTally(o.human_key, o.group_key, failed_keyed=tally.failed_keyed)
             for res in held:
                 if res.ok:
                     first.add(res.value)
             first.check_key()
 
-        results = held_until(results, lambda res: res.ok and numeric_rating(res.value.field(o.human_key)) is not None,
-                             none_rated)
+        def rated(res):
+            return (res.ok and numeric_rating(res.value.field(o.human_key)) is not None
+                    and (o.group_key is None or res.value.field(o.group_key) is not None))
+
+        results = held_until(noted(results), rated, none_rated)
     with Throughput("similarity", "pairs") as progress:
         for res in write_results(sink, results, progress, keep=lambda p: keep_score(p.score, o.below, o.above)):
             scored += 1

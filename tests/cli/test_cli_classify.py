@@ -264,3 +264,18 @@ def test_a_label_key_no_record_has_writes_no_record_even_to_stdout(tmp_path):
     (tmp_path / "late.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(recs)))  # the key comes last
     p = run("classify", "late.jsonl", "--pack", "gender", "--label-key", "gender", "-m", "tiny-random", "-q", cwd=tmp_path)
     assert p.returncode == 3 and [json.loads(x)["id"] for x in p.stdout.splitlines()] == ["c", "b", "a", "__summary__"]
+
+
+def test_a_label_key_only_a_failed_record_has_is_no_typo(tmp_path):
+    """Records went out, then "--label-key: no record has this field" (exit 2), when the one
+    record with the key had failed (a missing file)."""
+    tone(tmp_path / "v1.wav", 150)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "gone.wav", "g": "male"}) + "\n"
+                                      + json.dumps({"id": "b", "audio": "v1.wav"}) + "\n")
+    p = run("classify", "m.jsonl", "-m", "tiny-random", "--pack", "gender", "--label-key", "g", "--n-boot", "0", "-q",
+            cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 3 and "error" in out[0] and out[1]["label"] in ("male", "female"), p.stderr
+    assert out[-1]["summary"]["failed"] == 1 and "no record has this field" not in p.stderr
+    p = run("classify", "m.jsonl", "-m", "tiny-random", "--pack", "gender", "--label-key", "gx", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == "" and "--label-key 'gx': no record has this field" in p.stderr

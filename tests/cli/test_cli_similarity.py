@@ -278,7 +278,7 @@ def test_the_fields_named_for_a_mistyped_key_leave_out_every_side_field(tmp_path
     p = cli("similarity", "pairs.jsonl", "-m", "tiny-random", "--human-key", "rating", "--group-key", "pairs",
             "-q", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
-    assert "(their fields besides the two sides: id, pair, rating)" in p.stderr, p.stderr
+    assert "(the rated pairs' fields besides the two sides: id, pair, rating)" in p.stderr, p.stderr
 
 
 def test_output_carries_absolute_audio_paths_and_scores_again_from_another_folder(tmp_path):
@@ -341,3 +341,24 @@ def test_group_values_of_two_json_kinds_with_one_text_stay_two_groups(tmp_path):
             "--n-boot", "0", "-q", cwd=tmp_path)
     groups = json.loads(p.stdout.splitlines()[-1])["summary"]["groups"]
     assert p.returncode == 0 and {g: r["n"] for g, r in groups.items()} == {"1": 3, "1 (number)": 3}, groups
+
+
+def test_a_key_only_failed_pairs_have_is_no_typo_and_a_group_key_no_rated_pair_has_writes_nothing(tmp_path):
+    """A --human-key that only a pair that failed (a missing file) had was called a typo (exit 2,
+    the run lost); a --group-key that no rated pair has let every record out before its usage error."""
+    tone(tmp_path / "v1.wav", 150)
+    tone(tmp_path / "v2.wav", 220)
+    pairs = [{"a": "gone.wav", "b": "a calm voice", "r": 3}, {"a": "v1.wav", "b": "a calm voice"}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+    p = cli("similarity", "p.jsonl", "-m", "tiny-random", "--human-key", "r", "--n-boot", "0", "-q", cwd=tmp_path)
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 3 and "error" in out[0] and out[1]["pair"] == "audio-text", p.stderr
+    assert out[-1]["summary"]["overall"]["n"] == 0 and out[-1]["summary"]["failed"] == 1
+    grouped = [{"a": "v1.wav", "b": "a calm voice", "r": 3}, {"a": "v2.wav", "b": "an angry voice", "r": 4},
+               {"a": "v1.wav", "b": "v2.wav", "grp": "x"}]  # only the unrated pair has grp
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(x) + "\n" for x in grouped))
+    for key in ("grp", "nope"):
+        p = cli("similarity", "g.jsonl", "-m", "tiny-random", "--human-key", "r", "--group-key", key, "-q", cwd=tmp_path)
+        assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+        assert f"--group-key '{key}': no rated pair record has this field (the rated pairs' fields besides the two " \
+               "sides: id, r)" in p.stderr, p.stderr
