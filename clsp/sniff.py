@@ -13,7 +13,7 @@ from typing import IO
 from clsp.errors import ConfigError
 from clsp.streams import (  # noqa: F401  (re-exported: the tests of what bytes hold live beside decompression)
     NPY_MAGIC, SNIFF_BYTES, SNIFF_COMPRESSED_BYTES, audio_signature, compression_of, decompressed_head, looks_like_text,
-    peek_bytes, refuse_compressed_content, refuse_wide_text,
+    peek_bytes, refuse_compressed_content, refuse_wide_text, wide_encoding,
 )
 
 def refuse_binary_stream(stream: IO[bytes], name: str = "stdin", modality: str = "audio") -> None:
@@ -111,3 +111,33 @@ def audio_file_problem(path: str | os.PathLike) -> str | None:
     if st.st_size == 0:
         return "empty file"
     return None
+
+
+def binary_kind(path: str | os.PathLike) -> str | None:
+    """What a file that is no text holds, from its first bytes: ``"an audio
+    file"``, ``"a NumPy .npy matrix"`` or ``"binary data"``; None for text, compressed data and
+    UTF-16/32 text (whose readers name it), or a file that cannot be opened."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if compression_of(head) is not None or wide_encoding(head) is not None:
+        return None
+    if head.startswith(NPY_MAGIC):
+        return "a NumPy .npy matrix"
+    if audio_signature(head):
+        return "an audio file"
+    return None if looks_like_text(head) else "binary data"
+
+
+def not_npy_kind(path: str | os.PathLike) -> str | None:
+    """What the regular file ``path`` holds when it is no NumPy ``.npy`` file (its first bytes
+    are not the ``.npy`` magic): ``"an audio file"``, ``"binary data"``, ``"text, such as
+    records"``...; None for a ``.npy`` file, or a file that cannot be opened."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
+    except OSError:
+        return None
+    return None if head == NPY_MAGIC else binary_kind(path) or "text, such as records"

@@ -134,23 +134,13 @@ def check_matrix_file(path: str) -> None:
     """``ConfigError`` naming ``path`` and what it holds when it is a file but no NumPy ``.npy``
     matrix (an audio file, a JSONL file of records, other binary data); a missing or unreadable
     file is left to ``clsp.index.records.load_matrix``, which names it."""
-    import os
+    from clsp.sniff import not_npy_kind
 
-    from clsp.prompts import binary_kind
-    from clsp.sniff import NPY_MAGIC
-
-    if not os.path.isfile(path):
-        return
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(NPY_MAGIC))
-    except OSError:
-        return
-    if head == NPY_MAGIC:
+    kind = not_npy_kind(path) if os.path.isfile(path) else None
+    if kind is None:
         return
     from clsp.errors import ConfigError
 
-    kind = binary_kind(path) or "text, such as records"
     raise ConfigError(f"--npy {path}: not a NumPy .npy matrix ({kind}); give the matrix that clsp embed --npy "
                       "wrote beside these records")
 

@@ -88,14 +88,19 @@ def load_matrix(path: str | Path) -> np.ndarray:
     as written (float16, float32, float64 ...; ``record_vector`` gives its rows as float32).
 
     Raises ``ConfigError`` when ``path`` is not a regular file (naming why: no such file, a
-    folder, a device or pipe, which cannot be memory-mapped), ``InputError`` naming it for a
-    file that is not a readable ``.npy``, not 2-D or not of a float dtype."""
+    folder, a device or pipe, which cannot be memory-mapped) or is another kind of file (no
+    ``.npy`` magic bytes: audio, text such as records...), ``InputError`` naming it for a
+    ``.npy`` file that cannot be read, is not 2-D or not of a float dtype."""
     from clsp.runfiles import note_read
+    from clsp.sniff import not_npy_kind
 
     p = Path(path)
     if not p.is_file():
         problem = node_problem(p) or "a folder, not a .npy file"
         raise ConfigError(f"{p}: {problem}")
+    kind = not_npy_kind(p)
+    if kind is not None:
+        raise ConfigError(f"{p}: not a NumPy .npy matrix ({kind}); give the matrix that clsp embed --npy wrote")
     note_read(p)  # an output of this run may not replace it
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)

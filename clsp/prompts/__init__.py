@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from clsp.errors import ConfigError
+from clsp.sniff import binary_kind  # noqa: F401  (re-exported: where packs are read)
 from clsp.prompts.schema import PromptClass, PromptPack, PromptSet, build_pack, build_prompt_set
 
 __all__ = [
@@ -116,27 +117,6 @@ def pack_from_dict(raw: dict, name: str = "pack") -> PromptPack:
 
 
 _COMPRESSED_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")  # read through clsp.streams like any manifest
-
-
-def binary_kind(path: str | Path) -> str | None:
-    """What a file that is no text holds, from its first bytes (``clsp.sniff``): ``"an audio
-    file"``, ``"a NumPy .npy matrix"`` or ``"binary data"``; None for text, compressed data and
-    UTF-16/32 text (whose readers name it), or a file that cannot be opened."""
-    from clsp.sniff import NPY_MAGIC, SNIFF_BYTES, audio_signature, looks_like_text
-    from clsp.streams import compression_of, wide_encoding
-
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-    except OSError:
-        return None
-    if compression_of(head) is not None or wide_encoding(head) is not None:
-        return None
-    if head.startswith(NPY_MAGIC):
-        return "a NumPy .npy matrix"
-    if audio_signature(head):
-        return "an audio file"
-    return None if looks_like_text(head) else "binary data"
 
 
 def load_pack(name_or_path: str | Path) -> PromptPack:

@@ -3,6 +3,7 @@ path is (a folder, a device), not "no such file"."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from clsp.errors import ConfigError
@@ -93,3 +94,17 @@ def test_a_damaged_index_json_beside_clsp_data_says_how_to_rebuild(tmp_path):
     (tmp_path / "x.idx" / "index.json").write_text("{garbage")
     with pytest.raises(OutputError, match=r"index.json was damaged: remove the folder \(rm -r "):
         index_embeddings(tmp_path / "x.idx", str(tmp_path / "e.jsonl"))
+
+
+def test_a_file_that_is_no_npy_matrix_is_a_usage_error_naming_what_it_holds(tmp_path):
+    """Text or audio given as --npy was "not a readable .npy matrix (... pickled data ... load it
+    unsafely using allow_pickle=)", exit 1: the wrong reason and an unsafe fix."""
+    import soundfile as sf
+
+    (tmp_path / "t.txt").write_text('{"id": "a"}\n')
+    sf.write(tmp_path / "c.wav", np.zeros(1600, dtype="float32"), 16000)
+    for name, kind in (("t.txt", "text, such as records"), ("c.wav", "an audio file")):
+        with pytest.raises(ConfigError, match=rf"not a NumPy \.npy matrix \({kind}\)"):
+            load_matrix(tmp_path / name)
+    np.save(tmp_path / "m.npy", np.eye(2, dtype="float32"))
+    assert load_matrix(tmp_path / "m.npy").shape == (2, 2)
