@@ -18,6 +18,7 @@ import torchaudio  # noqa: F401  imported once here: decoding worker threads tha
 # features would otherwise import it concurrently, which fails inside torchaudio's circular imports
 
 from clsp.errors import AudioError
+from clsp.streams import PLAIN_NUMBER
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1
@@ -329,7 +330,6 @@ def audio_sample_rate(path: str | os.PathLike) -> int:
     return int(_open_info(_local_path(path)).samplerate)
 
 
-PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII decimal, as JSON writes
 
 
 def _seconds(path: Path, name: str, value) -> float:

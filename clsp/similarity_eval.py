@@ -10,8 +10,12 @@ from clsp.results import PairScore, group_names
 
 
 def numeric_rating(value: Any) -> float | None:
-    """A rating as a finite float (numbers and numeric strings), else None (booleans too)."""
-    if isinstance(value, bool):
+    """A rating as a finite float (numbers and numeric strings), else None (booleans too). A
+    string must be a plain ASCII decimal (``clsp.streams.PLAIN_NUMBER``): ``"1_0"`` or other
+    scripts' digits, which Python's ``float`` reads as 10 or 1, are no rating."""
+    from clsp.streams import PLAIN_NUMBER
+
+    if isinstance(value, bool) or (isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value)):
         return None
     try:
         value = float(value)

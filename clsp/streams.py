@@ -226,6 +226,11 @@ def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield rest
 
 
+# a number written as text in a record field: plain ASCII decimal (sign, digits, point, exponent),
+# as JSON writes numbers; not 1_0, other scripts' digits, spaces, 0x1, inf or nan, which float() takes
+PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def wide_encoding(head: bytes) -> str | None:
     """``"UTF-16"`` or ``"UTF-32"`` (``"UTF-16LE"`` / ``"UTF-16BE"`` without a byte-order mark,
     as iconv names them) when ``head`` (a file's first bytes) is text in one of them:

@@ -362,3 +362,12 @@ def test_a_key_only_failed_pairs_have_is_no_typo_and_a_group_key_no_rated_pair_h
         assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
         assert f"--group-key '{key}': no rated pair record has this field (the rated pairs' fields besides the two " \
                "sides: id, r)" in p.stderr, p.stderr
+
+
+def test_a_rating_written_as_text_must_be_a_plain_decimal():
+    """"1_0" counted as a rating of 10 and "١" (Arabic-Indic one) as 1: Python's float() takes them,
+    where every other number written as text in a record must be a plain ASCII decimal."""
+    from clsp.similarity_eval import numeric_rating
+
+    assert [numeric_rating(v) for v in (3, 2.5, "4", "-1.5e1", " 4", "1_0", "\u0661", "0x3", "nan", "inf", True)] == \
+        [3.0, 2.5, 4.0, -15.0, None, None, None, None, None, None, None]
