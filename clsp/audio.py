@@ -18,7 +18,7 @@ import torchaudio  # noqa: F401  imported once here: decoding worker threads tha
 # features would otherwise import it concurrently, which fails inside torchaudio's circular imports
 
 from clsp.errors import AudioError
-from clsp.streams import PLAIN_NUMBER
+from clsp.streams import DECOMPRESS_COMMANDS, PLAIN_NUMBER, compression_of
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1
@@ -111,6 +111,10 @@ def _header_hint(path: Path, exc: BaseException | None = None) -> str:
         return f"; the file is {len(head)} bytes, shorter than a WAV header ({WAV_HEADER_BYTES} bytes): it holds no audio"
     if head[:4] in STREAM_MAGIC and any(word in str(exc).lower() for word in DAMAGE_WORDS):
         return f"; a truncated or corrupt {STREAM_MAGIC[head[:4]]} stream: cut short or damaged"
+    compression = compression_of(head)
+    if compression is not None:
+        return (f"; it is {compression}-compressed: decompress it first ({DECOMPRESS_COMMANDS[compression]} "
+                f"{path.name} > {Path(path.name).stem}) and give the audio file")
     return ""
 
 

@@ -138,8 +138,8 @@ def side_from_value(value: Any, where: str, base: Path | None = None) -> Side:
                              f"the clip, or {{\"text\": {json.dumps(value)}}} to score it as a caption")
         return _text_side(value, where)
     side = audio_side(value, where, base=base)
-    if not value.lower().endswith(AUDIO_EXTENSIONS) and os.path.isfile(side.value):
-        side = replace(side, guessed=True)
+    if not value.lower().endswith(AUDIO_EXTENSIONS) and "." not in os.path.basename(value) and os.path.isfile(side.value):
+        side = replace(side, guessed=True)  # a plain word that names a file: perhaps meant as a caption
     return side
 
 

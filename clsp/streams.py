@@ -320,7 +320,7 @@ def refuse_compressed_content(head: bytes, name: str, compression: str) -> None:
         ext = next((e for magic, e in _AUDIO_EXTENSION_OF if head.startswith(magic)),
                    "mp3" if head[:1] == b"\xff" else "audio")
         raise ConfigError(f"{name}: {compression}-compressed audio, not a list of records; decompress it and give "
-                          f"the audio file as an argument ({cmd} {src} > clip.{ext}; clsp embed clip.{ext})")
+                          f"the audio file as an argument ({cmd} {src} > clip.{ext}, then give clip.{ext})")
     if head.startswith(NPY_MAGIC):
         raise ConfigError(f"{name}: a {compression}-compressed NumPy .npy matrix, not a list of records; decompress "
                           f"it ({cmd} {src} > x.npy) and give it where matrices are read (a .npy INPUT of clsp "

@@ -169,3 +169,23 @@ class FailingFileEncoders(FakeEncoders):
     def embed_audio(self, sides):
         return [AudioError(f"{s.value}: cannot decode audio") if not s.value.endswith(".wav")
                 else self._vec(s.value) for s in sides]
+
+
+def test_compressed_audio_is_named_as_such_in_every_command(tmp_path):
+    """A gzip-compressed clip was "cannot decode audio ... side a was read as audio because a file
+    of that name exists: for the caption ..." in similarity, and classify suggested clsp embed."""
+    import gzip
+    import json
+
+    from tests.helpers.assets import write_wav
+    from tests.helpers.cli import invoke
+
+    write_wav(tmp_path / "clip.wav", 0.5)
+    (tmp_path / "clip.wav.gz").write_bytes(gzip.compress((tmp_path / "clip.wav").read_bytes()))
+    p = invoke("similarity", "clip.wav.gz", "a calm voice", "-m", "tiny-random", "-q", cwd=tmp_path, text=True)
+    message = json.loads(p.stdout)["error"]["message"]
+    assert p.returncode == 3 and "it is gzip-compressed: decompress it first (gzip -dc clip.wav.gz > clip.wav)" in message
+    assert "read as audio because" not in message
+    p = invoke("classify", "clip.wav.gz", "-m", "tiny-random", "-q", cwd=tmp_path, text=True)
+    assert p.returncode == 2 and "gzip -dc clip.wav.gz > clip.wav, then give clip.wav" in p.stderr
+    assert "clsp embed" not in p.stderr
