@@ -153,6 +153,8 @@ class RecordSink:
         self.lock: OutputLock | None = None
         self.run = run
         self.fh: io.TextIOBase | None = None
+        self._held: str | None = None  # the last record's line, kept back while ``hold_last`` is on
+        self._holding = False
         self.errors_to: RecordSink | None = None  # where error records go instead (caption --errors)
         self.reports: list[RecordSink] = []  # --report files, published with the records (``commit``)
         if output == "-":
@@ -230,8 +232,14 @@ class RecordSink:
 
     def amend_last(self, update: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
         """Rewrite the last record written to the output file as ``update(record)`` (before
-        ``commit``). False, and nothing changed, for stdout, a non-regular output or an
-        empty one."""
+        ``commit``): in place in the output file, or the record ``hold_last`` kept back from a
+        stream. False, and nothing changed, for a stream written without ``hold_last`` or an
+        empty output."""
+        if self._holding:
+            if self._held is None:
+                return False
+            self._held = dumps(update(json.loads(self._held))) + "\n"
+            return True
         if self.lock is None or self.fh is None or self.target is None:
             return False
         self.flush()
@@ -265,13 +273,32 @@ class RecordSink:
         return len(self.done)
 
     def write(self, record: dict[str, Any]) -> None:
+        line = dumps(record) + "\n"
+        if self._holding:
+            line, self._held = self._held, line
+        if line is not None:
+            self._emit(line)
+        self.written += 1
+
+    def _emit(self, line: str) -> None:
         try:
-            self.fh.write(dumps(record) + "\n")
+            self.fh.write(line)
         except BrokenPipeError:
             raise self._pipe_closed() from None
         except OSError as exc:
             raise _io_error(self.output, exc) from None
-        self.written += 1
+
+    def hold_last(self) -> None:
+        """Keep each record back until the next one (or ``release_held``) where the output is a
+        stream (stdout, a FIFO: nothing written there can be rewritten), so that ``amend_last``
+        can still change the last one; a file output is rewritten in place instead."""
+        self._holding = self.lock is None
+
+    def release_held(self) -> None:
+        """Write out the record ``hold_last`` kept back (publication does it first)."""
+        line, self._held = self._held, None
+        if line is not None:
+            self._emit(line)
 
     def _pipe_closed(self) -> BrokenPipeError:
         """The reader of the records' pipe is gone (stdout's, ``| head``, or that of a FIFO named
@@ -325,6 +352,7 @@ class RecordSink:
         """Publication, first step: everything written reaches the disk (a full disk or a
         file-size limit shows here) and the output is checked against the run's inputs.
         Nothing is replaced yet."""
+        self.release_held()
         self.flush()
         if self.target is None:
             return

@@ -100,6 +100,8 @@ def _run(o: Options) -> int:
     if lstm is not None:  # CLSP_CPU_LSTM changes the vectors: a resume or a merge must not mix two formats
         run["cpu_lstm"] = lstm
     sink.set_run(run)
+    if part is not None:  # on stdout too the shard's last record gets the end-of-input mark (clsp merge)
+        sink.hold_last()
     input_end: dict = {}  # filled when the whole input has been read (sharded runs)
     if part is not None:
         from clsp.shards import chain_inputs
@@ -135,6 +137,8 @@ def _run(o: Options) -> int:
 
             sink.amend_last(lambda rec: end_mark(rec, input_end))
     finally:
+        with suppress(ClspError, OSError):  # a record kept back for its end mark goes out, even on a failure
+            sink.release_held()
         if matrix is not None:  # rows of records already written reach the disk, even on a failure
             with suppress(ClspError):
                 matrix.flush()

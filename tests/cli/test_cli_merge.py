@@ -480,3 +480,18 @@ def test_merge_tells_a_repeated_record_from_one_out_of_order_and_points_at_a_sto
     (corpus / (shards[1] + ".partial")).unlink()
     res = clsp("merge", shards[0], shards[2], "-o", "x.jsonl", code=2)
     assert "missing shard output(s) 0001-of-0003 of 3" in res.stderr and "beside" not in res.stderr
+
+
+def test_shards_written_to_stdout_carry_the_end_of_input_mark_and_merge(corpus, monkeypatch):
+    """`clsp embed --shard I/N > part.jsonl` lacked the end-of-input mark (it was added by
+    rewriting the output file), so merge refused every such shard as cut short."""
+    monkeypatch.chdir(corpus)
+    for i in range(3):
+        res = clsp("embed", "list.jsonl", *EMBED[2:], "--shard", f"{i}/3")
+        (corpus / f"out{i}.jsonl").write_text(res.stdout)
+    last = read(corpus / "out2.jsonl")[-1]["provenance"]
+    assert last["input_total"] == 13 and "input_final" in last
+    assert all("input_total" not in r["provenance"] for r in read(corpus / "out2.jsonl")[:-1])
+    clsp("merge", "out0.jsonl", "out1.jsonl", "out2.jsonl", "-o", "m.jsonl")
+    clsp(*EMBED, "-o", "whole.jsonl")
+    assert [r["id"] for r in read(corpus / "m.jsonl")] == [r["id"] for r in read(corpus / "whole.jsonl")]
