@@ -328,6 +328,12 @@ class ShardSet:
             index += 1
         for r in self.readers:
             left = r.peek_index()
+            if left is not None and r._was_read(left):
+                raise InputError(f"{r.path}: input record {left} appears twice in shard {r.shard.name} (again after "
+                                 f"input record {r.last})")
+            if left is not None and left < index:
+                raise InputError(f"{r.path}: input record {left} comes after {r.last} in shard {r.shard.name} "
+                                 "(records out of order)")
             if left is not None:
                 owner = self.readers[index % self.count]
                 raise InputError(f"input record {index} is missing from shard {owner.shard.name} ({owner.path}), "

@@ -469,6 +469,10 @@ def test_merge_tells_a_repeated_record_from_one_out_of_order_and_points_at_a_sto
     (corpus / shards[0]).write_text("".join(good[:3] + good[1:2] + good[3:]))  # its 2nd record again after the 3rd
     res = clsp("merge", *shards, "-o", "x.jsonl", code=1)
     assert "appears twice in shard 0000-of-0003" in res.stderr and "out of order" not in res.stderr, res.stderr
+    for repeat in (good[-1], good[0]):  # a record repeated at the shard's end: that shard named, not another
+        (corpus / shards[0]).write_text("".join(good + [repeat]))
+        res = clsp("merge", *shards, "-o", "x.jsonl", code=1)
+        assert "appears twice in shard 0000-of-0003" in res.stderr and "missing" not in res.stderr, res.stderr
     (corpus / shards[0]).write_text("".join(good[:1] + good[2:3] + good[1:2] + good[3:]))  # swapped: out of order
     res = clsp("merge", *shards, "-o", "x.jsonl", code=1)
     assert "reordered?" in res.stderr and "appears twice" not in res.stderr, res.stderr
