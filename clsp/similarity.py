@@ -530,13 +530,21 @@ def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: s
     over them once (a second loop raises ``RuntimeError``).
 
     ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``pairs``: ``(a, b)``
-    tuples or pair records (``{"a", "b"}``, see :func:`resolve_side`); a side is an audio
-    path or a caption. Relative audio paths resolve against ``base_dir`` (default: the
-    working directory).
+    tuples or pair records (``{"a", "b"}``, see :func:`resolve_side`), or the path of a pairs
+    JSONL file (as ``clsp similarity`` reads it); a side is an audio path or a caption.
+    Relative audio paths resolve against ``base_dir`` (default: a pairs file's own folder, else
+    the working directory). ``InputError`` for a pairs file path that names no file.
     """
     from clsp.models.checkpoint import as_model
-    from clsp.records import Item, check_sequence
+    from clsp.records import Item, base_dir_of, check_sequence, iter_items
 
+    if isinstance(pairs, (str, os.PathLike)) and not os.fspath(pairs).lower().endswith(AUDIO_EXTENSIONS):
+        path = os.fspath(pairs)
+        if not os.path.isfile(path):
+            raise InputError(f"pairs: {path}: no such file (give a pairs JSONL file's path, or a list of (a, b) "
+                             "tuples or pair records)")
+        base_dir = base_dir_of(path, base_dir)
+        pairs = iter_items(path, "pairs", audio_root=base_dir)
     net = as_model(model)
     check_sequence(pairs, "pairs", "(a, b) tuples or pair records")
 

@@ -229,12 +229,14 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
 
 def _names_a_manifest(inputs: Any) -> bool:
     """Whether ``inputs`` is the path of one existing manifest file (by its content: JSONL or a
-    text list of paths), not audio nor a list."""
+    text list of paths), not audio nor a list. ``InputError`` for a path that names no file."""
     if not isinstance(inputs, (str, os.PathLike)):
         return False
     from clsp.inputs import sniff_file
 
     path = os.fspath(inputs)
+    if path != "-" and not os.path.lexists(path):
+        raise InputError(f"inputs: {path}: no such file (give a manifest's path, or a list of audio paths or records)")
     return path != "-" and os.path.isfile(path) and sniff_file(path) == "manifest"
 
 

@@ -188,3 +188,21 @@ def test_classify_reads_a_manifest_path_and_resolves_relative_audio_against_base
     assert [r.value.scores for r in based] == [r.value.scores for r in from_file]
     with pytest.raises(TypeError, match=r"inputs\[0\]: .*clips.jsonl' names a JSON Lines manifest, not an audio file"):
         list(clsp.classify("tiny-random", [str(manifest)], pack="gender"))
+
+
+def test_compare_reads_a_pairs_file_by_its_path_and_a_missing_file_is_named(tmp_path, monkeypatch):
+    """clsp.compare("pairs.jsonl") asked to wrap it in a list, and the list then said "got str";
+    a manifest path that names no file was "wrap it in a list", then "give the path itself"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    pairs = [{"id": "p1", "a": "03a01Wa.flac", "b": "a calm voice"}, {"id": "p2", "a": "03a01Wa.flac", "b": "09a01Nb.flac"}]
+    for name in ("03a01Wa.flac", "09a01Nb.flac"):
+        (tmp_path / "data" / name).write_bytes((DATA / name).read_bytes())
+    (tmp_path / "data" / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    got = list(clsp.compare("tiny-random", Path("data/pairs.jsonl")))  # audio next to the pairs file
+    assert [r.id for r in got] == ["p1", "p2"] and all(r.ok for r in got), [r.error for r in got]
+    assert [r.value.pair for r in got] == ["audio-text", "audio-audio"]
+    for call, what in ((lambda: list(clsp.compare("tiny-random", "nope.jsonl")), "pairs: nope.jsonl: no such file"),
+                       (lambda: list(clsp.classify("tiny-random", "nope.jsonl")), "inputs: nope.jsonl: no such file")):
+        with pytest.raises(clsp.errors.InputError, match=what):
+            call()
