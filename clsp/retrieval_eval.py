@@ -15,6 +15,7 @@ import numpy as np
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.records import EmbeddingReader, OnSkip, load_matrix, read_vectors
+from clsp.records import public_fields
 from clsp.results import group_names
 
 
@@ -94,6 +95,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
     groups: dict[str, list] = {}
     worsts: dict[str, list] = {}  # per group, each query's count of non-relevant candidates
     failed, grouped = 0, False
+    fields: set[str] = set()  # of the scored queries, named when none has group_key
     scored: list[tuple[Any, int, int]] = []  # per scored query: its group value, rank and non-relevant count
     known = set(index.ids)
     # the queries skipped for lacking relevant_key, reported once some query has it: when none
@@ -125,6 +127,8 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
         rank = _hits_rank([str(h["id"]) for h in result], relevant, [h["score"] for h in result], index.info.metric)
         worst = index.info.count - len(known.intersection(str(r) for r in relevant))  # non-relevant candidates
         grouped = grouped or (group_key is not None and item.record.get(group_key) is not None)
+        if group_key is not None and not grouped and len(fields) < 200:
+            fields.update(public_fields(item.record))
         scored.append((item.record.get(group_key) if group_key else None, rank, worst))
     if keyless:
         raise ConfigError(f"--relevant-key {relevant_key!r}: no query record has this field, so no query can be "
@@ -136,7 +140,7 @@ def evaluate_index(index_dir: str, queries: str = "-", relevant_key: str = "rele
             worsts.setdefault(key, []).append(worst)
     overall = groups.pop("all", [])
     if group_key and overall and not grouped:
-        raise _no_group_field(group_key, "query")
+        raise _no_group_field(group_key, "query", fields)
 
     def metrics(key: str, ranks: list) -> dict:
         return metrics_from_ranks(ranks, n_boot=n_boot, max_ranks=worsts.get(key, []))
@@ -294,7 +298,7 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
                                                               caption_keys=keys))
     if group_key:
         if trecs and all(r.get(group_key) is None for r in trecs):
-            raise _no_group_field(group_key, "caption")
+            raise _no_group_field(group_key, "caption", {k for r in trecs[:1000] for k in public_fields(r)})
         labels = np.asarray(group_names([r.get(group_key) for r in trecs]))
         key_clips: dict = {}  # a caption text repeated in another group is relevant to that group's clip too
         for key, a in zip(keys, owner):
@@ -307,9 +311,11 @@ def evaluate_pool(speech: str, captions: str, match_key: str = "audio_id", group
     return out
 
 
-def _no_group_field(group_key: str, what: str) -> ConfigError:
+def _no_group_field(group_key: str, what: str, fields: set) -> ConfigError:
     """A ``--group-key`` that no record has: one group named None would pass for a grouping.
     Only the records evaluated count (a skipped one's field groups nothing), so the message
-    says so."""
+    says so, and names the ``fields`` they have."""
+    shown = sorted(f for f in fields if f not in ("embedding", "row", "row_sha256", "provenance"))
+    listed = ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "")
     return ConfigError(f"--group-key {group_key!r}: no {what} record has this field among those evaluated (metrics "
-                       "per group need it; give a field the records have, e.g. caption_type)")
+                       f"per group need it; their fields: {listed or 'none'})")

@@ -110,6 +110,7 @@ def test_build_with_npy_rows_then_query_and_eval(pool):
     r = cli("search", "eval", str(tmp / "s.idx"), "--queries", str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"),
             "--group-key", "kind", "--n-boot", "0", "-q")  # a field no query has: was one group named "None"
     assert r.exit_code == 2 and "--group-key 'kind': no query record has this field" in r.stderr, r.output
+    assert "their fields: id, relevant)" in r.stderr, r.stderr  # not a field they lack (was: e.g. caption_type)
     # query vectors of unknown origin against a model's index: searched, and said once
     write(tmp / "q.jsonl", [{k: v for k, v in q.items() if k != "provenance"} for q in queries])
     r = cli("search", "query", str(tmp / "s.idx"), str(tmp / "q.jsonl"), "--npy", str(tmp / "both.npy"), "-q")
@@ -295,6 +296,7 @@ def test_the_readme_pool_mode_of_a_captioned_manifest(tmp_path):
     r = cli("search", "eval", "--speech", str(tmp_path / "sp.jsonl"), "--captions", str(tmp_path / "cap.jsonl"),
             "--group-key", "kind", "--n-boot", "0", "-q")
     assert r.exit_code == 2 and "--group-key 'kind': no caption record has this field" in r.stderr, r.output
+    assert "their fields: " in r.stderr and "caption_type" in r.stderr and "audio_id" in r.stderr  # those they have
 
 
 def test_both_pool_sides_on_stdin_is_a_usage_error():
