@@ -140,4 +140,6 @@ def not_npy_kind(path: str | os.PathLike) -> str | None:
             head = fh.read(len(NPY_MAGIC))
     except OSError:
         return None
+    if not head:
+        return "an empty file"
     return None if head == NPY_MAGIC else binary_kind(path) or "text, such as records"

@@ -89,8 +89,9 @@ def load_matrix(path: str | Path) -> np.ndarray:
 
     Raises ``ConfigError`` when ``path`` is not a regular file (naming why: no such file, a
     folder, a device or pipe, which cannot be memory-mapped) or is another kind of file (no
-    ``.npy`` magic bytes: audio, text such as records...), ``InputError`` naming it for a
-    ``.npy`` file that cannot be read, is not 2-D or not of a float dtype."""
+    ``.npy`` magic bytes: audio, text such as records...) or a ``.npy`` that is not 2-D or not
+    of a float dtype (another kind of matrix), ``InputError`` naming it for a ``.npy`` file that
+    cannot be read (cut short, damaged)."""
     from clsp.runfiles import note_read
     from clsp.sniff import not_npy_kind
 
@@ -107,9 +108,9 @@ def load_matrix(path: str | Path) -> np.ndarray:
     except Exception as exc:  # a corrupt header can raise ValueError, SyntaxError, TokenError, EOFError...
         raise InputError(f"{p}: not a readable .npy matrix ({type(exc).__name__}: {exc})") from None
     if arr.ndim != 2:
-        raise InputError(f"{p}: expected a (count, dim) matrix, got shape {arr.shape}")
+        raise ConfigError(f"{p}: expected a (count, dim) matrix, got shape {arr.shape}")
     if arr.dtype.kind != "f":
-        raise InputError(f"{p}: expected a float matrix, got dtype {arr.dtype}")
+        raise ConfigError(f"{p}: expected a float matrix, got dtype {arr.dtype}")
     return arr
 
 

@@ -106,5 +106,13 @@ def test_a_file_that_is_no_npy_matrix_is_a_usage_error_naming_what_it_holds(tmp_
     for name, kind in (("t.txt", "text, such as records"), ("c.wav", "an audio file")):
         with pytest.raises(ConfigError, match=rf"not a NumPy \.npy matrix \({kind}\)"):
             load_matrix(tmp_path / name)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"not a NumPy \.npy matrix \(an empty file\)"):
+        load_matrix(tmp_path / "empty.npy")
+    np.save(tmp_path / "ints.npy", np.eye(2, dtype="int32"))  # another kind of matrix: a usage error too
+    np.save(tmp_path / "flat.npy", np.ones(4, dtype="float32"))
+    for name, why in (("ints.npy", "expected a float matrix"), ("flat.npy", r"expected a \(count, dim\) matrix")):
+        with pytest.raises(ConfigError, match=why):
+            load_matrix(tmp_path / name)
     np.save(tmp_path / "m.npy", np.eye(2, dtype="float32"))
     assert load_matrix(tmp_path / "m.npy").shape == (2, 2)
