@@ -58,8 +58,13 @@ def _root(
     threads: int = typer.Option(None, "--threads", min=1, envvar="CLSP_THREADS",
                                 help="CPU threads for the models (default: one per core). On a machine busy with "
                                      "other jobs, fewer threads can be much faster."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, logs or summary tables on stderr, for "
+                                                             "any command (as the command's own -q)."),
 ) -> None:
     """Contrastive language-speech pretraining: embed, search, classify and compare speech by speaking style."""
+    from clsp_cli.console import set_quiet_all
+
+    set_quiet_all(quiet)
     set_threads(threads)
 
 

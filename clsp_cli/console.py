@@ -51,11 +51,27 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_quiet_all = False  # ``clsp -q COMMAND``: quiet whatever the command's own option says
+
+
+def set_quiet_all(quiet: bool) -> None:
+    """``clsp --quiet COMMAND`` (before the command): every command of this run is quiet."""
+    global _quiet_all
+    _quiet_all = quiet
+    set_quiet(False)
+
+
+def is_quiet() -> bool:
+    """Whether this run is quiet (its command's ``--quiet``, or ``clsp --quiet``)."""
+    return _quiet
+
+
 def set_quiet(quiet: bool) -> None:
-    """Turn logs and progress off (``--quiet``) or on; routes the library's logs accordingly."""
+    """Turn logs and progress off (``--quiet``, or ``clsp --quiet`` before the command) or on;
+    routes the library's logs accordingly."""
     global _quiet
-    _quiet = quiet
-    route_library_logs(logging.WARNING if quiet else logging.INFO)
+    _quiet = quiet or _quiet_all
+    route_library_logs(logging.WARNING if _quiet else logging.INFO)
 
 
 def route_library_logs(level: int) -> None:

@@ -46,7 +46,7 @@ def main(
 
 def _run(o: Options) -> int:
     from clsp.prompts import builtin_pack_names, load_pack
-    from clsp_cli.console import Throughput, log, set_quiet, warn
+    from clsp_cli.console import Throughput, is_quiet, log, set_quiet, warn
     from clsp_cli.output import RecordSink, write_results
 
     set_quiet(o.quiet)
@@ -95,7 +95,7 @@ def _run(o: Options) -> int:
     if tally is not None and progress.count:  # an empty input writes nothing, not a summary of nothing
         summary = tally.summary(o.pack, run.provenance, o.n_boot)
         summary["failed"] = progress.failed  # records that failed (error records): in no count above
-        if not o.quiet:
+        if not is_quiet():  # this command's -q, or clsp -q
             from clsp_cli.tables import classification_table
 
             classification_table(summary)

@@ -249,7 +249,7 @@ def _eval(o: Options) -> int:
     from clsp.errors import ConfigError
     from clsp.index.query import SearchSettings
     from clsp.retrieval_eval import evaluate_index, evaluate_pool
-    from clsp_cli.console import Throughput, set_quiet
+    from clsp_cli.console import Throughput, is_quiet, set_quiet
     from clsp_cli.figures import check_outputs, recall_plot
     from clsp_cli.inputs import MissingMatrix, skip_notice
     from clsp_cli.output import RecordSink
@@ -286,7 +286,7 @@ def _eval(o: Options) -> int:
         warn(f"{o.queries or '-' if o.index else o.speech + ' and ' + o.captions}: no records; nothing evaluated, "
              "nothing written")
         return 0
-    if not o.quiet:
+    if not is_quiet():  # this command's -q, or clsp -q
         from clsp_cli.tables import retrieval_table
 
         retrieval_table(ev.summary)

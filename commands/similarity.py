@@ -46,7 +46,7 @@ def main(
 
 def _run(o: Options) -> int:
     from clsp.errors import ConfigError
-    from clsp_cli.console import Throughput, log, set_quiet
+    from clsp_cli.console import Throughput, is_quiet, log, set_quiet
     from clsp_cli.output import RecordSink, write_results
 
     set_quiet(o.quiet)
@@ -139,7 +139,7 @@ def _run(o: Options) -> int:
         summary["failed"] = progress.failed  # pairs that failed (error records): neither rated nor unrated
         if tally.unrated:
             log(f"similarity: {tally.unrated} scored pairs have no numeric '{o.human_key}' and are not in the correlations")
-        if not o.quiet:
+        if not is_quiet():  # this command's -q, or clsp -q
             from clsp_cli.tables import correlation_table
 
             correlation_table(summary)

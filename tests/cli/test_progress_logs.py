@@ -122,3 +122,23 @@ def test_progress_interval_from_the_environment(monkeypatch):
                       ("soon", DEFAULT_PROGRESS_SECONDS)):
         monkeypatch.setenv(PROGRESS_ENV, raw)
         assert progress_seconds() == want, raw
+
+
+def test_quiet_before_the_command_is_the_commands_quiet(tmp_path):
+    """`clsp -q embed ...` was "No such option: -q": only the command took it."""
+    from tests.helpers.assets import write_wav
+
+    write_wav(tmp_path / "a.wav", 0.5)
+    write_wav(tmp_path / "b.wav", 0.6, 220)
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"id": n, "audio": str(tmp_path / f"{n}.wav"), "g": g}) + "\n"
+                                              for n, g in (("a", "male"), ("b", "female"))))
+    runner = CliRunner()
+    loud = runner.invoke(app, ["classify", str(tmp_path / "e.jsonl"), "-m", "tiny-random", "--pack", "gender",
+                               "--label-key", "g", "--n-boot", "0"])
+    assert loud.exit_code == 0 and "classify:" in loud.stderr and "WA" in loud.stderr, loud.output
+    quiet = runner.invoke(app, ["-q", "classify", str(tmp_path / "e.jsonl"), "-m", "tiny-random", "--pack", "gender",
+                                "--label-key", "g", "--n-boot", "0"])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout == loud.stdout
+    again = runner.invoke(app, ["classify", str(tmp_path / "e.jsonl"), "-m", "tiny-random", "--pack", "gender"])
+    assert again.exit_code == 0 and "classify:" in again.stderr  # the next run is not quiet
