@@ -68,6 +68,12 @@ def check_row(record: dict[str, Any], vec: np.ndarray, matrix: np.ndarray, where
     want = record.get(ROW_CHECK)
     if not isinstance(want, str) or row_checksum(vec) == want:
         return
+    prov = record.get("provenance")
+    dim = prov.get("dim") if isinstance(prov, dict) else None
+    if isinstance(dim, int) and not isinstance(dim, bool) and matrix.ndim == 2 and dim != matrix.shape[1]:
+        raise InputError(f"{where}: the --npy matrix holds {matrix.shape[1]}-d rows and this record's model gives "
+                         f"{dim}-d vectors: it is the matrix of other records (another model); give the .npy "
+                         "written together with these records")
     if matrix.dtype.itemsize < 4:
         raise InputError(f"{where}: the --npy matrix is {matrix.dtype} and the record's row_sha256 was written "
                          f"for the float32 row: give the float32 matrix clsp wrote (or drop row_sha256 from the "

@@ -116,3 +116,18 @@ def test_a_file_that_is_no_npy_matrix_is_a_usage_error_naming_what_it_holds(tmp_
             load_matrix(tmp_path / name)
     np.save(tmp_path / "m.npy", np.eye(2, dtype="float32"))
     assert load_matrix(tmp_path / "m.npy").shape == (2, 2)
+
+
+def test_a_matrix_of_another_width_is_named_as_such_not_as_overwritten():
+    """A 16-wide matrix given for records of a 32-d model said "row_sha256 differs: the matrix
+    was overwritten", not that its rows are of another size."""
+    from clsp.errors import InputError
+    from clsp.index.records import check_row, row_checksum
+
+    rec = {"id": "a", "row": 0, "row_sha256": row_checksum(np.ones(32, dtype="float32")), "provenance": {"dim": 32}}
+    wide = np.zeros((2, 16), dtype="float32")
+    with pytest.raises(InputError, match="holds 16-d rows and this record's model gives 32-d vectors"):
+        check_row(rec, wide[0], wide, "record 'a'")
+    same = np.zeros((2, 32), dtype="float32")
+    with pytest.raises(InputError, match="row_sha256 differs"):
+        check_row(rec, same[0], same, "record 'a'")
