@@ -334,8 +334,6 @@ def audio_sample_rate(path: str | os.PathLike) -> int:
     return int(_open_info(_local_path(path)).samplerate)
 
 
-
-
 def _seconds(path: Path, name: str, value) -> float:
     """A finite, non-negative time in seconds from a record field, or ``AudioError``. A string
     must be a plain ASCII decimal number (sign, digits, point, exponent): not ``1_0``, other

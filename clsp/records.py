@@ -559,9 +559,8 @@ def iter_items(path: str | os.PathLike, modality: str = "audio", audio_root: str
                 if is_summary_line(raw):  # an earlier command's closing summary: not a record
                     continue
                 try:
-                    if scp and not is_blank(raw):
-                        raw = kaldi_scp_line(lineno, raw)
-                    rec = parse_line(lineno, raw, modality, base, base if audio_root is not None else None)
+                    line = kaldi_scp_line(lineno, raw) if scp and not is_blank(raw) else raw
+                    rec = parse_line(lineno, line, modality, base, base if audio_root is not None else None)
                     yield Item(index=index, id=str(rec["id"]), record=rec)
                 except ClspError as exc:
                     given = raw.split(None, 1)[0].decode("utf-8", "replace") if scp and raw.strip() else \

@@ -129,7 +129,7 @@ class ShardReader:
         where = f"{self.path} line {line}"
         if index <= self.last:
             raise InputError(f"{where}: input record {index} ({rec.get('id')!r}) appears twice in shard "
-                             f"{self.shard.name}" if self._was_read(index) else
+                             f"{self.shard.name}" if self.was_read(index) else
                              f"{where}: input record {index} comes after {self.last} (records out of order)")
         if not self.shard.owns(index):
             raise InputError(f"{where}: input record {index} does not belong to shard {self.shard.name}")
@@ -138,7 +138,8 @@ class ShardReader:
             self._seen.extend(bytes(max(byte + 1 - len(self._seen), len(self._seen))))
         self._seen[byte] |= 1 << (index & 7)
 
-    def _was_read(self, index: int) -> bool:
+    def was_read(self, index: int) -> bool:
+        """Whether this shard's record of input ``index`` has been read already."""
         byte = index >> 3
         return byte < len(self._seen) and bool(self._seen[byte] & (1 << (index & 7)))
 
@@ -328,7 +329,7 @@ class ShardSet:
             index += 1
         for r in self.readers:
             left = r.peek_index()
-            if left is not None and r._was_read(left):
+            if left is not None and r.was_read(left):
                 raise InputError(f"{r.path}: input record {left} appears twice in shard {r.shard.name} (again after "
                                  f"input record {r.last})")
             if left is not None and left < index:

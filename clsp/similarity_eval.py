@@ -63,8 +63,7 @@ class RatingTally:
         from clsp.errors import ConfigError
 
         sides = {f"{s}{k}" for s in ("a", "b") for k in ("", "_audio", "_text", "_embedding", "_row")}
-
-        RATED = "the rated pairs'"  # noqa: N806
+        rated = "the rated pairs'"
 
         def listed(names: set, whose: str) -> str:
             shown = sorted(names - sides)
@@ -80,7 +79,7 @@ class RatingTally:
                               "pairs, or leave --human-key out to score them only")
         if self.group_key and self.ratings and all(group is None for _, _, group in self.ratings):
             raise ConfigError(f"--group-key {self.group_key!r}: no rated pair record has this field "
-                              f"({listed(self.rated_fields, RATED)})")
+                              f"({listed(self.rated_fields, rated)})")
 
     def summary(self, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:
         """Pearson, Spearman and Kendall tau-b with 95% bootstrap CIs, overall and per group
