@@ -181,21 +181,21 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
     return sources
 
 
-def check_audio_root(audio_root: str | os.PathLike | None) -> None:
-    """``ConfigError`` (a usage error, exit 2) for an ``--audio-root`` given empty, missing or
-    not a folder: every relative path would resolve against nothing (or, empty, silently
-    against the working directory). None (not given) passes."""
+def check_audio_root(audio_root: str | os.PathLike | None, name: str = "--audio-root") -> None:
+    """``ConfigError`` (a usage error, exit 2) for an ``--audio-root`` (``name``: ``base_dir=``
+    in Python) given empty, missing or not a folder: every relative path would resolve against
+    nothing (or, empty, silently against the working directory). None (not given) passes."""
     if audio_root is None:
         return
     text = os.fspath(audio_root)
     if not str(text).strip():
-        raise ConfigError("--audio-root is empty: give the folder relative audio paths resolve against, "
-                          "or leave the option out")
+        raise ConfigError(f"{name} is empty: give the folder relative audio paths resolve against, "
+                          "or leave it out")
     folder = home_path(text)
     if not os.path.isdir(folder):
         problem = node_problem(folder)
         reason = "not a folder" if problem is None else problem.replace("no such file", "no such folder", 1)
-        raise ConfigError(f"--audio-root {text}: {reason}")
+        raise ConfigError(f"{name} {text}: {reason}")
 
 
 def iter_source_items(sources: Sequence[Source], modality: str = "audio",

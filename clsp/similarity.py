@@ -535,9 +535,11 @@ def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: s
     Relative audio paths resolve against ``base_dir`` (default: a pairs file's own folder, else
     the working directory). ``InputError`` for a pairs file path that names no file.
     """
+    from clsp.inputs import check_audio_root
     from clsp.models.checkpoint import as_model
     from clsp.records import Item, base_dir_of, check_sequence, iter_items
 
+    check_audio_root(base_dir, "base_dir=")
     if isinstance(pairs, (str, os.PathLike)) and not os.fspath(pairs).lower().endswith(AUDIO_EXTENSIONS):
         path = os.fspath(pairs)
         if not os.path.isfile(path):

@@ -205,16 +205,20 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
     of paths, as ``clsp classify`` reads it). Relative audio paths resolve against ``base_dir``
     (default: a manifest's own folder, else the working directory). Classes: see :func:`prompt_set_of`.
     Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
-    ``1 / temperature``. Raises ``ConfigError`` for a bad pack, and for an ``npy`` file that is
-    no ``.npy`` matrix (saying what it holds: audio, text...), before the model is loaded.
+    ``1 / temperature``. Raises ``ConfigError`` for a bad pack, for an ``npy`` file that is
+    no ``.npy`` matrix (saying what it holds: audio, text...) and for a ``base_dir`` that is no
+    folder, before the model is loaded.
     """
     from clsp.index.records import load_matrix
     from clsp.models.checkpoint import as_model
     from clsp.records import as_items
 
+    from clsp.inputs import check_audio_root
+
     prompt_set = prompt_set_of(pack, attribute, labels)
     if npy:
         check_matrix_file(npy)
+    check_audio_root(base_dir, "base_dir=")
     if _names_a_manifest(inputs):
         from clsp.records import iter_items
 

@@ -206,3 +206,15 @@ def test_compare_reads_a_pairs_file_by_its_path_and_a_missing_file_is_named(tmp_
                        (lambda: list(clsp.classify("tiny-random", "nope.jsonl")), "inputs: nope.jsonl: no such file")):
         with pytest.raises(clsp.errors.InputError, match=what):
             call()
+
+
+def test_a_base_dir_that_is_no_folder_is_refused_at_the_call(tmp_path):
+    """base_dir= naming nothing gave one "no such file" per record, where --audio-root is refused."""
+    (tmp_path / "f.txt").write_text("x")
+    clip = {"id": "a", "audio": "03a01Wa.flac"}
+    for base, why in ((tmp_path / "nope", "no such folder"), (tmp_path / "f.txt", "not a folder"), ("", "is empty")):
+        for call in (lambda: clsp.classify("tiny-random", [clip], pack="gender", base_dir=base),
+                     lambda: clsp.compare("tiny-random", [(clip["audio"], "a calm voice")], base_dir=base)):
+            with pytest.raises(clsp.errors.ConfigError, match=f"base_dir=.*{why}"):
+                call()
+    assert list(clsp.classify("tiny-random", [clip], pack="gender", base_dir=DATA))[0].ok
