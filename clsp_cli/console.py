@@ -56,9 +56,8 @@ _quiet_all = False  # ``clsp -q COMMAND``: quiet whatever the command's own opti
 
 def set_quiet_all(quiet: bool) -> None:
     """``clsp --quiet COMMAND`` (before the command): every command of this run is quiet."""
-    global _quiet_all
-    _quiet_all = quiet
-    set_quiet(False)
+    global _quiet_all, _quiet
+    _quiet_all = _quiet = quiet  # each command's set_quiet routes the logs (rich loads only then)
 
 
 def is_quiet() -> bool:
