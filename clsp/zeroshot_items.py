@@ -210,18 +210,15 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emot
     folder, before the model is loaded.
     """
     from clsp.index.records import load_matrix
-    from clsp.models.checkpoint import as_model
-    from clsp.records import as_items
-
     from clsp.inputs import check_audio_root
+    from clsp.models.checkpoint import as_model
+    from clsp.records import as_items, iter_items
 
     prompt_set = prompt_set_of(pack, attribute, labels)
     if npy:
         check_matrix_file(npy)
     check_audio_root(base_dir, "base_dir=")
     if _names_a_manifest(inputs):
-        from clsp.records import iter_items
-
         items = iter_items(os.fspath(inputs), "audio", audio_root=base_dir)
     else:
         items = as_items(inputs, base_dir)
