@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from clsp.errors import ClspError, InputError
+from clsp.errors import ClspError, ConfigError, InputError
 from clsp.index.records import EmbeddingReader, holds_vector, record_metadata
 from clsp.prompts.schema import PromptSet
 from clsp.records import Item, public_fields
@@ -111,14 +111,16 @@ def predict(classifier: ZeroShotClassifier, items: Iterable[Item], model: Any, m
         yield Result(res.item, Prediction(fields, out["label"], out["scores"], out.get("top_k")))
 
 
-def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = None,
+def prompt_set_of(pack: str | PromptSet | None = None, attribute: str | None = None,
                   labels: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None) -> PromptSet:
     """The classes to choose from: ``labels``, else a ``PromptSet``, else a built-in pack name
-    or pack file (``clsp.prompts.load_pack``) and its ``attribute``. ``labels`` maps each class
+    or pack file (``clsp.prompts.load_pack``; default ``"emotion"``) and its ``attribute``. ``labels`` maps each class
     to its prompt sentence or list of sentences; a plain list of sentences makes each sentence a
     class of its own (as CLAP-style zero-shot lists of prompts do). Raises ``ConfigError`` for an
     unknown or invalid pack, and for ``labels`` of another kind or with a prompt that is not a
-    string, naming the class."""
+    string, naming the class, and for ``pack`` and ``labels`` given together."""
+    if labels is not None and pack is not None:
+        raise ConfigError("give pack= or labels=, not both: labels= are the classes, and the pack would go unused")
     if labels is not None:
         from clsp.prompts.schema import build_prompt_set
 
@@ -127,7 +129,7 @@ def prompt_set_of(pack: str | PromptSet = "emotion", attribute: str | None = Non
         return pack
     from clsp.prompts import load_pack
 
-    return load_pack(pack).get(attribute)
+    return load_pack("emotion" if pack is None else pack).get(attribute)
 
 
 def check_matrix_file(path: str) -> None:
@@ -139,16 +141,12 @@ def check_matrix_file(path: str) -> None:
     kind = not_npy_kind(path) if os.path.isfile(path) else None
     if kind is None:
         return
-    from clsp.errors import ConfigError
-
     raise ConfigError(f"--npy {path}: not a NumPy .npy matrix ({kind}); give the matrix that clsp embed --npy "
                       "wrote beside these records")
 
 
 def _label_classes(labels: Any) -> dict[str, dict[str, list]]:
     """``labels`` (see ``prompt_set_of``) as a pack's ``classes``; ``ConfigError`` naming what is wrong."""
-    from clsp.errors import ConfigError
-
     if isinstance(labels, str):
         raise ConfigError("labels: give the classes as a mapping (class -> prompt sentence or sentences) or a "
                           f"list of prompt sentences, not one string ({labels!r})")
@@ -193,7 +191,7 @@ class Classification(SinglePass):
         return predict(self.classifier, self.items, self.model, **self.options)
 
 
-def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet = "emotion", attribute: str | None = None,
+def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet | None = None, attribute: str | None = None,
              labels: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None, temperature: float | None = None,
              top_k: int = 0, npy: str | None = None, batch_size: int = 32, device: str = "auto",
              base_dir: str | os.PathLike | None = None) -> Classification:
@@ -274,9 +272,7 @@ class GoldTally:
         records were counted and none of them has that field: a mistyped key, not a gap."""
         fields = self.fields
         if fields and self.label_key not in fields and not self.key_seen:
-            from clsp.errors import ConfigError
-
-            raise ConfigError(f"--label-key {self.label_key!r}: no record has this field (their fields: "
+                    raise ConfigError(f"--label-key {self.label_key!r}: no record has this field (their fields: "
                               f"{', '.join(sorted(fields)[:12])}{', ...' if len(fields) > 12 else ''})")
 
     def summary(self, pack: str, provenance: dict, n_boot: int = 1000) -> dict[str, Any]:

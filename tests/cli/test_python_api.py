@@ -136,6 +136,8 @@ def test_own_labels_as_a_list_of_prompts_and_bad_labels_named():
                          (["a man", "a woman", "a man"], r"labels\[2\]: 'a man' is given twice")):
         with pytest.raises(ConfigError, match=says):
             clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], labels=labels)
+    with pytest.raises(ConfigError, match="give pack= or labels=, not both"):  # the pack would go unused
+        clsp.classify("tiny-random", [str(DATA / "03a01Wa.flac")], pack="gender", labels=prompts)
 
 
 def test_search_takes_a_list_of_query_records_and_names_strings_given_there(index_dir):
