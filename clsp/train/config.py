@@ -212,6 +212,9 @@ class TrainConfig:
              "build a new model from `model`"),
             (bool(self.output_dir.strip()), "output_dir: empty; give the folder the run writes its checkpoints and "
                                             "logs to (an empty name would make the working directory the run's folder)"),
+            (d.group_key is None or bool(d.group_key.strip()),
+             "data.group_key: empty; name the record field whose clips share batches (e.g. speaker), or null for "
+             "no grouping"),
             (bool(d.train), "data.train: a training manifest is required"),
             (d.train != "-", "data.train: '-' (stdin) can be read only once, and training reads its manifest once "
                              "per epoch; save it to a file and give that"),

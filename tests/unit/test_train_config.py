@@ -108,10 +108,12 @@ def test_bad_override_names_key_and_reason(override: str, key: str, reason: str)
     assert message.startswith(f"{key}: ") and reason in message, message
 
 
-@pytest.mark.parametrize("override", ["init_from=", "init_from= ", "output_dir=", 'output_dir=" "'])
+@pytest.mark.parametrize("override", ["init_from=", "init_from= ", "output_dir=", 'output_dir=" "', "data.group_key=",
+                                      'data.group_key=" "'])
 def test_an_empty_model_or_output_dir_is_refused_not_taken_as_the_working_directory(override: str) -> None:
     """``init_from=`` built no model (a traceback later); ``output_dir=`` made the working
-    directory the run's folder, its checkpoints mixed with whatever lay there."""
+    directory the run's folder, its checkpoints mixed with whatever lay there; ``data.group_key=``
+    (an unset variable) turned the grouping off without a word."""
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=f"^{key}: empty; "):
         load_config(EXAMPLES / "tiny.yaml", ["data.train=t.jsonl", override]).validate()
