@@ -27,7 +27,12 @@ class AcousticConfig:
 
     Speech is found relative to the recording's own level (frames within
     ``active_below_peak_db`` dB of its loudest), so the same clip at any gain gives the same
-    speech frames; ``floor_db`` (dBFS) is only an absolute floor far under any recorded voice,
+    speech frames; speech that grows quieter inside the clip stays speech: a frame within
+    ``active_below_peak_db`` dB of the loudest frame within ``local_s`` seconds of it is speech
+    too when it stands ``above_noise_db`` dB over the clip's noise floor (its 5th-percentile
+    frame level), as syllables ``nucleus_below_peak_db`` dB under the loudest syllables near
+    them count (a second half 30 dB under the first kept its words);
+    ``floor_db`` (dBFS) is only an absolute floor far under any recorded voice,
     and a clip whose peak sample stays under ``silent_peak`` (a few 16-bit steps, about
     -78 dBFS) is silent. A pause of at least ``long_pause_s`` seconds counts as long. Speech
     moves its level from syllable to syllable: where the speech frames of at least
@@ -40,6 +45,8 @@ class AcousticConfig:
     floor_db: float = -100.0
     silent_peak: float = 4.0 / 32768.0
     active_below_peak_db: float = 35.0
+    local_s: float = 0.5
+    above_noise_db: float = 10.0
     min_pause_s: float = 0.2
     long_pause_s: float = 1.0
     min_speech_s: float = 0.05
@@ -54,6 +61,10 @@ class AcousticConfig:
     @property
     def sample_rate(self) -> int:
         return self.pitch.sample_rate
+
+
+PRAAT_SILENCE_DB = 25.0  # Praat's To Pitch silence threshold (0.03 of the peak amplitude, 30 dB) less a 5 dB margin
+SYLLABLE_S = 0.15  # seconds either side of a frame: about a syllable's length
 
 
 def _db(power: np.ndarray) -> np.ndarray:
@@ -74,10 +85,23 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
+def _local_max(values: np.ndarray, config: AcousticConfig, seconds: float | None = None) -> np.ndarray:
+    """The largest of ``values`` within ``seconds`` (default ``config.local_s``) of each frame."""
+    from scipy.ndimage import maximum_filter1d
+
+    reach = int(round((config.local_s if seconds is None else seconds) / config.pitch.hop_s))
+    return maximum_filter1d(values, size=2 * reach + 1, mode="nearest")
+
+
 def speech_mask(levels: np.ndarray, config: AcousticConfig) -> np.ndarray:
-    """Frames that belong to speech; gaps shorter than ``min_pause_s`` are filled in."""
+    """Frames that belong to speech (see ``AcousticConfig``: within ``active_below_peak_db`` of
+    the clip's peak, or of the loudest frame near them and ``above_noise_db`` over the noise
+    floor); gaps shorter than ``min_pause_s`` are filled in."""
     peak = np.percentile(levels, 99)
-    active = levels > max(config.floor_db, peak - config.active_below_peak_db)
+    local = np.maximum(_local_max(levels, config) - config.active_below_peak_db,
+                       np.percentile(levels, 5) + config.above_noise_db)
+    threshold = np.maximum(config.floor_db, np.minimum(peak - config.active_below_peak_db, local))
+    active = levels > threshold
     hop_s = config.pitch.hop_s
     for start, end in _runs(active):
         if (end - start) * hop_s < config.min_speech_s:
@@ -96,9 +120,10 @@ def syllable_nuclei(levels: np.ndarray, candidates: np.ndarray, config: Acoustic
     """Frame indices of syllable nuclei: prominent level peaks inside ``candidates`` frames."""
     smooth = np.convolve(levels, np.hanning(7) / np.hanning(7).sum(), mode="same")
     top = np.percentile(smooth[candidates], 95) if candidates.any() else 0.0
+    near = _local_max(np.where(candidates, smooth, -np.inf), config)  # the loudest candidate nearby
     is_peak = np.zeros(len(smooth), dtype=bool)
     is_peak[1:-1] = (smooth[1:-1] >= smooth[:-2]) & (smooth[1:-1] > smooth[2:])
-    peaks = np.flatnonzero(is_peak & candidates & (smooth > top - config.nucleus_below_peak_db))
+    peaks = np.flatnonzero(is_peak & candidates & (smooth > np.minimum(top, near) - config.nucleus_below_peak_db))
     min_gap = int(round(config.nucleus_min_gap_s / config.pitch.hop_s))
     kept: list[int] = []
     for peak in peaks.tolist():
@@ -157,21 +182,24 @@ def _pitch_stats(f0: np.ndarray, hop_s: float) -> dict:
             "f0_range_st": float(12.0 * np.log2(p90 / p10)), "f0_slope_st_per_s": slope}
 
 
-def _span_stats(x_levels, f0, active, nuclei, lo, hi, config) -> dict:
-    """Pitch, voicing, rate, loudness and pauses over frames [lo, hi)."""
+def _span_stats(x_levels, f0, active, nuclei, lo, hi, config, measurable=None) -> dict:
+    """Pitch, voicing, rate, loudness and pauses over frames [lo, hi); voicing and rate over the
+    ``measurable`` speech frames (default: all), ``measured_speech_s`` seconds of them."""
     hop_s = config.pitch.hop_s
     act = active[lo:hi]
     speech_frames = int(act.sum())
     speech_s = speech_frames * hop_s
+    measured_frames = speech_frames if measurable is None else int(measurable[lo:hi].sum())
+    measured_s = measured_frames * hop_s
     levels = x_levels[lo:hi][act]
     power = np.mean(10 ** (levels / 10.0)) if speech_frames else 0.0
     voiced = int((f0[lo:hi] > 0).sum())
     n_nuclei = int(((nuclei >= lo) & (nuclei < hi)).sum())
     pauses = [(e - s) * hop_s for s, e in _runs(~act) if s > 0 and e < len(act)]
     stats = {
-        "start_s": lo * hop_s, "end_s": hi * hop_s, "speech_s": speech_s,
-        "voiced_ratio": voiced / speech_frames if speech_frames else 0.0,
-        "syllable_rate": n_nuclei / speech_s if speech_s > 0 else 0.0,
+        "start_s": lo * hop_s, "end_s": hi * hop_s, "speech_s": speech_s, "measured_speech_s": measured_s,
+        "voiced_ratio": voiced / measured_frames if measured_frames else 0.0,
+        "syllable_rate": n_nuclei / measured_s if measured_s > 0 else 0.0,
         "loudness_dbfs": float(_db(np.asarray(power))) if speech_frames else config.floor_db,
         "loudness_std_db": float(np.std(levels)) if speech_frames else 0.0,
         "pause_count": len(pauses), "pause_total_s": float(sum(pauses)),
@@ -276,9 +304,16 @@ def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | 
     voiced = f0 > 0
     rich_voicing = voiced.sum() >= 0.3 * active.sum()
     nuclei = syllable_nuclei(levels, voiced if rich_voicing else active, config)
+    # Praat finds no voicing in stretches 30 dB under the clip's peak (its silence threshold, 0.03
+    # of the peak amplitude): speech there is speech (no pause, no early end), but voicing and pace
+    # are measured over the rest (measured_speech_s), so a hushed stretch does not read as slow
+    # (a frame within a syllable's length, SYLLABLE_S, of a louder one is measured: the dips between
+    # syllables are speaking time)
+    measurable = active & (_local_max(levels, config, SYLLABLE_S) >= np.percentile(levels, 99) - PRAAT_SILENCE_DB)
+    nuclei = nuclei[measurable[nuclei]]
     inside = np.flatnonzero(active)
     first, last = int(inside[0]), int(inside[-1]) + 1
-    overall = _span_stats(levels, f0, active, nuclei, first, last, config)
+    overall = _span_stats(levels, f0, active, nuclei, first, last, config, measurable)
     region = speech_region(x, config, active)
     band = praat.bandwidth_hz(region, sr, source_rate)
     overall["bandwidth_hz"] = band
@@ -287,6 +322,6 @@ def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | 
     overall.update(praat.voice_quality(region, sr))
     overall["loudness_lufs"] = integrated_loudness(region, sr)
     cuts = segment_bounds(active, first, last, segment_count(first, last, config), config.pitch.hop_s)
-    segments = [_span_stats(levels, f0, active, nuclei, lo, hi, config)
+    segments = [_span_stats(levels, f0, active, nuclei, lo, hi, config, measurable)
                 for lo, hi in zip(cuts[:-1], cuts[1:])]
     return Measurements(duration_s=len(x) / sr, overall=overall, segments=segments)

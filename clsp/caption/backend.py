@@ -16,8 +16,20 @@ from clsp.caption.metadata import caption_metadata
 from clsp.caption.writer import Voice, finegrained_caption, global_caption, is_child
 
 BACKEND_NAME = "acoustic"
-BACKEND_VERSION = "2"
+BACKEND_VERSION = "3"
 METADATA_FIELDS = ("gender", "age", "emotion", "accent", "speaker")
+# Seconds of speech (pauses excluded) a syllable rate needs before a pace is stated for a clip or a
+# part: the rate counts whole syllable nuclei, so under this one syllable more or less moves it by
+# over 1.2 per second, most of a rate bin (conversational speech runs at 4-5; a 0.15 s cut holds
+# no whole syllable and read as "very slow", a 0.3 s cut one syllable, 3.3 per second, "slow").
+RATE_MIN_SPEECH_S = 0.8
+
+
+def rate_label(span: dict, bins: Bins) -> str | None:
+    """The rate bin of a clip's or part's measurements, None with under ``RATE_MIN_SPEECH_S``
+    seconds of measured speech (``measured_speech_s``: no pace can be told from so little)."""
+    measured = span.get("measured_speech_s", span["speech_s"])  # speech loud enough for syllables to be found
+    return bins.label("rate", span["syllable_rate"]) if measured >= RATE_MIN_SPEECH_S else None
 
 
 def record_seed(rec_id: object, seed: int) -> int:
@@ -51,12 +63,14 @@ def _annotate_segments(m: Measurements, bins: Bins, gender: str, reference: Loud
         pitch_delta = None
         if seg.get("f0_median_hz") and whole.get("f0_median_hz"):
             pitch_delta = 12.0 * math.log2(seg["f0_median_hz"] / whole["f0_median_hz"])
-        rate_ratio = seg["syllable_rate"] / whole["syllable_rate"] if whole["syllable_rate"] > 0 else 1.0
+        rate_ratio = None  # a part or a clip with too little speech for a rate states no pace change
+        if rate_label(seg, bins) is not None and rate_label(whole, bins) is not None and whole["syllable_rate"] > 0:
+            rate_ratio = max(seg["syllable_rate"] / whole["syllable_rate"], 1e-3)
         out.append({
             "pitch_delta_st": pitch_delta,
-            "rate_ratio": max(rate_ratio, 1e-3),
+            "rate_ratio": rate_ratio,
             "loudness_delta_db": seg["loudness_dbfs"] - whole["loudness_dbfs"],
-            "rate_label": bins.label("rate", seg["syllable_rate"]) if seg["speech_s"] >= 0.3 else None,
+            "rate_label": rate_label(seg, bins),
             "loudness_label": loudness_label(whole, bins, reference, seg["loudness_dbfs"] - whole["loudness_dbfs"]),
             "slope_label": bins.label("pitch_slope", seg.get("f0_slope_st_per_s")),
             "pitch_threshold": change["pitch_st"],
@@ -114,7 +128,7 @@ def name_voice(
         pitch=pitch_word(bins, o.get("f0_median_hz"), gender, child=is_child(given.get("age"))),
         pitch_range=bins.label("pitch_range", o.get("f0_range_st")),
         slope=bins.label("pitch_slope", o.get("f0_slope_st_per_s")),
-        rate=bins.label("rate", o["syllable_rate"]),
+        rate=rate_label(o, bins),
         loudness=loudness_label(o, bins, reference),
         dynamics=bins.label("dynamics", o["loudness_std_db"]),
         voicing=voicing,

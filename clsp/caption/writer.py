@@ -144,7 +144,10 @@ def _emotion(voice: Voice) -> str | None:
 def _pace_change(seg: dict, prev: dict | None) -> float | None:
     """The rate ratio of ``seg`` to the segment before (to the whole utterance for the first)
     when it reaches the segment-change threshold, the change a fine-grained caption states; else None."""
-    rate_ratio = seg.get("rate_ratio", 1.0) / (prev.get("rate_ratio", 1.0) if prev else 1.0)
+    own, before = seg.get("rate_ratio", 1.0), (prev.get("rate_ratio", 1.0) if prev else 1.0)
+    if own is None or before is None:  # a rate not measured (too little speech): no change told
+        return None
+    rate_ratio = own / before
     if abs(math.log(max(rate_ratio, 1e-3))) >= math.log(1 + seg["rate_threshold"]):
         return rate_ratio
     return None
@@ -213,16 +216,19 @@ def _rate(label: str | None, voice: Voice) -> str | None:
 
 def global_caption(voice: Voice, rng: random.Random) -> str:
     """A time-agnostic profile of the voice in one sentence (no volume phrase when the
-    loudness was not measured)."""
+    loudness was not measured, no pace phrase when the rate was not)."""
     who, tone = subject(voice, rng), _emotion(voice)
-    rate = _rate(voice.rate, voice) or "a moderate pace"
+    rate = _rate(voice.rate, voice)
     loud = LOUDNESS.get(voice.loudness)
     verb = "whispers" if voice.whispered else ("talks" if "speaker" in who else "speaks")
     style = _range(voice)
+    # "at a moderate pace and a moderate volume"; without a pace "and a moderate volume" after
+    # "with a deep voice", "at a moderate volume" after the verb alone
+    paced = f" at {rate}" + (f" and {loud}" if loud else "") if rate else (f" at {loud}" if loud else "")
     templates = [
-        f"{who} {verb} with {_quality(voice)} at {rate}" + (f" and {loud}" if loud else ""),
-        f"{who} with {_quality(voice)} {verb} at {rate}" + (f", using {loud}" if loud else ""),
-        f"In {_quality(voice)}, {who[0].lower() + who[1:]} {verb} at {rate}" + (f" and {loud}" if loud else ""),
+        f"{who} {verb} with {_quality(voice)}" + (f" at {rate}" if rate else "") + (f" and {loud}" if loud else ""),
+        f"{who} with {_quality(voice)} {verb}" + (f" at {rate}" if rate else "") + (f", using {loud}" if loud else ""),
+        f"In {_quality(voice)}, {who[0].lower() + who[1:]} {verb}{paced}",
     ]
     text = rng.choice(templates)
     extras = [e for e in (tone, f"with {style}" if style else None) if e]
@@ -266,10 +272,12 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
     own_loudness = "loudness" in changes and first and _loudness_change(first, None) is not None
     rate_label = first.get("rate_label") if own_pace else voice.rate
     loud_label = first.get("loudness_label") if own_loudness else voice.loudness
-    opening = (f"{who} with {_quality(voice)} begins {verb} at "
-               f"{_rate(rate_label, voice) or _rate(voice.rate, voice) or 'a moderate pace'}")
+    pace = _rate(rate_label, voice) or _rate(voice.rate, voice)
+    # a clip of one part has no course to follow: it "speaks", it does not "begin speaking"
+    action = f"begins {verb}" if len(segs) >= 2 else ("whispers" if voice.whispered else "speaks")
+    opening = f"{who} with {_quality(voice)} {action}" + (f" at {pace}" if pace else "")
     if LOUDNESS.get(loud_label):
-        opening += f" and {LOUDNESS[loud_label]}"
+        opening += f" {'and' if pace else 'at'} {LOUDNESS[loud_label]}"
     sentences = [opening]
     for prev, seg in zip(segs[:-2], segs[1:-1]):
         change = _segment_phrase(seg, prev, voice)
