@@ -124,8 +124,10 @@ def is_shar(folder: str) -> bool:
                                          for ext in ("jsonl", "jsonl.gz"))
 
 
-def _expand(arg: str) -> list[str]:
-    """The files an argument names: itself, the audio files below a folder, or glob matches."""
+def expand_path(arg: str) -> list[str]:
+    """The files an argument names: itself, the audio files below a folder (sorted, as
+    ``os.walk`` finds them), or glob matches (``**`` recursive). ``ConfigError`` for a folder
+    without audio files and for a pattern that matches nothing."""
     if os.path.isdir(arg):
         files = _audio_files_below(arg)
         if not files:
@@ -164,7 +166,7 @@ def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:
             continue
         if not os.path.lexists(arg) and url_problem(arg) is not None:
             raise ConfigError(f"{arg}: {url_problem(arg)}")
-        for path in _expand(arg):
+        for path in expand_path(arg):
             found = path != arg  # by a folder walk or a pattern (an argument that exists is itself)
             problem = node_problem(path, pipes=not found)
             if problem is not None and found:  # one error record naming it (clsp.audio), the rest read

@@ -590,6 +590,9 @@ def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> It
     with ``audio``, ``text`` or a stored ``embedding``; an ``audio`` may be a ``Path``) or
     ready ``Item`` s, in order.
 
+    A path that names a folder stands for the audio files below it, and a glob pattern that
+    names no file for the files it matches, as on the command line (``clsp.inputs.expand_path``;
+    ``ConfigError`` for a folder without audio and a pattern that matches nothing).
     Relative audio paths resolve against ``base`` (default: the working directory). Ids
     default to the path as given, else the position. ``TypeError`` for one string or path
     given instead of a list, or an input that is none of these.
@@ -598,8 +601,30 @@ def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> It
     return _items_of(inputs, Path(base) if base is not None else Path.cwd())
 
 
-def _items_of(inputs: Iterable[Any], root: Path) -> Iterator[Item]:
+def _expanded(inputs: Iterable[Any], root: Path) -> Iterator[tuple[int, Any]]:
+    """``(position given, value)`` with each folder or pattern path replaced by the files it names."""
+    from clsp.inputs import expand_path
+
     for n, value in enumerate(inputs):
+        if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+            given, full = os.fspath(value), resolve_path(value, root)
+            found = expand_path(full)
+            if found != [full]:  # a folder or a pattern: its files, named as given (relative stays relative)
+                relative = not Path(given).is_absolute() and not given.startswith("~")
+                for path in found:
+                    if os.path.isdir(full):
+                        path = os.path.join(given, os.path.relpath(path, full))
+                    elif relative:
+                        path = os.path.relpath(path, root)
+                    yield n, path
+                continue
+        yield n, value
+
+
+def _items_of(inputs: Iterable[Any], root: Path) -> Iterator[Item]:
+    index = -1
+    for n, value in _expanded(inputs, root):
+        index += 1
         if isinstance(value, Item):
             yield value
             continue
@@ -614,8 +639,8 @@ def _items_of(inputs: Iterable[Any], root: Path) -> Iterator[Item]:
         if isinstance(rec.get("audio"), str) and rec["audio"]:
             rec.setdefault("id", rec["audio"])
             rec["audio"] = rec["_path"] = resolve_path(rec["audio"], root)
-        rec.setdefault("id", n)
-        yield Item(index=n, id=str(rec["id"]), record=rec)
+        rec.setdefault("id", index)
+        yield Item(index=index, id=str(rec["id"]), record=rec)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

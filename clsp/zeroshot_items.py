@@ -199,8 +199,9 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet | None 
 
     ``model``: a loaded CLSP model or a name for ``clsp.load_model``. ``inputs``: a list of
     audio paths, records (``audio``, or a stored ``embedding`` / ``row`` of the ``npy`` matrix)
-    or ``Item`` s (see ``clsp.records.as_items``), or the path of one manifest (JSONL or a list
-    of paths, as ``clsp classify`` reads it). Relative audio paths resolve against ``base_dir``
+    or ``Item`` s (see ``clsp.records.as_items``: a folder or a glob pattern in the list stands
+    for its audio files), or the path of one manifest (JSONL or a list of paths, as ``clsp
+    classify`` reads it) or of one folder. Relative audio paths resolve against ``base_dir``
     (default: a manifest's own folder, else the working directory). Classes: see :func:`prompt_set_of`.
     Probabilities are ``softmax(scale * cosine)`` with the model's logit scale, or
     ``1 / temperature``. Raises ``ConfigError`` for a bad pack, for an ``npy`` file that is
@@ -218,6 +219,8 @@ def classify(model: Any, inputs: Iterable[Any], *, pack: str | PromptSet | None 
     check_audio_root(base_dir, "base_dir=")
     if _names_a_manifest(inputs):
         items = iter_items(os.fspath(inputs), "audio", audio_root=base_dir)
+    elif isinstance(inputs, (str, os.PathLike)) and os.path.isdir(inputs):  # a folder: the audio below it
+        items = as_items([inputs], base_dir)
     else:
         items = as_items(inputs, base_dir)
     net = as_model(model)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,27 @@ def test_a_base_dir_that_is_no_folder_is_refused_at_the_call(tmp_path):
             with pytest.raises(clsp.errors.ConfigError, match=f"base_dir=.*{why}"):
                 call()
     assert list(clsp.classify("tiny-random", [clip], pack="gender", base_dir=DATA))[0].ok
+
+
+def test_a_folder_or_a_pattern_stands_for_its_audio_files_as_on_the_command_line(tmp_path, monkeypatch):
+    """A folder given to clsp.classify was refused ("wrap it in a list"), and in a list it was one
+    failed record ("is a directory"); a glob pattern in a list was "no such file"."""
+    from clsp.errors import ConfigError
+
+    (tmp_path / "ex" / "sub").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    shutil.copy(DATA / "03a01Wa.flac", tmp_path / "ex")
+    shutil.copy(DATA / "09a01Nb.flac", tmp_path / "ex" / "sub")
+    monkeypatch.chdir(tmp_path)
+    both = ["ex/03a01Wa.flac", "ex/sub/09a01Nb.flac"]
+    for inputs in (["ex"], [Path("ex")], "ex", tmp_path / "ex"):
+        res = list(clsp.classify("tiny-random", inputs, pack="gender"))
+        assert all(r.ok for r in res) and len(res) == 2
+        if inputs != tmp_path / "ex":
+            assert [r.id for r in res] == both
+    res = list(clsp.classify("tiny-random", ["ex/*.flac", "ex/sub/09a01Nb.flac"], pack="gender"))
+    assert [r.id for r in res] == both and all(r.ok for r in res)
+    assert [r.id for r in clsp.classify("tiny-random", ["sub"], pack="gender", base_dir="ex")] == ["sub/09a01Nb.flac"]
+    for bad, says in ((["empty"], "folder holds no audio files"), (["none*.flac"], "no files match it as a pattern")):
+        with pytest.raises(ConfigError, match=says):
+            list(clsp.classify("tiny-random", bad, pack="gender"))
