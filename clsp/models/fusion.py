@@ -24,6 +24,10 @@ Config (the ``speech_encoder`` dict of a model config; these keys are stable)::
                              # speaker_front_end), e.g. "trimmed" with speaker_front_end "raw": the
                              # gender log-odds come from the speech only, while the d-vectors that feed
                              # the trainable layers hear the clip as it is (those encoders then run twice)
+     "max_pause_s": null,    # or seconds: each pause inside the speech longer than this is cut to it
+                             # (clsp.audio.shorten_pauses) before any part hears the clip, so a
+                             # hesitation longer than the training speech held does not move a clip
+                             # as far as another voice does
      "stats_phases": 1,      # statistics averaged over this many fbank frame grids, 10 ms / k apart
                              # (clsp.models.signal_stats.waveform_stats): 4 makes them insensitive to
                              # a clip's start moving by part of a frame; each grid costs one more fbank
@@ -73,6 +77,15 @@ def _clip_waves(waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Te
     return [waveforms[i, : int(n)].float().cpu() for i, n in enumerate(lengths.tolist())]
 
 
+def _padded(waves: list[torch.Tensor], device: torch.device, lengths_device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``(S_i,)`` as a zero-padded batch ``(B, max S_i)`` on ``device`` and their sample counts."""
+    lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+    out = torch.zeros(len(waves), int(lens.max()) if waves else 0)
+    for i, w in enumerate(waves):
+        out[i, : w.numel()] = w
+    return out.to(device), lens.to(lengths_device)
+
+
 FRONT_ENDS = ("raw", "trimmed", "normalized", "leveled")
 
 
@@ -92,8 +105,13 @@ class SpeakerFusionEncoder(nn.Module):
                  load_weights: bool = True,
                  proj_speakers: list[str] | tuple[str, ...] | None = None,
                  speaker_bands: dict[str, str] | None = None, front_end: str = "raw",
-                 speaker_front_end: str | None = None, gender_front_end: str | None = None):
+                 speaker_front_end: str | None = None, gender_front_end: str | None = None,
+                 max_pause_s: float | None = None):
         super().__init__()
+        if max_pause_s is not None and (isinstance(max_pause_s, bool) or not isinstance(max_pause_s, (int, float))
+                                        or not 0.05 <= max_pause_s <= 60):
+            raise ConfigError(f"speaker_fusion: max_pause_s must be null or seconds in 0.05..60, got {max_pause_s!r}")
+        self.max_pause_s = None if max_pause_s is None else float(max_pause_s)
         for key, value in (("front_end", front_end), ("speaker_front_end", speaker_front_end),
                            ("gender_front_end", gender_front_end)):
             if value not in FRONT_ENDS and not (key != "front_end" and value is None):
@@ -181,17 +199,21 @@ class SpeakerFusionEncoder(nn.Module):
         from clsp.audio import level_speech, normalize_speech, trim_speech
 
         hear = {"trimmed": trim_speech, "normalized": normalize_speech, "leveled": level_speech}[front_end]
-        waves = [hear(w) for w in _clip_waves(waveforms, lengths)]
-        lens = torch.tensor([w.numel() for w in waves], dtype=torch.long)
-        out = torch.zeros(len(waves), int(lens.max()) if waves else 0)
-        for i, w in enumerate(waves):
-            out[i, : w.numel()] = w
-        return out.to(waveforms.device), lens.to(lengths.device)
+        return _padded([hear(w) for w in _clip_waves(waveforms, lengths)], waveforms.device, lengths.device)
+
+    def _paused(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch with long pauses cut to ``max_pause_s`` (unchanged when it is null)."""
+        if self.max_pause_s is None:
+            return waveforms, lengths
+        from clsp.audio import shorten_pauses
+
+        return _padded([shorten_pauses(w, self.max_pause_s) for w in _clip_waves(waveforms, lengths)],
+                       waveforms.device, lengths.device)
 
     def _fbank(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from clsp.features import fbank_batch
 
-        waveforms, lengths = self._heard(waveforms, lengths)
+        waveforms, lengths = self._heard(*self._paused(waveforms, lengths))
         feats, lens = fbank_batch(_clip_waves(waveforms, lengths), self.num_mel_bins)
         return feats.to(waveforms.device), lens.to(waveforms.device)
 
@@ -202,7 +224,7 @@ class SpeakerFusionEncoder(nn.Module):
         whatever autocast the caller runs under (``--dtype bfloat16``, training's bf16): the
         same numbers as without it."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            raw, raw_lengths = waveforms.float(), lengths
+            raw, raw_lengths = self._paused(waveforms.float(), lengths)
             waveforms, lengths = self._heard(raw, lengths)
             parts = []
             if self.speakers:
