@@ -69,10 +69,14 @@ class EmbedConfig:
             raise ConfigError(f"--fbank-on must be one of {FBANK_PLACES}, got {self.fbank_on!r}")
         import math
 
-        seconds = (self.max_seconds, self.max_batch_seconds, self.max_inflight_seconds)
-        if self.batch_size < 1 or not all(math.isfinite(s) and s > 0 for s in seconds):
-            raise ConfigError("batch size, --max-seconds, --max-batch-seconds and --max-inflight-seconds must be "
-                              "positive finite numbers")
+        # named as the command line and the Python call spell them (--max-seconds / max_seconds=)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"--batch-size (batch_size=) must be a whole number >= 1, got {self.batch_size!r}")
+        for key in ("max_seconds", "max_batch_seconds", "max_inflight_seconds"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"--{key.replace('_', '-')} ({key}=) must be a positive finite number of seconds, "
+                                  f"got {value!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"--workers must be a whole number >= 0 (0: decode in the embedding thread), "
                               f"got {self.workers!r}")

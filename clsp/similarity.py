@@ -507,7 +507,10 @@ def _side_record(side: Side) -> dict:
 
 
 def _plain(value: Any) -> Any:
-    """A ``Path`` given for an audio side, as the path text a pair record holds."""
+    """A ``Path`` given for an audio side, as the path text a pair record holds (a NumPy string
+    as a plain one)."""
+    if isinstance(value, str):
+        return str(value)
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
@@ -551,6 +554,8 @@ def compare(model: Any, pairs: Iterable[Any], *, batch_size: int = 16, device: s
     check_sequence(pairs, "pairs", "(a, b) tuples or pair records")
 
     def record(n: int, p: Any) -> Any:
+        if type(p).__module__ == "numpy" and getattr(p, "ndim", None) == 1:  # a row of np.array(pairs)
+            p = p.tolist()
         if isinstance(p, (tuple, list)):
             if len(p) != 2:
                 raise TypeError(f"pairs[{n}]: a pair is two sides (a, b), got {len(p)}")

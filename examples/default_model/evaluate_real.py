@@ -11,7 +11,8 @@ Per model (the first is the baseline), on the same clips:
 * recording conditions, on every set: cosine of each clip to a copy with 0.6 s of digital
   silence before and after, 20 dB quieter, with a DC offset of 0.05, with white noise at
   -50 dBFS, in a room-like noise floor (white noise at -60 dBFS under the speech and for 1 s
-  before and after it, as a recording that starts and stops around the speech has), and the
+  before and after it, as a recording that starts and stops around the speech has), with a
+  1.5 s pause inserted at its middle (a hesitation), and the
   zero-shot gender WA of each kind of copy (``RECORDING_COPIES``);
 * audio-audio cosine distributions of same-voice pairs (same speaker, other clip),
   same-style pairs (same emotion, other speaker) and unrelated pairs (other speaker,
@@ -228,6 +229,8 @@ RECORDING_COPIES = {
     "dc": ("a DC offset of 0.05", lambda w: w + 0.05),
     "noise": ("white noise at -50 dBFS added", _noise),
     "room": ("a -60 dBFS noise floor under it and for 1 s before and after", _room),
+    "pause": ("a 1.5 s pause of digital silence inserted at its middle sample",
+              lambda w: torch.cat([w[: w.numel() // 2], torch.zeros(24000), w[w.numel() // 2 :]])),
 }
 
 

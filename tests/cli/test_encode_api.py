@@ -90,3 +90,14 @@ def test_readme_snippet_runs(monkeypatch) -> None:
     assert audio.shape == (2, 256) and text.shape == (2, 256) and audio.dtype == np.float32
     sims = audio @ text.T
     assert np.all(np.abs(sims) <= 1.0 + 1e-5)
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [("batch_size", 0, r"--batch-size \(batch_size=\) must be a whole number >= 1, got 0"),
+                                                      ("max_seconds", 0.0, r"--max-seconds \(max_seconds=\) must be a positive"),
+                                                      ("max_seconds", float("nan"), r"max_seconds=\) .* got nan")])
+def test_a_bad_batch_setting_is_named_as_the_call_spells_it(model, clips: list[Path], option, value, says) -> None:
+    """encode_audio_files(batch_size=0) said "batch size, --max-seconds, --max-batch-seconds and
+    --max-inflight-seconds must be positive finite numbers": four command-line options, none
+    of them what was wrong."""
+    with pytest.raises(ConfigError, match=says):
+        model.encode_audio_files(clips[:1], **{option: value})

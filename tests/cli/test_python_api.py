@@ -245,3 +245,15 @@ def test_a_folder_or_a_pattern_stands_for_its_audio_files_as_on_the_command_line
     for bad, says in ((["empty"], "folder holds no audio files"), (["none*.flac"], "no files match it as a pattern")):
         with pytest.raises(ConfigError, match=says):
             list(clsp.classify("tiny-random", bad, pack="gender"))
+
+
+def test_compare_takes_the_rows_of_a_numpy_array_of_pairs():
+    """``np.array(pairs)`` (as a pandas user has them) was "pairs[0]: an (a, b) tuple or a pair
+    record, got ndarray", while clsp.classify takes a NumPy array of paths."""
+    import numpy as np
+
+    pairs = [(str(DATA / "03a01Wa.flac"), str(DATA / "09a01Nb.flac")), (str(DATA / "03a01Wa.flac"), "a calm voice")]
+    as_tuples = [r.value.score for r in clsp.compare("tiny-random", pairs)]
+    as_rows = list(clsp.compare("tiny-random", np.array(pairs)))
+    assert [r.value.score for r in as_rows] == as_tuples
+    assert [type(r.value.to_dict()["b"]) for r in as_rows] == [str, str]
