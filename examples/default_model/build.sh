@@ -37,6 +37,8 @@
 #   GENDER_FRONT_END  (speaker recipe) what the exported model's gender head hears: trimmed (default:
 #               each clip's speech only; the trained layers still hear the whole clip's d-vectors)
 #               or raw (the whole clip, as in training)
+#   MAX_PAUSE_S  (speaker recipe) seconds each pause inside the speech is cut to before the exported
+#               model hears a clip (default 0.4; none: pauses as they are; training hears them as they are)
 #   EXP (run folder, default BUILD_DIR/exp), INSTALL=1 to copy the result into clsp/default_model.
 set -euo pipefail
 
@@ -160,21 +162,33 @@ else
   say "7/9 the trained logit scale is kept (CALIBRATE=1 fits it on EmoDB training speakers)"
   rm -rf "$EXP/model" && cp -r "$EXP/trained" "$EXP/model"
 fi
+# set_exported KEY JSON_VALUE: one speech_encoder setting of the exported model's config.json
+set_exported() {
+  python - "$EXP/model/config.json" "$1" "$2" <<'PY'
+import json, sys
+path, key, value = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+config["model"]["speech_encoder"][key] = value
+with open(path, "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2)
+PY
+}
 if [ "$RECIPE" = speaker ] && [ "${GENDER_FRONT_END:-trimmed}" != raw ]; then
   # Trained with the gender head hearing each whole clip; the exported model's head hears the
   # clip's speech only (speech_encoder.gender_front_end), so silence or a noise floor around the
   # speech does not move a clip's gender, while the trained layers hear the d-vectors as in
   # training (docs/default-model.md, "Runs and seeds"). GENDER_FRONT_END=raw keeps the whole clip.
   say "7/9 the exported model's gender head hears each clip's speech only (gender_front_end=${GENDER_FRONT_END:-trimmed})"
-  python - "$EXP/model/config.json" "${GENDER_FRONT_END:-trimmed}" <<'PY'
-import json, sys
-path, front_end = sys.argv[1], sys.argv[2]
-with open(path, encoding="utf-8") as f:
-    config = json.load(f)
-config["model"]["speech_encoder"]["gender_front_end"] = front_end
-with open(path, "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=2)
-PY
+  set_exported gender_front_end "\"${GENDER_FRONT_END:-trimmed}\""
+fi
+if [ "$RECIPE" = speaker ] && [ "${MAX_PAUSE_S:-0.4}" != none ]; then
+  # The training speech holds few pauses over half a second, and the trained heads read a longer
+  # hesitation inside a clip as another voice (a 1.5 s pause: cosine about 0.1 to the clip without
+  # it); the exported model hears each pause inside the speech cut to MAX_PAUSE_S seconds
+  # (speech_encoder.max_pause_s, clsp.audio.shorten_pauses). MAX_PAUSE_S=none keeps them.
+  say "7/9 the exported model hears pauses cut to ${MAX_PAUSE_S:-0.4} s (max_pause_s)"
+  set_exported max_pause_s "${MAX_PAUSE_S:-0.4}"
 fi
 
 say "8/9 evaluation on held-out synthetic voices and EmoDB speakers"
