@@ -409,12 +409,17 @@ def load_audio(
     signal: MP3 encoder/decoder delay and padding are removed (``clsp.mp3gapless``).
     ``channel``: None averages all channels; an index (0 = first) keeps that channel alone;
     a list of indices averages those (a record's ``channel`` field, as in a Lhotse cut).
-    Raises ``ConfigError`` for a ``sample_rate`` that is not a positive whole number, ``AudioError`` naming the file and the reason for anything unusable (missing,
+    Raises ``TypeError`` for a ``path`` that is no str or path (bytes of audio data: the message
+    says how to embed them), ``ConfigError`` for a ``sample_rate`` that is not a positive whole number, ``AudioError`` naming the file and the reason for anything unusable (missing,
     a symbolic link loop, a URL, not a regular file (a device, a FIFO), empty, undecodable,
     no samples, NaN/Inf, float samples past ``PEAK_LIMIT`` (2.0, twice full scale), a channel
     the file does not have).
     """
     check_sample_rate(sample_rate, "load_audio")
+    if not isinstance(path, (str, os.PathLike)):
+        hint = (": audio held in memory is decoded with soundfile.read(io.BytesIO(data)), its samples then "
+                "embedded with model.encode_audio" if isinstance(path, (bytes, bytearray, memoryview)) else "")
+        raise TypeError(f"load_audio: path must be a file path (str or os.PathLike), got {type(path).__name__}{hint}")
     p = _local_path(path)
     sr, s, e, offset, channels, promised = _segment(p, start, end, channel)
     mono = _read_mono(p, s + offset, e + offset, channels, promised)

@@ -186,3 +186,14 @@ def test_encode_audio_resamples_waveforms_of_another_rate(tiny):
             tiny.encode_audio(at16[None], [at16.numel()], sample_rate=bad)
     with pytest.raises(ConfigError, match="load_audio: sample_rate must be a positive whole number"):
         clsp.load_audio(clip, sample_rate=0)
+
+
+@pytest.mark.parametrize(("given", "says"), [(b"RIFF....WAVE", "got bytes: audio held in memory is decoded with soundfile"),
+                                             (3, "got int$"), (None, "got NoneType$")])
+def test_load_audio_names_a_path_of_the_wrong_type(given, says):
+    """load_audio(b"...") raised pathlib's "argument should be a str object or an os.PathLike
+    object returning str", naming neither the function nor what to do with audio bytes."""
+    from clsp.audio import load_audio
+
+    with pytest.raises(TypeError, match=f"load_audio: path must be a file path .*{says}"):
+        load_audio(given)
