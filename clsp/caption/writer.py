@@ -288,6 +288,11 @@ def finegrained_caption(voice: Voice, rng: random.Random) -> str:
         last = segs[-1]
         change = _segment_phrase(last, segs[-2], voice)
         ending = SLOPE.get(last.get("slope_label")) if not voice.whispered else None
+        # "her pitch drops ... and she ends with a rising intonation" reads as a contradiction
+        # (a lower part can end on a rise): the ending contour only where it agrees
+        step = _pitch_change(last, segs[-2], voice)
+        if step is not None and last.get("slope_label") == ("rising" if step < 0 else "falling"):
+            ending = None
         tail = f"and {he} ends with {ending}" if ending else f"and {he} finishes the utterance"
         if change:
             tail = f"towards the close {_join(change)}, " + tail
