@@ -25,7 +25,6 @@ Audio clips given directly get ``{"id": PATH AS GIVEN, "audio": ABSOLUTE PATH}``
 from __future__ import annotations
 
 import errno
-import glob
 import os
 import re
 import stat
@@ -40,12 +39,12 @@ from clsp.sniff import node_problem, url_problem  # noqa: F401  (re-exported)
 from clsp.sniff import (  # noqa: F401  (re-exported: the tests of what a file holds)
     NPY_MAGIC, RECORDS_EXPECTED, SNIFF_BYTES, audio_signature, looks_like_text, refuse_binary_stream,
 )
-from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS: re-exported)
-    AUDIO_EXTENSIONS, compression_of, decompressed_head, is_stream_node, open_binary_input, peek_bytes,
-    refuse_compressed_content, refuse_wide_text,
+from clsp.streams import (  # noqa: F401  (AUDIO_EXTENSIONS, GLOB_CHARS: re-exported)
+    AUDIO_EXTENSIONS, GLOB_CHARS, compression_of, decompressed_head, expand_path, is_stream_node, open_binary_input,
+    peek_bytes, refuse_compressed_content, refuse_wide_text,
 )
 
-GLOB_CHARS = ("*", "?", "[")
+
 @dataclass(frozen=True)
 class Source:
     """One input: ``kind`` "manifest" (a file or ``-``), "audio" (one clip) or "shar" (a Lhotse
@@ -110,38 +109,10 @@ def _named_audio(path: str) -> bool:
     return path.lower().endswith(AUDIO_EXTENSIONS) and not is_stream_node(path)
 
 
-def _audio_files_below(folder: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(AUDIO_EXTENSIONS))
-    return found
-
-
 def is_shar(folder: str) -> bool:
     """Whether a folder is a Lhotse Shar export (it holds ``cuts.000000.jsonl[.gz]``)."""
     return os.path.isdir(folder) and any(os.path.exists(os.path.join(folder, f"cuts.000000.{ext}"))
                                          for ext in ("jsonl", "jsonl.gz"))
-
-
-def expand_path(arg: str) -> list[str]:
-    """The files an argument names: itself, the audio files below a folder (sorted, as
-    ``os.walk`` finds them), or glob matches (``**`` recursive). ``ConfigError`` for a folder
-    without audio files and for a pattern that matches nothing."""
-    if os.path.isdir(arg):
-        files = _audio_files_below(arg)
-        if not files:
-            raise ConfigError(f"{arg}: folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-        return files
-    if os.path.lexists(arg) or not any(c in arg for c in GLOB_CHARS):
-        return [arg]
-    matches = sorted(glob.glob(arg, recursive=True))
-    if not matches:
-        raise ConfigError(f"{arg}: no such file, and no files match it as a pattern")
-    out: list[str] = []
-    for m in matches:
-        out.extend(_audio_files_below(m) if os.path.isdir(m) else [m])
-    return out
 
 
 def plan_sources(args: Sequence[str], modality: str = "audio") -> list[Source]:

@@ -28,7 +28,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 from clsp.errors import ClspError, ConfigError, InputError
 from clsp.sniff import refuse_binary_stream
-from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME, absolute_path, is_stream_node
+from clsp.streams import AUDIO_EXTENSIONS, CUT_SOURCE_NAME, absolute_path, expand_path, is_stream_node
 from clsp.streams import (  # noqa: F401  (re-exported: the record reader's stream helpers)
     TruncatedInputError,
     input_name,
@@ -591,7 +591,7 @@ def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> It
     ready ``Item`` s, in order.
 
     A path that names a folder stands for the audio files below it, and a glob pattern that
-    names no file for the files it matches, as on the command line (``clsp.inputs.expand_path``;
+    names no file for the files it matches, as on the command line (``clsp.streams.expand_path``;
     ``ConfigError`` for a folder without audio and a pattern that matches nothing).
     Relative audio paths resolve against ``base`` (default: the working directory). Ids
     default to the path as given, else the position. ``TypeError`` for one string or path
@@ -603,8 +603,6 @@ def as_items(inputs: Iterable[Any], base: str | os.PathLike | None = None) -> It
 
 def _expanded(inputs: Iterable[Any], root: Path) -> Iterator[tuple[int, Any]]:
     """``(position given, value)`` with each folder or pattern path replaced by the files it names."""
-    from clsp.inputs import expand_path
-
     for n, value in enumerate(inputs):
         if isinstance(value, (str, os.PathLike)) and os.fspath(value):
             given, full = os.fspath(value), resolve_path(value, root)

@@ -10,6 +10,7 @@ the complete lines before the cut; the torn last line is never returned.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
@@ -258,6 +259,38 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".
                     ".webm", ".wma")  # a file named so is one audio clip (clsp.inputs)
 CUT_SOURCE_NAME = re.compile(r"^(mix|memory|shar|command|url):|^padding$")  # how clsp names cut audio that is no file
 DECOMPRESS_COMMANDS = {"gzip": "gzip -dc", "zstd": "zstd -dc", "xz": "xz -dc", "bzip2": "bzip2 -dc"}
+
+
+GLOB_CHARS = ("*", "?", "[")
+
+
+def _audio_files_below(folder: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(AUDIO_EXTENSIONS))
+    return found
+
+
+def expand_path(arg: str) -> list[str]:
+    """The files an argument names: itself, the audio files below a folder (sorted, as
+    ``os.walk`` finds them), or glob matches (``**`` recursive). ``ConfigError`` for a folder
+    without audio files and for a pattern that matches nothing."""
+    if os.path.isdir(arg):
+        files = _audio_files_below(arg)
+        if not files:
+            raise ConfigError(f"{arg}: folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        return files
+    if os.path.lexists(arg) or not any(c in arg for c in GLOB_CHARS):
+        return [arg]
+    matches = sorted(glob.glob(arg, recursive=True))
+    if not matches:
+        raise ConfigError(f"{arg}: no such file, and no files match it as a pattern")
+    out: list[str] = []
+    for m in matches:
+        out.extend(_audio_files_below(m) if os.path.isdir(m) else [m])
+    return out
+
 
 
 def refuse_wide_text(head: bytes, name: str, compression: str | None = None) -> None:
