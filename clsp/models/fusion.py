@@ -225,7 +225,7 @@ class SpeakerFusionEncoder(nn.Module):
         same numbers as without it."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             raw, raw_lengths = self._paused(waveforms.float(), lengths)
-            waveforms, lengths = self._heard(raw, lengths)
+            waveforms, lengths = self._heard(raw, raw_lengths)
             parts = []
             if self.speakers:
                 parts = self._dvectors((raw, raw_lengths), (waveforms, lengths))
