@@ -255,10 +255,12 @@ def frame_centres_s(n_frames: int, config: AcousticConfig) -> np.ndarray:
     return np.arange(n_frames) * config.pitch.hop_s + config.pitch.window_s / 2.0
 
 
-def segment_count(first: int, last: int, config: AcousticConfig) -> int:
-    """How many segments [first, last) frames are cut into: at most ``segments``, each >= ``min_segment_s``."""
-    span_s = (last - first) * config.pitch.hop_s
-    return int(max(1, min(config.segments, span_s // config.min_segment_s)))
+def segment_count(first: int, last: int, config: AcousticConfig, active: np.ndarray | None = None) -> int:
+    """How many segments [first, last) frames are cut into: at most ``segments``, each holding
+    >= ``min_segment_s`` of speech (the ``active`` frames in the span; all of them without it),
+    so a long pause does not make parts of under a second of speech."""
+    frames = (last - first) if active is None else int(active[first:last].sum())
+    return int(max(1, min(config.segments, frames * config.pitch.hop_s // config.min_segment_s)))
 
 
 def speech_region(x: np.ndarray, config: AcousticConfig = AcousticConfig(), active: np.ndarray | None = None) -> np.ndarray:
@@ -321,7 +323,7 @@ def measure(wave, config: AcousticConfig = AcousticConfig(), source_rate: int | 
     overall["alpha_ratio_db"] = alpha_ratio(x, voiced, config)
     overall.update(praat.voice_quality(region, sr))
     overall["loudness_lufs"] = integrated_loudness(region, sr)
-    cuts = segment_bounds(active, first, last, segment_count(first, last, config), config.pitch.hop_s)
+    cuts = segment_bounds(active, first, last, segment_count(first, last, config, active), config.pitch.hop_s)
     segments = [_span_stats(levels, f0, active, nuclei, lo, hi, config, measurable)
                 for lo, hi in zip(cuts[:-1], cuts[1:])]
     return Measurements(duration_s=len(x) / sr, overall=overall, segments=segments)

@@ -89,8 +89,10 @@ def test_pauses_and_segments_follow_the_signal():
     assert m.segments[0]["end_s"] == pytest.approx(m.segments[1]["start_s"])
     # The cuts fall in the two pauses (0.5-0.9 s and 1.4-1.8 s).
     assert 0.5 <= m.segments[1]["start_s"] <= 0.9 and 1.4 <= m.segments[2]["start_s"] <= 1.8
-    # With the default of at least 1 s per segment the 2.3 s utterance gets two.
-    assert len(measure(wave).segments) == 2
+    # With the default of at least 1 s of speech per segment, the 2.3 s utterance (1.5 s of it
+    # speech) is one part; three bursts more make it three.
+    assert len(measure(wave).segments) == 1
+    assert len(measure(np.concatenate([wave, gap, wave])).segments) == 3
 
 
 def test_short_sentences_get_fewer_segments():

@@ -91,3 +91,13 @@ def test_a_last_part_never_drops_in_pitch_and_ends_rising(step, slope, ends):
         assert (f"ends with a {slope} intonation" in text) == ends, text
         if step:
             assert ("drops" if step < 0 else "rises") in text, text
+
+
+def test_a_long_pause_does_not_make_parts_of_under_a_second_of_speech(captioner):
+    """A 1.5 s pause inserted into a 2.3 s sentence made three parts of 0.79 s of speech each (the
+    span, pause included, was counted); the README promises parts of at least one second."""
+    wave = _clip("13a01Wb.flac")
+    half = len(wave) // 2
+    out = captioner.caption_waveform(np.concatenate([wave[:half], np.zeros(int(1.5 * SR)), wave[half:]]), rec_id="p")
+    segments = out["measurements"]["segments"]
+    assert len(segments) == 2 and all(seg["speech_s"] >= 1.0 for seg in segments), segments
